@@ -1,0 +1,32 @@
+GO ?= go
+GOTESTFLAGS ?= -race -count=1 -timeout 40m
+
+.PHONY: all build test demo deps deps-test vet bench compat clean
+
+all: build
+
+build:
+	$(GO) build -o bin/pgwarden ./cmd/pgwarden
+
+deps:
+	@./scripts/deps.sh
+
+deps-test:
+	@./scripts/deps.sh --test
+
+vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+test: deps-test vet
+	$(GO) test $(GOTESTFLAGS) ./...
+
+demo: deps build
+	./bin/pgwarden demo
+
+bench: deps build
+	$(GO) run ./bench
+
+clean:
+	rm -rf bin

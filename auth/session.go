@@ -1,0 +1,46 @@
+// Package auth mints and verifies web-tickets and session tokens and runs the
+// ticket service. It knows nothing of the PostgreSQL wire protocol.
+package auth
+
+import (
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Session is a verified session: who it is and until when. Its claims are
+// fixed at minting; renewal extends ExpiresAt only.
+type Session struct {
+	ID         string
+	Kind       policy.Kind
+	Tenant     string
+	ExternalID string
+	Email      string
+	Groups     []string
+	Attributes map[string][]string
+	// ConnectionRoles maps warehouse name to role; a warehouse not named gets BaseRole.
+	ConnectionRoles map[string]policy.Role
+	BaseRole        policy.Role
+	ExpiresAt       time.Time
+}
+
+// Identity returns the policy identity of the session on warehouse.
+func (s *Session) Identity(warehouse string) *policy.Identity {
+	role, ok := s.ConnectionRoles[warehouse]
+	if !ok {
+		role = s.BaseRole
+	}
+	if role == "" {
+		role = policy.RoleNoAccess
+	}
+	return &policy.Identity{
+		SessionID:  s.ID,
+		Kind:       s.Kind,
+		Tenant:     s.Tenant,
+		ExternalID: s.ExternalID,
+		Email:      s.Email,
+		Groups:     s.Groups,
+		Attributes: s.Attributes,
+		Role:       role,
+	}
+}

@@ -1,0 +1,282 @@
+// Package pgcluster starts a throwaway PostgreSQL cluster: initdb into a
+// temporary directory, a server on a free loopback port, and Stop to remove it
+// all. The test suite and `pgwarden demo` both use it. When the process runs as
+// root, the server runs as the "postgres" system user, since initdb refuses root.
+package pgcluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Options configure a cluster. The zero value is usable.
+type Options struct {
+	// Port to listen on; 0 picks a free one.
+	Port int
+	// Dir is where the data directory is created; "" means a new temporary directory
+	// that Stop removes.
+	Dir string
+	// BinDir holds initdb and postgres; "" searches /usr/lib/postgresql/*/bin and PATH.
+	BinDir string
+	// Settings are extra postgresql.conf lines (name -> value).
+	Settings map[string]string
+	// Log receives the server's log; nil discards it (it stays in the data directory).
+	LogFile string
+}
+
+// Cluster is a running throwaway server. Its superuser is "postgres" with
+// password Password, reachable over TCP on 127.0.0.1:Port with SCRAM.
+type Cluster struct {
+	Host       string
+	Port       int
+	Password   string
+	dataDir    string
+	rootDir    string
+	removeRoot bool
+	bin        string
+	cred       *syscall.Credential
+}
+
+// FindBinDir returns the directory that holds initdb and postgres, preferring
+// the newest /usr/lib/postgresql/N/bin, then PATH.
+func FindBinDir() (string, error) {
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb")
+	sort.Slice(matches, func(i, j int) bool { return versionOf(matches[i]) > versionOf(matches[j]) })
+	if len(matches) > 0 {
+		return filepath.Dir(matches[0]), nil
+	}
+	if p, err := exec.LookPath("initdb"); err == nil {
+		if _, err := exec.LookPath("postgres"); err == nil {
+			return filepath.Dir(p), nil
+		}
+	}
+	return "", errors.New("PostgreSQL server binaries (initdb, postgres) not found under /usr/lib/postgresql/*/bin or on PATH: install them with `apt-get install postgresql` (Debian/Ubuntu) or run `make deps` as root")
+}
+
+func versionOf(p string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(p))))
+	return n
+}
+
+// Start creates and starts a cluster. Stop it with Stop.
+func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+	bin := opts.BinDir
+	if bin == "" {
+		if bin, err = FindBinDir(); err != nil {
+			return nil, err
+		}
+	}
+	c = &Cluster{Host: "127.0.0.1", bin: bin, Password: randomHex(12)}
+	if os.Geteuid() == 0 {
+		if c.cred, err = postgresCredential(); err != nil {
+			return nil, err
+		}
+	}
+	c.rootDir = opts.Dir
+	if c.rootDir == "" {
+		if c.rootDir, err = os.MkdirTemp("", "pgwarden-pg-"); err != nil {
+			return nil, err
+		}
+		c.removeRoot = true
+	} else if err := os.MkdirAll(c.rootDir, 0o700); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			c.Stop()
+		}
+	}()
+	if err := c.chown(c.rootDir); err != nil {
+		return nil, err
+	}
+	c.dataDir = filepath.Join(c.rootDir, "data")
+	pwfile := filepath.Join(c.rootDir, "pwfile")
+	if err := os.WriteFile(pwfile, []byte(c.Password+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	if err := c.chown(pwfile); err != nil {
+		return nil, err
+	}
+	if out, err := c.command(ctx, "initdb", "-D", c.dataDir, "-U", "postgres", "--pwfile", pwfile,
+		"-A", "scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C", "--no-sync").CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("initdb: %w: %s", err, strings.TrimSpace(string(out)))
+	}
+	os.Remove(pwfile)
+
+	settings := map[string]string{
+		"listen_addresses":        "'127.0.0.1'",
+		"unix_socket_directories": "''",
+		"fsync":                   "off",
+		"synchronous_commit":      "off",
+		"full_page_writes":        "off",
+		"max_connections":         "300",
+		"shared_buffers":          "128MB",
+		"logging_collector":       "off",
+	}
+	for k, v := range opts.Settings {
+		settings[k] = v
+	}
+	var conf strings.Builder
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&conf, "%s = %s\n", k, settings[k])
+	}
+	if err := appendFile(filepath.Join(c.dataDir, "postgresql.conf"), conf.String()); err != nil {
+		return nil, err
+	}
+
+	logFile := opts.LogFile
+	if logFile == "" {
+		logFile = filepath.Join(c.rootDir, "server.log")
+	}
+	for attempt := 0; ; attempt++ {
+		c.Port = opts.Port
+		if c.Port == 0 {
+			if c.Port, err = FreePort(); err != nil {
+				return nil, err
+			}
+		}
+		out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-l", logFile, "-w", "-t", "60",
+			"-o", fmt.Sprintf("-p %d", c.Port), "start").CombinedOutput()
+		if err == nil {
+			break
+		}
+		// Another process may have taken the port between FreePort and the bind.
+		if opts.Port != 0 || attempt >= 4 {
+			log, _ := os.ReadFile(logFile)
+			return nil, fmt.Errorf("pg_ctl start: %w: %s\n%s", err, strings.TrimSpace(string(out)), tail(string(log), 2000))
+		}
+	}
+	return c, nil
+}
+
+// DSN returns a connection URL for database db as the superuser.
+func (c *Cluster) DSN(db string) string {
+	return c.UserDSN(db, "postgres", c.Password)
+}
+
+// UserDSN returns a connection URL for database db as user with password.
+func (c *Cluster) UserDSN(db, user, password string) string {
+	u := url.URL{Scheme: "postgres", Host: net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), Path: "/" + db,
+		User: url.UserPassword(user, password), RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// DataDir returns the cluster's data directory.
+func (c *Cluster) DataDir() string { return c.dataDir }
+
+// Stop shuts the server down immediately and removes what Start created.
+func (c *Cluster) Stop() error {
+	var err error
+	if c.dataDir != "" {
+		if _, statErr := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); statErr == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			if out, e := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop").CombinedOutput(); e != nil {
+				err = fmt.Errorf("pg_ctl stop: %w: %s", e, strings.TrimSpace(string(out)))
+			}
+		}
+	}
+	if c.removeRoot && c.rootDir != "" {
+		if e := os.RemoveAll(c.rootDir); e != nil && err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// Restart stops the server (immediate mode) and starts it again on the same port.
+func (c *Cluster) Restart(ctx context.Context) error {
+	if out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	}
+	if out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-l", filepath.Join(c.rootDir, "server.log"), "-w", "-t", "60",
+		"-o", fmt.Sprintf("-p %d", c.Port), "start").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
+	}
+	return nil
+}
+
+func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
+	cmd.Env = append(os.Environ(), "LC_ALL=C")
+	cmd.Dir = "/"
+	if c.cred != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	}
+	// pg_ctl leaves the server running after it returns; don't tie its lifetime to ctx.
+	cmd.Cancel = func() error { return cmd.Process.Kill() }
+	return cmd
+}
+
+func (c *Cluster) chown(path string) error {
+	if c.cred == nil {
+		return nil
+	}
+	return os.Chown(path, int(c.cred.Uid), int(c.cred.Gid))
+}
+
+func postgresCredential() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("running as root needs a \"postgres\" system user to run the server (apt-get install postgresql creates one): %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func appendFile(path, s string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

@@ -1,0 +1,48 @@
+// Package rewrite turns a client's SQL into SQL that can only read what the
+// session's policy allows. It is a pure function of (statement text, identity,
+// policy, catalog): no network, no logger.
+package rewrite
+
+// Kind classifies a statement for the proxy, which may need to act on it
+// (track settings for pooling, handle transaction control, ...).
+type Kind int
+
+const (
+	KindQuery       Kind = iota // SELECT, VALUES, TABLE, WITH ... (returns rows)
+	KindExplain                 // EXPLAIN without ANALYZE
+	KindShow                    // SHOW name
+	KindSet                     // SET / RESET of an allow-listed setting
+	KindTransaction             // BEGIN, COMMIT, ROLLBACK, SAVEPOINT, RELEASE, ...
+	KindPrepare                 // PREPARE name AS ...
+	KindExecute                 // EXECUTE name
+	KindDeallocate              // DEALLOCATE name | ALL
+	KindCursor                  // DECLARE, FETCH, MOVE, CLOSE
+	KindDiscard                 // DISCARD ALL
+	KindEmpty                   // an empty statement (only comments or semicolons)
+)
+
+// Statement is one rewritten statement of a (possibly multi-statement) string.
+type Statement struct {
+	// SQL is the deparsed, rewritten statement: what runs on the warehouse.
+	SQL  string
+	Kind Kind
+	// Relations lists the schema-qualified relations the statement reads.
+	Relations []string
+	// SetName and SetValue describe a KindSet statement (SetValue is "" for RESET);
+	// SetLocal is true for SET LOCAL.
+	SetName  string
+	SetValue string
+	SetLocal bool
+}
+
+// Result is what a rewrite returns. The proxy decides what to send; it always
+// sends SQL, never the client's original text.
+type Result struct {
+	// SQL is all statements joined with "; ", ready to send as one simple Query.
+	SQL        string
+	Statements []Statement
+	// Fingerprint identifies the original statement shape for logs (pg_query fingerprint, hex).
+	Fingerprint string
+	// Cacheable reports whether the result was (or may be) cached.
+	Cacheable bool
+}
