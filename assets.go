@@ -1,0 +1,13 @@
+// Package pgwarden holds the files that the pgwarden binary embeds: the demo
+// dataset under testdata/demo. The code lives in the subpackages; see README.md.
+package pgwarden
+
+import _ "embed"
+
+// DemoSchema and DemoData create and fill the demo's multi-tenant schema.
+var (
+	//go:embed testdata/demo/schema.sql
+	DemoSchema string
+	//go:embed testdata/demo/data.sql
+	DemoData string
+)

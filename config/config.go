@@ -1,0 +1,350 @@
+// Package config is pgwarden's configuration file: one YAML document that the
+// serve, demo, ticket and explain commands share. It is plain data with
+// defaults applied in one place (applyDefaults) and Validate run once before
+// anything listens. Relative paths are resolved against the file's directory.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// File is the whole configuration.
+type File struct {
+	Proxy      Proxy                `yaml:"proxy"`
+	Warehouses map[string]Warehouse `yaml:"warehouses"`
+	Auth       Auth                 `yaml:"auth"`
+	Metrics    Metrics              `yaml:"metrics"`
+	Audit      Audit                `yaml:"audit"`
+	Log        Log                  `yaml:"log"`
+
+	// Path is the file this was loaded from ("" when built in code).
+	Path string `yaml:"-"`
+}
+
+// Proxy configures the PostgreSQL listener.
+type Proxy struct {
+	Listen                string        `yaml:"listen"`
+	TLSCertFile           string        `yaml:"tls_cert_file"`
+	TLSKeyFile            string        `yaml:"tls_key_file"`
+	AllowInsecurePassword bool          `yaml:"allow_insecure_password"`
+	MaxMessageBytes       int           `yaml:"max_message_bytes"`
+	IdleTimeout           time.Duration `yaml:"idle_timeout"`
+	StatementTimeout      time.Duration `yaml:"statement_timeout"`
+	MaxClientConns        int           `yaml:"max_client_conns"`
+	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
+	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+	RewriteCacheBytes     int64         `yaml:"rewrite_cache_bytes"`
+}
+
+// Warehouse is one upstream database, selected by the client's database name.
+type Warehouse struct {
+	// DSN of the least-privilege service account, e.g.
+	// postgres://pgwarden_svc:secret@db:5432/analytics?sslmode=require.
+	DSN string `yaml:"dsn"`
+	// Policy is the policy file for this warehouse.
+	Policy string `yaml:"policy"`
+}
+
+// Auth configures the ticket service and token verification.
+type Auth struct {
+	// Listen is the ticket service's HTTP address; "" runs no ticket service
+	// (the proxy still verifies tokens and redeems tickets through the store).
+	Listen             string        `yaml:"listen"`
+	Issuer             string        `yaml:"issuer"`
+	SigningKeyFile     string        `yaml:"signing_key_file"`
+	VerifyKeyFiles     []string      `yaml:"verify_key_files"`
+	TicketTTL          time.Duration `yaml:"ticket_ttl"`
+	SessionTTL         time.Duration `yaml:"session_ttl"`
+	SessionMaxLifetime time.Duration `yaml:"session_max_lifetime"`
+	Leeway             time.Duration `yaml:"leeway"`
+	StoreDSN           string        `yaml:"store_dsn"`
+	StoreSchema        string        `yaml:"store_schema"`
+	APIKeys            []APIKey      `yaml:"api_keys"`
+	CORSOrigins        []string      `yaml:"cors_origins"`
+	BaseRole           string        `yaml:"base_role"`
+	// Connect is what POST /v1/sessions tells clients to connect to.
+	Connect Connect `yaml:"connect"`
+}
+
+// APIKey is a named host-application key, stored as the SHA-256 hex of the key.
+type APIKey struct {
+	Name          string  `yaml:"name"`
+	SHA256        string  `yaml:"sha256"`
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
+}
+
+// Connect is the proxy address handed to clients.
+type Connect struct {
+	Host     string `yaml:"host"`
+	Port     int    `yaml:"port"`
+	Database string `yaml:"database"`
+}
+
+// Metrics configures the HTTP listener for /metrics, /healthz and /readyz.
+type Metrics struct {
+	Listen string `yaml:"listen"`
+}
+
+// Audit configures the audit log.
+type Audit struct {
+	// Path is a file to append JSON lines to, "-" for stdout, "" for none.
+	Path       string `yaml:"path"`
+	IncludeSQL bool   `yaml:"include_sql"`
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"` // json or console
+}
+
+// Load reads, defaults and validates a configuration file.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(data, path)
+}
+
+// Parse decodes a configuration document; path names it in errors and anchors
+// relative paths.
+func Parse(data []byte, path string) (*File, error) {
+	var f File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty document is all defaults (Decode returns io.EOF).
+	if err := dec.Decode(&f); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.Path = path
+	f.applyDefaults()
+	f.resolvePaths(filepath.Dir(path))
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func (f *File) applyDefaults() {
+	p := &f.Proxy
+	if p.Listen == "" {
+		p.Listen = "127.0.0.1:6432"
+	}
+	if p.MaxMessageBytes == 0 {
+		p.MaxMessageBytes = 16 << 20
+	}
+	if p.IdleTimeout == 0 {
+		p.IdleTimeout = time.Hour
+	}
+	if p.MaxClientConns == 0 {
+		p.MaxClientConns = 1000
+	}
+	if p.ShutdownTimeout == 0 {
+		p.ShutdownTimeout = 30 * time.Second
+	}
+	if p.ConnectTimeout == 0 {
+		p.ConnectTimeout = 10 * time.Second
+	}
+	a := &f.Auth
+	if a.Issuer == "" {
+		a.Issuer = "pgwarden"
+	}
+	if a.TicketTTL == 0 {
+		a.TicketTTL = 60 * time.Second
+	}
+	if a.SessionTTL == 0 {
+		a.SessionTTL = time.Hour
+	}
+	if a.SessionMaxLifetime == 0 {
+		a.SessionMaxLifetime = 12 * time.Hour
+	}
+	if a.Leeway == 0 {
+		a.Leeway = 30 * time.Second
+	}
+	if a.StoreSchema == "" {
+		a.StoreSchema = "pgwarden"
+	}
+	if a.BaseRole == "" {
+		a.BaseRole = "no_access"
+	}
+	if a.Connect.Host == "" || a.Connect.Port == 0 {
+		host, port, err := net.SplitHostPort(p.Listen)
+		if err == nil {
+			if a.Connect.Host == "" {
+				a.Connect.Host = host
+			}
+			if a.Connect.Port == 0 {
+				fmt.Sscanf(port, "%d", &a.Connect.Port)
+			}
+		}
+	}
+	if a.Connect.Database == "" && len(f.Warehouses) == 1 {
+		for name := range f.Warehouses {
+			a.Connect.Database = name
+		}
+	}
+	if f.Log.Level == "" {
+		f.Log.Level = "info"
+	}
+	if f.Log.Format == "" {
+		f.Log.Format = "json"
+	}
+}
+
+func (f *File) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && *p != "-" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&f.Proxy.TLSCertFile)
+	abs(&f.Proxy.TLSKeyFile)
+	abs(&f.Auth.SigningKeyFile)
+	for i := range f.Auth.VerifyKeyFiles {
+		abs(&f.Auth.VerifyKeyFiles[i])
+	}
+	abs(&f.Audit.Path)
+	for name, w := range f.Warehouses {
+		abs(&w.Policy)
+		f.Warehouses[name] = w
+	}
+}
+
+var (
+	warehouseName = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]*$`)
+	sha256Hex     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+// Validate checks the whole file and reports every problem, each naming the
+// file and the field.
+func (f *File) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s: %s", f.Path, field, fmt.Sprintf(format, args...)))
+	}
+	checkAddr := func(field, addr string) {
+		if addr == "" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(field, "%q is not host:port", addr)
+		}
+	}
+	checkAddr("proxy.listen", f.Proxy.Listen)
+	checkAddr("auth.listen", f.Auth.Listen)
+	checkAddr("metrics.listen", f.Metrics.Listen)
+	if (f.Proxy.TLSCertFile == "") != (f.Proxy.TLSKeyFile == "") {
+		bad("proxy.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	if f.Proxy.MaxMessageBytes < 4096 {
+		bad("proxy.max_message_bytes", "%d is too small (at least 4096)", f.Proxy.MaxMessageBytes)
+	}
+	for field, d := range map[string]time.Duration{
+		"proxy.idle_timeout": f.Proxy.IdleTimeout, "proxy.statement_timeout": f.Proxy.StatementTimeout,
+		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
+		"auth.ticket_ttl": f.Auth.TicketTTL, "auth.session_ttl": f.Auth.SessionTTL,
+		"auth.session_max_lifetime": f.Auth.SessionMaxLifetime, "auth.leeway": f.Auth.Leeway,
+	} {
+		if d < 0 {
+			bad(field, "must not be negative")
+		}
+	}
+	if f.Proxy.MaxClientConns < 1 {
+		bad("proxy.max_client_conns", "must be at least 1")
+	}
+	if len(f.Warehouses) == 0 {
+		bad("warehouses", "at least one warehouse is needed")
+	}
+	names := make([]string, 0, len(f.Warehouses))
+	for name := range f.Warehouses {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		w := f.Warehouses[name]
+		field := "warehouses." + name
+		if !warehouseName.MatchString(name) {
+			bad(field, "warehouse names are what clients send as the database name: letters, digits, _ . -")
+		}
+		if w.DSN == "" {
+			bad(field+".dsn", "missing")
+		} else if _, err := url.Parse(w.DSN); err != nil && strings.Contains(w.DSN, "://") {
+			bad(field+".dsn", "not a valid URL")
+		}
+		if w.Policy == "" {
+			bad(field+".policy", "missing: every warehouse needs a policy file (default deny)")
+		}
+	}
+	a := f.Auth
+	if a.SigningKeyFile == "" && len(a.VerifyKeyFiles) == 0 {
+		bad("auth", "signing_key_file or verify_key_files is needed to verify session tokens")
+	}
+	if a.Listen != "" && a.SigningKeyFile == "" {
+		bad("auth.signing_key_file", "the ticket service (auth.listen) needs a signing key")
+	}
+	if a.StoreDSN == "" {
+		bad("auth.store_dsn", "missing: redeemed tickets and revocations live in PostgreSQL")
+	}
+	if a.TicketTTL > 10*time.Minute {
+		bad("auth.ticket_ttl", "%s is longer than the 10m cap: tickets are meant to be short-lived", a.TicketTTL)
+	}
+	if a.SessionMaxLifetime < a.SessionTTL {
+		bad("auth.session_max_lifetime", "must be at least session_ttl (%s)", a.SessionTTL)
+	}
+	switch a.BaseRole {
+	case "no_access", "viewer", "restricted_querier", "querier":
+	default:
+		bad("auth.base_role", "unknown role %q (want no_access, viewer, restricted_querier or querier)", a.BaseRole)
+	}
+	seen := map[string]bool{}
+	for i, k := range a.APIKeys {
+		field := fmt.Sprintf("auth.api_keys[%d]", i)
+		if k.Name == "" {
+			bad(field+".name", "missing")
+		} else if seen[k.Name] {
+			bad(field+".name", "duplicate name %q", k.Name)
+		}
+		seen[k.Name] = true
+		if !sha256Hex.MatchString(k.SHA256) {
+			bad(field+".sha256", "must be the lowercase hex SHA-256 of the key (64 characters); `pgwarden keygen --api-key` prints one")
+		}
+		if k.RatePerSecond < 0 || k.Burst < 0 {
+			bad(field, "rate_per_second and burst must not be negative")
+		}
+	}
+	if a.Listen != "" && len(a.APIKeys) == 0 {
+		bad("auth.api_keys", "the ticket service (auth.listen) needs at least one API key")
+	}
+	for i, o := range a.CORSOrigins {
+		u, err := url.Parse(o)
+		if err != nil || u.Scheme == "" || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad(fmt.Sprintf("auth.cors_origins[%d]", i), "%q is not an origin like https://app.example.com", o)
+		}
+	}
+	switch f.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "unknown level %q (want debug, info, warn or error)", f.Log.Level)
+	}
+	switch f.Log.Format {
+	case "json", "console":
+	default:
+		bad("log.format", "unknown format %q (want json or console)", f.Log.Format)
+	}
+	return errors.Join(errs...)
+}

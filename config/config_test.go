@@ -1,0 +1,60 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+warehouses:
+  analytics:
+    dsn: postgres://svc:pw@127.0.0.1:5432/analytics
+    policy: policy.yaml
+auth:
+  signing_key_file: keys/signing.pem
+  store_dsn: postgres://ctl:pw@127.0.0.1:5432/control
+`
+
+func TestParseDefaultsAndPaths(t *testing.T) {
+	f, err := Parse([]byte(minimal), "/etc/pgwarden/pgwarden.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Proxy.Listen != "127.0.0.1:6432" || f.Auth.TicketTTL != time.Minute || f.Auth.SessionTTL != time.Hour {
+		t.Errorf("defaults not applied: %+v %+v", f.Proxy, f.Auth)
+	}
+	if got := f.Warehouses["analytics"].Policy; got != filepath.FromSlash("/etc/pgwarden/policy.yaml") {
+		t.Errorf("policy path = %q, want it resolved against the config's directory", got)
+	}
+	if f.Auth.Connect.Host != "127.0.0.1" || f.Auth.Connect.Port != 6432 || f.Auth.Connect.Database != "analytics" {
+		t.Errorf("connect defaults = %+v", f.Auth.Connect)
+	}
+}
+
+func TestValidateErrors(t *testing.T) {
+	tests := []struct {
+		name, doc, want string
+	}{
+		{"unknown field", minimal + "\nproxy: {listn: x}\n", "field listn not found"},
+		{"no warehouses", "auth: {signing_key_file: k, store_dsn: x}\n", "c.yaml: warehouses: at least one warehouse is needed"},
+		{"no policy", "warehouses: {w: {dsn: postgres://x}}\nauth: {signing_key_file: k, store_dsn: x}\n",
+			"c.yaml: warehouses.w.policy: missing: every warehouse needs a policy file (default deny)"},
+		{"long ticket", minimal + "  ticket_ttl: 1h\n", "c.yaml: auth.ticket_ttl: 1h0m0s is longer than the 10m cap"},
+		{"bad api key hash", minimal + "  api_keys: [{name: app, sha256: abc}]\n", "c.yaml: auth.api_keys[0].sha256: must be the lowercase hex SHA-256"},
+		{"service without key", minimal + "  listen: 127.0.0.1:8080\n", "c.yaml: auth.api_keys: the ticket service (auth.listen) needs at least one API key"},
+		{"bad origin", minimal + "  cors_origins: [app.example.com]\n", `c.yaml: auth.cors_origins[0]: "app.example.com" is not an origin`},
+		{"bad role", minimal + "  base_role: admin\n", `c.yaml: auth.base_role: unknown role "admin"`},
+		{"bad listen", minimal + "proxy: {listen: nope}\n", `c.yaml: proxy.listen: "nope" is not host:port`},
+		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.doc), "c.yaml")
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error = %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
