@@ -67,6 +67,7 @@ type e2eOptions struct {
 	Rounds   int
 	Work     string
 	Log      io.Writer
+	NoWarmup bool
 }
 
 // runE2E runs every workload × protocol × clients case against every target,
@@ -80,6 +81,9 @@ func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*w
 	// Warm caches, pools and connection paths once per target, workload and
 	// protocol, at the largest client count.
 	for _, w := range workloads {
+		if o.NoWarmup {
+			break
+		}
 		for _, proto := range w.Protocols {
 			for _, t := range targets {
 				s := runCase(ctx, o, t, w, proto, w.Clients[len(w.Clients)-1], time.Second)

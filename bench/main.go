@@ -45,6 +45,7 @@ type options struct {
 	Benchtime      string
 	TicketWorkers  int
 	Keep           bool
+	NoWarmup       bool
 }
 
 func main() {
@@ -58,8 +59,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	fs.BoolVar(&o.Quick, "quick", false, "smoke run: 1s per pgbench run, one round, scale 1, 100 idle connections, one go test -bench pass")
-	fs.DurationVar(&o.Duration, "duration", 4*time.Second, "length of each pgbench run (whole seconds) and ticket round")
+	fs.BoolVar(&o.Quick, "quick", false, "smoke run: 1s per pgbench run, one round, no warm-up, simple and prepared only, scale 1, 100 idle connections, one short go test -bench pass")
+	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each pgbench run (whole seconds) and ticket round")
 	fs.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds (each runs every case on every target)")
 	fs.StringVar(&o.Out, "out", "bench", "directory for RESULTS.md and throughput.png (raw data goes to OUT/out/)")
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
@@ -75,6 +76,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.StringVar(&o.Benchtime, "benchtime", "200ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
+	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
 	if err := fs.Parse(args); err != nil {
 		return nil, "", err
 	}
@@ -86,8 +88,10 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 			"rounds":      func() { o.Rounds = 1 },
 			"scale":       func() { o.Scale = 1 },
 			"conns":       func() { *conns = "100" },
+			"no-warmup":   func() { o.NoWarmup = true },
 			"bench-count": func() { o.BenchCount = 1 },
 			"benchtime":   func() { o.Benchtime = "20ms" },
+			"protocols":   func() { *protocols = "simple,prepared" },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -403,7 +407,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			Script: func(t *target, tenant string) (string, error) { return c.dashboardScript(tenant, !t.Filters) }})
 	}
 	fmt.Fprintf(log, "end to end: %d targets, %d rounds of %s runs …\n", len(targets), o.Rounds, o.Duration)
-	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log}, targets, workloads)
+	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log, NoWarmup: o.NoWarmup}, targets, workloads)
 	return nil
 }
 

@@ -47,10 +47,11 @@ func runPgbench(ctx context.Context, r pgbenchRun) (pgbenchResult, error) {
 	if secs < 1 {
 		secs = 1
 	}
-	// pgbench's -T clock includes connecting, which takes over a second for 64
-	// clients on two cores; give it that time on top so the measured window
-	// stays about r.Duration ("tps … without initial connection time").
-	secs += r.Clients / 32
+	// pgbench's -T clock includes connecting (SCRAM and a backend fork per
+	// client), which takes one to four seconds for 64 clients on two busy
+	// cores; give it that time on top so that the measured window stays about
+	// r.Duration (pgbench reports "tps … without initial connection time").
+	secs += r.Clients / 16
 	threads := min(2, r.Clients)
 	logDir, err := os.MkdirTemp(r.LogDir, "pgbench-")
 	if err != nil {
@@ -72,6 +73,9 @@ func runPgbench(ctx context.Context, r pgbenchRun) (pgbenchResult, error) {
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
 	sum, parseErr := parsePgbenchSummary(bytes.NewReader(stdout.Bytes()))
+	if parseErr != nil && runErr == nil && sum.Processed == 0 {
+		return pgbenchResult{}, fmt.Errorf("pgbench: no transaction completed in %ds: clients were still connecting", secs)
+	}
 	if runErr != nil || parseErr != nil {
 		err := runErr
 		if err == nil {
