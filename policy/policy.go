@@ -246,7 +246,7 @@ func Parse(data []byte, filename string) (*Policy, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %s", filename, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil, yamlError(filename, err)
 	}
 	sum := sha256.Sum256(data)
 	p := &Policy{
@@ -616,4 +616,23 @@ func nodeName(n *pg_query.Node) string {
 	s := fmt.Sprintf("%T", n.Node)
 	s = strings.TrimPrefix(s, "*pg_query.Node_")
 	return strings.TrimSuffix(s, "_")
+}
+
+// yamlError names the file and line of a YAML error and words unknown
+// fields plainly (the decoder names internal Go types).
+func yamlError(filename string, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return fmt.Errorf("%s: %s", filename, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	msgs := make([]string, len(te.Errors))
+	for i, m := range te.Errors {
+		if before, after, ok := strings.Cut(m, ": field "); ok {
+			if field, _, ok := strings.Cut(after, " not found in type"); ok {
+				m = fmt.Sprintf("%s: unknown field %q", before, field)
+			}
+		}
+		msgs[i] = fmt.Sprintf("%s: %s", filename, m)
+	}
+	return errors.New(strings.Join(msgs, "\n"))
 }

@@ -156,7 +156,6 @@ func TestGolden(t *testing.T) {
 	}
 }
 
-
 // demoDB creates a demo database and returns a connection as a read-only role.
 func demoDB(t *testing.T) *pgx.Conn {
 	t.Helper()

@@ -24,15 +24,15 @@ var settableSettings = map[string]bool{
 	"application_name": true, "client_encoding": true, "client_min_messages": true, "statement_timeout": true,
 	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "standard_conforming_strings": true,
 	"bytea_output": true, "lc_monetary": true, "lc_numeric": true, "lc_time": true, "xmloption": true,
-	"default_transaction_isolation": true, "transaction_isolation": true, "default_transaction_read_only": true,
-	"transaction_read_only": true, "timezone_abbreviations": true, "escape_string_warning": true,
+	"default_transaction_isolation": true, "transaction_isolation": true, "timezone_abbreviations": true, "escape_string_warning": true,
 }
 
 // showableSettings may be read with SHOW and current_setting.
 var showableSettings = map[string]bool{
 	"server_version": true, "server_version_num": true, "server_encoding": true, "integer_datetimes": true,
 	"max_identifier_length": true, "lc_collate": true, "lc_ctype": true, "transaction isolation level": true,
-	"block_size": true, "max_index_keys": true, "in_hot_standby": true,
+	"block_size": true, "max_index_keys": true, "in_hot_standby": true, "transaction_read_only": true,
+	"default_transaction_read_only": true,
 }
 
 func settingShowable(name string) bool {
