@@ -210,3 +210,5 @@ func TestOversizeResultRejected(t *testing.T) {
 	got := readN(t, fe, 2)
 	wantSeq(t, got, "RowDescription", "Error(54000)")
 }
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
