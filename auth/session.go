@@ -22,6 +22,10 @@ type Session struct {
 	ConnectionRoles map[string]policy.Role
 	BaseRole        policy.Role
 	ExpiresAt       time.Time
+	// MaxExpiresAt is the absolute end of the session: renewals stop there.
+	MaxExpiresAt time.Time
+	// APIKeyName names the API key that minted the ticket (for audit logs).
+	APIKeyName string
 }
 
 // Identity returns the policy identity of the session on warehouse.

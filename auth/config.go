@@ -1,0 +1,213 @@
+package auth
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Limits and defaults. A ticket is a bearer secret in a browser, so its
+// lifetime is capped no matter what the configuration says.
+const (
+	DefaultIssuer             = "pgwarden"
+	DefaultTicketTTL          = 60 * time.Second
+	MaxTicketTTL              = 10 * time.Minute
+	DefaultSessionTTL         = time.Hour
+	DefaultSessionMaxLifetime = 12 * time.Hour
+	DefaultLeeway             = 30 * time.Second
+	MaxLeeway                 = 5 * time.Minute
+	DefaultSchema             = "pgwarden"
+	DefaultConnectPort        = 5432
+	DefaultResyncInterval     = 30 * time.Second
+	DefaultPurgeInterval      = 10 * time.Minute
+	DefaultMaxBodyBytes       = 64 << 10
+)
+
+// Audiences keep tickets and session tokens apart: a ticket can never be used
+// as a session token and vice versa.
+const (
+	AudienceTicket  = "pgwarden-ticket"
+	AudienceSession = "pgwarden-session"
+)
+
+// Config configures the ticket service and the verifier. The zero value of a
+// field means its default; WithDefaults applies them all in one place.
+type Config struct {
+	// Issuer is the iss claim minted and required.
+	Issuer string `yaml:"issuer"`
+	// TicketTTL is how long a web-ticket lives (default 60s, at most 10m).
+	TicketTTL time.Duration `yaml:"ticket_ttl"`
+	// SessionTTL is how long a session token lives before it must be renewed.
+	SessionTTL time.Duration `yaml:"session_ttl"`
+	// SessionMaxLifetime bounds renewals, counted from the first minting.
+	SessionMaxLifetime time.Duration `yaml:"session_max_lifetime"`
+	// Leeway tolerates clock skew on exp, nbf and iat (default 30s).
+	Leeway time.Duration `yaml:"leeway"`
+	// SigningKeyFile is the PKCS#8 PEM Ed25519 private key that signs tokens.
+	// Needed by the service, not by a proxy that only verifies.
+	SigningKeyFile string `yaml:"signing_key_file"`
+	// VerifyKeyFiles are PKIX PEM public keys still accepted (key rotation).
+	VerifyKeyFiles []string `yaml:"verify_key_files"`
+	// APIKeys are the host-application backends allowed to mint tickets.
+	APIKeys []APIKey `yaml:"api_keys"`
+	// CORSOrigins are the exact origins (scheme://host[:port]) of pages that
+	// embed dashboards and may exchange tickets from the browser.
+	CORSOrigins []string `yaml:"cors_origins"`
+	// StoreDSN is the PostgreSQL that holds redeemed tickets and sessions.
+	StoreDSN string `yaml:"store_dsn"`
+	// Schema is the control schema in that database (default pgwarden).
+	Schema string `yaml:"schema"`
+	// ConnectHost, ConnectPort and ConnectDatabase are returned by
+	// POST /v1/sessions so that a BI tool knows where the proxy listens.
+	ConnectHost     string `yaml:"connect_host"`
+	ConnectPort     int    `yaml:"connect_port"`
+	ConnectDatabase string `yaml:"connect_database"`
+	// BaseRole is the role on a warehouse a ticket does not name.
+	BaseRole policy.Role `yaml:"base_role"`
+	// ResyncInterval is how often a verifier re-reads all revocations, in
+	// case a notification was lost.
+	ResyncInterval time.Duration `yaml:"resync_interval"`
+	// PurgeInterval is how often expired tickets and sessions are deleted.
+	PurgeInterval time.Duration `yaml:"purge_interval"`
+	// MaxBodyBytes caps request bodies (default 64 KiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time `yaml:"-"`
+}
+
+// APIKey is one host-application credential. Only the SHA-256 of the key is
+// configured; the key itself never is.
+type APIKey struct {
+	Name string `yaml:"name"`
+	// SHA256 is the lowercase hex SHA-256 of the key (see HashAPIKey).
+	SHA256 string `yaml:"sha256"`
+	// RatePerSecond and Burst configure the key's token bucket on
+	// POST /v1/tickets; zero RatePerSecond means unlimited.
+	RatePerSecond float64 `yaml:"rate_per_second"`
+	Burst         int     `yaml:"burst"`
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	if c.Issuer == "" {
+		c.Issuer = DefaultIssuer
+	}
+	if c.TicketTTL == 0 {
+		c.TicketTTL = DefaultTicketTTL
+	}
+	if c.SessionTTL == 0 {
+		c.SessionTTL = DefaultSessionTTL
+	}
+	if c.SessionMaxLifetime == 0 {
+		c.SessionMaxLifetime = DefaultSessionMaxLifetime
+	}
+	if c.Leeway == 0 {
+		c.Leeway = DefaultLeeway
+	}
+	if c.Schema == "" {
+		c.Schema = DefaultSchema
+	}
+	if c.ConnectPort == 0 {
+		c.ConnectPort = DefaultConnectPort
+	}
+	if c.BaseRole == "" {
+		c.BaseRole = policy.RoleNoAccess
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+	if c.PurgeInterval == 0 {
+		c.PurgeInterval = DefaultPurgeInterval
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	keys := make([]APIKey, len(c.APIKeys))
+	for i, k := range c.APIKeys {
+		k.SHA256 = strings.ToLower(k.SHA256)
+		if k.RatePerSecond > 0 && k.Burst == 0 {
+			k.Burst = max(1, int(k.RatePerSecond))
+		}
+		keys[i] = k
+	}
+	c.APIKeys = keys
+	return c
+}
+
+var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
+
+// Validate reports the first invalid field of c after defaults, naming it.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("auth config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.TicketTTL < 0 || c.TicketTTL > MaxTicketTTL {
+		bad("ticket_ttl", "must be between 1s and %s", MaxTicketTTL)
+	}
+	if c.SessionTTL < time.Second {
+		bad("session_ttl", "must be at least 1s")
+	}
+	if c.SessionMaxLifetime < c.SessionTTL {
+		bad("session_max_lifetime", "must be at least session_ttl (%s)", c.SessionTTL)
+	}
+	if c.Leeway < 0 || c.Leeway > MaxLeeway {
+		bad("leeway", "must be between 0 and %s", MaxLeeway)
+	}
+	if !schemaRE.MatchString(c.Schema) {
+		bad("schema", "%q is not a plain lowercase identifier", c.Schema)
+	}
+	if c.ConnectPort < 1 || c.ConnectPort > 65535 {
+		bad("connect_port", "%d is not a TCP port", c.ConnectPort)
+	}
+	if !c.BaseRole.Valid() {
+		bad("base_role", "unknown role %q", c.BaseRole)
+	}
+	if c.ResyncInterval < 0 || c.PurgeInterval < 0 || c.MaxBodyBytes < 0 {
+		bad("resync_interval/purge_interval/max_body_bytes", "must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, k := range c.APIKeys {
+		field := fmt.Sprintf("api_keys[%d]", i)
+		switch {
+		case k.Name == "":
+			bad(field+".name", "required")
+		case seen[k.Name]:
+			bad(field+".name", "duplicate key name %q", k.Name)
+		}
+		seen[k.Name] = true
+		if b, err := hex.DecodeString(k.SHA256); err != nil || len(b) != 32 {
+			bad(field+".sha256", "must be the 64-digit hex SHA-256 of the key")
+		}
+		if k.RatePerSecond < 0 || k.Burst < 0 {
+			bad(field+".rate_per_second", "must not be negative")
+		}
+	}
+	for i, o := range c.CORSOrigins {
+		if _, err := normalizeOrigin(o); err != nil {
+			bad(fmt.Sprintf("cors_origins[%d]", i), "%v", err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// normalizeOrigin returns the canonical form of an origin as browsers send
+// it: scheme://host[:port], lowercase, no path.
+func normalizeOrigin(o string) (string, error) {
+	u, err := url.Parse(o)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("%q is not an origin like https://app.example.com", o)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}

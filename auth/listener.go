@@ -1,0 +1,82 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/zap"
+)
+
+// RevocationListener holds a dedicated connection that LISTENs for revoked
+// session ids, reconnecting with backoff until its context ends.
+type RevocationListener struct {
+	config  *pgx.ConnConfig
+	channel string
+	log     *zap.Logger
+	// OnRevoke gets each notified session id.
+	onRevoke func(sid string)
+	// OnListen runs after every successful LISTEN, first connect included:
+	// a notification sent while we were away is lost, so the caller resyncs.
+	onListen func(ctx context.Context)
+}
+
+// NewRevocationListener returns a listener on store's revocation channel.
+func NewRevocationListener(store *Store, log *zap.Logger, onRevoke func(sid string), onListen func(ctx context.Context)) (*RevocationListener, error) {
+	if store == nil || log == nil || onRevoke == nil || onListen == nil {
+		return nil, errors.New("auth: NewRevocationListener: nil dependency")
+	}
+	return &RevocationListener{config: store.connConfig(), channel: store.channel, log: log, onRevoke: onRevoke, onListen: onListen}, nil
+}
+
+const (
+	listenMinBackoff = 100 * time.Millisecond
+	listenMaxBackoff = 5 * time.Second
+)
+
+// Run listens until ctx ends and then returns ctx.Err().
+func (l *RevocationListener) Run(ctx context.Context) error {
+	backoff := listenMinBackoff
+	for {
+		err := l.listenOnce(ctx, func() { backoff = listenMinBackoff })
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		l.log.Warn("revocation listener disconnected", zap.Error(err), zap.Duration("retry_in", backoff))
+		// Jitter keeps a fleet of proxies from reconnecting in lockstep.
+		wait := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, listenMaxBackoff)
+	}
+}
+
+func (l *RevocationListener) listenOnce(ctx context.Context, connected func()) error {
+	conn, err := pgx.ConnectConfig(ctx, l.config)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{l.channel}.Sanitize()); err != nil {
+		return err
+	}
+	connected()
+	l.log.Debug("revocation listener listening", zap.String("channel", l.channel))
+	l.onListen(ctx)
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		l.onRevoke(n.Payload)
+	}
+}

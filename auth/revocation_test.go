@@ -1,0 +1,135 @@
+package auth
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// waitClosed returns how long ch took to close, failing after limit (a
+// functional timeout, not a performance assertion).
+func waitClosed(t *testing.T, ch <-chan struct{}, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	select {
+	case <-ch:
+		return time.Since(start)
+	case <-time.After(limit):
+		t.Fatalf("revocation not seen within %s", limit)
+		return 0
+	}
+}
+
+// Revoke through instance A; a proxy's verifier on its own store connection
+// (instance B) closes the Watch channel promptly.
+func TestRevocationReachesOtherInstance(t *testing.T) {
+	e := newEnv(t)
+	v := e.verifier() // its own store: another process, as far as PostgreSQL is concerned
+	ctx := context.Background()
+	s, tok := e.session()
+	if _, err := v.Authenticate(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	other, otherTok := e.session()
+	revoked, stop := v.Watch(s.ID)
+	defer stop()
+	otherRevoked, stopOther := v.Watch(other.ID)
+	defer stopOther()
+
+	start := time.Now()
+	code, _, out := e.do("POST", "/v1/sessions/"+s.ID+"/revoke", nil, apiKeyHdr)
+	if code != 200 {
+		t.Fatalf("revoke: %d %v", code, out)
+	}
+	took := waitClosed(t, revoked, start, 2*time.Second)
+	t.Logf("revocation reached the other instance's Watch %s after the revoke request was sent", took)
+	select {
+	case <-otherRevoked:
+		t.Fatal("revoking one session fired another session's watch")
+	default:
+	}
+	if _, err := v.Authenticate(ctx, tok); pgMessage(err) != msgSessionRevoked {
+		t.Fatalf("authenticate revoked: %v", err)
+	}
+	// A Watch after the fact is closed at once.
+	late, stopLate := v.Watch(s.ID)
+	defer stopLate()
+	waitClosed(t, late, time.Now(), time.Second)
+	// The other session still works.
+	if _, err := v.Authenticate(ctx, otherTok); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A revocation made while the listener is disconnected is picked up by the
+// resync that follows the reconnect.
+func TestRevocationAfterReconnect(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ResyncInterval = time.Hour })
+	v := e.verifier()
+	ctx := context.Background()
+	s, _ := e.session()
+	revoked, stop := v.Watch(s.ID)
+	defer stop()
+	// Revoke without a notification, so only the resync that follows the
+	// reconnect can find it, then kill the LISTEN connection.
+	start := time.Now()
+	if _, err := e.store.pool.Exec(ctx, `UPDATE pgwarden.sessions SET revoked_at = now() WHERE sid = $1`, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	var killed int
+	if err := e.store.pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed); err != nil {
+		t.Fatal(err)
+	}
+	if killed != 1 {
+		t.Fatalf("terminated %d listener connections, want 1", killed)
+	}
+	took := waitClosed(t, revoked, start, 15*time.Second)
+	t.Logf("revocation seen after reconnect in %s", took)
+}
+
+// The periodic resync catches a revocation whose notification never came.
+func TestRevocationPeriodicResync(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.ResyncInterval = 200 * time.Millisecond })
+	v := e.verifier()
+	s, _ := e.session()
+	revoked, stop := v.Watch(s.ID)
+	defer stop()
+	start := time.Now()
+	if _, err := e.store.pool.Exec(context.Background(), `UPDATE pgwarden.sessions SET revoked_at = now() WHERE sid = $1`, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitClosed(t, revoked, start, 10*time.Second)
+}
+
+// stop unregisters a watch; a stopped watch is never closed.
+func TestWatchStop(t *testing.T) {
+	e := newEnv(t)
+	v := e.verifier()
+	s, _ := e.session()
+	ch, stop := v.Watch(s.ID)
+	stop()
+	stop() // idempotent
+	v.mu.Lock()
+	n := len(v.watchers)
+	v.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d watcher sets left after stop", n)
+	}
+	if err := e.svc.RevokeSession(context.Background(), s.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	// The verifier learns of the revocation; the stopped watch stays open.
+	deadline := time.After(5 * time.Second)
+	for !v.isRevoked(s.ID) {
+		select {
+		case <-deadline:
+			t.Fatal("revocation not received")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	select {
+	case <-ch:
+		t.Fatal("stopped watch was closed")
+	default:
+	}
+}

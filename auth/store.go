@@ -1,0 +1,288 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Store is the shared state of every service replica and proxy: redeemed
+// tickets (single use) and sessions (revocation). It lives in one schema of a
+// PostgreSQL database.
+type Store struct {
+	pool    *pgxpool.Pool
+	schema  string // sanitized identifier
+	channel string // LISTEN/NOTIFY channel for revocations
+	q       storeQueries
+}
+
+type storeQueries struct {
+	redeem, createSession, revoke, isRevoked, extend, revoked, purgeTickets, purgeSessions string
+}
+
+// SessionRecord is a session's row in the store.
+type SessionRecord struct {
+	ID         string
+	Tenant     string
+	ExternalID string
+	APIKey     string
+	Created    time.Time
+	Expires    time.Time
+	MaxExpires time.Time
+}
+
+// RevokedSession is a revoked session that can still carry a valid token.
+type RevokedSession struct {
+	ID         string
+	MaxExpires time.Time
+}
+
+// Open connects to the store at dsn; schema "" means DefaultSchema. It does
+// not create anything: call Migrate.
+func Open(ctx context.Context, dsn, schema string) (*Store, error) {
+	if schema == "" {
+		schema = DefaultSchema
+	}
+	if !schemaRE.MatchString(schema) {
+		return nil, fmt.Errorf("auth store: schema %q is not a plain lowercase identifier", schema)
+	}
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// The DSN may hold a password: do not wrap the parser's error.
+		return nil, errors.New("auth store: cannot parse store_dsn")
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("auth store: %w", err)
+	}
+	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations"}
+	t := s.schema
+	s.q = storeQueries{
+		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
+		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 RETURNING sid`,
+		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
+		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
+		revoked:       `SELECT sid, max_expires_at FROM ` + t + `.sessions WHERE revoked_at IS NOT NULL AND max_expires_at > $1`,
+		purgeTickets:  `DELETE FROM ` + t + `.redeemed_tickets WHERE expires_at < $1`,
+		purgeSessions: `DELETE FROM ` + t + `.sessions WHERE max_expires_at < $1`,
+	}
+	return s, nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() { s.pool.Close() }
+
+// Ping reports whether the store answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+// Channel is the LISTEN/NOTIFY channel on which revoked session ids arrive.
+func (s *Store) Channel() string { return s.channel }
+
+// migrations are applied in order; schema_version holds how many ran.
+var migrations = []string{
+	`CREATE TABLE {s}.redeemed_tickets (
+		jti         text PRIMARY KEY,
+		expires_at  timestamptz NOT NULL,
+		redeemed_at timestamptz NOT NULL,
+		session_id  text
+	);
+	CREATE INDEX ON {s}.redeemed_tickets (expires_at);
+	CREATE TABLE {s}.sessions (
+		sid            text PRIMARY KEY,
+		tenant         text NOT NULL,
+		external_id    text NOT NULL,
+		api_key        text NOT NULL DEFAULT '',
+		created_at     timestamptz NOT NULL,
+		expires_at     timestamptz NOT NULL,
+		max_expires_at timestamptz NOT NULL,
+		revoked_at     timestamptz
+	);
+	CREATE INDEX ON {s}.sessions (max_expires_at);
+	CREATE INDEX ON {s}.sessions (revoked_at) WHERE revoked_at IS NOT NULL;`,
+}
+
+// Migrate creates or upgrades the control schema. It is idempotent and safe
+// when several replicas start at once: the whole migration runs under a
+// transaction-scoped advisory lock.
+func (s *Store) Migrate(ctx context.Context) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("auth store: migrate: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('pgwarden.auth.migrate.' || $1))`, s.schema); err != nil {
+		return fmt.Errorf("auth store: migrate lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+s.schema+`;
+		CREATE TABLE IF NOT EXISTS `+s.schema+`.schema_version (version int NOT NULL)`); err != nil {
+		return fmt.Errorf("auth store: migrate: %w", err)
+	}
+	var version int
+	err = tx.QueryRow(ctx, `SELECT version FROM `+s.schema+`.schema_version`).Scan(&version)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if _, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.schema_version VALUES (0)`); err != nil {
+			return fmt.Errorf("auth store: migrate: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("auth store: migrate: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("auth store: schema version %d is newer than this binary (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.Exec(ctx, strings.ReplaceAll(migrations[i], "{s}", s.schema)); err != nil {
+			return fmt.Errorf("auth store: migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE `+s.schema+`.schema_version SET version = $1`, len(migrations)); err != nil {
+		return fmt.Errorf("auth store: migrate: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("auth store: migrate: %w", err)
+	}
+	return nil
+}
+
+// RedeemTicket marks the ticket jti used. Exactly one caller across every
+// replica gets nil; the others get ErrTicketUsed.
+func (s *Store) RedeemTicket(ctx context.Context, jti string, expires, now time.Time) error {
+	tag, err := s.pool.Exec(ctx, s.q.redeem, jti, expires, now, nil)
+	if err != nil {
+		return fmt.Errorf("auth store: redeem: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return ErrTicketUsed
+	}
+	return nil
+}
+
+// CreateSession records a new session.
+func (s *Store) CreateSession(ctx context.Context, r SessionRecord) error {
+	if _, err := s.pool.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires); err != nil {
+		return fmt.Errorf("auth store: create session: %w", err)
+	}
+	return nil
+}
+
+// RedeemAndCreate redeems the ticket and records the session it becomes in
+// one transaction: either both happen or neither. A concurrent redemption of
+// the same jti waits on the primary key and then finds it taken.
+func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires time.Time, r SessionRecord) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("auth store: redeem: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	tag, err := tx.Exec(ctx, s.q.redeem, jti, ticketExpires, r.Created, r.ID)
+	if err != nil {
+		return fmt.Errorf("auth store: redeem: %w", err)
+	}
+	if tag.RowsAffected() != 1 {
+		return ErrTicketUsed
+	}
+	if _, err := tx.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires); err != nil {
+		return fmt.Errorf("auth store: create session: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("auth store: redeem: %w", err)
+	}
+	return nil
+}
+
+// Revoke ends session sid and notifies every listener (at commit). Revoking
+// twice is not an error; an unknown sid is ErrSessionNotFound.
+func (s *Store) Revoke(ctx context.Context, sid string, now time.Time) error {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("auth store: revoke: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var got string
+	if err := tx.QueryRow(ctx, s.q.revoke, sid, now).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
+		return ErrSessionNotFound
+	} else if err != nil {
+		return fmt.Errorf("auth store: revoke: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
+		return fmt.Errorf("auth store: revoke notify: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("auth store: revoke: %w", err)
+	}
+	return nil
+}
+
+// IsRevoked reports whether session sid is revoked; an unknown sid is
+// ErrSessionNotFound.
+func (s *Store) IsRevoked(ctx context.Context, sid string) (bool, error) {
+	var revoked bool
+	err := s.pool.QueryRow(ctx, s.q.isRevoked, sid).Scan(&revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, ErrSessionNotFound
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth store: %w", err)
+	}
+	return revoked, nil
+}
+
+// ExtendSession records a renewal; a revoked session is ErrSessionRevoked
+// (checked in the same statement, so a renewal cannot race a revocation into
+// a fresh token after the revocation committed).
+func (s *Store) ExtendSession(ctx context.Context, sid string, expires time.Time) error {
+	var revoked bool
+	err := s.pool.QueryRow(ctx, s.q.extend, sid, expires).Scan(&revoked)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return ErrSessionNotFound
+	case err != nil:
+		return fmt.Errorf("auth store: extend: %w", err)
+	case revoked:
+		return ErrSessionRevoked
+	}
+	return nil
+}
+
+// RevokedSessions lists revoked sessions whose absolute expiry is after t.
+func (s *Store) RevokedSessions(ctx context.Context, after time.Time) ([]RevokedSession, error) {
+	rows, err := s.pool.Query(ctx, s.q.revoked, after)
+	if err != nil {
+		return nil, fmt.Errorf("auth store: revoked sessions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RevokedSession, error) {
+		var x RevokedSession
+		err := r.Scan(&x.ID, &x.MaxExpires)
+		return x, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("auth store: revoked sessions: %w", err)
+	}
+	return out, nil
+}
+
+// Purge deletes redeemed tickets and sessions that expired before t. Callers
+// pass now minus the leeway, so that no row goes while a token that it
+// guards can still verify.
+func (s *Store) Purge(ctx context.Context, before time.Time) (tickets, sessions int64, err error) {
+	tag, err := s.pool.Exec(ctx, s.q.purgeTickets, before)
+	if err != nil {
+		return 0, 0, fmt.Errorf("auth store: purge: %w", err)
+	}
+	tickets = tag.RowsAffected()
+	tag, err = s.pool.Exec(ctx, s.q.purgeSessions, before)
+	if err != nil {
+		return tickets, 0, fmt.Errorf("auth store: purge: %w", err)
+	}
+	return tickets, tag.RowsAffected(), nil
+}
+
+// connConfig returns a copy of the pool's connection config, for the
+// dedicated LISTEN connection.
+func (s *Store) connConfig() *pgx.ConnConfig { return s.pool.Config().ConnConfig.Copy() }

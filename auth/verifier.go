@@ -1,0 +1,217 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// Messages the proxy sends to a client whose password was refused. They say
+// what to do next and never echo the credential.
+const (
+	msgTicketUsed      = "ticket already used: mint a new ticket"
+	msgTicketExpired   = "ticket expired: mint a new ticket"
+	msgSessionExpired  = "session expired: renew it or mint a new ticket"
+	msgSessionRevoked  = "session revoked"
+	msgInvalidCred     = "invalid credential: not a pgwarden ticket or session token"
+	msgStoreDown       = "cannot verify credential now: session store unavailable"
+	msgKeysUnavailable = "cannot verify credential now: verification keys unavailable"
+)
+
+// Verifier checks the credentials a proxy receives as a PostgreSQL password
+// and tells the proxy when a session it serves is revoked.
+type Verifier struct {
+	cfg    Config
+	tokens *tokenVerifier
+	store  *Store
+	log    *zap.Logger
+	ready  chan struct{}
+	once   sync.Once
+
+	mu       sync.Mutex
+	revoked  map[string]time.Time // sid → absolute expiry, to prune
+	watchers map[string]map[*watcher]struct{}
+}
+
+type watcher struct{ ch chan struct{} }
+
+// NewVerifier returns a verifier that checks tokens against keys and
+// redemptions and revocations against store. Call Run to follow revocations.
+func NewVerifier(cfg Config, keys KeySource, store *Store, log *zap.Logger) (*Verifier, error) {
+	if keys == nil || store == nil || log == nil {
+		return nil, errors.New("auth: NewVerifier: nil dependency")
+	}
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Verifier{
+		cfg:      cfg,
+		tokens:   newTokenVerifier(keys, cfg.Issuer, cfg.Leeway, cfg.Now),
+		store:    store,
+		log:      log,
+		ready:    make(chan struct{}),
+		revoked:  map[string]time.Time{},
+		watchers: map[string]map[*watcher]struct{}{},
+	}, nil
+}
+
+// Authenticate verifies credential, a session token or a fresh ticket. A
+// session token is verified offline and checked for revocation; a ticket is
+// redeemed (once, across every replica and proxy) and becomes a new session
+// in the store. Refusals are *pgerr.Error FATAL 28P01 (57P03 when the store
+// or the key set cannot be reached).
+func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Session, error) {
+	c, aud, err := v.tokens.verify(ctx, credential, AudienceSession, AudienceTicket)
+	switch {
+	case errors.Is(err, errExpired) && aud == AudienceTicket:
+		return nil, pgerr.BadCredentials(msgTicketExpired)
+	case errors.Is(err, errExpired):
+		return nil, pgerr.BadCredentials(msgSessionExpired)
+	case errors.Is(err, errBadToken):
+		return nil, pgerr.BadCredentials(msgInvalidCred)
+	case err != nil:
+		v.log.Warn("verification keys unavailable", zap.Error(err))
+		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgKeysUnavailable)
+	}
+	if aud == AudienceTicket {
+		s, _, err := redeemTicket(ctx, v.store, &v.cfg, c)
+		switch {
+		case errors.Is(err, ErrTicketUsed):
+			return nil, pgerr.BadCredentials(msgTicketUsed)
+		case err != nil:
+			v.log.Error("ticket redemption failed", zap.Error(err))
+			return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
+		}
+		v.log.Info("ticket redeemed by proxy", zap.String("session", s.ID), zap.String("tenant", s.Tenant), zap.String("api_key", s.APIKeyName))
+		return s, nil
+	}
+	if v.isRevoked(c.SID) {
+		return nil, pgerr.BadCredentials(msgSessionRevoked)
+	}
+	revoked, err := v.store.IsRevoked(ctx, c.SID)
+	switch {
+	case errors.Is(err, ErrSessionNotFound):
+		// A token whose session row is gone was not minted by this
+		// deployment, or outlived its absolute expiry.
+		return nil, pgerr.BadCredentials(msgInvalidCred)
+	case err != nil:
+		v.log.Error("revocation check failed", zap.Error(err))
+		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
+	case revoked:
+		v.markRevoked(c.SID, c.Max.Time)
+		return nil, pgerr.BadCredentials(msgSessionRevoked)
+	}
+	return c.session(), nil
+}
+
+// Watch returns a channel that is closed when session sessionID is revoked
+// anywhere, within about a second when the listener is connected and within
+// ResyncInterval otherwise. Call stop when the session ends.
+func (v *Verifier) Watch(sessionID string) (revoked <-chan struct{}, stop func()) {
+	w := &watcher{ch: make(chan struct{})}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if _, ok := v.revoked[sessionID]; ok {
+		close(w.ch)
+		return w.ch, func() {}
+	}
+	ws := v.watchers[sessionID]
+	if ws == nil {
+		ws = map[*watcher]struct{}{}
+		v.watchers[sessionID] = ws
+	}
+	ws[w] = struct{}{}
+	return w.ch, func() {
+		v.mu.Lock()
+		defer v.mu.Unlock()
+		if ws, ok := v.watchers[sessionID]; ok {
+			delete(ws, w)
+			if len(ws) == 0 {
+				delete(v.watchers, sessionID)
+			}
+		}
+	}
+}
+
+// Ready is closed once the verifier listens for revocations and has loaded
+// the revocations made before.
+func (v *Verifier) Ready() <-chan struct{} { return v.ready }
+
+// Run follows revocations until ctx ends: LISTEN with reconnect, a resync on
+// every (re)connect and every ResyncInterval. It returns ctx.Err().
+func (v *Verifier) Run(ctx context.Context) error {
+	l, err := NewRevocationListener(v.store, v.log, func(sid string) {
+		v.markRevoked(sid, v.cfg.Now().Add(v.cfg.SessionMaxLifetime))
+	}, func(ctx context.Context) {
+		if v.resync(ctx) == nil {
+			v.once.Do(func() { close(v.ready) })
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		t := time.NewTicker(v.cfg.ResyncInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				v.resync(ctx)
+			}
+		}
+	})
+	return l.Run(ctx)
+}
+
+// resync loads every revocation still relevant and forgets the ones past
+// their absolute expiry.
+func (v *Verifier) resync(ctx context.Context) error {
+	now := v.cfg.Now()
+	rs, err := v.store.RevokedSessions(ctx, now.Add(-v.cfg.Leeway))
+	if err != nil {
+		if ctx.Err() == nil {
+			v.log.Warn("revocation resync failed", zap.Error(err))
+		}
+		return err
+	}
+	for _, r := range rs {
+		v.markRevoked(r.ID, r.MaxExpires)
+	}
+	v.mu.Lock()
+	for sid, until := range v.revoked {
+		if until.Add(v.cfg.Leeway).Before(now) {
+			delete(v.revoked, sid)
+		}
+	}
+	v.mu.Unlock()
+	return nil
+}
+
+func (v *Verifier) markRevoked(sid string, until time.Time) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if old, ok := v.revoked[sid]; !ok || until.After(old) {
+		v.revoked[sid] = until
+	}
+	for w := range v.watchers[sid] {
+		close(w.ch)
+	}
+	delete(v.watchers, sid)
+}
+
+func (v *Verifier) isRevoked(sid string) bool {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	_, ok := v.revoked[sid]
+	return ok
+}

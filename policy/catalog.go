@@ -1,0 +1,217 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Column is one column of an exposed relation, as the warehouse has it.
+type Column struct {
+	Name string
+	// Type is the column's type as format_type prints it ("integer", "text",
+	// "timestamp with time zone", "numeric(12,2)", ...).
+	Type    string
+	Ordinal int
+}
+
+// CatalogRelation is an exposed relation's shape in the warehouse.
+type CatalogRelation struct {
+	Schema  string
+	Name    string
+	Columns []Column // in ordinal order
+	// Partitioned is true for a declaratively partitioned table, which
+	// must not be read with ONLY (it holds no rows itself).
+	Partitioned bool
+}
+
+// Column returns the named column.
+func (r *CatalogRelation) Column(name string) (Column, bool) {
+	for _, c := range r.Columns {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Column{}, false
+}
+
+// Catalog holds the column lists of the exposed relations. It is immutable.
+type Catalog struct {
+	rels map[string]*CatalogRelation
+}
+
+// NewCatalog builds a catalog from known relation shapes (tests, or a
+// catalog read elsewhere). Columns are sorted by ordinal.
+func NewCatalog(rels ...CatalogRelation) *Catalog {
+	c := &Catalog{rels: make(map[string]*CatalogRelation, len(rels))}
+	for i := range rels {
+		r := rels[i]
+		r.Columns = slices.Clone(r.Columns)
+		sort.SliceStable(r.Columns, func(a, b int) bool { return r.Columns[a].Ordinal < r.Columns[b].Ordinal })
+		c.rels[r.Schema+"."+r.Name] = &r
+	}
+	return c
+}
+
+// Relation returns the shape of schema.name.
+func (c *Catalog) Relation(schema, name string) (*CatalogRelation, bool) {
+	r, ok := c.rels[schema+"."+name]
+	return r, ok
+}
+
+const catalogQuery = `
+SELECT n.nspname, c.relname, c.relkind = 'p', a.attname, format_type(a.atttypid, a.atttypmod), a.attnum
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f')
+  AND (n.nspname || '.' || c.relname) = ANY($1)
+ORDER BY 1, 2, a.attnum`
+
+// LoadCatalog reads the column lists of every relation the policy lists (in
+// both relation sets) and checks the policy against them.
+func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, error) {
+	var names []string
+	seen := map[string]bool{}
+	for _, set := range []map[string]*Relation{p.Relations, p.Internal} {
+		for k := range set {
+			if !seen[k] {
+				seen[k] = true
+				names = append(names, k)
+			}
+		}
+	}
+	sort.Strings(names)
+	rows, err := conn.Query(ctx, catalogQuery, names)
+	if err != nil {
+		return nil, fmt.Errorf("policy: load catalog: %w", err)
+	}
+	defer rows.Close()
+	byName := map[string]*CatalogRelation{}
+	var order []string
+	for rows.Next() {
+		var schema, rel, attname, typ string
+		var partitioned bool
+		var attnum int16
+		if err := rows.Scan(&schema, &rel, &partitioned, &attname, &typ, &attnum); err != nil {
+			return nil, fmt.Errorf("policy: load catalog: %w", err)
+		}
+		key := schema + "." + rel
+		r := byName[key]
+		if r == nil {
+			r = &CatalogRelation{Schema: schema, Name: rel, Partitioned: partitioned}
+			byName[key] = r
+			order = append(order, key)
+		}
+		r.Columns = append(r.Columns, Column{Name: attname, Type: typ, Ordinal: int(attnum)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("policy: load catalog: %w", err)
+	}
+	rels := make([]CatalogRelation, 0, len(order))
+	for _, k := range order {
+		rels = append(rels, *byName[k])
+	}
+	cat := NewCatalog(rels...)
+	if err := p.Check(cat); err != nil {
+		return nil, err
+	}
+	return cat, nil
+}
+
+// Check verifies the policy against a catalog: every listed relation exists,
+// and every column it names (tenant column, column rules, filter and mask
+// expressions) is a column of that relation.
+func (p *Policy) Check(cat *Catalog) error {
+	for _, set := range []struct {
+		field string
+		rels  map[string]*Relation
+	}{{"relations", p.Relations}, {"internal.relations", p.Internal}} {
+		keys := make([]string, 0, len(set.rels))
+		for k := range set.rels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			r := set.rels[k]
+			where := fmt.Sprintf("%s: %s.%q", p.File, set.field, k)
+			cr, ok := cat.Relation(r.Schema, r.Name)
+			if !ok {
+				return fmt.Errorf("%s: relation does not exist in the warehouse", where)
+			}
+			if r.TenantColumn != "" {
+				if _, ok := cr.Column(r.TenantColumn); !ok {
+					return fmt.Errorf("%s.tenant_column: column %q does not exist", where, r.TenantColumn)
+				}
+			}
+			cols := make([]string, 0, len(r.Columns))
+			for c := range r.Columns {
+				cols = append(cols, c)
+			}
+			sort.Strings(cols)
+			for _, c := range cols {
+				if _, ok := cr.Column(c); !ok {
+					return fmt.Errorf("%s.columns.%s: column does not exist", where, c)
+				}
+				if m := r.Columns[c].Mask; m != nil {
+					for _, ref := range m.Columns {
+						if _, ok := cr.Column(ref); !ok {
+							return fmt.Errorf("%s.columns.%s.sql: column %q does not exist", where, c, ref)
+						}
+					}
+				}
+			}
+			for i, f := range r.Filters {
+				for _, ref := range f.Columns {
+					if _, ok := cr.Column(ref); !ok {
+						return fmt.Errorf("%s.filters[%d].sql: column %q does not exist", where, i, ref)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// TypeFamily classifies a format_type name for masks: "text", "number",
+// "date", "timestamp", "timestamptz", "time", "bool", "json", "jsonb",
+// "uuid", "bytea" or "other".
+func TypeFamily(typ string) string {
+	t := typ
+	if i := strings.IndexByte(t, '('); i >= 0 {
+		t = strings.TrimSpace(t[:i]) + t[strings.IndexByte(t, ')')+1:]
+	}
+	if strings.HasSuffix(t, "[]") {
+		return "other"
+	}
+	switch t {
+	case "text", "character varying", "character", "varchar", "char", "name", "citext", "bpchar":
+		return "text"
+	case "smallint", "integer", "bigint", "numeric", "real", "double precision", "int2", "int4", "int8",
+		"float4", "float8", "decimal", "money":
+		return "number"
+	case "date":
+		return "date"
+	case "timestamp without time zone", "timestamp":
+		return "timestamp"
+	case "timestamp with time zone", "timestamptz":
+		return "timestamptz"
+	case "time without time zone", "time", "time with time zone", "timetz":
+		return "time"
+	case "boolean", "bool":
+		return "bool"
+	case "json":
+		return "json"
+	case "jsonb":
+		return "jsonb"
+	case "uuid":
+		return "uuid"
+	case "bytea":
+		return "bytea"
+	}
+	return "other"
+}

@@ -1,0 +1,70 @@
+package proxy
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+)
+
+// AuditLog writes one JSON line per statement to an io.Writer.
+type AuditLog struct {
+	mu         sync.Mutex
+	w          io.Writer
+	includeSQL bool
+	now        func() time.Time
+}
+
+// NewAuditLog returns an audit log writing to w. With includeSQL the original
+// and rewritten SQL are recorded too (they may contain personal data).
+func NewAuditLog(w io.Writer, includeSQL bool) *AuditLog {
+	return &AuditLog{w: w, includeSQL: includeSQL, now: time.Now}
+}
+
+// AuditRecord is one line of the audit log.
+type AuditRecord struct {
+	Time        time.Time `json:"time"`
+	Session     string    `json:"session"`
+	Tenant      string    `json:"tenant"`
+	ExternalID  string    `json:"external_id,omitempty"`
+	Warehouse   string    `json:"warehouse"`
+	Fingerprint string    `json:"fingerprint,omitempty"`
+	SQL         string    `json:"sql,omitempty"`
+	Rewritten   string    `json:"rewritten_sql,omitempty"`
+	Outcome     string    `json:"outcome"` // ok, refused or error
+	SQLState    string    `json:"sqlstate,omitempty"`
+	Rows        int64     `json:"rows"`
+	DurationMS  float64   `json:"duration_ms"`
+}
+
+// record is nil-safe so that callers need not check whether auditing is on.
+func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, rows int64, start time.Time) {
+	if a == nil {
+		return
+	}
+	r := AuditRecord{
+		Time:       a.now().UTC(),
+		Session:    c.session.ID,
+		Tenant:     c.session.Tenant,
+		ExternalID: c.session.ExternalID,
+		Warehouse:  c.wh.Name,
+		Outcome:    outcome,
+		SQLState:   code,
+		Rows:       rows,
+		DurationMS: float64(time.Since(start).Microseconds()) / 1000,
+	}
+	if info != nil {
+		r.Fingerprint = info.fingerprint
+		if a.includeSQL {
+			r.SQL, r.Rewritten = info.original, info.rewritten
+		}
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	b = append(b, '\n')
+	a.mu.Lock()
+	a.w.Write(b)
+	a.mu.Unlock()
+}

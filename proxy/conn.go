@@ -1,0 +1,573 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Reasons to interrupt the client loop's blocked read (bit flags).
+const (
+	reasonRevoked uint32 = 1 << iota
+	reasonShutdown
+	reasonRelayDone
+)
+
+// clientConn is one client session. The loop goroutine reads client messages
+// and writes to the warehouse; the relay goroutine reads the warehouse and is
+// the only writer to the client while it runs. The loop writes to the client
+// only before the relay starts and after it has stopped.
+type clientConn struct {
+	srv    *Server
+	raw    net.Conn // the TCP connection; deadlines are set here
+	nc     net.Conn // raw or its TLS wrapper
+	ctx    context.Context
+	cancel context.CancelFunc
+	log    *zap.Logger
+	tlsOn  bool
+
+	be  *pgproto3.Backend
+	out *clientWriter
+
+	// Set during startup, read-only afterwards.
+	user      string
+	appName   string
+	upParams  map[string]string
+	session   *auth.Session
+	identity  *policy.Identity
+	wh        *Warehouse
+	sc        ServerConn
+	keyPID    uint32
+	keySecret []byte
+	counted   bool
+	stopWatch func()
+
+	imu     sync.Mutex
+	reasons uint32 // pending interrupts, guarded by imu
+
+	revoked    atomic.Bool
+	lastActive atomic.Int64 // unix nanos of the last client message or ReadyForQuery
+	q          pendingQueue
+	idleCh     chan struct{} // the relay signals an empty queue
+
+	relayDone chan struct{}
+	relayErr  error // written by the relay before relayDone closes
+	sawFatal  atomic.Bool
+	stopping  atomic.Bool
+
+	// Loop state.
+	ignoreUntilSync bool
+	stmts           map[string]*stmtInfo
+	portals         map[string]*stmtInfo
+}
+
+// stmtInfo is what the audit log needs about a statement.
+type stmtInfo struct {
+	fingerprint string
+	original    string
+	rewritten   string
+}
+
+func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
+	ctx, cancel := context.WithCancel(base)
+	c := &clientConn{
+		srv:     s,
+		raw:     nc,
+		nc:      nc,
+		ctx:     ctx,
+		cancel:  cancel,
+		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
+		idleCh:  make(chan struct{}, 1),
+		stmts:   map[string]*stmtInfo{},
+		portals: map[string]*stmtInfo{},
+	}
+	if !s.track(c) {
+		cancel()
+		return nil
+	}
+	s.metrics.connsTotal.Inc()
+	s.metrics.connsCurrent.Inc()
+	return c
+}
+
+// initIO sets up buffered protocol I/O once TLS has been settled.
+func (c *clientConn) initIO() {
+	c.out = &clientWriter{w: bufio.NewWriterSize(c.nc, 32<<10), bytes: c.srv.metrics.bytesToClient}
+	c.be = pgproto3.NewBackend(flushingReader{c}, c.nc)
+	c.be.SetMaxBodyLen(authBodySize)
+}
+
+func (c *clientConn) serve() {
+	defer c.close()
+	if err := c.startup(); err != nil {
+		var q errQuiet
+		if errors.As(err, &q) {
+			c.log.Debug("connection closed during startup", zap.String("reason", q.why))
+			return
+		}
+		c.sendFatal(err)
+		return
+	}
+	c.touch()
+	c.relayDone = make(chan struct{})
+	go c.relay()
+	for {
+		msg, err := c.receive()
+		if err != nil {
+			c.finish(err)
+			return
+		}
+		c.touch()
+		if err := c.dispatch(msg); err != nil {
+			c.finish(err)
+			return
+		}
+	}
+}
+
+var errTerminate = errors.New("client terminated the session")
+
+func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
+	if c.ignoreUntilSync {
+		switch msg.(type) {
+		case *pgproto3.Sync, *pgproto3.Terminate:
+		default:
+			return nil
+		}
+	}
+	switch m := msg.(type) {
+	case *pgproto3.Query:
+		return c.handleQuery(m)
+	case *pgproto3.Parse:
+		return c.handleParse(m)
+	case *pgproto3.Bind:
+		return c.handleBind(m)
+	case *pgproto3.Describe:
+		return c.forward(m, pDescribe, nil)
+	case *pgproto3.Execute:
+		return c.forward(m, pExecute, c.portals[m.Portal])
+	case *pgproto3.Close:
+		return c.handleClose(m)
+	case *pgproto3.Sync:
+		return c.handleSync(m)
+	case *pgproto3.Flush:
+		return c.handleFlush(m)
+	case *pgproto3.FunctionCall:
+		return c.handleFunctionCall()
+	case *pgproto3.CopyData, *pgproto3.CopyDone, *pgproto3.CopyFail:
+		// As PostgreSQL does: leftovers of a COPY that failed to start
+		// (statements that would start one are refused by the rewriter).
+		return nil
+	case *pgproto3.Terminate:
+		return errTerminate
+	default:
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "unexpected message type %T", msg)
+	}
+}
+
+// refusedMarker is sent to the warehouse in place of a refused statement: it
+// fails with a syntax error at Parse time, so that the warehouse enters error
+// recovery and reports its transaction status exactly as it would for a
+// failing statement, and the relay swaps in the refusal at the right place.
+const refusedMarker = "pgwarden_refused_statement"
+
+func (c *clientConn) handleQuery(m *pgproto3.Query) error {
+	if err := c.checkSession(); err != nil {
+		return err
+	}
+	p := &pending{kind: pQuery, start: time.Now()}
+	res, err := c.rewrite(m.String)
+	if err != nil {
+		p.refusal = c.refuse(m.String, err, p.start)
+		return c.send(&pgproto3.Query{String: refusedMarker}, p)
+	}
+	p.info = res.stmtInfo
+	return c.send(&pgproto3.Query{String: res.rewritten}, p)
+}
+
+func (c *clientConn) handleParse(m *pgproto3.Parse) error {
+	if err := c.checkSession(); err != nil {
+		return err
+	}
+	p := &pending{kind: pParse, start: time.Now()}
+	res, err := c.rewrite(m.Query)
+	if err == nil && res.multi {
+		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
+	}
+	if err != nil {
+		p.refusal = c.refuse(m.Query, err, p.start)
+		c.ignoreUntilSync = true
+		delete(c.stmts, m.Name)
+		return c.send(&pgproto3.Parse{Name: m.Name, Query: refusedMarker}, p)
+	}
+	c.stmts[m.Name] = res.stmtInfo
+	return c.send(&pgproto3.Parse{Name: m.Name, Query: res.rewritten, ParameterOIDs: m.ParameterOIDs}, p)
+}
+
+func (c *clientConn) handleBind(m *pgproto3.Bind) error {
+	c.portals[m.DestinationPortal] = c.stmts[m.PreparedStatement]
+	return c.forward(m, pBind, nil)
+}
+
+func (c *clientConn) handleClose(m *pgproto3.Close) error {
+	if m.ObjectType == 'S' {
+		delete(c.stmts, m.Name)
+	} else {
+		delete(c.portals, m.Name)
+	}
+	return c.forward(m, pClose, nil)
+}
+
+func (c *clientConn) handleSync(m *pgproto3.Sync) error {
+	c.ignoreUntilSync = false
+	if err := c.forward(m, pSync, nil); err != nil {
+		return err
+	}
+	return c.sc.Flush()
+}
+
+func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
+	if err := c.sc.Send(m); err != nil {
+		return err
+	}
+	return c.sc.Flush()
+}
+
+// handleFunctionCall refuses the fast-path function call: it calls any
+// function by OID, past the rewriter.
+func (c *clientConn) handleFunctionCall() error {
+	p := &pending{kind: pQuery, start: time.Now()}
+	p.refusal = c.refuse("", pgerr.Denied("function call messages are not allowed").WithHint("call the function in a SELECT"), p.start)
+	return c.send(&pgproto3.Query{String: refusedMarker}, p)
+}
+
+func (c *clientConn) forward(m pgproto3.FrontendMessage, kind pendingKind, info *stmtInfo) error {
+	return c.send(m, &pending{kind: kind, start: time.Now(), info: info})
+}
+
+// send queues p (what the warehouse will answer) and then buffers m for the
+// warehouse; it is flushed at Sync/Flush or before the loop blocks.
+func (c *clientConn) send(m pgproto3.FrontendMessage, p *pending) error {
+	c.q.push(p)
+	if err := c.sc.Send(m); err != nil {
+		return connLost(c.wh.Name, err)
+	}
+	if p.kind == pQuery {
+		return c.sc.Flush()
+	}
+	return nil
+}
+
+// rewritten is a statement that passed the rewriter.
+type rewritten struct {
+	*stmtInfo
+	multi bool
+}
+
+func (c *clientConn) rewrite(sql string) (*rewritten, error) {
+	rw := c.wh.Rewriter()
+	if rw == nil {
+		return nil, errors.New("warehouse has no rewriter")
+	}
+	res, err := rw.Rewrite(sql, c.identity)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil {
+		return nil, errors.New("rewriter returned no result")
+	}
+	return &rewritten{
+		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: res.SQL},
+		multi:    len(res.Statements) > 1,
+	}, nil
+}
+
+// refuse records a refused statement and returns the ErrorResponse the relay
+// will send in place of the warehouse's answer to the marker.
+func (c *clientConn) refuse(sql string, err error, start time.Time) *pgproto3.ErrorResponse {
+	er := c.errorResponse(err, false)
+	c.srv.metrics.statements.WithLabelValues("refused").Inc()
+	if ce := c.log.Check(zap.InfoLevel, "statement refused"); ce != nil {
+		ce.Write(zap.String("sqlstate", er.Code))
+	}
+	c.srv.audit.record(c, &stmtInfo{original: sql}, "refused", er.Code, 0, start)
+	return er
+}
+
+// checkSession fails a revoked or expired session.
+func (c *clientConn) checkSession() error {
+	if c.revoked.Load() {
+		return errRevoked()
+	}
+	if !c.srv.now().Before(c.session.ExpiresAt) {
+		return pgerr.Fatalf(pgerr.InvalidAuthorization, "session expired: renew it or mint a new ticket")
+	}
+	return nil
+}
+
+func errRevoked() *pgerr.Error {
+	return pgerr.Fatalf(pgerr.InvalidAuthorization, "session revoked: the session token is no longer valid")
+}
+
+func connLost(warehouse string, err error) error {
+	return pgerr.Fatalf(pgerr.ConnectionFailure, "terminating connection because the connection to warehouse %s was lost", warehouse)
+}
+
+// watch interrupts the loop when the session is revoked.
+func (c *clientConn) watch() {
+	revoked, stop := c.srv.auth.Watch(c.session.ID)
+	c.stopWatch = stop
+	go func() {
+		select {
+		case <-revoked:
+			c.revoked.Store(true)
+			c.interrupt(reasonRevoked)
+		case <-c.ctx.Done():
+		}
+	}()
+}
+
+// interrupt wakes the loop from a blocked client read. The flag is set under
+// imu before the deadline so that armRead cannot overwrite the wake-up unseen.
+func (c *clientConn) interrupt(reason uint32) {
+	c.imu.Lock()
+	c.reasons |= reason
+	c.raw.SetReadDeadline(time.Unix(1, 0))
+	c.imu.Unlock()
+}
+
+// armRead sets the read deadline unless an interrupt is pending, which it
+// returns (and clears) instead.
+func (c *clientConn) armRead(deadline time.Time) uint32 {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if r := c.reasons; r != 0 {
+		c.reasons = 0
+		return r
+	}
+	c.raw.SetReadDeadline(deadline)
+	return 0
+}
+
+func (c *clientConn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+// receive returns the next client message, handling interrupts and the idle
+// timeout while it waits.
+func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
+	idle := c.srv.cfg.IdleTimeout
+	for {
+		var deadline time.Time
+		if idle > 0 {
+			if c.q.empty() {
+				deadline = time.Unix(0, c.lastActive.Load()).Add(idle)
+			} else {
+				deadline = time.Now().Add(idle)
+			}
+		}
+		if r := c.armRead(deadline); r != 0 {
+			return nil, c.interrupted(r)
+		}
+		msg, err := c.be.Receive()
+		if err == nil {
+			return msg, nil
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return nil, c.readError(err)
+		}
+		// The deadline passed: an interrupt (seen by armRead next time round)
+		// or perhaps the idle timeout.
+		if idle > 0 && c.q.empty() && time.Since(time.Unix(0, c.lastActive.Load())) >= idle {
+			c.imu.Lock()
+			pending := c.reasons
+			c.imu.Unlock()
+			if pending == 0 {
+				return nil, pgerr.Fatalf(pgerr.IdleSessionTimeout, "terminating connection due to idle-session timeout")
+			}
+		}
+	}
+}
+
+func (c *clientConn) readError(err error) error {
+	var tooBig *pgproto3.ExceededMaxBodyLenErr
+	switch {
+	case errors.As(err, &tooBig):
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "message of %d bytes exceeds the limit of %d bytes", tooBig.ActualBodyLen, tooBig.MaxExpectedBodyLen)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return errQuiet{"client disconnected"}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return errQuiet{"client read: " + err.Error()}
+	}
+	return pgerr.Fatalf(pgerr.ProtocolViolation, "invalid message: %v", err)
+}
+
+// interrupted turns pending interrupts into the error that ends the session.
+func (c *clientConn) interrupted(r uint32) error {
+	switch {
+	case r&reasonRelayDone != 0:
+		return c.relayEnded()
+	case r&reasonRevoked != 0:
+		return errRevoked()
+	default: // shutdown: let the statements in flight finish first
+		c.sc.Flush()
+		for !c.q.empty() {
+			select {
+			case <-c.idleCh:
+			case <-c.relayDone:
+				return c.relayEnded()
+			case <-c.srv.hardStop:
+				return pgerr.Shutdown()
+			}
+		}
+		return pgerr.Shutdown()
+	}
+}
+
+// relayEnded explains why the relay stopped; it is called after relayDone.
+func (c *clientConn) relayEnded() error {
+	<-c.relayDone
+	if c.sawFatal.Load() {
+		return errQuiet{"warehouse ended the session"}
+	}
+	var cw clientWriteError
+	if errors.As(c.relayErr, &cw) {
+		return errQuiet{"client write: " + cw.err.Error()}
+	}
+	var tooBig *pgproto3.ExceededMaxBodyLenErr
+	if errors.As(c.relayErr, &tooBig) {
+		return pgerr.Fatalf(pgerr.ProgramLimitExceeded, "result message of %d bytes exceeds the limit of %d bytes", tooBig.ActualBodyLen, tooBig.MaxExpectedBodyLen)
+	}
+	var pe *pgerr.Error
+	if errors.As(c.relayErr, &pe) {
+		return pe
+	}
+	c.log.Warn("warehouse connection lost", zap.Error(c.relayErr))
+	return connLost(c.wh.Name, c.relayErr)
+}
+
+// finish ends the session after err: it stops the relay, then (for errors
+// that the client should see) sends the FATAL.
+func (c *clientConn) finish(err error) {
+	c.stopRelay()
+	var q errQuiet
+	if errors.Is(err, errTerminate) || errors.As(err, &q) {
+		if q.why != "" {
+			c.log.Debug("session closed", zap.String("reason", q.why))
+		}
+		return
+	}
+	c.sendFatal(err)
+}
+
+// stopRelay closes the warehouse connection and waits for the relay to exit;
+// a statement still running is cancelled so it does not run on unobserved.
+func (c *clientConn) stopRelay() {
+	if c.relayDone == nil {
+		return
+	}
+	busy := !c.q.empty()
+	c.stopping.Store(true)
+	c.sc.Close()
+	// A relay blocked writing to a stalled client must not hold us up.
+	c.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	<-c.relayDone
+	c.raw.SetWriteDeadline(time.Time{})
+	if busy {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		if err := c.sc.Cancel(ctx); err != nil {
+			c.log.Debug("cancel on close failed", zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+// sendFatal writes err as an ErrorResponse (FATAL for our own errors).
+func (c *clientConn) sendFatal(err error) {
+	if c.out == nil {
+		c.initIO()
+	}
+	er := c.errorResponse(err, true)
+	c.log.Info("session ended", zap.String("sqlstate", er.Code), zap.String("reason", er.Message))
+	c.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	c.out.send(er)
+	c.out.flush()
+}
+
+func (c *clientConn) close() {
+	if c.relayDone != nil {
+		c.stopRelay()
+	} else if c.sc != nil {
+		c.sc.Close()
+	}
+	c.nc.Close()
+	c.cancel()
+	if c.stopWatch != nil {
+		c.stopWatch()
+	}
+	if c.counted {
+		c.srv.sessions.Add(-1)
+	}
+	c.srv.metrics.connsCurrent.Dec()
+	c.srv.untrack(c)
+}
+
+// flushingReader flushes what the loop has buffered for the warehouse before
+// the loop blocks reading the client, so that requests are never held back.
+type flushingReader struct{ c *clientConn }
+
+func (r flushingReader) Read(p []byte) (int, error) {
+	if r.c.sc != nil {
+		r.c.sc.Flush() // an error here surfaces in the relay's read
+	}
+	n, err := r.c.nc.Read(p)
+	r.c.srv.metrics.bytesFromClient.Add(float64(n))
+	return n, err
+}
+
+// clientWriter buffers messages to the client.
+type clientWriter struct {
+	w       *bufio.Writer
+	scratch []byte
+	bytes   interface{ Add(float64) }
+	n       int
+}
+
+func (w *clientWriter) send(msg pgproto3.BackendMessage) error {
+	b, err := msg.Encode(w.scratch[:0])
+	if err != nil {
+		return err
+	}
+	if cap(b) <= 64<<10 {
+		w.scratch = b
+	}
+	w.n += len(b)
+	_, err = w.w.Write(b)
+	return err
+}
+
+func (w *clientWriter) flush() error {
+	if w.n > 0 {
+		w.bytes.Add(float64(w.n))
+		w.n = 0
+	}
+	return w.w.Flush()
+}
+
+type clientWriteError struct{ err error }
+
+func (e clientWriteError) Error() string { return "client write: " + e.err.Error() }
+func (e clientWriteError) Unwrap() error { return e.err }

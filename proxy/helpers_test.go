@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+const setupSQL = `
+CREATE TABLE orders (tenant_id text NOT NULL, order_id int NOT NULL, total int NOT NULL);
+INSERT INTO orders VALUES ('acme', 1, 10), ('acme', 2, 20), ('acme', 3, 30), ('globex', 4, 40), ('globex', 5, 50);
+CREATE TABLE internal_costs (x int);
+`
+
+// fakeRewriter stands in for package rewrite: it refuses any statement that
+// mentions internal_costs and limits "FROM orders" to the session's tenant,
+// so tests can tell the rewritten SQL from the original.
+type fakeRewriter struct{}
+
+func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+	lower := strings.ToLower(sql)
+	if i := strings.Index(lower, "internal_costs"); i >= 0 {
+		return nil, pgerr.Denied("permission denied for table internal_costs").WithHint("ask for access")
+	}
+	if strings.Contains(lower, "rewriter_panics_here") {
+		return nil, errors.New("secret internal detail")
+	}
+	out := strings.ReplaceAll(sql, "FROM orders", fmt.Sprintf("FROM (SELECT * FROM orders WHERE tenant_id = '%s') orders", id.Tenant))
+	res := &rewrite.Result{SQL: out}
+	for _, s := range strings.Split(out, ";") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		k := rewrite.KindQuery
+		switch strings.ToUpper(strings.Fields(s)[0]) {
+		case "SHOW":
+			k = rewrite.KindShow
+		case "SET", "RESET":
+			k = rewrite.KindSet
+		case "BEGIN", "COMMIT", "ROLLBACK", "START":
+			k = rewrite.KindTransaction
+		}
+		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k})
+	}
+	h := fnv.New64a()
+	h.Write([]byte(sql))
+	res.Fingerprint = fmt.Sprintf("%016x", h.Sum64())
+	return res, nil
+}
+
+// fakeAuth maps fixed passwords to sessions or errors, and lets tests revoke.
+type fakeAuth struct {
+	mu       sync.Mutex
+	sessions map[string]*auth.Session
+	errs     map[string]error
+	revoked  map[string]chan struct{}
+}
+
+func newFakeAuth() *fakeAuth {
+	future := time.Now().Add(time.Hour)
+	s := func(id, tenant string, roles map[string]policy.Role) *auth.Session {
+		return &auth.Session{ID: id, Kind: policy.KindEmbed, Tenant: tenant, ExternalID: "ext-" + id, BaseRole: policy.RoleViewer, ConnectionRoles: roles, ExpiresAt: future}
+	}
+	a := &fakeAuth{
+		sessions: map[string]*auth.Session{
+			"tok-acme":     s("s-acme", "acme", nil),
+			"tok-globex":   s("s-globex", "globex", nil),
+			"tok-noaccess": s("s-noaccess", "acme", map[string]policy.Role{"wh": policy.RoleNoAccess}),
+		},
+		errs: map[string]error{
+			"tok-expired": pgerr.BadCredentials("session token expired"),
+			"tok-reused":  pgerr.BadCredentials("ticket already used"),
+		},
+		revoked: map[string]chan struct{}{},
+	}
+	old := s("s-old", "acme", nil)
+	old.ExpiresAt = time.Now().Add(-time.Minute)
+	a.sessions["tok-old"] = old
+	return a
+}
+
+func (a *fakeAuth) Authenticate(ctx context.Context, credential string) (*auth.Session, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.errs[credential]; err != nil {
+		return nil, err
+	}
+	if s := a.sessions[credential]; s != nil {
+		return s, nil
+	}
+	return nil, pgerr.BadCredentials("invalid session token")
+}
+
+func (a *fakeAuth) Watch(id string) (<-chan struct{}, func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch := a.revoked[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		a.revoked[id] = ch
+	}
+	return ch, func() {}
+}
+
+func (a *fakeAuth) revoke(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ch := a.revoked[id]
+	if ch == nil {
+		ch = make(chan struct{})
+		a.revoked[id] = ch
+	}
+	close(ch)
+}
+
+type testProxy struct {
+	srv    *Server
+	addr   string
+	auth   *fakeAuth
+	dbURL  string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startProxy serves a proxy on 127.0.0.1:0 in front of a fresh database
+// (warehouse "wh"). mod may adjust the config and deps.
+func startProxy(t *testing.T, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
+	dbURL := pgtest.NewDatabase(t, setupSQL)
+	fa := newFakeAuth()
+	cfg := Config{Listen: "127.0.0.1:0", ConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second}
+	deps := Deps{
+		Logger:        zaptest.NewLogger(t),
+		Authenticator: fa,
+		Warehouses:    map[string]*Warehouse{"wh": NewWarehouse("wh", dbURL, fakeRewriter{})},
+	}
+	if mod != nil {
+		mod(&cfg, &deps)
+	}
+	srv, err := New(cfg, deps)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	tp := &testProxy{srv: srv, addr: ln.Addr().String(), auth: fa, dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
+	go func() { tp.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-tp.done:
+			if err != nil && !errors.Is(err, ErrServerClosed) {
+				t.Errorf("Serve: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("Serve did not return")
+		}
+	})
+	return tp
+}
+
+func (tp *testProxy) url(password, db, extra string) string {
+	u := fmt.Sprintf("postgres://alice:%s@%s/%s?sslmode=disable", password, tp.addr, db)
+	if extra != "" {
+		u += "&" + extra
+	}
+	return u
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// wantPgErr checks that err is a server error with code and message.
+func wantPgErr(t *testing.T, err error, code, msgContains string) *pgconn.PgError {
+	t.Helper()
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		t.Fatalf("error = %v, want a PgError %s", err, code)
+	}
+	if pe.Code != code || !strings.Contains(pe.Message, msgContains) {
+		t.Fatalf("error = %s %q, want %s containing %q", pe.Code, pe.Message, code, msgContains)
+	}
+	return pe
+}

@@ -1,0 +1,344 @@
+package proxy
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/binary"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+func TestCancelRequest(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+
+	// A forged key (right pid, wrong secret; and a made-up pid) cancels nothing.
+	forged := func(pid uint32, secret []byte) {
+		c, err := net.Dial("tcp", tp.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		buf := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+		buf = binary.BigEndian.AppendUint32(buf, codeCancel)
+		buf = binary.BigEndian.AppendUint32(buf, pid)
+		c.Write(append(buf, secret...))
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		c.Read(buf) // the proxy closes once it has handled the request
+	}
+	started := make(chan struct{})
+	go func() {
+		<-started
+		time.Sleep(300 * time.Millisecond)
+		forged(conn.PID(), []byte{0, 0, 0, 0})
+		forged(conn.PID()^1, conn.SecretKey())
+	}()
+	close(started)
+	if _, err := conn.Exec(ctx, "SELECT pg_sleep(1)").ReadAll(); err != nil {
+		t.Fatalf("forged cancel keys cancelled the statement: %v", err)
+	}
+
+	// The proxy's own key cancels the statement on the warehouse.
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Exec(ctx, "SELECT pg_sleep(10)").ReadAll()
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if err := conn.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wantPgErr(t, <-done, "57014", "canceling statement due to user request")
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("after cancel: %v", err)
+	}
+}
+
+func writeSelfSignedCert(t *testing.T) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "pgwarden test"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	return certFile, keyFile
+}
+
+func TestTLS(t *testing.T) {
+	cert, key := writeSelfSignedCert(t)
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.TLSCertFile, c.TLSKeyFile = cert, key })
+	ctx := ctxT(t)
+	for _, mode := range []string{"require", "disable", "prefer"} {
+		t.Run(mode, func(t *testing.T) {
+			u := "postgres://alice:tok-acme@" + tp.addr + "/wh?sslmode=" + mode
+			conn, err := pgx.Connect(ctx, u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close(ctx)
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM orders").Scan(&n); err != nil || n != 3 {
+				t.Fatalf("count = %d, %v", n, err)
+			}
+			_, isTLS := conn.PgConn().Conn().(*tls.Conn)
+			if isTLS != (mode != "disable") {
+				t.Fatalf("sslmode=%s: TLS = %v", mode, isTLS)
+			}
+		})
+	}
+	// Without TLS configured, sslmode=require fails: the proxy answers N.
+	plain := startProxy(t, nil)
+	_, err := pgconn.Connect(ctx, "postgres://alice:tok-acme@"+plain.addr+"/wh?sslmode=require")
+	if err == nil {
+		t.Fatal("sslmode=require succeeded against a proxy without TLS")
+	}
+}
+
+func TestIdleTimeout(t *testing.T) {
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.IdleTimeout = 300 * time.Millisecond })
+	ctx := ctxT(t)
+	_, fe := rawSession(t, tp, "tok-acme")
+	// A statement running longer than the idle timeout is not idle.
+	fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.8)"})
+	fe.Flush()
+	wantSeq(t, readUntilReady(t, fe), "RowDescription", "DataRow()", "CommandComplete(SELECT 1)", "ReadyForQuery(I)")
+	// Then, idle: FATAL 57P05 and the connection closes.
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(m); got != "Error(57P05)" {
+		t.Fatalf("got %s, want Error(57P05)", got)
+	}
+	if _, err := fe.Receive(); err == nil {
+		t.Fatal("connection still open after idle timeout")
+	}
+	_ = ctx
+}
+
+func TestMaxClientConns(t *testing.T) {
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.MaxClientConns = 2 })
+	ctx := ctxT(t)
+	var conns []*pgconn.PgConn
+	for range 2 {
+		c, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	_, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	wantPgErr(t, err, "53300", "sorry, too many clients already")
+	conns[0].Close(ctx)
+	// The slot frees once the proxy has seen the close.
+	var c3 *pgconn.PgConn
+	for i := 0; ; i++ {
+		c3, err = pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+		if err == nil {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("no slot after close: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c3.Close(ctx)
+	conns[1].Close(ctx)
+}
+
+func TestRevocation(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	idle, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	active, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer active.Close(ctx)
+	other, err := pgconn.Connect(ctx, tp.url("tok-globex", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(ctx)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := active.Exec(ctx, "SELECT pg_sleep(30)").ReadAll()
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	tp.auth.revoke("s-acme")
+
+	wantPgErr(t, <-done, "28000", "session revoked")
+	// The idle connection was closed too; pgconn notices on the next use.
+	_, err = idle.Exec(ctx, "SELECT 1").ReadAll()
+	if err == nil {
+		t.Fatal("idle connection of a revoked session still works")
+	}
+	select {
+	case <-idle.CleanupDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("idle connection not closed")
+	}
+	// Another session is unaffected.
+	if _, err := other.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	// The warehouse statement of the active session was cancelled, not left running.
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	for i := 0; ; i++ {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if i > 100 {
+			t.Fatal("revoked session's statement still running on the warehouse")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestIdleRevokedConnectionGetsFatal(t *testing.T) {
+	tp := startProxy(t, nil)
+	_, fe := rawSession(t, tp, "tok-globex")
+	tp.auth.revoke("s-globex")
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(m); got != "Error(28000)" {
+		t.Fatalf("got %s", got)
+	}
+}
+
+func TestShutdownDrains(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	idle, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close(ctx)
+	busy, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close(ctx)
+	stuck, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close(ctx)
+
+	busyDone := make(chan error, 1)
+	go func() {
+		res, err := busy.Exec(ctx, "SELECT pg_sleep(1), 'finished'").ReadAll()
+		if err == nil && string(res[0].Rows[0][1]) != "finished" {
+			err = errors.New("wrong result")
+		}
+		busyDone <- err
+	}()
+	stuckDone := make(chan error, 1)
+	go func() {
+		_, err := stuck.Exec(ctx, "SELECT pg_sleep(60)").ReadAll()
+		stuckDone <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	if !tp.srv.Ready() {
+		t.Fatal("not ready while serving")
+	}
+	sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- tp.srv.Shutdown(sctx) }()
+
+	// The running statement finishes with its result.
+	if err := <-busyDone; err != nil {
+		t.Fatalf("running statement did not finish: %v", err)
+	}
+	// The statement that outlives the deadline gets FATAL 57P01.
+	wantPgErr(t, <-stuckDone, "57P01", "terminating connection due to administrator command")
+	if err := <-shutdownErr; !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown = %v, want deadline exceeded", err)
+	}
+	if tp.srv.Ready() {
+		t.Fatal("ready after shutdown")
+	}
+	// The idle session was ended and new connections are refused.
+	if _, err := idle.Exec(ctx, "SELECT 1").ReadAll(); err == nil {
+		t.Fatal("idle session survived shutdown")
+	}
+	if _, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", "")); err == nil {
+		t.Fatal("connected after shutdown")
+	}
+}
+
+func TestUnreachableWarehouse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	tp := startProxy(t, func(c *Config, d *Deps) {
+		c.ConnectTimeout = 2 * time.Second
+		d.Warehouses["wh"] = NewWarehouse("wh", "postgres://svc:hunter2@"+dead+"/db?sslmode=disable", fakeRewriter{})
+	})
+	ctx := ctxT(t)
+	_, err = pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	pe := wantPgErr(t, err, "08006", "warehouse wh is unreachable")
+	for _, secret := range []string{"hunter2", "svc", dead} {
+		if contains(pe.Message+pe.Detail+pe.Hint, secret) {
+			t.Fatalf("error %q leaks %q", pe.Message, secret)
+		}
+	}
+}

@@ -1,0 +1,57 @@
+package proxy
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	connsCurrent    prometheus.Gauge
+	connsTotal      prometheus.Counter
+	statements      *prometheus.CounterVec
+	duration        prometheus.Histogram
+	authFailures    *prometheus.CounterVec
+	cancels         *prometheus.CounterVec
+	bytesToClient   prometheus.Counter
+	bytesFromClient prometheus.Counter
+}
+
+// newMetrics builds the proxy's metrics and registers them with reg (if not nil).
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	bytes := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pgwarden_proxy_bytes_total", Help: "Protocol bytes relayed, by direction.",
+	}, []string{"direction"})
+	m := &metrics{
+		connsCurrent: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgwarden_proxy_connections", Help: "Client connections currently open.",
+		}),
+		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_connections_total", Help: "Client connections accepted.",
+		}),
+		statements: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_statements_total", Help: "Statements by outcome (ok, refused, error).",
+		}, []string{"outcome"}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "pgwarden_proxy_statement_duration_seconds", Help: "Statement duration from receipt to completion.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
+		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_auth_failures_total", Help: "Refused connection attempts by reason.",
+		}, []string{"reason"}),
+		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_cancel_requests_total", Help: "Cancel requests by result (forwarded, unknown_key).",
+		}, []string{"result"}),
+		bytesToClient:   bytes.WithLabelValues("to_client"),
+		bytesFromClient: bytes.WithLabelValues("from_client"),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, bytes} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }

@@ -1,0 +1,254 @@
+package proxy
+
+import (
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// pendingKind is a client message the warehouse has yet to answer.
+type pendingKind uint8
+
+const (
+	pParse pendingKind = iota
+	pBind
+	pDescribe
+	pExecute
+	pClose
+	pSync
+	pQuery // also a refused FunctionCall
+)
+
+// pending is one message awaiting the warehouse's answer, in send order.
+type pending struct {
+	kind  pendingKind
+	info  *stmtInfo
+	start time.Time
+	// refusal replaces the warehouse's error for a refused statement's marker.
+	refusal *pgproto3.ErrorResponse
+	// For a simple Query: rows so far and the SQLSTATE of an error.
+	rows   int64
+	failed string
+}
+
+// pendingQueue is shared by the loop (push) and the relay (front/pop).
+type pendingQueue struct {
+	mu    sync.Mutex
+	items []*pending
+	head  int
+}
+
+func (q *pendingQueue) push(p *pending) {
+	q.mu.Lock()
+	q.items = append(q.items, p)
+	q.mu.Unlock()
+}
+
+func (q *pendingQueue) front() *pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	return q.items[q.head]
+}
+
+func (q *pendingQueue) pop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return
+	}
+	q.items[q.head] = nil
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+}
+
+func (q *pendingQueue) empty() bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.head == len(q.items)
+}
+
+// relay copies warehouse messages to the client one at a time, never holding
+// a whole result: it flushes the client whenever it has to wait for the
+// warehouse, and the client writer flushes itself when its buffer fills.
+func (c *clientConn) relay() {
+	defer close(c.relayDone)
+	for {
+		if c.sc.Buffered() == 0 {
+			if err := c.out.flush(); err != nil {
+				c.relayErr = clientWriteError{err}
+				c.interrupt(reasonRelayDone)
+				return
+			}
+		}
+		msg, err := c.sc.Receive()
+		if err != nil {
+			c.relayErr = err
+			c.interrupt(reasonRelayDone)
+			return
+		}
+		out, err := c.observe(msg)
+		if err != nil {
+			c.relayErr = err
+			c.interrupt(reasonRelayDone)
+			return
+		}
+		if out == nil {
+			continue
+		}
+		if err := c.out.send(out); err != nil {
+			c.relayErr = clientWriteError{err}
+			c.interrupt(reasonRelayDone)
+			return
+		}
+	}
+}
+
+// observe matches msg with the pending queue (for audit, metrics, idle
+// tracking and refusals) and returns what to send the client.
+func (c *clientConn) observe(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+	switch m := msg.(type) {
+	case *pgproto3.DataRow:
+		return m, nil // the hot path
+	case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData:
+		c.q.pop()
+	case *pgproto3.RowDescription:
+		if p := c.q.front(); p != nil && p.kind == pDescribe {
+			c.q.pop()
+		}
+	case *pgproto3.CommandComplete:
+		c.completed(pgconn.NewCommandTag(string(m.CommandTag)).RowsAffected())
+	case *pgproto3.EmptyQueryResponse:
+		c.completed(0)
+	case *pgproto3.PortalSuspended:
+		c.completed(-1)
+	case *pgproto3.ErrorResponse:
+		return c.observeError(m), nil
+	case *pgproto3.ReadyForQuery:
+		c.readyForQuery()
+	case *pgproto3.ParameterStatus:
+		switch m.Name {
+		case "is_superuser":
+			return &pgproto3.ParameterStatus{Name: m.Name, Value: "off"}, nil
+		case "session_authorization":
+			return &pgproto3.ParameterStatus{Name: m.Name, Value: c.user}, nil
+		}
+	case *pgproto3.CopyInResponse, *pgproto3.CopyBothResponse:
+		// The rewriter admits no statement that starts these.
+		return nil, pgerr.Fatalf(pgerr.ProtocolViolation, "warehouse started an unsupported copy mode")
+	}
+	return msg, nil
+}
+
+// completed handles the end of one statement's results (rows = -1 for a
+// suspended portal, whose row count the tag does not give).
+func (c *clientConn) completed(rows int64) {
+	p := c.q.front()
+	if p == nil {
+		return
+	}
+	switch p.kind {
+	case pExecute:
+		c.q.pop()
+		c.statementDone(p, "ok", "", max(rows, 0))
+	case pQuery:
+		p.rows += max(rows, 0)
+	}
+}
+
+func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMessage {
+	if m.Severity == pgerr.SeverityFatal || m.Severity == "PANIC" {
+		c.sawFatal.Store(true)
+	}
+	p := c.q.front()
+	var out pgproto3.BackendMessage = sanitize(m)
+	if p == nil {
+		return out
+	}
+	if p.refusal != nil {
+		out = p.refusal
+	}
+	switch p.kind {
+	case pQuery:
+		if p.failed == "" {
+			p.failed = m.Code
+			if p.refusal != nil {
+				p.failed = p.refusal.Code
+			}
+		}
+	case pSync:
+		// An error at Sync (a failing implicit COMMIT); ReadyForQuery follows.
+	default:
+		// The warehouse now skips to the Sync; ReadyForQuery pops the rest.
+		c.q.pop()
+		if p.refusal == nil && p.kind == pExecute {
+			c.statementDone(p, "error", m.Code, 0)
+		}
+	}
+	return out
+}
+
+// readyForQuery pops everything up to and including the Sync or Query it answers.
+func (c *clientConn) readyForQuery() {
+	for {
+		p := c.q.front()
+		if p == nil {
+			break
+		}
+		c.q.pop()
+		if p.kind == pQuery {
+			if p.refusal == nil {
+				outcome := "ok"
+				if p.failed != "" {
+					outcome = "error"
+				}
+				c.statementDone(p, outcome, p.failed, p.rows)
+			}
+			break
+		}
+		if p.kind == pSync {
+			break
+		}
+	}
+	c.touch()
+	if c.q.empty() {
+		select {
+		case c.idleCh <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sanitize drops the fields of a warehouse error that describe the rewritten
+// statement rather than the client's: positions would point at the wrong
+// text, and the internal query can show policy internals.
+func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
+	if m.Position == 0 && m.InternalPosition == 0 && m.InternalQuery == "" {
+		return m
+	}
+	m.Position, m.InternalPosition, m.InternalQuery = 0, 0, ""
+	return m
+}
+
+func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
+	d := time.Since(p.start)
+	c.srv.metrics.statements.WithLabelValues(outcome).Inc()
+	c.srv.metrics.duration.Observe(d.Seconds())
+	if ce := c.log.Check(zap.DebugLevel, "statement done"); ce != nil {
+		fp := ""
+		if p.info != nil {
+			fp = p.info.fingerprint
+		}
+		ce.Write(zap.String("fingerprint", fp), zap.String("outcome", outcome), zap.String("sqlstate", code), zap.Int64("rows", rows), zap.Duration("duration", d))
+	}
+	c.srv.audit.record(c, p.info, outcome, code, rows, p.start)
+}

@@ -1,0 +1,358 @@
+// Package proxy is pgwarden's PostgreSQL wire-protocol front end: it
+// authenticates clients with a session token, sends every statement through
+// the warehouse's Rewriter and relays the rewritten statements and their
+// results between the client and the warehouse. It is the only package that
+// speaks the protocol (pgproto3 on both sides, pgconn to dial warehouses).
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
+)
+
+// Authenticator turns the password a client sends at startup into a session.
+type Authenticator interface {
+	// Authenticate turns the startup password (a session token or a fresh
+	// ticket) into a session; errors are *pgerr.Error FATAL 28P01.
+	Authenticate(ctx context.Context, credential string) (*auth.Session, error)
+	// Watch returns a channel closed within ~1s when the session is revoked.
+	Watch(sessionID string) (revoked <-chan struct{}, stop func())
+}
+
+// Rewriter rewrites a statement for an identity; errors are *pgerr.Error.
+type Rewriter interface {
+	Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error)
+}
+
+// Warehouse is one upstream database that clients select with the database
+// name of their startup message.
+type Warehouse struct {
+	// Name is what clients put in their startup message's database field.
+	Name string
+	// DSN is the pgconn connection string of the service account; used when
+	// Upstream is nil.
+	DSN string
+	// Upstream, if set, hands out warehouse connections instead of dialing DSN.
+	Upstream Upstream
+
+	rewriter atomic.Pointer[rewriterBox]
+}
+
+type rewriterBox struct{ r Rewriter }
+
+// NewWarehouse returns a warehouse that dials dsn and rewrites with r.
+func NewWarehouse(name, dsn string, r Rewriter) *Warehouse {
+	w := &Warehouse{Name: name, DSN: dsn}
+	w.SetRewriter(r)
+	return w
+}
+
+// SetRewriter swaps the rewriter (on policy reload); statements already
+// rewritten keep the old result, the next statement uses r.
+func (w *Warehouse) SetRewriter(r Rewriter) { w.rewriter.Store(&rewriterBox{r}) }
+
+// Rewriter returns the current rewriter, or nil.
+func (w *Warehouse) Rewriter() Rewriter {
+	if b := w.rewriter.Load(); b != nil {
+		return b.r
+	}
+	return nil
+}
+
+// Deps are the server's collaborators. Logger, Authenticator and at least one
+// Warehouse are required.
+type Deps struct {
+	Logger        *zap.Logger
+	Authenticator Authenticator
+	// Warehouses maps database name to warehouse.
+	Warehouses map[string]*Warehouse
+	// Audit, if set, receives one record per statement.
+	Audit *AuditLog
+	// Metrics, if set, registers the proxy's metrics.
+	Metrics prometheus.Registerer
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Server accepts PostgreSQL clients.
+type Server struct {
+	cfg        Config
+	log        *zap.Logger
+	auth       Authenticator
+	warehouses map[string]*Warehouse
+	upstreams  map[string]Upstream
+	audit      *AuditLog
+	metrics    *metrics
+	now        func() time.Time
+	tlsConfig  *tls.Config
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*clientConn]struct{}
+	keys      map[uint32]*clientConn // proxy BackendKeyData pid → client
+	serving   bool
+	draining  bool
+	doneCh    chan struct{} // closed when Shutdown begins
+	hardStop  chan struct{} // closed when the drain deadline passes
+	connWG    sync.WaitGroup
+	sessions  atomic.Int64 // client sessions past the startup message
+}
+
+// New validates cfg and deps and returns a server that is not yet listening.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Logger == nil {
+		return nil, errors.New("proxy: Deps.Logger is required")
+	}
+	if deps.Authenticator == nil {
+		return nil, errors.New("proxy: Deps.Authenticator is required")
+	}
+	if len(deps.Warehouses) == 0 {
+		return nil, errors.New("proxy: Deps.Warehouses needs at least one warehouse")
+	}
+	s := &Server{
+		cfg:        cfg,
+		log:        deps.Logger,
+		auth:       deps.Authenticator,
+		warehouses: make(map[string]*Warehouse, len(deps.Warehouses)),
+		upstreams:  make(map[string]Upstream, len(deps.Warehouses)),
+		audit:      deps.Audit,
+		now:        deps.Now,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*clientConn]struct{}{},
+		keys:       map[uint32]*clientConn{},
+		doneCh:     make(chan struct{}),
+		hardStop:   make(chan struct{}),
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	for name, w := range deps.Warehouses {
+		if w == nil || w.Name != name {
+			return nil, fmt.Errorf("proxy: warehouse %q: key and Name differ", name)
+		}
+		if w.Rewriter() == nil {
+			return nil, fmt.Errorf("proxy: warehouse %q: no rewriter", name)
+		}
+		up := w.Upstream
+		if up == nil {
+			if w.DSN == "" {
+				return nil, fmt.Errorf("proxy: warehouse %q: needs a DSN or an Upstream", name)
+			}
+			d, err := newDSNUpstream(name, w.DSN, cfg)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: %w", err)
+			}
+			up = d
+		}
+		s.warehouses[name] = w
+		s.upstreams[name] = up
+	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("proxy.tls_cert_file/tls_key_file: %w", err)
+		}
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	m, err := newMetrics(deps.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
+	}
+	s.metrics = m
+	return s, nil
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("proxy: server closed")
+
+// ListenAndServe listens on cfg.Listen and serves until ctx is cancelled,
+// then drains for at most cfg.ShutdownTimeout.
+func (s *Server) ListenAndServe(ctx context.Context) error {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy: listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve accepts clients on ln until ctx is cancelled (then it drains for at
+// most cfg.ShutdownTimeout and returns nil) or Shutdown is called (then it
+// returns ErrServerClosed at once; Shutdown does the draining).
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.mu.Lock()
+	if s.draining {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = struct{}{}
+	s.serving = true
+	s.mu.Unlock()
+
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		defer cancel()
+		s.Shutdown(sctx)
+	})
+	defer stop()
+
+	base := context.WithoutCancel(ctx) // sessions end through Shutdown, not ctx
+	var tempDelay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.doneCh:
+				if ctx.Err() != nil {
+					s.waitConns()
+					return nil
+				}
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				tempDelay = min(max(2*tempDelay, 5*time.Millisecond), time.Second)
+				time.Sleep(tempDelay)
+				continue
+			}
+			return fmt.Errorf("proxy: accept: %w", err)
+		}
+		tempDelay = 0
+		c := s.newClientConn(base, nc)
+		if c == nil {
+			nc.Close()
+			continue
+		}
+		go c.serve()
+	}
+}
+
+// Ready reports whether the server is serving and not draining.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.serving && !s.draining
+}
+
+// Shutdown stops accepting, lets running statements finish until ctx is done,
+// then ends the remaining sessions with FATAL 57P01. Idle sessions end at once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if !s.draining {
+		s.draining = true
+		close(s.doneCh)
+		for ln := range s.listeners {
+			ln.Close()
+		}
+	}
+	conns := make([]*clientConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.interrupt(reasonShutdown)
+	}
+	done := make(chan struct{})
+	go func() { s.waitConns(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	select {
+	case <-s.hardStop:
+	default:
+		close(s.hardStop)
+	}
+	s.mu.Unlock()
+	// Sessions now send FATAL and close; give them a moment to do so.
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+	}
+	return ctx.Err()
+}
+
+func (s *Server) waitConns() { s.connWG.Wait() }
+
+// track registers c; it returns false when the server is draining.
+func (s *Server) track(c *clientConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.connWG.Add(1)
+	return true
+}
+
+func (s *Server) untrack(c *clientConn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	if c.keyPID != 0 && s.keys[c.keyPID] == c {
+		delete(s.keys, c.keyPID)
+	}
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// issueKey gives c a random BackendKeyData (c.keyPID, c.keySecret) that maps
+// to it for cancels. The warehouse's own key never reaches the client.
+func (s *Server) issueKey(c *clientConn) {
+	secret := make([]byte, 4)
+	rand.Read(secret)
+	var b [4]byte
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for {
+		rand.Read(b[:])
+		pid := binary.BigEndian.Uint32(b[:]) & 0x7fffffff // positive like a real pid
+		if pid != 0 && s.keys[pid] == nil {
+			c.keyPID, c.keySecret = pid, secret
+			s.keys[pid] = c
+			return
+		}
+	}
+}
+
+// lookupKey returns the client a CancelRequest names, or nil for a forged key.
+func (s *Server) lookupKey(pid uint32, secret []byte) *clientConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.keys[pid]
+	if c == nil || subtle.ConstantTimeCompare(c.keySecret, secret) != 1 {
+		return nil
+	}
+	return c
+}
+
+func (s *Server) isDraining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.draining
+}

@@ -1,0 +1,351 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Special startup packet codes (PostgreSQL src/include/libpq/pqcomm.h).
+const (
+	codeCancel   = 1234<<16 | 5678
+	codeSSL      = 1234<<16 | 5679
+	codeGSSENC   = 1234<<16 | 5680
+	maxStartup   = 10000 // MAX_STARTUP_PACKET_LENGTH
+	minStartup   = 8
+	authBodySize = 64 << 10 // cap on messages before authentication completes
+)
+
+// errQuiet ends a connection without an ErrorResponse (garbage before the
+// protocol is established, a handled CancelRequest), as PostgreSQL does.
+type errQuiet struct{ why string }
+
+func (e errQuiet) Error() string { return e.why }
+
+// startupPacket is one length-prefixed packet of the startup phase.
+type startupPacket struct {
+	code uint32
+	body []byte // after the code
+}
+
+// readStartupPacket reads exactly one packet without buffering past it, so
+// that nothing sent before a TLS handshake is read as if it came after it.
+func readStartupPacket(r io.Reader) (startupPacket, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:4]); err != nil {
+		return startupPacket{}, errQuiet{"no startup packet"}
+	}
+	n := int(int32(binary.BigEndian.Uint32(hdr[:4])))
+	if n < minStartup || n > maxStartup {
+		return startupPacket{}, errQuiet{fmt.Sprintf("invalid length of startup packet: %d", n)}
+	}
+	buf := make([]byte, n-4)
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return startupPacket{}, errQuiet{"incomplete startup packet"}
+	}
+	return startupPacket{code: binary.BigEndian.Uint32(buf[:4]), body: buf[4:]}, nil
+}
+
+// parseStartupParams decodes the name/value pairs of a StartupMessage.
+func parseStartupParams(b []byte) (map[string]string, error) {
+	params := map[string]string{}
+	for {
+		if len(b) == 0 {
+			return nil, errors.New("missing terminator")
+		}
+		if b[0] == 0 {
+			if len(b) != 1 {
+				return nil, errors.New("trailing bytes after terminator")
+			}
+			return params, nil
+		}
+		i := strings.IndexByte(string(b), 0)
+		if i < 0 {
+			return nil, errors.New("unterminated parameter name")
+		}
+		name := string(b[:i])
+		b = b[i+1:]
+		j := strings.IndexByte(string(b), 0)
+		if j < 0 {
+			return nil, errors.New("unterminated parameter value")
+		}
+		params[name] = string(b[:j])
+		b = b[j+1:]
+	}
+}
+
+// forwardedParams are the startup parameters passed to the warehouse, by
+// lowercase name. Everything else (options, search_path, role, ...) is dropped:
+// a client must not be able to change how the warehouse resolves names.
+var forwardedParams = map[string]string{
+	"client_encoding":    "client_encoding",
+	"datestyle":          "DateStyle",
+	"timezone":           "TimeZone",
+	"intervalstyle":      "IntervalStyle",
+	"extra_float_digits": "extra_float_digits",
+}
+
+// safeParamValue keeps odd bytes out of forwarded settings.
+func safeParamValue(v string) bool {
+	if v == "" || len(v) > 64 {
+		return false
+	}
+	for _, r := range v {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
+		case strings.ContainsRune(" _-+,./:", r):
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// reportedParams are relayed from the warehouse in the startup ParameterStatus.
+var reportedParams = []string{
+	"server_version", "server_encoding", "client_encoding", "DateStyle", "TimeZone",
+	"integer_datetimes", "standard_conforming_strings", "IntervalStyle",
+}
+
+// passwordAllowed decides whether a cleartext password may be requested on
+// this connection: over TLS, from loopback, or when explicitly allowed.
+func passwordAllowed(tlsOn bool, remote net.Addr, allowInsecure bool) bool {
+	if tlsOn || allowInsecure {
+		return true
+	}
+	switch a := remote.(type) {
+	case *net.TCPAddr:
+		return a.IP.IsLoopback()
+	case *net.UnixAddr:
+		return true
+	}
+	return false
+}
+
+func errInsecurePassword() *pgerr.Error {
+	return pgerr.Fatalf(pgerr.InvalidAuthorization, "password authentication over an unencrypted connection is not allowed").
+		WithHint("connect with sslmode=require")
+}
+
+// startup runs the startup phase up to the first ReadyForQuery.
+func (c *clientConn) startup() error {
+	c.raw.SetDeadline(time.Now().Add(c.srv.cfg.AuthTimeout))
+	var pkt startupPacket
+	for {
+		var err error
+		pkt, err = readStartupPacket(c.nc)
+		if err != nil {
+			return err
+		}
+		switch pkt.code {
+		case codeSSL:
+			if c.tlsOn {
+				return errQuiet{"SSLRequest after TLS handshake"}
+			}
+			if c.srv.tlsConfig == nil {
+				if _, err := c.nc.Write([]byte{'N'}); err != nil {
+					return errQuiet{"write: " + err.Error()}
+				}
+				continue
+			}
+			if _, err := c.nc.Write([]byte{'S'}); err != nil {
+				return errQuiet{"write: " + err.Error()}
+			}
+			tc := tls.Server(c.raw, c.srv.tlsConfig)
+			if err := tc.Handshake(); err != nil {
+				return errQuiet{"tls handshake: " + err.Error()}
+			}
+			c.nc, c.tlsOn = tc, true
+			continue
+		case codeGSSENC:
+			if _, err := c.nc.Write([]byte{'N'}); err != nil {
+				return errQuiet{"write: " + err.Error()}
+			}
+			continue
+		case codeCancel:
+			c.srv.handleCancel(c.ctx, pkt.body, c.log)
+			return errQuiet{"cancel request handled"}
+		}
+		break
+	}
+	c.initIO()
+
+	major, minor := pkt.code>>16, pkt.code&0xffff
+	if major != 3 {
+		return pgerr.Fatalf(pgerr.FeatureNotSupported, "unsupported frontend protocol %d.%d: server supports 3.0 to 3.0", major, minor)
+	}
+	params, err := parseStartupParams(pkt.body)
+	if err != nil {
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "invalid startup packet layout: %v", err)
+	}
+	var unknownPQ []string
+	for k := range params {
+		if strings.HasPrefix(k, "_pq_.") {
+			unknownPQ = append(unknownPQ, k)
+		}
+	}
+	if minor > 0 || len(unknownPQ) > 0 {
+		c.out.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknownPQ})
+	}
+	c.user = params["user"]
+	if c.user == "" {
+		return pgerr.Fatalf(pgerr.InvalidAuthorization, "no PostgreSQL user name specified in startup packet")
+	}
+	database := params["database"]
+	if database == "" {
+		database = c.user
+	}
+	if r, ok := params["replication"]; ok && !isFalse(r) {
+		return pgerr.Fatalf(pgerr.InsufficientPrivilege, "replication connections are not supported")
+	}
+	c.appName = params["application_name"]
+	if !safeParamValue(c.appName) {
+		c.appName = ""
+	}
+	c.upParams = map[string]string{}
+	for k, v := range params {
+		if canon, ok := forwardedParams[strings.ToLower(k)]; ok && safeParamValue(v) {
+			c.upParams[canon] = v
+		}
+	}
+	if _, ok := params["options"]; ok {
+		c.log.Debug("startup options ignored")
+	}
+	c.log = c.log.With(zap.String("user", c.user), zap.String("database", database))
+
+	if c.srv.isDraining() {
+		return pgerr.Fatalf(pgerr.CannotConnectNow, "the database system is shutting down")
+	}
+	if n := c.srv.sessions.Add(1); n > int64(c.srv.cfg.MaxClientConns) {
+		c.srv.sessions.Add(-1)
+		c.srv.metrics.authFailure("too_many_clients")
+		return pgerr.Fatalf(pgerr.TooManyConnections, "sorry, too many clients already")
+	}
+	c.counted = true
+
+	if !passwordAllowed(c.tlsOn, c.raw.RemoteAddr(), c.srv.cfg.AllowInsecurePassword) {
+		c.srv.metrics.authFailure("insecure_transport")
+		c.log.Info("auth refused: cleartext password on unencrypted non-loopback connection")
+		return errInsecurePassword()
+	}
+	c.out.send(&pgproto3.AuthenticationCleartextPassword{})
+	if err := c.out.flush(); err != nil {
+		return errQuiet{"write: " + err.Error()}
+	}
+	c.be.SetAuthType(pgproto3.AuthTypeCleartextPassword)
+	msg, err := c.be.Receive()
+	if err != nil {
+		return errQuiet{"no password: " + err.Error()}
+	}
+	pw, ok := msg.(*pgproto3.PasswordMessage)
+	if !ok {
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %T", msg)
+	}
+	session, err := c.srv.auth.Authenticate(c.ctx, pw.Password)
+	if err != nil {
+		c.srv.metrics.authFailure("bad_credentials")
+		c.log.Info("authentication failed", zap.String("sqlstate", pgerr.SQLStateOf(err)))
+		return asFatal(err)
+	}
+	if session == nil {
+		return errors.New("authenticator returned no session")
+	}
+	c.session = session
+	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
+	c.out.send(&pgproto3.AuthenticationOk{})
+
+	wh := c.srv.warehouses[database]
+	if wh == nil {
+		c.srv.metrics.authFailure("unknown_database")
+		return pgerr.Fatalf(pgerr.InvalidCatalogName, "database %q does not exist", database)
+	}
+	c.wh = wh
+	c.identity = session.Identity(wh.Name)
+	if c.identity.Role == policy.RoleNoAccess || !c.identity.Role.Valid() {
+		c.srv.metrics.authFailure("no_access")
+		return pgerr.Fatalf(pgerr.InvalidAuthorization, "session has no access to warehouse %s", wh.Name)
+	}
+	if err := c.checkSession(); err != nil {
+		c.srv.metrics.authFailure("expired")
+		return err
+	}
+	c.watch()
+
+	sc, err := c.srv.upstreams[wh.Name].Acquire(c.ctx, &ClientInfo{
+		Warehouse: wh.Name, SessionID: session.ID, Tenant: session.Tenant, User: c.user, Params: c.upParams,
+	})
+	if err != nil {
+		return err
+	}
+	c.sc = sc
+	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
+
+	for _, name := range reportedParams {
+		if v := sc.ParameterStatus(name); v != "" {
+			c.out.send(&pgproto3.ParameterStatus{Name: name, Value: v})
+		}
+	}
+	c.out.send(&pgproto3.ParameterStatus{Name: "application_name", Value: c.appName})
+	c.out.send(&pgproto3.ParameterStatus{Name: "is_superuser", Value: "off"})
+	c.out.send(&pgproto3.ParameterStatus{Name: "session_authorization", Value: c.user})
+	c.srv.issueKey(c)
+	c.out.send(&pgproto3.BackendKeyData{ProcessID: c.keyPID, SecretKey: c.keySecret})
+	c.out.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	if err := c.out.flush(); err != nil {
+		return errQuiet{"write: " + err.Error()}
+	}
+	c.raw.SetDeadline(time.Time{})
+	c.be.SetMaxBodyLen(c.srv.cfg.MaxMessageBytes)
+	c.log.Info("session started", zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))
+	return nil
+}
+
+func isFalse(v string) bool {
+	switch strings.ToLower(v) {
+	case "false", "off", "no", "0":
+		return true
+	}
+	return false
+}
+
+// asFatal makes a *pgerr.Error FATAL; other errors are left to errorResponse.
+func asFatal(err error) error {
+	var pe *pgerr.Error
+	if errors.As(err, &pe) && !pe.Fatal() {
+		return pe.AsFatal()
+	}
+	return err
+}
+
+// handleCancel forwards a CancelRequest to the warehouse backend serving the
+// client whose (proxy-issued) key it names. A forged key cancels nothing.
+func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger) {
+	if len(body) < 8 || len(body) > 260 {
+		return
+	}
+	pid := binary.BigEndian.Uint32(body[:4])
+	c := s.lookupKey(pid, body[4:])
+	if c == nil {
+		s.metrics.cancels.WithLabelValues("unknown_key").Inc()
+		log.Info("cancel request with unknown key")
+		return
+	}
+	s.metrics.cancels.WithLabelValues("forwarded").Inc()
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
+	defer cancel()
+	if err := c.sc.Cancel(ctx); err != nil {
+		c.log.Warn("cancel request failed", zap.Error(err))
+	}
+}

@@ -1,0 +1,224 @@
+package proxy
+
+// This file is the only one that touches pgconn's connection internals
+// (Hijack, PID, SecretKey), whose types changed at pgx v5.9.0.
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// ClientInfo describes the client a server connection is acquired for.
+type ClientInfo struct {
+	Warehouse string
+	SessionID string
+	Tenant    string
+	// User is the PostgreSQL user name the client sent; for logs only.
+	User string
+	// Params are the allow-listed startup parameters (client_encoding,
+	// DateStyle, TimeZone, IntervalStyle, extra_float_digits) to apply upstream.
+	Params map[string]string
+}
+
+// Upstream hands out warehouse connections. The session-mode implementation
+// opens one connection per client; a transaction pool can implement the same
+// interface without touching the client loop.
+type Upstream interface {
+	Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error)
+}
+
+// ServerConn is one warehouse connection as the relay sees it. Send and Flush
+// are called only by the client loop, Receive and Buffered only by the relay
+// goroutine; Close and Cancel may be called from either.
+type ServerConn interface {
+	// Send buffers msg for the warehouse.
+	Send(msg pgproto3.FrontendMessage) error
+	// Flush writes buffered messages.
+	Flush() error
+	// Receive returns the next message; it is valid until the next call.
+	Receive() (pgproto3.BackendMessage, error)
+	// Buffered reports how many received bytes are waiting to be decoded, so
+	// that the relay can flush the client before it blocks.
+	Buffered() int
+	// ParameterStatus returns a parameter the warehouse reported at startup.
+	ParameterStatus(name string) string
+	// PID is the warehouse backend's process id (for logs).
+	PID() uint32
+	// Cancel asks the warehouse to cancel the statement running on this
+	// connection.
+	Cancel(ctx context.Context) error
+	// Close ends the connection; it unblocks a pending Receive.
+	Close() error
+}
+
+// dsnUpstream opens a fresh warehouse connection per client with pgconn (so
+// password, SCRAM and TLS are whatever the DSN says).
+type dsnUpstream struct {
+	warehouse string
+	base      *pgconn.Config
+	timeout   time.Duration
+	maxBody   int
+	stmtTO    time.Duration
+}
+
+func newDSNUpstream(warehouse, dsn string, cfg Config) (*dsnUpstream, error) {
+	base, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		// pgconn redacts passwords only on a best-effort basis: keep the DSN out.
+		return nil, fmt.Errorf("warehouse %q: invalid dsn", warehouse)
+	}
+	return &dsnUpstream{warehouse: warehouse, base: base, timeout: cfg.ConnectTimeout, maxBody: cfg.MaxMessageBytes, stmtTO: cfg.StatementTimeout}, nil
+}
+
+func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+	cfg := u.base.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	for k, v := range ci.Params {
+		cfg.RuntimeParams[k] = v
+	}
+	cfg.RuntimeParams["application_name"] = "pgwarden"
+	if u.stmtTO > 0 {
+		cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(u.stmtTO.Milliseconds())
+	}
+	cfg.ConnectTimeout = u.timeout
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, u.connectError(ctx, err)
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(context.Background())
+		return nil, fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
+	}
+	sc := &serverConn{
+		conn:      hc.Conn,
+		w:         bufio.NewWriterSize(hc.Conn, 32<<10),
+		pid:       hc.PID,
+		secret:    append([]byte(nil), hc.SecretKey...),
+		params:    hc.ParameterStatuses,
+		tlsConfig: hc.TLSConfig,
+		dial:      hc.Config.DialFunc,
+	}
+	if hc.Frontend.ReadBufferLen() == 0 {
+		sc.fe = pgproto3.NewFrontend(hc.Conn, hc.Conn)
+	} else {
+		sc.fe = hc.Frontend // never expected: nothing follows ReadyForQuery
+	}
+	sc.fe.SetMaxBodyLen(u.maxBody)
+	return sc, nil
+}
+
+// connectError turns a connect failure into a FATAL for the client that names
+// the warehouse but neither its address nor its credentials; the full cause
+// stays in the wrapped error for the log.
+func (u *dsnUpstream) connectError(ctx context.Context, err error) error {
+	var pe *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		return fmt.Errorf("%w: %w", u.unreachable(fmt.Sprintf("the warehouse refused the connection (SQLSTATE %s)", pe.Code)), err)
+	case ctx.Err() != nil || pgconn.Timeout(err):
+		return fmt.Errorf("%w: %w", u.unreachable(fmt.Sprintf("no answer within %s", u.timeout)), err)
+	default:
+		return fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
+	}
+}
+
+func (u *dsnUpstream) unreachable(why string) *pgerr.Error {
+	return pgerr.Fatalf(pgerr.ConnectionFailure, "warehouse %s is unreachable: %s", u.warehouse, why)
+}
+
+type serverConn struct {
+	conn      net.Conn
+	fe        *pgproto3.Frontend
+	w         *bufio.Writer
+	scratch   []byte
+	pid       uint32
+	secret    []byte
+	params    map[string]string
+	tlsConfig *tls.Config
+	dial      pgconn.DialFunc
+}
+
+func (s *serverConn) Send(msg pgproto3.FrontendMessage) error {
+	b, err := msg.Encode(s.scratch[:0])
+	if err != nil {
+		return err
+	}
+	if cap(b) <= 64<<10 {
+		s.scratch = b
+	}
+	_, err = s.w.Write(b)
+	return err
+}
+
+func (s *serverConn) Flush() error                              { return s.w.Flush() }
+func (s *serverConn) Receive() (pgproto3.BackendMessage, error) { return s.fe.Receive() }
+func (s *serverConn) Buffered() int                             { return s.fe.ReadBufferLen() }
+func (s *serverConn) ParameterStatus(name string) string        { return s.params[name] }
+func (s *serverConn) PID() uint32                               { return s.pid }
+
+func (s *serverConn) Close() error {
+	// Best effort Terminate so the warehouse logs a clean disconnect; a short
+	// deadline keeps a wedged socket from holding us up.
+	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	s.conn.Write([]byte{'X', 0, 0, 0, 4})
+	return s.conn.Close()
+}
+
+// Cancel sends a CancelRequest for this backend on a new connection to the
+// same address, encrypted like the main connection.
+func (s *serverConn) Cancel(ctx context.Context) error {
+	addr := s.conn.RemoteAddr()
+	dial := s.dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
+	c, err := dial(ctx, addr.Network(), addr.String())
+	if err != nil {
+		return fmt.Errorf("dial for cancel: %w", err)
+	}
+	defer c.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetDeadline(dl)
+	}
+	if s.tlsConfig != nil {
+		if _, err := c.Write([]byte{0, 0, 0, 8, 4, 210, 22, 47}); err != nil {
+			return fmt.Errorf("ssl request for cancel: %w", err)
+		}
+		var b [1]byte
+		if _, err := io.ReadFull(c, b[:]); err != nil || b[0] != 'S' {
+			return errors.New("warehouse refused tls for cancel")
+		}
+		tc := tls.Client(c, s.tlsConfig.Clone())
+		defer tc.Close()
+		c = tc
+	}
+	buf := make([]byte, 12+len(s.secret))
+	binary.BigEndian.PutUint32(buf[0:4], uint32(len(buf)))
+	binary.BigEndian.PutUint32(buf[4:8], 80877102)
+	binary.BigEndian.PutUint32(buf[8:12], s.pid)
+	copy(buf[12:], s.secret)
+	if _, err := c.Write(buf); err != nil {
+		return fmt.Errorf("write cancel request: %w", err)
+	}
+	// The server closes the connection once it has handled the request.
+	c.Read(buf)
+	return nil
+}

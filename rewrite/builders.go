@@ -1,0 +1,193 @@
+package rewrite
+
+// All construction of pg_query nodes lives in this file, so that a move to a
+// newer pg_query grammar touches one place.
+
+import (
+	"fmt"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+func strNode(s string) *pg_query.Node { return pg_query.MakeStrNode(s) }
+
+func colRef(name string) *pg_query.Node {
+	return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode(name)}, -1)
+}
+
+func strConst(s string) *pg_query.Node { return pg_query.MakeAConstStrNode(s, -1) }
+
+func intConst(n int64) *pg_query.Node { return pg_query.MakeAConstIntNode(n, -1) }
+
+func boolConst(b bool) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{
+		Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: b}}, Location: -1}}}
+}
+
+func nullConst() *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: -1}}}
+}
+
+func typeCast(arg *pg_query.Node, tn *pg_query.TypeName) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{Arg: arg, TypeName: tn, Location: -1}}}
+}
+
+// textType is pg_catalog.text; textArrayType is text[].
+func textType() *pg_query.TypeName {
+	return &pg_query.TypeName{Names: []*pg_query.Node{strNode("text")}, Typemod: -1, Location: -1}
+}
+
+func textArrayType() *pg_query.TypeName {
+	tn := textType()
+	tn.ArrayBounds = []*pg_query.Node{pg_query.MakeIntNode(-1)}
+	return tn
+}
+
+// textArray is ARRAY['a', 'b']::text[] (ARRAY[]::text[] when empty).
+func textArray(vals []string) *pg_query.Node {
+	elems := make([]*pg_query.Node, len(vals))
+	for i, v := range vals {
+		elems[i] = strConst(v)
+	}
+	arr := &pg_query.Node{Node: &pg_query.Node_AArrayExpr{AArrayExpr: &pg_query.A_ArrayExpr{Elements: elems, Location: -1}}}
+	return typeCast(arr, textArrayType())
+}
+
+func opExpr(op string, l, r *pg_query.Node) *pg_query.Node {
+	return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{strNode(op)}, l, r, -1)
+}
+
+func andExpr(args []*pg_query.Node) *pg_query.Node {
+	if len(args) == 1 {
+		return args[0]
+	}
+	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, args, -1)
+}
+
+func funcCall(name string, args ...*pg_query.Node) *pg_query.Node {
+	return pg_query.MakeFuncCallNode([]*pg_query.Node{strNode("pg_catalog"), strNode(name)}, args, -1)
+}
+
+func resTarget(name string, val *pg_query.Node) *pg_query.Node {
+	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, -1)
+}
+
+func caseWhen(cond, then, els *pg_query.Node) *pg_query.Node {
+	return pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, -1)}, -1)
+}
+
+// caseElse builds CASE WHEN cond THEN then ELSE els END.
+func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
+	n := caseWhen(cond, then, nil)
+	n.GetCaseExpr().Defresult = els
+	return n
+}
+
+// fencedSubquery builds the relation's replacement:
+// (SELECT targets FROM [ONLY] schema.rel WHERE where OFFSET 0) AS alias.
+// OFFSET 0 keeps PostgreSQL from pulling the subquery up or pushing the
+// client's quals into it, so no client expression sees another tenant's row.
+func fencedSubquery(schema, rel string, only bool, targets []*pg_query.Node, where *pg_query.Node, alias *pg_query.Alias) *pg_query.Node {
+	rv := &pg_query.RangeVar{Schemaname: schema, Relname: rel, Inh: !only, Relpersistence: "p", Location: -1}
+	sel := &pg_query.SelectStmt{
+		TargetList:  targets,
+		FromClause:  []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}},
+		WhereClause: where,
+		LimitOffset: intConst(0),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	return &pg_query.Node{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
+		Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}},
+		Alias:    alias,
+	}}}
+}
+
+// parseTypeName turns a format_type name from the warehouse catalog into a
+// TypeName node (once, at New).
+func parseTypeName(typ string) (*pg_query.TypeName, error) {
+	tree, err := pg_query.Parse("SELECT NULL::" + typ)
+	if err != nil {
+		return nil, fmt.Errorf("type %q: %w", typ, err)
+	}
+	if len(tree.Stmts) == 1 {
+		if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && len(sel.TargetList) == 1 && sel.FromClause == nil {
+			if tc := sel.TargetList[0].GetResTarget().GetVal().GetTypeCast(); tc != nil && tc.TypeName != nil {
+				return tc.TypeName, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("type %q: not a type name", typ)
+}
+
+func asText(col string) *pg_query.Node { return typeCast(colRef(col), textType()) }
+
+// keepMask builds CASE WHEN length(col::text) > first+last
+// THEN left(col::text, first) || '***' || right(col::text, last) ELSE '***' END,
+// so that short values are not shown whole.
+func keepMask(col string, first, last int) *pg_query.Node {
+	var val *pg_query.Node
+	if first > 0 {
+		val = funcCall("left", asText(col), intConst(int64(first)))
+	}
+	stars := strConst("***")
+	if val == nil {
+		val = stars
+	} else {
+		val = opExpr("||", val, stars)
+	}
+	if last > 0 {
+		val = opExpr("||", val, funcCall("right", asText(col), intConst(int64(last))))
+	}
+	cond := opExpr(">", funcCall("length", asText(col)), intConst(int64(first+last)))
+	return caseElse(cond, val, strConst("***"))
+}
+
+// emailMask is '***@' || split_part(col::text, '@', 2).
+func emailMask(col string) *pg_query.Node {
+	return opExpr("||", strConst("***@"), funcCall("split_part", asText(col), strConst("@"), intConst(2)))
+}
+
+// hashMask is md5(col::text).
+func hashMask(col string) *pg_query.Node { return funcCall("md5", asText(col)) }
+
+// redactConst is a constant of the column's type family cast to its type.
+func redactConst(family string, tn *pg_query.TypeName) *pg_query.Node {
+	var lit string
+	switch family {
+	case "text":
+		lit = "***"
+	case "number":
+		lit = "0"
+	case "date", "timestamp", "timestamptz":
+		lit = "epoch"
+	case "time":
+		lit = "00:00"
+	case "bool":
+		lit = "false"
+	case "json", "jsonb":
+		lit = "{}"
+	case "uuid":
+		lit = "00000000-0000-0000-0000-000000000000"
+	case "bytea":
+		lit = ""
+	default:
+		return typeCast(nullConst(), tn)
+	}
+	return typeCast(strConst(lit), tn)
+}
+
+func nullOf(tn *pg_query.TypeName) *pg_query.Node { return typeCast(nullConst(), tn) }
+
+// aliasFor returns the subquery's alias: the client's (with its column
+// names) or the bare relation name, so t.col, rel.col and * keep working.
+func aliasFor(client *pg_query.Alias, relname string) *pg_query.Alias {
+	if client != nil && client.Aliasname != "" {
+		return &pg_query.Alias{Aliasname: client.Aliasname, Colnames: client.Colnames}
+	}
+	return &pg_query.Alias{Aliasname: relname}
+}
+
+func rangeVarNode(rv *pg_query.RangeVar) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: rv}}
+}

@@ -1,0 +1,124 @@
+package rewrite
+
+import (
+	"container/list"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// cache is an LRU of rewrite results bounded by bytes (keys plus values).
+// Keys hold the identity's fields in full, not a hash of them, so a result is
+// never served to a session that would rewrite differently.
+type cache struct {
+	mu    sync.Mutex
+	max   int64
+	size  int64
+	ll    *list.List
+	items map[string]*list.Element
+}
+
+type cacheEntry struct {
+	key  string
+	res  *Result
+	size int64
+}
+
+func newCache(max int64) *cache {
+	return &cache{max: max, ll: list.New(), items: map[string]*list.Element{}}
+}
+
+func (c *cache) get(key string) (*Result, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[key]
+	if !ok {
+		return nil, false
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry).res, true
+}
+
+func (c *cache) put(key string, res *Result) {
+	size := int64(len(key)) + resultSize(res)
+	if size > c.max {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.items[key]; ok {
+		c.ll.MoveToFront(e)
+		return
+	}
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, res: res, size: size})
+	c.size += size
+	for c.size > c.max {
+		last := c.ll.Back()
+		ent := last.Value.(*cacheEntry)
+		c.ll.Remove(last)
+		delete(c.items, ent.key)
+		c.size -= ent.size
+	}
+}
+
+// resultSize approximates a result's memory: its strings plus fixed overhead.
+func resultSize(r *Result) int64 {
+	n := int64(len(r.SQL)+len(r.Fingerprint)) + 128
+	for _, s := range r.Statements {
+		n += int64(len(s.SQL)+len(s.SetName)+len(s.SetValue)) + 96
+		for _, rel := range s.Relations {
+			n += int64(len(rel)) + 16
+		}
+	}
+	return n
+}
+
+// cacheKey is the policy version, every identity field that can change a
+// rewrite (length-prefixed, groups and attributes sorted), and the text.
+func cacheKey(version string, id *policy.Identity, sql string) string {
+	var b strings.Builder
+	b.Grow(len(version) + len(sql) + 128)
+	field := func(s string) {
+		b.WriteString(strconv.Itoa(len(s)))
+		b.WriteByte(':')
+		b.WriteString(s)
+	}
+	field(version)
+	field(string(id.Kind))
+	field(string(id.Role))
+	field(id.Tenant)
+	field(id.ExternalID)
+	field(id.Email)
+	groups := id.Groups
+	if !sort.StringsAreSorted(groups) {
+		groups = append([]string(nil), groups...)
+		sort.Strings(groups)
+	}
+	b.WriteString(strconv.Itoa(len(groups)))
+	b.WriteByte('g')
+	for _, g := range groups {
+		field(g)
+	}
+	if len(id.Attributes) > 0 {
+		names := make([]string, 0, len(id.Attributes))
+		for k := range id.Attributes {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			field(k)
+			vs := id.Attributes[k]
+			b.WriteString(strconv.Itoa(len(vs)))
+			b.WriteByte('v')
+			for _, v := range vs {
+				field(v)
+			}
+		}
+	}
+	b.WriteByte('|')
+	b.WriteString(sql)
+	return b.String()
+}

@@ -1,0 +1,210 @@
+package rewrite
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Options tunes a Rewriter.
+type Options struct {
+	// CacheBytes bounds the rewrite cache (keys plus values); 0 means 64 MiB
+	// and a negative value disables the cache.
+	CacheBytes int64
+	// MaxStatementTimeout caps SET statement_timeout; 0 means no cap.
+	MaxStatementTimeout time.Duration
+}
+
+const defaultCacheBytes = 64 << 20
+
+// maxDepth bounds the walk's recursion (PostgreSQL's own parser limits depth
+// too; this keeps the walk's stack small whatever the input).
+const maxDepth = 2000
+
+// Rewriter rewrites statements for sessions under one policy and catalog.
+// It is safe for concurrent use.
+type Rewriter struct {
+	pol   *policy.Policy
+	opts  Options
+	embed map[string]*relTemplate // by schema.name
+	inter map[string]*relTemplate
+	cache *cache
+}
+
+// relTemplate is what New precomputes per exposed relation: everything that
+// does not depend on the session.
+type relTemplate struct {
+	rel  *policy.Relation
+	cat  *policy.CatalogRelation
+	cols []colTemplate
+}
+
+type colTemplate struct {
+	name     string
+	typ      *pg_query.TypeName
+	rule     *policy.ColumnRule // nil when unrestricted
+	masked   *pg_query.Node     // the mask expression, when rule has a mask
+	colIndex int
+}
+
+// New builds a Rewriter. The catalog must describe every relation the policy
+// lists.
+func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error) {
+	if p == nil || cat == nil {
+		return nil, errors.New("rewrite: nil policy or catalog")
+	}
+	if err := p.Check(cat); err != nil {
+		return nil, err
+	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = defaultCacheBytes
+	}
+	r := &Rewriter{pol: p, opts: opts}
+	var err error
+	if r.embed, err = templates(p.Relations, cat); err != nil {
+		return nil, err
+	}
+	if p.Internal != nil {
+		if r.inter, err = templates(p.Internal, cat); err != nil {
+			return nil, err
+		}
+	} else {
+		r.inter = r.embed
+	}
+	if opts.CacheBytes > 0 {
+		r.cache = newCache(opts.CacheBytes)
+	}
+	return r, nil
+}
+
+func templates(rels map[string]*policy.Relation, cat *policy.Catalog) (map[string]*relTemplate, error) {
+	out := make(map[string]*relTemplate, len(rels))
+	for key, rel := range rels {
+		cr, _ := cat.Relation(rel.Schema, rel.Name)
+		t := &relTemplate{rel: rel, cat: cr}
+		for i, c := range cr.Columns {
+			tn, err := parseTypeName(c.Type)
+			if err != nil {
+				return nil, fmt.Errorf("rewrite: relation %s column %s: %w", key, c.Name, err)
+			}
+			ct := colTemplate{name: c.Name, typ: tn, rule: rel.Columns[c.Name], colIndex: i}
+			if ct.rule != nil && ct.rule.Mask != nil {
+				ct.masked = maskExpr(ct.rule.Mask, c, tn)
+			}
+			t.cols = append(t.cols, ct)
+		}
+		out[key] = t
+	}
+	return out, nil
+}
+
+func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.Node {
+	switch m.Kind {
+	case policy.MaskNull:
+		return nullOf(tn)
+	case policy.MaskRedact:
+		return redactConst(policy.TypeFamily(c.Type), tn)
+	case policy.MaskHash:
+		return hashMask(c.Name)
+	case policy.MaskEmail:
+		return emailMask(c.Name)
+	case policy.MaskLast4:
+		return keepMask(c.Name, 0, 4)
+	case policy.MaskPartial:
+		return keepMask(c.Name, m.KeepFirst, m.KeepLast)
+	case policy.MaskSQL:
+		return proto.Clone(m.Expr).(*pg_query.Node)
+	}
+	return nullOf(tn) // unreachable: the policy validated the kind; fail closed anyway
+}
+
+// Rewrite parses sql (one or more statements) and returns what may run on the
+// warehouse for the session id. Every error is a *pgerr.Error.
+func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, pgerr.New(pgerr.InternalError, "internal error in statement rewrite")
+		}
+	}()
+	if id == nil {
+		return nil, pgerr.Denied("permission denied: no session")
+	}
+	if id.Role == policy.RoleNoAccess || !id.Role.Valid() {
+		return nil, pgerr.Denied("permission denied: connection role %s has no access", roleName(id.Role))
+	}
+	var key string
+	if r.cache != nil {
+		key = cacheKey(r.pol.Version(), id, sql)
+		if res, ok := r.cache.get(key); ok {
+			return res, nil
+		}
+	}
+	res, perr := r.rewrite(sql, id)
+	if perr != nil {
+		return nil, perr
+	}
+	if r.cache != nil {
+		res.Cacheable = true
+		r.cache.put(key, res)
+	}
+	return res, nil
+}
+
+func roleName(r policy.Role) string {
+	if r == "" {
+		return "(none)"
+	}
+	return string(r)
+}
+
+func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Error) {
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		var pe *parser.Error
+		if errors.As(err, &pe) {
+			return nil, pgerr.Syntax(int32(pe.Cursorpos), "%s", pe.Message)
+		}
+		return nil, pgerr.Syntax(0, "syntax error")
+	}
+	tmpl := r.embed
+	if id.Kind == policy.KindInternal {
+		tmpl = r.inter
+	}
+	res := &Result{}
+	if len(tree.Stmts) == 0 {
+		res.Statements = []Statement{{Kind: KindEmpty}}
+		return res, nil
+	}
+	sqls := make([]string, 0, len(tree.Stmts))
+	for _, raw := range tree.Stmts {
+		p := &pass{r: r, id: id, tmpl: tmpl}
+		st := p.statement(raw.Stmt)
+		if p.err != nil {
+			return nil, p.err
+		}
+		raw.StmtLocation, raw.StmtLen = 0, 0
+		out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{raw}})
+		if err != nil {
+			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
+		}
+		st.SQL = out
+		sort.Strings(p.relations)
+		st.Relations = p.relations
+		res.Statements = append(res.Statements, st)
+		sqls = append(sqls, out)
+	}
+	res.SQL = strings.Join(sqls, "; ")
+	if fp, err := pg_query.Fingerprint(sql); err == nil {
+		res.Fingerprint = fp
+	}
+	return res, nil
+}

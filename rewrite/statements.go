@@ -1,0 +1,240 @@
+package rewrite
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// catalogRelations are the pg_catalog relations drivers need to describe
+// types. Statistics (pg_stats, pg_statistic, pg_stat_*) and relation-level
+// catalogs (pg_class) stay out until the catalog is virtualized.
+var catalogRelations = map[string]bool{
+	"pg_type": true, "pg_namespace": true, "pg_range": true, "pg_enum": true, "pg_attribute": true,
+	"pg_attrdef": true, "pg_collation": true, "pg_am": true, "pg_description": true,
+}
+
+// settableSettings may be changed with SET, RESET and set_config.
+var settableSettings = map[string]bool{
+	"datestyle": true, "timezone": true, "intervalstyle": true, "extra_float_digits": true,
+	"application_name": true, "client_encoding": true, "client_min_messages": true, "statement_timeout": true,
+	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "standard_conforming_strings": true,
+	"bytea_output": true, "lc_monetary": true, "lc_numeric": true, "lc_time": true, "xmloption": true,
+	"default_transaction_isolation": true, "transaction_isolation": true, "timezone_abbreviations": true, "escape_string_warning": true,
+}
+
+// showableSettings may be read with SHOW and current_setting.
+var showableSettings = map[string]bool{
+	"server_version": true, "server_version_num": true, "server_encoding": true, "integer_datetimes": true,
+	"max_identifier_length": true, "lc_collate": true, "lc_ctype": true, "transaction isolation level": true,
+	"block_size": true, "max_index_keys": true, "in_hot_standby": true, "transaction_read_only": true,
+	"default_transaction_read_only": true,
+}
+
+func settingShowable(name string) bool {
+	return settableSettings[name] || showableSettings[name]
+}
+
+func (p *pass) show(s *pg_query.VariableShowStmt) {
+	name := strings.ToLower(s.Name)
+	if !settingShowable(name) {
+		p.fail(pgerr.Denied("permission denied to show parameter %q", s.Name))
+	}
+}
+
+// set checks SET/RESET and describes it for the proxy.
+func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
+	st := Statement{Kind: KindSet, SetName: strings.ToLower(s.Name), SetLocal: s.IsLocal}
+	switch s.Kind {
+	case pg_query.VariableSetKind_VAR_RESET_ALL:
+		st.SetName = "all"
+		return st
+	case pg_query.VariableSetKind_VAR_SET_MULTI:
+		if s.Name != "TRANSACTION" {
+			p.fail(pgerr.Denied("permission denied to set %s", strings.ToLower(s.Name)))
+			return st
+		}
+		p.transactionOptions(s.Args)
+		return Statement{Kind: KindTransaction}
+	case pg_query.VariableSetKind_VAR_SET_VALUE, pg_query.VariableSetKind_VAR_SET_DEFAULT,
+		pg_query.VariableSetKind_VAR_SET_CURRENT, pg_query.VariableSetKind_VAR_RESET:
+	default:
+		p.fail(pgerr.Unsupported("SET of kind %s is not supported", s.Kind))
+		return st
+	}
+	if !settableSettings[st.SetName] {
+		p.fail(pgerr.Denied("permission denied to set parameter %q", s.Name))
+		return st
+	}
+	if s.Kind != pg_query.VariableSetKind_VAR_SET_VALUE {
+		return st
+	}
+	vals := make([]string, 0, len(s.Args))
+	for _, a := range s.Args {
+		c := a.GetAConst()
+		if c == nil {
+			p.unsupported("SET value " + nodeKind(a))
+			return st
+		}
+		vals = append(vals, constText(c))
+	}
+	st.SetValue = strings.Join(vals, ", ")
+	if st.SetName == "statement_timeout" {
+		p.checkTimeout(st.SetValue)
+	}
+	return st
+}
+
+// constText is the text of a constant as SET receives it.
+func constText(c *pg_query.A_Const) string {
+	switch v := c.Val.(type) {
+	case *pg_query.A_Const_Sval:
+		return v.Sval.Sval
+	case *pg_query.A_Const_Ival:
+		return strconv.FormatInt(int64(v.Ival.Ival), 10)
+	case *pg_query.A_Const_Fval:
+		return v.Fval.Fval
+	case *pg_query.A_Const_Boolval:
+		if v.Boolval.Boolval {
+			return "on"
+		}
+		return "off"
+	}
+	return ""
+}
+
+// checkTimeout enforces MaxStatementTimeout on a statement_timeout value
+// (milliseconds without a unit; 0 disables the timeout, which exceeds any cap).
+func (p *pass) checkTimeout(val string) {
+	limit := p.r.opts.MaxStatementTimeout
+	if limit <= 0 {
+		return
+	}
+	d, ok := parseTimeout(val)
+	if !ok {
+		p.fail(pgerr.New(pgerr.InvalidParameterValue, "invalid value for parameter \"statement_timeout\": %q", val))
+		return
+	}
+	if d == 0 || d > limit {
+		p.fail(pgerr.Denied("permission denied to set statement_timeout above %s", limit))
+	}
+}
+
+func parseTimeout(v string) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
+		i++
+	}
+	num, err := strconv.ParseFloat(v[:i], 64)
+	if err != nil || num < 0 {
+		return 0, false
+	}
+	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
+		"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
+	u, ok := unit[strings.TrimSpace(v[i:])]
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(num * float64(u)), true
+}
+
+// settingFunc restricts current_setting and set_config to allow-listed names
+// given as constants.
+func (p *pass) settingFunc(name string, args []*pg_query.Node) {
+	if len(args) == 0 {
+		return
+	}
+	c := args[0].GetAConst()
+	sv := c.GetSval()
+	if sv == nil {
+		p.fail(pgerr.Denied("permission denied: %s needs a constant setting name", name))
+		return
+	}
+	setting := strings.ToLower(sv.Sval)
+	switch name {
+	case "current_setting":
+		if !settingShowable(setting) {
+			p.fail(pgerr.Denied("permission denied to show parameter %q", sv.Sval))
+		}
+	case "set_config":
+		if !settableSettings[setting] || setting == "statement_timeout" {
+			p.fail(pgerr.Denied("permission denied to set parameter %q", sv.Sval))
+		}
+	}
+}
+
+func (p *pass) transaction(t *pg_query.TransactionStmt) {
+	switch t.Kind {
+	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
+		p.transactionOptions(t.Options)
+	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT, pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK,
+		pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT, pg_query.TransactionStmtKind_TRANS_STMT_RELEASE,
+		pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+	default:
+		p.fail(pgerr.Denied("permission denied: prepared transactions are not allowed"))
+	}
+}
+
+// transactionOptions refuses READ WRITE; isolation levels and DEFERRABLE are fine.
+func (p *pass) transactionOptions(opts []*pg_query.Node) {
+	for _, o := range opts {
+		d := o.GetDefElem()
+		if d == nil {
+			p.unsupported("transaction option " + nodeKind(o))
+			return
+		}
+		switch d.Defname {
+		case "transaction_read_only":
+			if c := d.Arg.GetAConst(); c == nil || c.GetIval().GetIval() == 0 {
+				p.fail(pgerr.Denied("permission denied: READ WRITE transactions are not allowed"))
+				return
+			}
+		case "transaction_isolation", "transaction_deferrable":
+		default:
+			p.unsupported("transaction option " + d.Defname)
+			return
+		}
+	}
+}
+
+// explain allows EXPLAIN of a SELECT without ANALYZE.
+func (p *pass) explain(e *pg_query.ExplainStmt) {
+	for _, o := range e.Options {
+		d := o.GetDefElem()
+		if d == nil {
+			p.unsupported("EXPLAIN option " + nodeKind(o))
+			return
+		}
+		if d.Defname == "analyze" && optionOn(d.Arg) {
+			p.fail(pgerr.Denied("permission denied: EXPLAIN ANALYZE is not allowed"))
+			return
+		}
+	}
+	p.query(e.Query, "EXPLAIN")
+}
+
+// optionOn interprets a boolean option's argument as PostgreSQL does
+// (absent means true). Anything unrecognised counts as on: fail closed.
+func optionOn(arg *pg_query.Node) bool {
+	if arg == nil {
+		return true
+	}
+	var s string
+	if sv := arg.GetString_(); sv != nil {
+		s = sv.Sval
+	} else if c := arg.GetAConst(); c != nil {
+		s = constText(c)
+	} else {
+		return true
+	}
+	switch strings.ToLower(s) {
+	case "false", "off", "0", "no", "f", "n", "of":
+		return false
+	}
+	return true
+}

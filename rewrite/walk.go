@@ -1,0 +1,719 @@
+package rewrite
+
+import (
+	"fmt"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// pass is the state of one statement's rewrite. The first error is kept and
+// every step after it is a no-op.
+type pass struct {
+	r         *Rewriter
+	id        *policy.Identity
+	tmpl      map[string]*relTemplate
+	err       *pgerr.Error
+	depth     int
+	relations []string
+	views     map[*relTemplate]*view
+}
+
+// scope is one query level: the CTE names it defines and the FROM items it
+// has seen so far. Lookups go outward through parent.
+type scope struct {
+	parent *scope
+	ctes   map[string]bool
+	items  []rangeItem
+}
+
+// rangeItem is a FROM item of a level; v is set for protected relations.
+type rangeItem struct {
+	alias string
+	v     *view
+}
+
+// view is a protected relation as this session sees it.
+type view struct {
+	t      *relTemplate
+	denied map[string]bool
+	cols   map[string]bool // visible columns
+}
+
+func (p *pass) fail(e *pgerr.Error) {
+	if p.err == nil {
+		p.err = e
+	}
+}
+
+func (p *pass) unsupported(what string) {
+	p.fail(pgerr.Unsupported("%s is not supported", what))
+}
+
+func (s *scope) cteVisible(name string) bool {
+	for ; s != nil; s = s.parent {
+		if s.ctes[name] {
+			return true
+		}
+	}
+	return false
+}
+
+// statement classifies and rewrites one statement. Unknown kinds are refused.
+func (p *pass) statement(n *pg_query.Node) Statement {
+	if n == nil {
+		p.fail(pgerr.Unsupported("empty statement node"))
+		return Statement{}
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_SelectStmt:
+		p.selectStmt(x.SelectStmt, nil)
+		return Statement{Kind: KindQuery}
+	case *pg_query.Node_ExplainStmt:
+		p.explain(x.ExplainStmt)
+		return Statement{Kind: KindExplain}
+	case *pg_query.Node_VariableShowStmt:
+		p.show(x.VariableShowStmt)
+		return Statement{Kind: KindShow}
+	case *pg_query.Node_VariableSetStmt:
+		return p.set(x.VariableSetStmt)
+	case *pg_query.Node_TransactionStmt:
+		p.transaction(x.TransactionStmt)
+		return Statement{Kind: KindTransaction}
+	case *pg_query.Node_PrepareStmt:
+		p.query(x.PrepareStmt.Query, "PREPARE")
+		return Statement{Kind: KindPrepare}
+	case *pg_query.Node_ExecuteStmt:
+		p.exprs(x.ExecuteStmt.Params, nil)
+		return Statement{Kind: KindExecute}
+	case *pg_query.Node_DeallocateStmt:
+		return Statement{Kind: KindDeallocate}
+	case *pg_query.Node_DeclareCursorStmt:
+		p.query(x.DeclareCursorStmt.Query, "DECLARE")
+		return Statement{Kind: KindCursor}
+	case *pg_query.Node_FetchStmt, *pg_query.Node_ClosePortalStmt:
+		return Statement{Kind: KindCursor}
+	case *pg_query.Node_DiscardStmt:
+		return Statement{Kind: KindDiscard}
+	}
+	p.fail(refusedStatement(n))
+	return Statement{}
+}
+
+// query rewrites the query of PREPARE, DECLARE or EXPLAIN: only SELECT.
+func (p *pass) query(n *pg_query.Node, in string) {
+	if sel := n.GetSelectStmt(); sel != nil {
+		p.selectStmt(sel, nil)
+		return
+	}
+	if n == nil {
+		p.fail(pgerr.Unsupported("%s without a query is not supported", in))
+		return
+	}
+	e := refusedStatement(n)
+	e.Message = fmt.Sprintf("%s in %s", e.Message, in)
+	p.fail(e)
+}
+
+// statementNames names refused statements in errors.
+var statementNames = map[string]string{
+	"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE",
+	"CopyStmt": "COPY", "DoStmt": "DO", "CallStmt": "CALL", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
+	"CreateStmt": "CREATE TABLE", "CreateTableAsStmt": "CREATE TABLE AS", "DropStmt": "DROP",
+	"AlterTableStmt": "ALTER TABLE", "TruncateStmt": "TRUNCATE", "ListenStmt": "LISTEN", "NotifyStmt": "NOTIFY",
+	"UnlistenStmt": "UNLISTEN", "LockStmt": "LOCK", "VacuumStmt": "VACUUM", "ViewStmt": "CREATE VIEW",
+	"CreateFunctionStmt": "CREATE FUNCTION", "IndexStmt": "CREATE INDEX", "CreateRoleStmt": "CREATE ROLE",
+	"AlterRoleStmt": "ALTER ROLE", "ClusterStmt": "CLUSTER", "ReindexStmt": "REINDEX", "CheckPointStmt": "CHECKPOINT",
+	"LoadStmt": "LOAD", "CreateExtensionStmt": "CREATE EXTENSION", "AlterSystemStmt": "ALTER SYSTEM",
+	"RefreshMatViewStmt": "REFRESH MATERIALIZED VIEW", "CreateSchemaStmt": "CREATE SCHEMA",
+	"CommentStmt": "COMMENT", "SecLabelStmt": "SECURITY LABEL", "RuleStmt": "CREATE RULE",
+	"CreateTrigStmt": "CREATE TRIGGER", "CreatedbStmt": "CREATE DATABASE", "DropdbStmt": "DROP DATABASE",
+	"ConstraintsSetStmt": "SET CONSTRAINTS", "ReassignOwnedStmt": "REASSIGN OWNED", "DropOwnedStmt": "DROP OWNED",
+	"CreateSeqStmt": "CREATE SEQUENCE", "AlterDatabaseSetStmt": "ALTER DATABASE", "RenameStmt": "ALTER ... RENAME",
+}
+
+func refusedStatement(n *pg_query.Node) *pgerr.Error {
+	kind := nodeKind(n)
+	if name, ok := statementNames[kind]; ok {
+		return pgerr.Denied("permission denied: %s is not allowed", name)
+	}
+	return pgerr.Denied("permission denied: statement %s is not allowed", kind)
+}
+
+func nodeKind(n *pg_query.Node) string {
+	if n == nil || n.Node == nil {
+		return "empty node"
+	}
+	s := fmt.Sprintf("%T", n.Node)
+	s = strings.TrimPrefix(s, "*pg_query.Node_")
+	return strings.TrimSuffix(s, "_")
+}
+
+// selectStmt rewrites one query level (and, through it, every level below).
+func (p *pass) selectStmt(sel *pg_query.SelectStmt, parent *scope) {
+	if p.err != nil || sel == nil {
+		return
+	}
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxDepth {
+		p.fail(pgerr.New(pgerr.ProgramLimitExceeded, "statement is too deeply nested"))
+		return
+	}
+	if sel.IntoClause != nil {
+		p.fail(pgerr.Denied("permission denied: SELECT INTO is not allowed"))
+		return
+	}
+	if len(sel.LockingClause) > 0 {
+		p.fail(pgerr.Denied("permission denied: SELECT ... FOR UPDATE/SHARE is not allowed"))
+		return
+	}
+	s := &scope{parent: parent}
+	if w := sel.WithClause; w != nil {
+		p.with(w, s)
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE {
+		p.selectStmt(sel.Larg, s)
+		p.selectStmt(sel.Rarg, s)
+		p.exprs(sel.SortClause, s)
+		p.expr(sel.LimitCount, s)
+		p.expr(sel.LimitOffset, s)
+		return
+	}
+	for _, vl := range sel.ValuesLists {
+		p.expr(vl, s)
+	}
+	for _, f := range sel.FromClause {
+		p.from(f, s)
+	}
+	p.exprs(sel.TargetList, s)
+	p.expr(sel.WhereClause, s)
+	p.exprs(sel.GroupClause, s)
+	p.expr(sel.HavingClause, s)
+	p.exprs(sel.WindowClause, s)
+	p.exprs(sel.SortClause, s)
+	p.exprs(sel.DistinctClause, s)
+	p.expr(sel.LimitCount, s)
+	p.expr(sel.LimitOffset, s)
+}
+
+// with walks CTE bodies with PostgreSQL's scoping: a CTE sees the ones
+// before it, or all of its WITH list (itself included) when RECURSIVE.
+func (p *pass) with(w *pg_query.WithClause, s *scope) {
+	s.ctes = map[string]bool{}
+	if w.Recursive {
+		for _, c := range w.Ctes {
+			if cte := c.GetCommonTableExpr(); cte != nil {
+				s.ctes[cte.Ctename] = true
+			}
+		}
+	}
+	for _, c := range w.Ctes {
+		cte := c.GetCommonTableExpr()
+		if cte == nil {
+			p.unsupported(nodeKind(c) + " in WITH")
+			return
+		}
+		if cte.SearchClause != nil || cte.CycleClause != nil {
+			p.unsupported("SEARCH/CYCLE in WITH")
+			return
+		}
+		sel := cte.Ctequery.GetSelectStmt()
+		if sel == nil {
+			p.fail(pgerr.Denied("permission denied: data-modifying statements in WITH are not allowed"))
+			return
+		}
+		// The body sees the CTEs of this level (and outer ones) but not the
+		// level's FROM items: walk it one level down.
+		p.selectStmt(sel, s)
+		s.ctes[cte.Ctename] = true
+	}
+}
+
+// from rewrites one FROM item in place and records it in s.
+func (p *pass) from(n *pg_query.Node, s *scope) {
+	if p.err != nil || n == nil {
+		return
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_RangeVar:
+		p.rangeVar(n, x.RangeVar, s)
+	case *pg_query.Node_JoinExpr:
+		j := x.JoinExpr
+		p.from(j.Larg, s)
+		p.from(j.Rarg, s)
+		p.expr(j.Quals, s)
+		if j.Alias != nil {
+			s.items = append(s.items, rangeItem{alias: j.Alias.Aliasname})
+		}
+	case *pg_query.Node_RangeSubselect:
+		rs := x.RangeSubselect
+		sel := rs.Subquery.GetSelectStmt()
+		if sel == nil {
+			p.unsupported("subquery in FROM of kind " + nodeKind(rs.Subquery))
+			return
+		}
+		p.selectStmt(sel, s)
+		if rs.Alias != nil {
+			s.items = append(s.items, rangeItem{alias: rs.Alias.Aliasname})
+		}
+	case *pg_query.Node_RangeFunction:
+		rf := x.RangeFunction
+		for _, f := range rf.Functions {
+			l := f.GetList()
+			if l == nil || len(l.Items) == 0 {
+				p.unsupported("function in FROM")
+				return
+			}
+			p.expr(l.Items[0], s) // usually a FuncCall; checked against the allow-list
+		}
+		if rf.Alias != nil {
+			s.items = append(s.items, rangeItem{alias: rf.Alias.Aliasname})
+		}
+	case *pg_query.Node_RangeTableSample:
+		p.unsupported("TABLESAMPLE")
+	case *pg_query.Node_RangeTableFunc:
+		p.unsupported("XMLTABLE")
+	default:
+		p.unsupported(nodeKind(n) + " in FROM")
+	}
+}
+
+// errDenied is the one refusal for relations: the same for one that does not
+// exist, one the policy does not list and one the role may not read, so that
+// it is no existence oracle.
+func errDenied(relname string) *pgerr.Error {
+	return pgerr.Denied("permission denied for relation %s", relname)
+}
+
+// rangeVar resolves a relation reference and replaces it in place by its
+// fenced subquery when the relation is protected.
+func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
+	alias := rv.Relname
+	if rv.Alias != nil && rv.Alias.Aliasname != "" {
+		alias = rv.Alias.Aliasname
+	}
+	if rv.Catalogname != "" {
+		p.fail(errDenied(rv.Relname))
+		return
+	}
+	if rv.Schemaname == "" && s.cteVisible(rv.Relname) {
+		s.items = append(s.items, rangeItem{alias: alias})
+		return
+	}
+	// pg_catalog is searched first, as PostgreSQL does implicitly.
+	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
+		if catalogRelations[rv.Relname] {
+			rv.Schemaname = "pg_catalog"
+			p.note("pg_catalog." + rv.Relname)
+			s.items = append(s.items, rangeItem{alias: alias})
+			return
+		}
+	}
+	var t *relTemplate
+	if rv.Schemaname != "" {
+		t = p.tmpl[rv.Schemaname+"."+rv.Relname]
+	} else {
+		for _, schema := range p.r.pol.SearchPath {
+			if t = p.tmpl[schema+"."+rv.Relname]; t != nil {
+				break
+			}
+		}
+	}
+	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
+		p.fail(errDenied(rv.Relname))
+		return
+	}
+	v := p.view(t)
+	if p.err != nil {
+		return
+	}
+	p.note(t.rel.QualifiedName())
+	s.items = append(s.items, rangeItem{alias: alias, v: v})
+	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
+		// Column aliases rename by position; a hidden column would shift them.
+		k := 0
+		for _, c := range t.cols {
+			if k >= len(rv.Alias.Colnames) {
+				break
+			}
+			if v.denied[c.name] {
+				p.fail(errColumn(c.name, t.rel.Name))
+				return
+			}
+			k++
+		}
+	}
+	if t.rel.Shared && len(t.rel.Columns) == 0 {
+		rv.Schemaname = t.rel.Schema
+		return
+	}
+	n.Node = p.subquery(t, v, rv.Alias, rv.Relname).Node
+}
+
+func (p *pass) note(rel string) {
+	for _, r := range p.relations {
+		if r == rel {
+			return
+		}
+	}
+	p.relations = append(p.relations, rel)
+}
+
+func errColumn(col, rel string) *pgerr.Error {
+	return pgerr.Denied("permission denied for column %s of relation %s", col, rel)
+}
+
+// view computes (once per pass) how the session sees a relation.
+func (p *pass) view(t *relTemplate) *view {
+	if v, ok := p.views[t]; ok {
+		return v
+	}
+	if !t.rel.Shared && p.id.Tenant == "" {
+		p.fail(pgerr.Denied("permission denied for relation %s", t.rel.Name).WithDetail("the session has no tenant"))
+		return nil
+	}
+	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
+	for _, c := range t.cols {
+		if c.rule != nil && c.rule.Deny && !p.id.InGroup(c.rule.UnlessGroups...) {
+			v.denied[c.name] = true
+			continue
+		}
+		v.cols[c.name] = true
+	}
+	if p.views == nil {
+		p.views = map[*relTemplate]*view{}
+	}
+	p.views[t] = v
+	return v
+}
+
+// subquery builds the fenced subquery for a protected relation.
+func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname string) *pg_query.Node {
+	targets := make([]*pg_query.Node, 0, len(t.cols))
+	for _, c := range t.cols {
+		switch {
+		case v.denied[c.name]:
+		case c.masked != nil && !p.id.InGroup(c.rule.UnlessGroups...):
+			targets = append(targets, resTarget(c.name, c.masked))
+		default:
+			targets = append(targets, resTarget("", colRef(c.name)))
+		}
+	}
+	var conds []*pg_query.Node
+	if !t.rel.Shared {
+		conds = append(conds, opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)))
+	}
+	for _, f := range t.rel.Filters {
+		if c := p.filter(f); c != nil {
+			conds = append(conds, c)
+		}
+	}
+	var where *pg_query.Node
+	if len(conds) > 0 {
+		where = andExpr(conds)
+	}
+	return fencedSubquery(t.rel.Schema, t.rel.Name, !t.cat.Partitioned, targets, where, aliasFor(alias, relname))
+}
+
+// filter instantiates a policy filter for the session: its placeholders
+// become typed constants. It returns nil for a dropped filter.
+func (p *pass) filter(f *policy.Filter) *pg_query.Node {
+	vals := make(map[int32]*pg_query.Node, len(f.Placeholders))
+	for _, ph := range f.Placeholders {
+		var v *pg_query.Node
+		switch ph.Kind {
+		case policy.PlaceTenant:
+			if p.id.Tenant != "" {
+				v = strConst(p.id.Tenant)
+			}
+		case policy.PlaceExternalID:
+			if p.id.ExternalID != "" {
+				v = strConst(p.id.ExternalID)
+			}
+		case policy.PlaceEmail:
+			if p.id.Email != "" {
+				v = strConst(p.id.Email)
+			}
+		case policy.PlaceGroups:
+			v = textArray(p.id.Groups)
+		case policy.PlaceAttr:
+			if vs, ok := p.id.Attributes[ph.Attr]; ok {
+				v = textArray(vs)
+			}
+		}
+		if v == nil {
+			if f.WhenAbsent == policy.AbsentIgnore {
+				return nil
+			}
+			return boolConst(false)
+		}
+		vals[ph.Param] = v
+	}
+	expr := proto.Clone(f.Expr).(*pg_query.Node)
+	return substitute(expr, vals)
+}
+
+// substitute replaces ParamRefs in a policy expression (which contains only
+// the node kinds policy validation accepts).
+func substitute(n *pg_query.Node, vals map[int32]*pg_query.Node) *pg_query.Node {
+	if n == nil {
+		return nil
+	}
+	list := func(ns []*pg_query.Node) {
+		for i := range ns {
+			ns[i] = substitute(ns[i], vals)
+		}
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_ParamRef:
+		if v, ok := vals[x.ParamRef.Number]; ok {
+			return v
+		}
+		return nullConst()
+	case *pg_query.Node_AExpr:
+		x.AExpr.Lexpr = substitute(x.AExpr.Lexpr, vals)
+		x.AExpr.Rexpr = substitute(x.AExpr.Rexpr, vals)
+	case *pg_query.Node_BoolExpr:
+		list(x.BoolExpr.Args)
+	case *pg_query.Node_List:
+		list(x.List.Items)
+	case *pg_query.Node_TypeCast:
+		x.TypeCast.Arg = substitute(x.TypeCast.Arg, vals)
+	case *pg_query.Node_NullTest:
+		x.NullTest.Arg = substitute(x.NullTest.Arg, vals)
+	case *pg_query.Node_BooleanTest:
+		x.BooleanTest.Arg = substitute(x.BooleanTest.Arg, vals)
+	case *pg_query.Node_CoalesceExpr:
+		list(x.CoalesceExpr.Args)
+	case *pg_query.Node_MinMaxExpr:
+		list(x.MinMaxExpr.Args)
+	case *pg_query.Node_AArrayExpr:
+		list(x.AArrayExpr.Elements)
+	case *pg_query.Node_CaseExpr:
+		x.CaseExpr.Arg = substitute(x.CaseExpr.Arg, vals)
+		list(x.CaseExpr.Args)
+		x.CaseExpr.Defresult = substitute(x.CaseExpr.Defresult, vals)
+	case *pg_query.Node_CaseWhen:
+		x.CaseWhen.Expr = substitute(x.CaseWhen.Expr, vals)
+		x.CaseWhen.Result = substitute(x.CaseWhen.Result, vals)
+	case *pg_query.Node_FuncCall:
+		list(x.FuncCall.Args)
+	}
+	return n
+}
+
+func (p *pass) exprs(ns []*pg_query.Node, s *scope) {
+	for _, n := range ns {
+		if p.err != nil {
+			return
+		}
+		p.expr(n, s)
+	}
+}
+
+// expr walks an expression for sublinks, function calls and column
+// references. Kinds it does not know are refused.
+func (p *pass) expr(n *pg_query.Node, s *scope) {
+	if p.err != nil || n == nil {
+		return
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_ColumnRef:
+		p.columnRef(x.ColumnRef, s)
+		return
+	case *pg_query.Node_AConst, *pg_query.Node_ParamRef, *pg_query.Node_AStar, *pg_query.Node_String_,
+		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean, *pg_query.Node_SqlvalueFunction:
+		return
+	}
+	p.depth++
+	defer func() { p.depth-- }()
+	if p.depth > maxDepth {
+		p.fail(pgerr.New(pgerr.ProgramLimitExceeded, "statement is too deeply nested"))
+		return
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_AExpr:
+		if !operatorAllowed(x.AExpr.Name) {
+			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
+			return
+		}
+		p.expr(x.AExpr.Lexpr, s)
+		p.expr(x.AExpr.Rexpr, s)
+	case *pg_query.Node_BoolExpr:
+		p.exprs(x.BoolExpr.Args, s)
+	case *pg_query.Node_FuncCall:
+		p.funcCall(x.FuncCall, s)
+	case *pg_query.Node_TypeCast:
+		p.expr(x.TypeCast.Arg, s)
+	case *pg_query.Node_CollateClause:
+		p.expr(x.CollateClause.Arg, s)
+	case *pg_query.Node_NullTest:
+		p.expr(x.NullTest.Arg, s)
+	case *pg_query.Node_BooleanTest:
+		p.expr(x.BooleanTest.Arg, s)
+	case *pg_query.Node_SubLink:
+		p.expr(x.SubLink.Testexpr, s)
+		sel := x.SubLink.Subselect.GetSelectStmt()
+		if sel == nil {
+			p.unsupported("subquery of kind " + nodeKind(x.SubLink.Subselect))
+			return
+		}
+		p.selectStmt(sel, s)
+	case *pg_query.Node_CaseExpr:
+		p.expr(x.CaseExpr.Arg, s)
+		p.exprs(x.CaseExpr.Args, s)
+		p.expr(x.CaseExpr.Defresult, s)
+	case *pg_query.Node_CaseWhen:
+		p.expr(x.CaseWhen.Expr, s)
+		p.expr(x.CaseWhen.Result, s)
+	case *pg_query.Node_CoalesceExpr:
+		p.exprs(x.CoalesceExpr.Args, s)
+	case *pg_query.Node_MinMaxExpr:
+		p.exprs(x.MinMaxExpr.Args, s)
+	case *pg_query.Node_RowExpr:
+		p.exprs(x.RowExpr.Args, s)
+	case *pg_query.Node_AArrayExpr:
+		p.exprs(x.AArrayExpr.Elements, s)
+	case *pg_query.Node_List:
+		p.exprs(x.List.Items, s)
+	case *pg_query.Node_AIndirection:
+		p.expr(x.AIndirection.Arg, s)
+		p.exprs(x.AIndirection.Indirection, s)
+	case *pg_query.Node_AIndices:
+		p.expr(x.AIndices.Lidx, s)
+		p.expr(x.AIndices.Uidx, s)
+	case *pg_query.Node_ResTarget:
+		p.exprs(x.ResTarget.Indirection, s)
+		p.expr(x.ResTarget.Val, s)
+	case *pg_query.Node_SortBy:
+		if len(x.SortBy.UseOp) > 0 && !operatorAllowed(x.SortBy.UseOp) {
+			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
+			return
+		}
+		p.expr(x.SortBy.Node, s)
+	case *pg_query.Node_WindowDef:
+		w := x.WindowDef
+		p.exprs(w.PartitionClause, s)
+		p.exprs(w.OrderClause, s)
+		p.expr(w.StartOffset, s)
+		p.expr(w.EndOffset, s)
+	case *pg_query.Node_GroupingSet:
+		p.exprs(x.GroupingSet.Content, s)
+	case *pg_query.Node_GroupingFunc:
+		p.exprs(x.GroupingFunc.Args, s)
+	case *pg_query.Node_NamedArgExpr:
+		p.expr(x.NamedArgExpr.Arg, s)
+	case *pg_query.Node_XmlExpr:
+		p.exprs(x.XmlExpr.NamedArgs, s)
+		p.exprs(x.XmlExpr.Args, s)
+	case *pg_query.Node_XmlSerialize:
+		p.expr(x.XmlSerialize.Expr, s)
+	case *pg_query.Node_JsonIsPredicate:
+		p.expr(x.JsonIsPredicate.Expr, s)
+	default:
+		p.unsupported("expression " + nodeKind(n))
+	}
+}
+
+// operatorAllowed accepts unqualified operators and pg_catalog ones.
+func operatorAllowed(name []*pg_query.Node) bool {
+	switch len(name) {
+	case 1:
+		return true
+	case 2:
+		return name[0].GetString_().GetSval() == "pg_catalog"
+	}
+	return false
+}
+
+// columnRef refuses references to denied columns with a clear message. The
+// subquery omits denied columns anyway; this only says why.
+func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
+	f := c.Fields
+	if len(f) == 0 {
+		return
+	}
+	col := f[len(f)-1].GetString_()
+	if col == nil { // rel.*
+		return
+	}
+	if len(f) == 1 {
+		for lv := s; lv != nil; lv = lv.parent {
+			found := false
+			for _, it := range lv.items {
+				if it.v == nil {
+					continue
+				}
+				if it.v.denied[col.Sval] {
+					p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+					return
+				}
+				found = found || it.v.cols[col.Sval]
+			}
+			if found {
+				return
+			}
+		}
+		return
+	}
+	qual := f[len(f)-2].GetString_().GetSval()
+	for lv := s; lv != nil; lv = lv.parent {
+		for i := len(lv.items) - 1; i >= 0; i-- {
+			it := lv.items[i]
+			if it.alias != qual {
+				continue
+			}
+			if it.v != nil && it.v.denied[col.Sval] {
+				p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+			}
+			return
+		}
+	}
+}
+
+// funcCall checks a function call against the allow-list and walks its
+// arguments.
+func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
+	schema, name := policy.FuncName(fc.Funcname)
+	display := name
+	if schema != "" {
+		display = schema + "." + name
+	}
+	if name == "" {
+		p.fail(pgerr.Denied("permission denied for function %s", funcDisplay(fc.Funcname)))
+		return
+	}
+	if !p.r.pol.FunctionAllowed(schema, name) {
+		p.fail(pgerr.Denied("permission denied for function %s", display))
+		return
+	}
+	switch name {
+	case "current_setting", "set_config":
+		if schema == "" || schema == "pg_catalog" {
+			p.settingFunc(name, fc.Args)
+		}
+	}
+	p.exprs(fc.Args, s)
+	p.exprs(fc.AggOrder, s)
+	p.expr(fc.AggFilter, s)
+	if fc.Over != nil {
+		w := fc.Over
+		p.exprs(w.PartitionClause, s)
+		p.exprs(w.OrderClause, s)
+		p.expr(w.StartOffset, s)
+		p.expr(w.EndOffset, s)
+	}
+}
+
+func funcDisplay(names []*pg_query.Node) string {
+	parts := make([]string, 0, len(names))
+	for _, n := range names {
+		parts = append(parts, n.GetString_().GetSval())
+	}
+	return strings.Join(parts, ".")
+}
