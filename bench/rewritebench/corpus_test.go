@@ -100,7 +100,7 @@ func BenchmarkParseDeparse(b *testing.B) {
 
 // benchCorpus is every query the benchmarks of this package run, named
 // "bi/<file>" and "size/<n>".
-func benchCorpus(b *testing.B) []Query {
+func benchCorpus(b testing.TB) []Query {
 	qs, err := BIQueries(biDir)
 	if err != nil {
 		b.Fatal(err)
