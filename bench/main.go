@@ -343,6 +343,20 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 					defer sess.stop()
 				}
 			}
+			maxClients := 0
+			for _, n := range o.Clients {
+				maxClients = max(maxClients, n)
+			}
+			for _, b := range []*bouncer{tx, sess} {
+				if b == nil {
+					continue
+				}
+				for _, db := range dbs {
+					if err := prewarm(ctx, endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: db}, min(maxClients, b.PoolSize)); err != nil {
+						fmt.Fprintf(log, "pgbouncer (%s) warm-up: %v\n", b.Mode, err)
+					}
+				}
+			}
 			targets = append(targets, &target{Name: "pgbouncer", Endpoint: func(w *workload, proto, _ string) (endpoint, string) {
 				b := tx
 				if proto == "prepared" && sess != nil {

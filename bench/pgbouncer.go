@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 )
 
@@ -210,4 +212,34 @@ func systemUser(name string) (*syscall.Credential, error) {
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// prewarm fills a PgBouncer's server pool before it is measured: PgBouncer
+// opens server connections one at a time, each with a SCRAM handshake, which
+// would otherwise land inside the first timed run. n clients each hold a
+// transaction open briefly at the same time, so the pool grows to
+// min(n, pool size).
+func prewarm(ctx context.Context, ep endpoint, n int) error {
+	connStr := fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=%s sslmode=disable connect_timeout=30",
+		ep.Port, ep.User, ep.Password, ep.DB)
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := pgconn.Connect(ctx, connStr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close(context.Background())
+			_, err = c.Exec(ctx, "SELECT pg_sleep(0.2)").ReadAll()
+			errs <- err
+		}()
+	}
+	var first error
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
