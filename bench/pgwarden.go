@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"net"
@@ -25,21 +26,14 @@ const (
 	whDemo  = "demo"
 )
 
-// benchPolicy and demoPolicy are the pgwarden policies of the two warehouses.
-const benchPolicy = `relations:
-  public.pgbench_accounts: {tenant_column: tenant_id}
-  public.pgbench_branches: {shared: true}
-  public.pgbench_tellers: {shared: true}
-`
-
-const demoPolicy = `relations:
-  public.tenants: {tenant_column: tenant_id}
-  public.products: {shared: true}
-  public.customers: {tenant_column: tenant_id}
-  public.orders: {tenant_column: tenant_id}
-  public.order_items: {tenant_column: tenant_id}
-  public.events: {tenant_column: tenant_id}
-`
+// The pgwarden policies of the two warehouses; the rewriter benchmarks in
+// rewritebench use the same files.
+var (
+	//go:embed testdata/pgbench/policy.yaml
+	benchPolicy string
+	//go:embed testdata/bi/policy.yaml
+	demoPolicy string
+)
 
 // warden is a running `pgwarden serve`.
 type warden struct {
@@ -121,8 +115,6 @@ func startWarden(ctx context.Context, bin, work string, keys *wardenKeys, c *clu
   listen: 127.0.0.1:%d
   statement_timeout: 60s
   max_client_conns: 10000
-  # Loopback only, no TLS: the session token travels as a cleartext password.
-  allow_insecure_password: true
 warehouses:
   %s: {dsn: %q, policy: bench-policy.yaml}
   %s: {dsn: %q, policy: demo-policy.yaml}

@@ -1,13 +1,11 @@
 package rewritebench
 
 import (
-	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgwarden/pgwarden"
@@ -16,52 +14,50 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const biDir = "../testdata/bi"
+// suite is a corpus with the schema and policy it is rewritten under.
+type suite struct {
+	Name    string
+	Schema  string // DDL and data for a fresh database
+	Policy  string // policy file
+	Tenant  string
+	Queries []Query
+	// Prepared marks queries with $n parameters (rewritten, never executed).
+	Prepared map[string]bool
+}
 
-// TestCorpusRunsOnDemo checks that every BI query and every generated query is
-// valid SQL over the demo schema: PostgreSQL must plan and run it.
-func TestCorpusRunsOnDemo(t *testing.T) {
-	qs, err := BIQueries(biDir)
+func readFile(tb testing.TB, path string) string {
+	tb.Helper()
+	b, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	if len(qs) < 8 {
-		t.Fatalf("%d BI queries, want at least 8", len(qs))
-	}
-	url := pgtest.NewDatabase(t, pgwarden.DemoSchema+pgwarden.DemoData)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
+	return string(b)
+}
+
+// suites returns every corpus the benchmarks run.
+func suites(tb testing.TB) []suite {
+	tb.Helper()
+	bi, err := ReadQueries("../testdata/bi", "bi/")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer conn.Close(context.Background())
-	for _, q := range qs {
-		t.Run(q.Name, func(t *testing.T) {
-			rows, err := conn.Query(ctx, q.SQL)
-			if err != nil {
-				t.Fatal(err)
-			}
-			n := 0
-			for rows.Next() {
-				n++
-			}
-			if err := rows.Err(); err != nil {
-				t.Fatal(err)
-			}
-			if n == 0 {
-				t.Errorf("no rows: a dashboard query over the demo data should return some")
-			}
-		})
+	for _, n := range Sizes {
+		bi = append(bi, Query{Name: fmt.Sprintf("size/%03d", n), SQL: SizedQuery(n)})
 	}
-	// Only the small sizes are worth planning; the big ones are checked by
-	// the parser below.
-	for _, n := range []int{1, 10} {
-		t.Run(fmt.Sprintf("size%d", n), func(t *testing.T) {
-			if _, err := conn.Exec(ctx, "EXPLAIN "+SizedQuery(n)); err != nil {
-				t.Fatal(err)
-			}
-		})
+	tpch, err := ReadQueries("../../testdata/tpch", "tpch/")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pgb, err := ReadQueries("../testdata/pgbench/queries", "pgbench/")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return []suite{
+		{Name: "bi", Schema: pgwarden.DemoSchema + pgwarden.DemoData, Policy: "../testdata/bi/policy.yaml", Tenant: "acme", Queries: bi},
+		{Name: "tpch", Schema: readFile(tb, "../../testdata/rewrite/tpch/schema.sql") + readFile(tb, "../../testdata/rewrite/tpch/data.sql"),
+			Policy: "../../testdata/rewrite/tpch/policy.yaml", Tenant: "t1", Queries: tpch},
+		{Name: "pgbench", Schema: readFile(tb, "../testdata/pgbench/schema.sql"), Policy: "../testdata/pgbench/policy.yaml",
+			Tenant: "t1", Queries: pgb, Prepared: map[string]bool{"pgbench/select_prepared": true}},
 	}
 }
 
@@ -80,37 +76,31 @@ func TestSizedQuery(t *testing.T) {
 	}
 }
 
-// BenchmarkParseDeparse is the baseline: pg_query parse then deparse, no policy.
-func BenchmarkParseDeparse(b *testing.B) {
-	for _, q := range benchCorpus(b) {
-		b.Run(q.Name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				tree, err := pg_query.Parse(q.SQL)
-				if err != nil {
-					b.Fatal(err)
-				}
-				if _, err := pg_query.Deparse(tree); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
+func TestCorpusSizes(t *testing.T) {
+	want := map[string]int{"bi": 8 + len(Sizes), "tpch": 22, "pgbench": 2}
+	for _, s := range suites(t) {
+		if len(s.Queries) < want[s.Name] {
+			t.Errorf("suite %s: %d queries, want at least %d", s.Name, len(s.Queries), want[s.Name])
+		}
 	}
 }
 
-// benchCorpus is every query the benchmarks of this package run, named
-// "bi/<file>" and "size/<n>".
-func benchCorpus(b testing.TB) []Query {
-	qs, err := BIQueries(biDir)
-	if err != nil {
-		b.Fatal(err)
+// BenchmarkParseDeparse is the baseline: pg_query parse then deparse, no policy.
+func BenchmarkParseDeparse(b *testing.B) {
+	for _, s := range suites(b) {
+		for _, q := range s.Queries {
+			b.Run(q.Name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					tree, err := pg_query.Parse(q.SQL)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := pg_query.Deparse(tree); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
 	}
-	var out []Query
-	for _, q := range qs {
-		out = append(out, Query{Name: "bi/" + q.Name, SQL: q.SQL})
-	}
-	for _, n := range Sizes {
-		out = append(out, Query{Name: fmt.Sprintf("size/%03d", n), SQL: SizedQuery(n)})
-	}
-	return out
 }

@@ -1,9 +1,14 @@
-// Package rewritebench holds Go benchmarks of the rewriter over BI-style
-// queries (bench/testdata/bi: wide dashboards, many joins, CTEs, window
-// functions over the demo schema) and over generated queries of growing size,
-// each next to pg_query's parse + deparse of the same text, the floor any
-// rewriter built on pg_query pays. `make bench` runs them with go test -bench
-// and reports the ratio.
+// Package rewritebench holds Go benchmarks of the rewriter, each next to
+// pg_query's parse + deparse of the same text (the floor any rewriter built
+// on pg_query pays), over three suites:
+//
+//   - bi: BI-style queries over the demo schema (bench/testdata/bi: wide
+//     dashboards, many joins, CTEs, window functions) and generated queries
+//     with 1, 10, 50 and 200 table references, to read cost against size;
+//   - tpch: the 22 TPC-H queries over the tenant-keyed TPC-H schema;
+//   - pgbench: the select of `pgbench -S`, the proxy's hottest statement.
+//
+// `make bench` runs them with go test -bench and reports the ratio.
 package rewritebench
 
 import (
@@ -20,8 +25,9 @@ type Query struct {
 	SQL  string
 }
 
-// BIQueries reads the *.sql files of dir, sorted by name.
-func BIQueries(dir string) ([]Query, error) {
+// ReadQueries reads the *.sql files of dir, sorted by name and named
+// prefix + file name without ".sql".
+func ReadQueries(dir, prefix string) ([]Query, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.sql"))
 	if err != nil {
 		return nil, err
@@ -33,7 +39,7 @@ func BIQueries(dir string) ([]Query, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, Query{Name: strings.TrimSuffix(filepath.Base(f), ".sql"), SQL: string(b)})
+		out = append(out, Query{Name: prefix + strings.TrimSuffix(filepath.Base(f), ".sql"), SQL: string(b)})
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no .sql files in %s", dir)
