@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +33,9 @@ type Verifier struct {
 	log    *zap.Logger
 	ready  chan struct{}
 	once   sync.Once
+	// listening is set once the first LISTEN succeeded; ready closes at the
+	// first successful resync after that.
+	listening atomic.Bool
 
 	mu       sync.Mutex
 	revoked  map[string]time.Time // sid → absolute expiry, to prune
@@ -149,9 +153,8 @@ func (v *Verifier) Run(ctx context.Context) error {
 	l, err := NewRevocationListener(v.store, v.log, func(sid string) {
 		v.markRevoked(sid, v.cfg.Now().Add(v.cfg.SessionMaxLifetime))
 	}, func(ctx context.Context) {
-		if v.resync(ctx) == nil {
-			v.once.Do(func() { close(v.ready) })
-		}
+		v.listening.Store(true)
+		v.resync(ctx)
 	})
 	if err != nil {
 		return err
@@ -186,6 +189,9 @@ func (v *Verifier) resync(ctx context.Context) error {
 	}
 	for _, r := range rs {
 		v.markRevoked(r.ID, r.MaxExpires)
+	}
+	if v.listening.Load() {
+		v.once.Do(func() { close(v.ready) })
 	}
 	v.mu.Lock()
 	for sid, until := range v.revoked {
