@@ -145,12 +145,15 @@ func (c Config) WithDefaults() Config {
 
 var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// Validate reports the first invalid field of c after defaults, naming it.
+// Validate reports every invalid field of c (after defaults), each named.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("auth config: %s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if c.StoreDSN == "" {
+		bad("store_dsn", "required: the PostgreSQL that holds redeemed tickets and sessions")
 	}
 	if c.TicketTTL < 0 || c.TicketTTL > MaxTicketTTL {
 		bad("ticket_ttl", "must be between 1s and %s", MaxTicketTTL)

@@ -89,7 +89,7 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		case errors.Is(err, ErrTicketUsed):
 			return nil, pgerr.BadCredentials(msgTicketUsed)
 		case err != nil:
-			v.log.Error("ticket redemption failed", zap.Error(err))
+			v.logStoreError(ctx, "ticket redemption failed", err)
 			return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
 		}
 		v.log.Info("ticket redeemed by proxy", zap.String("session", s.ID), zap.String("tenant", s.Tenant), zap.String("api_key", s.APIKeyName))
@@ -105,13 +105,20 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		// deployment, or outlived its absolute expiry.
 		return nil, pgerr.BadCredentials(msgInvalidCred)
 	case err != nil:
-		v.log.Error("revocation check failed", zap.Error(err))
+		v.logStoreError(ctx, "revocation check failed", err)
 		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
 	case revoked:
 		v.markRevoked(c.SID, c.Max.Time)
 		return nil, pgerr.BadCredentials(msgSessionRevoked)
 	}
 	return c.session(), nil
+}
+
+// logStoreError logs a store failure unless the caller gave up first.
+func (v *Verifier) logStoreError(ctx context.Context, msg string, err error) {
+	if ctx.Err() == nil {
+		v.log.Error(msg, zap.Error(err))
+	}
 }
 
 // Watch returns a channel that is closed when session sessionID is revoked
