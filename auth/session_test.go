@@ -35,7 +35,7 @@ func TestSessionsAreBoundToOneTenant(t *testing.T) {
 	if a.ID == g.ID || a.Tenant != "acme" || g.Tenant != "globex" {
 		t.Fatalf("sessions %+v %+v", a, g)
 	}
-	if err := e.svc.RevokeSession(ctx, a.ID, "test"); err != nil {
+	if err := e.svc.RevokeSession(ctx, a.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Authenticate(ctx, aTok); pgMessage(err) != msgSessionRevoked {
