@@ -24,7 +24,8 @@
 //	  200 as above with a later expires_at (never past the absolute lifetime);
 //	  401 invalid_session | session_expired | session_revoked
 //	POST /v1/sessions/{id}/revoke Authorization: Bearer <api key>
-//	  200 {"session_id", "revoked": true}; 404 session_not_found
+//	  200 {"session_id", "revoked": true}; 404 session_not_found (also for a
+//	  session minted through another API key)
 //	GET  /.well-known/jwks.json   the verification keys (OKP Ed25519, kid = RFC 7638 thumbprint)
 //	GET  /healthz, /readyz (store reachable), /metrics (Prometheus)
 //
