@@ -11,3 +11,8 @@ var (
 	//go:embed testdata/demo/data.sql
 	DemoData string
 )
+
+// DemoPolicy is the demo's policy (see testdata/demo/policy.yaml).
+//
+//go:embed testdata/demo/policy.yaml
+var DemoPolicy string

@@ -519,7 +519,8 @@ func (p *pass) exprs(ns []*pg_query.Node, s *scope) {
 // expr walks an expression for sublinks, function calls and column
 // references. Kinds it does not know are refused.
 func (p *pass) expr(n *pg_query.Node, s *scope) {
-	if p.err != nil || n == nil {
+	// An empty node (plain DISTINCT's distinctClause holds one) has nothing to walk.
+	if p.err != nil || n == nil || n.Node == nil {
 		return
 	}
 	switch x := n.Node.(type) {

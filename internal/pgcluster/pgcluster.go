@@ -73,14 +73,14 @@ func versionOf(p string) int {
 }
 
 // Start creates and starts a cluster. Stop it with Stop.
-func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
+func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	bin := opts.BinDir
 	if bin == "" {
 		if bin, err = FindBinDir(); err != nil {
 			return nil, err
 		}
 	}
-	c = &Cluster{Host: "127.0.0.1", bin: bin, Password: randomHex(12)}
+	c := &Cluster{Host: "127.0.0.1", bin: bin, Password: randomHex(12)}
 	if os.Geteuid() == 0 {
 		if c.cred, err = postgresCredential(); err != nil {
 			return nil, err

@@ -1,0 +1,129 @@
+// Command pgwarden is the SQL-rewriting warehouse proxy and its ticket service.
+//
+//	pgwarden serve --config F [--only proxy|tickets]
+//	pgwarden demo [--dir D] [--port N] [--http-port N]
+//	pgwarden explain --config F --tenant T [--groups a,b] [--attr k=v1,v2] [--role R] [--warehouse W] "SQL"
+//	pgwarden ticket --config F --tenant T --external-id X [--groups a,b] [--attr k=v1,v2] [--session]
+//	pgwarden keygen --dir D [--if-missing] | keygen --api-key
+//	pgwarden policy check --config F | policy check FILE
+//	pgwarden version
+//
+// This package parses flags, builds the logger and wires the packages
+// together; it holds no logic of its own beyond that.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = ""
+
+const usage = `pgwarden: a SQL-rewriting warehouse proxy for embedded analytics
+
+Usage:
+  pgwarden serve   --config FILE [--only proxy|tickets]   run the proxy and the ticket service
+  pgwarden demo    [--dir DIR] [--port N] [--http-port N]  everything on one machine with demo data
+  pgwarden explain --config FILE --tenant T [flags] SQL    show how a statement is rewritten for a session
+  pgwarden ticket  --config FILE --tenant T --external-id X [flags]   mint a web-ticket (or --session token)
+  pgwarden keygen  --dir DIR [--if-missing] | --api-key   write an Ed25519 key pair, or make an API key
+  pgwarden policy check --config FILE | FILE             validate policy files against their schema
+  pgwarden version
+
+Run "pgwarden COMMAND -h" for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run executes one command and returns the process exit code: 0 success, 1 a
+// failure, 2 a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"serve":   cmdServe,
+		"demo":    cmdDemo,
+		"explain": cmdExplain,
+		"ticket":  cmdTicket,
+		"keygen":  cmdKeygen,
+		"policy":  cmdPolicy,
+		"version": cmdVersion,
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		fmt.Fprintf(stderr, "pgwarden: unknown command %q\n\n%s", name, usage)
+		return 2
+	}
+	err := cmd(ctx, args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, new(usageError)):
+		fmt.Fprintf(stderr, "pgwarden %s: %v\n", name, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pgwarden %s: %v\n", name, err)
+		return 1
+	}
+}
+
+// usageError marks errors in the command line itself (exit code 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// newFlags returns a flag set that reports errors instead of exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("pgwarden "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parseFlags parses args, turning flag errors into usage errors.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	return nil
+}
+
+func cmdVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
+	fmt.Fprintf(stdout, "pgwarden %s\n", buildVersion())
+	return nil
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,406 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/rewrite"
+)
+
+var (
+	_ proxy.Authenticator = (*auth.Verifier)(nil)
+	_ proxy.Rewriter      = (*rewrite.Rewriter)(nil)
+	_ auth.PolicyChecker  = (*policySet)(nil)
+)
+
+// app is one running pgwarden: the proxy, the ticket service, or both.
+type app struct {
+	cfg  *config.File
+	log  *zap.Logger
+	only string
+
+	reg        *prometheus.Registry
+	store      *auth.Store
+	verifier   *auth.Verifier
+	service    *auth.Service
+	handler    *auth.Handler
+	proxy      *proxy.Server
+	warehouses map[string]*proxy.Warehouse
+	policies   *policySet
+	audit      *os.File
+}
+
+// policySet answers the ticket service's questions over every warehouse's
+// policy: a tenant or group is known when any policy knows it.
+type policySet struct {
+	byWarehouse atomic.Pointer[map[string]*policy.Policy]
+}
+
+func (s *policySet) any(f func(*policy.Policy) bool) bool {
+	for _, p := range *s.byWarehouse.Load() {
+		if f(p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *policySet) KnowsTenant(t string) bool {
+	return s.any(func(p *policy.Policy) bool { return p.KnowsTenant(t) })
+}
+
+func (s *policySet) KnowsGroup(g string) bool {
+	return s.any(func(p *policy.Policy) bool { return p.KnowsGroup(g) })
+}
+
+// authConfig maps the file's auth section onto the auth package's config.
+func authConfig(c *config.File) auth.Config {
+	a := c.Auth
+	keys := make([]auth.APIKey, len(a.APIKeys))
+	for i, k := range a.APIKeys {
+		keys[i] = auth.APIKey{Name: k.Name, SHA256: k.SHA256, RatePerSecond: k.RatePerSecond, Burst: k.Burst}
+	}
+	return auth.Config{
+		Issuer:             a.Issuer,
+		TicketTTL:          a.TicketTTL,
+		SessionTTL:         a.SessionTTL,
+		SessionMaxLifetime: a.SessionMaxLifetime,
+		Leeway:             a.Leeway,
+		SigningKeyFile:     a.SigningKeyFile,
+		VerifyKeyFiles:     a.VerifyKeyFiles,
+		APIKeys:            keys,
+		CORSOrigins:        a.CORSOrigins,
+		StoreDSN:           a.StoreDSN,
+		Schema:             a.StoreSchema,
+		ConnectHost:        a.Connect.Host,
+		ConnectPort:        a.Connect.Port,
+		ConnectDatabase:    a.Connect.Database,
+		BaseRole:           policy.Role(a.BaseRole),
+	}
+}
+
+func proxyConfig(c *config.File) proxy.Config {
+	p := c.Proxy
+	return proxy.Config{
+		Listen:                p.Listen,
+		TLSCertFile:           p.TLSCertFile,
+		TLSKeyFile:            p.TLSKeyFile,
+		AllowInsecurePassword: p.AllowInsecurePassword,
+		MaxMessageBytes:       p.MaxMessageBytes,
+		IdleTimeout:           p.IdleTimeout,
+		StatementTimeout:      p.StatementTimeout,
+		MaxClientConns:        p.MaxClientConns,
+		ShutdownTimeout:       p.ShutdownTimeout,
+		ConnectTimeout:        p.ConnectTimeout,
+	}
+}
+
+// newApp builds everything the configuration asks for and checks it all
+// (policies against their warehouses' catalogs, keys, the store) before
+// anything listens.
+func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string) (a *app, err error) {
+	a = &app{cfg: cfg, log: log, only: only, reg: prometheus.NewRegistry(), policies: &policySet{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	acfg := authConfig(cfg)
+	if a.store, err = auth.Open(ctx, acfg.StoreDSN, acfg.Schema); err != nil {
+		return nil, err
+	}
+	if err = a.store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("auth store: %w", err)
+	}
+	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy))
+	if err != nil {
+		return nil, err
+	}
+	a.policies.byWarehouse.Store(&policies)
+
+	if a.runs(onlyTickets) && cfg.Auth.Listen != "" || only == "" {
+		// The service is also what the demo and the ticket command mint with.
+		if acfg.SigningKeyFile != "" {
+			if a.service, err = auth.NewService(acfg, a.store, a.policies, log.Named("tickets")); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if a.runs(onlyTickets) && cfg.Auth.Listen != "" {
+		if a.handler, err = auth.NewHandler(a.service, a.reg, log.Named("tickets")); err != nil {
+			return nil, err
+		}
+	}
+	if !a.runs(onlyProxy) {
+		return a, nil
+	}
+	keys, err := auth.LoadKeySet(acfg)
+	if err != nil {
+		return nil, err
+	}
+	if a.verifier, err = auth.NewVerifier(acfg, keys, a.store, log.Named("verifier")); err != nil {
+		return nil, err
+	}
+	a.warehouses = map[string]*proxy.Warehouse{}
+	for name, rw := range rewriters {
+		a.warehouses[name] = proxy.NewWarehouse(name, cfg.Warehouses[name].DSN, rw)
+	}
+	var audit *proxy.AuditLog
+	switch cfg.Audit.Path {
+	case "":
+	case "-":
+		audit = proxy.NewAuditLog(os.Stdout, cfg.Audit.IncludeSQL)
+	default:
+		if a.audit, err = os.OpenFile(cfg.Audit.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
+			return nil, fmt.Errorf("audit.path: %w", err)
+		}
+		audit = proxy.NewAuditLog(a.audit, cfg.Audit.IncludeSQL)
+	}
+	if cfg.Proxy.AllowInsecurePassword {
+		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
+	}
+	a.proxy, err = proxy.New(proxyConfig(cfg), proxy.Deps{
+		Logger:        log.Named("proxy"),
+		Authenticator: a.verifier,
+		Warehouses:    a.warehouses,
+		Audit:         audit,
+		Metrics:       a.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// loadWarehouses loads every warehouse's policy and, when the proxy runs,
+// its column catalog and a rewriter.
+func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool) (map[string]*rewrite.Rewriter, map[string]*policy.Policy, error) {
+	names := make([]string, 0, len(cfg.Warehouses))
+	for name := range cfg.Warehouses {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	rewriters := map[string]*rewrite.Rewriter{}
+	policies := map[string]*policy.Policy{}
+	for _, name := range names {
+		w := cfg.Warehouses[name]
+		p, err := policy.Load(w.Policy)
+		if err != nil {
+			return nil, nil, fmt.Errorf("warehouse %s: %w", name, err)
+		}
+		policies[name] = p
+		if !withRewriters {
+			continue
+		}
+		rw, err := newRewriter(ctx, cfg, name, p)
+		if err != nil {
+			return nil, nil, err
+		}
+		rewriters[name] = rw
+	}
+	return rewriters, policies, nil
+}
+
+// newRewriter loads the warehouse's catalog for p and builds its rewriter.
+func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.Policy) (*rewrite.Rewriter, error) {
+	cctx, cancel := context.WithTimeout(ctx, cfg.Proxy.ConnectTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cfg.Warehouses[name].DSN)
+	if err != nil {
+		// pgconn's connect errors name user and database, never the password.
+		return nil, fmt.Errorf("warehouse %s: cannot load its catalog: %w", name, err)
+	}
+	defer conn.Close(context.Background())
+	cat, err := policy.LoadCatalog(ctx, conn, p)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse %s: %w", name, err)
+	}
+	rw, err := rewrite.New(p, cat, rewrite.Options{
+		CacheBytes:          cfg.Proxy.RewriteCacheBytes,
+		MaxStatementTimeout: cfg.Proxy.StatementTimeout,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("warehouse %s: %w", name, err)
+	}
+	return rw, nil
+}
+
+// reload re-reads every warehouse's policy and catalog. All or nothing: one
+// invalid policy keeps every old one in force.
+func (a *app) reload(ctx context.Context) error {
+	cfg, err := config.Load(a.cfg.Path)
+	if err != nil {
+		return err
+	}
+	for name := range cfg.Warehouses {
+		if _, ok := a.cfg.Warehouses[name]; !ok {
+			return fmt.Errorf("warehouse %s is new: adding warehouses needs a restart", name)
+		}
+	}
+	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy))
+	if err != nil {
+		return err
+	}
+	for name, rw := range rewriters {
+		a.warehouses[name].SetRewriter(rw)
+	}
+	a.policies.byWarehouse.Store(&policies)
+	return nil
+}
+
+// run listens on every configured address, calls ready (if not nil) once all
+// are bound, and serves until ctx ends or one of them fails.
+func (a *app) run(ctx context.Context, ready func()) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 8)
+	n := 0
+	start := func(f func() error) {
+		n++
+		go func() { errc <- f() }()
+	}
+	var servers []*http.Server
+	serveHTTP := func(addr string, h http.Handler) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+		servers = append(servers, srv)
+		start(func() error {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+		return nil
+	}
+	if a.proxy != nil {
+		ln, err := net.Listen("tcp", a.cfg.Proxy.Listen)
+		if err != nil {
+			return fmt.Errorf("proxy.listen: %w", err)
+		}
+		start(func() error { return a.verifier.Run(ctx) })
+		start(func() error { return a.proxy.Serve(ctx, ln) })
+	}
+	if a.handler != nil {
+		if err := serveHTTP(a.cfg.Auth.Listen, a.handler); err != nil {
+			return fmt.Errorf("auth.listen: %w", err)
+		}
+		start(func() error { return a.service.Run(ctx) })
+	}
+	if a.cfg.Metrics.Listen != "" {
+		if err := serveHTTP(a.cfg.Metrics.Listen, a.opsHandler()); err != nil {
+			return fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
+	a.log.Info("pgwarden started", zap.String("listeners", describeListeners(a)))
+	if ready != nil {
+		ready()
+	}
+	var first error
+	select {
+	case <-ctx.Done():
+	case first = <-errc:
+		n--
+	}
+	cancel()
+	shutdownCtx, done := context.WithTimeout(context.Background(), a.cfg.Proxy.ShutdownTimeout+5*time.Second)
+	defer done()
+	for _, srv := range servers {
+		srv.Shutdown(shutdownCtx)
+	}
+	for ; n > 0; n-- {
+		if err := <-errc; first == nil && err != nil && !errors.Is(err, context.Canceled) {
+			first = err
+		}
+	}
+	if errors.Is(first, context.Canceled) {
+		first = nil
+	}
+	return first
+}
+
+// opsHandler serves /metrics, /healthz and /readyz.
+func (a *app) opsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if a.proxy != nil && !a.proxy.Ready() {
+			http.Error(w, "proxy not serving", http.StatusServiceUnavailable)
+			return
+		}
+		if err := a.store.Ping(ctx); err != nil {
+			http.Error(w, "session store unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+func (a *app) close() {
+	if a.store != nil {
+		a.store.Close()
+	}
+	if a.audit != nil {
+		a.audit.Close()
+	}
+}
+
+// sessionRequest is what the demo and the ticket command ask for.
+type sessionRequest struct {
+	Tenant, ExternalID, Email string
+	Groups                    []string
+	Attributes                map[string][]string
+	Roles                     map[string]string
+	TTL                       time.Duration
+}
+
+func (a *app) mintTicket(ctx context.Context, r sessionRequest) (string, error) {
+	if a.service == nil {
+		return "", errors.New("minting needs auth.signing_key_file in the config")
+	}
+	roles := map[string]policy.Role{}
+	for w, role := range r.Roles {
+		roles[w] = policy.Role(role)
+	}
+	ticket, _, err := a.service.MintTicket(ctx, auth.TicketRequest{
+		ExternalID: r.ExternalID, Email: r.Email, Tenant: r.Tenant, Groups: r.Groups,
+		Attributes: r.Attributes, ConnectionRoles: roles, APIKeyName: "cli",
+	})
+	return ticket, err
+}
+
+// mintSession mints a ticket and exchanges it, as a browser would.
+func (a *app) mintSession(ctx context.Context, r sessionRequest) (string, error) {
+	ticket, err := a.mintTicket(ctx, r)
+	if err != nil {
+		return "", err
+	}
+	_, token, err := a.service.ExchangeTicket(ctx, ticket)
+	return token, err
+}
