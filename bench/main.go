@@ -313,6 +313,7 @@ func wants(list []string, s string) bool {
 func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work, bouncerBin, bouncerVer string,
 	wardenOK bool, wardenBin string, keys *wardenKeys, log io.Writer) error {
 	var targets []*target
+	var wardenE2E *warden
 	dbFor := func(w *workload) string { return w.DB }
 	for _, name := range o.Targets {
 		switch name {
@@ -396,6 +397,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				rep.Notes = append(rep.Notes, "pgwarden: "+oneLine(tokErr.Error(), 400))
 				continue
 			}
+			wardenE2E = wd
 			targets = append(targets, &target{Name: "pgwarden", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
 				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse}, "1 upstream per client"
 			}})
@@ -419,6 +421,9 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 		workloads = append(workloads, &workload{Name: "dashboard", Tenants: demoTenants(), Clients: []int{2}, Protocols: o.DashProtocols,
 			DB: dbDemo, Warehouse: whDemo, QueriesPerTx: dashboardQueries,
 			Script: func(t *target, tenant string) (string, error) { return c.dashboardScript(tenant, !t.Filters) }})
+	}
+	if o.Parts["select"] {
+		rep.Plans = explainPlans(ctx, c, wardenE2E)
 	}
 	fmt.Fprintf(log, "end to end: %d targets, %d rounds of %s runs …\n", len(targets), o.Rounds, o.Duration)
 	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log, NoWarmup: o.NoWarmup}, targets, workloads)

@@ -22,6 +22,7 @@ type report struct {
 	Scale     []scalePoint
 	ScaleNote string
 	GoBench   []goBench
+	Plans     []targetPlan
 	Started   time.Time
 	Elapsed   time.Duration
 	ChartFile string
@@ -200,6 +201,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 			}
 			mdTable(w, e2eHeader, e2eRows(r.E2E, wl))
 			fmt.Fprintln(w)
+			if wl.Name == "select" && len(r.Plans) > 0 {
+				writePlans(w, r.Plans)
+			}
 		}
 	}
 	if len(r.Tickets) > 0 {
@@ -323,4 +327,19 @@ func chartPanels(res *e2eResults) []barPanel {
 		}
 	}
 	return panels
+}
+
+// writePlans shows, per target, the SQL PostgreSQL runs for the select and its
+// plan: the quickest way to see where a target's cost comes from.
+func writePlans(w io.Writer, plans []targetPlan) {
+	fmt.Fprintf(w, "What PostgreSQL runs for `%s` on each target (`EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF)`;\n", planSample)
+	fmt.Fprintf(w, "pgwarden's SQL is what `pgwarden explain` prints for a session of tenant %s):\n\n", benchTenant)
+	for _, p := range plans {
+		fmt.Fprintf(w, "**%s**", p.Target)
+		if p.Err != "" {
+			fmt.Fprintf(w, ": %s\n\n", oneLine(p.Err, 300))
+			continue
+		}
+		fmt.Fprintf(w, ":\n\n```sql\n%s\n```\n\n```\n%s\n```\n\n", p.SQL, p.Plan)
+	}
 }
