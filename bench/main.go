@@ -73,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
 	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
 	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
-	fs.StringVar(&o.Benchtime, "benchtime", "200ms", "go test -benchtime for the microbenchmarks")
+	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")

@@ -57,7 +57,7 @@ func runPgbench(ctx context.Context, r pgbenchRun) (pgbenchResult, error) {
 	// r.Duration (pgbench reports "tps … without initial connection time").
 	// When the machine is so busy that even that is not enough, try once more
 	// with more time rather than lose the sample.
-	extra := r.Clients / 16
+	extra := r.Clients / 32
 	res, err := runPgbenchOnce(ctx, r, secs+extra)
 	if errors.Is(err, errStillConnecting) {
 		res, err = runPgbenchOnce(ctx, r, secs+extra+max(4, r.Clients/8))
