@@ -226,3 +226,21 @@ func TestVersionAtLeast(t *testing.T) {
 		}
 	}
 }
+
+func TestPivotRows(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{8}, Protocols: []string{"simple"}}
+	res := &e2eResults{Workloads: []*workload{w}, Targets: []string{"direct", "rls", "pgwarden"}, Samples: map[caseKey][]sample{
+		{"select", "simple", 8, "direct"}:   {{Round: 1, TPS: 1000}, {Round: 2, TPS: 2000}},
+		{"select", "simple", 8, "rls"}:      {{Round: 1, TPS: 900}, {Round: 2, TPS: 1800}},
+		{"select", "simple", 8, "pgwarden"}: {{Round: 1, TPS: 100}, {Round: 2, Err: "boom"}},
+	}}
+	header, rows := pivotRows(res)
+	wantH := []string{"workload", "protocol", ">clients", ">direct", ">rls", ">pgwarden", ">pgwarden ÷ direct", ">pgwarden ÷ rls", ">rls ÷ direct"}
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	wantR := [][]string{{"select", "simple", "8", "1500", "1350", "100", "0.10×", "0.11×", "0.90×"}}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
