@@ -244,3 +244,11 @@ func TestPivotRows(t *testing.T) {
 		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
+
+func TestFmtRatio(t *testing.T) {
+	for v, want := range map[float64]string{1.234: "1.23×", 0.1: "0.10×", 0.0034: "0.0034×", 0.042: "0.042×", math.NaN(): "–"} {
+		if got := fmtRatio(v); got != want {
+			t.Errorf("fmtRatio(%v) = %q, want %q", v, got, want)
+		}
+	}
+}

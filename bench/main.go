@@ -28,24 +28,25 @@ import (
 )
 
 type options struct {
-	Quick          bool
-	Duration       time.Duration
-	Rounds         int
-	Out            string
-	Clients        []int
-	Protocols      []string
-	DashProtocols  []string
-	Targets        []string
-	Parts          map[string]bool
-	Scale          int
-	Pgwarden       string
-	MaxConnections int
-	Conns          []int
-	BenchCount     int
-	Benchtime      string
-	TicketWorkers  int
-	Keep           bool
-	NoWarmup       bool
+	Quick           bool
+	Duration        time.Duration
+	Rounds          int
+	Out             string
+	Clients         []int
+	Protocols       []string
+	DashProtocols   []string
+	SharedProtocols []string
+	Targets         []string
+	Parts           map[string]bool
+	Scale           int
+	Pgwarden        string
+	MaxConnections  int
+	Conns           []int
+	BenchCount      int
+	Benchtime       string
+	TicketWorkers   int
+	Keep            bool
+	NoWarmup        bool
 }
 
 func main() {
@@ -67,7 +68,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
-	parts := fs.String("parts", "select,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
@@ -108,12 +110,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	o.Protocols = strList(*protocols)
 	o.DashProtocols = strList(*dash)
+	o.SharedProtocols = strList(*shared)
 	o.Targets = strList(*targets)
 	o.Parts = map[string]bool{}
 	for _, p := range strList(*parts) {
 		o.Parts[p] = true
 	}
-	for _, p := range append(append([]string{}, o.Protocols...), o.DashProtocols...) {
+	for _, p := range append(append(append([]string{}, o.Protocols...), o.DashProtocols...), o.SharedProtocols...) {
 		switch p {
 		case "simple", "extended", "prepared":
 		default:
@@ -228,7 +231,7 @@ func run(args []string, stdout, log io.Writer) error {
 		defer os.RemoveAll(work)
 	}
 
-	e2e := o.Parts["select"] || o.Parts["dashboard"]
+	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
 	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"]
 	var (
 		c          *cluster
@@ -416,6 +419,15 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 		workloads = append(workloads, &workload{Name: "select", Tenants: []string{benchTenant}, Clients: o.Clients, Protocols: o.Protocols,
 			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
 			Script: func(*target, string) (string, error) { return selectScript, nil }})
+	}
+	if o.Parts["shared"] && len(o.SharedProtocols) > 0 {
+		sharedScript, err := c.sharedScript()
+		if err != nil {
+			return err
+		}
+		workloads = append(workloads, &workload{Name: "shared", Tenants: []string{benchTenant}, Clients: []int{8}, Protocols: o.SharedProtocols,
+			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
+			Script: func(*target, string) (string, error) { return sharedScript, nil }})
 	}
 	if o.Parts["dashboard"] && len(o.DashProtocols) > 0 {
 		workloads = append(workloads, &workload{Name: "dashboard", Tenants: demoTenants(), Clients: []int{2}, Protocols: o.DashProtocols,
