@@ -85,6 +85,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		p.transaction(x.TransactionStmt)
 		return Statement{Kind: KindTransaction}
 	case *pg_query.Node_PrepareStmt:
+		for _, a := range x.PrepareStmt.Argtypes {
+			p.typeName(a.GetTypeName())
+		}
 		p.query(x.PrepareStmt.Query, "PREPARE")
 		return Statement{Kind: KindPrepare}
 	case *pg_query.Node_ExecuteStmt:
@@ -270,7 +273,11 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 				return
 			}
 			p.expr(l.Items[0], s) // usually a FuncCall; checked against the allow-list
+			if len(l.Items) > 1 {
+				p.columnDefs(l.Items[1].GetList().GetItems())
+			}
 		}
+		p.columnDefs(rf.Coldeflist)
 		if rf.Alias != nil {
 			s.items = append(s.items, rangeItem{alias: rf.Alias.Aliasname})
 		}
@@ -549,6 +556,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_FuncCall:
 		p.funcCall(x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
+		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
 	case *pg_query.Node_CollateClause:
 		p.expr(x.CollateClause.Arg, s)
@@ -612,6 +620,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.exprs(x.XmlExpr.NamedArgs, s)
 		p.exprs(x.XmlExpr.Args, s)
 	case *pg_query.Node_XmlSerialize:
+		p.typeName(x.XmlSerialize.TypeName)
 		p.expr(x.XmlSerialize.Expr, s)
 	case *pg_query.Node_JsonIsPredicate:
 		p.expr(x.JsonIsPredicate.Expr, s)
@@ -716,4 +725,39 @@ func funcDisplay(names []*pg_query.Node) string {
 		parts = append(parts, n.GetString_().GetSval())
 	}
 	return strings.Join(parts, ".")
+}
+
+// typeName accepts type modifiers that are plain constants or identifiers,
+// as PostgreSQL itself does; anything else (expressions, subqueries) is
+// refused before it reaches the deparser.
+func (p *pass) typeName(tn *pg_query.TypeName) {
+	if tn == nil {
+		return
+	}
+	for _, m := range tn.Typmods {
+		if m.GetAConst() != nil {
+			continue
+		}
+		if cr := m.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
+			continue
+		}
+		p.fail(pgerr.New(pgerr.SyntaxError, "type modifiers must be simple constants or identifiers"))
+		return
+	}
+}
+
+// columnDefs checks the column definition list of a function in FROM.
+func (p *pass) columnDefs(defs []*pg_query.Node) {
+	for _, d := range defs {
+		cd := d.GetColumnDef()
+		if cd == nil {
+			p.unsupported("column definition " + nodeKind(d))
+			return
+		}
+		if cd.RawDefault != nil || cd.CookedDefault != nil || len(cd.Constraints) > 0 {
+			p.unsupported("column definition options")
+			return
+		}
+		p.typeName(cd.TypeName)
+	}
 }
