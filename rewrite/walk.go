@@ -533,7 +533,12 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_ColumnRef:
 		p.columnRef(x.ColumnRef, s)
 		return
-	case *pg_query.Node_AConst, *pg_query.Node_ParamRef, *pg_query.Node_AStar, *pg_query.Node_String_,
+	case *pg_query.Node_ParamRef:
+		if x.ParamRef.Number < 1 {
+			p.fail(pgerr.New("42P02", "there is no parameter $%d", x.ParamRef.Number))
+		}
+		return
+	case *pg_query.Node_AConst, *pg_query.Node_AStar, *pg_query.Node_String_,
 		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean, *pg_query.Node_SqlvalueFunction:
 		return
 	}
