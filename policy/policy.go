@@ -232,12 +232,12 @@ type fileFilter struct {
 }
 
 type fileColumn struct {
-	Deny         bool     `yaml:"deny"`
+	Deny         bool      `yaml:"deny"`
 	Mask         yaml.Node `yaml:"mask"` // a node, so that `mask: null` is the null mask, not YAML null
-	SQL          string   `yaml:"sql"`
-	KeepFirst    *int     `yaml:"keep_first"`
-	KeepLast     *int     `yaml:"keep_last"`
-	UnlessGroups []string `yaml:"unless_groups"`
+	SQL          string    `yaml:"sql"`
+	KeepFirst    *int      `yaml:"keep_first"`
+	KeepLast     *int      `yaml:"keep_last"`
+	UnlessGroups []string  `yaml:"unless_groups"`
 }
 
 // Parse parses and validates a policy; filename names it in errors.
