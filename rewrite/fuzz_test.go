@@ -51,6 +51,10 @@ func FuzzRewrite(f *testing.F) {
 				if err != nil {
 					t.Fatalf("output does not parse: %v\ninput:  %q\noutput: %s", err, sql, st.SQL)
 				}
+				// Deparsing is stable: what runs is what was checked.
+				if again, err := pg_query.Deparse(tree); err != nil || again != st.SQL {
+					t.Fatalf("deparse not stable: %v\ninput:  %q\nfirst:  %s\nsecond: %s", err, sql, st.SQL, again)
+				}
 				if msg := checkFenced(r, id, tree); msg != "" {
 					t.Fatalf("%s\ninput:  %q\noutput: %s", msg, sql, st.SQL)
 				}

@@ -141,6 +141,9 @@ func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err er
 	if id.Role == policy.RoleNoAccess || !id.Role.Valid() {
 		return nil, pgerr.Denied("permission denied: connection role %s has no access", roleName(id.Role))
 	}
+	if id.Tenant != "" && !r.pol.KnowsTenant(id.Tenant) {
+		return nil, pgerr.Denied("permission denied: unknown tenant")
+	}
 	var key string
 	if r.cache != nil {
 		key = cacheKey(r.pol.Version(), id, sql)

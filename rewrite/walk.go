@@ -526,7 +526,7 @@ func (p *pass) exprs(ns []*pg_query.Node, s *scope) {
 // expr walks an expression for sublinks, function calls and column
 // references. Kinds it does not know are refused.
 func (p *pass) expr(n *pg_query.Node, s *scope) {
-	if p.err != nil || n == nil {
+	if p.err != nil || n == nil || n.Node == nil { // an empty node (as in SELECT DISTINCT) carries nothing
 		return
 	}
 	switch x := n.Node.(type) {
