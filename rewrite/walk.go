@@ -595,6 +595,16 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_List:
 		p.exprs(x.List.Items, s)
 	case *pg_query.Node_AIndirection:
+		// pg_query's deparser drops the parentheses around some arguments
+		// ((ARRAY[1])[1] becomes ARRAY[1][1]); accept only the kinds it keeps.
+		switch x.AIndirection.Arg.GetNode().(type) {
+		case *pg_query.Node_ColumnRef, *pg_query.Node_FuncCall, *pg_query.Node_RowExpr, *pg_query.Node_TypeCast,
+			*pg_query.Node_AExpr, *pg_query.Node_ParamRef, *pg_query.Node_SubLink:
+		default:
+			p.fail(pgerr.Unsupported("subscript or field selection on %s is not supported", nodeKind(x.AIndirection.Arg)).
+				WithHint("cast the expression first, as in (expr::type)[1]"))
+			return
+		}
 		p.expr(x.AIndirection.Arg, s)
 		p.exprs(x.AIndirection.Indirection, s)
 	case *pg_query.Node_AIndices:
