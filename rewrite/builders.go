@@ -191,3 +191,17 @@ func aliasFor(client *pg_query.Alias, relname string) *pg_query.Alias {
 func rangeVarNode(rv *pg_query.RangeVar) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: rv}}
 }
+
+func paramRef(n int32) *pg_query.Node { return pg_query.MakeParamRefNode(n, -1) }
+
+// appendAnd returns where AND cond, flattening into an existing AND.
+func appendAnd(where, cond *pg_query.Node) *pg_query.Node {
+	if where == nil {
+		return cond
+	}
+	if b := where.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
+		b.Args = append(b.Args, cond)
+		return where
+	}
+	return andExpr([]*pg_query.Node{where, cond})
+}

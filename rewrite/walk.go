@@ -31,10 +31,13 @@ type scope struct {
 	items  []rangeItem
 }
 
-// rangeItem is a FROM item of a level; v is set for protected relations.
+// rangeItem is a FROM item of a level; v is set for protected relations,
+// sub for the ones replaced by a fenced subquery (unless the client renamed
+// their columns, which makes pushdown by name wrong).
 type rangeItem struct {
 	alias string
 	v     *view
+	sub   *pg_query.SelectStmt
 }
 
 // view is a protected relation as this session sees it.
@@ -202,6 +205,9 @@ func (p *pass) selectStmt(sel *pg_query.SelectStmt, parent *scope) {
 	p.exprs(sel.DistinctClause, s)
 	p.expr(sel.LimitCount, s)
 	p.expr(sel.LimitOffset, s)
+	if p.err == nil && sel.WhereClause != nil {
+		p.pushDown(sel.WhereClause, s)
+	}
 }
 
 // with walks CTE bodies with PostgreSQL's scoping: a CTE sees the ones
@@ -261,9 +267,7 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 			return
 		}
 		p.selectStmt(sel, s)
-		if rs.Alias != nil {
-			s.items = append(s.items, rangeItem{alias: rs.Alias.Aliasname})
-		}
+		s.items = append(s.items, rangeItem{alias: rs.Alias.GetAliasname()})
 	case *pg_query.Node_RangeFunction:
 		rf := x.RangeFunction
 		for _, f := range rf.Functions {
@@ -278,9 +282,7 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 			}
 		}
 		p.columnDefs(rf.Coldeflist)
-		if rf.Alias != nil {
-			s.items = append(s.items, rangeItem{alias: rf.Alias.Aliasname})
-		}
+		s.items = append(s.items, rangeItem{alias: rf.Alias.GetAliasname()})
 	case *pg_query.Node_RangeTableSample:
 		p.unsupported("TABLESAMPLE")
 	case *pg_query.Node_RangeTableFunc:
@@ -340,7 +342,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		return
 	}
 	p.note(t.rel.QualifiedName())
-	s.items = append(s.items, rangeItem{alias: alias, v: v})
+	item := rangeItem{alias: alias, v: v}
 	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
 		// Column aliases rename by position; a hidden column would shift them.
 		k := 0
@@ -357,9 +359,15 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	if t.rel.Shared && len(t.rel.Columns) == 0 {
 		rv.Schemaname = t.rel.Schema
+		s.items = append(s.items, item)
 		return
 	}
-	n.Node = p.subquery(t, v, rv.Alias, rv.Relname).Node
+	sub := p.subquery(t, v, rv.Alias, rv.Relname)
+	if rv.Alias == nil || len(rv.Alias.Colnames) == 0 {
+		item.sub = sub.GetRangeSubselect().GetSubquery().GetSelectStmt()
+	}
+	s.items = append(s.items, item)
+	n.Node = sub.Node
 }
 
 func (p *pass) note(rel string) {
