@@ -24,7 +24,6 @@ var leakproofOps = map[string]map[string]bool{
 
 var allCompare = map[string]bool{"=": true, "<>": true, "<": true, "<=": true, ">": true, ">=": true}
 
-
 // pushDown copies simple conjuncts of a level's WHERE (column op constant,
 // with a leakproof operator, on an unmasked column of a fenced relation) into
 // that relation's subquery, so that PostgreSQL can use indexes for them. The
