@@ -40,7 +40,7 @@ coalesce nullif bool num_nonnulls num_nulls
 version current_schema current_schemas current_database current_catalog current_user session_user user
 current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_typeof col_description
 obj_description pg_get_userbyid
-inet_client_addr inet_server_addr
+
 set_config
 `)
 

@@ -72,13 +72,9 @@ func resTarget(name string, val *pg_query.Node) *pg_query.Node {
 	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, -1)
 }
 
-func caseWhen(cond, then, els *pg_query.Node) *pg_query.Node {
-	return pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, -1)}, -1)
-}
-
 // caseElse builds CASE WHEN cond THEN then ELSE els END.
 func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
-	n := caseWhen(cond, then, nil)
+	n := pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, -1)}, -1)
 	n.GetCaseExpr().Defresult = els
 	return n
 }

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,7 @@ import (
 // every step after it is a no-op.
 type pass struct {
 	r         *Rewriter
+	sql       string // the client's text, for error positions
 	id        *policy.Identity
 	tmpl      map[string]*relTemplate
 	err       *pgerr.Error
@@ -45,6 +47,15 @@ type view struct {
 	t      *relTemplate
 	denied map[string]bool
 	cols   map[string]bool // visible columns
+}
+
+// at sets an error's position from a node's byte offset into the client's
+// text; PostgreSQL counts characters from 1.
+func (p *pass) at(e *pgerr.Error, loc int32) *pgerr.Error {
+	if loc >= 0 && int(loc) <= len(p.sql) {
+		e.Position = int32(utf8.RuneCountInString(p.sql[:loc])) + 1
+	}
+	return e
 }
 
 func (p *pass) fail(e *pgerr.Error) {
@@ -307,7 +318,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		alias = rv.Alias.Aliasname
 	}
 	if rv.Catalogname != "" {
-		p.fail(errDenied(rv.Relname))
+		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	if rv.Schemaname == "" && s.cteVisible(rv.Relname) {
@@ -334,7 +345,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		}
 	}
 	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
-		p.fail(errDenied(rv.Relname))
+		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	v := p.view(t)
@@ -682,7 +693,7 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 					continue
 				}
 				if it.v.denied[col.Sval] {
-					p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+					p.fail(p.at(errColumn(col.Sval, it.v.t.rel.Name), c.Location))
 					return
 				}
 				found = found || it.v.cols[col.Sval]
@@ -701,7 +712,7 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 				continue
 			}
 			if it.v != nil && it.v.denied[col.Sval] {
-				p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+				p.fail(p.at(errColumn(col.Sval, it.v.t.rel.Name), c.Location))
 			}
 			return
 		}
@@ -717,11 +728,11 @@ func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
 		display = schema + "." + name
 	}
 	if name == "" {
-		p.fail(pgerr.Denied("permission denied for function %s", funcDisplay(fc.Funcname)))
+		p.fail(p.at(pgerr.Denied("permission denied for function %s", funcDisplay(fc.Funcname)), fc.Location))
 		return
 	}
 	if !p.r.pol.FunctionAllowed(schema, name) {
-		p.fail(pgerr.Denied("permission denied for function %s", display))
+		p.fail(p.at(pgerr.Denied("permission denied for function %s", display), fc.Location))
 		return
 	}
 	switch name {
