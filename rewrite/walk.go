@@ -687,18 +687,21 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 	if len(f) == 1 {
 		for lv := s; lv != nil; lv = lv.parent {
-			found := false
+			var denied *view
 			for _, it := range lv.items {
-				if it.v == nil {
-					continue
-				}
-				if it.v.denied[col.Sval] {
-					p.fail(p.at(errColumn(col.Sval, it.v.t.rel.Name), c.Location))
+				switch {
+				case it.v == nil:
+					// A subquery, function or CTE may have the column: let
+					// PostgreSQL resolve it (the denied column is absent anyway).
 					return
+				case it.v.cols[col.Sval]:
+					return
+				case it.v.denied[col.Sval]:
+					denied = it.v
 				}
-				found = found || it.v.cols[col.Sval]
 			}
-			if found {
+			if denied != nil {
+				p.fail(p.at(errColumn(col.Sval, denied.t.rel.Name), c.Location))
 				return
 			}
 		}
