@@ -59,8 +59,7 @@ type clientConn struct {
 
 	revoked    atomic.Bool
 	lastActive atomic.Int64 // unix nanos of the last client message or ReadyForQuery
-	q          pendingQueue
-	idleCh     chan struct{} // the relay signals an empty queue
+	q          *pendingQueue
 
 	relayDone chan struct{}
 	relayErr  error // written by the relay before relayDone closes
@@ -89,7 +88,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		ctx:     ctx,
 		cancel:  cancel,
 		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
-		idleCh:  make(chan struct{}, 1),
+		q:       newPendingQueue(),
 		stmts:   map[string]*stmtInfo{},
 		portals: map[string]*stmtInfo{},
 	}
@@ -426,7 +425,7 @@ func (c *clientConn) interrupted(r uint32) error {
 		c.sc.Flush()
 		for !c.q.empty() {
 			select {
-			case <-c.idleCh:
+			case <-c.q.idle:
 			case <-c.relayDone:
 				return c.relayEnded()
 			case <-c.srv.hardStop:

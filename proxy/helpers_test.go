@@ -144,6 +144,11 @@ type testProxy struct {
 // (warehouse "wh"). mod may adjust the config and deps.
 func startProxy(t *testing.T, mod func(*Config, *Deps)) *testProxy {
 	t.Helper()
+	return startProxyTB(t, mod)
+}
+
+func startProxyTB(t testing.TB, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
 	dbURL := pgtest.NewDatabase(t, setupSQL)
 	fa := newFakeAuth()
 	cfg := Config{Listen: "127.0.0.1:0", ConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second}

@@ -41,7 +41,11 @@ type pendingQueue struct {
 	mu    sync.Mutex
 	items []*pending
 	head  int
+	// idle receives a token whenever the queue becomes empty (for draining).
+	idle chan struct{}
 }
+
+func newPendingQueue() *pendingQueue { return &pendingQueue{idle: make(chan struct{}, 1)} }
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
@@ -68,6 +72,10 @@ func (q *pendingQueue) pop() {
 	q.head++
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+		select {
+		case q.idle <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -220,12 +228,6 @@ func (c *clientConn) readyForQuery() {
 		}
 	}
 	c.touch()
-	if c.q.empty() {
-		select {
-		case c.idleCh <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // sanitize drops the fields of a warehouse error that describe the rewritten
