@@ -261,7 +261,7 @@ func (c *clientConn) forward(m pgproto3.FrontendMessage, kind pendingKind, info 
 func (c *clientConn) send(m pgproto3.FrontendMessage, p *pending) error {
 	c.q.push(p)
 	if err := c.sc.Send(m); err != nil {
-		return connLost(c.wh.Name, err)
+		return connLost(c.wh.Name)
 	}
 	if p.kind == pQuery {
 		return c.sc.Flush()
@@ -320,7 +320,7 @@ func errRevoked() *pgerr.Error {
 	return pgerr.Fatalf(pgerr.InvalidAuthorization, "session revoked: the session token is no longer valid")
 }
 
-func connLost(warehouse string, err error) error {
+func connLost(warehouse string) error {
 	return pgerr.Fatalf(pgerr.ConnectionFailure, "terminating connection because the connection to warehouse %s was lost", warehouse)
 }
 
@@ -455,7 +455,7 @@ func (c *clientConn) relayEnded() error {
 		return pe
 	}
 	c.log.Warn("warehouse connection lost", zap.Error(c.relayErr))
-	return connLost(c.wh.Name, c.relayErr)
+	return connLost(c.wh.Name)
 }
 
 // finish ends the session after err: it stops the relay, then (for errors

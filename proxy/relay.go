@@ -90,6 +90,9 @@ func (q *pendingQueue) empty() bool {
 // warehouse, and the client writer flushes itself when its buffer fills.
 func (c *clientConn) relay() {
 	defer close(c.relayDone)
+	// Once the relay stops nobody reads the warehouse: close it so that a loop
+	// blocked writing to it is released too.
+	defer c.sc.Close()
 	for {
 		if c.sc.Buffered() == 0 {
 			if err := c.out.flush(); err != nil {

@@ -289,10 +289,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.hardStop)
 	}
 	s.mu.Unlock()
-	// Sessions now send FATAL and close; give them a moment to do so.
+	// Sessions now send FATAL and close; give them a moment to do so, then
+	// cut the sockets of any that are stuck (e.g. on a client not reading).
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+		s.mu.Lock()
+		for c := range s.conns {
+			c.raw.Close()
+		}
+		s.mu.Unlock()
 	}
 	return ctx.Err()
 }
