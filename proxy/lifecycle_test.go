@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,4 +342,62 @@ func TestUnreachableWarehouse(t *testing.T) {
 			t.Fatalf("error %q leaks %q", pe.Message, secret)
 		}
 	}
+}
+
+// A session past its ExpiresAt fails its next statement and is closed.
+func TestSessionExpiresMidSession(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	tp := startProxy(t, func(_ *Config, d *Deps) {
+		d.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(2 * time.Hour))
+	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	wantPgErr(t, err, "28000", "session expired: renew it or mint a new ticket")
+	select {
+	case <-conn.CleanupDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed after expiry")
+	}
+}
+
+// Cleartext passwords are refused on a plain connection from a non-loopback
+// address (when the host has one to test with).
+func TestInsecurePasswordRefused(t *testing.T) {
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address")
+	}
+	cert, key := writeSelfSignedCert(t)
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.TLSCertFile, c.TLSKeyFile = cert, key })
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", ip, err)
+	}
+	go tp.srv.Serve(context.Background(), ln)
+	ctx := ctxT(t)
+	base := "postgres://alice:tok-acme@" + ln.Addr().String() + "/wh?sslmode="
+	_, err = pgconn.Connect(ctx, base+"disable")
+	wantPgErr(t, err, "28000", "use sslmode=require")
+	conn, err := pgconn.Connect(ctx, base+"require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
 }

@@ -135,7 +135,7 @@ func passwordAllowed(tlsOn bool, remote net.Addr, allowInsecure bool) bool {
 }
 
 func errInsecurePassword() *pgerr.Error {
-	return pgerr.Fatalf(pgerr.InvalidAuthorization, "password authentication over an unencrypted connection is not allowed").
+	return pgerr.Fatalf(pgerr.InvalidAuthorization, "password authentication over an unencrypted connection is not allowed: use sslmode=require").
 		WithHint("connect with sslmode=require")
 }
 
