@@ -248,7 +248,7 @@ func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64)
 	d := time.Since(p.start)
 	c.srv.metrics.statements.WithLabelValues(outcome).Inc()
 	c.srv.metrics.duration.Observe(d.Seconds())
-	if ce := c.log.Check(zap.DebugLevel, "statement done"); ce != nil {
+	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
 		fp := ""
 		if p.info != nil {
 			fp = p.info.fingerprint
