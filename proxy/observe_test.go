@@ -190,6 +190,15 @@ func TestSetRewriterAndStatementTimeout(t *testing.T) {
 	}
 	_, err = conn.Exec(ctx, "SELECT pg_sleep(5)")
 	wantPgErr(t, err, "57014", "statement timeout")
+	// Clients cannot lift the limit; RESET goes back to it.
+	_, err = conn.Exec(ctx, "SET statement_timeout = 0")
+	wantPgErr(t, err, "55P02", `parameter "statement_timeout" cannot be changed`)
+	if _, err := conn.Exec(ctx, "RESET statement_timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.QueryRow(ctx, "SHOW statement_timeout").Scan(&st); err != nil || st != "1500ms" {
+		t.Fatalf("after RESET statement_timeout = %q, %v", st, err)
+	}
 
 	wh.SetRewriter(upperRewriter{})
 	var s string
