@@ -401,3 +401,31 @@ func TestInsecurePasswordRefused(t *testing.T) {
 	}
 	conn.Close(ctx)
 }
+
+// When the warehouse ends the backend, the client is told and disconnected.
+func TestWarehouseTerminatesBackend(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgwarden' AND datname = current_database()").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminated %d backends: %v", n, err)
+	}
+	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	// The warehouse's own FATAL is relayed as it is.
+	wantPgErr(t, err, "57P01", "terminating connection due to administrator command")
+	select {
+	case <-conn.CleanupDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client not disconnected")
+	}
+}
