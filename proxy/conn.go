@@ -174,8 +174,16 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Terminate:
 		return errTerminate
 	default:
-		return pgerr.Fatalf(pgerr.ProtocolViolation, "unexpected message type %T", msg)
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "invalid frontend message type %q", msgType(msg))
 	}
+}
+
+// msgType is a message's type byte, for protocol errors.
+func msgType(msg pgproto3.FrontendMessage) string {
+	if b, err := msg.Encode(nil); err == nil && len(b) > 0 {
+		return string(b[:1])
+	}
+	return "?"
 }
 
 // refusedMarker is sent to the warehouse in place of a refused statement: it

@@ -253,7 +253,7 @@ func (c *clientConn) startup() error {
 	}
 	pw, ok := msg.(*pgproto3.PasswordMessage)
 	if !ok {
-		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %T", msg)
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %q", msgType(msg))
 	}
 	session, err := c.srv.auth.Authenticate(ctx, pw.Password)
 	if err != nil {
