@@ -141,6 +141,13 @@ func (c *clientConn) serve() {
 var errTerminate = errors.New("client terminated the session")
 
 func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
+	// Checked on every message, not only on new SQL: a prepared statement
+	// must not keep running under an expired session.
+	if _, bye := msg.(*pgproto3.Terminate); !bye {
+		if err := c.checkSession(); err != nil {
+			return err
+		}
+	}
 	if c.ignoreUntilSync {
 		switch msg.(type) {
 		case *pgproto3.Sync, *pgproto3.Terminate:
@@ -193,9 +200,6 @@ func msgType(msg pgproto3.FrontendMessage) string {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	if err := c.checkSession(); err != nil {
-		return err
-	}
 	p := &pending{kind: pQuery, start: time.Now()}
 	res, err := c.rewrite(m.String)
 	if err != nil {
@@ -207,9 +211,6 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	if err := c.checkSession(); err != nil {
-		return err
-	}
 	p := &pending{kind: pParse, start: time.Now()}
 	res, err := c.rewrite(m.Query)
 	if err == nil && res.multi {

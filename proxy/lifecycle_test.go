@@ -360,8 +360,13 @@ func TestSessionExpiresMidSession(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
+	sd, err := conn.Prepare(ctx, "p", "SELECT 1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	now.Add(int64(2 * time.Hour))
-	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	// Executing an already prepared statement fails too.
+	err = conn.ExecStatement(ctx, sd, nil, nil, nil).Read().Err
 	wantPgErr(t, err, "28000", "session expired: renew it or mint a new ticket")
 	select {
 	case <-conn.CleanupDone():

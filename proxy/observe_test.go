@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/rewrite"
@@ -235,5 +236,50 @@ func TestConfigValidate(t *testing.T) {
 	}
 	if d := (Config{}).WithDefaults(); d.Listen != DefaultListen || d.MaxMessageBytes != DefaultMaxMessageBytes {
 		t.Fatalf("defaults: %+v", d)
+	}
+}
+
+func TestNewRejectsBadDeps(t *testing.T) {
+	good := func() Deps {
+		return Deps{
+			Logger:        zaptest.NewLogger(t),
+			Authenticator: newFakeAuth(),
+			Warehouses:    map[string]*Warehouse{"wh": NewWarehouse("wh", "postgres://u:p@127.0.0.1:1/db", fakeRewriter{})},
+		}
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		mod  func(*Deps)
+		want string
+	}{
+		{"no logger", Config{}, func(d *Deps) { d.Logger = nil }, "Deps.Logger"},
+		{"no authenticator", Config{}, func(d *Deps) { d.Authenticator = nil }, "Deps.Authenticator"},
+		{"no warehouses", Config{}, func(d *Deps) { d.Warehouses = nil }, "at least one warehouse"},
+		{"name mismatch", Config{}, func(d *Deps) { d.Warehouses["other"] = d.Warehouses["wh"] }, `warehouse "other"`},
+		{"no rewriter", Config{}, func(d *Deps) { d.Warehouses["wh"] = &Warehouse{Name: "wh", DSN: "postgres://x@y/z"} }, "no rewriter"},
+		{"no dsn", Config{}, func(d *Deps) { d.Warehouses["wh"] = NewWarehouse("wh", "", fakeRewriter{}) }, "needs a DSN or an Upstream"},
+		{"bad dsn hides secrets", Config{}, func(d *Deps) {
+			d.Warehouses["wh"] = NewWarehouse("wh", "postgres://svc:s3cret@host:notaport/db", fakeRewriter{})
+		}, `warehouse "wh": invalid dsn`},
+		{"missing tls files", Config{TLSCertFile: "/nonexistent.crt", TLSKeyFile: "/nonexistent.key"}, nil, "proxy.tls_cert_file"},
+		{"bad config", Config{MaxMessageBytes: 1}, nil, "proxy.max_message_bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := good()
+			if tc.mod != nil {
+				tc.mod(&d)
+			}
+			_, err := New(tc.cfg, d)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error containing %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error leaks the password: %v", err)
+			}
+		})
+	}
+	if _, err := New(Config{}, good()); err != nil {
+		t.Fatalf("New with good deps: %v", err)
 	}
 }

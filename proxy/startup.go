@@ -294,6 +294,7 @@ func (c *clientConn) startup() error {
 		Warehouse: wh.Name, SessionID: session.ID, Tenant: session.Tenant, User: c.user, Params: c.upParams,
 	})
 	if err != nil {
+		c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
 		return err
 	}
 	c.sc = sc
