@@ -66,7 +66,6 @@ type clientConn struct {
 	relayDone chan struct{}
 	relayErr  error // written by the relay before relayDone closes
 	sawFatal  atomic.Bool
-	stopping  atomic.Bool
 
 	// Loop state.
 	ignoreUntilSync bool
@@ -499,7 +498,6 @@ func (c *clientConn) stopRelay() {
 		return
 	}
 	busy := !c.q.empty()
-	c.stopping.Store(true)
 	c.sc.Close()
 	// A relay blocked writing to a stalled client must not hold us up.
 	c.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
