@@ -105,12 +105,9 @@ func testChatter(t *testing.T) {
 	}))
 	check(t, "chatter", "set", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		for _, q := range []string{"SET extra_float_digits = 3", "SET DateStyle = 'ISO'", "SET TIME ZONE 'UTC'",
-			"SET application_name = 'Metabase v0.50'", "SET client_min_messages TO warning", "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+			"SET application_name = 'Metabase v0.50'", "SET client_min_messages TO warning",
 			"SET statement_timeout = '30s'", "RESET extra_float_digits", "SET extra_float_digits = 3"} {
 			if _, err := conn.Exec(ctx, q); err != nil {
-				if strings.HasPrefix(q, "SET SESSION CHARACTERISTICS") {
-					continue // optional: a proxy may refuse it; PostgreSQL allows it
-				}
 				return fmt.Errorf("%s: %w", q, err)
 			}
 		}
@@ -128,6 +125,22 @@ func testChatter(t *testing.T) {
 			}
 		}
 		return nil
+	}))
+	check(t, "chatter", "session-characteristics", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// pgjdbc's setReadOnly(true) with readOnlyMode=always sends this.
+		q := "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+		v, err := pgxStrings(ctx, conn, "SHOW default_transaction_read_only")
+		if err != nil {
+			return err
+		}
+		if err := sameList("default_transaction_read_only", v, []string{"on"}); err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
+		return wantRefused("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", err)
 	}))
 	check(t, "chatter", "discard-all", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		// Poolers and JDBC pools send DISCARD ALL / RESET ALL between borrowers:
@@ -201,6 +214,98 @@ func testChatter(t *testing.T) {
 			}
 		}
 		return nil
+	}))
+	check(t, "chatter", "application_name", func() error {
+		// PostgreSQL answers SHOW application_name with what the client sent
+		// at startup (pgAdmin, DBeaver and Metabase set it).
+		cfg, err := pgx.ParseConfig(acme(t).url())
+		if err != nil {
+			return err
+		}
+		cfg.RuntimeParams["application_name"] = "compat-startup"
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		if ps := conn.PgConn().ParameterStatus("application_name"); ps != "compat-startup" {
+			return fmt.Errorf("ParameterStatus application_name %q, want compat-startup", ps)
+		}
+		v, err := pgxStrings(ctx, conn, "SHOW application_name")
+		if err != nil {
+			return err
+		}
+		return sameList("SHOW application_name", v, []string{"compat-startup"})
+	})
+	check(t, "chatter", "current_user", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		var cu, su string
+		if err := conn.QueryRow(ctx, "SELECT current_user, session_user").Scan(&cu, &su); err != nil {
+			return err
+		}
+		return sameList("current_user, session_user", []string{cu, su}, []string{acme(t).User, acme(t).User})
+	}))
+	check(t, "chatter", "pg_database", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// pgjdbc-based tools (DBeaver) read the current database's row.
+		names, err := pgxStrings(ctx, conn, "SELECT datname::text FROM pg_catalog.pg_database WHERE datallowconn AND NOT datistemplate")
+		if err != nil {
+			return err
+		}
+		return sameList("pg_database", names, []string{acme(t).Database})
+	}))
+	check(t, "chatter", "statement_timeout", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		if _, err := conn.Exec(ctx, "SET statement_timeout = '200ms'"); err != nil {
+			return err
+		}
+		_, err := conn.Exec(ctx, "SELECT count(*) FROM generate_series(1, 100000000000)")
+		if code := sqlState(err); code != "57014" {
+			return fmt.Errorf("long query under statement_timeout 200ms: got %v, want SQLSTATE 57014", err)
+		}
+		if _, err := conn.Exec(ctx, "RESET statement_timeout"); err != nil {
+			return err
+		}
+		return pgxAcmeBasics(ctx, conn)
+	}))
+	check(t, "chatter", "parameter-status", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// Drivers track TimeZone and DateStyle from ParameterStatus to decode
+		// timestamps; a SET must be reported like PostgreSQL does.
+		for _, q := range []string{"SET TIME ZONE 'America/New_York'", "SET DateStyle = 'ISO, DMY'"} {
+			if _, err := conn.Exec(ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		got := []string{conn.PgConn().ParameterStatus("TimeZone"), conn.PgConn().ParameterStatus("DateStyle")}
+		return sameList("ParameterStatus TimeZone, DateStyle", got, []string{"America/New_York", "ISO, DMY"})
+	}))
+	check(t, "chatter", "odbc-cursor", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// psqlODBC (Tableau, Power BI's ODBC path) with UseDeclareFetch: one
+		// simple query with BEGIN, DECLARE ... WITH HOLD and the first FETCH.
+		res, err := conn.PgConn().Exec(ctx, `BEGIN;declare "SQL_CUR0x1" cursor with hold for SELECT tenant_id FROM orders;fetch 100 in "SQL_CUR0x1"`).ReadAll()
+		if err != nil {
+			return err
+		}
+		if len(res) != 3 {
+			return fmt.Errorf("got %d results, want 3", len(res))
+		}
+		rows, tenants := 0, map[string]bool{}
+		for batch := res[2].Rows; len(batch) > 0; {
+			for _, r := range batch {
+				tenants[string(r[0])] = true
+				rows++
+			}
+			more, err := conn.PgConn().Exec(ctx, `fetch 100 in "SQL_CUR0x1"`).ReadAll()
+			if err != nil {
+				return err
+			}
+			batch = more[0].Rows
+		}
+		if _, err := conn.PgConn().Exec(ctx, `close "SQL_CUR0x1";COMMIT`).ReadAll(); err != nil {
+			return err
+		}
+		var seen []string
+		for tn := range tenants {
+			seen = append(seen, tn)
+		}
+		return firstErr(onlyAcme(seen), wantCount("rows fetched", int64(rows), acmeOrders))
 	}))
 	check(t, "chatter", "npgsql-types", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		for _, q := range []string{npgsqlTypesSQL, npgsqlCompositesSQL, npgsqlEnumsSQL} {

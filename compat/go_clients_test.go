@@ -180,6 +180,19 @@ func testPgx(t *testing.T) {
 		}
 		return pgxAcmeBasics(ctx, conn)
 	}))
+	check(t, "pgx", "cancel", withPgx(ctx, t, pgx.QueryExecModeCacheStatement, func(conn *pgx.Conn) error {
+		// A CancelRequest on its own connection, with the key the proxy issued,
+		// must reach the warehouse backend of this session.
+		go func() {
+			time.Sleep(300 * time.Millisecond)
+			conn.PgConn().CancelRequest(ctx)
+		}()
+		_, err := conn.Exec(ctx, "SELECT count(*) FROM generate_series(1, 100000000000)")
+		if code := sqlState(err); code != "57014" {
+			return fmt.Errorf("cancelled query: got %v, want SQLSTATE 57014", err)
+		}
+		return pgxAcmeBasics(ctx, conn)
+	}))
 	check(t, "pgx", "binary-types", withPgx(ctx, t, pgx.QueryExecModeCacheStatement, func(conn *pgx.Conn) error {
 		var (
 			sum     pgtype.Numeric

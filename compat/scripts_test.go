@@ -187,7 +187,7 @@ func testJDBC(t *testing.T) {
 	}
 	runScript(t, "pgjdbc", []scriptCheck{
 		{"connect", func(r scriptResult) error {
-			if r.Values["product"] != "PostgreSQL" || !strings.HasPrefix(r.Values["version"], "1") {
+			if r.Values["product"] != "PostgreSQL" || !strings.HasPrefix(r.Values["version"], "1") || r.Values["valid"] != "true" || r.Values["schema"] != "public" {
 				return fmt.Errorf("DatabaseMetaData: %v", r.Values)
 			}
 			return nil

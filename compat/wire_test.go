@@ -208,6 +208,16 @@ func testWire(t *testing.T) {
 		got, err = w.roundTrip(1, concat(pbde("", wireOK), syncMsg)...)
 		return wantReplies("next query", got, replies(okReplies, rfqI), err)
 	}))
+	check(t, "wire", "empty-query", withWire(ctx, t, func(w *wireConn) error {
+		// pgjdbc's Connection.isValid (HikariCP's liveness check) sends an empty
+		// query over the extended protocol; psql sends one for a lone ";".
+		got, err := w.roundTrip(1, &pgproto3.Query{String: ""})
+		if err := wantReplies("simple empty query", got, []string{"EmptyQueryResponse", "ReadyForQuery[I]"}, err); err != nil {
+			return err
+		}
+		got, err = w.roundTrip(1, concat(pbde("", ""), syncMsg)...)
+		return wantReplies("extended empty query", got, []string{"ParseComplete", "BindComplete", "NoData", "EmptyQueryResponse", "ReadyForQuery[I]"}, err)
+	}))
 	check(t, "wire", "named-statement", withWire(ctx, t, func(w *wireConn) error {
 		// Parse a named statement, describe it, then bind it twice with
 		// different parameters: the tenant filter holds for both.

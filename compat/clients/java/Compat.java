@@ -40,7 +40,9 @@ public class Compat {
         try (Connection c = connect()) {
             DatabaseMetaData md = c.getMetaData();
             return result("values", result("product", md.getDatabaseProductName(), "version", md.getDatabaseProductVersion(),
-                "catalog", String.valueOf(c.getCatalog()), "schema", String.valueOf(c.getSchema())));
+                "catalog", String.valueOf(c.getCatalog()), "schema", String.valueOf(c.getSchema()),
+                // isValid is HikariCP's liveness check: an empty query.
+                "valid", String.valueOf(c.isValid(5))));
         }
     }
 
