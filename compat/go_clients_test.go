@@ -21,6 +21,7 @@ func TestClients(t *testing.T) {
 	t.Run("libpq", testLibPQ)
 	t.Run("chatter", testChatter)
 	t.Run("wire", testWire)
+	t.Run("policy", testPolicy)
 	t.Run("psql", testPsql)
 	t.Run("pgjdbc", testJDBC)
 	t.Run("psycopg2", testPsycopg2)
