@@ -50,6 +50,8 @@ var knownCatalogGaps = map[string]string{
 var knownBugs = map[string]string{
 	"chatter/odbc-cursor":             "rewrite: the deparsed FETCH leaves the cursor name unquoted (FETCH FORWARD 100 SQL_CUR0x1), so a mixed-case cursor name is folded to lower case and not found (34000)",
 	"chatter/session-characteristics": "rewrite: SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY is refused (42501); PostgreSQL accepts it and it only narrows the session",
+	"bi-sql/metabase":                 "rewrite: a column qualified with schema and table (\"public\".\"orders\".\"region\", as Metabase writes every column) no longer resolves once the table is replaced by its filtered subquery aliased orders (42P01 invalid reference to FROM-clause entry)",
+	"bi-sql/metabase-join":            "rewrite: as bi-sql/metabase, in a join",
 	"chatter/application_name":        "proxy: the startup application_name is reported in ParameterStatus but not set on the warehouse connection, so SHOW application_name answers \"pgwarden\"",
 }
 

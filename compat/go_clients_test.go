@@ -22,6 +22,7 @@ func TestClients(t *testing.T) {
 	t.Run("chatter", testChatter)
 	t.Run("wire", testWire)
 	t.Run("policy", testPolicy)
+	t.Run("bi-sql", testBISQL)
 	t.Run("psql", testPsql)
 	t.Run("pgjdbc", testJDBC)
 	t.Run("psycopg2", testPsycopg2)
