@@ -315,6 +315,22 @@ func testChatter(t *testing.T) {
 		}
 		return nil
 	}))
+	check(t, "chatter", "hidden-metadata", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// The allowed catalogs must not describe what the policy hides:
+		// internal_costs is never exposed and customers.phone is denied without
+		// group pii. Either a refusal or no rows is fine; names are not.
+		for _, q := range []struct{ sql, what string }{
+			{"SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = 'internal_costs'::regclass AND attnum > 0", "columns of internal_costs"},
+			{"SELECT attname::text FROM pg_catalog.pg_attribute WHERE attrelid = 'customers'::regclass AND attname = 'phone'", "customers.phone"},
+			{"SELECT typname::text FROM pg_catalog.pg_type WHERE typname = 'internal_costs'", "the row type of internal_costs"},
+		} {
+			names, err := pgxStrings(ctx, conn, q.sql)
+			if err == nil && len(names) > 0 {
+				return fmt.Errorf("%s visible through the catalog: %q", q.what, names)
+			}
+		}
+		return nil
+	}))
 	check(t, "chatter", "information_schema", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		tables, err := pgxStrings(ctx, conn, "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
 		if err != nil {
