@@ -32,6 +32,7 @@ var knownCatalogGaps = map[string]string{
 	"pgjdbc/columns":             "DatabaseMetaData.getColumns reads pg_class and pg_attribute of every relation",
 	"pgjdbc/pkeys":               "DatabaseMetaData.getPrimaryKeys reads pg_class, pg_index",
 	"pgjdbc/fkeys":               "DatabaseMetaData.getImportedKeys reads pg_settings, pg_class, pg_constraint",
+	"pgjdbc/resultset-metadata":  "ResultSetMetaData.isNullable reads pg_class and pg_attribute",
 	"sqlalchemy/tables":          "Inspector.get_table_names reads pg_class",
 	"sqlalchemy/columns":         "Inspector.get_columns reads pg_class, pg_attribute, pg_attrdef",
 	"sqlalchemy/pkeys":           "Inspector.get_pk_constraint reads pg_class, pg_index, pg_constraint",

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,22 @@ func testJDBC(t *testing.T) {
 			return sameList("array elements, jsonb type", []string{r.Values["regions"], r.Values["payload_type"]}, []string{"ok", "jsonb"})
 		}}, {"refused", vRefused},
 		{"tables", vTables}, {"columns", vColumns}, {"pkeys", vPKeys}, {"fkeys", vFKeys},
+		{"schemas", func(r scriptResult) error {
+			for _, n := range r.Names {
+				if n != "public" && n != "pg_catalog" && n != "information_schema" {
+					return fmt.Errorf("getSchemas lists %q (all: %q): want only public and the system schemas", n, r.Names)
+				}
+			}
+			if !slices.Contains(r.Names, "public") {
+				return fmt.Errorf("getSchemas: no public in %q", r.Names)
+			}
+			return nil
+		}},
+		{"catalogs", func(r scriptResult) error { return sameList("getCatalogs", r.Names, []string{acme(t).Database}) }},
+		{"resultset-metadata", func(r scriptResult) error {
+			got := []string{r.Values["nullable"], r.Values["autoincrement"], r.Values["table"]}
+			return sameList("isNullable(order_id), isAutoIncrement(order_id), getTableName", got, []string{"0", "false", "orders"})
+		}},
 	}, "java", "-cp", classes+string(os.PathListSeparator)+jdbcJar, "Compat")
 }
 

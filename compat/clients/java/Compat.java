@@ -153,6 +153,33 @@ public class Compat {
         }
     }
 
+    static Map<String, Object> schemas() throws Exception {
+        try (Connection c = connect(); ResultSet rs = c.getMetaData().getSchemas()) {
+            List<String> names = new ArrayList<>();
+            while (rs.next()) names.add(rs.getString("TABLE_SCHEM"));
+            return result("names", names);
+        }
+    }
+
+    static Map<String, Object> catalogs() throws Exception {
+        try (Connection c = connect(); ResultSet rs = c.getMetaData().getCatalogs()) {
+            List<String> names = new ArrayList<>();
+            while (rs.next()) names.add(rs.getString("TABLE_CAT"));
+            return result("names", names);
+        }
+    }
+
+    // ResultSetMetaData.isNullable and isAutoIncrement make pgjdbc look up the
+    // result's base columns (DBeaver and the JDBC result grid of most tools).
+    static Map<String, Object> resultSetMetaData() throws Exception {
+        try (Connection c = connect(); Statement st = c.createStatement();
+             ResultSet rs = st.executeQuery("SELECT order_id, region FROM orders LIMIT 1")) {
+            ResultSetMetaData md = rs.getMetaData();
+            return result("values", result("nullable", String.valueOf(md.isNullable(1)), "autoincrement", String.valueOf(md.isAutoIncrement(1)),
+                "table", md.getTableName(1)));
+        }
+    }
+
     public static void main(String[] args) {
         Map<String, Check> checks = new LinkedHashMap<>();
         checks.put("connect", Compat::connectCheck);
@@ -165,6 +192,9 @@ public class Compat {
         checks.put("columns", Compat::columns);
         checks.put("pkeys", Compat::pkeys);
         checks.put("fkeys", Compat::fkeys);
+        checks.put("schemas", Compat::schemas);
+        checks.put("catalogs", Compat::catalogs);
+        checks.put("resultset-metadata", Compat::resultSetMetaData);
         Map<String, Object> out = new LinkedHashMap<>();
         for (Map.Entry<String, Check> e : checks.entrySet()) {
             try {
