@@ -8,5 +8,6 @@
 // `go test ./compat/`: clients whose runtime is missing are skipped locally and
 // fail when CI is set. PGWARDEN_COMPAT_STRICT=1 turns the known catalog gaps
 // (knownCatalogGaps) from skips into failures; PGWARDEN_COMPAT_MATRIX=path also
-// writes the matrix to a file.
+// writes the matrix to a file; PGWARDEN_COMPAT_BINARY=path runs a prebuilt
+// pgwarden instead of building one.
 package compat

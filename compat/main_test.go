@@ -73,9 +73,17 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmp)
-	bin := filepath.Join(tmp, "pgwarden")
-	if err := buildBinary(bin); err != nil {
-		fmt.Fprintln(os.Stderr, "compat: build pgwarden:", err)
+	// PGWARDEN_COMPAT_BINARY runs a prebuilt binary (make compat passes
+	// bin/pgwarden); by default the suite builds the one of this tree.
+	bin := os.Getenv("PGWARDEN_COMPAT_BINARY")
+	if bin == "" {
+		bin = filepath.Join(tmp, "pgwarden")
+		if err := buildBinary(bin); err != nil {
+			fmt.Fprintln(os.Stderr, "compat: build pgwarden:", err)
+			return 1
+		}
+	} else if bin, err = filepath.Abs(bin); err != nil {
+		fmt.Fprintln(os.Stderr, "compat:", err)
 		return 1
 	}
 	stop, info, err := startDemo(bin, filepath.Join(tmp, "demo"))
@@ -238,7 +246,7 @@ func (m *matrix) print(w io.Writer) {
 		}
 		byClient[r.client] = append(byClient[r.client], r)
 	}
-	width := 0
+	width := len("check")
 	for _, r := range m.rows {
 		if len(r.check) > width {
 			width = len(r.check)
