@@ -47,6 +47,7 @@ type options struct {
 	TicketWorkers   int
 	Keep            bool
 	NoWarmup        bool
+	Render          string
 }
 
 func main() {
@@ -79,6 +80,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
+	fs.StringVar(&o.Render, "render", "", "measure nothing: redraw RESULTS.md and the chart from a results.json of an earlier run")
 	if err := fs.Parse(args); err != nil {
 		return nil, "", err
 	}
@@ -200,6 +202,9 @@ func run(args []string, stdout, log io.Writer) error {
 	outDir := abs(o.Out)
 	if err := os.MkdirAll(filepath.Join(outDir, "out"), 0o755); err != nil {
 		return err
+	}
+	if o.Render != "" {
+		return render(abs(o.Render), outDir, stdout, log)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -523,28 +528,29 @@ func writeOutputs(rep *report, outDir string, stdout, log io.Writer) error {
 	if err := os.WriteFile(filepath.Join(outDir, "RESULTS.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	raw, err := json.MarshalIndent(rawResults(rep), "", "  ")
-	if err == nil {
-		os.WriteFile(filepath.Join(outDir, "out", "results.json"), raw, 0o644)
+	// Everything measured, so that -render can redraw the report without
+	// measuring again.
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "out", "results.json"), raw, 0o644); err != nil {
+		return err
 	}
 	fmt.Fprint(stdout, md.String())
 	fmt.Fprintf(log, "wrote %s and %s\n", filepath.Join(outDir, "RESULTS.md"), filepath.Join(outDir, "throughput.png"))
 	return nil
 }
 
-// rawResults is the JSON form of every sample, for later analysis.
-func rawResults(rep *report) any {
-	type rawSample struct {
-		caseKey
-		sample
+// render redraws the report of an earlier run from its results.json.
+func render(path, outDir string, stdout, log io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
 	}
-	var samples []rawSample
-	if rep.E2E != nil {
-		for k, ss := range rep.E2E.Samples {
-			for _, s := range ss {
-				samples = append(samples, rawSample{k, s})
-			}
-		}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return map[string]any{"machine": rep.Machine, "samples": samples, "tickets": rep.Tickets, "scale": rep.Scale, "gobench": rep.GoBench}
+	return writeOutputs(&rep, outDir, stdout, log)
 }
