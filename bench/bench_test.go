@@ -295,3 +295,14 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+func TestServerError(t *testing.T) {
+	in := "after 1191 connections: failed to connect to `user=bench database=bench`: 127.0.0.1:40743 (127.0.0.1): server error: FATAL: warehouse bench is unreachable (SQLSTATE 53300)"
+	want := "after 1191 connections: FATAL: warehouse bench is unreachable (SQLSTATE 53300)"
+	if got := serverError(in); got != want {
+		t.Errorf("serverError = %q, want %q", got, want)
+	}
+	if got := serverError("plain"); got != "plain" {
+		t.Errorf("serverError(plain) = %q", got)
+	}
+}

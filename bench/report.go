@@ -253,7 +253,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 		var rows [][]string
 		for _, p := range r.Scale {
 			rows = append(rows, []string{p.Target, fmt.Sprint(p.Conns), fmt.Sprint(p.Opened), fmt.Sprint(p.BaseKB), fmt.Sprint(p.RSSKB),
-				fmtF(p.PerConnKB, 1), oneLine(p.Err, 90)})
+				fmtF(p.PerConnKB, 1), oneLine(serverError(p.Err), 110)})
 		}
 		mdTable(w, []string{"proxy", ">N", ">opened", ">base RSS kB", ">RSS kB", ">kB / conn", "note"}, rows)
 		fmt.Fprintln(w)
@@ -396,4 +396,14 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 		}
 	}
 	return header, rows
+}
+
+// serverError keeps what the server said from a client-side connect error,
+// which is the informative part ("FATAL: … (SQLSTATE 53300)").
+func serverError(s string) string {
+	if i := strings.LastIndex(s, "server error: "); i >= 0 {
+		prefix, _, _ := strings.Cut(s, ":")
+		return prefix + ": " + s[i+len("server error: "):]
+	}
+	return s
 }
