@@ -1,14 +1,20 @@
 // Command bench measures pgwarden on one machine, side by side with the
-// alternatives, and writes bench/RESULTS.md and a PNG chart:
+// alternatives, and writes bench/RESULTS.md and bench/throughput.png:
 //
-//   - end to end with pgbench against PostgreSQL directly, PgBouncer,
-//     PostgreSQL's row-level security and pgwarden, interleaved round by round;
+//   - end to end with pgbench against PostgreSQL directly, PgBouncer (Debian's
+//     package, installed with apt-get when missing and root), PostgreSQL's
+//     row-level security and pgwarden (bin/pgwarden), interleaved round by
+//     round: a tenant-keyed pgbench -S, a shared-table lookup (the proxy path
+//     alone) and a dashboard of aggregates over the demo schema;
 //   - the ticket service's mint + exchange rate over HTTP;
-//   - proxy memory per idle client connection;
-//   - the rewriter's Go microbenchmarks (go test -bench).
+//   - proxy memory per idle client connection (pgwarden and PgBouncer);
+//   - the rewriter's Go microbenchmarks (go test -bench over ./rewrite/ and
+//     ./bench/..., including bench/rewritebench).
 //
-// Run it from the module root with `make bench` (or `go run ./bench -quick`
-// for a smoke run of about two minutes).
+// Run it from the module root with `make bench` (about 15 minutes on two
+// cores), or `go run ./bench -quick` for a smoke run of about two minutes.
+// -duration, -rounds, -clients, -protocols, -targets and -parts narrow a run;
+// -render FILE redraws the report from an earlier run's bench/out/results.json.
 package main
 
 import (
