@@ -441,9 +441,26 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			Script: func(*target, string) (string, error) { return sharedScript, nil }})
 	}
 	if o.Parts["dashboard"] && len(o.DashProtocols) > 0 {
+		// Write every script before any run: the tenant processes of one case
+		// start concurrently and must never see a file being rewritten.
+		unfiltered, err := c.dashboardScript("", false)
+		if err != nil {
+			return err
+		}
+		handFiltered := map[string]string{}
+		for _, tenant := range demoTenants() {
+			if handFiltered[tenant], err = c.dashboardScript(tenant, true); err != nil {
+				return err
+			}
+		}
 		workloads = append(workloads, &workload{Name: "dashboard", Tenants: demoTenants(), Clients: []int{2}, Protocols: o.DashProtocols,
 			DB: dbDemo, Warehouse: whDemo, QueriesPerTx: dashboardQueries,
-			Script: func(t *target, tenant string) (string, error) { return c.dashboardScript(tenant, !t.Filters) }})
+			Script: func(t *target, tenant string) (string, error) {
+				if t.Filters {
+					return unfiltered, nil
+				}
+				return handFiltered[tenant], nil
+			}})
 	}
 	if o.Parts["select"] {
 		rep.Plans = explainPlans(ctx, c, wardenE2E)
