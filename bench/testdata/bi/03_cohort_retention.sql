@@ -5,9 +5,8 @@ WITH cohorts AS (
     FROM customers
 ),
 activity AS (
-    SELECT o.customer_id, date_trunc('month', o.ordered_at) AS active_month
+    SELECT DISTINCT o.customer_id, date_trunc('month', o.ordered_at) AS active_month
     FROM orders o
-    GROUP BY 1, 2
 ),
 retention AS (
     SELECT c.cohort,
