@@ -13,6 +13,7 @@ deps:
 
 deps-test:
 	@./scripts/deps.sh --test
+	@./compat/install.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
