@@ -331,6 +331,16 @@ func testChatter(t *testing.T) {
 		}
 		return nil
 	}))
+	check(t, "chatter", "relation-oracle", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// A hidden relation must look like a missing one (the rewriter's rule
+		// for FROM), including through a regclass cast.
+		_, errHidden := pgxStrings(ctx, conn, "SELECT 'internal_costs'::regclass::text")
+		_, errMissing := pgxStrings(ctx, conn, "SELECT 'no_such_relation_xyz'::regclass::text")
+		if errHidden == nil || sqlState(errHidden) != sqlState(errMissing) {
+			return fmt.Errorf("'internal_costs'::regclass: got %v; a missing relation gives %v", errHidden, errMissing)
+		}
+		return nil
+	}))
 	check(t, "chatter", "information_schema", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		tables, err := pgxStrings(ctx, conn, "SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'public'")
 		if err != nil {

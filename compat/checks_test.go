@@ -42,6 +42,7 @@ var knownCatalogGaps = map[string]string{
 	"chatter/current_user":       "current_user and session_user name the service account, not the user the client connected as",
 	"chatter/pg_database":        "pg_database is refused; it should list only the warehouse the client connected to",
 	"chatter/hidden-metadata":    "pg_attribute and pg_type are passed through unfiltered: with a regclass cast they list the columns of internal_costs and customers.phone (a metadata leak, not a data leak)",
+	"chatter/relation-oracle":    "a regclass cast resolves internal_costs (and any hidden relation) while a missing one fails with 42P01: an existence oracle around the FROM rule",
 	"chatter/information_schema": "information_schema views are refused (permission denied for relation tables)",
 }
 
