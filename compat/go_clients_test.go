@@ -184,9 +184,9 @@ func testPgx(t *testing.T) {
 	}))
 	check(t, "pgx", "cancel", withPgx(ctx, t, pgx.QueryExecModeCacheStatement, func(conn *pgx.Conn) error {
 		// A CancelRequest on its own connection, with the key the proxy issued,
-		// must reach the warehouse backend of this session.
-		// Cancel until the query ends: a CancelRequest that arrives before the
-		// query reaches the warehouse cancels nothing.
+		// must reach the warehouse backend of this session. It is repeated until
+		// the query ends: one that arrives before the query reaches the
+		// warehouse cancels nothing.
 		done, stopped := make(chan struct{}), make(chan struct{})
 		go func() {
 			defer close(stopped)
