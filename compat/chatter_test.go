@@ -307,6 +307,38 @@ func testChatter(t *testing.T) {
 		}
 		return firstErr(onlyAcme(seen), wantCount("rows fetched", int64(rows), acmeOrders))
 	}))
+	check(t, "chatter", "psqlodbc-connect", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// psqlODBC's connect sequence (Tableau, Power BI's ODBC path), one
+		// multi-statement simple query, then its large-object type probe.
+		res, err := conn.PgConn().Exec(ctx, "SET DateStyle = 'ISO';SET extra_float_digits = 2;show transaction_isolation").ReadAll()
+		if err != nil {
+			return err
+		}
+		if len(res) != 3 || len(res[2].Rows) != 1 || string(res[2].Rows[0][0]) != "read committed" {
+			return fmt.Errorf("got %d results, want 3 ending in read committed", len(res))
+		}
+		if _, err := conn.Exec(ctx, "select oid, typbasetype from pg_type where typname = 'lo'"); err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, "SET client_encoding TO 'UTF8'")
+		return err
+	}))
+	check(t, "chatter", "privilege-functions", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// Metabase's sync and DBeaver ask which tables they may read.
+		var orders bool
+		if err := conn.QueryRow(ctx, "SELECT has_table_privilege('public.orders', 'SELECT')").Scan(&orders); err != nil {
+			return err
+		}
+		if !orders {
+			return fmt.Errorf("has_table_privilege(public.orders, SELECT) = false")
+		}
+		var hidden bool
+		err := conn.QueryRow(ctx, "SELECT has_table_privilege('public.internal_costs', 'SELECT')").Scan(&hidden)
+		if err == nil && hidden {
+			return fmt.Errorf("has_table_privilege(public.internal_costs, SELECT) = true")
+		}
+		return nil
+	}))
 	check(t, "chatter", "npgsql-types", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		for _, q := range []string{npgsqlTypesSQL, npgsqlCompositesSQL, npgsqlEnumsSQL} {
 			if _, err := conn.Exec(ctx, q); err != nil {
