@@ -47,7 +47,8 @@ type Config struct {
 	SessionTTL time.Duration `yaml:"session_ttl"`
 	// SessionMaxLifetime bounds renewals, counted from the first minting.
 	SessionMaxLifetime time.Duration `yaml:"session_max_lifetime"`
-	// Leeway tolerates clock skew on exp, nbf and iat (default 30s).
+	// Leeway tolerates clock skew on exp, nbf and iat (default 30s; zero
+	// means the default, so the strictest setting is 1s).
 	Leeway time.Duration `yaml:"leeway"`
 	// SigningKeyFile is the PKCS#8 PEM Ed25519 private key that signs tokens.
 	// Needed by the service, not by a proxy that only verifies.
@@ -145,14 +146,17 @@ func (c Config) WithDefaults() Config {
 
 var schemaRE = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
-// Validate reports the first invalid field of c after defaults, naming it.
+// Validate reports every invalid field of c (after defaults), each named.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("auth config: %s: %s", field, fmt.Sprintf(format, args...)))
 	}
-	if c.TicketTTL < 0 || c.TicketTTL > MaxTicketTTL {
+	if c.StoreDSN == "" {
+		bad("store_dsn", "required: the PostgreSQL that holds redeemed tickets and sessions")
+	}
+	if c.TicketTTL < time.Second || c.TicketTTL > MaxTicketTTL {
 		bad("ticket_ttl", "must be between 1s and %s", MaxTicketTTL)
 	}
 	if c.SessionTTL < time.Second {

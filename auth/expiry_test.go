@@ -95,6 +95,7 @@ func TestConfigValidate(t *testing.T) {
 		mod   func(*Config)
 		field string
 	}{
+		{"no store", func(c *Config) { c.StoreDSN = "" }, "store_dsn"},
 		{"ticket ttl too long", func(c *Config) { c.TicketTTL = time.Hour }, "ticket_ttl"},
 		{"max lifetime below ttl", func(c *Config) { c.SessionMaxLifetime = time.Minute }, "session_max_lifetime"},
 		{"leeway too long", func(c *Config) { c.Leeway = time.Hour }, "leeway"},

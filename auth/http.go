@@ -134,6 +134,21 @@ func NewHandler(svc *Service, reg prometheus.Registerer, log *zap.Logger) (*Hand
 	return h, nil
 }
 
+// HTTPServer returns a server for h on addr with timeouts suited to a small
+// JSON API facing browsers.
+func (h *Handler) HTTPServer(addr string) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      15 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    32 << 10,
+		ErrorLog:          zap.NewStdLog(h.log),
+	}
+}
+
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 

@@ -302,12 +302,20 @@ func TestHTTPRenew(t *testing.T) {
 }
 
 func TestHTTPRevoke(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) {
+		c.APIKeys = append(c.APIKeys, APIKey{Name: "globex-backend", SHA256: HashAPIKey("pgw_globex")})
+	})
 	v := e.verifier()
 	sess := e.httpSession()
 	sid := sess["session_id"].(string)
 	code, _, out := e.do("POST", "/v1/sessions/"+sid+"/revoke", nil, nil)
 	wantError(t, code, out, 401, "unauthorized")
+	// Another host application's key does not even see the session.
+	code, _, out = e.do("POST", "/v1/sessions/"+sid+"/revoke", nil, bearerHdr("pgw_globex"))
+	wantError(t, code, out, 404, "session_not_found")
+	if _, err := v.Authenticate(context.Background(), sess["session_token"].(string)); err != nil {
+		t.Fatalf("session after a foreign revoke attempt: %v", err)
+	}
 	code, _, out = e.do("POST", "/v1/sessions/"+sid+"/revoke", nil, apiKeyHdr)
 	if code != 200 || out["revoked"] != true || out["session_id"] != sid {
 		t.Fatalf("revoke: %d %v", code, out)

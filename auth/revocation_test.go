@@ -115,7 +115,7 @@ func TestWatchStop(t *testing.T) {
 	if n != 0 {
 		t.Fatalf("%d watcher sets left after stop", n)
 	}
-	if err := e.svc.RevokeSession(context.Background(), s.ID, "test"); err != nil {
+	if err := e.svc.RevokeSession(context.Background(), s.ID, ""); err != nil {
 		t.Fatal(err)
 	}
 	// The verifier learns of the revocation; the stopped watch stays open.

@@ -315,12 +315,14 @@ func (s *Service) RenewSession(ctx context.Context, token string) (*Session, str
 	return nc.session(), out, nil
 }
 
-// RevokeSession ends session sid everywhere. Unknown: ErrSessionNotFound.
+// RevokeSession ends session sid everywhere. by is the name of the API key
+// asking: it may only revoke sessions minted through it; "" (an operator on
+// the command line) may revoke any. Unknown: ErrSessionNotFound.
 func (s *Service) RevokeSession(ctx context.Context, sid, by string) error {
 	if sid == "" || len(sid) > maxStringLen {
 		return ErrSessionNotFound
 	}
-	if err := s.store.Revoke(ctx, sid, s.cfg.Now()); err != nil {
+	if err := s.store.Revoke(ctx, sid, by, s.cfg.Now()); err != nil {
 		return err
 	}
 	s.log.Info("session revoked", zap.String("session", sid), zap.String("api_key", by))

@@ -65,7 +65,7 @@ func Open(ctx context.Context, dsn, schema string) (*Store, error) {
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
 		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 RETURNING sid`,
+		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid`,
 		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
 		revoked:       `SELECT sid, max_expires_at FROM ` + t + `.sessions WHERE revoked_at IS NOT NULL AND max_expires_at > $1`,
@@ -197,15 +197,17 @@ func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires t
 }
 
 // Revoke ends session sid and notifies every listener (at commit). Revoking
-// twice is not an error; an unknown sid is ErrSessionNotFound.
-func (s *Store) Revoke(ctx context.Context, sid string, now time.Time) error {
+// twice is not an error; an unknown sid is ErrSessionNotFound. A non-empty
+// apiKey restricts it to sessions minted through that API key (others are
+// not found, so one host application cannot probe another's sessions).
+func (s *Store) Revoke(ctx context.Context, sid, apiKey string, now time.Time) error {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("auth store: revoke: %w", err)
 	}
 	defer tx.Rollback(ctx)
 	var got string
-	if err := tx.QueryRow(ctx, s.q.revoke, sid, now).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
+	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
 		return ErrSessionNotFound
 	} else if err != nil {
 		return fmt.Errorf("auth store: revoke: %w", err)

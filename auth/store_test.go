@@ -123,10 +123,10 @@ func TestStoreRedeemTicket(t *testing.T) {
 	if _, err := e.store.IsRevoked(ctx, "nope"); !errors.Is(err, ErrSessionNotFound) {
 		t.Errorf("IsRevoked unknown: %v", err)
 	}
-	if err := e.store.Revoke(ctx, "nope", now); !errors.Is(err, ErrSessionNotFound) {
+	if err := e.store.Revoke(ctx, "nope", "", now); !errors.Is(err, ErrSessionNotFound) {
 		t.Errorf("revoke unknown: %v", err)
 	}
-	if err := e.store.Revoke(ctx, "s2", now); err != nil {
+	if err := e.store.Revoke(ctx, "s2", "", now); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.ExtendSession(ctx, "s2", now.Add(2*time.Hour)); !errors.Is(err, ErrSessionRevoked) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -32,6 +33,9 @@ type Verifier struct {
 	log    *zap.Logger
 	ready  chan struct{}
 	once   sync.Once
+	// listening is set once the first LISTEN succeeded; ready closes at the
+	// first successful resync after that.
+	listening atomic.Bool
 
 	mu       sync.Mutex
 	revoked  map[string]time.Time // sid → absolute expiry, to prune
@@ -85,7 +89,7 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		case errors.Is(err, ErrTicketUsed):
 			return nil, pgerr.BadCredentials(msgTicketUsed)
 		case err != nil:
-			v.log.Error("ticket redemption failed", zap.Error(err))
+			v.logStoreError(ctx, "ticket redemption failed", err)
 			return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
 		}
 		v.log.Info("ticket redeemed by proxy", zap.String("session", s.ID), zap.String("tenant", s.Tenant), zap.String("api_key", s.APIKeyName))
@@ -101,13 +105,20 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		// deployment, or outlived its absolute expiry.
 		return nil, pgerr.BadCredentials(msgInvalidCred)
 	case err != nil:
-		v.log.Error("revocation check failed", zap.Error(err))
+		v.logStoreError(ctx, "revocation check failed", err)
 		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
 	case revoked:
 		v.markRevoked(c.SID, c.Max.Time)
 		return nil, pgerr.BadCredentials(msgSessionRevoked)
 	}
 	return c.session(), nil
+}
+
+// logStoreError logs a store failure unless the caller gave up first.
+func (v *Verifier) logStoreError(ctx context.Context, msg string, err error) {
+	if ctx.Err() == nil {
+		v.log.Error(msg, zap.Error(err))
+	}
 }
 
 // Watch returns a channel that is closed when session sessionID is revoked
@@ -149,9 +160,8 @@ func (v *Verifier) Run(ctx context.Context) error {
 	l, err := NewRevocationListener(v.store, v.log, func(sid string) {
 		v.markRevoked(sid, v.cfg.Now().Add(v.cfg.SessionMaxLifetime))
 	}, func(ctx context.Context) {
-		if v.resync(ctx) == nil {
-			v.once.Do(func() { close(v.ready) })
-		}
+		v.listening.Store(true)
+		v.resync(ctx)
 	})
 	if err != nil {
 		return err
@@ -186,6 +196,9 @@ func (v *Verifier) resync(ctx context.Context) error {
 	}
 	for _, r := range rs {
 		v.markRevoked(r.ID, r.MaxExpires)
+	}
+	if v.listening.Load() {
+		v.once.Do(func() { close(v.ready) })
 	}
 	v.mu.Lock()
 	for sid, until := range v.revoked {

@@ -20,7 +20,7 @@ md5 normalize octet_length overlay position quote_ident quote_literal quote_null
 regexp_like regexp_match regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr
 repeat replace reverse right rpad rtrim split_part starts_with string_to_array string_to_table strpos substr
 substring to_ascii to_hex translate trim upper unistr encode decode sha224 sha256 sha384 sha512 convert_from
-convert_to text textcat like_escape similar_escape
+convert_to text textcat like_escape similar_escape similar_to_escape pg_collation_for is_normalized
 age clock_timestamp current_date current_time current_timestamp date_add date_bin date_part date_subtract
 date_trunc extract isfinite justify_days justify_hours justify_interval localtime localtimestamp make_date
 make_interval make_time make_timestamp make_timestamptz now statement_timestamp timeofday transaction_timestamp
@@ -40,7 +40,7 @@ coalesce nullif bool num_nonnulls num_nulls
 version current_schema current_schemas current_database current_catalog current_user session_user user
 current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_typeof col_description
 obj_description pg_get_userbyid
-inet_client_addr inet_server_addr
+
 set_config
 `)
 

@@ -232,12 +232,12 @@ type fileFilter struct {
 }
 
 type fileColumn struct {
-	Deny         bool     `yaml:"deny"`
-	Mask         string   `yaml:"mask"`
-	SQL          string   `yaml:"sql"`
-	KeepFirst    *int     `yaml:"keep_first"`
-	KeepLast     *int     `yaml:"keep_last"`
-	UnlessGroups []string `yaml:"unless_groups"`
+	Deny         bool      `yaml:"deny"`
+	Mask         yaml.Node `yaml:"mask"` // a node, so that `mask: null` is the null mask, not YAML null
+	SQL          string    `yaml:"sql"`
+	KeepFirst    *int      `yaml:"keep_first"`
+	KeepLast     *int      `yaml:"keep_last"`
+	UnlessGroups []string  `yaml:"unless_groups"`
 }
 
 // Parse parses and validates a policy; filename names it in errors.
@@ -362,7 +362,20 @@ func fieldError(field, format string, args ...any) error {
 	return fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...))
 }
 
-func (p *Policy) parseColumn(fc fileColumn) (*ColumnRule, error) {
+func (p *Policy) parseColumn(fcol fileColumn) (*ColumnRule, error) {
+	fc := struct {
+		fileColumn
+		Mask string
+	}{fileColumn: fcol}
+	switch {
+	case fcol.Mask.Kind == 0:
+	case fcol.Mask.Kind != yaml.ScalarNode:
+		return nil, fieldError("mask", "want a mask name")
+	case fcol.Mask.Tag == "!!null" && fcol.Mask.Value != "":
+		fc.Mask = string(MaskNull)
+	default:
+		fc.Mask = fcol.Mask.Value
+	}
 	rule := &ColumnRule{Deny: fc.Deny, UnlessGroups: fc.UnlessGroups}
 	for i, g := range fc.UnlessGroups {
 		if !p.KnowsGroup(g) {

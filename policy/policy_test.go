@@ -166,3 +166,18 @@ func TestCheckCatalog(t *testing.T) {
 		t.Errorf("got %v", err)
 	}
 }
+
+func TestNullMaskIsNotYAMLNull(t *testing.T) {
+	p, err := Parse([]byte(base+"    columns:\n      a: {mask: null}\n      b: {mask: ~}\n"), "p.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"a", "b"} {
+		if m := p.Relations["public.orders"].Columns[c].Mask; m == nil || m.Kind != MaskNull {
+			t.Errorf("%s: mask = %+v", c, m)
+		}
+	}
+	if _, err := Parse([]byte(base+"    columns:\n      a: {mask: }\n"), "p.yaml"); err == nil {
+		t.Error("empty mask accepted")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // Reasons to interrupt the client loop's blocked read (bit flags).
@@ -59,13 +61,11 @@ type clientConn struct {
 
 	revoked    atomic.Bool
 	lastActive atomic.Int64 // unix nanos of the last client message or ReadyForQuery
-	q          pendingQueue
-	idleCh     chan struct{} // the relay signals an empty queue
+	q          *pendingQueue
 
 	relayDone chan struct{}
 	relayErr  error // written by the relay before relayDone closes
 	sawFatal  atomic.Bool
-	stopping  atomic.Bool
 
 	// Loop state.
 	ignoreUntilSync bool
@@ -89,7 +89,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		ctx:     ctx,
 		cancel:  cancel,
 		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
-		idleCh:  make(chan struct{}, 1),
+		q:       newPendingQueue(),
 		stmts:   map[string]*stmtInfo{},
 		portals: map[string]*stmtInfo{},
 	}
@@ -140,6 +140,13 @@ func (c *clientConn) serve() {
 var errTerminate = errors.New("client terminated the session")
 
 func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
+	// Checked on every message, not only on new SQL: a prepared statement
+	// must not keep running under an expired session.
+	if _, bye := msg.(*pgproto3.Terminate); !bye {
+		if err := c.checkSession(); err != nil {
+			return err
+		}
+	}
 	if c.ignoreUntilSync {
 		switch msg.(type) {
 		case *pgproto3.Sync, *pgproto3.Terminate:
@@ -173,8 +180,16 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Terminate:
 		return errTerminate
 	default:
-		return pgerr.Fatalf(pgerr.ProtocolViolation, "unexpected message type %T", msg)
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "invalid frontend message type %q", msgType(msg))
 	}
+}
+
+// msgType is a message's type byte, for protocol errors.
+func msgType(msg pgproto3.FrontendMessage) string {
+	if b, err := msg.Encode(nil); err == nil && len(b) > 0 {
+		return string(b[:1])
+	}
+	return "?"
 }
 
 // refusedMarker is sent to the warehouse in place of a refused statement: it
@@ -184,9 +199,6 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	if err := c.checkSession(); err != nil {
-		return err
-	}
 	p := &pending{kind: pQuery, start: time.Now()}
 	res, err := c.rewrite(m.String)
 	if err != nil {
@@ -198,9 +210,6 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	if err := c.checkSession(); err != nil {
-		return err
-	}
 	p := &pending{kind: pParse, start: time.Now()}
 	res, err := c.rewrite(m.Query)
 	if err == nil && res.multi {
@@ -262,7 +271,7 @@ func (c *clientConn) forward(m pgproto3.FrontendMessage, kind pendingKind, info 
 func (c *clientConn) send(m pgproto3.FrontendMessage, p *pending) error {
 	c.q.push(p)
 	if err := c.sc.Send(m); err != nil {
-		return connLost(c.wh.Name, err)
+		return connLost(c.wh.Name)
 	}
 	if p.kind == pQuery {
 		return c.sc.Flush()
@@ -287,6 +296,15 @@ func (c *clientConn) rewrite(sql string) (*rewritten, error) {
 	}
 	if res == nil {
 		return nil, errors.New("rewriter returned no result")
+	}
+	if c.srv.cfg.StatementTimeout > 0 {
+		for _, st := range res.Statements {
+			// The proxy's statement timeout is a limit, not a default.
+			if st.Kind == rewrite.KindSet && st.SetValue != "" && strings.EqualFold(st.SetName, "statement_timeout") {
+				return nil, pgerr.New(pgerr.CantChangeRuntimeParam, "parameter \"statement_timeout\" cannot be changed").
+					WithHint("the proxy enforces a statement timeout of %s", c.srv.cfg.StatementTimeout)
+			}
+		}
 	}
 	return &rewritten{
 		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: res.SQL},
@@ -321,7 +339,7 @@ func errRevoked() *pgerr.Error {
 	return pgerr.Fatalf(pgerr.InvalidAuthorization, "session revoked: the session token is no longer valid")
 }
 
-func connLost(warehouse string, err error) error {
+func connLost(warehouse string) error {
 	return pgerr.Fatalf(pgerr.ConnectionFailure, "terminating connection because the connection to warehouse %s was lost", warehouse)
 }
 
@@ -426,7 +444,7 @@ func (c *clientConn) interrupted(r uint32) error {
 		c.sc.Flush()
 		for !c.q.empty() {
 			select {
-			case <-c.idleCh:
+			case <-c.q.idle:
 			case <-c.relayDone:
 				return c.relayEnded()
 			case <-c.srv.hardStop:
@@ -456,7 +474,7 @@ func (c *clientConn) relayEnded() error {
 		return pe
 	}
 	c.log.Warn("warehouse connection lost", zap.Error(c.relayErr))
-	return connLost(c.wh.Name, c.relayErr)
+	return connLost(c.wh.Name)
 }
 
 // finish ends the session after err: it stops the relay, then (for errors
@@ -480,7 +498,6 @@ func (c *clientConn) stopRelay() {
 		return
 	}
 	busy := !c.q.empty()
-	c.stopping.Store(true)
 	c.sc.Close()
 	// A relay blocked writing to a stalled client must not hold us up.
 	c.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))

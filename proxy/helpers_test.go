@@ -50,15 +50,22 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 			continue
 		}
 		k := rewrite.KindQuery
-		switch strings.ToUpper(strings.Fields(s)[0]) {
+		var setName, setValue string
+		switch f := strings.Fields(s); strings.ToUpper(f[0]) {
 		case "SHOW":
 			k = rewrite.KindShow
 		case "SET", "RESET":
 			k = rewrite.KindSet
+			if len(f) >= 2 {
+				setName = f[1]
+			}
+			if strings.ToUpper(f[0]) == "SET" && len(f) >= 4 {
+				setValue = f[3]
+			}
 		case "BEGIN", "COMMIT", "ROLLBACK", "START":
 			k = rewrite.KindTransaction
 		}
-		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k})
+		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k, SetName: setName, SetValue: setValue})
 	}
 	h := fnv.New64a()
 	h.Write([]byte(sql))
@@ -143,6 +150,11 @@ type testProxy struct {
 // startProxy serves a proxy on 127.0.0.1:0 in front of a fresh database
 // (warehouse "wh"). mod may adjust the config and deps.
 func startProxy(t *testing.T, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
+	return startProxyTB(t, mod)
+}
+
+func startProxyTB(t testing.TB, mod func(*Config, *Deps)) *testProxy {
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t, setupSQL)
 	fa := newFakeAuth()

@@ -15,6 +15,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -340,5 +341,96 @@ func TestUnreachableWarehouse(t *testing.T) {
 		if contains(pe.Message+pe.Detail+pe.Hint, secret) {
 			t.Fatalf("error %q leaks %q", pe.Message, secret)
 		}
+	}
+}
+
+// A session past its ExpiresAt fails its next statement and is closed.
+func TestSessionExpiresMidSession(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	tp := startProxy(t, func(_ *Config, d *Deps) {
+		d.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := conn.Prepare(ctx, "p", "SELECT 1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now.Add(int64(2 * time.Hour))
+	// Executing an already prepared statement fails too.
+	err = conn.ExecStatement(ctx, sd, nil, nil, nil).Read().Err
+	wantPgErr(t, err, "28000", "session expired: renew it or mint a new ticket")
+	select {
+	case <-conn.CleanupDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("connection not closed after expiry")
+	}
+}
+
+// Cleartext passwords are refused on a plain connection from a non-loopback
+// address (when the host has one to test with).
+func TestInsecurePasswordRefused(t *testing.T) {
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address")
+	}
+	cert, key := writeSelfSignedCert(t)
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.TLSCertFile, c.TLSKeyFile = cert, key })
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), "0"))
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", ip, err)
+	}
+	go tp.srv.Serve(context.Background(), ln)
+	ctx := ctxT(t)
+	base := "postgres://alice:tok-acme@" + ln.Addr().String() + "/wh?sslmode="
+	_, err = pgconn.Connect(ctx, base+"disable")
+	wantPgErr(t, err, "28000", "use sslmode=require")
+	conn, err := pgconn.Connect(ctx, base+"require")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+}
+
+// When the warehouse ends the backend, the client is told and disconnected.
+func TestWarehouseTerminatesBackend(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var n int
+	if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgwarden' AND datname = current_database()").Scan(&n); err != nil || n != 1 {
+		t.Fatalf("terminated %d backends: %v", n, err)
+	}
+	_, err = conn.Exec(ctx, "SELECT 1").ReadAll()
+	// The warehouse's own FATAL is relayed as it is.
+	wantPgErr(t, err, "57P01", "terminating connection due to administrator command")
+	select {
+	case <-conn.CleanupDone():
+	case <-time.After(10 * time.Second):
+		t.Fatal("client not disconnected")
 	}
 }

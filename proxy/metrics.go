@@ -11,6 +11,7 @@ type metrics struct {
 	duration        prometheus.Histogram
 	authFailures    *prometheus.CounterVec
 	cancels         *prometheus.CounterVec
+	upstreamErrors  *prometheus.CounterVec
 	bytesToClient   prometheus.Counter
 	bytesFromClient prometheus.Counter
 }
@@ -40,13 +41,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_cancel_requests_total", Help: "Cancel requests by result (forwarded, unknown_key).",
 		}, []string{"result"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_warehouse_connect_errors_total", Help: "Failed warehouse connection attempts by warehouse.",
+		}, []string{"warehouse"}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, bytes} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

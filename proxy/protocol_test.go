@@ -212,3 +212,39 @@ func TestOversizeResultRejected(t *testing.T) {
 }
 
 func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func TestUnexpectedMessageTypes(t *testing.T) {
+	tp := startProxy(t, nil)
+	// A password message in the middle of a session.
+	c, fe := rawSession(t, tp, "tok-acme")
+	b, _ := (&pgproto3.PasswordMessage{Password: "x"}).Encode(nil)
+	c.Write(b)
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er, ok := m.(*pgproto3.ErrorResponse); !ok || er.Code != "08P01" || er.Message != `invalid frontend message type "p"` {
+		t.Fatalf("got %#v", m)
+	}
+
+	// A query instead of the password.
+	nc, err := net.Dial("tcp", tp.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(30 * time.Second))
+	fe = pgproto3.NewFrontend(nc, nc)
+	fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: map[string]string{"user": "alice", "database": "wh"}})
+	fe.Flush()
+	wantSeq(t, readN(t, fe, 1), "AuthenticationCleartextPassword")
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	fe.Flush()
+	m, err = fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if er, ok := m.(*pgproto3.ErrorResponse); !ok || er.Code != "08P01" || er.Message != `expected password response, got message type "Q"` {
+		t.Fatalf("got %#v", m)
+	}
+}

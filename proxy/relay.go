@@ -41,7 +41,11 @@ type pendingQueue struct {
 	mu    sync.Mutex
 	items []*pending
 	head  int
+	// idle receives a token whenever the queue becomes empty (for draining).
+	idle chan struct{}
 }
+
+func newPendingQueue() *pendingQueue { return &pendingQueue{idle: make(chan struct{}, 1)} }
 
 func (q *pendingQueue) push(p *pending) {
 	q.mu.Lock()
@@ -68,6 +72,10 @@ func (q *pendingQueue) pop() {
 	q.head++
 	if q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
+		select {
+		case q.idle <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -82,6 +90,9 @@ func (q *pendingQueue) empty() bool {
 // warehouse, and the client writer flushes itself when its buffer fills.
 func (c *clientConn) relay() {
 	defer close(c.relayDone)
+	// Once the relay stops nobody reads the warehouse: close it so that a loop
+	// blocked writing to it is released too.
+	defer c.sc.Close()
 	for {
 		if c.sc.Buffered() == 0 {
 			if err := c.out.flush(); err != nil {
@@ -220,12 +231,6 @@ func (c *clientConn) readyForQuery() {
 		}
 	}
 	c.touch()
-	if c.q.empty() {
-		select {
-		case c.idleCh <- struct{}{}:
-		default:
-		}
-	}
 }
 
 // sanitize drops the fields of a warehouse error that describe the rewritten
@@ -243,7 +248,7 @@ func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64)
 	d := time.Since(p.start)
 	c.srv.metrics.statements.WithLabelValues(outcome).Inc()
 	c.srv.metrics.duration.Observe(d.Seconds())
-	if ce := c.log.Check(zap.DebugLevel, "statement done"); ce != nil {
+	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
 		fp := ""
 		if p.info != nil {
 			fp = p.info.fingerprint

@@ -3,6 +3,17 @@
 // the warehouse's Rewriter and relays the rewritten statements and their
 // results between the client and the warehouse. It is the only package that
 // speaks the protocol (pgproto3 on both sides, pgconn to dial warehouses).
+//
+// Each session has two goroutines. The loop reads client messages, rewrites
+// the SQL of Query and Parse, and forwards every message 1:1 to the warehouse
+// connection; the relay reads the warehouse's answers and writes them to the
+// client one message at a time, so the order of replies is the warehouse's
+// own and no result is ever held whole. A refused statement is forwarded as a
+// marker that fails to parse: the warehouse then does PostgreSQL's error
+// recovery itself (skip to Sync, abort the transaction block) and the relay
+// puts the refusal in place of the marker's syntax error. A queue of messages
+// awaiting answers ties replies to statements for the audit log, the metrics,
+// the idle timeout and draining.
 package proxy
 
 import (
@@ -102,16 +113,18 @@ type Server struct {
 	now        func() time.Time
 	tlsConfig  *tls.Config
 
-	mu        sync.Mutex
-	listeners map[net.Listener]struct{}
-	conns     map[*clientConn]struct{}
-	keys      map[uint32]*clientConn // proxy BackendKeyData pid → client
-	serving   bool
-	draining  bool
-	doneCh    chan struct{} // closed when Shutdown begins
-	hardStop  chan struct{} // closed when the drain deadline passes
-	connWG    sync.WaitGroup
-	sessions  atomic.Int64 // client sessions past the startup message
+	mu           sync.Mutex
+	listeners    map[net.Listener]struct{}
+	conns        map[*clientConn]struct{}
+	keys         map[uint32]*clientConn // proxy BackendKeyData pid → client
+	serving      bool
+	draining     bool
+	doneCh       chan struct{} // closed when Shutdown begins
+	hardStop     chan struct{} // closed when the drain deadline passes
+	shutdownDone chan struct{} // closed when the first Shutdown returns
+	shutdownOnce sync.Once
+	connWG       sync.WaitGroup
+	sessions     atomic.Int64 // client sessions past the startup message
 }
 
 // New validates cfg and deps and returns a server that is not yet listening.
@@ -130,18 +143,19 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("proxy: Deps.Warehouses needs at least one warehouse")
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        deps.Logger,
-		auth:       deps.Authenticator,
-		warehouses: make(map[string]*Warehouse, len(deps.Warehouses)),
-		upstreams:  make(map[string]Upstream, len(deps.Warehouses)),
-		audit:      deps.Audit,
-		now:        deps.Now,
-		listeners:  map[net.Listener]struct{}{},
-		conns:      map[*clientConn]struct{}{},
-		keys:       map[uint32]*clientConn{},
-		doneCh:     make(chan struct{}),
-		hardStop:   make(chan struct{}),
+		cfg:          cfg,
+		log:          deps.Logger,
+		auth:         deps.Authenticator,
+		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
+		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
+		audit:        deps.Audit,
+		now:          deps.Now,
+		listeners:    map[net.Listener]struct{}{},
+		conns:        map[*clientConn]struct{}{},
+		keys:         map[uint32]*clientConn{},
+		doneCh:       make(chan struct{}),
+		hardStop:     make(chan struct{}),
+		shutdownDone: make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -225,7 +239,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			select {
 			case <-s.doneCh:
 				if ctx.Err() != nil {
-					s.waitConns()
+					<-s.shutdownDone // the drain started by ctx, bounded by ShutdownTimeout
 					return nil
 				}
 				return ErrServerClosed
@@ -259,6 +273,7 @@ func (s *Server) Ready() bool {
 // Shutdown stops accepting, lets running statements finish until ctx is done,
 // then ends the remaining sessions with FATAL 57P01. Idle sessions end at once.
 func (s *Server) Shutdown(ctx context.Context) error {
+	defer s.shutdownOnce.Do(func() { close(s.shutdownDone) })
 	s.mu.Lock()
 	if !s.draining {
 		s.draining = true
@@ -276,7 +291,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.interrupt(reasonShutdown)
 	}
 	done := make(chan struct{})
-	go func() { s.waitConns(); close(done) }()
+	go func() { s.connWG.Wait(); close(done) }()
 	select {
 	case <-done:
 		return nil
@@ -289,15 +304,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.hardStop)
 	}
 	s.mu.Unlock()
-	// Sessions now send FATAL and close; give them a moment to do so.
+	// Sessions now send FATAL and close; give them a moment to do so, then
+	// cut the sockets of any that are stuck (e.g. on a client not reading).
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):
+		s.mu.Lock()
+		for c := range s.conns {
+			c.raw.Close()
+		}
+		s.mu.Unlock()
 	}
 	return ctx.Err()
 }
-
-func (s *Server) waitConns() { s.connWG.Wait() }
 
 // track registers c; it returns false when the server is draining.
 func (s *Server) track(c *clientConn) bool {

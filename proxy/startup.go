@@ -135,13 +135,15 @@ func passwordAllowed(tlsOn bool, remote net.Addr, allowInsecure bool) bool {
 }
 
 func errInsecurePassword() *pgerr.Error {
-	return pgerr.Fatalf(pgerr.InvalidAuthorization, "password authentication over an unencrypted connection is not allowed").
+	return pgerr.Fatalf(pgerr.InvalidAuthorization, "password authentication over an unencrypted connection is not allowed: use sslmode=require").
 		WithHint("connect with sslmode=require")
 }
 
 // startup runs the startup phase up to the first ReadyForQuery.
 func (c *clientConn) startup() error {
 	c.raw.SetDeadline(time.Now().Add(c.srv.cfg.AuthTimeout))
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.AuthTimeout)
+	defer cancel()
 	var pkt startupPacket
 	for {
 		var err error
@@ -251,12 +253,17 @@ func (c *clientConn) startup() error {
 	}
 	pw, ok := msg.(*pgproto3.PasswordMessage)
 	if !ok {
-		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %T", msg)
+		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %q", msgType(msg))
 	}
-	session, err := c.srv.auth.Authenticate(c.ctx, pw.Password)
+	session, err := c.srv.auth.Authenticate(ctx, pw.Password)
 	if err != nil {
 		c.srv.metrics.authFailure("bad_credentials")
-		c.log.Info("authentication failed", zap.String("sqlstate", pgerr.SQLStateOf(err)))
+		var pe *pgerr.Error
+		if errors.As(err, &pe) {
+			c.log.Info("authentication failed", zap.String("sqlstate", pe.Code), zap.String("reason", pe.Message))
+		} else {
+			c.log.Warn("authentication failed", zap.Error(err))
+		}
 		return asFatal(err)
 	}
 	if session == nil {
@@ -283,10 +290,11 @@ func (c *clientConn) startup() error {
 	}
 	c.watch()
 
-	sc, err := c.srv.upstreams[wh.Name].Acquire(c.ctx, &ClientInfo{
+	sc, err := c.srv.upstreams[wh.Name].Acquire(ctx, &ClientInfo{
 		Warehouse: wh.Name, SessionID: session.ID, Tenant: session.Tenant, User: c.user, Params: c.upParams,
 	})
 	if err != nil {
+		c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
 		return err
 	}
 	c.sc = sc

@@ -42,6 +42,11 @@ type Upstream interface {
 // ServerConn is one warehouse connection as the relay sees it. Send and Flush
 // are called only by the client loop, Receive and Buffered only by the relay
 // goroutine; Close and Cancel may be called from either.
+//
+// The interface is message-level on purpose: a transaction pool can return a
+// virtual ServerConn that binds a real backend on the first Send after an idle
+// ReadyForQuery and releases it when Receive passes the next ReadyForQuery
+// with status 'I', without any change to the client loop.
 type ServerConn interface {
 	// Send buffers msg for the warehouse.
 	Send(msg pgproto3.FrontendMessage) error

@@ -12,29 +12,29 @@ import (
 func strNode(s string) *pg_query.Node { return pg_query.MakeStrNode(s) }
 
 func colRef(name string) *pg_query.Node {
-	return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode(name)}, -1)
+	return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode(name)}, 0)
 }
 
-func strConst(s string) *pg_query.Node { return pg_query.MakeAConstStrNode(s, -1) }
+func strConst(s string) *pg_query.Node { return pg_query.MakeAConstStrNode(s, 0) }
 
-func intConst(n int64) *pg_query.Node { return pg_query.MakeAConstIntNode(n, -1) }
+func intConst(n int64) *pg_query.Node { return pg_query.MakeAConstIntNode(n, 0) }
 
 func boolConst(b bool) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{
-		Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: b}}, Location: -1}}}
+		Val: &pg_query.A_Const_Boolval{Boolval: &pg_query.Boolean{Boolval: b}}, Location: 0}}}
 }
 
 func nullConst() *pg_query.Node {
-	return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: -1}}}
+	return &pg_query.Node{Node: &pg_query.Node_AConst{AConst: &pg_query.A_Const{Isnull: true, Location: 0}}}
 }
 
 func typeCast(arg *pg_query.Node, tn *pg_query.TypeName) *pg_query.Node {
-	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{Arg: arg, TypeName: tn, Location: -1}}}
+	return &pg_query.Node{Node: &pg_query.Node_TypeCast{TypeCast: &pg_query.TypeCast{Arg: arg, TypeName: tn, Location: 0}}}
 }
 
 // textType is pg_catalog.text; textArrayType is text[].
 func textType() *pg_query.TypeName {
-	return &pg_query.TypeName{Names: []*pg_query.Node{strNode("text")}, Typemod: -1, Location: -1}
+	return &pg_query.TypeName{Names: []*pg_query.Node{strNode("text")}, Typemod: -1, Location: 0}
 }
 
 func textArrayType() *pg_query.TypeName {
@@ -49,36 +49,32 @@ func textArray(vals []string) *pg_query.Node {
 	for i, v := range vals {
 		elems[i] = strConst(v)
 	}
-	arr := &pg_query.Node{Node: &pg_query.Node_AArrayExpr{AArrayExpr: &pg_query.A_ArrayExpr{Elements: elems, Location: -1}}}
+	arr := &pg_query.Node{Node: &pg_query.Node_AArrayExpr{AArrayExpr: &pg_query.A_ArrayExpr{Elements: elems, Location: 0}}}
 	return typeCast(arr, textArrayType())
 }
 
 func opExpr(op string, l, r *pg_query.Node) *pg_query.Node {
-	return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{strNode(op)}, l, r, -1)
+	return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP, []*pg_query.Node{strNode(op)}, l, r, 0)
 }
 
 func andExpr(args []*pg_query.Node) *pg_query.Node {
 	if len(args) == 1 {
 		return args[0]
 	}
-	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, args, -1)
+	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_AND_EXPR, args, 0)
 }
 
 func funcCall(name string, args ...*pg_query.Node) *pg_query.Node {
-	return pg_query.MakeFuncCallNode([]*pg_query.Node{strNode("pg_catalog"), strNode(name)}, args, -1)
+	return pg_query.MakeFuncCallNode([]*pg_query.Node{strNode("pg_catalog"), strNode(name)}, args, 0)
 }
 
 func resTarget(name string, val *pg_query.Node) *pg_query.Node {
-	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, -1)
-}
-
-func caseWhen(cond, then, els *pg_query.Node) *pg_query.Node {
-	return pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, -1)}, -1)
+	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, 0)
 }
 
 // caseElse builds CASE WHEN cond THEN then ELSE els END.
 func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
-	n := caseWhen(cond, then, nil)
+	n := pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, 0)}, 0)
 	n.GetCaseExpr().Defresult = els
 	return n
 }
@@ -88,7 +84,7 @@ func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
 // OFFSET 0 keeps PostgreSQL from pulling the subquery up or pushing the
 // client's quals into it, so no client expression sees another tenant's row.
 func fencedSubquery(schema, rel string, only bool, targets []*pg_query.Node, where *pg_query.Node, alias *pg_query.Alias) *pg_query.Node {
-	rv := &pg_query.RangeVar{Schemaname: schema, Relname: rel, Inh: !only, Relpersistence: "p", Location: -1}
+	rv := &pg_query.RangeVar{Schemaname: schema, Relname: rel, Inh: !only, Relpersistence: "p", Location: 0}
 	sel := &pg_query.SelectStmt{
 		TargetList:  targets,
 		FromClause:  []*pg_query.Node{{Node: &pg_query.Node_RangeVar{RangeVar: rv}}},
@@ -190,4 +186,18 @@ func aliasFor(client *pg_query.Alias, relname string) *pg_query.Alias {
 
 func rangeVarNode(rv *pg_query.RangeVar) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_RangeVar{RangeVar: rv}}
+}
+
+func paramRef(n int32) *pg_query.Node { return pg_query.MakeParamRefNode(n, 0) }
+
+// appendAnd returns where AND cond, flattening into an existing AND.
+func appendAnd(where, cond *pg_query.Node) *pg_query.Node {
+	if where == nil {
+		return cond
+	}
+	if b := where.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
+		b.Args = append(b.Args, cond)
+		return where
+	}
+	return andExpr([]*pg_query.Node{where, cond})
 }

@@ -14,6 +14,7 @@ import (
 const bigSchema = `
 CREATE TABLE metrics (tenant_id text NOT NULL, id int NOT NULL, v int NOT NULL, label text NOT NULL);
 CREATE INDEX metrics_tenant ON metrics (tenant_id);
+CREATE UNIQUE INDEX metrics_tenant_id ON metrics (tenant_id, id);
 INSERT INTO metrics SELECT 't' || (i % 50), i, i % 1000, 'l' || i FROM generate_series(1, 200000) i;
 ANALYZE metrics;
 `
@@ -49,11 +50,26 @@ func TestFenceKeepsTenantIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
-	res, err := r.Rewrite("EXPLAIN (COSTS OFF) SELECT count(*) FROM metrics m WHERE v / (v - 3) > 1 AND label <> 'x'", id)
+	text := explain(t, conn, r, id, "EXPLAIN (COSTS OFF) SELECT count(*) FROM metrics m WHERE v / (v - 3) > 1 AND label <> 'x'")
+	if !strings.Contains(text, "metrics_tenant") || !(strings.Contains(text, "Index Scan") || strings.Contains(text, "Bitmap")) {
+		t.Errorf("tenant index not used:\n%s", text)
+	}
+	// The client's qual is a filter of the subquery scan, above the tenant scan.
+	sub := strings.Index(text, "Subquery Scan")
+	div := strings.Index(text, "v - 3)")
+	idx := strings.Index(text, "metrics_tenant")
+	if sub < 0 || div < sub || idx < div {
+		t.Errorf("client qual not kept above the fenced scan:\n%s", text)
+	}
+}
+
+func explain(t *testing.T, conn *pgx.Conn, r *Rewriter, id *policy.Identity, sql string) string {
+	t.Helper()
+	res, err := r.Rewrite(sql, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, res.SQL)
+	rows, err := conn.Query(context.Background(), res.SQL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,15 +85,64 @@ func TestFenceKeepsTenantIndex(t *testing.T) {
 		t.Fatal(rows.Err())
 	}
 	text := strings.Join(plan, "\n")
-	t.Logf("plan:\n%s", text)
-	if !strings.Contains(text, "metrics_tenant") || !(strings.Contains(text, "Index Scan") || strings.Contains(text, "Bitmap")) {
-		t.Errorf("tenant index not used:\n%s", text)
+	t.Logf("%s\nplan:\n%s", sql, text)
+	return text
+}
+
+// TestPushdownUsesIndexes: leakproof conjuncts pushed into the fence let
+// PostgreSQL use the (tenant_id, id) index for point lookups, parameters too.
+func TestPushdownUsesIndexes(t *testing.T) {
+	u := pgtest.NewDatabase(t, bigSchema)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The client's qual is a filter of the subquery scan, above the tenant scan.
-	sub := strings.Index(text, "Subquery Scan")
-	div := strings.Index(text, "v - 3)")
-	idx := strings.Index(text, "metrics_tenant")
-	if sub < 0 || div < sub || idx < div {
-		t.Errorf("client qual not kept above the fenced scan:\n%s", text)
+	defer conn.Close(ctx)
+	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := policy.LoadCatalog(ctx, conn, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+	for _, sql := range []string{
+		"EXPLAIN (COSTS OFF) SELECT v FROM metrics WHERE id = 57",
+		"EXPLAIN (COSTS OFF) SELECT m.v FROM metrics m WHERE m.id >= 57 AND m.id < 60",
+	} {
+		if text := explain(t, conn, r, id, sql); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id") {
+			t.Errorf("%s: (tenant_id, id) index not used for both conditions:\n%s", sql, text)
+		}
+	}
+	// A masked column is never compared inside the fence (it would compare raw values).
+	if text := explain(t, conn, r, id, "EXPLAIN (COSTS OFF) SELECT v FROM metrics WHERE label = 'x'"); strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND") ||
+		!strings.Contains(text, "Subquery Scan") {
+		t.Errorf("masked column pushed down:\n%s", text)
+	}
+	res, err := r.Rewrite("PREPARE q(bigint) AS SELECT v FROM metrics WHERE id = $1", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, res.SQL); err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	rows, err := conn.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE q(57)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var l string
+		rows.Scan(&l)
+		plan = append(plan, l)
+	}
+	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id =") {
+		t.Errorf("parameter not pushed:\n%s", text)
 	}
 }

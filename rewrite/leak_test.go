@@ -151,6 +151,12 @@ func TestNoLeak(t *testing.T) {
 		`DECLARE c CURSOR FOR SELECT * FROM customers WHERE leak(name)`,
 		`EXPLAIN (COSTS OFF, VERBOSE) SELECT * FROM customers WHERE leak(name)`,
 		`PREPARE p AS SELECT * FROM customers WHERE leak(name); EXECUTE p; DEALLOCATE p`,
+		// Pushed-down comparisons: a parameter declared as regclass must not
+		// make PostgreSQL cast other tenants' names to regclass.
+		`PREPARE p(regclass) AS SELECT count(*) FROM customers WHERE name = $1; EXECUTE p('pg_type'); DEALLOCATE p`,
+		`PREPARE p(regclass) AS SELECT count(*) FROM customers WHERE name::text = $1::text; EXECUTE p('pg_type'); DEALLOCATE p`,
+		`SELECT count(*) FROM customers WHERE customer_id = 1 AND boom(name)`,
+		`SELECT count(*) FROM orders WHERE order_id < 10 AND 1 / (CASE WHEN tenant_id LIKE 'glob%' THEN 0 ELSE 1 END) = 1`,
 	}
 	for _, groups := range [][]string{nil, {"pii", "analysts"}} {
 		id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier, Groups: groups}

@@ -141,6 +141,9 @@ func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err er
 	if id.Role == policy.RoleNoAccess || !id.Role.Valid() {
 		return nil, pgerr.Denied("permission denied: connection role %s has no access", roleName(id.Role))
 	}
+	if id.Tenant != "" && !r.pol.KnowsTenant(id.Tenant) {
+		return nil, pgerr.Denied("permission denied: unknown tenant")
+	}
 	var key string
 	if r.cache != nil {
 		key = cacheKey(r.pol.Version(), id, sql)
@@ -173,7 +176,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 		if errors.As(err, &pe) {
 			return nil, pgerr.Syntax(int32(pe.Cursorpos), "%s", pe.Message)
 		}
-		return nil, pgerr.Syntax(0, "syntax error")
+		// Not a parser error: the tree did not survive decoding (nesting
+		// deeper than protobuf's limit).
+		return nil, pgerr.New(pgerr.ProgramLimitExceeded, "statement is too complex")
 	}
 	tmpl := r.embed
 	if id.Kind == policy.KindInternal {
@@ -186,7 +191,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		p := &pass{r: r, id: id, tmpl: tmpl}
+		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err

@@ -32,7 +32,7 @@ var showableSettings = map[string]bool{
 	"server_version": true, "server_version_num": true, "server_encoding": true, "integer_datetimes": true,
 	"max_identifier_length": true, "lc_collate": true, "lc_ctype": true, "transaction isolation level": true,
 	"block_size": true, "max_index_keys": true, "in_hot_standby": true, "transaction_read_only": true,
-	"default_transaction_read_only": true,
+	"default_transaction_read_only": true, "search_path": true, // readable; SET refuses it
 }
 
 func settingShowable(name string) bool {

@@ -3,6 +3,7 @@ package rewrite
 import (
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
@@ -15,6 +16,7 @@ import (
 // every step after it is a no-op.
 type pass struct {
 	r         *Rewriter
+	sql       string // the client's text, for error positions
 	id        *policy.Identity
 	tmpl      map[string]*relTemplate
 	err       *pgerr.Error
@@ -31,10 +33,13 @@ type scope struct {
 	items  []rangeItem
 }
 
-// rangeItem is a FROM item of a level; v is set for protected relations.
+// rangeItem is a FROM item of a level; v is set for protected relations,
+// sub for the ones replaced by a fenced subquery (unless the client renamed
+// their columns, which makes pushdown by name wrong).
 type rangeItem struct {
 	alias string
 	v     *view
+	sub   *pg_query.SelectStmt
 }
 
 // view is a protected relation as this session sees it.
@@ -42,6 +47,15 @@ type view struct {
 	t      *relTemplate
 	denied map[string]bool
 	cols   map[string]bool // visible columns
+}
+
+// at sets an error's position from a node's byte offset into the client's
+// text; PostgreSQL counts characters from 1.
+func (p *pass) at(e *pgerr.Error, loc int32) *pgerr.Error {
+	if loc >= 0 && int(loc) <= len(p.sql) {
+		e.Position = int32(utf8.RuneCountInString(p.sql[:loc])) + 1
+	}
+	return e
 }
 
 func (p *pass) fail(e *pgerr.Error) {
@@ -85,6 +99,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		p.transaction(x.TransactionStmt)
 		return Statement{Kind: KindTransaction}
 	case *pg_query.Node_PrepareStmt:
+		for _, a := range x.PrepareStmt.Argtypes {
+			p.typeName(a.GetTypeName())
+		}
 		p.query(x.PrepareStmt.Query, "PREPARE")
 		return Statement{Kind: KindPrepare}
 	case *pg_query.Node_ExecuteStmt:
@@ -199,6 +216,9 @@ func (p *pass) selectStmt(sel *pg_query.SelectStmt, parent *scope) {
 	p.exprs(sel.DistinctClause, s)
 	p.expr(sel.LimitCount, s)
 	p.expr(sel.LimitOffset, s)
+	if p.err == nil && sel.WhereClause != nil {
+		p.pushDown(sel.WhereClause, s)
+	}
 }
 
 // with walks CTE bodies with PostgreSQL's scoping: a CTE sees the ones
@@ -258,9 +278,7 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 			return
 		}
 		p.selectStmt(sel, s)
-		if rs.Alias != nil {
-			s.items = append(s.items, rangeItem{alias: rs.Alias.Aliasname})
-		}
+		s.items = append(s.items, rangeItem{alias: rs.Alias.GetAliasname()})
 	case *pg_query.Node_RangeFunction:
 		rf := x.RangeFunction
 		for _, f := range rf.Functions {
@@ -270,10 +288,12 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 				return
 			}
 			p.expr(l.Items[0], s) // usually a FuncCall; checked against the allow-list
+			if len(l.Items) > 1 {
+				p.columnDefs(l.Items[1].GetList().GetItems())
+			}
 		}
-		if rf.Alias != nil {
-			s.items = append(s.items, rangeItem{alias: rf.Alias.Aliasname})
-		}
+		p.columnDefs(rf.Coldeflist)
+		s.items = append(s.items, rangeItem{alias: rf.Alias.GetAliasname()})
 	case *pg_query.Node_RangeTableSample:
 		p.unsupported("TABLESAMPLE")
 	case *pg_query.Node_RangeTableFunc:
@@ -298,7 +318,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		alias = rv.Alias.Aliasname
 	}
 	if rv.Catalogname != "" {
-		p.fail(errDenied(rv.Relname))
+		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	if rv.Schemaname == "" && s.cteVisible(rv.Relname) {
@@ -325,7 +345,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		}
 	}
 	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
-		p.fail(errDenied(rv.Relname))
+		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	v := p.view(t)
@@ -333,7 +353,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		return
 	}
 	p.note(t.rel.QualifiedName())
-	s.items = append(s.items, rangeItem{alias: alias, v: v})
+	item := rangeItem{alias: alias, v: v}
 	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
 		// Column aliases rename by position; a hidden column would shift them.
 		k := 0
@@ -350,9 +370,15 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	if t.rel.Shared && len(t.rel.Columns) == 0 {
 		rv.Schemaname = t.rel.Schema
+		s.items = append(s.items, item)
 		return
 	}
-	n.Node = p.subquery(t, v, rv.Alias, rv.Relname).Node
+	sub := p.subquery(t, v, rv.Alias, rv.Relname)
+	if rv.Alias == nil || len(rv.Alias.Colnames) == 0 {
+		item.sub = sub.GetRangeSubselect().GetSubquery().GetSelectStmt()
+	}
+	s.items = append(s.items, item)
+	n.Node = sub.Node
 }
 
 func (p *pass) note(rel string) {
@@ -519,15 +545,19 @@ func (p *pass) exprs(ns []*pg_query.Node, s *scope) {
 // expr walks an expression for sublinks, function calls and column
 // references. Kinds it does not know are refused.
 func (p *pass) expr(n *pg_query.Node, s *scope) {
-	// An empty node (plain DISTINCT's distinctClause holds one) has nothing to walk.
-	if p.err != nil || n == nil || n.Node == nil {
+	if p.err != nil || n == nil || n.Node == nil { // an empty node (as in SELECT DISTINCT) carries nothing
 		return
 	}
 	switch x := n.Node.(type) {
 	case *pg_query.Node_ColumnRef:
 		p.columnRef(x.ColumnRef, s)
 		return
-	case *pg_query.Node_AConst, *pg_query.Node_ParamRef, *pg_query.Node_AStar, *pg_query.Node_String_,
+	case *pg_query.Node_ParamRef:
+		if x.ParamRef.Number < 1 {
+			p.fail(pgerr.New("42P02", "there is no parameter $%d", x.ParamRef.Number))
+		}
+		return
+	case *pg_query.Node_AConst, *pg_query.Node_AStar, *pg_query.Node_String_,
 		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean, *pg_query.Node_SqlvalueFunction:
 		return
 	}
@@ -550,6 +580,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_FuncCall:
 		p.funcCall(x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
+		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
 	case *pg_query.Node_CollateClause:
 		p.expr(x.CollateClause.Arg, s)
@@ -583,6 +614,16 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_List:
 		p.exprs(x.List.Items, s)
 	case *pg_query.Node_AIndirection:
+		// pg_query's deparser drops the parentheses around some arguments
+		// ((ARRAY[1])[1] becomes ARRAY[1][1]); accept only the kinds it keeps.
+		switch x.AIndirection.Arg.GetNode().(type) {
+		case *pg_query.Node_ColumnRef, *pg_query.Node_FuncCall, *pg_query.Node_RowExpr, *pg_query.Node_TypeCast,
+			*pg_query.Node_AExpr, *pg_query.Node_ParamRef, *pg_query.Node_SubLink:
+		default:
+			p.fail(pgerr.Unsupported("subscript or field selection on %s is not supported", nodeKind(x.AIndirection.Arg)).
+				WithHint("cast the expression first, as in (expr::type)[1]"))
+			return
+		}
 		p.expr(x.AIndirection.Arg, s)
 		p.exprs(x.AIndirection.Indirection, s)
 	case *pg_query.Node_AIndices:
@@ -613,6 +654,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.exprs(x.XmlExpr.NamedArgs, s)
 		p.exprs(x.XmlExpr.Args, s)
 	case *pg_query.Node_XmlSerialize:
+		p.typeName(x.XmlSerialize.TypeName)
 		p.expr(x.XmlSerialize.Expr, s)
 	case *pg_query.Node_JsonIsPredicate:
 		p.expr(x.JsonIsPredicate.Expr, s)
@@ -645,18 +687,21 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 	if len(f) == 1 {
 		for lv := s; lv != nil; lv = lv.parent {
-			found := false
+			var denied *view
 			for _, it := range lv.items {
-				if it.v == nil {
-					continue
-				}
-				if it.v.denied[col.Sval] {
-					p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+				switch {
+				case it.v == nil:
+					// A subquery, function or CTE may have the column: let
+					// PostgreSQL resolve it (the denied column is absent anyway).
 					return
+				case it.v.cols[col.Sval]:
+					return
+				case it.v.denied[col.Sval]:
+					denied = it.v
 				}
-				found = found || it.v.cols[col.Sval]
 			}
-			if found {
+			if denied != nil {
+				p.fail(p.at(errColumn(col.Sval, denied.t.rel.Name), c.Location))
 				return
 			}
 		}
@@ -670,7 +715,7 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 				continue
 			}
 			if it.v != nil && it.v.denied[col.Sval] {
-				p.fail(errColumn(col.Sval, it.v.t.rel.Name))
+				p.fail(p.at(errColumn(col.Sval, it.v.t.rel.Name), c.Location))
 			}
 			return
 		}
@@ -686,11 +731,11 @@ func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
 		display = schema + "." + name
 	}
 	if name == "" {
-		p.fail(pgerr.Denied("permission denied for function %s", funcDisplay(fc.Funcname)))
+		p.fail(p.at(pgerr.Denied("permission denied for function %s", funcDisplay(fc.Funcname)), fc.Location))
 		return
 	}
 	if !p.r.pol.FunctionAllowed(schema, name) {
-		p.fail(pgerr.Denied("permission denied for function %s", display))
+		p.fail(p.at(pgerr.Denied("permission denied for function %s", display), fc.Location))
 		return
 	}
 	switch name {
@@ -717,4 +762,39 @@ func funcDisplay(names []*pg_query.Node) string {
 		parts = append(parts, n.GetString_().GetSval())
 	}
 	return strings.Join(parts, ".")
+}
+
+// typeName accepts type modifiers that are plain constants or identifiers,
+// as PostgreSQL itself does; anything else (expressions, subqueries) is
+// refused before it reaches the deparser.
+func (p *pass) typeName(tn *pg_query.TypeName) {
+	if tn == nil {
+		return
+	}
+	for _, m := range tn.Typmods {
+		if m.GetAConst() != nil {
+			continue
+		}
+		if cr := m.GetColumnRef(); cr != nil && len(cr.Fields) == 1 && cr.Fields[0].GetString_() != nil {
+			continue
+		}
+		p.fail(pgerr.New(pgerr.SyntaxError, "type modifiers must be simple constants or identifiers"))
+		return
+	}
+}
+
+// columnDefs checks the column definition list of a function in FROM.
+func (p *pass) columnDefs(defs []*pg_query.Node) {
+	for _, d := range defs {
+		cd := d.GetColumnDef()
+		if cd == nil {
+			p.unsupported("column definition " + nodeKind(d))
+			return
+		}
+		if cd.RawDefault != nil || cd.CookedDefault != nil || len(cd.Constraints) > 0 {
+			p.unsupported("column definition options")
+			return
+		}
+		p.typeName(cd.TypeName)
+	}
 }

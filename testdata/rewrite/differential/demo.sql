@@ -33,3 +33,4 @@ SELECT split_part(email, '@', 2), count(*) FROM customers GROUP BY 1;
 TABLE tenants;
 SELECT max(total) FILTER (WHERE region = 'EU'), min(total) FILTER (WHERE region = 'NA') FROM orders;
 SELECT o.customer_id, array_agg(o.order_id ORDER BY o.order_id) FROM orders o GROUP BY 1 HAVING count(*) > 4;
+SELECT DISTINCT region, status FROM orders;

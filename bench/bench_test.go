@@ -1,0 +1,246 @@
+package main
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{3, 1, 2}, 2},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{5, 5, 1, 9, 7}, 5},
+	} {
+		if got := median(tc.in); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median(nil) = %v, want NaN", got)
+	}
+	in := []float64{3, 1, 2}
+	median(in)
+	if !cmp.Equal(in, []float64{3, 1, 2}) {
+		t.Errorf("median reordered its input: %v", in)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var xs []float64
+	for i := 100; i >= 1; i-- {
+		xs = append(xs, float64(i))
+	}
+	for _, tc := range []struct {
+		p, want float64
+	}{{99, 99}, {50, 50}, {100, 100}, {1, 1}, {0.5, 1}, {99.5, 100}} {
+		if got := percentile(xs, tc.p); got != tc.want {
+			t.Errorf("percentile(1..100, %v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	// Nearest rank of a small sample is the largest value for p99.
+	if got := percentile([]float64{1, 2, 3, 50}, 99); got != 50 {
+		t.Errorf("p99 of 4 values = %v, want 50", got)
+	}
+	for _, p := range []float64{0, -1, 101} {
+		if got := percentile(xs, p); !math.IsNaN(got) {
+			t.Errorf("percentile(%v) = %v, want NaN", p, got)
+		}
+	}
+}
+
+func TestParsePgbenchSummary(t *testing.T) {
+	f, err := os.Open("testdata/pgbench_stdout.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := parsePgbenchSummary(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := pgbenchSummary{TPS: 6777.284118, Processed: 10777, Failed: 0, LatencyMs: 9.443}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("summary (-want +got):\n%s", diff)
+	}
+	// A run whose clients were still connecting when -T ran out prints no tps.
+	_, err = parsePgbenchSummary(strings.NewReader("pgbench (15.18)\nnumber of transactions actually processed: 0\n"))
+	if err == nil || !strings.Contains(err.Error(), "no tps line") {
+		t.Errorf("no tps line: err = %v", err)
+	}
+	// PostgreSQL 13 prints both tps lines; the one without connections wins.
+	got, err = parsePgbenchSummary(strings.NewReader("tps = 90.5 (including connections establishing)\ntps = 100.25 (excluding connections establishing)\n"))
+	if err != nil || got.TPS != 100.25 {
+		t.Errorf("two tps lines: got %v, %v; want 100.25", got.TPS, err)
+	}
+}
+
+func TestParsePgbenchLog(t *testing.T) {
+	f, err := os.Open("testdata/pgbench_log.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, failed, err := parsePgbenchLog(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]float64{0.123, 0.077, 1, 0.25}, got); diff != "" {
+		t.Errorf("latencies (-want +got):\n%s", diff)
+	}
+	if failed != 1 {
+		t.Errorf("failed = %d, want 1", failed)
+	}
+	st := summarizeLatencies(got)
+	if st.N != 4 || st.P99Ms != 1 || st.P50Ms != 0.123 || math.Abs(st.MeanMs-0.3625) > 1e-12 {
+		t.Errorf("summary = %+v", st)
+	}
+	if _, _, err := parsePgbenchLog(strings.NewReader("0 0 12\n"), nil); err == nil {
+		t.Error("short line: want an error")
+	}
+	if _, _, err := parsePgbenchLog(strings.NewReader("0 0 x 0 1 2\n"), nil); err == nil {
+		t.Error("bad latency: want an error")
+	}
+}
+
+func TestParseGoBench(t *testing.T) {
+	f, err := os.Open("testdata/gobench.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got, err := parseGoBench(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rw, rb = "github.com/pgwarden/pgwarden/rewrite", "github.com/pgwarden/pgwarden/bench/rewritebench"
+	want := []goBench{
+		{Pkg: rw, Name: "RewriteTPCH/q01", Runs: 3, NsPerOp: 110000, BytesPerOp: 20000, AllocsPerOp: 300},
+		{Pkg: rw, Name: "ParseDeparseTPCH/q01", Runs: 3, NsPerOp: 55000, BytesPerOp: 10000, AllocsPerOp: 100},
+		{Pkg: rw, Name: "RewritePgbenchSelect", Runs: 1, NsPerOp: 12000, BytesPerOp: 2000, AllocsPerOp: 30},
+		{Pkg: rb, Name: "Rewrite/bi/revenue", Runs: 1, NsPerOp: 300000, BytesPerOp: 90000, AllocsPerOp: 1200},
+		{Pkg: rb, Name: "ParseDeparse/bi/revenue", Runs: 1, NsPerOp: 100000, BytesPerOp: 30000, AllocsPerOp: 400},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("benchmarks (-want +got):\n%s", diff)
+	}
+	ratios := pairRewriteBaseline(got)
+	wantR := []rewriteRatio{
+		{Query: "RewriteTPCH/q01", RewriteNs: 110000, RewriteAllocs: 300, BaselineNs: 55000, BaselineAllocs: 100, Ratio: 2},
+		{Query: "Rewrite/bi/revenue", RewriteNs: 300000, RewriteAllocs: 1200, BaselineNs: 100000, BaselineAllocs: 400, Ratio: 3},
+	}
+	if diff := cmp.Diff(wantR, ratios); diff != "" {
+		t.Errorf("ratios (-want +got):\n%s", diff)
+	}
+}
+
+func TestMdTable(t *testing.T) {
+	var b strings.Builder
+	mdTable(&b, []string{"name", ">tps"}, [][]string{{"direct", "12345"}, {"pgwarden", "9"}})
+	want := "| name     |   tps |\n" +
+		"| -------- | ----: |\n" +
+		"| direct   | 12345 |\n" +
+		"| pgwarden |     9 |\n"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("table (-want +got):\n%s", diff)
+	}
+}
+
+func TestPairedRatio(t *testing.T) {
+	res := &e2eResults{Targets: []string{"direct", "pgbouncer", "pgwarden"}, Samples: map[caseKey][]sample{
+		{"select", "simple", 8, "direct"}:    {{Round: 1, TPS: 1000}, {Round: 2, TPS: 2000}, {Round: 3, TPS: 1000}},
+		{"select", "simple", 8, "pgbouncer"}: {{Round: 1, TPS: 500}, {Round: 2, Err: "boom"}, {Round: 3, TPS: 1000}},
+		{"select", "simple", 8, "pgwarden"}:  {{Round: 1, TPS: 800}, {Round: 2, TPS: 1000}, {Round: 3, TPS: 700}},
+	}}
+	s := res.summarize(caseKey{"select", "simple", 8, "pgwarden"})
+	// Per round: 0.8, 0.5, 0.7 against direct; 1.6 and 0.7 against PgBouncer (round 2 failed).
+	if s.VsDirect != 0.7 || math.Abs(s.VsBouncer-1.15) > 1e-12 || s.TPS != 800 || s.Rounds != 3 {
+		t.Errorf("summary = %+v", s)
+	}
+	b := res.summarize(caseKey{"select", "simple", 8, "pgbouncer"})
+	if b.Rounds != 2 || b.TPS != 750 || b.Err != "" {
+		t.Errorf("pgbouncer summary = %+v", b)
+	}
+}
+
+func TestRenderDashboard(t *testing.T) {
+	hand, err := renderDashboard("acme", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := renderDashboard("acme", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(hand, ";\n"); n != dashboardQueries {
+		t.Errorf("%d statements, want %d", n, dashboardQueries)
+	}
+	if strings.Contains(plain, "tenant_id = '") || strings.Contains(plain, "{{") {
+		t.Errorf("unfiltered dashboard has a tenant filter or template residue:\n%s", plain)
+	}
+	if got := strings.Count(hand, "tenant_id = 'acme'"); got != dashboardQueries {
+		t.Errorf("hand-filtered dashboard has %d filters, want %d:\n%s", got, dashboardQueries, hand)
+	}
+	if !strings.Contains(plain, "FROM orders o GROUP BY region") {
+		t.Errorf("unexpected spacing:\n%s", plain)
+	}
+}
+
+func TestHumanize(t *testing.T) {
+	for v, want := range map[float64]string{0: "0", 7.26: "7.3", 950: "950", 1234: "1.2k", 1000: "1k", 23456: "23k", 1.5e6: "1.5M"} {
+		if got := humanize(v); got != want {
+			t.Errorf("humanize(%v) = %q, want %q", v, got, want)
+		}
+	}
+	for x, want := range map[float64]float64{0.7: 1, 3: 5, 12: 20, 4500: 5000, 0: 1} {
+		if got := niceStep(x); got != want {
+			t.Errorf("niceStep(%v) = %v, want %v", x, got, want)
+		}
+	}
+}
+
+func TestParseFlagsQuick(t *testing.T) {
+	o, _, err := parseFlags([]string{"-quick", "-rounds", "2"}, &strings.Builder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) {
+		t.Errorf("quick with -rounds 2: %+v", o)
+	}
+	if _, _, err := parseFlags([]string{"-protocols", "simple,bogus"}, &strings.Builder{}); err == nil {
+		t.Error("unknown protocol: want an error")
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for v, want := range map[string]bool{"1.18.0": false, "1.21.0": true, "1.22": true, "2.0.1": true, "": false, "x.y": false} {
+		if got := versionAtLeast(v, 1, 21); got != want {
+			t.Errorf("versionAtLeast(%q, 1.21) = %v", v, got)
+		}
+	}
+}
+
+func TestPivotRows(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{8}, Protocols: []string{"simple"}}
+	res := &e2eResults{Workloads: []*workload{w}, Targets: []string{"direct", "rls", "pgwarden"}, Samples: map[caseKey][]sample{
+		{"select", "simple", 8, "direct"}:   {{Round: 1, TPS: 1000}, {Round: 2, TPS: 2000}},
+		{"select", "simple", 8, "rls"}:      {{Round: 1, TPS: 900}, {Round: 2, TPS: 1800}},
+		{"select", "simple", 8, "pgwarden"}: {{Round: 1, TPS: 100}, {Round: 2, Err: "boom"}},
+	}}
+	header, rows := pivotRows(res)
+	wantH := []string{"workload", "protocol", ">clients", ">direct", ">rls", ">pgwarden", ">pgwarden ÷ direct", ">pgwarden ÷ rls", ">rls ÷ direct"}
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	wantR := [][]string{{"select", "simple", "8", "1500", "1350", "100", "0.10×", "0.11×", "0.90×"}}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}

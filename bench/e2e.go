@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+	"time"
+)
+
+// target is one way of reaching the data: directly, through PgBouncer, with
+// row-level security in the database, or through pgwarden.
+type target struct {
+	Name string
+	// Filters reports whether the target adds the tenant filter itself; the
+	// others are the unfiltered baselines.
+	Filters bool
+	// Endpoint returns how to reach the target for a workload, protocol and
+	// tenant, and a short description of its pooling mode for the table.
+	Endpoint func(w *workload, protocol, tenant string) (endpoint, string)
+}
+
+// workload is a pgbench script run against every target.
+type workload struct {
+	Name string
+	// Tenants get one concurrent pgbench process each (a pgwarden session
+	// token names one tenant, so a process cannot mix them).
+	Tenants []string
+	// Clients per run; for several tenants, the clients of each process.
+	Clients   []int
+	Protocols []string
+	// Script returns the script for a tenant on a target.
+	Script func(t *target, tenant string) (string, error)
+	// DB is the database for direct connections, Warehouse its pgwarden name.
+	DB, Warehouse string
+	// QueriesPerTx is the number of statements one transaction runs.
+	QueriesPerTx int
+}
+
+type caseKey struct {
+	Workload string
+	Protocol string
+	Clients  int // total over all tenant processes
+	Target   string
+}
+
+// sample is one measurement of a case in one round.
+type sample struct {
+	Round int
+	TPS   float64
+	Lat   latencyStats
+	Mode  string
+	Err   string
+}
+
+// e2eResults holds every sample of the end-to-end runs.
+type e2eResults struct {
+	Workloads []*workload
+	Targets   []string
+	Samples   map[caseKey][]sample
+}
+
+type e2eOptions struct {
+	Pgbench  string
+	Duration time.Duration
+	Rounds   int
+	Work     string
+	Log      io.Writer
+	NoWarmup bool
+}
+
+// runE2E runs every workload × protocol × clients case against every target,
+// interleaved: within a round each case runs on all targets back to back, so
+// that a noisy neighbour on the machine hits every target alike.
+func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*workload) *e2eResults {
+	res := &e2eResults{Workloads: workloads, Samples: map[caseKey][]sample{}}
+	for _, t := range targets {
+		res.Targets = append(res.Targets, t.Name)
+	}
+	// Warm caches, pools and connection paths once per target, workload and
+	// protocol, at the largest client count.
+	for _, w := range workloads {
+		if o.NoWarmup {
+			break
+		}
+		for _, proto := range w.Protocols {
+			for _, t := range targets {
+				s := runCase(ctx, o, t, w, proto, w.Clients[len(w.Clients)-1], time.Second)
+				if s.Err != "" {
+					fmt.Fprintf(o.Log, "warm-up %s %s %s: %s\n", w.Name, proto, t.Name, s.Err)
+				}
+			}
+		}
+	}
+	for round := 1; round <= o.Rounds; round++ {
+		for _, w := range workloads {
+			for _, proto := range w.Protocols {
+				for _, clients := range w.Clients {
+					for _, t := range targets {
+						if ctx.Err() != nil {
+							return res
+						}
+						s := runCase(ctx, o, t, w, proto, clients, o.Duration)
+						s.Round = round
+						k := caseKey{w.Name, proto, clients * len(w.Tenants), t.Name}
+						res.Samples[k] = append(res.Samples[k], s)
+						if s.Err != "" {
+							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s error: %s\n", round, w.Name, proto, k.Clients, t.Name, s.Err)
+						} else {
+							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms\n",
+								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms)
+						}
+					}
+				}
+			}
+		}
+	}
+	return res
+}
+
+// runCase runs one pgbench process per tenant of w concurrently and combines
+// them: throughput adds up, latencies are pooled.
+func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto string, clients int, d time.Duration) sample {
+	type out struct {
+		res pgbenchResult
+		err error
+	}
+	outs := make([]out, len(w.Tenants))
+	var mode string
+	var wg sync.WaitGroup
+	for i, tenant := range w.Tenants {
+		ep, m := t.Endpoint(w, proto, tenant)
+		mode = m
+		script, err := w.Script(t, tenant)
+		if err != nil {
+			return sample{Mode: mode, Err: err.Error()}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, err := runPgbench(ctx, pgbenchRun{Bin: o.Pgbench, Endpoint: ep, Script: script, Protocol: proto,
+				Clients: clients, Duration: d, LogDir: o.Work})
+			outs[i] = out{r, err}
+		}()
+	}
+	wg.Wait()
+	s := sample{Mode: mode}
+	var lat []float64
+	for _, o := range outs {
+		if o.err != nil {
+			s.Err = o.err.Error()
+			return s
+		}
+		s.TPS += o.res.TPS
+		lat = append(lat, o.res.Latencies...)
+	}
+	s.Lat = summarizeLatencies(lat)
+	return s
+}
+
+// caseSummary is a case's medians over rounds.
+type caseSummary struct {
+	Key       caseKey
+	Mode      string
+	Rounds    int // successful rounds
+	TPS       float64
+	MeanMs    float64
+	P99Ms     float64
+	VsDirect  float64 // median over rounds of TPS / direct's TPS in the same round
+	VsBouncer float64 // likewise against PgBouncer
+	Err       string  // the last error, when no round succeeded
+}
+
+func (r *e2eResults) summarize(k caseKey) caseSummary {
+	ss := r.Samples[k]
+	cs := caseSummary{Key: k, TPS: math.NaN(), MeanMs: math.NaN(), P99Ms: math.NaN(), VsDirect: math.NaN(), VsBouncer: math.NaN()}
+	var tps, means, p99s []float64
+	for _, s := range ss {
+		cs.Mode = s.Mode
+		if s.Err != "" {
+			cs.Err = s.Err
+			continue
+		}
+		tps = append(tps, s.TPS)
+		means = append(means, s.Lat.MeanMs)
+		p99s = append(p99s, s.Lat.P99Ms)
+	}
+	cs.Rounds = len(tps)
+	if cs.Rounds > 0 {
+		cs.Err = ""
+		cs.TPS, cs.MeanMs, cs.P99Ms = median(tps), median(means), median(p99s)
+	}
+	cs.VsDirect = r.pairedRatio(k, "direct")
+	cs.VsBouncer = r.pairedRatio(k, "pgbouncer")
+	return cs
+}
+
+// pairedRatio is the median over rounds of k's TPS divided by base's TPS in the
+// same round; rounds where either failed are left out.
+func (r *e2eResults) pairedRatio(k caseKey, base string) float64 {
+	bk := k
+	bk.Target = base
+	byRound := map[int]float64{}
+	for _, s := range r.Samples[bk] {
+		if s.Err == "" && s.TPS > 0 {
+			byRound[s.Round] = s.TPS
+		}
+	}
+	var ratios []float64
+	for _, s := range r.Samples[k] {
+		if b, ok := byRound[s.Round]; ok && s.Err == "" {
+			ratios = append(ratios, s.TPS/b)
+		}
+	}
+	return median(ratios)
+}

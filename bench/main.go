@@ -1,0 +1,538 @@
+// Command bench measures pgwarden on one machine, side by side with the
+// alternatives, and writes bench/RESULTS.md and a PNG chart:
+//
+//   - end to end with pgbench against PostgreSQL directly, PgBouncer,
+//     PostgreSQL's row-level security and pgwarden, interleaved round by round;
+//   - the ticket service's mint + exchange rate over HTTP;
+//   - proxy memory per idle client connection;
+//   - the rewriter's Go microbenchmarks (go test -bench).
+//
+// Run it from the module root with `make bench` (or `go run ./bench -quick`
+// for a smoke run of about two minutes).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type options struct {
+	Quick          bool
+	Duration       time.Duration
+	Rounds         int
+	Out            string
+	Clients        []int
+	Protocols      []string
+	DashProtocols  []string
+	Targets        []string
+	Parts          map[string]bool
+	Scale          int
+	Pgwarden       string
+	MaxConnections int
+	Conns          []int
+	BenchCount     int
+	Benchtime      string
+	TicketWorkers  int
+	Keep           bool
+	NoWarmup       bool
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	o := &options{}
+	fs.BoolVar(&o.Quick, "quick", false, "smoke run: 1s per pgbench run, one round, no warm-up, simple and prepared only, scale 1, 100 idle connections, one short go test -bench pass")
+	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each pgbench run (whole seconds) and ticket round")
+	fs.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds (each runs every case on every target)")
+	fs.StringVar(&o.Out, "out", "bench", "directory for RESULTS.md and throughput.png (raw data goes to OUT/out/)")
+	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
+	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
+	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
+	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
+	parts := fs.String("parts", "select,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
+	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
+	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
+	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
+	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
+	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
+	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
+	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
+	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
+	if err := fs.Parse(args); err != nil {
+		return nil, "", err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.Quick {
+		quick := map[string]func(){
+			"duration":    func() { o.Duration = time.Second },
+			"rounds":      func() { o.Rounds = 1 },
+			"scale":       func() { o.Scale = 1 },
+			"conns":       func() { *conns = "100" },
+			"no-warmup":   func() { o.NoWarmup = true },
+			"bench-count": func() { o.BenchCount = 1 },
+			"benchtime":   func() { o.Benchtime = "20ms" },
+			"protocols":   func() { *protocols = "simple,prepared" },
+		}
+		for name, f := range quick {
+			if !set[name] {
+				f()
+			}
+		}
+	}
+	var err error
+	if o.Clients, err = intList(*clients); err != nil {
+		return nil, "", fmt.Errorf("-clients: %w", err)
+	}
+	if o.Conns, err = intList(*conns); err != nil {
+		return nil, "", fmt.Errorf("-conns: %w", err)
+	}
+	o.Protocols = strList(*protocols)
+	o.DashProtocols = strList(*dash)
+	o.Targets = strList(*targets)
+	o.Parts = map[string]bool{}
+	for _, p := range strList(*parts) {
+		o.Parts[p] = true
+	}
+	for _, p := range append(append([]string{}, o.Protocols...), o.DashProtocols...) {
+		switch p {
+		case "simple", "extended", "prepared":
+		default:
+			return nil, "", fmt.Errorf("unknown protocol %q (want simple, extended or prepared)", p)
+		}
+	}
+	for _, t := range o.Targets {
+		switch t {
+		case "direct", "pgbouncer", "rls", "pgwarden":
+		default:
+			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls or pgwarden)", t)
+		}
+	}
+	if o.Rounds < 1 || o.Duration < time.Second || o.Scale < 1 {
+		return nil, "", errors.New("-rounds and -scale must be at least 1 and -duration at least 1s")
+	}
+	cmd := "go run ./bench"
+	if len(args) > 0 {
+		cmd += " " + strings.Join(args, " ")
+	} else {
+		cmd = "make bench"
+	}
+	return o, cmd, nil
+}
+
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, f := range strList(s) {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func strList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// moduleRoot walks up from the working directory to the directory with go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.mod not found: run the bench from inside the pgwarden module")
+		}
+		dir = parent
+	}
+}
+
+func run(args []string, stdout, log io.Writer) error {
+	o, command, err := parseFlags(args, log)
+	if err != nil {
+		return err
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	abs := func(p string) string {
+		if filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(root, p)
+	}
+	outDir := abs(o.Out)
+	if err := os.MkdirAll(filepath.Join(outDir, "out"), 0o755); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	rep := &report{Command: command, Started: time.Now()}
+	rep.Settings = []string{
+		fmt.Sprintf("duration %s per run", o.Duration), fmt.Sprintf("%d rounds", o.Rounds),
+		fmt.Sprintf("pgbench scale %d (%d accounts)", o.Scale, 100000*o.Scale),
+		fmt.Sprintf("max_connections %d", o.MaxConnections),
+		fmt.Sprintf("go test -count %d -benchtime %s", o.BenchCount, o.Benchtime),
+	}
+	if o.Quick {
+		rep.Settings = append([]string{"**-quick (smoke run: few samples, not for quoting)**"}, rep.Settings...)
+	}
+	if lim, err := raiseNoFile(); err != nil {
+		rep.Notes = append(rep.Notes, "could not raise RLIMIT_NOFILE: "+err.Error())
+	} else if len(o.Conns) > 0 && uint64(o.Conns[len(o.Conns)-1])*2+100 > lim {
+		rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE hard limit is %d, which caps the idle-connection test", lim))
+	}
+
+	work, err := os.MkdirTemp("", "pgwarden-bench-")
+	if err != nil {
+		return err
+	}
+	os.Chmod(work, 0o755)
+	if o.Keep {
+		fmt.Fprintf(log, "scratch directory: %s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+
+	e2e := o.Parts["select"] || o.Parts["dashboard"]
+	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"]
+	var (
+		c          *cluster
+		bouncerBin string
+		bouncerVer string
+	)
+	if needCluster {
+		fmt.Fprintf(log, "starting PostgreSQL (max_connections %d) and loading pgbench scale %d and the demo schema …\n", o.MaxConnections, o.Scale)
+		c, err = startCluster(ctx, work, o.MaxConnections, o.Scale)
+		if err != nil {
+			return err
+		}
+		defer c.stop()
+		if wants(o.Targets, "pgbouncer") || o.Parts["scale"] {
+			if bouncerBin, err = findPgbouncer(ctx, log); err != nil {
+				rep.Notes = append(rep.Notes, "PgBouncer: "+err.Error())
+			} else {
+				bouncerVer = pgbouncerVersion(bouncerBin)
+			}
+		}
+	}
+	pgBinDir, pgbenchBin := "", ""
+	if c != nil {
+		pgBinDir, pgbenchBin = c.binDir, c.pgbench
+	}
+	rep.Machine = describeMachine(pgBinDir, pgbenchBin, bouncerVer)
+
+	// pgwarden: the binary `make build` produced.
+	var keys *wardenKeys
+	wardenBin := abs(o.Pgwarden)
+	wardenOK := false
+	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"]) {
+		if _, err := os.Stat(wardenBin); err != nil {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("pgwarden: %s not found (run `make build` first); pgwarden target, ticket service and its memory test skipped", o.Pgwarden))
+		} else if keys, err = makeWardenKeys(ctx, wardenBin, work); err != nil {
+			rep.Notes = append(rep.Notes, "pgwarden: "+err.Error())
+		} else {
+			wardenOK = true
+		}
+	}
+
+	if e2e {
+		if err := runEndToEnd(ctx, o, rep, c, work, bouncerBin, bouncerVer, wardenOK, wardenBin, keys, log); err != nil {
+			return err
+		}
+	}
+	if o.Parts["tickets"] && wardenOK && ctx.Err() == nil {
+		runTickets(ctx, o, rep, c, work, wardenBin, keys, log)
+	}
+	if o.Parts["scale"] && ctx.Err() == nil {
+		runScale(ctx, o, rep, c, work, bouncerBin, bouncerVer, wardenOK, wardenBin, keys, log)
+	}
+	if c != nil {
+		c.stop() // quiet the machine for the microbenchmarks
+	}
+	if o.Parts["gobench"] && ctx.Err() == nil {
+		fmt.Fprintln(log, "running the Go microbenchmarks …")
+		pkgs := []string{"./rewrite/", "./bench/..."}
+		bs, err := runGoBench(ctx, goBenchOptions{Root: root, Count: o.BenchCount, Benchtime: o.Benchtime, Packages: pkgs,
+			RawOut: filepath.Join(outDir, "out", "gobench.txt"), Log: log})
+		if err != nil {
+			rep.Notes = append(rep.Notes, "go test -bench: "+oneLine(err.Error(), 300))
+		}
+		rep.GoBench = bs
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	rep.Elapsed = time.Since(rep.Started)
+	return writeOutputs(rep, outDir, stdout, log)
+}
+
+func wants(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work, bouncerBin, bouncerVer string,
+	wardenOK bool, wardenBin string, keys *wardenKeys, log io.Writer) error {
+	var targets []*target
+	var wardenE2E *warden
+	dbFor := func(w *workload) string { return w.DB }
+	for _, name := range o.Targets {
+		switch name {
+		case "direct":
+			targets = append(targets, &target{Name: "direct", Endpoint: func(w *workload, _, _ string) (endpoint, string) {
+				return endpoint{Port: c.pg.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w)}, "none"
+			}})
+			rep.Targets = append(rep.Targets, targetInfo{"direct", fmt.Sprintf("PostgreSQL itself, as role %s (unfiltered baseline)", roleApp)})
+		case "pgbouncer":
+			if bouncerBin == "" {
+				continue
+			}
+			users := map[string]string{roleApp: c.passwords[roleApp]}
+			dbs := []string{dbBench, dbDemo}
+			tx, err := startBouncer(ctx, c.pg, work, bouncerOptions{Bin: bouncerBin, Mode: "transaction", PoolSize: 16, Version: bouncerVer, Databases: dbs, Users: users})
+			if err != nil {
+				rep.Notes = append(rep.Notes, "PgBouncer: "+err.Error())
+				continue
+			}
+			defer tx.stop()
+			// Before 1.21 PgBouncer cannot keep protocol-level prepared statements
+			// across transactions, so -M prepared needs session pooling.
+			var sess *bouncer
+			if !versionAtLeast(bouncerVer, 1, 21) && (wants(o.Protocols, "prepared") || wants(o.DashProtocols, "prepared")) {
+				if sess, err = startBouncer(ctx, c.pg, work, bouncerOptions{Bin: bouncerBin, Mode: "session", PoolSize: 100, Version: bouncerVer, Databases: dbs, Users: users}); err != nil {
+					rep.Notes = append(rep.Notes, "PgBouncer (session mode): "+err.Error())
+				} else {
+					defer sess.stop()
+				}
+			}
+			maxClients := 0
+			for _, n := range o.Clients {
+				maxClients = max(maxClients, n)
+			}
+			for _, b := range []*bouncer{tx, sess} {
+				if b == nil {
+					continue
+				}
+				for _, db := range dbs {
+					if err := prewarm(ctx, endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: db}, min(maxClients, b.PoolSize)); err != nil {
+						fmt.Fprintf(log, "pgbouncer (%s) warm-up: %v\n", b.Mode, err)
+					}
+				}
+			}
+			targets = append(targets, &target{Name: "pgbouncer", Endpoint: func(w *workload, proto, _ string) (endpoint, string) {
+				b := tx
+				if proto == "prepared" && sess != nil {
+					b = sess
+				}
+				return endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w)}, fmt.Sprintf("%s, pool %d", b.Mode, b.PoolSize)
+			}})
+			what := fmt.Sprintf("PgBouncer %s in transaction pooling mode (default_pool_size 16) in front of PostgreSQL, as role %s (unfiltered baseline)", bouncerVer, roleApp)
+			if sess != nil {
+				what += fmt.Sprintf("; for -M prepared a second instance in session mode (pool 100), because PgBouncer %s predates prepared-statement support in transaction mode (1.21)", bouncerVer)
+			}
+			rep.Targets = append(rep.Targets, targetInfo{"pgbouncer", what})
+		case "rls":
+			targets = append(targets, &target{Name: "rls", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
+				return endpoint{Port: c.pg.Port, User: roleRLS, Password: c.passwords[roleRLS], DB: dbFor(w),
+					Env: []string{"PGOPTIONS=-c app.tenant=" + tenant}}, "none"
+			}})
+			rep.Targets = append(rep.Targets, targetInfo{"rls", fmt.Sprintf("PostgreSQL row-level security: role %s, `ENABLE ROW LEVEL SECURITY` + `CREATE POLICY … USING (tenant_id = current_setting('app.tenant'))`, connecting with PGOPTIONS='-c app.tenant=…'", roleRLS)})
+		case "pgwarden":
+			if !wardenOK {
+				continue
+			}
+			wd, err := startWarden(ctx, wardenBin, work, keys, c, "e2e")
+			if err != nil {
+				rep.Notes = append(rep.Notes, "pgwarden: "+oneLine(err.Error(), 400))
+				continue
+			}
+			defer wd.stop()
+			tokens := map[string]string{}
+			var tokErr error
+			for _, tenant := range append([]string{benchTenant}, demoTenants()...) {
+				if tokens[tenant], tokErr = wd.sessionToken(ctx, tenant); tokErr != nil {
+					break
+				}
+			}
+			if tokErr != nil {
+				rep.Notes = append(rep.Notes, "pgwarden: "+oneLine(tokErr.Error(), 400))
+				continue
+			}
+			wardenE2E = wd
+			targets = append(targets, &target{Name: "pgwarden", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
+				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse}, "1 upstream per client"
+			}})
+			rep.Targets = append(rep.Targets, targetInfo{"pgwarden", "`pgwarden serve` (this commit's bin/pgwarden): session token as password, every statement parsed, rewritten with the tenant filter and forwarded over the service account; one warehouse connection per client until transaction pooling lands"})
+		}
+	}
+	if len(targets) == 0 {
+		return errors.New("no target could be started")
+	}
+	selectScript, err := c.selectScript()
+	if err != nil {
+		return err
+	}
+	var workloads []*workload
+	if o.Parts["select"] {
+		workloads = append(workloads, &workload{Name: "select", Tenants: []string{benchTenant}, Clients: o.Clients, Protocols: o.Protocols,
+			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
+			Script: func(*target, string) (string, error) { return selectScript, nil }})
+	}
+	if o.Parts["dashboard"] && len(o.DashProtocols) > 0 {
+		workloads = append(workloads, &workload{Name: "dashboard", Tenants: demoTenants(), Clients: []int{2}, Protocols: o.DashProtocols,
+			DB: dbDemo, Warehouse: whDemo, QueriesPerTx: dashboardQueries,
+			Script: func(t *target, tenant string) (string, error) { return c.dashboardScript(tenant, !t.Filters) }})
+	}
+	if o.Parts["select"] {
+		rep.Plans = explainPlans(ctx, c, wardenE2E)
+	}
+	fmt.Fprintf(log, "end to end: %d targets, %d rounds of %s runs …\n", len(targets), o.Rounds, o.Duration)
+	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log, NoWarmup: o.NoWarmup}, targets, workloads)
+	return nil
+}
+
+func demoTenants() []string { return []string{"acme", "globex", "initech"} }
+
+func runTickets(ctx context.Context, o *options, rep *report, c *cluster, work, wardenBin string, keys *wardenKeys, log io.Writer) {
+	wd, err := startWarden(ctx, wardenBin, work, keys, c, "tickets")
+	if err != nil {
+		rep.Notes = append(rep.Notes, "ticket service: "+oneLine(err.Error(), 400))
+		return
+	}
+	defer wd.stop()
+	tc := newTicketClient(wd.HTTPPort, wd.APIKey, o.TicketWorkers)
+	// One short pass to open connections and warm the store's statements.
+	if r := runTicketRound(ctx, tc, o.TicketWorkers, time.Second); r.Pairs == 0 {
+		rep.Notes = append(rep.Notes, "ticket service: no ticket could be minted and exchanged: "+oneLine(r.FirstErr, 300))
+		return
+	}
+	rep.TicketW = o.TicketWorkers
+	for round := 1; round <= o.Rounds && ctx.Err() == nil; round++ {
+		r := runTicketRound(ctx, tc, o.TicketWorkers, o.Duration)
+		fmt.Fprintf(log, "tickets round %d: %.0f mint+exchange/s (mint p99 %.2f ms, exchange p99 %.2f ms, %d errors)\n",
+			round, r.PairsPerS, r.MintMs.P99Ms, r.ExchangeMs.P99Ms, r.Errors)
+		rep.Tickets = append(rep.Tickets, r)
+	}
+}
+
+func runScale(ctx context.Context, o *options, rep *report, c *cluster, work, bouncerBin, bouncerVer string,
+	wardenOK bool, wardenBin string, keys *wardenKeys, log io.Writer) {
+	counts := o.Conns
+	rep.ScaleNote = fmt.Sprintf("Until transaction pooling lands, pgwarden holds one warehouse connection per client, so the bench "+
+		"cluster's max_connections (%d) caps pgwarden at about that many clients: a count above it is attempted and "+
+		"reported with the number that opened and the error. PgBouncer (transaction mode, pool 16) needs no server "+
+		"connection for an idle client.", o.MaxConnections)
+	if wardenOK {
+		wd, err := startWarden(ctx, wardenBin, work, keys, c, "scale")
+		if err != nil {
+			rep.Notes = append(rep.Notes, "memory test (pgwarden): "+oneLine(err.Error(), 400))
+		} else {
+			tok, err := wd.sessionToken(ctx, benchTenant)
+			if err != nil {
+				rep.Notes = append(rep.Notes, "memory test (pgwarden): "+oneLine(err.Error(), 400))
+			} else {
+				rep.Scale = append(rep.Scale, measureScale(ctx, log, "pgwarden", wd.pid(),
+					endpoint{Port: wd.ProxyPort, User: "bench", Password: tok, DB: whBench}, counts)...)
+			}
+			wd.stop()
+		}
+	}
+	if bouncerBin != "" {
+		b, err := startBouncer(ctx, c.pg, work, bouncerOptions{Bin: bouncerBin, Mode: "transaction", PoolSize: 16, Version: bouncerVer,
+			Databases: []string{dbBench}, Users: map[string]string{roleApp: c.passwords[roleApp]}})
+		if err != nil {
+			rep.Notes = append(rep.Notes, "memory test (PgBouncer): "+oneLine(err.Error(), 400))
+		} else {
+			rep.Scale = append(rep.Scale, measureScale(ctx, log, "pgbouncer", b.pid(),
+				endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbBench}, counts)...)
+			b.stop()
+		}
+	}
+}
+
+func writeOutputs(rep *report, outDir string, stdout, log io.Writer) error {
+	if rep.E2E != nil {
+		img := drawBarChart("pgwarden bench: throughput per target and protocol (higher is better; medians over rounds)",
+			rep.E2E.Targets, chartPanels(rep.E2E))
+		f, err := os.Create(filepath.Join(outDir, "throughput.png"))
+		if err != nil {
+			return err
+		}
+		if err := writePNG(f, img); err != nil {
+			f.Close()
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		rep.ChartFile = "throughput.png"
+	}
+	var md strings.Builder
+	rep.writeMarkdown(&md)
+	if err := os.WriteFile(filepath.Join(outDir, "RESULTS.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	raw, err := json.MarshalIndent(rawResults(rep), "", "  ")
+	if err == nil {
+		os.WriteFile(filepath.Join(outDir, "out", "results.json"), raw, 0o644)
+	}
+	fmt.Fprint(stdout, md.String())
+	fmt.Fprintf(log, "wrote %s and %s\n", filepath.Join(outDir, "RESULTS.md"), filepath.Join(outDir, "throughput.png"))
+	return nil
+}
+
+// rawResults is the JSON form of every sample, for later analysis.
+func rawResults(rep *report) any {
+	type rawSample struct {
+		caseKey
+		sample
+	}
+	var samples []rawSample
+	if rep.E2E != nil {
+		for k, ss := range rep.E2E.Samples {
+			for _, s := range ss {
+				samples = append(samples, rawSample{k, s})
+			}
+		}
+	}
+	return map[string]any{"machine": rep.Machine, "samples": samples, "tickets": rep.Tickets, "scale": rep.Scale, "gobench": rep.GoBench}
+}

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgwarden/pgwarden/internal/pgcluster"
+)
+
+// Warehouse names pgwarden exposes (the client's database name).
+const (
+	whBench = "bench"
+	whDemo  = "demo"
+)
+
+// The pgwarden policies of the two warehouses; the rewriter benchmarks in
+// rewritebench use the same files.
+var (
+	//go:embed testdata/pgbench/policy.yaml
+	benchPolicy string
+	//go:embed testdata/bi/policy.yaml
+	demoPolicy string
+)
+
+// warden is a running `pgwarden serve`.
+type warden struct {
+	bin         string
+	dir         string
+	cfgPath     string
+	ProxyPort   int
+	HTTPPort    int
+	MetricsPort int
+	APIKey      string
+	cmd         *exec.Cmd
+	exited      chan struct{}
+}
+
+// keys are generated once and shared by every pgwarden the bench starts.
+type wardenKeys struct {
+	Dir       string
+	APIKey    string
+	APIKeyHex string
+}
+
+func makeWardenKeys(ctx context.Context, bin, work string) (*wardenKeys, error) {
+	dir := filepath.Join(work, "pgwarden-keys")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if out, err := exec.CommandContext(ctx, bin, "keygen", "--dir", dir).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("pgwarden keygen --dir: %w: %s", err, tail(string(out), 500))
+	}
+	out, err := exec.CommandContext(ctx, bin, "keygen", "--api-key").Output()
+	if err != nil {
+		return nil, fmt.Errorf("pgwarden keygen --api-key: %w", err)
+	}
+	k := &wardenKeys{Dir: dir}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), ":")
+		if !ok {
+			continue
+		}
+		switch strings.TrimSpace(name) {
+		case "key":
+			k.APIKey = strings.TrimSpace(val)
+		case "sha256":
+			k.APIKeyHex = strings.TrimSpace(val)
+		}
+	}
+	if k.APIKey == "" || k.APIKeyHex == "" {
+		return nil, errors.New("pgwarden keygen --api-key: expected lines \"key: …\" and \"sha256: …\"")
+	}
+	return k, nil
+}
+
+// startWarden writes a configuration for the bench cluster and runs
+// `pgwarden serve` on fresh ports.
+func startWarden(ctx context.Context, bin, work string, keys *wardenKeys, c *cluster, name string) (*warden, error) {
+	dir := filepath.Join(work, "pgwarden-"+name)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	w := &warden{bin: bin, dir: dir, APIKey: keys.APIKey}
+	for _, p := range []*int{&w.ProxyPort, &w.HTTPPort, &w.MetricsPort} {
+		port, err := pgcluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		*p = port
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench-policy.yaml"), []byte(benchPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "demo-policy.yaml"), []byte(demoPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	svc := c.pg.UserDSN(dbBench, roleSvc, c.passwords[roleSvc])
+	svcDemo := c.pg.UserDSN(dbDemo, roleSvc, c.passwords[roleSvc])
+	store := c.pg.UserDSN(dbControl, roleCtl, c.passwords[roleCtl])
+	cfg := fmt.Sprintf(`proxy:
+  listen: 127.0.0.1:%d
+  statement_timeout: 60s
+  max_client_conns: 10000
+warehouses:
+  %s: {dsn: %q, policy: bench-policy.yaml}
+  %s: {dsn: %q, policy: demo-policy.yaml}
+auth:
+  listen: 127.0.0.1:%d
+  signing_key_file: %s
+  verify_key_files: [%s]
+  store_dsn: %q
+  api_keys: [{name: bench, sha256: %s, rate_per_second: 1000000, burst: 1000000}]
+metrics: {listen: 127.0.0.1:%d}
+log: {level: warn}
+`, w.ProxyPort, whBench, svc, whDemo, svcDemo, w.HTTPPort,
+		filepath.Join(keys.Dir, "signing.pem"), filepath.Join(keys.Dir, "signing.pub.pem"), store, keys.APIKeyHex, w.MetricsPort)
+	w.cfgPath = filepath.Join(dir, "pgwarden.yaml")
+	if err := os.WriteFile(w.cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(dir, "pgwarden.log"))
+	if err != nil {
+		return nil, err
+	}
+	w.cmd = exec.Command(bin, "serve", "--config", w.cfgPath)
+	w.cmd.Stdout, w.cmd.Stderr = logf, logf
+	if err := w.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start pgwarden: %w", err)
+	}
+	w.exited = make(chan struct{})
+	go func() { w.cmd.Wait(); logf.Close(); close(w.exited) }()
+	if err := w.waitReady(ctx, 30*time.Second); err != nil {
+		w.stop()
+		log, _ := os.ReadFile(filepath.Join(dir, "pgwarden.log"))
+		return nil, fmt.Errorf("pgwarden serve did not become ready: %w\n%s", err, tail(string(log), 1500))
+	}
+	return w, nil
+}
+
+func (w *warden) waitReady(ctx context.Context, timeout time.Duration) error {
+	if err := waitTCPWhile(ctx, net.JoinHostPort("127.0.0.1", strconv.Itoa(w.ProxyPort)), timeout, w.exited); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(timeout)
+	url := fmt.Sprintf("http://127.0.0.1:%d/readyz", w.MetricsPort)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			err = fmt.Errorf("GET /readyz: %s", resp.Status)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-w.exited:
+			return errors.New("pgwarden exited")
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// sessionToken mints a session token for tenant with `pgwarden ticket`.
+func (w *warden) sessionToken(ctx context.Context, tenant string) (string, error) {
+	out, err := exec.CommandContext(ctx, w.bin, "ticket", "--config", w.cfgPath, "--tenant", tenant,
+		"--external-id", "bench", "--session").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("pgwarden ticket: %w: %s", err, tail(string(ee.Stderr), 500))
+		}
+		return "", fmt.Errorf("pgwarden ticket: %w", err)
+	}
+	tok := strings.TrimSpace(string(out))
+	if tok == "" || strings.ContainsAny(tok, " \n") {
+		return "", fmt.Errorf("pgwarden ticket --session printed %d lines, want just the token", strings.Count(tok, "\n")+1)
+	}
+	return tok, nil
+}
+
+func (w *warden) pid() int { return w.cmd.Process.Pid }
+
+func (w *warden) stop() {
+	if w == nil || w.cmd == nil || w.cmd.Process == nil {
+		return
+	}
+	w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.exited:
+	case <-time.After(10 * time.Second):
+		w.cmd.Process.Kill()
+		<-w.exited
+	}
+}

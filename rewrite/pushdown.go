@@ -1,0 +1,147 @@
+package rewrite
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+)
+
+// leakproofOps lists, per column type (as format_type spells it), the
+// comparison operators whose functions are leakproof in PostgreSQL
+// (pg_proc.proleakproof; TestPushdownOperatorsAreLeakproof checks this list
+// against the server). Only these may run inside the fence, where they can
+// see other tenants' rows.
+var leakproofOps = map[string]map[string]bool{
+	"smallint":                    allCompare,
+	"integer":                     allCompare,
+	"bigint":                      allCompare,
+	"text":                        {"=": true, "<>": true},
+	"character varying":           {"=": true, "<>": true},
+	"date":                        allCompare,
+	"timestamp without time zone": allCompare,
+	"timestamp with time zone":    allCompare,
+	"boolean":                     {"=": true, "<>": true},
+	"uuid":                        allCompare,
+}
+
+var allCompare = map[string]bool{"=": true, "<>": true, "<": true, "<=": true, ">": true, ">=": true}
+
+// pushDown copies simple conjuncts of a level's WHERE (column op constant,
+// with a leakproof operator, on an unmasked column of a fenced relation) into
+// that relation's subquery, so that PostgreSQL can use indexes for them. The
+// original conjunct stays where it is; it is strict, so the copy removes only
+// rows the original would remove too, whatever the join type.
+func (p *pass) pushDown(where *pg_query.Node, s *scope) {
+	conjuncts := []*pg_query.Node{where}
+	if b := where.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
+		conjuncts = b.Args
+	}
+	for _, c := range conjuncts {
+		e := c.GetAExpr()
+		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 {
+			continue
+		}
+		op := e.Name[0].GetString_().GetSval()
+		col, val, colLeft := e.Lexpr.GetColumnRef(), e.Rexpr, true
+		if col == nil {
+			col, val, colLeft = e.Rexpr.GetColumnRef(), e.Lexpr, false
+		}
+		if col == nil || val == nil {
+			continue
+		}
+		item, name := pushTarget(col, s)
+		if item == nil {
+			continue
+		}
+		ct := item.v.t.column(name)
+		if ct == nil || (ct.masked != nil && !p.id.InGroup(ct.rule.UnlessGroups...)) {
+			continue
+		}
+		typ := item.v.t.cat.Columns[ct.colIndex].Type
+		if !leakproofOps[typ][op] {
+			continue
+		}
+		var v *pg_query.Node
+		switch x := val.Node.(type) {
+		case *pg_query.Node_AConst:
+			// Only literals that take the column's own type: integers for
+			// integer columns, untyped strings for anything.
+			switch x.AConst.Val.(type) {
+			case *pg_query.A_Const_Sval:
+				v = strConst(x.AConst.GetSval().GetSval())
+			case *pg_query.A_Const_Ival:
+				if typ == "smallint" || typ == "integer" || typ == "bigint" {
+					v = intConst(int64(x.AConst.GetIval().GetIval()))
+				}
+			}
+		case *pg_query.Node_ParamRef:
+			// The client may declare a parameter's type: cast it to the
+			// column's, so that neither another operator nor an implicit
+			// cast of the column (text to regclass fails per row, naming
+			// the value) can run inside the fence. Only for =: a cast may
+			// round, which a range comparison would not survive.
+			if op == "=" {
+				v = typeCast(paramRef(x.ParamRef.Number), ct.typ)
+			}
+		}
+		if v == nil {
+			continue
+		}
+		cond := opExpr(op, colRef(name), v)
+		if !colLeft {
+			cond = opExpr(op, v, colRef(name))
+		}
+		item.sub.WhereClause = appendAnd(item.sub.WhereClause, cond)
+	}
+}
+
+// pushTarget finds the fenced relation a column reference of this level
+// belongs to, or nil when that is not certain.
+func pushTarget(c *pg_query.ColumnRef, s *scope) (*rangeItem, string) {
+	var qual, name string
+	switch len(c.Fields) {
+	case 1:
+		name = c.Fields[0].GetString_().GetSval()
+	case 2:
+		qual = c.Fields[0].GetString_().GetSval()
+		name = c.Fields[1].GetString_().GetSval()
+	default:
+		return nil, ""
+	}
+	if name == "" {
+		return nil, ""
+	}
+	var found *rangeItem
+	for i := range s.items {
+		it := &s.items[i]
+		if qual != "" {
+			if it.alias == qual {
+				if found != nil {
+					return nil, ""
+				}
+				found = it
+			}
+			continue
+		}
+		if it.v == nil {
+			return nil, "" // a subquery, function or CTE might have the column too
+		}
+		if it.v.cols[name] {
+			if found != nil {
+				return nil, ""
+			}
+			found = it
+		}
+	}
+	if found == nil || found.sub == nil || !found.v.cols[name] {
+		return nil, ""
+	}
+	return found, name
+}
+
+func (t *relTemplate) column(name string) *colTemplate {
+	for i := range t.cols {
+		if t.cols[i].name == name {
+			return &t.cols[i]
+		}
+	}
+	return nil
+}
