@@ -59,7 +59,8 @@ var knownBugs = map[string]string{
 	"bi-sql/metabase-join":             "rewrite: as bi-sql/metabase, in a join",
 	"bi-sql/at-time-zone-cast":         "rewrite (pg_query deparse): (x AT TIME ZONE 'UTC')::date is deparsed without the parentheses as x AT TIME ZONE 'UTC'::date, so the cast binds to the zone literal (22007 invalid input syntax for type date: \"UTC\"; with ::text it silently changes the type)",
 	"bi-sql/at-time-zone-cast-short":   "rewrite (pg_query deparse): as bi-sql/at-time-zone-cast, with ::date",
-	"bi-sql/array-subscript":           "rewrite (pg_query deparse): (ARRAY[a, b])[1] is deparsed as ARRAY[a, b][1], a syntax error (42601)",
+	"bi-sql/array-subscript":           "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
+	"chatter/statement_timeout":        "proxy: with proxy.statement_timeout configured, every SET statement_timeout is refused with 55P02, even one that lowers it; PostgreSQL accepts it, and lowering cannot lift the cap",
 	"chatter/application_name":         "proxy: the startup application_name is reported in ParameterStatus but not set on the warehouse connection, so SHOW application_name answers \"pgwarden\"",
 }
 
