@@ -128,7 +128,12 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 }
 
 // Rewrite parses sql (one or more statements) and returns what may run on the
-// warehouse for the session id. Every error is a *pgerr.Error.
+// warehouse for the session id. Every error is a *pgerr.Error. A Result may
+// come from the cache and be shared with other callers: do not modify it.
+//
+// Each reference to an exposed relation, at any depth, becomes a fenced
+// subquery in place (see fencedSubquery); anything the rewriter does not know
+// how to check is refused.
 func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
