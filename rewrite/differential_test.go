@@ -187,10 +187,10 @@ func TestDifferentialTPCH(t *testing.T) {
 
 func TestDifferentialDemo(t *testing.T) {
 	runDifferential(t, corpus{
-		name:   "demo",
-		schema: "../testdata/demo/schema.sql",
-		data:   "../testdata/demo/data.sql",
-		policy: "../testdata/demo/policy.yaml",
+		name:    "demo",
+		schema:  "../testdata/demo/schema.sql",
+		data:    "../testdata/demo/data.sql",
+		policy:  "../testdata/demo/policy.yaml",
 		queries: splitStatements(t, readFile(t, "../testdata/rewrite/differential/demo.sql")),
 		sessions: []diffSession{
 			{
