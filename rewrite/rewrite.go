@@ -202,7 +202,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 			return nil, p.err
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
-		out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{raw}})
+		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
