@@ -400,7 +400,8 @@ func (p *pass) view(t *relTemplate) *view {
 		return v
 	}
 	if !t.rel.Shared && p.id.Tenant == "" {
-		p.fail(pgerr.Denied("permission denied for relation %s", t.rel.Name).WithDetail("the session has no tenant"))
+		// The same error as for an unlisted relation: no existence oracle.
+		p.fail(errDenied(t.rel.Name))
 		return nil
 	}
 	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
