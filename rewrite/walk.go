@@ -344,14 +344,14 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 			}
 		}
 	}
-	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
+	// Unlisted, unpublished for the role, or tenant-keyed for a session
+	// without a tenant: the same error, so it is no existence oracle.
+	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) ||
+		(!t.rel.Shared && p.id.Tenant == "") {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	v := p.view(t)
-	if p.err != nil {
-		return
-	}
 	p.note(t.rel.QualifiedName())
 	item := rangeItem{alias: alias, v: v}
 	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
@@ -398,11 +398,6 @@ func errColumn(col, rel string) *pgerr.Error {
 func (p *pass) view(t *relTemplate) *view {
 	if v, ok := p.views[t]; ok {
 		return v
-	}
-	if !t.rel.Shared && p.id.Tenant == "" {
-		// The same error as for an unlisted relation: no existence oracle.
-		p.fail(errDenied(t.rel.Name))
-		return nil
 	}
 	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
 	for _, c := range t.cols {
