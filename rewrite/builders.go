@@ -206,3 +206,7 @@ func appendAnd(where, cond *pg_query.Node) *pg_query.Node {
 func singleStatement(version int32, raw *pg_query.RawStmt) *pg_query.ParseResult {
 	return &pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{raw}}
 }
+
+func starRef() *pg_query.Node {
+	return pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, 0)
+}

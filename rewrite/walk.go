@@ -417,14 +417,23 @@ func (p *pass) view(t *relTemplate) *view {
 // subquery builds the fenced subquery for a protected relation.
 func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname string) *pg_query.Node {
 	targets := make([]*pg_query.Node, 0, len(t.cols))
+	restricted := false
 	for _, c := range t.cols {
 		switch {
 		case v.denied[c.name]:
+			restricted = true
 		case c.masked != nil && !p.id.InGroup(c.rule.UnlessGroups...):
+			restricted = true
 			targets = append(targets, resTarget(c.name, c.masked))
 		default:
 			targets = append(targets, resTarget("", colRef(c.name)))
 		}
+	}
+	if !restricted {
+		// Every column as it is: * says the same as the full list (columns
+		// are visible unless the policy says otherwise) with a smaller tree
+		// to deparse.
+		targets = []*pg_query.Node{resTarget("", starRef())}
 	}
 	var conds []*pg_query.Node
 	if !t.rel.Shared {
