@@ -362,7 +362,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 				break
 			}
 			if v.denied[c.name] {
-				p.fail(errColumn(c.name, t.rel.Name))
+				p.fail(p.at(errColumn(c.name, t.rel.Name), rv.Location))
 				return
 			}
 			k++
