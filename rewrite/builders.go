@@ -201,3 +201,12 @@ func appendAnd(where, cond *pg_query.Node) *pg_query.Node {
 	}
 	return andExpr([]*pg_query.Node{where, cond})
 }
+
+// singleStatement wraps one statement for Deparse.
+func singleStatement(version int32, raw *pg_query.RawStmt) *pg_query.ParseResult {
+	return &pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{raw}}
+}
+
+func starRef() *pg_query.Node {
+	return pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, 0)
+}

@@ -128,7 +128,12 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 }
 
 // Rewrite parses sql (one or more statements) and returns what may run on the
-// warehouse for the session id. Every error is a *pgerr.Error.
+// warehouse for the session id. Every error is a *pgerr.Error. A Result may
+// come from the cache and be shared with other callers: do not modify it.
+//
+// Each reference to an exposed relation, at any depth, becomes a fenced
+// subquery in place (see fencedSubquery); anything the rewriter does not know
+// how to check is refused.
 func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -197,7 +202,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 			return nil, p.err
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
-		out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{raw}})
+		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}

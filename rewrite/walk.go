@@ -344,14 +344,14 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 			}
 		}
 	}
-	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
+	// Unlisted, unpublished for the role, or tenant-keyed for a session
+	// without a tenant: the same error, so it is no existence oracle.
+	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) ||
+		(!t.rel.Shared && p.id.Tenant == "") {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	v := p.view(t)
-	if p.err != nil {
-		return
-	}
 	p.note(t.rel.QualifiedName())
 	item := rangeItem{alias: alias, v: v}
 	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
@@ -362,7 +362,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 				break
 			}
 			if v.denied[c.name] {
-				p.fail(errColumn(c.name, t.rel.Name))
+				p.fail(p.at(errColumn(c.name, t.rel.Name), rv.Location))
 				return
 			}
 			k++
@@ -399,10 +399,6 @@ func (p *pass) view(t *relTemplate) *view {
 	if v, ok := p.views[t]; ok {
 		return v
 	}
-	if !t.rel.Shared && p.id.Tenant == "" {
-		p.fail(pgerr.Denied("permission denied for relation %s", t.rel.Name).WithDetail("the session has no tenant"))
-		return nil
-	}
 	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
 	for _, c := range t.cols {
 		if c.rule != nil && c.rule.Deny && !p.id.InGroup(c.rule.UnlessGroups...) {
@@ -421,14 +417,23 @@ func (p *pass) view(t *relTemplate) *view {
 // subquery builds the fenced subquery for a protected relation.
 func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname string) *pg_query.Node {
 	targets := make([]*pg_query.Node, 0, len(t.cols))
+	restricted := false
 	for _, c := range t.cols {
 		switch {
 		case v.denied[c.name]:
+			restricted = true
 		case c.masked != nil && !p.id.InGroup(c.rule.UnlessGroups...):
+			restricted = true
 			targets = append(targets, resTarget(c.name, c.masked))
 		default:
 			targets = append(targets, resTarget("", colRef(c.name)))
 		}
+	}
+	if !restricted {
+		// Every column as it is: * says the same as the full list (columns
+		// are visible unless the policy says otherwise) with a smaller tree
+		// to deparse.
+		targets = []*pg_query.Node{resTarget("", starRef())}
 	}
 	var conds []*pg_query.Node
 	if !t.rel.Shared {
