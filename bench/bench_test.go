@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"strings"
@@ -127,6 +128,10 @@ func TestParseGoBench(t *testing.T) {
 		{Pkg: rw, Name: "RewritePgbenchSelect", Runs: 1, NsPerOp: 12000, BytesPerOp: 2000, AllocsPerOp: 30},
 		{Pkg: rb, Name: "Rewrite/bi/revenue", Runs: 1, NsPerOp: 300000, BytesPerOp: 90000, AllocsPerOp: 1200},
 		{Pkg: rb, Name: "ParseDeparse/bi/revenue", Runs: 1, NsPerOp: 100000, BytesPerOp: 30000, AllocsPerOp: 400},
+		{Pkg: rw, Name: "Rewrite/tpch/parse", Runs: 1, NsPerOp: 1e6, BytesPerOp: 50000, AllocsPerOp: 900},
+		{Pkg: rw, Name: "Rewrite/tpch/parse_deparse", Runs: 1, NsPerOp: 2e6, BytesPerOp: 90000, AllocsPerOp: 1800},
+		{Pkg: rw, Name: "Rewrite/tpch/rewrite_uncached", Runs: 1, NsPerOp: 5e6, BytesPerOp: 190000, AllocsPerOp: 4000},
+		{Pkg: rw, Name: "Rewrite/tpch/rewrite_cached", Runs: 1, NsPerOp: 10000, BytesPerOp: 1000, AllocsPerOp: 22},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("benchmarks (-want +got):\n%s", diff)
@@ -135,6 +140,7 @@ func TestParseGoBench(t *testing.T) {
 	wantR := []rewriteRatio{
 		{Query: "RewriteTPCH/q01", RewriteNs: 110000, RewriteAllocs: 300, BaselineNs: 55000, BaselineAllocs: 100, Ratio: 2},
 		{Query: "Rewrite/bi/revenue", RewriteNs: 300000, RewriteAllocs: 1200, BaselineNs: 100000, BaselineAllocs: 400, Ratio: 3},
+		{Query: "rewrite: Rewrite/tpch (one op = the whole corpus)", RewriteNs: 5e6, RewriteAllocs: 4000, BaselineNs: 2e6, BaselineAllocs: 1800, Ratio: 2.5},
 	}
 	if diff := cmp.Diff(wantR, ratios); diff != "" {
 		t.Errorf("ratios (-want +got):\n%s", diff)
@@ -242,5 +248,61 @@ func TestPivotRows(t *testing.T) {
 	wantR := [][]string{{"select", "simple", "8", "1500", "1350", "100", "0.10×", "0.11×", "0.90×"}}
 	if diff := cmp.Diff(wantR, rows); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
+func TestFmtRatio(t *testing.T) {
+	for v, want := range map[float64]string{1.234: "1.23×", 0.1: "0.10×", 0.0034: "0.0034×", 0.042: "0.042×", math.NaN(): "–"} {
+		if got := fmtRatio(v); got != want {
+			t.Errorf("fmtRatio(%v) = %q, want %q", v, got, want)
+		}
+	}
+}
+
+// TestReportJSONRoundTrip checks that -render redraws exactly what the run
+// wrote: the report survives results.json.
+func TestReportJSONRoundTrip(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{8}, Protocols: []string{"simple"}, QueriesPerTx: 1}
+	rep := &report{Command: "make bench", Settings: []string{"duration 3s per run"}, Notes: []string{"a note"},
+		Targets: []targetInfo{{"direct", "PostgreSQL itself"}},
+		E2E: &e2eResults{Workloads: []*workload{w}, Targets: []string{"direct", "pgwarden"}, Samples: map[caseKey][]sample{
+			{"select", "simple", 8, "direct"}:   {{Round: 1, TPS: 1000, Lat: latencyStats{N: 3000, MeanMs: 1, P50Ms: 0.9, P99Ms: 4}, Mode: "none"}},
+			{"select", "simple", 8, "pgwarden"}: {{Round: 1, Err: "boom", Mode: "1 upstream per client"}},
+		}},
+		Tickets: []ticketRound{{Pairs: 10, PairsPerS: 5}}, TicketW: 4,
+		Scale:   []scalePoint{{Target: "pgwarden", Conns: 100, Opened: 100, PerConnKB: 55}},
+		GoBench: []goBench{{Pkg: "p", Name: "RewriteX/q", Runs: 1, NsPerOp: 2}, {Pkg: "p", Name: "ParseDeparseX/q", Runs: 1, NsPerOp: 1}},
+		Plans:   []targetPlan{{Target: "direct", SQL: "SELECT 1", Plan: "Result"}},
+	}
+	var before strings.Builder
+	rep.writeMarkdown(&before)
+	b, err := json.Marshal(rep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back report
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	var after strings.Builder
+	back.writeMarkdown(&after)
+	if diff := cmp.Diff(before.String(), after.String()); diff != "" {
+		t.Errorf("markdown after a JSON round trip (-want +got):\n%s", diff)
+	}
+	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0"} {
+		if !strings.Contains(after.String(), want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+}
+
+func TestServerError(t *testing.T) {
+	in := "after 1191 connections: failed to connect to `user=bench database=bench`: 127.0.0.1:40743 (127.0.0.1): server error: FATAL: warehouse bench is unreachable (SQLSTATE 53300)"
+	want := "after 1191 connections: FATAL: warehouse bench is unreachable (SQLSTATE 53300)"
+	if got := serverError(in); got != want {
+		t.Errorf("serverError = %q, want %q", got, want)
+	}
+	if got := serverError("plain"); got != "plain" {
+		t.Errorf("serverError(plain) = %q", got)
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -18,7 +19,7 @@ type target struct {
 	Filters bool
 	// Endpoint returns how to reach the target for a workload, protocol and
 	// tenant, and a short description of its pooling mode for the table.
-	Endpoint func(w *workload, protocol, tenant string) (endpoint, string)
+	Endpoint func(w *workload, protocol, tenant string) (endpoint, string) `json:"-"`
 }
 
 // workload is a pgbench script run against every target.
@@ -31,7 +32,7 @@ type workload struct {
 	Clients   []int
 	Protocols []string
 	// Script returns the script for a tenant on a target.
-	Script func(t *target, tenant string) (string, error)
+	Script func(t *target, tenant string) (string, error) `json:"-"`
 	// DB is the database for direct connections, Warehouse its pgwarden name.
 	DB, Warehouse string
 	// QueriesPerTx is the number of statements one transaction runs.
@@ -59,6 +60,47 @@ type e2eResults struct {
 	Workloads []*workload
 	Targets   []string
 	Samples   map[caseKey][]sample
+}
+
+// e2eJSON is e2eResults with its map flattened, for results.json.
+type e2eJSON struct {
+	Workloads []*workload
+	Targets   []string
+	Cases     []e2eCase
+}
+
+type e2eCase struct {
+	Key     caseKey
+	Samples []sample
+}
+
+func (r *e2eResults) MarshalJSON() ([]byte, error) {
+	j := e2eJSON{Workloads: r.Workloads, Targets: r.Targets}
+	for _, w := range r.Workloads {
+		for _, proto := range w.Protocols {
+			for _, c := range w.Clients {
+				for _, t := range r.Targets {
+					k := caseKey{w.Name, proto, c * len(w.Tenants), t}
+					if ss, ok := r.Samples[k]; ok {
+						j.Cases = append(j.Cases, e2eCase{k, ss})
+					}
+				}
+			}
+		}
+	}
+	return json.Marshal(j)
+}
+
+func (r *e2eResults) UnmarshalJSON(b []byte) error {
+	var j e2eJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	r.Workloads, r.Targets, r.Samples = j.Workloads, j.Targets, map[caseKey][]sample{}
+	for _, c := range j.Cases {
+		r.Samples[c.Key] = c.Samples
+	}
+	return nil
 }
 
 type e2eOptions struct {

@@ -111,29 +111,58 @@ func familyKind(family string) (kind, corpus string) {
 	return "", ""
 }
 
+// Leaf names by which a benchmark says what it measures when the family is
+// split by sub-benchmarks instead ("Rewrite/tpch/parse_deparse" next to
+// "Rewrite/tpch/rewrite_uncached", as package rewrite does).
+var (
+	baselineLeaves = map[string]bool{"parse_deparse": true, "parsedeparse": true, "ParseDeparse": true}
+	rewriteLeaves  = map[string]bool{"rewrite_uncached": true, "rewrite": true, "Rewrite": true}
+)
+
+// pairKey says which baseline a rewrite benchmark is compared with.
+type pairKey struct{ pkg, corpus, query string }
+
+// classify returns whether b is a rewrite or a baseline benchmark and the key
+// that pairs the two; kind is "" for anything else.
+func classify(b goBench) (kind string, k pairKey) {
+	if i := strings.LastIndex(b.Name, "/"); i >= 0 {
+		prefix, leaf := b.Name[:i], b.Name[i+1:]
+		switch {
+		case baselineLeaves[leaf]:
+			return "baseline", pairKey{b.Pkg, "/", prefix}
+		case rewriteLeaves[leaf]:
+			return "rewrite", pairKey{b.Pkg, "/", prefix}
+		}
+	}
+	fam, q := splitBenchName(b.Name)
+	kind, corpus := familyKind(fam)
+	return kind, pairKey{b.Pkg, corpus, q}
+}
+
 // pairRewriteBaseline matches every rewrite benchmark with the baseline of the
 // same package, corpus and query.
 func pairRewriteBaseline(bs []goBench) []rewriteRatio {
-	type key struct{ pkg, corpus, query string }
-	base := map[key]goBench{}
+	base := map[pairKey]goBench{}
 	for _, b := range bs {
-		fam, q := splitBenchName(b.Name)
-		if kind, corpus := familyKind(fam); kind == "baseline" {
-			base[key{b.Pkg, corpus, q}] = b
+		if kind, k := classify(b); kind == "baseline" {
+			base[k] = b
 		}
 	}
 	var out []rewriteRatio
 	for _, b := range bs {
-		fam, q := splitBenchName(b.Name)
-		kind, corpus := familyKind(fam)
+		kind, k := classify(b)
 		if kind != "rewrite" {
 			continue
 		}
-		bb, ok := base[key{b.Pkg, corpus, q}]
+		bb, ok := base[k]
 		if !ok || bb.NsPerOp == 0 {
 			continue
 		}
-		out = append(out, rewriteRatio{Query: b.Name, RewriteNs: b.NsPerOp, RewriteAllocs: b.AllocsPerOp,
+		name := b.Name
+		if k.corpus == "/" {
+			name = shortPkg(b.Pkg) + ": " + k.query + " (one op = the whole corpus)"
+		}
+		out = append(out, rewriteRatio{Query: name, RewriteNs: b.NsPerOp, RewriteAllocs: b.AllocsPerOp,
 			BaselineNs: bb.NsPerOp, BaselineAllocs: bb.AllocsPerOp, Ratio: b.NsPerOp / bb.NsPerOp})
 	}
 	return out

@@ -1,14 +1,20 @@
 // Command bench measures pgwarden on one machine, side by side with the
-// alternatives, and writes bench/RESULTS.md and a PNG chart:
+// alternatives, and writes bench/RESULTS.md and bench/throughput.png:
 //
-//   - end to end with pgbench against PostgreSQL directly, PgBouncer,
-//     PostgreSQL's row-level security and pgwarden, interleaved round by round;
+//   - end to end with pgbench against PostgreSQL directly, PgBouncer (Debian's
+//     package, installed with apt-get when missing and root), PostgreSQL's
+//     row-level security and pgwarden (bin/pgwarden), interleaved round by
+//     round: a tenant-keyed pgbench -S, a shared-table lookup (the proxy path
+//     alone) and a dashboard of aggregates over the demo schema;
 //   - the ticket service's mint + exchange rate over HTTP;
-//   - proxy memory per idle client connection;
-//   - the rewriter's Go microbenchmarks (go test -bench).
+//   - proxy memory per idle client connection (pgwarden and PgBouncer);
+//   - the rewriter's Go microbenchmarks (go test -bench over ./rewrite/ and
+//     ./bench/..., including bench/rewritebench).
 //
-// Run it from the module root with `make bench` (or `go run ./bench -quick`
-// for a smoke run of about two minutes).
+// Run it from the module root with `make bench` (about 15 minutes on two
+// cores), or `go run ./bench -quick` for a smoke run of about two minutes.
+// -duration, -rounds, -clients, -protocols, -targets and -parts narrow a run;
+// -render FILE redraws the report from an earlier run's bench/out/results.json.
 package main
 
 import (
@@ -28,24 +34,26 @@ import (
 )
 
 type options struct {
-	Quick          bool
-	Duration       time.Duration
-	Rounds         int
-	Out            string
-	Clients        []int
-	Protocols      []string
-	DashProtocols  []string
-	Targets        []string
-	Parts          map[string]bool
-	Scale          int
-	Pgwarden       string
-	MaxConnections int
-	Conns          []int
-	BenchCount     int
-	Benchtime      string
-	TicketWorkers  int
-	Keep           bool
-	NoWarmup       bool
+	Quick           bool
+	Duration        time.Duration
+	Rounds          int
+	Out             string
+	Clients         []int
+	Protocols       []string
+	DashProtocols   []string
+	SharedProtocols []string
+	Targets         []string
+	Parts           map[string]bool
+	Scale           int
+	Pgwarden        string
+	MaxConnections  int
+	Conns           []int
+	BenchCount      int
+	Benchtime       string
+	TicketWorkers   int
+	Keep            bool
+	NoWarmup        bool
+	Render          string
 }
 
 func main() {
@@ -67,7 +75,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
-	parts := fs.String("parts", "select,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
@@ -77,6 +86,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
+	fs.StringVar(&o.Render, "render", "", "measure nothing: redraw RESULTS.md and the chart from a results.json of an earlier run")
 	if err := fs.Parse(args); err != nil {
 		return nil, "", err
 	}
@@ -108,12 +118,13 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	o.Protocols = strList(*protocols)
 	o.DashProtocols = strList(*dash)
+	o.SharedProtocols = strList(*shared)
 	o.Targets = strList(*targets)
 	o.Parts = map[string]bool{}
 	for _, p := range strList(*parts) {
 		o.Parts[p] = true
 	}
-	for _, p := range append(append([]string{}, o.Protocols...), o.DashProtocols...) {
+	for _, p := range append(append(append([]string{}, o.Protocols...), o.DashProtocols...), o.SharedProtocols...) {
 		switch p {
 		case "simple", "extended", "prepared":
 		default:
@@ -198,6 +209,9 @@ func run(args []string, stdout, log io.Writer) error {
 	if err := os.MkdirAll(filepath.Join(outDir, "out"), 0o755); err != nil {
 		return err
 	}
+	if o.Render != "" {
+		return render(abs(o.Render), outDir, stdout, log)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -228,7 +242,7 @@ func run(args []string, stdout, log io.Writer) error {
 		defer os.RemoveAll(work)
 	}
 
-	e2e := o.Parts["select"] || o.Parts["dashboard"]
+	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
 	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"]
 	var (
 		c          *cluster
@@ -417,10 +431,36 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
 			Script: func(*target, string) (string, error) { return selectScript, nil }})
 	}
+	if o.Parts["shared"] && len(o.SharedProtocols) > 0 {
+		sharedScript, err := c.sharedScript()
+		if err != nil {
+			return err
+		}
+		workloads = append(workloads, &workload{Name: "shared", Tenants: []string{benchTenant}, Clients: []int{8}, Protocols: o.SharedProtocols,
+			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
+			Script: func(*target, string) (string, error) { return sharedScript, nil }})
+	}
 	if o.Parts["dashboard"] && len(o.DashProtocols) > 0 {
+		// Write every script before any run: the tenant processes of one case
+		// start concurrently and must never see a file being rewritten.
+		unfiltered, err := c.dashboardScript("", false)
+		if err != nil {
+			return err
+		}
+		handFiltered := map[string]string{}
+		for _, tenant := range demoTenants() {
+			if handFiltered[tenant], err = c.dashboardScript(tenant, true); err != nil {
+				return err
+			}
+		}
 		workloads = append(workloads, &workload{Name: "dashboard", Tenants: demoTenants(), Clients: []int{2}, Protocols: o.DashProtocols,
 			DB: dbDemo, Warehouse: whDemo, QueriesPerTx: dashboardQueries,
-			Script: func(t *target, tenant string) (string, error) { return c.dashboardScript(tenant, !t.Filters) }})
+			Script: func(t *target, tenant string) (string, error) {
+				if t.Filters {
+					return unfiltered, nil
+				}
+				return handFiltered[tenant], nil
+			}})
 	}
 	if o.Parts["select"] {
 		rep.Plans = explainPlans(ctx, c, wardenE2E)
@@ -511,28 +551,29 @@ func writeOutputs(rep *report, outDir string, stdout, log io.Writer) error {
 	if err := os.WriteFile(filepath.Join(outDir, "RESULTS.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
-	raw, err := json.MarshalIndent(rawResults(rep), "", "  ")
-	if err == nil {
-		os.WriteFile(filepath.Join(outDir, "out", "results.json"), raw, 0o644)
+	// Everything measured, so that -render can redraw the report without
+	// measuring again.
+	raw, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("results.json: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(outDir, "out", "results.json"), raw, 0o644); err != nil {
+		return err
 	}
 	fmt.Fprint(stdout, md.String())
 	fmt.Fprintf(log, "wrote %s and %s\n", filepath.Join(outDir, "RESULTS.md"), filepath.Join(outDir, "throughput.png"))
 	return nil
 }
 
-// rawResults is the JSON form of every sample, for later analysis.
-func rawResults(rep *report) any {
-	type rawSample struct {
-		caseKey
-		sample
+// render redraws the report of an earlier run from its results.json.
+func render(path, outDir string, stdout, log io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
 	}
-	var samples []rawSample
-	if rep.E2E != nil {
-		for k, ss := range rep.E2E.Samples {
-			for _, s := range ss {
-				samples = append(samples, rawSample{k, s})
-			}
-		}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	return map[string]any{"machine": rep.Machine, "samples": samples, "tickets": rep.Tickets, "scale": rep.Scale, "gobench": rep.GoBench}
+	return writeOutputs(&rep, outDir, stdout, log)
 }

@@ -41,8 +41,12 @@ func fmtF(v float64, prec int) string {
 }
 
 func fmtRatio(v float64) string {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
+	switch {
+	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "–"
+	case v < 0.0995:
+		// Keep two significant digits where a large gap would print 0.00×.
+		return fmt.Sprintf("%.2g×", v)
 	}
 	return fmt.Sprintf("%.2f×", v)
 }
@@ -198,6 +202,12 @@ func (r *report) writeMarkdown(w io.Writer) {
 				fmt.Fprintf(w, "baselines); rls and pgwarden see only tenant %s's rows (a quarter of the accounts, spread by aid %% 4).\n", benchTenant)
 				fmt.Fprintf(w, "pgbench runs with `-j 2` (fewer threads than clients is not allowed, so `-j 1` at one client); latency\n")
 				fmt.Fprintf(w, "mean and p99 come from pgbench's per-transaction log (`--log`).\n\n")
+			case "shared":
+				fmt.Fprintf(w, "### shared: the proxy path alone\n\n")
+				fmt.Fprintf(w, "`SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;` at %d clients. pgbench_tellers is shared reference\n", wl.Clients[0])
+				fmt.Fprintf(w, "data (no tenant column, no RLS policy, `shared: true` in pgwarden's policy), so every target runs the same\n")
+				fmt.Fprintf(w, "query on the same index and what differs is only the path: pooler, or pgwarden's parse, policy check,\n")
+				fmt.Fprintf(w, "deparse and relay.\n\n")
 			case "dashboard":
 				fmt.Fprintf(w, "### dashboard: %d aggregate queries per transaction over the demo schema\n\n", wl.QueriesPerTx)
 				fmt.Fprintf(w, "One pgbench process per tenant (%s) runs concurrently, %d clients each; TPS is their sum\n",
@@ -243,7 +253,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 		var rows [][]string
 		for _, p := range r.Scale {
 			rows = append(rows, []string{p.Target, fmt.Sprint(p.Conns), fmt.Sprint(p.Opened), fmt.Sprint(p.BaseKB), fmt.Sprint(p.RSSKB),
-				fmtF(p.PerConnKB, 1), oneLine(p.Err, 90)})
+				fmtF(p.PerConnKB, 1), oneLine(serverError(p.Err), 110)})
 		}
 		mdTable(w, []string{"proxy", ">N", ">opened", ">base RSS kB", ">RSS kB", ">kB / conn", "note"}, rows)
 		fmt.Fprintln(w)
@@ -315,6 +325,8 @@ func chartPanels(res *e2eResults) []barPanel {
 			switch w.Name {
 			case "select":
 				p.Title = fmt.Sprintf("select (pgbench -S, tenant-keyed), %d client(s): transactions/s, median", total)
+			case "shared":
+				p.Title = fmt.Sprintf("shared (point lookup on a shared table: the proxy path alone), %d clients: transactions/s, median", total)
 			default:
 				p.Title = fmt.Sprintf("%s, %d tenants x %d clients: dashboard loads/s (%d queries each), median", w.Name, len(w.Tenants), c, w.QueriesPerTx)
 			}
@@ -384,4 +396,14 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 		}
 	}
 	return header, rows
+}
+
+// serverError keeps what the server said from a client-side connect error,
+// which is the informative part ("FATAL: … (SQLSTATE 53300)").
+func serverError(s string) string {
+	if i := strings.LastIndex(s, "server error: "); i >= 0 {
+		prefix, _, _ := strings.Cut(s, ":")
+		return prefix + ": " + s[i+len("server error: "):]
+	}
+	return s
 }

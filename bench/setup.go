@@ -164,6 +164,15 @@ func (c *cluster) selectScript() (string, error) {
 	return path, os.WriteFile(path, []byte(body), 0o644)
 }
 
+// sharedScript is the proxy-overhead workload: a point lookup on
+// pgbench_tellers, which every policy here marks shared, so no target filters
+// it and every target runs the same query; what differs is only the path.
+func (c *cluster) sharedScript() (string, error) {
+	path := filepath.Join(c.work, "shared.sql")
+	body := fmt.Sprintf("\\set tid random(1, %d)\nSELECT tbalance FROM pgbench_tellers WHERE tid = :tid;\n", 10*c.scale)
+	return path, os.WriteFile(path, []byte(body), 0o644)
+}
+
 // dashboardSQL is one dashboard load: the aggregates an embedded analytics page
 // runs when it opens. {{where "x"}} and {{and "x"}} expand to a hand-written
 // tenant filter on alias x for the unfiltered baselines (what the application
