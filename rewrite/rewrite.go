@@ -206,6 +206,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
+		if f := raw.Stmt.GetFetchStmt(); f != nil {
+			out = fetchSQL(f)
+		}
 		st.SQL = out
 		sort.Strings(p.relations)
 		st.Relations = p.relations

@@ -40,6 +40,10 @@ type rangeItem struct {
 	alias string
 	v     *view
 	sub   *pg_query.SelectStmt
+	// schema is set when an unaliased relation was replaced by a subquery:
+	// PostgreSQL also accepts schema.rel.col for it, which must now drop the
+	// schema (Metabase qualifies every column that way).
+	schema string
 }
 
 // view is a protected relation as this session sees it.
@@ -377,6 +381,9 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	if rv.Alias == nil || len(rv.Alias.Colnames) == 0 {
 		item.sub = sub.GetRangeSubselect().GetSubquery().GetSelectStmt()
 	}
+	if rv.Alias == nil {
+		item.schema = t.rel.Schema
+	}
 	s.items = append(s.items, item)
 	n.Node = sub.Node
 }
@@ -682,6 +689,9 @@ func operatorAllowed(name []*pg_query.Node) bool {
 // columnRef refuses references to denied columns with a clear message. The
 // subquery omits denied columns anyway; this only says why.
 func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
+	if len(c.Fields) == 3 {
+		p.unqualifySchema(c, s)
+	}
 	f := c.Fields
 	if len(f) == 0 {
 		return
@@ -727,6 +737,23 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 }
 
+// unqualifySchema turns schema.rel.col into rel.col when rel names, in
+// scope, a relation that was replaced by its (unaliased) fenced subquery,
+// which PostgreSQL resolves by its alias only.
+func (p *pass) unqualifySchema(c *pg_query.ColumnRef, s *scope) {
+	schema, rel := c.Fields[0].GetString_().GetSval(), c.Fields[1].GetString_().GetSval()
+	for lv := s; lv != nil; lv = lv.parent {
+		for i := len(lv.items) - 1; i >= 0; i-- {
+			if it := lv.items[i]; it.alias == rel {
+				if it.schema != "" && it.schema == schema {
+					c.Fields = c.Fields[1:]
+				}
+				return
+			}
+		}
+	}
+}
+
 // funcCall checks a function call against the allow-list and walks its
 // arguments.
 func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
@@ -748,6 +775,8 @@ func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
 		if schema == "" || schema == "pg_catalog" {
 			p.settingFunc(name, fc.Args)
 		}
+	case "timezone":
+		explicitCall(fc)
 	}
 	p.exprs(fc.Args, s)
 	p.exprs(fc.AggOrder, s)
