@@ -46,6 +46,9 @@ type relTemplate struct {
 	rel  *policy.Relation
 	cat  *policy.CatalogRelation
 	cols []colTemplate
+	// guard[i] is set when filter i could fail or raise on a row (a cast, a
+	// function, arithmetic): it then runs only on the tenant's own rows.
+	guard []bool
 }
 
 type colTemplate struct {
@@ -91,6 +94,9 @@ func templates(rels map[string]*policy.Relation, cat *policy.Catalog) (map[strin
 	for key, rel := range rels {
 		cr, _ := cat.Relation(rel.Schema, rel.Name)
 		t := &relTemplate{rel: rel, cat: cr}
+		for _, f := range rel.Filters {
+			t.guard = append(t.guard, rel.TenantColumn != "" && !plainFilter(f.Expr))
+		}
 		for i, c := range cr.Columns {
 			tn, err := parseTypeName(c.Type)
 			if err != nil {
@@ -220,4 +226,47 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 		res.Fingerprint = fp
 	}
 	return res, nil
+}
+
+// plainFilter reports whether a policy filter is made only of column
+// references, constants, placeholders and equality tests, which cannot fail
+// or raise on a row's value, so it may run before the tenant filter.
+func plainFilter(n *pg_query.Node) bool {
+	if n == nil {
+		return true
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_ColumnRef, *pg_query.Node_AConst, *pg_query.Node_ParamRef:
+		return true
+	case *pg_query.Node_BoolExpr:
+		return plainFilters(x.BoolExpr.Args)
+	case *pg_query.Node_NullTest:
+		return plainFilter(x.NullTest.Arg)
+	case *pg_query.Node_List:
+		return plainFilters(x.List.Items)
+	case *pg_query.Node_AExpr:
+		e := x.AExpr
+		switch e.Kind {
+		case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_IN:
+		default:
+			return false
+		}
+		if len(e.Name) != 1 {
+			return false
+		}
+		if op := e.Name[0].GetString_().GetSval(); op != "=" && op != "<>" {
+			return false
+		}
+		return plainFilter(e.Lexpr) && plainFilter(e.Rexpr)
+	}
+	return false
+}
+
+func plainFilters(ns []*pg_query.Node) bool {
+	for _, n := range ns {
+		if !plainFilter(n) {
+			return false
+		}
+	}
+	return true
 }

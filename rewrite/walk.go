@@ -446,10 +446,17 @@ func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname 
 	if !t.rel.Shared {
 		conds = append(conds, opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)))
 	}
-	for _, f := range t.rel.Filters {
-		if c := p.filter(f); c != nil {
-			conds = append(conds, c)
+	for i, f := range t.rel.Filters {
+		c := p.filter(f)
+		if c == nil {
+			continue
 		}
+		if t.guard[i] {
+			// CASE fixes the order: PostgreSQL may evaluate the conjuncts of
+			// a WHERE in any order, a CASE branch only when its test holds.
+			c = caseElse(opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)), c, boolConst(false))
+		}
+		conds = append(conds, c)
 	}
 	var where *pg_query.Node
 	if len(conds) > 0 {
