@@ -52,16 +52,8 @@ var knownCatalogGaps = map[string]string{
 // they skip unless PGWARDEN_COMPAT_STRICT is set, so that the suite documents
 // the bug without turning every build red.
 var knownBugs = map[string]string{
-	"chatter/odbc-cursor":              "rewrite: the deparsed FETCH leaves the cursor name unquoted (FETCH FORWARD 100 SQL_CUR0x1), so a mixed-case cursor name is folded to lower case and not found (34000)",
-	"psycopg2/named-cursor-mixed-case": "rewrite: as chatter/odbc-cursor (FETCH FORWARD 100 FROM \"Compat Cursor\" is deparsed unquoted: 42601)",
-	"chatter/session-characteristics":  "rewrite: SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY is refused (42501); PostgreSQL accepts it and it only narrows the session",
-	"bi-sql/metabase":                  "rewrite: a column qualified with schema and table (\"public\".\"orders\".\"region\", as Metabase writes every column) no longer resolves once the table is replaced by its filtered subquery aliased orders (42P01 invalid reference to FROM-clause entry)",
-	"bi-sql/metabase-join":             "rewrite: as bi-sql/metabase, in a join",
-	"bi-sql/at-time-zone-cast":         "rewrite (pg_query deparse): (x AT TIME ZONE 'UTC')::date is deparsed without the parentheses as x AT TIME ZONE 'UTC'::date, so the cast binds to the zone literal (22007 invalid input syntax for type date: \"UTC\"; with ::text it silently changes the type)",
-	"bi-sql/at-time-zone-cast-short":   "rewrite (pg_query deparse): as bi-sql/at-time-zone-cast, with ::date",
-	"bi-sql/array-subscript":           "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
-	"chatter/statement_timeout":        "proxy: with proxy.statement_timeout configured, every SET statement_timeout is refused with 55P02, even one that lowers it; PostgreSQL accepts it, and lowering cannot lift the cap",
-	"chatter/application_name":         "proxy: the startup application_name is reported in ParameterStatus but not set on the warehouse connection, so SHOW application_name answers \"pgwarden\"",
+	"bi-sql/array-subscript":   "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
+	"chatter/application_name": "proxy: the startup application_name is reported in ParameterStatus but not set on the warehouse connection, so SHOW application_name answers \"pgwarden\"",
 }
 
 // exposed is what a querier session of acme outside group pii may see.
