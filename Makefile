@@ -1,7 +1,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: all build test demo deps deps-test vet bench compat clean
+.PHONY: all build test demo deps deps-test vet bench compat compat-strict clean
 
 all: build
 
@@ -13,6 +13,7 @@ deps:
 
 deps-test:
 	@./scripts/deps.sh --test
+	@./compat/install.sh
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -27,6 +28,15 @@ demo: deps build
 
 bench: deps build
 	$(GO) run ./bench
+
+compat: deps build
+	@./compat/install.sh
+	@PGWARDEN_COMPAT_BINARY=bin/pgwarden PGWARDEN_COMPAT_MATRIX=bin/compat-matrix.txt \
+	  $(GO) test -count=1 -timeout 15m ./compat/; rc=$$?; cat bin/compat-matrix.txt 2>/dev/null; exit $$rc
+
+# Known gaps and bugs fail instead of skipping.
+compat-strict:
+	PGWARDEN_COMPAT_STRICT=1 $(MAKE) compat
 
 clean:
 	rm -rf bin

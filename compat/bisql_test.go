@@ -36,6 +36,25 @@ var biQueries = []struct {
 		JOIN order_items oi USING (tenant_id, order_id) JOIN products p USING (product_id) GROUP BY o.region`},
 }
 
+// sameAnswer pairs a query in the shape a tool writes with an equivalent
+// that avoids the construct under test: both must run and agree.
+var sameAnswer = []struct {
+	check, sql, reference string
+}{
+	// Metabase with a report time zone buckets by day like this.
+	{"at-time-zone-cast", `SELECT count(DISTINCT CAST(("public"."orders"."ordered_at" AT TIME ZONE 'UTC') AS date)) FROM "public"."orders"`,
+		`SELECT count(DISTINCT date_trunc('day', timezone('UTC', ordered_at))) FROM orders`},
+	{"at-time-zone-cast-short", `SELECT count(DISTINCT (ordered_at AT TIME ZONE 'UTC')::date) FROM orders`,
+		`SELECT count(DISTINCT date_trunc('day', timezone('UTC', ordered_at))) FROM orders`},
+	{"array-subscript", `SELECT (ARRAY[min(order_id), max(order_id)])[1]::bigint FROM orders`,
+		`SELECT min(order_id)::bigint FROM orders`},
+	{"typed-literals", `SELECT count(*) FROM orders WHERE ordered_at >= timestamp with time zone '2000-01-01 00:00:00.000Z'
+		AND ordered_at < DATE '2100-01-01' + INTERVAL '1' DAY`, `SELECT count(*) FROM orders`},
+	{"window-grouping", `SELECT count(*) FROM (SELECT region, row_number() OVER (PARTITION BY region ORDER BY total DESC) AS rn
+		FROM orders GROUP BY GROUPING SETS ((region, total), ())) x WHERE rn IS NOT NULL AND region IS NOT NULL`,
+		`SELECT count(*) FROM (SELECT DISTINCT region, total FROM orders) x`},
+}
+
 // regionCounts runs a query returning (region, count) rows.
 func regionCounts(ctx context.Context, conn *pgx.Conn, sql string) (map[string]int64, error) {
 	rows, err := conn.Query(ctx, sql)
@@ -82,6 +101,18 @@ func testBISQL(t *testing.T) {
 	}
 	if total != acmeOrders {
 		t.Fatalf("acme's orders by region add up to %d, want %d", total, acmeOrders)
+	}
+	for _, q := range sameAnswer {
+		check(t, "bi-sql", q.check, func() error {
+			var got, want int64
+			if err := conn.QueryRow(ctx, q.reference).Scan(&want); err != nil {
+				return fmt.Errorf("reference %s: %w", oneLine(q.reference), err)
+			}
+			if err := conn.QueryRow(ctx, q.sql).Scan(&got); err != nil {
+				return err
+			}
+			return wantCount(oneLine(q.sql), got, want)
+		})
 	}
 	for _, q := range biQueries {
 		check(t, "bi-sql", q.check, func() error {

@@ -106,7 +106,7 @@ func testChatter(t *testing.T) {
 	check(t, "chatter", "set", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		for _, q := range []string{"SET extra_float_digits = 3", "SET DateStyle = 'ISO'", "SET TIME ZONE 'UTC'",
 			"SET application_name = 'Metabase v0.50'", "SET client_min_messages TO warning",
-			"SET statement_timeout = '30s'", "RESET extra_float_digits", "SET extra_float_digits = 3"} {
+			"RESET extra_float_digits", "SET extra_float_digits = 3"} {
 			if _, err := conn.Exec(ctx, q); err != nil {
 				return fmt.Errorf("%s: %w", q, err)
 			}
@@ -253,6 +253,8 @@ func testChatter(t *testing.T) {
 		return sameList("pg_database", names, []string{acme(t).Database})
 	}))
 	check(t, "chatter", "statement_timeout", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// Tools lower the timeout per query (PostgreSQL accepts it; lowering
+		// cannot lift the proxy's cap of 60s, and raising it is refused).
 		if _, err := conn.Exec(ctx, "SET statement_timeout = '200ms'"); err != nil {
 			return err
 		}
@@ -307,6 +309,38 @@ func testChatter(t *testing.T) {
 		}
 		return firstErr(onlyAcme(seen), wantCount("rows fetched", int64(rows), acmeOrders))
 	}))
+	check(t, "chatter", "psqlodbc-connect", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// psqlODBC's connect sequence (Tableau, Power BI's ODBC path), one
+		// multi-statement simple query, then its large-object type probe.
+		res, err := conn.PgConn().Exec(ctx, "SET DateStyle = 'ISO';SET extra_float_digits = 2;show transaction_isolation").ReadAll()
+		if err != nil {
+			return err
+		}
+		if len(res) != 3 || len(res[2].Rows) != 1 || string(res[2].Rows[0][0]) != "read committed" {
+			return fmt.Errorf("got %d results, want 3 ending in read committed", len(res))
+		}
+		if _, err := conn.Exec(ctx, "select oid, typbasetype from pg_type where typname = 'lo'"); err != nil {
+			return err
+		}
+		_, err = conn.Exec(ctx, "SET client_encoding TO 'UTF8'")
+		return err
+	}))
+	check(t, "chatter", "privilege-functions", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// Metabase's sync and DBeaver ask which tables they may read.
+		var orders bool
+		if err := conn.QueryRow(ctx, "SELECT has_table_privilege('public.orders', 'SELECT')").Scan(&orders); err != nil {
+			return err
+		}
+		if !orders {
+			return fmt.Errorf("has_table_privilege(public.orders, SELECT) = false")
+		}
+		var hidden bool
+		err := conn.QueryRow(ctx, "SELECT has_table_privilege('public.internal_costs', 'SELECT')").Scan(&hidden)
+		if err == nil && hidden {
+			return fmt.Errorf("has_table_privilege(public.internal_costs, SELECT) = true")
+		}
+		return nil
+	}))
 	check(t, "chatter", "npgsql-types", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		for _, q := range []string{npgsqlTypesSQL, npgsqlCompositesSQL, npgsqlEnumsSQL} {
 			if _, err := conn.Exec(ctx, q); err != nil {
@@ -328,6 +362,16 @@ func testChatter(t *testing.T) {
 			if err == nil && len(names) > 0 {
 				return fmt.Errorf("%s visible through the catalog: %q", q.what, names)
 			}
+		}
+		return nil
+	}))
+	check(t, "chatter", "relation-oracle", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
+		// A hidden relation must look like a missing one (the rewriter's rule
+		// for FROM), including through a regclass cast.
+		_, errHidden := pgxStrings(ctx, conn, "SELECT 'internal_costs'::regclass::text")
+		_, errMissing := pgxStrings(ctx, conn, "SELECT 'no_such_relation_xyz'::regclass::text")
+		if errHidden == nil || sqlState(errHidden) != sqlState(errMissing) {
+			return fmt.Errorf("'internal_costs'::regclass: got %v; a missing relation gives %v", errHidden, errMissing)
 		}
 		return nil
 	}))

@@ -184,12 +184,29 @@ func testPgx(t *testing.T) {
 	}))
 	check(t, "pgx", "cancel", withPgx(ctx, t, pgx.QueryExecModeCacheStatement, func(conn *pgx.Conn) error {
 		// A CancelRequest on its own connection, with the key the proxy issued,
-		// must reach the warehouse backend of this session.
+		// must reach the warehouse backend of this session. It is repeated until
+		// the query ends: one that arrives before the query reaches the
+		// warehouse cancels nothing.
+		done, stopped := make(chan struct{}), make(chan struct{})
 		go func() {
-			time.Sleep(300 * time.Millisecond)
-			conn.PgConn().CancelRequest(ctx)
+			defer close(stopped)
+			tick := time.NewTicker(300 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+					conn.PgConn().CancelRequest(ctx)
+				}
+			}
 		}()
 		_, err := conn.Exec(ctx, "SELECT count(*) FROM generate_series(1, 100000000000)")
+		close(done)
+		<-stopped
+		// Let a cancel still in flight land on the idle backend (where it is
+		// ignored), not on the next statement.
+		time.Sleep(200 * time.Millisecond)
 		if code := sqlState(err); code != "57014" {
 			return fmt.Errorf("cancelled query: got %v, want SQLSTATE 57014", err)
 		}

@@ -134,7 +134,8 @@ func python(t *testing.T, client, module string) string {
 func testPsycopg2(t *testing.T) {
 	py := python(t, "psycopg2", "psycopg2")
 	runScript(t, "psycopg2", []scriptCheck{
-		{"select", vSelect}, {"params", vParams}, {"named-cursor", vRows}, {"named-cursor-withhold", vRows}, {"refused", vRefused},
+		{"select", vSelect}, {"params", vParams}, {"named-cursor", vRows}, {"named-cursor-withhold", vRows},
+		{"named-cursor-mixed-case", vRows}, {"refused", vRefused},
 	}, py, clientDir("python", "psycopg2_client.py"))
 }
 

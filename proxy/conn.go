@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,6 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
-	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // Reasons to interrupt the client loop's blocked read (bit flags).
@@ -297,15 +295,9 @@ func (c *clientConn) rewrite(sql string) (*rewritten, error) {
 	if res == nil {
 		return nil, errors.New("rewriter returned no result")
 	}
-	if c.srv.cfg.StatementTimeout > 0 {
-		for _, st := range res.Statements {
-			// The proxy's statement timeout is a limit, not a default.
-			if st.Kind == rewrite.KindSet && st.SetValue != "" && strings.EqualFold(st.SetName, "statement_timeout") {
-				return nil, pgerr.New(pgerr.CantChangeRuntimeParam, "parameter \"statement_timeout\" cannot be changed").
-					WithHint("the proxy enforces a statement timeout of %s", c.srv.cfg.StatementTimeout)
-			}
-		}
-	}
+	// SET statement_timeout needs no check here: the rewriter caps it at the
+	// proxy's statement timeout, which is also the upstream session's startup
+	// value, so RESET returns to it.
 	return &rewritten{
 		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: res.SQL},
 		multi:    len(res.Statements) > 1,

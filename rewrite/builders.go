@@ -5,6 +5,8 @@ package rewrite
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
@@ -200,4 +202,58 @@ func appendAnd(where, cond *pg_query.Node) *pg_query.Node {
 		return where
 	}
 	return andExpr([]*pg_query.Node{where, cond})
+}
+
+// singleStatement wraps one statement for Deparse.
+func singleStatement(version int32, raw *pg_query.RawStmt) *pg_query.ParseResult {
+	return &pg_query.ParseResult{Version: version, Stmts: []*pg_query.RawStmt{raw}}
+}
+
+func starRef() *pg_query.Node {
+	return pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, 0)
+}
+
+// explicitCall makes x AT TIME ZONE z deparse as pg_catalog.timezone(z, x):
+// pg_query prints the SQL syntax without parentheses, so a cast around it,
+// (x AT TIME ZONE 'UTC')::date, would come out applied to the zone.
+func explicitCall(fc *pg_query.FuncCall) {
+	if fc.Funcformat == pg_query.CoercionForm_COERCE_SQL_SYNTAX {
+		fc.Funcformat = pg_query.CoercionForm_COERCE_EXPLICIT_CALL
+	}
+}
+
+// fetchAll is PostgreSQL's FETCH_ALL (LONG_MAX): FETCH ALL, FORWARD ALL.
+const fetchAll = 1<<63 - 1
+
+// fetchSQL prints FETCH and MOVE. pg_query's deparser leaves the cursor name
+// unquoted, so "SQL_CUR0x1" would fold to sql_cur0x1 (psqlODBC's cursors) and
+// a name with a space would not parse; the statement has no expressions, so
+// printing it from its fields is all a deparser would do.
+func fetchSQL(f *pg_query.FetchStmt) string {
+	verb := "FETCH"
+	if f.Ismove {
+		verb = "MOVE"
+	}
+	count := strconv.FormatInt(f.HowMany, 10)
+	if f.HowMany == fetchAll {
+		count = "ALL"
+	}
+	var dir string
+	switch f.Direction {
+	case pg_query.FetchDirection_FETCH_BACKWARD:
+		dir = "BACKWARD " + count
+	case pg_query.FetchDirection_FETCH_ABSOLUTE:
+		dir = "ABSOLUTE " + strconv.FormatInt(f.HowMany, 10)
+	case pg_query.FetchDirection_FETCH_RELATIVE:
+		dir = "RELATIVE " + strconv.FormatInt(f.HowMany, 10)
+	default:
+		dir = "FORWARD " + count
+	}
+	return verb + " " + dir + " FROM " + quoteIdent(f.Portalname)
+}
+
+// quoteIdent double-quotes an identifier as PostgreSQL's quote_ident would
+// when quoting is needed; quoting always keeps the name exactly.
+func quoteIdent(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }

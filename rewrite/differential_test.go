@@ -18,11 +18,10 @@ import (
 var diffTenants = []string{"acme", "globex", "initech"}
 
 // oracleSchema copies tenant's rows (and all rows of shared relations) into
-// schema only_<tenant>, then applies mask, the corpus' masks and denials.
-func oracleSchema(t *testing.T, conn *pgx.Conn, p *policy.Policy, tenant, mask string) {
+// schema, then applies mask: the session's masks, denials and filters.
+func oracleSchema(t *testing.T, conn *pgx.Conn, p *policy.Policy, schema, tenant, mask string) {
 	t.Helper()
 	ctx := context.Background()
-	schema := "only_" + tenant
 	var b strings.Builder
 	fmt.Fprintf(&b, "CREATE SCHEMA %s;\n", schema)
 	for _, key := range sortedKeys(p.Relations) {
@@ -69,9 +68,17 @@ func rowsOf(conn *pgx.Conn, setup, sql string) ([]string, error) {
 }
 
 type corpus struct {
-	name, schema, data, policy, mask string
-	queries                          []string
-	id                               func(tenant string) *policy.Identity
+	name, schema, data, policy string
+	queries                    []string
+	sessions                   []diffSession
+}
+
+// diffSession is one kind of session and what the oracle must do to its
+// copy of the data to match (masks, denials, filters).
+type diffSession struct {
+	name string
+	id   func(tenant string) *policy.Identity
+	mask string
 }
 
 func runDifferential(t *testing.T, c corpus) {
@@ -95,37 +102,41 @@ func runDifferential(t *testing.T, c corpus) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, tenant := range diffTenants {
-		oracleSchema(t, conn, p, tenant, c.mask)
-	}
-	nonEmpty := 0
-	for qi, q := range c.queries {
+	nonEmpty, runs := 0, 0
+	for si, sess := range c.sessions {
 		for _, tenant := range diffTenants {
-			res, err := r.Rewrite(q, c.id(tenant))
-			if err != nil {
-				t.Errorf("%s #%d as %s: rewrite: %v", c.name, qi+1, tenant, err)
-				continue
-			}
-			got, err := rowsOf(conn, "SET search_path = public", res.SQL)
-			if err != nil {
-				t.Errorf("%s #%d as %s: rewritten query: %v\n%s", c.name, qi+1, tenant, err, res.SQL)
-				continue
-			}
-			want, err := rowsOf(conn, "SET search_path = only_"+tenant, q)
-			if err != nil {
-				t.Errorf("%s #%d as %s: oracle: %v", c.name, qi+1, tenant, err)
-				continue
-			}
-			if len(got) > 0 {
-				nonEmpty++
-			}
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("%s #%d as %s: %d rows through the rewriter, %d in the oracle\nquery: %s\nfirst got:  %v\nfirst want: %v",
-					c.name, qi+1, tenant, len(got), len(want), firstLines(q, 3), head(got), head(want))
+			schema := fmt.Sprintf("only_%s_%d", tenant, si)
+			oracleSchema(t, conn, p, schema, tenant, sess.mask)
+			for qi, q := range c.queries {
+				runs++
+				where := fmt.Sprintf("%s #%d as %s (%s)", c.name, qi+1, tenant, sess.name)
+				res, err := r.Rewrite(q, sess.id(tenant))
+				if err != nil {
+					t.Errorf("%s: rewrite: %v", where, err)
+					continue
+				}
+				got, err := rowsOf(conn, "SET search_path = public", res.SQL)
+				if err != nil {
+					t.Errorf("%s: rewritten query: %v\n%s", where, err, res.SQL)
+					continue
+				}
+				want, err := rowsOf(conn, "SET search_path = "+schema, q)
+				if err != nil {
+					t.Errorf("%s: oracle: %v", where, err)
+					continue
+				}
+				if len(got) > 0 {
+					nonEmpty++
+				}
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("%s: %d rows through the rewriter, %d in the oracle\nquery: %s\nfirst got:  %v\nfirst want: %v",
+						where, len(got), len(want), firstLines(q, 3), head(got), head(want))
+				}
 			}
 		}
 	}
-	t.Logf("%s: %d queries x %d tenants, %d non-empty results", c.name, len(c.queries), len(diffTenants), nonEmpty)
+	t.Logf("%s: %d queries x %d tenants x %d sessions = %d runs, %d non-empty results",
+		c.name, len(c.queries), len(diffTenants), len(c.sessions), runs, nonEmpty)
 }
 
 func head(s []string) []string {
@@ -163,26 +174,48 @@ func TestDifferentialTPCH(t *testing.T) {
 		schema:  "../testdata/rewrite/tpch/schema.sql",
 		data:    "../testdata/rewrite/tpch/data.sql",
 		policy:  "../testdata/rewrite/tpch/policy.yaml",
-		mask:    "UPDATE {schema}.customer SET c_address = '***';",
 		queries: tpchQueries(t),
-		id: func(tenant string) *policy.Identity {
-			return &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
-		},
+		sessions: []diffSession{{
+			name: "querier",
+			id: func(tenant string) *policy.Identity {
+				return &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
+			},
+			mask: "UPDATE {schema}.customer SET c_address = '***';",
+		}},
 	})
 }
 
 func TestDifferentialDemo(t *testing.T) {
 	runDifferential(t, corpus{
-		name:   "demo",
-		schema: "../testdata/demo/schema.sql",
-		data:   "../testdata/demo/data.sql",
-		policy: "../testdata/demo/policy.yaml",
-		mask: `UPDATE {schema}.customers SET email = '***@' || split_part(email, '@', 2);
+		name:    "demo",
+		schema:  "../testdata/demo/schema.sql",
+		data:    "../testdata/demo/data.sql",
+		policy:  "../testdata/demo/policy.yaml",
+		queries: splitStatements(t, readFile(t, "../testdata/rewrite/differential/demo.sql")),
+		sessions: []diffSession{
+			{
+				name: "no groups",
+				id: func(tenant string) *policy.Identity {
+					return &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
+				},
+				mask: `UPDATE {schema}.customers SET email = '***@' || split_part(email, '@', 2);
 ALTER TABLE {schema}.customers DROP COLUMN phone;
 UPDATE {schema}.events SET payload = '{}';`,
-		queries: splitStatements(t, readFile(t, "../testdata/rewrite/differential/demo.sql")),
-		id: func(tenant string) *policy.Identity {
-			return &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
+			},
+			{
+				name: "pii+analysts, regions EU,NA",
+				id: func(tenant string) *policy.Identity {
+					return &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier,
+						Groups: []string{"pii", "analysts"}, Attributes: map[string][]string{"regions": {"EU", "NA"}}}
+				},
+				mask: `DELETE FROM {schema}.orders WHERE region NOT IN ('EU', 'NA');`,
+			},
+			{
+				name: "internal",
+				id: func(tenant string) *policy.Identity {
+					return &policy.Identity{Kind: policy.KindInternal, Tenant: tenant, Role: policy.RoleQuerier}
+				},
+			},
 		},
 	})
 }

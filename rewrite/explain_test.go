@@ -146,3 +146,37 @@ func TestPushdownUsesIndexes(t *testing.T) {
 		t.Errorf("parameter not pushed:\n%s", text)
 	}
 }
+
+// TestPartitionedTable: ONLY would read no rows from a partitioned parent.
+func TestPartitionedTable(t *testing.T) {
+	u := pgtest.NewDatabase(t, `
+CREATE TABLE hits (tenant_id text NOT NULL, day date NOT NULL, n int NOT NULL) PARTITION BY RANGE (day);
+CREATE TABLE hits_2024 PARTITION OF hits FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+INSERT INTO hits VALUES ('a', '2024-03-01', 1), ('a', '2024-04-01', 2), ('b', '2024-03-01', 40);`)
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	p, err := policy.Parse([]byte("relations:\n  public.hits: {tenant_column: tenant_id}\n"), "hits.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := policy.LoadCatalog(ctx, conn, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Rewrite("SELECT sum(n) FROM hits", &policy.Identity{Kind: policy.KindEmbed, Tenant: "a", Role: policy.RoleQuerier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum int64
+	if err := conn.QueryRow(ctx, res.SQL).Scan(&sum); err != nil || sum != 3 {
+		t.Errorf("sum = %d, %v (want 3)\n%s", sum, err, res.SQL)
+	}
+}

@@ -156,6 +156,14 @@ func TestNoLeak(t *testing.T) {
 		`PREPARE p(regclass) AS SELECT count(*) FROM customers WHERE name = $1; EXECUTE p('pg_type'); DEALLOCATE p`,
 		`PREPARE p(regclass) AS SELECT count(*) FROM customers WHERE name::text = $1::text; EXECUTE p('pg_type'); DEALLOCATE p`,
 		`SELECT count(*) FROM customers WHERE customer_id = 1 AND boom(name)`,
+		`SELECT name FROM customers INTERSECT SELECT name FROM customers WHERE boom(name)`,
+		`SELECT count(*) FROM (VALUES (1), (2)) v(i) JOIN customers c ON c.customer_id = v.i AND boom(c.name)`,
+		`SELECT name FROM customers ORDER BY boom(name), name LIMIT 3`,
+		`SELECT DISTINCT ON (boom(name)) name FROM customers`,
+		`SELECT boom(name), count(*) FROM customers GROUP BY 1`,
+		`SELECT count(*) FROM customers WHERE name = ANY (SELECT name FROM customers WHERE leak(email))`,
+		`WITH RECURSIVE r AS (SELECT name FROM customers WHERE boom(name) UNION SELECT name FROM r) SELECT count(*) FROM r`,
+		`SELECT count(*) FROM customers WHERE created_at < now() AND country = 'DE' AND leak(name)`,
 		`SELECT count(*) FROM orders WHERE order_id < 10 AND 1 / (CASE WHEN tenant_id LIKE 'glob%' THEN 0 ELSE 1 END) = 1`,
 	}
 	for _, groups := range [][]string{nil, {"pii", "analysts"}} {

@@ -134,3 +134,48 @@ func TestMasksAndFiltersOnPostgres(t *testing.T) {
 		t.Errorf("denied column of a shared relation: %v", err)
 	}
 }
+
+// TestRiskyFilterRunsOnlyOnOwnRows: a policy filter that fails on another
+// tenant's row (division by zero on t2's score) must not fail for t1.
+func TestRiskyFilterRunsOnlyOnOwnRows(t *testing.T) {
+	u := pgtest.NewDatabase(t, maskSchema+"CREATE INDEX ON people (tenant_id);")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	p, err := policy.Parse([]byte(`
+relations:
+  public.people:
+    tenant_column: tenant_id
+    filters:
+      - sql: "100 / (score - 99) <> 12345"
+`), "risky.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cat, err := policy.LoadCatalog(ctx, conn, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := r.Rewrite("SELECT count(*) FROM people", &policy.Identity{Kind: policy.KindEmbed, Tenant: "t1", Role: policy.RoleQuerier})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.SQL, "CASE WHEN tenant_id = 't1' THEN") {
+		t.Errorf("risky filter not guarded: %s", res.SQL)
+	}
+	// Force a sequential scan so that every row meets the WHERE.
+	if _, err := conn.Exec(ctx, "SET enable_indexscan = off; SET enable_bitmapscan = off"); err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	if err := conn.QueryRow(ctx, res.SQL).Scan(&n); err != nil || n != 2 {
+		t.Errorf("count = %d, %v (want 2)\n%s", n, err, res.SQL)
+	}
+}

@@ -46,6 +46,9 @@ type relTemplate struct {
 	rel  *policy.Relation
 	cat  *policy.CatalogRelation
 	cols []colTemplate
+	// guard[i] is set when filter i could fail or raise on a row (a cast, a
+	// function, arithmetic): it then runs only on the tenant's own rows.
+	guard []bool
 }
 
 type colTemplate struct {
@@ -91,6 +94,9 @@ func templates(rels map[string]*policy.Relation, cat *policy.Catalog) (map[strin
 	for key, rel := range rels {
 		cr, _ := cat.Relation(rel.Schema, rel.Name)
 		t := &relTemplate{rel: rel, cat: cr}
+		for _, f := range rel.Filters {
+			t.guard = append(t.guard, rel.TenantColumn != "" && !plainFilter(f.Expr))
+		}
 		for i, c := range cr.Columns {
 			tn, err := parseTypeName(c.Type)
 			if err != nil {
@@ -128,7 +134,12 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 }
 
 // Rewrite parses sql (one or more statements) and returns what may run on the
-// warehouse for the session id. Every error is a *pgerr.Error.
+// warehouse for the session id. Every error is a *pgerr.Error. A Result may
+// come from the cache and be shared with other callers: do not modify it.
+//
+// Each reference to an exposed relation, at any depth, becomes a fenced
+// subquery in place (see fencedSubquery); anything the rewriter does not know
+// how to check is refused.
 func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -197,9 +208,12 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 			return nil, p.err
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
-		out, err := pg_query.Deparse(&pg_query.ParseResult{Version: tree.Version, Stmts: []*pg_query.RawStmt{raw}})
+		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
+		}
+		if f := raw.Stmt.GetFetchStmt(); f != nil {
+			out = fetchSQL(f)
 		}
 		st.SQL = out
 		sort.Strings(p.relations)
@@ -212,4 +226,47 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 		res.Fingerprint = fp
 	}
 	return res, nil
+}
+
+// plainFilter reports whether a policy filter is made only of column
+// references, constants, placeholders and equality tests, which cannot fail
+// or raise on a row's value, so it may run before the tenant filter.
+func plainFilter(n *pg_query.Node) bool {
+	if n == nil {
+		return true
+	}
+	switch x := n.Node.(type) {
+	case *pg_query.Node_ColumnRef, *pg_query.Node_AConst, *pg_query.Node_ParamRef:
+		return true
+	case *pg_query.Node_BoolExpr:
+		return plainFilters(x.BoolExpr.Args)
+	case *pg_query.Node_NullTest:
+		return plainFilter(x.NullTest.Arg)
+	case *pg_query.Node_List:
+		return plainFilters(x.List.Items)
+	case *pg_query.Node_AExpr:
+		e := x.AExpr
+		switch e.Kind {
+		case pg_query.A_Expr_Kind_AEXPR_OP, pg_query.A_Expr_Kind_AEXPR_OP_ANY, pg_query.A_Expr_Kind_AEXPR_IN:
+		default:
+			return false
+		}
+		if len(e.Name) != 1 {
+			return false
+		}
+		if op := e.Name[0].GetString_().GetSval(); op != "=" && op != "<>" {
+			return false
+		}
+		return plainFilter(e.Lexpr) && plainFilter(e.Rexpr)
+	}
+	return false
+}
+
+func plainFilters(ns []*pg_query.Node) bool {
+	for _, n := range ns {
+		if !plainFilter(n) {
+			return false
+		}
+	}
+	return true
 }

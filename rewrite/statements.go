@@ -54,12 +54,15 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 		st.SetName = "all"
 		return st
 	case pg_query.VariableSetKind_VAR_SET_MULTI:
-		if s.Name != "TRANSACTION" {
-			p.fail(pgerr.Denied("permission denied to set %s", strings.ToLower(s.Name)))
-			return st
+		switch s.Name {
+		case "TRANSACTION":
+			p.transactionOptions(s.Args)
+			return Statement{Kind: KindTransaction}
+		case "SESSION CHARACTERISTICS":
+			return p.sessionCharacteristics(s)
 		}
-		p.transactionOptions(s.Args)
-		return Statement{Kind: KindTransaction}
+		p.fail(pgerr.Denied("permission denied to set %s", strings.ToLower(s.Name)))
+		return st
 	case pg_query.VariableSetKind_VAR_SET_VALUE, pg_query.VariableSetKind_VAR_SET_DEFAULT,
 		pg_query.VariableSetKind_VAR_SET_CURRENT, pg_query.VariableSetKind_VAR_RESET:
 	default:
@@ -178,6 +181,32 @@ func (p *pass) transaction(t *pg_query.TransactionStmt) {
 	default:
 		p.fail(pgerr.Denied("permission denied: prepared transactions are not allowed"))
 	}
+}
+
+// sessionCharacteristics turns SET SESSION CHARACTERISTICS AS TRANSACTION …
+// (pgjdbc's setReadOnly sends it) into the equivalent SET
+// default_transaction_…, in place: a plain setting that the proxy tracks and
+// replays like any other. READ WRITE stays refused.
+func (p *pass) sessionCharacteristics(s *pg_query.VariableSetStmt) Statement {
+	p.transactionOptions(s.Args)
+	if p.err != nil {
+		return Statement{}
+	}
+	if len(s.Args) != 1 {
+		p.fail(pgerr.Unsupported("SET SESSION CHARACTERISTICS with several options is not supported").
+			WithHint("set one characteristic per statement"))
+		return Statement{}
+	}
+	d := s.Args[0].GetDefElem()
+	c := d.Arg.GetAConst()
+	if c == nil {
+		p.unsupported("transaction option value " + nodeKind(d.Arg))
+		return Statement{}
+	}
+	s.Kind = pg_query.VariableSetKind_VAR_SET_VALUE
+	s.Name = "default_" + d.Defname
+	s.Args = []*pg_query.Node{d.Arg}
+	return Statement{Kind: KindSet, SetName: s.Name, SetValue: constText(c)}
 }
 
 // transactionOptions refuses READ WRITE; isolation levels and DEFERRABLE are fine.

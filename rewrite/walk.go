@@ -40,6 +40,10 @@ type rangeItem struct {
 	alias string
 	v     *view
 	sub   *pg_query.SelectStmt
+	// schema is set when an unaliased relation was replaced by a subquery:
+	// PostgreSQL also accepts schema.rel.col for it, which must now drop the
+	// schema (Metabase qualifies every column that way).
+	schema string
 }
 
 // view is a protected relation as this session sees it.
@@ -344,14 +348,14 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 			}
 		}
 	}
-	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) {
+	// Unlisted, unpublished for the role, or tenant-keyed for a session
+	// without a tenant: the same error, so it is no existence oracle.
+	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) ||
+		(!t.rel.Shared && p.id.Tenant == "") {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
 	v := p.view(t)
-	if p.err != nil {
-		return
-	}
 	p.note(t.rel.QualifiedName())
 	item := rangeItem{alias: alias, v: v}
 	if rv.Alias != nil && len(rv.Alias.Colnames) > 0 {
@@ -362,7 +366,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 				break
 			}
 			if v.denied[c.name] {
-				p.fail(errColumn(c.name, t.rel.Name))
+				p.fail(p.at(errColumn(c.name, t.rel.Name), rv.Location))
 				return
 			}
 			k++
@@ -376,6 +380,9 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	sub := p.subquery(t, v, rv.Alias, rv.Relname)
 	if rv.Alias == nil || len(rv.Alias.Colnames) == 0 {
 		item.sub = sub.GetRangeSubselect().GetSubquery().GetSelectStmt()
+	}
+	if rv.Alias == nil {
+		item.schema = t.rel.Schema
 	}
 	s.items = append(s.items, item)
 	n.Node = sub.Node
@@ -399,10 +406,6 @@ func (p *pass) view(t *relTemplate) *view {
 	if v, ok := p.views[t]; ok {
 		return v
 	}
-	if !t.rel.Shared && p.id.Tenant == "" {
-		p.fail(pgerr.Denied("permission denied for relation %s", t.rel.Name).WithDetail("the session has no tenant"))
-		return nil
-	}
 	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
 	for _, c := range t.cols {
 		if c.rule != nil && c.rule.Deny && !p.id.InGroup(c.rule.UnlessGroups...) {
@@ -421,23 +424,39 @@ func (p *pass) view(t *relTemplate) *view {
 // subquery builds the fenced subquery for a protected relation.
 func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname string) *pg_query.Node {
 	targets := make([]*pg_query.Node, 0, len(t.cols))
+	restricted := false
 	for _, c := range t.cols {
 		switch {
 		case v.denied[c.name]:
+			restricted = true
 		case c.masked != nil && !p.id.InGroup(c.rule.UnlessGroups...):
+			restricted = true
 			targets = append(targets, resTarget(c.name, c.masked))
 		default:
 			targets = append(targets, resTarget("", colRef(c.name)))
 		}
 	}
+	if !restricted {
+		// Every column as it is: * says the same as the full list (columns
+		// are visible unless the policy says otherwise) with a smaller tree
+		// to deparse.
+		targets = []*pg_query.Node{resTarget("", starRef())}
+	}
 	var conds []*pg_query.Node
 	if !t.rel.Shared {
 		conds = append(conds, opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)))
 	}
-	for _, f := range t.rel.Filters {
-		if c := p.filter(f); c != nil {
-			conds = append(conds, c)
+	for i, f := range t.rel.Filters {
+		c := p.filter(f)
+		if c == nil {
+			continue
 		}
+		if t.guard[i] {
+			// CASE fixes the order: PostgreSQL may evaluate the conjuncts of
+			// a WHERE in any order, a CASE branch only when its test holds.
+			c = caseElse(opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)), c, boolConst(false))
+		}
+		conds = append(conds, c)
 	}
 	var where *pg_query.Node
 	if len(conds) > 0 {
@@ -677,6 +696,9 @@ func operatorAllowed(name []*pg_query.Node) bool {
 // columnRef refuses references to denied columns with a clear message. The
 // subquery omits denied columns anyway; this only says why.
 func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
+	if len(c.Fields) == 3 {
+		p.unqualifySchema(c, s)
+	}
 	f := c.Fields
 	if len(f) == 0 {
 		return
@@ -722,6 +744,23 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 }
 
+// unqualifySchema turns schema.rel.col into rel.col when rel names, in
+// scope, a relation that was replaced by its (unaliased) fenced subquery,
+// which PostgreSQL resolves by its alias only.
+func (p *pass) unqualifySchema(c *pg_query.ColumnRef, s *scope) {
+	schema, rel := c.Fields[0].GetString_().GetSval(), c.Fields[1].GetString_().GetSval()
+	for lv := s; lv != nil; lv = lv.parent {
+		for i := len(lv.items) - 1; i >= 0; i-- {
+			if it := lv.items[i]; it.alias == rel {
+				if it.schema != "" && it.schema == schema {
+					c.Fields = c.Fields[1:]
+				}
+				return
+			}
+		}
+	}
+}
+
 // funcCall checks a function call against the allow-list and walks its
 // arguments.
 func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
@@ -743,6 +782,8 @@ func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
 		if schema == "" || schema == "pg_catalog" {
 			p.settingFunc(name, fc.Args)
 		}
+	case "timezone":
+		explicitCall(fc)
 	}
 	p.exprs(fc.Args, s)
 	p.exprs(fc.AggOrder, s)

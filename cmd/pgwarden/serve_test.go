@@ -278,3 +278,44 @@ func TestOpsEndpoints(t *testing.T) {
 	}
 	_ = demo.Tenants
 }
+
+// A client may lower statement_timeout but never lift it above the proxy's
+// (60s in the demo config) nor disable it, by any route; RESET returns to it.
+func TestStatementTimeoutCap(t *testing.T) {
+	r := startServe(t)
+	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
+		Roles: map[string]string{demoWarehouse: "querier"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connect(t, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if got := scalar[string](t, conn, "SHOW statement_timeout"); got != "1min" {
+		t.Fatalf("statement_timeout at connect = %q, want the proxy's 1min", got)
+	}
+	if _, err := conn.Exec(ctx, "SET statement_timeout = '30s'"); err != nil {
+		t.Fatalf("lowering statement_timeout: %v", err)
+	}
+	if got := scalar[string](t, conn, "SHOW statement_timeout"); got != "30s" {
+		t.Errorf("after SET 30s: %q", got)
+	}
+	for _, sql := range []string{
+		"SET statement_timeout = 0",
+		"SET statement_timeout = '2min'",
+		"SET SESSION statement_timeout TO 600000",
+		"SELECT set_config('statement_timeout', '0', false)",
+	} {
+		if _, err := conn.Exec(ctx, sql); sqlstate(err) != "42501" {
+			t.Errorf("%s: %v, want 42501", sql, err)
+		}
+	}
+	if _, err := conn.Exec(ctx, "RESET statement_timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar[string](t, conn, "SHOW statement_timeout"); got != "1min" {
+		t.Errorf("after RESET: %q, want the proxy's 1min", got)
+	}
+}

@@ -216,6 +216,7 @@ func (c *Cluster) Restart(ctx context.Context) error {
 }
 
 func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
+	closeInheritedOnExec()
 	cmd := exec.CommandContext(ctx, filepath.Join(c.bin, name), args...)
 	cmd.Env = append(os.Environ(), "LC_ALL=C")
 	cmd.Dir = "/"
@@ -225,6 +226,22 @@ func (c *Cluster) command(ctx context.Context, name string, args ...string) *exe
 	// pg_ctl leaves the server running after it returns; don't tie its lifetime to ctx.
 	cmd.Cancel = func() error { return cmd.Process.Kill() }
 	return cmd
+}
+
+// closeInheritedOnExec marks every descriptor above stderr close-on-exec.
+// Go opens its own files that way, but a process may inherit descriptors that
+// are not (a `go test -fuzz` worker's pipes to its coordinator, fds 3 and 4);
+// the postmaster would hold them open and the coordinator would wait forever.
+func closeInheritedOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
 }
 
 func (c *Cluster) chown(path string) error {

@@ -32,11 +32,11 @@ def params():
     return {"counts": counts}
 
 
-def named_cursor(withhold):
+def named_cursor(withhold, name="compat_cursor"):
     conn = connect()
     try:
-        # DECLARE "compat" CURSOR [WITH HOLD] FOR ...; FETCH FORWARD 100 FROM "compat"; CLOSE.
-        cur = conn.cursor(name="compat_cursor", withhold=withhold)
+        # DECLARE "compat_cursor" CURSOR [WITH HOLD] FOR ...; FETCH FORWARD 100 FROM "compat_cursor"; CLOSE.
+        cur = conn.cursor(name=name, withhold=withhold)
         cur.itersize = 100
         cur.execute("SELECT tenant_id, order_id, total FROM orders ORDER BY order_id")
         tenants, rows = set(), 0
@@ -72,5 +72,6 @@ run([
     ("params", params),
     ("named-cursor", lambda: named_cursor(False)),
     ("named-cursor-withhold", lambda: named_cursor(True)),
+    ("named-cursor-mixed-case", lambda: named_cursor(False, "Compat Cursor")),
     ("refused", refused),
 ])
