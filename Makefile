@@ -1,7 +1,7 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: all build test demo deps deps-test vet bench compat compat-strict clean
+.PHONY: all build test demo deps deps-test vet bench compat compat-strict bench-quick clean
 
 all: build
 
@@ -28,6 +28,10 @@ demo: deps build
 
 bench: deps build
 	$(GO) run ./bench
+
+# A two-minute smoke run of the same measurements.
+bench-quick: deps build
+	$(GO) run ./bench -quick
 
 compat: deps build
 	@./compat/install.sh
