@@ -257,3 +257,22 @@ func fetchSQL(f *pg_query.FetchStmt) string {
 func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 }
+
+// parseSubselect parses a catalog view's SQL (built by catalog.go from
+// identifiers and literals it quotes itself) into the fenced subquery
+// (body OFFSET 0) AS alias.
+func parseSubselect(body string, alias *pg_query.Alias) (*pg_query.Node, error) {
+	tree, err := pg_query.Parse("SELECT * FROM (" + body + " OFFSET 0) AS x")
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) == 1 {
+		if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && len(sel.FromClause) == 1 {
+			if rs := sel.FromClause[0].GetRangeSubselect(); rs != nil {
+				rs.Alias = alias
+				return sel.FromClause[0], nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("not a subquery: %s", body)
+}

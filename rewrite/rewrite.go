@@ -22,6 +22,10 @@ type Options struct {
 	CacheBytes int64
 	// MaxStatementTimeout caps SET statement_timeout; 0 means no cap.
 	MaxStatementTimeout time.Duration
+	// Database is the warehouse name clients connect with: current_database()
+	// and pg_database answer it instead of the real database's name. Empty
+	// leaves both as they are.
+	Database string
 }
 
 const defaultCacheBytes = 64 << 20

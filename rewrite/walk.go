@@ -23,6 +23,7 @@ type pass struct {
 	depth     int
 	relations []string
 	views     map[*relTemplate]*view
+	vis       *visibility
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -331,12 +332,20 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	// pg_catalog is searched first, as PostgreSQL does implicitly.
 	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
+		if catalogVirtual[rv.Relname] {
+			p.catalogRangeVar(n, rv, false, s)
+			return
+		}
 		if catalogRelations[rv.Relname] {
 			rv.Schemaname = "pg_catalog"
 			p.note("pg_catalog." + rv.Relname)
 			s.items = append(s.items, rangeItem{alias: alias})
 			return
 		}
+	}
+	if rv.Schemaname == "information_schema" && infoSchemaVirtual[rv.Relname] {
+		p.catalogRangeVar(n, rv, true, s)
+		return
 	}
 	var t *relTemplate
 	if rv.Schemaname != "" {

@@ -1,0 +1,282 @@
+package rewrite
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Catalog virtualization: a reference to a catalog relation that describes
+// relations (pg_class, pg_attribute, information_schema.columns, ...) is
+// replaced in place by a fenced subquery over the real catalog that keeps only
+// the rows of what the session may query, the same technique as for tenant
+// tables. Client SQL of any shape then keeps working and sees a warehouse made
+// of its exposed relations, their allowed columns and the keys among them.
+//
+// Visible means: the relations of the session's relation set that rangeVar
+// would let it read (published only for viewer and restricted_querier, shared
+// only without a tenant), their indexes unless an index touches a denied
+// column, and objects created by initdb (oid below FirstNormalObjectId),
+// which every PostgreSQL has and so reveal nothing.
+
+// firstNormalOid is PostgreSQL's FirstNormalObjectId: objects with a smaller
+// oid were created by initdb.
+const firstNormalOid = "16384"
+
+// catalogVirtual maps the virtualized pg_catalog relations to their filter.
+// pg_class and pg_database list their columns to mask some.
+var catalogVirtual = map[string]bool{
+	"pg_class": true, "pg_attribute": true, "pg_attrdef": true, "pg_index": true, "pg_constraint": true,
+	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
+	"pg_settings": true, "pg_roles": true, "pg_proc": true,
+	// Empty for every session: they describe triggers, view bodies, row
+	// security and statistics objects, which can name hidden objects.
+	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
+	"pg_publication": true, "pg_publication_rel": true, "pg_publication_namespace": true,
+}
+
+// infoSchemaVirtual are the information_schema views sessions may read.
+var infoSchemaVirtual = map[string]bool{"tables": true, "columns": true, "schemata": true}
+
+// pgClassColumns are pg_class's columns (PostgreSQL 12 to 17); sizes are
+// masked so that no session learns another tenant's row counts.
+var pgClassColumns = []string{
+	"oid", "relname", "relnamespace", "reltype", "reloftype", "relowner", "relam", "relfilenode", "reltablespace",
+	"0::pg_catalog.int4 AS relpages", "(-1)::pg_catalog.float4 AS reltuples", "0::pg_catalog.int4 AS relallvisible",
+	"reltoastrelid", "relhasindex", "relisshared", "relpersistence", "relkind", "relnatts", "relchecks",
+	"relhasrules", "relhastriggers", "relhassubclass", "relrowsecurity", "relforcerowsecurity", "relispartition",
+	"relreplident", "relispopulated", "relrewrite", "relfrozenxid", "relminmxid", "relacl", "reloptions",
+	"relpartbound",
+}
+
+// pgDatabaseColumns are pg_database's columns (PostgreSQL 15); datname
+// becomes the name the client connected with.
+var pgDatabaseColumns = []string{
+	"oid", "%s AS datname", "datdba", "encoding", "datlocprovider", "datistemplate", "datallowconn",
+	"datconnlimit", "datfrozenxid", "datminmxid", "dattablespace", "datcollate", "datctype", "daticulocale",
+	"datcollversion", "datacl",
+}
+
+// visibility is what one session may see of the catalog, as SQL snippets
+// (computed once per pass, on the first catalog reference).
+type visibility struct {
+	rels    []*view
+	relOids string // oid[] of the visible relations
+	idxOids string // oid[] of their visible indexes
+	schemas string // name[] of their schemas
+	pairs   string // ((schema, name), ...) for information_schema
+}
+
+func sqlLit(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+func regclassLit(schema, name string) string {
+	return sqlLit(quoteIdent(schema)+"."+quoteIdent(name)) + "::pg_catalog.regclass"
+}
+
+// visible computes the session's visibility once per pass.
+func (p *pass) visible() *visibility {
+	if p.vis != nil {
+		return p.vis
+	}
+	keys := sortedTemplateKeys(p.tmpl)
+	v := &visibility{}
+	var oids, pairs []string
+	schemas := map[string]bool{}
+	for _, k := range keys {
+		t := p.tmpl[k]
+		if !p.relationReadable(t) {
+			continue
+		}
+		v.rels = append(v.rels, p.view(t))
+		oids = append(oids, regclassLit(t.rel.Schema, t.rel.Name))
+		pairs = append(pairs, "("+sqlLit(t.rel.Schema)+", "+sqlLit(t.rel.Name)+")")
+		schemas[t.rel.Schema] = true
+	}
+	if len(oids) == 0 {
+		v.relOids = "'{}'::pg_catalog.oid[]"
+		v.pairs = "((NULL, NULL))"
+	} else {
+		// A scalar subquery is an InitPlan: the names resolve once per
+		// query. The cast keeps it scalar (ANY (SELECT ...) is a set).
+		v.relOids = "(SELECT ARRAY[" + strings.Join(oids, ", ") + "]::pg_catalog.oid[])::pg_catalog.oid[]"
+		v.pairs = "(" + strings.Join(pairs, ", ") + ")"
+	}
+	var ss []string
+	for s := range schemas {
+		ss = append(ss, sqlLit(s))
+	}
+	sort.Strings(ss)
+	v.schemas = "ARRAY[" + strings.Join(append(ss, "NULL"), ", ") + "]::pg_catalog.name[]"
+	// Indexes of visible relations, unless they touch a denied column (or
+	// may, through an expression or a predicate).
+	v.idxOids = "(SELECT pg_catalog.array_agg(indexrelid) FROM pg_catalog.pg_index WHERE indrelid = ANY (" +
+		v.relOids + ")" + v.deniedAnd("indrelid", func(rel, nums string) string {
+		return "(indkey::pg_catalog.int2[] OPERATOR(pg_catalog.&&) " + nums + " OR indexprs IS NOT NULL OR indpred IS NOT NULL)"
+	}) + ")"
+	v.idxOids = "COALESCE(" + v.idxOids + ", '{}'::pg_catalog.oid[])"
+	p.vis = v
+	return v
+}
+
+// relationReadable is rangeVar's rule for a relation of the session's set.
+func (p *pass) relationReadable(t *relTemplate) bool {
+	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
+		return false
+	}
+	return t.rel.Shared || p.id.Tenant != ""
+}
+
+func sortedTemplateKeys(m map[string]*relTemplate) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// deniedAnd returns " AND NOT (relCol = R AND cond(R, attnums))" for every
+// visible relation R with denied columns, or "".
+func (v *visibility) deniedAnd(relCol string, cond func(rel, nums string) string) string {
+	var b strings.Builder
+	for _, vw := range v.rels {
+		if len(vw.denied) == 0 {
+			continue
+		}
+		var nums []string
+		for _, c := range vw.t.cols {
+			if vw.denied[c.name] {
+				nums = append(nums, strconv.Itoa(vw.t.cat.Columns[c.colIndex].Ordinal))
+			}
+		}
+		sort.Strings(nums)
+		rel := regclassLit(vw.t.rel.Schema, vw.t.rel.Name)
+		arr := "'{" + strings.Join(nums, ",") + "}'::pg_catalog.int2[]"
+		b.WriteString(" AND NOT (" + relCol + " = " + rel + " AND " + cond(rel, arr) + ")")
+	}
+	return b.String()
+}
+
+// deniedColumnsAnd excludes the denied columns by name (information_schema).
+func (v *visibility) deniedColumnsAnd() string {
+	var b strings.Builder
+	for _, vw := range v.rels {
+		var names []string
+		for _, c := range vw.t.cols {
+			if vw.denied[c.name] {
+				names = append(names, sqlLit(c.name))
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		b.WriteString(" AND NOT (table_schema = " + sqlLit(vw.t.rel.Schema) + " AND table_name = " + sqlLit(vw.t.rel.Name) +
+			" AND column_name IN (" + strings.Join(names, ", ") + "))")
+	}
+	return b.String()
+}
+
+func attnumIn(col string) func(rel, nums string) string {
+	return func(_, nums string) string { return col + " = ANY (" + nums + ")" }
+}
+
+func arrayOverlaps(col string) func(rel, nums string) string {
+	return func(_, nums string) string { return col + " OPERATOR(pg_catalog.&&) " + nums }
+}
+
+// catalogSQL returns the body of the virtualized catalog relation name
+// (pg_catalog, or information_schema when info).
+func (p *pass) catalogSQL(name string, info bool) string {
+	v := p.visible()
+	sys := " < " + firstNormalOid + "::pg_catalog.oid"
+	inV := func(col string) string { return col + " = ANY (" + v.relOids + ")" }
+	if info {
+		where := "(table_schema, table_name) IN " + v.pairs
+		switch name {
+		case "columns":
+			where = "(" + where + v.deniedColumnsAnd() + ")"
+		case "schemata":
+			return "SELECT * FROM information_schema.schemata WHERE schema_name = ANY (" + v.schemas +
+				") OR schema_name IN ('pg_catalog', 'information_schema')"
+		}
+		return "SELECT * FROM information_schema." + name + " WHERE " + where +
+			" OR table_schema IN ('pg_catalog', 'information_schema')"
+	}
+	from := " FROM pg_catalog." + name + " WHERE "
+	switch name {
+	case "pg_class":
+		return "SELECT " + strings.Join(pgClassColumns, ", ") + from +
+			inV("oid") + " OR oid = ANY (" + v.idxOids + ") OR oid" + sys
+	case "pg_attribute":
+		return "SELECT *" + from + "(" + inV("attrelid") + v.deniedAnd("attrelid", attnumIn("attnum")) +
+			") OR attrelid = ANY (" + v.idxOids + ") OR attrelid" + sys
+	case "pg_attrdef":
+		return "SELECT *" + from + inV("adrelid") + v.deniedAnd("adrelid", attnumIn("adnum"))
+	case "pg_index":
+		return "SELECT *" + from + "indexrelid = ANY (" + v.idxOids + ")"
+	case "pg_constraint":
+		return "SELECT *" + from + "(" + inV("conrelid") + " AND (confrelid = 0 OR " + inV("confrelid") + ")" +
+			v.deniedAnd("conrelid", arrayOverlaps("conkey")) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
+			") OR (conrelid = 0 AND oid" + sys + ")"
+	case "pg_namespace":
+		return "SELECT *" + from + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
+	case "pg_type":
+		// Row types of hidden relations, and arrays of them, are hidden.
+		return "SELECT *" + from + "(typrelid" + sys + " OR " + inV("typrelid") + ") AND (typelem" + sys +
+			" OR typelem IN (SELECT e.oid FROM pg_catalog.pg_type e WHERE e.typrelid" + sys + " OR " + inV("e.typrelid") + "))"
+	case "pg_description":
+		return "SELECT *" + from + "objoid" + sys + " OR (classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND (" +
+			inV("objoid") + " OR objoid = ANY (" + v.idxOids + "))" + v.deniedAnd("objoid", attnumIn("objsubid")) + ")"
+	case "pg_inherits":
+		return "SELECT *" + from + inV("inhrelid") + " AND " + inV("inhparent")
+	case "pg_database":
+		cols := "*"
+		if p.r.opts.Database != "" {
+			cs := append([]string(nil), pgDatabaseColumns...)
+			cs[1] = sqlLit(p.r.opts.Database) + "::pg_catalog.name AS datname"
+			cols = strings.Join(cs, ", ")
+		}
+		return "SELECT " + cols + from + "datname = pg_catalog.current_database()"
+	case "pg_settings":
+		names := make([]string, 0, len(settableSettings)+len(showableSettings))
+		for n := range settableSettings {
+			names = append(names, sqlLit(n))
+		}
+		for n := range showableSettings {
+			names = append(names, sqlLit(n))
+		}
+		sort.Strings(names)
+		return "SELECT *" + from + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
+	case "pg_roles":
+		return "SELECT *" + from + "rolname = CURRENT_USER"
+	case "pg_proc":
+		return "SELECT *" + from + "oid" + sys
+	}
+	return "SELECT *" + from + "false"
+}
+
+// catalogRangeVar replaces a virtualized catalog relation by its subquery.
+func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info bool, s *scope) {
+	alias := aliasFor(rv.Alias, rv.Relname)
+	sub, err := parseSubselect(p.catalogSQL(rv.Relname, info), alias)
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return
+	}
+	schema := "pg_catalog"
+	if info {
+		schema = "information_schema"
+	}
+	p.note(schema + "." + rv.Relname)
+	item := rangeItem{alias: alias.Aliasname}
+	if rv.Alias == nil {
+		item.schema = schema
+	}
+	s.items = append(s.items, item)
+	n.Node = sub.Node
+}
