@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
 )
 
 func strNode(s string) *pg_query.Node { return pg_query.MakeStrNode(s) }
@@ -275,4 +276,59 @@ func parseSubselect(body string, alias *pg_query.Alias) (*pg_query.Node, error) 
 		}
 	}
 	return nil, fmt.Errorf("not a subquery: %s", body)
+}
+
+// oidLookup builds (SELECT x.col FROM (body OFFSET 0) x WHERE where(x)
+// LIMIT 1): the object when the virtualized catalog has it, else NULL. A
+// hidden object then looks like a missing one to whatever gets the result.
+func oidLookup(body, col string, where func(ref func(string) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
+	from, err := parseSubselect(body, &pg_query.Alias{Aliasname: "x"})
+	if err != nil {
+		return nil, err
+	}
+	ref := func(c string) *pg_query.Node {
+		return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode("x"), strNode(c)}, 0)
+	}
+	sel := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget("", ref(col))},
+		FromClause:  []*pg_query.Node{from},
+		WhereClause: where(ref),
+		LimitCount:  intConst(1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	return &pg_query.Node{Node: &pg_query.Node_SubLink{SubLink: &pg_query.SubLink{
+		SubLinkType: pg_query.SubLinkType_EXPR_SUBLINK,
+		Subselect:   &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}},
+	}}}, nil
+}
+
+// eqArg is x.col = arg.
+func eqArg(col string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node) *pg_query.Node { return opExpr("=", ref(col), arg) }
+}
+
+// regMatch is x.oid::text = arg::text OR x.oid = toReg(arg::text): it
+// matches an oid (of any integer or reg type) and a name alike, without
+// knowing the argument's type.
+func regMatch(toReg string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node) *pg_query.Node {
+		byOid := opExpr("=", typeCast(ref("oid"), textType()), typeCast(arg, textType()))
+		byName := opExpr("=", ref("oid"), funcCall(toReg, typeCast(proto.Clone(arg).(*pg_query.Node), textType())))
+		return pg_query.MakeBoolExprNode(pg_query.BoolExprType_OR_EXPR, []*pg_query.Node{byOid, byName}, 0)
+	}
+}
+
+// typeNamed is pg_catalog.name.
+func typeNamed(name string) *pg_query.TypeName {
+	return &pg_query.TypeName{Names: []*pg_query.Node{strNode("pg_catalog"), strNode(name)}, Typemod: -1}
+}
+
+// nameConst is 'name'::pg_catalog.name.
+func nameConst(s string) *pg_query.Node {
+	return typeCast(strConst(s), &pg_query.TypeName{Names: []*pg_query.Node{strNode("pg_catalog"), strNode("name")}, Typemod: -1})
+}
+
+func coalesceExpr(args ...*pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_CoalesceExpr{CoalesceExpr: &pg_query.CoalesceExpr{Args: args}}}
 }

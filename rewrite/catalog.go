@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
@@ -33,7 +34,7 @@ const firstNormalOid = "16384"
 var catalogVirtual = map[string]bool{
 	"pg_class": true, "pg_attribute": true, "pg_attrdef": true, "pg_index": true, "pg_constraint": true,
 	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
-	"pg_settings": true, "pg_roles": true, "pg_proc": true,
+	"pg_settings": true, "pg_roles": true, "pg_proc": true, "pg_sequence": true,
 	// Empty for every session: they describe triggers, view bodies, row
 	// security and statistics objects, which can name hidden objects.
 	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
@@ -254,6 +255,12 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		return "SELECT *" + from + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
 	case "pg_roles":
 		return "SELECT *" + from + "rolname = CURRENT_USER"
+	case "pg_sequence":
+		// Sequences owned by visible columns (serial and identity); their
+		// parameters only, not their values.
+		return "SELECT *" + from + "seqrelid IN (SELECT objid FROM pg_catalog.pg_depend WHERE classid = " +
+			"'pg_catalog.pg_class'::pg_catalog.regclass AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND " +
+			inV("refobjid") + v.deniedAnd("refobjid", attnumIn("refobjsubid")) + " AND deptype IN ('a', 'i'))"
 	case "pg_proc":
 		return "SELECT *" + from + "oid" + sys
 	}
@@ -279,4 +286,289 @@ func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info boo
 	}
 	s.items = append(s.items, item)
 	n.Node = sub.Node
+}
+
+// catalogFunc says which argument of a catalog function names an object by
+// oid, and in which virtualized catalog it must be visible. The argument is
+// replaced by a lookup that yields NULL for a hidden object, so the (strict)
+// function answers NULL as for a missing one instead of describing it.
+type catalogFunc struct {
+	arg     int
+	catalog string // virtualized pg_catalog relation
+	col     string // its oid column
+	subArg  int    // col_description: the argument matched against objsubid (-1: none)
+	exprRel bool   // pg_get_expr: relations with denied columns are hidden too (Vars name columns by number)
+}
+
+var catalogFuncs = map[string]catalogFunc{
+	"pg_table_is_visible":             {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
+	"pg_type_is_visible":              {arg: 0, catalog: "pg_type", col: "oid", subArg: -1},
+	"format_type":                     {arg: 0, catalog: "pg_type", col: "oid", subArg: -1},
+	"pg_get_indexdef":                 {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
+	"pg_get_constraintdef":            {arg: 0, catalog: "pg_constraint", col: "oid", subArg: -1},
+	"pg_get_triggerdef":               {arg: 0, catalog: "pg_trigger", col: "oid", subArg: -1},
+	"pg_get_statisticsobjdef_columns": {arg: 0, catalog: "pg_statistic_ext", col: "oid", subArg: -1},
+	"pg_relation_is_publishable":      {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
+	"pg_partition_ancestors":          {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
+	"pg_get_expr":                     {arg: 1, catalog: "pg_class", col: "oid", subArg: -1, exprRel: true},
+	"obj_description":                 {arg: 0, catalog: "pg_description", col: "objoid", subArg: -1},
+	"col_description":                 {arg: 0, catalog: "pg_description", col: "objoid", subArg: 1},
+	"has_table_privilege":             {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
+	"pg_get_serial_sequence":          {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
+}
+
+// catalogFuncCall rewrites the oid argument of a catalog function (its
+// arguments are already walked).
+func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogFunc) {
+	i := spec.arg
+	if name == "pg_get_serial_sequence" {
+		p.serialSequence(fc)
+		return
+	}
+	if name == "has_table_privilege" {
+		// (table, privilege) or (role, table, privilege).
+		switch len(fc.Args) {
+		case 2:
+			i = 0
+		case 3:
+			i = 1
+		default:
+			p.fail(p.at(pgerr.Denied("permission denied for function %s", name), fc.Location))
+			return
+		}
+		if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil {
+			lit, err := p.relationLiteral(c.GetSval().Sval)
+			if err != nil {
+				p.fail(p.at(err, fc.Location))
+				return
+			}
+			fc.Args[i] = strConst(lit)
+			return
+		}
+	}
+	if i >= len(fc.Args) {
+		return // PostgreSQL reports the wrong arity
+	}
+	body := p.catalogSQL(spec.catalog, false)
+	if spec.exprRel {
+		if cond := p.visible().deniedRelsCond(); cond != "" {
+			body = "SELECT * FROM (" + body + " OFFSET 0) r WHERE " + cond
+		}
+	}
+	var sub *pg_query.Node
+	var err error
+	if spec.subArg >= 0 && spec.subArg < len(fc.Args) {
+		arg, subArg := fc.Args[i], fc.Args[spec.subArg]
+		sub, err = oidLookup(body, spec.col, func(ref func(string) *pg_query.Node) *pg_query.Node {
+			return andExpr([]*pg_query.Node{opExpr("=", ref(spec.col), arg), opExpr("=", ref("objsubid"), proto.Clone(subArg).(*pg_query.Node))})
+		})
+	} else {
+		sub, err = oidLookup(body, spec.col, eqArg(spec.col, fc.Args[i]))
+	}
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return
+	}
+	if spec.exprRel {
+		// pg_get_expr(node, 0) prints expressions without Vars.
+		sub = coalesceExpr(sub, intConst(0))
+	}
+	fc.Args[i] = sub
+}
+
+// deniedRelsCond is "oid <> ALL (relations with denied columns)" or "".
+func (v *visibility) deniedRelsCond() string {
+	var rels []string
+	for _, vw := range v.rels {
+		if len(vw.denied) > 0 {
+			rels = append(rels, regclassLit(vw.t.rel.Schema, vw.t.rel.Name))
+		}
+	}
+	if len(rels) == 0 {
+		return ""
+	}
+	return "oid <> ALL (ARRAY[" + strings.Join(rels, ", ") + "]::pg_catalog.oid[])"
+}
+
+// relationLiteral resolves a relation name given as text (a regclass
+// literal, has_table_privilege's argument) as the session would: system
+// catalogs and exposed relations resolve (to a qualified name), anything
+// else is "does not exist", whether it exists or not.
+func (p *pass) relationLiteral(s string) (string, *pgerr.Error) {
+	missing := pgerr.New("42P01", "relation %q does not exist", s)
+	parts, ok := parseQualifiedName(s)
+	if !ok {
+		return "", pgerr.New("42602", "invalid name syntax")
+	}
+	var schema, name string
+	switch len(parts) {
+	case 1:
+		name = parts[0]
+	case 2:
+		schema, name = parts[0], parts[1]
+	default:
+		return "", missing
+	}
+	if (schema == "" || schema == "pg_catalog") && strings.HasPrefix(name, "pg_") {
+		return quoteIdent("pg_catalog") + "." + quoteIdent(name), nil
+	}
+	if schema == "information_schema" {
+		return quoteIdent(schema) + "." + quoteIdent(name), nil
+	}
+	var t *relTemplate
+	if schema != "" {
+		t = p.tmpl[schema+"."+name]
+	} else {
+		for _, sp := range p.r.pol.SearchPath {
+			if t = p.tmpl[sp+"."+name]; t != nil {
+				break
+			}
+		}
+	}
+	if t == nil || !p.relationReadable(t) {
+		return "", missing
+	}
+	return quoteIdent(t.rel.Schema) + "." + quoteIdent(t.rel.Name), nil
+}
+
+// parseQualifiedName splits a possibly quoted, dotted name as regclass
+// input does (unquoted parts fold to lower case).
+func parseQualifiedName(s string) ([]string, bool) {
+	var parts []string
+	i := 0
+	s = strings.TrimSpace(s)
+	for {
+		var part strings.Builder
+		if i < len(s) && s[i] == '"' {
+			i++
+			for {
+				if i >= len(s) {
+					return nil, false
+				}
+				if s[i] == '"' {
+					if i+1 < len(s) && s[i+1] == '"' {
+						part.WriteByte('"')
+						i += 2
+						continue
+					}
+					i++
+					break
+				}
+				part.WriteByte(s[i])
+				i++
+			}
+		} else {
+			for i < len(s) && s[i] != '.' && s[i] != '"' {
+				part.WriteByte(s[i])
+				i++
+			}
+			if strings.TrimSpace(part.String()) == "" {
+				return nil, false
+			}
+			str := strings.ToLower(strings.TrimSpace(part.String()))
+			part.Reset()
+			part.WriteString(str)
+		}
+		parts = append(parts, part.String())
+		if i >= len(s) {
+			return parts, true
+		}
+		if s[i] != '.' {
+			return nil, false
+		}
+		i++
+	}
+}
+
+// regCasts are the object identifier types a cast may produce, with the
+// virtualized catalog their oid must be visible in and the to_reg function
+// that looks a name up without failing.
+var regCasts = map[string]struct{ catalog, toReg string }{
+	"regclass":     {"pg_class", "to_regclass"},
+	"regtype":      {"pg_type", "to_regtype"},
+	"regnamespace": {"pg_namespace", "to_regnamespace"},
+}
+
+// regCast rewrites a cast to regclass, regtype or regnamespace so that it
+// resolves only visible objects: a relation name resolves as in FROM (a
+// hidden one "does not exist"), other names and oids go through the
+// virtualized catalog (NULL when hidden).
+func (p *pass) regCast(tc *pg_query.TypeCast) {
+	if tc.TypeName == nil || len(tc.TypeName.Names) == 0 || len(tc.TypeName.ArrayBounds) > 0 {
+		return
+	}
+	names := tc.TypeName.Names
+	if len(names) == 2 && names[0].GetString_().GetSval() != "pg_catalog" {
+		return
+	}
+	typ := names[len(names)-1].GetString_().GetSval()
+	_, ok := regCasts[typ]
+	if !ok {
+		return
+	}
+	if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) && typ == "regclass" {
+		lit, err := p.relationLiteral(c.GetSval().Sval)
+		if err != nil {
+			p.fail(p.at(err, c.Location))
+			return
+		}
+		tc.Arg = strConst(lit)
+		return
+	}
+	if sub := p.regLookup(typ, tc.Arg); sub != nil {
+		tc.Arg = sub
+	}
+}
+
+// regLookup returns the oid of the visible object that arg (an oid or a
+// name, of any type) denotes, or NULL.
+func (p *pass) regLookup(typ string, arg *pg_query.Node) *pg_query.Node {
+	rc := regCasts[typ]
+	sub, err := oidLookup(p.catalogSQL(rc.catalog, false), "oid", regMatch(rc.toReg, arg))
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return nil
+	}
+	return sub
+}
+
+func allDigits(s string) bool {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// serialSequence rewrites pg_get_serial_sequence(table, column): the table
+// (a name) must be visible and the column one of its allowed columns, else
+// both become NULL, and the answer is NULL as for a missing one.
+func (p *pass) serialSequence(fc *pg_query.FuncCall) {
+	if len(fc.Args) != 2 {
+		return // PostgreSQL reports the wrong arity
+	}
+	rel := p.regLookup("regclass", fc.Args[0])
+	if rel == nil {
+		return
+	}
+	relName := typeCast(typeCast(rel, typeNamed("regclass")), textType())
+	col := fc.Args[1]
+	relOid := proto.Clone(rel).(*pg_query.Node)
+	sub, err := oidLookup(p.catalogSQL("pg_attribute", false), "attname", func(ref func(string) *pg_query.Node) *pg_query.Node {
+		return andExpr([]*pg_query.Node{
+			opExpr("=", ref("attrelid"), relOid),
+			opExpr("=", typeCast(ref("attname"), textType()), typeCast(col, textType())),
+			opExpr(">", ref("attnum"), intConst(0)),
+		})
+	})
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return
+	}
+	fc.Args[0], fc.Args[1] = relName, typeCast(sub, textType())
 }

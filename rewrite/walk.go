@@ -606,10 +606,13 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_BoolExpr:
 		p.exprs(x.BoolExpr.Args, s)
 	case *pg_query.Node_FuncCall:
-		p.funcCall(x.FuncCall, s)
+		p.funcCall(n, x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
 		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
+		if p.err == nil {
+			p.regCast(x.TypeCast)
+		}
 	case *pg_query.Node_CollateClause:
 		p.expr(x.CollateClause.Arg, s)
 	case *pg_query.Node_NullTest:
@@ -772,8 +775,28 @@ func (p *pass) unqualifySchema(c *pg_query.ColumnRef, s *scope) {
 
 // funcCall checks a function call against the allow-list and walks its
 // arguments.
-func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
+func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 	schema, name := policy.FuncName(fc.Funcname)
+	if schema == "" || schema == "pg_catalog" {
+		if spec, ok := catalogFuncs[name]; ok && fc.Over == nil && !fc.AggStar {
+			p.exprs(fc.Args, s)
+			p.exprs(fc.AggOrder, s)
+			p.expr(fc.AggFilter, s)
+			if p.err == nil {
+				p.catalogFuncCall(fc, name, spec)
+			}
+			return
+		}
+		if name == "current_database" && len(fc.Args) == 0 && p.r.opts.Database != "" {
+			n.Node = nameConst(p.r.opts.Database).Node
+			return
+		}
+	}
+	if schema == "information_schema" && name == "_pg_expandarray" {
+		// Unnests an array with positions (pgjdbc's getPrimaryKeys); reads nothing.
+		p.exprs(fc.Args, s)
+		return
+	}
 	display := name
 	if schema != "" {
 		display = schema + "." + name
