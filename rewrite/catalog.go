@@ -222,7 +222,10 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		return "SELECT *" + from + "indexrelid = ANY (" + v.idxOids + ")"
 	case "pg_constraint":
 		return "SELECT *" + from + "(" + inV("conrelid") + " AND (confrelid = 0 OR " + inV("confrelid") + ")" +
-			v.deniedAnd("conrelid", arrayOverlaps("conkey")) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
+			v.deniedAnd("conrelid", func(_, nums string) string {
+				// Exclusion constraints may name columns in expressions only.
+				return "(conkey OPERATOR(pg_catalog.&&) " + nums + " OR contype = 'x')"
+			}) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
 			") OR (conrelid = 0 AND oid" + sys + ")"
 	case "pg_namespace":
 		return "SELECT *" + from + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
@@ -336,7 +339,7 @@ func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogF
 			p.fail(p.at(pgerr.Denied("permission denied for function %s", name), fc.Location))
 			return
 		}
-		if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil {
+		if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) {
 			lit, err := p.relationLiteral(c.GetSval().Sval)
 			if err != nil {
 				p.fail(p.at(err, fc.Location))
@@ -345,6 +348,11 @@ func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogF
 			fc.Args[i] = strConst(lit)
 			return
 		}
+		// A name or an oid of any type: the visible relation's oid, or NULL.
+		if sub := p.regLookup("regclass", fc.Args[i]); sub != nil {
+			fc.Args[i] = sub
+		}
+		return
 	}
 	if i >= len(fc.Args) {
 		return // PostgreSQL reports the wrong arity
@@ -497,13 +505,8 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 	if tc.TypeName == nil || len(tc.TypeName.Names) == 0 || len(tc.TypeName.ArrayBounds) > 0 {
 		return
 	}
-	names := tc.TypeName.Names
-	if len(names) == 2 && names[0].GetString_().GetSval() != "pg_catalog" {
-		return
-	}
-	typ := names[len(names)-1].GetString_().GetSval()
-	_, ok := regCasts[typ]
-	if !ok {
+	typ := regTypeName(tc.TypeName)
+	if typ == "" {
 		return
 	}
 	if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) && typ == "regclass" {
@@ -571,4 +574,30 @@ func (p *pass) serialSequence(fc *pg_query.FuncCall) {
 		return
 	}
 	fc.Args[0], fc.Args[1] = relName, typeCast(sub, textType())
+}
+
+// regTypeName is the object identifier type tn names ("regclass", ...) or "".
+func regTypeName(tn *pg_query.TypeName) string {
+	if tn == nil || len(tn.Names) == 0 || len(tn.Names) > 2 {
+		return ""
+	}
+	if len(tn.Names) == 2 && tn.Names[0].GetString_().GetSval() != "pg_catalog" {
+		return ""
+	}
+	name := tn.Names[len(tn.Names)-1].GetString_().GetSval()
+	if _, ok := regCasts[name]; ok {
+		return name
+	}
+	return ""
+}
+
+func isRegType(tn *pg_query.TypeName) bool { return regTypeName(tn) != "" }
+
+// noRegType refuses an object identifier type where a value would be
+// resolved by its input function without regCast's rewrite: parameters of
+// PREPARE and column definitions of record functions.
+func (p *pass) noRegType(tn *pg_query.TypeName) {
+	if p.err == nil && isRegType(tn) {
+		p.fail(pgerr.Denied("permission denied: parameters and columns of type %s are not supported", regTypeName(tn)))
+	}
 }

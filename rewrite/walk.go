@@ -106,6 +106,7 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	case *pg_query.Node_PrepareStmt:
 		for _, a := range x.PrepareStmt.Argtypes {
 			p.typeName(a.GetTypeName())
+			p.noRegType(a.GetTypeName())
 		}
 		p.query(x.PrepareStmt.Query, "PREPARE")
 		return Statement{Kind: KindPrepare}
@@ -844,6 +845,11 @@ func (p *pass) typeName(tn *pg_query.TypeName) {
 	if tn == nil {
 		return
 	}
+	if isRegType(tn) && len(tn.ArrayBounds) > 0 {
+		// Only scalar casts are rewritten to resolve visible objects (regCast).
+		p.fail(pgerr.Denied("permission denied: arrays of %s are not supported", regTypeName(tn)))
+		return
+	}
 	for _, m := range tn.Typmods {
 		if m.GetAConst() != nil {
 			continue
@@ -869,5 +875,6 @@ func (p *pass) columnDefs(defs []*pg_query.Node) {
 			return
 		}
 		p.typeName(cd.TypeName)
+		p.noRegType(cd.TypeName)
 	}
 }
