@@ -35,6 +35,7 @@ var catalogVirtual = map[string]bool{
 	"pg_class": true, "pg_attribute": true, "pg_attrdef": true, "pg_index": true, "pg_constraint": true,
 	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
 	"pg_settings": true, "pg_roles": true, "pg_proc": true, "pg_sequence": true,
+	"pg_tables": true, "pg_views": true, "pg_indexes": true,
 	// Empty for every session: they describe triggers, view bodies, row
 	// security and statistics objects, which can name hidden objects.
 	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
@@ -42,7 +43,18 @@ var catalogVirtual = map[string]bool{
 }
 
 // infoSchemaVirtual are the information_schema views sessions may read.
-var infoSchemaVirtual = map[string]bool{"tables": true, "columns": true, "schemata": true}
+var infoSchemaVirtual = map[string]bool{
+	"tables": true, "columns": true, "schemata": true, "views": true, "table_constraints": true,
+	"key_column_usage": true, "constraint_column_usage": true, "referential_constraints": true,
+}
+
+// infoViewsColumns are information_schema.views' columns (PostgreSQL 10 to
+// 17): view bodies can name hidden relations.
+var infoViewsColumns = []string{
+	"table_catalog", "table_schema", "table_name", "NULL::information_schema.character_data AS view_definition",
+	"check_option", "is_updatable", "is_insertable_into", "is_trigger_updatable", "is_trigger_deletable",
+	"is_trigger_insertable_into",
+}
 
 // pgClassColumns are pg_class's columns (PostgreSQL 12 to 17); sizes are
 // masked so that no session learns another tenant's row counts.
@@ -198,14 +210,36 @@ func (p *pass) catalogSQL(name string, info bool) string {
 	inV := func(col string) string { return col + " = ANY (" + v.relOids + ")" }
 	if info {
 		where := "(table_schema, table_name) IN " + v.pairs
+		cols := "*"
+		// Constraints by (schema, relation, name) of the virtualized
+		// pg_constraint; NOT NULL pseudo-constraints (named after attnums)
+		// are left out with the rest.
+		conTriples := "(table_schema::text, table_name::text, constraint_name::text) IN (SELECT n.nspname::text, r.relname::text, c.conname::text FROM (" +
+			p.catalogSQL("pg_constraint", false) + ") c JOIN pg_catalog.pg_class r ON r.oid = c.conrelid JOIN pg_catalog.pg_namespace n ON n.oid = r.relnamespace)"
+		conPairs := func(contype string) string {
+			return "(constraint_schema::text, constraint_name::text) IN (SELECT n.nspname::text, c.conname::text FROM (" +
+				p.catalogSQL("pg_constraint", false) + ") c JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace" + contype + ")"
+		}
 		switch name {
 		case "columns":
 			where = "(" + where + v.deniedColumnsAnd() + ")"
 		case "schemata":
 			return "SELECT * FROM information_schema.schemata WHERE schema_name = ANY (" + v.schemas +
 				") OR schema_name IN ('pg_catalog', 'information_schema')"
+		case "views":
+			cols = strings.Join(infoViewsColumns, ", ")
+		case "table_constraints", "key_column_usage":
+			return "SELECT * FROM information_schema." + name + " WHERE " + where + " AND " + conTriples
+		case "constraint_column_usage":
+			return "SELECT * FROM information_schema." + name + " WHERE " + where + v.deniedColumnsAnd() + " AND " + conPairs("")
+		case "referential_constraints":
+			// By name only: one a hidden relation's constraint shares is left out.
+			return "SELECT * FROM information_schema." + name + " WHERE " + conPairs(" WHERE c.contype = 'f'") +
+				" AND (constraint_schema::text, constraint_name::text) NOT IN (SELECT n.nspname::text, c.conname::text FROM pg_catalog.pg_constraint c" +
+				" JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND c.oid NOT IN (SELECT oid FROM (" +
+				p.catalogSQL("pg_constraint", false) + ") vc))"
 		}
-		return "SELECT * FROM information_schema." + name + " WHERE " + where +
+		return "SELECT " + cols + " FROM information_schema." + name + " WHERE " + where +
 			" OR table_schema IN ('pg_catalog', 'information_schema')"
 	}
 	from := " FROM pg_catalog." + name + " WHERE "
@@ -264,6 +298,14 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		return "SELECT *" + from + "seqrelid IN (SELECT objid FROM pg_catalog.pg_depend WHERE classid = " +
 			"'pg_catalog.pg_class'::pg_catalog.regclass AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND " +
 			inV("refobjid") + v.deniedAnd("refobjid", attnumIn("refobjsubid")) + " AND deptype IN ('a', 'i'))"
+	case "pg_tables":
+		return "SELECT *" + from + "(schemaname, tablename) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
+	case "pg_views":
+		return "SELECT schemaname, viewname, viewowner, NULL::pg_catalog.text AS definition" + from +
+			"(schemaname, viewname) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
+	case "pg_indexes":
+		return "SELECT *" + from + "(schemaname, indexname) IN (SELECT n.nspname, c.relname FROM pg_catalog.pg_class c" +
+			" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY (" + v.idxOids + ") OR c.oid" + sys + ")"
 	case "pg_proc":
 		return "SELECT *" + from + "oid" + sys
 	}

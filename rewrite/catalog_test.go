@@ -185,6 +185,22 @@ func TestCatalogOracles(t *testing.T) {
 		{"SELECT '{internal_costs}'::regclass[]", "error: 42501"},
 		{"SELECT count(*) FROM pg_class c WHERE has_table_privilege(c.oid, 'SELECT') AND c.relname = 'internal_costs'", "0"},
 		{"SELECT has_table_privilege('public.internal_costs'::text, 'SELECT') IS NULL", "t"},
+		{"SELECT count(*) FROM information_schema.table_constraints WHERE table_name = 'internal_costs'", "0"},
+		{"SELECT count(*) FROM information_schema.key_column_usage WHERE column_name = 'phone' OR table_name = 'internal_costs'", "0"},
+		// table_constraints, referential_constraints and constraint_column_usage
+		// list only relations the warehouse role has more than SELECT on: empty
+		// for a read-only service account, and never more than the session sees.
+		{"SELECT count(*) FROM information_schema.table_constraints WHERE table_name NOT IN ('customers', 'events', 'order_items', 'orders', 'products', 'tenants')", "0"},
+		{"SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) FROM information_schema.key_column_usage WHERE constraint_name = 'orders_pkey'",
+			"tenant_id,order_id"},
+		{"SELECT count(*) FROM information_schema.referential_constraints WHERE constraint_name LIKE 'internal%'", "0"},
+		{"SELECT count(*) FROM information_schema.constraint_column_usage WHERE column_name = 'phone' OR table_name = 'internal_costs'", "0"},
+		{"SELECT string_agg(tablename::text, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
+			"customers,events,order_items,orders,products,tenants"},
+		{"SELECT string_agg(indexname::text, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('orders', 'internal_costs')",
+			"orders_pkey,orders_tenant_ordered_at"},
+		{"SELECT count(*) FROM information_schema.views WHERE view_definition IS NOT NULL", "0"},
+		{"SELECT count(*) FROM pg_views WHERE definition IS NOT NULL", "0"},
 		{"SELECT * FROM pg_stats", "error: 42501"},
 		{"SELECT * FROM pg_stat_user_tables", "error: 42501"},
 		{"SELECT * FROM pg_statistic", "error: 42501"},
