@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"google.golang.org/protobuf/proto"
@@ -262,27 +263,67 @@ func quoteIdent(name string) string {
 // parseSubselect parses a catalog view's SQL (built by catalog.go from
 // identifiers and literals it quotes itself) into the fenced subquery
 // (body OFFSET 0) AS alias.
-func parseSubselect(body string, alias *pg_query.Alias) (*pg_query.Node, error) {
-	tree, err := pg_query.Parse("SELECT * FROM (" + body + " OFFSET 0) AS x")
+func parseSubselect(bc *bodyCache, body string, alias *pg_query.Alias) (*pg_query.Node, error) {
+	return parseRangeSubselect(bc, body+" OFFSET 0", alias)
+}
+
+func parseRangeSubselect(bc *bodyCache, body string, alias *pg_query.Alias) (*pg_query.Node, error) {
+	n, err := bc.parse(body)
 	if err != nil {
 		return nil, err
 	}
-	if len(tree.Stmts) == 1 {
-		if sel := tree.Stmts[0].Stmt.GetSelectStmt(); sel != nil && len(sel.FromClause) == 1 {
-			if rs := sel.FromClause[0].GetRangeSubselect(); rs != nil {
-				rs.Alias = alias
-				return sel.FromClause[0], nil
-			}
-		}
-	}
-	return nil, fmt.Errorf("not a subquery: %s", body)
+	n.GetRangeSubselect().Alias = alias
+	return n, nil
 }
 
-// oidLookup builds (SELECT x.col FROM (body OFFSET 0) x WHERE where(x)
-// LIMIT 1): the object when the virtualized catalog has it, else NULL. A
-// hidden object then looks like a missing one to whatever gets the result.
-func oidLookup(body, col string, where func(ref func(string) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
-	from, err := parseSubselect(body, &pg_query.Alias{Aliasname: "x"})
+// bodyCache keeps parsed catalog view bodies: they depend only on what a
+// session may see, so few distinct ones exist, and parsing them is most of
+// a catalog query's rewrite time.
+type bodyCache struct {
+	mu sync.Mutex
+	m  map[string]*pg_query.Node
+}
+
+const maxCachedBodies = 512
+
+// parse returns a fresh copy of body parsed as a RangeSubselect.
+func (bc *bodyCache) parse(body string) (*pg_query.Node, error) {
+	bc.mu.Lock()
+	n, ok := bc.m[body]
+	bc.mu.Unlock()
+	if ok {
+		return proto.Clone(n).(*pg_query.Node), nil
+	}
+	tree, err := pg_query.Parse("SELECT * FROM (" + body + ") AS x")
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, fmt.Errorf("not a subquery: %s", body)
+	}
+	sel := tree.Stmts[0].Stmt.GetSelectStmt()
+	if sel == nil || len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeSubselect() == nil {
+		return nil, fmt.Errorf("not a subquery: %s", body)
+	}
+	n = sel.FromClause[0]
+	bc.mu.Lock()
+	if bc.m == nil {
+		bc.m = map[string]*pg_query.Node{}
+	}
+	if len(bc.m) < maxCachedBodies {
+		bc.m[body] = n
+	}
+	bc.mu.Unlock()
+	return proto.Clone(n).(*pg_query.Node), nil
+}
+
+// oidLookup builds (SELECT x.col FROM (body) x WHERE where(x) LIMIT 1): the
+// object when the virtualized catalog has it, else NULL. A hidden object
+// then looks like a missing one to whatever gets the result. No fence: the
+// client's argument does not read the catalog's rows, and PostgreSQL may
+// then look the oid up by index.
+func oidLookup(bc *bodyCache, body, col string, where func(ref func(string) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
+	from, err := parseRangeSubselect(bc, body, &pg_query.Alias{Aliasname: "x"})
 	if err != nil {
 		return nil, err
 	}
@@ -308,14 +349,16 @@ func eqArg(col string, arg *pg_query.Node) func(ref func(string) *pg_query.Node)
 	return func(ref func(string) *pg_query.Node) *pg_query.Node { return opExpr("=", ref(col), arg) }
 }
 
-// regMatch is x.oid::text = arg::text OR x.oid = toReg(arg::text): it
-// matches an oid (of any integer or reg type) and a name alike, without
-// knowing the argument's type.
+// regMatch is x.oid = CASE WHEN arg::text ~ '^[0-9]+$' THEN
+// arg::text::oid ELSE toReg(arg::text) END: it matches an oid (of any
+// integer or reg type) and a name alike, without knowing the argument's
+// type, and stays one equality on oid (an index lookup).
 func regMatch(toReg string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
 	return func(ref func(string) *pg_query.Node) *pg_query.Node {
-		byOid := opExpr("=", typeCast(ref("oid"), textType()), typeCast(arg, textType()))
-		byName := opExpr("=", ref("oid"), funcCall(toReg, typeCast(proto.Clone(arg).(*pg_query.Node), textType())))
-		return pg_query.MakeBoolExprNode(pg_query.BoolExprType_OR_EXPR, []*pg_query.Node{byOid, byName}, 0)
+		asText := func() *pg_query.Node { return typeCast(proto.Clone(arg).(*pg_query.Node), textType()) }
+		digits := opExpr("~", asText(), strConst("^[0-9]+$"))
+		oid := caseElse(digits, typeCast(asText(), typeNamed("oid")), funcCall(toReg, asText()))
+		return opExpr("=", ref("oid"), oid)
 	}
 }
 

@@ -315,7 +315,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 // catalogRangeVar replaces a virtualized catalog relation by its subquery.
 func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info bool, s *scope) {
 	alias := aliasFor(rv.Alias, rv.Relname)
-	sub, err := parseSubselect(p.catalogSQL(rv.Relname, info), alias)
+	sub, err := parseSubselect(p.r.bodies, p.catalogSQL(rv.Relname, info), alias)
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return
@@ -402,18 +402,18 @@ func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogF
 	body := p.catalogSQL(spec.catalog, false)
 	if spec.exprRel {
 		if cond := p.visible().deniedRelsCond(); cond != "" {
-			body = "SELECT * FROM (" + body + " OFFSET 0) r WHERE " + cond
+			body = "SELECT * FROM (" + body + ") r WHERE " + cond
 		}
 	}
 	var sub *pg_query.Node
 	var err error
 	if spec.subArg >= 0 && spec.subArg < len(fc.Args) {
 		arg, subArg := fc.Args[i], fc.Args[spec.subArg]
-		sub, err = oidLookup(body, spec.col, func(ref func(string) *pg_query.Node) *pg_query.Node {
+		sub, err = oidLookup(p.r.bodies, body, spec.col, func(ref func(string) *pg_query.Node) *pg_query.Node {
 			return andExpr([]*pg_query.Node{opExpr("=", ref(spec.col), arg), opExpr("=", ref("objsubid"), proto.Clone(subArg).(*pg_query.Node))})
 		})
 	} else {
-		sub, err = oidLookup(body, spec.col, eqArg(spec.col, fc.Args[i]))
+		sub, err = oidLookup(p.r.bodies, body, spec.col, eqArg(spec.col, fc.Args[i]))
 	}
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
@@ -569,7 +569,7 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 // name, of any type) denotes, or NULL.
 func (p *pass) regLookup(typ string, arg *pg_query.Node) *pg_query.Node {
 	rc := regCasts[typ]
-	sub, err := oidLookup(p.catalogSQL(rc.catalog, false), "oid", regMatch(rc.toReg, arg))
+	sub, err := oidLookup(p.r.bodies, p.catalogSQL(rc.catalog, false), "oid", regMatch(rc.toReg, arg))
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return nil
@@ -604,7 +604,7 @@ func (p *pass) serialSequence(fc *pg_query.FuncCall) {
 	relName := typeCast(typeCast(rel, typeNamed("regclass")), textType())
 	col := fc.Args[1]
 	relOid := proto.Clone(rel).(*pg_query.Node)
-	sub, err := oidLookup(p.catalogSQL("pg_attribute", false), "attname", func(ref func(string) *pg_query.Node) *pg_query.Node {
+	sub, err := oidLookup(p.r.bodies, p.catalogSQL("pg_attribute", false), "attname", func(ref func(string) *pg_query.Node) *pg_query.Node {
 		return andExpr([]*pg_query.Node{
 			opExpr("=", ref("attrelid"), relOid),
 			opExpr("=", typeCast(ref("attname"), textType()), typeCast(col, textType())),
@@ -642,4 +642,18 @@ func (p *pass) noRegType(tn *pg_query.TypeName) {
 	if p.err == nil && isRegType(tn) {
 		p.fail(pgerr.Denied("permission denied: parameters and columns of type %s are not supported", regTypeName(tn)))
 	}
+}
+
+// databaseFuncName is the column name of current_database() or
+// current_catalog when n is one of them, else "".
+func databaseFuncName(n *pg_query.Node) string {
+	if v := n.GetSqlvalueFunction(); v != nil && v.Op == pg_query.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG {
+		return "current_catalog"
+	}
+	if fc := n.GetFuncCall(); fc != nil && len(fc.Args) == 0 {
+		if schema, name := policy.FuncName(fc.Funcname); name == "current_database" && (schema == "" || schema == "pg_catalog") {
+			return "current_database"
+		}
+	}
+	return ""
 }

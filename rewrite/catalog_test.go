@@ -227,3 +227,24 @@ func TestCatalogOracles(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCatalogRewrite rewrites the driver catalog corpus (psql, pgjdbc,
+// SQLAlchemy) uncached. One op = the whole corpus.
+func BenchmarkCatalogRewrite(b *testing.B) {
+	r := demoRewriter(b, Options{CacheBytes: -1, Database: "analytics"})
+	id, _ := parseSession("session tenant=acme")
+	var queries []string
+	for _, q := range strings.Split(readFile(b, "../testdata/rewrite/catalog/driver_queries.sql"), "\n-- next\n") {
+		q = strings.ReplaceAll(strings.ReplaceAll(q, "{{name}}", "orders"), "{{oid}}", "16411")
+		queries = append(queries, q)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, q := range queries {
+			if _, err := r.Rewrite(q, id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}

@@ -42,6 +42,8 @@ type Rewriter struct {
 	embed map[string]*relTemplate // by schema.name
 	inter map[string]*relTemplate
 	cache *cache
+	// bodies caches parsed catalog view bodies (catalog.go).
+	bodies *bodyCache
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -75,7 +77,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts}
+	r := &Rewriter{pol: p, opts: opts, bodies: &bodyCache{}}
 	var err error
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err

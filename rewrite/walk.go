@@ -586,8 +586,13 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 			p.fail(pgerr.New("42P02", "there is no parameter $%d", x.ParamRef.Number))
 		}
 		return
+	case *pg_query.Node_SqlvalueFunction:
+		if x.SqlvalueFunction.Op == pg_query.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG && p.r.opts.Database != "" {
+			n.Node = nameConst(p.r.opts.Database).Node
+		}
+		return
 	case *pg_query.Node_AConst, *pg_query.Node_AStar, *pg_query.Node_String_,
-		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean, *pg_query.Node_SqlvalueFunction:
+		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean:
 		return
 	}
 	p.depth++
@@ -663,7 +668,12 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.expr(x.AIndices.Uidx, s)
 	case *pg_query.Node_ResTarget:
 		p.exprs(x.ResTarget.Indirection, s)
+		name := databaseFuncName(x.ResTarget.Val)
 		p.expr(x.ResTarget.Val, s)
+		if name != "" && x.ResTarget.Name == "" && x.ResTarget.Val.GetTypeCast() != nil {
+			// Replaced by a constant: keep the column name PostgreSQL gives.
+			x.ResTarget.Name = name
+		}
 	case *pg_query.Node_SortBy:
 		if len(x.SortBy.UseOp) > 0 && !operatorAllowed(x.SortBy.UseOp) {
 			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
