@@ -657,3 +657,34 @@ func databaseFuncName(n *pg_query.Node) string {
 	}
 	return ""
 }
+
+// typeRegLiterals gives an untyped string literal compared with a cast to an
+// object identifier type (X::regclass = 'name', X::regclass IN ('a', 'b'))
+// that type explicitly, so that regCast resolves it: PostgreSQL would
+// otherwise resolve the name with the type's input function, hidden or not.
+func typeRegLiterals(e *pg_query.A_Expr) {
+	reg := func(n *pg_query.Node) *pg_query.TypeName {
+		if tc := n.GetTypeCast(); tc != nil && isRegType(tc.TypeName) {
+			return tc.TypeName
+		}
+		return nil
+	}
+	typed := func(n *pg_query.Node, tn *pg_query.TypeName) *pg_query.Node {
+		if c := n.GetAConst(); c != nil && c.GetSval() != nil {
+			return typeCast(n, proto.Clone(tn).(*pg_query.TypeName))
+		}
+		return n
+	}
+	if tn := reg(e.Lexpr); tn != nil {
+		if l := e.Rexpr.GetList(); l != nil {
+			for i, it := range l.Items {
+				l.Items[i] = typed(it, tn)
+			}
+		} else {
+			e.Rexpr = typed(e.Rexpr, tn)
+		}
+	}
+	if tn := reg(e.Rexpr); tn != nil {
+		e.Lexpr = typed(e.Lexpr, tn)
+	}
+}

@@ -201,6 +201,8 @@ func TestCatalogOracles(t *testing.T) {
 			"orders_pkey,orders_tenant_ordered_at"},
 		{"SELECT count(*) FROM information_schema.views WHERE view_definition IS NOT NULL", "0"},
 		{"SELECT count(*) FROM pg_views WHERE definition IS NOT NULL", "0"},
+		{"SELECT 1259::regclass = 'internal_costs'", "error: 42P01"},
+		{"SELECT count(*) FROM pg_class c WHERE c.oid::regclass IN ('orders', 'customers')", "2"},
 		{"SELECT * FROM pg_stats", "error: 42501"},
 		{"SELECT * FROM pg_stat_user_tables", "error: 42501"},
 		{"SELECT * FROM pg_statistic", "error: 42501"},

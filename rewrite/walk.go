@@ -607,6 +607,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
 			return
 		}
+		typeRegLiterals(x.AExpr)
 		p.expr(x.AExpr.Lexpr, s)
 		p.expr(x.AExpr.Rexpr, s)
 	case *pg_query.Node_BoolExpr:
