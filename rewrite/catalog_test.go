@@ -250,3 +250,28 @@ func BenchmarkCatalogRewrite(b *testing.B) {
 		}
 	}
 }
+
+func TestParseQualifiedName(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want []string
+	}{
+		{"orders", []string{"orders"}},
+		{"Public.Orders", []string{"public", "orders"}},
+		{`"My Schema"."Odd""Name"`, []string{"My Schema", `Odd"Name`}},
+		{` public . orders `, []string{"public", "orders"}},
+		{"a.b.c", []string{"a", "b", "c"}},
+		{"", nil},
+		{"a..b", nil},
+		{`"unterminated`, nil},
+		{`"a"b`, nil},
+	} {
+		got, ok := parseQualifiedName(c.in)
+		if !ok {
+			got = nil
+		}
+		if strings.Join(got, "|") != strings.Join(c.want, "|") || (c.want == nil) == ok {
+			t.Errorf("parseQualifiedName(%q) = %q, %v; want %q", c.in, got, ok, c.want)
+		}
+	}
+}
