@@ -67,12 +67,12 @@ var pgClassColumns = []string{
 	"relpartbound",
 }
 
-// pgDatabaseColumns are pg_database's columns (PostgreSQL 15); datname
-// becomes the name the client connected with.
+// pgDatabaseColumns are the pg_database columns every PostgreSQL from 12
+// to 17 has (the locale provider columns came and were renamed since);
+// datname becomes the name the client connected with.
 var pgDatabaseColumns = []string{
-	"oid", "%s AS datname", "datdba", "encoding", "datlocprovider", "datistemplate", "datallowconn",
-	"datconnlimit", "datfrozenxid", "datminmxid", "dattablespace", "datcollate", "datctype", "daticulocale",
-	"datcollversion", "datacl",
+	"oid", "%s AS datname", "datdba", "encoding", "datistemplate", "datallowconn", "datconnlimit",
+	"datfrozenxid", "datminmxid", "dattablespace", "datcollate", "datctype", "datacl",
 }
 
 // visibility is what one session may see of the catalog, as SQL snippets
