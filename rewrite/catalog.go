@@ -658,10 +658,11 @@ func databaseFuncName(n *pg_query.Node) string {
 	return ""
 }
 
-// typeRegLiterals gives an untyped string literal compared with a cast to an
-// object identifier type (X::regclass = 'name', X::regclass IN ('a', 'b'))
-// that type explicitly, so that regCast resolves it: PostgreSQL would
-// otherwise resolve the name with the type's input function, hidden or not.
+// typeRegLiterals gives an untyped string literal or a parameter compared
+// with a cast to an object identifier type (X::regclass = 'name',
+// X::regclass IN ('a', 'b'), X::regclass = $1) that type explicitly, so that
+// regCast resolves it: PostgreSQL would otherwise resolve the name with the
+// type's input function, hidden or not.
 func typeRegLiterals(e *pg_query.A_Expr) {
 	reg := func(n *pg_query.Node) *pg_query.TypeName {
 		if tc := n.GetTypeCast(); tc != nil && isRegType(tc.TypeName) {
@@ -672,6 +673,11 @@ func typeRegLiterals(e *pg_query.A_Expr) {
 	typed := func(n *pg_query.Node, tn *pg_query.TypeName) *pg_query.Node {
 		if c := n.GetAConst(); c != nil && c.GetSval() != nil {
 			return typeCast(n, proto.Clone(tn).(*pg_query.TypeName))
+		}
+		if n.GetParamRef() != nil {
+			// A parameter would be inferred as the reg type and its value
+			// resolved by the input function: pass it as text instead.
+			return typeCast(typeCast(n, textType()), proto.Clone(tn).(*pg_query.TypeName))
 		}
 		return n
 	}
