@@ -664,33 +664,79 @@ func databaseFuncName(n *pg_query.Node) string {
 // regCast resolves it: PostgreSQL would otherwise resolve the name with the
 // type's input function, hidden or not.
 func typeRegLiterals(e *pg_query.A_Expr) {
-	reg := func(n *pg_query.Node) *pg_query.TypeName {
-		if tc := n.GetTypeCast(); tc != nil && isRegType(tc.TypeName) {
-			return tc.TypeName
+	if l := e.Rexpr.GetList(); l != nil {
+		if tn := regCastType(e.Lexpr); tn != nil {
+			typeRegItems(l.Items, tn)
 		}
-		return nil
+		return
 	}
-	typed := func(n *pg_query.Node, tn *pg_query.TypeName) *pg_query.Node {
-		if c := n.GetAConst(); c != nil && c.GetSval() != nil {
-			return typeCast(n, proto.Clone(tn).(*pg_query.TypeName))
+	ops := []*pg_query.Node{e.Lexpr, e.Rexpr}
+	typeRegList(ops)
+	e.Lexpr, e.Rexpr = ops[0], ops[1]
+}
+
+// regCastType is the reg type n is cast to, or nil.
+func regCastType(n *pg_query.Node) *pg_query.TypeName {
+	if tc := n.GetTypeCast(); tc != nil && isRegType(tc.TypeName) {
+		return tc.TypeName
+	}
+	return nil
+}
+
+// typeRegList types the untyped literals and parameters of expressions
+// whose types PostgreSQL unifies (operands, CASE results, COALESCE,
+// GREATEST, ARRAY[...]) when one of them is a reg* cast.
+func typeRegList(items []*pg_query.Node) {
+	for _, it := range items {
+		if tn := regCastType(it); tn != nil {
+			typeRegItems(items, tn)
+			return
 		}
-		if n.GetParamRef() != nil {
+	}
+}
+
+func typeRegItems(items []*pg_query.Node, tn *pg_query.TypeName) {
+	for i, n := range items {
+		if c := n.GetAConst(); c != nil && c.GetSval() != nil {
+			items[i] = typeCast(n, proto.Clone(tn).(*pg_query.TypeName))
+		} else if n.GetParamRef() != nil {
 			// A parameter would be inferred as the reg type and its value
 			// resolved by the input function: pass it as text instead.
-			return typeCast(typeCast(n, textType()), proto.Clone(tn).(*pg_query.TypeName))
+			items[i] = typeCast(typeCast(n, textType()), proto.Clone(tn).(*pg_query.TypeName))
 		}
-		return n
 	}
-	if tn := reg(e.Lexpr); tn != nil {
-		if l := e.Rexpr.GetList(); l != nil {
-			for i, it := range l.Items {
-				l.Items[i] = typed(it, tn)
+}
+
+// typeRegCase applies typeRegList to a CASE's results and to its tested
+// value with the WHEN values.
+func typeRegCase(c *pg_query.CaseExpr) {
+	results := make([]*pg_query.Node, 0, len(c.Args)+1)
+	tests := []*pg_query.Node{c.Arg}
+	for _, w := range c.Args {
+		if cw := w.GetCaseWhen(); cw != nil {
+			results = append(results, cw.Result)
+			tests = append(tests, cw.Expr)
+		}
+	}
+	if c.Defresult != nil {
+		results = append(results, c.Defresult)
+	}
+	typeRegList(results)
+	if c.Arg != nil {
+		typeRegList(tests)
+		c.Arg = tests[0]
+	}
+	k := 0
+	for _, w := range c.Args {
+		if cw := w.GetCaseWhen(); cw != nil {
+			cw.Result = results[k]
+			if c.Arg != nil {
+				cw.Expr = tests[k+1]
 			}
-		} else {
-			e.Rexpr = typed(e.Rexpr, tn)
+			k++
 		}
 	}
-	if tn := reg(e.Rexpr); tn != nil {
-		e.Lexpr = typed(e.Lexpr, tn)
+	if c.Defresult != nil {
+		c.Defresult = results[k]
 	}
 }

@@ -635,6 +635,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		}
 		p.selectStmt(sel, s)
 	case *pg_query.Node_CaseExpr:
+		typeRegCase(x.CaseExpr)
 		p.expr(x.CaseExpr.Arg, s)
 		p.exprs(x.CaseExpr.Args, s)
 		p.expr(x.CaseExpr.Defresult, s)
@@ -642,12 +643,15 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.expr(x.CaseWhen.Expr, s)
 		p.expr(x.CaseWhen.Result, s)
 	case *pg_query.Node_CoalesceExpr:
+		typeRegList(x.CoalesceExpr.Args)
 		p.exprs(x.CoalesceExpr.Args, s)
 	case *pg_query.Node_MinMaxExpr:
+		typeRegList(x.MinMaxExpr.Args)
 		p.exprs(x.MinMaxExpr.Args, s)
 	case *pg_query.Node_RowExpr:
 		p.exprs(x.RowExpr.Args, s)
 	case *pg_query.Node_AArrayExpr:
+		typeRegList(x.AArrayExpr.Elements)
 		p.exprs(x.AArrayExpr.Elements, s)
 	case *pg_query.Node_List:
 		p.exprs(x.List.Items, s)
