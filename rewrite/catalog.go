@@ -740,3 +740,58 @@ func typeRegCase(c *pg_query.CaseExpr) {
 		c.Defresult = results[k]
 	}
 }
+
+// typeRegColumns applies typeRegList column by column to the branches of a
+// set operation and to the rows of VALUES, whose types PostgreSQL unifies
+// by position too.
+func typeRegColumns(sel *pg_query.SelectStmt) {
+	var rows [][]**pg_query.Node
+	var leaves func(s *pg_query.SelectStmt)
+	leaves = func(s *pg_query.SelectStmt) {
+		if s == nil {
+			return
+		}
+		if s.Op != pg_query.SetOperation_SETOP_NONE {
+			leaves(s.Larg)
+			leaves(s.Rarg)
+			return
+		}
+		for _, vl := range s.ValuesLists {
+			if l := vl.GetList(); l != nil {
+				var row []**pg_query.Node
+				for j := range l.Items {
+					row = append(row, &l.Items[j])
+				}
+				rows = append(rows, row)
+			}
+		}
+		if len(s.ValuesLists) == 0 {
+			var row []**pg_query.Node
+			for _, t := range s.TargetList {
+				if rt := t.GetResTarget(); rt != nil {
+					row = append(row, &rt.Val)
+				}
+			}
+			rows = append(rows, row)
+		}
+	}
+	leaves(sel)
+	if len(rows) < 2 {
+		return
+	}
+	for i := range rows[0] {
+		col := make([]*pg_query.Node, 0, len(rows))
+		for _, r := range rows {
+			if i < len(r) && *r[i] != nil {
+				col = append(col, *r[i])
+			}
+		}
+		if len(col) != len(rows) {
+			continue
+		}
+		typeRegList(col)
+		for k, r := range rows {
+			*r[i] = col[k]
+		}
+	}
+}

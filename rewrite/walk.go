@@ -195,6 +195,9 @@ func (p *pass) selectStmt(sel *pg_query.SelectStmt, parent *scope) {
 		p.fail(pgerr.Denied("permission denied: SELECT ... FOR UPDATE/SHARE is not allowed"))
 		return
 	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.ValuesLists) > 1 {
+		typeRegColumns(sel)
+	}
 	s := &scope{parent: parent}
 	if w := sel.WithClause; w != nil {
 		p.with(w, s)
