@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
 )
 
 func strNode(s string) *pg_query.Node { return pg_query.MakeStrNode(s) }
@@ -256,4 +258,120 @@ func fetchSQL(f *pg_query.FetchStmt) string {
 // when quoting is needed; quoting always keeps the name exactly.
 func quoteIdent(name string) string {
 	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// parseSubselect parses a catalog view's SQL (built by catalog.go from
+// identifiers and literals it quotes itself) into the fenced subquery
+// (body OFFSET 0) AS alias.
+func parseSubselect(bc *bodyCache, body string, alias *pg_query.Alias) (*pg_query.Node, error) {
+	return parseRangeSubselect(bc, body+" OFFSET 0", alias)
+}
+
+func parseRangeSubselect(bc *bodyCache, body string, alias *pg_query.Alias) (*pg_query.Node, error) {
+	n, err := bc.parse(body)
+	if err != nil {
+		return nil, err
+	}
+	n.GetRangeSubselect().Alias = alias
+	return n, nil
+}
+
+// bodyCache keeps parsed catalog view bodies: they depend only on what a
+// session may see, so few distinct ones exist, and parsing them is most of
+// a catalog query's rewrite time.
+type bodyCache struct {
+	mu sync.Mutex
+	m  map[string]*pg_query.Node
+}
+
+const maxCachedBodies = 512
+
+// parse returns a fresh copy of body parsed as a RangeSubselect.
+func (bc *bodyCache) parse(body string) (*pg_query.Node, error) {
+	bc.mu.Lock()
+	n, ok := bc.m[body]
+	bc.mu.Unlock()
+	if ok {
+		return proto.Clone(n).(*pg_query.Node), nil
+	}
+	tree, err := pg_query.Parse("SELECT * FROM (" + body + ") AS x")
+	if err != nil {
+		return nil, err
+	}
+	if len(tree.Stmts) != 1 {
+		return nil, fmt.Errorf("not a subquery: %s", body)
+	}
+	sel := tree.Stmts[0].Stmt.GetSelectStmt()
+	if sel == nil || len(sel.FromClause) != 1 || sel.FromClause[0].GetRangeSubselect() == nil {
+		return nil, fmt.Errorf("not a subquery: %s", body)
+	}
+	n = sel.FromClause[0]
+	bc.mu.Lock()
+	if bc.m == nil {
+		bc.m = map[string]*pg_query.Node{}
+	}
+	if len(bc.m) < maxCachedBodies {
+		bc.m[body] = n
+	}
+	bc.mu.Unlock()
+	return proto.Clone(n).(*pg_query.Node), nil
+}
+
+// oidLookup builds (SELECT x.col FROM (body) x WHERE where(x) LIMIT 1): the
+// object when the virtualized catalog has it, else NULL. A hidden object
+// then looks like a missing one to whatever gets the result. No fence: the
+// client's argument does not read the catalog's rows, and PostgreSQL may
+// then look the oid up by index.
+func oidLookup(bc *bodyCache, body, col string, where func(ref func(string) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
+	from, err := parseRangeSubselect(bc, body, &pg_query.Alias{Aliasname: "x"})
+	if err != nil {
+		return nil, err
+	}
+	ref := func(c string) *pg_query.Node {
+		return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode("x"), strNode(c)}, 0)
+	}
+	sel := &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget("", ref(col))},
+		FromClause:  []*pg_query.Node{from},
+		WhereClause: where(ref),
+		LimitCount:  intConst(1),
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}
+	return &pg_query.Node{Node: &pg_query.Node_SubLink{SubLink: &pg_query.SubLink{
+		SubLinkType: pg_query.SubLinkType_EXPR_SUBLINK,
+		Subselect:   &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}},
+	}}}, nil
+}
+
+// eqArg is x.col = arg.
+func eqArg(col string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node) *pg_query.Node { return opExpr("=", ref(col), arg) }
+}
+
+// regMatch is x.oid = CASE WHEN arg::text ~ '^[0-9]+$' THEN
+// arg::text::oid ELSE toReg(arg::text) END: it matches an oid (of any
+// integer or reg type) and a name alike, without knowing the argument's
+// type, and stays one equality on oid (an index lookup).
+func regMatch(toReg string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node) *pg_query.Node {
+		asText := func() *pg_query.Node { return typeCast(proto.Clone(arg).(*pg_query.Node), textType()) }
+		digits := opExpr("~", asText(), strConst("^[0-9]+$"))
+		oid := caseElse(digits, typeCast(asText(), typeNamed("oid")), funcCall(toReg, asText()))
+		return opExpr("=", ref("oid"), oid)
+	}
+}
+
+// typeNamed is pg_catalog.name.
+func typeNamed(name string) *pg_query.TypeName {
+	return &pg_query.TypeName{Names: []*pg_query.Node{strNode("pg_catalog"), strNode(name)}, Typemod: -1}
+}
+
+// nameConst is 'name'::pg_catalog.name.
+func nameConst(s string) *pg_query.Node {
+	return typeCast(strConst(s), &pg_query.TypeName{Names: []*pg_query.Node{strNode("pg_catalog"), strNode("name")}, Typemod: -1})
+}
+
+func coalesceExpr(args ...*pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_CoalesceExpr{CoalesceExpr: &pg_query.CoalesceExpr{Args: args}}}
 }

@@ -22,6 +22,10 @@ type Options struct {
 	CacheBytes int64
 	// MaxStatementTimeout caps SET statement_timeout; 0 means no cap.
 	MaxStatementTimeout time.Duration
+	// Database is the warehouse name clients connect with: current_database()
+	// and pg_database answer it instead of the real database's name. Empty
+	// leaves both as they are.
+	Database string
 }
 
 const defaultCacheBytes = 64 << 20
@@ -38,6 +42,8 @@ type Rewriter struct {
 	embed map[string]*relTemplate // by schema.name
 	inter map[string]*relTemplate
 	cache *cache
+	// bodies caches parsed catalog view bodies (catalog.go).
+	bodies *bodyCache
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -71,7 +77,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts}
+	r := &Rewriter{pol: p, opts: opts, bodies: &bodyCache{}}
 	var err error
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ type pass struct {
 	depth     int
 	relations []string
 	views     map[*relTemplate]*view
+	vis       *visibility
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -105,6 +106,7 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	case *pg_query.Node_PrepareStmt:
 		for _, a := range x.PrepareStmt.Argtypes {
 			p.typeName(a.GetTypeName())
+			p.noRegType(a.GetTypeName())
 		}
 		p.query(x.PrepareStmt.Query, "PREPARE")
 		return Statement{Kind: KindPrepare}
@@ -192,6 +194,9 @@ func (p *pass) selectStmt(sel *pg_query.SelectStmt, parent *scope) {
 	if len(sel.LockingClause) > 0 {
 		p.fail(pgerr.Denied("permission denied: SELECT ... FOR UPDATE/SHARE is not allowed"))
 		return
+	}
+	if sel.Op != pg_query.SetOperation_SETOP_NONE || len(sel.ValuesLists) > 1 {
+		typeRegColumns(sel)
 	}
 	s := &scope{parent: parent}
 	if w := sel.WithClause; w != nil {
@@ -331,12 +336,20 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	// pg_catalog is searched first, as PostgreSQL does implicitly.
 	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
+		if catalogVirtual[rv.Relname] {
+			p.catalogRangeVar(n, rv, false, s)
+			return
+		}
 		if catalogRelations[rv.Relname] {
 			rv.Schemaname = "pg_catalog"
 			p.note("pg_catalog." + rv.Relname)
 			s.items = append(s.items, rangeItem{alias: alias})
 			return
 		}
+	}
+	if rv.Schemaname == "information_schema" && infoSchemaVirtual[rv.Relname] {
+		p.catalogRangeVar(n, rv, true, s)
+		return
 	}
 	var t *relTemplate
 	if rv.Schemaname != "" {
@@ -576,8 +589,13 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 			p.fail(pgerr.New("42P02", "there is no parameter $%d", x.ParamRef.Number))
 		}
 		return
+	case *pg_query.Node_SqlvalueFunction:
+		if x.SqlvalueFunction.Op == pg_query.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG && p.r.opts.Database != "" {
+			n.Node = nameConst(p.r.opts.Database).Node
+		}
+		return
 	case *pg_query.Node_AConst, *pg_query.Node_AStar, *pg_query.Node_String_,
-		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean, *pg_query.Node_SqlvalueFunction:
+		*pg_query.Node_Integer, *pg_query.Node_Float, *pg_query.Node_Boolean:
 		return
 	}
 	p.depth++
@@ -592,15 +610,19 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
 			return
 		}
+		typeRegLiterals(x.AExpr)
 		p.expr(x.AExpr.Lexpr, s)
 		p.expr(x.AExpr.Rexpr, s)
 	case *pg_query.Node_BoolExpr:
 		p.exprs(x.BoolExpr.Args, s)
 	case *pg_query.Node_FuncCall:
-		p.funcCall(x.FuncCall, s)
+		p.funcCall(n, x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
 		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
+		if p.err == nil {
+			p.regCast(x.TypeCast)
+		}
 	case *pg_query.Node_CollateClause:
 		p.expr(x.CollateClause.Arg, s)
 	case *pg_query.Node_NullTest:
@@ -616,6 +638,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		}
 		p.selectStmt(sel, s)
 	case *pg_query.Node_CaseExpr:
+		typeRegCase(x.CaseExpr)
 		p.expr(x.CaseExpr.Arg, s)
 		p.exprs(x.CaseExpr.Args, s)
 		p.expr(x.CaseExpr.Defresult, s)
@@ -623,12 +646,15 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.expr(x.CaseWhen.Expr, s)
 		p.expr(x.CaseWhen.Result, s)
 	case *pg_query.Node_CoalesceExpr:
+		typeRegList(x.CoalesceExpr.Args)
 		p.exprs(x.CoalesceExpr.Args, s)
 	case *pg_query.Node_MinMaxExpr:
+		typeRegList(x.MinMaxExpr.Args)
 		p.exprs(x.MinMaxExpr.Args, s)
 	case *pg_query.Node_RowExpr:
 		p.exprs(x.RowExpr.Args, s)
 	case *pg_query.Node_AArrayExpr:
+		typeRegList(x.AArrayExpr.Elements)
 		p.exprs(x.AArrayExpr.Elements, s)
 	case *pg_query.Node_List:
 		p.exprs(x.List.Items, s)
@@ -650,7 +676,12 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.expr(x.AIndices.Uidx, s)
 	case *pg_query.Node_ResTarget:
 		p.exprs(x.ResTarget.Indirection, s)
+		name := databaseFuncName(x.ResTarget.Val)
 		p.expr(x.ResTarget.Val, s)
+		if name != "" && x.ResTarget.Name == "" && x.ResTarget.Val.GetTypeCast() != nil {
+			// Replaced by a constant: keep the column name PostgreSQL gives.
+			x.ResTarget.Name = name
+		}
 	case *pg_query.Node_SortBy:
 		if len(x.SortBy.UseOp) > 0 && !operatorAllowed(x.SortBy.UseOp) {
 			p.fail(pgerr.Denied("permission denied: schema-qualified operator"))
@@ -763,8 +794,28 @@ func (p *pass) unqualifySchema(c *pg_query.ColumnRef, s *scope) {
 
 // funcCall checks a function call against the allow-list and walks its
 // arguments.
-func (p *pass) funcCall(fc *pg_query.FuncCall, s *scope) {
+func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 	schema, name := policy.FuncName(fc.Funcname)
+	if schema == "" || schema == "pg_catalog" {
+		if spec, ok := catalogFuncs[name]; ok && fc.Over == nil && !fc.AggStar {
+			p.exprs(fc.Args, s)
+			p.exprs(fc.AggOrder, s)
+			p.expr(fc.AggFilter, s)
+			if p.err == nil {
+				p.catalogFuncCall(fc, name, spec)
+			}
+			return
+		}
+		if name == "current_database" && len(fc.Args) == 0 && p.r.opts.Database != "" {
+			n.Node = nameConst(p.r.opts.Database).Node
+			return
+		}
+	}
+	if schema == "information_schema" && name == "_pg_expandarray" {
+		// Unnests an array with positions (pgjdbc's getPrimaryKeys); reads nothing.
+		p.exprs(fc.Args, s)
+		return
+	}
 	display := name
 	if schema != "" {
 		display = schema + "." + name
@@ -812,6 +863,11 @@ func (p *pass) typeName(tn *pg_query.TypeName) {
 	if tn == nil {
 		return
 	}
+	if isRegType(tn) && len(tn.ArrayBounds) > 0 {
+		// Only scalar casts are rewritten to resolve visible objects (regCast).
+		p.fail(pgerr.Denied("permission denied: arrays of %s are not supported", regTypeName(tn)))
+		return
+	}
 	for _, m := range tn.Typmods {
 		if m.GetAConst() != nil {
 			continue
@@ -837,5 +893,6 @@ func (p *pass) columnDefs(defs []*pg_query.Node) {
 			return
 		}
 		p.typeName(cd.TypeName)
+		p.noRegType(cd.TypeName)
 	}
 }
