@@ -25,9 +25,7 @@ var (
 // PGWARDEN_COMPAT_STRICT is set. Remove an entry when its check passes (the
 // check logs when it does).
 var knownCatalogGaps = map[string]string{
-	"chatter/current_database": "current_database() names the warehouse's real database until cmd sets rewrite.Options.Database",
-	"chatter/current_user":     "current_user and session_user name the service account, not the user the client connected as",
-	"chatter/pg_database":      "pg_database lists the warehouse's real database name until cmd sets rewrite.Options.Database",
+	"chatter/current_user": "current_user and session_user name the service account, not the user the client connected as",
 }
 
 // knownBugs are checks that fail because of a bug in another package (named in

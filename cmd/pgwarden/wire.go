@@ -236,6 +236,8 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 	rw, err := rewrite.New(p, cat, rewrite.Options{
 		CacheBytes:          cfg.Proxy.RewriteCacheBytes,
 		MaxStatementTimeout: cfg.Proxy.StatementTimeout,
+		// current_database() and pg_database answer the name clients connect with.
+		Database: name,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)
