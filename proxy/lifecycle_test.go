@@ -107,7 +107,7 @@ func TestTLS(t *testing.T) {
 	cert, key := writeSelfSignedCert(t)
 	tp := startProxy(t, func(c *Config, _ *Deps) { c.TLSCertFile, c.TLSKeyFile = cert, key })
 	ctx := ctxT(t)
-	for _, mode := range []string{"require", "disable", "prefer"} {
+	for _, mode := range []string{"require", "disable", "prefer", "require&sslnegotiation=direct"} {
 		t.Run(mode, func(t *testing.T) {
 			u := "postgres://alice:tok-acme@" + tp.addr + "/wh?sslmode=" + mode
 			conn, err := pgx.Connect(ctx, u)

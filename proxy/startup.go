@@ -144,6 +144,9 @@ func (c *clientConn) startup() error {
 	c.raw.SetDeadline(time.Now().Add(c.srv.cfg.AuthTimeout))
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.AuthTimeout)
 	defer cancel()
+	if err := c.directTLS(); err != nil {
+		return err
+	}
 	var pkt startupPacket
 	for {
 		var err error
@@ -318,6 +321,50 @@ func (c *clientConn) startup() error {
 	c.be.SetMaxBodyLen(c.srv.cfg.MaxMessageBytes)
 	c.log.Info("session started", zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))
 	return nil
+}
+
+// directTLS accepts PostgreSQL 17's direct TLS negotiation (sslnegotiation=
+// direct): the client starts with a TLS ClientHello instead of SSLRequest, and
+// must ask for the "postgresql" ALPN protocol.
+func (c *clientConn) directTLS() error {
+	if c.srv.tlsConfig == nil {
+		return nil
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c.raw, b[:]); err != nil {
+		return errQuiet{"no startup packet"}
+	}
+	pc := &prefixConn{Conn: c.raw, prefix: b[:]}
+	if b[0] != 0x16 { // not a TLS handshake record
+		c.nc = pc
+		return nil
+	}
+	cfg := c.srv.tlsConfig.Clone()
+	cfg.NextProtos = []string{"postgresql"}
+	tc := tls.Server(pc, cfg)
+	if err := tc.Handshake(); err != nil {
+		return errQuiet{"direct tls handshake: " + err.Error()}
+	}
+	if tc.ConnectionState().NegotiatedProtocol != "postgresql" {
+		return errQuiet{"direct tls without the postgresql alpn protocol"}
+	}
+	c.nc, c.tlsOn = tc, true
+	return nil
+}
+
+// prefixConn replays bytes already read from Conn.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
 }
 
 func isFalse(v string) bool {
