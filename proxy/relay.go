@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"sync"
 	"time"
 
@@ -34,6 +35,17 @@ type pending struct {
 	// For a simple Query: rows so far and the SQLSTATE of an error.
 	rows   int64
 	failed string
+	// Settings changes by statement (Query) or of the portal (Execute).
+	ops  []*setOp
+	op   *setOp
+	done int // statements of a Query completed so far
+	// A Parse: internal ones (preparing a statement on the connection the
+	// client landed on) are not answered to the client; prep names what
+	// it prepares on be, stmt is the client statement it creates.
+	internal bool
+	prep     string
+	be       *backend
+	stmt     *clientStmt
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -85,67 +97,124 @@ func (q *pendingQueue) empty() bool {
 	return q.head == len(q.items)
 }
 
+// errRelayStopped ends the relay when the loop asked it to stop.
+var errRelayStopped = errors.New("relay stopped")
+
 // relay copies warehouse messages to the client one at a time, never holding
 // a whole result: it flushes the client whenever it has to wait for the
 // warehouse, and the client writer flushes itself when its buffer fills.
+// It serves each connection the loop binds until the relay releases it.
 func (c *clientConn) relay() {
 	defer close(c.relayDone)
-	// Once the relay stops nobody reads the warehouse: close it so that a loop
-	// blocked writing to it is released too.
-	defer c.sc.Close()
 	for {
-		if c.sc.Buffered() == 0 {
-			if err := c.out.flush(); err != nil {
-				c.relayErr = clientWriteError{err}
+		var b *backend
+		select {
+		case b = <-c.bindCh:
+		case <-c.stopCh:
+			return
+		}
+		if err := c.relayFrom(b); err != nil {
+			c.relayErr = err
+			if !errors.Is(err, errRelayStopped) {
+				// Nobody reads the warehouse now: close it so that a loop
+				// blocked writing to it is released too.
+				b.sc.Close()
 				c.interrupt(reasonRelayDone)
-				return
 			}
-		}
-		msg, err := c.sc.Receive()
-		if err != nil {
-			c.relayErr = err
-			c.interrupt(reasonRelayDone)
-			return
-		}
-		out, err := c.observe(msg)
-		if err != nil {
-			c.relayErr = err
-			c.interrupt(reasonRelayDone)
-			return
-		}
-		if out == nil {
-			continue
-		}
-		if err := c.out.send(out); err != nil {
-			c.relayErr = clientWriteError{err}
-			c.interrupt(reasonRelayDone)
 			return
 		}
 	}
 }
 
+// relayFrom relays b's messages; it returns nil once it has released b.
+func (c *clientConn) relayFrom(b *backend) error {
+	for {
+		if b.sc.Buffered() == 0 {
+			if err := c.out.flush(); err != nil {
+				return clientWriteError{err}
+			}
+		}
+		msg, err := b.sc.Receive()
+		if err != nil {
+			c.mu.Lock()
+			stopping := c.stopping
+			c.mu.Unlock()
+			if stopping {
+				return errRelayStopped
+			}
+			return err
+		}
+		out, err := c.observe(b, msg)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			continue
+		}
+		if err := c.out.send(out); err != nil {
+			return clientWriteError{err}
+		}
+		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && rfq.TxStatus == 'I' && c.pool != nil && c.q.empty() {
+			if released, err := c.release(b); released || err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// release gives b back to the pool at the end of the client's transaction,
+// unless the loop has queued more for it meanwhile.
+func (c *clientConn) release(b *backend) (bool, error) {
+	if err := c.out.flush(); err != nil {
+		return false, clientWriteError{err}
+	}
+	c.mu.Lock()
+	if !c.q.empty() || c.stopping {
+		c.mu.Unlock()
+		return false, nil
+	}
+	if c.opsSeen {
+		b.settingsUnknown = true
+		c.opsSeen = false
+	}
+	c.cur = nil
+	c.cmu.Lock()
+	c.cancelTo = nil
+	c.cmu.Unlock()
+	c.mu.Unlock()
+	c.pool.release(b, true)
+	return true, nil
+}
+
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
-func (c *clientConn) observe(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
 		return m, nil // the hot path
-	case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData:
+	case *pgproto3.ParseComplete:
+		p := c.q.front()
+		c.q.pop()
+		if p != nil && p.internal {
+			return nil, nil
+		}
+	case *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData:
 		c.q.pop()
 	case *pgproto3.RowDescription:
 		if p := c.q.front(); p != nil && p.kind == pDescribe {
 			c.q.pop()
 		}
 	case *pgproto3.CommandComplete:
-		c.completed(pgconn.NewCommandTag(string(m.CommandTag)).RowsAffected())
+		tag := pgconn.NewCommandTag(string(m.CommandTag))
+		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
-		c.completed(0)
+		c.completed(b, pgconn.CommandTag{}, 0)
 	case *pgproto3.PortalSuspended:
-		c.completed(-1)
+		c.completed(b, pgconn.CommandTag{}, -1)
 	case *pgproto3.ErrorResponse:
 		return c.observeError(m), nil
 	case *pgproto3.ReadyForQuery:
-		c.readyForQuery()
+		c.readyForQuery(m.TxStatus)
 	case *pgproto3.ParameterStatus:
 		switch m.Name {
 		case "is_superuser":
@@ -162,17 +231,51 @@ func (c *clientConn) observe(msg pgproto3.BackendMessage) (pgproto3.BackendMessa
 
 // completed handles the end of one statement's results (rows = -1 for a
 // suspended portal, whose row count the tag does not give).
-func (c *clientConn) completed(rows int64) {
+func (c *clientConn) completed(b *backend, tag pgconn.CommandTag, rows int64) {
 	p := c.q.front()
 	if p == nil {
 		return
 	}
+	var op *setOp
 	switch p.kind {
 	case pExecute:
+		op = p.op
 		c.q.pop()
 		c.statementDone(p, "ok", "", max(rows, 0))
 	case pQuery:
+		if p.done < len(p.ops) {
+			op = p.ops[p.done]
+		}
+		p.done++
 		p.rows += max(rows, 0)
+	}
+	if rows >= 0 {
+		c.noteCommand(b, tag, op)
+	}
+}
+
+// noteCommand tracks what a completed command did to the connection's
+// session: settings (transaction mode) and prepared statements.
+func (c *clientConn) noteCommand(b *backend, tag pgconn.CommandTag, op *setOp) {
+	switch {
+	case tag.String() == "DEALLOCATE ALL":
+		b.clearPrepared()
+	case tag.String() == "DISCARD ALL":
+		b.clearPrepared()
+	}
+	if c.pool == nil {
+		return
+	}
+	if op != nil {
+		c.txOps = append(c.txOps, *op)
+		c.opsSeen = true
+	}
+	switch {
+	case tag.String() == "COMMIT":
+		c.applyOps(c.txOps)
+		c.txOps = c.txOps[:0]
+	case tag.String() == "ROLLBACK":
+		c.txOps = c.txOps[:0]
 	}
 }
 
@@ -180,11 +283,13 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 	if m.Severity == pgerr.SeverityFatal || m.Severity == "PANIC" {
 		c.sawFatal.Store(true)
 	}
+	c.txFailed = true
 	p := c.q.front()
 	var out pgproto3.BackendMessage = sanitize(m)
 	if p == nil {
 		return out
 	}
+	c.parseFailed(p)
 	if p.refusal != nil {
 		out = p.refusal
 	}
@@ -208,8 +313,9 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 	return out
 }
 
-// readyForQuery pops everything up to and including the Sync or Query it answers.
-func (c *clientConn) readyForQuery() {
+// readyForQuery pops everything up to and including the Sync or Query it
+// answers: what is left before it was skipped after an error.
+func (c *clientConn) readyForQuery(status byte) {
 	for {
 		p := c.q.front()
 		if p == nil {
@@ -229,8 +335,28 @@ func (c *clientConn) readyForQuery() {
 		if p.kind == pSync {
 			break
 		}
+		c.parseFailed(p)
+	}
+	if status == 'I' && c.pool != nil {
+		if !c.txFailed && len(c.txOps) > 0 {
+			c.applyOps(c.txOps)
+		}
+		c.txOps, c.txFailed = c.txOps[:0], false
 	}
 	c.touch()
+}
+
+// parseFailed forgets a Parse the warehouse rejected or skipped.
+func (c *clientConn) parseFailed(p *pending) {
+	if p.kind != pParse {
+		return
+	}
+	if p.prep != "" {
+		p.be.unmarkPrepared(p.prep)
+	}
+	if p.stmt != nil {
+		p.stmt.failed.Store(true)
+	}
 }
 
 // sanitize drops the fields of a warehouse error that describe the rewritten

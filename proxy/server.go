@@ -61,6 +61,8 @@ type Warehouse struct {
 	DSN string
 	// Upstream, if set, hands out warehouse connections instead of dialing DSN.
 	Upstream Upstream
+	// Pool says how clients share the warehouse's connections (see PoolMode).
+	Pool PoolConfig
 
 	rewriter atomic.Pointer[rewriterBox]
 }
@@ -108,6 +110,7 @@ type Server struct {
 	auth       Authenticator
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
+	pools      map[string]*pool // transaction-mode warehouses
 	audit      *AuditLog
 	metrics    *metrics
 	now        func() time.Time
@@ -148,6 +151,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		auth:         deps.Authenticator,
 		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
+		pools:        map[string]*pool{},
 		audit:        deps.Audit,
 		now:          deps.Now,
 		listeners:    map[net.Listener]struct{}{},
@@ -180,6 +184,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.warehouses[name] = w
 		s.upstreams[name] = up
+		pc := w.Pool.WithDefaults()
+		if err := pc.Validate("warehouses." + name + ".pool"); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		w.Pool = pc
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -193,6 +202,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s.metrics = m
+	for name, w := range s.warehouses {
+		if w.Pool.Mode == PoolTransaction {
+			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
+		}
+	}
 	return s, nil
 }
 
@@ -274,6 +288,11 @@ func (s *Server) Ready() bool {
 // then ends the remaining sessions with FATAL 57P01. Idle sessions end at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.shutdownOnce.Do(func() { close(s.shutdownDone) })
+	defer func() {
+		for _, p := range s.pools {
+			p.close()
+		}
+	}()
 	s.mu.Lock()
 	if !s.draining {
 		s.draining = true

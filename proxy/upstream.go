@@ -120,11 +120,11 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		tlsConfig: hc.TLSConfig,
 		dial:      hc.Config.DialFunc,
 	}
-	if hc.Frontend.ReadBufferLen() == 0 {
-		sc.fe = pgproto3.NewFrontend(hc.Conn, hc.Conn)
-	} else {
-		sc.fe = hc.Frontend // never expected: nothing follows ReadyForQuery
-	}
+	// Keep pgconn's frontend: it reads through pgconn's background reader,
+	// which a slow write during connect starts and which then sits in a
+	// Read of the socket; reading the socket directly would race it for
+	// the warehouse's next bytes.
+	sc.fe = hc.Frontend
 	sc.fe.SetMaxBodyLen(u.maxBody)
 	return sc, nil
 }
@@ -177,6 +177,10 @@ func (s *serverConn) Receive() (pgproto3.BackendMessage, error) { return s.fe.Re
 func (s *serverConn) Buffered() int                             { return s.fe.ReadBufferLen() }
 func (s *serverConn) ParameterStatus(name string) string        { return s.params[name] }
 func (s *serverConn) PID() uint32                               { return s.pid }
+
+// SetReadDeadline bounds or interrupts Receive (which stays resumable: a
+// timeout loses no bytes).
+func (s *serverConn) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 
 func (s *serverConn) Close() error {
 	// Best effort Terminate so the warehouse logs a clean disconnect; a short

@@ -1,0 +1,549 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
+)
+
+// startPool serves a proxy whose warehouse "wh" pools in transaction mode.
+func startPool(t testing.TB, pc PoolConfig, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
+	if pc.Mode == "" {
+		pc.Mode = PoolTransaction
+	}
+	return startProxyTB(t, func(cfg *Config, d *Deps) {
+		d.Warehouses["wh"].Pool = pc
+		if mod != nil {
+			mod(cfg, d)
+		}
+	})
+}
+
+func connectPgx(t testing.TB, ctx context.Context, tp *testProxy, token string, mode pgx.QueryExecMode) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(tp.url(token, "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = mode
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// backendPIDs lists the pids of the proxy's warehouse connections.
+func backendPIDs(t *testing.T, ctx context.Context, dbURL string) map[int]bool {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT pid FROM pg_stat_activity WHERE application_name = 'pgwarden' AND datname = current_database()")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]bool{}
+	for _, p := range pids {
+		out[p] = true
+	}
+	return out
+}
+
+// Twenty pgx clients in the default mode (statements prepared and cached
+// by the driver) share two warehouse connections, so every statement moves
+// between connections; each sees only its tenant's rows.
+func TestPoolPreparedStatementsMoveBetweenConnections(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 2}, nil)
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			token, want, wantN := "tok-acme", 60, 3
+			if i%2 == 1 {
+				token, want, wantN = "tok-globex", 90, 2
+			}
+			cfg, _ := pgx.ParseConfig(tp.url(token, "wh", ""))
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			for j := range 15 {
+				var sum int
+				if err := conn.QueryRow(ctx, "SELECT coalesce(sum(total), 0)::int FROM orders WHERE order_id > $1", 0).Scan(&sum); err != nil {
+					errs <- fmt.Errorf("client %d query %d: %w", i, j, err)
+					return
+				}
+				if sum != want {
+					errs <- fmt.Errorf("client %d (%s) sum = %d, want %d", i, token, sum, want)
+					return
+				}
+				err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+					var n int
+					if err := tx.QueryRow(ctx, "SELECT count(*)::int FROM orders WHERE total >= $1", 0).Scan(&n); err != nil {
+						return err
+					}
+					if n != wantN {
+						return fmt.Errorf("count = %d", n)
+					}
+					return nil
+				})
+				if err != nil {
+					errs <- fmt.Errorf("client %d tx %d: %w", i, j, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(backendPIDs(t, ctx, tp.dbURL)); n > 2 {
+		t.Errorf("%d warehouse connections, want at most the pool size 2", n)
+	}
+}
+
+// A connection a client leaves dirty never reaches the next client dirty.
+func TestPoolDirtyConnections(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	simple := pgx.QueryExecModeSimpleProtocol
+
+	show := func(conn *pgx.Conn, name string) string {
+		t.Helper()
+		var v string
+		if err := conn.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+			t.Fatalf("SHOW %s: %v", name, err)
+		}
+		return v
+	}
+	b := connectPgx(t, ctx, tp, "tok-globex", simple)
+	defaultTZ := show(b, "TimeZone")
+
+	t.Run("set in effect", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		if _, err := a.Exec(ctx, "SET TimeZone TO 'Asia/Tokyo'"); err != nil {
+			t.Fatal(err)
+		}
+		if got := show(b, "TimeZone"); got != defaultTZ {
+			t.Errorf("next client sees TimeZone %q, want %q", got, defaultTZ)
+		}
+		if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+			t.Errorf("the client's own setting after another client used the connection: %q", got)
+		}
+		// A SET rolled back is not replayed.
+		if _, err := a.Exec(ctx, "BEGIN; SET TimeZone TO 'Europe/Paris'; ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		show(b, "TimeZone")
+		if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+			t.Errorf("after a rolled back SET: %q", got)
+		}
+		// SET LOCAL ends with its transaction.
+		if _, err := a.Exec(ctx, "BEGIN; SET LOCAL TimeZone TO 'Europe/Paris'; COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+			t.Errorf("after SET LOCAL: %q", got)
+		}
+		a.Close(ctx)
+		if got := show(b, "TimeZone"); got != defaultTZ {
+			t.Errorf("after the client left: TimeZone %q, want %q", got, defaultTZ)
+		}
+	})
+	t.Run("open transaction", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		if _, err := a.Exec(ctx, "BEGIN; SELECT txid_current()"); err != nil {
+			t.Fatal(err)
+		}
+		if got := a.PgConn().TxStatus(); got != 'T' {
+			t.Fatalf("tx status %c", got)
+		}
+		a.Close(ctx)
+		var txid *int64
+		if err := b.QueryRow(ctx, "SELECT txid_current_if_assigned()").Scan(&txid); err != nil {
+			t.Fatal(err)
+		}
+		if txid != nil {
+			t.Errorf("next client runs inside the departed client's transaction %d", *txid)
+		}
+		if got := b.PgConn().TxStatus(); got != 'I' {
+			t.Errorf("tx status %c", got)
+		}
+	})
+	t.Run("failed transaction", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		_, err := a.Exec(ctx, "BEGIN; SELECT 1/0")
+		wantPgErr(t, err, "22012", "division by zero")
+		if got := a.PgConn().TxStatus(); got != 'E' {
+			t.Fatalf("tx status %c", got)
+		}
+		a.Close(ctx)
+		var one int
+		if err := b.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("next client: %v", err)
+		}
+	})
+	t.Run("statement running", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		done := make(chan error, 1)
+		go func() {
+			_, err := a.Exec(ctx, "SELECT pg_sleep(30)")
+			done <- err
+		}()
+		time.Sleep(300 * time.Millisecond)
+		a.PgConn().Conn().Close() // vanish mid-statement
+		<-done
+		var one int
+		if err := b.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+			t.Fatalf("next client: %v", err)
+		}
+		var txid *int64
+		if err := b.QueryRow(ctx, "SELECT txid_current_if_assigned()").Scan(&txid); err != nil || txid != nil {
+			t.Errorf("txid %v, err %v", txid, err)
+		}
+	})
+	t.Run("discard all", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+		if _, err := a.Exec(ctx, "SET TimeZone TO 'Asia/Tokyo'", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := a.QueryRow(ctx, "SELECT count(*)::int FROM orders WHERE total > $1", 0).Scan(&n); err != nil || n != 3 {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		if _, err := a.Exec(ctx, "DISCARD ALL", pgx.QueryExecModeSimpleProtocol); err != nil {
+			t.Fatal(err)
+		}
+		if got := show(a, "TimeZone"); got != defaultTZ {
+			t.Errorf("after DISCARD ALL: %q", got)
+		}
+		// pgx does not know its cached statement is gone: DISCARD ALL
+		// deallocates it, as PostgreSQL does.
+		_, err := a.Exec(ctx, "SELECT count(*)::int FROM orders WHERE total > $1", 0)
+		wantPgErr(t, err, "26000", "does not exist")
+	})
+}
+
+// SQL-level PREPARE cannot follow a client across connections: refused.
+func TestPoolRefusesSQLPrepare(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
+	_, err := conn.Exec(ctx, "PREPARE p AS SELECT 1")
+	if !isCode(err, "0A000") && !isCode(err, "42501") {
+		t.Fatalf("PREPARE: %v, want 0A000", err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("after the refusal: %v", err)
+	}
+}
+
+func isCode(err error, code string) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == code
+}
+
+// A client that cannot get a connection in time gets 53300 and may retry.
+func TestPoolAcquireTimeout(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 300 * time.Millisecond}, nil)
+	ctx := ctxT(t)
+	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
+	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeCacheStatement)
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Exec(ctx, "SELECT $1::int", 1)
+	wantPgErr(t, err, "53300", "too many clients waiting for a warehouse connection")
+	var n int
+	err = b.QueryRow(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol).Scan(&n)
+	wantPgErr(t, err, "53300", "too many clients waiting")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.QueryRow(ctx, "SELECT $1::int", 7).Scan(&n); err != nil || n != 7 {
+		t.Fatalf("after the connection came free: %d, %v", n, err)
+	}
+}
+
+// A cancel reaches the statement the client runs, never another client's.
+func TestPoolCancel(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 2}, nil)
+	ctx := ctxT(t)
+	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeCacheStatement)
+	bDone := make(chan error, 1)
+	go func() {
+		_, err := b.Exec(ctx, "SELECT pg_sleep(2)")
+		bDone <- err
+	}()
+	qctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	_, err := a.Exec(qctx, "SELECT pg_sleep(20)")
+	if err == nil {
+		t.Fatal("the cancelled statement succeeded")
+	}
+	if err := <-bDone; err != nil {
+		t.Fatalf("the other client's statement: %v", err)
+	}
+	// An idle client holds no connection: its cancel reaches nobody.
+	c := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		c.PgConn().CancelRequest(ctx)
+	}()
+	if _, err := b.Exec(ctx, "SELECT pg_sleep(1)"); err != nil {
+		t.Fatalf("a statement running while an idle client cancels: %v", err)
+	}
+}
+
+// Many concurrent sessions of several tenants over a pool of five: each
+// sees only its own tenant's rows.
+func TestPoolManyClients(t *testing.T) {
+	const clients = 200
+	tp := startPool(t, PoolConfig{Size: 5, AcquireTimeout: 30 * time.Second}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 1000 })
+	tenants := []struct {
+		token, tenant string
+		sum           int
+	}{{"tok-acme", "acme", 60}, {"tok-globex", "globex", 90}, {"tok-initech", "initech", 0}}
+	tp.auth.mu.Lock()
+	tp.auth.sessions["tok-initech"] = &auth.Session{ID: "s-initech", Kind: policy.KindEmbed, Tenant: "initech", BaseRole: policy.RoleViewer, ExpiresAt: time.Now().Add(time.Hour)}
+	tp.auth.mu.Unlock()
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tn := tenants[i%len(tenants)]
+			cfg, _ := pgx.ParseConfig(tp.url(tn.token, "wh", ""))
+			conn, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer conn.Close(ctx)
+			for j := range 5 {
+				var sum int
+				var tenants []string
+				if err := conn.QueryRow(ctx, "SELECT coalesce(sum(total), 0)::int, coalesce(array_agg(DISTINCT tenant_id), '{}') FROM orders WHERE order_id > $1", j-10).Scan(&sum, &tenants); err != nil {
+					errs <- fmt.Errorf("client %d: %w", i, err)
+					return
+				}
+				if sum != tn.sum || len(tenants) > 1 || len(tenants) == 1 && tenants[0] != tn.tenant {
+					errs <- fmt.Errorf("client %d (%s) sees sum %d of tenants %v", i, tn.tenant, sum, tenants)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := len(backendPIDs(t, ctx, tp.dbURL)); n > 5 {
+		t.Errorf("%d warehouse connections, want at most 5", n)
+	}
+}
+
+// Idle clients hold no warehouse connection; the heap per idle client is
+// logged for the benchmark report (not asserted).
+func TestPoolIdleClients(t *testing.T) {
+	const n = 1000
+	tp := startPool(t, PoolConfig{Size: 2}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 2 * n })
+	ctx := ctxT(t)
+	warm, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer warm.Close(ctx)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	conns := make([]*pgconn.PgConn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close(ctx)
+		}
+	}()
+	for range n {
+		c, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	t.Logf("heap per idle client (proxy and test client sides together, same process): %d bytes", int64(after.HeapAlloc-before.HeapAlloc)/n)
+	if got := len(backendPIDs(t, ctx, tp.dbURL)); got > 2 {
+		t.Errorf("%d warehouse connections for %d idle clients, want at most 2", got, n)
+	}
+	if _, err := conns[n-1].Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// swapRewriter tags its output so a test can tell which rewriter ran.
+type swapRewriter struct {
+	tag    string
+	refuse bool
+}
+
+func (s swapRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+	if s.refuse {
+		return fakeRewriter{}.Rewrite("SELECT * FROM internal_costs", id)
+	}
+	res, err := fakeRewriter{}.Rewrite(strings.ReplaceAll(sql, "'tag'", "'"+s.tag+"'"), id)
+	return res, err
+}
+
+// A statement prepared before a policy reload runs under the new policy.
+func TestPreparedStatementAfterReload(t *testing.T) {
+	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			var wh *Warehouse
+			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
+				wh = d.Warehouses["wh"]
+				wh.SetRewriter(swapRewriter{tag: "old"})
+			})
+			ctx := ctxT(t)
+			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+			const q = "SELECT 'tag' || $1::text"
+			var got string
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
+				t.Fatalf("before: %q %v", got, err)
+			}
+			wh.SetRewriter(swapRewriter{tag: "new"})
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
+				t.Fatalf("after the reload: %q %v, want new!", got, err)
+			}
+			wh.SetRewriter(swapRewriter{refuse: true})
+			err := conn.QueryRow(ctx, q, "!").Scan(&got)
+			wantPgErr(t, err, "42501", "internal_costs")
+			wh.SetRewriter(swapRewriter{tag: "again"})
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "again!" {
+				t.Fatalf("after a second reload: %q %v", got, err)
+			}
+		})
+	}
+}
+
+// Swap between the Parse and the Bind of one batch.
+func TestReloadBetweenParseAndBind(t *testing.T) {
+	var wh *Warehouse
+	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
+		wh = d.Warehouses["wh"]
+		wh.SetRewriter(swapRewriter{tag: "old"})
+	})
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Prepare(ctx, "s1", "SELECT 'tag'", nil); err != nil {
+		t.Fatal(err)
+	}
+	wh.SetRewriter(swapRewriter{tag: "new"})
+	res := conn.ExecPrepared(ctx, "s1", nil, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "new" {
+		t.Fatalf("got %v %v, want new", res.Rows, res.Err)
+	}
+}
+
+// The warehouse restarts under load: clients recover on a later transaction.
+func TestPoolWarehouseRestart(t *testing.T) {
+	cl := pgtest.Cluster()
+	if cl == nil {
+		t.Skip("no managed cluster (PGWARDEN_TEST_DATABASE_URL)")
+	}
+	tp := startPool(t, PoolConfig{Size: 3, AcquireTimeout: 30 * time.Second}, nil)
+	ctx := ctxT(t)
+	const clients = 8
+	conns := make([]*pgx.Conn, clients)
+	for i := range conns {
+		conns[i] = connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failures := 0
+	for _, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var n int
+				if err := c.QueryRow(ctx, "SELECT count(*)::int FROM orders WHERE total > $1", 0).Scan(&n); err != nil {
+					mu.Lock()
+					failures++
+					mu.Unlock()
+					if c.IsClosed() {
+						return
+					}
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cl.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	t.Logf("%d statements failed during the restart", failures)
+	recovered := 0
+	for i, c := range conns {
+		if c.IsClosed() {
+			c = connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+		} else {
+			recovered++
+		}
+		var n int
+		if err := c.QueryRow(ctx, "SELECT count(*)::int FROM orders WHERE total > $1", 0).Scan(&n); err != nil || n != 3 {
+			t.Errorf("client %d after the restart: %d, %v", i, n, err)
+		}
+	}
+	t.Logf("%d of %d sessions survived the restart", recovered, clients)
+}
