@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -546,4 +550,45 @@ func TestPoolWarehouseRestart(t *testing.T) {
 		}
 	}
 	t.Logf("%d of %d sessions survived the restart", recovered, clients)
+}
+
+// pgbench -M prepared (libpq, named protocol-level statements) through a
+// small transaction pool. One client per thread: pgbench prepares with a
+// blocking PQprepare, so a thread waiting for a pooled connection cannot
+// finish the transactions of its other clients that hold the pool's
+// connections (with -c above -j, keep the pool at least -c/-j).
+func TestPoolPgbenchPrepared(t *testing.T) {
+	bin, err := exec.LookPath("pgbench")
+	if err != nil {
+		matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/pgbench")
+		if len(matches) == 0 {
+			t.Skip("pgbench not installed")
+		}
+		bin = matches[len(matches)-1]
+	}
+	tp := startPool(t, PoolConfig{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
+	script := filepath.Join(t.TempDir(), "bench.sql")
+	if err := os.WriteFile(script, []byte(`\set id random(1, 5)
+BEGIN;
+SELECT total FROM orders WHERE order_id = :id;
+SELECT count(*) FROM orders WHERE total > :id;
+END;
+SELECT sum(total) FROM orders;
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := net.SplitHostPort(tp.addr)
+	cmd := exec.CommandContext(ctxT(t), bin, "-n", "-M", "prepared", "-c", "8", "-j", "8", "-t", "40", "-f", script,
+		"-h", host, "-p", port, "-U", "alice", "wh")
+	cmd.Env = append(os.Environ(), "PGPASSWORD=tok-acme", "PGSSLMODE=disable")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "number of transactions actually processed: 320/320") {
+		t.Fatalf("pgbench output:\n%s", out)
+	}
+	if !strings.Contains(string(out), "number of failed transactions: 0") && strings.Contains(string(out), "failed transactions") {
+		t.Fatalf("pgbench reports failures:\n%s", out)
+	}
 }
