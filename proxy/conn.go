@@ -86,6 +86,12 @@ type clientConn struct {
 	txOps        []setOp  // SETs of the transaction in progress
 	txFailed     bool
 	opsSeen      bool // a setting changed on the held connection
+	txStatus     byte // of the last ReadyForQuery
+
+	// Set by the relay (under mu) when the held connection died: the loop
+	// skips the rest of the client's batch, or fails its next message.
+	skipToSync bool
+	failNext   bool
 
 	// Loop state.
 	ignoreUntilSync bool
@@ -172,6 +178,11 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 			return err
 		}
 	}
+	if c.pool != nil {
+		if err, done := c.afterLoss(msg); done {
+			return err
+		}
+	}
 	if c.ignoreUntilSync {
 		switch msg.(type) {
 		case *pgproto3.Sync, *pgproto3.Terminate:
@@ -207,6 +218,26 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	default:
 		return pgerr.Fatalf(pgerr.ProtocolViolation, "invalid frontend message type %q", msgType(msg))
 	}
+}
+
+// afterLoss applies what the relay decided when the held connection died.
+func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.skipToSync {
+		c.skipToSync = false
+		c.ignoreUntilSync = true
+	}
+	if !c.failNext {
+		return nil, false
+	}
+	switch msg.(type) {
+	case *pgproto3.Sync, *pgproto3.Flush, *pgproto3.Terminate:
+		return nil, false
+	}
+	c.failNext = false
+	_, isQuery := msg.(*pgproto3.Query)
+	return c.writeUnbound(c.errorResponse(errWarehouseLost(c.wh.Name), false), isQuery), true
 }
 
 // msgType is a message's type byte, for protocol errors.

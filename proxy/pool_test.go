@@ -549,7 +549,9 @@ func TestPoolWarehouseRestart(t *testing.T) {
 			t.Errorf("client %d after the restart: %d, %v", i, n, err)
 		}
 	}
-	t.Logf("%d of %d sessions survived the restart", recovered, clients)
+	if recovered != clients {
+		t.Errorf("%d of %d sessions survived the restart, want all", recovered, clients)
+	}
 }
 
 // pgbench -M prepared (libpq, named protocol-level statements) through a

@@ -114,6 +114,11 @@ func (c *clientConn) relay() {
 			return
 		}
 		if err := c.relayFrom(b); err != nil {
+			if c.pool != nil && recoverable(err) {
+				if err = c.lose(b, err); err == nil {
+					continue
+				}
+			}
 			c.relayErr = err
 			if !errors.Is(err, errRelayStopped) {
 				// Nobody reads the warehouse now: close it so that a loop
@@ -144,6 +149,12 @@ func (c *clientConn) relayFrom(b *backend) error {
 			}
 			return err
 		}
+		if er, ok := msg.(*pgproto3.ErrorResponse); ok && c.pool != nil && (er.Severity == pgerr.SeverityFatal || er.Severity == "PANIC") {
+			// The warehouse is ending this connection (a restart): the
+			// session outlives it; lose reports it when the socket closes.
+			c.log.Info("warehouse connection terminated", zap.String("sqlstate", er.Code), zap.String("reason", er.Message))
+			continue
+		}
 		out, err := c.observe(b, msg)
 		if err != nil {
 			return err
@@ -160,6 +171,77 @@ func (c *clientConn) relayFrom(b *backend) error {
 			}
 		}
 	}
+}
+
+// recoverable reports whether the relay's error is the warehouse
+// connection's, which transaction mode survives, rather than the client's.
+func recoverable(err error) bool {
+	var cw clientWriteError
+	var tooBig *pgproto3.ExceededMaxBodyLenErr
+	var pe *pgerr.Error
+	return !errors.Is(err, errRelayStopped) && !errors.As(err, &cw) && !errors.As(err, &tooBig) && !errors.As(err, &pe)
+}
+
+// lose handles a pooled connection that died while the client held it:
+// the connection is discarded, everything the client was owed fails with
+// 08006 (ERROR, not FATAL), and the session goes on without a connection;
+// its next transaction gets a fresh one. A client in a transaction block
+// learns that its transaction is gone from the ReadyForQuery 'I' or, when it
+// was owed nothing, from the error its next message gets.
+func (c *clientConn) lose(b *backend, cause error) error {
+	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return errRelayStopped
+	}
+	c.log.Warn("warehouse connection lost; the session continues", zap.Error(cause))
+	c.cur = nil
+	c.cmu.Lock()
+	c.cancelTo = nil
+	c.cmu.Unlock()
+	var owed []*pending
+	for p := c.q.front(); p != nil; p = c.q.front() {
+		owed = append(owed, p)
+		c.q.pop()
+	}
+	trailing := len(owed) > 0 && owed[len(owed)-1].kind != pSync && owed[len(owed)-1].kind != pQuery
+	c.skipToSync = trailing
+	c.failNext = len(owed) == 0 && c.txStatus != 'I'
+	c.txOps, c.txFailed, c.opsSeen, c.txStatus = c.txOps[:0], false, false, 'I'
+	// Still under mu: with nothing bound the loop may write to the client
+	// too. The answers are small, so a client that is not reading does not
+	// block this for long.
+	defer c.mu.Unlock()
+	b.sc.Close()
+	c.pool.release(b, false)
+
+	er := c.errorResponse(errWarehouseLost(c.wh.Name), false)
+	failed := false
+	for _, p := range owed {
+		switch p.kind {
+		case pExecute, pQuery:
+			if p.refusal == nil {
+				c.statementDone(p, "error", er.Code, 0)
+			}
+		}
+		if !failed {
+			c.out.send(er)
+			failed = true
+		}
+		if p.kind == pSync || p.kind == pQuery {
+			c.out.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			failed = false
+		}
+	}
+	if err := c.out.flush(); err != nil {
+		return clientWriteError{err}
+	}
+	return nil
+}
+
+func errWarehouseLost(warehouse string) *pgerr.Error {
+	return pgerr.New(pgerr.ConnectionFailure, "the connection to warehouse %s was lost; the transaction was rolled back", warehouse).
+		WithHint("retry the transaction")
 }
 
 // release gives b back to the pool at the end of the client's transaction,
@@ -337,6 +419,7 @@ func (c *clientConn) readyForQuery(status byte) {
 		}
 		c.parseFailed(p)
 	}
+	c.txStatus = status
 	if status == 'I' && c.pool != nil {
 		if !c.txFailed && len(c.txOps) > 0 {
 			c.applyOps(c.txOps)
