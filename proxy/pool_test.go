@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
@@ -278,7 +279,8 @@ func isCode(err error, code string) bool {
 
 // A client that cannot get a connection in time gets 53300 and may retry.
 func TestPoolAcquireTimeout(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 300 * time.Millisecond}, nil)
+	reg := prometheus.NewRegistry()
+	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 300 * time.Millisecond}, func(_ *Config, d *Deps) { d.Metrics = reg })
 	ctx := ctxT(t)
 	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeCacheStatement)
@@ -289,8 +291,18 @@ func TestPoolAcquireTimeout(t *testing.T) {
 	if _, err := tx.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)
 	}
+	if got := metricValue(t, reg, "pgwarden_proxy_pool_connections", "state", "in_use"); got != 1 {
+		t.Errorf("in_use = %v, want 1", got)
+	}
+	if got := metricValue(t, reg, "pgwarden_proxy_pool_connections", "state", "max"); got != 1 {
+		t.Errorf("max = %v, want 1", got)
+	}
+	waits := metricValue(t, reg, "pgwarden_proxy_pool_acquire_seconds", "warehouse", "wh")
 	_, err = b.Exec(ctx, "SELECT $1::int", 1)
 	wantPgErr(t, err, "53300", "too many clients waiting for a warehouse connection")
+	if got := metricValue(t, reg, "pgwarden_proxy_pool_acquire_seconds", "warehouse", "wh"); got != waits+1 {
+		t.Errorf("acquire waits observed %v, want %v", got, waits+1)
+	}
 	var n int
 	err = b.QueryRow(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol).Scan(&n)
 	wantPgErr(t, err, "53300", "too many clients waiting")
@@ -299,6 +311,16 @@ func TestPoolAcquireTimeout(t *testing.T) {
 	}
 	if err := b.QueryRow(ctx, "SELECT $1::int", 7).Scan(&n); err != nil || n != 7 {
 		t.Fatalf("after the connection came free: %d, %v", n, err)
+	}
+	// The relay returns the connection just after the client has its answer.
+	for i := 0; metricValue(t, reg, "pgwarden_proxy_pool_connections", "state", "idle") != 1; i++ {
+		if i == 500 {
+			t.Fatal("the connection did not return to the pool")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := metricValue(t, reg, "pgwarden_proxy_pool_waiting_clients", "warehouse", "wh"); got != 0 {
+		t.Errorf("waiting = %v, want 0", got)
 	}
 }
 
