@@ -31,7 +31,7 @@ const (
 
 // Pool defaults, applied by PoolConfig.WithDefaults.
 const (
-	DefaultPoolMode             = PoolSession
+	DefaultPoolMode             = PoolTransaction
 	DefaultPoolSize             = 20
 	DefaultPoolAcquireTimeout   = 5 * time.Second
 	DefaultPoolIdleTimeout      = 10 * time.Minute
