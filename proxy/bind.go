@@ -79,7 +79,7 @@ func (c *clientConn) setOps(res *rewrite.Result) []*setOp {
 	for i, st := range res.Statements {
 		var op *setOp
 		switch {
-		case st.Kind == rewrite.KindDiscard:
+		case st.Kind == rewrite.KindDiscard && isDiscardAll(st.SQL):
 			op = &setOp{resetAll: true}
 		case st.Kind == rewrite.KindSet && !st.SetLocal && st.SetName != "":
 			switch {
@@ -111,7 +111,7 @@ func (c *clientConn) checkPooled(res *rewrite.Result) error {
 		case rewrite.KindPrepare, rewrite.KindExecute:
 			return errPooledPrepare()
 		case rewrite.KindDeallocate:
-			if !strings.EqualFold(strings.TrimSpace(st.SQL), "DEALLOCATE ALL") {
+			if deallocateName(st.SQL) != "" && len(res.Statements) > 1 {
 				return errPooledPrepare()
 			}
 		case rewrite.KindCursor:
@@ -124,15 +124,32 @@ func (c *clientConn) checkPooled(res *rewrite.Result) error {
 	return nil
 }
 
+func isDiscardAll(sql string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(sql), " "), "DISCARD ALL")
+}
+
+// deallocateName returns the statement a "DEALLOCATE [PREPARE] name"
+// names ("" for DEALLOCATE ALL or anything else).
+func deallocateName(sql string) string {
+	f := strings.Fields(sql)
+	if len(f) == 3 && strings.EqualFold(f[1], "PREPARE") {
+		f = f[1:]
+	}
+	if len(f) != 2 || !strings.EqualFold(f[0], "DEALLOCATE") || strings.EqualFold(f[1], "ALL") {
+		return ""
+	}
+	return strings.Trim(f[1], `"`)
+}
+
 func errPooledPrepare() *pgerr.Error {
-	return pgerr.Unsupported("SQL-level PREPARE, EXECUTE and DEALLOCATE are not supported in transaction pooling mode").
+	return pgerr.Unsupported("SQL-level PREPARE and EXECUTE are not supported in transaction pooling mode").
 		WithHint("use your driver's protocol-level prepared statements, which pgwarden pools")
 }
 
 // clearsStatements reports whether res drops every prepared statement.
 func clearsStatements(res *rewrite.Result) bool {
 	for _, st := range res.Statements {
-		if st.Kind == rewrite.KindDiscard || st.Kind == rewrite.KindDeallocate && strings.EqualFold(strings.TrimSpace(st.SQL), "DEALLOCATE ALL") {
+		if st.Kind == rewrite.KindDiscard && isDiscardAll(st.SQL) || st.Kind == rewrite.KindDeallocate && strings.EqualFold(strings.TrimSpace(st.SQL), "DEALLOCATE ALL") {
 			return true
 		}
 	}

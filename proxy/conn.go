@@ -268,10 +268,17 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	}
 	p.info = res.stmtInfo
 	p.ops = res.ops
+	sql := res.rewritten
 	if clearsStatements(res.result) {
 		clear(c.stmts)
+	} else if c.pool != nil && len(res.result.Statements) == 1 && res.result.Statements[0].Kind == rewrite.KindDeallocate {
+		// DEALLOCATE of a protocol-level statement (psycopg 3 evicts its
+		// cache so): the client's name goes; upstream, DEALLOCATE ALL drops
+		// this connection's copies, which are prepared again when needed.
+		delete(c.stmts, deallocateName(sql))
+		sql = "DEALLOCATE ALL"
 	}
-	return c.sendLocked(&pgproto3.Query{String: res.rewritten}, p)
+	return c.sendLocked(&pgproto3.Query{String: sql}, p)
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {

@@ -270,6 +270,23 @@ func TestPoolRefusesSQLPrepare(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("after the refusal: %v", err)
 	}
+	// DEALLOCATE of a protocol-level statement works (psycopg 3 uses it).
+	pc := conn.PgConn()
+	if _, err := pc.Prepare(ctx, "s1", "SELECT 41 + $1::int", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pc.Exec(ctx, "DEALLOCATE s1").ReadAll(); err != nil {
+		t.Fatalf("DEALLOCATE: %v", err)
+	}
+	res := pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("1")}, nil, nil).Read()
+	wantPgErr(t, res.Err, "26000", `prepared statement "s1" does not exist`)
+	if _, err := pc.Prepare(ctx, "s1", "SELECT 40 + $1::int", nil); err != nil {
+		t.Fatalf("prepare again: %v", err)
+	}
+	res = pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("2")}, nil, nil).Read()
+	if res.Err != nil || string(res.Rows[0][0]) != "42" {
+		t.Fatalf("after re-prepare: %v %v", res.Rows, res.Err)
+	}
 }
 
 func isCode(err error, code string) bool {

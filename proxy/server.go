@@ -14,6 +14,12 @@
 // puts the refusal in place of the marker's syntax error. A queue of messages
 // awaiting answers ties replies to statements for the audit log, the metrics,
 // the idle timeout and draining.
+//
+// A warehouse in transaction mode (the default; see PoolMode) lends pooled
+// connections to clients one transaction at a time: the loop binds a
+// connection at the first message that needs one and the relay returns it at
+// the ReadyForQuery 'I' that ends the client's synced batch. Client prepared
+// statements are prepared per connection under proxy names (bind.go).
 package proxy
 
 import (
@@ -76,8 +82,9 @@ func NewWarehouse(name, dsn string, r Rewriter) *Warehouse {
 	return w
 }
 
-// SetRewriter swaps the rewriter (on policy reload); statements already
-// rewritten keep the old result, the next statement uses r.
+// SetRewriter swaps the rewriter (on policy reload): the next statement
+// uses r, and a statement prepared earlier is rewritten again by r at its
+// next Bind or Describe.
 func (w *Warehouse) SetRewriter(r Rewriter) { w.rewriter.Store(&rewriterBox{r}) }
 
 // Rewriter returns the current rewriter, or nil.

@@ -32,9 +32,8 @@ type ClientInfo struct {
 	Params map[string]string
 }
 
-// Upstream hands out warehouse connections. The session-mode implementation
-// opens one connection per client; a transaction pool can implement the same
-// interface without touching the client loop.
+// Upstream hands out warehouse connections: one per client in session mode;
+// in transaction mode the warehouse's pool dials through it.
 type Upstream interface {
 	Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error)
 }
@@ -42,11 +41,6 @@ type Upstream interface {
 // ServerConn is one warehouse connection as the relay sees it. Send and Flush
 // are called only by the client loop, Receive and Buffered only by the relay
 // goroutine; Close and Cancel may be called from either.
-//
-// The interface is message-level on purpose: a transaction pool can return a
-// virtual ServerConn that binds a real backend on the first Send after an idle
-// ReadyForQuery and releases it when Receive passes the next ReadyForQuery
-// with status 'I', without any change to the client loop.
 type ServerConn interface {
 	// Send buffers msg for the warehouse.
 	Send(msg pgproto3.FrontendMessage) error
