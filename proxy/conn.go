@@ -132,7 +132,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 
 // initIO sets up buffered protocol I/O once TLS has been settled.
 func (c *clientConn) initIO() {
-	c.out = &clientWriter{w: bufio.NewWriterSize(c.nc, 32<<10), bytes: c.srv.metrics.bytesToClient}
+	c.out = &clientWriter{dst: c.nc, bufs: c.srv.writeBufs, bytes: c.srv.metrics.bytesToClient}
 	c.be = pgproto3.NewBackend(flushingReader{c}, c.nc)
 	c.be.SetMaxBodyLen(authBodySize)
 }
@@ -766,24 +766,40 @@ func (r flushingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// clientWriter buffers messages to the client.
+// clientWriter buffers messages to the client. Its buffers are borrowed
+// from the server's pool at the first message and handed back at each
+// flush, so an idle client holds none.
 type clientWriter struct {
+	dst   io.Writer
+	bufs  *sync.Pool // of *writeBuf
+	wb    *writeBuf
+	bytes interface{ Add(float64) }
+	n     int
+}
+
+type writeBuf struct {
 	w       *bufio.Writer
 	scratch []byte
-	bytes   interface{ Add(float64) }
-	n       int
+}
+
+func newWriteBufPool() *sync.Pool {
+	return &sync.Pool{New: func() any { return &writeBuf{w: bufio.NewWriterSize(io.Discard, 32<<10)} }}
 }
 
 func (w *clientWriter) send(msg pgproto3.BackendMessage) error {
-	b, err := msg.Encode(w.scratch[:0])
+	if w.wb == nil {
+		w.wb = w.bufs.Get().(*writeBuf)
+		w.wb.w.Reset(w.dst)
+	}
+	b, err := msg.Encode(w.wb.scratch[:0])
 	if err != nil {
 		return err
 	}
 	if cap(b) <= 64<<10 {
-		w.scratch = b
+		w.wb.scratch = b
 	}
 	w.n += len(b)
-	_, err = w.w.Write(b)
+	_, err = w.wb.w.Write(b)
 	return err
 }
 
@@ -792,7 +808,16 @@ func (w *clientWriter) flush() error {
 		w.bytes.Add(float64(w.n))
 		w.n = 0
 	}
-	return w.w.Flush()
+	if w.wb == nil {
+		return nil
+	}
+	if err := w.wb.w.Flush(); err != nil {
+		return err
+	}
+	w.wb.w.Reset(io.Discard)
+	w.bufs.Put(w.wb)
+	w.wb = nil
+	return nil
 }
 
 type clientWriteError struct{ err error }

@@ -118,6 +118,7 @@ type Server struct {
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
 	pools      map[string]*pool // transaction-mode warehouses
+	writeBufs  *sync.Pool       // client write buffers, borrowed while a client is busy
 	audit      *AuditLog
 	metrics    *metrics
 	now        func() time.Time
@@ -159,6 +160,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
 		pools:        map[string]*pool{},
+		writeBufs:    newWriteBufPool(),
 		audit:        deps.Audit,
 		now:          deps.Now,
 		listeners:    map[net.Listener]struct{}{},
