@@ -35,6 +35,9 @@ type clientStmt struct {
 	oids []uint32
 	name string // the proxy's name for it upstream
 	op   *setOp // for a SET statement (transaction mode)
+	// setsConfig: the statement may call set_config, whose effect is not
+	// tracked: the connection gets a RESET ALL before its next lending.
+	setsConfig bool
 	// failed is set by the relay when the warehouse rejected the Parse.
 	failed atomic.Bool
 }
@@ -45,6 +48,7 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 	if len(res.ops) == 1 {
 		st.op = res.ops[0]
 	}
+	st.setsConfig = callsSetConfig(res.rewritten)
 	return st
 }
 
@@ -122,6 +126,10 @@ func (c *clientConn) checkPooled(res *rewrite.Result) error {
 		}
 	}
 	return nil
+}
+
+func callsSetConfig(sql string) bool {
+	return strings.Contains(strings.ToLower(sql), "set_config")
 }
 
 func isDiscardAll(sql string) bool {

@@ -278,6 +278,13 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 		delete(c.stmts, deallocateName(sql))
 		sql = "DEALLOCATE ALL"
 	}
+	if c.pool != nil && callsSetConfig(sql) {
+		b, err := c.bindLocked()
+		if err != nil {
+			return c.answerUnbound(err, true)
+		}
+		b.settingsUnknown = true
+	}
 	return c.sendLocked(&pgproto3.Query{String: sql}, p)
 }
 
@@ -361,6 +368,9 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 		return err
 	}
 	c.portals[m.DestinationPortal] = st
+	if st.setsConfig && c.pool != nil {
+		b.settingsUnknown = true
+	}
 	bind := *m
 	bind.PreparedStatement = st.name
 	return c.pushSend(b, &bind, p)

@@ -185,6 +185,19 @@ func TestPoolDirtyConnections(t *testing.T) {
 			t.Errorf("after the client left: TimeZone %q, want %q", got, defaultTZ)
 		}
 	})
+	t.Run("set_config", func(t *testing.T) {
+		for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeCacheStatement} {
+			a := connectPgx(t, ctx, tp, "tok-acme", mode)
+			var v string
+			if err := a.QueryRow(ctx, "SELECT set_config('TimeZone', 'Asia/Tokyo', false)").Scan(&v); err != nil {
+				t.Fatal(err)
+			}
+			if got := show(b, "TimeZone"); got != defaultTZ {
+				t.Errorf("%v: next client sees TimeZone %q after set_config, want %q", mode, got, defaultTZ)
+			}
+			a.Close(ctx)
+		}
+	})
 	t.Run("open transaction", func(t *testing.T) {
 		a := connectPgx(t, ctx, tp, "tok-acme", simple)
 		if _, err := a.Exec(ctx, "BEGIN; SELECT txid_current()"); err != nil {
