@@ -38,6 +38,7 @@ type clientStmt struct {
 	// setsConfig: the statement may call set_config, whose effect is not
 	// tracked: the connection gets a RESET ALL before its next lending.
 	setsConfig bool
+	hold       bool // DECLARE ... WITH HOLD: pins the client to its connection
 	// failed is set by the relay when the warehouse rejected the Parse.
 	failed atomic.Bool
 }
@@ -49,6 +50,7 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 		st.op = res.ops[0]
 	}
 	st.setsConfig = callsSetConfig(res.rewritten)
+	st.hold = declaresHold(res.result)
 	return st
 }
 
@@ -118,14 +120,19 @@ func (c *clientConn) checkPooled(res *rewrite.Result) error {
 			if deallocateName(st.SQL) != "" && len(res.Statements) > 1 {
 				return errPooledPrepare()
 			}
-		case rewrite.KindCursor:
-			if strings.Contains(strings.ToUpper(st.SQL), " WITH HOLD ") {
-				return pgerr.Unsupported("cursors WITH HOLD are not supported in transaction pooling mode").
-					WithHint("declare the cursor without HOLD inside a transaction")
-			}
 		}
 	}
 	return nil
+}
+
+// declaresHold reports a DECLARE ... WITH HOLD.
+func declaresHold(res *rewrite.Result) bool {
+	for _, st := range res.Statements {
+		if st.Kind == rewrite.KindCursor && strings.Contains(strings.ToUpper(st.SQL), " WITH HOLD ") {
+			return true
+		}
+	}
+	return false
 }
 
 func callsSetConfig(sql string) bool {
@@ -343,7 +350,8 @@ func (c *clientConn) writeDirect(msgs ...pgproto3.BackendMessage) error {
 // back and reusable when that works, closed otherwise. The relay has
 // stopped, so nobody else reads b.
 func (c *clientConn) releaseAtClose(b *backend) {
-	status, err := b.roundTrip("ROLLBACK", 2*time.Second)
+	// CLOSE ALL: no cursor WITH HOLD may reach the next client.
+	status, err := b.roundTrip("ROLLBACK; CLOSE ALL", 2*time.Second)
 	if err != nil || status != 'I' {
 		c.log.Debug("discarding warehouse connection at close", zap.Error(err))
 		c.pool.release(b, false)

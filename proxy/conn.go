@@ -88,6 +88,12 @@ type clientConn struct {
 	opsSeen      bool // a setting changed on the held connection
 	txStatus     byte // of the last ReadyForQuery
 
+	// Set by the loop under mu: the client called set_config (its settings
+	// are read back from the connection before release), or declared a
+	// cursor WITH HOLD (it keeps its connection).
+	configDirty bool
+	pinned      bool
+
 	// Set by the relay (under mu) when the held connection died: the loop
 	// skips the rest of the client's batch, or fails its next message.
 	skipToSync bool
@@ -278,12 +284,19 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 		delete(c.stmts, deallocateName(sql))
 		sql = "DEALLOCATE ALL"
 	}
-	if c.pool != nil && callsSetConfig(sql) {
+	if c.pool != nil && (callsSetConfig(sql) || declaresHold(res.result)) {
 		b, err := c.bindLocked()
 		if err != nil {
 			return c.answerUnbound(err, true)
 		}
-		b.settingsUnknown = true
+		if callsSetConfig(sql) {
+			b.settingsUnknown, c.configDirty = true, true
+		}
+		if declaresHold(res.result) {
+			// A cursor WITH HOLD outlives the transaction: the client
+			// keeps this connection from now on, as in session mode.
+			c.pinned = true
+		}
 	}
 	return c.sendLocked(&pgproto3.Query{String: sql}, p)
 }
@@ -322,9 +335,10 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		p.prep, p.be = st.name, b
 		return c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
 	}
-	// Prepared on this connection already: an empty Parse of the unnamed
-	// statement (which the proxy never uses) yields the ParseComplete in order.
-	return c.pushSend(b, &pgproto3.Parse{}, p)
+	// Prepared on this connection already: the same text parsed into the
+	// unnamed statement (which the proxy never binds) answers exactly as
+	// PostgreSQL would, 25P02 in a failed transaction included.
+	return c.pushSend(b, &pgproto3.Parse{Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
 }
 
 // statement returns a client statement ready to bind or describe: it is
@@ -369,7 +383,10 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	}
 	c.portals[m.DestinationPortal] = st
 	if st.setsConfig && c.pool != nil {
-		b.settingsUnknown = true
+		b.settingsUnknown, c.configDirty = true, true
+	}
+	if st.hold && c.pool != nil {
+		c.pinned = true
 	}
 	bind := *m
 	bind.PreparedStatement = st.name
@@ -723,7 +740,9 @@ func (c *clientConn) stopRelay() {
 	if c.pool == nil {
 		return
 	}
-	if closed {
+	if closed || c.pinned {
+		// A pinned connection may still have the client's WITH HOLD
+		// cursors open: it goes with the client.
 		c.pool.release(b, false)
 		return
 	}

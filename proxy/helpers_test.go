@@ -71,6 +71,8 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 			k = rewrite.KindTransaction
 		case "DISCARD":
 			k = rewrite.KindDiscard
+		case "DECLARE", "FETCH", "MOVE", "CLOSE":
+			k = rewrite.KindCursor
 		case "PREPARE":
 			k = rewrite.KindPrepare
 		case "EXECUTE":

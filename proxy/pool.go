@@ -190,6 +190,42 @@ func (b *backend) roundTrip(sql string, timeout time.Duration) (byte, error) {
 	}
 }
 
+// query runs a simple query whose result is text columns and returns its
+// rows. The caller holds b exclusively and no relay reads it.
+func (b *backend) query(sql string, timeout time.Duration) ([][]string, error) {
+	if err := b.sc.Send(&pgproto3.Query{String: sql}); err != nil {
+		return nil, err
+	}
+	if err := b.sc.Flush(); err != nil {
+		return nil, err
+	}
+	if b.setReadDeadline(time.Now().Add(timeout)) {
+		defer b.setReadDeadline(time.Time{})
+	}
+	var rows [][]string
+	var first error
+	for {
+		m, err := b.sc.Receive()
+		if err != nil {
+			return nil, err
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			row := make([]string, len(m.Values))
+			for i, v := range m.Values {
+				row[i] = string(v)
+			}
+			rows = append(rows, row)
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = pgerr.New(m.Code, "%s", m.Message)
+			}
+		case *pgproto3.ReadyForQuery:
+			return rows, first
+		}
+	}
+}
+
 // pool lends a warehouse's connections to clients in transaction mode.
 type pool struct {
 	warehouse string

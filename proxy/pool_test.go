@@ -195,7 +195,41 @@ func TestPoolDirtyConnections(t *testing.T) {
 			if got := show(b, "TimeZone"); got != defaultTZ {
 				t.Errorf("%v: next client sees TimeZone %q after set_config, want %q", mode, got, defaultTZ)
 			}
+			if got := show(a, "TimeZone"); got != "Asia/Tokyo" {
+				t.Errorf("%v: the client's own set_config in its next transaction: %q", mode, got)
+			}
 			a.Close(ctx)
+		}
+	})
+	t.Run("cursor with hold", func(t *testing.T) {
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		if _, err := a.Exec(ctx, "DECLARE c CURSOR WITH HOLD FOR SELECT order_id FROM orders ORDER BY order_id"); err != nil {
+			t.Fatal(err)
+		}
+		var id int
+		for want := 1; want <= 2; want++ {
+			if err := a.QueryRow(ctx, "FETCH 1 FROM c").Scan(&id); err != nil || id != want {
+				t.Fatalf("FETCH in a later transaction: %d, %v", id, err)
+			}
+		}
+		a.Close(ctx)
+		_, err := b.Exec(ctx, "FETCH 1 FROM c")
+		wantPgErr(t, err, "34000", `cursor "c" does not exist`)
+	})
+	t.Run("parse in a failed transaction", func(t *testing.T) {
+		pc := b.PgConn()
+		if _, err := pc.Prepare(ctx, "p1", "SELECT 1", nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pc.Exec(ctx, "BEGIN; SELECT 1/0").ReadAll(); err == nil {
+			t.Fatal("no error")
+		}
+		// "SELECT 1" is prepared on this connection already; PostgreSQL
+		// still answers a Parse in a failed transaction with 25P02.
+		_, err := pc.Prepare(ctx, "p2", "SELECT 1", nil)
+		wantPgErr(t, err, "25P02", "current transaction is aborted")
+		if _, err := pc.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+			t.Fatal(err)
 		}
 	})
 	t.Run("open transaction", func(t *testing.T) {
@@ -604,6 +638,16 @@ func TestPoolWarehouseRestart(t *testing.T) {
 			}
 		}()
 	}
+	// The test cluster runs with synchronous_commit off: make the schema
+	// durable before the immediate-mode stop.
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Exec(ctx, "CHECKPOINT"); err != nil {
+		t.Fatal(err)
+	}
+	admin.Close(ctx)
 	time.Sleep(300 * time.Millisecond)
 	if err := cl.Restart(ctx); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +175,22 @@ func (c *clientConn) relayFrom(b *backend) error {
 	}
 }
 
+// captureSettings makes the session's settings on b (SET or set_config,
+// source 'session') the client's.
+func (c *clientConn) captureSettings(b *backend) error {
+	rows, err := b.query("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ORDER BY name", c.srv.cfg.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	c.settings = c.settings[:0]
+	for _, r := range rows {
+		c.settings = append(c.settings, setOp{name: r[0], sql: fmt.Sprintf("SET %s TO '%s'", r[0], strings.ReplaceAll(r[1], "'", "''"))})
+	}
+	c.applyOps(nil)
+	b.settings, b.settingsUnknown = c.settingsSQL, false
+	return nil
+}
+
 // recoverable reports whether the relay's error is the warehouse
 // connection's, which transaction mode survives, rather than the client's.
 func recoverable(err error) bool {
@@ -251,9 +269,18 @@ func (c *clientConn) release(b *backend) (bool, error) {
 		return false, clientWriteError{err}
 	}
 	c.mu.Lock()
-	if !c.q.empty() || c.stopping {
+	if !c.q.empty() || c.stopping || c.pinned {
 		c.mu.Unlock()
 		return false, nil
+	}
+	if c.configDirty {
+		// set_config changed settings the statements do not show: read
+		// them back (the loop waits on mu, so nothing interleaves).
+		c.configDirty = false
+		if err := c.captureSettings(b); err != nil {
+			c.mu.Unlock()
+			return false, err
+		}
 	}
 	if c.opsSeen {
 		b.settingsUnknown = true
