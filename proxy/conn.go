@@ -277,12 +277,22 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	sql := res.rewritten
 	if clearsStatements(res.result) {
 		clear(c.stmts)
-	} else if c.pool != nil && len(res.result.Statements) == 1 && res.result.Statements[0].Kind == rewrite.KindDeallocate {
+	} else if st := c.stmts[deallocateName(sql)]; st != nil && len(res.result.Statements) == 1 && res.result.Statements[0].Kind == rewrite.KindDeallocate {
 		// DEALLOCATE of a protocol-level statement (psycopg 3 evicts its
-		// cache so): the client's name goes; upstream, DEALLOCATE ALL drops
-		// this connection's copies, which are prepared again when needed.
+		// cache so): the client's name goes, and upstream the statement
+		// under its proxy name (prepared first if this connection lacks
+		// it, so that the answer is PostgreSQL's). Other client names
+		// sharing it are prepared again when next bound.
 		delete(c.stmts, deallocateName(sql))
-		sql = "DEALLOCATE ALL"
+		b, err := c.bindLocked()
+		if err != nil {
+			return c.answerUnbound(err, true)
+		}
+		if err := c.ensurePrepared(b, st); err != nil {
+			return err
+		}
+		b.unmarkPrepared(st.name)
+		sql = "DEALLOCATE " + st.name
 	}
 	if c.pool != nil && (callsSetConfig(sql) || declaresHold(res.result)) {
 		b, err := c.bindLocked()

@@ -318,22 +318,44 @@ func TestPoolRefusesSQLPrepare(t *testing.T) {
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("after the refusal: %v", err)
 	}
-	// DEALLOCATE of a protocol-level statement works (psycopg 3 uses it).
-	pc := conn.PgConn()
-	if _, err := pc.Prepare(ctx, "s1", "SELECT 41 + $1::int", nil); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pc.Exec(ctx, "DEALLOCATE s1").ReadAll(); err != nil {
-		t.Fatalf("DEALLOCATE: %v", err)
-	}
-	res := pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("1")}, nil, nil).Read()
-	wantPgErr(t, res.Err, "26000", `prepared statement "s1" does not exist`)
-	if _, err := pc.Prepare(ctx, "s1", "SELECT 40 + $1::int", nil); err != nil {
-		t.Fatalf("prepare again: %v", err)
-	}
-	res = pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("2")}, nil, nil).Read()
-	if res.Err != nil || string(res.Rows[0][0]) != "42" {
-		t.Fatalf("after re-prepare: %v %v", res.Rows, res.Err)
+}
+
+// DEALLOCATE of a protocol-level statement works in both modes (psycopg 3
+// evicts its statement cache so), also when another name shares its SQL.
+func TestDeallocateProtocolStatement(t *testing.T) {
+	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, nil)
+			ctx := ctxT(t)
+			pc, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close(ctx)
+			for _, name := range []string{"s1", "twin"} {
+				if _, err := pc.Prepare(ctx, name, "SELECT 41 + $1::int", nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := pc.Exec(ctx, "DEALLOCATE s1").ReadAll(); err != nil {
+				t.Fatalf("DEALLOCATE: %v", err)
+			}
+			res := pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("1")}, nil, nil).Read()
+			wantPgErr(t, res.Err, "26000", `prepared statement "s1" does not exist`)
+			res = pc.ExecPrepared(ctx, "twin", [][]byte{[]byte("1")}, nil, nil).Read()
+			if res.Err != nil || string(res.Rows[0][0]) != "42" {
+				t.Fatalf("the statement sharing the SQL: %v %v", res.Rows, res.Err)
+			}
+			if _, err := pc.Prepare(ctx, "s1", "SELECT 40 + $1::int", nil); err != nil {
+				t.Fatalf("prepare again: %v", err)
+			}
+			res = pc.ExecPrepared(ctx, "s1", [][]byte{[]byte("2")}, nil, nil).Read()
+			if res.Err != nil || string(res.Rows[0][0]) != "42" {
+				t.Fatalf("after re-prepare: %v %v", res.Rows, res.Err)
+			}
+			_, err = pc.Exec(ctx, "DEALLOCATE nope").ReadAll()
+			wantPgErr(t, err, "26000", `prepared statement "nope" does not exist`)
+		})
 	}
 }
 
