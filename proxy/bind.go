@@ -39,6 +39,11 @@ type clientStmt struct {
 	// tracked: the connection gets a RESET ALL before its next lending.
 	setsConfig bool
 	hold       bool // DECLARE ... WITH HOLD: pins the client to its connection
+	// shape is the result shape the client was told at Describe (set by
+	// the relay); want is the shape a statement re-rewritten after a policy
+	// reload must keep.
+	shape atomic.Pointer[string]
+	want  *string
 	// failed is set by the relay when the warehouse rejected the Parse.
 	failed atomic.Bool
 }
@@ -65,6 +70,20 @@ func proxyStmtName(sql string, oids []uint32) string {
 		h.Write(b[:])
 	}
 	return "pgw_" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// resultShape is what a driver caches from a statement's Describe: the
+// column types (names may change without harm).
+func resultShape(m pgproto3.BackendMessage) string {
+	rd, ok := m.(*pgproto3.RowDescription)
+	if !ok {
+		return "nodata"
+	}
+	var b strings.Builder
+	for _, f := range rd.Fields {
+		fmt.Fprintf(&b, "%d/%d/%d,", f.DataTypeOID, f.DataTypeSize, f.TypeModifier)
+	}
+	return b.String()
 }
 
 // setOp is a session setting change that transaction mode must carry from
@@ -284,11 +303,19 @@ func (c *clientConn) sendLocked(m pgproto3.FrontendMessage, p *pending) error {
 // ensurePrepared prepares st on b (before a Bind or Describe) unless it is
 // there already; the ParseComplete is not the client's. c.mu is held.
 func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
-	if !b.markPrepared(st.name) {
-		return nil
+	if b.markPrepared(st.name) {
+		p := &pending{kind: pParse, start: time.Now(), internal: true, prep: st.name, be: b}
+		if err := c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p); err != nil {
+			return err
+		}
 	}
-	p := &pending{kind: pParse, start: time.Now(), internal: true, prep: st.name, be: b}
-	return c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
+	if st.want != nil && st.shape.Load() == nil {
+		// Re-rewritten after a reload: check the result shape the client
+		// cached still holds (the relay answers 0A000 if not).
+		p := &pending{kind: pDescribe, start: time.Now(), internal: true, stmt: st}
+		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
+	}
+	return nil
 }
 
 // refuseLocked answers a refusal (p.refusal) in order: through the

@@ -87,6 +87,10 @@ type clientConn struct {
 	txFailed     bool
 	opsSeen      bool // a setting changed on the held connection
 	txStatus     byte // of the last ReadyForQuery
+	// A statement re-rewritten after a reload changed its result shape:
+	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
+	shapeChanged bool
+	shapeSkip    bool
 
 	// Set by the loop under mu: the client called set_config (its settings
 	// are read back from the connection before release), or declared a
@@ -370,6 +374,11 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 		return nil, c.refuse(st.info.original, err, p.start)
 	}
 	fresh := newClientStmt(res, st.oids)
+	if fresh.name == st.name {
+		fresh.shape.Store(st.shape.Load())
+	} else if fresh.want = st.want; fresh.want == nil {
+		fresh.want = st.shape.Load()
+	}
 	c.stmts[name] = fresh
 	return fresh, nil
 }
@@ -423,6 +432,7 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 	if err := c.ensurePrepared(b, st); err != nil {
 		return err
 	}
+	p.stmt = st
 	return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
 }
 

@@ -598,6 +598,46 @@ func TestPreparedStatementAfterReload(t *testing.T) {
 	}
 }
 
+// A reload that changes a prepared statement's result type fails its next
+// execution with 0A000, as PostgreSQL does; pgx then prepares it again.
+func TestReloadChangesResultType(t *testing.T) {
+	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			var wh *Warehouse
+			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
+				wh = d.Warehouses["wh"]
+				wh.SetRewriter(swapRewriter{tag: "old"})
+			})
+			ctx := ctxT(t)
+			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+			const q = "SELECT 'tag'::text || $1::text AS v"
+			var got any
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
+				t.Fatalf("before: %v %v", got, err)
+			}
+			// Same type after the reload: no error.
+			wh.SetRewriter(swapRewriter{tag: "new"})
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
+				t.Fatalf("same type: %v %v", got, err)
+			}
+			// "'7'::int::text || ..." is still text; make the column an int.
+			wh.SetRewriter(retype{})
+			err := conn.QueryRow(ctx, q, "!").Scan(&got)
+			wantPgErr(t, err, "0A000", "cached plan must not change result type")
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != int32(7) {
+				t.Fatalf("after pgx prepared again: %v (%T) %v", got, got, err)
+			}
+		})
+	}
+}
+
+// retype rewrites every statement to one returning an int column.
+type retype struct{}
+
+func (retype) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+	return fakeRewriter{}.Rewrite("SELECT 7 + 0 * length($1::text) AS v", id)
+}
+
 // Swap between the Parse and the Bind of one batch.
 func TestReloadBetweenParseAndBind(t *testing.T) {
 	var wh *Warehouse

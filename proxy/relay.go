@@ -298,6 +298,50 @@ func (c *clientConn) release(b *backend) (bool, error) {
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
 func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+	if c.shapeSkip {
+		// After a result-shape refusal: the rest up to ReadyForQuery is
+		// tracked but not the client's.
+		if _, ok := msg.(*pgproto3.ReadyForQuery); !ok {
+			_, err := c.observeMsg(b, msg)
+			return nil, err
+		}
+		c.shapeSkip = false
+	}
+	return c.observeMsg(b, msg)
+}
+
+// described handles the answers to a Describe: it records the result shape
+// a client statement was described with, and checks it for a statement
+// re-rewritten after a policy reload (internal Describe, not the client's).
+func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMessage {
+	p := c.q.front()
+	if p == nil || p.kind != pDescribe {
+		return msg
+	}
+	if _, ok := msg.(*pgproto3.ParameterDescription); ok {
+		if p.internal {
+			return nil
+		}
+		return msg
+	}
+	c.q.pop()
+	if p.stmt == nil {
+		return msg
+	}
+	shape := resultShape(msg)
+	if !p.internal {
+		p.stmt.shape.Store(&shape)
+		return msg
+	}
+	if p.stmt.want != nil && *p.stmt.want != shape {
+		c.shapeChanged = true
+	} else {
+		p.stmt.shape.Store(&shape)
+	}
+	return nil
+}
+
+func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
 		return m, nil // the hot path
@@ -307,12 +351,20 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 		if p != nil && p.internal {
 			return nil, nil
 		}
-	case *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData:
+	case *pgproto3.BindComplete:
 		c.q.pop()
-	case *pgproto3.RowDescription:
-		if p := c.q.front(); p != nil && p.kind == pDescribe {
-			c.q.pop()
+		if c.shapeChanged {
+			// The statement re-rewritten after a reload returns other
+			// columns than the client cached: fail as PostgreSQL does.
+			c.shapeChanged = false
+			c.txFailed = true
+			c.shapeSkip = true
+			return c.errorResponse(pgerr.Unsupported("cached plan must not change result type"), false), nil
 		}
+	case *pgproto3.CloseComplete:
+		c.q.pop()
+	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
+		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
 		tag := pgconn.NewCommandTag(string(m.CommandTag))
 		c.completed(b, tag, tag.RowsAffected())
@@ -447,6 +499,7 @@ func (c *clientConn) readyForQuery(status byte) {
 		c.parseFailed(p)
 	}
 	c.txStatus = status
+	c.shapeChanged = false
 	if status == 'I' && c.pool != nil {
 		if !c.txFailed && len(c.txOps) > 0 {
 			c.applyOps(c.txOps)
