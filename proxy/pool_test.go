@@ -775,3 +775,36 @@ SELECT sum(total) FROM orders;
 		t.Fatalf("pgbench reports failures:\n%s", out)
 	}
 }
+
+// The proxy's statement_timeout is a startup parameter of the pooled
+// connections: a client's lower SET is undone for the next client by the
+// RESET ALL, which returns to it, not to the warehouse default.
+func TestPoolStatementTimeoutSurvivesReset(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, func(cfg *Config, _ *Deps) { cfg.StatementTimeout = 7 * time.Second })
+	ctx := ctxT(t)
+	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
+	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeSimpleProtocol)
+	show := func(c *pgx.Conn) string {
+		t.Helper()
+		var v string
+		if err := c.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	if _, err := a.Exec(ctx, "SET statement_timeout TO '2s'"); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(b); got != "7s" {
+		t.Errorf("next client: statement_timeout %q, want the proxy's 7s", got)
+	}
+	if got := show(a); got != "2s" {
+		t.Errorf("the client's own: %q, want 2s", got)
+	}
+	if _, err := a.Exec(ctx, "RESET statement_timeout"); err != nil {
+		t.Fatal(err)
+	}
+	if got := show(a); got != "7s" {
+		t.Errorf("after RESET: %q, want 7s", got)
+	}
+}
