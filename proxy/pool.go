@@ -437,6 +437,40 @@ func (p *pool) release(b *backend, reuse bool) {
 	p.mu.Unlock()
 }
 
+// reapLoop closes idle connections past their idle or lifetime limit until
+// done is closed, so that a quiet warehouse does not keep them open.
+func (p *pool) reapLoop(done <-chan struct{}) {
+	every := min(max(min(p.cfg.IdleTimeout, p.cfg.MaxLifetime)/2, 100*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var old []*backend
+		p.mu.Lock()
+		kept := p.idle[:0]
+		for _, b := range p.idle {
+			if now.Sub(b.lastUsed) > p.cfg.IdleTimeout || now.Sub(b.created) > p.cfg.MaxLifetime {
+				old = append(old, b)
+				p.open--
+			} else {
+				kept = append(kept, b)
+			}
+		}
+		clear(p.idle[len(kept):])
+		p.idle = kept
+		p.gaugesLocked()
+		p.mu.Unlock()
+		for _, b := range old {
+			b.sc.Close()
+		}
+	}
+}
+
 // wakeLocked hands b (or, with nil, a free slot) to the oldest waiter.
 func (p *pool) wakeLocked(b *backend) {
 	if len(p.waiters) == 0 {

@@ -808,3 +808,22 @@ func TestPoolStatementTimeoutSurvivesReset(t *testing.T) {
 		t.Errorf("after RESET: %q, want 7s", got)
 	}
 }
+
+// Connections idle past the limit are closed even when no client comes.
+func TestPoolIdleTimeout(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 2, IdleTimeout: 300 * time.Millisecond}, nil)
+	ctx := ctxT(t)
+	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; len(backendPIDs(t, ctx, tp.dbURL)) > 0; i++ {
+		if i == 100 {
+			t.Fatal("idle warehouse connections were not closed")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("after the reaper: %v", err)
+	}
+}

@@ -119,6 +119,7 @@ type Server struct {
 	upstreams  map[string]Upstream
 	pools      map[string]*pool // transaction-mode warehouses
 	writeBufs  *sync.Pool       // client write buffers, borrowed while a client is busy
+	reapers    sync.Once        // starts the pools' idle reapers at the first Serve
 	audit      *AuditLog
 	metrics    *metrics
 	now        func() time.Time
@@ -247,6 +248,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.serving = true
 	s.mu.Unlock()
 
+	s.reapers.Do(func() {
+		for _, p := range s.pools {
+			go p.reapLoop(s.doneCh)
+		}
+	})
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
