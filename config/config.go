@@ -56,6 +56,23 @@ type Warehouse struct {
 	DSN string `yaml:"dsn"`
 	// Policy is the policy file for this warehouse.
 	Policy string `yaml:"policy"`
+	// Pool says how clients share the warehouse's connections; zero fields
+	// take the proxy's defaults.
+	Pool Pool `yaml:"pool"`
+}
+
+// Pool configures a warehouse's connection pool.
+type Pool struct {
+	// Mode is "session" (a warehouse connection per client) or
+	// "transaction" (connections shared between clients at transaction
+	// boundaries).
+	Mode string `yaml:"mode"`
+	// Size caps the warehouse connections in transaction mode.
+	Size             int           `yaml:"size"`
+	AcquireTimeout   time.Duration `yaml:"acquire_timeout"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout"`
+	MaxLifetime      time.Duration `yaml:"max_lifetime"`
+	HealthCheckAfter time.Duration `yaml:"health_check_after"`
 }
 
 // Auth configures the ticket service and token verification.
@@ -288,6 +305,20 @@ func (f *File) Validate() error {
 		}
 		if w.Policy == "" {
 			bad(field+".policy", "missing: every warehouse needs a policy file (default deny)")
+		}
+		switch w.Pool.Mode {
+		case "", "session", "transaction":
+		default:
+			bad(field+".pool.mode", "%q is not session or transaction", w.Pool.Mode)
+		}
+		if w.Pool.Size < 0 {
+			bad(field+".pool.size", "must not be negative")
+		}
+		for sub, d := range map[string]time.Duration{"acquire_timeout": w.Pool.AcquireTimeout, "idle_timeout": w.Pool.IdleTimeout,
+			"max_lifetime": w.Pool.MaxLifetime, "health_check_after": w.Pool.HealthCheckAfter} {
+			if d < 0 {
+				bad(field+".pool."+sub, "must not be negative")
+			}
 		}
 	}
 	a := f.Auth

@@ -47,6 +47,8 @@ func TestValidateErrors(t *testing.T) {
 		{"bad origin", minimal + "  cors_origins: [app.example.com]\n", `c.yaml: auth.cors_origins[0]: "app.example.com" is not an origin`},
 		{"bad role", minimal + "  base_role: admin\n", `c.yaml: auth.base_role: unknown role "admin"`},
 		{"bad listen", minimal + "proxy: {listen: nope}\n", `c.yaml: proxy.listen: "nope" is not host:port`},
+		{"bad pool mode", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {mode: statement}", 1), `c.yaml: warehouses.analytics.pool.mode: "statement" is not session or transaction`},
+		{"negative pool size", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {size: -1}", 1), `c.yaml: warehouses.analytics.pool.size: must not be negative`},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
 	}
 	for _, tt := range tests {

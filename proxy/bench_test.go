@@ -49,9 +49,12 @@ func BenchmarkStream10kRows(b *testing.B) {
 
 // BenchmarkPointQuery is the round trip of a small prepared query.
 func BenchmarkPointQuery(b *testing.B) {
-	tp := startProxyTB(b, nil)
+	tp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolTransaction })
+	sp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolSession })
 	ctx := context.Background()
-	for _, bc := range []struct{ name, url string }{{"direct", tp.dbURL}, {"proxy", tp.url("tok-acme", "wh", "")}} {
+	for _, bc := range []struct{ name, url string }{
+		{"direct", tp.dbURL}, {"proxy-transaction", tp.url("tok-acme", "wh", "")}, {"proxy-session", sp.url("tok-acme", "wh", "")},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			conn, err := pgx.Connect(ctx, bc.url)
 			if err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // Reasons to interrupt the client loop's blocked read (bit flags).
@@ -48,7 +49,7 @@ type clientConn struct {
 	session   *auth.Session
 	identity  *policy.Identity
 	wh        *Warehouse
-	sc        ServerConn
+	pool      *pool // nil in session mode
 	keyPID    uint32
 	keySecret []byte
 	counted   bool
@@ -65,10 +66,47 @@ type clientConn struct {
 	relayErr  error // written by the relay before relayDone closes
 	sawFatal  atomic.Bool
 
+	// Binding (see bind.go). mu guards cur and stopping; the loop holds it
+	// while it binds and queues, the relay takes it to release.
+	mu       sync.Mutex
+	cur      *backend
+	stopping bool
+	bindCh   chan *backend // hands the relay each newly bound connection
+	stopCh   chan struct{}
+	// cmu guards cancelTo, the connection a CancelRequest goes to; held
+	// while a cancel is sent so the connection cannot change hands meanwhile.
+	cmu      sync.Mutex
+	cancelTo *backend
+
+	// Transaction mode settings: written by the relay while it holds a
+	// connection, read by the loop when binding (after the release).
+	baseSettings []string // SETs for the client's startup parameters
+	settings     []setOp  // committed SETs, in order
+	settingsSQL  string   // what applySettings replays
+	txOps        []setOp  // SETs of the transaction in progress
+	txFailed     bool
+	opsSeen      bool // a setting changed on the held connection
+	txStatus     byte // of the last ReadyForQuery
+	// A statement re-rewritten after a reload changed its result shape:
+	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
+	shapeChanged bool
+	shapeSkip    bool
+
+	// Set by the loop under mu: the client called set_config (its settings
+	// are read back from the connection before release), or declared a
+	// cursor WITH HOLD (it keeps its connection).
+	configDirty bool
+	pinned      bool
+
+	// Set by the relay (under mu) when the held connection died: the loop
+	// skips the rest of the client's batch, or fails its next message.
+	skipToSync bool
+	failNext   bool
+
 	// Loop state.
 	ignoreUntilSync bool
-	stmts           map[string]*stmtInfo
-	portals         map[string]*stmtInfo
+	stmts           map[string]*clientStmt
+	portals         map[string]*clientStmt
 }
 
 // stmtInfo is what the audit log needs about a statement.
@@ -88,8 +126,10 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		cancel:  cancel,
 		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
 		q:       newPendingQueue(),
-		stmts:   map[string]*stmtInfo{},
-		portals: map[string]*stmtInfo{},
+		stmts:   map[string]*clientStmt{},
+		portals: map[string]*clientStmt{},
+		bindCh:  make(chan *backend, 1),
+		stopCh:  make(chan struct{}),
 	}
 	if !s.track(c) {
 		cancel()
@@ -102,7 +142,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 
 // initIO sets up buffered protocol I/O once TLS has been settled.
 func (c *clientConn) initIO() {
-	c.out = &clientWriter{w: bufio.NewWriterSize(c.nc, 32<<10), bytes: c.srv.metrics.bytesToClient}
+	c.out = &clientWriter{dst: c.nc, bufs: c.srv.writeBufs, bytes: c.srv.metrics.bytesToClient}
 	c.be = pgproto3.NewBackend(flushingReader{c}, c.nc)
 	c.be.SetMaxBodyLen(authBodySize)
 }
@@ -120,6 +160,9 @@ func (c *clientConn) serve() {
 	}
 	c.touch()
 	c.relayDone = make(chan struct{})
+	if c.cur != nil {
+		c.bindCh <- c.cur
+	}
 	go c.relay()
 	for {
 		msg, err := c.receive()
@@ -145,6 +188,11 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 			return err
 		}
 	}
+	if c.pool != nil {
+		if err, done := c.afterLoss(msg); done {
+			return err
+		}
+	}
 	if c.ignoreUntilSync {
 		switch msg.(type) {
 		case *pgproto3.Sync, *pgproto3.Terminate:
@@ -160,9 +208,9 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Bind:
 		return c.handleBind(m)
 	case *pgproto3.Describe:
-		return c.forward(m, pDescribe, nil)
+		return c.handleDescribe(m)
 	case *pgproto3.Execute:
-		return c.forward(m, pExecute, c.portals[m.Portal])
+		return c.handleExecute(m)
 	case *pgproto3.Close:
 		return c.handleClose(m)
 	case *pgproto3.Sync:
@@ -182,6 +230,26 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	}
 }
 
+// afterLoss applies what the relay decided when the held connection died.
+func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.skipToSync {
+		c.skipToSync = false
+		c.ignoreUntilSync = true
+	}
+	if !c.failNext {
+		return nil, false
+	}
+	switch msg.(type) {
+	case *pgproto3.Sync, *pgproto3.Flush, *pgproto3.Terminate:
+		return nil, false
+	}
+	c.failNext = false
+	_, isQuery := msg.(*pgproto3.Query)
+	return c.writeUnbound(c.errorResponse(errWarehouseLost(c.wh.Name), false), isQuery), true
+}
+
 // msgType is a message's type byte, for protocol errors.
 func msgType(msg pgproto3.FrontendMessage) string {
 	if b, err := msg.Encode(nil); err == nil && len(b) > 0 {
@@ -199,12 +267,52 @@ const refusedMarker = "pgwarden_refused_statement"
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	p := &pending{kind: pQuery, start: time.Now()}
 	res, err := c.rewrite(m.String)
+	if err == nil {
+		err = c.checkPooled(res.result)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if err != nil {
 		p.refusal = c.refuse(m.String, err, p.start)
-		return c.send(&pgproto3.Query{String: refusedMarker}, p)
+		return c.refuseLocked(p)
 	}
 	p.info = res.stmtInfo
-	return c.send(&pgproto3.Query{String: res.rewritten}, p)
+	p.ops = res.ops
+	sql := res.rewritten
+	if clearsStatements(res.result) {
+		clear(c.stmts)
+	} else if st := c.stmts[deallocateName(sql)]; st != nil && len(res.result.Statements) == 1 && res.result.Statements[0].Kind == rewrite.KindDeallocate {
+		// DEALLOCATE of a protocol-level statement (psycopg 3 evicts its
+		// cache so): the client's name goes, and upstream the statement
+		// under its proxy name (prepared first if this connection lacks
+		// it, so that the answer is PostgreSQL's). Other client names
+		// sharing it are prepared again when next bound.
+		delete(c.stmts, deallocateName(sql))
+		b, err := c.bindLocked()
+		if err != nil {
+			return c.answerUnbound(err, true)
+		}
+		if err := c.ensurePrepared(b, st); err != nil {
+			return err
+		}
+		b.unmarkPrepared(st.name)
+		sql = "DEALLOCATE " + st.name
+	}
+	if c.pool != nil && (callsSetConfig(sql) || declaresHold(res.result)) {
+		b, err := c.bindLocked()
+		if err != nil {
+			return c.answerUnbound(err, true)
+		}
+		if callsSetConfig(sql) {
+			b.settingsUnknown, c.configDirty = true, true
+		}
+		if declaresHold(res.result) {
+			// A cursor WITH HOLD outlives the transaction: the client
+			// keeps this connection from now on, as in session mode.
+			c.pinned = true
+		}
+	}
+	return c.sendLocked(&pgproto3.Query{String: sql}, p)
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
@@ -213,43 +321,174 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
+	if err == nil {
+		err = c.checkPooled(res.result)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err == nil && m.Name != "" && c.stmts[m.Name] != nil && !c.stmts[m.Name].failed.Load() {
+		c.ignoreUntilSync = true
+		p.refusal = c.errorResponse(pgerr.New(pgerr.DuplicatePreparedStatement, "prepared statement \"%s\" already exists", m.Name), false)
+		return c.refuseLocked(p)
+	}
 	if err != nil {
 		p.refusal = c.refuse(m.Query, err, p.start)
 		c.ignoreUntilSync = true
 		delete(c.stmts, m.Name)
-		return c.send(&pgproto3.Parse{Name: m.Name, Query: refusedMarker}, p)
+		return c.refuseLocked(p)
 	}
-	c.stmts[m.Name] = res.stmtInfo
-	return c.send(&pgproto3.Parse{Name: m.Name, Query: res.rewritten, ParameterOIDs: m.ParameterOIDs}, p)
+	st := newClientStmt(res, m.ParameterOIDs)
+	c.stmts[m.Name] = st
+	b, err := c.bindLocked()
+	if err != nil {
+		delete(c.stmts, m.Name)
+		return c.answerUnbound(err, false)
+	}
+	p.info, p.stmt = st.info, st
+	if b.markPrepared(st.name) {
+		p.prep, p.be = st.name, b
+		return c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
+	}
+	// Prepared on this connection already: the same text parsed into the
+	// unnamed statement (which the proxy never binds) answers exactly as
+	// PostgreSQL would, 25P02 in a failed transaction included.
+	return c.pushSend(b, &pgproto3.Parse{Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
+}
+
+// statement returns a client statement ready to bind or describe: it is
+// re-rewritten when the warehouse's policy was reloaded since its Parse.
+func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.ErrorResponse) {
+	st := c.stmts[name]
+	if st == nil || st.failed.Load() {
+		return nil, c.errorResponse(pgerr.New(pgerr.InvalidSQLStatementName, "prepared statement \"%s\" does not exist", name), false)
+	}
+	rw := c.wh.Rewriter()
+	if rw == st.rw {
+		return st, nil
+	}
+	res, err := c.rewrite(st.info.original)
+	if err == nil && res.multi {
+		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
+	}
+	if err != nil {
+		return nil, c.refuse(st.info.original, err, p.start)
+	}
+	fresh := newClientStmt(res, st.oids)
+	if fresh.name == st.name {
+		fresh.shape.Store(st.shape.Load())
+	} else if fresh.want = st.want; fresh.want == nil {
+		fresh.want = st.shape.Load()
+	}
+	c.stmts[name] = fresh
+	return fresh, nil
 }
 
 func (c *clientConn) handleBind(m *pgproto3.Bind) error {
-	c.portals[m.DestinationPortal] = c.stmts[m.PreparedStatement]
-	return c.forward(m, pBind, nil)
+	p := &pending{kind: pBind, start: time.Now()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st, er := c.statement(m.PreparedStatement, p)
+	if er != nil {
+		p.refusal = er
+		c.ignoreUntilSync = true
+		return c.refuseLocked(p)
+	}
+	b, err := c.bindLocked()
+	if err != nil {
+		return c.answerUnbound(err, false)
+	}
+	if err := c.ensurePrepared(b, st); err != nil {
+		return err
+	}
+	c.portals[m.DestinationPortal] = st
+	if st.setsConfig && c.pool != nil {
+		b.settingsUnknown, c.configDirty = true, true
+	}
+	if st.hold && c.pool != nil {
+		c.pinned = true
+	}
+	bind := *m
+	bind.PreparedStatement = st.name
+	return c.pushSend(b, &bind, p)
+}
+
+func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
+	p := &pending{kind: pDescribe, start: time.Now()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.ObjectType != 'S' {
+		return c.sendLocked(m, p)
+	}
+	st, er := c.statement(m.Name, p)
+	if er != nil {
+		p.refusal = er
+		c.ignoreUntilSync = true
+		return c.refuseLocked(p)
+	}
+	b, err := c.bindLocked()
+	if err != nil {
+		return c.answerUnbound(err, false)
+	}
+	if err := c.ensurePrepared(b, st); err != nil {
+		return err
+	}
+	p.stmt = st
+	return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
+}
+
+func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
+	p := &pending{kind: pExecute, start: time.Now()}
+	if st := c.portals[m.Portal]; st != nil {
+		p.info, p.op = st.info, st.op
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sendLocked(m, p)
 }
 
 func (c *clientConn) handleClose(m *pgproto3.Close) error {
-	if m.ObjectType == 'S' {
-		delete(c.stmts, m.Name)
-	} else {
+	p := &pending{kind: pClose, start: time.Now()}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m.ObjectType != 'S' {
 		delete(c.portals, m.Name)
+		return c.sendLocked(m, p)
 	}
-	return c.forward(m, pClose, nil)
+	// The statement stays prepared upstream under its proxy name (other
+	// clients may share it); the client's name is gone.
+	delete(c.stmts, m.Name)
+	if c.cur == nil && c.pool != nil {
+		return c.writeDirect(&pgproto3.CloseComplete{})
+	}
+	return c.sendLocked(&pgproto3.Close{ObjectType: 'S'}, p)
 }
 
 func (c *clientConn) handleSync(m *pgproto3.Sync) error {
 	c.ignoreUntilSync = false
-	if err := c.forward(m, pSync, nil); err != nil {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil && c.pool != nil {
+		return c.writeDirect(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	}
+	if err := c.sendLocked(m, &pending{kind: pSync, start: time.Now()}); err != nil {
 		return err
 	}
-	return c.sc.Flush()
+	if c.cur == nil {
+		return nil
+	}
+	return c.cur.sc.Flush()
 }
 
 func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
-	if err := c.sc.Send(m); err != nil {
-		return err
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil {
+		return c.writeDirect()
 	}
-	return c.sc.Flush()
+	if err := c.cur.sc.Send(m); err != nil {
+		return connLost(c.wh.Name)
+	}
+	return c.cur.sc.Flush()
 }
 
 // handleFunctionCall refuses the fast-path function call: it calls any
@@ -257,30 +496,18 @@ func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
 func (c *clientConn) handleFunctionCall() error {
 	p := &pending{kind: pQuery, start: time.Now()}
 	p.refusal = c.refuse("", pgerr.Denied("function call messages are not allowed").WithHint("call the function in a SELECT"), p.start)
-	return c.send(&pgproto3.Query{String: refusedMarker}, p)
-}
-
-func (c *clientConn) forward(m pgproto3.FrontendMessage, kind pendingKind, info *stmtInfo) error {
-	return c.send(m, &pending{kind: kind, start: time.Now(), info: info})
-}
-
-// send queues p (what the warehouse will answer) and then buffers m for the
-// warehouse; it is flushed at Sync/Flush or before the loop blocks.
-func (c *clientConn) send(m pgproto3.FrontendMessage, p *pending) error {
-	c.q.push(p)
-	if err := c.sc.Send(m); err != nil {
-		return connLost(c.wh.Name)
-	}
-	if p.kind == pQuery {
-		return c.sc.Flush()
-	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.refuseLocked(p)
 }
 
 // rewritten is a statement that passed the rewriter.
 type rewritten struct {
 	*stmtInfo
-	multi bool
+	multi  bool
+	rw     Rewriter
+	result *rewrite.Result
+	ops    []*setOp
 }
 
 func (c *clientConn) rewrite(sql string) (*rewritten, error) {
@@ -301,6 +528,9 @@ func (c *clientConn) rewrite(sql string) (*rewritten, error) {
 	return &rewritten{
 		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: res.SQL},
 		multi:    len(res.Statements) > 1,
+		rw:       rw,
+		result:   res,
+		ops:      c.setOps(res),
 	}, nil
 }
 
@@ -433,7 +663,11 @@ func (c *clientConn) interrupted(r uint32) error {
 	case r&reasonRevoked != 0:
 		return errRevoked()
 	default: // shutdown: let the statements in flight finish first
-		c.sc.Flush()
+		c.mu.Lock()
+		if c.cur != nil {
+			c.cur.sc.Flush()
+		}
+		c.mu.Unlock()
 		for !c.q.empty() {
 			select {
 			case <-c.q.idle:
@@ -483,25 +717,57 @@ func (c *clientConn) finish(err error) {
 	c.sendFatal(err)
 }
 
-// stopRelay closes the warehouse connection and waits for the relay to exit;
-// a statement still running is cancelled so it does not run on unobserved.
+// stopRelay stops the relay and gives back the connection the client
+// holds: in session mode it is closed (a statement still running is
+// cancelled so it does not run on unobserved); in transaction mode a busy
+// one is cancelled and discarded, an idle one rolled back and returned.
 func (c *clientConn) stopRelay() {
 	if c.relayDone == nil {
 		return
 	}
 	busy := !c.q.empty()
-	c.sc.Close()
+	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return
+	}
+	c.stopping = true
+	close(c.stopCh)
+	b := c.cur
+	closed := false
+	if b != nil && (c.pool == nil || busy || !b.setReadDeadline(time.Unix(1, 0))) {
+		b.sc.Close()
+		closed = true
+	}
+	c.mu.Unlock()
 	// A relay blocked writing to a stalled client must not hold us up.
 	c.raw.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	<-c.relayDone
 	c.raw.SetWriteDeadline(time.Time{})
+	if b == nil {
+		return
+	}
+	c.cmu.Lock()
+	c.cancelTo = nil
+	c.cmu.Unlock()
 	if busy {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if err := c.sc.Cancel(ctx); err != nil {
+		if err := b.sc.Cancel(ctx); err != nil {
 			c.log.Debug("cancel on close failed", zap.Error(err))
 		}
 		cancel()
 	}
+	if c.pool == nil {
+		return
+	}
+	if closed || c.pinned {
+		// A pinned connection may still have the client's WITH HOLD
+		// cursors open: it goes with the client.
+		c.pool.release(b, false)
+		return
+	}
+	b.setReadDeadline(time.Time{})
+	c.releaseAtClose(b)
 }
 
 // sendFatal writes err as an ErrorResponse (FATAL for our own errors).
@@ -519,8 +785,8 @@ func (c *clientConn) sendFatal(err error) {
 func (c *clientConn) close() {
 	if c.relayDone != nil {
 		c.stopRelay()
-	} else if c.sc != nil {
-		c.sc.Close()
+	} else if c.cur != nil {
+		c.cur.sc.Close()
 	}
 	c.nc.Close()
 	c.cancel()
@@ -539,32 +805,50 @@ func (c *clientConn) close() {
 type flushingReader struct{ c *clientConn }
 
 func (r flushingReader) Read(p []byte) (int, error) {
-	if r.c.sc != nil {
-		r.c.sc.Flush() // an error here surfaces in the relay's read
+	r.c.mu.Lock()
+	if r.c.cur != nil {
+		r.c.cur.sc.Flush() // an error here surfaces in the relay's read
 	}
+	r.c.mu.Unlock()
 	n, err := r.c.nc.Read(p)
 	r.c.srv.metrics.bytesFromClient.Add(float64(n))
 	return n, err
 }
 
-// clientWriter buffers messages to the client.
+// clientWriter buffers messages to the client. Its buffers are borrowed
+// from the server's pool at the first message and handed back at each
+// flush, so an idle client holds none.
 type clientWriter struct {
+	dst   io.Writer
+	bufs  *sync.Pool // of *writeBuf
+	wb    *writeBuf
+	bytes interface{ Add(float64) }
+	n     int
+}
+
+type writeBuf struct {
 	w       *bufio.Writer
 	scratch []byte
-	bytes   interface{ Add(float64) }
-	n       int
+}
+
+func newWriteBufPool() *sync.Pool {
+	return &sync.Pool{New: func() any { return &writeBuf{w: bufio.NewWriterSize(io.Discard, 32<<10)} }}
 }
 
 func (w *clientWriter) send(msg pgproto3.BackendMessage) error {
-	b, err := msg.Encode(w.scratch[:0])
+	if w.wb == nil {
+		w.wb = w.bufs.Get().(*writeBuf)
+		w.wb.w.Reset(w.dst)
+	}
+	b, err := msg.Encode(w.wb.scratch[:0])
 	if err != nil {
 		return err
 	}
 	if cap(b) <= 64<<10 {
-		w.scratch = b
+		w.wb.scratch = b
 	}
 	w.n += len(b)
-	_, err = w.w.Write(b)
+	_, err = w.wb.w.Write(b)
 	return err
 }
 
@@ -573,7 +857,16 @@ func (w *clientWriter) flush() error {
 		w.bytes.Add(float64(w.n))
 		w.n = 0
 	}
-	return w.w.Flush()
+	if w.wb == nil {
+		return nil
+	}
+	if err := w.wb.w.Flush(); err != nil {
+		return err
+	}
+	w.wb.w.Reset(io.Discard)
+	w.bufs.Put(w.wb)
+	w.wb = nil
+	return nil
 }
 
 type clientWriteError struct{ err error }

@@ -51,21 +51,36 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 		}
 		k := rewrite.KindQuery
 		var setName, setValue string
+		var local bool
 		switch f := strings.Fields(s); strings.ToUpper(f[0]) {
 		case "SHOW":
 			k = rewrite.KindShow
 		case "SET", "RESET":
 			k = rewrite.KindSet
+			if len(f) >= 2 && (strings.EqualFold(f[1], "LOCAL") || strings.EqualFold(f[1], "SESSION")) {
+				local = strings.EqualFold(f[1], "LOCAL")
+				f = append(f[:1], f[2:]...)
+			}
 			if len(f) >= 2 {
-				setName = f[1]
+				setName = strings.ToLower(f[1])
 			}
 			if strings.ToUpper(f[0]) == "SET" && len(f) >= 4 {
 				setValue = f[3]
 			}
 		case "BEGIN", "COMMIT", "ROLLBACK", "START":
 			k = rewrite.KindTransaction
+		case "DISCARD":
+			k = rewrite.KindDiscard
+		case "DECLARE", "FETCH", "MOVE", "CLOSE":
+			k = rewrite.KindCursor
+		case "PREPARE":
+			k = rewrite.KindPrepare
+		case "EXECUTE":
+			k = rewrite.KindExecute
+		case "DEALLOCATE":
+			k = rewrite.KindDeallocate
 		}
-		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k, SetName: setName, SetValue: setValue})
+		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k, SetName: setName, SetValue: setValue, SetLocal: local})
 	}
 	h := fnv.New64a()
 	h.Write([]byte(sql))

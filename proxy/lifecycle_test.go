@@ -407,9 +407,10 @@ func TestInsecurePasswordRefused(t *testing.T) {
 	conn.Close(ctx)
 }
 
-// When the warehouse ends the backend, the client is told and disconnected.
+// When the warehouse ends the backend, a session-mode client is told and
+// disconnected; a transaction-mode session outlives the connection.
 func TestWarehouseTerminatesBackend(t *testing.T) {
-	tp := startProxy(t, nil)
+	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolSession })
 	ctx := ctxT(t)
 	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
 	if err != nil {
@@ -432,5 +433,50 @@ func TestWarehouseTerminatesBackend(t *testing.T) {
 	case <-conn.CleanupDone():
 	case <-time.After(10 * time.Second):
 		t.Fatal("client not disconnected")
+	}
+}
+
+func TestWarehouseTerminatesPooledBackend(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	terminate := func() {
+		t.Helper()
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgwarden' AND datname = current_database()").Scan(&n); err != nil || n != 1 {
+			t.Fatalf("terminated %d backends: %v", n, err)
+		}
+	}
+	// Idle in the pool: the next transaction gets a working connection, or
+	// (when the termination is still under way) 08006 and then one.
+	terminate()
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		wantPgErr(t, err, "08006", "was lost")
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("the session did not recover: %v", err)
+	}
+	// Held in a transaction block: the client learns its transaction is gone.
+	if _, err := conn.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	terminate()
+	_, err = conn.Exec(ctx, "SELECT 2").ReadAll()
+	wantPgErr(t, err, "08006", "the transaction was rolled back")
+	if got := conn.TxStatus(); got != 'I' {
+		t.Errorf("tx status %c after the loss, want I", got)
+	}
+	res, err := conn.Exec(ctx, "SELECT 3").ReadAll()
+	if err != nil || string(res[0].Rows[0][0]) != "3" {
+		t.Fatalf("the session did not recover: %v", err)
 	}
 }

@@ -14,6 +14,9 @@ type metrics struct {
 	upstreamErrors  *prometheus.CounterVec
 	bytesToClient   prometheus.Counter
 	bytesFromClient prometheus.Counter
+	poolConns       *prometheus.GaugeVec
+	poolWaiting     *prometheus.GaugeVec
+	poolWait        *prometheus.HistogramVec
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -44,13 +47,23 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_warehouse_connect_errors_total", Help: "Failed warehouse connection attempts by warehouse.",
 		}, []string{"warehouse"}),
+		poolConns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pgwarden_proxy_pool_connections", Help: "Transaction-pool warehouse connections by warehouse and state (max, in_use, idle).",
+		}, []string{"warehouse", "state"}),
+		poolWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pgwarden_proxy_pool_waiting_clients", Help: "Clients waiting for a pooled warehouse connection.",
+		}, []string{"warehouse"}),
+		poolWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pgwarden_proxy_pool_acquire_seconds", Help: "Time clients waited for a pooled warehouse connection.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"warehouse"}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

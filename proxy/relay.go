@@ -1,6 +1,9 @@
 package proxy
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +37,17 @@ type pending struct {
 	// For a simple Query: rows so far and the SQLSTATE of an error.
 	rows   int64
 	failed string
+	// Settings changes by statement (Query) or of the portal (Execute).
+	ops  []*setOp
+	op   *setOp
+	done int // statements of a Query completed so far
+	// A Parse: internal ones (preparing a statement on the connection the
+	// client landed on) are not answered to the client; prep names what
+	// it prepares on be, stmt is the client statement it creates.
+	internal bool
+	prep     string
+	be       *backend
+	stmt     *clientStmt
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -85,67 +99,283 @@ func (q *pendingQueue) empty() bool {
 	return q.head == len(q.items)
 }
 
+// errRelayStopped ends the relay when the loop asked it to stop.
+var errRelayStopped = errors.New("relay stopped")
+
 // relay copies warehouse messages to the client one at a time, never holding
 // a whole result: it flushes the client whenever it has to wait for the
 // warehouse, and the client writer flushes itself when its buffer fills.
+// It serves each connection the loop binds until the relay releases it.
 func (c *clientConn) relay() {
 	defer close(c.relayDone)
-	// Once the relay stops nobody reads the warehouse: close it so that a loop
-	// blocked writing to it is released too.
-	defer c.sc.Close()
 	for {
-		if c.sc.Buffered() == 0 {
-			if err := c.out.flush(); err != nil {
-				c.relayErr = clientWriteError{err}
-				c.interrupt(reasonRelayDone)
-				return
+		var b *backend
+		select {
+		case b = <-c.bindCh:
+		case <-c.stopCh:
+			return
+		}
+		if err := c.relayFrom(b); err != nil {
+			if c.pool != nil && recoverable(err) {
+				if err = c.lose(b, err); err == nil {
+					continue
+				}
 			}
-		}
-		msg, err := c.sc.Receive()
-		if err != nil {
 			c.relayErr = err
-			c.interrupt(reasonRelayDone)
-			return
-		}
-		out, err := c.observe(msg)
-		if err != nil {
-			c.relayErr = err
-			c.interrupt(reasonRelayDone)
-			return
-		}
-		if out == nil {
-			continue
-		}
-		if err := c.out.send(out); err != nil {
-			c.relayErr = clientWriteError{err}
-			c.interrupt(reasonRelayDone)
+			if !errors.Is(err, errRelayStopped) {
+				// Nobody reads the warehouse now: close it so that a loop
+				// blocked writing to it is released too.
+				b.sc.Close()
+				c.interrupt(reasonRelayDone)
+			}
 			return
 		}
 	}
 }
 
+// relayFrom relays b's messages; it returns nil once it has released b.
+func (c *clientConn) relayFrom(b *backend) error {
+	for {
+		if b.sc.Buffered() == 0 {
+			if err := c.out.flush(); err != nil {
+				return clientWriteError{err}
+			}
+		}
+		msg, err := b.sc.Receive()
+		if err != nil {
+			c.mu.Lock()
+			stopping := c.stopping
+			c.mu.Unlock()
+			if stopping {
+				return errRelayStopped
+			}
+			return err
+		}
+		if er, ok := msg.(*pgproto3.ErrorResponse); ok && c.pool != nil && (er.Severity == pgerr.SeverityFatal || er.Severity == "PANIC") {
+			// The warehouse is ending this connection (a restart): the
+			// session outlives it; lose reports it when the socket closes.
+			c.log.Info("warehouse connection terminated", zap.String("sqlstate", er.Code), zap.String("reason", er.Message))
+			continue
+		}
+		out, err := c.observe(b, msg)
+		if err != nil {
+			return err
+		}
+		if out == nil {
+			continue
+		}
+		if err := c.out.send(out); err != nil {
+			return clientWriteError{err}
+		}
+		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && rfq.TxStatus == 'I' && c.pool != nil && c.q.empty() {
+			if released, err := c.release(b); released || err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// captureSettings makes the session's settings on b (SET or set_config,
+// source 'session') the client's.
+func (c *clientConn) captureSettings(b *backend) error {
+	rows, err := b.query("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ORDER BY name", c.srv.cfg.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	c.settings = c.settings[:0]
+	for _, r := range rows {
+		c.settings = append(c.settings, setOp{name: r[0], sql: fmt.Sprintf("SET %s TO '%s'", r[0], strings.ReplaceAll(r[1], "'", "''"))})
+	}
+	c.applyOps(nil)
+	b.settings, b.settingsUnknown = c.settingsSQL, false
+	return nil
+}
+
+// recoverable reports whether the relay's error is the warehouse
+// connection's, which transaction mode survives, rather than the client's.
+func recoverable(err error) bool {
+	var cw clientWriteError
+	var tooBig *pgproto3.ExceededMaxBodyLenErr
+	var pe *pgerr.Error
+	return !errors.Is(err, errRelayStopped) && !errors.As(err, &cw) && !errors.As(err, &tooBig) && !errors.As(err, &pe)
+}
+
+// lose handles a pooled connection that died while the client held it:
+// the connection is discarded, everything the client was owed fails with
+// 08006 (ERROR, not FATAL), and the session goes on without a connection;
+// its next transaction gets a fresh one. A client in a transaction block
+// learns that its transaction is gone from the ReadyForQuery 'I' or, when it
+// was owed nothing, from the error its next message gets.
+func (c *clientConn) lose(b *backend, cause error) error {
+	c.mu.Lock()
+	if c.stopping {
+		c.mu.Unlock()
+		return errRelayStopped
+	}
+	c.log.Warn("warehouse connection lost; the session continues", zap.Error(cause))
+	c.cur = nil
+	c.cmu.Lock()
+	c.cancelTo = nil
+	c.cmu.Unlock()
+	var owed []*pending
+	for p := c.q.front(); p != nil; p = c.q.front() {
+		owed = append(owed, p)
+		c.q.pop()
+	}
+	trailing := len(owed) > 0 && owed[len(owed)-1].kind != pSync && owed[len(owed)-1].kind != pQuery
+	c.skipToSync = trailing
+	c.failNext = len(owed) == 0 && c.txStatus != 'I'
+	c.txOps, c.txFailed, c.opsSeen, c.txStatus = c.txOps[:0], false, false, 'I'
+	// Still under mu: with nothing bound the loop may write to the client
+	// too. The answers are small, so a client that is not reading does not
+	// block this for long.
+	defer c.mu.Unlock()
+	b.sc.Close()
+	c.pool.release(b, false)
+
+	er := c.errorResponse(errWarehouseLost(c.wh.Name), false)
+	failed := false
+	for _, p := range owed {
+		switch p.kind {
+		case pExecute, pQuery:
+			if p.refusal == nil {
+				c.statementDone(p, "error", er.Code, 0)
+			}
+		}
+		if !failed {
+			c.out.send(er)
+			failed = true
+		}
+		if p.kind == pSync || p.kind == pQuery {
+			c.out.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+			failed = false
+		}
+	}
+	if err := c.out.flush(); err != nil {
+		return clientWriteError{err}
+	}
+	return nil
+}
+
+func errWarehouseLost(warehouse string) *pgerr.Error {
+	return pgerr.New(pgerr.ConnectionFailure, "the connection to warehouse %s was lost; the transaction was rolled back", warehouse).
+		WithHint("retry the transaction")
+}
+
+// release gives b back to the pool at the end of the client's transaction,
+// unless the loop has queued more for it meanwhile.
+func (c *clientConn) release(b *backend) (bool, error) {
+	if err := c.out.flush(); err != nil {
+		return false, clientWriteError{err}
+	}
+	c.mu.Lock()
+	if !c.q.empty() || c.stopping || c.pinned {
+		c.mu.Unlock()
+		return false, nil
+	}
+	if c.configDirty {
+		// set_config changed settings the statements do not show: read
+		// them back (the loop waits on mu, so nothing interleaves).
+		c.configDirty = false
+		if err := c.captureSettings(b); err != nil {
+			c.mu.Unlock()
+			return false, err
+		}
+	}
+	if c.opsSeen {
+		b.settingsUnknown = true
+		c.opsSeen = false
+	}
+	c.cur = nil
+	c.cmu.Lock()
+	c.cancelTo = nil
+	c.cmu.Unlock()
+	c.mu.Unlock()
+	c.pool.release(b, true)
+	return true, nil
+}
+
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
-func (c *clientConn) observe(msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+	if c.shapeSkip {
+		// After a result-shape refusal: the rest up to ReadyForQuery is
+		// tracked but not the client's.
+		if _, ok := msg.(*pgproto3.ReadyForQuery); !ok {
+			_, err := c.observeMsg(b, msg)
+			return nil, err
+		}
+		c.shapeSkip = false
+	}
+	return c.observeMsg(b, msg)
+}
+
+// described handles the answers to a Describe: it records the result shape
+// a client statement was described with, and checks it for a statement
+// re-rewritten after a policy reload (internal Describe, not the client's).
+func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMessage {
+	p := c.q.front()
+	if p == nil || p.kind != pDescribe {
+		return msg
+	}
+	if _, ok := msg.(*pgproto3.ParameterDescription); ok {
+		if p.internal {
+			return nil
+		}
+		return msg
+	}
+	c.q.pop()
+	if p.stmt == nil {
+		return msg
+	}
+	shape := resultShape(msg)
+	if !p.internal {
+		p.stmt.shape.Store(&shape)
+		return msg
+	}
+	if p.stmt.want != nil && *p.stmt.want != shape {
+		c.shapeChanged = true
+	} else {
+		p.stmt.shape.Store(&shape)
+	}
+	return nil
+}
+
+func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
 		return m, nil // the hot path
-	case *pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.CloseComplete, *pgproto3.NoData:
+	case *pgproto3.ParseComplete:
+		p := c.q.front()
 		c.q.pop()
-	case *pgproto3.RowDescription:
-		if p := c.q.front(); p != nil && p.kind == pDescribe {
-			c.q.pop()
+		if p != nil && p.internal {
+			return nil, nil
 		}
+	case *pgproto3.BindComplete:
+		c.q.pop()
+		if c.shapeChanged {
+			// The statement re-rewritten after a reload returns other
+			// columns than the client cached: fail as PostgreSQL does.
+			c.shapeChanged = false
+			c.txFailed = true
+			c.shapeSkip = true
+			return c.errorResponse(pgerr.Unsupported("cached plan must not change result type"), false), nil
+		}
+	case *pgproto3.CloseComplete:
+		c.q.pop()
+	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
+		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
-		c.completed(pgconn.NewCommandTag(string(m.CommandTag)).RowsAffected())
+		tag := pgconn.NewCommandTag(string(m.CommandTag))
+		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
-		c.completed(0)
+		c.completed(b, pgconn.CommandTag{}, 0)
 	case *pgproto3.PortalSuspended:
-		c.completed(-1)
+		c.completed(b, pgconn.CommandTag{}, -1)
 	case *pgproto3.ErrorResponse:
 		return c.observeError(m), nil
 	case *pgproto3.ReadyForQuery:
-		c.readyForQuery()
+		c.readyForQuery(m.TxStatus)
 	case *pgproto3.ParameterStatus:
 		switch m.Name {
 		case "is_superuser":
@@ -162,17 +392,51 @@ func (c *clientConn) observe(msg pgproto3.BackendMessage) (pgproto3.BackendMessa
 
 // completed handles the end of one statement's results (rows = -1 for a
 // suspended portal, whose row count the tag does not give).
-func (c *clientConn) completed(rows int64) {
+func (c *clientConn) completed(b *backend, tag pgconn.CommandTag, rows int64) {
 	p := c.q.front()
 	if p == nil {
 		return
 	}
+	var op *setOp
 	switch p.kind {
 	case pExecute:
+		op = p.op
 		c.q.pop()
 		c.statementDone(p, "ok", "", max(rows, 0))
 	case pQuery:
+		if p.done < len(p.ops) {
+			op = p.ops[p.done]
+		}
+		p.done++
 		p.rows += max(rows, 0)
+	}
+	if rows >= 0 {
+		c.noteCommand(b, tag, op)
+	}
+}
+
+// noteCommand tracks what a completed command did to the connection's
+// session: settings (transaction mode) and prepared statements.
+func (c *clientConn) noteCommand(b *backend, tag pgconn.CommandTag, op *setOp) {
+	switch {
+	case tag.String() == "DEALLOCATE ALL":
+		b.clearPrepared()
+	case tag.String() == "DISCARD ALL":
+		b.clearPrepared()
+	}
+	if c.pool == nil {
+		return
+	}
+	if op != nil {
+		c.txOps = append(c.txOps, *op)
+		c.opsSeen = true
+	}
+	switch {
+	case tag.String() == "COMMIT":
+		c.applyOps(c.txOps)
+		c.txOps = c.txOps[:0]
+	case tag.String() == "ROLLBACK":
+		c.txOps = c.txOps[:0]
 	}
 }
 
@@ -180,11 +444,13 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 	if m.Severity == pgerr.SeverityFatal || m.Severity == "PANIC" {
 		c.sawFatal.Store(true)
 	}
+	c.txFailed = true
 	p := c.q.front()
 	var out pgproto3.BackendMessage = sanitize(m)
 	if p == nil {
 		return out
 	}
+	c.parseFailed(p)
 	if p.refusal != nil {
 		out = p.refusal
 	}
@@ -208,8 +474,9 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 	return out
 }
 
-// readyForQuery pops everything up to and including the Sync or Query it answers.
-func (c *clientConn) readyForQuery() {
+// readyForQuery pops everything up to and including the Sync or Query it
+// answers: what is left before it was skipped after an error.
+func (c *clientConn) readyForQuery(status byte) {
 	for {
 		p := c.q.front()
 		if p == nil {
@@ -229,8 +496,30 @@ func (c *clientConn) readyForQuery() {
 		if p.kind == pSync {
 			break
 		}
+		c.parseFailed(p)
+	}
+	c.txStatus = status
+	c.shapeChanged = false
+	if status == 'I' && c.pool != nil {
+		if !c.txFailed && len(c.txOps) > 0 {
+			c.applyOps(c.txOps)
+		}
+		c.txOps, c.txFailed = c.txOps[:0], false
 	}
 	c.touch()
+}
+
+// parseFailed forgets a Parse the warehouse rejected or skipped.
+func (c *clientConn) parseFailed(p *pending) {
+	if p.kind != pParse {
+		return
+	}
+	if p.prep != "" {
+		p.be.unmarkPrepared(p.prep)
+	}
+	if p.stmt != nil {
+		p.stmt.failed.Store(true)
+	}
 }
 
 // sanitize drops the fields of a warehouse error that describe the rewritten

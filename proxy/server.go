@@ -14,6 +14,12 @@
 // puts the refusal in place of the marker's syntax error. A queue of messages
 // awaiting answers ties replies to statements for the audit log, the metrics,
 // the idle timeout and draining.
+//
+// A warehouse in transaction mode (the default; see PoolMode) lends pooled
+// connections to clients one transaction at a time: the loop binds a
+// connection at the first message that needs one and the relay returns it at
+// the ReadyForQuery 'I' that ends the client's synced batch. Client prepared
+// statements are prepared per connection under proxy names (bind.go).
 package proxy
 
 import (
@@ -61,6 +67,8 @@ type Warehouse struct {
 	DSN string
 	// Upstream, if set, hands out warehouse connections instead of dialing DSN.
 	Upstream Upstream
+	// Pool says how clients share the warehouse's connections (see PoolMode).
+	Pool PoolConfig
 
 	rewriter atomic.Pointer[rewriterBox]
 }
@@ -74,8 +82,9 @@ func NewWarehouse(name, dsn string, r Rewriter) *Warehouse {
 	return w
 }
 
-// SetRewriter swaps the rewriter (on policy reload); statements already
-// rewritten keep the old result, the next statement uses r.
+// SetRewriter swaps the rewriter (on policy reload): the next statement
+// uses r, and a statement prepared earlier is rewritten again by r at its
+// next Bind or Describe.
 func (w *Warehouse) SetRewriter(r Rewriter) { w.rewriter.Store(&rewriterBox{r}) }
 
 // Rewriter returns the current rewriter, or nil.
@@ -108,6 +117,9 @@ type Server struct {
 	auth       Authenticator
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
+	pools      map[string]*pool // transaction-mode warehouses
+	writeBufs  *sync.Pool       // client write buffers, borrowed while a client is busy
+	reapers    sync.Once        // starts the pools' idle reapers at the first Serve
 	audit      *AuditLog
 	metrics    *metrics
 	now        func() time.Time
@@ -148,6 +160,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		auth:         deps.Authenticator,
 		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
+		pools:        map[string]*pool{},
+		writeBufs:    newWriteBufPool(),
 		audit:        deps.Audit,
 		now:          deps.Now,
 		listeners:    map[net.Listener]struct{}{},
@@ -180,6 +194,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 		s.warehouses[name] = w
 		s.upstreams[name] = up
+		pc := w.Pool.WithDefaults()
+		if err := pc.Validate("warehouses." + name + ".pool"); err != nil {
+			return nil, fmt.Errorf("proxy: %w", err)
+		}
+		w.Pool = pc
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -193,6 +212,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s.metrics = m
+	for name, w := range s.warehouses {
+		if w.Pool.Mode == PoolTransaction {
+			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
+		}
+	}
 	return s, nil
 }
 
@@ -224,6 +248,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.serving = true
 	s.mu.Unlock()
 
+	s.reapers.Do(func() {
+		for _, p := range s.pools {
+			go p.reapLoop(s.doneCh)
+		}
+	})
 	stop := context.AfterFunc(ctx, func() {
 		sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		defer cancel()
@@ -274,6 +303,11 @@ func (s *Server) Ready() bool {
 // then ends the remaining sessions with FATAL 57P01. Idle sessions end at once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.shutdownOnce.Do(func() { close(s.shutdownDone) })
+	defer func() {
+		for _, p := range s.pools {
+			p.close()
+		}
+	}()
 	s.mu.Lock()
 	if !s.draining {
 		s.draining = true

@@ -293,18 +293,13 @@ func (c *clientConn) startup() error {
 	}
 	c.watch()
 
-	sc, err := c.srv.upstreams[wh.Name].Acquire(ctx, &ClientInfo{
-		Warehouse: wh.Name, SessionID: session.ID, Tenant: session.Tenant, User: c.user, Params: c.upParams,
-	})
+	params, err = c.bindAtStartup(ctx)
 	if err != nil {
 		c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
 		return err
 	}
-	c.sc = sc
-	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
-
 	for _, name := range reportedParams {
-		if v := sc.ParameterStatus(name); v != "" {
+		if v := params[name]; v != "" {
 			c.out.send(&pgproto3.ParameterStatus{Name: name, Value: v})
 		}
 	}
@@ -400,7 +395,60 @@ func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger)
 	s.metrics.cancels.WithLabelValues("forwarded").Inc()
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 	defer cancel()
-	if err := c.sc.Cancel(ctx); err != nil {
+	if err := c.cancelWarehouse(ctx); err != nil {
 		c.log.Warn("cancel request failed", zap.Error(err))
 	}
+}
+
+// cancelWarehouse cancels what the client runs on the connection it holds
+// now; holding none, it cancels nothing. cmu keeps the connection from
+// passing to another client until the warehouse has taken the request.
+func (c *clientConn) cancelWarehouse(ctx context.Context) error {
+	c.cmu.Lock()
+	defer c.cmu.Unlock()
+	if c.cancelTo == nil {
+		return nil
+	}
+	return c.cancelTo.sc.Cancel(ctx)
+}
+
+// bindAtStartup returns the ParameterStatus set to greet the client with.
+// In session mode the client's own connection is opened now (with its
+// startup parameters); in transaction mode the pool's cached set is used,
+// with the client's startup parameters replayed per transaction instead.
+func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, error) {
+	wh := c.wh
+	if p := c.srv.pools[wh.Name]; p != nil {
+		poolParams, err := p.startupParams(ctx)
+		if err != nil {
+			return nil, asFatal(err)
+		}
+		c.pool = p
+		c.baseSettings = baseSettingsFor(c.upParams, poolParams)
+		c.applyOps(nil)
+		params := make(map[string]string, len(poolParams))
+		for k, v := range poolParams {
+			params[k] = v
+		}
+		for k, v := range c.upParams {
+			if _, ok := params[k]; ok {
+				params[k] = v
+			}
+		}
+		return params, nil
+	}
+	sc, err := c.srv.upstreams[wh.Name].Acquire(ctx, &ClientInfo{
+		Warehouse: wh.Name, SessionID: c.session.ID, Tenant: c.session.Tenant, User: c.user, Params: c.upParams,
+	})
+	if err != nil {
+		return nil, err
+	}
+	b := newBackend(sc, time.Now())
+	c.cur, c.cancelTo = b, b
+	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
+	params := map[string]string{}
+	for _, name := range reportedParams {
+		params[name] = sc.ParameterStatus(name)
+	}
+	return params, nil
 }

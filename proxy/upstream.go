@@ -32,9 +32,8 @@ type ClientInfo struct {
 	Params map[string]string
 }
 
-// Upstream hands out warehouse connections. The session-mode implementation
-// opens one connection per client; a transaction pool can implement the same
-// interface without touching the client loop.
+// Upstream hands out warehouse connections: one per client in session mode;
+// in transaction mode the warehouse's pool dials through it.
 type Upstream interface {
 	Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error)
 }
@@ -42,11 +41,6 @@ type Upstream interface {
 // ServerConn is one warehouse connection as the relay sees it. Send and Flush
 // are called only by the client loop, Receive and Buffered only by the relay
 // goroutine; Close and Cancel may be called from either.
-//
-// The interface is message-level on purpose: a transaction pool can return a
-// virtual ServerConn that binds a real backend on the first Send after an idle
-// ReadyForQuery and releases it when Receive passes the next ReadyForQuery
-// with status 'I', without any change to the client loop.
 type ServerConn interface {
 	// Send buffers msg for the warehouse.
 	Send(msg pgproto3.FrontendMessage) error
@@ -120,11 +114,11 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		tlsConfig: hc.TLSConfig,
 		dial:      hc.Config.DialFunc,
 	}
-	if hc.Frontend.ReadBufferLen() == 0 {
-		sc.fe = pgproto3.NewFrontend(hc.Conn, hc.Conn)
-	} else {
-		sc.fe = hc.Frontend // never expected: nothing follows ReadyForQuery
-	}
+	// Keep pgconn's frontend: it reads through pgconn's background reader,
+	// which a slow write during connect starts and which then sits in a
+	// Read of the socket; reading the socket directly would race it for
+	// the warehouse's next bytes.
+	sc.fe = hc.Frontend
 	sc.fe.SetMaxBodyLen(u.maxBody)
 	return sc, nil
 }
@@ -177,6 +171,10 @@ func (s *serverConn) Receive() (pgproto3.BackendMessage, error) { return s.fe.Re
 func (s *serverConn) Buffered() int                             { return s.fe.ReadBufferLen() }
 func (s *serverConn) ParameterStatus(name string) string        { return s.params[name] }
 func (s *serverConn) PID() uint32                               { return s.pid }
+
+// SetReadDeadline bounds or interrupts Receive (which stays resumable: a
+// timeout loses no bytes).
+func (s *serverConn) SetReadDeadline(t time.Time) error { return s.conn.SetReadDeadline(t) }
 
 func (s *serverConn) Close() error {
 	// Best effort Terminate so the warehouse logs a clean disconnect; a short

@@ -208,6 +208,20 @@ func TestReloadPolicy(t *testing.T) {
 	if got := scalar[string](t, conn, q); got != "***@acme.example" {
 		t.Fatalf("masked email = %q", got)
 	}
+	// pgx's default mode prepares this once and binds it again each time:
+	// the statement prepared before the reload must follow the new policy.
+	const pq = "SELECT email FROM customers WHERE customer_id = $1"
+	prepared := func() string {
+		t.Helper()
+		var v string
+		if err := conn.QueryRow(context.Background(), pq, 1).Scan(&v); err != nil {
+			t.Fatalf("%s: %v", pq, err)
+		}
+		return v
+	}
+	if got := prepared(); got != "***@acme.example" {
+		t.Fatalf("masked email (prepared) = %q", got)
+	}
 	policyPath := r.cfg.Warehouses[demoWarehouse].Policy
 	orig, err := os.ReadFile(policyPath)
 	if err != nil {
@@ -225,6 +239,9 @@ func TestReloadPolicy(t *testing.T) {
 	}
 	if got := scalar[string](t, conn, q); got != "bob.1@acme.example" {
 		t.Errorf("after reload without the mask: %q, want the real email", got)
+	}
+	if got := prepared(); got != "bob.1@acme.example" {
+		t.Errorf("statement prepared before the reload: %q, want the real email", got)
 	}
 
 	bad := strings.Replace(string(orig), "mask: email", "mask: emial", 1)

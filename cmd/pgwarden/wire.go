@@ -112,6 +112,17 @@ func proxyConfig(c *config.File) proxy.Config {
 	}
 }
 
+func poolConfig(p config.Pool) proxy.PoolConfig {
+	return proxy.PoolConfig{
+		Mode:             proxy.PoolMode(p.Mode),
+		Size:             p.Size,
+		AcquireTimeout:   p.AcquireTimeout,
+		IdleTimeout:      p.IdleTimeout,
+		MaxLifetime:      p.MaxLifetime,
+		HealthCheckAfter: p.HealthCheckAfter,
+	}
+}
+
 // newApp builds everything the configuration asks for and checks it all
 // (policies against their warehouses' catalogs, keys, the store) before
 // anything listens.
@@ -161,7 +172,9 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	}
 	a.warehouses = map[string]*proxy.Warehouse{}
 	for name, rw := range rewriters {
-		a.warehouses[name] = proxy.NewWarehouse(name, cfg.Warehouses[name].DSN, rw)
+		w := proxy.NewWarehouse(name, cfg.Warehouses[name].DSN, rw)
+		w.Pool = poolConfig(cfg.Warehouses[name].Pool)
+		a.warehouses[name] = w
 	}
 	var audit *proxy.AuditLog
 	switch cfg.Audit.Path {

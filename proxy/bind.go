@@ -1,0 +1,391 @@
+package proxy
+
+// Binding a client to a warehouse connection. In session mode the client
+// holds one connection from startup to the end. In transaction mode it
+// holds one only from the first message that needs the warehouse to the
+// ReadyForQuery 'I' that ends its synced batch; the loop binds (under c.mu,
+// so that the relay cannot release between the bind and the push of what
+// the warehouse will answer) and the relay releases.
+//
+// Prepared statements are the client's, not the connection's: a client's
+// Parse is rewritten once and prepared on each connection it lands on under
+// a proxy name derived from the rewritten text, so Bind, Describe and Close
+// are translated and every reply still comes from the warehouse, in order.
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/rewrite"
+)
+
+// clientStmt is a client's prepared statement (protocol level).
+type clientStmt struct {
+	info *stmtInfo
+	rw   Rewriter // the rewriter info.rewritten came from
+	oids []uint32
+	name string // the proxy's name for it upstream
+	op   *setOp // for a SET statement (transaction mode)
+	// setsConfig: the statement may call set_config, whose effect is not
+	// tracked: the connection gets a RESET ALL before its next lending.
+	setsConfig bool
+	hold       bool // DECLARE ... WITH HOLD: pins the client to its connection
+	// shape is the result shape the client was told at Describe (set by
+	// the relay); want is the shape a statement re-rewritten after a policy
+	// reload must keep.
+	shape atomic.Pointer[string]
+	want  *string
+	// failed is set by the relay when the warehouse rejected the Parse.
+	failed atomic.Bool
+}
+
+func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
+	st := &clientStmt{info: res.stmtInfo, rw: res.rw, oids: append([]uint32(nil), oids...)}
+	st.name = proxyStmtName(res.rewritten, st.oids)
+	if len(res.ops) == 1 {
+		st.op = res.ops[0]
+	}
+	st.setsConfig = callsSetConfig(res.rewritten)
+	st.hold = declaresHold(res.result)
+	return st
+}
+
+// proxyStmtName names a rewritten statement upstream: equal text and
+// parameter types share one server-side statement per connection.
+func proxyStmtName(sql string, oids []uint32) string {
+	h := sha256.New()
+	h.Write([]byte(sql))
+	var b [4]byte
+	for _, o := range oids {
+		binary.BigEndian.PutUint32(b[:], o)
+		h.Write(b[:])
+	}
+	return "pgw_" + hex.EncodeToString(h.Sum(nil)[:12])
+}
+
+// resultShape is what a driver caches from a statement's Describe: the
+// column types (names may change without harm).
+func resultShape(m pgproto3.BackendMessage) string {
+	rd, ok := m.(*pgproto3.RowDescription)
+	if !ok {
+		return "nodata"
+	}
+	var b strings.Builder
+	for _, f := range rd.Fields {
+		fmt.Fprintf(&b, "%d/%d/%d,", f.DataTypeOID, f.DataTypeSize, f.TypeModifier)
+	}
+	return b.String()
+}
+
+// setOp is a session setting change that transaction mode must carry from
+// connection to connection.
+type setOp struct {
+	name     string // lowercase; "" with resetAll
+	sql      string // the SET statement to replay; "" for a reset
+	resetAll bool
+}
+
+// setOps describes the settings statements of res (nil when there are none
+// or the client holds its own connection).
+func (c *clientConn) setOps(res *rewrite.Result) []*setOp {
+	if c.pool == nil {
+		return nil
+	}
+	var ops []*setOp
+	for i, st := range res.Statements {
+		var op *setOp
+		switch {
+		case st.Kind == rewrite.KindDiscard && isDiscardAll(st.SQL):
+			op = &setOp{resetAll: true}
+		case st.Kind == rewrite.KindSet && !st.SetLocal && st.SetName != "":
+			switch {
+			case st.SetName == "all":
+				op = &setOp{resetAll: true}
+			case st.SetValue == "":
+				op = &setOp{name: st.SetName}
+			default:
+				op = &setOp{name: st.SetName, sql: st.SQL}
+			}
+		}
+		if op != nil {
+			if ops == nil {
+				ops = make([]*setOp, len(res.Statements))
+			}
+			ops[i] = op
+		}
+	}
+	return ops
+}
+
+// checkPooled refuses what cannot work when connections are shared.
+func (c *clientConn) checkPooled(res *rewrite.Result) error {
+	if c.pool == nil {
+		return nil
+	}
+	for _, st := range res.Statements {
+		switch st.Kind {
+		case rewrite.KindPrepare, rewrite.KindExecute:
+			return errPooledPrepare()
+		case rewrite.KindDeallocate:
+			if deallocateName(st.SQL) != "" && len(res.Statements) > 1 {
+				return errPooledPrepare()
+			}
+		}
+	}
+	return nil
+}
+
+// declaresHold reports a DECLARE ... WITH HOLD.
+func declaresHold(res *rewrite.Result) bool {
+	for _, st := range res.Statements {
+		if st.Kind == rewrite.KindCursor && strings.Contains(strings.ToUpper(st.SQL), " WITH HOLD ") {
+			return true
+		}
+	}
+	return false
+}
+
+func callsSetConfig(sql string) bool {
+	return strings.Contains(strings.ToLower(sql), "set_config")
+}
+
+func isDiscardAll(sql string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(sql), " "), "DISCARD ALL")
+}
+
+// deallocateName returns the statement a "DEALLOCATE [PREPARE] name"
+// names ("" for DEALLOCATE ALL or anything else).
+func deallocateName(sql string) string {
+	f := strings.Fields(sql)
+	if len(f) == 3 && strings.EqualFold(f[1], "PREPARE") {
+		f = f[1:]
+	}
+	if len(f) != 2 || !strings.EqualFold(f[0], "DEALLOCATE") || strings.EqualFold(f[1], "ALL") {
+		return ""
+	}
+	return strings.Trim(f[1], `"`)
+}
+
+func errPooledPrepare() *pgerr.Error {
+	return pgerr.Unsupported("SQL-level PREPARE and EXECUTE are not supported in transaction pooling mode").
+		WithHint("use your driver's protocol-level prepared statements, which pgwarden pools")
+}
+
+// clearsStatements reports whether res drops every prepared statement.
+func clearsStatements(res *rewrite.Result) bool {
+	for _, st := range res.Statements {
+		if st.Kind == rewrite.KindDiscard && isDiscardAll(st.SQL) || st.Kind == rewrite.KindDeallocate && strings.EqualFold(strings.TrimSpace(st.SQL), "DEALLOCATE ALL") {
+			return true
+		}
+	}
+	return false
+}
+
+// bindLocked returns the connection the client holds, acquiring one (and
+// replaying the client's settings on it) when it holds none. c.mu is held.
+func (c *clientConn) bindLocked() (*backend, error) {
+	if c.cur != nil {
+		return c.cur, nil
+	}
+	if c.pool == nil || c.stopping {
+		return nil, connLost(c.wh.Name)
+	}
+	b, err := c.pool.acquire(c.ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.applySettings(b); err != nil {
+		c.pool.release(b, false)
+		c.log.Warn("settings replay failed", zap.Error(err))
+		return nil, pgerr.New(pgerr.ConnectionFailure, "could not restore the session's settings on a warehouse connection")
+	}
+	c.cur = b
+	c.cmu.Lock()
+	c.cancelTo = b
+	c.cmu.Unlock()
+	c.bindCh <- b
+	return b, nil
+}
+
+// applySettings makes b's session settings the client's.
+func (c *clientConn) applySettings(b *backend) error {
+	want := c.settingsSQL
+	if !b.settingsUnknown && b.settings == want {
+		return nil
+	}
+	sql := "RESET ALL"
+	if want != "" {
+		sql += "; " + want
+	}
+	status, err := b.roundTrip(sql, c.srv.cfg.ConnectTimeout)
+	if err != nil {
+		return err
+	}
+	if status != 'I' {
+		return fmt.Errorf("settings replay left transaction status %q", status)
+	}
+	b.settings, b.settingsUnknown = want, false
+	return nil
+}
+
+// applyOps folds committed setting changes into the client's settings.
+// Called by the relay while it holds the connection.
+func (c *clientConn) applyOps(ops []setOp) {
+	for _, op := range ops {
+		switch {
+		case op.resetAll:
+			c.settings = c.settings[:0]
+		default:
+			kept := c.settings[:0]
+			for _, s := range c.settings {
+				if s.name != op.name {
+					kept = append(kept, s)
+				}
+			}
+			c.settings = kept
+			if op.sql != "" {
+				c.settings = append(c.settings, op)
+			}
+		}
+	}
+	parts := make([]string, 0, len(c.baseSettings)+len(c.settings))
+	parts = append(parts, c.baseSettings...)
+	for _, s := range c.settings {
+		parts = append(parts, s.sql)
+	}
+	c.settingsSQL = strings.Join(parts, "; ")
+}
+
+// baseSettingsFor turns the client's startup parameters into SET
+// statements, for those that differ from the pool's connections.
+func baseSettingsFor(params, poolParams map[string]string) []string {
+	var out []string
+	for _, name := range []string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"} {
+		v, ok := params[name]
+		if !ok || strings.EqualFold(v, poolParams[name]) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("SET %s TO '%s'", name, strings.ReplaceAll(v, "'", "''")))
+	}
+	return out
+}
+
+// pushSend queues p and buffers m for b. c.mu is held.
+func (c *clientConn) pushSend(b *backend, m pgproto3.FrontendMessage, p *pending) error {
+	c.q.push(p)
+	if err := b.sc.Send(m); err != nil {
+		return connLost(c.wh.Name)
+	}
+	if p.kind == pQuery {
+		return b.sc.Flush()
+	}
+	return nil
+}
+
+// sendLocked binds and sends m. c.mu is held.
+func (c *clientConn) sendLocked(m pgproto3.FrontendMessage, p *pending) error {
+	b, err := c.bindLocked()
+	if err != nil {
+		return c.answerUnbound(err, p.kind == pQuery)
+	}
+	return c.pushSend(b, m, p)
+}
+
+// ensurePrepared prepares st on b (before a Bind or Describe) unless it is
+// there already; the ParseComplete is not the client's. c.mu is held.
+func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
+	if b.markPrepared(st.name) {
+		p := &pending{kind: pParse, start: time.Now(), internal: true, prep: st.name, be: b}
+		if err := c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p); err != nil {
+			return err
+		}
+	}
+	if st.want != nil && st.shape.Load() == nil {
+		// Re-rewritten after a reload: check the result shape the client
+		// cached still holds (the relay answers 0A000 if not).
+		p := &pending{kind: pDescribe, start: time.Now(), internal: true, stmt: st}
+		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
+	}
+	return nil
+}
+
+// refuseLocked answers a refusal (p.refusal) in order: through the
+// warehouse (a marker that fails, so that it does the error recovery) when
+// a connection is held, directly otherwise. c.mu is held.
+func (c *clientConn) refuseLocked(p *pending) error {
+	if c.cur == nil && c.pool != nil {
+		return c.writeUnbound(p.refusal, p.kind == pQuery)
+	}
+	var m pgproto3.FrontendMessage = &pgproto3.Parse{Query: refusedMarker}
+	if p.kind == pQuery {
+		m = &pgproto3.Query{String: refusedMarker}
+	}
+	return c.sendLocked(m, p)
+}
+
+// answerUnbound reports err for a message that found no connection. The
+// relay is parked (nothing is bound), so the loop writes to the client.
+func (c *clientConn) answerUnbound(err error, isQuery bool) error {
+	if c.pool == nil {
+		return err // session mode: the connection is gone for good
+	}
+	er := c.errorResponse(err, false)
+	if er.Severity == pgerr.SeverityFatal {
+		// The pool failed, not the session: the client may retry.
+		er.Severity, er.SeverityUnlocalized = pgerr.SeverityError, pgerr.SeverityError
+	}
+	return c.writeUnbound(er, isQuery)
+}
+
+func (c *clientConn) writeUnbound(er *pgproto3.ErrorResponse, isQuery bool) error {
+	if c.pool == nil {
+		return connLost(c.wh.Name)
+	}
+	c.out.send(er)
+	if isQuery {
+		c.out.send(&pgproto3.ReadyForQuery{TxStatus: 'I'})
+	} else {
+		c.ignoreUntilSync = true
+	}
+	if err := c.out.flush(); err != nil {
+		return errQuiet{"client write: " + err.Error()}
+	}
+	return nil
+}
+
+// writeDirect answers a message that needs no warehouse while none is held.
+func (c *clientConn) writeDirect(msgs ...pgproto3.BackendMessage) error {
+	for _, m := range msgs {
+		c.out.send(m)
+	}
+	if err := c.out.flush(); err != nil {
+		return errQuiet{"client write: " + err.Error()}
+	}
+	return nil
+}
+
+// releaseAtClose returns the connection a departing client held: rolled
+// back and reusable when that works, closed otherwise. The relay has
+// stopped, so nobody else reads b.
+func (c *clientConn) releaseAtClose(b *backend) {
+	// CLOSE ALL: no cursor WITH HOLD may reach the next client.
+	status, err := b.roundTrip("ROLLBACK; CLOSE ALL", 2*time.Second)
+	if err != nil || status != 'I' {
+		c.log.Debug("discarding warehouse connection at close", zap.Error(err))
+		c.pool.release(b, false)
+		return
+	}
+	if c.opsSeen {
+		b.settingsUnknown = true
+	}
+	c.pool.release(b, true)
+}

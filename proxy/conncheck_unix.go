@@ -1,0 +1,42 @@
+//go:build unix
+
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"syscall"
+)
+
+// socketIdle reports whether nothing has arrived on an idle pooled
+// connection: a warehouse that restarted sends FATAL and closes, which a
+// non-blocking peek sees without a round trip.
+func socketIdle(sc ServerConn) bool {
+	s, ok := sc.(*serverConn)
+	if !ok {
+		return true
+	}
+	if s.fe.ReadBufferLen() > 0 {
+		return false
+	}
+	nc := s.conn
+	if tc, ok := nc.(*tls.Conn); ok {
+		nc = tc.NetConn()
+	}
+	sysc, ok := nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	raw, err := sysc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	idle := false
+	var buf [1]byte
+	// Control, not Read: pgconn's background reader may hold the read lock.
+	err = raw.Control(func(fd uintptr) {
+		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		idle = n < 0 && (errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK))
+	})
+	return err == nil && idle
+}

@@ -1,0 +1,552 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// PoolMode says how clients share warehouse connections.
+type PoolMode string
+
+const (
+	// PoolSession gives each client its own warehouse connection for its
+	// whole session (SQL-level PREPARE, cursors WITH HOLD, ... all work).
+	PoolSession PoolMode = "session"
+	// PoolTransaction lends a pooled connection to a client for one
+	// transaction: it is acquired at the first message that needs the
+	// warehouse and returned at the ReadyForQuery 'I' that ends the
+	// client's synced batch. The rewritten SQL carries the tenant as a
+	// literal, so a connection has no tenant state to leak.
+	PoolTransaction PoolMode = "transaction"
+)
+
+// Pool defaults, applied by PoolConfig.WithDefaults.
+const (
+	DefaultPoolMode             = PoolTransaction
+	DefaultPoolSize             = 20
+	DefaultPoolAcquireTimeout   = 5 * time.Second
+	DefaultPoolIdleTimeout      = 10 * time.Minute
+	DefaultPoolMaxLifetime      = time.Hour
+	DefaultPoolHealthCheckAfter = 30 * time.Second
+)
+
+// PoolConfig configures a warehouse's connection pool (transaction mode; in
+// session mode only Mode is used).
+type PoolConfig struct {
+	Mode PoolMode
+	// Size caps the warehouse connections open at once.
+	Size int
+	// AcquireTimeout bounds a client's wait for a connection; it then gets
+	// 53300 and may retry.
+	AcquireTimeout time.Duration
+	// IdleTimeout closes connections unused for this long.
+	IdleTimeout time.Duration
+	// MaxLifetime retires connections this old when they are returned.
+	MaxLifetime time.Duration
+	// HealthCheckAfter: a connection idle for longer is checked with a
+	// round trip before it is lent.
+	HealthCheckAfter time.Duration
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c PoolConfig) WithDefaults() PoolConfig {
+	if c.Mode == "" {
+		c.Mode = DefaultPoolMode
+	}
+	if c.Size == 0 {
+		c.Size = DefaultPoolSize
+	}
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = DefaultPoolAcquireTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultPoolIdleTimeout
+	}
+	if c.MaxLifetime == 0 {
+		c.MaxLifetime = DefaultPoolMaxLifetime
+	}
+	if c.HealthCheckAfter == 0 {
+		c.HealthCheckAfter = DefaultPoolHealthCheckAfter
+	}
+	return c
+}
+
+// Validate reports invalid fields (after defaults); prefix names the section.
+func (c PoolConfig) Validate(prefix string) error {
+	var errs []error
+	if c.Mode != PoolSession && c.Mode != PoolTransaction {
+		errs = append(errs, fmt.Errorf("%s.mode: %q is not session or transaction", prefix, c.Mode))
+	}
+	if c.Size < 1 {
+		errs = append(errs, fmt.Errorf("%s.size: must be at least 1", prefix))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"acquire_timeout", c.AcquireTimeout}, {"idle_timeout", c.IdleTimeout}, {"max_lifetime", c.MaxLifetime}, {"health_check_after", c.HealthCheckAfter}} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("%s.%s: must not be negative", prefix, d.name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// backend is one pooled warehouse connection. Only the client holding it
+// touches it, except prepared, which the holder's loop and relay share.
+type backend struct {
+	sc       ServerConn
+	created  time.Time
+	lastUsed time.Time
+
+	prepMu   sync.Mutex
+	prepared map[string]struct{} // proxy statement names prepared here
+
+	// settings is the SET script applied since the last RESET ALL;
+	// settingsUnknown forces a RESET ALL before the next lending.
+	settings        string
+	settingsUnknown bool
+}
+
+func newBackend(sc ServerConn, now time.Time) *backend {
+	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]struct{}{}}
+}
+
+// markPrepared records name as prepared and reports whether it was new.
+func (b *backend) markPrepared(name string) bool {
+	b.prepMu.Lock()
+	defer b.prepMu.Unlock()
+	if _, ok := b.prepared[name]; ok {
+		return false
+	}
+	b.prepared[name] = struct{}{}
+	return true
+}
+
+func (b *backend) unmarkPrepared(name string) {
+	b.prepMu.Lock()
+	delete(b.prepared, name)
+	b.prepMu.Unlock()
+}
+
+func (b *backend) clearPrepared() {
+	b.prepMu.Lock()
+	clear(b.prepared)
+	b.prepMu.Unlock()
+}
+
+// setReadDeadline interrupts or bounds reads when the connection supports it.
+func (b *backend) setReadDeadline(t time.Time) bool {
+	d, ok := b.sc.(interface{ SetReadDeadline(time.Time) error })
+	if !ok {
+		return false
+	}
+	return d.SetReadDeadline(t) == nil
+}
+
+// roundTrip sends a simple query (or a lone Sync when sql is "") and reads
+// up to ReadyForQuery, swallowing the answers; it returns the first error
+// and the final transaction status. The caller holds b exclusively and no
+// relay reads it.
+func (b *backend) roundTrip(sql string, timeout time.Duration) (byte, error) {
+	var msg pgproto3.FrontendMessage = &pgproto3.Sync{}
+	if sql != "" {
+		msg = &pgproto3.Query{String: sql}
+	}
+	if err := b.sc.Send(msg); err != nil {
+		return 0, err
+	}
+	if err := b.sc.Flush(); err != nil {
+		return 0, err
+	}
+	if b.setReadDeadline(time.Now().Add(timeout)) {
+		defer b.setReadDeadline(time.Time{})
+	}
+	var first error
+	for {
+		m, err := b.sc.Receive()
+		if err != nil {
+			return 0, err
+		}
+		switch m := m.(type) {
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = pgerr.New(m.Code, "%s", m.Message)
+			}
+			if m.Severity == pgerr.SeverityFatal || m.Severity == "PANIC" {
+				return 0, first
+			}
+		case *pgproto3.ReadyForQuery:
+			return m.TxStatus, first
+		}
+	}
+}
+
+// query runs a simple query whose result is text columns and returns its
+// rows. The caller holds b exclusively and no relay reads it.
+func (b *backend) query(sql string, timeout time.Duration) ([][]string, error) {
+	if err := b.sc.Send(&pgproto3.Query{String: sql}); err != nil {
+		return nil, err
+	}
+	if err := b.sc.Flush(); err != nil {
+		return nil, err
+	}
+	if b.setReadDeadline(time.Now().Add(timeout)) {
+		defer b.setReadDeadline(time.Time{})
+	}
+	var rows [][]string
+	var first error
+	for {
+		m, err := b.sc.Receive()
+		if err != nil {
+			return nil, err
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			row := make([]string, len(m.Values))
+			for i, v := range m.Values {
+				row[i] = string(v)
+			}
+			rows = append(rows, row)
+		case *pgproto3.ErrorResponse:
+			if first == nil {
+				first = pgerr.New(m.Code, "%s", m.Message)
+			}
+		case *pgproto3.ReadyForQuery:
+			return rows, first
+		}
+	}
+}
+
+// pool lends a warehouse's connections to clients in transaction mode.
+type pool struct {
+	warehouse string
+	up        Upstream
+	cfg       PoolConfig
+	timeout   time.Duration // for internal round trips
+	log       *zap.Logger
+	m         *poolMetrics
+
+	mu       sync.Mutex
+	idle     []*backend // most recently used last
+	open     int
+	inUse    int
+	waiters  []chan *backend
+	params   map[string]string // ParameterStatus of the first connection
+	failures int               // consecutive dial failures, for backoff
+	closed   bool
+}
+
+func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics) *pool {
+	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse)}
+	p.m.size.Set(float64(cfg.Size))
+	return p
+}
+
+// errPoolTimeout is what a client waiting too long for a connection gets.
+func (p *pool) errPoolTimeout() *pgerr.Error {
+	return pgerr.New(pgerr.TooManyConnections, "too many clients waiting for a warehouse connection").
+		WithDetail("no connection of warehouse %s's pool of %d became free within %s", p.warehouse, p.cfg.Size, p.cfg.AcquireTimeout).
+		WithHint("retry the transaction, or raise the warehouse's pool size")
+}
+
+// acquire lends a connection, waiting at most cfg.AcquireTimeout. A dial
+// failure (the warehouse restarting) is retried with backoff within that time.
+func (p *pool) acquire(ctx context.Context) (*backend, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
+	defer cancel()
+	b, err := p.get(ctx)
+	p.m.wait.Observe(time.Since(start).Seconds())
+	return b, err
+}
+
+func (p *pool) get(ctx context.Context) (*backend, error) {
+	var lastErr error
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, pgerr.Shutdown()
+		}
+		if b := p.popIdleLocked(); b != nil {
+			p.inUse++
+			p.gaugesLocked()
+			p.mu.Unlock()
+			if p.healthy(b) {
+				return b, nil
+			}
+			p.release(b, false)
+			continue
+		}
+		if p.open < p.cfg.Size {
+			p.open++
+			p.inUse++
+			p.gaugesLocked()
+			backoff := time.Duration(0)
+			if p.failures > 0 {
+				backoff = min(25*time.Millisecond<<min(p.failures, 8), 2*time.Second)
+			}
+			p.mu.Unlock()
+			if backoff > 0 {
+				select {
+				case <-time.After(backoff):
+				case <-ctx.Done():
+				}
+			}
+			b, err := p.dial(ctx)
+			if err == nil {
+				return b, nil
+			}
+			p.mu.Lock()
+			p.open--
+			p.inUse--
+			p.failures++
+			p.gaugesLocked()
+			p.wakeLocked(nil)
+			p.mu.Unlock()
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			continue
+		}
+		ch := make(chan *backend, 1)
+		p.waiters = append(p.waiters, ch)
+		p.gaugesLocked()
+		p.mu.Unlock()
+		select {
+		case b := <-ch:
+			if b != nil {
+				return b, nil
+			}
+			// A slot freed up: go round and dial.
+		case <-ctx.Done():
+			p.mu.Lock()
+			removed := p.removeWaiterLocked(ch)
+			p.gaugesLocked()
+			p.mu.Unlock()
+			if !removed {
+				// Handed something just now: pass it on.
+				if b := <-ch; b != nil {
+					p.release(b, true)
+				} else {
+					p.mu.Lock()
+					p.wakeLocked(nil)
+					p.mu.Unlock()
+				}
+			}
+			if lastErr != nil {
+				return nil, lastErr
+			}
+			return nil, p.errPoolTimeout()
+		}
+	}
+}
+
+func (p *pool) dial(ctx context.Context) (*backend, error) {
+	sc, err := p.up.Acquire(ctx, &ClientInfo{Warehouse: p.warehouse, User: "pgwarden-pool"})
+	if err != nil {
+		p.m.dialErrors.Inc()
+		p.log.Warn("warehouse connection failed", zap.Error(err))
+		return nil, err
+	}
+	p.mu.Lock()
+	p.failures = 0
+	if p.params == nil {
+		p.params = map[string]string{}
+		for _, name := range reportedParams {
+			if v := sc.ParameterStatus(name); v != "" {
+				p.params[name] = v
+			}
+		}
+	}
+	p.mu.Unlock()
+	return newBackend(sc, time.Now()), nil
+}
+
+// popIdleLocked returns the most recently used idle connection that is not
+// past its idle or lifetime limit, closing the ones that are.
+func (p *pool) popIdleLocked() *backend {
+	now := time.Now()
+	for len(p.idle) > 0 {
+		b := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if now.Sub(b.lastUsed) > p.cfg.IdleTimeout || now.Sub(b.created) > p.cfg.MaxLifetime {
+			p.open--
+			go b.sc.Close()
+			continue
+		}
+		return b
+	}
+	return nil
+}
+
+// healthy checks a connection about to be lent: always that nothing (a
+// FATAL from a restarting warehouse, EOF) arrived while it was idle, and
+// with a round trip when it was idle for long.
+func (p *pool) healthy(b *backend) bool {
+	if !socketIdle(b.sc) {
+		return false
+	}
+	if time.Since(b.lastUsed) < p.cfg.HealthCheckAfter {
+		return true
+	}
+	status, err := b.roundTrip("", p.timeout)
+	return err == nil && status == 'I'
+}
+
+// release returns b; reuse=false closes it (broken or dirty).
+func (p *pool) release(b *backend, reuse bool) {
+	now := time.Now()
+	p.mu.Lock()
+	p.inUse--
+	if !reuse || p.closed || now.Sub(b.created) > p.cfg.MaxLifetime {
+		p.open--
+		p.wakeLocked(nil)
+		p.gaugesLocked()
+		p.mu.Unlock()
+		b.sc.Close()
+		return
+	}
+	b.lastUsed = now
+	if len(p.waiters) > 0 {
+		p.inUse++
+		p.wakeLocked(b)
+		p.gaugesLocked()
+		p.mu.Unlock()
+		return
+	}
+	p.idle = append(p.idle, b)
+	// Close connections idle past the limit (the oldest come first).
+	for len(p.idle) > 1 && now.Sub(p.idle[0].lastUsed) > p.cfg.IdleTimeout {
+		old := p.idle[0]
+		p.idle = p.idle[1:]
+		p.open--
+		go old.sc.Close()
+	}
+	p.gaugesLocked()
+	p.mu.Unlock()
+}
+
+// reapLoop closes idle connections past their idle or lifetime limit until
+// done is closed, so that a quiet warehouse does not keep them open.
+func (p *pool) reapLoop(done <-chan struct{}) {
+	every := min(max(min(p.cfg.IdleTimeout, p.cfg.MaxLifetime)/2, 100*time.Millisecond), time.Minute)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		var old []*backend
+		p.mu.Lock()
+		kept := p.idle[:0]
+		for _, b := range p.idle {
+			if now.Sub(b.lastUsed) > p.cfg.IdleTimeout || now.Sub(b.created) > p.cfg.MaxLifetime {
+				old = append(old, b)
+				p.open--
+			} else {
+				kept = append(kept, b)
+			}
+		}
+		clear(p.idle[len(kept):])
+		p.idle = kept
+		p.gaugesLocked()
+		p.mu.Unlock()
+		for _, b := range old {
+			b.sc.Close()
+		}
+	}
+}
+
+// wakeLocked hands b (or, with nil, a free slot) to the oldest waiter.
+func (p *pool) wakeLocked(b *backend) {
+	if len(p.waiters) == 0 {
+		if b != nil {
+			p.idle = append(p.idle, b)
+			p.inUse--
+		}
+		return
+	}
+	ch := p.waiters[0]
+	p.waiters = p.waiters[1:]
+	ch <- b
+}
+
+func (p *pool) removeWaiterLocked(ch chan *backend) bool {
+	for i, w := range p.waiters {
+		if w == ch {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			return true
+		}
+	}
+	return false
+}
+
+func (p *pool) gaugesLocked() {
+	p.m.inUse.Set(float64(p.inUse))
+	p.m.idle.Set(float64(len(p.idle)))
+	p.m.waiting.Set(float64(len(p.waiters)))
+}
+
+// startupParams returns the ParameterStatus set clients are greeted with,
+// opening a first connection if none was opened yet.
+func (p *pool) startupParams(ctx context.Context) (map[string]string, error) {
+	p.mu.Lock()
+	params := p.params
+	p.mu.Unlock()
+	if params != nil {
+		return params, nil
+	}
+	b, err := p.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.release(b, true)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.params, nil
+}
+
+// close closes idle connections and makes lent ones close on return.
+func (p *pool) close() {
+	p.mu.Lock()
+	p.closed = true
+	idle := p.idle
+	p.idle = nil
+	p.open -= len(idle)
+	p.gaugesLocked()
+	p.mu.Unlock()
+	for _, b := range idle {
+		b.sc.Close()
+	}
+}
+
+type poolMetrics struct {
+	size, inUse, idle, waiting prometheus.Gauge
+	wait                       prometheus.Observer
+	dialErrors                 prometheus.Counter
+}
+
+func (m *metrics) forPool(warehouse string) *poolMetrics {
+	return &poolMetrics{
+		size:       m.poolConns.WithLabelValues(warehouse, "max"),
+		inUse:      m.poolConns.WithLabelValues(warehouse, "in_use"),
+		idle:       m.poolConns.WithLabelValues(warehouse, "idle"),
+		waiting:    m.poolWaiting.WithLabelValues(warehouse),
+		wait:       m.poolWait.WithLabelValues(warehouse),
+		dialErrors: m.upstreamErrors.WithLabelValues(warehouse),
+	}
+}
