@@ -324,6 +324,9 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	if err == nil {
 		err = c.checkPooled(res.result)
 	}
+	if err == nil {
+		err = checkParamTypes(m.ParameterOIDs)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err == nil && m.Name != "" && c.stmts[m.Name] != nil && !c.stmts[m.Name].failed.Load() {
