@@ -85,6 +85,21 @@ func (r *running) connect(t *testing.T, password string) (*pgx.Conn, error) {
 	return conn, err
 }
 
+// acmeConn connects with a fresh querier session of tenant acme.
+func (r *running) acmeConn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
+		Roles: map[string]string{demoWarehouse: "querier"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := r.connect(t, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
 func (r *running) post(t *testing.T, path, bearer string, body any) (int, map[string]any) {
 	t.Helper()
 	b, _ := json.Marshal(body)
@@ -195,15 +210,7 @@ func TestTicketFlowAndRevocation(t *testing.T) {
 // invalid one is rejected with its reason and the old one stays in force.
 func TestReloadPolicy(t *testing.T) {
 	r := startServe(t)
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
-		Roles: map[string]string{demoWarehouse: "querier"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := r.connect(t, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := r.acmeConn(t)
 	const q = "SELECT email FROM customers WHERE customer_id = 1"
 	if got := scalar[string](t, conn, q); got != "***@acme.example" {
 		t.Fatalf("masked email = %q", got)
@@ -272,15 +279,7 @@ func TestReloadPolicy(t *testing.T) {
 // /metrics, /healthz and /readyz answer, and the proxy's metrics are there.
 func TestOpsEndpoints(t *testing.T) {
 	r := startServe(t)
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
-		Roles: map[string]string{demoWarehouse: "querier"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := r.connect(t, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := r.acmeConn(t)
 	scalar[int64](t, conn, "SELECT count(*) FROM orders")
 	for path, want := range map[string]string{"/healthz": "ok", "/readyz": "ready", "/metrics": "pgwarden_"} {
 		resp, err := http.Get("http://" + r.cfg.Metrics.Listen + path)
@@ -300,15 +299,7 @@ func TestOpsEndpoints(t *testing.T) {
 // (60s in the demo config) nor disable it, by any route; RESET returns to it.
 func TestStatementTimeoutCap(t *testing.T) {
 	r := startServe(t)
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
-		Roles: map[string]string{demoWarehouse: "querier"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := r.connect(t, token)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := r.acmeConn(t)
 	ctx := context.Background()
 	if got := scalar[string](t, conn, "SHOW statement_timeout"); got != "1min" {
 		t.Fatalf("statement_timeout at connect = %q, want the proxy's 1min", got)
