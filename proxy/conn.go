@@ -386,21 +386,33 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	return fresh, nil
 }
 
+// preparedLocked resolves the client's statement name, binds a warehouse
+// connection and makes sure the statement is prepared on it. A nil backend
+// means the message has been answered already (refused, or no connection);
+// the error is then the loop's.
+func (c *clientConn) preparedLocked(name string, p *pending) (*backend, *clientStmt, error) {
+	st, er := c.statement(name, p)
+	if er != nil {
+		p.refusal = er
+		c.ignoreUntilSync = true
+		return nil, nil, c.refuseLocked(p)
+	}
+	b, err := c.bindLocked()
+	if err != nil {
+		return nil, nil, c.answerUnbound(err, false)
+	}
+	if err := c.ensurePrepared(b, st); err != nil {
+		return nil, nil, err
+	}
+	return b, st, nil
+}
+
 func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	p := &pending{kind: pBind, start: time.Now()}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, er := c.statement(m.PreparedStatement, p)
-	if er != nil {
-		p.refusal = er
-		c.ignoreUntilSync = true
-		return c.refuseLocked(p)
-	}
-	b, err := c.bindLocked()
-	if err != nil {
-		return c.answerUnbound(err, false)
-	}
-	if err := c.ensurePrepared(b, st); err != nil {
+	b, st, err := c.preparedLocked(m.PreparedStatement, p)
+	if b == nil {
 		return err
 	}
 	c.portals[m.DestinationPortal] = st
@@ -422,17 +434,8 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 	if m.ObjectType != 'S' {
 		return c.sendLocked(m, p)
 	}
-	st, er := c.statement(m.Name, p)
-	if er != nil {
-		p.refusal = er
-		c.ignoreUntilSync = true
-		return c.refuseLocked(p)
-	}
-	b, err := c.bindLocked()
-	if err != nil {
-		return c.answerUnbound(err, false)
-	}
-	if err := c.ensurePrepared(b, st); err != nil {
+	b, st, err := c.preparedLocked(m.Name, p)
+	if b == nil {
 		return err
 	}
 	p.stmt = st
