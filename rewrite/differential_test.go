@@ -84,24 +84,11 @@ type diffSession struct {
 func runDifferential(t *testing.T, c corpus) {
 	setup := readFile(t, c.schema) + readFile(t, c.data)
 	u := pgtest.NewDatabase(t, setup)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Load(c.policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r := liveRewriter(t, u, p)
 	nonEmpty, runs := 0, 0
 	for si, sess := range c.sessions {
 		for _, tenant := range diffTenants {

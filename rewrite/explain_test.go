@@ -31,24 +31,11 @@ relations:
 // index, and the client's quals stay above the fenced scan.
 func TestFenceKeepsTenantIndex(t *testing.T) {
 	u := pgtest.NewDatabase(t, bigSchema)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn, r := liveRewriter(t, u, p)
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
 	text := explain(t, conn, r, id, "EXPLAIN (COSTS OFF) SELECT count(*) FROM metrics m WHERE v / (v - 3) > 1 AND label <> 'x'")
 	if !strings.Contains(text, "metrics_tenant") || !(strings.Contains(text, "Index Scan") || strings.Contains(text, "Bitmap")) {
@@ -93,24 +80,12 @@ func explain(t *testing.T, conn *pgx.Conn, r *Rewriter, id *policy.Identity, sql
 // PostgreSQL use the (tenant_id, id) index for point lookups, parameters too.
 func TestPushdownUsesIndexes(t *testing.T) {
 	u := pgtest.NewDatabase(t, bigSchema)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	conn, r := liveRewriter(t, u, p)
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
 	for _, sql := range []string{
 		"EXPLAIN (COSTS OFF) SELECT v FROM metrics WHERE id = 57",
@@ -153,24 +128,12 @@ func TestPartitionedTable(t *testing.T) {
 CREATE TABLE hits (tenant_id text NOT NULL, day date NOT NULL, n int NOT NULL) PARTITION BY RANGE (day);
 CREATE TABLE hits_2024 PARTITION OF hits FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
 INSERT INTO hits VALUES ('a', '2024-03-01', 1), ('a', '2024-04-01', 2), ('b', '2024-03-01', 40);`)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Parse([]byte("relations:\n  public.hits: {tenant_column: tenant_id}\n"), "hits.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	conn, r := liveRewriter(t, u, p)
 	res, err := r.Rewrite("SELECT sum(n) FROM hits", &policy.Identity{Kind: policy.KindEmbed, Tenant: "a", Role: policy.RoleQuerier})
 	if err != nil {
 		t.Fatal(err)

@@ -1,12 +1,14 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
@@ -100,6 +102,28 @@ func demoRewriter(t testing.TB, opts Options) *Rewriter {
 		t.Fatal(err)
 	}
 	return r
+}
+
+// liveRewriter connects to the database at url and builds a rewriter for p
+// with that database's catalog, as the proxy does at start. The connection
+// closes when the test ends.
+func liveRewriter(t testing.TB, url string, p *policy.Policy) (*pgx.Conn, *Rewriter) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	cat, err := policy.LoadCatalog(ctx, conn, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, r
 }
 
 // parseSession reads "session tenant=acme groups=pii,analysts attr.regions=EU,NA role=querier kind=embed".

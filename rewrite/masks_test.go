@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
 )
@@ -49,24 +47,12 @@ relations:
 
 func TestMasksAndFiltersOnPostgres(t *testing.T) {
 	u := pgtest.NewDatabase(t, maskSchema)
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Parse([]byte(maskPolicy), "masks.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	conn, r := liveRewriter(t, u, p)
 	const all = "SELECT id, name, email, phone, ssn, born, score, seen, flag, doc FROM people ORDER BY id"
 	tests := []struct {
 		name string
@@ -139,12 +125,6 @@ func TestMasksAndFiltersOnPostgres(t *testing.T) {
 // tenant's row (division by zero on t2's score) must not fail for t1.
 func TestRiskyFilterRunsOnlyOnOwnRows(t *testing.T) {
 	u := pgtest.NewDatabase(t, maskSchema+"CREATE INDEX ON people (tenant_id);")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	p, err := policy.Parse([]byte(`
 relations:
   public.people:
@@ -155,14 +135,8 @@ relations:
 	if err != nil {
 		t.Fatal(err)
 	}
-	cat, err := policy.LoadCatalog(ctx, conn, p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := New(p, cat, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := context.Background()
+	conn, r := liveRewriter(t, u, p)
 	res, err := r.Rewrite("SELECT count(*) FROM people", &policy.Identity{Kind: policy.KindEmbed, Tenant: "t1", Role: policy.RoleQuerier})
 	if err != nil {
 		t.Fatal(err)
