@@ -54,6 +54,7 @@ type options struct {
 	Keep            bool
 	NoWarmup        bool
 	Render          string
+	Hold            bool
 }
 
 func main() {
@@ -86,6 +87,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
+	fs.BoolVar(&o.Hold, "hold", false, "measure nothing: start the targets, print a pgbench command for each, and keep them running until interrupted (for profiling)")
 	fs.StringVar(&o.Render, "render", "", "measure nothing: redraw RESULTS.md and the chart from a results.json of an earlier run")
 	if err := fs.Parse(args); err != nil {
 		return nil, "", err
@@ -315,6 +317,28 @@ func run(args []string, stdout, log io.Writer) error {
 	return writeOutputs(rep, outDir, stdout, log)
 }
 
+// hold prints how to run the select workload against each target by hand and
+// waits for an interrupt; the targets stay up meanwhile.
+func hold(ctx context.Context, c *cluster, targets []*target, path string, wd *warden, log io.Writer) error {
+	sel := &workload{Name: "select", DB: dbBench, Warehouse: whBench}
+	for _, t := range targets {
+		ep, _ := t.Endpoint(sel, "simple", benchTenant)
+		env := append([]string{"PGPASSWORD=" + ep.Password, "PGSSLMODE=disable"}, ep.Env...)
+		for i, e := range env {
+			name, val, _ := strings.Cut(e, "=")
+			env[i] = name + "='" + val + "'"
+		}
+		fmt.Fprintf(log, "%s:\n  %s %s -n -h 127.0.0.1 -p %d -U %s -M simple -c 1 -T 10 -f %s %s\n",
+			t.Name, strings.Join(env, " "), c.pgbench, ep.Port, ep.User, path, ep.DB)
+	}
+	if wd != nil {
+		fmt.Fprintf(log, "pgwarden profiles: go tool pprof http://127.0.0.1:%d/debug/pprof/profile?seconds=10\n", wd.MetricsPort)
+	}
+	fmt.Fprintln(log, "holding; interrupt to stop")
+	<-ctx.Done()
+	return nil
+}
+
 func wants(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
@@ -461,6 +485,9 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				}
 				return handFiltered[tenant], nil
 			}})
+	}
+	if o.Hold {
+		return hold(ctx, c, targets, selectScript, wardenE2E, log)
 	}
 	if o.Parts["select"] {
 		rep.Plans = explainPlans(ctx, c, wardenE2E)

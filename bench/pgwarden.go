@@ -124,7 +124,7 @@ auth:
   verify_key_files: [%s]
   store_dsn: %q
   api_keys: [{name: bench, sha256: %s, rate_per_second: 1000000, burst: 1000000}]
-metrics: {listen: 127.0.0.1:%d}
+metrics: {listen: 127.0.0.1:%d, pprof: true}
 log: {level: warn}
 `, w.ProxyPort, whBench, svc, whDemo, svcDemo, w.HTTPPort,
 		filepath.Join(keys.Dir, "signing.pem"), filepath.Join(keys.Dir, "signing.pub.pem"), store, keys.APIKeyHex, w.MetricsPort)

@@ -114,6 +114,10 @@ type Connect struct {
 // Metrics configures the HTTP listener for /metrics, /healthz and /readyz.
 type Metrics struct {
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's profiler under /debug/pprof/ on this listener;
+	// off by default because profiles reveal query text in stacks and cost
+	// CPU while they run.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Audit configures the audit log.
