@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -10,7 +12,7 @@ import (
 
 const tpchPolicy = "../testdata/rewrite/tpch/policy.yaml"
 
-func benchRewriter(b *testing.B, policyPath, ddl string, opts Options) *Rewriter {
+func benchRewriter(b testing.TB, policyPath, ddl string, opts Options) *Rewriter {
 	b.Helper()
 	p, err := policy.Load(policyPath)
 	if err != nil {
@@ -25,7 +27,7 @@ func benchRewriter(b *testing.B, policyPath, ddl string, opts Options) *Rewriter
 
 const pgbenchDDL = `CREATE TABLE pgbench_accounts (tenant_id text NOT NULL, aid int NOT NULL, bid int, abalance int, filler char(84));`
 
-func pgbenchRewriter(b *testing.B, opts Options) *Rewriter {
+func pgbenchRewriter(b testing.TB, opts Options) *Rewriter {
 	b.Helper()
 	p, err := policy.Parse([]byte("relations:\n  public.pgbench_accounts: {tenant_column: tenant_id}\n"), "pgbench.yaml")
 	if err != nil {
@@ -51,7 +53,7 @@ func BenchmarkRewrite(b *testing.B) {
 		{"tpch", tpchQueries(b), func(b *testing.B, o Options) *Rewriter {
 			return benchRewriter(b, tpchPolicy, readFile(b, "../testdata/rewrite/tpch/schema.sql"), o)
 		}},
-		{"pgbench", []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1"}, pgbenchRewriter},
+		{"pgbench", []string{"SELECT abalance FROM pgbench_accounts WHERE aid = $1"}, func(b *testing.B, o Options) *Rewriter { return pgbenchRewriter(b, o) }},
 	}
 	for _, c := range corpora {
 		b.Run(c.name+"/parse", func(b *testing.B) {
@@ -86,6 +88,37 @@ func BenchmarkRewrite(b *testing.B) {
 				for _, q := range c.queries {
 					if _, err := r.Rewrite(q, id); err != nil {
 						b.Fatal(err)
+					}
+				}
+			}
+		})
+		b.Run(c.name+"/rewrite_template", func(b *testing.B) {
+			// The simple protocol: the same shapes with new constants
+			// each time, so only the template can answer.
+			r := c.r(b, Options{})
+			variants := make([][]string, len(c.queries))
+			for i, q := range c.queries {
+				if n, ok := normalize(strings.ReplaceAll(q, "$1", "1")); ok {
+					for v := range 64 {
+						consts := make([]string, len(n.consts))
+						for k, kind := range n.kinds {
+							consts[k] = n.consts[k]
+							if kind == constInt {
+								consts[k] = strconv.Itoa(v*1000 + k + 1)
+							}
+						}
+						variants[i] = append(variants[i], n.withConsts(consts))
+					}
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, vs := range variants {
+					if len(vs) > 0 {
+						if _, err := r.Rewrite(vs[i%len(vs)], id); err != nil {
+							b.Fatal(err)
+						}
 					}
 				}
 			}

@@ -21,9 +21,11 @@ type cache struct {
 	items map[string]*list.Element
 }
 
+// An entry's value is a *Result (keyed by the exact text) or a *template
+// (keyed by the text with its constants replaced, see template.go).
 type cacheEntry struct {
 	key  string
-	res  *Result
+	val  any
 	size int64
 }
 
@@ -32,18 +34,32 @@ func newCache(max int64) *cache {
 }
 
 func (c *cache) get(key string) (*Result, bool) {
+	res, ok := c.lookup(key).(*Result)
+	return res, ok
+}
+
+func (c *cache) put(key string, res *Result) { c.store(key, res, resultSize(res)) }
+
+func (c *cache) getTemplate(key string) (*template, bool) {
+	t, ok := c.lookup(key).(*template)
+	return t, ok
+}
+
+func (c *cache) putTemplate(key string, t *template) { c.store(key, t, t.size()) }
+
+func (c *cache) lookup(key string) any {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.items[key]
 	if !ok {
-		return nil, false
+		return nil
 	}
 	c.ll.MoveToFront(e)
-	return e.Value.(*cacheEntry).res, true
+	return e.Value.(*cacheEntry).val
 }
 
-func (c *cache) put(key string, res *Result) {
-	size := int64(len(key)) + resultSize(res)
+func (c *cache) store(key string, val any, valSize int64) {
+	size := int64(len(key)) + valSize
 	if size > c.max {
 		return
 	}
@@ -53,7 +69,7 @@ func (c *cache) put(key string, res *Result) {
 		c.ll.MoveToFront(e)
 		return
 	}
-	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, res: res, size: size})
+	c.items[key] = c.ll.PushFront(&cacheEntry{key: key, val: val, size: size})
 	c.size += size
 	for c.size > c.max {
 		last := c.ll.Back()
@@ -79,8 +95,14 @@ func resultSize(r *Result) int64 {
 // cacheKey is the policy version, every identity field that can change a
 // rewrite (length-prefixed, groups and attributes sorted), and the text.
 func cacheKey(version string, id *policy.Identity, sql string) string {
+	return identityKey(version, id) + sql
+}
+
+// identityKey is cacheKey without the text: the part a statement and its
+// template share.
+func identityKey(version string, id *policy.Identity) string {
 	var b strings.Builder
-	b.Grow(len(version) + len(sql) + 128)
+	b.Grow(len(version) + 128)
 	field := func(s string) {
 		b.WriteString(strconv.Itoa(len(s)))
 		b.WriteByte(':')
@@ -119,6 +141,5 @@ func cacheKey(version string, id *policy.Identity, sql string) string {
 		}
 	}
 	b.WriteByte('|')
-	b.WriteString(sql)
 	return b.String()
 }

@@ -381,6 +381,10 @@ func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogF
 			p.fail(p.at(pgerr.Denied("permission denied for function %s", name), fc.Location))
 			return
 		}
+		if p.placeholder(fc.Args[i]) {
+			p.fail(errNoTemplate) // a string names a relation, a parameter does not
+			return
+		}
 		if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) {
 			lit, err := p.relationLiteral(c.GetSval().Sval)
 			if err != nil {
@@ -549,6 +553,10 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 	}
 	typ := regTypeName(tc.TypeName)
 	if typ == "" {
+		return
+	}
+	if p.placeholder(tc.Arg) {
+		p.fail(errNoTemplate)
 		return
 	}
 	if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) && typ == "regclass" {

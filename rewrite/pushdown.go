@@ -73,6 +73,17 @@ func (p *pass) pushDown(where *pg_query.Node, s *scope) {
 				}
 			}
 		case *pg_query.Node_ParamRef:
+			switch p.placeholderKind(x.ParamRef) {
+			case constString:
+				v = paramRef(x.ParamRef.Number) // as the literal below
+			case constInt:
+				if typ == "smallint" || typ == "integer" || typ == "bigint" {
+					v = paramRef(x.ParamRef.Number)
+				}
+			}
+			if p.kinds != nil {
+				break
+			}
 			// The client may declare a parameter's type: cast it to the
 			// column's, so that neither another operator nor an implicit
 			// cast of the column (text to regclass fails per row, naming

@@ -161,21 +161,52 @@ func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err er
 	if id.Tenant != "" && !r.pol.KnowsTenant(id.Tenant) {
 		return nil, pgerr.Denied("permission denied: unknown tenant")
 	}
-	var key string
-	if r.cache != nil {
-		key = cacheKey(r.pol.Version(), id, sql)
-		if res, ok := r.cache.get(key); ok {
-			return res, nil
+	if r.cache == nil {
+		res, perr := r.rewrite(sql, id, nil)
+		if perr != nil {
+			return nil, perr
+		}
+		return res, nil
+	}
+	idKey := identityKey(r.pol.Version(), id)
+	key := idKey + sql
+	if res, ok := r.cache.get(key); ok {
+		return res, nil
+	}
+	n, ok := normalize(sql)
+	if !ok {
+		return r.rewriteCached(sql, key, id)
+	}
+	tkey := n.key(idKey)
+	if t, ok := r.cache.getTemplate(tkey); ok {
+		if t.ok {
+			return t.instantiate(n.consts), nil
+		}
+		return r.rewriteCached(sql, key, id)
+	}
+	res, err = r.rewriteCached(sql, key, id)
+	if err != nil {
+		return nil, err
+	}
+	t := noTemplate
+	if tres, perr := r.rewrite(n.text, id, n.kinds); perr == nil {
+		tres.Fingerprint, tres.Cacheable = res.Fingerprint, true
+		if cand := newTemplate(tres, len(n.consts)); cand.ok && cand.matches(n.consts, res) {
+			t = cand
 		}
 	}
-	res, perr := r.rewrite(sql, id)
+	r.cache.putTemplate(tkey, t)
+	return res, nil
+}
+
+// rewriteCached rewrites sql in full and caches the result under key.
+func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity) (*Result, error) {
+	res, perr := r.rewrite(sql, id, nil)
 	if perr != nil {
 		return nil, perr
 	}
-	if r.cache != nil {
-		res.Cacheable = true
-		r.cache.put(key, res)
-	}
+	res.Cacheable = true
+	r.cache.put(key, res)
 	return res, nil
 }
 
@@ -186,7 +217,9 @@ func roleName(r policy.Role) string {
 	return string(r)
 }
 
-func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Error) {
+// rewrite rewrites sql in full; kinds is set when sql is a template's
+// placeholder text (see template.go).
+func (r *Rewriter) rewrite(sql string, id *policy.Identity, kinds []byte) (*Result, *pgerr.Error) {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		var pe *parser.Error
@@ -208,7 +241,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl}
+		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl, kinds: kinds}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err
@@ -228,6 +261,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity) (*Result, *pgerr.Err
 		sqls = append(sqls, out)
 	}
 	res.SQL = strings.Join(sqls, "; ")
+	if kinds != nil {
+		return res, nil // a template takes its statement's fingerprint
+	}
 	if fp, err := pg_query.Fingerprint(sql); err == nil {
 		res.Fingerprint = fp
 	}

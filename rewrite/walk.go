@@ -24,6 +24,9 @@ type pass struct {
 	relations []string
 	views     map[*relTemplate]*view
 	vis       *visibility
+	// kinds is set while rewriting a template: the token kind of the
+	// constant each parameter stands for (template.go).
+	kinds []byte
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it

@@ -1,0 +1,223 @@
+package rewrite
+
+import (
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// Templates let statements that differ only in their constants share one
+// rewrite, as the simple protocol sends them (pgbench -S, dashboards with
+// literal filters): without them every new constant misses the cache.
+//
+// The statement's constants are replaced by placeholders $1..$n, found with
+// PostgreSQL's own lexer (pg_query.Scan), so a constant is exactly what the
+// warehouse will read as one token. The placeholder text is rewritten once
+// per session identity as if $k were a parameter, and each later statement
+// of that shape is its template with the $k put back as the original
+// constants' text.
+//
+// Why this is safe: the rewriter already treats parameters as arbitrary
+// values (the extended protocol binds them unseen), so a placeholder's
+// rewrite is safe for any constant in its place; and a constant token cannot
+// be more than a constant. The sites that rewrite constants differently
+// from parameters (relation names given as strings, pushdown of literals)
+// know the placeholder's token kind or refuse to template. Whether a shape
+// templates at all is decided on its first statement by comparing the
+// instantiated template with that statement's own rewrite: a shape whose
+// rewrite differs is marked and always rewritten in full.
+
+// Constant token kinds, part of the template key: an integer and a string
+// in the same place can rewrite differently (pushdown).
+const (
+	constInt    = 'i'
+	constFloat  = 'f'
+	constString = 's'
+)
+
+// normalized is a statement with its constants replaced by $1..$n.
+type normalized struct {
+	text   string   // the statement with placeholders
+	kinds  []byte   // constInt, constFloat or constString per placeholder
+	consts []string // the constants' original text, as the client wrote them
+}
+
+// normalize replaces sql's constants by placeholders. It reports false when
+// there is nothing to share (no constants) or the text is not fit for it:
+// it has parameters of its own, or does not lex.
+func normalize(sql string) (normalized, bool) {
+	scan, err := pg_query.Scan(sql)
+	if err != nil {
+		return normalized{}, false
+	}
+	var n normalized
+	var b strings.Builder
+	last := 0
+	for _, tok := range scan.Tokens {
+		var kind byte
+		switch tok.Token {
+		case pg_query.Token_ICONST:
+			kind = constInt
+		case pg_query.Token_FCONST:
+			kind = constFloat
+		case pg_query.Token_SCONST:
+			kind = constString
+		case pg_query.Token_PARAM:
+			return normalized{}, false
+		default:
+			continue
+		}
+		start, end := int(tok.Start), int(tok.End)
+		if start < last || end <= start || end > len(sql) {
+			return normalized{}, false // not the lexer we know: fail closed
+		}
+		if b.Len() == 0 {
+			b.Grow(len(sql) + 8)
+		}
+		b.WriteString(sql[last:start])
+		n.kinds = append(n.kinds, kind)
+		n.consts = append(n.consts, sql[start:end])
+		b.WriteByte('$')
+		b.WriteString(strconv.Itoa(len(n.consts)))
+		last = end
+	}
+	if len(n.consts) == 0 {
+		return normalized{}, false
+	}
+	b.WriteString(sql[last:])
+	n.text = b.String()
+	return n, true
+}
+
+// key is the cache key of n's template: the placeholder text and the kinds,
+// after the identity's part of the key (identityKey).
+func (n normalized) key(idKey string) string {
+	return idKey + "\x00T" + string(n.kinds) + "\x00" + n.text
+}
+
+// template is the rewrite of a normalized statement, ready to instantiate.
+// A template with ok false records that the shape does not template.
+type template struct {
+	ok bool
+	// res holds everything but the statements' SQL, which is parts[i]
+	// with consts[slots[i][j]] between parts[i][j] and parts[i][j+1].
+	res   *Result
+	parts [][]string
+	slots [][]int
+}
+
+var noTemplate = &template{}
+
+// errNoTemplate is how the walk declines to rewrite a placeholder: the
+// statement then goes through the full rewrite. Never shown to a client.
+var errNoTemplate = pgerr.New(pgerr.FeatureNotSupported, "statement shape is not shared")
+
+// newTemplate splits a rewrite of n.text at its placeholders.
+func newTemplate(res *Result, nconsts int) *template {
+	t := &template{ok: true, res: res}
+	for _, st := range res.Statements {
+		if st.Kind != KindQuery {
+			return noTemplate
+		}
+		scan, err := pg_query.Scan(st.SQL)
+		if err != nil {
+			return noTemplate
+		}
+		var parts []string
+		var slots []int
+		last := 0
+		for _, tok := range scan.Tokens {
+			if tok.Token != pg_query.Token_PARAM {
+				continue
+			}
+			start, end := int(tok.Start), int(tok.End)
+			k, err := strconv.Atoi(st.SQL[start+1 : end])
+			if err != nil || k < 1 || k > nconsts || start < last {
+				return noTemplate
+			}
+			parts = append(parts, st.SQL[last:start])
+			slots = append(slots, k-1)
+			last = end
+		}
+		t.parts = append(t.parts, append(parts, st.SQL[last:]))
+		t.slots = append(t.slots, slots)
+	}
+	return t
+}
+
+// instantiate puts consts into the template.
+func (t *template) instantiate(consts []string) *Result {
+	res := *t.res
+	res.Statements = make([]Statement, len(t.res.Statements))
+	sqls := make([]string, len(res.Statements))
+	for i, st := range t.res.Statements {
+		n := 0
+		for _, p := range t.parts[i] {
+			n += len(p)
+		}
+		for _, k := range t.slots[i] {
+			n += len(consts[k])
+		}
+		var b strings.Builder
+		b.Grow(n)
+		for j, k := range t.slots[i] {
+			b.WriteString(t.parts[i][j])
+			b.WriteString(consts[k])
+		}
+		b.WriteString(t.parts[i][len(t.slots[i])])
+		st.SQL = b.String()
+		res.Statements[i] = st
+		sqls[i] = st.SQL
+	}
+	if len(sqls) == 1 {
+		res.SQL = sqls[0]
+	} else {
+		res.SQL = strings.Join(sqls, "; ")
+	}
+	return &res
+}
+
+// matches reports whether the template instantiated with consts is the
+// statement's own rewrite, want.
+func (t *template) matches(consts []string, want *Result) bool {
+	got := t.instantiate(consts)
+	if len(got.Statements) != len(want.Statements) || got.SQL != want.SQL {
+		return false
+	}
+	for i := range got.Statements {
+		if got.Statements[i].SQL != want.Statements[i].SQL || got.Statements[i].Kind != want.Statements[i].Kind ||
+			strings.Join(got.Statements[i].Relations, ",") != strings.Join(want.Statements[i].Relations, ",") {
+			return false
+		}
+	}
+	return true
+}
+
+func (t *template) size() int64 {
+	if !t.ok {
+		return 64
+	}
+	n := resultSize(t.res) + 64
+	for i := range t.parts {
+		n += int64(len(t.slots[i]))*8 + int64(len(t.parts[i]))*16
+	}
+	return n
+}
+
+// placeholder reports whether the walk is rewriting a template and n is one
+// of its placeholders.
+func (p *pass) placeholder(n *pg_query.Node) bool {
+	return p.kinds != nil && n.GetParamRef() != nil
+}
+
+// placeholderKind is the token kind of the constant placeholder n stands
+// for, or 0.
+func (p *pass) placeholderKind(n *pg_query.ParamRef) byte {
+	if p.kinds == nil || n.Number < 1 || int(n.Number) > len(p.kinds) {
+		return 0
+	}
+	return p.kinds[n.Number-1]
+}

@@ -1,0 +1,206 @@
+package rewrite
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+func TestNormalize(t *testing.T) {
+	tests := []struct {
+		sql    string
+		ok     bool
+		text   string
+		kinds  string
+		consts []string
+	}{
+		{sql: "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;", ok: true,
+			text: "SELECT abalance FROM pgbench_accounts WHERE aid = $1;", kinds: "i", consts: []string{"12345"}},
+		// PostgreSQL's lexer decides what one constant is: escapes, dollar
+		// quotes, continued strings, exponents, overflowing integers.
+		{sql: "SELECT E'a\\'b', $$x'y$$, 'a'\n'b', 1e5, .5, 99999999999", ok: true,
+			text: "SELECT $1, $2, $3, $4, $5, $6", kinds: "sssfff",
+			consts: []string{`E'a\'b'`, "$$x'y$$", "'a'\n'b'", "1e5", ".5", "99999999999"}},
+		// Identifiers, comments and the sign stay.
+		{sql: "SELECT t1.\"5\" -- 7\nFROM t1 WHERE x = -5 /* 'no' */", ok: true,
+			text: "SELECT t1.\"5\" -- 7\nFROM t1 WHERE x = -$1 /* 'no' */", kinds: "i", consts: []string{"5"}},
+		{sql: "SELECT 'x'::numeric(10,2)", ok: true, text: "SELECT $1::numeric($2,$3)", kinds: "sii", consts: []string{"'x'", "10", "2"}},
+		// Nothing to share, or parameters of the client's own.
+		{sql: "SELECT a FROM t", ok: false},
+		{sql: "SELECT a FROM t WHERE b = $1 AND c = 5", ok: false},
+		// Does not lex: the full rewrite reports it.
+		{sql: "SELECT 'unterminated", ok: false},
+	}
+	for _, tt := range tests {
+		n, ok := normalize(tt.sql)
+		if ok != tt.ok {
+			t.Errorf("normalize(%q) ok = %v, want %v", tt.sql, ok, tt.ok)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		if n.text != tt.text || string(n.kinds) != tt.kinds || !cmp.Equal(n.consts, tt.consts) {
+			t.Errorf("normalize(%q) = %q %q %q, want %q %q %q", tt.sql, n.text, n.kinds, n.consts, tt.text, tt.kinds, tt.consts)
+		}
+	}
+}
+
+// pgbench's select, as the simple protocol sends it: the second statement of
+// the shape comes from the template, with the pushdown inside the fence.
+func TestTemplateServesSimpleProtocol(t *testing.T) {
+	r := demoRewriter(t, Options{})
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	first, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 17", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := normalize("SELECT total FROM orders WHERE order_id = 17")
+	tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), id)))
+	if !ok || !tm.ok {
+		t.Fatalf("no usable template after the first statement (found %v)", ok)
+	}
+	got, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 42", id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.ReplaceAll(first.SQL, "17", "42")
+	if got.SQL != want {
+		t.Errorf("from the template:\n%s\nwant\n%s", got.SQL, want)
+	}
+	if strings.Count(got.SQL, "order_id = 42") != 2 {
+		t.Errorf("the constant is not pushed into the fence: %s", got.SQL)
+	}
+	if got.Fingerprint == "" || got.Fingerprint != first.Fingerprint {
+		t.Errorf("fingerprint %q, want the shape's %q", got.Fingerprint, first.Fingerprint)
+	}
+	// Another tenant gets its own template, never acme's.
+	other := &policy.Identity{Kind: policy.KindEmbed, Tenant: "globex", Role: policy.RoleQuerier}
+	g, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 43", other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(g.SQL, "acme") || !strings.Contains(g.SQL, "globex") {
+		t.Errorf("globex's statement: %s", g.SQL)
+	}
+}
+
+// Shapes whose rewrite depends on the constant's value never template: a
+// string naming a relation, a setting name.
+func TestTemplateDeclinesValueSensitiveShapes(t *testing.T) {
+	r := demoRewriter(t, Options{})
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	for _, tt := range []struct{ seed, probe, code string }{
+		{"SELECT '12345'::regclass", "SELECT 'internal_costs'::regclass", pgerr.UndefinedTable},
+		{"SELECT has_table_privilege('orders', 'SELECT')", "SELECT has_table_privilege('internal_costs', 'SELECT')", pgerr.UndefinedTable},
+		{"SELECT current_setting('search_path')", "SELECT current_setting('app.tenant')", pgerr.InsufficientPrivilege},
+	} {
+		if _, err := r.Rewrite(tt.seed, id); err != nil {
+			t.Errorf("%s: %v", tt.seed, err)
+			continue
+		}
+		_, err := r.Rewrite(tt.probe, id)
+		if got := pgerr.SQLStateOf(err); got != tt.code {
+			t.Errorf("%s after %s: %v (%s), want %s", tt.probe, tt.seed, err, got, tt.code)
+		}
+	}
+}
+
+// Every golden input and TPC-H query with constants is seeded, then
+// rewritten again with other constants of the same kinds: what the template
+// gives must be exactly the full rewrite of the new statement, refusals
+// included.
+func TestTemplateMatchesFullRewrite(t *testing.T) {
+	var golden []templateCase
+	for _, path := range goldenFiles(t) {
+		for _, c := range readGolden(t, path) {
+			id, err := parseSession(c.session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden = append(golden, templateCase{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})
+		}
+	}
+	n := checkTemplates(t, demoRewriter(t, Options{Database: "analytics"}), demoRewriter(t, Options{CacheBytes: -1, Database: "analytics"}), golden)
+	if n < 60 {
+		t.Errorf("only %d golden shapes templated: the test no longer exercises templates", n)
+	}
+	var tpch []templateCase
+	for i, q := range tpchQueries(t) {
+		for _, tenant := range []string{"t1", "t2"} {
+			id := &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
+			tpch = append(tpch, templateCase{fmt.Sprintf("tpch q%02d %s", i+1, tenant), q, id})
+		}
+	}
+	ddl := readFile(t, "../testdata/rewrite/tpch/schema.sql")
+	if n := checkTemplates(t, benchRewriter(t, tpchPolicy, ddl, Options{}), benchRewriter(t, tpchPolicy, ddl, Options{CacheBytes: -1}), tpch); n < 10 {
+		t.Errorf("only %d TPC-H shapes templated", n)
+	}
+}
+
+type templateCase struct {
+	where string
+	sql   string
+	id    *policy.Identity
+}
+
+// checkTemplates runs the cases through r (seed, then a variant) and full
+// (the variant, uncached) and returns how many variants came from a template.
+func checkTemplates(t *testing.T, r, full *Rewriter, cases []templateCase) int {
+	t.Helper()
+	templated := 0
+	for _, c := range cases {
+		n, ok := normalize(c.sql)
+		if !ok {
+			continue
+		}
+		r.Rewrite(c.sql, c.id) // seeds the template
+		variant := n.withConsts(otherConsts(n.kinds))
+		got, gerr := r.Rewrite(variant, c.id)
+		want, werr := full.Rewrite(variant, c.id)
+		if tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), c.id))); ok && tm.ok {
+			templated++
+		}
+		if (gerr == nil) != (werr == nil) || werr != nil && pgerr.SQLStateOf(gerr) != pgerr.SQLStateOf(werr) {
+			t.Errorf("%s: %s\ntemplate path: %v\nfull rewrite:  %v", c.where, variant, gerr, werr)
+			continue
+		}
+		if werr == nil && got.SQL != want.SQL {
+			t.Errorf("%s: %s\ntemplate path: %s\nfull rewrite:  %s", c.where, variant, got.SQL, want.SQL)
+		}
+	}
+	t.Logf("%d of %d shapes templated", templated, len(cases))
+	return templated
+}
+
+// otherConsts returns constants of the given kinds, spelled as the deparser
+// spells them, so that a template's output and a full rewrite compare as text.
+func otherConsts(kinds []byte) []string {
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		switch k {
+		case constInt:
+			out[i] = fmt.Sprint(7 + i)
+		case constFloat:
+			out[i] = fmt.Sprintf("%d.5", 3+i)
+		default:
+			out[i] = fmt.Sprintf("'v%d''q'", i)
+		}
+	}
+	return out
+}
+
+// withConsts is n's text with consts in place of its placeholders.
+func (n normalized) withConsts(consts []string) string {
+	t := newTemplate(&Result{Statements: []Statement{{SQL: n.text}}}, len(consts))
+	if !t.ok {
+		panic("placeholder text does not lex: " + n.text)
+	}
+	return t.instantiate(consts).SQL
+}
