@@ -41,7 +41,8 @@ type Result struct {
 	// SQL is all statements joined with "; ", ready to send as one simple Query.
 	SQL        string
 	Statements []Statement
-	// Fingerprint identifies the original statement shape for logs (pg_query fingerprint, hex).
+	// Fingerprint identifies the original statement shape for logs (pg_query
+	// fingerprint, hex); empty unless Options.Fingerprints is set.
 	Fingerprint string
 	// Cacheable reports whether the result was (or may be) cached.
 	Cacheable bool

@@ -34,7 +34,7 @@ func TestDeepAndWideStatements(t *testing.T) {
 }
 
 func TestStatementKinds(t *testing.T) {
-	r := demoRewriter(t, Options{CacheBytes: -1})
+	r := demoRewriter(t, Options{CacheBytes: -1, Fingerprints: true})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
 	res, err := r.Rewrite("SET LOCAL TimeZone = 'UTC'; SELECT 1; RESET application_name; SHOW DateStyle; BEGIN; SET TRANSACTION READ ONLY; "+
 		"PREPARE p AS SELECT * FROM orders; EXECUTE p; DEALLOCATE p; DECLARE c CURSOR FOR SELECT 1; FETCH c; CLOSE c; DISCARD ALL; "+
@@ -73,6 +73,9 @@ func TestStatementKinds(t *testing.T) {
 	}
 	if res.SQL != strings.Join(sqls, "; ") || res.Fingerprint == "" {
 		t.Errorf("SQL %q fingerprint %q", res.SQL, res.Fingerprint)
+	}
+	if plain, _ := demoRewriter(t, Options{CacheBytes: -1}).Rewrite("SELECT 1", id); plain.Fingerprint != "" {
+		t.Errorf("fingerprint %q without Options.Fingerprints", plain.Fingerprint)
 	}
 	empty, err := r.Rewrite("  ;  -- nothing", id)
 	if err != nil || len(empty.Statements) != 1 || empty.Statements[0].Kind != KindEmpty || empty.SQL != "" {

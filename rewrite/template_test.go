@@ -55,7 +55,7 @@ func TestNormalize(t *testing.T) {
 // pgbench's select, as the simple protocol sends it: the second statement of
 // the shape comes from the template, with the pushdown inside the fence.
 func TestTemplateServesSimpleProtocol(t *testing.T) {
-	r := demoRewriter(t, Options{})
+	r := demoRewriter(t, Options{Fingerprints: true})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
 	first, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 17", id)
 	if err != nil {

@@ -252,6 +252,8 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 		MaxStatementTimeout: cfg.Proxy.StatementTimeout,
 		// current_database() and pg_database answer the name clients connect with.
 		Database: name,
+		// Audit records and statement logs (info and below) group by it.
+		Fingerprints: cfg.Audit.Path != "" || cfg.Log.Level == "info" || cfg.Log.Level == "debug",
 	})
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)
