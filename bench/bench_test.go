@@ -217,7 +217,7 @@ func TestParseFlagsQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) {
+	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) || o.PoolClients != 200 || !o.Parts["pool"] {
 		t.Errorf("quick with -rounds 2: %+v", o)
 	}
 	if _, _, err := parseFlags([]string{"-protocols", "simple,bogus"}, &strings.Builder{}); err == nil {
@@ -273,6 +273,8 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		Scale:   []scalePoint{{Target: "pgwarden", Conns: 100, Opened: 100, PerConnKB: 55}},
 		GoBench: []goBench{{Pkg: "p", Name: "RewriteX/q", Runs: 1, NsPerOp: 2}, {Pkg: "p", Name: "ParseDeparseX/q", Runs: 1, NsPerOp: 1}},
 		Plans:   []targetPlan{{Target: "direct", SQL: "SELECT 1", Plan: "Result"}},
+		Pool: &poolResult{Clients: 2000, Connected: 2000, Sessions: 2000, Tenants: 4, PoolSize: 20, BaseKB: 1000, IdleKB: 2000, PerIdleKB: 61.5,
+			Phases: []poolPhase{{Name: "check", Queries: 2000, PeakPG: 20}, {Name: "round 1", Queries: 9000, QPS: 2900, Lat: latencyStats{P50Ms: 650, P99Ms: 900}, PeakPG: 19}}},
 	}
 	var before strings.Builder
 	rep.writeMarkdown(&before)
@@ -289,7 +291,7 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(before.String(), after.String()); diff != "" {
 		t.Errorf("markdown after a JSON round trip (-want +got):\n%s", diff)
 	}
-	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0"} {
+	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0", "## Transaction pooling: 2000 clients over a pool of 20", "61.5 |", "2900 |"} {
 		if !strings.Contains(after.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -304,5 +306,75 @@ func TestServerError(t *testing.T) {
 	}
 	if got := serverError("plain"); got != "plain" {
 		t.Errorf("serverError(plain) = %q", got)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	const text = `# HELP pgwarden_proxy_pool_connections Transaction-pool warehouse connections.
+# TYPE pgwarden_proxy_pool_connections gauge
+pgwarden_proxy_pool_connections{state="idle",warehouse="bench"} 3
+pgwarden_proxy_pool_connections{state="in_use",warehouse="bench"} 17
+pgwarden_proxy_pool_connections{state="in_use",warehouse="demo"} 1
+pgwarden_proxy_pool_acquire_seconds_bucket{warehouse="bench",le="0.0001"} 10
+pgwarden_proxy_pool_acquire_seconds_bucket{warehouse="bench",le="0.0004"} 95
+pgwarden_proxy_pool_acquire_seconds_bucket{warehouse="bench",le="+Inf"} 100
+pgwarden_proxy_pool_acquire_seconds_sum{warehouse="bench"} 0.02
+pgwarden_proxy_pool_acquire_seconds_count{warehouse="bench"} 100
+pgwarden_proxy_connections 2000
+`
+	ss, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"pgwarden_proxy_pool_connections", []string{"warehouse", "bench", "state", "in_use"}, 17},
+		{"pgwarden_proxy_pool_connections", []string{"warehouse", "bench", "state", "idle"}, 3},
+		{"pgwarden_proxy_pool_connections", []string{"warehouse", "demo", "state", "in_use"}, 1},
+		{"pgwarden_proxy_pool_waiting_clients", []string{"warehouse", "bench"}, 0},
+		{"pgwarden_proxy_connections", nil, 2000},
+	} {
+		if got := ss.value(c.name, c.labels...); got != c.want {
+			t.Errorf("%s %v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	var p poolPhase
+	p.addAcquire(nil, nil)
+	if p.AcquireN != 0 {
+		t.Errorf("acquire without scrapes: %+v", p)
+	}
+	p.addAcquire(promSamples{}, ss)
+	if p.AcquireN != 100 || math.Abs(p.AcquireMs-0.2) > 1e-9 || math.Abs(p.AcquireP99-0.4) > 1e-9 || !p.AcquireP99Above {
+		t.Errorf("acquire = %d, mean %v ms, p99 %v ms (above: %v); want 100, 0.2, above 0.4", p.AcquireN, p.AcquireMs, p.AcquireP99, p.AcquireP99Above)
+	}
+	// 95 of 100 within 0.4 ms: the p95 bucket, not the p99 one.
+	ss[4].Value = 99
+	p = poolPhase{}
+	p.addAcquire(promSamples{}, ss)
+	if math.Abs(p.AcquireP99-0.4) > 1e-9 || p.AcquireP99Above {
+		t.Errorf("p99 = %v ms (above: %v), want ≤ 0.4", p.AcquireP99, p.AcquireP99Above)
+	}
+	if _, err := parseMetrics(strings.NewReader("x{a=\"b\"} notanumber\n")); err == nil {
+		t.Error("a bad value: want an error")
+	}
+}
+
+func TestPoolVerdict(t *testing.T) {
+	ok := poolResult{Clients: 10, Connected: 10, Sessions: 10, PoolSize: 2, IdleWarehouse: 2,
+		Phases: []poolPhase{{Name: "check", PeakPG: 2}, {Name: "round 1", PeakPG: 1}}}
+	if v := ok.verdict(); v != "" {
+		t.Errorf("verdict of a clean run = %q", v)
+	}
+	bad := ok
+	bad.Sessions = 9
+	bad.Phases = []poolPhase{{Name: "check", PeakPG: 3, WrongRows: 4}, {Name: "round 1", Errors: 2, FirstErr: "boom"}}
+	v := bad.verdict()
+	for _, want := range []string{"9 distinct sessions for 10 clients", "4 rows of another tenant", "2 errors (first: boom)", "saw 3 service-role connections, more than the pool's 2"} {
+		if !strings.Contains(v, want) {
+			t.Errorf("verdict %q lacks %q", v, want)
+		}
 	}
 }

@@ -8,6 +8,9 @@
 //     alone) and a dashboard of aggregates over the demo schema;
 //   - the ticket service's mint + exchange rate over HTTP;
 //   - proxy memory per idle client connection (pgwarden and PgBouncer);
+//   - transaction pooling: 2,000 clients, each its own session minted
+//     through the ticket service, over a pool of 20 warehouse connections,
+//     every client checking that it sees only its own tenant's rows;
 //   - the rewriter's Go microbenchmarks (go test -bench over ./rewrite/ and
 //     ./bench/..., including bench/rewritebench).
 //
@@ -51,6 +54,8 @@ type options struct {
 	BenchCount      int
 	Benchtime       string
 	TicketWorkers   int
+	PoolClients     int
+	PoolSize        int
 	Keep            bool
 	NoWarmup        bool
 	Render          string
@@ -68,7 +73,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := &options{}
-	fs.BoolVar(&o.Quick, "quick", false, "smoke run: 1s per pgbench run, one round, no warm-up, simple and prepared only, scale 1, 100 idle connections, one short go test -bench pass")
+	fs.BoolVar(&o.Quick, "quick", false, "smoke run: 1s per pgbench run, one round, no warm-up, simple and prepared only, scale 1, 100 idle connections, 200 pool clients, one short go test -bench pass")
 	fs.DurationVar(&o.Duration, "duration", 3*time.Second, "length of each pgbench run (whole seconds) and ticket round")
 	fs.IntVar(&o.Rounds, "rounds", 3, "interleaved rounds (each runs every case on every target)")
 	fs.StringVar(&o.Out, "out", "bench", "directory for RESULTS.md and throughput.png (raw data goes to OUT/out/)")
@@ -76,7 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
-	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
@@ -85,6 +90,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
 	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
+	fs.IntVar(&o.PoolClients, "pool-clients", 2000, "client connections of the pool part, each its own session")
+	fs.IntVar(&o.PoolSize, "pool-size", 20, "warehouse connections of the pool part's transaction pool")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
 	fs.BoolVar(&o.Hold, "hold", false, "measure nothing: start the targets, print a pgbench command for each, and keep them running until interrupted (for profiling)")
@@ -96,14 +103,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.Quick {
 		quick := map[string]func(){
-			"duration":    func() { o.Duration = time.Second },
-			"rounds":      func() { o.Rounds = 1 },
-			"scale":       func() { o.Scale = 1 },
-			"conns":       func() { *conns = "100" },
-			"no-warmup":   func() { o.NoWarmup = true },
-			"bench-count": func() { o.BenchCount = 1 },
-			"benchtime":   func() { o.Benchtime = "20ms" },
-			"protocols":   func() { *protocols = "simple,prepared" },
+			"duration":     func() { o.Duration = time.Second },
+			"rounds":       func() { o.Rounds = 1 },
+			"scale":        func() { o.Scale = 1 },
+			"conns":        func() { *conns = "100" },
+			"pool-clients": func() { o.PoolClients = 200 },
+			"no-warmup":    func() { o.NoWarmup = true },
+			"bench-count":  func() { o.BenchCount = 1 },
+			"benchtime":    func() { o.Benchtime = "20ms" },
+			"protocols":    func() { *protocols = "simple,prepared" },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -139,6 +147,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 		default:
 			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls or pgwarden)", t)
 		}
+	}
+	if o.PoolClients < 2 || o.PoolSize < 1 {
+		return nil, "", errors.New("-pool-clients must be at least 2 and -pool-size at least 1")
 	}
 	if o.Rounds < 1 || o.Duration < time.Second || o.Scale < 1 {
 		return nil, "", errors.New("-rounds and -scale must be at least 1 and -duration at least 1s")
@@ -229,8 +240,13 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 	if lim, err := raiseNoFile(); err != nil {
 		rep.Notes = append(rep.Notes, "could not raise RLIMIT_NOFILE: "+err.Error())
-	} else if len(o.Conns) > 0 && uint64(o.Conns[len(o.Conns)-1])*2+100 > lim {
-		rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE hard limit is %d, which caps the idle-connection test", lim))
+	} else {
+		if len(o.Conns) > 0 && uint64(o.Conns[len(o.Conns)-1])*2+100 > lim {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE hard limit is %d, which caps the idle-connection test", lim))
+		}
+		if o.Parts["pool"] && uint64(o.PoolClients)+100 > lim {
+			rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE hard limit is %d, which caps the pool part's clients", lim))
+		}
 	}
 
 	work, err := os.MkdirTemp("", "pgwarden-bench-")
@@ -245,7 +261,7 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 
 	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
-	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"]
+	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"]
 	var (
 		c          *cluster
 		bouncerBin string
@@ -276,7 +292,7 @@ func run(args []string, stdout, log io.Writer) error {
 	var keys *wardenKeys
 	wardenBin := abs(o.Pgwarden)
 	wardenOK := false
-	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"]) {
+	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"]) {
 		if _, err := os.Stat(wardenBin); err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("pgwarden: %s not found (run `make build` first); pgwarden target, ticket service and its memory test skipped", o.Pgwarden))
 		} else if keys, err = makeWardenKeys(ctx, wardenBin, work); err != nil {
@@ -297,6 +313,9 @@ func run(args []string, stdout, log io.Writer) error {
 	if o.Parts["scale"] && ctx.Err() == nil {
 		runScale(ctx, o, rep, c, work, bouncerBin, bouncerVer, wardenOK, wardenBin, keys, log)
 	}
+	if o.Parts["pool"] && wardenOK && ctx.Err() == nil {
+		runPool(ctx, o, rep, c, work, wardenBin, keys, log)
+	}
 	if c != nil {
 		c.stop() // quiet the machine for the microbenchmarks
 	}
@@ -314,7 +333,12 @@ func run(args []string, stdout, log io.Writer) error {
 		return ctx.Err()
 	}
 	rep.Elapsed = time.Since(rep.Started)
-	return writeOutputs(rep, outDir, stdout, log)
+	if err := writeOutputs(rep, outDir, stdout, log); err != nil {
+		return err
+	}
+	// A pool part that saw a row of another tenant, an error or too many
+	// warehouse connections fails the run, after the report is written.
+	return poolFailure(rep.Pool)
 }
 
 // hold prints how to run the select workload against each target by hand and
@@ -524,12 +548,14 @@ func runTickets(ctx context.Context, o *options, rep *report, c *cluster, work, 
 func runScale(ctx context.Context, o *options, rep *report, c *cluster, work, bouncerBin, bouncerVer string,
 	wardenOK bool, wardenBin string, keys *wardenKeys, log io.Writer) {
 	counts := o.Conns
-	rep.ScaleNote = fmt.Sprintf("Until transaction pooling lands, pgwarden holds one warehouse connection per client, so the bench "+
-		"cluster's max_connections (%d) caps pgwarden at about that many clients: a count above it is attempted and "+
-		"reported with the number that opened and the error. PgBouncer (transaction mode, pool 16) needs no server "+
-		"connection for an idle client.", o.MaxConnections)
+	rep.ScaleNote = fmt.Sprintf("pgwarden runs in transaction pooling mode (its default) with a pool of %d warehouse connections, "+
+		"and PgBouncer in transaction mode with a pool of 16: neither needs a warehouse connection for an idle client, so "+
+		"the count is bounded by the proxy's own client cap (pgwarden's proxy.max_client_conns is %d here) and the "+
+		"open-file limit, not by the bench cluster's max_connections (%d). All clients share one session of tenant %s; "+
+		"the pool part gives each client its own session.", poolScaleSize, scaleMaxClients(counts), o.MaxConnections, benchTenant)
 	if wardenOK {
-		wd, err := startWarden(ctx, wardenBin, work, keys, c, "scale")
+		wd, err := startWardenWith(ctx, wardenBin, work, keys, c, "scale",
+			wardenOptions{PoolSize: poolScaleSize, MaxClientConns: scaleMaxClients(counts)})
 		if err != nil {
 			rep.Notes = append(rep.Notes, "memory test (pgwarden): "+oneLine(err.Error(), 400))
 		} else {
@@ -554,6 +580,20 @@ func runScale(ctx context.Context, o *options, rep *report, c *cluster, work, bo
 			b.stop()
 		}
 	}
+}
+
+// poolScaleSize is the pgwarden pool of the memory test: the default size,
+// spelled out so that the report says what ran.
+const poolScaleSize = 20
+
+// scaleMaxClients is pgwarden's client cap for the memory test: room for the
+// largest count.
+func scaleMaxClients(counts []int) int {
+	n := 10000
+	for _, c := range counts {
+		n = max(n, c+100)
+	}
+	return n
 }
 
 func writeOutputs(rep *report, outDir string, stdout, log io.Writer) error {

@@ -87,9 +87,25 @@ func makeWardenKeys(ctx context.Context, bin, work string) (*wardenKeys, error) 
 	return k, nil
 }
 
+// wardenOptions are the settings a bench part may change from the defaults
+// of startWarden.
+type wardenOptions struct {
+	// PoolSize, when set, pins the bench warehouse's pool to transaction
+	// mode with this many warehouse connections (pgwarden's default mode
+	// and size otherwise, which are the same today).
+	PoolSize int
+	// MaxClientConns is proxy.max_client_conns (10,000 when zero).
+	MaxClientConns int
+}
+
 // startWarden writes a configuration for the bench cluster and runs
 // `pgwarden serve` on fresh ports.
 func startWarden(ctx context.Context, bin, work string, keys *wardenKeys, c *cluster, name string) (*warden, error) {
+	return startWardenWith(ctx, bin, work, keys, c, name, wardenOptions{})
+}
+
+// startWardenWith is startWarden with opts.
+func startWardenWith(ctx context.Context, bin, work string, keys *wardenKeys, c *cluster, name string, opts wardenOptions) (*warden, error) {
 	dir := filepath.Join(work, "pgwarden-"+name)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
@@ -111,12 +127,20 @@ func startWarden(ctx context.Context, bin, work string, keys *wardenKeys, c *clu
 	svc := c.pg.UserDSN(dbBench, roleSvc, c.passwords[roleSvc])
 	svcDemo := c.pg.UserDSN(dbDemo, roleSvc, c.passwords[roleSvc])
 	store := c.pg.UserDSN(dbControl, roleCtl, c.passwords[roleCtl])
+	maxClients := opts.MaxClientConns
+	if maxClients == 0 {
+		maxClients = 10000
+	}
+	benchPool := ""
+	if opts.PoolSize > 0 {
+		benchPool = fmt.Sprintf(", pool: {mode: transaction, size: %d}", opts.PoolSize)
+	}
 	cfg := fmt.Sprintf(`proxy:
   listen: 127.0.0.1:%d
   statement_timeout: 60s
-  max_client_conns: 10000
+  max_client_conns: %d
 warehouses:
-  %s: {dsn: %q, policy: bench-policy.yaml}
+  %s: {dsn: %q, policy: bench-policy.yaml%s}
   %s: {dsn: %q, policy: demo-policy.yaml}
 auth:
   listen: 127.0.0.1:%d
@@ -126,7 +150,7 @@ auth:
   api_keys: [{name: bench, sha256: %s, rate_per_second: 1000000, burst: 1000000}]
 metrics: {listen: 127.0.0.1:%d, pprof: true}
 log: {level: warn}
-`, w.ProxyPort, whBench, svc, whDemo, svcDemo, w.HTTPPort,
+`, w.ProxyPort, maxClients, whBench, svc, benchPool, whDemo, svcDemo, w.HTTPPort,
 		filepath.Join(keys.Dir, "signing.pem"), filepath.Join(keys.Dir, "signing.pub.pem"), store, keys.APIKeyHex, w.MetricsPort)
 	w.cfgPath = filepath.Join(dir, "pgwarden.yaml")
 	if err := os.WriteFile(w.cfgPath, []byte(cfg), 0o600); err != nil {

@@ -21,6 +21,7 @@ type report struct {
 	TicketW   int
 	Scale     []scalePoint
 	ScaleNote string
+	Pool      *poolResult
 	GoBench   []goBench
 	Plans     []targetPlan
 	Started   time.Time
@@ -257,6 +258,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 		}
 		mdTable(w, []string{"proxy", ">N", ">opened", ">base RSS kB", ">RSS kB", ">kB / conn", "note"}, rows)
 		fmt.Fprintln(w)
+	}
+	if r.Pool != nil {
+		writePool(w, r.Pool)
 	}
 	if len(r.GoBench) > 0 {
 		writeGoBench(w, r.GoBench)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgwarden/pgwarden/config"
@@ -26,9 +27,17 @@ type running struct {
 	app    *app
 	cfg    *config.File
 	apiKey string
+	demo   *demoRun
 }
 
 func startServe(t *testing.T) *running {
+	t.Helper()
+	return startServeWith(t, zaptest.NewLogger(t), nil)
+}
+
+// startServeWith is startServe with a logger of the test's choosing and a
+// chance to change the demo's config before the app is built.
+func startServeWith(t *testing.T, log *zap.Logger, configure func(*config.File)) *running {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster and the whole service")
@@ -47,7 +56,10 @@ func startServe(t *testing.T) *running {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newApp(ctx, cfg, zaptest.NewLogger(t), "")
+	if configure != nil {
+		configure(cfg)
+	}
+	a, err := newApp(ctx, cfg, log, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +78,7 @@ func startServe(t *testing.T) *running {
 		}
 		a.close()
 	})
-	return &running{app: a, cfg: cfg, apiKey: apiKey}
+	return &running{app: a, cfg: cfg, apiKey: apiKey, demo: d}
 }
 
 func (r *running) connect(t *testing.T, password string) (*pgx.Conn, error) {
