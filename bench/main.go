@@ -442,7 +442,9 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			if !wardenOK {
 				continue
 			}
-			wd, err := startWarden(ctx, wardenBin, work, keys, c, "e2e")
+			// The same pool size as PgBouncer's: both multiplex the clients
+			// over 16 warehouse connections.
+			wd, err := startWardenWith(ctx, wardenBin, work, keys, c, "e2e", wardenOptions{PoolSize: 16})
 			if err != nil {
 				rep.Notes = append(rep.Notes, "pgwarden: "+oneLine(err.Error(), 400))
 				continue
@@ -461,9 +463,9 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			}
 			wardenE2E = wd
 			targets = append(targets, &target{Name: "pgwarden", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
-				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse}, "1 upstream per client"
+				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse}, "transaction, pool 16"
 			}})
-			rep.Targets = append(rep.Targets, targetInfo{"pgwarden", "`pgwarden serve` (this commit's bin/pgwarden): session token as password, every statement parsed, rewritten with the tenant filter and forwarded over the service account; one warehouse connection per client until transaction pooling lands"})
+			rep.Targets = append(rep.Targets, targetInfo{"pgwarden", "`pgwarden serve` (this commit's bin/pgwarden) in transaction pooling mode (pool 16, as PgBouncer's) for every protocol, -M prepared included: session token as password, every statement parsed (or its shape found in the rewrite cache), rewritten with the tenant filter and forwarded over the service account"})
 		}
 	}
 	if len(targets) == 0 {
