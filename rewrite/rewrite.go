@@ -264,8 +264,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, kinds []byte) (*Resu
 		sqls = append(sqls, out)
 	}
 	res.SQL = strings.Join(sqls, "; ")
+	// Not asked for, or a template (which takes its first statement's).
 	if kinds != nil || !r.opts.Fingerprints {
-		return res, nil // a template takes its statement's fingerprint
+		return res, nil
 	}
 	if fp, err := pg_query.Fingerprint(sql); err == nil {
 		res.Fingerprint = fp
