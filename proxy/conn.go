@@ -317,7 +317,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	p := &pending{kind: pParse, start: time.Now()}
-	res, err := c.rewrite(m.Query)
+	res, err := c.rewriteParse(m.Query, parseOIDs(m.ParameterOIDs))
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -369,7 +369,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if rw == st.rw {
 		return st, nil
 	}
-	res, err := c.rewrite(st.info.original)
+	res, err := c.rewriteParse(st.info.original, parseOIDs(st.oids))
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -507,6 +507,15 @@ func (c *clientConn) handleFunctionCall() error {
 	return c.refuseLocked(p)
 }
 
+// parseOIDs makes a Parse's parameter types non-nil even when it declares
+// none, which is what tells rewriteParse a Parse from a Query.
+func parseOIDs(oids []uint32) []uint32 {
+	if oids == nil {
+		return []uint32{}
+	}
+	return oids
+}
+
 // rewritten is a statement that passed the rewriter.
 type rewritten struct {
 	*stmtInfo
@@ -516,12 +525,22 @@ type rewritten struct {
 	ops    []*setOp
 }
 
-func (c *clientConn) rewrite(sql string) (*rewritten, error) {
+func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteParse(sql, nil) }
+
+// rewriteParse rewrites sql; oids is non-nil for a Parse: the parameter
+// types the client declared (possibly none).
+func (c *clientConn) rewriteParse(sql string, oids []uint32) (*rewritten, error) {
 	rw := c.wh.Rewriter()
 	if rw == nil {
 		return nil, errors.New("warehouse has no rewriter")
 	}
-	res, err := rw.Rewrite(sql, c.identity)
+	var res *rewrite.Result
+	var err error
+	if prw, ok := rw.(ParamRewriter); ok && oids != nil {
+		res, err = prw.RewriteParams(sql, c.identity, oids)
+	} else {
+		res, err = rw.Rewrite(sql, c.identity)
+	}
 	if err != nil {
 		return nil, err
 	}

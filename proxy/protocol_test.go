@@ -5,11 +5,16 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // rawSession authenticates with pgconn and hands over the raw protocol.
@@ -246,5 +251,59 @@ func TestUnexpectedMessageTypes(t *testing.T) {
 	}
 	if er, ok := m.(*pgproto3.ErrorResponse); !ok || er.Code != "08P01" || er.Message != `expected password response, got message type "Q"` {
 		t.Fatalf("got %#v", m)
+	}
+}
+
+// paramRewriter records which entry point the proxy used and the types a
+// Parse declared.
+type paramRewriter struct {
+	fakeRewriter
+	mu    sync.Mutex
+	calls []string
+}
+
+func (r *paramRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, "Rewrite "+sql)
+	r.mu.Unlock()
+	return r.fakeRewriter.Rewrite(sql, id)
+}
+
+func (r *paramRewriter) RewriteParams(sql string, id *policy.Identity, types []uint32) (*rewrite.Result, error) {
+	r.mu.Lock()
+	r.calls = append(r.calls, fmt.Sprintf("RewriteParams %v %s", types, sql))
+	r.mu.Unlock()
+	return r.fakeRewriter.Rewrite(sql, id)
+}
+
+// A Parse hands the rewriter the parameter types it declares (none is not
+// unknown: an empty list); a simple Query goes through Rewrite.
+func TestParseDeclaresParameterTypes(t *testing.T) {
+	rw := &paramRewriter{}
+	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].SetRewriter(rw) })
+	ctx := ctxT(t)
+	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Prepare(ctx, "typed", "SELECT total FROM orders WHERE order_id > $1", []uint32{23}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Prepare(ctx, "untyped", "SELECT total FROM orders WHERE order_id < $1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"RewriteParams [23] SELECT total FROM orders WHERE order_id > $1",
+		"RewriteParams [] SELECT total FROM orders WHERE order_id < $1",
+		"Rewrite SELECT 1",
+	}
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
+	if diff := cmp.Diff(want, rw.calls); diff != "" {
+		t.Errorf("rewriter calls (-want +got):\n%s", diff)
 	}
 }

@@ -57,6 +57,13 @@ type Rewriter interface {
 	Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error)
 }
 
+// ParamRewriter is a Rewriter that also takes the parameter types a client
+// declares at Parse (rewrite.Rewriter is one): knowing them lets it push
+// more of the client's conditions into the tenant subquery.
+type ParamRewriter interface {
+	RewriteParams(sql string, id *policy.Identity, paramTypes []uint32) (*rewrite.Result, error)
+}
+
 // Warehouse is one upstream database that clients select with the database
 // name of their startup message.
 type Warehouse struct {

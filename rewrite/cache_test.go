@@ -51,7 +51,7 @@ func TestCacheServesOnlyIdenticalSessions(t *testing.T) {
 		}
 		// And the result is the same as an uncached rewrite.
 		got, err1 := r.Rewrite(sql, &id)
-		want, err2 := r.rewrite(sql, &id, nil)
+		want, err2 := r.rewrite(sql, &id, nil, nil)
 		if (err1 == nil) != (err2 == nil) || (err1 == nil && got.SQL != want.SQL) {
 			t.Errorf("%s: cached %v / %v, uncached %v / %v", name, got, err1, want, err2)
 		}
@@ -106,7 +106,7 @@ func TestCacheDisabledAndConcurrent(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				want, _ := r.rewrite(sql, id, nil)
+				want, _ := r.rewrite(sql, id, nil, nil)
 				if res.SQL != want.SQL {
 					t.Errorf("tenant %s got %s", tenant, res.SQL)
 					return

@@ -143,3 +143,94 @@ INSERT INTO hits VALUES ('a', '2024-03-01', 1), ('a', '2024-04-01', 2), ('b', '2
 		t.Errorf("sum = %d, %v (want 3)\n%s", sum, err, res.SQL)
 	}
 }
+
+// TestParameterRangesPushdown: a range over parameters reaches the (tenant_id,
+// id) index when the parameters are certain to have the column's type, and
+// the rows are the same as with the tenant filter written by hand, whatever
+// the pushdown does.
+func TestParameterRangesPushdown(t *testing.T) {
+	u := pgtest.NewDatabase(t, bigSchema)
+	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	conn, r := liveRewriter(t, u, p)
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+	const rng = "SELECT count(*), coalesce(sum(v), 0) FROM metrics WHERE id > $1 AND id < $2"
+	tests := []struct {
+		name   string
+		sql    string
+		types  []uint32
+		pushed bool
+	}{
+		{"unspecified types", rng, nil, true},
+		{"declared integer", rng, []uint32{23, 23}, true},
+		{"declared bigint", rng, []uint32{20, 0}, false}, // $1::integer could round; $2 still goes in
+		{"declared numeric", rng, []uint32{1700, 1700}, false},
+		{"a second use", "SELECT count(*), coalesce(sum(v), 0) FROM metrics WHERE id > $1 AND id < $2 AND v <> $1", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res, err := r.RewriteParams(tt.sql, id, tt.types)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Contains(res.SQL, "id > $1::int"); got != tt.pushed {
+				t.Errorf("pushed = %v, want %v:\n%s", got, tt.pushed, res.SQL)
+			}
+			// Prepared with the declared types, as the client would.
+			args := [][]byte{[]byte("1006"), []byte("3000")}
+			if tt.types != nil && tt.types[0] == 1700 {
+				// id 1007 is t7's: $1::integer would round 1006.5 up to
+				// 1007 and the fence would drop it.
+				args = [][]byte{[]byte("1006.5"), []byte("3000.5")}
+			}
+			hand := strings.Replace(tt.sql, "WHERE", "WHERE tenant_id = 't7' AND", 1)
+			got, want := runPrepared(t, conn, res.SQL, tt.types, args), runPrepared(t, conn, hand, tt.types, args)
+			if got != want || strings.HasPrefix(got, "0 ") {
+				t.Errorf("rewritten: %s, by hand: %s", got, want)
+			}
+		})
+	}
+	res, err := r.RewriteParams("EXPLAIN (COSTS OFF) "+rng, id, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, res.SQL, 1006, 3000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var plan []string
+	for rows.Next() {
+		var l string
+		rows.Scan(&l)
+		plan = append(plan, l)
+	}
+	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id >") {
+		t.Errorf("range not pushed to the index:\n%s", text)
+	}
+	// The simple protocol's Rewrite knows no declared types: = only.
+	if res, _ := r.Rewrite(rng, id); strings.Contains(res.SQL, "id > $1::int") {
+		t.Errorf("Rewrite pushed a parameter range without knowing its type:\n%s", res.SQL)
+	}
+}
+
+// runPrepared prepares sql with the parameter types and runs it with text
+// arguments; it returns the first row's columns joined by spaces.
+func runPrepared(t *testing.T, conn *pgx.Conn, sql string, types []uint32, args [][]byte) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.PgConn().Prepare(ctx, "", sql, types); err != nil {
+		t.Fatalf("prepare: %v\n%s", err, sql)
+	}
+	res := conn.PgConn().ExecPrepared(ctx, "", args, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 {
+		t.Fatalf("execute: %v (%d rows)\n%s", res.Err, len(res.Rows), sql)
+	}
+	var cols []string
+	for _, c := range res.Rows[0] {
+		cols = append(cols, string(c))
+	}
+	return strings.Join(cols, " ")
+}

@@ -1,6 +1,9 @@
 package rewrite
 
 import (
+	"strconv"
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
 
@@ -87,9 +90,11 @@ func (p *pass) pushDown(where *pg_query.Node, s *scope) {
 			// The client may declare a parameter's type: cast it to the
 			// column's, so that neither another operator nor an implicit
 			// cast of the column (text to regclass fails per row, naming
-			// the value) can run inside the fence. Only for =: a cast may
-			// round, which a range comparison would not survive.
-			if op == "=" {
+			// the value) can run inside the fence. A cast may round, which
+			// = survives (the copy keeps a superset of the rows) but a
+			// range would not: other operators only when the parameter is
+			// known to have the column's type already.
+			if op == "=" || p.params.fits(x.ParamRef.Number, typ, p.sql) {
 				v = typeCast(paramRef(x.ParamRef.Number), ct.typ)
 			}
 		}
@@ -155,4 +160,65 @@ func (t *relTemplate) column(name string) *colTemplate {
 		}
 	}
 	return nil
+}
+
+// params are what the extended protocol's Parse tells about a statement's
+// parameters: the types the client declared.
+type params struct {
+	types []uint32
+	uses  map[int32]int // occurrences of each $n in the text, counted once
+}
+
+// key separates a Parse's rewrite in the cache from a simple Query's and
+// from those with other declared types.
+func (prm *params) key() string {
+	if prm == nil {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("\x00P")
+	for _, t := range prm.types {
+		b.WriteString(strconv.FormatUint(uint64(t), 10))
+		b.WriteByte(',')
+	}
+	b.WriteByte(0)
+	return b.String()
+}
+
+// fits reports whether parameter n of sql is certain to have the column type
+// typ, so that "column op $n" inside the fence compares exactly as outside.
+// That holds when the client declared typ for it, or declared nothing and
+// "column op $n" is its only use: PostgreSQL then gives it the column's type
+// (and the fence's own $n::typ, analysed first, agrees). A second use could
+// give it another type first (FROM b, a with $n compared to columns of both),
+// and the fence's cast would then round.
+func (prm *params) fits(n int32, typ, sql string) bool {
+	if prm == nil || n < 1 {
+		return false
+	}
+	if int(n) <= len(prm.types) && prm.types[n-1] != 0 && prm.types[n-1] != typeOIDs[typ] {
+		return false
+	}
+	if prm.uses == nil {
+		prm.uses = map[int32]int{}
+		scan, err := pg_query.Scan(sql)
+		if err != nil {
+			return false
+		}
+		for _, tok := range scan.Tokens {
+			if tok.Token == pg_query.Token_PARAM {
+				if k, err := strconv.Atoi(sql[tok.Start+1 : tok.End]); err == nil {
+					prm.uses[int32(k)]++
+				}
+			}
+		}
+	}
+	return prm.uses[n] == 1
+}
+
+// typeOIDs are the OIDs of leakproofOps' types, to compare with the types a
+// client declares.
+var typeOIDs = map[string]uint32{
+	"smallint": 21, "integer": 23, "bigint": 20, "text": 25, "character varying": 1043, "date": 1082,
+	"timestamp without time zone": 1114, "timestamp with time zone": 1184, "boolean": 16, "uuid": 2950,
 }

@@ -149,7 +149,19 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 // Each reference to an exposed relation, at any depth, becomes a fenced
 // subquery in place (see fencedSubquery); anything the rewriter does not know
 // how to check is refused.
-func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err error) {
+func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (*Result, error) {
+	return r.rewriteFor(sql, id, nil)
+}
+
+// RewriteParams is Rewrite for a statement the client prepares with the
+// extended protocol's Parse, given the parameter types it declared there
+// (0, or none, for unspecified). Knowing them lets comparisons of columns
+// with parameters other than = be pushed into the fence (pushdown.go).
+func (r *Rewriter) RewriteParams(sql string, id *policy.Identity, paramTypes []uint32) (*Result, error) {
+	return r.rewriteFor(sql, id, &params{types: paramTypes})
+}
+
+func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = nil, pgerr.New(pgerr.InternalError, "internal error in statement rewrite")
@@ -165,34 +177,35 @@ func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err er
 		return nil, pgerr.Denied("permission denied: unknown tenant")
 	}
 	if r.cache == nil {
-		res, perr := r.rewrite(sql, id, nil)
+		res, perr := r.rewrite(sql, id, prm, nil)
 		if perr != nil {
 			return nil, perr
 		}
 		return res, nil
 	}
-	idKey := identityKey(r.pol.Version(), id)
+	idKey := identityKey(r.pol.Version(), id) + prm.key()
 	key := idKey + sql
 	if res, ok := r.cache.get(key); ok {
 		return res, nil
 	}
 	n, ok := normalize(sql)
 	if !ok {
-		return r.rewriteCached(sql, key, id)
+		return r.rewriteCached(sql, key, id, prm)
 	}
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
 		if t.ok {
 			return t.instantiate(n.consts), nil
 		}
-		return r.rewriteCached(sql, key, id)
+		return r.rewriteCached(sql, key, id, prm)
 	}
-	res, err = r.rewriteCached(sql, key, id)
+	res, err = r.rewriteCached(sql, key, id, prm)
 	if err != nil {
 		return nil, err
 	}
 	t := noTemplate
-	if tres, perr := r.rewrite(n.text, id, n.kinds); perr == nil {
+	// The text has no parameters of its own (normalize), so prm is moot.
+	if tres, perr := r.rewrite(n.text, id, nil, n.kinds); perr == nil {
 		tres.Fingerprint, tres.Cacheable = res.Fingerprint, true
 		if cand := newTemplate(tres, len(n.consts)); cand.ok && cand.matches(n.consts, res) {
 			t = cand
@@ -203,8 +216,8 @@ func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (res *Result, err er
 }
 
 // rewriteCached rewrites sql in full and caches the result under key.
-func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity) (*Result, error) {
-	res, perr := r.rewrite(sql, id, nil)
+func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity, prm *params) (*Result, error) {
+	res, perr := r.rewrite(sql, id, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
@@ -220,9 +233,10 @@ func roleName(r policy.Role) string {
 	return string(r)
 }
 
-// rewrite rewrites sql in full; kinds is set when sql is a template's
-// placeholder text (see template.go).
-func (r *Rewriter) rewrite(sql string, id *policy.Identity, kinds []byte) (*Result, *pgerr.Error) {
+// rewrite rewrites sql in full. prm is set for a statement of the extended
+// protocol's Parse; kinds when sql is a template's placeholder text (see
+// template.go).
+func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds []byte) (*Result, *pgerr.Error) {
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		var pe *parser.Error
@@ -244,7 +258,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, kinds []byte) (*Resu
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl, kinds: kinds}
+		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err

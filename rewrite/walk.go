@@ -27,6 +27,8 @@ type pass struct {
 	// kinds is set while rewriting a template: the token kind of the
 	// constant each parameter stands for (template.go).
 	kinds []byte
+	// params is set for a statement of the extended protocol's Parse.
+	params *params
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
