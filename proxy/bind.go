@@ -44,6 +44,9 @@ type clientStmt struct {
 	// reload must keep.
 	shape atomic.Pointer[string]
 	want  *string
+	// described: want is the pool's cached Describe answer (cachedDesc),
+	// not a shape from before a policy reload.
+	described bool
 	// failed is set by the relay when the warehouse rejected the Parse.
 	failed atomic.Bool
 }

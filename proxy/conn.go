@@ -342,6 +342,14 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	}
 	st := newClientStmt(res, m.ParameterOIDs)
 	c.stmts[m.Name] = st
+	if d := c.cachedDesc(st); d != nil {
+		// Prepared and described before on this warehouse: answered here,
+		// prepared on a connection when first bound, where its result
+		// shape is checked against what the client is told now.
+		st.want, st.described = &d.shape, true
+		c.out.send(&pgproto3.ParseComplete{})
+		return nil
+	}
 	b, err := c.bindLocked()
 	if err != nil {
 		delete(c.stmts, m.Name)
@@ -434,6 +442,16 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 	if m.ObjectType != 'S' {
 		return c.sendLocked(m, p)
 	}
+	if st := c.stmts[m.Name]; st != nil && !st.failed.Load() && st.rw == c.wh.Rewriter() {
+		if d := c.cachedDesc(st); d != nil && (st.want == nil || *st.want == d.shape) {
+			if st.shape.Load() == nil && st.want == nil {
+				st.want, st.described = &d.shape, true
+			}
+			c.out.send(d.params)
+			c.out.send(d.result)
+			return nil
+		}
+	}
 	b, st, err := c.preparedLocked(m.Name, p)
 	if b == nil {
 		return err
@@ -514,6 +532,16 @@ func parseOIDs(oids []uint32) []uint32 {
 		return []uint32{}
 	}
 	return oids
+}
+
+// cachedDesc returns the pool's Describe answer for st when the client may
+// be answered without a connection: in transaction mode, between
+// transactions. c.mu is held.
+func (c *clientConn) cachedDesc(st *clientStmt) *stmtDesc {
+	if c.pool == nil || c.cur != nil || st.want != nil && !st.described {
+		return nil // re-rewritten after a reload: checked upstream
+	}
+	return c.pool.desc(st.name)
 }
 
 // rewritten is a statement that passed the rewriter.
@@ -833,6 +861,8 @@ func (r flushingReader) Read(p []byte) (int, error) {
 	r.c.mu.Lock()
 	if r.c.cur != nil {
 		r.c.cur.sc.Flush() // an error here surfaces in the relay's read
+	} else if r.c.pool != nil {
+		r.c.out.flush() // answers given without a connection; an error surfaces at the next write
 	}
 	r.c.mu.Unlock()
 	n, err := r.c.nc.Read(p)

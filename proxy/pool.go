@@ -243,6 +243,64 @@ type pool struct {
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	closed   bool
+	// descs holds what the warehouse answered to Describe of each proxy
+	// statement (by proxy name), so that a client's Parse and Describe need
+	// no connection when another client prepared the same statement.
+	descs map[string]*stmtDesc
+}
+
+// stmtDesc is a statement's Describe answer, copied out of the
+// connection's buffers and shared read-only between clients.
+type stmtDesc struct {
+	params *pgproto3.ParameterDescription
+	result pgproto3.BackendMessage // *RowDescription or *NoData
+	shape  string                  // resultShape(result)
+}
+
+// maxDescs bounds the pool's Describe cache (entries are a few hundred bytes).
+const maxDescs = 4096
+
+func (p *pool) desc(name string) *stmtDesc {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.descs[name]
+}
+
+func (p *pool) putDesc(name string, d *stmtDesc) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.descs == nil {
+		p.descs = map[string]*stmtDesc{}
+	}
+	if _, ok := p.descs[name]; !ok && len(p.descs) >= maxDescs {
+		for k := range p.descs { // evict one at random
+			delete(p.descs, k)
+			break
+		}
+	}
+	p.descs[name] = d
+}
+
+// newStmtDesc copies a Describe's answers (pgproto3 reuses its messages).
+func newStmtDesc(params *pgproto3.ParameterDescription, result pgproto3.BackendMessage) (*stmtDesc, error) {
+	d := &stmtDesc{params: &pgproto3.ParameterDescription{ParameterOIDs: append([]uint32(nil), params.ParameterOIDs...)}, shape: resultShape(result)}
+	switch m := result.(type) {
+	case *pgproto3.NoData:
+		d.result = &pgproto3.NoData{}
+	case *pgproto3.RowDescription:
+		buf, err := m.Encode(nil)
+		if err != nil {
+			return nil, err
+		}
+		rd := &pgproto3.RowDescription{}
+		if err := rd.Decode(buf[5:]); err != nil { // our own buffer: the fields may point into it
+			return nil, err
+		}
+		d.result = rd
+	default:
+		return nil, fmt.Errorf("unexpected describe answer %T", result)
+	}
+	return d, nil
 }
 
 func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics) *pool {

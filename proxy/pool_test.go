@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -825,5 +826,98 @@ func TestPoolIdleTimeout(t *testing.T) {
 	}
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatalf("after the reaper: %v", err)
+	}
+}
+
+// A statement another session prepared and described (the same rewritten
+// text: a session of the same tenant) is prepared and described without a
+// warehouse connection: here the pool's only connection is held by an open
+// transaction, and the second session still prepares at once. It runs once
+// the connection is free.
+func TestPoolDescribesFromCache(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 2 * time.Second}, nil)
+	ctx := ctxT(t)
+	const q = "SELECT total, order_id FROM orders WHERE order_id > $1 ORDER BY order_id"
+	a, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	first, err := a.Prepare(ctx, "s1", q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Exec(ctx, "BEGIN").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	start := time.Now()
+	second, err := b.Prepare(ctx, "s2", q, nil)
+	if err != nil {
+		t.Fatalf("prepare while the pool's connection is busy: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("prepare took %s: it waited for a connection", d)
+	}
+	if !cmp.Equal(first.ParamOIDs, second.ParamOIDs) || len(second.Fields) != 2 || second.Fields[0].DataTypeOID != first.Fields[0].DataTypeOID ||
+		string(second.Fields[1].Name) != "order_id" {
+		t.Errorf("described from cache: %+v, want %+v", second, first)
+	}
+	if _, err := a.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	res := b.ExecPrepared(ctx, "s2", [][]byte{[]byte("0")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 3 || string(res.Rows[0][0]) != "10" {
+		t.Errorf("acme's rows: %v %q", res.Err, res.Rows)
+	}
+}
+
+// What the cache told a client is checked when the statement is first
+// bound: a result type changed since is PostgreSQL's 0A000, not rows of
+// another shape.
+func TestPoolCachedDescribeChecksShape(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	const q = "SELECT total FROM orders WHERE order_id = $1"
+	a, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close(ctx)
+	if _, err := a.Prepare(ctx, "s", q, nil); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgconn.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	// A fresh warehouse connection, where the statement is prepared anew
+	// with the new type and PostgreSQL itself has nothing to complain of.
+	if _, err := admin.Exec(ctx, "ALTER TABLE orders ALTER total TYPE bigint; "+
+		"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the FATAL reaches the idle connection
+	b, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(ctx)
+	sd, err := b.Prepare(ctx, "s", q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.Fields[0].DataTypeOID != 23 {
+		t.Skipf("not described from cache (total is %d): nothing to check", sd.Fields[0].DataTypeOID)
+	}
+	res := b.ExecPrepared(ctx, "s", [][]byte{[]byte("1")}, nil, nil).Read()
+	wantPgErr(t, res.Err, "0A000", "cached plan must not change result type")
+	if _, err := b.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Errorf("connection unusable after 0A000: %v", err)
 	}
 }

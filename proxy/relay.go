@@ -48,6 +48,9 @@ type pending struct {
 	prep     string
 	be       *backend
 	stmt     *clientStmt
+	// A Describe of a statement: its ParameterDescription, copied, until
+	// the row description completes it for the pool's cache.
+	params *pgproto3.ParameterDescription
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -318,7 +321,10 @@ func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMess
 	if p == nil || p.kind != pDescribe {
 		return msg
 	}
-	if _, ok := msg.(*pgproto3.ParameterDescription); ok {
+	if pd, ok := msg.(*pgproto3.ParameterDescription); ok {
+		if p.stmt != nil && c.pool != nil {
+			p.params = &pgproto3.ParameterDescription{ParameterOIDs: append([]uint32(nil), pd.ParameterOIDs...)}
+		}
 		if p.internal {
 			return nil
 		}
@@ -327,6 +333,12 @@ func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMess
 	c.q.pop()
 	if p.stmt == nil {
 		return msg
+	}
+	if p.params != nil {
+		// The warehouse's answer as of now, whatever the client was told.
+		if d, err := newStmtDesc(p.params, msg); err == nil {
+			c.pool.putDesc(p.stmt.name, d)
+		}
 	}
 	shape := resultShape(msg)
 	if !p.internal {
