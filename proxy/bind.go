@@ -95,6 +95,10 @@ type setOp struct {
 	name     string // lowercase; "" with resetAll
 	sql      string // the SET statement to replay; "" for a reset
 	resetAll bool
+	// A savepoint statement instead: what a ROLLBACK TO undoes of the
+	// transaction's SETs (see noteCommand). Never replayed.
+	savepoint   string
+	savepointOp rewrite.SavepointOp
 }
 
 // setOps describes the settings statements of res (nil when there are none
@@ -109,6 +113,8 @@ func (c *clientConn) setOps(res *rewrite.Result) []*setOp {
 		switch {
 		case st.Kind == rewrite.KindDiscard && isDiscardAll(st.SQL):
 			op = &setOp{resetAll: true}
+		case st.Kind == rewrite.KindTransaction && st.SavepointOp != rewrite.NoSavepoint:
+			op = &setOp{savepoint: st.Savepoint, savepointOp: st.SavepointOp}
 		case st.Kind == rewrite.KindSet && !st.SetLocal && st.SetName != "":
 			switch {
 			case st.SetName == "all":
@@ -245,6 +251,7 @@ func (c *clientConn) applySettings(b *backend) error {
 func (c *clientConn) applyOps(ops []setOp) {
 	for _, op := range ops {
 		switch {
+		case op.savepointOp != rewrite.NoSavepoint:
 		case op.resetAll:
 			c.settings = c.settings[:0]
 		default:

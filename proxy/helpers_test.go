@@ -50,8 +50,9 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 			continue
 		}
 		k := rewrite.KindQuery
-		var setName, setValue string
+		var setName, setValue, sp string
 		var local bool
+		var spOp rewrite.SavepointOp
 		switch f := strings.Fields(s); strings.ToUpper(f[0]) {
 		case "SHOW":
 			k = rewrite.KindShow
@@ -67,8 +68,17 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 			if strings.ToUpper(f[0]) == "SET" && len(f) >= 4 {
 				setValue = f[3]
 			}
-		case "BEGIN", "COMMIT", "ROLLBACK", "START":
+		case "BEGIN", "COMMIT", "ROLLBACK", "START", "SAVEPOINT", "RELEASE":
 			k = rewrite.KindTransaction
+			last := strings.ToLower(f[len(f)-1])
+			switch {
+			case strings.EqualFold(f[0], "SAVEPOINT"):
+				sp, spOp = last, rewrite.SavepointDefine
+			case strings.EqualFold(f[0], "RELEASE"):
+				sp, spOp = last, rewrite.SavepointRelease
+			case len(f) >= 3 && strings.EqualFold(f[1], "TO"):
+				sp, spOp = last, rewrite.SavepointRollbackTo
+			}
 		case "DISCARD":
 			k = rewrite.KindDiscard
 		case "DECLARE", "FETCH", "MOVE", "CLOSE":
@@ -80,7 +90,8 @@ func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, e
 		case "DEALLOCATE":
 			k = rewrite.KindDeallocate
 		}
-		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k, SetName: setName, SetValue: setValue, SetLocal: local})
+		res.Statements = append(res.Statements, rewrite.Statement{SQL: s, Kind: k, SetName: setName, SetValue: setValue, SetLocal: local,
+			Savepoint: sp, SavepointOp: spOp})
 	}
 	h := fnv.New64a()
 	h.Write([]byte(sql))

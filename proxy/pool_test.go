@@ -186,6 +186,32 @@ func TestPoolDirtyConnections(t *testing.T) {
 			t.Errorf("after the client left: TimeZone %q, want %q", got, defaultTZ)
 		}
 	})
+	t.Run("savepoints", func(t *testing.T) {
+		// ROLLBACK TO undoes only the SETs after its savepoint; RELEASE
+		// keeps them. Each check lands after b used the one connection.
+		a := connectPgx(t, ctx, tp, "tok-acme", simple)
+		if _, err := a.Exec(ctx, "BEGIN; SET TimeZone TO 'Europe/Paris'; SAVEPOINT s1; SET TimeZone TO 'America/New_York'; "+
+			"ROLLBACK TO SAVEPOINT s1; SAVEPOINT s2; SET DateStyle TO 'SQL, DMY'; SAVEPOINT s3; RELEASE SAVEPOINT s2; COMMIT"); err != nil {
+			t.Fatal(err)
+		}
+		show(b, "TimeZone")
+		if got := show(a, "TimeZone"); got != "Europe/Paris" {
+			t.Errorf("TimeZone %q after ROLLBACK TO, want the SET before the savepoint", got)
+		}
+		show(b, "TimeZone")
+		if got := show(a, "DateStyle"); got != "SQL, DMY" {
+			t.Errorf("DateStyle %q after RELEASE, want the released SET", got)
+		}
+		// A rolled back transaction drops them all, savepoints or not.
+		if _, err := a.Exec(ctx, "BEGIN; SAVEPOINT s1; SET TimeZone TO 'Asia/Tokyo'; RELEASE s1; ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		show(b, "TimeZone")
+		if got := show(a, "TimeZone"); got != "Europe/Paris" {
+			t.Errorf("TimeZone %q after ROLLBACK, want Europe/Paris", got)
+		}
+		a.Close(ctx)
+	})
 	t.Run("set_config", func(t *testing.T) {
 		for _, mode := range []pgx.QueryExecMode{simple, pgx.QueryExecModeCacheStatement} {
 			a := connectPgx(t, ctx, tp, "tok-acme", mode)

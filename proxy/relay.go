@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // pendingKind is a client message the warehouse has yet to answer.
@@ -439,17 +440,48 @@ func (c *clientConn) noteCommand(b *backend, tag pgconn.CommandTag, op *setOp) {
 	if c.pool == nil {
 		return
 	}
-	if op != nil {
+	switch {
+	case op != nil && op.savepointOp != rewrite.NoSavepoint:
+		c.txOps = savepointOps(c.txOps, op)
+	case op != nil:
 		c.txOps = append(c.txOps, *op)
 		c.opsSeen = true
-	}
-	switch {
 	case tag.String() == "COMMIT":
 		c.applyOps(c.txOps)
 		c.txOps = c.txOps[:0]
 	case tag.String() == "ROLLBACK":
 		c.txOps = c.txOps[:0]
 	}
+}
+
+// savepointOps applies a completed savepoint statement to the transaction's
+// SETs, which carry a marker per savepoint: ROLLBACK TO drops the SETs
+// after the savepoint's marker (it stays defined), RELEASE drops the
+// markers from it on (the SETs stay, now part of the enclosing level).
+func savepointOps(ops []setOp, op *setOp) []setOp {
+	if op.savepointOp == rewrite.SavepointDefine {
+		return append(ops, *op)
+	}
+	at := -1
+	for i := len(ops) - 1; i >= 0; i-- {
+		if ops[i].savepointOp == rewrite.SavepointDefine && ops[i].savepoint == op.savepoint {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		return ops // PostgreSQL said it exists; nothing of ours to undo
+	}
+	if op.savepointOp == rewrite.SavepointRollbackTo {
+		return ops[:at+1]
+	}
+	kept := ops[:at]
+	for _, o := range ops[at+1:] {
+		if o.savepointOp == rewrite.NoSavepoint {
+			kept = append(kept, o)
+		}
+	}
+	return kept
 }
 
 func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMessage {

@@ -33,7 +33,21 @@ type Statement struct {
 	SetName  string
 	SetValue string
 	SetLocal bool
+	// Savepoint names the savepoint of a KindTransaction statement that
+	// SAVEPOINTs, RELEASEs or ROLLs BACK TO one, which SavepointOp says.
+	Savepoint   string
+	SavepointOp SavepointOp
 }
+
+// SavepointOp is what a transaction statement does to a savepoint.
+type SavepointOp int
+
+const (
+	NoSavepoint SavepointOp = iota
+	SavepointDefine
+	SavepointRelease
+	SavepointRollbackTo
+)
 
 // Result is what a rewrite returns. The proxy decides what to send; it always
 // sends SQL, never the client's original text.

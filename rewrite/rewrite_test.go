@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 )
@@ -119,5 +121,32 @@ func TestSameErrorWhetherRelationExists(t *testing.T) {
 	}
 	if msgs[0] != msgs[1] || msgs[1] != msgs[2] {
 		t.Errorf("errors differ: %q", msgs)
+	}
+}
+
+// The proxy replays settings across pooled connections and needs to know
+// which savepoint a statement defines, releases or rolls back to.
+func TestSavepointStatements(t *testing.T) {
+	r := demoRewriter(t, Options{CacheBytes: -1})
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	res, err := r.Rewrite(`BEGIN; SAVEPOINT a; RELEASE SAVEPOINT a; SAVEPOINT "B b"; ROLLBACK TO b; ROLLBACK TO SAVEPOINT "B b"; RELEASE b; ROLLBACK`, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type sp struct {
+		name string
+		op   SavepointOp
+	}
+	var got []sp
+	for _, st := range res.Statements {
+		if st.Kind != KindTransaction {
+			t.Errorf("%s: kind %v", st.SQL, st.Kind)
+		}
+		got = append(got, sp{st.Savepoint, st.SavepointOp})
+	}
+	want := []sp{{"", NoSavepoint}, {"a", SavepointDefine}, {"a", SavepointRelease}, {"B b", SavepointDefine},
+		{"b", SavepointRollbackTo}, {"B b", SavepointRollbackTo}, {"b", SavepointRelease}, {"", NoSavepoint}}
+	if !cmp.Equal(got, want, cmp.AllowUnexported(sp{})) {
+		t.Errorf("savepoints %v, want %v", got, want)
 	}
 }

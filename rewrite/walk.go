@@ -107,7 +107,16 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		return p.set(x.VariableSetStmt)
 	case *pg_query.Node_TransactionStmt:
 		p.transaction(x.TransactionStmt)
-		return Statement{Kind: KindTransaction}
+		st := Statement{Kind: KindTransaction, Savepoint: x.TransactionStmt.SavepointName}
+		switch x.TransactionStmt.Kind {
+		case pg_query.TransactionStmtKind_TRANS_STMT_SAVEPOINT:
+			st.SavepointOp = SavepointDefine
+		case pg_query.TransactionStmtKind_TRANS_STMT_RELEASE:
+			st.SavepointOp = SavepointRelease
+		case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK_TO:
+			st.SavepointOp = SavepointRollbackTo
+		}
+		return st
 	case *pg_query.Node_PrepareStmt:
 		for _, a := range x.PrepareStmt.Argtypes {
 			p.typeName(a.GetTypeName())
