@@ -226,6 +226,18 @@ func (tp *testProxy) url(password, db, extra string) string {
 	return u
 }
 
+// connect logs a pgconn client in to warehouse "wh" with a token; it is
+// closed when the test ends.
+func (tp *testProxy) connect(t testing.TB, ctx context.Context, token string) *pgconn.PgConn {
+	t.Helper()
+	c, err := pgconn.Connect(ctx, tp.url(token, "wh", ""))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", token, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)

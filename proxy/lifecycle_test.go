@@ -27,11 +27,7 @@ import (
 func TestCancelRequest(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 
 	// A forged key (right pid, wrong secret; and a made-up pid) cancels nothing.
 	forged := func(pid uint32, secret []byte) {
@@ -188,21 +184,9 @@ func TestMaxClientConns(t *testing.T) {
 func TestRevocation(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	idle, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close(ctx)
-	active, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer active.Close(ctx)
-	other, err := pgconn.Connect(ctx, tp.url("tok-globex", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close(ctx)
+	idle := tp.connect(t, ctx, "tok-acme")
+	active := tp.connect(t, ctx, "tok-acme")
+	other := tp.connect(t, ctx, "tok-globex")
 
 	done := make(chan error, 1)
 	go func() {
@@ -214,7 +198,7 @@ func TestRevocation(t *testing.T) {
 
 	wantPgErr(t, <-done, "28000", "session revoked")
 	// The idle connection was closed too; pgconn notices on the next use.
-	_, err = idle.Exec(ctx, "SELECT 1").ReadAll()
+	_, err := idle.Exec(ctx, "SELECT 1").ReadAll()
 	if err == nil {
 		t.Fatal("idle connection of a revoked session still works")
 	}
@@ -264,21 +248,9 @@ func TestIdleRevokedConnectionGetsFatal(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	idle, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idle.Close(ctx)
-	busy, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close(ctx)
-	stuck, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stuck.Close(ctx)
+	idle := tp.connect(t, ctx, "tok-acme")
+	busy := tp.connect(t, ctx, "tok-acme")
+	stuck := tp.connect(t, ctx, "tok-acme")
 
 	busyDone := make(chan error, 1)
 	go func() {
@@ -352,11 +324,7 @@ func TestSessionExpiresMidSession(t *testing.T) {
 		d.Now = func() time.Time { return time.Unix(0, now.Load()) }
 	})
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -412,11 +380,7 @@ func TestInsecurePasswordRefused(t *testing.T) {
 func TestWarehouseTerminatesBackend(t *testing.T) {
 	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolSession })
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	admin, err := pgx.Connect(ctx, tp.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -439,11 +403,7 @@ func TestWarehouseTerminatesBackend(t *testing.T) {
 func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 	tp := startPool(t, PoolConfig{Size: 1}, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	admin, err := pgx.Connect(ctx, tp.dbURL)
 	if err != nil {
 		t.Fatal(err)

@@ -354,11 +354,7 @@ func TestDeallocateProtocolStatement(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, nil)
 			ctx := ctxT(t)
-			pc, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer pc.Close(ctx)
+			pc := tp.connect(t, ctx, "tok-acme")
 			for _, name := range []string{"s1", "twin"} {
 				if _, err := pc.Prepare(ctx, name, "SELECT 41 + $1::int", nil); err != nil {
 					t.Fatal(err)
@@ -380,7 +376,7 @@ func TestDeallocateProtocolStatement(t *testing.T) {
 			if res.Err != nil || string(res.Rows[0][0]) != "42" {
 				t.Fatalf("after re-prepare: %v %v", res.Rows, res.Err)
 			}
-			_, err = pc.Exec(ctx, "DEALLOCATE nope").ReadAll()
+			_, err := pc.Exec(ctx, "DEALLOCATE nope").ReadAll()
 			wantPgErr(t, err, "26000", `prepared statement "nope" does not exist`)
 		})
 	}
@@ -527,11 +523,7 @@ func TestPoolIdleClients(t *testing.T) {
 	const n = 1000
 	tp := startPool(t, PoolConfig{Size: 2}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 2 * n })
 	ctx := ctxT(t)
-	warm, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer warm.Close(ctx)
+	warm := tp.connect(t, ctx, "tok-acme")
 	login := func() net.Conn {
 		c, err := net.Dial("tcp", tp.addr)
 		if err != nil {
@@ -673,11 +665,7 @@ func TestReloadBetweenParseAndBind(t *testing.T) {
 		wh.SetRewriter(swapRewriter{tag: "old"})
 	})
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	if _, err := conn.Prepare(ctx, "s1", "SELECT 'tag'", nil); err != nil {
 		t.Fatal(err)
 	}
@@ -864,11 +852,7 @@ func TestPoolDescribesFromCache(t *testing.T) {
 	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 2 * time.Second}, nil)
 	ctx := ctxT(t)
 	const q = "SELECT total, order_id FROM orders WHERE order_id > $1 ORDER BY order_id"
-	a, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	a := tp.connect(t, ctx, "tok-acme")
 	first, err := a.Prepare(ctx, "s1", q, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -876,11 +860,7 @@ func TestPoolDescribesFromCache(t *testing.T) {
 	if _, err := a.Exec(ctx, "BEGIN").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	b, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
+	b := tp.connect(t, ctx, "tok-acme")
 	start := time.Now()
 	second, err := b.Prepare(ctx, "s2", q, nil)
 	if err != nil {
@@ -909,11 +889,7 @@ func TestPoolCachedDescribeChecksShape(t *testing.T) {
 	tp := startPool(t, PoolConfig{Size: 1}, nil)
 	ctx := ctxT(t)
 	const q = "SELECT total FROM orders WHERE order_id = $1"
-	a, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close(ctx)
+	a := tp.connect(t, ctx, "tok-acme")
 	if _, err := a.Prepare(ctx, "s", q, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -929,11 +905,7 @@ func TestPoolCachedDescribeChecksShape(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // the FATAL reaches the idle connection
-	b, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(ctx)
+	b := tp.connect(t, ctx, "tok-acme")
 	sd, err := b.Prepare(ctx, "s", q, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -282,11 +282,7 @@ func TestParseDeclaresParameterTypes(t *testing.T) {
 	rw := &paramRewriter{}
 	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].SetRewriter(rw) })
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	if _, err := conn.Prepare(ctx, "typed", "SELECT total FROM orders WHERE order_id > $1", []uint32{23}); err != nil {
 		t.Fatal(err)
 	}

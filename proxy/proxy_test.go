@@ -43,11 +43,7 @@ func TestSimpleQueryIsRewritten(t *testing.T) {
 func TestMultiStatementSimpleQuery(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-globex", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-globex")
 	results, err := conn.Exec(ctx, "SELECT 1 AS a; SELECT order_id FROM orders ORDER BY order_id; SELECT 'x'").ReadAll()
 	if err != nil {
 		t.Fatal(err)
@@ -109,12 +105,8 @@ func TestExtendedProtocolPreparedStatements(t *testing.T) {
 func TestRefusedStatementSimple(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "SELECT * FROM internal_costs").ReadAll()
+	conn := tp.connect(t, ctx, "tok-acme")
+	_, err := conn.Exec(ctx, "SELECT * FROM internal_costs").ReadAll()
 	pe := wantPgErr(t, err, "42501", "permission denied for table internal_costs")
 	if pe.Hint != "ask for access" || pe.Severity != "ERROR" {
 		t.Errorf("hint %q severity %q", pe.Hint, pe.Severity)
@@ -161,12 +153,8 @@ func TestRefusedStatementExtended(t *testing.T) {
 func TestInternalErrorsDoNotLeak(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "SELECT rewriter_panics_here").ReadAll()
+	conn := tp.connect(t, ctx, "tok-acme")
+	_, err := conn.Exec(ctx, "SELECT rewriter_panics_here").ReadAll()
 	pe := wantPgErr(t, err, "XX000", "internal error")
 	if pe.Detail == "" || pe.Message != "internal error" {
 		t.Errorf("detail %q message %q", pe.Detail, pe.Message)
@@ -181,11 +169,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 func TestPipelineRefusalRecovery(t *testing.T) {
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	p := conn.StartPipeline(ctx)
 	p.SendQueryParams("SELECT count(*) FROM orders", nil, nil, nil, nil)
 	p.SendQueryParams("SELECT * FROM internal_costs", nil, nil, nil, nil)
@@ -203,7 +187,7 @@ func TestPipelineRefusalRecovery(t *testing.T) {
 		t.Fatalf("first: %+v", res)
 	}
 	// The refusal comes at Parse time, in its place.
-	_, err = p.GetResults()
+	_, err := p.GetResults()
 	wantPgErr(t, err, "42501", "internal_costs")
 	// The third statement was skipped: the next result is the Sync.
 	next, err := p.GetResults()

@@ -5,8 +5,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // A million-row result (~110 MB on the wire) streams through the proxy in
@@ -18,11 +16,7 @@ func TestStreamingMemoryIsBounded(t *testing.T) {
 	}
 	tp := startProxy(t, nil)
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 
 	runtime.GC()
 	var ms runtime.MemStats

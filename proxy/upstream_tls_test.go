@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 )
 
@@ -71,11 +69,7 @@ func TestUpstreamTLSAndCancel(t *testing.T) {
 		d.Warehouses["wh"] = NewWarehouse("wh", dsn, fakeRewriter{})
 	})
 	ctx := ctxT(t)
-	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
+	conn := tp.connect(t, ctx, "tok-acme")
 	res, err := conn.Exec(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").ReadAll()
 	if err != nil {
 		t.Fatal(err)
