@@ -210,6 +210,11 @@ func TestParameterRangesPushdown(t *testing.T) {
 	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id >") {
 		t.Errorf("range not pushed to the index:\n%s", text)
 	}
+	// BETWEEN goes in as its two comparisons.
+	if res, err := r.RewriteParams("SELECT count(*) FROM metrics WHERE id BETWEEN $1 AND $2", id, nil); err != nil ||
+		!strings.Contains(res.SQL, "tenant_id = 't7' AND id >= $1::int AND id <= $2::int ") {
+		t.Errorf("BETWEEN of parameters: %v\n%v", err, res)
+	}
 	// The simple protocol's Rewrite knows no declared types: = only.
 	if res, _ := r.Rewrite(rng, id); strings.Contains(res.SQL, "id > $1::int") {
 		t.Errorf("Rewrite pushed a parameter range without knowing its type:\n%s", res.SQL)

@@ -31,7 +31,8 @@ var allCompare = map[string]bool{"=": true, "<>": true, "<": true, "<=": true, "
 // with a leakproof operator, on an unmasked column of a fenced relation) into
 // that relation's subquery, so that PostgreSQL can use indexes for them. The
 // original conjunct stays where it is; it is strict, so the copy removes only
-// rows the original would remove too, whatever the join type.
+// rows the original would remove too, whatever the join type. A BETWEEN is
+// copied as its two comparisons, which is what PostgreSQL makes of it.
 func (p *pass) pushDown(where *pg_query.Node, s *scope) {
 	conjuncts := []*pg_query.Node{where}
 	if b := where.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
@@ -39,74 +40,128 @@ func (p *pass) pushDown(where *pg_query.Node, s *scope) {
 	}
 	for _, c := range conjuncts {
 		e := c.GetAExpr()
-		if e == nil || e.Kind != pg_query.A_Expr_Kind_AEXPR_OP || len(e.Name) != 1 {
+		if e == nil {
 			continue
 		}
-		op := e.Name[0].GetString_().GetSval()
-		col, val, colLeft := e.Lexpr.GetColumnRef(), e.Rexpr, true
-		if col == nil {
-			col, val, colLeft = e.Rexpr.GetColumnRef(), e.Lexpr, false
-		}
-		if col == nil || val == nil {
-			continue
-		}
-		item, name := pushTarget(col, s)
-		if item == nil {
-			continue
-		}
-		ct := item.v.t.column(name)
-		if ct == nil || (ct.masked != nil && !p.id.InGroup(ct.rule.UnlessGroups...)) {
-			continue
-		}
-		typ := item.v.t.cat.Columns[ct.colIndex].Type
-		if !leakproofOps[typ][op] {
-			continue
-		}
-		var v *pg_query.Node
-		switch x := val.Node.(type) {
-		case *pg_query.Node_AConst:
-			// Only literals that take the column's own type: integers for
-			// integer columns, untyped strings for anything.
-			switch x.AConst.Val.(type) {
-			case *pg_query.A_Const_Sval:
-				v = strConst(x.AConst.GetSval().GetSval())
-			case *pg_query.A_Const_Ival:
-				if typ == "smallint" || typ == "integer" || typ == "bigint" {
-					v = intConst(int64(x.AConst.GetIval().GetIval()))
-				}
+		switch {
+		case e.Kind == pg_query.A_Expr_Kind_AEXPR_OP && len(e.Name) == 1:
+			op := e.Name[0].GetString_().GetSval()
+			if col := e.Lexpr.GetColumnRef(); col != nil {
+				p.pushComparison(s, col, op, e.Rexpr, true)
+			} else if col := e.Rexpr.GetColumnRef(); col != nil {
+				p.pushComparison(s, col, op, e.Lexpr, false)
 			}
-		case *pg_query.Node_ParamRef:
-			switch p.placeholderKind(x.ParamRef) {
-			case constString:
-				v = paramRef(x.ParamRef.Number) // as the literal below
-			case constInt:
-				if typ == "smallint" || typ == "integer" || typ == "bigint" {
-					v = paramRef(x.ParamRef.Number)
-				}
-			}
-			if p.kinds != nil {
-				break
-			}
-			// The client may declare a parameter's type: cast it to the
-			// column's, so that neither another operator nor an implicit
-			// cast of the column (text to regclass fails per row, naming
-			// the value) can run inside the fence. A cast may round, which
-			// = survives (the copy keeps a superset of the rows) but a
-			// range would not: other operators only when the parameter is
-			// known to have the column's type already.
-			if op == "=" || p.params.fits(x.ParamRef.Number, typ, p.sql) {
-				v = typeCast(paramRef(x.ParamRef.Number), ct.typ)
+		case e.Kind == pg_query.A_Expr_Kind_AEXPR_BETWEEN:
+			bounds := e.Rexpr.GetList().GetItems()
+			if col := e.Lexpr.GetColumnRef(); col != nil && len(bounds) == 2 {
+				p.pushComparison(s, col, ">=", bounds[0], true)
+				p.pushComparison(s, col, "<=", bounds[1], true)
 			}
 		}
-		if v == nil {
-			continue
-		}
-		cond := opExpr(op, colRef(name), v)
-		if !colLeft {
-			cond = opExpr(op, v, colRef(name))
-		}
-		item.sub.WhereClause = appendAnd(item.sub.WhereClause, cond)
 	}
+}
+
+// pushComparison copies "col op val" (or "val op col") into the fence of the
+// relation col belongs to, when that is safe.
+func (p *pass) pushComparison(s *scope, col *pg_query.ColumnRef, op string, val *pg_query.Node, colLeft bool) {
+	if val == nil {
+		return
+	}
+	item, name := pushTarget(col, s)
+	if item == nil {
+		return
+	}
+	ct := item.v.t.column(name)
+	if ct == nil || (ct.masked != nil && !p.id.InGroup(ct.rule.UnlessGroups...)) {
+		return
+	}
+	typ := item.v.t.cat.Columns[ct.colIndex].Type
+	if !leakproofOps[typ][op] {
+		return
+	}
+	if tc := val.GetTypeCast(); tc != nil && castToType(tc.TypeName, typ) {
+		// 'literal'::coltype (or coltype 'literal'): the same as the untyped
+		// literal compared with the column, so it goes in as one.
+		if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil {
+			val = tc.Arg
+		} else if tc.Arg.GetParamRef() != nil {
+			val = tc.Arg
+		}
+	}
+	var v *pg_query.Node
+	switch x := val.Node.(type) {
+	case *pg_query.Node_AConst:
+		// Only literals that take the column's own type: integers for
+		// integer columns, untyped strings for anything.
+		switch x.AConst.Val.(type) {
+		case *pg_query.A_Const_Sval:
+			v = strConst(x.AConst.GetSval().GetSval())
+		case *pg_query.A_Const_Ival:
+			if typ == "smallint" || typ == "integer" || typ == "bigint" {
+				v = intConst(int64(x.AConst.GetIval().GetIval()))
+			}
+		}
+	case *pg_query.Node_ParamRef:
+		switch p.placeholderKind(x.ParamRef) {
+		case constString:
+			v = paramRef(x.ParamRef.Number) // as the literal above
+		case constInt:
+			if typ == "smallint" || typ == "integer" || typ == "bigint" {
+				v = paramRef(x.ParamRef.Number)
+			}
+		}
+		if p.kinds != nil {
+			break
+		}
+		// The client may declare a parameter's type: cast it to the
+		// column's, so that neither another operator nor an implicit cast
+		// of the column (text to regclass fails per row, naming the value)
+		// can run inside the fence. A cast may round, which = survives (the
+		// copy keeps a superset of the rows) but a range would not: other
+		// operators only when the parameter is known to have the column's
+		// type already.
+		if op == "=" || p.params.fits(x.ParamRef.Number, typ, p.sql) {
+			v = typeCast(paramRef(x.ParamRef.Number), ct.typ)
+		}
+	}
+	if v == nil {
+		return
+	}
+	cond := opExpr(op, colRef(name), v)
+	if !colLeft {
+		cond = opExpr(op, v, colRef(name))
+	}
+	item.sub.WhereClause = appendAnd(item.sub.WhereClause, cond)
+}
+
+// castToType reports whether tn names the column type typ (as format_type
+// spells it) exactly: a built-in name, no type modifiers (varchar(3) would
+// truncate), no array.
+func castToType(tn *pg_query.TypeName, typ string) bool {
+	if tn == nil || len(tn.Typmods) > 0 || len(tn.ArrayBounds) > 0 || tn.Setof || tn.PctType {
+		return false
+	}
+	var name string
+	switch len(tn.Names) {
+	case 1:
+		name = tn.Names[0].GetString_().GetSval()
+	case 2:
+		if tn.Names[0].GetString_().GetSval() != "pg_catalog" {
+			return false
+		}
+		name = tn.Names[1].GetString_().GetSval()
+	default:
+		return false
+	}
+	return typeNames[name] == typ
+}
+
+// typeNames maps the names a cast may use to the types of leakproofOps.
+var typeNames = map[string]string{
+	"int2": "smallint", "smallint": "smallint", "int4": "integer", "integer": "integer", "int": "integer",
+	"int8": "bigint", "bigint": "bigint", "text": "text", "varchar": "character varying",
+	"date": "date", "timestamp": "timestamp without time zone", "timestamptz": "timestamp with time zone",
+	"bool": "boolean", "boolean": "boolean", "uuid": "uuid",
 }
 
 // pushTarget finds the fenced relation a column reference of this level

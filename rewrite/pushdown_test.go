@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
@@ -76,4 +77,35 @@ func opOf(sig string) string {
 		}
 	}
 	return ""
+}
+
+func TestCastToType(t *testing.T) {
+	tests := []struct {
+		cast, typ string
+		want      bool
+	}{
+		{"date", "date", true},
+		{"pg_catalog.date", "date", true},
+		{"timestamptz", "timestamp with time zone", true},
+		{"timestamp with time zone", "timestamp with time zone", true},
+		{"int4", "integer", true},
+		{"int", "integer", true},
+		{"int8", "integer", false},
+		{"varchar", "character varying", true},
+		{"varchar(3)", "character varying", false},
+		{"text[]", "text", false},
+		{"public.text", "text", false},
+		{"evil.date", "date", false},
+		{"date", "timestamp with time zone", false},
+	}
+	for _, tt := range tests {
+		tree, err := pg_query.Parse("SELECT NULL::" + tt.cast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc := tree.Stmts[0].Stmt.GetSelectStmt().TargetList[0].GetResTarget().Val.GetTypeCast()
+		if got := castToType(tc.TypeName, tt.typ); got != tt.want {
+			t.Errorf("castToType(%s, %s) = %v, want %v", tt.cast, tt.typ, got, tt.want)
+		}
+	}
 }
