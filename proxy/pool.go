@@ -341,19 +341,26 @@ func (p *pool) tryIdle() *backend {
 			p.mu.Unlock()
 			return nil
 		}
-		b := p.popIdleLocked()
+		b := p.lendIdleLocked()
+		p.mu.Unlock()
 		if b == nil {
-			p.mu.Unlock()
 			return nil
 		}
-		p.inUse++
-		p.gaugesLocked()
-		p.mu.Unlock()
 		if p.healthy(b) {
 			return b
 		}
 		p.release(b, false)
 	}
+}
+
+// lendIdleLocked takes an idle connection out for a client, or returns nil.
+func (p *pool) lendIdleLocked() *backend {
+	b := p.popIdleLocked()
+	if b != nil {
+		p.inUse++
+		p.gaugesLocked()
+	}
+	return b
 }
 
 func (p *pool) get(ctx context.Context) (*backend, error) {
@@ -364,9 +371,7 @@ func (p *pool) get(ctx context.Context) (*backend, error) {
 			p.mu.Unlock()
 			return nil, pgerr.Shutdown()
 		}
-		if b := p.popIdleLocked(); b != nil {
-			p.inUse++
-			p.gaugesLocked()
+		if b := p.lendIdleLocked(); b != nil {
 			p.mu.Unlock()
 			if p.healthy(b) {
 				return b, nil
