@@ -30,13 +30,7 @@ relations:
 // TestFenceKeepsTenantIndex: the OFFSET 0 fence must not cost the tenant
 // index, and the client's quals stay above the fenced scan.
 func TestFenceKeepsTenantIndex(t *testing.T) {
-	u := pgtest.NewDatabase(t, bigSchema)
-	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, r := liveRewriter(t, u, p)
-	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+	conn, r, id := bigRewriter(t)
 	text := explain(t, conn, r, id, "EXPLAIN (COSTS OFF) SELECT count(*) FROM metrics m WHERE v / (v - 3) > 1 AND label <> 'x'")
 	if !strings.Contains(text, "metrics_tenant") || !(strings.Contains(text, "Index Scan") || strings.Contains(text, "Bitmap")) {
 		t.Errorf("tenant index not used:\n%s", text)
@@ -50,43 +44,48 @@ func TestFenceKeepsTenantIndex(t *testing.T) {
 	}
 }
 
+// bigRewriter is a rewriter over a fresh database with bigSchema and
+// bigPolicy, and a session of tenant t7.
+func bigRewriter(t *testing.T) (*pgx.Conn, *Rewriter, *policy.Identity) {
+	t.Helper()
+	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, r := liveRewriter(t, pgtest.NewDatabase(t, bigSchema), p)
+	return conn, r, &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+}
+
 func explain(t *testing.T, conn *pgx.Conn, r *Rewriter, id *policy.Identity, sql string) string {
 	t.Helper()
 	res, err := r.Rewrite(sql, id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(context.Background(), res.SQL)
+	text := plan(t, conn, res.SQL)
+	t.Logf("%s\nplan:\n%s", sql, text)
+	return text
+}
+
+// plan runs an EXPLAIN and returns its lines.
+func plan(t *testing.T, conn *pgx.Conn, sql string, args ...any) string {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var plan []string
-	for rows.Next() {
-		var line string
-		if err := rows.Scan(&line); err != nil {
-			t.Fatal(err)
-		}
-		plan = append(plan, line)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
 	}
-	if rows.Err() != nil {
-		t.Fatal(rows.Err())
-	}
-	text := strings.Join(plan, "\n")
-	t.Logf("%s\nplan:\n%s", sql, text)
-	return text
+	return strings.Join(lines, "\n")
 }
 
 // TestPushdownUsesIndexes: leakproof conjuncts pushed into the fence let
 // PostgreSQL use the (tenant_id, id) index for point lookups, parameters too.
 func TestPushdownUsesIndexes(t *testing.T) {
-	u := pgtest.NewDatabase(t, bigSchema)
-	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	conn, r := liveRewriter(t, u, p)
-	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+	conn, r, id := bigRewriter(t)
 	for _, sql := range []string{
 		"EXPLAIN (COSTS OFF) SELECT v FROM metrics WHERE id = 57",
 		"EXPLAIN (COSTS OFF) SELECT m.v FROM metrics m WHERE m.id >= 57 AND m.id < 60",
@@ -107,17 +106,7 @@ func TestPushdownUsesIndexes(t *testing.T) {
 	if _, err := conn.Exec(ctx, res.SQL); err != nil {
 		t.Fatal(err)
 	}
-	var plan []string
-	rows, err := conn.Query(ctx, "EXPLAIN (COSTS OFF) EXECUTE q(57)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var l string
-		rows.Scan(&l)
-		plan = append(plan, l)
-	}
-	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id =") {
+	if text := plan(t, conn, "EXPLAIN (COSTS OFF) EXECUTE q(57)"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id =") {
 		t.Errorf("parameter not pushed:\n%s", text)
 	}
 }
@@ -149,14 +138,7 @@ INSERT INTO hits VALUES ('a', '2024-03-01', 1), ('a', '2024-04-01', 2), ('b', '2
 // the rows are the same as with the tenant filter written by hand, whatever
 // the pushdown does.
 func TestParameterRangesPushdown(t *testing.T) {
-	u := pgtest.NewDatabase(t, bigSchema)
-	p, err := policy.Parse([]byte(bigPolicy), "big.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	conn, r := liveRewriter(t, u, p)
-	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "t7", Role: policy.RoleQuerier}
+	conn, r, id := bigRewriter(t)
 	const rng = "SELECT count(*), coalesce(sum(v), 0) FROM metrics WHERE id > $1 AND id < $2"
 	tests := []struct {
 		name   string
@@ -197,17 +179,7 @@ func TestParameterRangesPushdown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := conn.Query(ctx, res.SQL, 1006, 3000)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var plan []string
-	for rows.Next() {
-		var l string
-		rows.Scan(&l)
-		plan = append(plan, l)
-	}
-	if text := strings.Join(plan, "\n"); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id >") {
+	if text := plan(t, conn, res.SQL, 1006, 3000); !strings.Contains(text, "Index Cond: ((tenant_id = 't7'::text) AND (id >") {
 		t.Errorf("range not pushed to the index:\n%s", text)
 	}
 	// BETWEEN goes in as its two comparisons.
