@@ -317,7 +317,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	p := &pending{kind: pParse, start: time.Now()}
-	res, err := c.rewriteParse(m.Query, parseOIDs(m.ParameterOIDs))
+	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -377,7 +377,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if rw == st.rw {
 		return st, nil
 	}
-	res, err := c.rewriteParse(st.info.original, parseOIDs(st.oids))
+	res, err := c.rewriteAs(st.info.original, true, st.oids)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -525,15 +525,6 @@ func (c *clientConn) handleFunctionCall() error {
 	return c.refuseLocked(p)
 }
 
-// parseOIDs makes a Parse's parameter types non-nil even when it declares
-// none, which is what tells rewriteParse a Parse from a Query.
-func parseOIDs(oids []uint32) []uint32 {
-	if oids == nil {
-		return []uint32{}
-	}
-	return oids
-}
-
 // cachedDesc returns the pool's Describe answer for st when the client may
 // be answered without a connection: in transaction mode, between
 // transactions. c.mu is held.
@@ -553,18 +544,18 @@ type rewritten struct {
 	ops    []*setOp
 }
 
-func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteParse(sql, nil) }
+func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteAs(sql, false, nil) }
 
-// rewriteParse rewrites sql; oids is non-nil for a Parse: the parameter
-// types the client declared (possibly none).
-func (c *clientConn) rewriteParse(sql string, oids []uint32) (*rewritten, error) {
+// rewriteAs rewrites sql; for a Parse, oids are the parameter types the
+// client declared there (possibly none).
+func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritten, error) {
 	rw := c.wh.Rewriter()
 	if rw == nil {
 		return nil, errors.New("warehouse has no rewriter")
 	}
 	var res *rewrite.Result
 	var err error
-	if prw, ok := rw.(ParamRewriter); ok && oids != nil {
+	if prw, ok := rw.(ParamRewriter); ok && parse {
 		res, err = prw.RewriteParams(sql, c.identity, oids)
 	} else {
 		res, err = rw.Rewrite(sql, c.identity)
