@@ -256,16 +256,12 @@ func (prm *params) fits(n int32, typ, sql string) bool {
 	}
 	if prm.uses == nil {
 		prm.uses = map[int32]int{}
-		scan, err := pg_query.Scan(sql)
-		if err != nil {
+		refs, ok := paramTokens(sql)
+		if !ok {
 			return false
 		}
-		for _, tok := range scan.Tokens {
-			if tok.Token == pg_query.Token_PARAM {
-				if k, err := strconv.Atoi(sql[tok.Start+1 : tok.End]); err == nil {
-					prm.uses[int32(k)]++
-				}
-			}
+		for _, ref := range refs {
+			prm.uses[int32(ref.n)]++
 		}
 	}
 	return prm.uses[n] == 1

@@ -122,25 +122,20 @@ func newTemplate(res *Result, nconsts int) *template {
 		if st.Kind != KindQuery {
 			return noTemplate
 		}
-		scan, err := pg_query.Scan(st.SQL)
-		if err != nil {
+		refs, ok := paramTokens(st.SQL)
+		if !ok {
 			return noTemplate
 		}
 		var parts []string
 		var slots []int
 		last := 0
-		for _, tok := range scan.Tokens {
-			if tok.Token != pg_query.Token_PARAM {
-				continue
-			}
-			start, end := int(tok.Start), int(tok.End)
-			k, err := strconv.Atoi(st.SQL[start+1 : end])
-			if err != nil || k < 1 || k > nconsts || start < last {
+		for _, ref := range refs {
+			if ref.n < 1 || ref.n > nconsts || ref.start < last {
 				return noTemplate
 			}
-			parts = append(parts, st.SQL[last:start])
-			slots = append(slots, k-1)
-			last = end
+			parts = append(parts, st.SQL[last:ref.start])
+			slots = append(slots, ref.n-1)
+			last = ref.end
 		}
 		t.parts = append(t.parts, append(parts, st.SQL[last:]))
 		t.slots = append(t.slots, slots)
@@ -220,4 +215,31 @@ func (p *pass) placeholderKind(n *pg_query.ParamRef) byte {
 		return 0
 	}
 	return p.kinds[n.Number-1]
+}
+
+// paramToken is a $n in a statement's text, as PostgreSQL's lexer reads it.
+type paramToken struct {
+	start, end int // byte offsets of "$n"
+	n          int
+}
+
+// paramTokens lists sql's parameters in order; false when it does not lex.
+func paramTokens(sql string) ([]paramToken, bool) {
+	scan, err := pg_query.Scan(sql)
+	if err != nil {
+		return nil, false
+	}
+	var out []paramToken
+	for _, tok := range scan.Tokens {
+		if tok.Token != pg_query.Token_PARAM {
+			continue
+		}
+		start, end := int(tok.Start), int(tok.End)
+		n, err := strconv.Atoi(sql[start+1 : end])
+		if err != nil {
+			return nil, false
+		}
+		out = append(out, paramToken{start, end, n})
+	}
+	return out, true
 }
