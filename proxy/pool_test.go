@@ -586,15 +586,23 @@ func (s swapRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result,
 	return res, err
 }
 
+// reloadPool serves a pool of one connection whose rewriter the test swaps
+// (a policy reload), starting with swapRewriter "old".
+func reloadPool(t *testing.T, mode PoolMode) (*testProxy, *Warehouse) {
+	t.Helper()
+	var wh *Warehouse
+	tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
+		wh = d.Warehouses["wh"]
+		wh.SetRewriter(swapRewriter{tag: "old"})
+	})
+	return tp, wh
+}
+
 // A statement prepared before a policy reload runs under the new policy.
 func TestPreparedStatementAfterReload(t *testing.T) {
 	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
 		t.Run(string(mode), func(t *testing.T) {
-			var wh *Warehouse
-			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
-				wh = d.Warehouses["wh"]
-				wh.SetRewriter(swapRewriter{tag: "old"})
-			})
+			tp, wh := reloadPool(t, mode)
 			ctx := ctxT(t)
 			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
 			const q = "SELECT 'tag' || $1::text"
@@ -622,11 +630,7 @@ func TestPreparedStatementAfterReload(t *testing.T) {
 func TestReloadChangesResultType(t *testing.T) {
 	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
 		t.Run(string(mode), func(t *testing.T) {
-			var wh *Warehouse
-			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
-				wh = d.Warehouses["wh"]
-				wh.SetRewriter(swapRewriter{tag: "old"})
-			})
+			tp, wh := reloadPool(t, mode)
 			ctx := ctxT(t)
 			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
 			const q = "SELECT 'tag'::text || $1::text AS v"
@@ -659,11 +663,7 @@ func (retype) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) 
 
 // Swap between the Parse and the Bind of one batch.
 func TestReloadBetweenParseAndBind(t *testing.T) {
-	var wh *Warehouse
-	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
-		wh = d.Warehouses["wh"]
-		wh.SetRewriter(swapRewriter{tag: "old"})
-	})
+	tp, wh := reloadPool(t, PoolTransaction)
 	ctx := ctxT(t)
 	conn := tp.connect(t, ctx, "tok-acme")
 	if _, err := conn.Prepare(ctx, "s1", "SELECT 'tag'", nil); err != nil {
