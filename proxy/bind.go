@@ -221,7 +221,12 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	c.cmu.Lock()
 	c.cancelTo = b
 	c.cmu.Unlock()
-	c.bindCh <- b
+	if _, ok := b.sc.(inlineConn); ok {
+		c.inline = true
+	} else {
+		c.inline = false
+		c.bindCh <- b
+	}
 	return b, nil
 }
 
@@ -291,6 +296,7 @@ func baseSettingsFor(params, poolParams map[string]string) []string {
 
 // pushSend queues p and buffers m for b. c.mu is held.
 func (c *clientConn) pushSend(b *backend, m pgproto3.FrontendMessage, p *pending) error {
+	c.beforeSendLocked(b, m)
 	c.q.push(p)
 	if err := b.sc.Send(m); err != nil {
 		return connLost(c.wh.Name)

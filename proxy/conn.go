@@ -57,6 +57,9 @@ type clientConn struct {
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu
+	// draining is the connection the loop relays inline (see inline.go)
+	// while it waits for answers, guarded by imu: interrupt wakes it too.
+	draining *backend
 
 	revoked    atomic.Bool
 	lastActive atomic.Int64 // unix nanos of the last client message or ReadyForQuery
@@ -71,6 +74,9 @@ type clientConn struct {
 	mu       sync.Mutex
 	cur      *backend
 	stopping bool
+	// inline: the loop relays cur itself; it has not been handed to the
+	// relay goroutine (transaction mode; see inline.go).
+	inline bool
 	bindCh   chan *backend // hands the relay each newly bound connection
 	stopCh   chan struct{}
 	// cmu guards cancelTo, the connection a CancelRequest goes to; held
@@ -202,7 +208,10 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
-		return c.handleQuery(m)
+		if err := c.handleQuery(m); err != nil {
+			return err
+		}
+		return c.drain()
 	case *pgproto3.Parse:
 		return c.handleParse(m)
 	case *pgproto3.Bind:
@@ -214,7 +223,10 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	case *pgproto3.Close:
 		return c.handleClose(m)
 	case *pgproto3.Sync:
-		return c.handleSync(m)
+		if err := c.handleSync(m); err != nil {
+			return err
+		}
+		return c.drain()
 	case *pgproto3.Flush:
 		return c.handleFlush(m)
 	case *pgproto3.FunctionCall:
@@ -509,6 +521,7 @@ func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
 	if c.cur == nil {
 		return c.writeDirect()
 	}
+	c.handOffLocked() // answers are due before the Sync
 	if err := c.cur.sc.Send(m); err != nil {
 		return connLost(c.wh.Name)
 	}
@@ -629,6 +642,9 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.imu.Lock()
 	c.reasons |= reason
 	c.raw.SetReadDeadline(time.Unix(1, 0))
+	if c.draining != nil {
+		c.draining.setReadDeadline(time.Unix(1, 0))
+	}
 	c.imu.Unlock()
 }
 
@@ -728,22 +744,28 @@ func (c *clientConn) interrupted(r uint32) error {
 // relayEnded explains why the relay stopped; it is called after relayDone.
 func (c *clientConn) relayEnded() error {
 	<-c.relayDone
+	return c.relayFailure(c.relayErr)
+}
+
+// relayFailure turns the error that stopped relaying (by the relay or
+// inline) into the one that ends the session.
+func (c *clientConn) relayFailure(err error) error {
 	if c.sawFatal.Load() {
 		return errQuiet{"warehouse ended the session"}
 	}
 	var cw clientWriteError
-	if errors.As(c.relayErr, &cw) {
+	if errors.As(err, &cw) {
 		return errQuiet{"client write: " + cw.err.Error()}
 	}
 	var tooBig *pgproto3.ExceededMaxBodyLenErr
-	if errors.As(c.relayErr, &tooBig) {
+	if errors.As(err, &tooBig) {
 		return pgerr.Fatalf(pgerr.ProgramLimitExceeded, "result message of %d bytes exceeds the limit of %d bytes", tooBig.ActualBodyLen, tooBig.MaxExpectedBodyLen)
 	}
 	var pe *pgerr.Error
-	if errors.As(c.relayErr, &pe) {
+	if errors.As(err, &pe) {
 		return pe
 	}
-	c.log.Warn("warehouse connection lost", zap.Error(c.relayErr))
+	c.log.Warn("warehouse connection lost", zap.Error(err))
 	return connLost(c.wh.Name)
 }
 
@@ -851,6 +873,11 @@ type flushingReader struct{ c *clientConn }
 func (r flushingReader) Read(p []byte) (int, error) {
 	r.c.mu.Lock()
 	if r.c.cur != nil {
+		if r.c.inline && r.c.cur.sc.(inlineConn).Unflushed() > 0 {
+			// A batch without its Sync yet: its answers may be due
+			// while the loop waits for the rest.
+			r.c.handOffLocked()
+		}
 		r.c.cur.sc.Flush() // an error here surfaces in the relay's read
 	} else if r.c.pool != nil {
 		r.c.out.flush() // answers given without a connection; an error surfaces at the next write

@@ -919,3 +919,53 @@ func TestPoolCachedDescribeChecksShape(t *testing.T) {
 		t.Errorf("connection unusable after 0A000: %v", err)
 	}
 }
+
+// A client that pipelines more than fits in the sockets' buffers before its
+// Sync, reading the answers as they come (as libpq's pipeline mode does),
+// must not deadlock the proxy: the warehouse stops reading while it is
+// blocked writing answers that nobody reads.
+func TestPoolLargePipeline(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	conn, fe := rawSession(t, tp, "tok-acme")
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	const execs, rowsPer = 400, 4
+	param := []byte(strings.Repeat("x", 16<<10))
+	sent := make(chan error, 1)
+	go func() {
+		fe.Send(&pgproto3.Parse{Name: "big", Query: fmt.Sprintf("SELECT $1::text FROM generate_series(1, %d)", rowsPer)})
+		for i := 0; i < execs; i++ {
+			fe.Send(&pgproto3.Bind{PreparedStatement: "big", Parameters: [][]byte{param}})
+			fe.Send(&pgproto3.Execute{})
+			if i%8 == 7 {
+				if err := fe.Flush(); err != nil {
+					sent <- err
+					return
+				}
+			}
+		}
+		fe.Send(&pgproto3.Sync{})
+		sent <- fe.Flush()
+	}()
+	rows := 0
+	for {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("after %d rows: %v", rows, err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows++
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("error: %s", m.Message)
+		}
+		if _, ok := m.(*pgproto3.ReadyForQuery); ok {
+			break
+		}
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if rows != execs*rowsPer {
+		t.Fatalf("got %d rows, want %d", rows, execs*rowsPer)
+	}
+}

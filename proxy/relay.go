@@ -119,7 +119,7 @@ func (c *clientConn) relay() {
 		case <-c.stopCh:
 			return
 		}
-		if err := c.relayFrom(b); err != nil {
+		if err := c.relayFrom(b, false); err != nil {
 			if c.pool != nil && recoverable(err) {
 				if err = c.lose(b, err); err == nil {
 					continue
@@ -137,8 +137,9 @@ func (c *clientConn) relay() {
 	}
 }
 
-// relayFrom relays b's messages; it returns nil once it has released b.
-func (c *clientConn) relayFrom(b *backend) error {
+// relayFrom relays b's messages; it returns nil once it has released b or,
+// inline (see inline.go), once everything queued has been answered.
+func (c *clientConn) relayFrom(b *backend, inline bool) error {
 	for {
 		if b.sc.Buffered() == 0 {
 			if err := c.out.flush(); err != nil {
@@ -146,6 +147,11 @@ func (c *clientConn) relayFrom(b *backend) error {
 			}
 		}
 		msg, err := b.sc.Receive()
+		if err != nil && inline {
+			if err = c.drainInterrupted(b, err); err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			c.mu.Lock()
 			stopping := c.stopping
@@ -171,9 +177,17 @@ func (c *clientConn) relayFrom(b *backend) error {
 		if err := c.out.send(out); err != nil {
 			return clientWriteError{err}
 		}
-		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && rfq.TxStatus == 'I' && c.pool != nil && c.q.empty() {
-			if released, err := c.release(b); released || err != nil {
-				return err
+		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.pool != nil && c.q.empty() {
+			if rfq.TxStatus == 'I' {
+				if released, err := c.release(b); released || err != nil {
+					return err
+				}
+			}
+			if inline {
+				if err := c.out.flush(); err != nil {
+					return clientWriteError{err}
+				}
+				return nil
 			}
 		}
 	}

@@ -345,6 +345,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		close(s.hardStop)
 	}
 	s.mu.Unlock()
+	for _, c := range conns {
+		// Again: a loop waiting inline for a statement's answers sees
+		// the hard stop only when woken.
+		c.interrupt(reasonShutdown)
+	}
 	// Sessions now send FATAL and close; give them a moment to do so, then
 	// cut the sockets of any that are stuck (e.g. on a client not reading).
 	select {

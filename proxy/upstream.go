@@ -167,6 +167,8 @@ func (s *serverConn) Send(msg pgproto3.FrontendMessage) error {
 }
 
 func (s *serverConn) Flush() error                              { return s.w.Flush() }
+func (s *serverConn) Available() int                            { return s.w.Available() }
+func (s *serverConn) Unflushed() int                            { return s.w.Buffered() }
 func (s *serverConn) Receive() (pgproto3.BackendMessage, error) { return s.fe.Receive() }
 func (s *serverConn) Buffered() int                             { return s.fe.ReadBufferLen() }
 func (s *serverConn) ParameterStatus(name string) string        { return s.params[name] }

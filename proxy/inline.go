@@ -1,0 +1,134 @@
+package proxy
+
+// The inline relay. In transaction mode most transactions are one batch:
+// the client writes its messages up to a Sync (or one Query), waits for the
+// answers, and the connection goes back to the pool. Handing each such batch
+// to the relay goroutine costs a goroutine wake-up and a scheduler round
+// per transaction, which on a busy machine is as much CPU as the rewrite.
+// So the loop relays the answers itself ("inline") once it has flushed a
+// batch, and hands the connection to the relay goroutine only when a batch
+// cannot be relayed that way safely:
+//   - the client asks for answers before its Sync (Flush), or stops sending
+//     mid-batch, so answers must flow while the loop waits for the client;
+//   - a write would reach the warehouse while answers are still owed, where
+//     a warehouse blocked writing to us would stop reading, and a loop
+//     blocked writing to it would never read its answers.
+// Once handed over, the relay goroutine keeps the connection until it
+// releases it, exactly as before.
+
+import (
+	"errors"
+	"net"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// inlineConn is what a ServerConn needs for the inline relay: a read
+// deadline, so that a revocation can interrupt a loop waiting for answers,
+// and a view of its write buffer.
+type inlineConn interface {
+	SetReadDeadline(time.Time) error
+	// Available is the room left in the write buffer; Unflushed what it holds.
+	Available() int
+	Unflushed() int
+}
+
+// inlineHeadroom is kept free in the write buffer for a message of unknown
+// encoded size beyond what approxSize counts.
+const inlineHeadroom = 1 << 10
+
+// handOffLocked gives the held connection to the relay goroutine if the loop
+// relays it inline. c.mu is held.
+func (c *clientConn) handOffLocked() {
+	if c.cur == nil || !c.inline {
+		return
+	}
+	c.inline = false
+	c.bindCh <- c.cur
+}
+
+// beforeSendLocked hands the connection over before a write of m would
+// reach the warehouse while answers are owed. c.mu is held.
+func (c *clientConn) beforeSendLocked(b *backend, m pgproto3.FrontendMessage) {
+	if !c.inline || c.q.empty() {
+		return
+	}
+	if ic := b.sc.(inlineConn); approxSize(m)+inlineHeadroom > ic.Available() {
+		c.handOffLocked()
+	}
+}
+
+// approxSize is about the encoded size of m: exact for the parts that can
+// be large (texts and parameter values).
+func approxSize(m pgproto3.FrontendMessage) int {
+	switch m := m.(type) {
+	case *pgproto3.Query:
+		return len(m.String) + 6
+	case *pgproto3.Parse:
+		return len(m.Name) + len(m.Query) + 4*len(m.ParameterOIDs) + 9
+	case *pgproto3.Bind:
+		n := len(m.DestinationPortal) + len(m.PreparedStatement) + 2*len(m.ParameterFormatCodes) + 2*len(m.ResultFormatCodes) + 13
+		for _, p := range m.Parameters {
+			n += len(p) + 4
+		}
+		return n
+	}
+	return 64
+}
+
+// drain relays, in the loop, the answers to the batch the loop has just
+// flushed, when it holds its connection inline.
+func (c *clientConn) drain() error {
+	c.mu.Lock()
+	b := c.cur
+	if b == nil || !c.inline {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	c.imu.Lock()
+	if c.reasons&reasonRevoked != 0 {
+		c.imu.Unlock()
+		return errRevoked()
+	}
+	c.draining = b
+	c.imu.Unlock()
+	err := c.relayFrom(b, true)
+	c.imu.Lock()
+	c.draining = nil
+	c.imu.Unlock()
+	if err == nil {
+		return nil
+	}
+	if recoverable(err) {
+		return c.lose(b, err)
+	}
+	b.sc.Close()
+	return c.relayFailure(err)
+}
+
+// drainInterrupted is the inline relay's answer to a read interrupted by
+// interrupt: a revocation ends the session (its statement is cancelled on
+// the way out); a shutdown lets the statement finish until its drain
+// deadline passes.
+func (c *clientConn) drainInterrupted(b *backend, err error) error {
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		return err
+	}
+	select {
+	case <-c.srv.hardStop:
+		return pgerr.Shutdown()
+	default:
+	}
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if c.reasons&reasonRevoked != 0 {
+		return errRevoked()
+	}
+	b.setReadDeadline(time.Time{})
+	return nil
+}
