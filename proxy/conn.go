@@ -74,7 +74,7 @@ type clientConn struct {
 	mu       sync.Mutex
 	cur      *backend
 	stopping bool
-	inline   bool // the loop relays cur itself, not the relay goroutine (see inline.go)
+	inline   bool          // the loop relays cur itself, not the relay goroutine (see inline.go)
 	bindCh   chan *backend // hands the relay each newly bound connection
 	stopCh   chan struct{}
 	// cmu guards cancelTo, the connection a CancelRequest goes to; held
