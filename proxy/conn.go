@@ -95,6 +95,9 @@ type clientConn struct {
 	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
 	shapeChanged bool
 	shapeSkip    bool
+	// shapeFailed: the batch got that 0A000; in a transaction block the
+	// warehouse's transaction is made to fail too (failTransaction).
+	shapeFailed bool
 
 	// Set by the loop under mu: the client called set_config (its settings
 	// are read back from the connection before release), or declared a

@@ -654,6 +654,40 @@ func TestReloadChangesResultType(t *testing.T) {
 	}
 }
 
+// Inside a transaction block, that 0A000 fails the transaction as on
+// PostgreSQL: status E, and 25P02 until the client rolls back.
+func TestReloadChangesResultTypeInTransaction(t *testing.T) {
+	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp, wh := reloadPool(t, mode)
+			ctx := ctxT(t)
+			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+			const q = "SELECT 'tag'::text || $1::text AS v"
+			var got any
+			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+				t.Fatal(err)
+			}
+			wh.SetRewriter(retype{})
+			wantPgErr(t, conn.QueryRow(ctx, q, "!").Scan(&got), "0A000", "cached plan must not change result type")
+			if st := conn.PgConn().TxStatus(); st != 'E' {
+				t.Fatalf("transaction status %q after the 0A000, want E", st)
+			}
+			_, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+			wantPgErr(t, err, "25P02", "current transaction is aborted")
+			wh.SetRewriter(swapRewriter{tag: "new"}) // retype rewrites ROLLBACK too
+			if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+				t.Fatal(err)
+			}
+			if st := conn.PgConn().TxStatus(); st != 'I' {
+				t.Fatalf("transaction status %q after ROLLBACK, want I", st)
+			}
+		})
+	}
+}
+
 // retype rewrites every statement to one returning an int column.
 type retype struct{}
 

@@ -174,6 +174,12 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 		if out == nil {
 			continue
 		}
+		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.shapeFailed {
+			c.shapeFailed = false
+			if rfq.TxStatus == 'T' {
+				out = c.failTransaction(b, rfq)
+			}
+		}
 		if err := c.out.send(out); err != nil {
 			return clientWriteError{err}
 		}
@@ -191,6 +197,24 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 			}
 		}
 	}
+}
+
+// failTransaction puts the warehouse's transaction into the failed state
+// after an error that the proxy made up (a result-shape refusal), so that
+// the client's transaction block fails as it would on PostgreSQL: its next
+// statements get 25P02 until it rolls back. Only when the client has sent
+// nothing since (nothing queued), as the refusal then comes last.
+func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *pgproto3.ReadyForQuery {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.q.empty() {
+		return rfq
+	}
+	if status, _ := b.roundTrip(refusedMarker, c.srv.cfg.ConnectTimeout); status != 'E' {
+		return rfq // a broken connection shows at the next read
+	}
+	c.txStatus = 'E'
+	return &pgproto3.ReadyForQuery{TxStatus: 'E'}
 }
 
 // captureSettings makes the session's settings on b (SET or set_config,
@@ -386,6 +410,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 			c.shapeChanged = false
 			c.txFailed = true
 			c.shapeSkip = true
+			c.shapeFailed = true
 			return c.errorResponse(pgerr.Unsupported("cached plan must not change result type"), false), nil
 		}
 	case *pgproto3.CloseComplete:
