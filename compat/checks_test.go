@@ -33,8 +33,7 @@ var knownCatalogGaps = map[string]string{
 // they skip unless PGWARDEN_COMPAT_STRICT is set, so that the suite documents
 // the bug without turning every build red.
 var knownBugs = map[string]string{
-	"bi-sql/array-subscript":   "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
-	"chatter/application_name": "proxy: the startup application_name is reported in ParameterStatus but not set on the warehouse connection, so SHOW application_name answers \"pgwarden\"",
+	"bi-sql/array-subscript": "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
 }
 
 // exposed is what a querier session of acme outside group pii may see.

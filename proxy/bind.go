@@ -212,11 +212,6 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := c.applySettings(b); err != nil {
-		c.pool.release(b, false)
-		c.log.Warn("settings replay failed", zap.Error(err))
-		return nil, pgerr.New(pgerr.ConnectionFailure, "could not restore the session's settings on a warehouse connection")
-	}
 	c.cur = b
 	c.cmu.Lock()
 	c.cancelTo = b
@@ -227,11 +222,17 @@ func (c *clientConn) bindLocked() (*backend, error) {
 		c.inline = false
 		c.bindCh <- b
 	}
+	if err := c.replaySettingsLocked(b); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
-// applySettings makes b's session settings the client's.
-func (c *clientConn) applySettings(b *backend) error {
+// replaySettingsLocked makes b's session settings the client's: it queues
+// the SETs ahead of the client's first message, to go in the same write
+// (as PgBouncer does), and the relay swallows their answers (observeReplay).
+// c.mu is held.
+func (c *clientConn) replaySettingsLocked(b *backend) error {
 	want := c.settingsSQL
 	if !b.settingsUnknown && b.settings == want {
 		return nil
@@ -240,15 +241,8 @@ func (c *clientConn) applySettings(b *backend) error {
 	if want != "" {
 		sql += "; " + want
 	}
-	status, err := b.roundTrip(sql, c.srv.cfg.ConnectTimeout)
-	if err != nil {
-		return err
-	}
-	if status != 'I' {
-		return fmt.Errorf("settings replay left transaction status %q", status)
-	}
 	b.settings, b.settingsUnknown = want, false
-	return nil
+	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: time.Now()})
 }
 
 // applyOps folds committed setting changes into the client's settings.
@@ -284,7 +278,7 @@ func (c *clientConn) applyOps(ops []setOp) {
 // statements, for those that differ from the pool's connections.
 func baseSettingsFor(params, poolParams map[string]string) []string {
 	var out []string
-	for _, name := range []string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"} {
+	for _, name := range []string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits", "application_name"} {
 		v, ok := params[name]
 		if !ok || strings.EqualFold(v, poolParams[name]) {
 			continue
@@ -301,7 +295,7 @@ func (c *clientConn) pushSend(b *backend, m pgproto3.FrontendMessage, p *pending
 	if err := b.sc.Send(m); err != nil {
 		return connLost(c.wh.Name)
 	}
-	if p.kind == pQuery {
+	if p.kind == pQuery && !p.internal {
 		return b.sc.Flush()
 	}
 	return nil

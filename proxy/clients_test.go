@@ -24,8 +24,8 @@ func TestPsql(t *testing.T) {
 	if err != nil {
 		t.Fatalf("psql: %v\n%s", err, out)
 	}
-	if got := strings.TrimSpace(string(out)); got != "2\npgwarden" {
-		t.Fatalf("psql output %q, want 2 rows and the proxy's application_name upstream", got)
+	if got := strings.TrimSpace(string(out)); got != "2\npsqltest" {
+		t.Fatalf("psql output %q, want 2 rows and psql's application_name, set upstream", got)
 	}
 	cmd = exec.Command(psql, "-X", "-c", "SELECT * FROM internal_costs", "postgresql://alice@"+tp.addr+"/wh?sslmode=disable")
 	cmd.Env = append(cmd.Environ(), "PGPASSWORD=tok-globex")

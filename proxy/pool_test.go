@@ -1003,3 +1003,41 @@ func TestPoolLargePipeline(t *testing.T) {
 		t.Fatalf("got %d rows, want %d", rows, execs*rowsPer)
 	}
 }
+
+// Clients that share one warehouse connection each see their own startup
+// application_name, as on PostgreSQL; one that sent none sees the proxy's.
+func TestPoolApplicationName(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	names := []string{"dash-a", "dash-b", ""}
+	conns := make([]*pgconn.PgConn, len(names))
+	for i, n := range names {
+		extra := ""
+		if n != "" {
+			extra = "application_name=" + n
+		}
+		c, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", extra))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close(context.Background()) })
+		conns[i] = c
+	}
+	for round := 0; round < 3; round++ {
+		for i, c := range conns {
+			want := names[i]
+			if want == "" {
+				want = "pgwarden"
+			}
+			for _, sql := range []string{"SHOW application_name", "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"} {
+				res, err := c.Exec(ctx, sql).ReadAll()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := string(res[0].Rows[0][0]); got != want {
+					t.Fatalf("round %d, client %d: %s = %q, want %q", round, i, sql, got, want)
+				}
+			}
+		}
+	}
+}

@@ -42,9 +42,10 @@ type pending struct {
 	ops  []*setOp
 	op   *setOp
 	done int // statements of a Query completed so far
-	// A Parse: internal ones (preparing a statement on the connection the
-	// client landed on) are not answered to the client; prep names what
-	// it prepares on be, stmt is the client statement it creates.
+	// Internal messages are not answered to the client: a Parse preparing
+	// a statement on the connection the client landed on (prep names what
+	// it prepares on be; stmt is the client statement it creates), a
+	// Describe checking a result shape, a Query replaying settings.
 	internal bool
 	prep     string
 	be       *backend
@@ -278,6 +279,9 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	er := c.errorResponse(errWarehouseLost(c.wh.Name), false)
 	failed := false
 	for _, p := range owed {
+		if p.internal && p.kind == pQuery {
+			continue // a settings replay: not the client's
+		}
 		switch p.kind {
 		case pExecute, pQuery:
 			if p.refusal == nil {
@@ -340,6 +344,12 @@ func (c *clientConn) release(b *backend) (bool, error) {
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
 func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+	if _, row := msg.(*pgproto3.DataRow); !row {
+		if p := c.q.front(); p != nil && p.internal && p.kind == pQuery {
+			c.observeReplay(b, msg)
+			return nil, nil
+		}
+	}
 	if c.shapeSkip {
 		// After a result-shape refusal: the rest up to ReadyForQuery is
 		// tracked but not the client's.
@@ -350,6 +360,20 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 		c.shapeSkip = false
 	}
 	return c.observeMsg(b, msg)
+}
+
+// observeReplay swallows the answers to a settings replay. A replay that
+// fails (the settings were accepted before, so it should not) leaves the
+// client's transaction to run with the warehouse's defaults; the
+// connection's settings are replayed again at its next lending.
+func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) {
+	switch m := msg.(type) {
+	case *pgproto3.ErrorResponse:
+		c.log.Warn("settings replay failed", zap.String("sqlstate", m.Code), zap.String("reason", m.Message))
+		b.settingsUnknown = true
+	case *pgproto3.ReadyForQuery:
+		c.q.pop()
+	}
 }
 
 // described handles the answers to a Describe: it records the result shape

@@ -95,6 +95,7 @@ var forwardedParams = map[string]string{
 	"timezone":           "TimeZone",
 	"intervalstyle":      "IntervalStyle",
 	"extra_float_digits": "extra_float_digits",
+	"application_name":   "application_name",
 }
 
 // safeParamValue keeps odd bytes out of forwarded settings.

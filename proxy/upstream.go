@@ -28,7 +28,8 @@ type ClientInfo struct {
 	// User is the PostgreSQL user name the client sent; for logs only.
 	User string
 	// Params are the allow-listed startup parameters (client_encoding,
-	// DateStyle, TimeZone, IntervalStyle, extra_float_digits) to apply upstream.
+	// DateStyle, TimeZone, IntervalStyle, extra_float_digits,
+	// application_name) to apply upstream.
 	Params map[string]string
 }
 
@@ -89,7 +90,11 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	for k, v := range ci.Params {
 		cfg.RuntimeParams[k] = v
 	}
-	cfg.RuntimeParams["application_name"] = "pgwarden"
+	if cfg.RuntimeParams["application_name"] == "" {
+		// Names the proxy's connections in pg_stat_activity unless the
+		// client named itself.
+		cfg.RuntimeParams["application_name"] = "pgwarden"
+	}
 	if u.stmtTO > 0 {
 		cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(u.stmtTO.Milliseconds())
 	}
