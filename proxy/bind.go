@@ -208,7 +208,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if c.pool == nil || c.stopping {
 		return nil, connLost(c.wh.Name)
 	}
-	b, err := c.pool.acquire(c.ctx)
+	b, err := c.pool.acquire(c.ctx, c.watchGone)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ type metrics struct {
 	poolConns       *prometheus.GaugeVec
 	poolWaiting     *prometheus.GaugeVec
 	poolWait        *prometheus.HistogramVec
+	poolAbandoned   *prometheus.CounterVec
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -57,13 +58,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgwarden_proxy_pool_acquire_seconds", Help: "Time clients waited for a pooled warehouse connection.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
 		}, []string{"warehouse"}),
+		poolAbandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_pool_waits_abandoned_total", Help: "Clients that disconnected while waiting for a pooled warehouse connection.",
+		}, []string{"warehouse"}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

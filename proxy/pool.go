@@ -318,7 +318,9 @@ func (p *pool) errPoolTimeout() *pgerr.Error {
 
 // acquire lends a connection, waiting at most cfg.AcquireTimeout. A dial
 // failure (the warehouse restarting) is retried with backoff within that time.
-func (p *pool) acquire(ctx context.Context) (*backend, error) {
+// watch, if not nil, watches the client while it waits in the queue: a
+// client gone meanwhile leaves the queue with errWaitAbandoned.
+func (p *pool) acquire(ctx context.Context, watch waitWatch) (*backend, error) {
 	start := time.Now()
 	if b := p.tryIdle(); b != nil {
 		// The common case under load: no timer to arm and stop.
@@ -327,7 +329,7 @@ func (p *pool) acquire(ctx context.Context) (*backend, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
 	defer cancel()
-	b, err := p.get(ctx)
+	b, err := p.get(ctx, watch)
 	p.m.wait.Observe(time.Since(start).Seconds())
 	return b, err
 }
@@ -363,7 +365,7 @@ func (p *pool) lendIdleLocked() *backend {
 	return b
 }
 
-func (p *pool) get(ctx context.Context) (*backend, error) {
+func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 	var lastErr error
 	for {
 		p.mu.Lock()
@@ -415,32 +417,52 @@ func (p *pool) get(ctx context.Context) (*backend, error) {
 		p.waiters = append(p.waiters, ch)
 		p.gaugesLocked()
 		p.mu.Unlock()
+		var gone <-chan struct{}
+		stop := noWatch
+		if watch != nil {
+			gone, stop = watch()
+		}
+		var b *backend
+		woken := false
 		select {
-		case b := <-ch:
+		case b = <-ch:
+			woken = true
+		case <-ctx.Done():
+		case <-gone:
+		}
+		abandoned := stop() // also when woken: the client may have left just now
+		if woken && !abandoned {
 			if b != nil {
 				return b, nil
 			}
-			// A slot freed up: go round and dial.
-		case <-ctx.Done():
+			continue // A slot freed up: go round and dial.
+		}
+		if !woken {
 			p.mu.Lock()
 			removed := p.removeWaiterLocked(ch)
 			p.gaugesLocked()
 			p.mu.Unlock()
 			if !removed {
-				// Handed something just now: pass it on.
-				if b := <-ch; b != nil {
-					p.release(b, true)
-				} else {
-					p.mu.Lock()
-					p.wakeLocked(nil)
-					p.mu.Unlock()
-				}
+				b, woken = <-ch, true // handed something just now
 			}
-			if lastErr != nil {
-				return nil, lastErr
-			}
-			return nil, p.errPoolTimeout()
 		}
+		if woken { // pass it on
+			if b != nil {
+				p.release(b, true)
+			} else {
+				p.mu.Lock()
+				p.wakeLocked(nil)
+				p.mu.Unlock()
+			}
+		}
+		if abandoned {
+			p.m.abandoned.Inc()
+			return nil, errWaitAbandoned()
+		}
+		if lastErr != nil {
+			return nil, lastErr
+		}
+		return nil, p.errPoolTimeout()
 	}
 }
 
@@ -602,7 +624,7 @@ func (p *pool) startupParams(ctx context.Context) (map[string]string, error) {
 	if params != nil {
 		return params, nil
 	}
-	b, err := p.acquire(ctx)
+	b, err := p.acquire(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -629,7 +651,7 @@ func (p *pool) close() {
 type poolMetrics struct {
 	size, inUse, idle, waiting prometheus.Gauge
 	wait                       prometheus.Observer
-	dialErrors                 prometheus.Counter
+	dialErrors, abandoned      prometheus.Counter
 }
 
 func (m *metrics) forPool(warehouse string) *poolMetrics {
@@ -640,5 +662,6 @@ func (m *metrics) forPool(warehouse string) *poolMetrics {
 		waiting:    m.poolWaiting.WithLabelValues(warehouse),
 		wait:       m.poolWait.WithLabelValues(warehouse),
 		dialErrors: m.upstreamErrors.WithLabelValues(warehouse),
+		abandoned:  m.poolAbandoned.WithLabelValues(warehouse),
 	}
 }

@@ -1,0 +1,112 @@
+package proxy
+
+// Noticing a client that disconnects while it waits for a pooled
+// connection (as PgBouncer does), so that its statement never runs for
+// nobody and its place in the queue goes to the next client at once.
+//
+// While the wait lasts the loop is blocked in acquire and nothing reads
+// the client, so a watcher goroutine waits for the socket through the
+// runtime's poller (RawConn.Read) and looks without consuming a byte:
+// end of stream or an error means the client is gone; bytes alone mean it
+// pipelined more and stays. The poller is edge-triggered, so bytes left
+// unread wake the watcher once, not in a loop, and a FIN behind them
+// (libpq's Terminate, a TLS close_notify) wakes it again.
+//
+// The watcher is stopped as the loop's reads are interrupted: a past read
+// deadline on c.raw, set under c.imu. interrupt (revocation, shutdown) and
+// the loop's idle deadline use the same lever; a deadline the watcher did
+// not ask for is cleared and the watch goes on, because the reason stays
+// in c.reasons and armRead, which runs before the loop's next read,
+// returns it then.
+
+import (
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// waitWatch is started by acquire when the caller has to queue: gone is
+// closed when the waiting client disconnects; stop ends the watch before
+// acquire returns and reports whether the client was seen gone.
+type waitWatch func() (gone <-chan struct{}, stop func() bool)
+
+// errWaitAbandoned ends an acquire whose client went away. The client
+// never reads it: the session ends on the closed socket.
+func errWaitAbandoned() *pgerr.Error {
+	return pgerr.New(pgerr.QueryCanceled, "client disconnected while waiting for a warehouse connection")
+}
+
+// goneWatch watches one wait.
+type goneWatch struct {
+	c        *clientConn
+	rc       syscall.RawConn
+	stopping bool          // guarded by c.imu
+	gone     chan struct{} // closed when the client is seen gone
+	done     chan struct{} // closed when the watcher returns
+	sawGone  bool          // written before done closes
+}
+
+func noWatch() bool { return false }
+
+// watchGone is the client's waitWatch.
+func (c *clientConn) watchGone() (<-chan struct{}, func() bool) {
+	if !canWatchGone {
+		return nil, noWatch
+	}
+	sc, ok := c.raw.(syscall.Conn)
+	if !ok {
+		return nil, noWatch
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, noWatch
+	}
+	w := &goneWatch{c: c, rc: rc, gone: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w.gone, w.stop
+}
+
+func (w *goneWatch) run() {
+	defer close(w.done)
+	c := w.c
+	for {
+		err := w.rc.Read(peerGone)
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			// Gone, or the socket was closed under us (a hard shutdown).
+			c.log.Debug("client disconnected while waiting for a warehouse connection")
+			// Closed now, so that the answer to the abandoned statement
+			// fails and the session ends quietly without reading on.
+			c.raw.Close()
+			w.sawGone = true
+			close(w.gone)
+			return
+		}
+		c.imu.Lock()
+		if w.stopping {
+			c.imu.Unlock()
+			return
+		}
+		c.raw.SetReadDeadline(time.Time{})
+		c.imu.Unlock()
+	}
+}
+
+// stop ends the watch and waits for the watcher; it leaves the read
+// deadline cleared, or past if an interrupt is pending (armRead re-arms it).
+func (w *goneWatch) stop() bool {
+	c := w.c
+	c.imu.Lock()
+	w.stopping = true
+	c.raw.SetReadDeadline(time.Unix(1, 0))
+	c.imu.Unlock()
+	<-w.done
+	c.imu.Lock()
+	if c.reasons == 0 {
+		c.raw.SetReadDeadline(time.Time{})
+	}
+	c.imu.Unlock()
+	return w.sawGone
+}
