@@ -49,6 +49,14 @@ type normalized struct {
 // there is nothing to share (no constants) or the text is not fit for it:
 // it has parameters of its own, or does not lex.
 func normalize(sql string) (normalized, bool) {
+	if n, ok, sure := lexConstants(sql); sure {
+		return n, ok
+	}
+	return scanNormalize(sql)
+}
+
+// scanNormalize is normalize by PostgreSQL's own lexer, for any text.
+func scanNormalize(sql string) (normalized, bool) {
 	scan, err := pg_query.Scan(sql)
 	if err != nil {
 		return normalized{}, false
