@@ -1,6 +1,9 @@
 package rewrite
 
-import "strconv"
+import (
+	"strconv"
+	"strings"
+)
 
 // lexConstants is normalize without cgo for the plain statements that make
 // up most simple-protocol traffic: pg_query.Scan and its protobuf are a tenth
@@ -99,20 +102,21 @@ func lexConstants(sql string) (n normalized, ok, sure bool) {
 	for k, s := range spans {
 		size += 1 + len(strconv.Itoa(k+1)) - (s.end - s.start)
 	}
-	text := make([]byte, 0, size)
+	var text strings.Builder
+	text.Grow(size)
 	n.kinds = make([]byte, len(spans))
 	n.consts = make([]string, len(spans))
 	last := 0
 	for k, s := range spans {
-		text = append(text, sql[last:s.start]...)
-		text = append(text, '$')
-		text = strconv.AppendInt(text, int64(k+1), 10)
+		text.WriteString(sql[last:s.start])
+		text.WriteByte('$')
+		text.WriteString(strconv.Itoa(k + 1))
 		n.kinds[k] = s.kind
 		n.consts[k] = sql[s.start:s.end]
 		last = s.end
 	}
-	text = append(text, sql[last:]...)
-	n.text = string(text)
+	text.WriteString(sql[last:])
+	n.text = text.String()
 	return n, true, true
 }
 
