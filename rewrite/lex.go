@@ -196,7 +196,7 @@ func lexQuoted(sql string, i int) int {
 func quoteFollows(sql string, i int) bool {
 	for i < len(sql) {
 		switch c := sql[i]; {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v':
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
 			i = skipLineComment(sql, i)

@@ -111,6 +111,10 @@ var lexCases = []struct {
 	{"SELECT 1 " + strings.Repeat("<", 64) + " 2", false, ""},
 	{"SELECT 1 " + strings.Repeat("<", 8) + " 2", true, "ii"},
 	{"SELECT {1}", false, ""},
+	// Names past NAMEDATALEN are truncated with a notice, not refused.
+	{"SELECT " + strings.Repeat("a", 100) + ", \"" + strings.Repeat("b", 100) + "\" FROM t WHERE x = 1", true, "i"},
+	{"SELECT date'2024-01-01'", false, ""},
+	{"SELECT date '2024-01-01', interval '1 day'", true, "ss"},
 }
 
 func TestLexConstants(t *testing.T) {
