@@ -138,7 +138,7 @@ func lexCorpus(t testing.TB) map[string][]string {
 	}
 	out := map[string][]string{"tpch": tpchQueries(t)}
 	for _, path := range golden {
-		out["golden"] = append(out["golden"], goldenInputs(t, path)...)
+		out["golden"] = append(out["golden"], readGoldenF(t, path)...)
 	}
 	bench, _ := filepath.Glob("../bench/testdata/*/*.sql")
 	bench2, _ := filepath.Glob("../bench/testdata/*/queries/*.sql")
@@ -152,29 +152,12 @@ func lexCorpus(t testing.TB) map[string][]string {
 	return out
 }
 
-// goldenInputs are the input statements of a golden file.
-func goldenInputs(t testing.TB, path string) []string {
-	var out, in []string
-	state := 0
-	for _, l := range strings.Split(readFile(t, path), "\n") {
-		switch {
-		case state == 0 && strings.HasPrefix(l, "session"):
-			state, in = 1, nil
-		case state == 1 && l == "----":
-			out = append(out, strings.Join(in, "\n"))
-			state = 0
-		case state == 1:
-			in = append(in, l)
-		}
-	}
-	return out
-}
-
 // TestLexConstantsCorpus runs every statement the package knows through
 // both paths and counts how many the fast one decides.
 func TestLexConstantsCorpus(t *testing.T) {
+	corpus := lexCorpus(t)
 	for _, name := range []string{"golden", "tpch", "bench", "demo"} {
-		qs := lexCorpus(t)[name]
+		qs := corpus[name]
 		sure := 0
 		for _, q := range qs {
 			if sameAsScan(t, q) {
