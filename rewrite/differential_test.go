@@ -133,7 +133,7 @@ func head(s []string) []string {
 	return s
 }
 
-func splitStatements(t *testing.T, sql string) []string {
+func splitStatements(t testing.TB, sql string) []string {
 	t.Helper()
 	stmts, err := pg_query.SplitWithParser(sql, true)
 	if err != nil {

@@ -68,7 +68,7 @@ func FuzzRewrite(f *testing.F) {
 	})
 }
 
-func readGoldenF(f *testing.F, path string) []string {
+func readGoldenF(f testing.TB, path string) []string {
 	var out []string
 	var in []string
 	state := 0

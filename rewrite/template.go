@@ -14,8 +14,9 @@ import (
 // literal filters): without them every new constant misses the cache.
 //
 // The statement's constants are replaced by placeholders $1..$n, found with
-// PostgreSQL's own lexer (pg_query.Scan), so a constant is exactly what the
-// warehouse will read as one token. The placeholder text is rewritten once
+// PostgreSQL's own lexer (pg_query.Scan; lexConstants for the plain subset,
+// where it reads the same), so a constant is exactly what the warehouse will
+// read as one token. The placeholder text is rewritten once
 // per session identity as if $k were a parameter, and each later statement
 // of that shape is its template with the $k put back as the original
 // constants' text.
@@ -49,6 +50,14 @@ type normalized struct {
 // there is nothing to share (no constants) or the text is not fit for it:
 // it has parameters of its own, or does not lex.
 func normalize(sql string) (normalized, bool) {
+	if n, ok, sure := lexConstants(sql); sure {
+		return n, ok
+	}
+	return scanNormalize(sql)
+}
+
+// scanNormalize is normalize by PostgreSQL's own lexer, for any text.
+func scanNormalize(sql string) (normalized, bool) {
 	scan, err := pg_query.Scan(sql)
 	if err != nil {
 		return normalized{}, false
