@@ -417,20 +417,7 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 		p.waiters = append(p.waiters, ch)
 		p.gaugesLocked()
 		p.mu.Unlock()
-		var gone <-chan struct{}
-		stop := noWatch
-		if watch != nil {
-			gone, stop = watch()
-		}
-		var b *backend
-		woken := false
-		select {
-		case b = <-ch:
-			woken = true
-		case <-ctx.Done():
-		case <-gone:
-		}
-		abandoned := stop() // also when woken: the client may have left just now
+		b, woken, abandoned := await(ctx, ch, watch)
 		if woken && !abandoned {
 			if b != nil {
 				return b, nil
@@ -464,6 +451,43 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 		}
 		return nil, p.errPoolTimeout()
 	}
+}
+
+// watchDelay is how long a client waits in the queue before it is watched
+// for a disconnect: under load most waits are shorter than a transaction,
+// and a watch costs a goroutine and polls of the client's socket.
+const watchDelay = 50 * time.Millisecond
+
+// await waits for a connection on ch. woken reports that ch delivered
+// (b, or nil for a free slot); abandoned that the client left meanwhile,
+// which stop also reports when woken: it may have left just now.
+func await(ctx context.Context, ch chan *backend, watch waitWatch) (b *backend, woken, abandoned bool) {
+	if watch == nil {
+		select {
+		case b = <-ch:
+			return b, true, false
+		case <-ctx.Done():
+			return nil, false, false
+		}
+	}
+	t := time.NewTimer(watchDelay)
+	select {
+	case b = <-ch:
+		t.Stop()
+		return b, true, false
+	case <-ctx.Done():
+		t.Stop()
+		return nil, false, false
+	case <-t.C:
+	}
+	gone, stop := watch()
+	select {
+	case b = <-ch:
+		woken = true
+	case <-ctx.Done():
+	case <-gone:
+	}
+	return b, woken, stop()
 }
 
 func (p *pool) dial(ctx context.Context) (*backend, error) {

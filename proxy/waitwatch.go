@@ -4,8 +4,8 @@ package proxy
 // connection (as PgBouncer does), so that its statement never runs for
 // nobody and its place in the queue goes to the next client at once.
 //
-// While the wait lasts the loop is blocked in acquire and nothing reads
-// the client, so a watcher goroutine waits for the socket through the
+// While the wait lasts (once it outlasts watchDelay: see await) the loop is
+// blocked in acquire and nothing reads the client, so a watcher goroutine waits for the socket through the
 // runtime's poller (RawConn.Read) and looks without consuming a byte:
 // end of stream or an error means the client is gone; bytes alone mean it
 // pipelined more and stays. The poller is edge-triggered, so bytes left
