@@ -73,6 +73,9 @@ type Pool struct {
 	IdleTimeout      time.Duration `yaml:"idle_timeout"`
 	MaxLifetime      time.Duration `yaml:"max_lifetime"`
 	HealthCheckAfter time.Duration `yaml:"health_check_after"`
+	// MaxPreparedStatements caps the statements kept prepared on each
+	// warehouse connection (least recently used closed first); 0 means 200.
+	MaxPreparedStatements int `yaml:"max_prepared_statements"`
 }
 
 // Auth configures the ticket service and token verification.
@@ -317,6 +320,9 @@ func (f *File) Validate() error {
 		}
 		if w.Pool.Size < 0 {
 			bad(field+".pool.size", "must not be negative")
+		}
+		if w.Pool.MaxPreparedStatements < 0 {
+			bad(field+".pool.max_prepared_statements", "must not be negative")
 		}
 		for sub, d := range map[string]time.Duration{"acquire_timeout": w.Pool.AcquireTimeout, "idle_timeout": w.Pool.IdleTimeout,
 			"max_lifetime": w.Pool.MaxLifetime, "health_check_after": w.Pool.HealthCheckAfter} {

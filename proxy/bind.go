@@ -313,7 +313,11 @@ func (c *clientConn) sendLocked(m pgproto3.FrontendMessage, p *pending) error {
 // ensurePrepared prepares st on b (before a Bind or Describe) unless it is
 // there already; the ParseComplete is not the client's. c.mu is held.
 func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
-	if b.markPrepared(st.name) {
+	isNew, err := c.markPreparedLocked(b, st.name)
+	if err != nil {
+		return err
+	}
+	if isNew {
 		p := &pending{kind: pParse, start: time.Now(), internal: true, prep: st.name, be: b}
 		if err := c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p); err != nil {
 			return err
@@ -326,6 +330,20 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
 	}
 	return nil
+}
+
+// markPreparedLocked records a use of the statement name on b; when it is
+// new there and b is at its cap, the least recently used statement is
+// closed first (the CloseComplete is not the client's). c.mu is held.
+func (c *clientConn) markPreparedLocked(b *backend, name string) (bool, error) {
+	isNew, evict := b.markPrepared(name)
+	if evict != "" {
+		p := &pending{kind: pClose, start: time.Now(), internal: true, prep: evict, be: b}
+		if err := c.pushSend(b, &pgproto3.Close{ObjectType: 'S', Name: evict}, p); err != nil {
+			return false, err
+		}
+	}
+	return isNew, nil
 }
 
 // refuseLocked answers a refusal (p.refusal) in order: through the

@@ -308,7 +308,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 		if err := c.ensurePrepared(b, st); err != nil {
 			return err
 		}
-		b.unmarkPrepared(st.name)
+		b.unmarkPrepared(st.name, true)
 		sql = "DEALLOCATE " + st.name
 	}
 	if c.pool != nil && (callsSetConfig(sql) || declaresHold(res.result)) {
@@ -369,7 +369,11 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		return c.answerUnbound(err, false)
 	}
 	p.info, p.stmt = st.info, st
-	if b.markPrepared(st.name) {
+	isNew, err := c.markPreparedLocked(b, st.name)
+	if err != nil {
+		return err
+	}
+	if isNew {
 		p.prep, p.be = st.name, b
 		return c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
 	}

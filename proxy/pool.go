@@ -37,6 +37,10 @@ const (
 	DefaultPoolIdleTimeout      = 10 * time.Minute
 	DefaultPoolMaxLifetime      = time.Hour
 	DefaultPoolHealthCheckAfter = 30 * time.Second
+	// DefaultMaxPreparedStatements is PgBouncer's default: the rewritten
+	// text carries the tenant, so without a cap a long-lived connection
+	// would keep a plan for every tenant and statement it ever served.
+	DefaultMaxPreparedStatements = 200
 )
 
 // PoolConfig configures a warehouse's connection pool (transaction mode; in
@@ -55,6 +59,10 @@ type PoolConfig struct {
 	// HealthCheckAfter: a connection idle for longer is checked with a
 	// round trip before it is lent.
 	HealthCheckAfter time.Duration
+	// MaxPreparedStatements caps the statements the proxy keeps prepared
+	// on one warehouse connection (both modes); the least recently used is
+	// closed to make room, and prepared again when a client next binds it.
+	MaxPreparedStatements int
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -77,6 +85,9 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 	if c.HealthCheckAfter == 0 {
 		c.HealthCheckAfter = DefaultPoolHealthCheckAfter
 	}
+	if c.MaxPreparedStatements == 0 {
+		c.MaxPreparedStatements = DefaultMaxPreparedStatements
+	}
 	return c
 }
 
@@ -88,6 +99,9 @@ func (c PoolConfig) Validate(prefix string) error {
 	}
 	if c.Size < 1 {
 		errs = append(errs, fmt.Errorf("%s.size: must be at least 1", prefix))
+	}
+	if c.MaxPreparedStatements < 1 {
+		errs = append(errs, fmt.Errorf("%s.max_prepared_statements: must be at least 1", prefix))
 	}
 	for _, d := range []struct {
 		name string
@@ -108,7 +122,18 @@ type backend struct {
 	lastUsed time.Time
 
 	prepMu   sync.Mutex
-	prepared map[string]struct{} // proxy statement names prepared here
+	prepared map[string]uint64 // proxy statement names prepared here, by last use
+	// confirmed is what the warehouse has confirmed (ParseComplete, less
+	// CloseComplete): prepared is made from it again after messages were
+	// skipped (prepDirty), when a Close and a later Parse of the same
+	// name may both have been skipped.
+	confirmed map[string]struct{}
+	prepDirty bool
+	prepTick  uint64
+	// quietTick is prepTick when the warehouse had last answered all that
+	// was sent: statements used since may have a Parse in flight.
+	quietTick uint64
+	maxPrep   int
 
 	// settings is the SET script applied since the last RESET ALL;
 	// settingsUnknown forces a RESET ALL before the next lending.
@@ -116,30 +141,94 @@ type backend struct {
 	settingsUnknown bool
 }
 
-func newBackend(sc ServerConn, now time.Time) *backend {
-	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]struct{}{}}
+func newBackend(sc ServerConn, now time.Time, maxPrepared int) *backend {
+	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]uint64{}, confirmed: map[string]struct{}{}, maxPrep: maxPrepared}
 }
 
-// markPrepared records name as prepared and reports whether it was new.
-func (b *backend) markPrepared(name string) bool {
+// markPrepared records a use of name and reports whether it is new here,
+// in which case evict, if not "", is the least recently used statement
+// that must be closed first to stay within the cap.
+func (b *backend) markPrepared(name string) (isNew bool, evict string) {
 	b.prepMu.Lock()
 	defer b.prepMu.Unlock()
+	b.prepTick++
 	if _, ok := b.prepared[name]; ok {
-		return false
+		b.prepared[name] = b.prepTick
+		return false, ""
 	}
-	b.prepared[name] = struct{}{}
-	return true
+	if b.maxPrep > 0 && len(b.prepared) >= b.maxPrep {
+		// A scan, but only when a full connection prepares a new one.
+		// Only a statement unused since the warehouse was last quiet may
+		// go, not one the batch in flight binds; if none, the cap waits.
+		oldest := b.quietTick + 1
+		for n, t := range b.prepared {
+			if t < oldest {
+				evict, oldest = n, t
+			}
+		}
+		if evict != "" {
+			delete(b.prepared, evict)
+		}
+	}
+	b.prepared[name] = b.prepTick
+	return true, evict
 }
 
-func (b *backend) unmarkPrepared(name string) {
+// settle records that the warehouse has answered everything sent on b.
+func (b *backend) settle() {
+	b.prepMu.Lock()
+	defer b.prepMu.Unlock()
+	b.quietTick = b.prepTick
+	if !b.prepDirty {
+		return
+	}
+	b.prepDirty = false
+	for n := range b.prepared {
+		if _, ok := b.confirmed[n]; !ok {
+			delete(b.prepared, n)
+		}
+	}
+	for n := range b.confirmed {
+		if _, ok := b.prepared[n]; !ok {
+			b.prepared[n] = 0
+		}
+	}
+}
+
+// confirm records the warehouse's answer to a Parse (prepared) or a Close.
+func (b *backend) confirm(name string, prepared bool) {
+	b.prepMu.Lock()
+	if prepared {
+		b.confirmed[name] = struct{}{}
+	} else {
+		delete(b.confirmed, name)
+	}
+	b.prepMu.Unlock()
+}
+
+// skipped records that a Parse or Close of a proxy statement failed or was
+// skipped: settle makes prepared the warehouse's confirmed set again.
+func (b *backend) skipped() {
+	b.prepMu.Lock()
+	b.prepDirty = true
+	b.prepMu.Unlock()
+}
+
+// unmarkPrepared forgets name as prepared: its Parse failed or was
+// skipped (the warehouse never confirmed it), or it is being deallocated.
+func (b *backend) unmarkPrepared(name string, deallocated bool) {
 	b.prepMu.Lock()
 	delete(b.prepared, name)
+	if deallocated {
+		delete(b.confirmed, name)
+	}
 	b.prepMu.Unlock()
 }
 
 func (b *backend) clearPrepared() {
 	b.prepMu.Lock()
 	clear(b.prepared)
+	clear(b.confirmed)
 	b.prepMu.Unlock()
 }
 
@@ -508,7 +597,7 @@ func (p *pool) dial(ctx context.Context) (*backend, error) {
 		}
 	}
 	p.mu.Unlock()
-	return newBackend(sc, time.Now()), nil
+	return newBackend(sc, time.Now(), p.cfg.MaxPreparedStatements), nil
 }
 
 // popIdleLocked returns the most recently used idle connection that is not

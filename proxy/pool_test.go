@@ -1041,3 +1041,47 @@ func TestPoolApplicationName(t *testing.T) {
 		}
 	}
 }
+
+// A warehouse connection keeps at most MaxPreparedStatements statements
+// prepared: the least recently used is closed to make room, and prepared
+// again, unseen by the client, when it is next used.
+func TestPoolPreparedStatementCap(t *testing.T) {
+	const max, distinct = 3, 8
+	tp := startPool(t, PoolConfig{Size: 1, MaxPreparedStatements: max}, nil)
+	ctx := ctxT(t)
+	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
+	for round := 0; round < 3; round++ {
+		for i := 0; i < distinct; i++ {
+			var got int
+			q := fmt.Sprintf("SELECT %d + $1::int", i)
+			if err := conn.QueryRow(ctx, q, round).Scan(&got); err != nil {
+				t.Fatalf("round %d, statement %d: %v", round, i, err)
+			}
+			if got != i+round {
+				t.Fatalf("round %d, statement %d: got %d", round, i, got)
+			}
+			// One connection in the pool: this is the one that ran q.
+			var n int
+			if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'pgw_%'", pgx.QueryExecModeSimpleProtocol).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			if n > max {
+				t.Fatalf("round %d, statement %d: %d statements prepared on the connection, want at most %d", round, i, n, max)
+			}
+		}
+	}
+	// An eviction skipped after an error in its batch leaves the statement
+	// known as prepared: preparing it again must not fail with 42P05.
+	batch := &pgx.Batch{}
+	batch.Queue("SELECT 1/0")
+	for i := 0; i < distinct; i++ {
+		batch.Queue(fmt.Sprintf("SELECT %d + $1::int", i), 1)
+	}
+	_ = conn.SendBatch(ctx, batch).Close()
+	for i := 0; i < distinct; i++ {
+		var got int
+		if err := conn.QueryRow(ctx, fmt.Sprintf("SELECT %d + $1::int", i), 1).Scan(&got); err != nil || got != i+1 {
+			t.Fatalf("after the failed batch, statement %d: %d %v", i, got, err)
+		}
+	}
+}

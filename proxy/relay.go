@@ -45,7 +45,8 @@ type pending struct {
 	// Internal messages are not answered to the client: a Parse preparing
 	// a statement on the connection the client landed on (prep names what
 	// it prepares on be; stmt is the client statement it creates), a
-	// Describe checking a result shape, a Query replaying settings.
+	// Describe checking a result shape, a Query replaying settings, a Close
+	// evicting the statement prep (see markPreparedLocked).
 	internal bool
 	prep     string
 	be       *backend
@@ -183,6 +184,9 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 		}
 		if err := c.out.send(out); err != nil {
 			return clientWriteError{err}
+		}
+		if _, ok := out.(*pgproto3.ReadyForQuery); ok && c.q.empty() {
+			b.settle()
 		}
 		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.pool != nil && c.q.empty() {
 			if rfq.TxStatus == 'I' {
@@ -423,6 +427,9 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.ParseComplete:
 		p := c.q.front()
 		c.q.pop()
+		if p != nil && p.prep != "" {
+			p.be.confirm(p.prep, true)
+		}
 		if p != nil && p.internal {
 			return nil, nil
 		}
@@ -438,7 +445,12 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 			return c.errorResponse(pgerr.Unsupported("cached plan must not change result type"), false), nil
 		}
 	case *pgproto3.CloseComplete:
+		p := c.q.front()
 		c.q.pop()
+		if p != nil && p.internal {
+			p.be.confirm(p.prep, false)
+			return nil, nil // an eviction
+		}
 	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
@@ -616,13 +628,19 @@ func (c *clientConn) readyForQuery(status byte) {
 	c.touch()
 }
 
-// parseFailed forgets a Parse the warehouse rejected or skipped.
+// parseFailed forgets a Parse the warehouse rejected or skipped, and notes
+// a skipped eviction (an internal Close): the statement stays prepared.
 func (c *clientConn) parseFailed(p *pending) {
+	if p.kind == pClose && p.internal {
+		p.be.skipped() // still prepared
+		return
+	}
 	if p.kind != pParse {
 		return
 	}
 	if p.prep != "" {
-		p.be.unmarkPrepared(p.prep)
+		p.be.unmarkPrepared(p.prep, false)
+		p.be.skipped()
 	}
 	if p.stmt != nil {
 		p.stmt.failed.Store(true)

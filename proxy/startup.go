@@ -444,7 +444,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 	if err != nil {
 		return nil, err
 	}
-	b := newBackend(sc, time.Now())
+	b := newBackend(sc, time.Now(), wh.Pool.MaxPreparedStatements)
 	c.cur, c.cancelTo = b, b
 	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
 	params := map[string]string{}

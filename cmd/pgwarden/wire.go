@@ -115,12 +115,13 @@ func proxyConfig(c *config.File) proxy.Config {
 
 func poolConfig(p config.Pool) proxy.PoolConfig {
 	return proxy.PoolConfig{
-		Mode:             proxy.PoolMode(p.Mode),
-		Size:             p.Size,
-		AcquireTimeout:   p.AcquireTimeout,
-		IdleTimeout:      p.IdleTimeout,
-		MaxLifetime:      p.MaxLifetime,
-		HealthCheckAfter: p.HealthCheckAfter,
+		Mode:                  proxy.PoolMode(p.Mode),
+		Size:                  p.Size,
+		AcquireTimeout:        p.AcquireTimeout,
+		IdleTimeout:           p.IdleTimeout,
+		MaxLifetime:           p.MaxLifetime,
+		HealthCheckAfter:      p.HealthCheckAfter,
+		MaxPreparedStatements: p.MaxPreparedStatements,
 	}
 }
 
