@@ -242,6 +242,7 @@ func (c *clientConn) replaySettingsLocked(b *backend) error {
 		sql += "; " + want
 	}
 	b.settings, b.settingsUnknown = want, false
+	c.replays.Add(1)
 	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: time.Now()})
 }
 

@@ -68,6 +68,7 @@ type clientConn struct {
 	relayDone chan struct{}
 	relayErr  error // written by the relay before relayDone closes
 	sawFatal  atomic.Bool
+	replays   atomic.Int32 // settings replays queued and not yet answered
 
 	// Binding (see bind.go). mu guards cur and stopping; the loop holds it
 	// while it binds and queues, the relay takes it to release.

@@ -185,11 +185,9 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 		if err := c.out.send(out); err != nil {
 			return clientWriteError{err}
 		}
-		if _, ok := out.(*pgproto3.ReadyForQuery); ok && c.q.empty() {
+		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.q.empty() {
 			b.settle()
-		}
-		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.pool != nil && c.q.empty() {
-			if rfq.TxStatus == 'I' {
+			if rfq.TxStatus == 'I' && c.pool != nil {
 				if released, err := c.release(b); released || err != nil {
 					return err
 				}
@@ -284,6 +282,7 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	failed := false
 	for _, p := range owed {
 		if p.internal && p.kind == pQuery {
+			c.replays.Add(-1)
 			continue // a settings replay: not the client's
 		}
 		switch p.kind {
@@ -348,7 +347,7 @@ func (c *clientConn) release(b *backend) (bool, error) {
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
 func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
-	if _, row := msg.(*pgproto3.DataRow); !row {
+	if c.replays.Load() > 0 {
 		if p := c.q.front(); p != nil && p.internal && p.kind == pQuery {
 			c.observeReplay(b, msg)
 			return nil, nil
@@ -377,6 +376,7 @@ func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) {
 		b.settingsUnknown = true
 	case *pgproto3.ReadyForQuery:
 		c.q.pop()
+		c.replays.Add(-1)
 	}
 }
 
