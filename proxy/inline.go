@@ -97,9 +97,7 @@ func (c *clientConn) drain() error {
 	c.draining = b
 	c.imu.Unlock()
 	err := c.relayFrom(b, true)
-	c.imu.Lock()
-	c.draining = nil
-	c.imu.Unlock()
+	c.undrain(b)
 	if err == nil {
 		return nil
 	}
@@ -108,6 +106,21 @@ func (c *clientConn) drain() error {
 	}
 	b.sc.Close()
 	return c.relayFailure(err)
+}
+
+// undrain ends an inline read of b, before b goes back to the pool or the
+// loop waits for its client: an interrupt must not reach b after that, and
+// the deadline one may have set must not stay behind for b's next reader.
+func (c *clientConn) undrain(b *backend) {
+	c.imu.Lock()
+	defer c.imu.Unlock()
+	if c.draining != b {
+		return
+	}
+	c.draining = nil
+	if c.reasons != 0 {
+		b.setReadDeadline(time.Time{})
+	}
 }
 
 // drainInterrupted is the inline relay's answer to a read interrupted by

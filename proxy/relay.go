@@ -340,6 +340,7 @@ func (c *clientConn) release(b *backend) (bool, error) {
 	c.cancelTo = nil
 	c.cmu.Unlock()
 	c.mu.Unlock()
+	c.undrain(b)
 	c.pool.release(b, true)
 	return true, nil
 }
