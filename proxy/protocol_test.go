@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"net"
@@ -20,8 +21,14 @@ import (
 // rawSession authenticates with pgconn and hands over the raw protocol.
 func rawSession(t *testing.T, tp *testProxy, password string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	ctx := ctxT(t)
-	pc, err := pgconn.Connect(ctx, tp.url(password, "wh", ""))
+	return hijacked(t, ctxT(t), tp.url(password, "wh", ""), 60*time.Second)
+}
+
+// hijacked logs in to url with pgconn and returns the raw connection (TLS
+// or not) for the test to speak the protocol itself, closed at cleanup.
+func hijacked(t *testing.T, ctx context.Context, url string, deadline time.Duration) (net.Conn, *pgproto3.Frontend) {
+	t.Helper()
+	pc, err := pgconn.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,7 +37,7 @@ func rawSession(t *testing.T, tp *testProxy, password string) (net.Conn, *pgprot
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hc.Conn.Close() })
-	hc.Conn.SetDeadline(time.Now().Add(60 * time.Second))
+	hc.Conn.SetDeadline(time.Now().Add(deadline))
 	return hc.Conn, pgproto3.NewFrontend(hc.Conn, hc.Conn)
 }
 

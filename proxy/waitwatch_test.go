@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
@@ -58,17 +57,7 @@ func (wp *waitPool) hold(t *testing.T, ctx context.Context) pgx.Tx {
 // waiter logs in over sslmode and returns the raw connection (TLS or not).
 func (wp *waitPool) waiter(t *testing.T, ctx context.Context, sslmode string) (net.Conn, *pgproto3.Frontend) {
 	t.Helper()
-	pc, err := pgconn.Connect(ctx, "postgres://alice:tok-globex@"+wp.addr+"/wh?sslmode="+sslmode)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hc.Conn.Close() })
-	hc.Conn.SetDeadline(time.Now().Add(20 * time.Second))
-	return hc.Conn, pgproto3.NewFrontend(hc.Conn, hc.Conn)
+	return hijacked(t, ctx, "postgres://alice:tok-globex@"+wp.addr+"/wh?sslmode="+sslmode, 20*time.Second)
 }
 
 // send writes a simple query.
