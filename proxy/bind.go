@@ -13,9 +13,11 @@ package proxy
 // are translated and every reply still comes from the warehouse, in order.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -208,12 +210,25 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if c.pool == nil || c.stopping {
 		return nil, connLost(c.wh.Name)
 	}
-	b, err := c.pool.acquire(c.ctx, c.watchGone)
+	c.cmu.Lock()
+	if c.waitCtx == nil || c.waitCtx.Err() != nil {
+		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)
+	}
+	c.acquiring = true
+	ctx := c.waitCtx
+	c.cmu.Unlock()
+	b, err := c.pool.acquire(ctx, c.watchGone)
+	c.cmu.Lock()
+	c.acquiring = false
 	if err != nil {
+		c.cmu.Unlock()
+		if errors.Is(context.Cause(ctx), errCancelRequest) {
+			return nil, pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request").
+				WithDetail("The statement was waiting for a warehouse connection.")
+		}
 		return nil, err
 	}
 	c.cur = b
-	c.cmu.Lock()
 	c.cancelTo = b
 	c.cmu.Unlock()
 	if _, ok := b.sc.(inlineConn); ok {
@@ -245,6 +260,10 @@ func (c *clientConn) replaySettingsLocked(b *backend) error {
 	c.replays.Add(1)
 	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: time.Now()})
 }
+
+// errCancelRequest is the cause of a pool wait ended by the client's
+// CancelRequest.
+var errCancelRequest = errors.New("cancel request")
 
 // applyOps folds committed setting changes into the client's settings.
 // Called by the relay while it holds the connection.

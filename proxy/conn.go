@@ -80,8 +80,13 @@ type clientConn struct {
 	stopCh   chan struct{}
 	// cmu guards cancelTo, the connection a CancelRequest goes to; held
 	// while a cancel is sent so the connection cannot change hands meanwhile.
-	cmu      sync.Mutex
-	cancelTo *backend
+	// While the client waits for a pooled connection instead (acquiring),
+	// a CancelRequest ends the wait through waitCtx.
+	cmu        sync.Mutex
+	cancelTo   *backend
+	acquiring  bool
+	waitCtx    context.Context
+	waitCancel context.CancelCauseFunc
 
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).

@@ -402,12 +402,16 @@ func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger)
 }
 
 // cancelWarehouse cancels what the client runs on the connection it holds
-// now; holding none, it cancels nothing. cmu keeps the connection from
-// passing to another client until the warehouse has taken the request.
+// now, or its wait for one; otherwise it cancels nothing. cmu keeps the
+// connection from passing to another client until the warehouse has taken
+// the request.
 func (c *clientConn) cancelWarehouse(ctx context.Context) error {
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
 	if c.cancelTo == nil {
+		if c.acquiring {
+			c.waitCancel(errCancelRequest)
+		}
 		return nil
 	}
 	return c.cancelTo.sc.Cancel(ctx)

@@ -235,3 +235,43 @@ func TestPoolWaiterRevoked(t *testing.T) {
 		}
 	}
 }
+
+// A CancelRequest ends a wait for a pooled connection with 57014, as it
+// would end a statement waiting on a lock in PostgreSQL; the statement
+// never runs and the session goes on. With nothing running or waiting, a
+// cancel does nothing.
+func TestPoolWaiterCancelled(t *testing.T) {
+	wp := startWaitPool(t)
+	ctx := ctxT(t)
+	tx := wp.hold(t, ctx)
+	waiter := wp.connect(t, ctx, "tok-globex")
+	done := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "INSERT INTO orders VALUES ('globex', 103, 3)").ReadAll()
+		done <- err
+	}()
+	wp.awaitWaiting(t, 1)
+	if err := waiter.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		wantPgErr(t, err, "57014", "canceling statement due to user request")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the cancelled wait went on")
+	}
+	wp.awaitWaiting(t, 0)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wp.ordersWith(t, ctx, 103); n != 0 {
+		t.Errorf("the cancelled statement inserted %d rows", n)
+	}
+	if err := waiter.CancelRequest(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // a stray cancel would land now
+	if _, err := waiter.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("after the cancels: %v", err)
+	}
+}
