@@ -655,6 +655,11 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.raw.SetReadDeadline(time.Unix(1, 0))
 	if c.draining != nil {
 		c.draining.setReadDeadline(time.Unix(1, 0))
+		if reason&reasonRevoked != 0 {
+			// The loop may be blocked writing to a client that does not
+			// read: a revoked session is cut off, not waited for.
+			c.raw.SetWriteDeadline(time.Unix(1, 0))
+		}
 	}
 	c.imu.Unlock()
 }

@@ -440,3 +440,42 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 		t.Fatalf("the session did not recover: %v", err)
 	}
 }
+
+// A revoked session whose client has stopped reading a large result is cut
+// off: its statement does not stay on the warehouse waiting to write.
+func TestRevocationOfStalledClient(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	const q = "SELECT repeat('x', 100000) FROM generate_series(1, 5000)"
+	_, fe := rawSession(t, tp, "tok-acme")
+	fe.Send(&pgproto3.Query{String: q})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	running := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; running() == 0; i++ {
+		if i > 200 {
+			t.Fatal("the statement never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // the socket buffers fill up
+	tp.auth.revoke("s-acme")
+	for i := 0; running() > 0; i++ {
+		if i > 200 {
+			t.Fatal("the revoked session's statement still runs on the warehouse")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
