@@ -24,6 +24,7 @@ const (
 	reasonRevoked uint32 = 1 << iota
 	reasonShutdown
 	reasonRelayDone
+	reasonClientGone // seen by a drainWatch
 )
 
 // clientConn is one client session. The loop goroutine reads client messages
@@ -60,6 +61,7 @@ type clientConn struct {
 	// draining is the connection the loop relays inline (see inline.go)
 	// while it waits for answers, guarded by imu: interrupt wakes it too.
 	draining *backend
+	dw       *drainWatch // the loop's
 
 	revoked    atomic.Bool
 	lastActive atomic.Int64 // unix nanos of the last client message or ReadyForQuery
@@ -173,6 +175,9 @@ func (c *clientConn) serve() {
 	}
 	c.touch()
 	c.relayDone = make(chan struct{})
+	if c.pool != nil {
+		c.dw = newDrainWatch(c)
+	}
 	if c.cur != nil {
 		c.bindCh <- c.cur
 	}
@@ -655,7 +660,7 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.raw.SetReadDeadline(time.Unix(1, 0))
 	if c.draining != nil {
 		c.draining.setReadDeadline(time.Unix(1, 0))
-		if reason&reasonRevoked != 0 {
+		if reason&(reasonRevoked|reasonClientGone) != 0 {
 			// The loop may be blocked writing to a client that does not
 			// read: a revoked session is cut off, not waited for.
 			c.raw.SetWriteDeadline(time.Unix(1, 0))
@@ -738,6 +743,8 @@ func (c *clientConn) interrupted(r uint32) error {
 		return c.relayEnded()
 	case r&reasonRevoked != 0:
 		return errRevoked()
+	case r&reasonClientGone != 0:
+		return errQuiet{"client disconnected"}
 	default: // shutdown: let the statements in flight finish first
 		c.mu.Lock()
 		if c.cur != nil {

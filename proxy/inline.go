@@ -19,6 +19,7 @@ package proxy
 import (
 	"errors"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -96,7 +97,9 @@ func (c *clientConn) drain() error {
 	}
 	c.draining = b
 	c.imu.Unlock()
+	c.dw.arm()
 	err := c.relayFrom(b, true)
+	c.dw.disarm()
 	c.undrain(b)
 	if err == nil {
 		return nil
@@ -142,6 +145,69 @@ func (c *clientConn) drainInterrupted(b *backend, err error) error {
 	if c.reasons&reasonRevoked != 0 {
 		return errRevoked()
 	}
+	if c.reasons&reasonClientGone != 0 {
+		return clientWriteError{errClientGone}
+	}
 	b.setReadDeadline(time.Time{})
 	return nil
+}
+
+var errClientGone = errors.New("client disconnected")
+
+// drainWatch notices a client that disconnects while the loop relays its
+// statement inline, so that the statement is cancelled rather than left to
+// run for nobody (the loop does not read the client meanwhile). Like a
+// waiting client, it is watched only once the statement outlasts
+// watchDelay: most statements are shorter, and a watch costs a goroutine.
+type drainWatch struct {
+	c     *clientConn
+	mu    sync.Mutex
+	t     *time.Timer
+	armed bool
+	stop  func() bool
+}
+
+// arm starts the delay; nil (no watching on this platform) does nothing.
+func (d *drainWatch) arm() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.armed = true
+	d.t.Reset(watchDelay)
+	d.mu.Unlock()
+}
+
+func (d *drainWatch) start() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.armed || d.stop != nil {
+		return
+	}
+	_, d.stop = d.c.watchGoneThen("client disconnected while its statement ran", func() { d.c.interrupt(reasonClientGone) })
+}
+
+func (d *drainWatch) disarm() {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	d.armed = false
+	d.t.Stop()
+	stop := d.stop
+	d.stop = nil
+	d.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+}
+
+func newDrainWatch(c *clientConn) *drainWatch {
+	if !canWatchGone {
+		return nil
+	}
+	d := &drainWatch{c: c}
+	d.t = time.AfterFunc(time.Hour, d.start)
+	d.t.Stop()
+	return d
 }

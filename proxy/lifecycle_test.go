@@ -479,3 +479,49 @@ func TestRevocationOfStalledClient(t *testing.T) {
 		time.Sleep(25 * time.Millisecond)
 	}
 }
+
+// A client that disconnects while its statement runs has the statement
+// cancelled, not left to run for nobody on a pooled connection, and the
+// connection goes back to the pool.
+func TestClientGoneCancelsStatement(t *testing.T) {
+	if !canWatchGone {
+		t.Skip("clients are watched on Linux only")
+	}
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	const q = "SELECT pg_sleep(30)"
+	nc, fe := rawSession(t, tp, "tok-acme")
+	fe.Send(&pgproto3.Query{String: q})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	running := func() int {
+		var n int
+		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", q).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i := 0; running() == 0; i++ {
+		if i > 200 {
+			t.Fatal("the statement never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	nc.Close()
+	for i := 0; running() > 0; i++ {
+		if i > 200 {
+			t.Fatal("the statement of a client that left still runs on the warehouse")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	other := tp.connect(t, ctx, "tok-globex")
+	if _, err := other.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("the pool after the client left: %v", err)
+	}
+}

@@ -39,10 +39,12 @@ func errWaitAbandoned() *pgerr.Error {
 	return pgerr.New(pgerr.QueryCanceled, "client disconnected while waiting for a warehouse connection")
 }
 
-// goneWatch watches one wait.
+// goneWatch watches one wait (or one inline relay: see drainWatch).
 type goneWatch struct {
 	c        *clientConn
 	rc       syscall.RawConn
+	why      string
+	onGone   func()
 	stopping bool          // guarded by c.imu
 	gone     chan struct{} // closed when the client is seen gone
 	done     chan struct{} // closed when the watcher returns
@@ -53,6 +55,12 @@ func noWatch() bool { return false }
 
 // watchGone is the client's waitWatch.
 func (c *clientConn) watchGone() (<-chan struct{}, func() bool) {
+	return c.watchGoneThen("client disconnected while waiting for a warehouse connection", nil)
+}
+
+// watchGoneThen watches the client until stopped; when it is gone, it logs
+// why at debug level and calls onGone, if any, before gone closes.
+func (c *clientConn) watchGoneThen(why string, onGone func()) (<-chan struct{}, func() bool) {
 	if !canWatchGone {
 		return nil, noWatch
 	}
@@ -64,7 +72,7 @@ func (c *clientConn) watchGone() (<-chan struct{}, func() bool) {
 	if err != nil {
 		return nil, noWatch
 	}
-	w := &goneWatch{c: c, rc: rc, gone: make(chan struct{}), done: make(chan struct{})}
+	w := &goneWatch{c: c, rc: rc, why: why, onGone: onGone, gone: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w.gone, w.stop
 }
@@ -76,11 +84,14 @@ func (w *goneWatch) run() {
 		err := w.rc.Read(peerGone)
 		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
 			// Gone, or the socket was closed under us (a hard shutdown).
-			c.log.Debug("client disconnected while waiting for a warehouse connection")
+			c.log.Debug(w.why)
 			// Closed now, so that the answer to the abandoned statement
 			// fails and the session ends quietly without reading on.
 			c.raw.Close()
 			w.sawGone = true
+			if w.onGone != nil {
+				w.onGone()
+			}
 			close(w.gone)
 			return
 		}
