@@ -222,9 +222,12 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	c.acquiring = false
 	if err != nil {
 		c.cmu.Unlock()
-		if errors.Is(context.Cause(ctx), errCancelRequest) {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errCancelRequest):
 			return nil, pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request").
 				WithDetail("The statement was waiting for a warehouse connection.")
+		case errors.Is(cause, errRevokedWait):
+			return nil, errRevoked()
 		}
 		return nil, err
 	}
@@ -261,9 +264,12 @@ func (c *clientConn) replaySettingsLocked(b *backend) error {
 	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: time.Now()})
 }
 
-// errCancelRequest is the cause of a pool wait ended by the client's
-// CancelRequest.
-var errCancelRequest = errors.New("cancel request")
+// errCancelRequest and errRevokedWait are the causes of a pool wait ended
+// by the client's CancelRequest or its session's revocation.
+var (
+	errCancelRequest = errors.New("cancel request")
+	errRevokedWait   = errors.New("session revoked")
+)
 
 // applyOps folds committed setting changes into the client's settings.
 // Called by the relay while it holds the connection.
@@ -383,8 +389,8 @@ func (c *clientConn) refuseLocked(p *pending) error {
 // answerUnbound reports err for a message that found no connection. The
 // relay is parked (nothing is bound), so the loop writes to the client.
 func (c *clientConn) answerUnbound(err error, isQuery bool) error {
-	if c.pool == nil {
-		return err // session mode: the connection is gone for good
+	if c.pool == nil || c.revoked.Load() {
+		return err // the connection is gone for good, or the session is
 	}
 	er := c.errorResponse(err, false)
 	if er.Severity == pgerr.SeverityFatal {

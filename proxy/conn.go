@@ -658,6 +658,13 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.imu.Lock()
 	c.reasons |= reason
 	c.raw.SetReadDeadline(time.Unix(1, 0))
+	if reason&reasonRevoked != 0 {
+		c.cmu.Lock()
+		if c.acquiring {
+			c.waitCancel(errRevokedWait) // its statement must not run
+		}
+		c.cmu.Unlock()
+	}
 	if c.draining != nil {
 		c.draining.setReadDeadline(time.Unix(1, 0))
 		if reason&(reasonRevoked|reasonClientGone) != 0 {

@@ -208,20 +208,18 @@ func TestPoolWaiterPipelines(t *testing.T) {
 	}
 }
 
-// A revocation during a watched wait is not lost: the statement runs when
-// the connection comes free, then the session ends revoked without the
-// client sending anything more.
+// A revocation ends a wait for a pooled connection at once: the session
+// ends with FATAL 28000 while the connection is still taken, and its
+// statement never runs.
 func TestPoolWaiterRevoked(t *testing.T) {
 	wp := startWaitPool(t)
 	ctx := ctxT(t)
 	tx := wp.hold(t, ctx)
 	_, fe := wp.waiter(t, ctx, "disable")
-	send(t, fe, "SELECT 1")
+	send(t, fe, "INSERT INTO orders VALUES ('globex', 104, 4)")
 	wp.awaitWaiting(t, 1)
 	wp.auth.revoke("s-globex")
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	// While the connection is still held: the wait ends with the session.
 	for {
 		m, err := fe.Receive()
 		if err != nil {
@@ -231,8 +229,15 @@ func TestPoolWaiterRevoked(t *testing.T) {
 			if er.Code != "28000" || er.Severity != "FATAL" {
 				t.Fatalf("error %s %s %q, want FATAL 28000", er.Severity, er.Code, er.Message)
 			}
-			return
+			break
 		}
+	}
+	wp.awaitWaiting(t, 0)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := wp.ordersWith(t, ctx, 104); n != 0 {
+		t.Errorf("the revoked session's statement inserted %d rows", n)
 	}
 }
 
