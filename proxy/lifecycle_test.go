@@ -212,24 +212,7 @@ func TestRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The warehouse statement of the active session was cancelled, not left running.
-	admin, err := pgx.Connect(ctx, tp.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	for i := 0; ; i++ {
-		var n int
-		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(30)' AND state = 'active'").Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			break
-		}
-		if i > 100 {
-			t.Fatal("revoked session's statement still running on the warehouse")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	awaitStopped(t, activeStatements(t, ctx, tp.dbURL, "SELECT pg_sleep(30)"), "revoked session's statement still running on the warehouse")
 }
 
 func TestIdleRevokedConnectionGetsFatal(t *testing.T) {
@@ -441,43 +424,61 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 	}
 }
 
-// A revoked session whose client has stopped reading a large result is cut
-// off: its statement does not stay on the warehouse waiting to write.
-func TestRevocationOfStalledClient(t *testing.T) {
-	tp := startProxy(t, nil)
-	ctx := ctxT(t)
-	const q = "SELECT repeat('x', 100000) FROM generate_series(1, 5000)"
-	_, fe := rawSession(t, tp, "tok-acme")
-	fe.Send(&pgproto3.Query{String: q})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := pgx.Connect(ctx, tp.dbURL)
+// activeStatements returns a count of the warehouse backends running q.
+func activeStatements(t *testing.T, ctx context.Context, dbURL, q string) func() int {
+	t.Helper()
+	admin, err := pgx.Connect(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
-	running := func() int {
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	return func() int {
 		var n int
 		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", q).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		return n
 	}
+}
+
+// sendRunning sends q as a simple query over a raw session and returns once
+// the warehouse runs it, with the connection and a count of its runs.
+func sendRunning(t *testing.T, ctx context.Context, tp *testProxy, q string) (net.Conn, func() int) {
+	t.Helper()
+	nc, fe := rawSession(t, tp, "tok-acme")
+	fe.Send(&pgproto3.Query{String: q})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	running := activeStatements(t, ctx, tp.dbURL, q)
 	for i := 0; running() == 0; i++ {
 		if i > 200 {
 			t.Fatal("the statement never started")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond) // the socket buffers fill up
-	tp.auth.revoke("s-acme")
+	return nc, running
+}
+
+// awaitStopped fails with why unless running reaches 0 within 5 s.
+func awaitStopped(t *testing.T, running func() int, why string) {
+	t.Helper()
 	for i := 0; running() > 0; i++ {
 		if i > 200 {
-			t.Fatal("the revoked session's statement still runs on the warehouse")
+			t.Fatal(why)
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
+}
+
+// A revoked session whose client has stopped reading a large result is cut
+// off: its statement does not stay on the warehouse waiting to write.
+func TestRevocationOfStalledClient(t *testing.T) {
+	tp := startProxy(t, nil)
+	_, running := sendRunning(t, ctxT(t), tp, "SELECT repeat('x', 100000) FROM generate_series(1, 5000)")
+	time.Sleep(300 * time.Millisecond) // the socket buffers fill up
+	tp.auth.revoke("s-acme")
+	awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
 }
 
 // A client that disconnects while its statement runs has the statement
@@ -489,37 +490,9 @@ func TestClientGoneCancelsStatement(t *testing.T) {
 	}
 	tp := startPool(t, PoolConfig{Size: 1}, nil)
 	ctx := ctxT(t)
-	const q = "SELECT pg_sleep(30)"
-	nc, fe := rawSession(t, tp, "tok-acme")
-	fe.Send(&pgproto3.Query{String: q})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	admin, err := pgx.Connect(ctx, tp.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	running := func() int {
-		var n int
-		if err := admin.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'", q).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
-	for i := 0; running() == 0; i++ {
-		if i > 200 {
-			t.Fatal("the statement never started")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	nc, running := sendRunning(t, ctx, tp, "SELECT pg_sleep(30)")
 	nc.Close()
-	for i := 0; running() > 0; i++ {
-		if i > 200 {
-			t.Fatal("the statement of a client that left still runs on the warehouse")
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
+	awaitStopped(t, running, "the statement of a client that left still runs on the warehouse")
 	other := tp.connect(t, ctx, "tok-globex")
 	if _, err := other.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Fatalf("the pool after the client left: %v", err)
