@@ -35,8 +35,8 @@ func socketIdle(sc ServerConn) bool {
 	var buf [1]byte
 	// Control, not Read: pgconn's background reader may hold the read lock.
 	err = raw.Control(func(fd uintptr) {
-		n, _, rerr := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		idle = n < 0 && (errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK))
+		rerr := peekSocket(fd, buf[:])
+		idle = errors.Is(rerr, syscall.EAGAIN) || errors.Is(rerr, syscall.EWOULDBLOCK)
 	})
 	return err == nil && idle
 }

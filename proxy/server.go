@@ -290,7 +290,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("proxy: accept: %w", err)
 		}
 		tempDelay = 0
-		c := s.newClientConn(base, nc)
+		c := s.newClientConn(base, wrapSocket(nc))
 		if c == nil {
 			nc.Close()
 			continue

@@ -99,6 +99,15 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(u.stmtTO.Milliseconds())
 	}
 	cfg.ConnectTimeout = u.timeout
+	if dial := cfg.DialFunc; dial != nil {
+		cfg.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			nc, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return wrapSocket(nc), nil
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
