@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
@@ -50,7 +51,11 @@ func rowsOf(conn *pgx.Conn, setup, sql string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := results[len(results)-1]
+	return rowsLines(results[len(results)-1])
+}
+
+// rowsLines is r's rows as sorted text lines.
+func rowsLines(r *pgconn.Result) ([]string, error) {
 	lines := make([]string, 0, len(r.Rows))
 	for _, row := range r.Rows {
 		vals := make([]string, len(row))

@@ -60,4 +60,7 @@ type Result struct {
 	Fingerprint string
 	// Cacheable reports whether the result was (or may be) cached.
 	Cacheable bool
+	// Prepared is the statement's prepared form (prepared.go), for a
+	// single query that shares its rewrite with others of its shape.
+	Prepared *Prepared
 }

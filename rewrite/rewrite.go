@@ -195,23 +195,30 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
 		if t.ok {
-			return t.instantiate(n.consts), nil
+			res := t.instantiate(n.consts)
+			res.Prepared = t.prepared(n.consts, n.kinds)
+			return res, nil
 		}
 		return r.rewriteCached(sql, key, id, prm)
 	}
-	res, err = r.rewriteCached(sql, key, id, prm)
-	if err != nil {
-		return nil, err
+	res, perr := r.rewrite(sql, id, prm, nil)
+	if perr != nil {
+		return nil, perr
 	}
+	res.Cacheable = true
 	t := noTemplate
 	// The text has no parameters of its own (normalize), so prm is moot.
 	if tres, perr := r.rewrite(n.text, id, nil, n.kinds); perr == nil {
 		tres.Fingerprint, tres.Cacheable = res.Fingerprint, true
-		if cand := newTemplate(tres, len(n.consts)); cand.ok && cand.matches(n.consts, res) {
+		if cand := newTemplate(tres, n.kinds); cand.ok && cand.matches(n.consts, res) {
 			t = cand
+			// Before the result is shared: the same text again is the
+			// same prepared statement.
+			res.Prepared = t.prepared(n.consts, n.kinds)
 		}
 	}
 	r.cache.putTemplate(tkey, t)
+	r.cache.put(key, res)
 	return res, nil
 }
 

@@ -116,6 +116,7 @@ type template struct {
 	res   *Result
 	parts [][]string
 	slots [][]int
+	prep  *prepForm // nil: the shape has no prepared form (prepared.go)
 }
 
 var noTemplate = &template{}
@@ -124,8 +125,10 @@ var noTemplate = &template{}
 // statement then goes through the full rewrite. Never shown to a client.
 var errNoTemplate = pgerr.New(pgerr.FeatureNotSupported, "statement shape is not shared")
 
-// newTemplate splits a rewrite of n.text at its placeholders.
-func newTemplate(res *Result, nconsts int) *template {
+// newTemplate splits a rewrite of n.text at its placeholders; kinds are
+// n's constant kinds.
+func newTemplate(res *Result, kinds []byte) *template {
+	nconsts := len(kinds)
 	t := &template{ok: true, res: res}
 	for _, st := range res.Statements {
 		if st.Kind != KindQuery {
@@ -148,6 +151,9 @@ func newTemplate(res *Result, nconsts int) *template {
 		}
 		t.parts = append(t.parts, append(parts, st.SQL[last:]))
 		t.slots = append(t.slots, slots)
+	}
+	if len(res.Statements) == 1 && len(t.slots[0]) > 0 {
+		t.prep = newPrepForm(res.Statements[0].SQL, kinds)
 	}
 	return t
 }

@@ -198,7 +198,7 @@ func otherConsts(kinds []byte) []string {
 
 // withConsts is n's text with consts in place of its placeholders.
 func (n normalized) withConsts(consts []string) string {
-	t := newTemplate(&Result{Statements: []Statement{{SQL: n.text}}}, len(consts))
+	t := newTemplate(&Result{Statements: []Statement{{SQL: n.text}}}, make([]byte, len(consts)))
 	if !t.ok {
 		panic("placeholder text does not lex: " + n.text)
 	}
