@@ -76,6 +76,9 @@ type Pool struct {
 	// MaxPreparedStatements caps the statements kept prepared on each
 	// warehouse connection (least recently used closed first); 0 means 200.
 	MaxPreparedStatements int `yaml:"max_prepared_statements"`
+	// PrepareSimpleQueries runs simple-protocol statements as prepared
+	// statements, constants bound as parameters (default true).
+	PrepareSimpleQueries *bool `yaml:"prepare_simple_queries"`
 }
 
 // Auth configures the ticket service and token verification.

@@ -99,6 +99,9 @@ type clientConn struct {
 	txFailed     bool
 	opsSeen      bool // a setting changed on the held connection
 	txStatus     byte // of the last ReadyForQuery
+	// outsideTx: the last ReadyForQuery said 'I' (any mode; read by the
+	// loop once the queue is empty, see mayProbe).
+	outsideTx atomic.Bool
 	// A statement re-rewritten after a reload changed its result shape:
 	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
 	shapeChanged bool
@@ -146,6 +149,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		bindCh:  make(chan *backend, 1),
 		stopCh:  make(chan struct{}),
 	}
+	c.outsideTx.Store(true)
 	if !s.track(c) {
 		cancel()
 		return nil
@@ -334,6 +338,11 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 			// A cursor WITH HOLD outlives the transaction: the client
 			// keeps this connection from now on, as in session mode.
 			c.pinned = true
+		}
+	}
+	if pr := res.result.Prepared; pr != nil && !c.wh.Pool.PlainSimpleQueries && sql == res.rewritten && len(p.ops) == 0 && !callsSetConfig(sql) {
+		if sent, err := c.queryPreparedLocked(pr, p); sent || err != nil {
+			return err
 		}
 	}
 	return c.sendLocked(&pgproto3.Query{String: sql}, p)

@@ -18,6 +18,8 @@ type metrics struct {
 	poolWaiting     *prometheus.GaugeVec
 	poolWait        *prometheus.HistogramVec
 	poolAbandoned   *prometheus.CounterVec
+	simplePrepared  prometheus.Counter
+	probes          *prometheus.CounterVec
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -61,13 +63,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		poolAbandoned: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_pool_waits_abandoned_total", Help: "Clients that disconnected while waiting for a pooled warehouse connection.",
 		}, []string{"warehouse"}),
+		simplePrepared: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_simple_prepared_total", Help: "Simple-protocol statements run as prepared statements.",
+		}),
+		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_prepared_probes_total", Help: "Probes of statement shapes' prepared forms, by outcome (accepted, rejected).",
+		}, []string{"outcome"}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

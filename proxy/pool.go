@@ -63,6 +63,10 @@ type PoolConfig struct {
 	// on one warehouse connection (both modes); the least recently used is
 	// closed to make room, and prepared again when a client next binds it.
 	MaxPreparedStatements int
+	// PlainSimpleQueries turns off running simple-protocol statements as
+	// prepared statements (simpleprep.go; both modes): for warehouses whose
+	// data makes the generic plans PostgreSQL settles on a poor choice.
+	PlainSimpleQueries bool
 }
 
 // WithDefaults returns c with zero fields set to their defaults.

@@ -54,6 +54,11 @@ type pending struct {
 	// A Describe of a statement: its ParameterDescription, copied, until
 	// the row description completes it for the pool's cache.
 	params *pgproto3.ParameterDescription
+	// auto: part of a Query run as a prepared statement (simpleprep.go),
+	// whose BindComplete and NoData are not the client's. probe: the
+	// internal Parse probing a prepared form.
+	auto  bool
+	probe *rewrite.Probe
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -217,6 +222,7 @@ func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *p
 		return rfq // a broken connection shows at the next read
 	}
 	c.txStatus = 'E'
+	c.outsideTx.Store(false)
 	return &pgproto3.ReadyForQuery{TxStatus: 'E'}
 }
 
@@ -271,6 +277,7 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	c.skipToSync = trailing
 	c.failNext = len(owed) == 0 && c.txStatus != 'I'
 	c.txOps, c.txFailed, c.opsSeen, c.txStatus = c.txOps[:0], false, false, 'I'
+	c.outsideTx.Store(true)
 	// Still under mu: with nothing bound the loop may write to the client
 	// too. The answers are small, so a client that is not reading does not
 	// block this for long.
@@ -284,6 +291,9 @@ func (c *clientConn) lose(b *backend, cause error) error {
 		if p.internal && p.kind == pQuery {
 			c.replays.Add(-1)
 			continue // a settings replay: not the client's
+		}
+		if p.internal && p.kind == pSync {
+			continue // a probe's
 		}
 		switch p.kind {
 		case pExecute, pQuery:
@@ -354,6 +364,11 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 			return nil, nil
 		}
 	}
+	if p := c.q.front(); p != nil && p.probe != nil {
+		if msg = c.probeAnswered(p, msg); msg == nil {
+			return nil, nil
+		}
+	}
 	if c.shapeSkip {
 		// After a result-shape refusal: the rest up to ReadyForQuery is
 		// tracked but not the client's.
@@ -387,6 +402,13 @@ func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) {
 func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMessage {
 	p := c.q.front()
 	if p == nil || p.kind != pDescribe {
+		return msg
+	}
+	if p.auto {
+		c.q.pop()
+		if _, ok := msg.(*pgproto3.NoData); ok {
+			return nil // a Query without rows says nothing
+		}
 		return msg
 	}
 	if pd, ok := msg.(*pgproto3.ParameterDescription); ok {
@@ -435,7 +457,11 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 			return nil, nil
 		}
 	case *pgproto3.BindComplete:
+		p := c.q.front()
 		c.q.pop()
+		if p != nil && p.auto {
+			return nil, nil
+		}
 		if c.shapeChanged {
 			// The statement re-rewritten after a reload returns other
 			// columns than the client cached: fail as PostgreSQL does.
@@ -464,6 +490,10 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.ErrorResponse:
 		return c.observeError(m), nil
 	case *pgproto3.ReadyForQuery:
+		if p := c.q.front(); p != nil && p.kind == pSync && p.internal {
+			c.q.pop() // a probe's
+			return nil, nil
+		}
 		c.readyForQuery(m.TxStatus)
 	case *pgproto3.ParameterStatus:
 		switch m.Name {
@@ -587,7 +617,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 	default:
 		// The warehouse now skips to the Sync; ReadyForQuery pops the rest.
 		c.q.pop()
-		if p.refusal == nil && p.kind == pExecute {
+		if p.refusal == nil && (p.kind == pExecute || p.auto) {
 			c.statementDone(p, "error", m.Code, 0)
 		}
 	}
@@ -597,6 +627,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 // readyForQuery pops everything up to and including the Sync or Query it
 // answers: what is left before it was skipped after an error.
 func (c *clientConn) readyForQuery(status byte) {
+	c.outsideTx.Store(status == 'I') // before the pops that let the loop see it (mayProbe)
 	for {
 		p := c.q.front()
 		if p == nil {

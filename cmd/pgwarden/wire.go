@@ -122,6 +122,7 @@ func poolConfig(p config.Pool) proxy.PoolConfig {
 		MaxLifetime:           p.MaxLifetime,
 		HealthCheckAfter:      p.HealthCheckAfter,
 		MaxPreparedStatements: p.MaxPreparedStatements,
+		PlainSimpleQueries:    p.PrepareSimpleQueries != nil && !*p.PrepareSimpleQueries,
 	}
 }
 
