@@ -341,19 +341,35 @@ func run(args []string, stdout, log io.Writer) error {
 	return poolFailure(rep.Pool)
 }
 
-// hold prints how to run the select workload against each target by hand and
-// waits for an interrupt; the targets stay up meanwhile.
-func hold(ctx context.Context, c *cluster, targets []*target, path string, wd *warden, log io.Writer) error {
+// holdCommand prints a pgbench command line for workload w on target t.
+func holdCommand(log io.Writer, c *cluster, t *target, label string, w *workload, tenant, script string) {
+	ep, _ := t.Endpoint(w, "simple", tenant)
+	env := append([]string{"PGPASSWORD=" + ep.Password, "PGSSLMODE=disable"}, ep.Env...)
+	for i, e := range env {
+		name, val, _ := strings.Cut(e, "=")
+		env[i] = name + "='" + val + "'"
+	}
+	fmt.Fprintf(log, "%s:\n  %s %s -n -h 127.0.0.1 -p %d -U %s -M simple -c 1 -T 10 -f %s %s\n",
+		label, strings.Join(env, " "), c.pgbench, ep.Port, ep.User, script, ep.DB)
+}
+
+// hold prints how to run the select workload (and the dashboard's, for its
+// first tenant) against each target by hand and waits for an interrupt; the
+// targets stay up meanwhile.
+func hold(ctx context.Context, c *cluster, targets []*target, path string, workloads []*workload, wd *warden, log io.Writer) error {
 	sel := &workload{Name: "select", DB: dbBench, Warehouse: whBench}
 	for _, t := range targets {
-		ep, _ := t.Endpoint(sel, "simple", benchTenant)
-		env := append([]string{"PGPASSWORD=" + ep.Password, "PGSSLMODE=disable"}, ep.Env...)
-		for i, e := range env {
-			name, val, _ := strings.Cut(e, "=")
-			env[i] = name + "='" + val + "'"
+		holdCommand(log, c, t, t.Name, sel, benchTenant, path)
+	}
+	for _, w := range workloads {
+		if w.Name != "dashboard" {
+			continue
 		}
-		fmt.Fprintf(log, "%s:\n  %s %s -n -h 127.0.0.1 -p %d -U %s -M simple -c 1 -T 10 -f %s %s\n",
-			t.Name, strings.Join(env, " "), c.pgbench, ep.Port, ep.User, path, ep.DB)
+		for _, t := range targets {
+			if script, err := w.Script(t, w.Tenants[0]); err == nil {
+				holdCommand(log, c, t, t.Name+" dashboard", w, w.Tenants[0], script)
+			}
+		}
 	}
 	if wd != nil {
 		fmt.Fprintf(log, "pgwarden profiles: go tool pprof http://127.0.0.1:%d/debug/pprof/profile?seconds=10\n", wd.MetricsPort)
@@ -513,7 +529,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			}})
 	}
 	if o.Hold {
-		return hold(ctx, c, targets, selectScript, wardenE2E, log)
+		return hold(ctx, c, targets, selectScript, workloads, wardenE2E, log)
 	}
 	if o.Parts["select"] {
 		rep.Plans = explainPlans(ctx, c, wardenE2E)

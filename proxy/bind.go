@@ -165,8 +165,16 @@ func declaresHold(res *rewrite.Result) bool {
 	return false
 }
 
+// callsSetConfig reports whether sql mentions set_config, in any case; it
+// runs on every statement, so it does not allocate.
 func callsSetConfig(sql string) bool {
-	return strings.Contains(strings.ToLower(sql), "set_config")
+	const name = "set_config"
+	for i := 0; i+len(name) <= len(sql); i++ {
+		if sql[i]|0x20 == 's' && strings.EqualFold(sql[i:i+len(name)], name) {
+			return true
+		}
+	}
+	return false
 }
 
 func isDiscardAll(sql string) bool {

@@ -309,7 +309,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	sql := res.rewritten
 	if clearsStatements(res.result) {
 		clear(c.stmts)
-	} else if st := c.stmts[deallocateName(sql)]; st != nil && len(res.result.Statements) == 1 && res.result.Statements[0].Kind == rewrite.KindDeallocate {
+	} else if st := c.deallocatedStmt(res); st != nil {
 		// DEALLOCATE of a protocol-level statement (psycopg 3 evicts its
 		// cache so): the client's name goes, and upstream the statement
 		// under its proxy name (prepared first if this connection lacks
@@ -326,12 +326,13 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 		b.unmarkPrepared(st.name, true)
 		sql = "DEALLOCATE " + st.name
 	}
-	if c.pool != nil && (callsSetConfig(sql) || declaresHold(res.result)) {
+	setsConfig := callsSetConfig(sql)
+	if c.pool != nil && (setsConfig || declaresHold(res.result)) {
 		b, err := c.bindLocked()
 		if err != nil {
 			return c.answerUnbound(err, true)
 		}
-		if callsSetConfig(sql) {
+		if setsConfig {
 			b.settingsUnknown, c.configDirty = true, true
 		}
 		if declaresHold(res.result) {
@@ -340,12 +341,21 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 			c.pinned = true
 		}
 	}
-	if pr := res.result.Prepared; pr != nil && !c.wh.Pool.PlainSimpleQueries && sql == res.rewritten && len(p.ops) == 0 && !callsSetConfig(sql) {
+	if pr := res.result.Prepared; pr != nil && !c.wh.Pool.PlainSimpleQueries && sql == res.rewritten && len(p.ops) == 0 && !setsConfig {
 		if sent, err := c.queryPreparedLocked(pr, p); sent || err != nil {
 			return err
 		}
 	}
 	return c.sendLocked(&pgproto3.Query{String: sql}, p)
+}
+
+// deallocatedStmt is the client's protocol-level statement that res, a lone
+// DEALLOCATE, names; nil for anything else.
+func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
+	if len(res.result.Statements) != 1 || res.result.Statements[0].Kind != rewrite.KindDeallocate {
+		return nil
+	}
+	return c.stmts[deallocateName(res.rewritten)]
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
