@@ -44,6 +44,19 @@ import (
 // by the proxy's probe (Probe), once per shape, and the shape then runs as
 // a plain statement.
 
+// A statement with no constants at all gets its own text as its prepared
+// form, without parameters: the constants in it are the policy's (the
+// tenant). Statements with constants that do not template are left alone:
+// a literal in a prepared statement is read once, at Parse ('now'::date
+// would stay the day it was prepared).
+
+// constantFree reports whether sql certainly has neither constants nor
+// parameters.
+func constantFree(sql string) bool {
+	_, ok, sure := lexConstants(sql)
+	return sure && !ok
+}
+
 // Prepared is a statement's prepared form: run SQL with Params (text
 // format, of types ParamOIDs; 0 lets the warehouse infer) to get the
 // statement's result.
