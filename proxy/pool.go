@@ -621,14 +621,27 @@ func (p *pool) popIdleLocked() *backend {
 	return nil
 }
 
-// healthy checks a connection about to be lent: always that nothing (a
-// FATAL from a restarting warehouse, EOF) arrived while it was idle, and
-// with a round trip when it was idle for long.
+// peekAfter: a connection back in the pool for less than this is lent
+// without the peek for a FATAL that the warehouse sent before closing it.
+// Under load connections come back every few microseconds, and the peek is
+// a system call per transaction; a connection that died within the last
+// millisecond fails its next statement with 08006, as one that dies just
+// after the peek does.
+const peekAfter = time.Millisecond
+
+// healthy checks a connection about to be lent: that nothing (a FATAL from
+// a restarting warehouse, EOF) arrived while it was idle, unless it was
+// idle for less than peekAfter, and with a round trip when it was idle for
+// long.
 func (p *pool) healthy(b *backend) bool {
+	idle := time.Since(b.lastUsed)
+	if idle < peekAfter {
+		return true
+	}
 	if !socketIdle(b.sc) {
 		return false
 	}
-	if time.Since(b.lastUsed) < p.cfg.HealthCheckAfter {
+	if idle < p.cfg.HealthCheckAfter {
 		return true
 	}
 	status, err := b.roundTrip("", p.timeout)

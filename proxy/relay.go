@@ -364,9 +364,12 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 			return nil, nil
 		}
 	}
-	if p := c.q.front(); p != nil && p.probe != nil {
-		if msg = c.probeAnswered(p, msg); msg == nil {
-			return nil, nil
+	switch msg.(type) {
+	case *pgproto3.ParseComplete, *pgproto3.ErrorResponse: // not on the DataRow path
+		if p := c.q.front(); p != nil && p.probe != nil {
+			if msg = c.probeAnswered(p, msg); msg == nil {
+				return nil, nil
+			}
 		}
 	}
 	if c.shapeSkip {
