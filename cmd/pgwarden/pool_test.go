@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -157,6 +158,14 @@ func TestTransactionPoolManyClients(t *testing.T) {
 	}
 	if queries != len(sessions)*statements {
 		t.Errorf("%d statements succeeded, want %d", queries, len(sessions)*statements)
+	}
+	// The simple-protocol statements (the tenant as a string constant) ran
+	// as prepared statements once their shape was probed, tenant isolation
+	// checked above included.
+	prepared := metricValue(t, "http://"+r.cfg.Metrics.Listen+"/metrics", "pgwarden_proxy_simple_prepared_total")
+	t.Logf("%v of %d simple-protocol statements ran as prepared statements", prepared, len(sessions)*statements/2)
+	if prepared < float64(len(sessions)/2) {
+		t.Errorf("%v simple-protocol statements ran as prepared statements, want at least %d", prepared, len(sessions)/2)
 	}
 
 	// With every client still connected and idle, the pool holds at most its
@@ -376,4 +385,29 @@ func raiseNoFileLimit(t *testing.T) uint64 {
 		}
 	}
 	return lim.Cur
+}
+
+// metricValue reads one unlabelled sample from a Prometheus text endpoint.
+func metricValue(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in %s", name, url)
+	return 0
 }
