@@ -98,10 +98,9 @@ type clientConn struct {
 	txOps        []setOp  // SETs of the transaction in progress
 	txFailed     bool
 	opsSeen      bool // a setting changed on the held connection
-	txStatus     byte // of the last ReadyForQuery
-	// outsideTx: the last ReadyForQuery said 'I' (any mode; read by the
-	// loop once the queue is empty, see mayProbe).
-	outsideTx atomic.Bool
+	// txStatus is the last ReadyForQuery's (any mode), atomic for the loop,
+	// which reads it once the queue is empty (mayProbe).
+	txStatus atomic.Uint32
 	// A statement re-rewritten after a reload changed its result shape:
 	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
 	shapeChanged bool
@@ -149,7 +148,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		bindCh:  make(chan *backend, 1),
 		stopCh:  make(chan struct{}),
 	}
-	c.outsideTx.Store(true)
+	c.txStatus.Store('I')
 	if !s.track(c) {
 		cancel()
 		return nil

@@ -221,8 +221,7 @@ func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *p
 	if status, _ := b.roundTrip(refusedMarker, c.srv.cfg.ConnectTimeout); status != 'E' {
 		return rfq // a broken connection shows at the next read
 	}
-	c.txStatus = 'E'
-	c.outsideTx.Store(false)
+	c.txStatus.Store('E')
 	return &pgproto3.ReadyForQuery{TxStatus: 'E'}
 }
 
@@ -275,9 +274,9 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	}
 	trailing := len(owed) > 0 && owed[len(owed)-1].kind != pSync && owed[len(owed)-1].kind != pQuery
 	c.skipToSync = trailing
-	c.failNext = len(owed) == 0 && c.txStatus != 'I'
-	c.txOps, c.txFailed, c.opsSeen, c.txStatus = c.txOps[:0], false, false, 'I'
-	c.outsideTx.Store(true)
+	c.failNext = len(owed) == 0 && c.txStatus.Load() != 'I'
+	c.txOps, c.txFailed, c.opsSeen = c.txOps[:0], false, false
+	c.txStatus.Store('I')
 	// Still under mu: with nothing bound the loop may write to the client
 	// too. The answers are small, so a client that is not reading does not
 	// block this for long.
@@ -630,7 +629,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 // readyForQuery pops everything up to and including the Sync or Query it
 // answers: what is left before it was skipped after an error.
 func (c *clientConn) readyForQuery(status byte) {
-	c.outsideTx.Store(status == 'I') // before the pops that let the loop see it (mayProbe)
+	c.txStatus.Store(uint32(status)) // before the pops that let the loop see it (mayProbe)
 	for {
 		p := c.q.front()
 		if p == nil {
@@ -652,7 +651,6 @@ func (c *clientConn) readyForQuery(status byte) {
 		}
 		c.parseFailed(p)
 	}
-	c.txStatus = status
 	c.shapeChanged = false
 	if status == 'I' && c.pool != nil {
 		if !c.txFailed && len(c.txOps) > 0 {

@@ -44,23 +44,24 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 	if err != nil {
 		return true, err
 	}
-	if state == rewrite.ProbeUnknown {
-		if !isNew {
-			// Prepared on this connection already, so accepted: by a
-			// session of another identity with the same rewrite.
-			pr.Probe.Accept()
-		} else {
-			probe := &pending{kind: pParse, start: p.start, internal: true, prep: name, be: b, probe: pr.Probe}
-			if err := c.pushSend(b, &pgproto3.Parse{Name: name, Query: pr.SQL, ParameterOIDs: pr.ParamOIDs}, probe); err != nil {
-				return true, err
-			}
-			return false, c.pushSend(b, &pgproto3.Sync{}, &pending{kind: pSync, start: p.start, internal: true})
-		}
+	if state == rewrite.ProbeUnknown && !isNew {
+		// Prepared on this connection already, so accepted: by a session
+		// of another identity with the same rewrite.
+		pr.Probe.Accept()
+		state = rewrite.ProbeAccepted
 	}
 	if isNew {
-		prep := &pending{kind: pParse, start: p.start, internal: true, prep: name, be: b, auto: true, info: p.info}
+		prep := &pending{kind: pParse, start: p.start, internal: true, prep: name, be: b}
+		if state == rewrite.ProbeUnknown {
+			prep.probe = pr.Probe
+		} else {
+			prep.auto, prep.info = true, p.info // a failure is the statement's
+		}
 		if err := c.pushSend(b, &pgproto3.Parse{Name: name, Query: pr.SQL, ParameterOIDs: pr.ParamOIDs}, prep); err != nil {
 			return true, err
+		}
+		if state == rewrite.ProbeUnknown {
+			return false, c.pushSend(b, &pgproto3.Sync{}, &pending{kind: pSync, start: p.start, internal: true})
 		}
 	}
 	c.srv.metrics.simplePrepared.Inc()
@@ -84,7 +85,7 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 // mayProbe: nothing is owed and the warehouse last reported no transaction
 // block, so a probe's failure cannot touch the client's transaction.
 func (c *clientConn) mayProbe() bool {
-	return c.q.empty() && c.outsideTx.Load()
+	return c.q.empty() && c.txStatus.Load() == 'I'
 }
 
 // probeAnswered handles the warehouse's answer to a probe's Parse p: an

@@ -141,15 +141,21 @@ func (f *prepForm) scan(m protoreflect.Message, kinds []byte) {
 			f.mark(pr)
 		}
 	}
+	eachChild(m, func(c protoreflect.Message) { f.scan(c, kinds) })
+}
+
+// eachChild calls fn on every node directly under m, in lists too.
+func eachChild(m protoreflect.Message, fn func(protoreflect.Message)) {
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
 		switch {
-		case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
+		case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
+		case fd.IsList():
 			l := v.List()
 			for i := 0; i < l.Len(); i++ {
-				f.scan(l.Get(i).Message(), kinds)
+				fn(l.Get(i).Message())
 			}
-		case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
-			f.scan(v.Message(), kinds)
+		default:
+			fn(v.Message())
 		}
 		return true
 	})
@@ -183,18 +189,7 @@ func (f *prepForm) markAll(m protoreflect.Message) {
 		f.mark(pr)
 		return
 	}
-	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		switch {
-		case fd.IsList() && fd.Kind() == protoreflect.MessageKind:
-			l := v.List()
-			for i := 0; i < l.Len(); i++ {
-				f.markAll(l.Get(i).Message())
-			}
-		case fd.Kind() == protoreflect.MessageKind && !fd.IsMap():
-			f.markAll(v.Message())
-		}
-		return true
-	})
+	eachChild(m, f.markAll)
 }
 
 func (f *prepForm) mark(pr *pg_query.ParamRef) {

@@ -190,10 +190,7 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 	}
 	n, ok := normalize(sql)
 	if !ok {
-		if prm == nil && constantFree(sql) {
-			return r.rewriteConstantFree(sql, key, id)
-		}
-		return r.rewriteCached(sql, key, id, prm)
+		return r.rewriteCached(sql, key, id, prm, prm == nil && constantFree(sql))
 	}
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
@@ -202,7 +199,7 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 			res.Prepared = t.prepared(n.consts, n.kinds)
 			return res, nil
 		}
-		return r.rewriteCached(sql, key, id, prm)
+		return r.rewriteCached(sql, key, id, prm, false)
 	}
 	res, perr := r.rewrite(sql, id, prm, nil)
 	if perr != nil {
@@ -225,29 +222,19 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 	return res, nil
 }
 
-// rewriteConstantFree is rewriteCached for a statement without constants or
-// parameters: a single query gets a prepared form of its own text, so that
-// repeating it (a dashboard's refresh) reuses the warehouse's plan.
-func (r *Rewriter) rewriteConstantFree(sql, key string, id *policy.Identity) (*Result, error) {
-	res, perr := r.rewrite(sql, id, nil, nil)
-	if perr != nil {
-		return nil, perr
-	}
-	res.Cacheable = true
-	if len(res.Statements) == 1 && res.Statements[0].Kind == KindQuery {
-		res.Prepared = &Prepared{SQL: res.SQL, Probe: &Probe{}}
-	}
-	r.cache.put(key, res)
-	return res, nil
-}
-
-// rewriteCached rewrites sql in full and caches the result under key.
-func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity, prm *params) (*Result, error) {
+// rewriteCached rewrites sql in full and caches the result under key. A
+// statement without constants or parameters (constFree) that is a single
+// query gets its own rewrite as its prepared form, so that repeating it (a
+// dashboard's refresh) reuses the warehouse's plan.
+func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity, prm *params, constFree bool) (*Result, error) {
 	res, perr := r.rewrite(sql, id, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
 	res.Cacheable = true
+	if constFree && len(res.Statements) == 1 && res.Statements[0].Kind == KindQuery {
+		res.Prepared = &Prepared{SQL: res.SQL, Probe: &Probe{}}
+	}
 	r.cache.put(key, res)
 	return res, nil
 }
