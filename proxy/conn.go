@@ -392,6 +392,9 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		c.out.send(&pgproto3.ParseComplete{})
 		return nil
 	}
+	// Between transactions in transaction mode: the connection bound now
+	// has nothing in flight and no transaction, failed or not.
+	between := c.pool != nil && c.cur == nil
 	b, err := c.bindLocked()
 	if err != nil {
 		delete(c.stmts, m.Name)
@@ -405,6 +408,13 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	if isNew {
 		p.prep, p.be = st.name, b
 		return c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
+	}
+	if between {
+		// Prepared on this connection already, outside any transaction:
+		// PostgreSQL would parse the text again only to say ParseComplete
+		// (drivers without a statement cache parse before every execution).
+		c.out.send(&pgproto3.ParseComplete{})
+		return nil
 	}
 	// Prepared on this connection already: the same text parsed into the
 	// unnamed statement (which the proxy never binds) answers exactly as

@@ -202,3 +202,33 @@ func TestSimplePreparedOff(t *testing.T) {
 		t.Fatalf("%v statements ran prepared", got)
 	}
 }
+
+// TestPoolReparseAnsweredLocally: a driver without a statement cache
+// parses the unnamed statement before every execution. Between
+// transactions, once the text is prepared on the connection the client
+// lands on, the proxy answers that Parse itself: the client must see
+// PostgreSQL's messages in PostgreSQL's order, and a Parse inside a failed
+// transaction still gets the warehouse's 25P02.
+func TestPoolReparseAnsweredLocally(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	_, fe := rawSession(t, tp, "tok-acme")
+	const q = "SELECT total FROM orders WHERE order_id = $1"
+	run := func(id string) []string {
+		fe.Send(&pgproto3.Parse{Query: q})
+		fe.Send(&pgproto3.Bind{Parameters: [][]byte{[]byte(id)}})
+		fe.Send(&pgproto3.Execute{})
+		fe.Send(&pgproto3.Sync{})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		return readUntilReady(t, fe)
+	}
+	for _, id := range []string{"1", "2", "3"} {
+		wantSeq(t, run(id), "ParseComplete", "BindComplete", "DataRow("+id+"0)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)")
+	}
+	wantSeq(t, simpleRun(t, fe, "BEGIN"), "CommandComplete(BEGIN)", "ReadyForQuery(T)")
+	wantSeq(t, simpleRun(t, fe, "SELECT 1/0"), "Error(22012)", "ReadyForQuery(E)")
+	wantSeq(t, run("1"), "Error(25P02)", "ReadyForQuery(E)")
+	wantSeq(t, simpleRun(t, fe, "ROLLBACK"), "CommandComplete(ROLLBACK)", "ReadyForQuery(I)")
+	wantSeq(t, run("2"), "ParseComplete", "BindComplete", "DataRow(20)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)")
+}
