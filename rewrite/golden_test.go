@@ -16,6 +16,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in ../testdata/rewrite")
@@ -127,32 +128,41 @@ func TestGolden(t *testing.T) {
 	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, Database: "analytics"})
 	for _, path := range goldenFiles(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
-			cases := readGolden(t, path)
-			for i := range cases {
-				c := &cases[i]
-				id, err := parseSession(c.session)
-				if err != nil {
-					t.Fatalf("%s:%d: %v", path, c.line, err)
-				}
+			checkGolden(t, path, func(c *goldenCase, id *policy.Identity) string {
 				res, rerr := r.Rewrite(c.input, id)
-				got := formatOutcome(res, rerr)
 				if rerr == nil {
 					if _, err := pg_query.Parse(res.SQL); err != nil {
 						t.Errorf("%s:%d: output does not parse: %v\n%s", path, c.line, err, res.SQL)
 					}
 				}
-				if *update {
-					c.want = got
-					continue
-				}
-				if got != c.want {
-					t.Errorf("%s:%d:\ninput: %s\nwant:  %s\ngot:   %s", path, c.line, c.input, c.want, got)
-				}
-			}
-			if *update {
-				writeGolden(t, path, cases)
-			}
+				return formatOutcome(res, rerr)
+			})
 		})
+	}
+}
+
+// checkGolden compares every case of the golden file at path with its
+// outcome, or with -update writes the outcomes back to the file.
+func checkGolden(t *testing.T, path string, outcome func(c *goldenCase, id *policy.Identity) string) {
+	t.Helper()
+	cases := readGolden(t, path)
+	for i := range cases {
+		c := &cases[i]
+		id, err := parseSession(c.session)
+		if err != nil {
+			t.Fatalf("%s:%d: %v", path, c.line, err)
+		}
+		got := outcome(c, id)
+		if *update {
+			c.want = got
+			continue
+		}
+		if got != c.want {
+			t.Errorf("%s:%d:\ninput: %s\nwant:\n%s\ngot:\n%s", path, c.line, c.input, c.want, got)
+		}
+	}
+	if *update {
+		writeGolden(t, path, cases)
 	}
 }
 

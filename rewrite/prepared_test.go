@@ -39,29 +39,14 @@ func formatPrepared(res *Result, err error) string {
 // type, in testdata/rewrite/prepared/forms.txt (-update rewrites it).
 func TestPreparedGolden(t *testing.T) {
 	r := demoRewriter(t, Options{MaxStatementTimeout: 5 * time.Minute, Database: "analytics"})
-	cases := readGolden(t, preparedForms)
-	for i := range cases {
-		c := &cases[i]
-		id, err := parseSession(c.session)
-		if err != nil {
-			t.Fatalf("%s:%d: %v", preparedForms, c.line, err)
-		}
+	checkGolden(t, preparedForms, func(c *goldenCase, id *policy.Identity) string {
 		got := formatPrepared(r.Rewrite(c.input, id))
 		// The first statement of a shape and a later one alike.
 		if again := formatPrepared(r.Rewrite(c.input+" ", id)); again != got {
 			t.Errorf("%s:%d: second statement of the shape:\n%s\nfirst:\n%s", preparedForms, c.line, again, got)
 		}
-		if *update {
-			c.want = got
-			continue
-		}
-		if got != c.want {
-			t.Errorf("%s:%d:\ninput: %s\nwant:\n%s\ngot:\n%s", preparedForms, c.line, c.input, c.want, got)
-		}
-	}
-	if *update {
-		writeGolden(t, preparedForms, cases)
-	}
+		return got
+	})
 }
 
 // TestPreparedMatchesLiteral runs the prepared form of every statement of
