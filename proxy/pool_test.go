@@ -598,94 +598,91 @@ func reloadPool(t *testing.T, mode PoolMode) (*testProxy, *Warehouse) {
 	return tp, wh
 }
 
-// A statement prepared before a policy reload runs under the new policy.
-func TestPreparedStatementAfterReload(t *testing.T) {
+// inReloadModes runs body in both pool modes, with a pgx client of a
+// reloadPool and its warehouse.
+func inReloadModes(t *testing.T, body func(t *testing.T, ctx context.Context, conn *pgx.Conn, wh *Warehouse)) {
 	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			tp, wh := reloadPool(t, mode)
 			ctx := ctxT(t)
-			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
-			const q = "SELECT 'tag' || $1::text"
-			var got string
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
-				t.Fatalf("before: %q %v", got, err)
-			}
-			wh.SetRewriter(swapRewriter{tag: "new"})
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
-				t.Fatalf("after the reload: %q %v, want new!", got, err)
-			}
-			wh.SetRewriter(swapRewriter{refuse: true})
-			err := conn.QueryRow(ctx, q, "!").Scan(&got)
-			wantPgErr(t, err, "42501", "internal_costs")
-			wh.SetRewriter(swapRewriter{tag: "again"})
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "again!" {
-				t.Fatalf("after a second reload: %q %v", got, err)
-			}
+			body(t, ctx, connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement), wh)
 		})
 	}
+}
+
+// A statement prepared before a policy reload runs under the new policy.
+func TestPreparedStatementAfterReload(t *testing.T) {
+	inReloadModes(t, func(t *testing.T, ctx context.Context, conn *pgx.Conn, wh *Warehouse) {
+		const q = "SELECT 'tag' || $1::text"
+		var got string
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
+			t.Fatalf("before: %q %v", got, err)
+		}
+		wh.SetRewriter(swapRewriter{tag: "new"})
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
+			t.Fatalf("after the reload: %q %v, want new!", got, err)
+		}
+		wh.SetRewriter(swapRewriter{refuse: true})
+		err := conn.QueryRow(ctx, q, "!").Scan(&got)
+		wantPgErr(t, err, "42501", "internal_costs")
+		wh.SetRewriter(swapRewriter{tag: "again"})
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "again!" {
+			t.Fatalf("after a second reload: %q %v", got, err)
+		}
+	})
 }
 
 // A reload that changes a prepared statement's result type fails its next
 // execution with 0A000, as PostgreSQL does; pgx then prepares it again.
 func TestReloadChangesResultType(t *testing.T) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
-		t.Run(string(mode), func(t *testing.T) {
-			tp, wh := reloadPool(t, mode)
-			ctx := ctxT(t)
-			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
-			const q = "SELECT 'tag'::text || $1::text AS v"
-			var got any
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
-				t.Fatalf("before: %v %v", got, err)
-			}
-			// Same type after the reload: no error.
-			wh.SetRewriter(swapRewriter{tag: "new"})
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
-				t.Fatalf("same type: %v %v", got, err)
-			}
-			// "'7'::int::text || ..." is still text; make the column an int.
-			wh.SetRewriter(retype{})
-			err := conn.QueryRow(ctx, q, "!").Scan(&got)
-			wantPgErr(t, err, "0A000", "cached plan must not change result type")
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != int32(7) {
-				t.Fatalf("after pgx prepared again: %v (%T) %v", got, got, err)
-			}
-		})
-	}
+	inReloadModes(t, func(t *testing.T, ctx context.Context, conn *pgx.Conn, wh *Warehouse) {
+		const q = "SELECT 'tag'::text || $1::text AS v"
+		var got any
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "old!" {
+			t.Fatalf("before: %v %v", got, err)
+		}
+		// Same type after the reload: no error.
+		wh.SetRewriter(swapRewriter{tag: "new"})
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != "new!" {
+			t.Fatalf("same type: %v %v", got, err)
+		}
+		// "'7'::int::text || ..." is still text; make the column an int.
+		wh.SetRewriter(retype{})
+		err := conn.QueryRow(ctx, q, "!").Scan(&got)
+		wantPgErr(t, err, "0A000", "cached plan must not change result type")
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil || got != int32(7) {
+			t.Fatalf("after pgx prepared again: %v (%T) %v", got, got, err)
+		}
+	})
 }
 
 // Inside a transaction block, that 0A000 fails the transaction as on
 // PostgreSQL: status E, and 25P02 until the client rolls back.
 func TestReloadChangesResultTypeInTransaction(t *testing.T) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
-		t.Run(string(mode), func(t *testing.T) {
-			tp, wh := reloadPool(t, mode)
-			ctx := ctxT(t)
-			conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
-			const q = "SELECT 'tag'::text || $1::text AS v"
-			var got any
-			if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
-				t.Fatal(err)
-			}
-			wh.SetRewriter(retype{})
-			wantPgErr(t, conn.QueryRow(ctx, q, "!").Scan(&got), "0A000", "cached plan must not change result type")
-			if st := conn.PgConn().TxStatus(); st != 'E' {
-				t.Fatalf("transaction status %q after the 0A000, want E", st)
-			}
-			_, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
-			wantPgErr(t, err, "25P02", "current transaction is aborted")
-			wh.SetRewriter(swapRewriter{tag: "new"}) // retype rewrites ROLLBACK too
-			if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
-				t.Fatal(err)
-			}
-			if st := conn.PgConn().TxStatus(); st != 'I' {
-				t.Fatalf("transaction status %q after ROLLBACK, want I", st)
-			}
-		})
-	}
+	inReloadModes(t, func(t *testing.T, ctx context.Context, conn *pgx.Conn, wh *Warehouse) {
+		const q = "SELECT 'tag'::text || $1::text AS v"
+		var got any
+		if err := conn.QueryRow(ctx, q, "!").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "BEGIN"); err != nil {
+			t.Fatal(err)
+		}
+		wh.SetRewriter(retype{})
+		wantPgErr(t, conn.QueryRow(ctx, q, "!").Scan(&got), "0A000", "cached plan must not change result type")
+		if st := conn.PgConn().TxStatus(); st != 'E' {
+			t.Fatalf("transaction status %q after the 0A000, want E", st)
+		}
+		_, err := conn.Exec(ctx, "SELECT 1", pgx.QueryExecModeSimpleProtocol)
+		wantPgErr(t, err, "25P02", "current transaction is aborted")
+		wh.SetRewriter(swapRewriter{tag: "new"}) // retype rewrites ROLLBACK too
+		if _, err := conn.Exec(ctx, "ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+		if st := conn.PgConn().TxStatus(); st != 'I' {
+			t.Fatalf("transaction status %q after ROLLBACK, want I", st)
+		}
+	})
 }
 
 // retype rewrites every statement to one returning an int column.
