@@ -27,6 +27,18 @@ const (
 	DefaultResyncInterval     = 30 * time.Second
 	DefaultPurgeInterval      = 10 * time.Minute
 	DefaultMaxBodyBytes       = 64 << 10
+	// A login or an API request waits on the store at most this long: a few
+	// seconds tells a frozen store from a busy one without holding clients.
+	DefaultStoreConnectTimeout = 5 * time.Second
+	DefaultStoreQueryTimeout   = 5 * time.Second
+	// The HTTP API's deadlines. A request's work is bounded by
+	// RequestTimeout; the write timeout leaves room to send its 503.
+	DefaultHTTPReadTimeout    = 10 * time.Second
+	DefaultHTTPWriteTimeout   = 20 * time.Second
+	DefaultHTTPIdleTimeout    = 2 * time.Minute
+	DefaultHTTPRequestTimeout = 10 * time.Second
+	// DefaultRetryAfter is what a 503 tells clients to wait before retrying.
+	DefaultRetryAfter = 5 * time.Second
 )
 
 // Audiences keep tickets and session tokens apart: a ticket can never be used
@@ -78,6 +90,24 @@ type Config struct {
 	PurgeInterval time.Duration `yaml:"purge_interval"`
 	// MaxBodyBytes caps request bodies (default 64 KiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// StoreConnectTimeout bounds opening a connection to the store, the
+	// revocation listener's included (default 5s).
+	StoreConnectTimeout time.Duration `yaml:"store_connect_timeout"`
+	// StoreQueryTimeout bounds each store call (a query or a transaction),
+	// waiting for a pooled connection included (default 5s). Past it the
+	// store counts as unavailable: HTTP 503, or FATAL 57P03 at login.
+	StoreQueryTimeout time.Duration `yaml:"store_query_timeout"`
+	// HTTPReadTimeout bounds reading a request, headers and body (default
+	// 10s); HTTPWriteTimeout bounds handling and writing it (default 20s);
+	// HTTPIdleTimeout closes idle keep-alive connections (default 2m).
+	HTTPReadTimeout  time.Duration `yaml:"http_read_timeout"`
+	HTTPWriteTimeout time.Duration `yaml:"http_write_timeout"`
+	HTTPIdleTimeout  time.Duration `yaml:"http_idle_timeout"`
+	// HTTPRequestTimeout is each request's deadline (default 10s); it must
+	// be below HTTPWriteTimeout so that the answer can still be written.
+	HTTPRequestTimeout time.Duration `yaml:"http_request_timeout"`
+	// RetryAfter is the Retry-After of a 503 (default 5s).
+	RetryAfter time.Duration `yaml:"retry_after"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
 }
@@ -129,6 +159,27 @@ func (c Config) WithDefaults() Config {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if c.StoreConnectTimeout == 0 {
+		c.StoreConnectTimeout = DefaultStoreConnectTimeout
+	}
+	if c.StoreQueryTimeout == 0 {
+		c.StoreQueryTimeout = DefaultStoreQueryTimeout
+	}
+	if c.HTTPReadTimeout == 0 {
+		c.HTTPReadTimeout = DefaultHTTPReadTimeout
+	}
+	if c.HTTPWriteTimeout == 0 {
+		c.HTTPWriteTimeout = DefaultHTTPWriteTimeout
+	}
+	if c.HTTPIdleTimeout == 0 {
+		c.HTTPIdleTimeout = DefaultHTTPIdleTimeout
+	}
+	if c.HTTPRequestTimeout == 0 {
+		c.HTTPRequestTimeout = DefaultHTTPRequestTimeout
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -179,6 +230,25 @@ func (c Config) Validate() error {
 	}
 	if c.ResyncInterval < 0 || c.PurgeInterval < 0 || c.MaxBodyBytes < 0 {
 		bad("resync_interval/purge_interval/max_body_bytes", "must not be negative")
+	}
+	for _, d := range []struct {
+		field string
+		v     time.Duration
+	}{
+		{"store_connect_timeout", c.StoreConnectTimeout},
+		{"store_query_timeout", c.StoreQueryTimeout},
+		{"http_read_timeout", c.HTTPReadTimeout},
+		{"http_write_timeout", c.HTTPWriteTimeout},
+		{"http_idle_timeout", c.HTTPIdleTimeout},
+		{"http_request_timeout", c.HTTPRequestTimeout},
+		{"retry_after", c.RetryAfter},
+	} {
+		if d.v < time.Millisecond {
+			bad(d.field, "must be at least 1ms")
+		}
+	}
+	if c.HTTPRequestTimeout >= c.HTTPWriteTimeout {
+		bad("http_request_timeout", "must be below http_write_timeout (%s), or a timed-out request cannot be answered", c.HTTPWriteTimeout)
 	}
 	seen := map[string]bool{}
 	for i, k := range c.APIKeys {

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -48,6 +49,7 @@ type Handler struct {
 	keys     []apiKey
 	gatherer prometheus.Gatherer
 	m        handlerMetrics
+	draining atomic.Bool
 }
 
 type apiKey struct {
@@ -134,16 +136,17 @@ func NewHandler(svc *Service, reg prometheus.Registerer, log *zap.Logger) (*Hand
 	return h, nil
 }
 
-// HTTPServer returns a server for h on addr with timeouts suited to a small
-// JSON API facing browsers.
+// HTTPServer returns a server for h on addr with the configured timeouts: a
+// client that sends slowly, reads slowly or idles cannot hold a connection,
+// and each request's work is bounded by HTTPRequestTimeout (see instrument).
 func (h *Handler) HTTPServer(addr string) *http.Server {
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadHeaderTimeout: min(h.cfg.HTTPReadTimeout, 5*time.Second),
+		ReadTimeout:       h.cfg.HTTPReadTimeout,
+		WriteTimeout:      h.cfg.HTTPWriteTimeout,
+		IdleTimeout:       h.cfg.HTTPIdleTimeout,
 		MaxHeaderBytes:    32 << 10,
 		ErrorLog:          zap.NewStdLog(h.log),
 	}
@@ -203,6 +206,11 @@ func (s *statusWriter) Write(b []byte) (int, error) {
 
 func (h *Handler) instrument(route string, w http.ResponseWriter, r *http.Request, f http.HandlerFunc) {
 	start := time.Now()
+	// Every store call below gets this deadline too, so a request answers
+	// within it however the store behaves.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.HTTPRequestTimeout)
+	defer cancel()
+	r = r.WithContext(ctx)
 	sw := &statusWriter{ResponseWriter: w}
 	f(sw, r)
 	if sw.code == 0 {
@@ -403,11 +411,13 @@ func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-	defer cancel()
-	if err := h.svc.store.Ping(ctx); err != nil {
+	if h.draining.Load() {
+		h.unavailable(w, "draining", "shutting down")
+		return
+	}
+	if err := h.svc.store.Ping(r.Context()); err != nil {
 		h.log.Warn("store not reachable", zap.Error(err))
-		writeError(w, http.StatusServiceUnavailable, "unavailable", "session store not reachable")
+		h.unavailable(w, "unavailable", "session store not reachable")
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -511,12 +521,28 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnauthorized, "session_revoked", "session revoked")
 	case errors.Is(err, ErrSessionNotFound):
 		writeError(w, http.StatusNotFound, "session_not_found", "no such session")
+	case errors.Is(err, ErrStoreUnavailable), errors.Is(err, context.DeadlineExceeded):
+		// The request was fine and may succeed later: 503 with Retry-After
+		// tells clients and load balancers to retry, where 500 says it broke.
+		h.log.Warn("store unavailable", zap.String("path", r.URL.Path), zap.Error(err))
+		h.unavailable(w, "store_unavailable", "session store unavailable: retry later")
 	default:
 		id, _ := randomID(6)
 		h.log.Error("request failed", zap.String("correlation_id", id), zap.String("path", r.URL.Path), zap.Error(err))
 		writeError(w, http.StatusInternalServerError, "internal_error", "internal error (correlation id "+id+")")
 	}
 }
+
+// unavailable answers 503 with the configured Retry-After.
+func (h *Handler) unavailable(w http.ResponseWriter, code, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(h.cfg.RetryAfter.Seconds()))))
+	writeError(w, http.StatusServiceUnavailable, code, msg)
+}
+
+// Drain makes /readyz fail from now on while everything else, /healthz
+// included, keeps answering: load balancers stop sending traffic to a
+// replica that is shutting down, and liveness probes do not kill it.
+func (h *Handler) Drain() { h.draining.Store(true) }
 
 func writeFieldError(w http.ResponseWriter, fe *FieldError) {
 	writeJSON(w, http.StatusBadRequest, map[string]string{

@@ -115,7 +115,7 @@ func newEnv(t testing.TB, opts ...func(*Config)) *env {
 func (e *env) instance() (*Store, *Service) {
 	e.t.Helper()
 	ctx := context.Background()
-	st, err := Open(ctx, e.cfg.StoreDSN, e.cfg.Schema)
+	st, err := Open(ctx, e.cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -8,8 +8,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
+
+// ErrStoreUnavailable marks a store call that failed because the store did
+// not answer in time or could not be reached, as opposed to one it answered
+// with an error. Callers tell clients to retry (HTTP 503, SQLSTATE 57P03).
+var ErrStoreUnavailable = errors.New("control store unavailable")
 
 // Store is the shared state of every service replica and proxy: redeemed
 // tickets (single use) and sessions (revocation). It lives in one schema of a
@@ -18,6 +24,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	schema  string // sanitized identifier
 	channel string // LISTEN/NOTIFY channel for revocations
+	timeout time.Duration
 	q       storeQueries
 }
 
@@ -42,25 +49,30 @@ type RevokedSession struct {
 	MaxExpires time.Time
 }
 
-// Open connects to the store at dsn; schema "" means DefaultSchema. It does
-// not create anything: call Migrate.
-func Open(ctx context.Context, dsn, schema string) (*Store, error) {
-	if schema == "" {
-		schema = DefaultSchema
-	}
+// Open connects to the store of cfg (StoreDSN, Schema and the store
+// timeouts; zero fields take their defaults). It does not create anything:
+// call Migrate.
+func Open(ctx context.Context, cfg Config) (*Store, error) {
+	cfg = cfg.WithDefaults()
+	schema := cfg.Schema
 	if !schemaRE.MatchString(schema) {
 		return nil, fmt.Errorf("auth store: schema %q is not a plain lowercase identifier", schema)
 	}
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pcfg, err := pgxpool.ParseConfig(cfg.StoreDSN)
 	if err != nil {
 		// The DSN may hold a password: do not wrap the parser's error.
 		return nil, errors.New("auth store: cannot parse store_dsn")
 	}
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	// A DSN's own connect_timeout wins; otherwise a frozen store host must
+	// not hold a connect (TCP accepts, startup never answers) forever.
+	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > cfg.StoreConnectTimeout {
+		pcfg.ConnConfig.ConnectTimeout = cfg.StoreConnectTimeout
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)
 	}
-	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations"}
+	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations", timeout: cfg.StoreQueryTimeout}
 	t := s.schema
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
@@ -78,8 +90,45 @@ func Open(ctx context.Context, dsn, schema string) (*Store, error) {
 // Close closes the pool.
 func (s *Store) Close() { s.pool.Close() }
 
-// Ping reports whether the store answers.
-func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+// Ping reports whether the store answers within the query timeout.
+func (s *Store) Ping(ctx context.Context) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	return s.fail("ping", s.pool.Ping(ctx))
+}
+
+// bound gives one store call (a query or a whole transaction) the store's
+// query timeout, or the caller's deadline when that comes first.
+func (s *Store) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.timeout)
+}
+
+// fail wraps err from store operation op; nil stays nil. A store that did
+// not answer in time, could not be reached or is shutting down is
+// ErrStoreUnavailable (with the cause wrapped for the log); an error the
+// store answered with is a plain wrapped error.
+func (s *Store) fail(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if unavailable(err) {
+		return fmt.Errorf("auth store: %s: %w: %w", op, ErrStoreUnavailable, err)
+	}
+	return fmt.Errorf("auth store: %s: %w", op, err)
+}
+
+func unavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		// 08: connection exceptions; 53: out of connections or memory;
+		// 57P0x: shutting down, crashed, starting up. The store is there
+		// but cannot serve now; anything else is a real error.
+		return strings.HasPrefix(pe.Code, "08") || strings.HasPrefix(pe.Code, "53") || strings.HasPrefix(pe.Code, "57P0")
+	}
+	// Everything else is the connection failing: refused, reset, timed out
+	// (pgconn.Timeout), the deadline of bound.
+	return true
+}
 
 // Channel is the LISTEN/NOTIFY channel on which revoked session ids arrive.
 func (s *Store) Channel() string { return s.channel }
@@ -111,6 +160,8 @@ var migrations = []string{
 // when several replicas start at once: the whole migration runs under a
 // transaction-scoped advisory lock.
 func (s *Store) Migrate(ctx context.Context) error {
+	// Migrate runs once at start, under the caller's deadline: a migration
+	// may legitimately take longer than one store call.
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return fmt.Errorf("auth store: migrate: %w", err)
@@ -153,9 +204,11 @@ func (s *Store) Migrate(ctx context.Context) error {
 // RedeemTicket marks the ticket jti used. Exactly one caller across every
 // replica gets nil; the others get ErrTicketUsed.
 func (s *Store) RedeemTicket(ctx context.Context, jti string, expires, now time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, s.q.redeem, jti, expires, now, nil)
 	if err != nil {
-		return fmt.Errorf("auth store: redeem: %w", err)
+		return s.fail("redeem", err)
 	}
 	if tag.RowsAffected() != 1 {
 		return ErrTicketUsed
@@ -165,35 +218,34 @@ func (s *Store) RedeemTicket(ctx context.Context, jti string, expires, now time.
 
 // CreateSession records a new session.
 func (s *Store) CreateSession(ctx context.Context, r SessionRecord) error {
-	if _, err := s.pool.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires); err != nil {
-		return fmt.Errorf("auth store: create session: %w", err)
-	}
-	return nil
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	_, err := s.pool.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires)
+	return s.fail("create session", err)
 }
 
 // RedeemAndCreate redeems the ticket and records the session it becomes in
 // one transaction: either both happen or neither. A concurrent redemption of
 // the same jti waits on the primary key and then finds it taken.
 func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires time.Time, r SessionRecord) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("auth store: redeem: %w", err)
+		return s.fail("redeem", err)
 	}
 	defer tx.Rollback(ctx)
 	tag, err := tx.Exec(ctx, s.q.redeem, jti, ticketExpires, r.Created, r.ID)
 	if err != nil {
-		return fmt.Errorf("auth store: redeem: %w", err)
+		return s.fail("redeem", err)
 	}
 	if tag.RowsAffected() != 1 {
 		return ErrTicketUsed
 	}
 	if _, err := tx.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires); err != nil {
-		return fmt.Errorf("auth store: create session: %w", err)
+		return s.fail("create session", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("auth store: redeem: %w", err)
-	}
-	return nil
+	return s.fail("redeem", tx.Commit(ctx))
 }
 
 // Revoke ends session sid and notifies every listener (at commit). Revoking
@@ -201,36 +253,37 @@ func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires t
 // apiKey restricts it to sessions minted through that API key (others are
 // not found, so one host application cannot probe another's sessions).
 func (s *Store) Revoke(ctx context.Context, sid, apiKey string, now time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("auth store: revoke: %w", err)
+		return s.fail("revoke", err)
 	}
 	defer tx.Rollback(ctx)
 	var got string
 	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
 		return ErrSessionNotFound
 	} else if err != nil {
-		return fmt.Errorf("auth store: revoke: %w", err)
+		return s.fail("revoke", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
-		return fmt.Errorf("auth store: revoke notify: %w", err)
+		return s.fail("revoke notify", err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("auth store: revoke: %w", err)
-	}
-	return nil
+	return s.fail("revoke", tx.Commit(ctx))
 }
 
 // IsRevoked reports whether session sid is revoked; an unknown sid is
 // ErrSessionNotFound.
 func (s *Store) IsRevoked(ctx context.Context, sid string) (bool, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var revoked bool
 	err := s.pool.QueryRow(ctx, s.q.isRevoked, sid).Scan(&revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, ErrSessionNotFound
 	}
 	if err != nil {
-		return false, fmt.Errorf("auth store: %w", err)
+		return false, s.fail("is revoked", err)
 	}
 	return revoked, nil
 }
@@ -239,13 +292,15 @@ func (s *Store) IsRevoked(ctx context.Context, sid string) (bool, error) {
 // (checked in the same statement, so a renewal cannot race a revocation into
 // a fresh token after the revocation committed).
 func (s *Store) ExtendSession(ctx context.Context, sid string, expires time.Time) error {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	var revoked bool
 	err := s.pool.QueryRow(ctx, s.q.extend, sid, expires).Scan(&revoked)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return ErrSessionNotFound
 	case err != nil:
-		return fmt.Errorf("auth store: extend: %w", err)
+		return s.fail("extend", err)
 	case revoked:
 		return ErrSessionRevoked
 	}
@@ -254,9 +309,11 @@ func (s *Store) ExtendSession(ctx context.Context, sid string, expires time.Time
 
 // RevokedSessions lists revoked sessions whose absolute expiry is after t.
 func (s *Store) RevokedSessions(ctx context.Context, after time.Time) ([]RevokedSession, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	rows, err := s.pool.Query(ctx, s.q.revoked, after)
 	if err != nil {
-		return nil, fmt.Errorf("auth store: revoked sessions: %w", err)
+		return nil, s.fail("revoked sessions", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (RevokedSession, error) {
 		var x RevokedSession
@@ -264,7 +321,7 @@ func (s *Store) RevokedSessions(ctx context.Context, after time.Time) ([]Revoked
 		return x, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("auth store: revoked sessions: %w", err)
+		return nil, s.fail("revoked sessions", err)
 	}
 	return out, nil
 }
@@ -273,18 +330,20 @@ func (s *Store) RevokedSessions(ctx context.Context, after time.Time) ([]Revoked
 // pass now minus the leeway, so that no row goes while a token that it
 // guards can still verify.
 func (s *Store) Purge(ctx context.Context, before time.Time) (tickets, sessions int64, err error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
 	tag, err := s.pool.Exec(ctx, s.q.purgeTickets, before)
 	if err != nil {
-		return 0, 0, fmt.Errorf("auth store: purge: %w", err)
+		return 0, 0, s.fail("purge", err)
 	}
 	tickets = tag.RowsAffected()
 	tag, err = s.pool.Exec(ctx, s.q.purgeSessions, before)
 	if err != nil {
-		return tickets, 0, fmt.Errorf("auth store: purge: %w", err)
+		return tickets, 0, s.fail("purge", err)
 	}
 	return tickets, tag.RowsAffected(), nil
 }
 
-// connConfig returns a copy of the pool's connection config, for the
-// dedicated LISTEN connection.
+// connConfig returns a copy of the pool's connection config (connect
+// timeout included), for the dedicated LISTEN connection.
 func (s *Store) connConfig() *pgx.ConnConfig { return s.pool.Config().ConnConfig.Copy() }

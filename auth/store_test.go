@@ -21,7 +21,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	errs := make([]error, 6)
 	for i := range errs {
 		wg.Go(func() {
-			st, err := Open(ctx, dsn, "ctl")
+			st, err := Open(ctx, Config{StoreDSN: dsn, Schema: "ctl"})
 			if err != nil {
 				errs[i] = err
 				return
@@ -48,7 +48,7 @@ func TestMigrateConcurrently(t *testing.T) {
 	if version != len(migrations) || rows != 1 {
 		t.Errorf("schema_version = %d (%d rows), want %d (1 row)", version, rows, len(migrations))
 	}
-	if _, err := Open(ctx, dsn, "Bad-Schema"); err == nil {
+	if _, err := Open(ctx, Config{StoreDSN: dsn, Schema: "Bad-Schema"}); err == nil {
 		t.Error("Open accepted a schema name that needs quoting")
 	}
 }

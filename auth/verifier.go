@@ -20,7 +20,7 @@ const (
 	msgSessionExpired  = "session expired: renew it or mint a new ticket"
 	msgSessionRevoked  = "session revoked"
 	msgInvalidCred     = "invalid credential: not a pgwarden ticket or session token"
-	msgStoreDown       = "cannot verify credential now: session store unavailable"
+	msgStoreDown       = "cannot verify credential now: control store unavailable"
 	msgKeysUnavailable = "cannot verify credential now: verification keys unavailable"
 )
 
@@ -90,7 +90,7 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 			return nil, pgerr.BadCredentials(msgTicketUsed)
 		case err != nil:
 			v.logStoreError(ctx, "ticket redemption failed", err)
-			return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
+			return nil, v.errStoreDown(err)
 		}
 		v.log.Info("ticket redeemed by proxy", zap.String("session", s.ID), zap.String("tenant", s.Tenant), zap.String("api_key", s.APIKeyName))
 		return s, nil
@@ -106,12 +106,26 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		return nil, pgerr.BadCredentials(msgInvalidCred)
 	case err != nil:
 		v.logStoreError(ctx, "revocation check failed", err)
-		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown)
+		return nil, v.errStoreDown(err)
 	case revoked:
 		v.markRevoked(c.SID, c.Max.Time)
 		return nil, pgerr.BadCredentials(msgSessionRevoked)
 	}
 	return c.session(), nil
+}
+
+// errStoreDown is the refusal of a login that needed the store when the
+// store failed. 57P03 cannot_connect_now is what PostgreSQL itself answers
+// when it cannot take connections for now (starting up, in recovery):
+// drivers and poolers treat it as transient and retry. 08006 would say the
+// client's own connection broke, and 28P01 that its credential is wrong;
+// neither is true.
+func (v *Verifier) errStoreDown(err error) *pgerr.Error {
+	e := pgerr.Fatalf(pgerr.CannotConnectNow, msgStoreDown).WithHint("retry in a few seconds")
+	if errors.Is(err, context.DeadlineExceeded) {
+		return e.WithDetail("the control store did not answer within %s", v.cfg.StoreQueryTimeout)
+	}
+	return e
 }
 
 // logStoreError logs a store failure unless the caller gave up first.

@@ -46,7 +46,14 @@ type Proxy struct {
 	MaxClientConns        int           `yaml:"max_client_conns"`
 	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
 	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
-	RewriteCacheBytes     int64         `yaml:"rewrite_cache_bytes"`
+	// AuthTimeout bounds a client's startup and authentication (default
+	// 60s, PostgreSQL's authentication_timeout). Store calls within it are
+	// bounded by auth.store_query_timeout.
+	AuthTimeout       time.Duration `yaml:"auth_timeout"`
+	RewriteCacheBytes int64         `yaml:"rewrite_cache_bytes"`
+	// MaxResultMessageBytes caps one message from a warehouse (a row);
+	// 0 means the proxy's default of 1 GiB, PostgreSQL's own field limit.
+	MaxResultMessageBytes int `yaml:"max_result_message_bytes"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -98,6 +105,15 @@ type Auth struct {
 	APIKeys            []APIKey      `yaml:"api_keys"`
 	CORSOrigins        []string      `yaml:"cors_origins"`
 	BaseRole           string        `yaml:"base_role"`
+	// Timeouts on the store and the HTTP API; zero takes the auth
+	// package's defaults (see auth.Config).
+	StoreConnectTimeout time.Duration `yaml:"store_connect_timeout"`
+	StoreQueryTimeout   time.Duration `yaml:"store_query_timeout"`
+	HTTPReadTimeout     time.Duration `yaml:"http_read_timeout"`
+	HTTPWriteTimeout    time.Duration `yaml:"http_write_timeout"`
+	HTTPIdleTimeout     time.Duration `yaml:"http_idle_timeout"`
+	HTTPRequestTimeout  time.Duration `yaml:"http_request_timeout"`
+	RetryAfter          time.Duration `yaml:"retry_after"`
 	// Connect is what POST /v1/sessions tells clients to connect to.
 	Connect Connect `yaml:"connect"`
 }
@@ -286,10 +302,18 @@ func (f *File) Validate() error {
 		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
 		"auth.ticket_ttl": f.Auth.TicketTTL, "auth.session_ttl": f.Auth.SessionTTL,
 		"auth.session_max_lifetime": f.Auth.SessionMaxLifetime, "auth.leeway": f.Auth.Leeway,
+		"proxy.auth_timeout":         f.Proxy.AuthTimeout,
+		"auth.store_connect_timeout": f.Auth.StoreConnectTimeout, "auth.store_query_timeout": f.Auth.StoreQueryTimeout,
+		"auth.http_read_timeout": f.Auth.HTTPReadTimeout, "auth.http_write_timeout": f.Auth.HTTPWriteTimeout,
+		"auth.http_idle_timeout": f.Auth.HTTPIdleTimeout, "auth.http_request_timeout": f.Auth.HTTPRequestTimeout,
+		"auth.retry_after": f.Auth.RetryAfter,
 	} {
 		if d < 0 {
 			bad(field, "must not be negative")
 		}
+	}
+	if f.Proxy.MaxResultMessageBytes < 0 || f.Proxy.MaxResultMessageBytes > 1<<31-5 {
+		bad("proxy.max_result_message_bytes", "%d is outside 0 (the default, 1 GiB) to 2147483643", f.Proxy.MaxResultMessageBytes)
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")

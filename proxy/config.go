@@ -11,6 +11,13 @@ import (
 const (
 	DefaultListen          = "127.0.0.1:6432"
 	DefaultMaxMessageBytes = 16 << 20
+	// DefaultMaxResultMessageBytes is PostgreSQL's own limit on one field
+	// (1 GB): the warehouse already refuses to build anything larger, so
+	// a row it sends is one the proxy relays.
+	DefaultMaxResultMessageBytes = 1 << 30
+	// maxProtocolMessage is the largest body the protocol's int32 length
+	// can describe.
+	maxProtocolMessage = 1<<31 - 1 - 4
 	DefaultIdleTimeout     = 0 // no idle timeout, as PostgreSQL's idle_session_timeout
 	DefaultMaxClientConns  = 1000
 	DefaultShutdownTimeout = 30 * time.Second
@@ -30,9 +37,14 @@ type Config struct {
 	// AllowInsecurePassword allows cleartext passwords (session tokens) over
 	// non-TLS connections from non-loopback addresses. Off by default.
 	AllowInsecurePassword bool
-	// MaxMessageBytes caps one protocol message body in either direction
-	// (default 16 MiB).
+	// MaxMessageBytes caps one protocol message body from a client
+	// (default 16 MiB): what the proxy must parse and rewrite.
 	MaxMessageBytes int
+	// MaxResultMessageBytes caps one message body from a warehouse, a row
+	// of a result above all (default 1 GiB). Results are relayed, never
+	// parsed whole, so they get their own, larger limit; a message above
+	// it ends the client's connection (08P01).
+	MaxResultMessageBytes int
 	// IdleTimeout closes a connection that has no statement in flight for
 	// this long with FATAL 57P05 (0 = never).
 	IdleTimeout time.Duration
@@ -59,6 +71,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxMessageBytes == 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.MaxResultMessageBytes == 0 {
+		c.MaxResultMessageBytes = DefaultMaxResultMessageBytes
 	}
 	if c.MaxClientConns == 0 {
 		c.MaxClientConns = DefaultMaxClientConns
@@ -89,6 +104,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMessageBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("proxy.max_message_bytes: %d is above PostgreSQL's 1 GiB limit", c.MaxMessageBytes))
+	}
+	if c.MaxResultMessageBytes < 1024 || c.MaxResultMessageBytes > maxProtocolMessage {
+		errs = append(errs, fmt.Errorf("proxy.max_result_message_bytes: %d is outside 1024 to %d", c.MaxResultMessageBytes, maxProtocolMessage))
 	}
 	for _, d := range []struct {
 		name string

@@ -79,7 +79,7 @@ func newDSNUpstream(warehouse, dsn string, cfg Config) (*dsnUpstream, error) {
 		// pgconn redacts passwords only on a best-effort basis: keep the DSN out.
 		return nil, fmt.Errorf("warehouse %q: invalid dsn", warehouse)
 	}
-	return &dsnUpstream{warehouse: warehouse, base: base, timeout: cfg.ConnectTimeout, maxBody: cfg.MaxMessageBytes, stmtTO: cfg.StatementTimeout}, nil
+	return &dsnUpstream{warehouse: warehouse, base: base, timeout: cfg.ConnectTimeout, maxBody: cfg.MaxResultMessageBytes, stmtTO: cfg.StatementTimeout}, nil
 }
 
 func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {

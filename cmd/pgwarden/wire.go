@@ -94,6 +94,14 @@ func authConfig(c *config.File) auth.Config {
 		ConnectPort:        a.Connect.Port,
 		ConnectDatabase:    a.Connect.Database,
 		BaseRole:           policy.Role(a.BaseRole),
+
+		StoreConnectTimeout: a.StoreConnectTimeout,
+		StoreQueryTimeout:   a.StoreQueryTimeout,
+		HTTPReadTimeout:     a.HTTPReadTimeout,
+		HTTPWriteTimeout:    a.HTTPWriteTimeout,
+		HTTPIdleTimeout:     a.HTTPIdleTimeout,
+		HTTPRequestTimeout:  a.HTTPRequestTimeout,
+		RetryAfter:          a.RetryAfter,
 	}
 }
 
@@ -110,6 +118,8 @@ func proxyConfig(c *config.File) proxy.Config {
 		MaxClientConns:        p.MaxClientConns,
 		ShutdownTimeout:       p.ShutdownTimeout,
 		ConnectTimeout:        p.ConnectTimeout,
+		AuthTimeout:           p.AuthTimeout,
+		MaxResultMessageBytes: p.MaxResultMessageBytes,
 	}
 }
 
@@ -138,7 +148,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	acfg := authConfig(cfg)
-	if a.store, err = auth.Open(ctx, acfg.StoreDSN, acfg.Schema); err != nil {
+	if a.store, err = auth.Open(ctx, acfg); err != nil {
 		return nil, err
 	}
 	if err = a.store.Migrate(ctx); err != nil {

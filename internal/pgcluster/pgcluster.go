@@ -187,6 +187,7 @@ func (c *Cluster) DataDir() string { return c.dataDir }
 func (c *Cluster) Stop() error {
 	var err error
 	if c.dataDir != "" {
+		c.Thaw() // a frozen server cannot stop; not running is fine too
 		if _, statErr := os.Stat(filepath.Join(c.dataDir, "postmaster.pid")); statErr == nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 			defer cancel()
@@ -213,6 +214,98 @@ func (c *Cluster) Restart(ctx context.Context) error {
 		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
 	}
 	return nil
+}
+
+// StopServer stops the server (immediate mode) and leaves the data
+// directory, for StartServer to bring it back on the same port: an outage.
+func (c *Cluster) StopServer(ctx context.Context) error {
+	if out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-m", "immediate", "-w", "stop").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
+	}
+	return nil
+}
+
+// StartServer starts a server stopped by StopServer.
+func (c *Cluster) StartServer(ctx context.Context) error {
+	if out, err := c.command(ctx, "pg_ctl", "-D", c.dataDir, "-l", filepath.Join(c.rootDir, "server.log"), "-w", "-t", "60",
+		"-o", fmt.Sprintf("-p %d", c.Port), "start").CombinedOutput(); err != nil {
+		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Freeze stops every process of the server with SIGSTOP, as a host that
+// stops answering: the postmaster first, so that it forks nothing more,
+// then every backend and auxiliary process, since stopping only the
+// postmaster leaves existing backends answering. The kernel still accepts
+// TCP connections into the listen backlog, so connects succeed and then
+// nothing answers. Thaw undoes it; Stop thaws first.
+func (c *Cluster) Freeze() error { return c.signalAll(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen server (SIGCONT to all its processes).
+func (c *Cluster) Thaw() error { return c.signalAll(syscall.SIGCONT) }
+
+func (c *Cluster) signalAll(sig syscall.Signal) error {
+	pm, err := c.postmasterPID()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pm, sig); err != nil {
+		return fmt.Errorf("signal postmaster %d: %w", pm, err)
+	}
+	kids, err := childPIDs(pm)
+	if err != nil {
+		return err
+	}
+	for _, pid := range kids {
+		// A backend may have exited meanwhile: ESRCH is no failure.
+		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("signal backend %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) postmasterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(c.dataDir, "postmaster.pid"))
+	if err != nil {
+		return 0, fmt.Errorf("server not running: %w", err)
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("postmaster.pid: bad pid %q", first)
+	}
+	return pid, nil
+}
+
+// childPIDs lists the processes whose parent is ppid, from /proc.
+func childPIDs(ppid int) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue // gone
+		}
+		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+		i := strings.LastIndexByte(string(stat), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) >= 2 && f[1] == strconv.Itoa(ppid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
 }
 
 func (c *Cluster) command(ctx context.Context, name string, args ...string) *exec.Cmd {
