@@ -28,6 +28,10 @@ type running struct {
 	cfg    *config.File
 	apiKey string
 	demo   *demoRun
+	// stop starts the shutdown, as SIGTERM does; exited closes when run
+	// has returned.
+	stop   context.CancelFunc
+	exited <-chan struct{}
 }
 
 func startServe(t *testing.T) *running {
@@ -65,7 +69,11 @@ func startServeWith(t *testing.T, log *zap.Logger, configure func(*config.File))
 	}
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- a.run(ctx, func() { close(ready) }) }()
+	exited := make(chan struct{})
+	go func() {
+		done <- a.run(ctx, func() { close(ready) })
+		close(exited)
+	}()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -78,7 +86,7 @@ func startServeWith(t *testing.T, log *zap.Logger, configure func(*config.File))
 		}
 		a.close()
 	})
-	return &running{app: a, cfg: cfg, apiKey: apiKey, demo: d}
+	return &running{app: a, cfg: cfg, apiKey: apiKey, demo: d, stop: cancel, exited: exited}
 }
 
 func (r *running) connect(t *testing.T, password string) (*pgx.Conn, error) {

@@ -46,6 +46,8 @@ type app struct {
 	warehouses map[string]*proxy.Warehouse
 	policies   *policySet
 	audit      *os.File
+	// draining is set at shutdown: /readyz fails from then on.
+	draining atomic.Bool
 }
 
 // policySet answers the ticket service's questions over every warehouse's
@@ -298,22 +300,32 @@ func (a *app) reload(ctx context.Context) error {
 
 // run listens on every configured address, calls ready (if not nil) once all
 // are bound, and serves until ctx ends or one of them fails.
+//
+// Shutdown goes in two steps. First the proxy drains (up to
+// shutdown_timeout) while everything else keeps running: the verifier still
+// cuts revoked sessions, and the HTTP listeners still answer, /healthz with
+// 200 (a liveness probe must not kill a draining replica) and /readyz with
+// 503 (load balancers stop sending it traffic). Then the rest stops.
 func (a *app) run(ctx context.Context, ready func()) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	// proxyCtx ends at the signal and starts the drain; bgCtx ends after it.
+	proxyCtx, stopProxy := context.WithCancel(ctx)
+	defer stopProxy()
+	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
 	errc := make(chan error, 8)
+	var proxyDone chan error // nil (never ready) without a proxy
 	n := 0
 	start := func(f func() error) {
 		n++
 		go func() { errc <- f() }()
 	}
 	var servers []*http.Server
-	serveHTTP := func(addr string, h http.Handler) error {
+	serveHTTP := func(srv *http.Server, addr string) error {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, BaseContext: func(net.Listener) context.Context { return ctx }}
+		srv.BaseContext = func(net.Listener) context.Context { return bgCtx }
 		servers = append(servers, srv)
 		start(func() error {
 			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -328,17 +340,18 @@ func (a *app) run(ctx context.Context, ready func()) error {
 		if err != nil {
 			return fmt.Errorf("proxy.listen: %w", err)
 		}
-		start(func() error { return a.verifier.Run(ctx) })
-		start(func() error { return a.proxy.Serve(ctx, ln) })
+		start(func() error { return a.verifier.Run(bgCtx) })
+		proxyDone = make(chan error, 1)
+		go func() { proxyDone <- a.proxy.Serve(proxyCtx, ln) }()
 	}
 	if a.handler != nil {
-		if err := serveHTTP(a.cfg.Auth.Listen, a.handler); err != nil {
+		if err := serveHTTP(a.handler.HTTPServer(""), a.cfg.Auth.Listen); err != nil {
 			return fmt.Errorf("auth.listen: %w", err)
 		}
-		start(func() error { return a.service.Run(ctx) })
+		start(func() error { return a.service.Run(bgCtx) })
 	}
 	if a.cfg.Metrics.Listen != "" {
-		if err := serveHTTP(a.cfg.Metrics.Listen, a.opsHandler()); err != nil {
+		if err := serveHTTP(&http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 10 * time.Second}, a.cfg.Metrics.Listen); err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 	}
@@ -347,13 +360,26 @@ func (a *app) run(ctx context.Context, ready func()) error {
 		ready()
 	}
 	var first error
+	proxyRunning := a.proxy != nil
 	select {
 	case <-ctx.Done():
 	case first = <-errc:
 		n--
+	case first = <-proxyDone:
+		proxyRunning = false
 	}
-	cancel()
-	shutdownCtx, done := context.WithTimeout(context.Background(), a.cfg.Proxy.ShutdownTimeout+5*time.Second)
+	a.draining.Store(true)
+	if a.handler != nil {
+		a.handler.Drain()
+	}
+	stopProxy()
+	if proxyRunning {
+		if err := <-proxyDone; first == nil {
+			first = err
+		}
+	}
+	stopBG()
+	shutdownCtx, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	for _, srv := range servers {
 		srv.Shutdown(shutdownCtx)
@@ -379,6 +405,10 @@ func (a *app) opsHandler() http.Handler {
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
+		if a.draining.Load() {
+			http.Error(w, "shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		if a.proxy != nil && !a.proxy.Ready() {
 			http.Error(w, "proxy not serving", http.StatusServiceUnavailable)
 			return
