@@ -17,7 +17,7 @@ const (
 	DefaultMaxResultMessageBytes = 1 << 30
 	// maxProtocolMessage is the largest body the protocol's int32 length
 	// can describe.
-	maxProtocolMessage = 1<<31 - 1 - 4
+	maxProtocolMessage     = 1<<31 - 1 - 4
 	DefaultIdleTimeout     = 0 // no idle timeout, as PostgreSQL's idle_session_timeout
 	DefaultMaxClientConns  = 1000
 	DefaultShutdownTimeout = 30 * time.Second

@@ -13,8 +13,10 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +24,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
 func TestCancelRequest(t *testing.T) {
@@ -278,24 +282,81 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
+// A warehouse the proxy cannot reach: the client's FATAL 08006 says what
+// happened (refused, no answer within the time actually waited, credentials
+// refused), in session and transaction mode, and leaks neither the
+// warehouse's address nor its credentials.
 func TestUnreachableWarehouse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	freeAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	// silent accepts connections and never answers: a frozen host.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dead := ln.Addr().String()
-	ln.Close()
-	tp := startProxy(t, func(c *Config, d *Deps) {
-		c.ConnectTimeout = 2 * time.Second
-		d.Warehouses["wh"] = NewWarehouse("wh", "postgres://svc:hunter2@"+dead+"/db?sslmode=disable", fakeRewriter{})
-	})
-	ctx := ctxT(t)
-	_, err = pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
-	pe := wantPgErr(t, err, "08006", "warehouse wh is unreachable")
-	for _, secret := range []string{"hunter2", "svc", dead} {
-		if contains(pe.Message+pe.Detail+pe.Hint, secret) {
-			t.Fatalf("error %q leaks %q", pe.Message, secret)
+	accepted := make(chan []net.Conn, 1)
+	go func() {
+		var conns []net.Conn
+		defer func() { accepted <- conns }()
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
 		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		for _, c := range <-accepted {
+			c.Close()
+		}
+	})
+	pg, err := url.Parse(pgtest.ServerURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := freeAddr()
+	for _, tc := range []struct {
+		name, addr, user, password string
+		mode                       PoolMode
+		want, wantNot              string
+	}{
+		{"refused, session mode", refused, "svc", "hunter2", PoolSession, "connection refused", "no answer"},
+		// The pool retries refused dials until acquire_timeout; it used to
+		// report "no answer within" the connect timeout then.
+		{"refused, transaction mode", refused, "svc", "hunter2", PoolTransaction, "connection refused", "no answer"},
+		{"no answer, session mode", silent.Addr().String(), "svc", "hunter2", PoolSession, "no answer within", "refused"},
+		{"no answer, transaction mode", silent.Addr().String(), "svc", "hunter2", PoolTransaction, "no answer within", "refused"},
+		{"bad password", pg.Host, "postgres", "hunter2", PoolSession, "refused the proxy's credentials (SQLSTATE 28P01)", "no answer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := startProxy(t, func(c *Config, d *Deps) {
+				c.ConnectTimeout = 700 * time.Millisecond
+				w := NewWarehouse("wh", "postgres://"+tc.user+":"+tc.password+"@"+tc.addr+"/db?sslmode=disable", fakeRewriter{})
+				w.Pool = PoolConfig{Mode: tc.mode, AcquireTimeout: 400 * time.Millisecond}
+				d.Warehouses["wh"] = w
+			})
+			ctx := ctxT(t)
+			start := time.Now()
+			_, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
+			pe := wantPgErr(t, err, "08006", "warehouse wh is unreachable: ")
+			t.Logf("after %s: %s", time.Since(start).Round(time.Millisecond), pe.Message)
+			if !strings.Contains(pe.Message, tc.want) || strings.Contains(pe.Message, tc.wantNot) {
+				t.Errorf("message %q: want it to say %q, not %q", pe.Message, tc.want, tc.wantNot)
+			}
+			for _, secret := range []string{tc.password, tc.user + ":", tc.addr} {
+				if contains(pe.Message+pe.Detail+pe.Hint, secret) {
+					t.Fatalf("error %q leaks %q", pe.Message, secret)
+				}
+			}
+		})
 	}
 }
 

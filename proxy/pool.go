@@ -335,7 +335,10 @@ type pool struct {
 	waiters  []chan *backend
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
-	closed   bool
+	// lastDialErr is why the last dial failed, unless the caller's deadline
+	// cut it; nil after a success.
+	lastDialErr error
+	closed      bool
 	// descs holds what the warehouse answered to Describe of each proxy
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
@@ -482,6 +485,7 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 			if p.failures > 0 {
 				backoff = min(25*time.Millisecond<<min(p.failures, 8), 2*time.Second)
 			}
+			lastDial := p.lastDialErr
 			p.mu.Unlock()
 			if backoff > 0 {
 				select {
@@ -489,8 +493,13 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 				case <-ctx.Done():
 				}
 			}
-			b, err := p.dial(ctx)
-			if err == nil {
+			var b *backend
+			var err error
+			if ctx.Err() != nil && lastDial != nil {
+				// The wait ran out in the backoff after failed dials: say
+				// why they failed, not that a dial with no time left did.
+				err = lastDial
+			} else if b, err = p.dial(ctx); err == nil {
 				return b, nil
 			}
 			p.mu.Lock()
@@ -588,10 +597,16 @@ func (p *pool) dial(ctx context.Context) (*backend, error) {
 	if err != nil {
 		p.m.dialErrors.Inc()
 		p.log.Warn("warehouse connection failed", zap.Error(err))
+		if ctx.Err() == nil {
+			p.mu.Lock()
+			p.lastDialErr = err
+			p.mu.Unlock()
+		}
 		return nil, err
 	}
 	p.mu.Lock()
 	p.failures = 0
+	p.lastDialErr = nil
 	if p.params == nil {
 		p.params = map[string]string{}
 		for _, name := range reportedParams {

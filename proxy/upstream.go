@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -110,9 +111,10 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
+	start := time.Now()
 	pc, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, u.connectError(ctx, err)
+		return nil, u.connectError(ctx, err, time.Since(start))
 	}
 	hc, err := pc.Hijack()
 	if err != nil {
@@ -137,19 +139,50 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	return sc, nil
 }
 
-// connectError turns a connect failure into a FATAL for the client that names
-// the warehouse but neither its address nor its credentials; the full cause
-// stays in the wrapped error for the log.
-func (u *dsnUpstream) connectError(ctx context.Context, err error) error {
-	var pe *pgconn.PgError
+// connectError turns a connect failure into a FATAL for the client that
+// says what happened (refused, no answer within the time actually waited,
+// credentials or database refused, TLS) and names the warehouse but
+// neither its address nor its credentials: clients are tenants, and the
+// warehouse's address is the operator's business. The full cause, address
+// included, stays in the wrapped error for the log.
+func (u *dsnUpstream) connectError(ctx context.Context, err error, waited time.Duration) error {
+	return fmt.Errorf("%w: %w", u.unreachable(connectFailure(ctx, err, waited)), err)
+}
+
+// connectFailure says in a few words why a connect failed.
+func connectFailure(ctx context.Context, err error, waited time.Duration) string {
+	var (
+		pe  *pgconn.PgError
+		dns *net.DNSError
+		cert *tls.CertificateVerificationError
+	)
 	switch {
 	case errors.As(err, &pe):
-		return fmt.Errorf("%w: %w", u.unreachable(fmt.Sprintf("the warehouse refused the connection (SQLSTATE %s)", pe.Code)), err)
+		switch {
+		case pe.Code == pgerr.InvalidPassword || pe.Code == pgerr.InvalidAuthorization:
+			return fmt.Sprintf("the warehouse refused the proxy's credentials (SQLSTATE %s)", pe.Code)
+		case pe.Code == pgerr.InvalidCatalogName:
+			return fmt.Sprintf("the warehouse has no such database (SQLSTATE %s)", pe.Code)
+		case pe.Code == pgerr.TooManyConnections:
+			return fmt.Sprintf("the warehouse has no connection slot free (SQLSTATE %s)", pe.Code)
+		case pe.Code == pgerr.CannotConnectNow || pe.Code == pgerr.AdminShutdown:
+			return fmt.Sprintf("the warehouse is starting up or shutting down (SQLSTATE %s)", pe.Code)
+		}
+		return fmt.Sprintf("the warehouse refused the connection (SQLSTATE %s)", pe.Code)
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused: nothing listens at its address"
+	case errors.As(err, &dns):
+		return "its host name does not resolve"
+	case errors.As(err, &cert):
+		return "its TLS certificate was not accepted"
+	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return "no route to its host"
 	case ctx.Err() != nil || pgconn.Timeout(err):
-		return fmt.Errorf("%w: %w", u.unreachable(fmt.Sprintf("no answer within %s", u.timeout)), err)
-	default:
-		return fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
+		return fmt.Sprintf("no answer within %s", waited.Round(100*time.Millisecond))
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "the connection was closed during startup"
 	}
+	return "connection failed"
 }
 
 func (u *dsnUpstream) unreachable(why string) *pgerr.Error {
