@@ -3,6 +3,7 @@ package auth
 import (
 	"bytes"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,9 +39,38 @@ func TestExampleConfig(t *testing.T) {
 		StoreDSN:    "postgres://pgwarden:secret@db.internal:5432/pgwarden_control", Schema: "pgwarden",
 		ConnectHost: "warehouse.pgwarden.example", ConnectPort: 5432, ConnectDatabase: "analytics",
 		BaseRole: policy.RoleNoAccess, ResyncInterval: 30 * time.Second, PurgeInterval: 10 * time.Minute,
-		MaxBodyBytes: 65536,
+		MaxBodyBytes: 65536, StoreConnectTimeout: 5 * time.Second, StoreQueryTimeout: 5 * time.Second,
+		HTTPReadTimeout: 10 * time.Second, HTTPWriteTimeout: 20 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
+		HTTPRequestTimeout: 10 * time.Second, RetryAfter: 5 * time.Second,
 	}
 	if diff := cmp.Diff(want, cfg, cmpopts.IgnoreFields(Config{}, "Now")); diff != "" {
 		t.Errorf("decoded config (-want +got):\n%s", diff)
+	}
+}
+
+// The store and HTTP timeouts: defaults fill zero fields, and a request
+// deadline that the write timeout would cut short is refused.
+func TestTimeoutConfig(t *testing.T) {
+	d := Config{StoreDSN: "postgres://x"}.WithDefaults()
+	if d.StoreQueryTimeout != DefaultStoreQueryTimeout || d.StoreConnectTimeout != DefaultStoreConnectTimeout ||
+		d.HTTPRequestTimeout != DefaultHTTPRequestTimeout || d.HTTPWriteTimeout <= d.HTTPRequestTimeout || d.RetryAfter != DefaultRetryAfter {
+		t.Errorf("defaults: %+v", d)
+	}
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"negative store timeout", func(c *Config) { c.StoreQueryTimeout = -time.Second }, "auth config: store_query_timeout: must be at least 1ms"},
+		{"request outlives write", func(c *Config) { c.HTTPRequestTimeout = 30 * time.Second }, "auth config: http_request_timeout: must be below http_write_timeout (20s)"},
+		{"negative retry after", func(c *Config) { c.RetryAfter = -1 }, "auth config: retry_after: must be at least 1ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{StoreDSN: "postgres://x"}
+			tc.mod(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate = %v, want %q", err, tc.want)
+			}
+		})
 	}
 }

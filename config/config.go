@@ -371,6 +371,9 @@ func (f *File) Validate() error {
 	if a.TicketTTL > 10*time.Minute {
 		bad("auth.ticket_ttl", "%s is longer than the 10m cap: tickets are meant to be short-lived", a.TicketTTL)
 	}
+	if a.HTTPRequestTimeout > 0 && a.HTTPWriteTimeout > 0 && a.HTTPRequestTimeout >= a.HTTPWriteTimeout {
+		bad("auth.http_request_timeout", "must be below http_write_timeout (%s), or a timed-out request cannot be answered", a.HTTPWriteTimeout)
+	}
 	if a.SessionMaxLifetime < a.SessionTTL {
 		bad("auth.session_max_lifetime", "must be at least session_ttl (%s)", a.SessionTTL)
 	}

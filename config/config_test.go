@@ -49,6 +49,10 @@ func TestValidateErrors(t *testing.T) {
 		{"bad listen", minimal + "proxy: {listen: nope}\n", `c.yaml: proxy.listen: "nope" is not host:port`},
 		{"bad pool mode", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {mode: statement}", 1), `c.yaml: warehouses.analytics.pool.mode: "statement" is not session or transaction`},
 		{"negative pool size", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {size: -1}", 1), `c.yaml: warehouses.analytics.pool.size: must not be negative`},
+		{"negative store timeout", minimal + "  store_query_timeout: -1s\n", "c.yaml: auth.store_query_timeout: must not be negative"},
+		{"request outlives write", minimal + "  http_request_timeout: 30s\n  http_write_timeout: 20s\n", "c.yaml: auth.http_request_timeout: must be below http_write_timeout"},
+		{"negative auth timeout", minimal + "proxy: {auth_timeout: -1s}\n", "c.yaml: proxy.auth_timeout: must not be negative"},
+		{"huge result limit", minimal + "proxy: {max_result_message_bytes: 4294967296}\n", "c.yaml: proxy.max_result_message_bytes: 4294967296 is outside"},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
 	}
 	for _, tt := range tests {
