@@ -152,8 +152,8 @@ func (u *dsnUpstream) connectError(ctx context.Context, err error, waited time.D
 // connectFailure says in a few words why a connect failed.
 func connectFailure(ctx context.Context, err error, waited time.Duration) string {
 	var (
-		pe  *pgconn.PgError
-		dns *net.DNSError
+		pe   *pgconn.PgError
+		dns  *net.DNSError
 		cert *tls.CertificateVerificationError
 	)
 	switch {
