@@ -377,17 +377,28 @@ func TestHTTPJWKSHealthMetrics(t *testing.T) {
 	code, _, out = e.do("POST", "/healthz", nil, nil)
 	wantError(t, code, out, 405, "method_not_allowed")
 
+	// An error the store answers with is a 500 with a correlation id, not
+	// internals.
+	if _, err := e.store.pool.Exec(context.Background(), `ALTER TABLE pgwarden.redeemed_tickets RENAME TO gone`); err != nil {
+		t.Fatal(err)
+	}
+	code, _, out = e.do("POST", "/v1/sessions", map[string]any{"ticket": e.mint()}, nil)
+	wantError(t, code, out, 500, "internal_error")
+	if !strings.Contains(out["message"].(string), "correlation id") || strings.Contains(out["message"].(string), "gone") {
+		t.Errorf("message = %v", out["message"])
+	}
+
+	// A store that cannot be reached is a 503 with Retry-After: retry later.
 	e.store.Close()
 	code, _, out = e.do("GET", "/readyz", nil, nil)
 	wantError(t, code, out, 503, "unavailable")
 	if code, _, _ := e.do("GET", "/healthz", nil, nil); code != 200 {
 		t.Errorf("healthz with store down: %d", code)
 	}
-	// A store failure is a 500 with a correlation id, not internals.
-	code, _, out = e.do("POST", "/v1/sessions", map[string]any{"ticket": e.mint()}, nil)
-	wantError(t, code, out, 500, "internal_error")
-	if !strings.Contains(out["message"].(string), "correlation id") {
-		t.Errorf("message = %v", out["message"])
+	code, hdr, out = e.do("POST", "/v1/sessions", map[string]any{"ticket": e.mint()}, nil)
+	wantError(t, code, out, 503, "store_unavailable")
+	if hdr.Get("Retry-After") != "5" {
+		t.Errorf("Retry-After = %q, want the default 5", hdr.Get("Retry-After"))
 	}
 }
 
