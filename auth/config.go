@@ -31,6 +31,11 @@ const (
 	// seconds tells a frozen store from a busy one without holding clients.
 	DefaultStoreConnectTimeout = 5 * time.Second
 	DefaultStoreQueryTimeout   = 5 * time.Second
+	// DefaultStoreMaxConns sizes the store's connection pool. Every login
+	// with a session token checks it, and a call waiting for a pooled
+	// connection counts against store_query_timeout, so a burst of logins
+	// needs more than pgxpool's default of max(4, CPUs).
+	DefaultStoreMaxConns = 16
 	// The HTTP API's deadlines. A request's work is bounded by
 	// RequestTimeout; the write timeout leaves room to send its 503.
 	DefaultHTTPReadTimeout    = 10 * time.Second
@@ -97,6 +102,9 @@ type Config struct {
 	// waiting for a pooled connection included (default 5s). Past it the
 	// store counts as unavailable: HTTP 503, or FATAL 57P03 at login.
 	StoreQueryTimeout time.Duration `yaml:"store_query_timeout"`
+	// StoreMaxConns caps the store connections of this process (default
+	// 16; a pool_max_conns in store_dsn wins).
+	StoreMaxConns int `yaml:"store_max_conns"`
 	// HTTPReadTimeout bounds reading a request, headers and body (default
 	// 10s); HTTPWriteTimeout bounds handling and writing it (default 20s);
 	// HTTPIdleTimeout closes idle keep-alive connections (default 2m).
@@ -164,6 +172,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StoreQueryTimeout == 0 {
 		c.StoreQueryTimeout = DefaultStoreQueryTimeout
+	}
+	if c.StoreMaxConns == 0 {
+		c.StoreMaxConns = DefaultStoreMaxConns
 	}
 	if c.HTTPReadTimeout == 0 {
 		c.HTTPReadTimeout = DefaultHTTPReadTimeout
@@ -246,6 +257,9 @@ func (c Config) Validate() error {
 		if d.v < time.Millisecond {
 			bad(d.field, "must be at least 1ms")
 		}
+	}
+	if c.StoreMaxConns < 1 {
+		bad("store_max_conns", "must be at least 1")
 	}
 	if c.HTTPRequestTimeout >= c.HTTPWriteTimeout {
 		bad("http_request_timeout", "must be below http_write_timeout (%s), or a timed-out request cannot be answered", c.HTTPWriteTimeout)

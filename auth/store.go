@@ -68,6 +68,9 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if pcfg.ConnConfig.ConnectTimeout == 0 || pcfg.ConnConfig.ConnectTimeout > cfg.StoreConnectTimeout {
 		pcfg.ConnConfig.ConnectTimeout = cfg.StoreConnectTimeout
 	}
+	if !strings.Contains(cfg.StoreDSN, "pool_max_conns") {
+		pcfg.MaxConns = int32(cfg.StoreMaxConns)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)

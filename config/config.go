@@ -109,6 +109,7 @@ type Auth struct {
 	// package's defaults (see auth.Config).
 	StoreConnectTimeout time.Duration `yaml:"store_connect_timeout"`
 	StoreQueryTimeout   time.Duration `yaml:"store_query_timeout"`
+	StoreMaxConns       int           `yaml:"store_max_conns"`
 	HTTPReadTimeout     time.Duration `yaml:"http_read_timeout"`
 	HTTPWriteTimeout    time.Duration `yaml:"http_write_timeout"`
 	HTTPIdleTimeout     time.Duration `yaml:"http_idle_timeout"`
@@ -370,6 +371,9 @@ func (f *File) Validate() error {
 	}
 	if a.TicketTTL > 10*time.Minute {
 		bad("auth.ticket_ttl", "%s is longer than the 10m cap: tickets are meant to be short-lived", a.TicketTTL)
+	}
+	if a.StoreMaxConns < 0 {
+		bad("auth.store_max_conns", "must not be negative")
 	}
 	if a.HTTPRequestTimeout > 0 && a.HTTPWriteTimeout > 0 && a.HTTPRequestTimeout >= a.HTTPWriteTimeout {
 		bad("auth.http_request_timeout", "must be below http_write_timeout (%s), or a timed-out request cannot be answered", a.HTTPWriteTimeout)

@@ -213,9 +213,10 @@ func TestOversizeMessageRejected(t *testing.T) {
 	}
 }
 
-// Results bigger than MaxMessageBytes from the warehouse end the session too.
+// A result message bigger than MaxResultMessageBytes ends the session with
+// 54000 (see TestResultMessageLimit for the default).
 func TestOversizeResultRejected(t *testing.T) {
-	tp := startProxy(t, func(c *Config, _ *Deps) { c.MaxMessageBytes = 4096 })
+	tp := startProxy(t, func(c *Config, _ *Deps) { c.MaxResultMessageBytes = 4096 })
 	_, fe := rawSession(t, tp, "tok-acme")
 	fe.Send(&pgproto3.Query{String: "SELECT repeat('x', 10000)"})
 	fe.Flush()

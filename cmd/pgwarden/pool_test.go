@@ -56,6 +56,10 @@ func TestTransactionPoolManyClients(t *testing.T) {
 		// the wait is bounded only loosely.
 		w.Pool = config.Pool{Mode: "transaction", Size: poolSize, AcquireTimeout: 2 * time.Minute}
 		cfg.Warehouses[demoWarehouse] = w
+		// Likewise every login checks the store for revocation, and the
+		// last of 2,000 at once may wait for a store connection longer
+		// than the default 5 s store_query_timeout and get 57P03.
+		cfg.Auth.StoreQueryTimeout = 2 * time.Minute
 		cfg.Audit.Path = "" // thousands of JSON lines of SQL would only slow the test down
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

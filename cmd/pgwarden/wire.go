@@ -99,6 +99,7 @@ func authConfig(c *config.File) auth.Config {
 
 		StoreConnectTimeout: a.StoreConnectTimeout,
 		StoreQueryTimeout:   a.StoreQueryTimeout,
+		StoreMaxConns:       a.StoreMaxConns,
 		HTTPReadTimeout:     a.HTTPReadTimeout,
 		HTTPWriteTimeout:    a.HTTPWriteTimeout,
 		HTTPIdleTimeout:     a.HTTPIdleTimeout,
