@@ -258,7 +258,12 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 		return nil, fmt.Errorf("warehouse %s: cannot load its catalog: %w", name, err)
 	}
 	defer conn.Close(context.Background())
-	cat, err := policy.LoadCatalog(ctx, conn, p)
+	// The catalog query is small: a warehouse that does not answer it
+	// within another connect_timeout is not answering, and a reload must
+	// not hang on it.
+	qctx, qcancel := context.WithTimeout(ctx, cfg.Proxy.ConnectTimeout)
+	defer qcancel()
+	cat, err := policy.LoadCatalog(qctx, conn, p)
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)
 	}
@@ -352,7 +357,9 @@ func (a *app) run(ctx context.Context, ready func()) error {
 		start(func() error { return a.service.Run(bgCtx) })
 	}
 	if a.cfg.Metrics.Listen != "" {
-		if err := serveHTTP(&http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 10 * time.Second}, a.cfg.Metrics.Listen); err != nil {
+		// No write timeout: /debug/pprof/profile streams for its seconds.
+		ops := &http.Server{Handler: a.opsHandler(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+		if err := serveHTTP(ops, a.cfg.Metrics.Listen); err != nil {
 			return fmt.Errorf("metrics.listen: %w", err)
 		}
 	}
