@@ -31,6 +31,9 @@ const (
 	// seconds tells a frozen store from a busy one without holding clients.
 	DefaultStoreConnectTimeout = 5 * time.Second
 	DefaultStoreQueryTimeout   = 5 * time.Second
+	// DefaultListenPingInterval: a revocation listener that heard nothing
+	// for this long checks that its connection still reaches the store.
+	DefaultListenPingInterval = 10 * time.Second
 	// DefaultStoreMaxConns sizes the store's connection pool. Every login
 	// with a session token checks it, and a call waiting for a pooled
 	// connection counts against store_query_timeout, so a burst of logins
@@ -102,6 +105,11 @@ type Config struct {
 	// waiting for a pooled connection included (default 5s). Past it the
 	// store counts as unavailable: HTTP 503, or FATAL 57P03 at login.
 	StoreQueryTimeout time.Duration `yaml:"store_query_timeout"`
+	// ListenPingInterval is how often a quiet revocation listener pings the
+	// store (default 10s), so that a LISTEN connection to a host that
+	// vanished without closing it is replaced within about this long
+	// plus store_query_timeout.
+	ListenPingInterval time.Duration `yaml:"listen_ping_interval"`
 	// StoreMaxConns caps the store connections of this process (default
 	// 16; a pool_max_conns in store_dsn wins).
 	StoreMaxConns int `yaml:"store_max_conns"`
@@ -172,6 +180,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StoreQueryTimeout == 0 {
 		c.StoreQueryTimeout = DefaultStoreQueryTimeout
+	}
+	if c.ListenPingInterval == 0 {
+		c.ListenPingInterval = DefaultListenPingInterval
 	}
 	if c.StoreMaxConns == 0 {
 		c.StoreMaxConns = DefaultStoreMaxConns
@@ -248,6 +259,7 @@ func (c Config) Validate() error {
 	}{
 		{"store_connect_timeout", c.StoreConnectTimeout},
 		{"store_query_timeout", c.StoreQueryTimeout},
+		{"listen_ping_interval", c.ListenPingInterval},
 		{"http_read_timeout", c.HTTPReadTimeout},
 		{"http_write_timeout", c.HTTPWriteTimeout},
 		{"http_idle_timeout", c.HTTPIdleTimeout},

@@ -39,7 +39,7 @@ func TestExampleConfig(t *testing.T) {
 		StoreDSN:    "postgres://pgwarden:secret@db.internal:5432/pgwarden_control", Schema: "pgwarden",
 		ConnectHost: "warehouse.pgwarden.example", ConnectPort: 5432, ConnectDatabase: "analytics",
 		BaseRole: policy.RoleNoAccess, ResyncInterval: 30 * time.Second, PurgeInterval: 10 * time.Minute,
-		MaxBodyBytes: 65536, StoreConnectTimeout: 5 * time.Second, StoreQueryTimeout: 5 * time.Second, StoreMaxConns: 16,
+		MaxBodyBytes: 65536, StoreConnectTimeout: 5 * time.Second, StoreQueryTimeout: 5 * time.Second, StoreMaxConns: 16, ListenPingInterval: 10 * time.Second,
 		HTTPReadTimeout: 10 * time.Second, HTTPWriteTimeout: 20 * time.Second, HTTPIdleTimeout: 2 * time.Minute,
 		HTTPRequestTimeout: 10 * time.Second, RetryAfter: 5 * time.Second,
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"time"
 
@@ -15,21 +16,25 @@ import (
 type RevocationListener struct {
 	config  *pgx.ConnConfig
 	channel string
-	timeout time.Duration // bounds LISTEN, as the store's queries
+	timeout time.Duration // bounds LISTEN and pings, as the store's queries
+	ping    time.Duration // a quiet connection is pinged this often
 	log     *zap.Logger
 	// OnRevoke gets each notified session id.
 	onRevoke func(sid string)
 	// OnListen runs after every successful LISTEN, first connect included:
 	// a notification sent while we were away is lost, so the caller resyncs.
-	onListen func(ctx context.Context)
+	// An error counts as a failed connect: the listener reconnects and
+	// calls it again, so that no gap stays open until a periodic resync.
+	onListen func(ctx context.Context) error
 }
 
 // NewRevocationListener returns a listener on store's revocation channel.
-func NewRevocationListener(store *Store, log *zap.Logger, onRevoke func(sid string), onListen func(ctx context.Context)) (*RevocationListener, error) {
+func NewRevocationListener(store *Store, log *zap.Logger, onRevoke func(sid string), onListen func(ctx context.Context) error) (*RevocationListener, error) {
 	if store == nil || log == nil || onRevoke == nil || onListen == nil {
 		return nil, errors.New("auth: NewRevocationListener: nil dependency")
 	}
-	return &RevocationListener{config: store.connConfig(), channel: store.channel, timeout: store.timeout, log: log, onRevoke: onRevoke, onListen: onListen}, nil
+	return &RevocationListener{config: store.connConfig(), channel: store.channel, timeout: store.timeout, ping: DefaultListenPingInterval,
+		log: log, onRevoke: onRevoke, onListen: onListen}, nil
 }
 
 // Reconnect backoff. Every revocation made while the listener is away is
@@ -79,14 +84,31 @@ func (l *RevocationListener) listenOnce(ctx context.Context, connected func()) e
 	if err != nil {
 		return err
 	}
+	if err := l.onListen(ctx); err != nil {
+		return fmt.Errorf("resync after listen: %w", err)
+	}
 	connected()
 	l.log.Debug("revocation listener listening", zap.String("channel", l.channel))
-	l.onListen(ctx)
 	for {
-		n, err := conn.WaitForNotification(ctx)
-		if err != nil {
+		wctx, cancel := context.WithTimeout(ctx, l.ping)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		switch {
+		case err == nil:
+			l.onRevoke(n.Payload)
+		case ctx.Err() == nil && wctx.Err() != nil:
+			// Quiet for a while. A store host that vanished without closing
+			// the connection (failover, a partition) would leave us waiting
+			// for hours of TCP keepalive: ask it something. A timeout keeps
+			// the connection usable, so nothing is lost meanwhile.
+			pctx, cancel := context.WithTimeout(ctx, l.timeout)
+			err := conn.Ping(pctx)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("listener ping: %w", err)
+			}
+		default:
 			return err
 		}
-		l.onRevoke(n.Payload)
 	}
 }

@@ -2,8 +2,14 @@ package auth
 
 import (
 	"context"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
 // waitClosed returns how long ch took to close, failing after limit (a
@@ -132,4 +138,125 @@ func TestWatchStop(t *testing.T) {
 		t.Fatal("stopped watch was closed")
 	default:
 	}
+}
+
+// tcpRelay forwards loopback connections to target. vanish makes every
+// connection open so far drop what it carries without closing, as a host
+// that vanished would; connections made after still work.
+type tcpRelay struct {
+	ln     net.Listener
+	target string
+	mu     sync.Mutex
+	conns  []*relayedConn
+}
+
+type relayedConn struct {
+	a, b net.Conn
+	dead atomic.Bool
+}
+
+func startRelay(t *testing.T, target string) *tcpRelay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &tcpRelay{ln: ln, target: target}
+	go func() {
+		for {
+			a, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", target)
+			if err != nil {
+				a.Close()
+				continue
+			}
+			c := &relayedConn{a: a, b: b}
+			r.mu.Lock()
+			r.conns = append(r.conns, c)
+			r.mu.Unlock()
+			go c.pipe(a, b)
+			go c.pipe(b, a)
+		}
+	}()
+	t.Cleanup(r.close)
+	return r
+}
+
+// close ends the relay and every connection through it; closing twice is
+// fine.
+func (r *tcpRelay) close() {
+	r.ln.Close()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.a.Close()
+		c.b.Close()
+	}
+}
+
+func (c *relayedConn) pipe(from, to net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := from.Read(buf)
+		if err != nil {
+			return
+		}
+		if c.dead.Load() {
+			continue // swallowed: nobody answers, nobody closes
+		}
+		if _, err := to.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+func (r *tcpRelay) vanish() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.conns {
+		c.dead.Store(true)
+	}
+}
+
+// A LISTEN connection to a store host that vanished without closing it is
+// found out by the listener's ping and replaced, and the resync that
+// follows finds the revocation its notification never brought.
+func TestRevocationAfterListenerHostVanished(t *testing.T) {
+	direct := pgtest.NewDatabase(t, "")
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := startRelay(t, u.Host)
+	u.Host = relay.ln.Addr().String()
+	e := newEnv(t, func(c *Config) {
+		c.StoreDSN = u.String()
+		c.ListenPingInterval = 300 * time.Millisecond
+		c.StoreQueryTimeout = 500 * time.Millisecond
+		c.ResyncInterval = time.Hour // only the reconnect's resync can find it
+	})
+	v := e.verifier()
+	// Cleanups run last first: end the dead connections before the
+	// verifier and the stores close them, or each close waits for an
+	// answer that never comes.
+	t.Cleanup(relay.close)
+	s, _ := e.session()
+	revoked, stop := v.Watch(s.ID)
+	defer stop()
+
+	relay.vanish()
+	other, err := Open(context.Background(), Config{StoreDSN: direct})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	start := time.Now()
+	if err := other.Revoke(context.Background(), s.ID, "", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	took := waitClosed(t, revoked, start, 15*time.Second)
+	t.Logf("revocation seen %s after its notification went to a vanished connection", took.Round(time.Millisecond))
 }

@@ -173,13 +173,14 @@ func (v *Verifier) Ready() <-chan struct{} { return v.ready }
 func (v *Verifier) Run(ctx context.Context) error {
 	l, err := NewRevocationListener(v.store, v.log, func(sid string) {
 		v.markRevoked(sid, v.cfg.Now().Add(v.cfg.SessionMaxLifetime))
-	}, func(ctx context.Context) {
+	}, func(ctx context.Context) error {
 		v.listening.Store(true)
-		v.resync(ctx)
+		return v.resync(ctx)
 	})
 	if err != nil {
 		return err
 	}
+	l.ping = v.cfg.ListenPingInterval
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Go(func() {

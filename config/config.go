@@ -110,6 +110,7 @@ type Auth struct {
 	StoreConnectTimeout time.Duration `yaml:"store_connect_timeout"`
 	StoreQueryTimeout   time.Duration `yaml:"store_query_timeout"`
 	StoreMaxConns       int           `yaml:"store_max_conns"`
+	ListenPingInterval  time.Duration `yaml:"listen_ping_interval"`
 	HTTPReadTimeout     time.Duration `yaml:"http_read_timeout"`
 	HTTPWriteTimeout    time.Duration `yaml:"http_write_timeout"`
 	HTTPIdleTimeout     time.Duration `yaml:"http_idle_timeout"`
@@ -307,7 +308,7 @@ func (f *File) Validate() error {
 		"auth.store_connect_timeout": f.Auth.StoreConnectTimeout, "auth.store_query_timeout": f.Auth.StoreQueryTimeout,
 		"auth.http_read_timeout": f.Auth.HTTPReadTimeout, "auth.http_write_timeout": f.Auth.HTTPWriteTimeout,
 		"auth.http_idle_timeout": f.Auth.HTTPIdleTimeout, "auth.http_request_timeout": f.Auth.HTTPRequestTimeout,
-		"auth.retry_after": f.Auth.RetryAfter,
+		"auth.retry_after": f.Auth.RetryAfter, "auth.listen_ping_interval": f.Auth.ListenPingInterval,
 	} {
 		if d < 0 {
 			bad(field, "must not be negative")

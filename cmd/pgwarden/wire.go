@@ -100,6 +100,7 @@ func authConfig(c *config.File) auth.Config {
 		StoreConnectTimeout: a.StoreConnectTimeout,
 		StoreQueryTimeout:   a.StoreQueryTimeout,
 		StoreMaxConns:       a.StoreMaxConns,
+		ListenPingInterval:  a.ListenPingInterval,
 		HTTPReadTimeout:     a.HTTPReadTimeout,
 		HTTPWriteTimeout:    a.HTTPWriteTimeout,
 		HTTPIdleTimeout:     a.HTTPIdleTimeout,
