@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,14 +24,31 @@ func startWithOwnStore(t *testing.T) (*running, *pgcluster.Cluster) {
 	if testing.Short() {
 		t.Skip("starts two PostgreSQL clusters and the whole service")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	store, err := pgcluster.Start(ctx, pgcluster.Options{})
-	if err != nil {
-		t.Fatal(err)
+	// The store's cluster starts while the demo's is provisioned.
+	type started struct {
+		c   *pgcluster.Cluster
+		err error
 	}
-	t.Cleanup(func() { store.Stop() })
+	ch := make(chan started, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		c, err := pgcluster.Start(ctx, pgcluster.Options{})
+		ch <- started{c, err}
+	}()
+	get := sync.OnceValue(func() started { return <-ch })
+	t.Cleanup(func() {
+		if s := get(); s.c != nil {
+			s.c.Stop()
+		}
+	})
+	var store *pgcluster.Cluster
 	r := startServeWith(t, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), func(c *config.File) {
+		s := get()
+		if s.err != nil {
+			t.Fatal(s.err)
+		}
+		store = s.c
 		c.Auth.StoreDSN = store.DSN("postgres")
 		c.Auth.StoreConnectTimeout = 500 * time.Millisecond
 		c.Auth.StoreQueryTimeout = 500 * time.Millisecond
