@@ -27,7 +27,14 @@
 //	  200 {"session_id", "revoked": true}; 404 session_not_found (also for a
 //	  session minted through another API key)
 //	GET  /.well-known/jwks.json   the verification keys (OKP Ed25519, kid = RFC 7638 thumbprint)
-//	GET  /healthz, /readyz (store reachable), /metrics (Prometheus)
+//	GET  /healthz (200 while the process runs, through the shutdown drain),
+//	     /readyz (store reachable; 503 from shutdown on), /metrics (Prometheus)
+//
+// /v1/sessions, /renew and /revoke need the store: when it cannot be reached
+// or does not answer within Config.StoreQueryTimeout they answer
+// 503 store_unavailable with Retry-After (Config.RetryAfter), and nothing
+// half-happens. Every request has a deadline (Config.HTTPRequestTimeout);
+// anything else unexpected is 500 internal_error with a correlation id.
 //
 // Tokens are EdDSA JWTs with kid, iss, aud (pgwarden-ticket or
 // pgwarden-session, never both), jti, iat, nbf, exp, and the claims tenant,
