@@ -128,9 +128,15 @@ func (v *Verifier) errStoreDown(err error) *pgerr.Error {
 	return e
 }
 
-// logStoreError logs a store failure unless the caller gave up first.
+// logStoreError logs a store failure unless the caller gave up first: a
+// store that is unavailable is a warning (every login says so while it
+// lasts, and /readyz tells the operator), anything else an error.
 func (v *Verifier) logStoreError(ctx context.Context, msg string, err error) {
-	if ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case errors.Is(err, ErrStoreUnavailable):
+		v.log.Warn(msg, zap.Error(err))
+	default:
 		v.log.Error(msg, zap.Error(err))
 	}
 }
