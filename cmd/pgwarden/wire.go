@@ -31,6 +31,9 @@ var (
 	_ auth.PolicyChecker  = (*policySet)(nil)
 )
 
+// migrateTimeout bounds the control schema's migration at start.
+const migrateTimeout = time.Minute
+
 // app is one running pgwarden: the proxy, the ticket service, or both.
 type app struct {
 	cfg  *config.File
@@ -155,7 +158,12 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if a.store, err = auth.Open(ctx, acfg); err != nil {
 		return nil, err
 	}
-	if err = a.store.Migrate(ctx); err != nil {
+	// A migration may take longer than one store call, but a store that
+	// does not answer must not hang the start forever.
+	mctx, mcancel := context.WithTimeout(ctx, migrateTimeout)
+	err = a.store.Migrate(mctx)
+	mcancel()
+	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)
 	}
 	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy))
