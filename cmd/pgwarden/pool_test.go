@@ -56,10 +56,12 @@ func TestTransactionPoolManyClients(t *testing.T) {
 		// the wait is bounded only loosely.
 		w.Pool = config.Pool{Mode: "transaction", Size: poolSize, AcquireTimeout: 2 * time.Minute}
 		cfg.Warehouses[demoWarehouse] = w
-		// Likewise every login checks the store for revocation, and the
-		// last of 2,000 at once may wait for a store connection longer
-		// than the default 5 s store_query_timeout and get 57P03.
+		// Likewise every login checks the store for revocation: the last of
+		// 2,000 at once may wait for a store connection longer than the
+		// default 5 s store_query_timeout, and the store's SCRAM handshake
+		// longer than the 5 s store_connect_timeout, and get 57P03.
 		cfg.Auth.StoreQueryTimeout = 2 * time.Minute
+		cfg.Auth.StoreConnectTimeout = time.Minute
 		cfg.Audit.Path = "" // thousands of JSON lines of SQL would only slow the test down
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
