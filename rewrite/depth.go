@@ -1,0 +1,195 @@
+package rewrite
+
+import (
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	// Large C thread stacks, the margin behind checkDepth.
+	_ "github.com/pgwarden/pgwarden/internal/cstack"
+	"github.com/pgwarden/pgwarden/pgerr"
+)
+
+// Statements that nest deeply crash the process rather than fail:
+// pg_query's C code (protobuf output, deparse, fingerprint) recurses over the
+// parse tree on the thread's stack, a few hundred bytes to 4 KiB a level,
+// and bison bounds only right-nested input (parentheses, subqueries: 42601
+// "memory exhausted" at a few thousand levels), not left-recursive chains
+// (1+1+…, x::int::int…, IS NULL, COLLATE, UNION, JOIN). So before any
+// client text reaches pg_query.Parse, checkDepth bounds the tree's depth
+// from the tokens of PostgreSQL's own lexer (pg_query.Scan loops, it does
+// not recurse) and refuses what may be too deep with 54001, as PostgreSQL
+// answers statements deeper than its max_stack_depth.
+//
+// The estimate is an upper bound of the depth, up to a constant factor
+// (FuzzDepthBound holds it to that):
+//   - "(", "[" and CASE open a nested level; ")", "]" and END close it;
+//   - within a level, ",", AND, OR, ";" and, in a CASE, WHEN, THEN and ELSE
+//     separate segments, whose parts are siblings in the tree (the grammar
+//     flattens AND and OR chains into one node and lists into one list);
+//   - a segment's units are its tokens other than names, constants and
+//     comments: each operator or keyword adds at most a few tree levels;
+//   - UNION, INTERSECT, EXCEPT, JOIN and BETWEEN count for the whole
+//     statement at their level, since set operations and joins chain
+//     across commas and ANDs, and BETWEEN's AND separates nothing;
+//   - a level's depth is 1 + its level-wide count + the largest segment,
+//     where a segment counts its units plus its deepest nested level (a
+//     nested level may sit at the bottom of the chain that follows it).
+//
+// Costs per level of C stack differ by construct; subqueries are the
+// dearest, so "(" SELECT and EXISTS weigh more (see depthWeight). The limit
+// keeps the deepest accepted statement of every construct well under 1 MiB
+// of C stack, that is within even the 2 MiB thread stacks glibc gives under
+// an unlimited RLIMIT_STACK; internal/cstack raises those to 64 MiB as well.
+
+// maxDepthUnits is the largest accepted estimate. Every token weighs at most
+// its length in bytes and the estimate adds 1 for the statement level, so
+// text shorter than this passes unscanned.
+const maxDepthUnits = 400
+
+// errTooDeep is PostgreSQL's answer to a statement that nests too deeply.
+func errTooDeep() *pgerr.Error {
+	return pgerr.StackDepth("the statement nests deeper than pgwarden's limit of %d levels", maxDepthUnits)
+}
+
+// checkDepth refuses sql with 54001 when its tree may be deeper than
+// maxDepthUnits allows. Text that does not lex passes: the parser then
+// reports the syntax error before building any tree.
+func checkDepth(sql string) *pgerr.Error {
+	if len(sql) < maxDepthUnits {
+		return nil
+	}
+	scan, err := pg_query.Scan(sql)
+	if err != nil {
+		return nil
+	}
+	if _, ok := estimateDepth(scan.Tokens, maxDepthUnits); !ok {
+		return errTooDeep()
+	}
+	return nil
+}
+
+// depthLevel is one open "(", "[" or CASE of estimateDepth.
+type depthLevel struct {
+	kind  pg_query.Token // ASCII_40, ASCII_91 or CASE; NUL for the statement level
+	base  int            // the path's value down to where this level opened
+	seg   int            // units of the current segment
+	child int            // deepest nested level in the current segment
+	segs  int            // largest finished segment of the current statement
+	wide  int            // level-wide units of the current statement
+	stmts int            // largest finished statement
+	// afterOpen is set right after "(", for the subquery weight.
+	afterOpen bool
+}
+
+// value is the level's depth so far.
+func (l *depthLevel) value() int {
+	return 1 + max(l.stmts, l.wide+max(l.segs, l.seg+l.child))
+}
+
+// endSegment closes the current segment (a separator).
+func (l *depthLevel) endSegment() {
+	l.segs = max(l.segs, l.seg+l.child)
+	l.seg, l.child = 0, 0
+}
+
+// depthWalk is the state of one estimateDepth pass.
+type depthWalk struct {
+	stack []depthLevel
+	limit int
+}
+
+// estimateDepth returns the depth estimate of a statement's tokens, and
+// false as soon as it exceeds limit (the returned value is then partial).
+// It is iterative and linear in the number of tokens.
+func estimateDepth(toks []*pg_query.ScanToken, limit int) (int, bool) {
+	w := depthWalk{stack: make([]depthLevel, 1, 16), limit: limit}
+	for _, t := range toks {
+		if !w.token(t) {
+			return w.bound(), false
+		}
+	}
+	// Unclosed levels (a syntax error) fold into their parents.
+	for len(w.stack) > 1 {
+		w.close()
+	}
+	v := w.stack[0].value()
+	return v, v <= limit
+}
+
+// bound is a lower bound of the final estimate: the open path's value.
+func (w *depthWalk) bound() int {
+	top := &w.stack[len(w.stack)-1]
+	return top.base + top.value()
+}
+
+// token adds one token; false when the estimate is over the limit.
+func (w *depthWalk) token(t *pg_query.ScanToken) bool {
+	top := &w.stack[len(w.stack)-1]
+	afterOpen := top.afterOpen
+	top.afterOpen = false
+	switch t.Token {
+	case pg_query.Token_IDENT, pg_query.Token_UIDENT, pg_query.Token_ICONST, pg_query.Token_FCONST,
+		pg_query.Token_SCONST, pg_query.Token_USCONST, pg_query.Token_BCONST, pg_query.Token_XCONST,
+		pg_query.Token_PARAM, pg_query.Token_SQL_COMMENT, pg_query.Token_C_COMMENT:
+		return true
+	case pg_query.Token_ASCII_40, pg_query.Token_ASCII_91, pg_query.Token_CASE:
+		if t.Token == pg_query.Token_CASE {
+			top.seg++ // a CASE level costs twice an operator's stack
+		}
+		// The path down to the new level: this level's value without the
+		// rest of its segment, which comes later and is not on the path.
+		base := top.base + 1 + top.wide + top.seg
+		w.stack = append(w.stack, depthLevel{kind: t.Token, base: base, afterOpen: t.Token == pg_query.Token_ASCII_40})
+		return base+1 <= w.limit
+	case pg_query.Token_ASCII_41, pg_query.Token_ASCII_93:
+		// Closes the innermost bracket, and any CASE left open inside it.
+		for len(w.stack) > 1 {
+			kind := w.stack[len(w.stack)-1].kind
+			w.close()
+			if kind != pg_query.Token_CASE {
+				return w.bound() <= w.limit
+			}
+		}
+		top.seg++ // unbalanced: a syntax error
+	case pg_query.Token_END_P:
+		if top.kind == pg_query.Token_CASE {
+			w.close()
+			return w.bound() <= w.limit
+		}
+		top.seg++
+	case pg_query.Token_ASCII_44, pg_query.Token_AND, pg_query.Token_OR:
+		top.endSegment()
+	case pg_query.Token_WHEN, pg_query.Token_THEN, pg_query.Token_ELSE:
+		if top.kind == pg_query.Token_CASE {
+			top.endSegment()
+		} else {
+			top.seg++
+		}
+	case pg_query.Token_ASCII_59:
+		top.endSegment()
+		top.stmts = max(top.stmts, top.wide+top.segs)
+		top.wide, top.segs = 0, 0
+	case pg_query.Token_UNION, pg_query.Token_INTERSECT, pg_query.Token_EXCEPT,
+		pg_query.Token_JOIN, pg_query.Token_BETWEEN:
+		top.wide++
+	case pg_query.Token_SELECT:
+		top.seg++
+		if afterOpen {
+			top.seg++ // a subquery level costs three operators' stack
+		}
+	default:
+		top.seg++
+	}
+	return w.bound() <= w.limit
+}
+
+// close pops the innermost level into its parent's current segment.
+func (w *depthWalk) close() {
+	l := &w.stack[len(w.stack)-1]
+	d, kind := l.value(), l.kind
+	w.stack = w.stack[:len(w.stack)-1]
+	top := &w.stack[len(w.stack)-1]
+	top.child = max(top.child, d)
+	if kind == pg_query.Token_ASCII_91 {
+		top.seg++ // a subscript costs twice an operator's stack: "]" weighs 1
+	}
+}
