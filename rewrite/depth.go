@@ -2,6 +2,8 @@ package rewrite
 
 import (
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	// Large C thread stacks, the margin behind checkDepth.
 	_ "github.com/pgwarden/pgwarden/internal/cstack"
@@ -15,7 +17,7 @@ import (
 // "memory exhausted" at a few thousand levels), not left-recursive chains
 // (1+1+…, x::int::int…, IS NULL, COLLATE, UNION, JOIN). So before any
 // client text reaches pg_query.Parse, checkDepth bounds the tree's depth
-// from the tokens of PostgreSQL's own lexer (pg_query.Scan loops, it does
+// from the tokens of PostgreSQL's own lexer (pg_query's scan loops, it does
 // not recurse) and refuses what may be too deep with 54001, as PostgreSQL
 // answers statements deeper than its max_stack_depth.
 //
@@ -57,14 +59,63 @@ func checkDepth(sql string) *pgerr.Error {
 	if len(sql) < maxDepthUnits {
 		return nil
 	}
-	scan, err := pg_query.Scan(sql)
+	// The scanner's protobuf is read in place: decoding it into ScanTokens
+	// would cost more than the scan (a 2 MB chain is 2 M tokens).
+	scan, err := parser.ScanToProtobuf(sql)
 	if err != nil {
 		return nil
 	}
-	if _, ok := estimateDepth(scan.Tokens, maxDepthUnits); !ok {
+	if _, ok := estimateDepth(scan, maxDepthUnits); !ok {
 		return errTooDeep()
 	}
 	return nil
+}
+
+// scanTokens calls f with each token kind of a pg_query ScanResult until f
+// returns false; it reports false then, or when scan is malformed.
+func scanTokens(scan []byte, f func(pg_query.Token) bool) bool {
+	for len(scan) > 0 {
+		num, typ, n := protowire.ConsumeTag(scan)
+		if n < 0 {
+			return false
+		}
+		scan = scan[n:]
+		if num != 2 || typ != protowire.BytesType { // not ScanResult.tokens
+			if n = protowire.ConsumeFieldValue(num, typ, scan); n < 0 {
+				return false
+			}
+			scan = scan[n:]
+			continue
+		}
+		tok, n := protowire.ConsumeBytes(scan)
+		if n < 0 {
+			return false
+		}
+		scan = scan[n:]
+		kind := pg_query.Token_NUL
+		for len(tok) > 0 {
+			num, typ, n := protowire.ConsumeTag(tok)
+			if n < 0 {
+				return false
+			}
+			tok = tok[n:]
+			if num == 4 && typ == protowire.VarintType { // ScanToken.token
+				v, n := protowire.ConsumeVarint(tok)
+				if n < 0 {
+					return false
+				}
+				kind = pg_query.Token(v)
+			}
+			if n = protowire.ConsumeFieldValue(num, typ, tok); n < 0 {
+				return false
+			}
+			tok = tok[n:]
+		}
+		if !f(kind) {
+			return false
+		}
+	}
+	return true
 }
 
 // depthLevel is one open "(", "[" or CASE of estimateDepth.
@@ -97,15 +148,14 @@ type depthWalk struct {
 	limit int
 }
 
-// estimateDepth returns the depth estimate of a statement's tokens, and
-// false as soon as it exceeds limit (the returned value is then partial).
-// It is iterative and linear in the number of tokens.
-func estimateDepth(toks []*pg_query.ScanToken, limit int) (int, bool) {
+// estimateDepth returns the depth estimate of a statement from its
+// pg_query ScanResult, and false as soon as it exceeds limit (the value is
+// then partial) or the scan is malformed. It is iterative and linear in the
+// number of tokens.
+func estimateDepth(scan []byte, limit int) (int, bool) {
 	w := depthWalk{stack: make([]depthLevel, 1, 16), limit: limit}
-	for _, t := range toks {
-		if !w.token(t) {
-			return w.bound(), false
-		}
+	if !scanTokens(scan, w.token) {
+		return w.bound(), false
 	}
 	// Unclosed levels (a syntax error) fold into their parents.
 	for len(w.stack) > 1 {
@@ -122,23 +172,23 @@ func (w *depthWalk) bound() int {
 }
 
 // token adds one token; false when the estimate is over the limit.
-func (w *depthWalk) token(t *pg_query.ScanToken) bool {
+func (w *depthWalk) token(t pg_query.Token) bool {
 	top := &w.stack[len(w.stack)-1]
 	afterOpen := top.afterOpen
 	top.afterOpen = false
-	switch t.Token {
+	switch t {
 	case pg_query.Token_IDENT, pg_query.Token_UIDENT, pg_query.Token_ICONST, pg_query.Token_FCONST,
 		pg_query.Token_SCONST, pg_query.Token_USCONST, pg_query.Token_BCONST, pg_query.Token_XCONST,
 		pg_query.Token_PARAM, pg_query.Token_SQL_COMMENT, pg_query.Token_C_COMMENT:
 		return true
 	case pg_query.Token_ASCII_40, pg_query.Token_ASCII_91, pg_query.Token_CASE:
-		if t.Token == pg_query.Token_CASE {
+		if t == pg_query.Token_CASE {
 			top.seg++ // a CASE level costs twice an operator's stack
 		}
 		// The path down to the new level: this level's value without the
 		// rest of its segment, which comes later and is not on the path.
 		base := top.base + 1 + top.wide + top.seg
-		w.stack = append(w.stack, depthLevel{kind: t.Token, base: base, afterOpen: t.Token == pg_query.Token_ASCII_40})
+		w.stack = append(w.stack, depthLevel{kind: t, base: base, afterOpen: t == pg_query.Token_ASCII_40})
 		return base+1 <= w.limit
 	case pg_query.Token_ASCII_41, pg_query.Token_ASCII_93:
 		// Closes the innermost bracket, and any CASE left open inside it.

@@ -3,18 +3,30 @@ package rewrite
 import (
 	"fmt"
 	"os"
+	"os/exec"
+	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"github.com/pganalyze/pg_query_go/v5/parser"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgwarden/pgwarden/internal/cstack"
+	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/pgerr"
 )
 
 // depthConstruct generates a statement that nests one construct n times.
 type depthConstruct struct {
 	name string
 	gen  func(n int) string
+}
+
+// flatConstructs grow wide, not deep: accepted at any length.
+var flatConstructs = map[string]bool{
+	"and": true, "or": true, "and_or": true, "in_list": true, "select_list": true, "statements": true,
 }
 
 func chain(head, link string, n int) string { return head + strings.Repeat(link, n) }
@@ -49,7 +61,9 @@ var depthConstructs = []depthConstruct{
 	{"is_true", func(n int) string { return chain("SELECT true", " IS TRUE", n) }},
 	{"collate", func(n int) string { return chain("SELECT 'a'", ` COLLATE "C"`, n) }},
 	{"at_time_zone", func(n int) string { return chain("SELECT now()", " AT TIME ZONE 'UTC'", n) }},
-	{"like", func(n int) string { return "SELECT " + strings.Repeat("(", n) + "'a'" + strings.Repeat(" LIKE 'a')::text", n) }},
+	{"like", func(n int) string {
+		return "SELECT " + strings.Repeat("(", n) + "'a'" + strings.Repeat(" LIKE 'a')::text", n)
+	}},
 	{"distinct_from", func(n int) string {
 		return "SELECT " + strings.Repeat("(", n) + "1" + strings.Repeat(" IS DISTINCT FROM 1)::int", n)
 	}},
@@ -88,11 +102,14 @@ var depthConstructs = []depthConstruct{
 // estimate is the unbounded estimate of sql's depth.
 func estimate(t testing.TB, sql string) int {
 	t.Helper()
-	scan, err := pg_query.Scan(sql)
+	scan, err := parser.ScanToProtobuf(sql)
 	if err != nil {
 		t.Fatalf("scan: %v", err)
 	}
-	d, _ := estimateDepth(scan.Tokens, 1<<30)
+	d, ok := estimateDepth(scan, 1<<30)
+	if !ok {
+		t.Fatalf("scan of %.40q… does not decode", sql)
+	}
 	return d
 }
 
@@ -169,4 +186,198 @@ func TestDepthMeasure(t *testing.T) {
 		perUnit := float64(u.max()-half.max()) / float64(est-estHalf)
 		fmt.Printf("%-16s %8d %6d %9d %9d %9d %9.0f %10.0f\n", c.name, n, est, u.parse, u.deparse, u.fingerprint, perLevel, perUnit)
 	}
+}
+
+// guardedParse is what the rewriter does with client text: the bound, then
+// the parse and the deparse.
+func guardedParse(sql string) (*pg_query.ParseResult, error) {
+	if err := checkDepth(sql); err != nil {
+		return nil, err
+	}
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pg_query.Deparse(tree); err != nil {
+		return nil, err
+	}
+	return tree, nil
+}
+
+// Every construct at 10^3 and 10^4 terms, and a few at 10^5 and 10^6, is
+// either refused with 54001 or, when flat, accepted (parsed and deparsed
+// up to 10^4 terms); nothing crashes.
+func TestDepthBoundConstructs(t *testing.T) {
+	big := map[string]bool{"plus": true, "cast": true, "subquery": true, "case": true, "union": true,
+		"join": true, "in_list": true, "and": true}
+	for _, c := range depthConstructs {
+		t.Run(c.name, func(t *testing.T) {
+			for _, n := range []int{1e3, 1e4, 1e5, 1e6} {
+				if n > 1e4 && (!big[c.name] || testing.Short()) || n > 1e5 && c.name != "plus" {
+					continue
+				}
+				sql := c.gen(n)
+				var err error
+				if n <= 1e4 {
+					_, err = guardedParse(sql)
+				} else if perr := checkDepth(sql); perr != nil {
+					err = perr
+				}
+				if flatConstructs[c.name] && err != nil {
+					t.Errorf("n=%d: %v, want it accepted", n, err)
+				}
+				if !flatConstructs[c.name] && pgerr.SQLStateOf(err) != pgerr.StatementTooComplex {
+					t.Errorf("n=%d: %v, want 54001", n, err)
+				}
+			}
+		})
+	}
+}
+
+func TestDepthError(t *testing.T) {
+	_, err := guardedParse(depthConstructs[0].gen(1000))
+	pe, ok := err.(*pgerr.Error)
+	if !ok || pe.Code != "54001" || pe.Message != "stack depth limit exceeded" ||
+		!strings.Contains(pe.Detail, "pgwarden's limit") || pe.Hint == "" {
+		t.Fatalf("got %#v", err)
+	}
+}
+
+// The deepest statement of each construct that the bound accepts parses,
+// and pg_query's C code uses well under 1 MiB of stack on it: the bound
+// keeps even 2 MiB thread stacks safe without internal/cstack.
+func TestDepthCStack(t *testing.T) {
+	const budget = 1 << 20
+	for _, c := range depthConstructs {
+		if flatConstructs[c.name] {
+			continue
+		}
+		t.Run(c.name, func(t *testing.T) {
+			n := deepestAccepted(c)
+			if n < 50 {
+				t.Fatalf("only %d levels accepted", n)
+			}
+			sql := c.gen(n)
+			u := measureCStack(t, sql)
+			if u.parse == 0 || u.deparse == 0 || u.fingerprint == 0 {
+				t.Fatalf("n=%d does not parse: %+v", n, u)
+			}
+			if u.max() > budget {
+				t.Errorf("n=%d (estimate %d) uses %d bytes of C stack, want under %d", n, estimate(t, sql), u.max(), budget)
+			}
+			if d, e := protoDepth(t, sql), estimate(t, sql); d > depthK*e+depthK0 {
+				t.Errorf("n=%d: tree depth %d, estimate %d: not an upper bound", n, d, e)
+			}
+		})
+	}
+}
+
+// The estimate bounds the protobuf tree's depth: depth <= depthK*estimate+depthK0.
+const (
+	depthK  = 4
+	depthK0 = 16
+)
+
+// protoDepth is the nesting of messages in sql's parse tree.
+func protoDepth(t testing.TB, sql string) int {
+	t.Helper()
+	tree, err := pg_query.Parse(sql)
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	return messageDepth(tree.ProtoReflect())
+}
+
+func messageDepth(m protoreflect.Message) int {
+	d := 0
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.IsList() && fd.Message() != nil:
+			l := v.List()
+			for i := 0; i < l.Len(); i++ {
+				d = max(d, messageDepth(l.Get(i).Message()))
+			}
+		case fd.Message() != nil && !fd.IsMap():
+			d = max(d, messageDepth(v.Message()))
+		}
+		return true
+	})
+	return 1 + d
+}
+
+// childEnv marks the re-executed test binary of TestDepthCrashSafety.
+const childEnv = "PGWARDEN_DEPTH_CHILD"
+
+// Under RLIMIT_STACK unlimited glibc gives threads 2 MiB unless
+// internal/cstack raises it. The child parses, deparses and fingerprints,
+// on goroutines, the deepest accepted statement of every construct (the
+// bound) and statements several times too deep that only the 64 MiB thread
+// stacks survive (the defence, bypassing the bound). A crash fails the test.
+func TestDepthCrashSafety(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("thread stacks are sized on Linux only")
+	}
+	if os.Getenv(childEnv) != "" {
+		depthChild(t, os.Getenv(childEnv))
+		return
+	}
+	for _, part := range []string{"bound", "defence"} {
+		cmd := exec.Command("/bin/sh", "-c", `ulimit -s unlimited && exec "$0" "$@"`,
+			os.Args[0], "-test.run=^TestDepthCrashSafety$", "-test.v")
+		// A database URL stops TestMain from starting a cluster the child
+		// does not use.
+		cmd.Env = append(os.Environ(), childEnv+"="+part, pgtest.EnvURL+"=postgres://unused")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "--- PASS: TestDepthCrashSafety") {
+			t.Errorf("%s: child: %v\n%s", part, err, tail(out, 2000))
+		}
+	}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+func depthChild(t *testing.T, part string) {
+	var sqls []string
+	switch part {
+	case "bound":
+		for _, c := range depthConstructs {
+			if !flatConstructs[c.name] {
+				sqls = append(sqls, c.gen(deepestAccepted(c)))
+			}
+		}
+	case "defence":
+		// About 7.5 MiB, 5.6 MiB and 5.6 MiB of C stack (deparse): over
+		// glibc's 8 MiB default with the parse's share, far over 2 MiB.
+		sqls = []string{depthConstructs[0].gen(4000), nest("(SELECT ", "1", ")", 1000),
+			"SELECT " + nest("CASE WHEN true THEN ", "1", " END", 1500)}
+		for _, sql := range sqls {
+			if accepted(sql) {
+				t.Fatalf("the bound accepts %.40q…", sql)
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for _, sql := range sqls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tree, err := pg_query.Parse(sql)
+			if err != nil {
+				t.Errorf("parse %.40q…: %v", sql, err)
+				return
+			}
+			if _, err := pg_query.Deparse(tree); err != nil {
+				t.Errorf("deparse %.40q…: %v", sql, err)
+			}
+			if _, err := pg_query.Fingerprint(sql); err != nil {
+				t.Errorf("fingerprint %.40q…: %v", sql, err)
+			}
+		}()
+	}
+	wg.Wait()
 }
