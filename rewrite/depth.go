@@ -12,7 +12,7 @@ import (
 
 // Statements that nest deeply crash the process rather than fail:
 // pg_query's C code (protobuf output, deparse, fingerprint) recurses over the
-// parse tree on the thread's stack, a few hundred bytes to 4 KiB a level,
+// parse tree on the thread's stack, up to 5.5 KiB a level,
 // and bison bounds only right-nested input (parentheses, subqueries: 42601
 // "memory exhausted" at a few thousand levels), not left-recursive chains
 // (1+1+…, x::int::int…, IS NULL, COLLATE, UNION, JOIN). So before any
@@ -36,11 +36,14 @@ import (
 //     where a segment counts its units plus its deepest nested level (a
 //     nested level may sit at the bottom of the chain that follows it).
 //
-// Costs per level of C stack differ by construct; subqueries are the
-// dearest, so "(" SELECT and EXISTS weigh more (see depthWeight). The limit
-// keeps the deepest accepted statement of every construct well under 1 MiB
-// of C stack, that is within even the 2 MiB thread stacks glibc gives under
-// an unlimited RLIMIT_STACK; internal/cstack raises those to 64 MiB as well.
+// C stack per level differs by construct (depth_test.go measures it; the
+// deparse is the deepest step): 1888 bytes for a binary operator, twice
+// that for a CASE or a subscript, three times for a subquery. So CASE and
+// "]" add a unit, and so does SELECT right after "(": no unit then costs
+// more than 1888 bytes, and the limit keeps the deepest accepted statement
+// of every construct under 760 KiB of C stack, within even the 2 MiB
+// thread stacks glibc gives under an unlimited RLIMIT_STACK (which
+// internal/cstack raises to 64 MiB as well).
 
 // maxDepthUnits is the largest accepted estimate. Every token weighs at most
 // its length in bytes and the estimate adds 1 for the statement level, so
