@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -380,4 +381,35 @@ func depthChild(t *testing.T, part string) {
 		}()
 	}
 	wg.Wait()
+}
+
+// Real workloads stay far below the limit: TPC-H, the BI dashboards and
+// every golden input.
+func TestDepthRealQueries(t *testing.T) {
+	qs := tpchQueries(t)
+	bi, _ := filepath.Glob("../bench/testdata/bi/*.sql")
+	for _, f := range bi {
+		qs = append(qs, readFile(t, f))
+	}
+	goldens, _ := filepath.Glob("../testdata/rewrite/*.txt")
+	for _, f := range goldens {
+		qs = append(qs, readGoldenF(t, f)...)
+	}
+	if len(qs) < 100 {
+		t.Fatalf("only %d queries", len(qs))
+	}
+	worst, worstSQL := 0, ""
+	for _, q := range qs {
+		scan, err := parser.ScanToProtobuf(q)
+		if err != nil {
+			continue // the goldens of syntax errors
+		}
+		if e, _ := estimateDepth(scan, 1<<30); e > worst {
+			worst, worstSQL = e, q
+		}
+	}
+	t.Logf("%d queries, largest estimate %d: %.80q…", len(qs), worst, worstSQL)
+	if worst > maxDepthUnits/4 {
+		t.Errorf("estimate %d is within 4x of the limit for %q", worst, worstSQL)
+	}
 }
