@@ -24,14 +24,15 @@ import (
 // The estimate is an upper bound of the depth, up to a constant factor
 // (FuzzDepthBound holds it to that):
 //   - "(", "[" and CASE open a nested level; ")", "]" and END close it;
-//   - within a level, ",", AND, OR, ";" and, in a CASE, WHEN, THEN and ELSE
-//     separate segments, whose parts are siblings in the tree (the grammar
-//     flattens AND and OR chains into one node and lists into one list);
+//   - within a level, ",", AND (but BETWEEN's), OR, ";" and, in a CASE,
+//     WHEN, THEN and ELSE separate segments, whose parts are siblings in
+//     the tree (the grammar flattens AND and OR chains into one node and
+//     lists into one list);
 //   - a segment's units are its tokens other than names, constants and
 //     comments: each operator or keyword adds at most a few tree levels;
-//   - UNION, INTERSECT, EXCEPT, JOIN and BETWEEN count for the whole
-//     statement at their level, since set operations and joins chain
-//     across commas and ANDs, and BETWEEN's AND separates nothing;
+//   - UNION, INTERSECT, EXCEPT and JOIN separate segments too (their
+//     operands are siblings) but count for the whole statement at their
+//     level, since set operations and joins chain, across commas and ANDs;
 //   - a level's depth is 1 + its level-wide count + the largest segment,
 //     where a segment counts its units plus its deepest nested level (a
 //     nested level may sit at the bottom of the chain that follows it).
@@ -130,6 +131,9 @@ type depthLevel struct {
 	segs  int            // largest finished segment of the current statement
 	wide  int            // level-wide units of the current statement
 	stmts int            // largest finished statement
+	// between counts BETWEENs still to meet their AND, which is then no
+	// separator.
+	between int
 	// afterOpen is set right after "(", for the subquery weight.
 	afterOpen bool
 }
@@ -209,7 +213,14 @@ func (w *depthWalk) token(t pg_query.Token) bool {
 			return w.bound() <= w.limit
 		}
 		top.seg++
-	case pg_query.Token_ASCII_44, pg_query.Token_AND, pg_query.Token_OR:
+	case pg_query.Token_AND:
+		if top.between > 0 { // BETWEEN's own AND: its operands stack up
+			top.between--
+			top.seg++
+		} else {
+			top.endSegment()
+		}
+	case pg_query.Token_ASCII_44, pg_query.Token_OR:
 		top.endSegment()
 	case pg_query.Token_WHEN, pg_query.Token_THEN, pg_query.Token_ELSE:
 		if top.kind == pg_query.Token_CASE {
@@ -220,10 +231,15 @@ func (w *depthWalk) token(t pg_query.Token) bool {
 	case pg_query.Token_ASCII_59:
 		top.endSegment()
 		top.stmts = max(top.stmts, top.wide+top.segs)
-		top.wide, top.segs = 0, 0
-	case pg_query.Token_UNION, pg_query.Token_INTERSECT, pg_query.Token_EXCEPT,
-		pg_query.Token_JOIN, pg_query.Token_BETWEEN:
+		top.wide, top.segs, top.between = 0, 0, 0
+	case pg_query.Token_UNION, pg_query.Token_INTERSECT, pg_query.Token_EXCEPT, pg_query.Token_JOIN:
+		// The operands of a set operation or a join are siblings below it,
+		// but the operations chain: each adds a level to all that precede.
+		top.endSegment()
 		top.wide++
+	case pg_query.Token_BETWEEN:
+		top.seg++
+		top.between++
 	case pg_query.Token_SELECT:
 		top.seg++
 		if afterOpen {

@@ -395,6 +395,20 @@ func TestDepthRealQueries(t *testing.T) {
 	for _, f := range goldens {
 		qs = append(qs, readGoldenF(t, f)...)
 	}
+	// bench/rewritebench's largest statement: a 200-way join on the tenant
+	// key with 199 filters (SizedQuery(200)).
+	var join strings.Builder
+	join.WriteString("SELECT t0.tenant_id, count(*) AS n FROM orders t0")
+	for i := 1; i < 200; i++ {
+		fmt.Fprintf(&join, "\nJOIN orders t%d ON t%d.tenant_id = t%d.tenant_id", i, i, i-1)
+	}
+	join.WriteString("\nWHERE t0.tenant_id IS NOT NULL")
+	for i := 1; i < 200; i++ {
+		fmt.Fprintf(&join, " AND t%d.tenant_id <> 'none%d'", i, i)
+	}
+	if err := checkDepth(join.String()); err != nil {
+		t.Errorf("a 200-way join: %v", err)
+	}
 	if len(qs) < 100 {
 		t.Fatalf("only %d queries", len(qs))
 	}
