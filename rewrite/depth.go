@@ -206,7 +206,7 @@ func (w *depthWalk) token(t pg_query.Token) bool {
 				return w.bound() <= w.limit
 			}
 		}
-		top.seg++ // unbalanced: a syntax error
+		w.stack[0].seg++ // unbalanced: a syntax error
 	case pg_query.Token_END_P:
 		if top.kind == pg_query.Token_CASE {
 			w.close()

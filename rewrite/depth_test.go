@@ -427,3 +427,33 @@ func TestDepthRealQueries(t *testing.T) {
 		t.Errorf("estimate %d is within 4x of the limit for %q", worst, worstSQL)
 	}
 }
+
+// The estimate's rules on small statements, worked by hand.
+func TestEstimateDepthRules(t *testing.T) {
+	for _, c := range []struct {
+		sql  string
+		want int
+	}{
+		{"SELECT 1", 2},                                  // the statement level + SELECT
+		{"SELECT 1+1+1", 4},                              // operators add up in a segment
+		{"SELECT a, b+b, c+c+c", 3},                      // segments: the largest counts
+		{"SELECT a FROM t WHERE x AND y+y+y", 4},         // AND separates
+		{"SELECT (1+1)+1", 5},                            // the child sits below the rest of its segment
+		{"SELECT (SELECT 1)", 5},                         // a subquery's SELECT weighs 2
+		{"SELECT CASE WHEN a THEN b+b ELSE c END", 5},    // CASE weighs 1 and opens a level
+		{"SELECT 1 UNION SELECT 2 UNION SELECT 3", 4},    // set operations count level-wide
+		{"SELECT 1; SELECT 2+2+2", 4},                    // statements are siblings
+		{"SELECT a[1][2]", 5},                            // "]" weighs 1
+		{"SELECT x BETWEEN 1 AND 2 AND y", 4},            // BETWEEN's AND separates nothing
+		{"SELECT 1 FROM a JOIN b ON x+x JOIN c ON y", 5}, // joins: level-wide, ON conditions siblings
+		{"SELECT )))", 5},                                // unbalanced: a syntax error, counted
+		{"SELECT (((", 5},                                // unclosed levels fold into their parents
+		{"SELECT CASE )", 5},                             // ")" closes the CASE, then counts
+		{"END", 2},
+		{"-- comment\nSELECT 'x', $1, \"y\"", 2}, // names, constants and comments weigh nothing
+	} {
+		if got := estimate(t, c.sql); got != c.want {
+			t.Errorf("%q: estimate %d, want %d", c.sql, got, c.want)
+		}
+	}
+}
