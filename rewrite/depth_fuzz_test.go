@@ -40,7 +40,7 @@ func (g *deepGen) expr() {
 	}
 	g.depth++
 	defer func() { g.depth-- }()
-	switch g.next() % 22 {
+	switch g.next() % 23 {
 	case 0:
 		g.w([]string{"1", "a", "'s'", "$1", "t.a", "2.5"}[g.next()%6])
 	case 1: // a left-deep chain of binary operators
@@ -154,6 +154,13 @@ func (g *deepGen) expr() {
 		g.w(" IS DISTINCT FROM ")
 		g.expr()
 		g.w(")")
+	case 22: // BETWEEN unparenthesized: its AND is no separator
+		g.w(strings.Repeat("NOT ", g.next()%4))
+		g.expr()
+		g.w(" BETWEEN ")
+		g.expr()
+		g.w(" AND ")
+		g.expr()
 	}
 }
 

@@ -97,6 +97,7 @@ var depthConstructs = []depthConstruct{
 	{"join_and", func(n int) string { return chain("SELECT 1 FROM t", " JOIN t ON true AND true", n) }},
 	{"cross_join", func(n int) string { return chain("SELECT 1 FROM t", " CROSS JOIN t", n) }},
 	{"between", func(n int) string { return "SELECT " + nest("1 BETWEEN 1 AND (", "1", ")", n) }},
+	{"between_not", func(n int) string { return chain("SELECT ", "NOT true BETWEEN true AND ", n) + "true" }},
 	{"statements", func(n int) string { return chain("SELECT 1 UNION SELECT 1", "; SELECT 1 UNION SELECT 1", n) }},
 }
 
