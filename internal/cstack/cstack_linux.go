@@ -98,6 +98,9 @@ import "C"
 
 import "runtime"
 
+// supported: this build sets and measures thread stacks.
+const supported = true
+
 // Default returns the stack size glibc gives new threads.
 func Default() (int, bool) {
 	n := int(C.pgwarden_cstack_default())

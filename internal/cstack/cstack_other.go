@@ -2,6 +2,9 @@
 
 package cstack
 
+// supported: this build neither sets nor measures thread stacks.
+const supported = false
+
 // Default reports false: only Linux with cgo sets thread stack sizes.
 func Default() (int, bool) { return 0, false }
 

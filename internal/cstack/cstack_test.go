@@ -3,14 +3,13 @@ package cstack
 import (
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 )
 
 func TestThreadsGetSize(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("thread stack sizes are set on Linux only")
+	if !supported {
+		t.Skip("thread stack sizes are set on Linux with cgo only")
 	}
 	if n, ok := Default(); !ok || n < Size {
 		t.Fatalf("default thread stack %d (ok %v), want at least %d", n, ok, Size)
@@ -24,8 +23,8 @@ func TestThreadsGetSize(t *testing.T) {
 // With RLIMIT_STACK unlimited glibc's default is 2 MiB; the constructor
 // still raises it before the runtime starts threads.
 func TestThreadsGetSizeUnlimited(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("thread stack sizes are set on Linux only")
+	if !supported {
+		t.Skip("thread stack sizes are set on Linux with cgo only")
 	}
 	if os.Getenv("PGWARDEN_CSTACK_CHILD") == "1" {
 		TestThreadsGetSize(t)
