@@ -34,6 +34,7 @@ const (
 	CantChangeRuntimeParam     = "55P02"
 	TooManyConnections         = "53300"
 	ProgramLimitExceeded       = "54000"
+	StatementTooComplex        = "54001"
 	QueryCanceled              = "57014"
 	AdminShutdown              = "57P01"
 	CannotConnectNow           = "57P03"
@@ -117,6 +118,15 @@ func Unsupported(format string, args ...any) *Error {
 func Syntax(pos int32, format string, args ...any) *Error {
 	e := New(SyntaxError, format, args...)
 	e.Position = pos
+	return e
+}
+
+// StackDepth is 54001 "stack depth limit exceeded", PostgreSQL's answer to
+// a statement that nests too deeply, with a detail saying whose limit it is.
+func StackDepth(detail string, args ...any) *Error {
+	e := New(StatementTooComplex, "stack depth limit exceeded")
+	e.Detail = fmt.Sprintf(detail, args...)
+	e.Hint = "nest fewer subqueries, or split long chains of operators, set operations or joins"
 	return e
 }
 

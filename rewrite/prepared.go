@@ -103,6 +103,11 @@ type prepForm struct {
 // parameters, by where they stand in its rewritten text sql. Nil when the
 // text has no place for one.
 func newPrepForm(sql string, kinds []byte) *prepForm {
+	// sql is a rewrite, a little deeper than the statement that passed
+	// checkDepth: bound it too rather than reason about the margin.
+	if checkDepth(sql) != nil {
+		return nil
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil || len(tree.Stmts) != 1 {
 		return nil

@@ -250,6 +250,14 @@ func roleName(r policy.Role) string {
 // protocol's Parse; kinds when sql is a template's placeholder text (see
 // template.go).
 func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds []byte) (*Result, *pgerr.Error) {
+	// A template's text (kinds set) is a statement that passed this check
+	// with its constants turned into placeholders: tokens of the same
+	// weight (none), so the same estimate.
+	if kinds == nil {
+		if perr := checkDepth(sql); perr != nil {
+			return nil, perr
+		}
+	}
 	tree, err := pg_query.Parse(sql)
 	if err != nil {
 		var pe *parser.Error
@@ -257,8 +265,8 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds [
 			return nil, pgerr.Syntax(int32(pe.Cursorpos), "%s", pe.Message)
 		}
 		// Not a parser error: the tree did not survive decoding (nesting
-		// deeper than protobuf's limit).
-		return nil, pgerr.New(pgerr.ProgramLimitExceeded, "statement is too complex")
+		// deeper than protobuf's limit, which checkDepth should prevent).
+		return nil, errTooDeep()
 	}
 	tmpl := r.embed
 	if id.Kind == policy.KindInternal {
