@@ -16,6 +16,7 @@ import (
 // every step after it is a no-op.
 type pass struct {
 	r         *Rewriter
+	m         *meter // counts the walk's nodes (budget.go)
 	sql       string // the client's text, for error positions
 	id        *policy.Identity
 	tmpl      map[string]*relTemplate
@@ -592,6 +593,10 @@ func (p *pass) exprs(ns []*pg_query.Node, s *scope) {
 // references. Kinds it does not know are refused.
 func (p *pass) expr(n *pg_query.Node, s *scope) {
 	if p.err != nil || n == nil || n.Node == nil { // an empty node (as in SELECT DISTINCT) carries nothing
+		return
+	}
+	if p.m.stop(1) {
+		p.fail(p.m.err)
 		return
 	}
 	switch x := n.Node.(type) {
