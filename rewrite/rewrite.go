@@ -221,6 +221,11 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	if !ok {
 		return r.rewriteCached(m, sql, key, id, prm, prm == nil && constantFree(sql))
 	}
+	if len(n.consts) > maxParams {
+		// No prepared form can take so many (prepared.go), and a template
+		// would cost a second rewrite for a shape that hardly repeats.
+		return r.rewriteCached(m, sql, key, id, prm, false)
+	}
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
 		if t.ok {
