@@ -104,4 +104,3 @@ func BenchmarkConstants(b *testing.B) {
 		}
 	}
 }
-
