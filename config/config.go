@@ -203,7 +203,7 @@ func (f *File) applyDefaults() {
 		p.RewriteConcurrency = runtime.GOMAXPROCS(0)
 	}
 	if p.RewriteMemoryBytes == 0 {
-		p.RewriteMemoryBytes = 64 << 20
+		p.RewriteMemoryBytes = 32 << 20
 	}
 	if p.RewriteMemoryWait == 0 {
 		p.RewriteMemoryWait = 5 * time.Second

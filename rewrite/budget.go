@@ -22,7 +22,9 @@ import (
 // and policy reloads), keeps one tenant from taking every core or all the
 // memory: a rewrite first takes its statement's bytes from a memory budget
 // (waiting, for at most MemoryWait, while others hold it), then one of
-// Concurrency slots. Inside, a meter counts the work and stops the rewrite
+// Concurrency slots. Statements under smallStatement bytes take no memory:
+// the slots bound them already, and they must not queue behind a large one
+// (the budget is first come, first served). Inside, a meter counts the work and stops the rewrite
 // when its context ends (the client cancelled or left), its time budget
 // runs out or its work budget is spent. Only the exact-text cache hit, a
 // map lookup, passes no gate.
@@ -34,7 +36,9 @@ type Limits struct {
 	Concurrency int
 	// MemoryBytes bounds the bytes of statement text being rewritten at
 	// once, all sessions together. A statement longer than this alone is
-	// refused with 53200. 0 means DefaultMemoryBytes.
+	// refused with 53200. 0 means DefaultMemoryBytes. A rewrite's peak
+	// memory is about 15 (one long string) to 35 (an IN list of numbers)
+	// times its statement's length.
 	MemoryBytes int64
 	// MemoryWait is how long a statement waits for MemoryBytes held by
 	// others before it is refused with 53200. 0 means DefaultMemoryWait.
@@ -50,7 +54,7 @@ type Limits struct {
 
 // Defaults of Limits.
 const (
-	DefaultMemoryBytes = 64 << 20
+	DefaultMemoryBytes = 32 << 20
 	DefaultMemoryWait  = 5 * time.Second
 	DefaultTimeout     = 10 * time.Second
 )
@@ -117,7 +121,10 @@ func (g *Gate) enter(ctx context.Context, size int) (*meter, func(), *pgerr.Erro
 		return nil, nil, pgerr.New(pgerr.OutOfMemory, "out of memory: statement of %d bytes exceeds the rewrite memory limit of %d bytes", n, g.lim.MemoryBytes).
 			WithHint("send a shorter statement, or raise proxy.rewrite_memory_bytes")
 	}
-	if !g.mem.TryAcquire(n) {
+	if n < smallStatement {
+		n = 0
+	}
+	if n > 0 && !g.mem.TryAcquire(n) {
 		if err := g.wait(ctx, func(ctx context.Context) error { return g.mem.Acquire(ctx, n) }, g.lim.MemoryWait, errMemoryWait(g.lim.MemoryWait)); err != nil {
 			return nil, nil, err
 		}
@@ -139,6 +146,10 @@ func (g *Gate) enter(ctx context.Context, size int) (*meter, func(), *pgerr.Erro
 		g.mem.Release(n)
 	}, nil
 }
+
+// smallStatement is the length under which a statement takes no memory
+// from the budget.
+const smallStatement = 64 << 10
 
 // wait runs acquire for at most d; ctx ending first is a cancellation,
 // d running out is late.

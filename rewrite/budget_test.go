@@ -133,31 +133,51 @@ func TestRewriteBudgets(t *testing.T) {
 }
 
 // Statements wait for memory others hold, for at most MemoryWait and as
-// long as their context lasts; and for a slot while all are taken.
+// long as their context lasts; and for a slot while all are taken. Small
+// statements take no memory.
 func TestGateWaits(t *testing.T) {
-	sql := "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
-	r, g := gatedRewriter(t, Limits{Concurrency: 1, MemoryBytes: 4096, MemoryWait: time.Millisecond}, Options{CacheBytes: -1})
-	m, done, perr := g.enter(context.Background(), 4096-len(sql)+1)
+	small := "SELECT abalance FROM pgbench_accounts WHERE aid = 1"
+	big := small + " -- " + strings.Repeat("x", smallStatement)
+	const budget = 1 << 20
+	r, g := gatedRewriter(t, Limits{Concurrency: 2, MemoryBytes: budget, MemoryWait: time.Millisecond}, Options{CacheBytes: -1})
+	_, done, perr := g.enter(context.Background(), budget-len(big)+1)
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	_ = m
-	_, err := r.Rewrite(context.Background(), sql, budgetID)
+	_, err := r.Rewrite(context.Background(), big, budgetID)
 	wantCode(t, err, pgerr.OutOfMemory)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = r.Rewrite(ctx, sql, budgetID)
+	_, err = r.Rewrite(ctx, big, budgetID)
 	wantCode(t, err, pgerr.QueryCanceled)
 	done()
+	if _, err := r.Rewrite(context.Background(), big, budgetID); err != nil {
+		t.Fatalf("with the memory free: %v", err)
+	}
 
-	// Memory is free, the one slot taken: the statement waits for it.
+	// The memory all taken: a small statement does not wait for it.
+	_, done, perr = g.enter(context.Background(), budget)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	_, err = r.Rewrite(context.Background(), small, budgetID)
+	done()
+	if err != nil {
+		t.Fatalf("small statement with the memory taken: %v", err)
+	}
+
+	// Both slots taken: the statement waits for one.
 	_, done, perr = g.enter(context.Background(), 1)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	_, done2, perr := g.enter(context.Background(), 1)
 	if perr != nil {
 		t.Fatal(perr)
 	}
 	errc := make(chan error, 1)
 	go func() {
-		_, err := r.Rewrite(context.Background(), sql, budgetID)
+		_, err := r.Rewrite(context.Background(), small, budgetID)
 		errc <- err
 	}()
 	for g.Stats().Waiting != 1 {
@@ -165,13 +185,14 @@ func TestGateWaits(t *testing.T) {
 	}
 	select {
 	case err := <-errc:
-		t.Fatalf("rewrite ran while the only slot was taken: %v", err)
+		t.Fatalf("rewrite ran while every slot was taken: %v", err)
 	default:
 	}
 	done()
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
+	done2()
 	if s := g.Stats(); s.Running != 0 || s.Waiting != 0 || s.MemoryBytes != 0 {
 		t.Errorf("gate after all rewrites: %+v", s)
 	}
