@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,10 @@ func TestParseDefaultsAndPaths(t *testing.T) {
 	if f.Auth.Connect.Host != "127.0.0.1" || f.Auth.Connect.Port != 6432 || f.Auth.Connect.Database != "analytics" {
 		t.Errorf("connect defaults = %+v", f.Auth.Connect)
 	}
+	if p := f.Proxy; p.RewriteTimeout != 10*time.Second || p.RewriteConcurrency != runtime.GOMAXPROCS(0) ||
+		p.RewriteMemoryBytes != 32<<20 || p.RewriteMemoryWait != 5*time.Second {
+		t.Errorf("rewrite limit defaults = %s %d %d %s", p.RewriteTimeout, p.RewriteConcurrency, p.RewriteMemoryBytes, p.RewriteMemoryWait)
+	}
 }
 
 func TestValidateErrors(t *testing.T) {
@@ -49,6 +54,10 @@ func TestValidateErrors(t *testing.T) {
 		{"bad listen", minimal + "proxy: {listen: nope}\n", `c.yaml: proxy.listen: "nope" is not host:port`},
 		{"bad pool mode", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {mode: statement}", 1), `c.yaml: warehouses.analytics.pool.mode: "statement" is not session or transaction`},
 		{"negative pool size", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {size: -1}", 1), `c.yaml: warehouses.analytics.pool.size: must not be negative`},
+		{"negative rewrite timeout", minimal + "proxy: {rewrite_timeout: -1s}\n", "c.yaml: proxy.rewrite_timeout: must not be negative"},
+		{"negative rewrite wait", minimal + "proxy: {rewrite_memory_wait: -1s}\n", "c.yaml: proxy.rewrite_memory_wait: must not be negative"},
+		{"negative rewrite concurrency", minimal + "proxy: {rewrite_concurrency: -2}\n", "c.yaml: proxy.rewrite_concurrency: must be at least 1"},
+		{"tiny rewrite memory", minimal + "proxy: {rewrite_memory_bytes: 100}\n", "c.yaml: proxy.rewrite_memory_bytes: 100 is too small (at least 4096)"},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
 	}
 	for _, tt := range tests {
