@@ -417,6 +417,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 }
 
 func (p *pass) note(rel string) {
+	p.m.stop(len(p.relations)) // the walk checks the meter at its next node
 	for _, r := range p.relations {
 		if r == rel {
 			return
@@ -757,8 +758,15 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	if col == nil { // rel.*
 		return
 	}
+	// Name resolution scans the FROM items of every level out, as
+	// PostgreSQL's does: charged to the meter, so that a statement of
+	// many items and many references stops within its budget.
 	if len(f) == 1 {
 		for lv := s; lv != nil; lv = lv.parent {
+			if p.m.stop(len(lv.items)) {
+				p.fail(p.m.err)
+				return
+			}
 			var denied *view
 			for _, it := range lv.items {
 				switch {
@@ -781,6 +789,10 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 	qual := f[len(f)-2].GetString_().GetSval()
 	for lv := s; lv != nil; lv = lv.parent {
+		if p.m.stop(len(lv.items)) {
+			p.fail(p.m.err)
+			return
+		}
 		for i := len(lv.items) - 1; i >= 0; i-- {
 			it := lv.items[i]
 			if it.alias != qual {
