@@ -21,7 +21,7 @@ import (
 
 // bigStmtPoint is one kind at one level of concurrency.
 type bigStmtPoint struct {
-	Kind       string // "in list" or "string"
+	Kind       string // "in" (an IN list) or "string"
 	Concurrent int
 	Bytes      int   // each statement's length
 	BaseKB     int64 // VmRSS before the statements
@@ -43,7 +43,7 @@ func runBigStmt(ctx context.Context, o *options, rep *report, c *cluster, work, 
 	if size <= 0 {
 		size = defaultMaxMessageBytes - 1024 // the Query message's own bytes, with room to spare
 	}
-	for _, kind := range []string{"in list", "string"} {
+	for _, kind := range o.BigStmtKinds {
 		sql := bigStatement(kind, size)
 		for _, n := range o.BigStmtConcurrency {
 			if ctx.Err() != nil {

@@ -66,6 +66,7 @@ type options struct {
 	// client may send); BigStmtConcurrency its levels.
 	BigStmtBytes       int
 	BigStmtConcurrency []int
+	BigStmtKinds       []string
 }
 
 func main() {
@@ -95,6 +96,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
 	fs.IntVar(&o.BigStmtBytes, "bigstmt-bytes", 0, "statement size of the bigstmt part (0: proxy.max_message_bytes, 16 MiB)")
 	bigConc := fs.String("bigstmt-concurrency", "1,4,16", "statements sent at once in the bigstmt part")
+	bigKinds := fs.String("bigstmt-kinds", "in,string", "statements of the bigstmt part: in (an IN list of integers), string (one literal)")
 	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
 	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
@@ -137,6 +139,12 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	if o.BigStmtConcurrency, err = intList(*bigConc); err != nil {
 		return nil, "", fmt.Errorf("-bigstmt-concurrency: %w", err)
+	}
+	o.BigStmtKinds = strList(*bigKinds)
+	for _, k := range o.BigStmtKinds {
+		if k != "in" && k != "string" {
+			return nil, "", fmt.Errorf("-bigstmt-kinds: unknown kind %q", k)
+		}
 	}
 	o.Protocols = strList(*protocols)
 	o.DashProtocols = strList(*dash)
