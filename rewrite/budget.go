@@ -111,14 +111,13 @@ func (g *Gate) Stats() GateStats {
 }
 
 // enter waits for size bytes of memory and a slot, then returns the meter
-// of the rewrite and the function that ends it (and gives both back).
-func (g *Gate) enter(ctx context.Context, size int) (*meter, func(), *pgerr.Error) {
-	start := time.Now()
-	m := &meter{ctx: ctx, gate: g, deadline: start.Add(g.lim.Timeout), max: g.lim.MaxWork}
+// of the rewrite; leave ends it and gives both back.
+func (g *Gate) enter(ctx context.Context, size int) (*meter, *pgerr.Error) {
+	m := &meter{ctx: ctx, gate: g, deadline: time.Now().Add(g.lim.Timeout), max: g.lim.MaxWork}
 	m.setNext()
 	n := int64(size)
 	if n > g.lim.MemoryBytes {
-		return nil, nil, pgerr.New(pgerr.OutOfMemory, "out of memory: statement of %d bytes exceeds the rewrite memory limit of %d bytes", n, g.lim.MemoryBytes).
+		return nil, pgerr.New(pgerr.OutOfMemory, "out of memory: statement of %d bytes exceeds the rewrite memory limit of %d bytes", n, g.lim.MemoryBytes).
 			WithHint("send a shorter statement, or raise proxy.rewrite_memory_bytes")
 	}
 	if n < smallStatement {
@@ -126,25 +125,34 @@ func (g *Gate) enter(ctx context.Context, size int) (*meter, func(), *pgerr.Erro
 	}
 	if n > 0 && !g.mem.TryAcquire(n) {
 		if err := g.wait(ctx, func(ctx context.Context) error { return g.mem.Acquire(ctx, n) }, g.lim.MemoryWait, errMemoryWait(g.lim.MemoryWait)); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	g.held.Add(n)
 	if !g.cpu.TryAcquire(1) {
 		if err := g.wait(ctx, func(ctx context.Context) error { return g.cpu.Acquire(ctx, 1) }, time.Until(m.deadline), errTimeout(g.lim.Timeout)); err != nil {
-			g.held.Add(-n)
-			g.mem.Release(n)
-			return nil, nil, err
+			g.releaseMemory(n)
+			return nil, err
 		}
 	}
 	g.running.Add(1)
-	return m, func() {
-		m.flush()
-		g.running.Add(-1)
-		g.cpu.Release(1)
+	m.held = n
+	return m, nil
+}
+
+// leave ends the rewrite of m, which enter returned.
+func (g *Gate) leave(m *meter) {
+	m.flush()
+	g.running.Add(-1)
+	g.cpu.Release(1)
+	g.releaseMemory(m.held)
+}
+
+func (g *Gate) releaseMemory(n int64) {
+	if n > 0 {
 		g.held.Add(-n)
 		g.mem.Release(n)
-	}, nil
+	}
 }
 
 // smallStatement is the length under which a statement takes no memory
@@ -210,6 +218,7 @@ type meter struct {
 	used     int64
 	counted  int64 // used when last added to gate.work
 	next     int64 // used at which to check again
+	held     int64 // bytes of the gate's memory
 	err      *pgerr.Error
 }
 

@@ -140,7 +140,7 @@ func TestGateWaits(t *testing.T) {
 	big := small + " -- " + strings.Repeat("x", smallStatement)
 	const budget = 1 << 20
 	r, g := gatedRewriter(t, Limits{Concurrency: 2, MemoryBytes: budget, MemoryWait: time.Millisecond}, Options{CacheBytes: -1})
-	_, done, perr := g.enter(context.Background(), budget-len(big)+1)
+	held, perr := g.enter(context.Background(), budget-len(big)+1)
 	if perr != nil {
 		t.Fatal(perr)
 	}
@@ -150,28 +150,28 @@ func TestGateWaits(t *testing.T) {
 	cancel()
 	_, err = r.Rewrite(ctx, big, budgetID)
 	wantCode(t, err, pgerr.QueryCanceled)
-	done()
+	g.leave(held)
 	if _, err := r.Rewrite(context.Background(), big, budgetID); err != nil {
 		t.Fatalf("with the memory free: %v", err)
 	}
 
 	// The memory all taken: a small statement does not wait for it.
-	_, done, perr = g.enter(context.Background(), budget)
+	held, perr = g.enter(context.Background(), budget)
 	if perr != nil {
 		t.Fatal(perr)
 	}
 	_, err = r.Rewrite(context.Background(), small, budgetID)
-	done()
+	g.leave(held)
 	if err != nil {
 		t.Fatalf("small statement with the memory taken: %v", err)
 	}
 
 	// Both slots taken: the statement waits for one.
-	_, done, perr = g.enter(context.Background(), 1)
+	held, perr = g.enter(context.Background(), 1)
 	if perr != nil {
 		t.Fatal(perr)
 	}
-	_, done2, perr := g.enter(context.Background(), 1)
+	held2, perr := g.enter(context.Background(), 1)
 	if perr != nil {
 		t.Fatal(perr)
 	}
@@ -188,11 +188,11 @@ func TestGateWaits(t *testing.T) {
 		t.Fatalf("rewrite ran while every slot was taken: %v", err)
 	default:
 	}
-	done()
+	g.leave(held)
 	if err := <-errc; err != nil {
 		t.Fatal(err)
 	}
-	done2()
+	g.leave(held2)
 	if s := g.Stats(); s.Running != 0 || s.Waiting != 0 || s.MemoryBytes != 0 {
 		t.Errorf("gate after all rewrites: %+v", s)
 	}

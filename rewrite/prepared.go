@@ -228,8 +228,9 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 	param := make([]int, len(consts)) // 1-based parameter of each constant; 0 for a literal
 	// The parameter already given to each number, by kind (constInt,
 	// constFloat): a map, where a search of the constants before made
-	// statements of many constants quadratic.
+	// statements of many constants quadratic; a search still for a few.
 	var shared [2]map[string]int
+	search := len(consts) <= 16
 	for k := range consts {
 		if m.stop(1) {
 			return nil
@@ -248,7 +249,15 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 		case constFloat:
 			num = 1
 		}
-		if num >= 0 {
+		switch {
+		case num >= 0 && search:
+			for j := 0; j < k; j++ {
+				if param[j] != 0 && kinds[j] == kinds[k] && consts[j] == consts[k] {
+					param[k] = param[j]
+					break
+				}
+			}
+		case num >= 0:
 			param[k] = shared[num][consts[k]]
 		}
 		if param[k] != 0 {
@@ -262,7 +271,7 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 		pr.ParamOIDs = append(pr.ParamOIDs, oid)
 		pr.Params = append(pr.Params, val)
 		param[k] = len(pr.Params)
-		if num >= 0 {
+		if num >= 0 && !search {
 			if shared[num] == nil {
 				shared[num] = make(map[string]int)
 			}

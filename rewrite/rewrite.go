@@ -202,11 +202,11 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 			return res, nil
 		}
 	}
-	m, done, perr := r.gate.enter(ctx, len(sql))
+	m, perr := r.gate.enter(ctx, len(sql))
 	if perr != nil {
 		return nil, perr
 	}
-	defer done()
+	defer r.gate.leave(m)
 	if !cached {
 		res, perr := r.rewrite(m, sql, id, prm, nil)
 		if perr != nil {
