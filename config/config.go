@@ -203,7 +203,9 @@ func (f *File) applyDefaults() {
 		p.RewriteConcurrency = runtime.GOMAXPROCS(0)
 	}
 	if p.RewriteMemoryBytes == 0 {
-		p.RewriteMemoryBytes = 32 << 20
+		// One statement of the largest size at a time: its rewrite alone
+		// peaks at 15 to 35 times its length.
+		p.RewriteMemoryBytes = int64(p.MaxMessageBytes)
 	}
 	if p.RewriteMemoryWait == 0 {
 		p.RewriteMemoryWait = 5 * time.Second

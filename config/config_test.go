@@ -33,7 +33,7 @@ func TestParseDefaultsAndPaths(t *testing.T) {
 		t.Errorf("connect defaults = %+v", f.Auth.Connect)
 	}
 	if p := f.Proxy; p.RewriteTimeout != 10*time.Second || p.RewriteConcurrency != runtime.GOMAXPROCS(0) ||
-		p.RewriteMemoryBytes != 32<<20 || p.RewriteMemoryWait != 5*time.Second {
+		p.RewriteMemoryBytes != 16<<20 || p.RewriteMemoryWait != 5*time.Second {
 		t.Errorf("rewrite limit defaults = %s %d %d %s", p.RewriteTimeout, p.RewriteConcurrency, p.RewriteMemoryBytes, p.RewriteMemoryWait)
 	}
 }

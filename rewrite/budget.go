@@ -54,7 +54,7 @@ type Limits struct {
 
 // Defaults of Limits.
 const (
-	DefaultMemoryBytes = 32 << 20
+	DefaultMemoryBytes = 16 << 20 // one statement of the proxy's largest
 	DefaultMemoryWait  = 5 * time.Second
 	DefaultTimeout     = 10 * time.Second
 )
