@@ -43,8 +43,9 @@ type Limits struct {
 	// MemoryWait is how long a statement waits for MemoryBytes held by
 	// others before it is refused with 53200. 0 means DefaultMemoryWait.
 	MemoryWait time.Duration
-	// Timeout is a statement's rewrite budget in time, its wait for a slot
-	// included; past it the rewrite answers 54000. 0 means DefaultTimeout.
+	// Timeout is a statement's rewrite budget in time, its waits for
+	// memory and a slot included; past it the rewrite answers 54000. 0
+	// means DefaultTimeout.
 	Timeout time.Duration
 	// MaxWork is a statement's rewrite budget in work units (a node walked,
 	// a constant or token handled, about a microsecond each); past it the
