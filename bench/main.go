@@ -11,6 +11,8 @@
 //   - transaction pooling: 2,000 clients, each its own session minted
 //     through the ticket service, over a pool of 20 warehouse connections,
 //     every client checking that it sees only its own tenant's rows;
+//   - proxy peak memory for 1, 4 and 16 statements of the maximum size at
+//     once (bigstmt);
 //   - the rewriter's Go microbenchmarks (go test -bench over ./rewrite/ and
 //     ./bench/..., including bench/rewritebench).
 //
@@ -60,6 +62,11 @@ type options struct {
 	NoWarmup        bool
 	Render          string
 	Hold            bool
+	// BigStmtBytes is the bigstmt part's statement size (0: the largest a
+	// client may send); BigStmtConcurrency its levels.
+	BigStmtBytes       int
+	BigStmtConcurrency []int
+	BigStmtKinds       []string
 }
 
 func main() {
@@ -81,12 +88,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
-	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
 	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
+	fs.IntVar(&o.BigStmtBytes, "bigstmt-bytes", 0, "statement size of the bigstmt part (0: proxy.max_message_bytes, 16 MiB)")
+	bigConc := fs.String("bigstmt-concurrency", "1,4,16", "statements sent at once in the bigstmt part")
+	bigKinds := fs.String("bigstmt-kinds", "in,string", "statements of the bigstmt part: in (an IN list of integers), string (one literal)")
 	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
 	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
@@ -103,15 +113,16 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.Quick {
 		quick := map[string]func(){
-			"duration":     func() { o.Duration = time.Second },
-			"rounds":       func() { o.Rounds = 1 },
-			"scale":        func() { o.Scale = 1 },
-			"conns":        func() { *conns = "100" },
-			"pool-clients": func() { o.PoolClients = 200 },
-			"no-warmup":    func() { o.NoWarmup = true },
-			"bench-count":  func() { o.BenchCount = 1 },
-			"benchtime":    func() { o.Benchtime = "20ms" },
-			"protocols":    func() { *protocols = "simple,prepared" },
+			"duration":      func() { o.Duration = time.Second },
+			"rounds":        func() { o.Rounds = 1 },
+			"scale":         func() { o.Scale = 1 },
+			"conns":         func() { *conns = "100" },
+			"pool-clients":  func() { o.PoolClients = 200 },
+			"bigstmt-bytes": func() { o.BigStmtBytes = 1 << 20 },
+			"no-warmup":     func() { o.NoWarmup = true },
+			"bench-count":   func() { o.BenchCount = 1 },
+			"benchtime":     func() { o.Benchtime = "20ms" },
+			"protocols":     func() { *protocols = "simple,prepared" },
 		}
 		for name, f := range quick {
 			if !set[name] {
@@ -125,6 +136,15 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	if o.Conns, err = intList(*conns); err != nil {
 		return nil, "", fmt.Errorf("-conns: %w", err)
+	}
+	if o.BigStmtConcurrency, err = intList(*bigConc); err != nil {
+		return nil, "", fmt.Errorf("-bigstmt-concurrency: %w", err)
+	}
+	o.BigStmtKinds = strList(*bigKinds)
+	for _, k := range o.BigStmtKinds {
+		if k != "in" && k != "string" {
+			return nil, "", fmt.Errorf("-bigstmt-kinds: unknown kind %q", k)
+		}
 	}
 	o.Protocols = strList(*protocols)
 	o.DashProtocols = strList(*dash)
@@ -261,7 +281,7 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 
 	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
-	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"]
+	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["bigstmt"]
 	var (
 		c          *cluster
 		bouncerBin string
@@ -292,7 +312,7 @@ func run(args []string, stdout, log io.Writer) error {
 	var keys *wardenKeys
 	wardenBin := abs(o.Pgwarden)
 	wardenOK := false
-	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"]) {
+	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["bigstmt"]) {
 		if _, err := os.Stat(wardenBin); err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("pgwarden: %s not found (run `make build` first); pgwarden target, ticket service and its memory test skipped", o.Pgwarden))
 		} else if keys, err = makeWardenKeys(ctx, wardenBin, work); err != nil {
@@ -315,6 +335,9 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 	if o.Parts["pool"] && wardenOK && ctx.Err() == nil {
 		runPool(ctx, o, rep, c, work, wardenBin, keys, log)
+	}
+	if o.Parts["bigstmt"] && wardenOK && ctx.Err() == nil {
+		runBigStmt(ctx, o, rep, c, work, wardenBin, keys, log)
 	}
 	if c != nil {
 		c.stop() // quiet the machine for the microbenchmarks

@@ -22,6 +22,7 @@ type report struct {
 	Scale     []scalePoint
 	ScaleNote string
 	Pool      *poolResult
+	BigStmt   []bigStmtPoint
 	GoBench   []goBench
 	Plans     []targetPlan
 	Started   time.Time
@@ -258,6 +259,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 		}
 		mdTable(w, []string{"proxy", ">N", ">opened", ">base RSS kB", ">RSS kB", ">kB / conn", "note"}, rows)
 		fmt.Fprintln(w)
+	}
+	if len(r.BigStmt) > 0 {
+		writeBigStmt(w, r.BigStmt)
 	}
 	if r.Pool != nil {
 		writePool(w, r.Pool)

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strings"
 	"time"
@@ -54,6 +55,14 @@ type Proxy struct {
 	// MaxResultMessageBytes caps one message from a warehouse (a row);
 	// 0 means the proxy's default of 1 GiB, PostgreSQL's own field limit.
 	MaxResultMessageBytes int `yaml:"max_result_message_bytes"`
+	// What statement rewrites may use (rewrite.Limits): a statement's time,
+	// the statements rewritten at once, and the bytes of statement text
+	// being rewritten at once across all sessions, with how long one waits
+	// for them.
+	RewriteTimeout     time.Duration `yaml:"rewrite_timeout"`
+	RewriteConcurrency int           `yaml:"rewrite_concurrency"`
+	RewriteMemoryBytes int64         `yaml:"rewrite_memory_bytes"`
+	RewriteMemoryWait  time.Duration `yaml:"rewrite_memory_wait"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -205,6 +214,20 @@ func (f *File) applyDefaults() {
 	if p.ConnectTimeout == 0 {
 		p.ConnectTimeout = 10 * time.Second
 	}
+	if p.RewriteTimeout == 0 {
+		p.RewriteTimeout = 10 * time.Second
+	}
+	if p.RewriteConcurrency == 0 {
+		p.RewriteConcurrency = runtime.GOMAXPROCS(0)
+	}
+	if p.RewriteMemoryBytes == 0 {
+		// One statement of the largest size at a time: its rewrite alone
+		// peaks at 15 to 35 times its length.
+		p.RewriteMemoryBytes = int64(p.MaxMessageBytes)
+	}
+	if p.RewriteMemoryWait == 0 {
+		p.RewriteMemoryWait = 5 * time.Second
+	}
 	a := &f.Auth
 	if a.Issuer == "" {
 		a.Issuer = "pgwarden"
@@ -302,6 +325,7 @@ func (f *File) Validate() error {
 	for field, d := range map[string]time.Duration{
 		"proxy.idle_timeout": f.Proxy.IdleTimeout, "proxy.statement_timeout": f.Proxy.StatementTimeout,
 		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
+		"proxy.rewrite_timeout": f.Proxy.RewriteTimeout, "proxy.rewrite_memory_wait": f.Proxy.RewriteMemoryWait,
 		"auth.ticket_ttl": f.Auth.TicketTTL, "auth.session_ttl": f.Auth.SessionTTL,
 		"auth.session_max_lifetime": f.Auth.SessionMaxLifetime, "auth.leeway": f.Auth.Leeway,
 		"proxy.auth_timeout":         f.Proxy.AuthTimeout,
@@ -319,6 +343,12 @@ func (f *File) Validate() error {
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")
+	}
+	if f.Proxy.RewriteConcurrency < 1 {
+		bad("proxy.rewrite_concurrency", "must be at least 1")
+	}
+	if f.Proxy.RewriteMemoryBytes < 4096 {
+		bad("proxy.rewrite_memory_bytes", "%d is too small (at least 4096)", f.Proxy.RewriteMemoryBytes)
 	}
 	if len(f.Warehouses) == 0 {
 		bad("warehouses", "at least one warehouse is needed")

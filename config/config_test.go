@@ -2,6 +2,7 @@ package config
 
 import (
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,10 @@ func TestParseDefaultsAndPaths(t *testing.T) {
 	if f.Auth.Connect.Host != "127.0.0.1" || f.Auth.Connect.Port != 6432 || f.Auth.Connect.Database != "analytics" {
 		t.Errorf("connect defaults = %+v", f.Auth.Connect)
 	}
+	if p := f.Proxy; p.RewriteTimeout != 10*time.Second || p.RewriteConcurrency != runtime.GOMAXPROCS(0) ||
+		p.RewriteMemoryBytes != 16<<20 || p.RewriteMemoryWait != 5*time.Second {
+		t.Errorf("rewrite limit defaults = %s %d %d %s", p.RewriteTimeout, p.RewriteConcurrency, p.RewriteMemoryBytes, p.RewriteMemoryWait)
+	}
 }
 
 func TestValidateErrors(t *testing.T) {
@@ -53,6 +58,10 @@ func TestValidateErrors(t *testing.T) {
 		{"request outlives write", minimal + "  http_request_timeout: 30s\n  http_write_timeout: 20s\n", "c.yaml: auth.http_request_timeout: must be below http_write_timeout"},
 		{"negative auth timeout", minimal + "proxy: {auth_timeout: -1s}\n", "c.yaml: proxy.auth_timeout: must not be negative"},
 		{"huge result limit", minimal + "proxy: {max_result_message_bytes: 4294967296}\n", "c.yaml: proxy.max_result_message_bytes: 4294967296 is outside"},
+		{"negative rewrite timeout", minimal + "proxy: {rewrite_timeout: -1s}\n", "c.yaml: proxy.rewrite_timeout: must not be negative"},
+		{"negative rewrite wait", minimal + "proxy: {rewrite_memory_wait: -1s}\n", "c.yaml: proxy.rewrite_memory_wait: must not be negative"},
+		{"negative rewrite concurrency", minimal + "proxy: {rewrite_concurrency: -2}\n", "c.yaml: proxy.rewrite_concurrency: must be at least 1"},
+		{"tiny rewrite memory", minimal + "proxy: {rewrite_memory_bytes: 100}\n", "c.yaml: proxy.rewrite_memory_bytes: 100 is too small (at least 4096)"},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
 	}
 	for _, tt := range tests {

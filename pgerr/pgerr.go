@@ -32,6 +32,7 @@ const (
 	InvalidSQLStatementName    = "26000"
 	InvalidCursorName          = "34000"
 	CantChangeRuntimeParam     = "55P02"
+	OutOfMemory                = "53200"
 	TooManyConnections         = "53300"
 	ProgramLimitExceeded       = "54000"
 	StatementTooComplex        = "54001"

@@ -89,6 +89,9 @@ type clientConn struct {
 	acquiring  bool
 	waitCtx    context.Context
 	waitCancel context.CancelCauseFunc
+	// rewriting stops the long statement the loop rewrites, if any
+	// (rewritectx.go); CancelRequests and revocation go to it first.
+	rewriting rewriteGuard
 
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).
@@ -612,11 +615,13 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	}
 	var res *rewrite.Result
 	var err error
+	ctx, done := c.rewriteContext(sql)
 	if prw, ok := rw.(ParamRewriter); ok && parse {
-		res, err = prw.RewriteParams(sql, c.identity, oids)
+		res, err = prw.RewriteParams(ctx, sql, c.identity, oids)
 	} else {
-		res, err = rw.Rewrite(sql, c.identity)
+		res, err = rw.Rewrite(ctx, sql, c.identity)
 	}
+	done()
 	if err != nil {
 		return nil, err
 	}
@@ -687,6 +692,7 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.reasons |= reason
 	c.raw.SetReadDeadline(time.Unix(1, 0))
 	if reason&reasonRevoked != 0 {
+		c.rewriting.stop(errRevoked()) // its statement must not run
 		c.cmu.Lock()
 		if c.acquiring {
 			c.waitCancel(errRevokedWait) // its statement must not run

@@ -34,7 +34,7 @@ CREATE TABLE internal_costs (x int);
 // so tests can tell the rewritten SQL from the original.
 type fakeRewriter struct{}
 
-func (fakeRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+func (fakeRewriter) Rewrite(_ context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
 	lower := strings.ToLower(sql)
 	if i := strings.Index(lower, "internal_costs"); i >= 0 {
 		return nil, pgerr.Denied("permission denied for table internal_costs").WithHint("ask for access")

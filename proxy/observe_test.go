@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"strings"
 	"sync"
@@ -169,7 +170,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, label, value stri
 // A rewriter swapped on reload applies from the next statement on.
 type upperRewriter struct{}
 
-func (upperRewriter) Rewrite(sql string, _ *policy.Identity) (*rewrite.Result, error) {
+func (upperRewriter) Rewrite(_ context.Context, sql string, _ *policy.Identity) (*rewrite.Result, error) {
 	return &rewrite.Result{SQL: "SELECT 'swapped'", Statements: []rewrite.Statement{{SQL: "SELECT 'swapped'"}}}, nil
 }
 

@@ -578,11 +578,11 @@ type swapRewriter struct {
 	refuse bool
 }
 
-func (s swapRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+func (s swapRewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
 	if s.refuse {
-		return fakeRewriter{}.Rewrite("SELECT * FROM internal_costs", id)
+		return fakeRewriter{}.Rewrite(ctx, "SELECT * FROM internal_costs", id)
 	}
-	res, err := fakeRewriter{}.Rewrite(strings.ReplaceAll(sql, "'tag'", "'"+s.tag+"'"), id)
+	res, err := fakeRewriter{}.Rewrite(ctx, strings.ReplaceAll(sql, "'tag'", "'"+s.tag+"'"), id)
 	return res, err
 }
 
@@ -688,8 +688,8 @@ func TestReloadChangesResultTypeInTransaction(t *testing.T) {
 // retype rewrites every statement to one returning an int column.
 type retype struct{}
 
-func (retype) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
-	return fakeRewriter{}.Rewrite("SELECT 7 + 0 * length($1::text) AS v", id)
+func (retype) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
+	return fakeRewriter{}.Rewrite(ctx, "SELECT 7 + 0 * length($1::text) AS v", id)
 }
 
 // Swap between the Parse and the Bind of one batch.

@@ -270,18 +270,18 @@ type paramRewriter struct {
 	calls []string
 }
 
-func (r *paramRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
+func (r *paramRewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, "Rewrite "+sql)
 	r.mu.Unlock()
-	return r.fakeRewriter.Rewrite(sql, id)
+	return r.fakeRewriter.Rewrite(ctx, sql, id)
 }
 
-func (r *paramRewriter) RewriteParams(sql string, id *policy.Identity, types []uint32) (*rewrite.Result, error) {
+func (r *paramRewriter) RewriteParams(ctx context.Context, sql string, id *policy.Identity, types []uint32) (*rewrite.Result, error) {
 	r.mu.Lock()
 	r.calls = append(r.calls, fmt.Sprintf("RewriteParams %v %s", types, sql))
 	r.mu.Unlock()
-	return r.fakeRewriter.Rewrite(sql, id)
+	return r.fakeRewriter.Rewrite(ctx, sql, id)
 }
 
 // A Parse hands the rewriter the parameter types it declares (none is not

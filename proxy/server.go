@@ -53,15 +53,17 @@ type Authenticator interface {
 }
 
 // Rewriter rewrites a statement for an identity; errors are *pgerr.Error.
+// It stops when ctx ends, with the context's cause when that is a
+// *pgerr.Error.
 type Rewriter interface {
-	Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error)
+	Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error)
 }
 
 // ParamRewriter is a Rewriter that also takes the parameter types a client
 // declares at Parse (rewrite.Rewriter is one): knowing them lets it push
 // more of the client's conditions into the tenant subquery.
 type ParamRewriter interface {
-	RewriteParams(sql string, id *policy.Identity, paramTypes []uint32) (*rewrite.Result, error)
+	RewriteParams(ctx context.Context, sql string, id *policy.Identity, paramTypes []uint32) (*rewrite.Result, error)
 }
 
 // Warehouse is one upstream database that clients select with the database

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,8 +26,8 @@ type prepRewriter struct {
 
 var constRE = regexp.MustCompile(`'[^']*'|\b[0-9]+\b`)
 
-func (r *prepRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result, error) {
-	res, err := fakeRewriter{}.Rewrite(sql, id)
+func (r *prepRewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
+	res, err := fakeRewriter{}.Rewrite(ctx, sql, id)
 	if err != nil || len(res.Statements) != 1 || res.Statements[0].Kind != rewrite.KindQuery {
 		return res, err
 	}
@@ -44,7 +45,7 @@ func (r *prepRewriter) Rewrite(sql string, id *policy.Identity) (*rewrite.Result
 	if len(pr.Params) == 0 {
 		return res, nil
 	}
-	tmpl, _ := fakeRewriter{}.Rewrite(shape, id)
+	tmpl, _ := fakeRewriter{}.Rewrite(context.Background(), shape, id)
 	pr.SQL = tmpl.SQL
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -401,11 +401,18 @@ func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger)
 	}
 }
 
-// cancelWarehouse cancels what the client runs on the connection it holds
-// now, or its wait for one; otherwise it cancels nothing. cmu keeps the
+// cancelWarehouse cancels the client's statement being rewritten, or what
+// it runs on the connection it holds now, or its wait for one; otherwise it
+// cancels nothing. cmu keeps the
 // connection from passing to another client until the warehouse has taken
 // the request.
 func (c *clientConn) cancelWarehouse(ctx context.Context) error {
+	// The statement being rewritten is the one the client waits for:
+	// nothing of it runs upstream yet, and a cancel sent there could land
+	// on the statement after it.
+	if c.rewriting.stop(errRewriteCanceled()) {
+		return nil
+	}
 	c.cmu.Lock()
 	defer c.cmu.Unlock()
 	if c.cancelTo == nil {

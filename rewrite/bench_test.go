@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func BenchmarkRewrite(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for _, q := range c.queries {
-					if _, err := r.Rewrite(q, id); err != nil {
+					if _, err := r.Rewrite(context.Background(), q, id); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -98,7 +99,7 @@ func BenchmarkRewrite(b *testing.B) {
 			r := c.r(b, Options{})
 			variants := make([][]string, len(c.queries))
 			for i, q := range c.queries {
-				if n, ok := normalize(strings.ReplaceAll(q, "$1", "1")); ok {
+				if n, ok := normalize(nil, strings.ReplaceAll(q, "$1", "1")); ok {
 					for v := range 64 {
 						consts := make([]string, len(n.consts))
 						for k, kind := range n.kinds {
@@ -116,7 +117,7 @@ func BenchmarkRewrite(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				for _, vs := range variants {
 					if len(vs) > 0 {
-						if _, err := r.Rewrite(vs[i%len(vs)], id); err != nil {
+						if _, err := r.Rewrite(context.Background(), vs[i%len(vs)], id); err != nil {
 							b.Fatal(err)
 						}
 					}
@@ -126,7 +127,7 @@ func BenchmarkRewrite(b *testing.B) {
 		b.Run(c.name+"/rewrite_cached", func(b *testing.B) {
 			r := c.r(b, Options{})
 			for _, q := range c.queries {
-				if _, err := r.Rewrite(q, id); err != nil {
+				if _, err := r.Rewrite(context.Background(), q, id); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -134,7 +135,7 @@ func BenchmarkRewrite(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				for _, q := range c.queries {
-					if _, err := r.Rewrite(q, id); err != nil {
+					if _, err := r.Rewrite(context.Background(), q, id); err != nil {
 						b.Fatal(err)
 					}
 				}

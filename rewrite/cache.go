@@ -33,6 +33,14 @@ func newCache(max int64) *cache {
 	return &cache{max: max, ll: list.New(), items: map[string]*list.Element{}}
 }
 
+// maxEntryShare: a statement longer than the cache's bytes over this is not
+// cached, so that one client's huge statements neither flush everyone's
+// entries nor pay for a key and a second (template) rewrite of their text.
+const maxEntryShare = 16
+
+// fits reports whether a statement of textLen bytes may be cached.
+func (c *cache) fits(textLen int) bool { return int64(textLen) <= c.max/maxEntryShare }
+
 func (c *cache) get(key string) (*Result, bool) {
 	res, ok := c.lookup(key).(*Result)
 	return res, ok

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,14 +14,14 @@ func TestCacheServesOnlyIdenticalSessions(t *testing.T) {
 	base := policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier,
 		Groups: []string{"pii", "analysts"}, Attributes: map[string][]string{"regions": {"EU", "NA"}}}
 	const sql = "SELECT * FROM customers JOIN orders USING (customer_id)"
-	first, err := r.Rewrite(sql, &base)
+	first, err := r.Rewrite(context.Background(), sql, &base)
 	if err != nil {
 		t.Fatal(err)
 	}
 	same := base
 	same.Groups = []string{"analysts", "pii"} // order does not matter
 	same.SessionID = "other session"
-	hit, err := r.Rewrite(sql, &same)
+	hit, err := r.Rewrite(context.Background(), sql, &same)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,8 +51,8 @@ func TestCacheServesOnlyIdenticalSessions(t *testing.T) {
 			t.Errorf("%s: same cache key as the base session", name)
 		}
 		// And the result is the same as an uncached rewrite.
-		got, err1 := r.Rewrite(sql, &id)
-		want, err2 := r.rewrite(sql, &id, nil, nil)
+		got, err1 := r.Rewrite(context.Background(), sql, &id)
+		want, err2 := r.rewrite(nil, sql, &id, nil, nil)
 		if (err1 == nil) != (err2 == nil) || (err1 == nil && got.SQL != want.SQL) {
 			t.Errorf("%s: cached %v / %v, uncached %v / %v", name, got, err1, want, err2)
 		}
@@ -87,7 +88,7 @@ func TestCacheBoundedByBytes(t *testing.T) {
 func TestCacheDisabledAndConcurrent(t *testing.T) {
 	off := demoRewriter(t, Options{CacheBytes: -1})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
-	res, err := off.Rewrite("SELECT 1", id)
+	res, err := off.Rewrite(context.Background(), "SELECT 1", id)
 	if err != nil || res.Cacheable {
 		t.Fatalf("disabled cache: %v %v", res, err)
 	}
@@ -101,12 +102,12 @@ func TestCacheDisabledAndConcurrent(t *testing.T) {
 			id := &policy.Identity{Kind: policy.KindEmbed, Tenant: tenant, Role: policy.RoleQuerier}
 			for i := 0; i < 200; i++ {
 				sql := fmt.Sprintf("SELECT count(*) FROM orders WHERE order_id > %d", i%50)
-				res, err := r.Rewrite(sql, id)
+				res, err := r.Rewrite(context.Background(), sql, id)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				want, _ := r.rewrite(sql, id, nil, nil)
+				want, _ := r.rewrite(nil, sql, id, nil, nil)
 				if res.SQL != want.SQL {
 					t.Errorf("tenant %s got %s", tenant, res.SQL)
 					return

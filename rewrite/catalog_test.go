@@ -98,7 +98,7 @@ func TestCatalogDriverQueries(t *testing.T) {
 					if sql == q && rel != "customers" {
 						continue // not about one relation: once is enough
 					}
-					res, err := r.Rewrite(sql, id)
+					res, err := r.Rewrite(context.Background(), sql, id)
 					if err != nil {
 						t.Errorf("query %d (%s): rewrite: %v\n%s", qi, rel, err, sql)
 						continue
@@ -207,7 +207,7 @@ func TestCatalogOracles(t *testing.T) {
 		{"SELECT * FROM pg_stat_user_tables", "error: 42501"},
 		{"SELECT * FROM pg_statistic", "error: 42501"},
 	} {
-		res, err := r.Rewrite(c.sql, id)
+		res, err := r.Rewrite(context.Background(), c.sql, id)
 		got := ""
 		if err != nil {
 			got = "error: " + formatOutcome(nil, err)[7:12]
@@ -244,7 +244,7 @@ func BenchmarkCatalogRewrite(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for _, q := range queries {
-			if _, err := r.Rewrite(q, id); err != nil {
+			if _, err := r.Rewrite(context.Background(), q, id); err != nil {
 				b.Fatal(err)
 			}
 		}

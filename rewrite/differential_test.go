@@ -102,7 +102,7 @@ func runDifferential(t *testing.T, c corpus) {
 			for qi, q := range c.queries {
 				runs++
 				where := fmt.Sprintf("%s #%d as %s (%s)", c.name, qi+1, tenant, sess.name)
-				res, err := r.Rewrite(q, sess.id(tenant))
+				res, err := r.Rewrite(context.Background(), q, sess.id(tenant))
 				if err != nil {
 					t.Errorf("%s: rewrite: %v", where, err)
 					continue

@@ -58,7 +58,7 @@ func bigRewriter(t *testing.T) (*pgx.Conn, *Rewriter, *policy.Identity) {
 
 func explain(t *testing.T, conn *pgx.Conn, r *Rewriter, id *policy.Identity, sql string) string {
 	t.Helper()
-	res, err := r.Rewrite(sql, id)
+	res, err := r.Rewrite(context.Background(), sql, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestPushdownUsesIndexes(t *testing.T) {
 		!strings.Contains(text, "Subquery Scan") {
 		t.Errorf("masked column pushed down:\n%s", text)
 	}
-	res, err := r.Rewrite("PREPARE q(bigint) AS SELECT v FROM metrics WHERE id = $1", id)
+	res, err := r.Rewrite(context.Background(), "PREPARE q(bigint) AS SELECT v FROM metrics WHERE id = $1", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ INSERT INTO hits VALUES ('a', '2024-03-01', 1), ('a', '2024-04-01', 2), ('b', '2
 	}
 	ctx := context.Background()
 	conn, r := liveRewriter(t, u, p)
-	res, err := r.Rewrite("SELECT sum(n) FROM hits", &policy.Identity{Kind: policy.KindEmbed, Tenant: "a", Role: policy.RoleQuerier})
+	res, err := r.Rewrite(context.Background(), "SELECT sum(n) FROM hits", &policy.Identity{Kind: policy.KindEmbed, Tenant: "a", Role: policy.RoleQuerier})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +154,7 @@ func TestParameterRangesPushdown(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			res, err := r.RewriteParams(tt.sql, id, tt.types)
+			res, err := r.RewriteParams(context.Background(), tt.sql, id, tt.types)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -175,7 +175,7 @@ func TestParameterRangesPushdown(t *testing.T) {
 			}
 		})
 	}
-	res, err := r.RewriteParams("EXPLAIN (COSTS OFF) "+rng, id, nil)
+	res, err := r.RewriteParams(context.Background(), "EXPLAIN (COSTS OFF) "+rng, id, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,12 +183,12 @@ func TestParameterRangesPushdown(t *testing.T) {
 		t.Errorf("range not pushed to the index:\n%s", text)
 	}
 	// BETWEEN goes in as its two comparisons.
-	if res, err := r.RewriteParams("SELECT count(*) FROM metrics WHERE id BETWEEN $1 AND $2", id, nil); err != nil ||
+	if res, err := r.RewriteParams(context.Background(), "SELECT count(*) FROM metrics WHERE id BETWEEN $1 AND $2", id, nil); err != nil ||
 		!strings.Contains(res.SQL, "tenant_id = 't7' AND id >= $1::int AND id <= $2::int ") {
 		t.Errorf("BETWEEN of parameters: %v\n%v", err, res)
 	}
 	// The simple protocol's Rewrite knows no declared types: = only.
-	if res, _ := r.Rewrite(rng, id); strings.Contains(res.SQL, "id > $1::int") {
+	if res, _ := r.Rewrite(context.Background(), rng, id); strings.Contains(res.SQL, "id > $1::int") {
 		t.Errorf("Rewrite pushed a parameter range without knowing its type:\n%s", res.SQL)
 	}
 }

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,7 +34,7 @@ func FuzzRewrite(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, sql string) {
 		for _, id := range ids {
-			res, err := r.Rewrite(sql, id)
+			res, err := r.Rewrite(context.Background(), sql, id)
 			if err != nil {
 				if pgerr.SQLStateOf(err) == pgerr.InternalError {
 					t.Fatalf("internal error (recovered panic) for %q: %v", sql, err)

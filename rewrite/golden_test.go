@@ -129,7 +129,7 @@ func TestGolden(t *testing.T) {
 	for _, path := range goldenFiles(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			checkGolden(t, path, func(c *goldenCase, id *policy.Identity) string {
-				res, rerr := r.Rewrite(c.input, id)
+				res, rerr := r.Rewrite(context.Background(), c.input, id)
 				if rerr == nil {
 					if _, err := pg_query.Parse(res.SQL); err != nil {
 						t.Errorf("%s:%d: output does not parse: %v\n%s", path, c.line, err, res.SQL)
@@ -205,7 +205,7 @@ func TestGoldenExecute(t *testing.T) {
 				continue
 			}
 			id, _ := parseSession(c.session)
-			res, err := r.Rewrite(c.input, id)
+			res, err := r.Rewrite(context.Background(), c.input, id)
 			if err != nil {
 				t.Errorf("%s:%d: %v", path, c.line, err)
 				continue

@@ -170,7 +170,7 @@ func TestNoLeak(t *testing.T) {
 	for _, groups := range [][]string{nil, {"pii", "analysts"}} {
 		id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier, Groups: groups}
 		for _, sql := range attacks {
-			res, err := r.Rewrite(sql, id)
+			res, err := r.Rewrite(context.Background(), sql, id)
 			if err != nil {
 				t.Errorf("%q: rewrite: %v", sql, err)
 				continue
@@ -218,7 +218,7 @@ func TestMaskedValuesOnly(t *testing.T) {
 		`SELECT count(*) FROM customers WHERE email::int = 0`,
 		`SELECT email FROM customers WHERE email LIKE 'alice%'`,
 	} {
-		res, err := r.Rewrite(sql, id)
+		res, err := r.Rewrite(context.Background(), sql, id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -242,7 +242,7 @@ func TestFenceDivisionByZero(t *testing.T) {
 		`SELECT count(*) FROM orders o JOIN customers c USING (customer_id) WHERE 1 / (o.total - ` + k + `) <> 0`,
 		`SELECT count(*) FROM orders WHERE (CASE WHEN total = ` + k + ` THEN 'x' ELSE '1' END)::int = 1`,
 	} {
-		res, err := r.Rewrite(sql, id)
+		res, err := r.Rewrite(context.Background(), sql, id)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ func BenchmarkNormalize(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				normalize(c.sql)
+				normalize(nil, c.sql)
 			}
 		})
 	}

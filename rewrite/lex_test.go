@@ -16,7 +16,7 @@ func sameAsScan(t testing.TB, sql string) bool {
 	if !sure {
 		return false
 	}
-	w, wok := scanNormalize(sql)
+	w, wok := scanNormalize(nil, sql)
 	if ok != wok || n.text != w.text || string(n.kinds) != string(w.kinds) || !slices.Equal(n.consts, w.consts) {
 		t.Errorf("lexConstants(%q)\n= %v %q %q %q\nscan path\n= %v %q %q %q", sql, ok, n.text, n.kinds, n.consts, wok, w.text, w.kinds, w.consts)
 	}

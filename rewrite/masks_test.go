@@ -83,7 +83,7 @@ func TestMasksAndFiltersOnPostgres(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			id := tc.id
 			id.Kind, id.Role = policy.KindEmbed, policy.RoleQuerier
-			res, err := r.Rewrite(tc.sql, &id)
+			res, err := r.Rewrite(context.Background(), tc.sql, &id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -116,7 +116,7 @@ func TestMasksAndFiltersOnPostgres(t *testing.T) {
 		})
 	}
 	id := &policy.Identity{Kind: policy.KindEmbed, Role: policy.RoleQuerier, Tenant: "t1"}
-	if _, err := r.Rewrite("SELECT secret FROM colors", id); err == nil || !strings.Contains(err.Error(), "permission denied for column secret of relation colors") {
+	if _, err := r.Rewrite(context.Background(), "SELECT secret FROM colors", id); err == nil || !strings.Contains(err.Error(), "permission denied for column secret of relation colors") {
 		t.Errorf("denied column of a shared relation: %v", err)
 	}
 }
@@ -137,7 +137,7 @@ relations:
 	}
 	ctx := context.Background()
 	conn, r := liveRewriter(t, u, p)
-	res, err := r.Rewrite("SELECT count(*) FROM people", &policy.Identity{Kind: policy.KindEmbed, Tenant: "t1", Role: policy.RoleQuerier})
+	res, err := r.Rewrite(context.Background(), "SELECT count(*) FROM people", &policy.Identity{Kind: policy.KindEmbed, Tenant: "t1", Role: policy.RoleQuerier})
 	if err != nil {
 		t.Fatal(err)
 	}

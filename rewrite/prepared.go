@@ -97,12 +97,13 @@ const (
 type prepForm struct {
 	literal []bool // per constant: stays a literal (see above)
 	probe   *Probe
+	m       *meter // while newPrepForm scans; nil after
 }
 
 // newPrepForm decides which of a template's constants may become
 // parameters, by where they stand in its rewritten text sql. Nil when the
 // text has no place for one.
-func newPrepForm(sql string, kinds []byte) *prepForm {
+func newPrepForm(m *meter, sql string, kinds []byte) *prepForm {
 	// sql is a rewrite, a little deeper than the statement that passed
 	// checkDepth: bound it too rather than reason about the margin.
 	if checkDepth(sql) != nil {
@@ -112,8 +113,12 @@ func newPrepForm(sql string, kinds []byte) *prepForm {
 	if err != nil || len(tree.Stmts) != 1 {
 		return nil
 	}
-	f := &prepForm{literal: make([]bool, len(kinds)), probe: &Probe{}}
+	f := &prepForm{literal: make([]bool, len(kinds)), probe: &Probe{}, m: m}
 	f.scan(tree.Stmts[0].Stmt.ProtoReflect(), kinds)
+	f.m = nil
+	if m.check() {
+		return nil
+	}
 	for _, lit := range f.literal {
 		if !lit {
 			return f
@@ -126,6 +131,9 @@ func newPrepForm(sql string, kinds []byte) *prepForm {
 // field of every node, so that no placeholder goes unseen; the contexts
 // that matter are the few below.
 func (f *prepForm) scan(m protoreflect.Message, kinds []byte) {
+	if f.m.stop(1) {
+		return
+	}
 	switch n := m.Interface().(type) {
 	case *pg_query.SelectStmt:
 		for _, s := range n.SortClause {
@@ -210,16 +218,28 @@ func (f *prepForm) kind(pr *pg_query.ParamRef, kinds []byte) byte {
 	return 0
 }
 
+// maxParams is the most parameters a Parse or Bind message can carry.
+const maxParams = 1<<16 - 1
+
 // prepared is the template's prepared form for consts, nil when it has
-// none (no constant can be a parameter, or the warehouse rejected it).
-func (t *template) prepared(consts []string, kinds []byte) *Prepared {
+// none (no constant can be a parameter, more than maxParams would be, the
+// warehouse rejected it, or m stopped).
+func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 	f := t.prep
 	if f == nil || f.probe.State() == ProbeRejected || len(kinds) != len(f.literal) {
 		return nil
 	}
 	pr := &Prepared{Probe: f.probe}
 	param := make([]int, len(consts)) // 1-based parameter of each constant; 0 for a literal
+	// The parameter already given to each number, by kind (constInt,
+	// constFloat): a map, where a search of the constants before made
+	// statements of many constants quadratic; a search still for a few.
+	var shared [2]map[string]int
+	search := len(consts) <= 16
 	for k := range consts {
+		if m.stop(1) {
+			return nil
+		}
 		if f.literal[k] {
 			continue
 		}
@@ -227,18 +247,40 @@ func (t *template) prepared(consts []string, kinds []byte) *Prepared {
 		if !ok {
 			continue
 		}
-		if kinds[k] != constString {
+		num := -1
+		switch kinds[k] {
+		case constInt:
+			num = 0
+		case constFloat:
+			num = 1
+		}
+		switch {
+		case num >= 0 && search:
 			for j := 0; j < k; j++ {
 				if param[j] != 0 && kinds[j] == kinds[k] && consts[j] == consts[k] {
 					param[k] = param[j]
 					break
 				}
 			}
+		case num >= 0:
+			param[k] = shared[num][consts[k]]
 		}
-		if param[k] == 0 {
-			pr.ParamOIDs = append(pr.ParamOIDs, oid)
-			pr.Params = append(pr.Params, val)
-			param[k] = len(pr.Params)
+		if param[k] != 0 {
+			continue
+		}
+		if len(pr.Params) == maxParams {
+			// The protocol counts parameters in 16 bits: such a
+			// statement runs as it came, with its literals.
+			return nil
+		}
+		pr.ParamOIDs = append(pr.ParamOIDs, oid)
+		pr.Params = append(pr.Params, val)
+		param[k] = len(pr.Params)
+		if num >= 0 && !search {
+			if shared[num] == nil {
+				shared[num] = make(map[string]int)
+			}
+			shared[num][consts[k]] = param[k]
 		}
 	}
 	if len(pr.Params) == 0 {

@@ -40,9 +40,9 @@ func formatPrepared(res *Result, err error) string {
 func TestPreparedGolden(t *testing.T) {
 	r := demoRewriter(t, Options{MaxStatementTimeout: 5 * time.Minute, Database: "analytics"})
 	checkGolden(t, preparedForms, func(c *goldenCase, id *policy.Identity) string {
-		got := formatPrepared(r.Rewrite(c.input, id))
+		got := formatPrepared(r.Rewrite(context.Background(), c.input, id))
 		// The first statement of a shape and a later one alike.
-		if again := formatPrepared(r.Rewrite(c.input+" ", id)); again != got {
+		if again := formatPrepared(r.Rewrite(context.Background(), c.input+" ", id)); again != got {
 			t.Errorf("%s:%d: second statement of the shape:\n%s\nfirst:\n%s", preparedForms, c.line, again, got)
 		}
 		return got
@@ -87,7 +87,7 @@ func TestPreparedMatchesLiteral(t *testing.T) {
 	pc := conn.PgConn()
 	var compared, rejected, generic int
 	for _, s := range stmts {
-		res, err := r.Rewrite(s.sql, s.id)
+		res, err := r.Rewrite(context.Background(), s.sql, s.id)
 		if err != nil || res.Prepared == nil {
 			continue
 		}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -29,6 +30,10 @@ type Options struct {
 	// Fingerprints fills Result.Fingerprint, which costs a second parse of
 	// the statement: for audit and statement logs, which group by it.
 	Fingerprints bool
+	// Gate bounds rewrites across the process (budget.go): give every
+	// Rewriter of a process the same one. Nil gives the Rewriter a gate of
+	// its own with the default limits.
+	Gate *Gate
 }
 
 const defaultCacheBytes = 64 << 20
@@ -45,6 +50,7 @@ type Rewriter struct {
 	embed map[string]*relTemplate // by schema.name
 	inter map[string]*relTemplate
 	cache *cache
+	gate  *Gate
 	// bodies caches parsed catalog view bodies (catalog.go).
 	bodies *bodyCache
 }
@@ -80,8 +86,13 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts, bodies: &bodyCache{}}
+	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}}
 	var err error
+	if r.gate == nil {
+		if r.gate, err = NewGate(Limits{}); err != nil {
+			return nil, err
+		}
+	}
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err
 	}
@@ -149,19 +160,23 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 // Each reference to an exposed relation, at any depth, becomes a fenced
 // subquery in place (see fencedSubquery); anything the rewriter does not know
 // how to check is refused.
-func (r *Rewriter) Rewrite(sql string, id *policy.Identity) (*Result, error) {
-	return r.rewriteFor(sql, id, nil)
+//
+// The rewrite stops when ctx ends (57014, or the context's cause when that
+// is a *pgerr.Error) and within the limits of the Rewriter's Gate (54000
+// past its budget, 53200 when memory is short).
+func (r *Rewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*Result, error) {
+	return r.rewriteFor(ctx, sql, id, nil)
 }
 
 // RewriteParams is Rewrite for a statement the client prepares with the
 // extended protocol's Parse, given the parameter types it declared there
 // (0, or none, for unspecified). Knowing them lets comparisons of columns
 // with parameters other than = be pushed into the fence (pushdown.go).
-func (r *Rewriter) RewriteParams(sql string, id *policy.Identity, paramTypes []uint32) (*Result, error) {
-	return r.rewriteFor(sql, id, &params{types: paramTypes})
+func (r *Rewriter) RewriteParams(ctx context.Context, sql string, id *policy.Identity, paramTypes []uint32) (*Result, error) {
+	return r.rewriteFor(ctx, sql, id, &params{types: paramTypes})
 }
 
-func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res *Result, err error) {
+func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identity, prm *params) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = nil, pgerr.New(pgerr.InternalError, "internal error in statement rewrite")
@@ -176,46 +191,72 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 	if id.Tenant != "" && !r.pol.KnowsTenant(id.Tenant) {
 		return nil, pgerr.Denied("permission denied: unknown tenant")
 	}
-	if r.cache == nil {
-		res, perr := r.rewrite(sql, id, prm, nil)
+	// A statement too long to cache skips the cache, its key's copy of the
+	// text and the template's second rewrite.
+	cached := r.cache != nil && r.cache.fits(len(sql))
+	var idKey, key string
+	if cached {
+		idKey = identityKey(r.pol.Version(), id) + prm.key()
+		key = idKey + sql
+		if res, ok := r.cache.get(key); ok {
+			return res, nil
+		}
+	}
+	m, perr := r.gate.enter(ctx, len(sql))
+	if perr != nil {
+		return nil, perr
+	}
+	defer r.gate.leave(m)
+	if !cached {
+		res, perr := r.rewrite(m, sql, id, prm, nil)
 		if perr != nil {
 			return nil, perr
 		}
 		return res, nil
 	}
-	idKey := identityKey(r.pol.Version(), id) + prm.key()
-	key := idKey + sql
-	if res, ok := r.cache.get(key); ok {
-		return res, nil
+	n, ok := normalize(m, sql)
+	if m.check() {
+		return nil, m.err
 	}
-	n, ok := normalize(sql)
 	if !ok {
-		return r.rewriteCached(sql, key, id, prm, prm == nil && constantFree(sql))
+		return r.rewriteCached(m, sql, key, id, prm, prm == nil && constantFree(sql))
+	}
+	if len(n.consts) > maxParams {
+		// No prepared form can take so many (prepared.go), and a template
+		// would cost a second rewrite for a shape that hardly repeats.
+		return r.rewriteCached(m, sql, key, id, prm, false)
 	}
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
 		if t.ok {
-			res := t.instantiate(n.consts)
-			res.Prepared = t.prepared(n.consts, n.kinds)
+			res := t.instantiate(m, n.consts)
+			res.Prepared = t.prepared(m, n.consts, n.kinds)
+			if m.check() {
+				return nil, m.err
+			}
 			return res, nil
 		}
-		return r.rewriteCached(sql, key, id, prm, false)
+		return r.rewriteCached(m, sql, key, id, prm, false)
 	}
-	res, perr := r.rewrite(sql, id, prm, nil)
+	res, perr = r.rewrite(m, sql, id, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
 	res.Cacheable = true
 	t := noTemplate
 	// The text has no parameters of its own (normalize), so prm is moot.
-	if tres, perr := r.rewrite(n.text, id, nil, n.kinds); perr == nil {
+	if tres, perr := r.rewrite(m, n.text, id, nil, n.kinds); perr == nil {
 		tres.Fingerprint, tres.Cacheable = res.Fingerprint, true
-		if cand := newTemplate(tres, n.kinds); cand.ok && cand.matches(n.consts, res) {
+		if cand := newTemplate(m, tres, n.kinds); cand.ok && cand.matches(m, n.consts, res) {
 			t = cand
 			// Before the result is shared: the same text again is the
 			// same prepared statement.
-			res.Prepared = t.prepared(n.consts, n.kinds)
+			res.Prepared = t.prepared(m, n.consts, n.kinds)
 		}
+	}
+	// A stopped rewrite decided nothing about the shape: nothing is kept.
+	if m.check() {
+		return nil, m.err
 	}
 	r.cache.putTemplate(tkey, t)
 	r.cache.put(key, res)
@@ -226,8 +267,8 @@ func (r *Rewriter) rewriteFor(sql string, id *policy.Identity, prm *params) (res
 // statement without constants or parameters (constFree) that is a single
 // query gets its own rewrite as its prepared form, so that repeating it (a
 // dashboard's refresh) reuses the warehouse's plan.
-func (r *Rewriter) rewriteCached(sql, key string, id *policy.Identity, prm *params, constFree bool) (*Result, error) {
-	res, perr := r.rewrite(sql, id, prm, nil)
+func (r *Rewriter) rewriteCached(m *meter, sql, key string, id *policy.Identity, prm *params, constFree bool) (*Result, error) {
+	res, perr := r.rewrite(m, sql, id, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
@@ -246,10 +287,10 @@ func roleName(r policy.Role) string {
 	return string(r)
 }
 
-// rewrite rewrites sql in full. prm is set for a statement of the extended
-// protocol's Parse; kinds when sql is a template's placeholder text (see
-// template.go).
-func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds []byte) (*Result, *pgerr.Error) {
+// rewrite rewrites sql in full, within m. prm is set for a statement of the
+// extended protocol's Parse; kinds when sql is a template's placeholder text
+// (see template.go).
+func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *params, kinds []byte) (*Result, *pgerr.Error) {
 	// A template's text (kinds set) is a statement that passed this check
 	// with its constants turned into placeholders: tokens of the same
 	// weight (none), so the same estimate.
@@ -268,6 +309,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds [
 		// deeper than protobuf's limit, which checkDepth should prevent).
 		return nil, errTooDeep()
 	}
+	if m.check() {
+		return nil, m.err
+	}
 	tmpl := r.embed
 	if id.Kind == policy.KindInternal {
 		tmpl = r.inter
@@ -279,7 +323,7 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds [
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
 	for _, raw := range tree.Stmts {
-		p := &pass{r: r, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
+		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err
@@ -288,6 +332,9 @@ func (r *Rewriter) rewrite(sql string, id *policy.Identity, prm *params, kinds [
 		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
+		}
+		if m.check() {
+			return nil, m.err
 		}
 		if f := raw.Stmt.GetFetchStmt(); f != nil {
 			out = fetchSQL(f)

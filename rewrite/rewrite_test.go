@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestDeepAndWideStatements(t *testing.T) {
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
 	for _, n := range []int{100, 1000, 10000} {
 		deep := "SELECT " + strings.Repeat("(", n) + "1" + strings.Repeat(")", n)
-		_, err := r.Rewrite(deep, id)
+		_, err := r.Rewrite(context.Background(), deep, id)
 		var pe *pgerr.Error
 		if err != nil && !errors.As(err, &pe) {
 			t.Errorf("depth %d: %T %v", n, err, err)
@@ -25,12 +26,12 @@ func TestDeepAndWideStatements(t *testing.T) {
 			t.Errorf("depth %d: internal error", n)
 		}
 		sub := strings.Repeat("SELECT * FROM (", n/10) + "SELECT * FROM orders" + strings.Repeat(") s", n/10)
-		if _, err := r.Rewrite(sub, id); err != nil && !errors.As(err, &pe) {
+		if _, err := r.Rewrite(context.Background(), sub, id); err != nil && !errors.As(err, &pe) {
 			t.Errorf("subquery depth %d: %v", n, err)
 		}
 	}
 	wide := "SELECT count(*) FROM orders WHERE order_id IN (" + strings.Repeat("1, ", 20000) + "2)"
-	if _, err := r.Rewrite(wide, id); err != nil {
+	if _, err := r.Rewrite(context.Background(), wide, id); err != nil {
 		t.Errorf("wide IN list: %v", err)
 	}
 }
@@ -38,7 +39,7 @@ func TestDeepAndWideStatements(t *testing.T) {
 func TestStatementKinds(t *testing.T) {
 	r := demoRewriter(t, Options{CacheBytes: -1, Fingerprints: true})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
-	res, err := r.Rewrite("SET LOCAL TimeZone = 'UTC'; SELECT 1; RESET application_name; SHOW DateStyle; BEGIN; SET TRANSACTION READ ONLY; "+
+	res, err := r.Rewrite(context.Background(), "SET LOCAL TimeZone = 'UTC'; SELECT 1; RESET application_name; SHOW DateStyle; BEGIN; SET TRANSACTION READ ONLY; "+
 		"PREPARE p AS SELECT * FROM orders; EXECUTE p; DEALLOCATE p; DECLARE c CURSOR FOR SELECT 1; FETCH c; CLOSE c; DISCARD ALL; "+
 		"EXPLAIN SELECT * FROM customers JOIN orders USING (customer_id); RESET ALL", id)
 	if err != nil {
@@ -76,10 +77,10 @@ func TestStatementKinds(t *testing.T) {
 	if res.SQL != strings.Join(sqls, "; ") || res.Fingerprint == "" {
 		t.Errorf("SQL %q fingerprint %q", res.SQL, res.Fingerprint)
 	}
-	if plain, _ := demoRewriter(t, Options{CacheBytes: -1}).Rewrite("SELECT 1", id); plain.Fingerprint != "" {
+	if plain, _ := demoRewriter(t, Options{CacheBytes: -1}).Rewrite(context.Background(), "SELECT 1", id); plain.Fingerprint != "" {
 		t.Errorf("fingerprint %q without Options.Fingerprints", plain.Fingerprint)
 	}
-	empty, err := r.Rewrite("  ;  -- nothing", id)
+	empty, err := r.Rewrite(context.Background(), "  ;  -- nothing", id)
 	if err != nil || len(empty.Statements) != 1 || empty.Statements[0].Kind != KindEmpty || empty.SQL != "" {
 		t.Errorf("empty: %+v %v", empty, err)
 	}
@@ -98,7 +99,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELECT * FROM orders TABLESAMPLE system (1)", pgerr.FeatureNotSupported},
 		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELECT $0", "42P02"},
 	} {
-		_, err := r.Rewrite(tc.sql, tc.id)
+		_, err := r.Rewrite(context.Background(), tc.sql, tc.id)
 		var pe *pgerr.Error
 		if !errors.As(err, &pe) || pe.Code != tc.code {
 			t.Errorf("%q: got %v, want SQLSTATE %s", tc.sql, err, tc.code)
@@ -112,7 +113,7 @@ func TestSameErrorWhetherRelationExists(t *testing.T) {
 	// internal_costs exists in the warehouse, nope does not, events is listed but not published.
 	var msgs []string
 	for _, rel := range []string{"internal_costs", "nope_costs_xx", "events"} {
-		_, err := r.Rewrite("SELECT * FROM "+rel, id)
+		_, err := r.Rewrite(context.Background(), "SELECT * FROM "+rel, id)
 		var pe *pgerr.Error
 		if !errors.As(err, &pe) {
 			t.Fatalf("%s: %v", rel, err)
@@ -129,7 +130,7 @@ func TestSameErrorWhetherRelationExists(t *testing.T) {
 func TestSavepointStatements(t *testing.T) {
 	r := demoRewriter(t, Options{CacheBytes: -1})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
-	res, err := r.Rewrite(`BEGIN; SAVEPOINT a; RELEASE SAVEPOINT a; SAVEPOINT "B b"; ROLLBACK TO b; ROLLBACK TO SAVEPOINT "B b"; RELEASE b; ROLLBACK`, id)
+	res, err := r.Rewrite(context.Background(), `BEGIN; SAVEPOINT a; RELEASE SAVEPOINT a; SAVEPOINT "B b"; ROLLBACK TO b; ROLLBACK TO SAVEPOINT "B b"; RELEASE b; ROLLBACK`, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,15 +49,16 @@ type normalized struct {
 // normalize replaces sql's constants by placeholders. It reports false when
 // there is nothing to share (no constants) or the text is not fit for it:
 // it has parameters of its own, or does not lex.
-func normalize(sql string) (normalized, bool) {
+func normalize(m *meter, sql string) (normalized, bool) {
 	if n, ok, sure := lexConstants(sql); sure {
+		m.stop(len(n.consts))
 		return n, ok
 	}
-	return scanNormalize(sql)
+	return scanNormalize(m, sql)
 }
 
 // scanNormalize is normalize by PostgreSQL's own lexer, for any text.
-func scanNormalize(sql string) (normalized, bool) {
+func scanNormalize(m *meter, sql string) (normalized, bool) {
 	scan, err := pg_query.Scan(sql)
 	if err != nil {
 		return normalized{}, false
@@ -66,6 +67,9 @@ func scanNormalize(sql string) (normalized, bool) {
 	var b strings.Builder
 	last := 0
 	for _, tok := range scan.Tokens {
+		if m.stop(1) {
+			return normalized{}, false
+		}
 		var kind byte
 		switch tok.Token {
 		case pg_query.Token_ICONST:
@@ -127,7 +131,7 @@ var errNoTemplate = pgerr.New(pgerr.FeatureNotSupported, "statement shape is not
 
 // newTemplate splits a rewrite of n.text at its placeholders; kinds are
 // n's constant kinds.
-func newTemplate(res *Result, kinds []byte) *template {
+func newTemplate(m *meter, res *Result, kinds []byte) *template {
 	nconsts := len(kinds)
 	t := &template{ok: true, res: res}
 	for _, st := range res.Statements {
@@ -141,6 +145,9 @@ func newTemplate(res *Result, kinds []byte) *template {
 		var parts []string
 		var slots []int
 		last := 0
+		if m.stop(len(refs)) {
+			return noTemplate
+		}
 		for _, ref := range refs {
 			if ref.n < 1 || ref.n > nconsts || ref.start < last {
 				return noTemplate
@@ -153,13 +160,13 @@ func newTemplate(res *Result, kinds []byte) *template {
 		t.slots = append(t.slots, slots)
 	}
 	if len(res.Statements) == 1 && len(t.slots[0]) > 0 {
-		t.prep = newPrepForm(res.Statements[0].SQL, kinds)
+		t.prep = newPrepForm(m, res.Statements[0].SQL, kinds)
 	}
 	return t
 }
 
-// instantiate puts consts into the template.
-func (t *template) instantiate(consts []string) *Result {
+// instantiate puts consts into the template; m counts them.
+func (t *template) instantiate(m *meter, consts []string) *Result {
 	res := *t.res
 	res.Statements = make([]Statement, len(t.res.Statements))
 	sqls := make([]string, len(res.Statements))
@@ -171,6 +178,7 @@ func (t *template) instantiate(consts []string) *Result {
 		for _, k := range t.slots[i] {
 			n += len(consts[k])
 		}
+		m.stop(len(t.slots[i]))
 		var b strings.Builder
 		b.Grow(n)
 		for j, k := range t.slots[i] {
@@ -192,8 +200,8 @@ func (t *template) instantiate(consts []string) *Result {
 
 // matches reports whether the template instantiated with consts is the
 // statement's own rewrite, want.
-func (t *template) matches(consts []string, want *Result) bool {
-	got := t.instantiate(consts)
+func (t *template) matches(m *meter, consts []string, want *Result) bool {
+	got := t.instantiate(m, consts)
 	if len(got.Statements) != len(want.Statements) || got.SQL != want.SQL {
 		return false
 	}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -38,7 +39,7 @@ func TestNormalize(t *testing.T) {
 		{sql: "SELECT 'unterminated", ok: false},
 	}
 	for _, tt := range tests {
-		n, ok := normalize(tt.sql)
+		n, ok := normalize(nil, tt.sql)
 		if ok != tt.ok {
 			t.Errorf("normalize(%q) ok = %v, want %v", tt.sql, ok, tt.ok)
 			continue
@@ -57,16 +58,16 @@ func TestNormalize(t *testing.T) {
 func TestTemplateServesSimpleProtocol(t *testing.T) {
 	r := demoRewriter(t, Options{Fingerprints: true})
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
-	first, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 17", id)
+	first, err := r.Rewrite(context.Background(), "SELECT total FROM orders WHERE order_id = 17", id)
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, _ := normalize("SELECT total FROM orders WHERE order_id = 17")
+	n, _ := normalize(nil, "SELECT total FROM orders WHERE order_id = 17")
 	tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), id)))
 	if !ok || !tm.ok {
 		t.Fatalf("no usable template after the first statement (found %v)", ok)
 	}
-	got, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 42", id)
+	got, err := r.Rewrite(context.Background(), "SELECT total FROM orders WHERE order_id = 42", id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func TestTemplateServesSimpleProtocol(t *testing.T) {
 	}
 	// Another tenant gets its own template, never acme's.
 	other := &policy.Identity{Kind: policy.KindEmbed, Tenant: "globex", Role: policy.RoleQuerier}
-	g, err := r.Rewrite("SELECT total FROM orders WHERE order_id = 43", other)
+	g, err := r.Rewrite(context.Background(), "SELECT total FROM orders WHERE order_id = 43", other)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,11 +102,11 @@ func TestTemplateDeclinesValueSensitiveShapes(t *testing.T) {
 		{"SELECT has_table_privilege('orders', 'SELECT')", "SELECT has_table_privilege('internal_costs', 'SELECT')", pgerr.UndefinedTable},
 		{"SELECT current_setting('search_path')", "SELECT current_setting('app.tenant')", pgerr.InsufficientPrivilege},
 	} {
-		if _, err := r.Rewrite(tt.seed, id); err != nil {
+		if _, err := r.Rewrite(context.Background(), tt.seed, id); err != nil {
 			t.Errorf("%s: %v", tt.seed, err)
 			continue
 		}
-		_, err := r.Rewrite(tt.probe, id)
+		_, err := r.Rewrite(context.Background(), tt.probe, id)
 		if got := pgerr.SQLStateOf(err); got != tt.code {
 			t.Errorf("%s after %s: %v (%s), want %s", tt.probe, tt.seed, err, got, tt.code)
 		}
@@ -156,14 +157,14 @@ func checkTemplates(t *testing.T, r, full *Rewriter, cases []templateCase) int {
 	t.Helper()
 	templated := 0
 	for _, c := range cases {
-		n, ok := normalize(c.sql)
+		n, ok := normalize(nil, c.sql)
 		if !ok {
 			continue
 		}
-		r.Rewrite(c.sql, c.id) // seeds the template
+		r.Rewrite(context.Background(), c.sql, c.id) // seeds the template
 		variant := n.withConsts(otherConsts(n.kinds))
-		got, gerr := r.Rewrite(variant, c.id)
-		want, werr := full.Rewrite(variant, c.id)
+		got, gerr := r.Rewrite(context.Background(), variant, c.id)
+		want, werr := full.Rewrite(context.Background(), variant, c.id)
 		if tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), c.id))); ok && tm.ok {
 			templated++
 		}
@@ -198,9 +199,9 @@ func otherConsts(kinds []byte) []string {
 
 // withConsts is n's text with consts in place of its placeholders.
 func (n normalized) withConsts(consts []string) string {
-	t := newTemplate(&Result{Statements: []Statement{{SQL: n.text}}}, make([]byte, len(consts)))
+	t := newTemplate(nil, &Result{Statements: []Statement{{SQL: n.text}}}, make([]byte, len(consts)))
 	if !t.ok {
 		panic("placeholder text does not lex: " + n.text)
 	}
-	return t.instantiate(consts).SQL
+	return t.instantiate(nil, consts).SQL
 }

@@ -16,6 +16,7 @@ import (
 // every step after it is a no-op.
 type pass struct {
 	r         *Rewriter
+	m         *meter // counts the walk's nodes (budget.go)
 	sql       string // the client's text, for error positions
 	id        *policy.Identity
 	tmpl      map[string]*relTemplate
@@ -416,6 +417,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 }
 
 func (p *pass) note(rel string) {
+	p.m.stop(len(p.relations)) // the walk checks the meter at its next node
 	for _, r := range p.relations {
 		if r == rel {
 			return
@@ -594,6 +596,10 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	if p.err != nil || n == nil || n.Node == nil { // an empty node (as in SELECT DISTINCT) carries nothing
 		return
 	}
+	if p.m.stop(1) {
+		p.fail(p.m.err)
+		return
+	}
 	switch x := n.Node.(type) {
 	case *pg_query.Node_ColumnRef:
 		p.columnRef(x.ColumnRef, s)
@@ -752,8 +758,15 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	if col == nil { // rel.*
 		return
 	}
+	// Name resolution scans the FROM items of every level out, as
+	// PostgreSQL's does: charged to the meter, so that a statement of
+	// many items and many references stops within its budget.
 	if len(f) == 1 {
 		for lv := s; lv != nil; lv = lv.parent {
+			if p.m.stop(len(lv.items)) {
+				p.fail(p.m.err)
+				return
+			}
 			var denied *view
 			for _, it := range lv.items {
 				switch {
@@ -776,6 +789,10 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 	qual := f[len(f)-2].GetString_().GetSval()
 	for lv := s; lv != nil; lv = lv.parent {
+		if p.m.stop(len(lv.items)) {
+			p.fail(p.m.err)
+			return
+		}
 		for i := len(lv.items) - 1; i >= 0; i-- {
 			it := lv.items[i]
 			if it.alias != qual {

@@ -63,7 +63,7 @@ func TestCorpus(t *testing.T) {
 			defer conn.Close(context.Background())
 			for _, q := range s.Queries {
 				t.Run(strings.TrimPrefix(q.Name, s.Name+"/"), func(t *testing.T) {
-					res, err := rw.Rewrite(q.SQL, identity(s.Tenant))
+					res, err := rw.Rewrite(context.Background(), q.SQL, identity(s.Tenant))
 					if err != nil {
 						t.Fatalf("rewrite: %v", err)
 					}
@@ -112,11 +112,11 @@ func benchRewrite(b *testing.B, cacheBytes int64) {
 		for _, q := range s.Queries {
 			b.Run(q.Name, func(b *testing.B) {
 				b.ReportAllocs()
-				if _, err := rw.Rewrite(q.SQL, id); err != nil {
+				if _, err := rw.Rewrite(context.Background(), q.SQL, id); err != nil {
 					b.Fatal(err)
 				}
 				for b.Loop() {
-					if _, err := rw.Rewrite(q.SQL, id); err != nil {
+					if _, err := rw.Rewrite(context.Background(), q.SQL, id); err != nil {
 						b.Fatal(err)
 					}
 				}

@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // Key file names `pgwarden keygen` writes, stable so that configs can name them.
@@ -205,7 +206,11 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	rw, err := newRewriter(ctx, cfg, name, p)
+	gate, err := rewrite.NewGate(rewriteLimits(cfg))
+	if err != nil {
+		return err
+	}
+	rw, err := newRewriter(ctx, cfg, name, p, gate)
 	if err != nil {
 		return err
 	}
@@ -218,7 +223,7 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *internal {
 		ident.Kind = policy.KindInternal
 	}
-	res, err := rw.Rewrite(strings.Join(fs.Args(), " "), ident)
+	res, err := rw.Rewrite(ctx, strings.Join(fs.Args(), " "), ident)
 	if err != nil {
 		var pe *pgerr.Error
 		if errors.As(err, &pe) {
@@ -288,7 +293,7 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if _, _, err := loadWarehouses(ctx, cfg, *withCatalog); err != nil {
+	if _, _, err := loadWarehouses(ctx, cfg, *withCatalog, nil); err != nil {
 		return err
 	}
 	for name, w := range cfg.Warehouses {

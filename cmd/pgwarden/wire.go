@@ -51,6 +51,8 @@ type app struct {
 	audit      *os.File
 	// draining is set at shutdown: /readyz fails from then on.
 	draining atomic.Bool
+	// gate bounds the rewrites of every warehouse, across policy reloads.
+	gate *rewrite.Gate
 }
 
 // policySet answers the ticket service's questions over every warehouse's
@@ -130,6 +132,27 @@ func proxyConfig(c *config.File) proxy.Config {
 	}
 }
 
+// rewriteLimits is what the configuration allows statement rewrites.
+func rewriteLimits(c *config.File) rewrite.Limits {
+	return rewrite.Limits{
+		Concurrency: c.Proxy.RewriteConcurrency,
+		MemoryBytes: c.Proxy.RewriteMemoryBytes,
+		MemoryWait:  c.Proxy.RewriteMemoryWait,
+		Timeout:     c.Proxy.RewriteTimeout,
+	}
+}
+
+// registerGate exports the gate's state as gauges.
+func registerGate(reg prometheus.Registerer, g *rewrite.Gate) {
+	gauge := func(name, help string, v func(rewrite.GateStats) int64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return float64(v(g.Stats())) }))
+	}
+	gauge("pgwarden_rewrites_running", "Statements being rewritten.", func(s rewrite.GateStats) int64 { return s.Running })
+	gauge("pgwarden_rewrites_waiting", "Statements waiting for rewrite memory or a rewrite slot.", func(s rewrite.GateStats) int64 { return s.Waiting })
+	gauge("pgwarden_rewrite_memory_bytes", "Bytes of statement text held by rewrites and their waits.", func(s rewrite.GateStats) int64 { return s.MemoryBytes })
+}
+
 func poolConfig(p config.Pool) proxy.PoolConfig {
 	return proxy.PoolConfig{
 		Mode:                  proxy.PoolMode(p.Mode),
@@ -166,7 +189,11 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)
 	}
-	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy))
+	if a.gate, err = rewrite.NewGate(rewriteLimits(cfg)); err != nil {
+		return nil, err
+	}
+	registerGate(a.reg, a.gate)
+	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy), a.gate)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +257,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 
 // loadWarehouses loads every warehouse's policy and, when the proxy runs,
 // its column catalog and a rewriter.
-func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool) (map[string]*rewrite.Rewriter, map[string]*policy.Policy, error) {
+func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool, gate *rewrite.Gate) (map[string]*rewrite.Rewriter, map[string]*policy.Policy, error) {
 	names := make([]string, 0, len(cfg.Warehouses))
 	for name := range cfg.Warehouses {
 		names = append(names, name)
@@ -248,7 +275,7 @@ func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool) (
 		if !withRewriters {
 			continue
 		}
-		rw, err := newRewriter(ctx, cfg, name, p)
+		rw, err := newRewriter(ctx, cfg, name, p, gate)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -257,8 +284,9 @@ func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool) (
 	return rewriters, policies, nil
 }
 
-// newRewriter loads the warehouse's catalog for p and builds its rewriter.
-func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.Policy) (*rewrite.Rewriter, error) {
+// newRewriter loads the warehouse's catalog for p and builds its rewriter,
+// bounded by gate (nil: a gate of its own).
+func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.Policy, gate *rewrite.Gate) (*rewrite.Rewriter, error) {
 	cctx, cancel := context.WithTimeout(ctx, cfg.Proxy.ConnectTimeout)
 	defer cancel()
 	conn, err := pgx.Connect(cctx, cfg.Warehouses[name].DSN)
@@ -283,6 +311,7 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 		Database: name,
 		// Audit records and statement logs (info and below) group by it.
 		Fingerprints: cfg.Audit.Path != "" || cfg.Log.Level == "info" || cfg.Log.Level == "debug",
+		Gate:         gate,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)
@@ -302,7 +331,8 @@ func (a *app) reload(ctx context.Context) error {
 			return fmt.Errorf("warehouse %s is new: adding warehouses needs a restart", name)
 		}
 	}
-	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy))
+	// The gate stays: its limits change with a restart.
+	rewriters, policies, err := loadWarehouses(ctx, cfg, a.runs(onlyProxy), a.gate)
 	if err != nil {
 		return err
 	}
