@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -336,6 +337,9 @@ type pool struct {
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	closed   bool
+	// validSettings: startup settings (name=value) the warehouse took
+	// (checkSettings), so that they are asked about once.
+	validSettings map[string]struct{}
 	// descs holds what the warehouse answered to Describe of each proxy
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
@@ -762,6 +766,58 @@ func (p *pool) startupParams(ctx context.Context) (map[string]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.params, nil
+}
+
+// maxValidSettings bounds checkSettings' memory of accepted values.
+const maxValidSettings = 1024
+
+// checkSettings asks the warehouse whether it takes a client's startup
+// settings, those that differ from its connections': each is set with
+// set_config local to a statement of its own, which changes nothing after
+// it. A value refused answers with the warehouse's error (22023 "invalid
+// value for parameter ..."), a value taken is not asked about again.
+func (p *pool) checkSettings(ctx context.Context, want, have map[string]string) error {
+	var sets []string
+	var keys []string
+	p.mu.Lock()
+	for _, name := range []string{"DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"} {
+		v, ok := want[name]
+		if !ok || strings.EqualFold(v, have[name]) {
+			continue
+		}
+		if _, ok := p.validSettings[name+"="+v]; ok {
+			continue
+		}
+		keys = append(keys, name+"="+v)
+		sets = append(sets, fmt.Sprintf("pg_catalog.set_config('%s', '%s', true)", name, strings.ReplaceAll(v, "'", "''")))
+	}
+	p.mu.Unlock()
+	if len(sets) == 0 {
+		return nil
+	}
+	b, err := p.acquire(ctx, nil)
+	if err != nil {
+		return err
+	}
+	_, err = b.query("SELECT "+strings.Join(sets, ", "), p.timeout)
+	var pe *pgerr.Error
+	if err != nil && !errors.As(err, &pe) {
+		p.release(b, false) // the connection failed, not the settings
+		return err
+	}
+	p.release(b, true)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.validSettings == nil || len(p.validSettings) >= maxValidSettings {
+		p.validSettings = map[string]struct{}{}
+	}
+	for _, k := range keys {
+		p.validSettings[k] = struct{}{}
+	}
+	p.mu.Unlock()
+	return nil
 }
 
 // close closes idle connections and makes lent ones close on return.

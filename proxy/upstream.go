@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -27,9 +28,10 @@ type ClientInfo struct {
 	Tenant    string
 	// User is the PostgreSQL user name the client sent; for logs only.
 	User string
-	// Params are the allow-listed startup parameters (client_encoding,
-	// DateStyle, TimeZone, IntervalStyle, extra_float_digits,
-	// application_name) to apply upstream.
+	// Params are the allow-listed startup parameters (DateStyle, TimeZone,
+	// IntervalStyle, extra_float_digits, application_name) to apply
+	// upstream. client_encoding is never one: warehouse connections are
+	// pinned to UTF8 (pinnedSettings).
 	Params map[string]string
 }
 
@@ -90,6 +92,10 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	for k, v := range ci.Params {
 		cfg.RuntimeParams[k] = v
 	}
+	// Startup parameters outrank the role's and the database's settings.
+	for k, v := range pinnedSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		// Names the proxy's connections in pg_stat_activity unless the
 		// client named itself.
@@ -119,6 +125,12 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		pc.Close(context.Background())
 		return nil, fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
 	}
+	for _, name := range []string{"client_encoding", "standard_conforming_strings"} {
+		if v := hc.ParameterStatuses[name]; !strings.EqualFold(v, pinnedSettings[name]) {
+			hc.Conn.Close()
+			return nil, u.unreachable(fmt.Sprintf("the warehouse reports %s %q, not %s", name, v, pinnedSettings[name]))
+		}
+	}
 	sc := &serverConn{
 		conn:      hc.Conn,
 		w:         bufio.NewWriterSize(hc.Conn, 32<<10),
@@ -143,6 +155,10 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 func (u *dsnUpstream) connectError(ctx context.Context, err error) error {
 	var pe *pgconn.PgError
 	switch {
+	case errors.As(err, &pe) && pe.Code == pgerr.InvalidParameterValue:
+		// A startup setting of the client's the warehouse refused: the
+		// client's error, in PostgreSQL's words.
+		return fmt.Errorf("%w: %w", &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}, err)
 	case errors.As(err, &pe):
 		return fmt.Errorf("%w: %w", u.unreachable(fmt.Sprintf("the warehouse refused the connection (SQLSTATE %s)", pe.Code)), err)
 	case ctx.Err() != nil || pgconn.Timeout(err):
