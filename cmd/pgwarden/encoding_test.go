@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/pgenc"
 )
 
 // clientOnly are PostgreSQL's client-only encodings: a character's second
@@ -209,6 +212,288 @@ func TestEncodingAttack(t *testing.T) {
 						}
 					})
 				}
+			}
+		})
+	}
+}
+
+// inEnc converts UTF-8 test text into a client encoding.
+func inEnc(t *testing.T, enc, s string) string {
+	t.Helper()
+	e, perr := pgenc.Lookup(enc)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	out, perr := e.EncodeString(s)
+	if perr != nil {
+		t.Fatalf("%s: %q: %v", enc, s, perr)
+	}
+	return out
+}
+
+// fromEnc converts what a client in enc received into UTF-8.
+func fromEnc(t *testing.T, enc string, b []byte) string {
+	t.Helper()
+	e, perr := pgenc.Lookup(enc)
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	out, perr := e.Decode(b)
+	if perr != nil {
+		t.Fatalf("%s: %x: %v", enc, b, perr)
+	}
+	return string(out)
+}
+
+// Issue #20: text goes through pgwarden and back in the client's encoding:
+// statement text, text parameters, result values, column names and error
+// messages; binary values pass unchanged.
+func TestEncodingRoundTrip(t *testing.T) {
+	r := startServeWith(t, zaptest.NewLogger(t, zaptest.Level(zapcore.WarnLevel)), nil)
+	su := r.superuser(t)
+	mustExec(t, su, `INSERT INTO customers (tenant_id, customer_id, name, email, country, created_at) VALUES
+		('acme', 9001, 'Zoë Müller', 'z@acme.example', 'DE', now()),
+		('acme', 9002, '€ “Zoë” Œuvre', 'e@acme.example', 'FR', now()),
+		('acme', 9003, '日本語のテキスト・カナ', 'j@acme.example', 'JP', now())`)
+	ctx := context.Background()
+	for _, tc := range []struct {
+		enc, name, alias string
+		id               int
+		raw              string // the name's bytes in enc, spelled out
+	}{
+		{"LATIN1", "Zoë Müller", "prénom", 9001, "Zo\xeb M\xfcller"},
+		{"WIN1252", "€ “Zoë” Œuvre", "prénom€", 9002, "\x80 \x93Zo\xeb\x94 \x8cuvre"},
+		{"SJIS", "日本語のテキスト・カナ", "名前", 9003, "\x93\xfa\x96\x7b\x8c\xea\x82\xcc\x83\x65\x83\x4c\x83\x58\x83\x67\x81\x45\x83\x4a\x83\x69"},
+		{"EUC_JP", "日本語のテキスト・カナ", "名前", 9003, "\xc6\xfc\xcb\xdc\xb8\xec\xa4\xce\xa5\xc6\xa5\xad\xa5\xb9\xa5\xc8\xa1\xa6\xa5\xab\xa5\xca"},
+	} {
+		t.Run(tc.enc, func(t *testing.T) {
+			if got := inEnc(t, tc.enc, tc.name); got != tc.raw {
+				t.Fatalf("test data: %q in %s is %x, want %x", tc.name, tc.enc, got, tc.raw)
+			}
+			conn, err := r.encConnect(t, tc.enc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Simple protocol: the literal and the alias in the client's encoding.
+			sql := inEnc(t, tc.enc, fmt.Sprintf(`SELECT name AS "%s", length(name), customer_id FROM customers WHERE name = '%s'`, tc.alias, tc.name))
+			res, err := conn.Exec(ctx, sql).ReadAll()
+			if err != nil {
+				t.Fatal(err)
+			}
+			rows := rowsOf(res)
+			if len(rows) != 1 || rows[0][0] != tc.raw || rows[0][1] != fmt.Sprint(len([]rune(tc.name))) || rows[0][2] != fmt.Sprint(tc.id) {
+				t.Fatalf("simple: rows %q, want [[%q %d %d]]", rows, tc.raw, len([]rune(tc.name)), tc.id)
+			}
+			if got := fromEnc(t, tc.enc, []byte(res[0].FieldDescriptions[0].Name)); got != tc.alias {
+				t.Errorf("simple: column %q, want %q", got, tc.alias)
+			}
+			if got := string(res[0].CommandTag.String()); got != "SELECT 1" {
+				t.Errorf("tag %q", got)
+			}
+			// Extended protocol: the name as a text parameter, the id in binary.
+			rr := conn.ExecParams(ctx, inEnc(t, tc.enc, fmt.Sprintf(`SELECT name AS "%s", customer_id FROM customers WHERE name = $1`, tc.alias)),
+				[][]byte{[]byte(tc.raw)}, nil, []int16{0}, []int16{0, 1}).Read()
+			if rr.Err != nil {
+				t.Fatal(rr.Err)
+			}
+			if len(rr.Rows) != 1 || string(rr.Rows[0][0]) != tc.raw || !bytes.Equal(rr.Rows[0][1], []byte{0, 0, byte(tc.id >> 8), byte(tc.id)}) {
+				t.Fatalf("extended: rows %q", rowsOf([]*pgconn.Result{rr}))
+			}
+			if got := fromEnc(t, tc.enc, []byte(rr.FieldDescriptions[0].Name)); got != tc.alias {
+				t.Errorf("extended: column %q, want %q", got, tc.alias)
+			}
+			// An error message that quotes the client's text.
+			_, err = conn.Exec(ctx, inEnc(t, tc.enc, fmt.Sprintf(`SELECT '%s'::int`, tc.name))).ReadAll()
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != "22P02" || pe.Message != inEnc(t, tc.enc, fmt.Sprintf(`invalid input syntax for type integer: "%s"`, tc.name)) {
+				t.Fatalf("error: %v", err)
+			}
+		})
+	}
+
+	// 22P05 on the way out, 22021 and 22P05 on the way in, in both
+	// protocols and inside a transaction block: the session goes on.
+	t.Run("errors", func(t *testing.T) {
+		stillWorks := func(t *testing.T, conn *pgconn.PgConn) {
+			t.Helper()
+			res, err := conn.Exec(ctx, "SELECT count(*) FROM customers WHERE customer_id > 9000").ReadAll()
+			if err != nil || fmt.Sprint(rowsOf(res)) != "[[3]]" {
+				t.Fatalf("session after the error: %q, %v", rowsOf(res), err)
+			}
+		}
+		wantErr := func(t *testing.T, err error, code, msg string) {
+			t.Helper()
+			var pe *pgconn.PgError
+			if !errors.As(err, &pe) || pe.Code != code || pe.Message != msg {
+				t.Fatalf("got %v, want %s %s", err, code, msg)
+			}
+		}
+		latin1, err := r.encConnect(t, "LATIN1", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const noLatin1 = `character with byte sequence 0xe6 0x97 0xa5 in encoding "UTF8" has no equivalent in encoding "LATIN1"`
+		_, err = latin1.Exec(ctx, "SELECT customer_id, name FROM customers WHERE customer_id IN (9001, 9003) ORDER BY customer_id").ReadAll()
+		wantErr(t, err, "22P05", noLatin1)
+		stillWorks(t, latin1)
+		rr := latin1.ExecParams(ctx, "SELECT name FROM customers WHERE customer_id = 9003", nil, nil, nil, nil).Read()
+		wantErr(t, rr.Err, "22P05", noLatin1)
+		stillWorks(t, latin1)
+		// In a transaction block the error fails the transaction, as on PostgreSQL.
+		_, err = latin1.Exec(ctx, "BEGIN; SELECT name FROM customers WHERE customer_id = 9003").ReadAll()
+		wantErr(t, err, "22P05", noLatin1)
+		_, err = latin1.Exec(ctx, "SELECT 1").ReadAll()
+		if sqlstate(err) != "25P02" {
+			t.Fatalf("after 22P05 in a transaction block: %v, want 25P02", err)
+		}
+		if _, err := latin1.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+		stillWorks(t, latin1)
+
+		sjis, err := r.encConnect(t, "SJIS", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const badSJIS = `invalid byte sequence for encoding "SJIS": 0x82 0x20`
+		_, err = sjis.Exec(ctx, "SELECT '\x82 '").ReadAll()
+		wantErr(t, err, "22021", badSJIS)
+		stillWorks(t, sjis)
+		rr = sjis.ExecParams(ctx, "SELECT '\x82 '", nil, nil, nil, nil).Read()
+		wantErr(t, rr.Err, "22021", badSJIS)
+		stillWorks(t, sjis)
+		rr = sjis.ExecParams(ctx, "SELECT $1::text", [][]byte{[]byte("\x82 ")}, []uint32{25}, nil, nil).Read()
+		wantErr(t, rr.Err, "22021", badSJIS)
+		stillWorks(t, sjis)
+		_, err = sjis.Exec(ctx, "SELECT '\x85\x40'").ReadAll()
+		wantErr(t, err, "22P05", `character with byte sequence 0x85 0x40 in encoding "SJIS" has no equivalent in encoding "UTF8"`)
+		stillWorks(t, sjis)
+
+		// A UTF8 client's invalid UTF-8: PostgreSQL's 22021, not "statement is too complex".
+		utf, err := r.encConnect(t, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = utf.Exec(ctx, "SELECT '\xff'").ReadAll()
+		wantErr(t, err, "22021", `invalid byte sequence for encoding "UTF8": 0xff`)
+		stillWorks(t, utf)
+		rr = utf.ExecParams(ctx, "SELECT 'a\xe4\xb8'", nil, nil, nil, nil).Read()
+		wantErr(t, rr.Err, "22021", `invalid byte sequence for encoding "UTF8": 0xe4 0xb8 0x27`) // as PostgreSQL: the lead byte's length
+		stillWorks(t, utf)
+	})
+
+	// SET client_encoding is the session's, in pgwarden; the warehouse
+	// connection stays UTF8.
+	t.Run("set", func(t *testing.T) {
+		conn, err := r.encConnect(t, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := conn.ParameterStatus("client_encoding"); got != "UTF8" {
+			t.Fatalf("client_encoding %q", got)
+		}
+		one := func(sql string) string {
+			t.Helper()
+			res, err := conn.Exec(ctx, sql).ReadAll()
+			if err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+			return fmt.Sprint(rowsOf(res))
+		}
+		one("SET client_encoding TO 'latin1'")
+		if got := conn.ParameterStatus("client_encoding"); got != "LATIN1" {
+			t.Errorf("after SET: client_encoding %q", got)
+		}
+		if got := one("SHOW client_encoding"); got != "[[LATIN1]]" {
+			t.Errorf("SHOW client_encoding = %s", got)
+		}
+		if got := one("SELECT current_setting('client_encoding')"); got != "[[UTF8]]" {
+			t.Errorf("the warehouse's client_encoding = %s", got)
+		}
+		if got := one("SELECT name FROM customers WHERE customer_id = 9001"); got != "[[Zo\xeb M\xfcller]]" {
+			t.Errorf("in LATIN1: %q", got)
+		}
+		_, err = conn.Exec(ctx, "SET client_encoding = 'FOO'").ReadAll()
+		if sqlstate(err) != "22023" || !strings.Contains(err.Error(), `invalid value for parameter "client_encoding": "FOO"`) {
+			t.Errorf("SET client_encoding = 'FOO': %v", err)
+		}
+		_, err = conn.Exec(ctx, "SET NAMES 'JOHAB'").ReadAll()
+		if sqlstate(err) != "0A000" || !strings.Contains(err.Error(), "conversion between JOHAB and UTF8 is not supported") {
+			t.Errorf("SET NAMES 'JOHAB': %v", err)
+		}
+		// The prepared statement too, in the extended protocol.
+		if rr := conn.ExecParams(ctx, "SET client_encoding TO 'EUC_JP'", nil, nil, nil, nil).Read(); rr.Err != nil {
+			t.Fatal(rr.Err)
+		}
+		if got := conn.ParameterStatus("client_encoding"); got != "EUC_JP" {
+			t.Errorf("after SET by Parse: client_encoding %q", got)
+		}
+		if got := one("SELECT name FROM customers WHERE customer_id = 9003"); got != "[[\xc6\xfc\xcb\xdc\xb8\xec\xa4\xce\xa5\xc6\xa5\xad\xa5\xb9\xa5\xc8\xa1\xa6\xa5\xab\xa5\xca]]" {
+			t.Errorf("in EUC_JP: %q", got)
+		}
+		one("RESET client_encoding")
+		if got := conn.ParameterStatus("client_encoding"); got != "UTF8" {
+			t.Errorf("after RESET: client_encoding %q", got)
+		}
+		if got := one("SELECT name FROM customers WHERE customer_id = 9003"); got != "[[日本語のテキスト・カナ]]" {
+			t.Errorf("in UTF8: %q", got)
+		}
+		_, err = conn.Exec(ctx, "SELECT set_config('client_encoding', 'GBK', false)").ReadAll()
+		if sqlstate(err) != "42501" {
+			t.Errorf("set_config('client_encoding'): %v", err)
+		}
+	})
+}
+
+// Issue #19: startup settings the warehouse would refuse are refused at
+// login with PostgreSQL's FATAL 22023, in both pool modes, and SET of them
+// later is an ERROR that leaves the session usable.
+func TestStartupSettingsValidated(t *testing.T) {
+	for _, mode := range []string{"transaction", "session"} {
+		t.Run(mode, func(t *testing.T) {
+			r := startServeWith(t, zaptest.NewLogger(t, zaptest.Level(zapcore.ErrorLevel)), func(cfg *config.File) {
+				w := cfg.Warehouses[demoWarehouse]
+				w.Pool.Mode = mode
+				cfg.Warehouses[demoWarehouse] = w
+			})
+			for _, tc := range []struct {
+				params    map[string]string
+				code, msg string
+			}{
+				{map[string]string{"TimeZone": "Mars/Olympus"}, "22023", `invalid value for parameter "TimeZone": "Mars/Olympus"`},
+				{map[string]string{"DateStyle": "bogus"}, "22023", `invalid value for parameter "DateStyle": "bogus"`},
+				{map[string]string{"IntervalStyle": "nope"}, "22023", `invalid value for parameter "IntervalStyle": "nope"`},
+				{map[string]string{"extra_float_digits": "abc"}, "22023", `invalid value for parameter "extra_float_digits": "abc"`},
+				{map[string]string{"client_encoding": "FOO"}, "22023", `invalid value for parameter "client_encoding": "FOO"`},
+				{map[string]string{"client_encoding": "EUC_TW"}, "0A000", `conversion between EUC_TW and UTF8 is not supported`},
+				{map[string]string{"TimeZone": "Europe/Paris", "DateStyle": "German, DMY"}, "", ""},
+			} {
+				t.Run(fmt.Sprint(tc.params), func(t *testing.T) {
+					conn, err := r.encConnect(t, "", tc.params)
+					if tc.code != "" {
+						var pe *pgconn.PgError
+						if !errors.As(err, &pe) || pe.Severity != "FATAL" || pe.Code != tc.code || pe.Message != tc.msg {
+							t.Fatalf("got %v, want FATAL %s %s", err, tc.code, tc.msg)
+						}
+						return
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					res, err := conn.Exec(context.Background(), "SHOW TimeZone; SHOW DateStyle").ReadAll()
+					if err != nil || fmt.Sprint(rowsOf(res)) != "[[Europe/Paris] [German, DMY]]" {
+						t.Fatalf("settings: %q, %v", rowsOf(res), err)
+					}
+					_, err = conn.Exec(context.Background(), "SET TimeZone = 'Mars/Olympus'").ReadAll()
+					var pe *pgconn.PgError
+					if !errors.As(err, &pe) || pe.Code != "22023" || pe.Message != `invalid value for parameter "TimeZone": "Mars/Olympus"` {
+						t.Fatalf("SET TimeZone: %v", err)
+					}
+					res, err = conn.Exec(context.Background(), "SHOW TimeZone").ReadAll()
+					if err != nil || fmt.Sprint(rowsOf(res)) != "[[Europe/Paris]]" {
+						t.Fatalf("after a refused SET: %q, %v", rowsOf(res), err)
+					}
+				})
 			}
 		})
 	}
