@@ -1,0 +1,101 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/pgwarden/pgwarden/pgenc"
+)
+
+func TestEncodeMessage(t *testing.T) {
+	latin1, _ := pgenc.Lookup("LATIN1")
+	for _, tc := range []struct {
+		name    string
+		in, out pgproto3.BackendMessage
+	}{
+		{"error", &pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: `invalid input syntax for type integer: "é中"`, Detail: "ü", TableName: "tàble"},
+			&pgproto3.ErrorResponse{Severity: "ERROR", Code: "22P02", Message: "invalid input syntax for type integer: \"\xe9?\"", Detail: "\xfc", TableName: "t\xe0ble"}},
+		{"notice", &pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "café"},
+			&pgproto3.NoticeResponse{Severity: "NOTICE", Code: "00000", Message: "caf\xe9"}},
+		{"row description", &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("prénom"), DataTypeOID: 25, Format: 0}}},
+			&pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("pr\xe9nom"), DataTypeOID: 25, Format: 0}}}},
+		{"tag", &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}, &pgproto3.CommandComplete{CommandTag: []byte("SELECT 1")}},
+		{"parameter", &pgproto3.ParameterStatus{Name: "application_name", Value: "é"}, &pgproto3.ParameterStatus{Name: "application_name", Value: "\xe9"}},
+		{"untouched", &pgproto3.ReadyForQuery{TxStatus: 'I'}, &pgproto3.ReadyForQuery{TxStatus: 'I'}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := fmt.Sprint(tc.in)
+			got := encodeMessage(latin1, tc.in)
+			if diff := cmp.Diff(tc.out, got); diff != "" {
+				t.Errorf("(-want +got)\n%s", diff)
+			}
+			if fmt.Sprint(tc.in) != before {
+				t.Errorf("the input message changed: messages may be shared")
+			}
+		})
+	}
+}
+
+func TestCheckPinned(t *testing.T) {
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"client_encoding", "UTF8", true}, {"client_encoding", "GBK", false}, {"client_encoding", "SQL_ASCII", false},
+		{"standard_conforming_strings", "on", true}, {"standard_conforming_strings", "off", false},
+		{"TimeZone", "Mars", true},
+	} {
+		if err := checkPinned(&pgproto3.ParameterStatus{Name: tc.name, Value: tc.value}); (err == nil) != tc.ok {
+			t.Errorf("%s=%s: %v", tc.name, tc.value, err)
+		}
+	}
+}
+
+// A notice from the warehouse reaches a LATIN1 client in LATIN1, with '?'
+// for what LATIN1 lacks (the fake rewriter lets DO through).
+func TestNoticeInClientEncoding(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	cfg, err := pgconn.ParseConfig(tp.url("tok-acme", "wh", "client_encoding=LATIN1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var notices []string
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) { notices = append(notices, n.Message) }
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "DO $$BEGIN RAISE NOTICE 'caf\xe9 \xfc %', chr(20013); END$$").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"caf\xe9 \xfc ?"}; !cmp.Equal(notices, want) {
+		t.Errorf("notices %q, want %q", notices, want)
+	}
+}
+
+// Should a statement change a pinned setting on a warehouse connection
+// (the rewriter refuses set_config of them; the fake rewriter does not),
+// the session ends rather than run anything more on it, in both modes.
+func TestPinnedSettingChangedEndsSession(t *testing.T) {
+	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+		t.Run(string(mode), func(t *testing.T) {
+			tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = mode })
+			ctx := ctxT(t)
+			for _, sql := range []string{"SELECT set_config('client_encoding', 'GBK', false)", "SET standard_conforming_strings = off"} {
+				conn := tp.connect(t, ctx, "tok-acme")
+				_, err := conn.Exec(ctx, sql+"; SELECT 1").ReadAll()
+				wantPgErr(t, err, "XX000", "warehouse connection changed")
+				if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err == nil {
+					t.Fatalf("%s: the session went on", sql)
+				}
+			}
+		})
+	}
+}
