@@ -99,3 +99,29 @@ func TestPinnedSettingChangedEndsSession(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkFromClient is what reading a client's statement costs beyond
+// PostgreSQL's wire format: a UTF-8 check for a UTF8 client, a conversion
+// for a LATIN1 one.
+func BenchmarkFromClient(b *testing.B) {
+	const sql = "SELECT orders.region AS region, count(*) AS count, sum(total) FROM public.orders WHERE status IN ('placed', 'shipped') AND ordered_at >= '2024-01-01' GROUP BY orders.region ORDER BY orders.region ASC"
+	for _, enc := range []string{"UTF8", "LATIN1"} {
+		b.Run(enc, func(b *testing.B) {
+			e, _ := pgenc.Lookup(enc)
+			c := &clientConn{codec: newCodec(e)}
+			text := sql + " -- caf\xc3\xa9"
+			if enc == "LATIN1" {
+				text = sql + " -- caf\xe9"
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(text)))
+			m := &pgproto3.Parse{}
+			for b.Loop() {
+				m.Name, m.Query = "", text
+				if err := c.fromClient(m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
