@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -310,6 +312,39 @@ func TestEncodingRoundTrip(t *testing.T) {
 			}
 		})
 	}
+
+	// psql, a real libpq client, in each encoding: it sends the literal in
+	// its encoding and prints what it receives as received.
+	t.Run("psql", func(t *testing.T) {
+		psqlPath, err := exec.LookPath("psql")
+		if err != nil {
+			t.Skip("psql not installed")
+		}
+		token, err := r.app.mintSession(ctx, sessionRequest{Tenant: "acme", ExternalID: "a", Roles: map[string]string{demoWarehouse: "querier"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, _ := strings.Cut(r.cfg.Proxy.Listen, ":")
+		for _, tc := range []struct{ enc, name string }{
+			{"LATIN1", "Zoë Müller"}, {"WIN1252", "€ “Zoë” Œuvre"}, {"SJIS", "日本語のテキスト・カナ"}, {"EUC_JP", "日本語のテキスト・カナ"},
+		} {
+			sql := inEnc(t, tc.enc, fmt.Sprintf(`SELECT name || '|' || length(name) FROM customers WHERE name = '%s'`, tc.name))
+			cmd := exec.CommandContext(ctx, psqlPath, "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+				"-d", fmt.Sprintf("host=%s port=%s dbname=%s user=someone sslmode=disable", host, port, demoWarehouse),
+				"-c", "SHOW client_encoding", "-c", sql, "-c", inEnc(t, tc.enc, fmt.Sprintf(`SELECT '%s'::int`, tc.name)))
+			cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCLIENTENCODING="+tc.enc)
+			var stdout, stderr bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.Run() // the last command fails
+			want := tc.enc + "\n" + inEnc(t, tc.enc, fmt.Sprintf("%s|%d", tc.name, len([]rune(tc.name)))) + "\n"
+			if stdout.String() != want {
+				t.Errorf("psql in %s: %q (stderr %q), want %q", tc.enc, stdout.String(), stderr.String(), want)
+			}
+			if msg := inEnc(t, tc.enc, fmt.Sprintf(`invalid input syntax for type integer: "%s"`, tc.name)); !strings.Contains(stderr.String(), msg) {
+				t.Errorf("psql in %s: stderr %q, want it to contain %q", tc.enc, stderr.String(), msg)
+			}
+		}
+	})
 
 	// 22P05 on the way out, 22021 and 22P05 on the way in, in both
 	// protocols and inside a transaction block: the session goes on.
