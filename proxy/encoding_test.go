@@ -125,3 +125,37 @@ func BenchmarkFromClient(b *testing.B) {
 		})
 	}
 }
+
+// stubConn is a ServerConn that reports the given startup parameters.
+type stubConn struct {
+	ServerConn
+	params map[string]string
+	closed bool
+}
+
+func (s *stubConn) ParameterStatus(name string) string { return s.params[name] }
+func (s *stubConn) Close() error                       { s.closed = true; return nil }
+
+type stubUpstream struct{ sc *stubConn }
+
+func (u stubUpstream) Acquire(context.Context, *ClientInfo) (ServerConn, error) { return u.sc, nil }
+
+// Whatever Upstream a caller supplies, its connections are used only if
+// their warehouse reports the pinned settings.
+func TestPinnedUpstream(t *testing.T) {
+	for _, tc := range []struct {
+		params map[string]string
+		ok     bool
+	}{
+		{map[string]string{"client_encoding": "UTF8", "standard_conforming_strings": "on"}, true},
+		{map[string]string{"client_encoding": "GBK", "standard_conforming_strings": "on"}, false},
+		{map[string]string{"client_encoding": "UTF8", "standard_conforming_strings": "off"}, false},
+		{map[string]string{}, false},
+	} {
+		sc := &stubConn{params: tc.params}
+		got, err := pinnedUpstream{warehouse: "wh", up: stubUpstream{sc}}.Acquire(context.Background(), &ClientInfo{})
+		if tc.ok != (err == nil) || tc.ok != (got != nil) || tc.ok == sc.closed {
+			t.Errorf("%v: %v, %v (closed %v)", tc.params, got, err, sc.closed)
+		}
+	}
+}

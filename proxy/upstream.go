@@ -125,12 +125,6 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		pc.Close(context.Background())
 		return nil, fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
 	}
-	for _, name := range []string{"client_encoding", "standard_conforming_strings"} {
-		if v := hc.ParameterStatuses[name]; !strings.EqualFold(v, pinnedSettings[name]) {
-			hc.Conn.Close()
-			return nil, u.unreachable(fmt.Sprintf("the warehouse reports %s %q, not %s", name, v, pinnedSettings[name]))
-		}
-	}
 	sc := &serverConn{
 		conn:      hc.Conn,
 		w:         bufio.NewWriterSize(hc.Conn, 32<<10),
@@ -146,6 +140,29 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	// the warehouse's next bytes.
 	sc.fe = hc.Frontend
 	sc.fe.SetMaxBodyLen(u.maxBody)
+	return sc, nil
+}
+
+// pinnedUpstream checks every connection an Upstream hands out (ours, or
+// one a caller supplied) for the settings pgwarden pins: a connection whose
+// warehouse reports another client_encoding or standard_conforming_strings
+// off would read the forwarded text otherwise than the rewriter did.
+type pinnedUpstream struct {
+	warehouse string
+	up        Upstream
+}
+
+func (p pinnedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+	sc, err := p.up.Acquire(ctx, ci)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"client_encoding", "standard_conforming_strings"} {
+		if v := sc.ParameterStatus(name); !strings.EqualFold(v, pinnedSettings[name]) {
+			sc.Close()
+			return nil, pgerr.Fatalf(pgerr.ConnectionFailure, "warehouse %s is unusable: it reports %s %q, not %s", p.warehouse, name, v, pinnedSettings[name])
+		}
+	}
 	return sc, nil
 }
 
