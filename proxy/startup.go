@@ -450,8 +450,12 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		// Settings are replayed per transaction: check them now, so that
 		// a value the warehouse refuses fails the login as on PostgreSQL
 		// instead of every transaction later.
-		if err := p.checkSettings(ctx, c.upParams, poolParams); err != nil {
+		canon, err := p.checkSettings(ctx, c.upParams, poolParams)
+		if err != nil {
 			return nil, asFatal(err)
+		}
+		for k, v := range canon {
+			c.upParams[k] = v
 		}
 		c.baseSettings = baseSettingsFor(c.upParams, poolParams)
 		c.applyOps(nil)

@@ -501,7 +501,7 @@ func TestStartupSettingsValidated(t *testing.T) {
 				{map[string]string{"extra_float_digits": "abc"}, "22023", `invalid value for parameter "extra_float_digits": "abc"`},
 				{map[string]string{"client_encoding": "FOO"}, "22023", `invalid value for parameter "client_encoding": "FOO"`},
 				{map[string]string{"client_encoding": "EUC_TW"}, "0A000", `conversion between EUC_TW and UTF8 is not supported`},
-				{map[string]string{"TimeZone": "Europe/Paris", "DateStyle": "German, DMY"}, "", ""},
+				{map[string]string{"TimeZone": "Europe/Paris", "DateStyle": "german,dmy"}, "", ""},
 			} {
 				t.Run(fmt.Sprint(tc.params), func(t *testing.T) {
 					conn, err := r.encConnect(t, "", tc.params)
@@ -514,6 +514,10 @@ func TestStartupSettingsValidated(t *testing.T) {
 					}
 					if err != nil {
 						t.Fatal(err)
+					}
+					// Reported as the warehouse spells it, as PostgreSQL does.
+					if got := conn.ParameterStatus("DateStyle"); got != "German, DMY" {
+						t.Errorf("ParameterStatus DateStyle = %q", got)
 					}
 					res, err := conn.Exec(context.Background(), "SHOW TimeZone; SHOW DateStyle").ReadAll()
 					if err != nil || fmt.Sprint(rowsOf(res)) != "[[Europe/Paris] [German, DMY]]" {
