@@ -40,10 +40,19 @@ type codec struct {
 	// way is text.
 	rowFormats []int16
 	copyText   bool
+	// The relay's, for transactions: a SET client_encoding rolled back is
+	// undone, as on PostgreSQL. committed is the encoding as of the last
+	// transaction that ended well; aborted says the one under way is
+	// rolled back (a ROLLBACK, or an error outside a transaction block,
+	// which ends its implicit transaction); inBlock, that BEGIN ran.
+	// ROLLBACK TO SAVEPOINT does not undo one.
+	committed *pgenc.Encoding
+	aborted   bool
+	inBlock   bool
 }
 
 func newCodec(e *pgenc.Encoding) *codec {
-	cd := &codec{start: e}
+	cd := &codec{start: e, committed: e}
 	cd.in.Store(e)
 	cd.out.Store(e)
 	return cd
@@ -243,6 +252,45 @@ func (c *clientConn) switchOut(e *pgenc.Encoding) {
 	c.out.send(&pgproto3.ParameterStatus{Name: "client_encoding", Value: e.Name})
 }
 
+// noteTag follows transaction boundaries for the codec (the relay's).
+func (cd *codec) noteTag(tag string) {
+	switch tag {
+	case "BEGIN", "START TRANSACTION":
+		cd.inBlock = true
+	case "COMMIT":
+		cd.inBlock = false
+	case "ROLLBACK": // also what COMMIT of a failed transaction answers
+		cd.inBlock, cd.aborted = false, true
+	}
+}
+
+// noteError: an error outside a transaction block ends its implicit
+// transaction, and undoes its SETs.
+func (cd *codec) noteError() {
+	if !cd.inBlock {
+		cd.aborted = true
+	}
+}
+
+// settleEncoding runs at each ReadyForQuery: outside any transaction, the session
+// keeps its encoding or, after a rollback, returns to the committed one.
+func (c *clientConn) settleEncoding(status byte) {
+	cd := c.codec
+	cd.inBlock = status != 'I'
+	if status != 'I' {
+		return
+	}
+	if cd.aborted {
+		cd.aborted = false
+		if e := cd.committed; e != cd.out.Load() {
+			c.switchOut(e)
+			cd.in.Store(e)
+		}
+		return
+	}
+	cd.committed = cd.out.Load()
+}
+
 // encodeResult converts, for a client in another encoding, what only the
 // relay can: rows and COPY data, whose formats it tracks. A value with a
 // character the client's encoding lacks fails the statement with 22P05 as
@@ -280,6 +328,7 @@ func (c *clientConn) encodeResult(e *pgenc.Encoding, msg pgproto3.BackendMessage
 		return msg
 	}
 	c.txFailed, c.shapeSkip, c.shapeFailed = true, true, true
+	c.codec.noteError()
 	return c.errorResponse(err, false)
 }
 

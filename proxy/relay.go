@@ -497,6 +497,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
 		tag := pgconn.NewCommandTag(string(m.CommandTag))
+		c.codec.noteTag(tag.String())
 		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
 		c.completed(b, pgconn.CommandTag{}, 0)
@@ -621,6 +622,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 		c.sawFatal.Store(true)
 	}
 	c.txFailed = true
+	c.codec.noteError()
 	p := c.q.front()
 	var out pgproto3.BackendMessage = sanitize(m)
 	if p == nil {
@@ -659,6 +661,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 // answers: what is left before it was skipped after an error.
 func (c *clientConn) readyForQuery(status byte) {
 	c.txStatus.Store(uint32(status)) // before the pops that let the loop see it (mayProbe)
+	c.settleEncoding(status)
 	for {
 		p := c.q.front()
 		if p == nil {

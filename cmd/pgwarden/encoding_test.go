@@ -470,6 +470,29 @@ func TestEncodingRoundTrip(t *testing.T) {
 		if got := conn.ParameterStatus("client_encoding"); got != "UTF8" {
 			t.Errorf("after RESET: client_encoding %q", got)
 		}
+		// A rolled-back SET is undone, as on PostgreSQL: by ROLLBACK, and by
+		// an error in the implicit transaction of a multi-statement Query.
+		for _, sqls := range [][]string{
+			{"BEGIN; SET client_encoding TO 'LATIN1'; ROLLBACK"},
+			{"BEGIN; SET client_encoding TO 'LATIN1'; SELECT 1/0", "COMMIT"},
+			{"SET client_encoding TO 'LATIN1'; SELECT 1/0"},
+		} {
+			for _, sql := range sqls {
+				conn.Exec(ctx, sql).ReadAll()
+			}
+			sql := strings.Join(sqls, " / ")
+			if got := conn.ParameterStatus("client_encoding"); got != "UTF8" {
+				t.Errorf("after %s: client_encoding %q", sql, got)
+			}
+			if got := one("SHOW client_encoding"); got != "[[UTF8]]" {
+				t.Errorf("after %s: SHOW client_encoding = %s", sql, got)
+			}
+		}
+		one("BEGIN; SET client_encoding TO 'LATIN1'; COMMIT")
+		if got := one("SHOW client_encoding"); got != "[[LATIN1]]" {
+			t.Errorf("after a committed SET: SHOW client_encoding = %s", got)
+		}
+		one("RESET client_encoding")
 		if got := one("SELECT name FROM customers WHERE customer_id = 9003"); got != "[[日本語のテキスト・カナ]]" {
 			t.Errorf("in UTF8: %q", got)
 		}
