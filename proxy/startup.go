@@ -239,7 +239,9 @@ func (c *clientConn) startup() error {
 		case safeParamValue(v):
 			c.upParams[canon] = v
 		case lk != "application_name":
-			// A value no setting takes (PostgreSQL would say so itself).
+			// A value outside what pgwarden forwards (letters, digits and
+			// " _-+,./:"): refused as PostgreSQL refuses a value it does
+			// not take, rather than accepted and then not applied.
 			return pgerr.Fatalf(pgerr.InvalidParameterValue, "invalid value for parameter \"%s\": \"%s\"", canon, v)
 		}
 	}
