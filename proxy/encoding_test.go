@@ -159,3 +159,60 @@ func TestPinnedUpstream(t *testing.T) {
 		}
 	}
 }
+
+// Rows and COPY data: text values converted, binary ones untouched, the
+// formats taken from the Bind for an Execute and from the RowDescription
+// for a Query; a value LATIN1 cannot hold fails the statement with 22P05.
+func TestEncodeResult(t *testing.T) {
+	latin1, _ := pgenc.Lookup("LATIN1")
+	c := &clientConn{codec: newCodec(latin1), q: newPendingQueue()}
+	row := func(vals ...string) *pgproto3.DataRow {
+		m := &pgproto3.DataRow{}
+		for _, v := range vals {
+			m.Values = append(m.Values, []byte(v))
+		}
+		return m
+	}
+	values := func(m pgproto3.BackendMessage) []string {
+		var out []string
+		for _, v := range m.(*pgproto3.DataRow).Values {
+			out = append(out, string(v))
+		}
+		return out
+	}
+	// A simple Query: the RowDescription says text, then binary.
+	c.q.push(&pending{kind: pQuery})
+	c.encodeResult(latin1, &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Format: 0}, {Format: 1}}})
+	if got := values(c.encodeResult(latin1, row("é", "é"))); !cmp.Equal(got, []string{"\xe9", "é"}) {
+		t.Errorf("query row: %q", got)
+	}
+	c.q.pop()
+	// An Execute: its Bind's formats, whatever the last RowDescription said.
+	c.q.push(&pending{kind: pExecute, formats: []int16{1, 0}})
+	if got := values(c.encodeResult(latin1, row("é", "é"))); !cmp.Equal(got, []string{"é", "\xe9"}) {
+		t.Errorf("execute row: %q", got)
+	}
+	c.q.pop()
+	c.q.push(&pending{kind: pExecute}) // no codes: all text
+	if got := values(c.encodeResult(latin1, row("é", "ü"))); !cmp.Equal(got, []string{"\xe9", "\xfc"}) {
+		t.Errorf("execute row, no codes: %q", got)
+	}
+	// COPY: text data converted, binary not.
+	c.encodeResult(latin1, &pgproto3.CopyOutResponse{OverallFormat: 0})
+	if got := c.encodeResult(latin1, &pgproto3.CopyData{Data: []byte("é\t1\n")}).(*pgproto3.CopyData); string(got.Data) != "\xe9\t1\n" {
+		t.Errorf("copy text: %q", got.Data)
+	}
+	c.encodeResult(latin1, &pgproto3.CopyOutResponse{OverallFormat: 1})
+	if got := c.encodeResult(latin1, &pgproto3.CopyData{Data: []byte("é")}).(*pgproto3.CopyData); string(got.Data) != "é" {
+		t.Errorf("copy binary: %q", got.Data)
+	}
+	// A character LATIN1 lacks.
+	got := c.encodeResult(latin1, row("中"))
+	er, ok := got.(*pgproto3.ErrorResponse)
+	if !ok || er.Code != "22P05" || er.Message != `character with byte sequence 0xe4 0xb8 0xad in encoding "UTF8" has no equivalent in encoding "LATIN1"` {
+		t.Fatalf("got %#v", got)
+	}
+	if !c.shapeSkip || !c.txFailed {
+		t.Errorf("the rest of the statement is not dropped")
+	}
+}
