@@ -40,6 +40,8 @@ type Encoding struct {
 	// 1) and whether its bytes are well formed, by PostgreSQL's
 	// pg_encoding_verifymbchar rules for the encoding.
 	char func(b []byte) (int, bool)
+	// single: a single-byte encoding, whose x/text table is one-to-one.
+	single bool
 }
 
 // UTF8 is the encoding warehouses speak and most clients use.
@@ -60,7 +62,7 @@ var sqlASCII = &Encoding{Name: "SQL_ASCII", char: utf8Char}
 // to encodings; nil marks the ones in Unsupported.
 var byName = func() map[string]*Encoding {
 	single := func(name string, cm *charmap.Charmap) *Encoding {
-		return &Encoding{Name: name, conv: cm, char: singleChar}
+		return &Encoding{Name: name, conv: cm, char: singleChar, single: true}
 	}
 	latin1 := single("LATIN1", charmap.ISO8859_1)
 	latin2 := single("LATIN2", charmap.ISO8859_2)
@@ -240,7 +242,7 @@ func (e *Encoding) Encode(b []byte) ([]byte, *pgerr.Error) {
 		return b, nil
 	}
 	out, _, err := transform.Bytes(e.conv.NewEncoder(), b)
-	if err == nil && e.wellFormed(out) {
+	if err == nil && e.wellFormed(out) && e.decodesTo(out, b) {
 		return out, nil
 	}
 	enc := e.conv.NewEncoder()
@@ -251,12 +253,24 @@ func (e *Encoding) Encode(b []byte) ([]byte, *pgerr.Error) {
 			return nil, invalidSequence(UTF8, b[i:])
 		}
 		c, _, err := transform.Bytes(enc, utf8.AppendRune(buf[:0], r))
-		if err != nil || !e.wellFormed(c) {
+		if err != nil || !e.wellFormed(c) || !e.decodesTo(c, b[i:i+n]) {
 			return nil, untranslatable("UTF8", e.Name, b[i:i+n])
 		}
 		i += n
 	}
 	return out, nil
+}
+
+// decodesTo reports whether a multi-byte encoding's bytes read back as
+// want: x/text's tables are not all one-to-one (its GB18030 encodes
+// U+E6A8 as 0x83 0x39 0xc5 0x31, which it decodes as U+F6BC), and a client
+// must not read a character other than the warehouse's.
+func (e *Encoding) decodesTo(out, want []byte) bool {
+	if e.single {
+		return true
+	}
+	back, _, err := transform.Bytes(e.conv.NewDecoder(), out)
+	return err == nil && bytes.Equal(back, want)
 }
 
 // EncodeString is Encode for a string.

@@ -95,6 +95,8 @@ func TestConversionErrors(t *testing.T) {
 		{"LATIN1", "encode", []byte("a中"), "22P05", `character with byte sequence 0xe4 0xb8 0xad in encoding "UTF8" has no equivalent in encoding "LATIN1"`},
 		{"EUC_CN", "encode", []byte("丂"), "22P05", `character with byte sequence 0xe4 0xb8 0x82 in encoding "UTF8" has no equivalent in encoding "EUC_CN"`},
 		{"SJIS", "encode", []byte("é"), "22P05", `character with byte sequence 0xc3 0xa9 in encoding "UTF8" has no equivalent in encoding "SJIS"`},
+		// x/text encodes it as a sequence it decodes as U+F6BC.
+		{"GB18030", "encode", []byte("\ue6a8"), "22P05", `character with byte sequence 0xee 0x9a 0xa8 in encoding "UTF8" has no equivalent in encoding "GB18030"`},
 	} {
 		e := mustLookup(t, tc.enc)
 		var err error
