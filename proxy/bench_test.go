@@ -8,8 +8,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// benchConns returns a direct warehouse connection and one through the proxy.
-func benchConns(b *testing.B) (direct, proxied *pgconn.PgConn) {
+// benchConns returns a direct warehouse connection, one through the proxy
+// and one through the proxy in LATIN1 (the converting path).
+func benchConns(b *testing.B) (direct, proxied, latin1 *pgconn.PgConn) {
 	tp := startProxyTB(b, nil)
 	ctx := context.Background()
 	var err error
@@ -21,17 +22,21 @@ func benchConns(b *testing.B) (direct, proxied *pgconn.PgConn) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { proxied.Close(ctx) })
-	return direct, proxied
+	if latin1, err = pgconn.Connect(ctx, tp.url("tok-acme", "wh", "client_encoding=LATIN1")); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { latin1.Close(ctx) })
+	return direct, proxied, latin1
 }
 
 // BenchmarkStream10kRows relays a 10,000-row result (~1.1 MB).
 func BenchmarkStream10kRows(b *testing.B) {
-	direct, proxied := benchConns(b)
+	direct, proxied, latin1 := benchConns(b)
 	const q = "SELECT g, repeat('x', 100) FROM generate_series(1, 10000) g"
 	for _, bc := range []struct {
 		name string
 		conn *pgconn.PgConn
-	}{{"direct", direct}, {"proxy", proxied}} {
+	}{{"direct", direct}, {"proxy", proxied}, {"proxy-latin1", latin1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(10000 * 110)

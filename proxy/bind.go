@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
@@ -35,8 +36,9 @@ type clientStmt struct {
 	info *stmtInfo
 	rw   Rewriter // the rewriter info.rewritten came from
 	oids []uint32
-	name string // the proxy's name for it upstream
-	op   *setOp // for a SET statement (transaction mode)
+	name string          // the proxy's name for it upstream
+	op   *setOp          // for a SET statement (transaction mode)
+	enc  *pgenc.Encoding // the client encoding a SET client_encoding switches to
 	// setsConfig: the statement may call set_config, whose effect is not
 	// tracked: the connection gets a RESET ALL before its next lending.
 	setsConfig bool
@@ -58,6 +60,9 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 	st.name = proxyStmtName(res.rewritten, st.oids)
 	if len(res.ops) == 1 {
 		st.op = res.ops[0]
+	}
+	if len(res.encs) == 1 {
+		st.enc = res.encs[0]
 	}
 	st.setsConfig = callsSetConfig(res.rewritten)
 	st.hold = declaresHold(res.result)
@@ -117,6 +122,8 @@ func (c *clientConn) setOps(res *rewrite.Result) []*setOp {
 			op = &setOp{resetAll: true}
 		case st.Kind == rewrite.KindTransaction && st.SavepointOp != rewrite.NoSavepoint:
 			op = &setOp{savepoint: st.Savepoint, savepointOp: st.SavepointOp}
+		case st.Kind == rewrite.KindSet && st.SetName == "client_encoding":
+			// The proxy's, not the warehouse's (encoding.go).
 		case st.Kind == rewrite.KindSet && !st.SetLocal && st.SetName != "":
 			switch {
 			case st.SetName == "all":
@@ -312,7 +319,7 @@ func (c *clientConn) applyOps(ops []setOp) {
 // statements, for those that differ from the pool's connections.
 func baseSettingsFor(params, poolParams map[string]string) []string {
 	var out []string
-	for _, name := range []string{"client_encoding", "DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits", "application_name"} {
+	for _, name := range []string{"DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits", "application_name"} {
 		v, ok := params[name]
 		if !ok || strings.EqualFold(v, poolParams[name]) {
 			continue

@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/rewrite"
@@ -40,8 +41,9 @@ type clientConn struct {
 	log    *zap.Logger
 	tlsOn  bool
 
-	be  *pgproto3.Backend
-	out *clientWriter
+	be    *pgproto3.Backend
+	out   *clientWriter
+	codec *codec // the client's encoding (encoding.go)
 
 	// Set during startup, read-only afterwards.
 	user      string
@@ -126,7 +128,14 @@ type clientConn struct {
 	// Loop state.
 	ignoreUntilSync bool
 	stmts           map[string]*clientStmt
-	portals         map[string]*clientStmt
+	portals         map[string]portal
+}
+
+// portal is a client's bound portal: its statement and the result formats
+// its Bind asked for (which a client in another encoding needs converted).
+type portal struct {
+	st      *clientStmt
+	formats []int16
 }
 
 // stmtInfo is what the audit log needs about a statement.
@@ -147,7 +156,8 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
 		q:       newPendingQueue(),
 		stmts:   map[string]*clientStmt{},
-		portals: map[string]*clientStmt{},
+		portals: map[string]portal{},
+		codec:   newCodec(pgenc.UTF8),
 		bindCh:  make(chan *backend, 1),
 		stopCh:  make(chan struct{}),
 	}
@@ -163,7 +173,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 
 // initIO sets up buffered protocol I/O once TLS has been settled.
 func (c *clientConn) initIO() {
-	c.out = &clientWriter{dst: c.nc, bufs: c.srv.writeBufs, bytes: c.srv.metrics.bytesToClient}
+	c.out = &clientWriter{dst: c.nc, bufs: c.srv.writeBufs, bytes: c.srv.metrics.bytesToClient, enc: &c.codec.out}
 	c.be = pgproto3.NewBackend(flushingReader{c}, c.nc)
 	c.be.SetMaxBodyLen(authBodySize)
 }
@@ -223,6 +233,9 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 		default:
 			return nil
 		}
+	}
+	if err := c.fromClient(msg); err != nil {
+		return c.refuseMessage(msg, err)
 	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
@@ -308,6 +321,10 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	}
 	p.info = res.stmtInfo
 	p.ops = res.ops
+	if e := lastEncoding(res.encs); e != nil {
+		p.encs = res.encs
+		c.codec.in.Store(e)
+	}
 	sql := res.rewritten
 	if clearsStatements(res.result) {
 		clear(c.stmts)
@@ -482,7 +499,7 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	if b == nil {
 		return err
 	}
-	c.portals[m.DestinationPortal] = st
+	c.portals[m.DestinationPortal] = portal{st: st, formats: m.ResultFormatCodes} // a fresh slice per Bind
 	if st.setsConfig && c.pool != nil {
 		b.settingsUnknown, c.configDirty = true, true
 	}
@@ -521,8 +538,12 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 
 func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
 	p := &pending{kind: pExecute, start: time.Now()}
-	if st := c.portals[m.Portal]; st != nil {
-		p.info, p.op = st.info, st.op
+	if pt, ok := c.portals[m.Portal]; ok {
+		p.info, p.op, p.formats = pt.st.info, pt.st.op, pt.formats
+		if pt.st.enc != nil {
+			p.encs = []*pgenc.Encoding{pt.st.enc}
+			c.codec.in.Store(pt.st.enc)
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -602,6 +623,9 @@ type rewritten struct {
 	rw     Rewriter
 	result *rewrite.Result
 	ops    []*setOp
+	// encs: the client encoding each statement switches to, or nil
+	// (encoding.go).
+	encs []*pgenc.Encoding
 }
 
 func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteAs(sql, false, nil) }
@@ -631,8 +655,13 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	// SET statement_timeout needs no check here: the rewriter caps it at the
 	// proxy's statement timeout, which is also the upstream session's startup
 	// value, so RESET returns to it.
+	out, encs, err := c.localEncoding(res)
+	if err != nil {
+		return nil, err
+	}
 	return &rewritten{
-		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: res.SQL},
+		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out},
+		encs:     encs,
 		multi:    len(res.Statements) > 1,
 		rw:       rw,
 		result:   res,
@@ -957,7 +986,8 @@ func (r flushingReader) Read(p []byte) (int, error) {
 // flush, so an idle client holds none.
 type clientWriter struct {
 	dst   io.Writer
-	bufs  *sync.Pool // of *writeBuf
+	enc   *atomic.Pointer[pgenc.Encoding] // the client's, for the text of messages
+	bufs  *sync.Pool                      // of *writeBuf
 	wb    *writeBuf
 	bytes interface{ Add(float64) }
 	n     int
@@ -973,6 +1003,9 @@ func newWriteBufPool() *sync.Pool {
 }
 
 func (w *clientWriter) send(msg pgproto3.BackendMessage) error {
+	if e := w.enc.Load(); e.Converts() {
+		msg = encodeMessage(e, msg)
+	}
 	if w.wb == nil {
 		w.wb = w.bufs.Get().(*writeBuf)
 		w.wb.w.Reset(w.dst)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -339,6 +340,9 @@ type pool struct {
 	// cut it; nil after a success.
 	lastDialErr error
 	closed      bool
+	// validSettings: startup settings (name=value) the warehouse took
+	// (checkSettings), so that they are asked about once.
+	validSettings map[string]string
 	// descs holds what the warehouse answered to Describe of each proxy
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
@@ -777,6 +781,65 @@ func (p *pool) startupParams(ctx context.Context) (map[string]string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.params, nil
+}
+
+// maxValidSettings bounds checkSettings' memory of accepted values.
+const maxValidSettings = 1024
+
+// checkSettings asks the warehouse whether it takes a client's startup
+// settings, those that differ from its connections': each is set with
+// set_config local to a statement of its own, which changes nothing after
+// it. A value refused answers with the warehouse's error (22023 "invalid
+// value for parameter ..."); a value taken is not asked about again. It
+// returns the accepted values as the warehouse spells them ("iso" is
+// "ISO, MDY"), for the client's ParameterStatus.
+func (p *pool) checkSettings(ctx context.Context, want, have map[string]string) (map[string]string, error) {
+	canon := map[string]string{}
+	var names, sets []string
+	p.mu.Lock()
+	for _, name := range []string{"DateStyle", "TimeZone", "IntervalStyle", "extra_float_digits"} {
+		v, ok := want[name]
+		if !ok || strings.EqualFold(v, have[name]) {
+			continue
+		}
+		if c, ok := p.validSettings[name+"="+v]; ok {
+			canon[name] = c
+			continue
+		}
+		names = append(names, name)
+		sets = append(sets, fmt.Sprintf("pg_catalog.set_config('%s', '%s', true)", name, strings.ReplaceAll(v, "'", "''")))
+	}
+	p.mu.Unlock()
+	if len(sets) == 0 {
+		return canon, nil
+	}
+	b, err := p.acquire(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := b.query("SELECT "+strings.Join(sets, ", "), p.timeout)
+	var pe *pgerr.Error
+	if err != nil && !errors.As(err, &pe) {
+		p.release(b, false) // the connection failed, not the settings
+		return nil, err
+	}
+	p.release(b, true)
+	if err != nil {
+		return nil, err
+	}
+	if len(rows) != 1 || len(rows[0]) != len(names) {
+		return nil, fmt.Errorf("settings check returned %d rows", len(rows))
+	}
+	p.mu.Lock()
+	if p.validSettings == nil || len(p.validSettings) >= maxValidSettings {
+		p.validSettings = map[string]string{}
+	}
+	for i, name := range names {
+		canon[name] = rows[0][i]
+		p.validSettings[name+"="+want[name]] = rows[0][i]
+	}
+	p.mu.Unlock()
+	return canon, nil
 }
 
 // close closes idle connections and makes lent ones close on return.

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
@@ -59,6 +60,11 @@ type pending struct {
 	// internal Parse probing a prepared form.
 	auto  bool
 	probe *rewrite.Probe
+	// formats: an Execute's result formats (its portal's Bind); encs:
+	// the client encoding each statement switches to when it completes,
+	// or nil (encoding.go).
+	formats []int16
+	encs    []*pgenc.Encoding
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -181,6 +187,9 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 		if out == nil {
 			continue
 		}
+		if e := c.codec.out.Load(); e.Converts() {
+			out = c.encodeResult(e, out)
+		}
 		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.shapeFailed {
 			c.shapeFailed = false
 			if rfq.TxStatus == 'T' {
@@ -228,7 +237,7 @@ func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *p
 // captureSettings makes the session's settings on b (SET or set_config,
 // source 'session') the client's.
 func (c *clientConn) captureSettings(b *backend) error {
-	rows, err := b.query("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' ORDER BY name", c.srv.cfg.ConnectTimeout)
+	rows, err := b.query("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN ('client_encoding', 'standard_conforming_strings', 'backslash_quote') ORDER BY name", c.srv.cfg.ConnectTimeout)
 	if err != nil {
 		return err
 	}
@@ -359,8 +368,7 @@ func (c *clientConn) release(b *backend) (bool, error) {
 func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	if c.replays.Load() > 0 {
 		if p := c.q.front(); p != nil && p.internal && p.kind == pQuery {
-			c.observeReplay(b, msg)
-			return nil, nil
+			return nil, c.observeReplay(b, msg)
 		}
 	}
 	switch msg.(type) {
@@ -386,16 +394,21 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 // observeReplay swallows the answers to a settings replay. A replay that
 // fails (the settings were accepted before, so it should not) leaves the
 // client's transaction to run with the warehouse's defaults; the
-// connection's settings are replayed again at its next lending.
-func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) {
+// connection's settings are replayed again at its next lending. A replay
+// that changed a pinned setting (it should not: RESET ALL returns to the
+// startup packet's) ends the session and the connection.
+func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ErrorResponse:
 		c.log.Warn("settings replay failed", zap.String("sqlstate", m.Code), zap.String("reason", m.Message))
 		b.settingsUnknown = true
+	case *pgproto3.ParameterStatus:
+		return checkPinned(m)
 	case *pgproto3.ReadyForQuery:
 		c.q.pop()
 		c.replays.Add(-1)
 	}
+	return nil
 }
 
 // described handles the answers to a Describe: it records the result shape
@@ -484,6 +497,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
 		tag := pgconn.NewCommandTag(string(m.CommandTag))
+		c.codec.noteTag(tag.String())
 		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
 		c.completed(b, pgconn.CommandTag{}, 0)
@@ -498,7 +512,12 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 		}
 		c.readyForQuery(m.TxStatus)
 	case *pgproto3.ParameterStatus:
+		if err := checkPinned(m); err != nil {
+			return nil, err
+		}
 		switch m.Name {
+		case "client_encoding":
+			return nil, nil // the client's is the proxy's (switchOut)
 		case "is_superuser":
 			return &pgproto3.ParameterStatus{Name: m.Name, Value: "off"}, nil
 		case "session_authorization":
@@ -522,11 +541,17 @@ func (c *clientConn) completed(b *backend, tag pgconn.CommandTag, rows int64) {
 	switch p.kind {
 	case pExecute:
 		op = p.op
+		if len(p.encs) > 0 && rows >= 0 {
+			c.switchOut(p.encs[0])
+		}
 		c.q.pop()
 		c.statementDone(p, "ok", "", max(rows, 0))
 	case pQuery:
 		if p.done < len(p.ops) {
 			op = p.ops[p.done]
+		}
+		if p.done < len(p.encs) && p.encs[p.done] != nil {
+			c.switchOut(p.encs[p.done])
 		}
 		p.done++
 		p.rows += max(rows, 0)
@@ -597,12 +622,18 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 		c.sawFatal.Store(true)
 	}
 	c.txFailed = true
+	c.codec.noteError()
 	p := c.q.front()
 	var out pgproto3.BackendMessage = sanitize(m)
 	if p == nil {
 		return out
 	}
 	c.parseFailed(p)
+	if p.encs != nil {
+		// A statement setting client_encoding failed, or one before it:
+		// the client's next messages are read as before it.
+		c.codec.in.Store(c.codec.out.Load())
+	}
 	if p.refusal != nil {
 		out = p.refusal
 	}
@@ -630,6 +661,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 // answers: what is left before it was skipped after an error.
 func (c *clientConn) readyForQuery(status byte) {
 	c.txStatus.Store(uint32(status)) // before the pops that let the loop see it (mayProbe)
+	c.settleEncoding(status)
 	for {
 		p := c.q.front()
 		if p == nil {

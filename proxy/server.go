@@ -202,7 +202,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			up = d
 		}
 		s.warehouses[name] = w
-		s.upstreams[name] = up
+		s.upstreams[name] = pinnedUpstream{warehouse: name, up: up}
 		pc := w.Pool.WithDefaults()
 		if err := pc.Validate("warehouses." + name + ".pool"); err != nil {
 			return nil, fmt.Errorf("proxy: %w", err)

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 )
@@ -89,8 +90,8 @@ func parseStartupParams(b []byte) (map[string]string, error) {
 // forwardedParams are the startup parameters passed to the warehouse, by
 // lowercase name. Everything else (options, search_path, role, ...) is dropped:
 // a client must not be able to change how the warehouse resolves names.
+// client_encoding is the proxy's (encoding.go): the warehouse speaks UTF8.
 var forwardedParams = map[string]string{
-	"client_encoding":    "client_encoding",
 	"datestyle":          "DateStyle",
 	"timezone":           "TimeZone",
 	"intervalstyle":      "IntervalStyle",
@@ -222,8 +223,26 @@ func (c *clientConn) startup() error {
 	}
 	c.upParams = map[string]string{}
 	for k, v := range params {
-		if canon, ok := forwardedParams[strings.ToLower(k)]; ok && safeParamValue(v) {
+		lk := strings.ToLower(k)
+		if lk == "client_encoding" {
+			e, perr := pgenc.Lookup(v)
+			if perr != nil {
+				return perr.AsFatal()
+			}
+			c.codec = newCodec(e)
+			c.out.enc = &c.codec.out
+			continue
+		}
+		canon, ok := forwardedParams[lk]
+		switch {
+		case !ok:
+		case safeParamValue(v):
 			c.upParams[canon] = v
+		case lk != "application_name":
+			// A value outside what pgwarden forwards (letters, digits and
+			// " _-+,./:"): refused as PostgreSQL refuses a value it does
+			// not take, rather than accepted and then not applied.
+			return pgerr.Fatalf(pgerr.InvalidParameterValue, "invalid value for parameter \"%s\": \"%s\"", canon, v)
 		}
 	}
 	if _, ok := params["options"]; ok {
@@ -299,6 +318,7 @@ func (c *clientConn) startup() error {
 		c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
 		return err
 	}
+	params["client_encoding"] = c.codec.start.Name
 	for _, name := range reportedParams {
 		if v := params[name]; v != "" {
 			c.out.send(&pgproto3.ParameterStatus{Name: name, Value: v})
@@ -436,6 +456,16 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 			return nil, asFatal(err)
 		}
 		c.pool = p
+		// Settings are replayed per transaction: check them now, so that
+		// a value the warehouse refuses fails the login as on PostgreSQL
+		// instead of every transaction later.
+		canon, err := p.checkSettings(ctx, c.upParams, poolParams)
+		if err != nil {
+			return nil, asFatal(err)
+		}
+		for k, v := range canon {
+			c.upParams[k] = v
+		}
 		c.baseSettings = baseSettingsFor(c.upParams, poolParams)
 		c.applyOps(nil)
 		params := make(map[string]string, len(poolParams))

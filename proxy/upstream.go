@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,9 +29,10 @@ type ClientInfo struct {
 	Tenant    string
 	// User is the PostgreSQL user name the client sent; for logs only.
 	User string
-	// Params are the allow-listed startup parameters (client_encoding,
-	// DateStyle, TimeZone, IntervalStyle, extra_float_digits,
-	// application_name) to apply upstream.
+	// Params are the allow-listed startup parameters (DateStyle, TimeZone,
+	// IntervalStyle, extra_float_digits, application_name) to apply
+	// upstream. client_encoding is never one: warehouse connections are
+	// pinned to UTF8 (pinnedSettings).
 	Params map[string]string
 }
 
@@ -91,6 +93,10 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	for k, v := range ci.Params {
 		cfg.RuntimeParams[k] = v
 	}
+	// Startup parameters outrank the role's and the database's settings.
+	for k, v := range pinnedSettings {
+		cfg.RuntimeParams[k] = v
+	}
 	if cfg.RuntimeParams["application_name"] == "" {
 		// Names the proxy's connections in pg_stat_activity unless the
 		// client named itself.
@@ -139,6 +145,29 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	return sc, nil
 }
 
+// pinnedUpstream checks every connection an Upstream hands out (ours, or
+// one a caller supplied) for the settings pgwarden pins: a connection whose
+// warehouse reports another client_encoding or standard_conforming_strings
+// off would read the forwarded text otherwise than the rewriter did.
+type pinnedUpstream struct {
+	warehouse string
+	up        Upstream
+}
+
+func (p pinnedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+	sc, err := p.up.Acquire(ctx, ci)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"client_encoding", "standard_conforming_strings"} {
+		if v := sc.ParameterStatus(name); !strings.EqualFold(v, pinnedSettings[name]) {
+			sc.Close()
+			return nil, pgerr.Fatalf(pgerr.ConnectionFailure, "warehouse %s is unusable: it reports %s %q, not %s", p.warehouse, name, v, pinnedSettings[name])
+		}
+	}
+	return sc, nil
+}
+
 // connectError turns a connect failure into a FATAL for the client that
 // says what happened (refused, no answer within the time actually waited,
 // credentials or database refused, TLS) and names the warehouse but
@@ -146,6 +175,11 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 // warehouse's address is the operator's business. The full cause, address
 // included, stays in the wrapped error for the log.
 func (u *dsnUpstream) connectError(ctx context.Context, err error, waited time.Duration) error {
+	if pe := (*pgconn.PgError)(nil); errors.As(err, &pe) && pe.Code == pgerr.InvalidParameterValue {
+		// A startup setting of the client's the warehouse refused: the
+		// client's error, in PostgreSQL's words.
+		return fmt.Errorf("%w: %w", &pgerr.Error{Severity: pgerr.SeverityFatal, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint}, err)
+	}
 	return fmt.Errorf("%w: %w", u.unreachable(connectFailure(ctx, err, waited)), err)
 }
 

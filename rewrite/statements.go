@@ -86,10 +86,28 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 		vals = append(vals, constText(c))
 	}
 	st.SetValue = strings.Join(vals, ", ")
-	if st.SetName == "statement_timeout" {
+	switch st.SetName {
+	case "statement_timeout":
 		p.checkTimeout(st.SetValue)
+	case "standard_conforming_strings":
+		// The warehouse lexes the rewritten text with it on (the proxy
+		// pins it), and pg_query parses the client's text so.
+		if !isOn(st.SetValue) {
+			p.fail(pgerr.Unsupported("standard_conforming_strings cannot be turned off through pgwarden").
+				WithHint("write backslash escapes as E'...' strings"))
+		}
 	}
 	return st
+}
+
+// isOn reports a boolean setting's value that means on, as PostgreSQL's
+// parse_bool reads it.
+func isOn(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "on", "true", "yes", "1", "t", "y", "tr", "tru", "ye":
+		return true
+	}
+	return false
 }
 
 // constText is the text of a constant as SET receives it.
@@ -165,7 +183,11 @@ func (p *pass) settingFunc(name string, args []*pg_query.Node) {
 			p.fail(pgerr.Denied("permission denied to show parameter %q", sv.Sval))
 		}
 	case "set_config":
-		if !settableSettings[setting] || setting == "statement_timeout" {
+		// client_encoding and standard_conforming_strings decide how the
+		// warehouse reads the statements the proxy sends: the proxy pins
+		// them there, and SET client_encoding is the proxy's, not the
+		// warehouse's; set_config would change them behind its back.
+		if !settableSettings[setting] || setting == "statement_timeout" || setting == "client_encoding" || setting == "standard_conforming_strings" {
 			p.fail(pgerr.Denied("permission denied to set parameter %q", sv.Sval))
 		}
 	}
