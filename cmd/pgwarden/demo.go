@@ -38,9 +38,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	stopping := false
 	defer func() {
 		if cerr := d.cleanup(); cerr != nil && err == nil {
 			err = cerr
+		}
+		if stopping && err == nil {
+			fmt.Fprintln(stdout, "pgwarden demo stopped.")
 		}
 	}()
 	fmt.Fprintf(stdout, "starting a throwaway PostgreSQL in %s ...\n", d.dir)
@@ -70,13 +74,10 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	}
 	fmt.Fprintln(stdout, "\npgwarden demo is running; press Ctrl-C to stop it and remove everything it created.")
 	err = <-done
-	// The deferred a.close and d.cleanup stop the listeners and PostgreSQL.
+	// The deferred a.close and d.cleanup stop the listeners and PostgreSQL;
+	// the last of them says when that is done.
+	stopping = true
 	fmt.Fprintf(stdout, "\nstopping the demo: closing the proxy and the ticket service, stopping PostgreSQL, removing what it created in %s\n", d.dir)
-	defer func() {
-		if err == nil {
-			fmt.Fprintln(stdout, "pgwarden demo stopped.")
-		}
-	}()
 	return err
 }
 
