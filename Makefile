@@ -1,11 +1,12 @@
 GO ?= go
 GOTESTFLAGS ?= -race -count=1 -timeout 40m
 
-.PHONY: all build test demo deps deps-test vet bench compat compat-strict bench-quick clean
+.PHONY: all build test demo deps deps-test vet check-files bench compat compat-strict bench-quick clean
 
 all: build
 
 build:
+	@echo "building bin/pgwarden (the first build compiles pg_query's C parser with cgo: about a minute)"
 	$(GO) build -o bin/pgwarden ./cmd/pgwarden
 
 deps:
@@ -20,23 +21,31 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-test: deps-test vet
+# Binaries and data dumps are kept out of git: a tracked file over 1 MB fails the test target.
+check-files:
+	@./scripts/check-large-files.sh
+
+test: check-files deps-test vet
+	@echo "running go test ./... (the first run compiles pg_query with cgo and starts throwaway PostgreSQL clusters)"
 	$(GO) test $(GOTESTFLAGS) ./...
 
 demo: deps build
+	@echo "starting the demo: a throwaway PostgreSQL, the ticket service and the proxy (Ctrl-C stops all three)"
 	./bin/pgwarden demo
 
+# Writes bench/RESULTS.md and bench/throughput.png (tracked) after about 15 minutes on two cores.
 bench: deps build
 	$(GO) run ./bench
 
-# A two-minute smoke run of the same measurements.
+# A two-minute smoke run of the same measurements; its report goes to bench/out/quick/ (ignored).
 bench-quick: deps build
 	$(GO) run ./bench -quick
 
+# go test runs in compat/, so the binary and the matrix are passed as absolute paths.
 compat: deps build
 	@./compat/install.sh
-	@PGWARDEN_COMPAT_BINARY=bin/pgwarden PGWARDEN_COMPAT_MATRIX=bin/compat-matrix.txt \
-	  $(GO) test -count=1 -timeout 15m ./compat/; rc=$$?; cat bin/compat-matrix.txt 2>/dev/null; exit $$rc
+	@PGWARDEN_COMPAT_BINARY=$(CURDIR)/bin/pgwarden PGWARDEN_COMPAT_MATRIX=$(CURDIR)/bin/compat-matrix.txt \
+	  $(GO) test -count=1 -timeout 15m ./compat/; rc=$$?; cat $(CURDIR)/bin/compat-matrix.txt 2>/dev/null; exit $$rc
 
 # Known gaps and bugs fail instead of skipping.
 compat-strict:

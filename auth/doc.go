@@ -6,12 +6,14 @@
 // BI tool connects to the proxy with the session token (or a fresh ticket)
 // as its PostgreSQL password; the proxy calls Verifier.Authenticate.
 //
-// Every error answer is {"error": code, "message": text} (400s also carry
-// "field"):
+// README.md ("Ticket service HTTP API") documents the same for users; keep
+// the two in step. Every error answer is {"error": code, "message": text}
+// (400s also carry "field"):
 //
 //	POST /v1/tickets              Authorization: Bearer <api key>
 //	  body: external_id*, tenant*, email, groups, attributes {name: [values]},
-//	        connection_roles {warehouse: no_access|viewer|restricted_querier|querier},
+//	        connection_roles {warehouse: no_access|viewer|restricted_querier|querier}
+//	        (required, opening at least one warehouse, while Config.BaseRole is no_access),
 //	        ttl (seconds, e.g. 30, or a Go duration string, e.g. "30s"; may
 //	        only shorten Config.TicketTTL)
 //	  201 {"ticket", "expires_at"}; 400 invalid_request; 401 unauthorized;

@@ -122,6 +122,10 @@ func TestHTTPMintTicketErrors(t *testing.T) {
 		{"unknown group", with(ticketBody(), "groups", []string{"pii", "admins"}), apiKeyHdr, 400, "invalid_request", "groups[1]"},
 		{"empty group", with(ticketBody(), "groups", []string{""}), apiKeyHdr, 400, "invalid_request", "groups[0]"},
 		{"bad role", with(ticketBody(), "connection_roles", map[string]string{"demo": "superuser"}), apiKeyHdr, 400, "invalid_request", "connection_roles.demo"},
+		// base_role is no_access: a ticket opening no warehouse would be consumed at exchange and then refused.
+		{"no connection_roles", with(ticketBody(), "connection_roles", nil), apiKeyHdr, 400, "invalid_request", "connection_roles"},
+		{"empty connection_roles", with(ticketBody(), "connection_roles", map[string]string{}), apiKeyHdr, 400, "invalid_request", "connection_roles"},
+		{"only no_access roles", with(ticketBody(), "connection_roles", map[string]string{"demo": "no_access"}), apiKeyHdr, 400, "invalid_request", "connection_roles"},
 		{"long email", with(ticketBody(), "email", strings.Repeat("x", 300)), apiKeyHdr, 400, "invalid_request", "email"},
 		{"ttl longer than configured", with(ticketBody(), "ttl", 3600), apiKeyHdr, 400, "invalid_request", "ttl"},
 		{"ttl negative", with(ticketBody(), "ttl", "-5s"), apiKeyHdr, 400, "invalid_request", "ttl"},

@@ -164,6 +164,13 @@ func (s *Service) validate(r *TicketRequest) (time.Duration, error) {
 			return 0, fieldErr("connection_roles."+wh, "unknown role %q (want no_access, viewer, restricted_querier or querier)", role)
 		}
 	}
+	// With base_role no_access, a ticket naming no role would be redeemed at
+	// exchange and then refused at every connection: refuse it here, where the
+	// host application can still fix its request.
+	if s.cfg.BaseRole == policy.RoleNoAccess && !grantsAccess(r.ConnectionRoles) {
+		return 0, fieldErr("connection_roles", "required: name each warehouse the session may open and its role, "+
+			`e.g. {"analytics": "querier"} (auth.base_role is no_access, so this ticket would open no warehouse)`)
+	}
 	ttl := time.Duration(r.TTL)
 	switch {
 	case ttl == 0:
@@ -174,6 +181,16 @@ func (s *Service) validate(r *TicketRequest) (time.Duration, error) {
 		return 0, fieldErr("ttl", "may only shorten the ticket lifetime of %s", s.cfg.TicketTTL)
 	}
 	return ttl, nil
+}
+
+// grantsAccess reports whether roles opens at least one warehouse.
+func grantsAccess(roles map[string]policy.Role) bool {
+	for _, role := range roles {
+		if role != policy.RoleNoAccess {
+			return true
+		}
+	}
+	return false
 }
 
 // MintTicket validates r and returns a signed single-use ticket. A refused

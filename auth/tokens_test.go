@@ -212,6 +212,31 @@ func TestSessionClaims(t *testing.T) {
 	}
 }
 
+// Without connection_roles a ticket gets base_role everywhere: refused at
+// minting when that opens nothing, accepted when base_role grants a role.
+func TestTicketWithoutConnectionRoles(t *testing.T) {
+	req := acmeRequest()
+	req.ConnectionRoles = nil
+	_, _, err := newEnv(t).svc.MintTicket(context.Background(), req)
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Field != "connection_roles" {
+		t.Errorf("base_role no_access, no connection_roles: %v, want a FieldError on connection_roles", err)
+	}
+
+	e := newEnv(t, func(c *Config) { c.BaseRole = policy.RoleViewer })
+	tok, _, err := e.svc.MintTicket(context.Background(), req)
+	if err != nil {
+		t.Fatalf("base_role viewer, no connection_roles: %v", err)
+	}
+	s, _, err := e.svc.ExchangeTicket(context.Background(), tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := s.Identity("demo"); id.Role != policy.RoleViewer {
+		t.Errorf("identity on demo = %+v, want base role viewer", id)
+	}
+}
+
 // Several verification keys are accepted during a rotation; the old one is
 // found by kid.
 func TestKeyRotation(t *testing.T) {

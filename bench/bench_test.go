@@ -220,6 +220,15 @@ func TestParseFlagsQuick(t *testing.T) {
 	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) || o.PoolClients != 200 || !o.Parts["pool"] {
 		t.Errorf("quick with -rounds 2: %+v", o)
 	}
+	if o.Out != quickOut {
+		t.Errorf("quick writes to %q, want %q (the tracked bench/RESULTS.md is for full runs)", o.Out, quickOut)
+	}
+	if full, _, err := parseFlags(nil, &strings.Builder{}); err != nil || full.Out != "bench" {
+		t.Errorf("full run writes to %q (err %v), want bench", full.Out, err)
+	}
+	if o, _, err := parseFlags([]string{"-quick", "-out", "elsewhere"}, &strings.Builder{}); err != nil || o.Out != "elsewhere" {
+		t.Errorf("quick with -out elsewhere writes to %q (err %v)", o.Out, err)
+	}
 	if _, _, err := parseFlags([]string{"-protocols", "simple,bogus"}, &strings.Builder{}); err == nil {
 		t.Error("unknown protocol: want an error")
 	}

@@ -17,7 +17,8 @@
 //     ./bench/..., including bench/rewritebench).
 //
 // Run it from the module root with `make bench` (about 15 minutes on two
-// cores), or `go run ./bench -quick` for a smoke run of about two minutes.
+// cores), or `make bench-quick` (`go run ./bench -quick`) for a smoke run of
+// about two minutes whose report goes to bench/out/quick/ instead.
 // -duration, -rounds, -clients, -protocols, -targets and -parts narrow a run;
 // -render FILE redraws the report from an earlier run's bench/out/results.json.
 package main
@@ -76,6 +77,10 @@ func main() {
 	}
 }
 
+// quickOut is where -quick writes its report unless -out says otherwise:
+// under bench/out/, which git ignores.
+const quickOut = "bench/out/quick"
+
 func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -123,6 +128,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 			"bench-count":   func() { o.BenchCount = 1 },
 			"benchtime":     func() { o.Benchtime = "20ms" },
 			"protocols":     func() { *protocols = "simple,prepared" },
+			// A smoke run never overwrites the tracked bench/RESULTS.md and chart.
+			"out": func() { o.Out = quickOut },
 		}
 		for name, f := range quick {
 			if !set[name] {

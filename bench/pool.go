@@ -438,20 +438,21 @@ type poolPeaks struct {
 // poolSampler polls pg_stat_activity and the proxy's pool gauges until
 // stopped. It owns db meanwhile.
 type poolSampler struct {
-	cancel context.CancelFunc
-	done   chan poolPeaks
+	quit chan struct{}
+	done chan poolPeaks
 }
 
 const poolSampleEvery = 50 * time.Millisecond
 
 func startPoolSampler(ctx context.Context, db *pgx.Conn, metricsPort int) *poolSampler {
-	ctx, cancel := context.WithCancel(ctx)
-	s := &poolSampler{cancel: cancel, done: make(chan poolPeaks, 1)}
+	s := &poolSampler{quit: make(chan struct{}), done: make(chan poolPeaks, 1)}
 	go func() {
 		var pk poolPeaks
 		tick := time.NewTicker(poolSampleEvery)
 		defer tick.Stop()
 		for {
+			// The samples run under ctx, not a context stop cancels: pgx closes
+			// a connection whose query is cancelled, and db outlives the sampler.
 			if n, err := serviceBackends(ctx, db); err == nil {
 				pk.PG = max(pk.PG, n)
 				pk.Samples++
@@ -464,6 +465,9 @@ func startPoolSampler(ctx context.Context, db *pgx.Conn, metricsPort int) *poolS
 				pk.Waiting = max(pk.Waiting, int(m.value("pgwarden_proxy_pool_waiting_clients", "warehouse", whBench)))
 			}
 			select {
+			case <-s.quit:
+				s.done <- pk
+				return
 			case <-ctx.Done():
 				s.done <- pk
 				return
@@ -475,7 +479,7 @@ func startPoolSampler(ctx context.Context, db *pgx.Conn, metricsPort int) *poolS
 }
 
 func (s *poolSampler) stop() poolPeaks {
-	s.cancel()
+	close(s.quit)
 	return <-s.done
 }
 

@@ -261,6 +261,23 @@ func column(rows [][]string, header string) []string {
 	return out
 }
 
+// psqlFooter returns the entries under a footer heading of psql's \d.
+func psqlFooter(out, heading string) []string {
+	var entries []string
+	in := false
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case l == heading:
+			in = true
+		case in && strings.HasPrefix(l, "    "):
+			entries = append(entries, strings.TrimSpace(l))
+		default:
+			in = false
+		}
+	}
+	return entries
+}
+
 var psqlFooterFK = regexp.MustCompile(`FOREIGN KEY \(([^)]*)\) REFERENCES (\w+)\(([^)]*)\)`)
 
 func testPsql(t *testing.T) {
@@ -297,11 +314,15 @@ func testPsql(t *testing.T) {
 		if !strings.Contains(out, `PRIMARY KEY, btree (tenant_id, order_id)`) {
 			return fmt.Errorf(`\d orders: no primary key (tenant_id, order_id) in:\n%s`, out)
 		}
-		m := psqlFooterFK.FindStringSubmatch(out)
-		if m == nil || m[1] != "tenant_id, customer_id" || m[2] != "customers" || m[3] != "tenant_id, customer_id" {
-			return fmt.Errorf(`\d orders: want FOREIGN KEY (tenant_id, customer_id) REFERENCES customers(tenant_id, customer_id) in:\n%s`, out)
+		// Every line of both foreign key footers: a wrong definition on any
+		// of them (each used to get the first constraint's) fails.
+		fks := append(psqlFooter(out, "Foreign-key constraints:"), psqlFooter(out, "Referenced by:")...)
+		for _, l := range fks {
+			if !psqlFooterFK.MatchString(l) {
+				return fmt.Errorf(`\d orders: foreign key line %q is not a FOREIGN KEY definition in:\n%s`, l, out)
+			}
 		}
-		return nil
+		return sameList(`\d orders foreign keys`, fks, ordersFKLines)
 	})
 	check(t, "psql", "d-customers", func() error {
 		out, err := psql(ctx, t, "-A", "-c", `\d customers`)

@@ -97,18 +97,37 @@ func FuzzStartup(f *testing.F) {
 	})
 }
 
+// TestWriteFuzzSeeds checks that testdata/fuzz/FuzzStartup holds exactly
+// fuzzSeeds(), which go test runs as FuzzStartup's corpus; -update writes it.
 func TestWriteFuzzSeeds(t *testing.T) {
-	if !*update {
-		t.Skip("run with -update to rewrite testdata/fuzz/FuzzStartup")
-	}
 	dir := filepath.Join("testdata", "fuzz", "FuzzStartup")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	seeds := fuzzSeeds()
+	if *update {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, seed := range seeds {
+		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
+		if *update {
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil || string(got) != body {
+			t.Errorf("%s/%s is not fuzzSeeds()[%q] (err %v): run go test ./proxy -run TestWriteFuzzSeeds -update", dir, name, name, err)
+		}
+	}
+	// Files the seeds no longer name are stale (go test would still run them).
+	entries, err := os.ReadDir(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
-	for name, seed := range fuzzSeeds() {
-		body := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", seed)
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
-			t.Fatal(err)
+	for _, e := range entries {
+		if _, ok := seeds[e.Name()]; !ok {
+			t.Errorf("%s/%s is not one of fuzzSeeds(): remove it, or add it there", dir, e.Name())
 		}
 	}
 }

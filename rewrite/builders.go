@@ -5,6 +5,7 @@ package rewrite
 
 import (
 	"fmt"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -317,12 +318,20 @@ func (bc *bodyCache) parse(body string) (*pg_query.Node, error) {
 	return proto.Clone(n).(*pg_query.Node), nil
 }
 
-// oidLookup builds (SELECT x.col FROM (body) x WHERE where(x) LIMIT 1): the
-// object when the virtualized catalog has it, else NULL. A hidden object
+// oidLookup builds
+//
+//	(SELECT x.col FROM (SELECT args[0] AS a0, …) y, (body) x WHERE where(x, y) LIMIT 1):
+//
+// the object when the virtualized catalog has it, else NULL. A hidden object
 // then looks like a missing one to whatever gets the result. No fence: the
-// client's argument does not read the catalog's rows, and PostgreSQL may
-// then look the oid up by index.
-func oidLookup(bc *bodyCache, body, col string, where func(ref func(string) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
+// client's arguments do not read the catalog's rows, and PostgreSQL may then
+// look the oid up by index. The arguments are evaluated in y, listed before x
+// and not LATERAL, so that an unqualified column of the client's (the oid in
+// psql's pg_get_constraintdef(oid)) binds to the client's row: written in the
+// WHERE clause it would bind to x's own column of that name, and every row
+// would get the first row's answer.
+func oidLookup(bc *bodyCache, body, col string, args []*pg_query.Node,
+	where func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node) (*pg_query.Node, error) {
 	from, err := parseRangeSubselect(bc, body, &pg_query.Alias{Aliasname: "x"})
 	if err != nil {
 		return nil, err
@@ -330,10 +339,34 @@ func oidLookup(bc *bodyCache, body, col string, where func(ref func(string) *pg_
 	ref := func(c string) *pg_query.Node {
 		return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode("x"), strNode(c)}, 0)
 	}
+	// Only arguments that name a column can be captured; constants and
+	// parameters stay in the WHERE clause, where an untyped literal still
+	// takes the type of the column it is compared with.
+	argName := func(i int) string { return "a" + strconv.Itoa(i) }
+	var targets []*pg_query.Node
+	for i, a := range args {
+		if hasColumnRef(a.ProtoReflect()) {
+			targets = append(targets, resTarget(argName(i), a))
+		}
+	}
+	arg := func(i int) *pg_query.Node {
+		if !hasColumnRef(args[i].ProtoReflect()) {
+			return proto.Clone(args[i]).(*pg_query.Node)
+		}
+		return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode("y"), strNode(argName(i))}, 0)
+	}
+	fromClause := []*pg_query.Node{from}
+	if len(targets) > 0 {
+		argSel := &pg_query.SelectStmt{TargetList: targets, Op: pg_query.SetOperation_SETOP_NONE}
+		fromClause = []*pg_query.Node{{Node: &pg_query.Node_RangeSubselect{RangeSubselect: &pg_query.RangeSubselect{
+			Subquery: &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: argSel}},
+			Alias:    &pg_query.Alias{Aliasname: "y"},
+		}}}, from}
+	}
 	sel := &pg_query.SelectStmt{
 		TargetList:  []*pg_query.Node{resTarget("", ref(col))},
-		FromClause:  []*pg_query.Node{from},
-		WhereClause: where(ref),
+		FromClause:  fromClause,
+		WhereClause: where(ref, arg),
 		LimitCount:  intConst(1),
 		LimitOption: pg_query.LimitOption_LIMIT_OPTION_COUNT,
 		Op:          pg_query.SetOperation_SETOP_NONE,
@@ -344,18 +377,30 @@ func oidLookup(bc *bodyCache, body, col string, where func(ref func(string) *pg_
 	}}}, nil
 }
 
-// eqArg is x.col = arg.
-func eqArg(col string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
-	return func(ref func(string) *pg_query.Node) *pg_query.Node { return opExpr("=", ref(col), arg) }
+// hasColumnRef reports whether a column reference is anywhere under m.
+func hasColumnRef(m protoreflect.Message) bool {
+	if _, ok := m.Interface().(*pg_query.ColumnRef); ok {
+		return true
+	}
+	found := false
+	eachChild(m, func(c protoreflect.Message) { found = found || hasColumnRef(c) })
+	return found
 }
 
-// regMatch is x.oid = CASE WHEN arg::text ~ '^[0-9]+$' THEN
-// arg::text::oid ELSE toReg(arg::text) END: it matches an oid (of any
+// eqArg is x.col = y.a0.
+func eqArg(col string) func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+		return opExpr("=", ref(col), arg(0))
+	}
+}
+
+// regMatch is x.oid = CASE WHEN y.a0::text ~ '^[0-9]+$' THEN
+// y.a0::text::oid ELSE toReg(y.a0::text) END: it matches an oid (of any
 // integer or reg type) and a name alike, without knowing the argument's
 // type, and stays one equality on oid (an index lookup).
-func regMatch(toReg string, arg *pg_query.Node) func(ref func(string) *pg_query.Node) *pg_query.Node {
-	return func(ref func(string) *pg_query.Node) *pg_query.Node {
-		asText := func() *pg_query.Node { return typeCast(proto.Clone(arg).(*pg_query.Node), textType()) }
+func regMatch(toReg string) func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+	return func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+		asText := func() *pg_query.Node { return typeCast(arg(0), textType()) }
 		digits := opExpr("~", asText(), strConst("^[0-9]+$"))
 		oid := caseElse(digits, typeCast(asText(), typeNamed("oid")), funcCall(toReg, asText()))
 		return opExpr("=", ref("oid"), oid)

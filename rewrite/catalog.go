@@ -412,12 +412,12 @@ func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogF
 	var sub *pg_query.Node
 	var err error
 	if spec.subArg >= 0 && spec.subArg < len(fc.Args) {
-		arg, subArg := fc.Args[i], fc.Args[spec.subArg]
-		sub, err = oidLookup(p.r.bodies, body, spec.col, func(ref func(string) *pg_query.Node) *pg_query.Node {
-			return andExpr([]*pg_query.Node{opExpr("=", ref(spec.col), arg), opExpr("=", ref("objsubid"), proto.Clone(subArg).(*pg_query.Node))})
+		args := []*pg_query.Node{fc.Args[i], proto.Clone(fc.Args[spec.subArg]).(*pg_query.Node)}
+		sub, err = oidLookup(p.r.bodies, body, spec.col, args, func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+			return andExpr([]*pg_query.Node{opExpr("=", ref(spec.col), arg(0)), opExpr("=", ref("objsubid"), arg(1))})
 		})
 	} else {
-		sub, err = oidLookup(p.r.bodies, body, spec.col, eqArg(spec.col, fc.Args[i]))
+		sub, err = oidLookup(p.r.bodies, body, spec.col, []*pg_query.Node{fc.Args[i]}, eqArg(spec.col))
 	}
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
@@ -577,7 +577,7 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 // name, of any type) denotes, or NULL.
 func (p *pass) regLookup(typ string, arg *pg_query.Node) *pg_query.Node {
 	rc := regCasts[typ]
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL(rc.catalog, false), "oid", regMatch(rc.toReg, arg))
+	sub, err := oidLookup(p.r.bodies, p.catalogSQL(rc.catalog, false), "oid", []*pg_query.Node{arg}, regMatch(rc.toReg))
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return nil
@@ -612,13 +612,14 @@ func (p *pass) serialSequence(fc *pg_query.FuncCall) {
 	relName := typeCast(typeCast(rel, typeNamed("regclass")), textType())
 	col := fc.Args[1]
 	relOid := proto.Clone(rel).(*pg_query.Node)
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL("pg_attribute", false), "attname", func(ref func(string) *pg_query.Node) *pg_query.Node {
-		return andExpr([]*pg_query.Node{
-			opExpr("=", ref("attrelid"), relOid),
-			opExpr("=", typeCast(ref("attname"), textType()), typeCast(col, textType())),
-			opExpr(">", ref("attnum"), intConst(0)),
+	sub, err := oidLookup(p.r.bodies, p.catalogSQL("pg_attribute", false), "attname", []*pg_query.Node{relOid, col},
+		func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+			return andExpr([]*pg_query.Node{
+				opExpr("=", ref("attrelid"), arg(0)),
+				opExpr("=", typeCast(ref("attname"), textType()), typeCast(arg(1), textType())),
+				opExpr(">", ref("attnum"), intConst(0)),
+			})
 		})
-	})
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return

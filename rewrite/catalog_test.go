@@ -3,12 +3,16 @@ package rewrite
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
 // driverQueries reads the catalog queries psql, pgjdbc and SQLAlchemy send.
@@ -76,20 +80,24 @@ func TestCatalogDriverQueries(t *testing.T) {
 		t.Fatalf("read %d driver queries, want at least 20", len(queries))
 	}
 	hiddenNames := []string{"internal_costs", "infra_cost", "support_cost"}
+	realNames := objectNames(t, conn, "analytics")
 	for _, sess := range []struct {
 		name, line string
 		seePhone   bool
 		seeEvents  bool
+		hide       string // what the session may not see, dropped from the oracle database
 	}{
-		{"querier", "session tenant=acme", false, true},
-		{"pii", "session tenant=acme groups=pii", true, true},
-		{"viewer", "session tenant=acme role=viewer", false, false},
+		{"querier", "session tenant=acme", false, true, "ALTER TABLE customers DROP COLUMN phone;"},
+		{"pii", "session tenant=acme groups=pii", true, true, ""},
+		{"viewer", "session tenant=acme role=viewer", false, false, "ALTER TABLE customers DROP COLUMN phone; DROP TABLE events;"},
 	} {
 		t.Run(sess.name, func(t *testing.T) {
 			id, err := parseSession(sess.line)
 			if err != nil {
 				t.Fatal(err)
 			}
+			oracle := exposedDB(t, "DROP TABLE internal_costs; "+sess.hide)
+			oracleNames := objectNames(t, oracle, "analytics")
 			seen := map[string]bool{}
 			nonEmpty := 0
 			for qi, q := range queries {
@@ -107,6 +115,17 @@ func TestCatalogDriverQueries(t *testing.T) {
 					if err != nil {
 						t.Errorf("query %d (%s): execute: %v\n%s", qi, rel, err, res.SQL)
 						continue
+					}
+					// PostgreSQL's own answer on a database of the exposed objects alone.
+					oracleOid, ok := oracleNames.oidOf["rel "+rel]
+					if !ok {
+						oracleOid = missingOid
+					}
+					_, want, err := catalogRows(ctx, oracle, strings.ReplaceAll(strings.ReplaceAll(q, "{{name}}", rel), "{{oid}}", oracleOid))
+					if err != nil {
+						t.Errorf("query %d (%s): on the exposed database: %v", qi, rel, err)
+					} else if diff := cmp.Diff(realNames.normalize(want, oracleNames), realNames.normalize(rows, realNames)); diff != "" {
+						t.Errorf("query %d (%s): the catalog answers differently from PostgreSQL on the exposed objects alone (-want +got):\n%s\n%s", qi, rel, diff, sql)
 					}
 					if len(rows) > 0 {
 						nonEmpty++
@@ -145,6 +164,92 @@ func TestCatalogDriverQueries(t *testing.T) {
 			t.Logf("%d driver queries, %d results with rows", len(queries), nonEmpty)
 		})
 	}
+}
+
+// missingOid stands, in the exposed database, for a relation it does not
+// have: the virtual catalog must answer for the real relation's oid as
+// PostgreSQL does for an oid that names nothing.
+const missingOid = "4000000000"
+
+// exposedDB returns a connection (as a read-only role) to a new database with
+// the demo schema, no rows, and drop applied: the exposed objects alone.
+// Hidden columns are dropped rather than left out, so that attnums keep the
+// real table's numbering, as the virtual catalog does.
+func exposedDB(t *testing.T, drop string) *pgx.Conn {
+	t.Helper()
+	u := pgtest.NewDatabase(t, readFile(t, "../testdata/demo/schema.sql")+drop)
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	admin.Exec(ctx, "DO $$BEGIN CREATE ROLE warden_ro LOGIN PASSWORD 'pw'; EXCEPTION WHEN duplicate_object THEN NULL; END$$")
+	if _, err := admin.Exec(ctx, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO warden_ro"); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, pgtest.WithUser(t, u, "warden_ro", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// dbObjects names the oids of a database's own objects, which differ
+// between two databases built from the same DDL.
+type dbObjects struct {
+	nameOf map[string]string // oid -> "rel orders", "con orders_pkey", …
+	oidOf  map[string]string
+}
+
+func objectNames(t *testing.T, conn *pgx.Conn, dbName string) dbObjects {
+	t.Helper()
+	rows, err := conn.Query(context.Background(), `
+		SELECT oid::text, 'rel ' || relname FROM pg_class WHERE relnamespace = 'public'::regnamespace
+		UNION ALL SELECT oid::text, 'type ' || typname FROM pg_type WHERE typnamespace = 'public'::regnamespace
+		UNION ALL SELECT oid::text, 'con ' || conname FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+		UNION ALL SELECT a.oid::text, 'default ' || c.relname || '.' || a.adnum FROM pg_attrdef a JOIN pg_class c ON c.oid = a.adrelid
+		UNION ALL SELECT oid::text, 'database' FROM pg_database WHERE datname = current_database()
+		UNION ALL SELECT current_database(), 'database name'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := dbObjects{nameOf: map[string]string{}, oidOf: map[string]string{}}
+	for rows.Next() {
+		var oid, name string
+		if err := rows.Scan(&oid, &name); err != nil {
+			t.Fatal(err)
+		}
+		o.nameOf[oid], o.oidOf[name] = name, oid
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := o.oidOf["rel internal_costs"]; !ok {
+		o.nameOf[missingOid] = "rel internal_costs"
+	}
+	o.nameOf[dbName] = "database name"
+	return o
+}
+
+// normalize replaces the cells that are oids (or the name) of objs's
+// objects by their names, and sorts the rows: what remains should not
+// depend on which database answered.
+func (dbObjects) normalize(rows [][]string, objs dbObjects) []string {
+	out := make([]string, len(rows))
+	for i, row := range rows {
+		cells := make([]string, len(row))
+		for j, c := range row {
+			if name, ok := objs.nameOf[c]; ok {
+				c = "<" + name + ">"
+			}
+			cells[j] = c
+		}
+		out[i] = strings.Join(cells, " | ")
+	}
+	sort.Strings(out)
+	return out
 }
 
 // TestCatalogOracles checks that hidden relations and columns look exactly
@@ -203,6 +308,13 @@ func TestCatalogOracles(t *testing.T) {
 		{"SELECT count(*) FROM pg_views WHERE definition IS NOT NULL", "0"},
 		{"SELECT 1259::regclass = 'internal_costs'", "error: 42P01"},
 		{"SELECT count(*) FROM pg_class c WHERE c.oid::regclass IN ('orders', 'customers')", "2"},
+		// An unqualified argument is the client's row, not the lookup's own
+		// column: each constraint gets its own definition (psql's "Referenced by").
+		{"SELECT string_agg(pg_get_constraintdef(oid, true), ' | ' ORDER BY conname) FROM pg_constraint WHERE conrelid = 'orders'::regclass",
+			"PRIMARY KEY (tenant_id, order_id) | CHECK (region = ANY (ARRAY['EU'::text, 'NA'::text, 'APAC'::text])) | " +
+				"FOREIGN KEY (tenant_id, customer_id) REFERENCES customers(tenant_id, customer_id)"},
+		{"SELECT string_agg(relname::text, ',' ORDER BY relname) FROM pg_class WHERE relname IN ('products', 'tenants', 'internal_costs') AND pg_table_is_visible(oid)",
+			"products,tenants"},
 		{"SELECT * FROM pg_stats", "error: 42501"},
 		{"SELECT * FROM pg_stat_user_tables", "error: 42501"},
 		{"SELECT * FROM pg_statistic", "error: 42501"},

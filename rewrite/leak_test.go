@@ -90,7 +90,35 @@ func (s *session) run(sql string) (string, error) {
 // functions, and a rewriter whose policy allow-lists them.
 func leakSetup(t *testing.T) (*session, *Rewriter) {
 	t.Helper()
-	setup := readFile(t, "../testdata/demo/schema.sql") + readFile(t, "../testdata/demo/data.sql") + leakFunctions
+	s := leakDatabase(t, "")
+	pol := "functions: {allow: [leak, boom]}\n" + readFile(t, "../testdata/demo/policy.yaml")
+	p, err := policy.Parse([]byte(pol), "leak.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(p, catalogFromDDL(t, readFile(t, "../testdata/demo/schema.sql")), Options{CacheBytes: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, r
+}
+
+// acmeOnly leaves a leak database holding acme's rows alone: what a rewritten
+// statement run as acme must answer, had the warehouse never held the others.
+const acmeOnly = `
+DELETE FROM order_items WHERE tenant_id <> 'acme';
+DELETE FROM orders WHERE tenant_id <> 'acme';
+DELETE FROM events WHERE tenant_id <> 'acme';
+DELETE FROM internal_costs WHERE tenant_id <> 'acme';
+DELETE FROM customers WHERE tenant_id <> 'acme';
+DELETE FROM tenants WHERE tenant_id <> 'acme';
+`
+
+// leakDatabase returns a read-only session on a new demo database with the
+// leaky functions, after extra SQL.
+func leakDatabase(t *testing.T, extra string) *session {
+	t.Helper()
+	setup := readFile(t, "../testdata/demo/schema.sql") + readFile(t, "../testdata/demo/data.sql") + leakFunctions + extra
 	u := pgtest.NewDatabase(t, setup)
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, u)
@@ -102,16 +130,19 @@ func leakSetup(t *testing.T) (*session, *Rewriter) {
 		t.Fatal(err)
 	}
 	admin.Close(ctx)
-	pol := "functions: {allow: [leak, boom]}\n" + readFile(t, "../testdata/demo/policy.yaml")
-	p, err := policy.Parse([]byte(pol), "leak.yaml")
-	if err != nil {
-		t.Fatal(err)
+	return connect(t, pgtest.WithUser(t, u, "warden_ro", "pw"))
+}
+
+// sqlState is err's SQLSTATE, "" for none.
+func sqlState(err error) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.Code
 	}
-	r, err := New(p, catalogFromDDL(t, readFile(t, "../testdata/demo/schema.sql")), Options{CacheBytes: -1})
 	if err != nil {
-		t.Fatal(err)
+		return "not a PostgreSQL error: " + err.Error()
 	}
-	return connect(t, pgtest.WithUser(t, u, "warden_ro", "pw")), r
+	return ""
 }
 
 var otherTenants = []string{"globex", "initech", "Globex", "Initech"}
@@ -167,6 +198,17 @@ func TestNoLeak(t *testing.T) {
 		`SELECT count(*) FROM customers WHERE created_at < now() AND country = 'DE' AND leak(name)`,
 		`SELECT count(*) FROM orders WHERE order_id < 10 AND 1 / (CASE WHEN tenant_id LIKE 'glob%' THEN 0 ELSE 1 END) = 1`,
 	}
+	// With pii and analysts nothing is masked, so every attack must answer as
+	// the same statement on a database holding only acme's rows: the same
+	// error (an attack that fails on acme's own rows, as email::int does,
+	// fails there too) or the same count. Without them, masks change values,
+	// not which rows there are, so counts and errors still agree except where
+	// the statement reads a masked value (listed).
+	oracle := leakDatabase(t, acmeOnly)
+	readsMasked := map[string]bool{
+		`SELECT count(*) FROM customers WHERE email::int = 1`:             true, // fails on '***@acme.example' instead
+		`SELECT count(*) FROM events WHERE (payload->>'tenant')::int = 1`: true, // the redacted payload has no 'tenant'
+	}
 	for _, groups := range [][]string{nil, {"pii", "analysts"}} {
 		id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier, Groups: groups}
 		for _, sql := range attacks {
@@ -175,12 +217,24 @@ func TestNoLeak(t *testing.T) {
 				t.Errorf("%q: rewrite: %v", sql, err)
 				continue
 			}
-			out, _ := s.run(res.SQL)
+			out, err := s.run(res.SQL)
 			for _, other := range otherTenants {
 				if strings.Contains(out, other) {
 					t.Errorf("groups %v: %q leaks %s:\n%s", groups, sql, other, firstLines(out, 5))
 					break
 				}
+			}
+			if groups == nil && readsMasked[sql] {
+				continue
+			}
+			want, wantErr := oracle.run(sql)
+			if sqlState(err) != sqlState(wantErr) {
+				t.Errorf("groups %v: %q: rewritten, it fails with %q; on acme's rows alone with %q\n%s",
+					groups, sql, sqlState(err), sqlState(wantErr), firstLines(out, 3))
+				continue
+			}
+			if err == nil && strings.HasPrefix(sql, "SELECT count(*)") && firstLines(out, 1) != firstLines(want, 1) {
+				t.Errorf("groups %v: %q counts %q, on acme's rows alone %q", groups, sql, firstLines(out, 1), firstLines(want, 1))
 			}
 			if !strings.Contains(sql, "EXPLAIN") && !strings.Contains(out, "acme") && !strings.Contains(sql, "count(*)") &&
 				!strings.Contains(sql, "row_number") && !strings.Contains(sql, "DECLARE") {
@@ -200,6 +254,17 @@ func TestFenceIsNeeded(t *testing.T) {
 	}
 }
 
+// rowLines counts the rows in session.run's output.
+func rowLines(out string) int {
+	n := 0
+	for _, l := range strings.Split(out, "\n") {
+		if l != "" && !strings.HasPrefix(l, "ERROR ") && !strings.HasPrefix(l, "NOTICE ") {
+			n++
+		}
+	}
+	return n
+}
+
 func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	if len(lines) > n {
@@ -212,17 +277,31 @@ func firstLines(s string, n int) string {
 func TestMaskedValuesOnly(t *testing.T) {
 	s, r := leakSetup(t)
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
-	for _, sql := range []string{
-		`SELECT email FROM customers`,
-		`SELECT c.email FROM customers c WHERE leak(c.email)`,
-		`SELECT count(*) FROM customers WHERE email::int = 0`,
-		`SELECT email FROM customers WHERE email LIKE 'alice%'`,
+	for _, tc := range []struct {
+		sql     string
+		wantErr string // SQLSTATE
+		rows    int
+	}{
+		{`SELECT email FROM customers`, "", 200},
+		// leak's notices show only masked values (checked below).
+		{`SELECT c.email FROM customers c WHERE leak(c.email)`, "", 200},
+		// The cast fails on the masked value, and its message shows only that.
+		{`SELECT count(*) FROM customers WHERE email::int = 0`, "22P02", 0},
+		// The filter sees the masked value, which matches nothing.
+		{`SELECT email FROM customers WHERE email LIKE 'alice%'`, "", 0},
 	} {
+		sql := tc.sql
 		res, err := r.Rewrite(context.Background(), sql, id)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out, _ := s.run(res.SQL)
+		out, err := s.run(res.SQL)
+		if code := sqlState(err); code != tc.wantErr {
+			t.Errorf("%q: SQLSTATE %q, want %q:\n%s", sql, code, tc.wantErr, firstLines(out, 3))
+		}
+		if n := rowLines(out); n != tc.rows {
+			t.Errorf("%q: %d rows, want %d:\n%s", sql, n, tc.rows, firstLines(out, 3))
+		}
 		for _, w := range []string{"alice.", "bob.", "carol.", "dave."} {
 			if strings.Contains(out, w) {
 				t.Errorf("%q shows a raw email:\n%s", sql, firstLines(out, 3))

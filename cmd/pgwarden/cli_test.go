@@ -26,8 +26,7 @@ func TestCLIAgainstDemo(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a PostgreSQL cluster and the whole service")
 	}
-	sessions, cfgPath := startDemo(t)
-	_ = sessions
+	sessions, cfgPath, _ := startDemo(t)
 
 	code, out, errOut := runCLI(t, "ticket", "--config", cfgPath, "--tenant", "acme", "--external-id", "alice",
 		"--groups", "pii", "--attr", "regions=EU", "--session")
@@ -134,6 +133,7 @@ func TestUsage(t *testing.T) {
 		{nil, 2}, {[]string{"nope"}, 2}, {[]string{"help"}, 0}, {[]string{"version"}, 0},
 		{[]string{"serve", "--only", "both"}, 2}, {[]string{"ticket", "--config", "x"}, 2},
 		{[]string{"serve", "--config", "/nonexistent.yaml"}, 1},
+		{[]string{"revoke", "--config", "x"}, 2}, {[]string{"revoke", "--config", "/nonexistent.yaml", "sid"}, 1},
 	} {
 		if code, _, _ := runCLI(t, tt.args...); code != tt.code {
 			t.Errorf("pgwarden %v: exit %d, want %d", tt.args, code, tt.code)

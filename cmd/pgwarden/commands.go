@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -167,16 +168,54 @@ func cmdTicket(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer a.close()
-	var out string
-	if *session {
-		out, err = a.mintSession(ctx, req)
-	} else {
-		out, err = a.mintTicket(ctx, req)
+	if !*session {
+		ticket, err := a.mintTicket(ctx, req)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, ticket)
+		return nil
 	}
+	token, sid, err := a.mintSession(ctx, req)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, out)
+	// stdout stays the token alone, for PGPASSWORD=$(pgwarden ticket … --session).
+	fmt.Fprintln(stdout, token)
+	fmt.Fprintf(stderr, "session id: %s (revoke it with: %s revoke --config %s %s)\n", sid, selfCommand(), cfg.Path, sid)
+	return nil
+}
+
+// cmdRevoke ends a session as an operator: any session, whichever API key (or
+// `pgwarden ticket`) minted it. It writes to the ticket store, whose
+// notification closes the session's connections on every proxy.
+func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("revoke", stderr)
+	path := fs.String("config", "pgwarden.yaml", "configuration `file`")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("usage: pgwarden revoke --config FILE SESSION_ID")
+	}
+	sid := fs.Arg(0)
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	acfg := authConfig(cfg)
+	store, err := auth.Open(ctx, acfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if err := store.Revoke(ctx, sid, "", time.Now()); err != nil {
+		if errors.Is(err, auth.ErrSessionNotFound) {
+			return fmt.Errorf("no session %q in the ticket store of %s", sid, cfg.Path)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "session %s revoked\n", sid)
 	return nil
 }
 

@@ -38,9 +38,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	stopping := false
 	defer func() {
 		if cerr := d.cleanup(); cerr != nil && err == nil {
 			err = cerr
+		}
+		if stopping && err == nil {
+			fmt.Fprintln(stdout, "pgwarden demo stopped.")
 		}
 	}()
 	fmt.Fprintf(stdout, "starting a throwaway PostgreSQL in %s ...\n", d.dir)
@@ -69,7 +73,12 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 		return err
 	}
 	fmt.Fprintln(stdout, "\npgwarden demo is running; press Ctrl-C to stop it and remove everything it created.")
-	return <-done
+	err = <-done
+	// The deferred a.close and d.cleanup stop the listeners and PostgreSQL;
+	// the last of them says when that is done.
+	stopping = true
+	fmt.Fprintf(stdout, "\nstopping the demo: closing the proxy and the ticket service, stopping PostgreSQL, removing what it created in %s\n", d.dir)
+	return err
 }
 
 // demoRun owns what the demo creates, so that cleanup removes exactly that.
@@ -224,6 +233,36 @@ func portOrFree(port int) int {
 	return p
 }
 
+// demoQuery is a statement the demo suggests and what it shows. TestDemo
+// runs each one as printed and checks that it shows that; the README lists
+// the same statements.
+type demoQuery struct{ SQL, Shows string }
+
+// demoQueries are for the printed sessions: role querier, not in group pii.
+var demoQueries = []demoQuery{
+	{"SELECT DISTINCT tenant_id FROM orders;", "only your tenant"},
+	{"SELECT name, email FROM customers ORDER BY customer_id LIMIT 3;", "email masked: not in group pii"},
+	{"SELECT name, phone FROM customers LIMIT 3;", "refused (42501): phone is denied without group pii"},
+	{"SELECT * FROM internal_costs;", "refused (42501): not in the policy"},
+}
+
+// demoPIIQueries are for the session of the printed ticket command (group
+// pii, attribute regions=EU).
+var demoPIIQueries = []demoQuery{
+	{"SELECT name, email, phone FROM customers ORDER BY customer_id LIMIT 3;", "email and phone unmasked"},
+	{"SELECT DISTINCT region FROM orders;", "only EU, from the regions attribute"},
+}
+
+func printQueries(w io.Writer, qs []demoQuery) {
+	width := 0
+	for _, q := range qs {
+		width = max(width, len(q.SQL))
+	}
+	for _, q := range qs {
+		fmt.Fprintf(w, "  %-*s  -- %s\n", width, q.SQL, q.Shows)
+	}
+}
+
 func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKey string) error {
 	host, port, _ := net.SplitHostPort(cfg.Proxy.Listen)
 	fmt.Fprintf(w, "\npgwarden demo is up.\n  proxy:          %s (PostgreSQL protocol, database %q)\n", cfg.Proxy.Listen, demoWarehouse)
@@ -231,28 +270,35 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 		cfg.Auth.Listen, cfg.Metrics.Listen, cfg.Path, cfg.Audit.Path)
 	fmt.Fprintln(w, "\nOne session per demo tenant (valid 1 h; role querier, not in group pii):")
 	for _, tenant := range demo.Tenants {
-		token, err := a.mintSession(ctx, sessionRequest{
+		token, sid, err := a.mintSession(ctx, sessionRequest{
 			Tenant: tenant, ExternalID: tenant + "-analyst",
 			Roles: map[string]string{demoWarehouse: "querier"}, TTL: time.Hour,
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(w, "\n  # %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\"\n",
-			tenant, token, host, port, demoWarehouse, tenant)
+		fmt.Fprintf(w, "\n  # %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\"\n  (session id %s)\n",
+			tenant, token, host, port, demoWarehouse, tenant, sid)
 	}
+	self := selfCommand()
+	fmt.Fprintln(w, "\nTry, in any of them:")
+	printQueries(w, demoQueries)
 	fmt.Fprintf(w, `
-Try:  SELECT DISTINCT tenant_id FROM orders;      -- only your tenant
-      SELECT * FROM internal_costs;               -- refused (42501)
-      SELECT name, email, phone FROM customers;   -- email masked, phone denied without group pii
-
-More sessions (other groups or attributes) for this running demo:
-  pgwarden ticket --config %s --tenant acme --external-id alice --groups pii --attr regions=EU --session
+A session in group pii that sees only region EU (the token goes to stdout, its session id to stderr):
+  %s ticket --config %s --tenant acme --external-id alice --groups pii --attr regions=EU --session
+In it:
+`, self, cfg.Path)
+	printQueries(w, demoPIIQueries)
+	fmt.Fprintf(w, `
+End a session (its open connections close within a second):
+  %s revoke --config %s SESSION_ID
 
 The ticket service, as a host application's backend calls it:
   curl -s -H 'Authorization: Bearer %s' \
        -d '{"external_id":"alice","tenant":"acme","connection_roles":{"%s":"querier"}}' http://%s/v1/tickets
   curl -s -d '{"ticket":"<ticket>"}' http://%s/v1/sessions
-`, cfg.Path, apiKey, demoWarehouse, cfg.Auth.Listen, cfg.Auth.Listen)
+  curl -s -X POST -H 'Authorization: Bearer %s' http://%s/v1/sessions/<session_id>/revoke
+(an API key revokes only the sessions minted through it; pgwarden revoke revokes any)
+`, self, cfg.Path, apiKey, demoWarehouse, cfg.Auth.Listen, cfg.Auth.Listen, apiKey, cfg.Auth.Listen)
 	return nil
 }

@@ -18,7 +18,7 @@ import (
 func TestDeepStatements(t *testing.T) {
 	r := startServe(t)
 	conn := r.acmeConn(t)
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "globex", ExternalID: "g",
+	token, _, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "globex", ExternalID: "g",
 		Roles: map[string]string{demoWarehouse: "querier"}})
 	if err != nil {
 		t.Fatal(err)

@@ -36,7 +36,7 @@ const attackSQL = `SELECT '中\'' , (SELECT string_agg(tenant_id, chr(44)) FROM 
 // with client_encoding enc ("" for none).
 func (r *running) encConnect(t *testing.T, enc string, params map[string]string) (*pgconn.PgConn, error) {
 	t.Helper()
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
+	token, _, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
 		Roles: map[string]string{demoWarehouse: "querier"}})
 	if err != nil {
 		t.Fatal(err)
@@ -320,7 +320,7 @@ func TestEncodingRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Skip("psql not installed")
 		}
-		token, err := r.app.mintSession(ctx, sessionRequest{Tenant: "acme", ExternalID: "a", Roles: map[string]string{demoWarehouse: "querier"}})
+		token, _, err := r.app.mintSession(ctx, sessionRequest{Tenant: "acme", ExternalID: "a", Roles: map[string]string{demoWarehouse: "querier"}})
 		if err != nil {
 			t.Fatal(err)
 		}

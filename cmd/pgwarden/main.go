@@ -4,6 +4,7 @@
 //	pgwarden demo [--dir D] [--port N] [--http-port N]
 //	pgwarden explain --config F --tenant T [--groups a,b] [--attr k=v1,v2] [--role R] [--warehouse W] "SQL"
 //	pgwarden ticket --config F --tenant T --external-id X [--groups a,b] [--attr k=v1,v2] [--session]
+//	pgwarden revoke --config F SESSION_ID
 //	pgwarden keygen --dir D [--if-missing] | keygen --api-key
 //	pgwarden policy check --config F | policy check FILE
 //	pgwarden version
@@ -19,8 +20,11 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"syscall"
 )
 
@@ -34,6 +38,7 @@ Usage:
   pgwarden demo    [--dir DIR] [--port N] [--http-port N]  everything on one machine with demo data
   pgwarden explain --config FILE --tenant T [flags] SQL    show how a statement is rewritten for a session
   pgwarden ticket  --config FILE --tenant T --external-id X [flags]   mint a web-ticket (or --session token)
+  pgwarden revoke  --config FILE SESSION_ID               end a session and close its connections
   pgwarden keygen  --dir DIR [--if-missing] | --api-key   write an Ed25519 key pair, or make an API key
   pgwarden policy check --config FILE | FILE             validate policy files against their schema
   pgwarden version
@@ -59,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"demo":    cmdDemo,
 		"explain": cmdExplain,
 		"ticket":  cmdTicket,
+		"revoke":  cmdRevoke,
 		"keygen":  cmdKeygen,
 		"policy":  cmdPolicy,
 		"version": cmdVersion,
@@ -126,4 +132,33 @@ func buildVersion() string {
 		return bi.Main.Version
 	}
 	return "dev"
+}
+
+// selfCommand is how a user at this shell runs this binary again: "pgwarden"
+// when that is what PATH finds, else its path relative to the working
+// directory (./bin/pgwarden after make), else its absolute path. The demo and
+// ticket print it in the commands they suggest.
+func selfCommand() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return os.Args[0]
+	}
+	if onPath, err := exec.LookPath("pgwarden"); err == nil && sameFile(onPath, exe) {
+		return "pgwarden"
+	}
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, exe); err == nil && !strings.HasPrefix(rel, "..") {
+			return "./" + rel
+		}
+	}
+	return exe
+}
+
+func sameFile(a, b string) bool {
+	sa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	sb, err := os.Stat(b)
+	return err == nil && os.SameFile(sa, sb)
 }

@@ -108,7 +108,7 @@ func (r *running) connect(t *testing.T, password string) (*pgx.Conn, error) {
 // acmeConn connects with a fresh querier session of tenant acme.
 func (r *running) acmeConn(t *testing.T) *pgx.Conn {
 	t.Helper()
-	token, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
+	token, _, err := r.app.mintSession(context.Background(), sessionRequest{Tenant: "acme", ExternalID: "a",
 		Roles: map[string]string{demoWarehouse: "querier"}})
 	if err != nil {
 		t.Fatal(err)

@@ -508,12 +508,16 @@ func (a *app) mintTicket(ctx context.Context, r sessionRequest) (string, error) 
 	return ticket, err
 }
 
-// mintSession mints a ticket and exchanges it, as a browser would.
-func (a *app) mintSession(ctx context.Context, r sessionRequest) (string, error) {
+// mintSession mints a ticket and exchanges it, as a browser would, and
+// returns the session token and the session's id (what revoke takes).
+func (a *app) mintSession(ctx context.Context, r sessionRequest) (token, sid string, err error) {
 	ticket, err := a.mintTicket(ctx, r)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	_, token, err := a.service.ExchangeTicket(ctx, ticket)
-	return token, err
+	s, token, err := a.service.ExchangeTicket(ctx, ticket)
+	if err != nil {
+		return "", "", err
+	}
+	return token, s.ID, nil
 }

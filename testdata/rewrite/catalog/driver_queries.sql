@@ -16,7 +16,7 @@ SELECT NULL::text AS PKTABLE_CAT, pkn.nspname AS PKTABLE_SCHEM, pkc.relname AS P
 -- next
 SELECT nspname AS TABLE_SCHEM, NULL AS TABLE_CATALOG FROM pg_catalog.pg_namespace  WHERE nspname <> 'pg_toast' AND (nspname !~ '^pg_temp_'  OR nspname = (pg_catalog.current_schemas(true))[1]) AND (nspname !~ '^pg_toast_temp_'  OR nspname = replace((pg_catalog.current_schemas(true))[1], 'pg_temp_', 'pg_toast_temp_'))  ORDER BY TABLE_SCHEM
 -- next
-SELECT c.oid, a.attnum, a.attname, c.relname, n.nspname, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), a.attidentity != '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%' FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON (c.relnamespace = n.oid) JOIN pg_catalog.pg_attribute a ON (c.oid = a.attrelid) JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) LEFT JOIN pg_catalog.pg_attrdef d ON (d.adrelid = a.attrelid AND d.adnum = a.attnum) JOIN (SELECT 16411 AS oid , 2 AS attnum UNION ALL SELECT 16411, 4) vals ON (c.oid = vals.oid AND a.attnum = vals.attnum)
+SELECT c.oid, a.attnum, a.attname, c.relname, n.nspname, a.attnotnull OR (t.typtype = 'd' AND t.typnotnull), a.attidentity != '' OR pg_catalog.pg_get_expr(d.adbin, d.adrelid) LIKE '%nextval(%' FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON (c.relnamespace = n.oid) JOIN pg_catalog.pg_attribute a ON (c.oid = a.attrelid) JOIN pg_catalog.pg_type t ON (a.atttypid = t.oid) LEFT JOIN pg_catalog.pg_attrdef d ON (d.adrelid = a.attrelid AND d.adnum = a.attnum) JOIN (SELECT {{oid}} AS oid , 2 AS attnum UNION ALL SELECT {{oid}}, 4) vals ON (c.oid = vals.oid AND a.attnum = vals.attnum)
 -- next
 SELECT t.oid, typarray
 FROM pg_type t JOIN pg_namespace ns
@@ -65,7 +65,7 @@ SELECT a.attname,
             FROM pg_catalog.pg_attribute a
             LEFT JOIN pg_catalog.pg_description pgd ON (
                 pgd.objoid = a.attrelid AND pgd.objsubid = a.attnum)
-            WHERE a.attrelid = 16399
+            WHERE a.attrelid = {{oid}}
             AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY a.attnum
 -- next
@@ -103,14 +103,14 @@ SELECT a.attname
                     SELECT unnest(ix.indkey) attnum,
                            generate_subscripts(ix.indkey, 1) ord
                     FROM pg_index ix
-                    WHERE ix.indrelid = 16411 AND ix.indisprimary
+                    WHERE ix.indrelid = {{oid}} AND ix.indisprimary
                     ) k ON a.attnum=k.attnum
-                WHERE a.attrelid = 16411
+                WHERE a.attrelid = {{oid}}
                 ORDER BY k.ord
 -- next
 SELECT conname
            FROM  pg_catalog.pg_constraint r
-           WHERE r.conrelid = 16411 AND r.contype = 'p'
+           WHERE r.conrelid = {{oid}} AND r.contype = 'p'
            ORDER BY 1
 -- next
 SELECT r.conname,
@@ -120,7 +120,7 @@ SELECT r.conname,
                 pg_namespace n,
                 pg_class c
 
-          WHERE r.conrelid = 16411 AND
+          WHERE r.conrelid = {{oid}} AND
                 r.contype = 'f' AND
                 c.oid = confrelid AND
                 n.oid = c.relnamespace
