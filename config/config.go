@@ -47,6 +47,9 @@ type Proxy struct {
 	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
 	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
 	RewriteCacheBytes     int64         `yaml:"rewrite_cache_bytes"`
+	// MaxWorkMemMB caps what a client may SET work_mem to, in megabytes;
+	// 0 means 256.
+	MaxWorkMemMB int64 `yaml:"max_work_mem_mb"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -187,6 +190,9 @@ func (f *File) applyDefaults() {
 	if p.ConnectTimeout == 0 {
 		p.ConnectTimeout = 10 * time.Second
 	}
+	if p.MaxWorkMemMB == 0 {
+		p.MaxWorkMemMB = 256
+	}
 	a := &f.Auth
 	if a.Issuer == "" {
 		a.Issuer = "pgwarden"
@@ -290,6 +296,9 @@ func (f *File) Validate() error {
 		if d < 0 {
 			bad(field, "must not be negative")
 		}
+	}
+	if f.Proxy.MaxWorkMemMB < 0 || f.Proxy.MaxWorkMemMB > 1<<21 {
+		bad("proxy.max_work_mem_mb", "%d is not between 1 and 2097151", f.Proxy.MaxWorkMemMB)
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")
