@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -251,4 +252,210 @@ func copyPsql(t *testing.T, r *running, customers, orders int64) {
 			t.Fatalf("psql \\copy customers: row of another tenant or unmasked: %q", rec)
 		}
 	}
+}
+
+// arrayScript is a pgbench script taking slices of an array literal. pgbench
+// reads [:r] as [ and the variable r, so the slice up to r is written
+// [: :r] (which reaches the server as [: 2], or [: $1]).
+const arrayScript = `\set r random(1, 3)
+SELECT count(*) FROM orders WHERE region = ANY ((ARRAY['EU','NA','APAC'])[: :r]);
+SELECT (ARRAY['EU','NA','APAC'])[1: :r] AS regions, (ARRAY['EU','NA','APAC'])[:r];
+`
+
+// Subscripts and slices of ARRAY[...] run in the simple, extended and
+// prepared protocols (pgx's modes, and pgbench's when it is installed),
+// and count only acme's orders.
+func TestArraySubscriptProtocols(t *testing.T) {
+	r := startServeMode(t, "transaction", 0)
+	ctx := context.Background()
+	conn := r.acmeConn(t)
+	want := map[int]int64{}
+	for i, in := range []string{"'EU'", "'EU','NA'", "'EU','NA','APAC'"} {
+		want[i+1] = scalar[int64](t, conn, "SELECT count(*) FROM orders WHERE region IN ("+in+")")
+	}
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeExec, pgx.QueryExecModeCacheStatement} {
+		t.Run(mode.String(), func(t *testing.T) {
+			cfg, err := pgx.ParseConfig(r.url(r.acmeToken(t)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.DefaultQueryExecMode = mode
+			c, err := pgx.ConnectConfig(ctx, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close(ctx)
+			for round := 0; round < 2; round++ {
+				for n := 1; n <= 3; n++ {
+					var got int64
+					var regions []string
+					var last, name string
+					if err := c.QueryRow(ctx, "SELECT count(*) FROM orders WHERE region = ANY ((ARRAY['EU','NA','APAC'])[:$1])", n).Scan(&got); err != nil {
+						t.Fatalf("slice [:%d]: %v", n, err)
+					}
+					if got != want[n] {
+						t.Errorf("slice [:%d]: %d orders, want acme's %d", n, got, want[n])
+					}
+					rows, err := c.Query(ctx, "SELECT (ARRAY['EU','NA','APAC'])[1:$1], (ARRAY['EU','NA','APAC'])[$1]", n)
+					if err != nil {
+						t.Fatal(err)
+					}
+					name = string(rows.FieldDescriptions()[1].Name)
+					for rows.Next() {
+						if err := rows.Scan(&regions, &last); err != nil {
+							t.Fatal(err)
+						}
+					}
+					if err := rows.Err(); err != nil {
+						t.Fatal(err)
+					}
+					if len(regions) != n || last != []string{"EU", "NA", "APAC"}[n-1] || name != "array" {
+						t.Errorf("[1:%d] = %v, [%d] = %q named %q", n, regions, n, last, name)
+					}
+				}
+			}
+		})
+	}
+	pgbench, err := exec.LookPath("pgbench")
+	if err != nil {
+		t.Log("pgbench not installed: the script ran through pgx only")
+		return
+	}
+	script := filepath.Join(t.TempDir(), "array.sql")
+	if err := os.WriteFile(script, []byte(arrayScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []string{"simple", "extended", "prepared"} {
+		t.Run("pgbench-"+mode, func(t *testing.T) {
+			cmd := exec.Command(pgbench, "-n", "-M", mode, "-c", "2", "-t", "20", "-f", script, r.url(r.acmeToken(t)))
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "number of failed transactions: 0") {
+				t.Fatalf("pgbench -M %s: %v\n%s", mode, err, out)
+			}
+			if !strings.Contains(string(out), "number of transactions actually processed: 40/40") {
+				t.Errorf("pgbench -M %s:\n%s", mode, out)
+			}
+		})
+	}
+}
+
+// Three-part names, TABLESAMPLE, CTE SEARCH/CYCLE and EXPLAIN through the proxy.
+func TestBISQLStatements(t *testing.T) {
+	r := startServeMode(t, "transaction", 0)
+	ctx := context.Background()
+	conn := r.acmeConn(t)
+	orders := scalar[int64](t, conn, "SELECT count(*) FROM orders")
+
+	if n := scalar[int64](t, conn, "SELECT count(*) FROM "+demoWarehouse+".public.orders"); n != orders {
+		t.Errorf("%s.public.orders: %d orders, want %d", demoWarehouse, n, orders)
+	}
+	if n := scalar[int64](t, conn, "SELECT count(DISTINCT "+demoWarehouse+".public.orders.region) FROM "+demoWarehouse+".public.orders"); n == 0 {
+		t.Errorf("four-part column reference: no regions")
+	}
+	_, err := conn.Exec(ctx, "SELECT count(*) FROM other.public.orders")
+	if pe := pgErr(err); pe == nil || pe.Code != "0A000" || pe.Message != `cross-database references are not implemented: "other.public.orders"` {
+		t.Errorf("another database: %v", err)
+	}
+
+	// TABLESAMPLE: a sample of acme's rows only (100% is all of them).
+	if n := scalar[int64](t, conn, "SELECT count(*) FROM orders TABLESAMPLE BERNOULLI (100)"); n != orders {
+		t.Errorf("BERNOULLI (100): %d orders, want %d", n, orders)
+	}
+	for _, q := range []string{
+		"SELECT string_agg(DISTINCT tenant_id, ',') FROM orders TABLESAMPLE SYSTEM (60)",
+		"SELECT string_agg(DISTINCT tenant_id, ',') FROM customers c TABLESAMPLE BERNOULLI (60) WHERE c.email LIKE '***@%'",
+	} {
+		if got := scalar[string](t, conn, q); got != "acme" {
+			t.Errorf("%s: tenants %q", q, got)
+		}
+	}
+	if _, err := conn.Exec(ctx, "SELECT * FROM orders TABLESAMPLE SYSTEM (10) REPEATABLE (1)"); sqlstate(err) != "0A000" {
+		t.Errorf("REPEATABLE: %v, want 0A000", err)
+	}
+
+	// CTE SEARCH and CYCLE.
+	if n := scalar[int64](t, conn, `WITH RECURSIVE r(order_id, customer_id) AS (
+		SELECT order_id, customer_id FROM orders WHERE order_id = (SELECT min(order_id) FROM orders)
+		UNION ALL SELECT o.order_id, o.customer_id FROM orders o JOIN r ON o.customer_id = r.customer_id)
+		CYCLE order_id SET is_cycle USING path SELECT count(DISTINCT order_id) FROM r`); n == 0 || n > orders {
+		t.Errorf("CYCLE: %d orders", n)
+	}
+	if got := scalar[string](t, conn, `WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3)
+		SEARCH DEPTH FIRST BY n SET ord SELECT string_agg(n::text, ',' ORDER BY ord) FROM t`); got != "1,2,3" {
+		t.Errorf("SEARCH: %q", got)
+	}
+
+	// EXPLAIN: the plan without estimates; ANALYZE refused.
+	rows, err := conn.Query(ctx, "EXPLAIN SELECT region, count(*) FROM orders WHERE total > 10 GROUP BY 1", pgx.QueryExecModeSimpleProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Join(plan, "\n")
+	if strings.Contains(text, "rows=") || strings.Contains(text, "cost=") || !strings.Contains(text, "tenant_id = 'acme'") {
+		t.Errorf("EXPLAIN shows estimates or lacks the fence:\n%s", text)
+	}
+	for _, q := range []string{"EXPLAIN ANALYZE SELECT * FROM orders", "EXPLAIN (ANALYZE, TIMING OFF, COSTS OFF) SELECT * FROM orders"} {
+		if _, err := conn.Exec(ctx, q); sqlstate(err) != "42501" {
+			t.Errorf("%s: %v, want 42501", q, err)
+		}
+	}
+}
+
+// Planner and session settings a tool sends on connect: SET, then SHOW
+// answers them, and they follow their client across the transaction pool's
+// connections (one connection shared by two clients here) without reaching
+// the other client.
+func TestSettingsFollowClient(t *testing.T) {
+	r := startServeMode(t, "transaction", 1)
+	ctx := context.Background()
+	a, b := r.acmeConn(t), r.acmeConn(t)
+	defaults := map[string]string{}
+	sets := map[string]string{"work_mem": "8MB", "enable_nestloop": "off", "jit": "off", "random_page_cost": "1.5",
+		"lock_timeout": "5s", "idle_in_transaction_session_timeout": "10min", "extra_float_digits": "2",
+		"DateStyle": "SQL, DMY", "IntervalStyle": "iso_8601", "TimeZone": "Asia/Tokyo", "application_name": "bi-tool"}
+	for name := range sets {
+		defaults[name] = scalar[string](t, b, "SHOW "+name)
+	}
+	for name, v := range sets {
+		if _, err := a.Exec(ctx, fmt.Sprintf("SET %s = '%s'", name, v)); err != nil {
+			t.Fatalf("SET %s: %v", name, err)
+		}
+	}
+	for round := 0; round < 2; round++ {
+		for name, v := range sets {
+			if got := scalar[string](t, a, "SHOW "+name); got != v {
+				t.Errorf("client a: SHOW %s = %q, want %q", name, got, v)
+			}
+			if got := scalar[string](t, b, "SHOW "+name); got != defaults[name] {
+				t.Errorf("client b: SHOW %s = %q, want its own %q", name, got, defaults[name])
+			}
+		}
+		if got := scalar[string](t, a, "SELECT current_setting('work_mem')"); got != "8MB" {
+			t.Errorf("current_setting('work_mem') = %q", got)
+		}
+	}
+	for _, q := range []string{"SET work_mem = '1GB'", "SELECT set_config('work_mem', '1GB', false)", "SET max_parallel_workers_per_gather = 64", "SET row_security = off"} {
+		_, err := a.Exec(ctx, q)
+		if sqlstate(err) != "42501" {
+			t.Errorf("%s: %v, want 42501", q, err)
+		}
+	}
+	if _, err := a.Exec(ctx, "SET session_replication_role = replica"); err == nil || !strings.Contains(err.Error(), "session_replication_role") {
+		t.Errorf("refusal does not name the setting: %v", err)
+	}
+	if got := scalar[string](t, a, "SHOW work_mem"); got != "8MB" {
+		t.Errorf("after the refusals: work_mem %q", got)
+	}
+}
+
+func pgErr(err error) *pgconn.PgError {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
 }
