@@ -10,7 +10,7 @@ import (
 )
 
 // TestBISQLNoLeak runs issue 20's statements (COPY, subscripts of ARRAY[...],
-// three-part names, TABLESAMPLE, SEARCH/CYCLE, EXPLAIN) as acme with
+// three-part names, TABLESAMPLE, SEARCH/CYCLE, EXPLAIN, full-text search) as acme with
 // functions that show every value they see, and checks that nothing the
 // client sees mentions another tenant or a raw email.
 func TestBISQLNoLeak(t *testing.T) {
@@ -32,6 +32,9 @@ func TestBISQLNoLeak(t *testing.T) {
 		`SELECT c.name FROM customers AS c TABLESAMPLE SYSTEM (100) WHERE boom(c.name)`,
 		`WITH RECURSIVE r(id, name) AS (SELECT customer_id, name FROM customers WHERE leak(name) UNION ALL SELECT c.customer_id, c.name FROM customers c JOIN r ON c.customer_id = r.id + 1 WHERE boom(c.name)) CYCLE id SET cyc USING path SELECT name FROM r`,
 		`WITH RECURSIVE r(id) AS (SELECT customer_id FROM customers UNION ALL SELECT id + 1 FROM r WHERE id < 3) SEARCH BREADTH FIRST BY id SET ord SELECT count(*) FROM r`,
+		`SELECT ts_headline(name, plainto_tsquery('x')), to_tsvector(email) FROM customers WHERE leak(to_tsvector('simple', name || ' ' || email)::text)`,
+		`SELECT count(*) FROM customers WHERE to_tsvector('simple', name) @@ to_tsquery('simple', 'globex | initech') AND boom(name)`,
+		`SELECT pg_size_pretty(sum(total)::bigint) FROM orders WHERE leak(tenant_id)`,
 		`EXPLAIN (VERBOSE, FORMAT JSON) SELECT * FROM customers WHERE leak(name) AND email = 'someone@example.com'`,
 	}
 	see := func(sql, out string) {
