@@ -164,7 +164,7 @@ func (p *pass) query(n *pg_query.Node, in string) {
 // statementNames names refused statements in errors.
 var statementNames = map[string]string{
 	"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE",
-	"CopyStmt": "COPY", "DoStmt": "DO", "CallStmt": "CALL", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
+	"DoStmt": "DO", "CallStmt": "CALL", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
 	"CreateStmt": "CREATE TABLE", "CreateTableAsStmt": "CREATE TABLE AS", "DropStmt": "DROP",
 	"AlterTableStmt": "ALTER TABLE", "TruncateStmt": "TRUNCATE", "ListenStmt": "LISTEN", "NotifyStmt": "NOTIFY",
 	"UnlistenStmt": "UNLISTEN", "LockStmt": "LOCK", "VacuumStmt": "VACUUM", "ViewStmt": "CREATE VIEW",
