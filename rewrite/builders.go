@@ -290,6 +290,24 @@ func boolNode(b bool) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_Boolean{Boolean: &pg_query.Boolean{Boolval: b}}}
 }
 
+// clientSetting is COALESCE(NULLIF(pg_catalog.current_setting(name, true),
+// ''), dflt): a setting of pgwarden's own on the warehouse, or dflt when the
+// client has not set it (or RESET it, which leaves '').
+func clientSetting(name, dflt string) *pg_query.Node {
+	cur := funcCall("current_setting", strConst(name), boolConst(true))
+	nullif := pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{strNode("=")}, cur, strConst(""), -1)
+	return coalesceExpr(nullif, strConst(dflt))
+}
+
+// selectAs is SELECT val AS name: a statement answered by a query.
+func selectAs(name string, val *pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(name, val)},
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}}}
+}
+
 // fetchAll is PostgreSQL's FETCH_ALL (LONG_MAX): FETCH ALL, FORWARD ALL.
 const fetchAll = 1<<63 - 1
 

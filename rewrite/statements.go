@@ -85,6 +85,9 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 		p.fail(pgerr.Unsupported("SET of kind %s is not supported", s.Kind))
 		return st
 	}
+	if st.SetName == "search_path" {
+		return p.setSearchPath(s, st)
+	}
 	if !settableSettings[st.SetName] {
 		p.fail(pgerr.Denied("permission denied to set parameter %q", s.Name))
 		return st

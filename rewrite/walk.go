@@ -104,6 +104,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		return Statement{Kind: KindExplain}
 	case *pg_query.Node_VariableShowStmt:
 		p.show(x.VariableShowStmt)
+		if strings.EqualFold(x.VariableShowStmt.Name, "search_path") {
+			n.Node = selectAs("search_path", p.searchPathValue()).Node
+		}
 		return Statement{Kind: KindShow}
 	case *pg_query.Node_VariableSetStmt:
 		return p.set(x.VariableSetStmt)
@@ -888,6 +891,11 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 	case "current_setting", "set_config":
 		if schema == "" || schema == "pg_catalog" {
 			p.settingFunc(name, fc.Args)
+			if name == "current_setting" && p.err == nil &&
+				strings.EqualFold(fc.Args[0].GetAConst().GetSval().GetSval(), "search_path") {
+				n.Node = p.searchPathValue().Node
+				return
+			}
 		}
 	case "timezone":
 		explicitCall(fc)

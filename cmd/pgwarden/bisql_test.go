@@ -450,6 +450,47 @@ func TestSettingsFollowClient(t *testing.T) {
 	if got := scalar[string](t, a, "SHOW work_mem"); got != "8MB" {
 		t.Errorf("after the refusals: work_mem %q", got)
 	}
+
+	// search_path: what tools send when a user picks a schema, kept for
+	// SHOW with PostgreSQL's transaction semantics; one that would change
+	// what a name means is refused.
+	orders := scalar[int64](t, a, "SELECT count(*) FROM orders")
+	if _, err := a.Exec(ctx, `SET search_path = "$user", public`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "SET search_path = elsewhere, public"); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar[string](t, a, "SHOW search_path"); got != "elsewhere, public" {
+		t.Errorf("in the transaction: search_path %q", got)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for round := 0; round < 2; round++ {
+		if got := scalar[string](t, a, "SHOW search_path"); got != `"$user", public` {
+			t.Errorf("client a: search_path %q after the rollback", got)
+		}
+		if got := scalar[string](t, b, "SELECT current_setting('search_path')"); got != "public" {
+			t.Errorf("client b: search_path %q, want the policy's", got)
+		}
+		if n := scalar[int64](t, a, "SELECT count(*) FROM orders"); n != orders {
+			t.Errorf("orders after SET search_path: %d, want %d", n, orders)
+		}
+	}
+	if _, err := a.Exec(ctx, "SET search_path TO pg_temp_1"); sqlstate(err) != "42501" {
+		t.Errorf("SET search_path TO pg_temp_1: %v, want 42501", err)
+	}
+	if _, err := a.Exec(ctx, "RESET search_path"); err != nil {
+		t.Fatal(err)
+	}
+	if got := scalar[string](t, a, "SHOW search_path"); got != "public" {
+		t.Errorf("after RESET: search_path %q", got)
+	}
 }
 
 func pgErr(err error) *pgconn.PgError {
