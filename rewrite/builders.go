@@ -291,8 +291,8 @@ func boolNode(b bool) *pg_query.Node {
 }
 
 // clientSetting is COALESCE(NULLIF(pg_catalog.current_setting(name, true),
-// ”), dflt): a setting of pgwarden's own on the warehouse, or dflt when the
-// client has not set it (or RESET it, which leaves ”).
+// the empty string), dflt): a setting of pgwarden's own on the warehouse, or
+// dflt when the client has not set it (or RESET it, which leaves it empty).
 func clientSetting(name, dflt string) *pg_query.Node {
 	cur := funcCall("current_setting", strConst(name), boolConst(true))
 	nullif := pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{strNode("=")}, cur, strConst(""), -1)
