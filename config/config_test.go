@@ -28,6 +28,9 @@ func TestParseDefaultsAndPaths(t *testing.T) {
 	if got := f.Warehouses["analytics"].Policy; got != filepath.FromSlash("/etc/pgwarden/policy.yaml") {
 		t.Errorf("policy path = %q, want it resolved against the config's directory", got)
 	}
+	if f.Proxy.MaxWorkMemMB != 256 {
+		t.Errorf("max_work_mem_mb default = %d, want 256", f.Proxy.MaxWorkMemMB)
+	}
 	if f.Auth.Connect.Host != "127.0.0.1" || f.Auth.Connect.Port != 6432 || f.Auth.Connect.Database != "analytics" {
 		t.Errorf("connect defaults = %+v", f.Auth.Connect)
 	}
@@ -50,6 +53,7 @@ func TestValidateErrors(t *testing.T) {
 		{"bad pool mode", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {mode: statement}", 1), `c.yaml: warehouses.analytics.pool.mode: "statement" is not session or transaction`},
 		{"negative pool size", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    pool: {size: -1}", 1), `c.yaml: warehouses.analytics.pool.size: must not be negative`},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
+		{"negative work_mem cap", minimal + "proxy: {max_work_mem_mb: -1}\n", "c.yaml: proxy.max_work_mem_mb: -1 is not between 1 and 2097151"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
