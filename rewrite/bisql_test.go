@@ -80,3 +80,25 @@ func TestBISQLNoLeak(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMemory(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"65536", 64 << 20, true}, {"64MB", 64 << 20, true}, {" 1GB ", 1 << 30, true}, {"1.5MB", 3 << 19, true},
+		{"512kB", 512 << 10, true}, {"100B", 100, true}, {"1TB", 1 << 40, true},
+		{"64mb", 0, false}, {"lots", 0, false}, {"-1", 0, false}, {"", 0, false}, {"1PB", 0, false}, {"9999999999TB", 0, false},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			got, ok := parseMemory(tt.in)
+			if got != tt.want || ok != tt.ok {
+				t.Errorf("parseMemory(%q) = %d, %v; want %d, %v", tt.in, got, ok, tt.want, tt.ok)
+			}
+		})
+	}
+	if got := formatMemory(256 << 20); got != "256MB" {
+		t.Errorf("formatMemory = %q", got)
+	}
+}
