@@ -29,8 +29,10 @@ type pass struct {
 	kinds []byte
 	// params is set for a statement of the extended protocol's Parse.
 	params *params
-	// wraps counts the subscripted expressions rowField wrapped.
-	wraps int
+	// reshaped counts the expressions the pass replaced by others that
+	// PostgreSQL would name differently (rowField, current_setting of
+	// search_path): a select-list item keeps the name it had.
+	reshaped int
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -708,7 +710,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.exprs(ind.Indirection, s)
 		if wrap && p.err == nil {
 			rowField(ind)
-			p.wraps++
+			p.reshaped++
 		}
 	case *pg_query.Node_AIndices:
 		p.expr(x.AIndices.Lidx, s)
@@ -716,15 +718,15 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_ResTarget:
 		p.exprs(x.ResTarget.Indirection, s)
 		name := databaseFuncName(x.ResTarget.Val)
-		wraps := p.wraps
+		reshaped := p.reshaped
 		colname, known := colnameOrUnnamed(x.ResTarget.Val)
 		p.expr(x.ResTarget.Val, s)
 		if name != "" && x.ResTarget.Name == "" && x.ResTarget.Val.GetTypeCast() != nil {
 			// Replaced by a constant: keep the column name PostgreSQL gives.
 			x.ResTarget.Name = name
 		}
-		if p.wraps != wraps && known && x.ResTarget.Name == "" && x.ResTarget.Val != nil {
-			// rowField wrapped part of it, which may have renamed it f1.
+		if p.reshaped != reshaped && known && x.ResTarget.Name == "" && x.ResTarget.Val != nil {
+			// Part of it was replaced (rowField would name it f1).
 			x.ResTarget.Name = colname
 		}
 	case *pg_query.Node_SortBy:
@@ -894,6 +896,7 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 			if name == "current_setting" && p.err == nil &&
 				strings.EqualFold(fc.Args[0].GetAConst().GetSval().GetSval(), "search_path") {
 				n.Node = p.searchPathValue().Node
+				p.reshaped++
 				return
 			}
 		}
