@@ -12,10 +12,10 @@ import (
 // the policy's search_path and qualifies every relation it lets through, so
 // the warehouse's search_path never decides what a name means, and a client
 // cannot change it. What tools send when a user picks a schema, SET
-// search_path TO public or "$user", public, is accepted when it resolves
-// every exposed relation's unqualified name as the policy's path does (a
-// path that would change what a name means is refused, as the rewriter
-// would not follow it). It runs as SET pgwarden.search_path, a setting of
+// search_path TO public or "$user", public, is accepted when it names only
+// schemas the policy exposes and resolves every exposed relation's
+// unqualified name as the policy's path does (a path that would change what
+// a name means is refused, as the rewriter would not follow it). It runs as SET pgwarden.search_path, a setting of
 // pgwarden's own: the warehouse keeps it with PostgreSQL's semantics
 // (transactions, SET LOCAL, RESET) and the proxy replays it on pooled
 // connections like any setting, and SHOW search_path answers it.
@@ -44,6 +44,13 @@ func (p *pass) setSearchPath(s *pg_query.VariableSetStmt, st Statement) Statemen
 		}
 		schemas = append(schemas, sv.Sval)
 	}
+	for _, schema := range schemas {
+		if !p.pathSchema(schema) {
+			p.fail(pgerr.Denied("permission denied to set search_path: schema %s is not exposed", quoteSchemas([]string{schema})[0]).
+				WithHint("pgwarden resolves unqualified names through %s", strings.Join(quoteSchemas(p.r.pol.SearchPath), ", ")))
+			return st
+		}
+	}
 	if name, ok := p.samePath(schemas); !ok {
 		p.fail(pgerr.Denied("permission denied to set search_path: %s would name relation %s differently",
 			strings.Join(quoteSchemas(schemas), ", "), name).
@@ -54,6 +61,22 @@ func (p *pass) setSearchPath(s *pg_query.VariableSetStmt, st Statement) Statemen
 	st.SetValue = strings.Join(quoteSchemas(schemas), ", ")
 	s.Args = []*pg_query.Node{strConst(st.SetValue)}
 	return st
+}
+
+// pathSchema reports whether a search_path may name schema: one holding a
+// relation the policy lists, pg_catalog, information_schema or "$user"
+// (which names no schema here).
+func (p *pass) pathSchema(schema string) bool {
+	switch schema {
+	case "pg_catalog", "information_schema", "$user":
+		return true
+	}
+	for _, t := range p.tmpl {
+		if t.rel.Schema == schema {
+			return true
+		}
+	}
+	return false
 }
 
 // samePath reports whether schemas resolve the unqualified name of every

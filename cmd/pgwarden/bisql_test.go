@@ -462,10 +462,10 @@ func TestSettingsFollowClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tx.Exec(ctx, "SET search_path = elsewhere, public"); err != nil {
+	if _, err := tx.Exec(ctx, "SET search_path = public, pg_catalog"); err != nil {
 		t.Fatal(err)
 	}
-	if got := scalar[string](t, a, "SHOW search_path"); got != "elsewhere, public" {
+	if got := scalar[string](t, a, "SHOW search_path"); got != "public, pg_catalog" {
 		t.Errorf("in the transaction: search_path %q", got)
 	}
 	if err := tx.Rollback(ctx); err != nil {
