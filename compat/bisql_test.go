@@ -48,6 +48,8 @@ var sameAnswer = []struct {
 		`SELECT count(DISTINCT date_trunc('day', timezone('UTC', ordered_at))) FROM orders`},
 	{"array-subscript", `SELECT (ARRAY[min(order_id), max(order_id)])[1]::bigint FROM orders`,
 		`SELECT min(order_id)::bigint FROM orders`},
+	{"array-slice", `SELECT count(*) FROM orders WHERE region = ANY ((ARRAY['EU','NA','APAC'])[:2])`,
+		`SELECT count(*) FROM orders WHERE region IN ('EU', 'NA')`},
 	{"typed-literals", `SELECT count(*) FROM orders WHERE ordered_at >= timestamp with time zone '2000-01-01 00:00:00.000Z'
 		AND ordered_at < DATE '2100-01-01' + INTERVAL '1' DAY`, `SELECT count(*) FROM orders`},
 	{"window-grouping", `SELECT count(*) FROM (SELECT region, row_number() OVER (PARTITION BY region ORDER BY total DESC) AS rn

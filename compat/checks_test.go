@@ -31,9 +31,7 @@ var knownCatalogGaps = map[string]string{
 // the reason) that has been reported but not fixed yet. Like the catalog gaps
 // they skip unless PGWARDEN_COMPAT_STRICT is set, so that the suite documents
 // the bug without turning every build red.
-var knownBugs = map[string]string{
-	"bi-sql/array-subscript": "rewrite: (ARRAY[a, b])[1] is refused (0A000) because pg_query deparses it as ARRAY[a, b][1], a syntax error; PostgreSQL runs it",
-}
+var knownBugs = map[string]string{}
 
 // exposed is what a querier session of acme outside group pii may see.
 var (

@@ -63,6 +63,9 @@ type Proxy struct {
 	RewriteConcurrency int           `yaml:"rewrite_concurrency"`
 	RewriteMemoryBytes int64         `yaml:"rewrite_memory_bytes"`
 	RewriteMemoryWait  time.Duration `yaml:"rewrite_memory_wait"`
+	// MaxWorkMemMB caps what a client may SET work_mem to, in megabytes;
+	// 0 means 256.
+	MaxWorkMemMB int64 `yaml:"max_work_mem_mb"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -228,6 +231,9 @@ func (f *File) applyDefaults() {
 	if p.RewriteMemoryWait == 0 {
 		p.RewriteMemoryWait = 5 * time.Second
 	}
+	if p.MaxWorkMemMB == 0 {
+		p.MaxWorkMemMB = 256
+	}
 	a := &f.Auth
 	if a.Issuer == "" {
 		a.Issuer = "pgwarden"
@@ -340,6 +346,9 @@ func (f *File) Validate() error {
 	}
 	if f.Proxy.MaxResultMessageBytes < 0 || f.Proxy.MaxResultMessageBytes > 1<<31-5 {
 		bad("proxy.max_result_message_bytes", "%d is outside 0 (the default, 1 GiB) to 2147483643", f.Proxy.MaxResultMessageBytes)
+	}
+	if f.Proxy.MaxWorkMemMB < 0 || f.Proxy.MaxWorkMemMB > 1<<21 {
+		bad("proxy.max_work_mem_mb", "%d is not between 1 and 2097151", f.Proxy.MaxWorkMemMB)
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")

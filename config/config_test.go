@@ -29,6 +29,9 @@ func TestParseDefaultsAndPaths(t *testing.T) {
 	if got := f.Warehouses["analytics"].Policy; got != filepath.FromSlash("/etc/pgwarden/policy.yaml") {
 		t.Errorf("policy path = %q, want it resolved against the config's directory", got)
 	}
+	if f.Proxy.MaxWorkMemMB != 256 {
+		t.Errorf("max_work_mem_mb default = %d, want 256", f.Proxy.MaxWorkMemMB)
+	}
 	if f.Auth.Connect.Host != "127.0.0.1" || f.Auth.Connect.Port != 6432 || f.Auth.Connect.Database != "analytics" {
 		t.Errorf("connect defaults = %+v", f.Auth.Connect)
 	}
@@ -63,6 +66,7 @@ func TestValidateErrors(t *testing.T) {
 		{"negative rewrite concurrency", minimal + "proxy: {rewrite_concurrency: -2}\n", "c.yaml: proxy.rewrite_concurrency: must be at least 1"},
 		{"tiny rewrite memory", minimal + "proxy: {rewrite_memory_bytes: 100}\n", "c.yaml: proxy.rewrite_memory_bytes: 100 is too small (at least 4096)"},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
+		{"negative work_mem cap", minimal + "proxy: {max_work_mem_mb: -1}\n", "c.yaml: proxy.max_work_mem_mb: -1 is not between 1 and 2097151"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,6 +37,10 @@ jsonb_to_record json_to_recordset jsonb_to_recordset json_strip_nulls jsonb_stri
 jsonb_insert jsonb_pretty json_typeof jsonb_typeof jsonb_path_exists jsonb_path_match jsonb_path_query
 jsonb_path_query_array jsonb_path_query_first jsonb_concat
 coalesce nullif bool num_nonnulls num_nulls
+to_tsvector to_tsquery plainto_tsquery phraseto_tsquery websearch_to_tsquery json_to_tsvector jsonb_to_tsvector
+ts_rank ts_rank_cd ts_headline setweight strip numnode querytree tsquery_phrase tsvector_to_array array_to_tsvector
+ts_delete ts_filter get_current_ts_config
+pg_size_pretty pg_size_bytes
 version current_schema current_schemas current_database current_catalog current_user session_user user
 current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_typeof col_description
 obj_description pg_get_userbyid
@@ -54,7 +58,8 @@ last_value nth_value any_value
 
 // deniedFunctions can never be allowed, not even by a policy: they read
 // files, other relations by name, other databases or server state, take
-// locks, sleep, or signal backends.
+// locks, sleep, or signal backends. ts_stat and ts_rewrite take a query as
+// text and run it.
 var deniedFunctions = setOf(`
 query_to_xml query_to_xml_and_xmlschema query_to_xmlschema table_to_xml table_to_xml_and_xmlschema
 table_to_xmlschema cursor_to_xml cursor_to_xmlschema schema_to_xml schema_to_xml_and_xmlschema schema_to_xmlschema
@@ -68,6 +73,7 @@ pg_advisory_xact_lock pg_advisory_xact_lock_shared pg_try_advisory_lock pg_try_a
 pg_try_advisory_xact_lock pg_try_advisory_xact_lock_shared
 pg_notify pg_switch_wal pg_create_restore_point pg_start_backup pg_stop_backup pg_backup_start pg_backup_stop
 pg_promote pg_logical_emit_message pg_file_write pg_file_rename pg_file_unlink
+ts_stat ts_rewrite
 `)
 
 func setOf(words string) map[string]bool {

@@ -225,6 +225,90 @@ func explicitCall(fc *pg_query.FuncCall) {
 	}
 }
 
+// copySelect is the query of COPY relation [(columns)] TO:
+// SELECT columns FROM relation, or SELECT * without a column list. The
+// column references carry no location: they are not the client's text.
+func copySelect(rel *pg_query.RangeVar, cols []*pg_query.Node) *pg_query.Node {
+	targets := []*pg_query.Node{resTarget("", pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeAStarNode()}, -1))}
+	if len(cols) > 0 {
+		targets = targets[:0]
+		for _, c := range cols {
+			ref := pg_query.MakeColumnRefNode([]*pg_query.Node{strNode(c.GetString_().GetSval())}, -1)
+			targets = append(targets, resTarget("", ref))
+		}
+	}
+	return &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: &pg_query.SelectStmt{
+		TargetList:  targets,
+		FromClause:  []*pg_query.Node{rangeVarNode(rel)},
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}}}
+}
+
+// rowField makes (ROW(arg)).f1 of arg, in place of arg under a subscript or
+// field selection: the same value (the planner folds it away), in a form
+// pg_query's deparser parenthesizes. It prints (ARRAY[1])[1] as ARRAY[1][1],
+// a syntax error; (ROW(ARRAY[1])).f1[1] comes out as written.
+func rowField(ind *pg_query.A_Indirection) {
+	row := &pg_query.Node{Node: &pg_query.Node_RowExpr{RowExpr: &pg_query.RowExpr{
+		Args:      []*pg_query.Node{ind.Arg},
+		RowFormat: pg_query.CoercionForm_COERCE_EXPLICIT_CALL,
+		Location:  -1,
+	}}}
+	ind.Arg = row
+	ind.Indirection = append([]*pg_query.Node{strNode("f1")}, ind.Indirection...)
+}
+
+// sampled puts TABLESAMPLE pg_catalog.bernoulli(args) on rel, a relation
+// rangeVar resolved: on the base relation of its fenced subquery, or on the
+// relation itself when it was left as it is (a shared relation without
+// column rules).
+func sampled(rel *pg_query.Node, args []*pg_query.Node) *pg_query.Node {
+	sample := func(base *pg_query.Node) *pg_query.Node {
+		return &pg_query.Node{Node: &pg_query.Node_RangeTableSample{RangeTableSample: &pg_query.RangeTableSample{
+			Relation: base,
+			Method:   []*pg_query.Node{strNode("pg_catalog"), strNode("bernoulli")},
+			Args:     args,
+			Location: -1,
+		}}}
+	}
+	if sub := rel.GetRangeSubselect(); sub != nil {
+		sel := sub.Subquery.GetSelectStmt()
+		sel.FromClause[0] = sample(sel.FromClause[0])
+		return rel
+	}
+	return sample(rel)
+}
+
+// costsOff is the EXPLAIN option COSTS OFF.
+func costsOff() *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_DefElem{DefElem: &pg_query.DefElem{
+		Defname: "costs", Arg: strNode("off"), Defaction: pg_query.DefElemAction_DEFELEM_UNSPEC, Location: -1}}}
+}
+
+// boolNode is a Boolean value node (an option's argument).
+func boolNode(b bool) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_Boolean{Boolean: &pg_query.Boolean{Boolval: b}}}
+}
+
+// clientSetting is COALESCE(NULLIF(pg_catalog.current_setting(name, true),
+// the empty string), dflt): a setting of pgwarden's own on the warehouse, or
+// dflt when the client has not set it (or RESET it, which leaves it empty).
+func clientSetting(name, dflt string) *pg_query.Node {
+	cur := funcCall("current_setting", strConst(name), boolConst(true))
+	nullif := pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_NULLIF, []*pg_query.Node{strNode("=")}, cur, strConst(""), -1)
+	return coalesceExpr(nullif, strConst(dflt))
+}
+
+// selectAs is SELECT val AS name: a statement answered by a query.
+func selectAs(name string, val *pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: &pg_query.SelectStmt{
+		TargetList:  []*pg_query.Node{resTarget(name, val)},
+		LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+		Op:          pg_query.SetOperation_SETOP_NONE,
+	}}}
+}
+
 // fetchAll is PostgreSQL's FETCH_ALL (LONG_MAX): FETCH ALL, FORWARD ALL.
 const fetchAll = 1<<63 - 1
 

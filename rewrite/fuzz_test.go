@@ -182,8 +182,18 @@ func (c *fenceChecker) rangeVar(rv *pg_query.RangeVar, parents []protoreflect.Me
 	if t == nil || (t.rel.Shared && len(t.rel.Columns) == 0) {
 		return
 	}
-	// parents: ... RangeSubselect, Node, SelectStmt, Node, RangeVar's Node.
+	// parents: ... RangeSubselect, Node, SelectStmt, Node, RangeVar's Node,
+	// or with a sample ..., Node, RangeTableSample, RangeVar's Node.
 	n := len(parents)
+	if n >= 2 {
+		if ts, ok := parents[n-2].Interface().(*pg_query.RangeTableSample); ok {
+			if ts.Repeatable != nil || funcDisplay(ts.Method) != "pg_catalog.bernoulli" {
+				c.problem = "protected relation " + rv.Relname + " sampled by " + funcDisplay(ts.Method)
+				return
+			}
+			n -= 2
+		}
+	}
 	if n < 4 || rv.Schemaname == "" || rv.Inh {
 		c.problem = "protected relation " + rv.Relname + " outside a fenced subquery"
 		return

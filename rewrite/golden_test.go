@@ -125,7 +125,7 @@ func goldenFiles(t *testing.T) []string {
 // TestGolden rewrites every case of testdata/rewrite/*.txt and compares; every
 // output must parse again.
 func TestGolden(t *testing.T) {
-	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, Database: "analytics"})
+	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, MaxWorkMem: 256 << 20, Database: "analytics"})
 	for _, path := range goldenFiles(t) {
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			checkGolden(t, path, func(c *goldenCase, id *policy.Identity) string {
@@ -197,7 +197,7 @@ func TestGoldenExecute(t *testing.T) {
 	}
 	conn := demoDB(t)
 	ctx := context.Background()
-	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, Database: "analytics"})
+	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, MaxWorkMem: 256 << 20, Database: "analytics"})
 	n := 0
 	for _, path := range goldenFiles(t) {
 		for _, c := range readGolden(t, path) {

@@ -70,8 +70,8 @@ func TestPreparedMatchesLiteral(t *testing.T) {
 	files := append(goldenFiles(t), preparedForms)
 	for _, path := range files {
 		for _, c := range readGolden(t, path) {
-			if strings.HasPrefix(c.want, "error:") {
-				continue
+			if strings.HasPrefix(c.want, "error:") || strings.Contains(strings.ToUpper(c.input), "TABLESAMPLE") {
+				continue // a sample differs from run to run
 			}
 			id, _ := parseSession(c.session)
 			stmts = append(stmts, stmt{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})

@@ -19,6 +19,7 @@ const (
 	KindCursor                  // DECLARE, FETCH, MOVE, CLOSE
 	KindDiscard                 // DISCARD ALL
 	KindEmpty                   // an empty statement (only comments or semicolons)
+	KindCopy                    // COPY (query) TO STDOUT (answered with CopyOutResponse, CopyData, CopyDone)
 )
 
 // Statement is one rewritten statement of a (possibly multi-statement) string.

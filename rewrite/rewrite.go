@@ -23,6 +23,8 @@ type Options struct {
 	CacheBytes int64
 	// MaxStatementTimeout caps SET statement_timeout; 0 means no cap.
 	MaxStatementTimeout time.Duration
+	// MaxWorkMem caps SET work_mem, in bytes; 0 means no cap.
+	MaxWorkMem int64
 	// Database is the warehouse name clients connect with: current_database()
 	// and pg_database answer it instead of the real database's name. Empty
 	// leaves both as they are.

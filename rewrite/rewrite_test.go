@@ -96,7 +96,7 @@ func TestErrorsAreTyped(t *testing.T) {
 		{nil, "SELECT 1", pgerr.InsufficientPrivilege},
 		{&policy.Identity{Tenant: "acme", Role: policy.RoleNoAccess}, "SELECT 1", pgerr.InsufficientPrivilege},
 		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELEC", pgerr.SyntaxError},
-		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELECT * FROM orders TABLESAMPLE system (1)", pgerr.FeatureNotSupported},
+		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELECT * FROM orders TABLESAMPLE system (1) REPEATABLE (1)", pgerr.FeatureNotSupported},
 		{&policy.Identity{Tenant: "acme", Role: policy.RoleQuerier}, "SELECT $0", "42P02"},
 	} {
 		_, err := r.Rewrite(context.Background(), tc.sql, tc.id)

@@ -25,7 +25,23 @@ var settableSettings = map[string]bool{
 	"lock_timeout": true, "idle_in_transaction_session_timeout": true, "standard_conforming_strings": true,
 	"bytea_output": true, "lc_monetary": true, "lc_numeric": true, "lc_time": true, "xmloption": true,
 	"default_transaction_isolation": true, "transaction_isolation": true, "timezone_abbreviations": true, "escape_string_warning": true,
+	// What tools send to tune the planner for their queries: they change
+	// plans, never what a plan may read. work_mem is capped (checkWorkMem).
+	"work_mem": true, "jit": true, "jit_above_cost": true, "jit_inline_above_cost": true, "jit_optimize_above_cost": true,
+	"random_page_cost": true, "seq_page_cost": true, "cpu_tuple_cost": true, "cpu_index_tuple_cost": true,
+	"cpu_operator_cost": true, "effective_cache_size": true, "plan_cache_mode": true, "cursor_tuple_fraction": true,
+	"from_collapse_limit": true, "join_collapse_limit": true, "geqo": true,
+	"enable_async_append": true, "enable_bitmapscan": true, "enable_gathermerge": true, "enable_hashagg": true,
+	"enable_hashjoin": true, "enable_incremental_sort": true, "enable_indexonlyscan": true, "enable_indexscan": true,
+	"enable_material": true, "enable_memoize": true, "enable_mergejoin": true, "enable_nestloop": true,
+	"enable_parallel_append": true, "enable_parallel_hash": true, "enable_partition_pruning": true,
+	"enable_partitionwise_aggregate": true, "enable_partitionwise_join": true, "enable_presorted_aggregate": true,
+	"enable_seqscan": true, "enable_sort": true, "enable_tidscan": true, "enable_group_by_reordering": true,
 }
+
+// cappedSettings have a limit SET checks; set_config, whose value may be
+// any expression, may not change them.
+var cappedSettings = map[string]bool{"statement_timeout": true, "work_mem": true}
 
 // showableSettings may be read with SHOW and current_setting.
 var showableSettings = map[string]bool{
@@ -69,6 +85,9 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 		p.fail(pgerr.Unsupported("SET of kind %s is not supported", s.Kind))
 		return st
 	}
+	if st.SetName == "search_path" {
+		return p.setSearchPath(s, st)
+	}
 	if !settableSettings[st.SetName] {
 		p.fail(pgerr.Denied("permission denied to set parameter %q", s.Name))
 		return st
@@ -96,6 +115,8 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 			p.fail(pgerr.Unsupported("standard_conforming_strings cannot be turned off through pgwarden").
 				WithHint("write backslash escapes as E'...' strings"))
 		}
+	case "work_mem":
+		p.checkWorkMem(st.SetValue)
 	}
 	return st
 }
@@ -108,6 +129,57 @@ func isOn(v string) bool {
 		return true
 	}
 	return false
+}
+
+// checkWorkMem enforces MaxWorkMem on a work_mem value (kilobytes without a
+// unit, as PostgreSQL reads it).
+func (p *pass) checkWorkMem(val string) {
+	limit := p.r.opts.MaxWorkMem
+	if limit <= 0 {
+		return
+	}
+	n, ok := parseMemory(val)
+	if !ok {
+		p.fail(pgerr.New(pgerr.InvalidParameterValue, "invalid value for parameter \"work_mem\": %q", val))
+		return
+	}
+	if n > limit {
+		p.fail(pgerr.Denied("permission denied to set work_mem above %s", formatMemory(limit)))
+	}
+}
+
+// parseMemory reads a memory setting as PostgreSQL does: an integer or
+// decimal with an optional unit (B, kB, MB, GB, TB; kB when absent). It
+// returns bytes.
+func parseMemory(v string) (int64, bool) {
+	v = strings.TrimSpace(v)
+	i := 0
+	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
+		i++
+	}
+	num, err := strconv.ParseFloat(v[:i], 64)
+	if err != nil || num < 0 {
+		return 0, false
+	}
+	unit := map[string]float64{"": 1 << 10, "B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+	u, ok := unit[strings.TrimSpace(v[i:])]
+	if !ok || num*u > 1<<62 {
+		return 0, false
+	}
+	return int64(num * u), true
+}
+
+// formatMemory prints bytes in the largest unit that divides them.
+func formatMemory(n int64) string {
+	for _, u := range []struct {
+		name string
+		size int64
+	}{{"TB", 1 << 40}, {"GB", 1 << 30}, {"MB", 1 << 20}, {"kB", 1 << 10}} {
+		if n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(n, 10) + "B"
 }
 
 // constText is the text of a constant as SET receives it.
@@ -187,8 +259,11 @@ func (p *pass) settingFunc(name string, args []*pg_query.Node) {
 		// warehouse reads the statements the proxy sends: the proxy pins
 		// them there, and SET client_encoding is the proxy's, not the
 		// warehouse's; set_config would change them behind its back.
-		if !settableSettings[setting] || setting == "statement_timeout" || setting == "client_encoding" || setting == "standard_conforming_strings" {
+		if !settableSettings[setting] || setting == "client_encoding" || setting == "standard_conforming_strings" {
 			p.fail(pgerr.Denied("permission denied to set parameter %q", sv.Sval))
+		} else if cappedSettings[setting] {
+			p.fail(pgerr.Denied("permission denied to set parameter %q with set_config", sv.Sval).
+				WithHint("use SET %s, which checks the limit pgwarden sets for it", setting))
 		}
 	}
 }
@@ -253,19 +328,45 @@ func (p *pass) transactionOptions(opts []*pg_query.Node) {
 	}
 }
 
-// explain allows EXPLAIN of a SELECT without ANALYZE.
+// explainOptions are the EXPLAIN options allowed, none of which runs the
+// statement. COSTS is forced off (see explain).
+var explainOptions = map[string]bool{
+	"verbose": true, "costs": true, "format": true, "summary": true, "generic_plan": true,
+}
+
+// explain allows EXPLAIN of a SELECT without ANALYZE, and always with COSTS
+// OFF. Row estimates come from table-wide statistics: with costs on, an
+// estimate for a client's condition above the fence would say how common a
+// value is among every tenant's rows. ANALYZE is refused: a scan below the
+// fence reports "Rows Removed by Filter", other tenants' row count, and
+// no option turns that off. BUFFERS, WAL, TIMING and SETTINGS are refused
+// too (the last shows the warehouse's configuration).
 func (p *pass) explain(e *pg_query.ExplainStmt) {
+	opts := e.Options[:0]
 	for _, o := range e.Options {
 		d := o.GetDefElem()
 		if d == nil {
 			p.unsupported("EXPLAIN option " + nodeKind(o))
 			return
 		}
-		if d.Defname == "analyze" && optionOn(d.Arg) {
-			p.fail(pgerr.Denied("permission denied: EXPLAIN ANALYZE is not allowed"))
+		if d.Defname == "analyze" {
+			if optionOn(d.Arg) {
+				p.fail(pgerr.Denied("permission denied: EXPLAIN ANALYZE is not allowed").
+					WithHint("its row counts below the tenant fence would count other tenants' rows; EXPLAIN without ANALYZE is allowed"))
+				return
+			}
+			continue
+		}
+		if !explainOptions[d.Defname] {
+			p.fail(pgerr.Unsupported("EXPLAIN option %s is not supported", strings.ToUpper(d.Defname)))
 			return
 		}
+		if d.Defname == "costs" {
+			continue
+		}
+		opts = append(opts, o)
 	}
+	e.Options = append(opts, costsOff())
 	p.query(e.Query, "EXPLAIN")
 }
 

@@ -30,6 +30,10 @@ type pass struct {
 	kinds []byte
 	// params is set for a statement of the extended protocol's Parse.
 	params *params
+	// reshaped counts the expressions the pass replaced by others that
+	// PostgreSQL would name differently (rowField, current_setting of
+	// search_path): a select-list item keeps the name it had.
+	reshaped int
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -103,6 +107,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		return Statement{Kind: KindExplain}
 	case *pg_query.Node_VariableShowStmt:
 		p.show(x.VariableShowStmt)
+		if strings.EqualFold(x.VariableShowStmt.Name, "search_path") {
+			n.Node = selectAs("search_path", p.searchPathValue()).Node
+		}
 		return Statement{Kind: KindShow}
 	case *pg_query.Node_VariableSetStmt:
 		return p.set(x.VariableSetStmt)
@@ -137,6 +144,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 		return Statement{Kind: KindCursor}
 	case *pg_query.Node_DiscardStmt:
 		return Statement{Kind: KindDiscard}
+	case *pg_query.Node_CopyStmt:
+		p.copyStmt(x.CopyStmt)
+		return Statement{Kind: KindCopy}
 	}
 	p.fail(refusedStatement(n))
 	return Statement{}
@@ -160,7 +170,7 @@ func (p *pass) query(n *pg_query.Node, in string) {
 // statementNames names refused statements in errors.
 var statementNames = map[string]string{
 	"InsertStmt": "INSERT", "UpdateStmt": "UPDATE", "DeleteStmt": "DELETE", "MergeStmt": "MERGE",
-	"CopyStmt": "COPY", "DoStmt": "DO", "CallStmt": "CALL", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
+	"DoStmt": "DO", "CallStmt": "CALL", "GrantStmt": "GRANT", "GrantRoleStmt": "GRANT",
 	"CreateStmt": "CREATE TABLE", "CreateTableAsStmt": "CREATE TABLE AS", "DropStmt": "DROP",
 	"AlterTableStmt": "ALTER TABLE", "TruncateStmt": "TRUNCATE", "ListenStmt": "LISTEN", "NotifyStmt": "NOTIFY",
 	"UnlistenStmt": "UNLISTEN", "LockStmt": "LOCK", "VacuumStmt": "VACUUM", "ViewStmt": "CREATE VIEW",
@@ -262,9 +272,11 @@ func (p *pass) with(w *pg_query.WithClause, s *scope) {
 			p.unsupported(nodeKind(c) + " in WITH")
 			return
 		}
-		if cte.SearchClause != nil || cte.CycleClause != nil {
-			p.unsupported("SEARCH/CYCLE in WITH")
-			return
+		if c := cte.CycleClause; c != nil {
+			// SEARCH and CYCLE name the CTE's own columns; only CYCLE's
+			// mark values are expressions (constants, by the grammar).
+			p.expr(c.CycleMarkValue, s)
+			p.expr(c.CycleMarkDefault, s)
 		}
 		sel := cte.Ctequery.GetSelectStmt()
 		if sel == nil {
@@ -319,7 +331,7 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 		p.columnDefs(rf.Coldeflist)
 		s.items = append(s.items, rangeItem{alias: rf.Alias.GetAliasname()})
 	case *pg_query.Node_RangeTableSample:
-		p.unsupported("TABLESAMPLE")
+		p.tableSample(n, x.RangeTableSample, s)
 	case *pg_query.Node_RangeTableFunc:
 		p.unsupported("XMLTABLE")
 	default:
@@ -342,8 +354,14 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		alias = rv.Alias.Aliasname
 	}
 	if rv.Catalogname != "" {
-		p.fail(p.at(errDenied(rv.Relname), rv.Location))
-		return
+		// database.schema.relation: the connected database's name is
+		// redundant, as in PostgreSQL; another's is PostgreSQL's error.
+		if !p.ownDatabase(rv.Catalogname) {
+			p.fail(p.at(pgerr.Unsupported("cross-database references are not implemented: \"%s.%s.%s\"",
+				rv.Catalogname, rv.Schemaname, rv.Relname), rv.Location))
+			return
+		}
+		rv.Catalogname = ""
 	}
 	if rv.Schemaname == "" && s.cteVisible(rv.Relname) {
 		s.items = append(s.items, rangeItem{alias: alias})
@@ -680,27 +698,42 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 		p.exprs(x.List.Items, s)
 	case *pg_query.Node_AIndirection:
 		// pg_query's deparser drops the parentheses around some arguments
-		// ((ARRAY[1])[1] becomes ARRAY[1][1]); accept only the kinds it keeps.
-		switch x.AIndirection.Arg.GetNode().(type) {
+		// ((ARRAY[1])[1] becomes ARRAY[1][1]): those it keeps pass as they
+		// are, the others it would lose go into (ROW(arg)).f1 (rowField).
+		ind := x.AIndirection
+		wrap := false
+		switch ind.Arg.GetNode().(type) {
 		case *pg_query.Node_ColumnRef, *pg_query.Node_FuncCall, *pg_query.Node_RowExpr, *pg_query.Node_TypeCast,
-			*pg_query.Node_AExpr, *pg_query.Node_ParamRef, *pg_query.Node_SubLink:
+			*pg_query.Node_AExpr, *pg_query.Node_ParamRef, *pg_query.Node_SubLink, *pg_query.Node_AIndirection:
+		case *pg_query.Node_AArrayExpr, *pg_query.Node_CaseExpr, *pg_query.Node_CoalesceExpr, *pg_query.Node_MinMaxExpr:
+			wrap = true
 		default:
-			p.fail(pgerr.Unsupported("subscript or field selection on %s is not supported", nodeKind(x.AIndirection.Arg)).
+			p.fail(pgerr.Unsupported("subscript or field selection on %s is not supported", nodeKind(ind.Arg)).
 				WithHint("cast the expression first, as in (expr::type)[1]"))
 			return
 		}
-		p.expr(x.AIndirection.Arg, s)
-		p.exprs(x.AIndirection.Indirection, s)
+		p.expr(ind.Arg, s)
+		p.exprs(ind.Indirection, s)
+		if wrap && p.err == nil {
+			rowField(ind)
+			p.reshaped++
+		}
 	case *pg_query.Node_AIndices:
 		p.expr(x.AIndices.Lidx, s)
 		p.expr(x.AIndices.Uidx, s)
 	case *pg_query.Node_ResTarget:
 		p.exprs(x.ResTarget.Indirection, s)
 		name := databaseFuncName(x.ResTarget.Val)
+		reshaped := p.reshaped
+		colname, known := colnameOrUnnamed(x.ResTarget.Val)
 		p.expr(x.ResTarget.Val, s)
 		if name != "" && x.ResTarget.Name == "" && x.ResTarget.Val.GetTypeCast() != nil {
 			// Replaced by a constant: keep the column name PostgreSQL gives.
 			x.ResTarget.Name = name
+		}
+		if p.reshaped != reshaped && known && x.ResTarget.Name == "" && x.ResTarget.Val != nil {
+			// Part of it was replaced (rowField would name it f1).
+			x.ResTarget.Name = colname
 		}
 	case *pg_query.Node_SortBy:
 		if len(x.SortBy.UseOp) > 0 && !operatorAllowed(x.SortBy.UseOp) {
@@ -747,6 +780,14 @@ func operatorAllowed(name []*pg_query.Node) bool {
 // columnRef refuses references to denied columns with a clear message. The
 // subquery omits denied columns anyway; this only says why.
 func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
+	if len(c.Fields) == 4 {
+		db := c.Fields[0].GetString_().GetSval()
+		if !p.ownDatabase(db) {
+			p.fail(p.at(pgerr.Unsupported("cross-database references are not implemented: %s", funcDisplay(c.Fields)), c.Location))
+			return
+		}
+		c.Fields = c.Fields[1:]
+	}
 	if len(c.Fields) == 3 {
 		p.unqualifySchema(c, s)
 	}
@@ -806,6 +847,12 @@ func (p *pass) columnRef(c *pg_query.ColumnRef, s *scope) {
 	}
 }
 
+// ownDatabase reports whether name is the database the client connected
+// to: the logical name it connects with (Options.Database).
+func (p *pass) ownDatabase(name string) bool {
+	return p.r.opts.Database != "" && name == p.r.opts.Database
+}
+
 // unqualifySchema turns schema.rel.col into rel.col when rel names, in
 // scope, a relation that was replaced by its (unaliased) fenced subquery,
 // which PostgreSQL resolves by its alias only.
@@ -863,6 +910,12 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 	case "current_setting", "set_config":
 		if schema == "" || schema == "pg_catalog" {
 			p.settingFunc(name, fc.Args)
+			if name == "current_setting" && p.err == nil &&
+				strings.EqualFold(fc.Args[0].GetAConst().GetSval().GetSval(), "search_path") {
+				n.Node = p.searchPathValue().Node
+				p.reshaped++
+				return
+			}
 		}
 	case "timezone":
 		explicitCall(fc)

@@ -307,6 +307,7 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 	rw, err := rewrite.New(p, cat, rewrite.Options{
 		CacheBytes:          cfg.Proxy.RewriteCacheBytes,
 		MaxStatementTimeout: cfg.Proxy.StatementTimeout,
+		MaxWorkMem:          cfg.Proxy.MaxWorkMemMB << 20,
 		// current_database() and pg_database answer the name clients connect with.
 		Database: name,
 		// Audit records and statement logs (info and below) group by it.
