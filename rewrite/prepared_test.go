@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -92,6 +93,10 @@ func TestPreparedMatchesLiteral(t *testing.T) {
 			continue
 		}
 		pr := res.Prepared
+		// A LIMIT (or DISTINCT ON) picks among rows in whatever order the
+		// plan yields them, and a generic plan may yield another order:
+		// there only the number of rows must agree.
+		partial := limitRE.MatchString(s.sql)
 		want, wantTypes, lerr := resultOf(pc.Exec(ctx, res.SQL).ReadAll())
 		resetConn(t, conn)
 		if _, err := pc.Prepare(ctx, "p", pr.SQL, pr.ParamOIDs); err != nil {
@@ -123,7 +128,9 @@ func TestPreparedMatchesLiteral(t *testing.T) {
 				t.Errorf("%s (%s): prepared failed: %v\n%s", s.where, mode, perr, pr.SQL)
 			case gotTypes != wantTypes:
 				t.Errorf("%s (%s): column types %s, literal %s\n%s", s.where, mode, gotTypes, wantTypes, pr.SQL)
-			case strings.Join(got, "\n") != strings.Join(want, "\n"):
+			case partial && len(got) != len(want):
+				t.Errorf("%s (%s): %d rows, literal %d\n%s", s.where, mode, len(got), len(want), pr.SQL)
+			case !partial && strings.Join(got, "\n") != strings.Join(want, "\n"):
 				t.Errorf("%s (%s): %d rows, literal %d\nprepared: %v\nliteral:  %v\n%s", s.where, mode, len(got), len(want), head(got), head(want), pr.SQL)
 			}
 		}
@@ -135,6 +142,8 @@ func TestPreparedMatchesLiteral(t *testing.T) {
 		t.Errorf("only %d prepared forms compared", compared)
 	}
 }
+
+var limitRE = regexp.MustCompile(`(?i)\b(LIMIT|FETCH|DISTINCT\s+ON)\b`)
 
 // resultOf is a result's rows (sorted text lines) and column types.
 func resultOf(results []*pgconn.Result, err error) ([]string, string, error) {
