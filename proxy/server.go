@@ -399,6 +399,9 @@ func (s *Server) issueKey(c *clientConn) {
 	for {
 		rand.Read(b[:])
 		pid := binary.BigEndian.Uint32(b[:]) & 0x7fffffff // positive like a real pid
+		if s.cfg.PeerID > 0 {
+			pid = uint32(s.cfg.PeerID)<<peerShift | pid&(1<<peerShift-1)
+		}
 		if pid != 0 && s.keys[pid] == nil {
 			c.keyPID, c.keySecret = pid, secret
 			s.keys[pid] = c

@@ -406,8 +406,11 @@ func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger)
 	if len(body) < 8 || len(body) > 260 {
 		return
 	}
-	pid := binary.BigEndian.Uint32(body[:4])
-	c := s.lookupKey(pid, body[4:])
+	pid, secret, ok := s.cancelKey(ctx, body, log)
+	if !ok {
+		return
+	}
+	c := s.lookupKey(pid, secret)
 	if c == nil {
 		s.metrics.cancels.WithLabelValues("unknown_key").Inc()
 		log.Info("cancel request with unknown key")
