@@ -105,6 +105,7 @@ type fakeAuth struct {
 	sessions map[string]*auth.Session
 	errs     map[string]error
 	revoked  map[string]chan struct{}
+	renewed  map[string]time.Time // by session id: SessionExpiry's answer
 }
 
 func newFakeAuth() *fakeAuth {
@@ -151,6 +152,25 @@ func (a *fakeAuth) Watch(id string) (<-chan struct{}, func()) {
 		a.revoked[id] = ch
 	}
 	return ch, func() {}
+}
+
+// SessionExpiry answers a renewal recorded with renew, else "not found".
+func (a *fakeAuth) SessionExpiry(_ context.Context, id string) (time.Time, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if exp, ok := a.renewed[id]; ok {
+		return exp, nil
+	}
+	return time.Time{}, auth.ErrSessionNotFound
+}
+
+func (a *fakeAuth) renew(id string, exp time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.renewed == nil {
+		a.renewed = map[string]time.Time{}
+	}
+	a.renewed[id] = exp
 }
 
 func (a *fakeAuth) revoke(id string) {

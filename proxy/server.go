@@ -52,6 +52,13 @@ type Authenticator interface {
 	Watch(sessionID string) (revoked <-chan struct{}, stop func())
 }
 
+// Renewer is implemented by an Authenticator that knows a session's expiry
+// now: a connection whose session was renewed after it opened outlives the
+// expiry of the token it opened with.
+type Renewer interface {
+	SessionExpiry(ctx context.Context, sessionID string) (time.Time, error)
+}
+
 // Rewriter rewrites a statement for an identity; errors are *pgerr.Error.
 // It stops when ctx ends, with the context's cause when that is a
 // *pgerr.Error.

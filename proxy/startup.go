@@ -293,6 +293,7 @@ func (c *clientConn) startup() error {
 		return errors.New("authenticator returned no session")
 	}
 	c.session = session
+	c.expires = session.ExpiresAt
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	c.out.send(&pgproto3.AuthenticationOk{})
 

@@ -114,6 +114,9 @@ func authConfig(c *config.File) auth.Config {
 	}
 }
 
+// Open connections outlive their token's expiry when the session is renewed.
+var _ proxy.Renewer = (*auth.Verifier)(nil)
+
 func proxyConfig(c *config.File) proxy.Config {
 	p := c.Proxy
 	return proxy.Config{
