@@ -93,6 +93,7 @@ func authConfig(c *config.File) auth.Config {
 		Leeway:             a.Leeway,
 		SigningKeyFile:     a.SigningKeyFile,
 		VerifyKeyFiles:     a.VerifyKeyFiles,
+		JWKSURL:            a.JWKSURL,
 		APIKeys:            keys,
 		CORSOrigins:        a.CORSOrigins,
 		StoreDSN:           a.StoreDSN,
@@ -220,7 +221,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if !a.runs(onlyProxy) {
 		return a, nil
 	}
-	keys, err := auth.LoadKeySet(acfg)
+	keys, err := auth.VerificationKeys(acfg, &http.Client{Timeout: acfg.WithDefaults().HTTPRequestTimeout})
 	if err != nil {
 		return nil, err
 	}
