@@ -111,13 +111,13 @@ type Pool struct {
 type Auth struct {
 	// Listen is the ticket service's HTTP address; "" runs no ticket service
 	// (the proxy still verifies tokens and redeems tickets through the store).
-	Listen             string        `yaml:"listen"`
-	Issuer             string        `yaml:"issuer"`
-	SigningKeyFile     string        `yaml:"signing_key_file"`
-	VerifyKeyFiles     []string      `yaml:"verify_key_files"`
+	Listen         string   `yaml:"listen"`
+	Issuer         string   `yaml:"issuer"`
+	SigningKeyFile string   `yaml:"signing_key_file"`
+	VerifyKeyFiles []string `yaml:"verify_key_files"`
 	// JWKSURL is the ticket service's key set, for a proxy that runs apart
 	// from it without key files (https, or http to a loopback host).
-	JWKSURL string `yaml:"jwks_url"`
+	JWKSURL            string        `yaml:"jwks_url"`
 	TicketTTL          time.Duration `yaml:"ticket_ttl"`
 	SessionTTL         time.Duration `yaml:"session_ttl"`
 	SessionMaxLifetime time.Duration `yaml:"session_max_lifetime"`
