@@ -46,7 +46,11 @@ type Proxy struct {
 	StatementTimeout      time.Duration `yaml:"statement_timeout"`
 	MaxClientConns        int           `yaml:"max_client_conns"`
 	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
-	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+	// DrainDelay is how long the proxy keeps accepting connections after
+	// SIGTERM, /readyz failing, before it closes its listener: the time a
+	// load balancer's readiness check needs to stop sending it clients.
+	DrainDelay     time.Duration `yaml:"drain_delay"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// AuthTimeout bounds a client's startup and authentication (default
 	// 60s, PostgreSQL's authentication_timeout). Store calls within it are
 	// bounded by auth.store_query_timeout.
@@ -341,7 +345,7 @@ func (f *File) Validate() error {
 	}
 	for field, d := range map[string]time.Duration{
 		"proxy.idle_timeout": f.Proxy.IdleTimeout, "proxy.statement_timeout": f.Proxy.StatementTimeout,
-		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
+		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.drain_delay": f.Proxy.DrainDelay, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
 		"proxy.rewrite_timeout": f.Proxy.RewriteTimeout, "proxy.rewrite_memory_wait": f.Proxy.RewriteMemoryWait,
 		"auth.ticket_ttl": f.Auth.TicketTTL, "auth.session_ttl": f.Auth.SessionTTL,
 		"auth.session_max_lifetime": f.Auth.SessionMaxLifetime, "auth.leeway": f.Auth.Leeway,

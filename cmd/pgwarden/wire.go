@@ -365,8 +365,9 @@ func (a *app) reload(ctx context.Context) error {
 // 200 (a liveness probe must not kill a draining replica) and /readyz with
 // 503 (load balancers stop sending it traffic). Then the rest stops.
 func (a *app) run(ctx context.Context, ready func()) error {
-	// proxyCtx ends at the signal and starts the drain; bgCtx ends after it.
-	proxyCtx, stopProxy := context.WithCancel(ctx)
+	// proxyCtx ends after the signal (and drain_delay) and starts the drain;
+	// bgCtx ends after it.
+	proxyCtx, stopProxy := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProxy()
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -431,6 +432,14 @@ func (a *app) run(ctx context.Context, ready func()) error {
 	a.draining.Store(true)
 	if a.handler != nil {
 		a.handler.Drain()
+	}
+	if d := a.cfg.Proxy.DrainDelay; d > 0 && proxyRunning && first == nil {
+		a.log.Info("draining: /readyz fails; still accepting connections for drain_delay", zap.Duration("drain_delay", d))
+		select {
+		case <-time.After(d):
+		case first = <-proxyDone:
+			proxyRunning = false
+		}
 	}
 	stopProxy()
 	if proxyRunning {
