@@ -249,6 +249,15 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
 	}
 	pcfg := proxyConfig(cfg)
+	if cfg.Proxy.PeerIDFromHostname {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		if pcfg.PeerID, err = config.PeerIDFromHostname(host); err != nil {
+			return nil, err
+		}
+	}
 	if f := cfg.Proxy.PeerSecretFile; f != "" {
 		if pcfg.PeerSecret, err = os.ReadFile(f); err != nil {
 			return nil, fmt.Errorf("proxy.peer_secret_file: %w", err)
