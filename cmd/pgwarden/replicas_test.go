@@ -113,8 +113,8 @@ func TestReplicasBehindLoadBalancer(t *testing.T) {
 		cfg.Proxy.PeerID, cfg.Proxy.Peers, cfg.Proxy.PeerSecretFile = i+1, peers, secretFile
 		cfg.Proxy.ShutdownTimeout = 10 * time.Second
 		// HAProxy checks /readyz every 300ms and takes a replica out after
-		// one failure: a second is plenty.
-		cfg.Proxy.DrainDelay = time.Second
+		// three failures: three seconds leave room for slow checks.
+		cfg.Proxy.DrainDelay = 3 * time.Second
 		rs.cfgs = append(rs.cfgs, &cfg)
 		rs.start(i)
 	}
@@ -282,6 +282,8 @@ defaults
   option tcplog
   mode tcp
   timeout connect 2s
+  # A check slowed by a busy machine is not a failed one.
+  timeout check 5s
   timeout client 120s
   timeout server 120s
   retries 3
@@ -293,7 +295,7 @@ listen pgwarden
 `, addr)
 	for i, c := range replicas {
 		_, metricsPort, _ := net.SplitHostPort(c.Metrics.Listen)
-		fmt.Fprintf(&b, "  server replica%d %s check port %s inter 300ms fall 1 rise 1\n", i+1, c.Proxy.Listen, metricsPort)
+		fmt.Fprintf(&b, "  server replica%d %s check port %s inter 300ms fall 3 rise 2\n", i+1, c.Proxy.Listen, metricsPort)
 	}
 	cfg := filepath.Join(dir, "haproxy.cfg")
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o644); err != nil {
