@@ -291,16 +291,12 @@ func (c *clientConn) switchOut(e *pgenc.Encoding) {
 func (c *clientConn) noteCompleted(tag string) {
 	p := c.q.front()
 	var step savepointStep
-	var later []*pgenc.Encoding // encodings set by the rest of the Query
 	switch {
 	case p == nil:
 	case p.kind == pExecute && len(p.saves) > 0:
 		step = p.saves[0]
 	case p.kind == pQuery && p.done < len(p.saves):
 		step = p.saves[p.done]
-		if p.done < len(p.encs) {
-			later = p.encs[p.done+1:]
-		}
 	}
 	if step.op == rewrite.NoSavepoint {
 		c.codec.noteTag(tag)
@@ -328,12 +324,11 @@ func (c *clientConn) noteCompleted(tag string) {
 	// ROLLBACK TO: the savepoint stays, those after it go.
 	e := cd.savepoints[at].enc
 	cd.savepoints = cd.savepoints[:at+1]
+	// The client's next messages are read in it too, unless the loop has
+	// already sent a statement that switches again (a later one of the
+	// same Query, or one pipelined): in then differs from out.
+	cd.in.CompareAndSwap(cd.out.Load(), e)
 	c.switchOut(e)
-	if lastEncoding(later) == nil {
-		// The client's next messages are read in it, unless a later
-		// statement of the same Query switches again (the loop set that).
-		cd.in.Store(e)
-	}
 }
 
 // noteTag follows transaction boundaries for the codec (the relay's).

@@ -135,7 +135,8 @@ func TestServeFrozenStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tk := r.post(t, "/v1/tickets", r.apiKey, map[string]any{"external_id": "y", "tenant": "acme"})
+	_, tk := r.post(t, "/v1/tickets", r.apiKey, map[string]any{"external_id": "y", "tenant": "acme",
+		"connection_roles": map[string]string{demoWarehouse: "querier"}})
 
 	if err := store.Freeze(); err != nil {
 		t.Fatal(err)
