@@ -68,6 +68,10 @@ type options struct {
 	BigStmtBytes       int
 	BigStmtConcurrency []int
 	BigStmtKinds       []string
+	// BigStmtRewriteTimeout is the proxy's rewrite_timeout in the bigstmt
+	// part: long enough that the largest IN list's rewrite completes on a
+	// busy machine, so that its peak includes every phase.
+	BigStmtRewriteTimeout time.Duration
 }
 
 func main() {
@@ -101,6 +105,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
 	fs.IntVar(&o.BigStmtBytes, "bigstmt-bytes", 0, "statement size of the bigstmt part (0: proxy.max_message_bytes, 16 MiB)")
 	bigConc := fs.String("bigstmt-concurrency", "1,4,16", "statements sent at once in the bigstmt part")
+	fs.DurationVar(&o.BigStmtRewriteTimeout, "bigstmt-rewrite-timeout", time.Minute, "proxy.rewrite_timeout in the bigstmt part (0: pgwarden's default, 10s)")
 	bigKinds := fs.String("bigstmt-kinds", "in,string", "statements of the bigstmt part: in (an IN list of integers), string (one literal)")
 	fs.IntVar(&o.BenchCount, "bench-count", 5, "go test -count for the microbenchmarks")
 	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")

@@ -96,6 +96,9 @@ type wardenOptions struct {
 	PoolSize int
 	// MaxClientConns is proxy.max_client_conns (10,000 when zero).
 	MaxClientConns int
+	// RewriteTimeout is proxy.rewrite_timeout (pgwarden's default when
+	// zero).
+	RewriteTimeout time.Duration
 }
 
 // startWarden writes a configuration for the bench cluster and runs
@@ -135,10 +138,14 @@ func startWardenWith(ctx context.Context, bin, work string, keys *wardenKeys, c 
 	if opts.PoolSize > 0 {
 		benchPool = fmt.Sprintf(", pool: {mode: transaction, size: %d}", opts.PoolSize)
 	}
+	rewriteTimeout := ""
+	if opts.RewriteTimeout > 0 {
+		rewriteTimeout = fmt.Sprintf("\n  rewrite_timeout: %s", opts.RewriteTimeout)
+	}
 	cfg := fmt.Sprintf(`proxy:
   listen: 127.0.0.1:%d
   statement_timeout: 60s
-  max_client_conns: %d
+  max_client_conns: %d%s
 warehouses:
   %s: {dsn: %q, policy: bench-policy.yaml%s}
   %s: {dsn: %q, policy: demo-policy.yaml}
@@ -150,7 +157,7 @@ auth:
   api_keys: [{name: bench, sha256: %s, rate_per_second: 1000000, burst: 1000000}]
 metrics: {listen: 127.0.0.1:%d, pprof: true}
 log: {level: warn}
-`, w.ProxyPort, maxClients, whBench, svc, benchPool, whDemo, svcDemo, w.HTTPPort,
+`, w.ProxyPort, maxClients, rewriteTimeout, whBench, svc, benchPool, whDemo, svcDemo, w.HTTPPort,
 		filepath.Join(keys.Dir, "signing.pem"), filepath.Join(keys.Dir, "signing.pub.pem"), store, keys.APIKeyHex, w.MetricsPort)
 	w.cfgPath = filepath.Join(dir, "pgwarden.yaml")
 	if err := os.WriteFile(w.cfgPath, []byte(cfg), 0o600); err != nil {

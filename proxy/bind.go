@@ -39,6 +39,7 @@ type clientStmt struct {
 	name string          // the proxy's name for it upstream
 	op   *setOp          // for a SET statement (transaction mode)
 	enc  *pgenc.Encoding // the client encoding a SET client_encoding switches to
+	save savepointStep   // what it does to a savepoint (encoding.go)
 	// setsConfig: the statement may call set_config, whose effect is not
 	// tracked: the connection gets a RESET ALL before its next lending.
 	setsConfig bool
@@ -63,6 +64,9 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 	}
 	if len(res.encs) == 1 {
 		st.enc = res.encs[0]
+	}
+	if len(res.saves) == 1 {
+		st.save = res.saves[0]
 	}
 	st.setsConfig = callsSetConfig(res.rewritten)
 	st.hold = declaresHold(res.result)

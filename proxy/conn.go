@@ -324,6 +324,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 	}
 	p.info = res.stmtInfo
 	p.ops = res.ops
+	p.saves = res.saves
 	if e := lastEncoding(res.encs); e != nil {
 		p.encs = res.encs
 		c.codec.in.Store(e)
@@ -547,6 +548,9 @@ func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
 			p.encs = []*pgenc.Encoding{pt.st.enc}
 			c.codec.in.Store(pt.st.enc)
 		}
+		if pt.st.save.op != rewrite.NoSavepoint {
+			p.saves = []savepointStep{pt.st.save}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -626,9 +630,10 @@ type rewritten struct {
 	rw     Rewriter
 	result *rewrite.Result
 	ops    []*setOp
-	// encs: the client encoding each statement switches to, or nil
-	// (encoding.go).
-	encs []*pgenc.Encoding
+	// encs: the client encoding each statement switches to, or nil;
+	// saves: what each does to a savepoint, or nil (encoding.go).
+	encs  []*pgenc.Encoding
+	saves []savepointStep
 }
 
 func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteAs(sql, false, nil) }
@@ -665,6 +670,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	return &rewritten{
 		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out},
 		encs:     encs,
+		saves:    savepointSteps(res),
 		multi:    len(res.Statements) > 1,
 		rw:       rw,
 		result:   res,

@@ -45,10 +45,42 @@ type codec struct {
 	// transaction that ended well; aborted says the one under way is
 	// rolled back (a ROLLBACK, or an error outside a transaction block,
 	// which ends its implicit transaction); inBlock, that BEGIN ran.
-	// ROLLBACK TO SAVEPOINT does not undo one.
-	committed *pgenc.Encoding
-	aborted   bool
-	inBlock   bool
+	// savepoints are the transaction's, each with the encoding it found:
+	// ROLLBACK TO one returns to it, as PostgreSQL undoes a SET made after
+	// the savepoint.
+	committed  *pgenc.Encoding
+	aborted    bool
+	inBlock    bool
+	savepoints []savedEncoding
+}
+
+// savedEncoding is a savepoint and the client encoding when it was set.
+type savedEncoding struct {
+	name string
+	enc  *pgenc.Encoding
+}
+
+// savepointStep is what a statement does to a savepoint (op
+// rewrite.NoSavepoint: nothing).
+type savepointStep struct {
+	name string
+	op   rewrite.SavepointOp
+}
+
+// savepointSteps lists what res's statements do to savepoints, by
+// statement; nil when none does.
+func savepointSteps(res *rewrite.Result) []savepointStep {
+	var steps []savepointStep
+	for i, st := range res.Statements {
+		if st.Kind != rewrite.KindTransaction || st.SavepointOp == rewrite.NoSavepoint {
+			continue
+		}
+		if steps == nil {
+			steps = make([]savepointStep, len(res.Statements))
+		}
+		steps[i] = savepointStep{name: st.Savepoint, op: st.SavepointOp}
+	}
+	return steps
 }
 
 func newCodec(e *pgenc.Encoding) *codec {
@@ -252,6 +284,53 @@ func (c *clientConn) switchOut(e *pgenc.Encoding) {
 	c.out.send(&pgproto3.ParameterStatus{Name: "client_encoding", Value: e.Name})
 }
 
+// noteCompleted follows transaction boundaries and savepoints for the
+// codec as the statement at the front of the queue completes with tag (the
+// relay's). ROLLBACK TO SAVEPOINT answers "ROLLBACK" as a ROLLBACK does,
+// so savepoint statements are told apart by what the rewriter saw.
+func (c *clientConn) noteCompleted(tag string) {
+	p := c.q.front()
+	var step savepointStep
+	switch {
+	case p == nil:
+	case p.kind == pExecute && len(p.saves) > 0:
+		step = p.saves[0]
+	case p.kind == pQuery && p.done < len(p.saves):
+		step = p.saves[p.done]
+	}
+	if step.op == rewrite.NoSavepoint {
+		c.codec.noteTag(tag)
+		return
+	}
+	cd := c.codec
+	if step.op == rewrite.SavepointDefine {
+		cd.savepoints = append(cd.savepoints, savedEncoding{step.name, cd.out.Load()})
+		return
+	}
+	at := -1
+	for i := len(cd.savepoints) - 1; i >= 0; i-- {
+		if cd.savepoints[i].name == step.name {
+			at = i
+			break
+		}
+	}
+	if at < 0 {
+		return // PostgreSQL said it exists; no SET of ours since
+	}
+	if step.op == rewrite.SavepointRelease {
+		cd.savepoints = cd.savepoints[:at]
+		return
+	}
+	// ROLLBACK TO: the savepoint stays, those after it go.
+	e := cd.savepoints[at].enc
+	cd.savepoints = cd.savepoints[:at+1]
+	// The client's next messages are read in it too, unless the loop has
+	// already sent a statement that switches again (a later one of the
+	// same Query, or one pipelined): in then differs from out.
+	cd.in.CompareAndSwap(cd.out.Load(), e)
+	c.switchOut(e)
+}
+
 // noteTag follows transaction boundaries for the codec (the relay's).
 func (cd *codec) noteTag(tag string) {
 	switch tag {
@@ -264,12 +343,23 @@ func (cd *codec) noteTag(tag string) {
 	}
 }
 
-// noteError: an error outside a transaction block ends its implicit
-// transaction, and undoes its SETs.
-func (cd *codec) noteError() {
+// noteError follows an error for the codec (the relay's). Outside a
+// transaction block it ends the implicit transaction, whose SETs are undone
+// at ReadyForQuery. In a block, PostgreSQL undoes the SETs of the
+// (sub)transaction the error aborts at once: those since the latest
+// savepoint, or since BEGIN.
+func (c *clientConn) noteError() {
+	cd := c.codec
 	if !cd.inBlock {
 		cd.aborted = true
+		return
 	}
+	e := cd.committed
+	if n := len(cd.savepoints); n > 0 {
+		e = cd.savepoints[n-1].enc
+	}
+	c.switchOut(e)
+	cd.in.Store(e)
 }
 
 // settleEncoding runs at each ReadyForQuery: outside any transaction, the session
@@ -280,6 +370,7 @@ func (c *clientConn) settleEncoding(status byte) {
 	if status != 'I' {
 		return
 	}
+	cd.savepoints = cd.savepoints[:0]
 	if cd.aborted {
 		cd.aborted = false
 		if e := cd.committed; e != cd.out.Load() {
@@ -328,7 +419,7 @@ func (c *clientConn) encodeResult(e *pgenc.Encoding, msg pgproto3.BackendMessage
 		return msg
 	}
 	c.txFailed, c.shapeSkip, c.shapeFailed = true, true, true
-	c.codec.noteError()
+	c.noteError()
 	return c.errorResponse(err, false)
 }
 

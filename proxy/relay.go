@@ -65,6 +65,8 @@ type pending struct {
 	// or nil (encoding.go).
 	formats []int16
 	encs    []*pgenc.Encoding
+	// saves: what each statement does to a savepoint, or nil (encoding.go).
+	saves []savepointStep
 }
 
 // pendingQueue is shared by the loop (push) and the relay (front/pop).
@@ -497,7 +499,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
 		tag := pgconn.NewCommandTag(string(m.CommandTag))
-		c.codec.noteTag(tag.String())
+		c.noteCompleted(tag.String())
 		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
 		c.completed(b, pgconn.CommandTag{}, 0)
@@ -622,7 +624,7 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 		c.sawFatal.Store(true)
 	}
 	c.txFailed = true
-	c.codec.noteError()
+	c.noteError()
 	p := c.q.front()
 	var out pgproto3.BackendMessage = sanitize(m)
 	if p == nil {

@@ -16,8 +16,9 @@ import (
 //
 // Every pass over a statement is linear in its size, but the size is the
 // client's: a statement of max_message_bytes holds about two million
-// constants, costs seconds of CPU and about fifteen times its size in
-// memory (its parse tree, in C and as protobuf, and the rewritten text).
+// constants, costs seconds of CPU and, at its peak, up to about 35 times its
+// size in memory (the C parser's tree and protobuf; rewrite.go gives each
+// phase's trees back before the next builds its own).
 // A Gate, one per process and shared by every Rewriter (across warehouses
 // and policy reloads), keeps one tenant from taking every core or all the
 // memory: a rewrite first takes its statement's bytes from a memory budget
@@ -37,7 +38,7 @@ type Limits struct {
 	// MemoryBytes bounds the bytes of statement text being rewritten at
 	// once, all sessions together. A statement longer than this alone is
 	// refused with 53200. 0 means DefaultMemoryBytes. A rewrite's peak
-	// memory is about 15 (one long string) to 35 (an IN list of numbers)
+	// memory is about 6 (one long string) to 35 (an IN list of numbers)
 	// times its statement's length.
 	MemoryBytes int64
 	// MemoryWait is how long a statement waits for MemoryBytes held by

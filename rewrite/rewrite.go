@@ -12,9 +12,16 @@ import (
 	"github.com/pganalyze/pg_query_go/v5/parser"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pgwarden/pgwarden/internal/memrelease"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 )
+
+// releaseBytes is the statement length from which a rewrite gives the
+// memory of its parse trees back to the system as it goes (see
+// internal/memrelease): its trees are then tens of MiB or more, and a
+// collection of the Go heap costs little beside their parse.
+const releaseBytes = 1 << 20
 
 // Options tunes a Rewriter.
 type Options struct {
@@ -344,12 +351,16 @@ func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *param
 	// A template's text (kinds set) is a statement that passed this check
 	// with its constants turned into placeholders: tokens of the same
 	// weight (none), so the same estimate.
+	large := len(sql) >= releaseBytes
 	if kinds == nil {
 		if perr := checkDepth(sql); perr != nil {
 			return nil, perr
 		}
+		if large {
+			memrelease.Release() // the scan's tokens, in Go and in C
+		}
 	}
-	tree, err := pg_query.Parse(sql)
+	tree, err := parse(sql, large)
 	if err != nil {
 		var pe *parser.Error
 		if errors.As(err, &pe) {
@@ -372,26 +383,45 @@ func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *param
 		return res, nil
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
-	for _, raw := range tree.Stmts {
+	for i, raw := range tree.Stmts {
 		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
-		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
+		var fetch string
+		if f := raw.Stmt.GetFetchStmt(); f != nil {
+			fetch = fetchSQL(f)
+		}
+		pb, err := proto.Marshal(singleStatement(tree.Version, raw))
+		if err != nil {
+			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
+		}
+		// The deparse needs only pb: the Go tree of this statement goes
+		// before the C deparser builds its own, so that the two do not
+		// add up (a 16 MiB IN list makes each about 450 MiB).
+		sort.Strings(p.relations)
+		st.Relations = p.relations
+		tree.Stmts[i], raw, p = nil, nil, nil
+		if large {
+			memrelease.Release()
+		}
+		out, err := parser.DeparseFromProtobuf(pb)
+		pb = nil
+		if large {
+			memrelease.ReleaseC() // the C deparser's trees
+		}
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
 		if m.check() {
 			return nil, m.err
 		}
-		if f := raw.Stmt.GetFetchStmt(); f != nil {
-			out = fetchSQL(f)
+		if fetch != "" {
+			out = fetch
 		}
 		st.SQL = out
-		sort.Strings(p.relations)
-		st.Relations = p.relations
 		res.Statements = append(res.Statements, st)
 		sqls = append(sqls, out)
 	}
@@ -400,10 +430,32 @@ func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *param
 	if kinds != nil || !r.opts.Fingerprints {
 		return res, nil
 	}
-	if fp, err := pg_query.Fingerprint(sql); err == nil {
+	fp, err := pg_query.Fingerprint(sql)
+	if large {
+		memrelease.ReleaseC() // its parse, as deep as the first
+	}
+	if err == nil {
 		res.Fingerprint = fp
 	}
 	return res, nil
+}
+
+// parse is pg_query.Parse. For a large statement, it gives what the C
+// parser freed back to the system before the Go tree is built, so that
+// the two do not add up.
+func parse(sql string, large bool) (*pg_query.ParseResult, error) {
+	pb, err := parser.ParseToProtobuf(sql)
+	if err != nil {
+		return nil, err
+	}
+	if large {
+		memrelease.ReleaseC()
+	}
+	tree := &pg_query.ParseResult{}
+	if err := proto.Unmarshal(pb, tree); err != nil {
+		return nil, err
+	}
+	return tree, nil
 }
 
 // plainFilter reports whether a policy filter is made only of column

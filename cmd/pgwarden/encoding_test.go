@@ -501,6 +501,59 @@ func TestEncodingRoundTrip(t *testing.T) {
 			t.Errorf("set_config('client_encoding'): %v", err)
 		}
 	})
+
+	// ROLLBACK TO SAVEPOINT undoes a SET client_encoding made after the
+	// savepoint, and only that, as on PostgreSQL: each sequence runs on
+	// the warehouse directly and through pgwarden, and the client sees the
+	// same client_encoding (ParameterStatus) and SHOW after every message.
+	// "P:" runs a message through the extended protocol.
+	t.Run("savepoint", func(t *testing.T) {
+		for _, seq := range [][]string{
+			{"BEGIN", "SAVEPOINT s", "SET client_encoding TO 'LATIN1'", "ROLLBACK TO SAVEPOINT s", "SHOW client_encoding", "COMMIT", "SHOW client_encoding"},
+			{"BEGIN; SET client_encoding TO 'LATIN1'; SAVEPOINT s; SET client_encoding TO 'EUC_JP'; ROLLBACK TO s", "SHOW client_encoding", "COMMIT", "SHOW client_encoding"},
+			{"BEGIN", "SAVEPOINT a", "SAVEPOINT b", "SET client_encoding TO 'LATIN1'", "RELEASE b", "SHOW client_encoding", "ROLLBACK TO a", "SHOW client_encoding", "COMMIT"},
+			{"BEGIN", "SAVEPOINT s", "SET client_encoding TO 'WIN1252'", "SELECT 1/0", "ROLLBACK TO SAVEPOINT s", "SHOW client_encoding", "COMMIT"},
+			{"BEGIN", "P:SAVEPOINT s", "P:SET client_encoding TO 'LATIN1'", "P:ROLLBACK TO SAVEPOINT s", "SHOW client_encoding", "COMMIT"},
+			{"BEGIN; SAVEPOINT s; SET client_encoding TO 'LATIN1'; ROLLBACK TO SAVEPOINT s; SET client_encoding TO 'SJIS'", "SHOW client_encoding", "ROLLBACK", "SHOW client_encoding"},
+			{"BEGIN", "SAVEPOINT s", "SET client_encoding TO 'LATIN1'", "SAVEPOINT s", "SET client_encoding TO 'EUC_JP'", "ROLLBACK TO s", "SHOW client_encoding",
+				"RELEASE s", "SHOW client_encoding", "ROLLBACK TO s", "SHOW client_encoding", "COMMIT"},
+			{"BEGIN", "SET client_encoding TO 'LATIN1'", "SAVEPOINT s", "RELEASE s", "COMMIT", "SHOW client_encoding", "RESET client_encoding"},
+		} {
+			name := strings.Join(seq, " / ")
+			direct, err := pgconn.Connect(ctx, r.demo.cluster.DSN("demo"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			proxied, err := r.encConnect(t, "", nil)
+			if err != nil {
+				direct.Close(ctx)
+				t.Fatal(err)
+			}
+			run := func(conn *pgconn.PgConn, msg string) (string, string) {
+				var rows [][]string
+				var err error
+				if sql, ok := strings.CutPrefix(msg, "P:"); ok {
+					rr := conn.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
+					rows, err = rowsOf([]*pgconn.Result{rr}), rr.Err
+				} else {
+					var res []*pgconn.Result
+					res, err = conn.Exec(ctx, msg).ReadAll()
+					rows = rowsOf(res)
+				}
+				return fmt.Sprintf("%v %s", rows, sqlstate(err)), conn.ParameterStatus("client_encoding")
+			}
+			for _, msg := range seq {
+				wantOut, wantEnc := run(direct, msg)
+				gotOut, gotEnc := run(proxied, msg)
+				if gotOut != wantOut || gotEnc != wantEnc {
+					t.Errorf("%s: after %q: pgwarden answered %s with client_encoding %s, PostgreSQL %s with %s",
+						name, msg, gotOut, gotEnc, wantOut, wantEnc)
+				}
+			}
+			direct.Close(ctx)
+			proxied.Close(ctx)
+		}
+	})
 }
 
 // Issue #19: startup settings the warehouse would refuse are refused at

@@ -18,8 +18,9 @@ import (
 )
 
 // startWithOwnStore serves the demo with its control store on a cluster of
-// its own (to freeze and stop) and short store timeouts.
-func startWithOwnStore(t *testing.T) (*running, *pgcluster.Cluster) {
+// its own (to freeze and stop) and short store timeouts; configure, if
+// any, changes the configuration further.
+func startWithOwnStore(t *testing.T, configure ...func(*config.File)) (*running, *pgcluster.Cluster) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts two PostgreSQL clusters and the whole service")
@@ -55,6 +56,9 @@ func startWithOwnStore(t *testing.T) (*running, *pgcluster.Cluster) {
 		c.Auth.HTTPRequestTimeout = 2 * time.Second
 		c.Auth.HTTPWriteTimeout = 4 * time.Second
 		c.Auth.RetryAfter = 2 * time.Second
+		for _, f := range configure {
+			f(c)
+		}
 	})
 	return r, store
 }
@@ -189,6 +193,113 @@ func TestServeFrozenStore(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Logins waiting on a frozen store hold client slots, as a backend in
+// authentication counts against PostgreSQL's max_connections and a client
+// in login against PgBouncer's max_client_conn, but each for at most
+// store_query_timeout (not auth_timeout): wave after wave of logins fills
+// max_client_conns, every login is answered 57P03 (or 53300 while the slots
+// are full) and its slot is free again, and the established session is
+// served throughout. After the thaw, every slot is there to take.
+func TestServeFrozenStoreClientSlots(t *testing.T) {
+	const slots = 5
+	r, store := startWithOwnStore(t, func(c *config.File) {
+		c.Proxy.MaxClientConns = slots
+		c.Proxy.AuthTimeout = 5 * time.Minute // far beyond what any login may take here
+	})
+	token, _ := r.httpSession(t, "acme")
+	open, err := r.connect(t, token) // one slot, held throughout
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			store.Thaw()
+		}
+	}()
+
+	type outcome struct {
+		code string
+		err  error
+		took time.Duration
+	}
+	// A few store timeouts' worth of waves, each more logins than slots.
+	const waves, perWave = 4, 2 * slots
+	codes := map[string]int{}
+	var slowest time.Duration
+	for wave := 0; wave < waves; wave++ {
+		out := make(chan outcome, perWave)
+		for i := 0; i < perWave; i++ {
+			go func() {
+				start := time.Now()
+				conn, err := r.connect(t, token)
+				if err == nil {
+					conn.Close(context.Background())
+				}
+				out <- outcome{sqlstate(err), err, time.Since(start)}
+			}()
+		}
+		// The open session answers while the logins wait on the store.
+		for i := 0; i < 3; i++ {
+			if got := scalar[int64](t, open, "SELECT count(*) FROM orders"); got == 0 {
+				t.Fatal("open session sees no orders while logins wait on the frozen store")
+			}
+		}
+		for i := 0; i < perWave; i++ {
+			o := <-out
+			codes[o.code]++
+			slowest = max(slowest, o.took)
+			if o.code != "57P03" && o.code != "53300" {
+				t.Errorf("login with the store frozen: %v, want FATAL 57P03 or 53300", o.err)
+			}
+		}
+	}
+	t.Logf("%d logins in %d waves with the store frozen and %d of %d client slots free: %v; the slowest answered in %s",
+		waves*perWave, waves, slots-1, slots, codes, slowest.Round(time.Millisecond))
+	if codes["57P03"] < waves {
+		t.Errorf("only %d logins reached the store (57P03) in %d waves: slots are not freed after store_query_timeout", codes["57P03"], waves)
+	}
+	// Generous (store_query_timeout is 500ms), but far below auth_timeout
+	// and the 20s client deadline.
+	if slowest > 15*time.Second {
+		t.Errorf("a login waited %s with the store frozen, store_query_timeout 500ms", slowest)
+	}
+	// Every slot came back: the next login waits on the store, not refused.
+	eventually(t, "a login reaching the frozen store", func() error {
+		if _, err := r.connect(t, token); sqlstate(err) != "57P03" {
+			return fmt.Errorf("login: %v, want FATAL 57P03", err)
+		}
+		return nil
+	})
+	if got := scalar[int64](t, open, "SELECT count(*) FROM orders"); got == 0 {
+		t.Fatal("open session sees no orders with the store frozen")
+	}
+
+	if err := store.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	var held []*pgx.Conn
+	for len(held) < slots-1 {
+		var conn *pgx.Conn
+		eventually(t, fmt.Sprintf("login %d of %d after thaw", len(held)+1, slots-1), func() error {
+			c, err := r.connect(t, token)
+			conn = c
+			return err
+		})
+		held = append(held, conn)
+	}
+	if _, err := r.connect(t, token); sqlstate(err) != "53300" {
+		t.Errorf("login beyond max_client_conns after thaw: %v, want FATAL 53300", err)
+	}
+	if got := scalar[int64](t, open, "SELECT count(*) FROM orders"); got == 0 {
+		t.Fatal("open session sees no orders after thaw")
+	}
 }
 
 type statusError struct {
