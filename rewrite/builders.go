@@ -77,6 +77,12 @@ func resTarget(name string, val *pg_query.Node) *pg_query.Node {
 	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, 0)
 }
 
+// isNotNull is arg IS NOT NULL.
+func isNotNull(arg *pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
+		Arg: arg, Nulltesttype: pg_query.NullTestType_IS_NOT_NULL, Location: -1}}}
+}
+
 // caseElse builds CASE WHEN cond THEN then ELSE els END.
 func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
 	n := pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, 0)}, 0)

@@ -16,6 +16,8 @@ import (
 var catalogRelations = map[string]bool{
 	"pg_type": true, "pg_namespace": true, "pg_range": true, "pg_enum": true, "pg_attribute": true,
 	"pg_attrdef": true, "pg_collation": true, "pg_am": true, "pg_description": true,
+	// Time zone names and abbreviations: the same in every database.
+	"pg_timezone_names": true, "pg_timezone_abbrevs": true,
 }
 
 // settableSettings may be changed with SET, RESET and set_config.

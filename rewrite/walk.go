@@ -34,6 +34,8 @@ type pass struct {
 	// PostgreSQL would name differently (rowField, current_setting of
 	// search_path): a select-list item keeps the name it had.
 	reshaped int
+	// sysCols are the system columns the statement names (catalog_columns.go).
+	sysCols []string
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -369,7 +371,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	// pg_catalog is searched first, as PostgreSQL does implicitly.
 	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
-		if catalogVirtual[rv.Relname] {
+		if catalogVirtual[rv.Relname] || statViews[rv.Relname] {
 			p.catalogRangeVar(n, rv, false, s)
 			return
 		}
@@ -880,7 +882,7 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 			p.exprs(fc.AggOrder, s)
 			p.expr(fc.AggFilter, s)
 			if p.err == nil {
-				p.catalogFuncCall(fc, name, spec)
+				p.catalogFuncCall(n, fc, name, spec)
 			}
 			return
 		}
