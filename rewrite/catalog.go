@@ -39,7 +39,7 @@ var catalogVirtual = map[string]bool{
 	// Empty for every session: they describe triggers, view bodies, row
 	// security and statistics objects, which can name hidden objects.
 	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
-	"pg_publication": true, "pg_publication_rel": true, "pg_publication_namespace": true,
+	"pg_publication": true, "pg_publication_rel": true, "pg_publication_namespace": true, "pg_default_acl": true,
 }
 
 // infoSchemaVirtual are the information_schema views sessions may read.
@@ -255,9 +255,15 @@ func (p *pass) catalogSQL(name string, info bool) string {
 	case "pg_namespace":
 		return all + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
 	case "pg_type":
-		// Row types of hidden relations, and arrays of them, are hidden.
-		return all + "(typrelid" + sys + " OR " + inV("typrelid") + ") AND (typelem" + sys +
-			" OR typelem IN (SELECT e.oid FROM pg_catalog.pg_type e WHERE e.typrelid" + sys + " OR " + inV("e.typrelid") + "))"
+		// initdb's types, the row types of visible relations, the types of
+		// their visible columns, and arrays of these; other types (row
+		// types of hidden relations, another tenant's enums) are hidden.
+		colTypes := "SELECT atttypid FROM pg_catalog.pg_attribute WHERE " + inV("attrelid") +
+			" AND attnum > 0" + v.deniedAnd("attrelid", attnumIn("attnum"))
+		base := func(t string) string {
+			return "(" + t + "oid" + sys + " OR " + inV(t+"typrelid") + " OR " + t + "oid IN (" + colTypes + "))"
+		}
+		return all + base("") + " OR (typelem <> 0 AND typelem IN (SELECT e.oid FROM pg_catalog.pg_type e WHERE " + base("e.") + "))"
 	case "pg_enum":
 		return all + "enumtypid IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t)"
 	case "pg_range":
@@ -336,7 +342,21 @@ func (p *pass) catalogSQL(name string, info bool) string {
 	if statViews[name] {
 		return p.statSQL(name)
 	}
+	if initdbOnly[name] {
+		return all + "oid" + sys
+	}
 	return all + "false"
+}
+
+// initdbOnly are the catalogs of objects no policy exposes (operators,
+// operator classes, casts, languages, text search configurations, foreign
+// servers, ...): the virtual catalogs have initdb's, which every PostgreSQL
+// has, and hide those created since, whoever created them.
+var initdbOnly = map[string]bool{
+	"pg_opclass": true, "pg_opfamily": true, "pg_operator": true, "pg_amop": true, "pg_amproc": true, "pg_cast": true,
+	"pg_conversion": true, "pg_language": true, "pg_ts_config": true, "pg_ts_dict": true, "pg_ts_parser": true,
+	"pg_ts_template": true, "pg_foreign_data_wrapper": true, "pg_foreign_server": true, "pg_event_trigger": true,
+	"pg_transform": true, "pg_am": true, "pg_tablespace": true,
 }
 
 // statViews are the statistics views of tables and indexes, answered for the
@@ -426,4 +446,3 @@ func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info boo
 	s.items = append(s.items, item)
 	n.Node = sub.Node
 }
-

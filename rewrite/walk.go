@@ -371,7 +371,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	// pg_catalog is searched first, as PostgreSQL does implicitly.
 	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
-		if catalogVirtual[rv.Relname] || statViews[rv.Relname] {
+		if catalogVirtual[rv.Relname] || statViews[rv.Relname] || initdbOnly[rv.Relname] {
 			p.catalogRangeVar(n, rv, false, s)
 			return
 		}
