@@ -61,6 +61,10 @@ var catalogFuncs = map[string]catalogFunc{
 	"to_regtype":                         {arg: -1, catalog: "pg_type", col: "oid", subArg: -1},
 	"to_regnamespace":                    {arg: -1, catalog: "pg_namespace", col: "oid", subArg: -1},
 	"to_regrole":                         {arg: -1, catalog: "pg_roles", col: "oid", subArg: -1},
+	"to_regproc":                         {arg: -1, catalog: "pg_proc", col: "oid", subArg: -1},
+	"to_regprocedure":                    {arg: -1, catalog: "pg_proc", col: "oid", subArg: -1},
+	"to_regoper":                         {arg: -1, catalog: "pg_operator", col: "oid", subArg: -1},
+	"to_regoperator":                     {arg: -1, catalog: "pg_operator", col: "oid", subArg: -1},
 	"pg_relation_size":                   {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
 	"pg_total_relation_size":             {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
 	"pg_table_size":                      {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
@@ -99,6 +103,7 @@ func (p *pass) catalogFuncCall(n *pg_query.Node, fc *pg_query.FuncCall, name str
 			i = 0
 		case 3:
 			i = 1
+			p.roleArg(fc)
 		default:
 			p.fail(p.at(pgerr.Denied("permission denied for function %s", name), fc.Location))
 			return
@@ -119,9 +124,6 @@ func (p *pass) catalogFuncCall(n *pg_query.Node, fc *pg_query.FuncCall, name str
 		// A name or an oid of any type: the visible relation's oid, or NULL.
 		if sub := p.regLookup("regclass", fc.Args[i]); sub != nil {
 			fc.Args[i] = sub
-		}
-		if len(fc.Args) == 3 {
-			p.roleArg(fc)
 		}
 		return
 	}
@@ -267,6 +269,10 @@ var regCasts = map[string]struct{ catalog, toReg string }{
 	"regtype":      {"pg_type", "to_regtype"},
 	"regnamespace": {"pg_namespace", "to_regnamespace"},
 	"regrole":      {"pg_roles", "to_regrole"},
+	"regproc":      {"pg_proc", "to_regproc"},
+	"regprocedure": {"pg_proc", "to_regprocedure"},
+	"regoper":      {"pg_operator", "to_regoper"},
+	"regoperator":  {"pg_operator", "to_regoperator"},
 }
 
 // regCast rewrites a cast to regclass, regtype or regnamespace so that it
