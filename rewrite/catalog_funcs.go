@@ -130,7 +130,7 @@ func (p *pass) catalogFuncCall(n *pg_query.Node, fc *pg_query.FuncCall, name str
 	if i >= len(fc.Args) {
 		return // PostgreSQL reports the wrong arity
 	}
-	body := p.catalogSQL(spec.catalog, false)
+	body := p.lookupBody(spec.catalog)
 	if spec.exprRel {
 		if cond := p.visible().deniedRelsCond(); cond != "" {
 			body = "SELECT * FROM (" + body + ") r WHERE " + cond
@@ -310,7 +310,7 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 // name, of any type) denotes, or NULL.
 func (p *pass) regLookup(typ string, arg *pg_query.Node) *pg_query.Node {
 	rc := regCasts[typ]
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL(rc.catalog, false), "oid", []*pg_query.Node{arg}, regMatch(rc.toReg))
+	sub, err := oidLookup(p.r.bodies, p.lookupBody(rc.catalog), "oid", []*pg_query.Node{arg}, regMatch(rc.toReg))
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return nil
@@ -345,7 +345,7 @@ func (p *pass) serialSequence(fc *pg_query.FuncCall) {
 	relName := typeCast(typeCast(rel, typeNamed("regclass")), textType())
 	col := fc.Args[1]
 	relOid := proto.Clone(rel).(*pg_query.Node)
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL("pg_attribute", false), "attname", []*pg_query.Node{relOid, col},
+	sub, err := oidLookup(p.r.bodies, p.lookupBody("pg_attribute"), "attname", []*pg_query.Node{relOid, col},
 		func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
 			return andExpr([]*pg_query.Node{
 				opExpr("=", ref("attrelid"), arg(0)),
@@ -636,4 +636,14 @@ func (p *pass) relationSize(n *pg_query.Node, fc *pg_query.FuncCall, name string
 		return
 	}
 	n.Node = caseElse(isNotNull(sub), typeCast(intConst(0), typeNamed("int8")), typeCast(nullConst(), typeNamed("int8"))).Node
+}
+
+// lookupBody is the virtual catalog relation name as a lookup reads it:
+// the same rows, but all columns as they are, since the lookup reads only
+// the ones it names (an oid, a name), never the replaced ones; this keeps
+// the masks and grant filters out of every lookup's text.
+func (p *pass) lookupBody(name string) string {
+	p.lean = true
+	defer func() { p.lean = false }()
+	return p.catalogSQL(name, false)
 }

@@ -36,6 +36,8 @@ type pass struct {
 	reshaped int
 	// sysCols are the system columns the statement names (catalog_columns.go).
 	sysCols []string
+	// lean is set while a lookup's catalog body is built (lookupBody).
+	lean bool
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
