@@ -275,7 +275,7 @@ var regCasts = map[string]struct{ catalog, toReg string }{
 	"regoperator":  {"pg_operator", "to_regoperator"},
 }
 
-// regCast rewrites a cast to regclass, regtype or regnamespace so that it
+// regCast rewrites a cast to an object identifier type (regCasts) so that it
 // resolves only visible objects: a relation name resolves as in FROM (a
 // hidden one "does not exist"), other names and oids go through the
 // virtualized catalog (NULL when hidden).
