@@ -647,3 +647,32 @@ func (p *pass) lookupBody(name string) string {
 	defer func() { p.lean = false }()
 	return p.catalogSQL(name, false)
 }
+
+// regArrayCast rewrites a cast of an array of oids (proargtypes::regtype[],
+// pgcli's function list) to an array of an object identifier type: each
+// element resolves through the virtual catalog, NULL when hidden. An array
+// given as text or as a parameter would be resolved by the type's input
+// function and stays refused.
+func (p *pass) regArrayCast(n *pg_query.Node, tc *pg_query.TypeCast, s *scope) {
+	typ := regTypeName(tc.TypeName)
+	if p.placeholder(tc.Arg) {
+		p.fail(errNoTemplate)
+		return
+	}
+	if tc.Arg.GetAConst() != nil || tc.Arg.GetParamRef() != nil {
+		p.fail(pgerr.Denied("permission denied: arrays of %s are not supported", typ).
+			WithHint("cast an array of oids, as in proargtypes::%s[]", typ))
+		return
+	}
+	p.expr(tc.Arg, s)
+	if p.err != nil {
+		return
+	}
+	n.Node = regArray(tc.Arg, typ, func(elem *pg_query.Node) *pg_query.Node {
+		if sub := p.regLookup(typ, elem); sub != nil {
+			return sub
+		}
+		return nullConst()
+	}).Node
+	p.reshaped++
+}

@@ -660,6 +660,10 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_FuncCall:
 		p.funcCall(n, x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
+		if tn := x.TypeCast.TypeName; isRegType(tn) && len(tn.ArrayBounds) == 1 {
+			p.regArrayCast(n, x.TypeCast, s)
+			return
+		}
 		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
 		if p.err == nil {
