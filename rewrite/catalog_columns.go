@@ -86,6 +86,11 @@ func (p *pass) selectList(name string, replace func(c policy.Column) string) str
 		inner := replace
 		replace = func(c policy.Column) string {
 			if c.Name == acl {
+				if !p.mentions(acl) {
+					// Not named and no *: only a whole-row reference could
+					// reach it, which gets no grants (the filter is costly).
+					return "NULL::" + c.Type
+				}
 				return p.aclFilter(acl)
 			}
 			if inner != nil {
@@ -132,6 +137,30 @@ func (p *pass) aclFilter(col string) string {
 	return "CASE WHEN " + col + " IS NULL THEN NULL ELSE ARRAY(SELECT a FROM pg_catalog.unnest(" + col + ") a WHERE NOT EXISTS (" +
 		"SELECT 1 FROM pg_catalog.aclexplode(ARRAY[a]) e WHERE (e.grantee <> 0 AND e.grantee NOT IN (" + roles +
 		")) OR e.grantor NOT IN (" + roles + ")))::pg_catalog.aclitem[] END"
+}
+
+// mentions reports whether the statement's text has the word col or a *.
+func (p *pass) mentions(col string) bool {
+	if strings.Contains(p.sql, "*") {
+		return true
+	}
+	lower := strings.ToLower(p.sql)
+	for i := strings.Index(lower, col); i >= 0; {
+		end := i + len(col)
+		if (i == 0 || !identChar(lower[i-1])) && (end == len(lower) || !identChar(lower[end])) {
+			return true
+		}
+		next := strings.Index(lower[end:], col)
+		if next < 0 {
+			break
+		}
+		i = end + next
+	}
+	return false
+}
+
+func identChar(b byte) bool {
+	return b == '_' || b == '$' || b >= 'a' && b <= 'z' || b >= '0' && b <= '9' || b >= 0x80
 }
 
 // systemColumnsNamed are the system columns the statement's text names
