@@ -71,6 +71,20 @@ func TestCatalogVirtualColumns(t *testing.T) {
 	conn, r := virtualDB(t)
 	ctx := context.Background()
 	id, _ := parseSession("session tenant=acme")
+	// The other tenant's names, and its objects' oids as text.
+	hidden := []string{"globex", "internal_costs", "infra_cost", "hidden_", "secrets"}
+	rows, err := conn.Query(ctx, `SELECT oid::text FROM pg_class WHERE relname IN ('internal_costs', 'secrets', 'hidden_view', 'hidden_mv', 'internal_costs_infra')
+		UNION ALL SELECT oid::text FROM pg_type WHERE typname IN ('hidden_enum', '_hidden_enum', 'internal_costs', 'secrets')
+		UNION ALL SELECT oid::text FROM pg_proc WHERE proname = 'hidden_fn'
+		UNION ALL SELECT oid::text FROM pg_namespace WHERE nspname = 'globex_private'
+		UNION ALL SELECT oid::text FROM pg_roles WHERE rolname = 'globex_owner'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(oids) < 10 {
+		t.Fatalf("hidden oids: %v, %v", oids, err)
+	}
 	var names []string
 	for _, set := range []map[string]bool{catalogVirtual, statViews, initdbOnly} {
 		for n := range set {
@@ -105,6 +119,37 @@ func TestCatalogVirtualColumns(t *testing.T) {
 		}
 		if w, g := cols(wres), cols(gres); w != g {
 			t.Errorf("%s: columns differ\nreal:    %s\nvirtual: %s", name, w, g)
+		}
+		// Every row, every column (system columns too): nothing of the
+		// other tenant's objects, by name or by oid.
+		all := "SELECT *, " + strings.Join(systemColumns, ", ") + " FROM pg_catalog." + name
+		if catalogViews[name] || statViews[name] {
+			all = "SELECT * FROM pg_catalog." + name
+		}
+		if res, err = r.Rewrite(ctx, all, id); err != nil {
+			t.Errorf("%s: rewrite: %v", name, err)
+			continue
+		}
+		_, rows, err := catalogRows(ctx, conn, res.SQL)
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		isOid := map[string]bool{}
+		for _, o := range oids {
+			isOid[o] = true
+		}
+		for _, row := range rows {
+			for _, cell := range row {
+				if isOid[cell] {
+					t.Errorf("%s shows a hidden object's oid %s: %q", name, cell, row)
+				}
+				for _, h := range hidden {
+					if strings.Contains(cell, h) {
+						t.Errorf("%s shows %q: %q", name, h, row)
+					}
+				}
+			}
 		}
 	}
 	// System columns, and the names of replaced expressions.
