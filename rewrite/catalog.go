@@ -22,14 +22,20 @@ import (
 // would let it read (published only for viewer and restricted_querier, shared
 // only without a tenant), their indexes unless an index touches a denied
 // column, and objects created by initdb (oid below FirstNormalObjectId),
-// which every PostgreSQL has and so reveal nothing.
+// which every PostgreSQL has and so reveal nothing. Roles: the session's
+// own, the owners of what it sees and initdb's.
+//
+// A virtual relation carries every column of the real one, under its name
+// and type (catalog_columns.go); the few it replaces (sizes, grants, view
+// bodies, another role's settings) keep their names. Catalog relations not
+// listed here, in statViews, in initdbOnly or in catalogRelations are refused.
 
 // firstNormalOid is PostgreSQL's FirstNormalObjectId: objects with a smaller
 // oid were created by initdb.
 const firstNormalOid = "16384"
 
-// catalogVirtual maps the virtualized pg_catalog relations to their filter.
-// pg_class and pg_database list their columns to mask some.
+// catalogVirtual are the virtualized pg_catalog relations with a filter of
+// their own in catalogSQL.
 var catalogVirtual = map[string]bool{
 	"pg_class": true, "pg_attribute": true, "pg_attrdef": true, "pg_index": true, "pg_constraint": true,
 	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
