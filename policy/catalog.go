@@ -39,9 +39,31 @@ func (r *CatalogRelation) Column(name string) (Column, bool) {
 	return Column{}, false
 }
 
-// Catalog holds the column lists of the exposed relations. It is immutable.
+// Catalog holds the column lists of the exposed relations, and those of the
+// warehouse's own pg_catalog relations. It is immutable.
 type Catalog struct {
 	rels map[string]*CatalogRelation
+	// system has the columns of the warehouse's pg_catalog tables and views
+	// by name, in attnum order: the virtual catalogs carry every one of them
+	// whatever the PostgreSQL version. Nil when not read (NewCatalog).
+	system map[string][]Column
+}
+
+// WithSystemColumns returns a catalog like c whose pg_catalog relations have
+// the given columns (by relation name, in attnum order).
+func (c *Catalog) WithSystemColumns(cols map[string][]Column) *Catalog {
+	out := &Catalog{rels: c.rels, system: make(map[string][]Column, len(cols))}
+	for k, v := range cols {
+		out.system[k] = slices.Clone(v)
+	}
+	return out
+}
+
+// SystemColumns returns the columns of the warehouse's pg_catalog relation
+// name, when they were read.
+func (c *Catalog) SystemColumns(name string) ([]Column, bool) {
+	cols, ok := c.system[name]
+	return cols, ok
 }
 
 // NewCatalog builds a catalog from known relation shapes (tests, or a
@@ -116,11 +138,47 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, erro
 	for _, k := range order {
 		rels = append(rels, *byName[k])
 	}
-	cat := NewCatalog(rels...)
+	system, err := loadSystemColumns(ctx, conn)
+	if err != nil {
+		return nil, err
+	}
+	cat := NewCatalog(rels...).WithSystemColumns(system)
 	if err := p.Check(cat); err != nil {
 		return nil, err
 	}
 	return cat, nil
+}
+
+const systemColumnsQuery = `
+SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum
+FROM pg_catalog.pg_class c
+JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.relkind IN ('r', 'v')
+ORDER BY 1, a.attnum`
+
+// loadSystemColumns reads the column lists of the warehouse's pg_catalog
+// tables and views (a few thousand rows, readable by any role).
+func loadSystemColumns(ctx context.Context, conn *pgx.Conn) (map[string][]Column, error) {
+	rows, err := conn.Query(ctx, systemColumnsQuery)
+	if err != nil {
+		return nil, fmt.Errorf("policy: load pg_catalog columns: %w", err)
+	}
+	defer rows.Close()
+	out := map[string][]Column{}
+	for rows.Next() {
+		var rel string
+		var c Column
+		var attnum int16
+		if err := rows.Scan(&rel, &c.Name, &c.Type, &attnum); err != nil {
+			return nil, fmt.Errorf("policy: load pg_catalog columns: %w", err)
+		}
+		c.Ordinal = int(attnum)
+		out[rel] = append(out[rel], c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("policy: load pg_catalog columns: %w", err)
+	}
+	return out, nil
 }
 
 // Check verifies the policy against a catalog: every listed relation exists,

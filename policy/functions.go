@@ -42,7 +42,8 @@ ts_rank ts_rank_cd ts_headline setweight strip numnode querytree tsquery_phrase 
 ts_delete ts_filter get_current_ts_config
 pg_size_pretty pg_size_bytes
 version current_schema current_schemas current_database current_catalog current_user session_user user
-current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_typeof col_description
+current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_char_to_encoding getdatabaseencoding pg_collation_is_visible
+pg_typeof col_description
 obj_description pg_get_userbyid
 
 set_config

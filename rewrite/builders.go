@@ -77,6 +77,12 @@ func resTarget(name string, val *pg_query.Node) *pg_query.Node {
 	return pg_query.MakeResTargetNodeWithNameAndVal(name, val, 0)
 }
 
+// isNotNull is arg IS NOT NULL.
+func isNotNull(arg *pg_query.Node) *pg_query.Node {
+	return &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
+		Arg: arg, Nulltesttype: pg_query.NullTestType_IS_NOT_NULL, Location: -1}}}
+}
+
 // caseElse builds CASE WHEN cond THEN then ELSE els END.
 func caseElse(cond, then, els *pg_query.Node) *pg_query.Node {
 	n := pg_query.MakeCaseExprNode(nil, []*pg_query.Node{pg_query.MakeCaseWhenNode(cond, then, 0)}, 0)
@@ -503,4 +509,64 @@ func nameConst(s string) *pg_query.Node {
 
 func coalesceExpr(args ...*pg_query.Node) *pg_query.Node {
 	return &pg_query.Node{Node: &pg_query.Node_CoalesceExpr{CoalesceExpr: &pg_query.CoalesceExpr{Args: args}}}
+}
+
+// regArray casts an array of oids (an oidvector) to an array of an object
+// identifier type, each element resolved by lookup, in order:
+//
+//	CASE WHEN arr IS NULL THEN NULL
+//	WHEN cardinality(arr::oid[]) > 0 AND array_lower(arr::oid[], 1) <> 1 THEN ('[lb:ub]=' || A::text)::typ[]
+//	ELSE A END
+//
+// with A = ARRAY(SELECT lookup(u.o)::typ FROM pg_catalog.unnest(arr::oid[])
+// WITH ORDINALITY AS u(o, n) ORDER BY u.n). An oidvector counts from 0,
+// which ARRAY() cannot: its bounds go through text, whose names are those
+// of visible objects. arr is cloned where it is used again.
+func regArray(arr *pg_query.Node, typ string, lookup func(elem *pg_query.Node) *pg_query.Node) *pg_query.Node {
+	u := func(c string) *pg_query.Node {
+		return pg_query.MakeColumnRefNode([]*pg_query.Node{strNode("u"), strNode(c)}, -1)
+	}
+	oids := func() *pg_query.Node {
+		oidArray := &pg_query.TypeName{Names: []*pg_query.Node{strNode("pg_catalog"), strNode("oid")}, Typemod: -1,
+			ArrayBounds: []*pg_query.Node{pg_query.MakeIntNode(-1)}}
+		return typeCast(proto.Clone(arr).(*pg_query.Node), oidArray)
+	}
+	regArrayType := func() *pg_query.TypeName {
+		tn := typeNamed(typ)
+		tn.ArrayBounds = []*pg_query.Node{pg_query.MakeIntNode(-1)}
+		return tn
+	}
+	array := func() *pg_query.Node {
+		from := &pg_query.Node{Node: &pg_query.Node_RangeFunction{RangeFunction: &pg_query.RangeFunction{
+			Ordinality: true,
+			Functions:  []*pg_query.Node{pg_query.MakeListNode([]*pg_query.Node{funcCall("unnest", oids()), nil})},
+			Alias:      &pg_query.Alias{Aliasname: "u", Colnames: []*pg_query.Node{strNode("o"), strNode("n")}},
+		}}}
+		sel := &pg_query.SelectStmt{
+			TargetList:  []*pg_query.Node{resTarget("", typeCast(lookup(u("o")), typeNamed(typ)))},
+			FromClause:  []*pg_query.Node{from},
+			SortClause:  []*pg_query.Node{pg_query.MakeSortByNode(u("n"), pg_query.SortByDir_SORTBY_DEFAULT, pg_query.SortByNulls_SORTBY_NULLS_DEFAULT, -1)},
+			LimitOption: pg_query.LimitOption_LIMIT_OPTION_DEFAULT,
+			Op:          pg_query.SetOperation_SETOP_NONE,
+		}
+		return &pg_query.Node{Node: &pg_query.Node_SubLink{SubLink: &pg_query.SubLink{
+			SubLinkType: pg_query.SubLinkType_ARRAY_SUBLINK,
+			Subselect:   &pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}},
+		}}}
+	}
+	lower := func() *pg_query.Node { return funcCall("array_lower", oids(), intConst(1)) }
+	bounds := strConst("[")
+	for _, part := range []*pg_query.Node{lower(), strConst(":"), funcCall("array_upper", oids(), intConst(1)), strConst("]="),
+		typeCast(array(), textType())} {
+		bounds = opExpr("||", bounds, part)
+	}
+	isNull := &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
+		Arg: proto.Clone(arr).(*pg_query.Node), Nulltesttype: pg_query.NullTestType_IS_NULL, Location: -1}}}
+	n := pg_query.MakeCaseExprNode(nil, []*pg_query.Node{
+		pg_query.MakeCaseWhenNode(isNull, typeCast(nullConst(), regArrayType()), -1),
+		pg_query.MakeCaseWhenNode(andExpr([]*pg_query.Node{opExpr(">", funcCall("cardinality", oids()), intConst(0)),
+			opExpr("<>", lower(), intConst(1))}), typeCast(bounds, regArrayType()), -1),
+	}, -1)
+	n.GetCaseExpr().Defresult = array()
+	return n
 }

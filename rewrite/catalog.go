@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
@@ -23,23 +22,30 @@ import (
 // would let it read (published only for viewer and restricted_querier, shared
 // only without a tenant), their indexes unless an index touches a denied
 // column, and objects created by initdb (oid below FirstNormalObjectId),
-// which every PostgreSQL has and so reveal nothing.
+// which every PostgreSQL has and so reveal nothing. Roles: the session's
+// own, the owners of what it sees and initdb's.
+//
+// A virtual relation carries every column of the real one, under its name
+// and type (catalog_columns.go); the few it replaces (sizes, grants, view
+// bodies, another role's settings) keep their names. Catalog relations not
+// listed here, in statViews, in initdbOnly or in catalogRelations are refused.
 
 // firstNormalOid is PostgreSQL's FirstNormalObjectId: objects with a smaller
 // oid were created by initdb.
 const firstNormalOid = "16384"
 
-// catalogVirtual maps the virtualized pg_catalog relations to their filter.
-// pg_class and pg_database list their columns to mask some.
+// catalogVirtual are the virtualized pg_catalog relations with a filter of
+// their own in catalogSQL.
 var catalogVirtual = map[string]bool{
 	"pg_class": true, "pg_attribute": true, "pg_attrdef": true, "pg_index": true, "pg_constraint": true,
 	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
 	"pg_settings": true, "pg_roles": true, "pg_proc": true, "pg_sequence": true,
-	"pg_tables": true, "pg_views": true, "pg_indexes": true,
+	"pg_tables": true, "pg_views": true, "pg_indexes": true, "pg_matviews": true, "pg_enum": true, "pg_range": true,
+	"pg_auth_members": true, "pg_depend": true, "pg_extension": true,
 	// Empty for every session: they describe triggers, view bodies, row
 	// security and statistics objects, which can name hidden objects.
 	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
-	"pg_publication": true, "pg_publication_rel": true, "pg_publication_namespace": true,
+	"pg_publication": true, "pg_publication_rel": true, "pg_publication_namespace": true, "pg_default_acl": true,
 }
 
 // infoSchemaVirtual are the information_schema views sessions may read.
@@ -54,25 +60,6 @@ var infoViewsColumns = []string{
 	"table_catalog", "table_schema", "table_name", "NULL::information_schema.character_data AS view_definition",
 	"check_option", "is_updatable", "is_insertable_into", "is_trigger_updatable", "is_trigger_deletable",
 	"is_trigger_insertable_into",
-}
-
-// pgClassColumns are pg_class's columns (PostgreSQL 12 to 17); sizes are
-// masked so that no session learns another tenant's row counts.
-var pgClassColumns = []string{
-	"oid", "relname", "relnamespace", "reltype", "reloftype", "relowner", "relam", "relfilenode", "reltablespace",
-	"0::pg_catalog.int4 AS relpages", "(-1)::pg_catalog.float4 AS reltuples", "0::pg_catalog.int4 AS relallvisible",
-	"reltoastrelid", "relhasindex", "relisshared", "relpersistence", "relkind", "relnatts", "relchecks",
-	"relhasrules", "relhastriggers", "relhassubclass", "relrowsecurity", "relforcerowsecurity", "relispartition",
-	"relreplident", "relispopulated", "relrewrite", "relfrozenxid", "relminmxid", "relacl", "reloptions",
-	"relpartbound",
-}
-
-// pgDatabaseColumns are the pg_database columns every PostgreSQL from 12
-// to 17 has (the locale provider columns came and were renamed since);
-// datname becomes the name the client connected with.
-var pgDatabaseColumns = []string{
-	"oid", "%s AS datname", "datdba", "encoding", "datistemplate", "datallowconn", "datconnlimit",
-	"datfrozenxid", "datminmxid", "dattablespace", "datcollate", "datctype", "datacl",
 }
 
 // visibility is what one session may see of the catalog, as SQL snippets
@@ -243,43 +230,65 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			" OR table_schema IN ('pg_catalog', 'information_schema')"
 	}
 	from := " FROM pg_catalog." + name + " WHERE "
+	all := "SELECT " + p.selectList(name, nil) + from
 	switch name {
 	case "pg_class":
-		return "SELECT " + strings.Join(pgClassColumns, ", ") + from +
-			inV("oid") + " OR oid = ANY (" + v.idxOids + ") OR oid" + sys
+		// Sizes are masked so that no session learns another tenant's row
+		// counts.
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			switch c.Name {
+			case "relpages", "relallvisible":
+				return "0::" + c.Type
+			case "reltuples":
+				return "(-1)::" + c.Type
+			}
+			return ""
+		}) + from + inV("oid") + " OR oid = ANY (" + v.idxOids + ") OR oid" + sys
 	case "pg_attribute":
-		return "SELECT *" + from + "(" + inV("attrelid") + v.deniedAnd("attrelid", attnumIn("attnum")) +
+		return all + "(" + inV("attrelid") + v.deniedAnd("attrelid", attnumIn("attnum")) +
 			") OR attrelid = ANY (" + v.idxOids + ") OR attrelid" + sys
 	case "pg_attrdef":
-		return "SELECT *" + from + inV("adrelid") + v.deniedAnd("adrelid", attnumIn("adnum"))
+		return all + inV("adrelid") + v.deniedAnd("adrelid", attnumIn("adnum"))
 	case "pg_index":
-		return "SELECT *" + from + "indexrelid = ANY (" + v.idxOids + ")"
+		return all + "indexrelid = ANY (" + v.idxOids + ")"
 	case "pg_constraint":
-		return "SELECT *" + from + "(" + inV("conrelid") + " AND (confrelid = 0 OR " + inV("confrelid") + ")" +
+		return all + "(" + inV("conrelid") + " AND (confrelid = 0 OR " + inV("confrelid") + ")" +
 			v.deniedAnd("conrelid", func(_, nums string) string {
 				// Exclusion constraints may name columns in expressions only.
 				return "(conkey OPERATOR(pg_catalog.&&) " + nums + " OR contype = 'x')"
 			}) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
 			") OR (conrelid = 0 AND oid" + sys + ")"
 	case "pg_namespace":
-		return "SELECT *" + from + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
+		return all + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
 	case "pg_type":
-		// Row types of hidden relations, and arrays of them, are hidden.
-		return "SELECT *" + from + "(typrelid" + sys + " OR " + inV("typrelid") + ") AND (typelem" + sys +
-			" OR typelem IN (SELECT e.oid FROM pg_catalog.pg_type e WHERE e.typrelid" + sys + " OR " + inV("e.typrelid") + "))"
+		// initdb's types, the row types of visible relations, the types of
+		// their visible columns, and arrays of these; other types (row
+		// types of hidden relations, another tenant's enums) are hidden.
+		colTypes := "SELECT atttypid FROM pg_catalog.pg_attribute WHERE " + inV("attrelid") +
+			" AND attnum > 0" + v.deniedAnd("attrelid", attnumIn("attnum"))
+		base := func(t string) string {
+			return "(" + t + "oid" + sys + " OR " + inV(t+"typrelid") + " OR " + t + "oid IN (" + colTypes + "))"
+		}
+		return all + base("") + " OR (typelem <> 0 AND typelem IN (SELECT e.oid FROM pg_catalog.pg_type e WHERE " + base("e.") + "))"
+	case "pg_enum":
+		return all + "enumtypid IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t)"
+	case "pg_range":
+		return all + "rngtypid IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t)"
 	case "pg_description":
-		return "SELECT *" + from + "objoid" + sys + " OR (classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND (" +
+		return all + "objoid" + sys + " OR (classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND (" +
 			inV("objoid") + " OR objoid = ANY (" + v.idxOids + "))" + v.deniedAnd("objoid", attnumIn("objsubid")) + ")"
 	case "pg_inherits":
-		return "SELECT *" + from + inV("inhrelid") + " AND " + inV("inhparent")
+		return all + inV("inhrelid") + " AND " + inV("inhparent")
 	case "pg_database":
-		cols := "*"
-		if p.r.opts.Database != "" {
-			cs := append([]string(nil), pgDatabaseColumns...)
-			cs[1] = sqlLit(p.r.opts.Database) + "::pg_catalog.name AS datname"
-			cols = strings.Join(cs, ", ")
-		}
-		return "SELECT " + cols + from + "datname = pg_catalog.current_database()"
+		// The connected database only, under the name the client connected
+		// with.
+		db := p.r.opts.Database
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			if c.Name == "datname" && db != "" {
+				return sqlLit(db) + "::pg_catalog.name"
+			}
+			return ""
+		}) + from + "datname = pg_catalog.current_database()"
 	case "pg_settings":
 		names := make([]string, 0, len(settableSettings)+len(showableSettings))
 		for n := range settableSettings {
@@ -289,27 +298,138 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			names = append(names, sqlLit(n))
 		}
 		sort.Strings(names)
-		return "SELECT *" + from + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
+		return all + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
 	case "pg_roles":
-		return "SELECT *" + from + "rolname = CURRENT_USER"
+		// The session's own role, the owners of what it sees and the roles
+		// of initdb; another role's settings are its own.
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			if c.Name == "rolconfig" {
+				return "CASE WHEN rolname = CURRENT_USER THEN rolconfig END"
+			}
+			return ""
+		}) + from + "oid IN (" + p.roleOids() + ")"
+	case "pg_auth_members":
+		roles := p.roleOids()
+		return all + "roleid IN (" + roles + ") AND member IN (" + roles + ")"
+	case "pg_depend":
+		// Dependencies between objects the session sees, both ends.
+		return all + p.objectVisible("classid", "objid", "objsubid") + " AND " +
+			p.objectVisible("refclassid", "refobjid", "refobjsubid")
+	case "pg_extension":
+		// plpgsql, which initdb creates; others would name functions the
+		// virtual pg_proc does not have.
+		return all + "oid" + sys
 	case "pg_sequence":
 		// Sequences owned by visible columns (serial and identity); their
 		// parameters only, not their values.
-		return "SELECT *" + from + "seqrelid IN (SELECT objid FROM pg_catalog.pg_depend WHERE classid = " +
+		return all + "seqrelid IN (SELECT objid FROM pg_catalog.pg_depend WHERE classid = " +
 			"'pg_catalog.pg_class'::pg_catalog.regclass AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND " +
 			inV("refobjid") + v.deniedAnd("refobjid", attnumIn("refobjsubid")) + " AND deptype IN ('a', 'i'))"
 	case "pg_tables":
-		return "SELECT *" + from + "(schemaname, tablename) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
-	case "pg_views":
-		return "SELECT schemaname, viewname, viewowner, NULL::pg_catalog.text AS definition" + from +
-			"(schemaname, viewname) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
+		return all + "(schemaname, tablename) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
+	case "pg_views", "pg_matviews":
+		// View bodies can name hidden relations.
+		nameCol := "viewname"
+		if name == "pg_matviews" {
+			nameCol = "matviewname"
+		}
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			if c.Name == "definition" {
+				return "NULL::pg_catalog.text"
+			}
+			return ""
+		}) + from + "(schemaname, " + nameCol + ") IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
 	case "pg_indexes":
-		return "SELECT *" + from + "(schemaname, indexname) IN (SELECT n.nspname, c.relname FROM pg_catalog.pg_class c" +
+		return all + "(schemaname, indexname) IN (SELECT n.nspname, c.relname FROM pg_catalog.pg_class c" +
 			" JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = ANY (" + v.idxOids + ") OR c.oid" + sys + ")"
 	case "pg_proc":
-		return "SELECT *" + from + "oid" + sys
+		return all + "oid" + sys
 	}
-	return "SELECT *" + from + "false"
+	if statViews[name] {
+		return p.statSQL(name)
+	}
+	if initdbOnly[name] {
+		return all + "oid" + sys
+	}
+	return all + "false"
+}
+
+// initdbOnly are the catalogs of objects no policy exposes (operators,
+// operator classes, casts, languages, text search configurations, foreign
+// servers, ...): the virtual catalogs have initdb's, which every PostgreSQL
+// has, and hide those created since, whoever created them.
+var initdbOnly = map[string]bool{
+	"pg_opclass": true, "pg_opfamily": true, "pg_operator": true, "pg_amop": true, "pg_amproc": true, "pg_cast": true,
+	"pg_conversion": true, "pg_language": true, "pg_ts_config": true, "pg_ts_dict": true, "pg_ts_parser": true,
+	"pg_ts_template": true, "pg_foreign_data_wrapper": true, "pg_foreign_server": true, "pg_event_trigger": true,
+	"pg_transform": true, "pg_am": true, "pg_tablespace": true,
+}
+
+// statViews are the statistics views of tables and indexes, answered for the
+// visible ones with every counter masked.
+var statViews = map[string]bool{
+	"pg_stat_all_tables": true, "pg_stat_user_tables": true, "pg_stat_sys_tables": true,
+	"pg_statio_all_tables": true, "pg_statio_user_tables": true, "pg_statio_sys_tables": true,
+	"pg_stat_all_indexes": true, "pg_stat_user_indexes": true, "pg_stat_sys_indexes": true,
+	"pg_statio_all_indexes": true, "pg_statio_user_indexes": true, "pg_statio_sys_indexes": true,
+}
+
+// statSQL answers a statistics view: the rows of visible relations (user),
+// of initdb's (sys), or both (all); the counters as a table never scanned
+// has them (0, timestamps NULL), as reltuples is masked in pg_class.
+func (p *pass) statSQL(name string) string {
+	v := p.visible()
+	sys := " < " + firstNormalOid + "::pg_catalog.oid"
+	col, set := "relid", v.relOids
+	if strings.HasSuffix(name, "_indexes") {
+		col, set = "indexrelid", v.idxOids
+	}
+	var where string
+	switch {
+	case strings.Contains(name, "_user_"):
+		where = col + " = ANY (" + set + ")"
+	case strings.Contains(name, "_sys_"):
+		where = col + sys
+	default:
+		where = col + " = ANY (" + set + ") OR " + col + sys
+	}
+	list := p.selectList(name, func(c policy.Column) string {
+		switch c.Name {
+		case "relid", "indexrelid", "schemaname", "relname", "indexrelname":
+			return ""
+		}
+		switch c.Type {
+		case "bigint", "integer", "smallint", "double precision", "real", "numeric":
+			return "0::" + c.Type
+		}
+		return "NULL::" + c.Type
+	})
+	return "SELECT " + list + " FROM pg_catalog." + name + " WHERE " + where
+}
+
+// roleOids is a query of the roles the session sees: its own, the owners
+// of the relations, schemas and database it sees, and initdb's (the
+// bootstrap superuser, which owns pg_catalog, and the predefined roles).
+func (p *pass) roleOids() string {
+	v := p.visible()
+	return "SELECT oid FROM pg_catalog.pg_roles WHERE oid < " + firstNormalOid + "::pg_catalog.oid OR rolname = CURRENT_USER" +
+		" OR oid IN (SELECT relowner FROM pg_catalog.pg_class WHERE oid = ANY (" + v.relOids + ") OR oid = ANY (" + v.idxOids + "))" +
+		" OR oid IN (SELECT nspowner FROM pg_catalog.pg_namespace WHERE nspname = ANY (" + v.schemas + "))" +
+		" OR oid IN (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())"
+}
+
+// objectVisible is the condition that the object (class, oid, subid) of a
+// pg_depend row is one the virtual catalogs have: initdb's, or a visible
+// relation, index, column, type, constraint or schema.
+func (p *pass) objectVisible(class, oid, sub string) string {
+	v := p.visible()
+	reg := func(cat string) string { return class + " = 'pg_catalog." + cat + "'::pg_catalog.regclass" }
+	return "(" + oid + " < " + firstNormalOid + "::pg_catalog.oid" +
+		" OR (" + reg("pg_class") + " AND (" + oid + " = ANY (" + v.relOids + ") OR " + oid + " = ANY (" + v.idxOids + "))" +
+		v.deniedAnd(oid, attnumIn(sub)) + ")" +
+		" OR (" + reg("pg_type") + " AND " + oid + " IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t))" +
+		" OR (" + reg("pg_constraint") + " AND " + oid + " IN (SELECT oid FROM (" + p.catalogSQL("pg_constraint", false) + ") c))" +
+		" OR (" + reg("pg_namespace") + " AND " + oid + " IN (SELECT oid FROM (" + p.catalogSQL("pg_namespace", false) + ") n)))"
 }
 
 // catalogRangeVar replaces a virtualized catalog relation by its subquery.
@@ -331,476 +451,4 @@ func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info boo
 	}
 	s.items = append(s.items, item)
 	n.Node = sub.Node
-}
-
-// catalogFunc says which argument of a catalog function names an object by
-// oid, and in which virtualized catalog it must be visible. The argument is
-// replaced by a lookup that yields NULL for a hidden object, so the (strict)
-// function answers NULL as for a missing one instead of describing it.
-type catalogFunc struct {
-	arg     int
-	catalog string // virtualized pg_catalog relation
-	col     string // its oid column
-	subArg  int    // col_description: the argument matched against objsubid (-1: none)
-	exprRel bool   // pg_get_expr: relations with denied columns are hidden too (Vars name columns by number)
-}
-
-var catalogFuncs = map[string]catalogFunc{
-	"pg_table_is_visible":             {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
-	"pg_type_is_visible":              {arg: 0, catalog: "pg_type", col: "oid", subArg: -1},
-	"format_type":                     {arg: 0, catalog: "pg_type", col: "oid", subArg: -1},
-	"pg_get_indexdef":                 {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
-	"pg_get_constraintdef":            {arg: 0, catalog: "pg_constraint", col: "oid", subArg: -1},
-	"pg_get_triggerdef":               {arg: 0, catalog: "pg_trigger", col: "oid", subArg: -1},
-	"pg_get_statisticsobjdef_columns": {arg: 0, catalog: "pg_statistic_ext", col: "oid", subArg: -1},
-	"pg_relation_is_publishable":      {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
-	"pg_partition_ancestors":          {arg: 0, catalog: "pg_class", col: "oid", subArg: -1},
-	"pg_get_expr":                     {arg: 1, catalog: "pg_class", col: "oid", subArg: -1, exprRel: true},
-	"obj_description":                 {arg: 0, catalog: "pg_description", col: "objoid", subArg: -1},
-	"col_description":                 {arg: 0, catalog: "pg_description", col: "objoid", subArg: 1},
-	"has_table_privilege":             {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
-	"pg_get_serial_sequence":          {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
-}
-
-// catalogFuncCall rewrites the oid argument of a catalog function (its
-// arguments are already walked).
-func (p *pass) catalogFuncCall(fc *pg_query.FuncCall, name string, spec catalogFunc) {
-	i := spec.arg
-	if name == "pg_get_serial_sequence" {
-		p.serialSequence(fc)
-		return
-	}
-	if name == "has_table_privilege" {
-		// (table, privilege) or (role, table, privilege).
-		switch len(fc.Args) {
-		case 2:
-			i = 0
-		case 3:
-			i = 1
-		default:
-			p.fail(p.at(pgerr.Denied("permission denied for function %s", name), fc.Location))
-			return
-		}
-		if p.placeholder(fc.Args[i]) {
-			p.fail(errNoTemplate) // a string names a relation, a parameter does not
-			return
-		}
-		if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) {
-			lit, err := p.relationLiteral(c.GetSval().Sval)
-			if err != nil {
-				p.fail(p.at(err, fc.Location))
-				return
-			}
-			fc.Args[i] = strConst(lit)
-			return
-		}
-		// A name or an oid of any type: the visible relation's oid, or NULL.
-		if sub := p.regLookup("regclass", fc.Args[i]); sub != nil {
-			fc.Args[i] = sub
-		}
-		return
-	}
-	if i >= len(fc.Args) {
-		return // PostgreSQL reports the wrong arity
-	}
-	body := p.catalogSQL(spec.catalog, false)
-	if spec.exprRel {
-		if cond := p.visible().deniedRelsCond(); cond != "" {
-			body = "SELECT * FROM (" + body + ") r WHERE " + cond
-		}
-	}
-	var sub *pg_query.Node
-	var err error
-	if spec.subArg >= 0 && spec.subArg < len(fc.Args) {
-		args := []*pg_query.Node{fc.Args[i], proto.Clone(fc.Args[spec.subArg]).(*pg_query.Node)}
-		sub, err = oidLookup(p.r.bodies, body, spec.col, args, func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
-			return andExpr([]*pg_query.Node{opExpr("=", ref(spec.col), arg(0)), opExpr("=", ref("objsubid"), arg(1))})
-		})
-	} else {
-		sub, err = oidLookup(p.r.bodies, body, spec.col, []*pg_query.Node{fc.Args[i]}, eqArg(spec.col))
-	}
-	if err != nil {
-		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
-		return
-	}
-	if spec.exprRel {
-		// pg_get_expr(node, 0) prints expressions without Vars.
-		sub = coalesceExpr(sub, intConst(0))
-	}
-	fc.Args[i] = sub
-}
-
-// deniedRelsCond is "oid <> ALL (relations with denied columns)" or "".
-func (v *visibility) deniedRelsCond() string {
-	var rels []string
-	for _, vw := range v.rels {
-		if len(vw.denied) > 0 {
-			rels = append(rels, regclassLit(vw.t.rel.Schema, vw.t.rel.Name))
-		}
-	}
-	if len(rels) == 0 {
-		return ""
-	}
-	return "oid <> ALL (ARRAY[" + strings.Join(rels, ", ") + "]::pg_catalog.oid[])"
-}
-
-// relationLiteral resolves a relation name given as text (a regclass
-// literal, has_table_privilege's argument) as the session would: system
-// catalogs and exposed relations resolve (to a qualified name), anything
-// else is "does not exist", whether it exists or not.
-func (p *pass) relationLiteral(s string) (string, *pgerr.Error) {
-	missing := pgerr.New("42P01", "relation %q does not exist", s)
-	parts, ok := parseQualifiedName(s)
-	if !ok {
-		return "", pgerr.New("42602", "invalid name syntax")
-	}
-	var schema, name string
-	switch len(parts) {
-	case 1:
-		name = parts[0]
-	case 2:
-		schema, name = parts[0], parts[1]
-	default:
-		return "", missing
-	}
-	if (schema == "" || schema == "pg_catalog") && strings.HasPrefix(name, "pg_") {
-		return quoteIdent("pg_catalog") + "." + quoteIdent(name), nil
-	}
-	if schema == "information_schema" {
-		return quoteIdent(schema) + "." + quoteIdent(name), nil
-	}
-	var t *relTemplate
-	if schema != "" {
-		t = p.tmpl[schema+"."+name]
-	} else {
-		for _, sp := range p.r.pol.SearchPath {
-			if t = p.tmpl[sp+"."+name]; t != nil {
-				break
-			}
-		}
-	}
-	if t == nil || !p.relationReadable(t) {
-		return "", missing
-	}
-	return quoteIdent(t.rel.Schema) + "." + quoteIdent(t.rel.Name), nil
-}
-
-// parseQualifiedName splits a possibly quoted, dotted name as regclass
-// input does (unquoted parts fold to lower case).
-func parseQualifiedName(s string) ([]string, bool) {
-	var parts []string
-	i := 0
-	s = strings.TrimSpace(s)
-	for {
-		var part strings.Builder
-		if i < len(s) && s[i] == '"' {
-			i++
-			for {
-				if i >= len(s) {
-					return nil, false
-				}
-				if s[i] == '"' {
-					if i+1 < len(s) && s[i+1] == '"' {
-						part.WriteByte('"')
-						i += 2
-						continue
-					}
-					i++
-					break
-				}
-				part.WriteByte(s[i])
-				i++
-			}
-		} else {
-			for i < len(s) && s[i] != '.' && s[i] != '"' {
-				part.WriteByte(s[i])
-				i++
-			}
-			if strings.TrimSpace(part.String()) == "" {
-				return nil, false
-			}
-			str := strings.ToLower(strings.TrimSpace(part.String()))
-			part.Reset()
-			part.WriteString(str)
-		}
-		parts = append(parts, part.String())
-		if i >= len(s) {
-			return parts, true
-		}
-		if s[i] != '.' {
-			return nil, false
-		}
-		i++
-	}
-}
-
-// regCasts are the object identifier types a cast may produce, with the
-// virtualized catalog their oid must be visible in and the to_reg function
-// that looks a name up without failing.
-var regCasts = map[string]struct{ catalog, toReg string }{
-	"regclass":     {"pg_class", "to_regclass"},
-	"regtype":      {"pg_type", "to_regtype"},
-	"regnamespace": {"pg_namespace", "to_regnamespace"},
-}
-
-// regCast rewrites a cast to regclass, regtype or regnamespace so that it
-// resolves only visible objects: a relation name resolves as in FROM (a
-// hidden one "does not exist"), other names and oids go through the
-// virtualized catalog (NULL when hidden).
-func (p *pass) regCast(tc *pg_query.TypeCast) {
-	if tc.TypeName == nil || len(tc.TypeName.Names) == 0 || len(tc.TypeName.ArrayBounds) > 0 {
-		return
-	}
-	typ := regTypeName(tc.TypeName)
-	if typ == "" {
-		return
-	}
-	if p.placeholder(tc.Arg) {
-		p.fail(errNoTemplate)
-		return
-	}
-	if c := tc.Arg.GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) && typ == "regclass" {
-		lit, err := p.relationLiteral(c.GetSval().Sval)
-		if err != nil {
-			p.fail(p.at(err, c.Location))
-			return
-		}
-		tc.Arg = strConst(lit)
-		return
-	}
-	if sub := p.regLookup(typ, tc.Arg); sub != nil {
-		tc.Arg = sub
-	}
-}
-
-// regLookup returns the oid of the visible object that arg (an oid or a
-// name, of any type) denotes, or NULL.
-func (p *pass) regLookup(typ string, arg *pg_query.Node) *pg_query.Node {
-	rc := regCasts[typ]
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL(rc.catalog, false), "oid", []*pg_query.Node{arg}, regMatch(rc.toReg))
-	if err != nil {
-		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
-		return nil
-	}
-	return sub
-}
-
-func allDigits(s string) bool {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return false
-	}
-	for _, r := range s {
-		if r < '0' || r > '9' {
-			return false
-		}
-	}
-	return true
-}
-
-// serialSequence rewrites pg_get_serial_sequence(table, column): the table
-// (a name) must be visible and the column one of its allowed columns, else
-// both become NULL, and the answer is NULL as for a missing one.
-func (p *pass) serialSequence(fc *pg_query.FuncCall) {
-	if len(fc.Args) != 2 {
-		return // PostgreSQL reports the wrong arity
-	}
-	rel := p.regLookup("regclass", fc.Args[0])
-	if rel == nil {
-		return
-	}
-	relName := typeCast(typeCast(rel, typeNamed("regclass")), textType())
-	col := fc.Args[1]
-	relOid := proto.Clone(rel).(*pg_query.Node)
-	sub, err := oidLookup(p.r.bodies, p.catalogSQL("pg_attribute", false), "attname", []*pg_query.Node{relOid, col},
-		func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
-			return andExpr([]*pg_query.Node{
-				opExpr("=", ref("attrelid"), arg(0)),
-				opExpr("=", typeCast(ref("attname"), textType()), typeCast(arg(1), textType())),
-				opExpr(">", ref("attnum"), intConst(0)),
-			})
-		})
-	if err != nil {
-		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
-		return
-	}
-	fc.Args[0], fc.Args[1] = relName, typeCast(sub, textType())
-}
-
-// regTypeName is the object identifier type tn names ("regclass", ...) or "".
-func regTypeName(tn *pg_query.TypeName) string {
-	if tn == nil || len(tn.Names) == 0 || len(tn.Names) > 2 {
-		return ""
-	}
-	if len(tn.Names) == 2 && tn.Names[0].GetString_().GetSval() != "pg_catalog" {
-		return ""
-	}
-	name := tn.Names[len(tn.Names)-1].GetString_().GetSval()
-	if _, ok := regCasts[name]; ok {
-		return name
-	}
-	return ""
-}
-
-func isRegType(tn *pg_query.TypeName) bool { return regTypeName(tn) != "" }
-
-// noRegType refuses an object identifier type where a value would be
-// resolved by its input function without regCast's rewrite: parameters of
-// PREPARE and column definitions of record functions.
-func (p *pass) noRegType(tn *pg_query.TypeName) {
-	if p.err == nil && isRegType(tn) {
-		p.fail(pgerr.Denied("permission denied: parameters and columns of type %s are not supported", regTypeName(tn)))
-	}
-}
-
-// databaseFuncName is the column name of current_database() or
-// current_catalog when n is one of them, else "".
-func databaseFuncName(n *pg_query.Node) string {
-	if v := n.GetSqlvalueFunction(); v != nil && v.Op == pg_query.SQLValueFunctionOp_SVFOP_CURRENT_CATALOG {
-		return "current_catalog"
-	}
-	if fc := n.GetFuncCall(); fc != nil && len(fc.Args) == 0 {
-		if schema, name := policy.FuncName(fc.Funcname); name == "current_database" && (schema == "" || schema == "pg_catalog") {
-			return "current_database"
-		}
-	}
-	return ""
-}
-
-// typeRegLiterals gives an untyped string literal or a parameter compared
-// with a cast to an object identifier type (X::regclass = 'name',
-// X::regclass IN ('a', 'b'), X::regclass = $1) that type explicitly, so that
-// regCast resolves it: PostgreSQL would otherwise resolve the name with the
-// type's input function, hidden or not.
-func typeRegLiterals(e *pg_query.A_Expr) {
-	if l := e.Rexpr.GetList(); l != nil {
-		if tn := regCastType(e.Lexpr); tn != nil {
-			typeRegItems(l.Items, tn)
-		}
-		return
-	}
-	ops := []*pg_query.Node{e.Lexpr, e.Rexpr}
-	typeRegList(ops)
-	e.Lexpr, e.Rexpr = ops[0], ops[1]
-}
-
-// regCastType is the reg type n is cast to, or nil.
-func regCastType(n *pg_query.Node) *pg_query.TypeName {
-	if tc := n.GetTypeCast(); tc != nil && isRegType(tc.TypeName) {
-		return tc.TypeName
-	}
-	return nil
-}
-
-// typeRegList types the untyped literals and parameters of expressions
-// whose types PostgreSQL unifies (operands, CASE results, COALESCE,
-// GREATEST, ARRAY[...]) when one of them is a reg* cast.
-func typeRegList(items []*pg_query.Node) {
-	for _, it := range items {
-		if tn := regCastType(it); tn != nil {
-			typeRegItems(items, tn)
-			return
-		}
-	}
-}
-
-func typeRegItems(items []*pg_query.Node, tn *pg_query.TypeName) {
-	for i, n := range items {
-		if c := n.GetAConst(); c != nil && c.GetSval() != nil {
-			items[i] = typeCast(n, proto.Clone(tn).(*pg_query.TypeName))
-		} else if n.GetParamRef() != nil {
-			// A parameter would be inferred as the reg type and its value
-			// resolved by the input function: pass it as text instead.
-			items[i] = typeCast(typeCast(n, textType()), proto.Clone(tn).(*pg_query.TypeName))
-		}
-	}
-}
-
-// typeRegCase applies typeRegList to a CASE's results and to its tested
-// value with the WHEN values.
-func typeRegCase(c *pg_query.CaseExpr) {
-	results := make([]*pg_query.Node, 0, len(c.Args)+1)
-	tests := []*pg_query.Node{c.Arg}
-	for _, w := range c.Args {
-		if cw := w.GetCaseWhen(); cw != nil {
-			results = append(results, cw.Result)
-			tests = append(tests, cw.Expr)
-		}
-	}
-	if c.Defresult != nil {
-		results = append(results, c.Defresult)
-	}
-	typeRegList(results)
-	if c.Arg != nil {
-		typeRegList(tests)
-		c.Arg = tests[0]
-	}
-	k := 0
-	for _, w := range c.Args {
-		if cw := w.GetCaseWhen(); cw != nil {
-			cw.Result = results[k]
-			if c.Arg != nil {
-				cw.Expr = tests[k+1]
-			}
-			k++
-		}
-	}
-	if c.Defresult != nil {
-		c.Defresult = results[k]
-	}
-}
-
-// typeRegColumns applies typeRegList column by column to the branches of a
-// set operation and to the rows of VALUES, whose types PostgreSQL unifies
-// by position too.
-func typeRegColumns(sel *pg_query.SelectStmt) {
-	var rows [][]**pg_query.Node
-	var leaves func(s *pg_query.SelectStmt)
-	leaves = func(s *pg_query.SelectStmt) {
-		if s == nil {
-			return
-		}
-		if s.Op != pg_query.SetOperation_SETOP_NONE {
-			leaves(s.Larg)
-			leaves(s.Rarg)
-			return
-		}
-		for _, vl := range s.ValuesLists {
-			if l := vl.GetList(); l != nil {
-				var row []**pg_query.Node
-				for j := range l.Items {
-					row = append(row, &l.Items[j])
-				}
-				rows = append(rows, row)
-			}
-		}
-		if len(s.ValuesLists) == 0 {
-			var row []**pg_query.Node
-			for _, t := range s.TargetList {
-				if rt := t.GetResTarget(); rt != nil {
-					row = append(row, &rt.Val)
-				}
-			}
-			rows = append(rows, row)
-		}
-	}
-	leaves(sel)
-	if len(rows) < 2 {
-		return
-	}
-	for i := range rows[0] {
-		col := make([]*pg_query.Node, 0, len(rows))
-		for _, r := range rows {
-			if i < len(r) && *r[i] != nil {
-				col = append(col, *r[i])
-			}
-		}
-		if len(col) != len(rows) {
-			continue
-		}
-		typeRegList(col)
-		for k, r := range rows {
-			*r[i] = col[k]
-		}
-	}
 }

@@ -68,6 +68,8 @@ type Rewriter struct {
 	flights  flights
 	// bodies caches parsed catalog view bodies (catalog.go).
 	bodies *bodyCache
+	// cat has the column lists of the warehouse's pg_catalog relations.
+	cat *policy.Catalog
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -101,7 +103,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}}
+	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}, cat: cat}
 	var err error
 	if r.gate == nil {
 		if r.gate, err = NewGate(Limits{}); err != nil {

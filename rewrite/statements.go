@@ -11,12 +11,14 @@ import (
 	"github.com/pgwarden/pgwarden/pgerr"
 )
 
-// catalogRelations are the pg_catalog relations drivers need to describe
-// types. Statistics (pg_stats, pg_statistic, pg_stat_*) and relation-level
-// catalogs (pg_class) stay out until the catalog is virtualized.
+// catalogRelations are the pg_catalog relations that pass as they are: they
+// describe nothing a policy hides. The others that drivers and tools read
+// are virtualized (catalog.go, which is consulted first); statistics of
+// values (pg_stats, pg_statistic) stay refused.
 var catalogRelations = map[string]bool{
-	"pg_type": true, "pg_namespace": true, "pg_range": true, "pg_enum": true, "pg_attribute": true,
-	"pg_attrdef": true, "pg_collation": true, "pg_am": true, "pg_description": true,
+	"pg_collation": true,
+	// Time zone names and abbreviations: the same in every database.
+	"pg_timezone_names": true, "pg_timezone_abbrevs": true,
 }
 
 // settableSettings may be changed with SET, RESET and set_config.

@@ -34,6 +34,10 @@ type pass struct {
 	// PostgreSQL would name differently (rowField, current_setting of
 	// search_path): a select-list item keeps the name it had.
 	reshaped int
+	// sysCols are the system columns the statement names (catalog_columns.go).
+	sysCols []string
+	// lean is set while a lookup's catalog body is built (lookupBody).
+	lean bool
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -369,7 +373,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	}
 	// pg_catalog is searched first, as PostgreSQL does implicitly.
 	if rv.Schemaname == "" || rv.Schemaname == "pg_catalog" {
-		if catalogVirtual[rv.Relname] {
+		if catalogVirtual[rv.Relname] || statViews[rv.Relname] || initdbOnly[rv.Relname] {
 			p.catalogRangeVar(n, rv, false, s)
 			return
 		}
@@ -656,6 +660,10 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	case *pg_query.Node_FuncCall:
 		p.funcCall(n, x.FuncCall, s)
 	case *pg_query.Node_TypeCast:
+		if tn := x.TypeCast.TypeName; isRegType(tn) && len(tn.ArrayBounds) == 1 {
+			p.regArrayCast(n, x.TypeCast, s)
+			return
+		}
 		p.typeName(x.TypeCast.TypeName)
 		p.expr(x.TypeCast.Arg, s)
 		if p.err == nil {
@@ -880,7 +888,7 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 			p.exprs(fc.AggOrder, s)
 			p.expr(fc.AggFilter, s)
 			if p.err == nil {
-				p.catalogFuncCall(fc, name, spec)
+				p.catalogFuncCall(n, fc, name, spec)
 			}
 			return
 		}
