@@ -56,8 +56,8 @@ type corpusEntry struct {
 	// the answer; rowcount: a LIMIT without ORDER BY picks any rows, so only
 	// their number is.
 	unordered, rowcount bool
-	file               string
-	line               int
+	file                string
+	line                int
 }
 
 var (

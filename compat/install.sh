@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the client runtimes of pgwarden's compatibility suite (compat/):
-# Debian's JDK, pgjdbc, psycopg2, psycopg 3, SQLAlchemy and psql, and npm's pg
+# Debian's JDK, pgjdbc, psycopg2, psycopg 3, SQLAlchemy, psql, and the real tools
+# pgcli and pandas (python3-pandas), and npm's pg
 # (pinned by compat/clients/node/package-lock.json). As root it installs with
 # apt-get; otherwise it says what to install and installs only the npm part.
 # Idempotent: it does nothing when everything is present.
@@ -17,8 +18,10 @@ if [ -x "$py" ]; then
   "$py" -c 'import psycopg2' 2>/dev/null || missing+=(python3-psycopg2)
   "$py" -c 'import psycopg' 2>/dev/null || missing+=(python3-psycopg)
   "$py" -c 'import sqlalchemy' 2>/dev/null || missing+=(python3-sqlalchemy)
+  "$py" -c 'import pandas' 2>/dev/null || missing+=(python3-pandas)
+  "$py" -c 'import pgcli.main' 2>/dev/null || missing+=(pgcli)
 else
-  missing+=(python3-psycopg2 python3-psycopg python3-sqlalchemy)
+  missing+=(python3-psycopg2 python3-psycopg python3-sqlalchemy python3-pandas pgcli)
 fi
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
