@@ -356,6 +356,10 @@ func startOracle(ctx context.Context, t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The policy's search_path (public) is the session's.
+	if _, err := conn.Exec(ctx, "ALTER ROLE pgwarden_svc SET search_path = public"); err != nil {
+		t.Fatal(err)
+	}
 	// The session sees one database: the cluster's others (postgres and the
 	// templates) go, so that pg_database holds what the policy exposes.
 	for _, sql := range []string{"ALTER DATABASE template0 IS_TEMPLATE false", "ALTER DATABASE template1 IS_TEMPLATE false",

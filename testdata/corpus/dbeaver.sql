@@ -69,3 +69,39 @@ SELECT * FROM public.orders ORDER BY order_id LIMIT 200
 -- name: dbeaver/row-count
 -- source: dbeaver/dbeaver (data editor "Calculate total row count"): SELECT COUNT(*) FROM the table
 SELECT COUNT(*) FROM public.customers
+
+-- name: dbeaver/execution-context
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreExecutionContext.java: refreshDefaults (SELECT current_schema(),session_user)
+SELECT current_schema(),session_user
+
+-- name: dbeaver/search-path
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreExecutionContext.java: refreshDefaults (SHOW search_path)
+SHOW search_path
+
+-- name: dbeaver/roles
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java: RoleCache.prepareObjectsStatement (comments on roles supported)
+SELECT a.oid,a.*,pd.description FROM pg_catalog.pg_roles a 
+left join pg_catalog.pg_shdescription pd on a.oid = pd.objoid
+ORDER BY a.rolname
+
+-- name: dbeaver/access-methods
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java: AccessMethodCache.prepareObjectsStatement
+SELECT am.oid,am.* FROM pg_catalog.pg_am am 
+ORDER BY am.oid
+
+-- name: dbeaver/encodings
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java: EncodingCache.prepareObjectsStatement
+SELECT c.contoencoding as encid,pg_catalog.pg_encoding_to_char(c.contoencoding) as encname
+FROM pg_catalog.pg_conversion c
+GROUP BY c.contoencoding
+ORDER BY 2
+
+-- name: dbeaver/collations
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java: CollationCache.prepareObjectsStatement
+SELECT c.oid,c.* FROM pg_catalog.pg_collation c 
+ORDER BY c.oid
+
+-- name: dbeaver/languages
+-- source: dbeaver/dbeaver plugins/org.jkiss.dbeaver.ext.postgresql/src/org/jkiss/dbeaver/ext/postgresql/model/PostgreDatabase.java: LanguageCache.prepareObjectsStatement
+SELECT l.oid,l.* FROM pg_catalog.pg_language l 
+ORDER BY l.oid

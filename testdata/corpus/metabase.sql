@@ -91,3 +91,20 @@ SELECT "Customers"."country" AS "Customers__country", COUNT(DISTINCT "public"."o
 -- name: metabase/question-binning
 -- source: metabase/metabase src/metabase/driver/sql/query_processor.clj: numeric binning (:num-bins) of total
 SELECT (FLOOR((("public"."orders"."total" - 0.0) / 250.0)) * 250.0) + 0.0 AS "total", COUNT(*) AS "count" FROM "public"."orders" GROUP BY (FLOOR((("public"."orders"."total" - 0.0) / 250.0)) * 250.0) + 0.0 ORDER BY (FLOOR((("public"."orders"."total" - 0.0) / 250.0)) * 250.0) + 0.0 ASC
+
+-- name: metabase/remark-prefixed
+-- source: metabase/metabase src/metabase/query_processor/util.clj: query->remark (every query Metabase runs starts with its "-- Metabase:: userID … queryType … queryHash" comment)
+-- Metabase:: userID: 1 queryType: MBQL queryHash: 8f2a6c1d0e9b4a7f3c5d2e1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a10
+SELECT "public"."customers"."country" AS "country", COUNT(*) AS "count" FROM "public"."customers" GROUP BY "public"."customers"."country" ORDER BY "public"."customers"."country" ASC
+
+-- name: metabase/question-filter-date
+-- source: metabase/metabase src/metabase/driver/sql/query_processor.clj: a :between filter on a date column ("Previous 30 days" relative to a fixed date), count by status
+SELECT "public"."orders"."status" AS "status", COUNT(*) AS "count" FROM "public"."orders" WHERE ("public"."orders"."ordered_at" >= CAST((CAST('2024-12-31' AS date) + INTERVAL '-30 day') AS date)) AND ("public"."orders"."ordered_at" < CAST(CAST('2024-12-31' AS date) AS date)) GROUP BY "public"."orders"."status" ORDER BY "public"."orders"."status" ASC
+
+-- name: metabase/question-cumulative
+-- source: metabase/metabase src/metabase/query_processor/middleware/cumulative_aggregations.clj: cum-sum by week (a window over the grouped query)
+SELECT "source"."ordered_at" AS "ordered_at", SUM("source"."sum") OVER (ORDER BY "source"."ordered_at" ASC ROWS UNBOUNDED PRECEDING) AS "sum" FROM (SELECT DATE_TRUNC('week', "public"."orders"."ordered_at") AS "ordered_at", SUM("public"."orders"."total") AS "sum" FROM "public"."orders" GROUP BY DATE_TRUNC('week', "public"."orders"."ordered_at")) AS "source" ORDER BY "source"."ordered_at" ASC
+
+-- name: metabase/model-nested
+-- source: metabase/metabase src/metabase/driver/sql/query_processor.clj: a question on a saved question (the source query nested as "source")
+SELECT "source"."region" AS "region", AVG("source"."total") AS "avg" FROM (SELECT "public"."orders"."order_id" AS "order_id", "public"."orders"."region" AS "region", "public"."orders"."total" AS "total" FROM "public"."orders" WHERE "public"."orders"."status" <> 'cancelled') AS "source" GROUP BY "source"."region" ORDER BY "source"."region" ASC

@@ -246,3 +246,17 @@ LIMIT 100
 -- name: superset/filter-values
 -- source: apache/superset superset/connectors/sqla/models.py: SqlaTable.values_for_column (a native filter's options)
 SELECT DISTINCT status AS column_values FROM (SELECT * FROM public.orders) AS virtual_table LIMIT 10000
+
+-- name: superset/test-connection
+-- source: apache/superset superset/commands/database/test_connection.py: the connection test pings the engine (SQLAlchemy 1.4 PGDialect_psycopg2.do_ping sends SELECT 1)
+SELECT 1
+
+-- name: superset/chart-big-number-trend
+-- source: apache/superset superset/db_engine_specs/postgres.py: time grain P1W (DATE_TRUNC('week', {col})), COUNT(*) metric, a Big Number with Trendline (weeks tie on count)
+-- unordered
+SELECT DATE_TRUNC('week', ordered_at) AS ordered_at, COUNT(*) AS count FROM public.orders GROUP BY DATE_TRUNC('week', ordered_at) ORDER BY count DESC LIMIT 10000
+
+-- name: superset/chart-pie-with-other
+-- source: apache/superset superset/models/helpers.py: ExploreMixin.get_sqla_query with series limit (the inner query picks the top series, joined back; countries tie, so which five is open)
+-- rowcount
+SELECT country AS country, COUNT(*) AS count FROM public.customers JOIN (SELECT country AS country__, COUNT(*) AS mme_inner__ FROM public.customers GROUP BY country ORDER BY mme_inner__ DESC LIMIT 5) AS series_limit ON country = country__ GROUP BY country ORDER BY count DESC LIMIT 100
