@@ -163,7 +163,6 @@ func readKnownGaps(t *testing.T) map[string]string {
 
 // corpusSide is one server the corpus runs on: pgwarden or the oracle.
 type corpusSide struct {
-	name string
 	url  string
 	oids map[string]string // "public.orders" -> its oid on this side
 	// names maps this side's oids of the database's own objects to names, so
@@ -395,8 +394,8 @@ func TestCorpus(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	oracleURL := startOracle(ctx, t)
-	proxy := &corpusSide{name: "pgwarden", url: acme(t).url()}
-	oracle := &corpusSide{name: "oracle", url: oracleURL}
+	proxy := &corpusSide{url: acme(t).url()}
+	oracle := &corpusSide{url: oracleURL}
 	if err := loadObjectNames(ctx, warehouseURL(t), proxy); err != nil {
 		t.Fatalf("warehouse object names: %v", err)
 	}
