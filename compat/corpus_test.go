@@ -503,8 +503,13 @@ func TestCorpus(t *testing.T) {
 	all := total.ok + total.wrong + total.refused
 	fmt.Fprintf(&b, "%-10s %5d %5d %7d %6d  (%.1f%% identical)\n", "all", total.ok, total.wrong, total.refused, all,
 		100*float64(total.ok)/float64(max(all, 1)))
+	res := "PASS"
+	if total.wrong+total.refused > 0 {
+		res = map[bool]string{false: "SKIP", true: "FAIL"}[strict]
+	}
+	results.record("corpus", "all", res, fmt.Sprintf("ok %d of %d (%.1f%% identical), wrong %d, refused %d",
+		total.ok, all, 100*float64(total.ok)/float64(max(all, 1)), total.wrong, total.refused))
 	t.Log(b.String())
-	fmt.Print(b.String())
 }
 
 // firstDiff names the first row where two answers part.
