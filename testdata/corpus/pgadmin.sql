@@ -1,5 +1,55 @@
 -- pgAdmin 4: the connect-time checks and the browser tree's nodes (Jinja templates rendered for the demo).
 
+-- name: pgadmin/connect-settings
+-- source: pgadmin-org/pgadmin4 web/pgadmin/utils/driver/psycopg3/connection.py: Connection._initialize (the connect-time SETs and bytea_output through pg_show_all_settings)
+SET DateStyle=ISO; SET client_min_messages=notice; SELECT set_config('bytea_output','hex',false) FROM pg_show_all_settings() WHERE name = 'bytea_output'; SET client_encoding='UTF8'
+
+-- name: pgadmin/version
+-- source: pgadmin-org/pgadmin4 web/pgadmin/utils/driver/psycopg3/connection.py: Connection._initialize (SELECT version())
+SELECT version()
+
+-- name: pgadmin/db-info
+-- source: pgadmin-org/pgadmin4 web/pgadmin/utils/driver/psycopg3/connection.py: Connection._initialize (the connected database's row)
+SELECT
+    db.oid as did, db.datname, db.datallowconn,
+    pg_encoding_to_char(db.encoding) AS serverencoding,
+    has_database_privilege(db.oid, 'CREATE') as cancreate,
+    datistemplate
+FROM
+    pg_catalog.pg_database db
+WHERE db.datname = current_database()
+
+-- name: pgadmin/gssapi
+-- source: pgadmin-org/pgadmin4 web/pgadmin/utils/driver/psycopg3/connection.py: Connection._initialize (server 12+: pg_stat_gssapi for the own backend)
+SELECT
+     gss_authenticated, encrypted
+FROM
+    pg_catalog.pg_stat_gssapi
+WHERE pid = pg_backend_pid()
+
+-- name: pgadmin/user-info
+-- source: pgadmin-org/pgadmin4 web/pgadmin/utils/driver/psycopg3/connection.py: Connection._set_user_info
+SELECT
+    roles.oid as id, roles.rolname as name,
+    roles.rolsuper as is_superuser,
+    CASE WHEN roles.rolsuper THEN true ELSE roles.rolcreaterole END as
+    can_create_role,
+    CASE WHEN roles.rolsuper THEN true
+    ELSE roles.rolcreatedb END as can_create_db,
+    CASE WHEN 'pg_signal_backend'=ANY(ARRAY(WITH RECURSIVE cte AS (
+    SELECT pg_roles.oid,pg_roles.rolname FROM pg_catalog.pg_roles
+        WHERE pg_roles.oid = roles.oid
+    UNION ALL
+    SELECT m.roleid,pgr.rolname FROM cte cte_1
+        JOIN pg_catalog.pg_auth_members m ON m.member = cte_1.oid
+        JOIN pg_catalog.pg_roles pgr ON pgr.oid = m.roleid)
+    SELECT rolname  FROM cte)) THEN True
+    ELSE False END as can_signal_backend
+FROM
+    pg_catalog.pg_roles as roles
+WHERE
+    rolname = current_user
+
 -- name: pgadmin/check-recovery
 -- source: pgadmin-org/pgadmin4 web/pgadmin/browser/server_groups/servers/templates/connect/sql/default/check_recovery.sql
 SELECT CASE WHEN usesuper
