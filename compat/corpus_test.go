@@ -367,6 +367,18 @@ func startOracle(ctx context.Context, t *testing.T) string {
 			t.Fatalf("oracle cluster: %s: %v", sql, err)
 		}
 	}
+	// The oracle must hold acme's rows alone: a copy of the whole warehouse
+	// would agree with a leaking proxy.
+	var orders, customers int64
+	var tenants []string
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM orders), (SELECT count(*) FROM customers), "+
+		"(SELECT array_agg(DISTINCT tenant_id) FROM ("+tenantsSQL+") t)").Scan(&orders, &customers, &tenants); err != nil {
+		t.Fatal(err)
+	}
+	if err := firstErr(onlyAcme(tenants), wantCount("oracle orders", orders, acmeOrders),
+		wantCount("oracle customers", customers, acmeCustomers)); err != nil {
+		t.Fatalf("oracle database: %v", err)
+	}
 	return c.UserDSN("analytics", "pgwarden_svc", pw)
 }
 
