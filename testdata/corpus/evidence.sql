@@ -20,3 +20,7 @@ select region, status, count(*) as orders, sum(total) as revenue from orders gro
 -- name: evidence/source-query-monthly
 -- source: evidence-dev/evidence packages/datasources/postgres/index.cjs: runQuery's cursor over a time-series source query (date_trunc by month)
 select date_trunc('month', ordered_at) as month, count(distinct customer_id) as active_customers, sum(total) as revenue from orders group by 1 order by 1
+
+-- name: evidence/source-query-window
+-- source: evidence-dev/evidence packages/datasources/postgres/index.cjs: runQuery's cursor over a source query with a window (running revenue per region for a line chart)
+select region, date_trunc('month', ordered_at) as month, sum(sum(total)) over (partition by region order by date_trunc('month', ordered_at)) as running_revenue from orders group by 1, 2 order by 1, 2

@@ -80,3 +80,11 @@ SELECT status, count(order_id) AS "count", avg(total) AS "avg" FROM orders GROUP
 -- name: grafana/variable-query
 -- source: grafana/grafana public/app/plugins/datasource/grafana-postgresql-datasource/VariableQueryEditor.tsx: a dashboard variable's query (__text/__value)
 SELECT DISTINCT country AS __text, country AS __value FROM customers ORDER BY 1
+
+-- name: grafana/json-panel
+-- source: grafana/grafana pkg/tsdb/grafana-postgresql-datasource/macros.go: $__timeGroupAlias(occurred_at, '1h') over a jsonb field a panel reads (events.payload is redacted for this session)
+SELECT floor(extract(epoch from occurred_at)/3600)*3600 AS "time", payload->>'kind' AS metric, count(*) AS value
+FROM events
+WHERE occurred_at BETWEEN '2024-01-01T00:00:00Z' AND '2025-12-31T23:59:59Z'
+GROUP BY 1, 2
+ORDER BY 1, 2

@@ -260,3 +260,12 @@ SELECT DATE_TRUNC('week', ordered_at) AS ordered_at, COUNT(*) AS count FROM publ
 -- source: apache/superset superset/models/helpers.py: ExploreMixin.get_sqla_query with series limit (the inner query picks the top series, joined back; countries tie, so which five is open)
 -- rowcount
 SELECT country AS country, COUNT(*) AS count FROM public.customers JOIN (SELECT country AS country__, COUNT(*) AS mme_inner__ FROM public.customers GROUP BY country ORDER BY mme_inner__ DESC LIMIT 5) AS series_limit ON country = country__ GROUP BY country ORDER BY count DESC LIMIT 100
+
+-- name: superset/chart-fifteen-minutes
+-- source: apache/superset superset/db_engine_specs/postgres.py: PostgresBaseEngineSpec._time_grain_expressions PT15M (DATE_TRUNC('hour', {col}) + INTERVAL '15 minutes' * FLOOR(EXTRACT(MINUTE FROM {col}) / 15))
+-- unordered
+SELECT DATE_TRUNC('hour', occurred_at) + INTERVAL '15 minutes' * FLOOR(EXTRACT(MINUTE FROM occurred_at) / 15) AS occurred_at, kind AS kind, COUNT(*) AS count FROM public.events GROUP BY DATE_TRUNC('hour', occurred_at) + INTERVAL '15 minutes' * FLOOR(EXTRACT(MINUTE FROM occurred_at) / 15), kind ORDER BY count DESC LIMIT 10000
+
+-- name: superset/chart-pivot-adhoc-filter
+-- source: apache/superset superset/models/helpers.py: ExploreMixin.get_sqla_query, a pivot table (two groupbys, two metrics) with an adhoc SQL WHERE and HAVING filter
+SELECT region AS region, status AS status, SUM(total) AS "SUM(total)", COUNT(DISTINCT customer_id) AS "COUNT_DISTINCT(customer_id)" FROM public.orders WHERE (total > 50) GROUP BY region, status HAVING (COUNT(*) > 5) ORDER BY "SUM(total)" DESC LIMIT 10000
