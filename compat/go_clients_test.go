@@ -31,6 +31,7 @@ func TestClients(t *testing.T) {
 	t.Run("node-pg", testNode)
 	t.Run("pgcli", testPgcli)
 	t.Run("pandas", testPandas)
+	t.Run("malloy", testMalloy)
 }
 
 func testCtx(t *testing.T) context.Context {

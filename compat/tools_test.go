@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -10,14 +11,16 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Real tools, not drivers: pgcli (Debian's pgcli) and pandas (Debian's
-// python3-pandas) do their own introspection and run a report; the figures
+// Real tools, not drivers: pgcli (Debian's pgcli), pandas (Debian's
+// python3-pandas) and Malloy (npm's @malloydata/malloy, the report language
+// from the Looker team) do their own introspection and run a report; the figures
 // they print are checked against the warehouse itself, read directly as the
 // service account with acme's filter written out.
 
 // acmeTruth is what acme's own rows add up to, read past pgwarden.
 type acmeTruth struct {
 	orders   int64
+	lines    int64  // order_items
 	revenue  string // sum(total), two decimals
 	byRegion map[string]int64
 }
@@ -33,6 +36,9 @@ func readAcmeTruth(t *testing.T) acmeTruth {
 	defer conn.Close(ctx)
 	truth := acmeTruth{byRegion: map[string]int64{}}
 	if err := conn.QueryRow(ctx, "SELECT count(*), sum(total)::numeric(14,2)::text FROM orders WHERE tenant_id = 'acme'").Scan(&truth.orders, &truth.revenue); err != nil {
+		t.Fatalf("warehouse: %v", err)
+	}
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM order_items WHERE tenant_id = 'acme'").Scan(&truth.lines); err != nil {
 		t.Fatalf("warehouse: %v", err)
 	}
 	rows, _ := conn.Query(ctx, "SELECT region, count(*) FROM orders WHERE tenant_id = 'acme' GROUP BY region")
@@ -108,6 +114,40 @@ func testPandas(t *testing.T) {
 				sameList("report revenue", []string{r.Values["revenue"], r.Values["unmatched"]}, []string{truth.revenue, "0"}))
 		}},
 	}, py, clientDir("python", "pandas_client.py"))
+}
+
+func testMalloy(t *testing.T) {
+	needRuntime(t, "malloy", "node")
+	if _, err := os.Stat(clientDir("malloy", "node_modules", "@malloydata", "db-postgres", "package.json")); err != nil {
+		missingRuntime(t, "malloy", "compat/clients/malloy/node_modules missing (run compat/install.sh: npm ci there)")
+	}
+	truth := readAcmeTruth(t)
+	runScript(t, "malloy", []scriptCheck{
+		{"table-schema", func(r scriptResult) error {
+			return sameList("columns Malloy read for customers", r.Names, customersColumns)
+		}},
+		{"sql-schema", func(r scriptResult) error {
+			return sameList("columns Malloy read for SELECT * FROM customers", r.Names, customersColumns)
+		}},
+		{"report", func(r scriptResult) error {
+			return firstErr(onlyAcme(r.Tenants), wantCount("orders in the report", r.Counts["orders"], truth.orders),
+				sameList("report revenue", []string{r.Values["revenue"]}, []string{truth.revenue}),
+				sameSet("regions", r.Names, keys(truth.byRegion)))
+		}},
+		{"nested", func(r scriptResult) error {
+			if r.Counts["countries"] == 0 {
+				return fmt.Errorf("the nested report has no countries")
+			}
+			return wantCount("orders in the nested report", r.Counts["orders"], truth.orders)
+		}},
+		{"symmetric", func(r scriptResult) error {
+			if r.Values["symmetric"] != "true" {
+				return fmt.Errorf("Malloy did not use a symmetric aggregate for the fanned-out sum")
+			}
+			return firstErr(wantCount("orders", r.Counts["orders"], truth.orders), wantCount("order lines", r.Counts["lines"], truth.lines),
+				sameList("revenue summed over the order lines, each order once", []string{r.Values["revenue"]}, []string{truth.revenue}))
+		}},
+	}, "node", clientDir("malloy", "report.js"))
 }
 
 func keys(m map[string]int64) []string {
