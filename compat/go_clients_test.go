@@ -29,6 +29,9 @@ func TestClients(t *testing.T) {
 	t.Run("psycopg", testPsycopg3)
 	t.Run("sqlalchemy", testSQLAlchemy)
 	t.Run("node-pg", testNode)
+	t.Run("pgcli", testPgcli)
+	t.Run("pandas", testPandas)
+	t.Run("malloy", testMalloy)
 }
 
 func testCtx(t *testing.T) context.Context {

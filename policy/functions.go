@@ -16,8 +16,8 @@ abs cbrt ceil ceiling degrees div exp factorial floor gcd lcm ln log log10 min_s
 scale sign sqrt trim_scale trunc width_bucket random acos acosd asin asind atan atand atan2 atan2d cos cosd cot cotd
 sin sind tan tand sinh cosh tanh asinh acosh atanh numeric int2 int4 int8 float4 float8 greatest least
 ascii bit_length btrim char_length character_length chr concat concat_ws format initcap left length lower lpad ltrim
-md5 normalize octet_length overlay position quote_ident quote_literal quote_nullable regexp_count regexp_instr
-regexp_like regexp_match regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr
+md5 normalize octet_length overlay parse_ident position quote_ident quote_literal quote_nullable regexp_count
+regexp_instr regexp_like regexp_match regexp_matches regexp_replace regexp_split_to_array regexp_split_to_table regexp_substr
 repeat replace reverse right rpad rtrim split_part starts_with string_to_array string_to_table strpos substr
 substring to_ascii to_hex translate trim upper unistr encode decode sha224 sha256 sha384 sha512 convert_from
 convert_to text textcat like_escape similar_escape similar_to_escape pg_collation_for is_normalized
