@@ -105,10 +105,11 @@ func (p *pass) visible() *visibility {
 		if !p.relationReadable(t) {
 			continue
 		}
-		v.rels = append(v.rels, p.view(t))
-		oids = append(oids, regclassLit(t.rel.Schema, t.rel.Name))
-		pairs = append(pairs, "("+sqlLit(t.rel.Schema)+", "+sqlLit(t.rel.Name)+")")
-		schemas[t.rel.Schema] = true
+		vw := p.view(t)
+		v.rels = append(v.rels, vw)
+		oids = append(oids, regclassLit(vw.schema, t.rel.Name))
+		pairs = append(pairs, "("+sqlLit(vw.schema)+", "+sqlLit(t.rel.Name)+")")
+		schemas[vw.schema] = true
 	}
 	if len(oids) == 0 {
 		v.relOids = "'{}'::pg_catalog.oid[]"
@@ -141,7 +142,7 @@ func (p *pass) relationReadable(t *relTemplate) bool {
 	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
 		return false
 	}
-	return t.rel.Shared || p.id.Tenant != ""
+	return (t.rel.Shared || p.id.Tenant != "") && p.tenantServes(t)
 }
 
 func sortedTemplateKeys(m map[string]*relTemplate) []string {
@@ -168,7 +169,7 @@ func (v *visibility) deniedAnd(relCol string, cond func(rel, nums string) string
 			}
 		}
 		sort.Strings(nums)
-		rel := regclassLit(vw.t.rel.Schema, vw.t.rel.Name)
+		rel := regclassLit(vw.schema, vw.t.rel.Name)
 		arr := "'{" + strings.Join(nums, ",") + "}'::pg_catalog.int2[]"
 		b.WriteString(" AND NOT (" + relCol + " = " + rel + " AND " + cond(rel, arr) + ")")
 	}
@@ -188,7 +189,7 @@ func (v *visibility) deniedColumnsAnd() string {
 		if len(names) == 0 {
 			continue
 		}
-		b.WriteString(" AND NOT (table_schema = " + sqlLit(vw.t.rel.Schema) + " AND table_name = " + sqlLit(vw.t.rel.Name) +
+		b.WriteString(" AND NOT (table_schema = " + sqlLit(vw.schema) + " AND table_name = " + sqlLit(vw.t.rel.Name) +
 			" AND column_name IN (" + strings.Join(names, ", ") + "))")
 	}
 	return b.String()
@@ -262,7 +263,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			}) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
 			") OR (conrelid = 0 AND oid" + sys + ")"
 	case "pg_namespace":
-		return "SELECT *" + from + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
+		return p.namespaceSQL(from, "oid"+sys+" OR nspname = ANY ("+v.schemas+")")
 	case "pg_type":
 		// Row types of hidden relations, and arrays of them, are hidden.
 		return "SELECT *" + from + "(typrelid" + sys + " OR " + inV("typrelid") + ") AND (typelem" + sys +
@@ -435,7 +436,7 @@ func (v *visibility) deniedRelsCond() string {
 	var rels []string
 	for _, vw := range v.rels {
 		if len(vw.denied) > 0 {
-			rels = append(rels, regclassLit(vw.t.rel.Schema, vw.t.rel.Name))
+			rels = append(rels, regclassLit(vw.schema, vw.t.rel.Name))
 		}
 	}
 	if len(rels) == 0 {
@@ -482,7 +483,7 @@ func (p *pass) relationLiteral(s string) (string, *pgerr.Error) {
 	if t == nil || !p.relationReadable(t) {
 		return "", missing
 	}
-	return quoteIdent(t.rel.Schema) + "." + quoteIdent(t.rel.Name), nil
+	return quoteIdent(p.relSchema(t)) + "." + quoteIdent(t.rel.Name), nil
 }
 
 // parseQualifiedName splits a possibly quoted, dotted name as regclass

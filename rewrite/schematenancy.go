@@ -1,0 +1,172 @@
+package rewrite
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
+)
+
+// Schema per tenant. A relation with tenancy: schema is declared under its
+// logical schema (public.orders) and read, for each session, from its
+// tenant's physical schema (tenant_acme.orders): rangeVar resolves the
+// client's name (qualified or not, at any depth) to the logical relation as
+// for any other, and the fenced subquery it builds names the physical one.
+// The warehouse's search_path plays no part. A client that names a physical
+// schema, its own or another tenant's, gets the error of a relation that
+// does not exist; the virtual catalog lists the tenant's relations under
+// the logical schema's name.
+
+// TenantSchemaSource knows the tenants' physical schemas
+// (*policy.TenantCatalog is one).
+type TenantSchemaSource interface {
+	TenantSchema(ctx context.Context, k policy.Kind, tenant string) (*policy.TenantSchema, error)
+}
+
+var _ TenantSchemaSource = (*policy.TenantCatalog)(nil)
+
+// schemaTenancy is the Rewriter's part of schema per tenant.
+type schemaTenancy struct {
+	src TenantSchemaSource
+	// kinds are the session kinds whose relation set has schema-per-tenant
+	// relations.
+	kinds map[policy.Kind]bool
+}
+
+func newSchemaTenancy(p *policy.Policy, src TenantSchemaSource) (*schemaTenancy, error) {
+	st := &schemaTenancy{src: src, kinds: map[policy.Kind]bool{}}
+	for _, k := range []policy.Kind{policy.KindEmbed, policy.KindInternal} {
+		st.kinds[k] = p.HasSchemaTenancy(k)
+	}
+	if (st.kinds[policy.KindEmbed] || st.kinds[policy.KindInternal]) && src == nil {
+		return nil, errors.New("rewrite: the policy has schema-per-tenant relations but no tenant schema source (Options.TenantSchemas)")
+	}
+	return st, nil
+}
+
+// tenantState is one session's tenant schema, for one rewrite.
+type tenantState struct {
+	schema string       // the physical schema, when err is nil
+	err    *pgerr.Error // why its relations are refused
+	key    string       // what the rewrite cache keys by
+}
+
+// tenantFor resolves the session's tenant schema (reading it from the
+// warehouse on the tenant's first use); nil when no relation of the
+// session's set is kept one schema per tenant, or it has no tenant.
+func (r *Rewriter) tenantFor(ctx context.Context, id *policy.Identity) *tenantState {
+	if r.tenancy == nil || !r.tenancy.kinds[id.Kind] || id.Tenant == "" {
+		return nil
+	}
+	ts, err := r.tenancy.src.TenantSchema(ctx, id.Kind, id.Tenant)
+	switch {
+	case err != nil:
+		return &tenantState{key: "\x00unreadable", err: pgerr.New("58000", "this tenant's schema cannot be read from the warehouse").
+			WithHint("try again; pgwarden reads a tenant's schema on its first use")}
+	case !ts.OK():
+		return &tenantState{key: "\x00refused" + strconv.FormatUint(ts.Gen, 10), err: pgerr.New("55000",
+			"this tenant's schema does not match the policy's model: %s", strings.Join(ts.Problems, "; ")).
+			WithHint("pgwarden policy check --config FILE --catalog lists every tenant schema's differences")}
+	}
+	return &tenantState{schema: ts.Schema, key: ts.Schema + "\x00" + strconv.FormatUint(ts.Gen, 10)}
+}
+
+// cacheKey is what the rewrite cache adds to its key for the session's
+// tenant schema: the same text rewrites differently once it is read again.
+func (ts *tenantState) cacheKey() string {
+	if ts == nil {
+		return ""
+	}
+	return strconv.Itoa(len(ts.key)) + "s" + ts.key
+}
+
+// relSchema is the schema a relation is read from for this session.
+func (p *pass) relSchema(t *relTemplate) string {
+	if t.rel.Tenancy == policy.TenancySchema && p.tenant != nil && p.tenant.err == nil {
+		return p.tenant.schema
+	}
+	return t.rel.Schema
+}
+
+// tenantReady reports whether t can be read by this session, failing the
+// pass (at loc) when it is a schema-per-tenant relation the tenant's schema
+// cannot serve.
+func (p *pass) tenantReady(t *relTemplate, loc int32) bool {
+	if t.rel.Tenancy != policy.TenancySchema {
+		return true
+	}
+	if p.tenant == nil {
+		p.fail(p.at(errDenied(t.rel.Name), loc))
+		return false
+	}
+	if p.tenant.err != nil {
+		e := *p.tenant.err
+		p.fail(p.at(&e, loc))
+		return false
+	}
+	return true
+}
+
+// tenantServes reports whether the session's tenant schema serves t (true
+// for relations of other models): the catalog lists only what it serves.
+func (p *pass) tenantServes(t *relTemplate) bool {
+	return t.rel.Tenancy != policy.TenancySchema || (p.tenant != nil && p.tenant.err == nil)
+}
+
+// namespaceSQL is the body of the virtualized pg_namespace (from is " FROM
+// pg_catalog.pg_namespace WHERE ", where its visibility condition). For a
+// session served from a tenant schema, that schema is named as the logical
+// one, and the warehouse's own logical schema (public, which initdb
+// creates) is hidden unless a relation of another model lives there, so
+// that the logical name lists once, for the tenant's schema.
+func (p *pass) namespaceSQL(from, where string) string {
+	ts := p.r.pol.TenantSchemasFor(p.id.Kind)
+	if p.tenant == nil || p.tenant.err != nil || ts == nil {
+		return "SELECT *" + from + where
+	}
+	hide := " AND nspname <> " + sqlLit(ts.Logical)
+	for _, vw := range p.visible().rels {
+		if vw.t.rel.Tenancy != policy.TenancySchema && vw.t.rel.Schema == ts.Logical {
+			hide = ""
+		}
+	}
+	return "SELECT oid, CASE WHEN nspname = " + sqlLit(p.tenant.schema) + " THEN " + sqlLit(ts.Logical) +
+		"::pg_catalog.name ELSE nspname END AS nspname, nspowner, nspacl" + from + "(" + where + ")" + hide
+}
+
+// tenantTableVisible makes pg_table_is_visible answer true for the
+// tenant's relations that the policy's search_path would find by their
+// unqualified name: the warehouse's own search_path does not include the
+// tenant's schema. n is the call (its oid argument already rewritten).
+func (p *pass) tenantTableVisible(n *pg_query.Node, fc *pg_query.FuncCall, name string) {
+	if name != "pg_table_is_visible" || len(fc.Args) != 1 || p.tenant == nil || p.tenant.err != nil {
+		return
+	}
+	var rels [][2]string
+	for _, vw := range p.visible().rels {
+		t := vw.t
+		if t.rel.Tenancy != policy.TenancySchema {
+			continue
+		}
+		for _, sp := range p.r.pol.SearchPath {
+			if first := p.tmpl[sp+"."+t.rel.Name]; first != nil {
+				if first == t {
+					rels = append(rels, [2]string{p.tenant.schema, t.rel.Name})
+				}
+				break
+			}
+		}
+	}
+	if len(rels) == 0 {
+		return
+	}
+	arg := proto.Clone(fc.Args[0]).(*pg_query.Node)
+	call := &pg_query.Node{Node: n.Node}
+	n.Node = orExpr(call, oidAny(arg, rels)).Node
+}
