@@ -125,10 +125,10 @@ type Relation struct {
 	TenantColumn string
 	Shared       bool
 	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared relations.
-	Tenancy Tenancy
-	Published    bool
-	Filters      []*Filter
-	Columns      map[string]*ColumnRule
+	Tenancy   Tenancy
+	Published bool
+	Filters   []*Filter
+	Columns   map[string]*ColumnRule
 }
 
 // QualifiedName returns schema.name.
