@@ -124,11 +124,11 @@ type Relation struct {
 	// TenantColumn keys rows by tenant; empty for shared relations.
 	TenantColumn string
 	Shared       bool
+	Published    bool
+	Filters      []*Filter
+	Columns      map[string]*ColumnRule
 	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared relations.
-	Tenancy   Tenancy
-	Published bool
-	Filters   []*Filter
-	Columns   map[string]*ColumnRule
+	Tenancy Tenancy
 }
 
 // QualifiedName returns schema.name.
