@@ -316,7 +316,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 // catalogRangeVar replaces a virtualized catalog relation by its subquery.
 func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info bool, s *scope) {
 	alias := aliasFor(rv.Alias, rv.Relname)
-	sub, err := parseSubselect(p.r.bodies, p.catalogSQL(rv.Relname, info), alias)
+	sub, err := parseSubselect(p.r.bodies, p.logicalSchemaNames(rv.Relname, info, p.catalogSQL(rv.Relname, info)), alias)
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return

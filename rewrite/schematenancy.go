@@ -170,3 +170,48 @@ func (p *pass) tenantTableVisible(n *pg_query.Node, fc *pg_query.FuncCall, name 
 	call := &pg_query.Node{Node: n.Node}
 	n.Node = orExpr(call, oidAny(arg, rels)).Node
 }
+
+// schemaNameColumns are the catalog views that name schemas in text, with
+// their columns (PostgreSQL 12 to 17) and the one that names the schema:
+// for a session served from a tenant schema, they name it as the logical
+// one. Views that name schemas in other columns too (constraints, index
+// definitions) keep the physical name: see the README's limits.
+var schemaNameColumns = map[string]struct {
+	cols   []string
+	schema string
+}{
+	"tables": {[]string{"table_catalog", "table_schema", "table_name", "table_type", "self_referencing_column_name",
+		"reference_generation", "user_defined_type_catalog", "user_defined_type_schema", "user_defined_type_name",
+		"is_insertable_into", "is_typed", "commit_action"}, "table_schema"},
+	"columns": {[]string{"table_catalog", "table_schema", "table_name", "column_name", "ordinal_position", "column_default",
+		"is_nullable", "data_type", "character_maximum_length", "character_octet_length", "numeric_precision",
+		"numeric_precision_radix", "numeric_scale", "datetime_precision", "interval_type", "interval_precision",
+		"character_set_catalog", "character_set_schema", "character_set_name", "collation_catalog", "collation_schema",
+		"collation_name", "domain_catalog", "domain_schema", "domain_name", "udt_catalog", "udt_schema", "udt_name",
+		"scope_catalog", "scope_schema", "scope_name", "maximum_cardinality", "dtd_identifier", "is_self_referencing",
+		"is_identity", "identity_generation", "identity_start", "identity_increment", "identity_maximum",
+		"identity_minimum", "identity_cycle", "is_generated", "generation_expression", "is_updatable"}, "table_schema"},
+	"schemata": {[]string{"catalog_name", "schema_name", "schema_owner", "default_character_set_catalog",
+		"default_character_set_schema", "default_character_set_name", "sql_path"}, "schema_name"},
+	"pg_tables": {[]string{"schemaname", "tablename", "tableowner", "tablespace", "hasindexes", "hasrules",
+		"hastriggers", "rowsecurity"}, "schemaname"},
+	"pg_indexes": {[]string{"schemaname", "tablename", "indexname", "tablespace", "indexdef"}, "schemaname"},
+}
+
+// logicalSchemaNames wraps the body of the virtualized catalog view name so
+// that it names the session's tenant schema as the logical one.
+func (p *pass) logicalSchemaNames(name string, info bool, body string) string {
+	ts := p.r.pol.TenantSchemasFor(p.id.Kind)
+	spec, ok := schemaNameColumns[name]
+	if !ok || info != (name != "pg_tables" && name != "pg_indexes") || p.tenant == nil || p.tenant.err != nil || ts == nil {
+		return body
+	}
+	cols := make([]string, len(spec.cols))
+	for i, c := range spec.cols {
+		cols[i] = c
+		if c == spec.schema {
+			cols[i] = "CASE WHEN " + c + " = " + sqlLit(p.tenant.schema) + " THEN " + sqlLit(ts.Logical) + " ELSE " + c + " END AS " + c
+		}
+	}
+	return "SELECT " + strings.Join(cols, ", ") + " FROM (" + body + ") v"
+}

@@ -323,6 +323,14 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') 
 		{`SELECT nspname FROM pg_catalog.pg_namespace WHERE nspname !~ '^pg_' ORDER BY 1`, "information_schema|public|shared"},
 		{`SELECT c.relname FROM pg_class c WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'public') AND c.relkind = 'r' ORDER BY 1`, "customers|orders"},
 		{`SELECT attname FROM pg_attribute WHERE attrelid = 'public.customers'::regclass AND attnum > 0 ORDER BY attnum`, "customer_id|name|email"},
+		{`SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
+			"public customers BASE TABLE|public orders BASE TABLE|shared events BASE TABLE|shared products BASE TABLE"},
+		{`SELECT table_schema, column_name, data_type FROM information_schema.columns WHERE table_name = 'customers' ORDER BY ordinal_position`,
+			"public customer_id integer|public name text|public email text"},
+		{`SELECT schema_name FROM information_schema.schemata ORDER BY 1`, "information_schema|pg_catalog|public|shared"},
+		{`SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
+			"public customers|public orders|shared events|shared products"},
+		{`SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'`, "3"},
 	}
 	for _, c := range cases {
 		rows, sql, err := f.run(t, f.rw, "session tenant=acme", c.sql)
