@@ -32,7 +32,7 @@ type tenancyFixture struct {
 func newTenancyFixture(t *testing.T, retry time.Duration) *tenancyFixture {
 	t.Helper()
 	ctx := context.Background()
-	u := pgtest.NewDatabase(t, readFile(t, "../testdata/tenancy/schema.sql"))
+	u := pgtest.NewDatabase(t, readFile(t, "../testdata/tenancy/schema.sql")+readFile(t, "../testdata/tenancy/drift.sql"))
 	admin, err := pgx.Connect(ctx, u)
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,9 @@ CREATE TABLE shared.events (tenant_id text NOT NULL, kind text NOT NULL, at date
 INSERT INTO shared.products VALUES (1, 'widget'), (2, 'gadget');
 INSERT INTO shared.events VALUES ('acme', 'login', '2024-01-01'), ('globex', 'login', '2024-01-02'), ('initech', 'export', '2024-01-03');
 
-CREATE FUNCTION pg_temp.tenant_schema(s text, tenant text, n int) RETURNS void LANGUAGE plpgsql AS $$
+-- Makes a tenant's schema in the model's shape, with n customers and 2n
+-- orders (drift.sql uses it too); NULL tenant: empty (the model).
+CREATE FUNCTION public.pgwarden_tenant_schema(s text, tenant text, n int) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE format('CREATE SCHEMA %I', s);
   EXECUTE format('CREATE TABLE %I.customers (customer_id int PRIMARY KEY, name text NOT NULL, email text NOT NULL, ssn text)', s);
@@ -18,10 +20,7 @@ BEGIN
     EXECUTE format('INSERT INTO %I.orders SELECT i, 1 + (i %% %s), CASE WHEN i %% 2 = 0 THEN ''EU'' ELSE ''NA'' END, 1 + (i %% 2), i * 10 FROM generate_series(1, %s) i', s, n, n * 2);
   END IF;
 END $$;
-SELECT pg_temp.tenant_schema('tenant_template', NULL, 0);
-SELECT pg_temp.tenant_schema('tenant_acme', 'acme', 2);
-SELECT pg_temp.tenant_schema('tenant_globex', 'globex', 3);
-SELECT pg_temp.tenant_schema('initech_prod', 'initech', 4);
--- A tenant schema that drifted from the model: refused, never served.
-SELECT pg_temp.tenant_schema('tenant_hooli', 'hooli', 1);
-ALTER TABLE tenant_hooli.customers ADD COLUMN notes text;
+SELECT public.pgwarden_tenant_schema('tenant_template', NULL, 0);
+SELECT public.pgwarden_tenant_schema('tenant_acme', 'acme', 2);
+SELECT public.pgwarden_tenant_schema('tenant_globex', 'globex', 3);
+SELECT public.pgwarden_tenant_schema('initech_prod', 'initech', 4);
