@@ -54,10 +54,7 @@ func newTenancyFixture(t *testing.T, retry time.Duration) *tenancyFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ro.Close(context.Background()) })
-	p, err := policy.Load("../testdata/tenancy/policy.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := tenancyPolicy(t)
 	cat, err := policy.LoadCatalog(ctx, ro, p)
 	if err != nil {
 		t.Fatal(err)
@@ -73,6 +70,20 @@ func newTenancyFixture(t *testing.T, retry time.Duration) *tenancyFixture {
 		t.Fatal(err)
 	}
 	return &tenancyFixture{admin: admin, ro: ro, roURL: roURL, pol: p, tc: tc, rw: rw}
+}
+
+// tenancyPolicy is testdata/tenancy/policy.yaml with more tenants: hooli
+// (whose schema drifted), umbrella (whose schema does not exist yet) and
+// template (whose schema would be the model's).
+func tenancyPolicy(t *testing.T) *policy.Policy {
+	t.Helper()
+	src := strings.Replace(readFile(t, "../testdata/tenancy/policy.yaml"), "tenants: [acme, globex, initech]",
+		"tenants: [acme, globex, initech, hooli, umbrella, template]", 1)
+	p, err := policy.Parse([]byte(src), "policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 // run rewrites sql for the session line and runs it on the warehouse,

@@ -24,6 +24,9 @@ import (
 
 const demoWarehouse = "analytics"
 
+// demoTenancyWarehouse is the demo's schema-per-tenant warehouse (tenancy.go).
+const demoTenancyWarehouse = "saas"
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", "", "`directory` for the generated config, keys, policy and database (default a new temporary one)")
@@ -167,6 +170,10 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 	if err != nil {
 		return nil, "", err
 	}
+	tenancyDSN, err := d.provisionTenancy(ctx, svcPassword)
+	if err != nil {
+		return nil, "", err
+	}
 	signing, public, err := writeKeyPair(d.path("keys"))
 	if err != nil {
 		return nil, "", err
@@ -186,6 +193,7 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 				"dsn":    d.cluster.UserDSN("demo", "pgwarden_svc", svcPassword),
 				"policy": "policy.yaml",
 			},
+			demoTenancyWarehouse: map[string]any{"dsn": tenancyDSN, "policy": "tenancy-policy.yaml"},
 		},
 		"auth": map[string]any{
 			"listen":           hostPort(portOrFree(httpPort)),
@@ -272,7 +280,7 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	for _, tenant := range demo.Tenants {
 		token, sid, err := a.mintSession(ctx, sessionRequest{
 			Tenant: tenant, ExternalID: tenant + "-analyst",
-			Roles: map[string]string{demoWarehouse: "querier"}, TTL: time.Hour,
+			Roles: map[string]string{demoWarehouse: "querier", demoTenancyWarehouse: "querier"}, TTL: time.Hour,
 		})
 		if err != nil {
 			return err
@@ -283,6 +291,7 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	self := selfCommand()
 	fmt.Fprintln(w, "\nTry, in any of them:")
 	printQueries(w, demoQueries)
+	printTenancyDemo(w)
 	fmt.Fprintf(w, `
 A session in group pii that sees only region EU (the token goes to stdout, its session id to stderr):
   %s ticket --config %s --tenant acme --external-id alice --groups pii --attr regions=EU --session
