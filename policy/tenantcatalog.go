@@ -125,14 +125,23 @@ func (c *TenantCatalog) TenantSchema(ctx context.Context, k Kind, tenant string)
 		c.gen++
 		gen := c.gen
 		c.mu.Unlock()
-		e.ts, e.err = c.read(ctx, k, schema, gen)
-		c.mu.Lock()
-		e.at = c.now()
-		close(e.done)
-		c.mu.Unlock()
-		return e.result(tenant)
+		// The read is the tenant's, not this caller's: a client that goes
+		// away must not leave a failed read for the next one to find.
+		go func() {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), maxTenantRead)
+			defer cancel()
+			ts, err := c.read(rctx, k, schema, gen)
+			c.mu.Lock()
+			e.ts, e.err, e.at = ts, err, c.now()
+			close(e.done)
+			c.mu.Unlock()
+		}()
 	}
 }
+
+// maxTenantRead bounds one read of a tenant schema (the loader's connect
+// timeout usually ends it sooner).
+const maxTenantRead = time.Minute
 
 func (e *tenantEntry) result(tenant string) (*TenantSchema, error) {
 	if e.err != nil {
