@@ -66,6 +66,13 @@ type Proxy struct {
 	// MaxWorkMemMB caps what a client may SET work_mem to, in megabytes;
 	// 0 means 256.
 	MaxWorkMemMB int64 `yaml:"max_work_mem_mb"`
+	// Replicas behind one address (a load balancer): this replica's id
+	// (1 to 255), the others' client addresses by id, and a file with the
+	// secret they share (at least 32 bytes) to sign the cancel requests
+	// they forward to each other.
+	PeerID         int            `yaml:"peer_id"`
+	Peers          map[int]string `yaml:"peers"`
+	PeerSecretFile string         `yaml:"peer_secret_file"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -288,6 +295,7 @@ func (f *File) resolvePaths(dir string) {
 	}
 	abs(&f.Proxy.TLSCertFile)
 	abs(&f.Proxy.TLSKeyFile)
+	abs(&f.Proxy.PeerSecretFile)
 	abs(&f.Auth.SigningKeyFile)
 	for i := range f.Auth.VerifyKeyFiles {
 		abs(&f.Auth.VerifyKeyFiles[i])
