@@ -569,6 +569,7 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 		tc.Arg = strConst(lit)
 		return
 	}
+	p.logicalNamespace(typ, tc)
 	if sub := p.regLookup(typ, tc.Arg); sub != nil {
 		tc.Arg = sub
 	}

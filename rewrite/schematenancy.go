@@ -215,3 +215,16 @@ func (p *pass) logicalSchemaNames(name string, info bool, body string) string {
 	}
 	return "SELECT " + strings.Join(cols, ", ") + " FROM (" + body + ") v"
 }
+
+// logicalNamespace makes 'public'::regnamespace (the logical schema, named
+// in a constant) the tenant's schema, as pg_namespace names it public.
+func (p *pass) logicalNamespace(typ string, tc *pg_query.TypeCast) {
+	ts := p.r.pol.TenantSchemasFor(p.id.Kind)
+	c := tc.Arg.GetAConst()
+	if typ != "regnamespace" || c == nil || c.GetSval() == nil || p.tenant == nil || p.tenant.err != nil || ts == nil {
+		return
+	}
+	if parts, ok := parseQualifiedName(c.GetSval().Sval); ok && len(parts) == 1 && parts[0] == ts.Logical {
+		tc.Arg = strConst(quoteIdent(p.tenant.schema))
+	}
+}

@@ -342,6 +342,12 @@ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') 
 		{`SELECT schemaname, tablename FROM pg_catalog.pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2`,
 			"public customers|public orders|shared events|shared products"},
 		{`SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'`, "3"},
+		{`SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r' ORDER BY 1`, "customers|orders"},
+		// psql's \d orders (its first query) and \dn.
+		{`SELECT c.oid IS NOT NULL, n.nspname, c.relname FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relname OPERATOR(pg_catalog.~) '^(orders)$' COLLATE pg_catalog.default AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 2, 3`, "true public orders"},
+		{`SELECT n.nspname AS "Name", pg_catalog.pg_get_userbyid(n.nspowner) IS NOT NULL AS "Owner" FROM pg_catalog.pg_namespace n
+WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema' ORDER BY 1`, "public true|shared true"},
 	}
 	for _, c := range cases {
 		rows, sql, err := f.run(t, f.rw, "session tenant=acme", c.sql)
