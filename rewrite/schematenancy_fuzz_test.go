@@ -22,29 +22,7 @@ func FuzzSchemaTenancy(f *testing.F) {
 	f.Add(`SELECT * FROM orders o JOIN customers c USING (customer_id) WHERE c.name IN (SELECT name FROM public.customers)`)
 	f.Add(`WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r, orders`)
 	f.Add(`COPY (SELECT * FROM tenant_globex.orders) TO STDOUT`)
-	p := tenancyPolicyF(f)
-	cols := []policy.Column{{Name: "customer_id", Type: "integer", Ordinal: 1}, {Name: "name", Type: "text", Ordinal: 2},
-		{Name: "email", Type: "text", Ordinal: 3}, {Name: "ssn", Type: "text", Ordinal: 4}}
-	ocols := []policy.Column{{Name: "order_id", Type: "integer", Ordinal: 1}, {Name: "customer_id", Type: "integer", Ordinal: 2},
-		{Name: "region", Type: "text", Ordinal: 3}, {Name: "product_id", Type: "integer", Ordinal: 4},
-		{Name: "amount", Type: "numeric(12,2)", Ordinal: 5}}
-	rels := func(schema string) []policy.CatalogRelation {
-		return []policy.CatalogRelation{{Schema: schema, Name: "customers", Columns: cols}, {Schema: schema, Name: "orders", Columns: ocols}}
-	}
-	model := policy.NewCatalog(append(rels("public"),
-		policy.CatalogRelation{Schema: "shared", Name: "products", Columns: []policy.Column{{Name: "product_id", Type: "integer", Ordinal: 1}, {Name: "name", Type: "text", Ordinal: 2}}},
-		policy.CatalogRelation{Schema: "shared", Name: "events", Columns: []policy.Column{{Name: "tenant_id", Type: "text", Ordinal: 1}, {Name: "kind", Type: "text", Ordinal: 2}}})...)
-	// The tenants' schemas as the warehouse would describe them.
-	tc, err := policy.NewTenantCatalog(p, model, func(_ context.Context, schema string, _ []string) ([]policy.CatalogRelation, bool, error) {
-		return rels(schema), true, nil
-	}, 0, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
-	r, err := New(p, model, Options{CacheBytes: -1, Database: "analytics", TenantSchemas: tc})
-	if err != nil {
-		f.Fatal(err)
-	}
+	r := staticTenancyRewriter(f, Options{CacheBytes: -1, Database: "analytics"})
 	allowed := map[string]bool{"tenant_acme": true, "shared": true, "pg_catalog": true, "information_schema": true, "": true}
 	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
 	f.Fuzz(func(t *testing.T, sql string) {
@@ -91,11 +69,62 @@ func eachRangeVar(m protoreflect.Message, f func(*pg_query.RangeVar)) {
 	})
 }
 
-func tenancyPolicyF(f *testing.F) *policy.Policy {
-	f.Helper()
-	p, err := policy.Parse([]byte(readFile(f, "../testdata/tenancy/policy.yaml")), "policy.yaml")
+// staticTenancyRewriter is a rewriter over testdata/tenancy/policy.yaml
+// whose tenant schemas all have the model's shape, without a warehouse.
+func staticTenancyRewriter(tb testing.TB, opts Options) *Rewriter {
+	tb.Helper()
+	p, err := policy.Parse([]byte(readFile(tb, "../testdata/tenancy/policy.yaml")), "policy.yaml")
 	if err != nil {
-		f.Fatal(err)
+		tb.Fatal(err)
 	}
-	return p
+	cols := []policy.Column{{Name: "customer_id", Type: "integer", Ordinal: 1}, {Name: "name", Type: "text", Ordinal: 2},
+		{Name: "email", Type: "text", Ordinal: 3}, {Name: "ssn", Type: "text", Ordinal: 4}}
+	ocols := []policy.Column{{Name: "order_id", Type: "integer", Ordinal: 1}, {Name: "customer_id", Type: "integer", Ordinal: 2},
+		{Name: "region", Type: "text", Ordinal: 3}, {Name: "product_id", Type: "integer", Ordinal: 4},
+		{Name: "amount", Type: "numeric(12,2)", Ordinal: 5}}
+	rels := func(schema string) []policy.CatalogRelation {
+		return []policy.CatalogRelation{{Schema: schema, Name: "customers", Columns: cols}, {Schema: schema, Name: "orders", Columns: ocols}}
+	}
+	model := policy.NewCatalog(append(rels("public"),
+		policy.CatalogRelation{Schema: "shared", Name: "products", Columns: []policy.Column{{Name: "product_id", Type: "integer", Ordinal: 1}, {Name: "name", Type: "text", Ordinal: 2}}},
+		policy.CatalogRelation{Schema: "shared", Name: "events", Columns: []policy.Column{{Name: "tenant_id", Type: "text", Ordinal: 1}, {Name: "kind", Type: "text", Ordinal: 2}}})...)
+	// The tenants' schemas as the warehouse would describe them.
+	tc, err := policy.NewTenantCatalog(p, model, func(_ context.Context, schema string, _ []string) ([]policy.CatalogRelation, bool, error) {
+		return rels(schema), true, nil
+	}, 0, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	opts.TenantSchemas = tc
+	r, err := New(p, model, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return r
+}
+
+// BenchmarkSchemaTenancy: a statement over a schema-per-tenant relation
+// and the same over a row-keyed one, cached and not.
+func BenchmarkSchemaTenancy(b *testing.B) {
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	for _, c := range []struct{ name, sql string }{
+		{"schema", "SELECT region, sum(amount) FROM orders WHERE order_id > 10 GROUP BY 1"},
+		{"column", "SELECT kind, count(*) FROM shared.events WHERE at > '2024-01-01' GROUP BY 1"},
+	} {
+		for _, cache := range []int64{-1, 0} {
+			r := staticTenancyRewriter(b, Options{CacheBytes: cache})
+			name := c.name + "/uncached"
+			if cache == 0 {
+				name = c.name + "/cached"
+			}
+			b.Run(name, func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if _, err := r.Rewrite(context.Background(), c.sql, id); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
 }
