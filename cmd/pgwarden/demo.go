@@ -202,6 +202,9 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 			"store_dsn":        d.cluster.UserDSN("pgwarden_control", "pgwarden_control", ctlPassword),
 			"api_keys":         []map[string]any{{"name": "demo-host-app", "sha256": hex.EncodeToString(sum[:])}},
 			"cors_origins":     []string{"http://localhost:3000", "http://127.0.0.1:3000"},
+			// The database POST /v1/sessions names: the row-tenancy warehouse
+			// (the demo has two).
+			"connect": map[string]any{"database": demoWarehouse},
 		},
 		"metrics": map[string]any{"listen": hostPort(portOrFree(metricsPort))},
 		"audit":   map[string]any{"path": "audit.jsonl", "include_sql": true},
