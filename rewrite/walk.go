@@ -489,10 +489,11 @@ func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname 
 			targets = append(targets, resTarget("", colRef(c.name)))
 		}
 	}
-	if !restricted {
+	if !restricted && t.rel.Tenancy != policy.TenancySchema {
 		// Every column as it is: * says the same as the full list (columns
 		// are visible unless the policy says otherwise) with a smaller tree
-		// to deparse.
+		// to deparse. A tenant's schema is read by the model's column list,
+		// so that one changed since it was checked shows no other column.
 		targets = []*pg_query.Node{resTarget("", starRef())}
 	}
 	var conds []*pg_query.Node

@@ -41,6 +41,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	d.tenancy = true
 	stopping := false
 	defer func() {
 		if cerr := d.cleanup(); cerr != nil && err == nil {
@@ -90,6 +91,9 @@ type demoRun struct {
 	removeDir  bool
 	cluster    *pgcluster.Cluster
 	createdAny []string
+	// tenancy adds the schema-per-tenant warehouse (tenancy.go); the
+	// tests that only need a running service leave it out.
+	tenancy bool
 }
 
 func newDemo(dir string) (*demoRun, error) {
@@ -170,10 +174,6 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 	if err != nil {
 		return nil, "", err
 	}
-	tenancyDSN, err := d.provisionTenancy(ctx, svcPassword)
-	if err != nil {
-		return nil, "", err
-	}
 	signing, public, err := writeKeyPair(d.path("keys"))
 	if err != nil {
 		return nil, "", err
@@ -193,7 +193,6 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 				"dsn":    d.cluster.UserDSN("demo", "pgwarden_svc", svcPassword),
 				"policy": "policy.yaml",
 			},
-			demoTenancyWarehouse: map[string]any{"dsn": tenancyDSN, "policy": "tenancy-policy.yaml"},
 		},
 		"auth": map[string]any{
 			"listen":           hostPort(portOrFree(httpPort)),
@@ -209,6 +208,11 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 		"metrics": map[string]any{"listen": hostPort(portOrFree(metricsPort))},
 		"audit":   map[string]any{"path": "audit.jsonl", "include_sql": true},
 		"log":     map[string]any{"level": "warn", "format": "console"},
+	}
+	if d.tenancy {
+		if err := d.provisionTenancy(ctx, svcPassword, doc); err != nil {
+			return nil, "", err
+		}
 	}
 	d.createdAny = append(d.createdAny, "audit.jsonl")
 	out, err := yaml.Marshal(doc)

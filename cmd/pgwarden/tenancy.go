@@ -111,29 +111,31 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 
 // provisionTenancy creates the demo's schema-per-tenant warehouse (database
 // saas, testdata/tenancy) readable by the service account, writes its
-// policy, and returns the warehouse's DSN.
-func (d *demoRun) provisionTenancy(ctx context.Context, svcPassword string) (string, error) {
+// policy, and adds it to the config document doc.
+func (d *demoRun) provisionTenancy(ctx context.Context, svcPassword string, doc map[string]any) error {
 	su, err := pgx.Connect(ctx, d.cluster.DSN("postgres"))
 	if err != nil {
-		return "", err
+		return err
 	}
 	_, err = su.Exec(ctx, "CREATE DATABASE "+demoTenancyWarehouse)
 	su.Close(ctx)
 	if err != nil {
-		return "", err
+		return err
 	}
 	conn, err := pgx.Connect(ctx, d.cluster.DSN(demoTenancyWarehouse))
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer conn.Close(ctx)
 	if err := demo.LoadTenancy(ctx, conn, "pgwarden_svc", demoTenancyWarehouse); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.WriteFile(d.path("tenancy-policy.yaml"), []byte(pgwarden.DemoTenancyPolicy), 0o644); err != nil {
-		return "", err
+		return err
 	}
-	return d.cluster.UserDSN(demoTenancyWarehouse, "pgwarden_svc", svcPassword), nil
+	doc["warehouses"].(map[string]any)[demoTenancyWarehouse] = map[string]any{
+		"dsn": d.cluster.UserDSN(demoTenancyWarehouse, "pgwarden_svc", svcPassword), "policy": "tenancy-policy.yaml"}
+	return nil
 }
 
 // demoTenancyQueries are for the printed sessions on the saas warehouse.
