@@ -16,3 +16,12 @@ var (
 //
 //go:embed testdata/demo/policy.yaml
 var DemoPolicy string
+
+// DemoTenancySchema and DemoTenancyPolicy are the demo's second warehouse:
+// one schema per tenant beside row tenancy (testdata/tenancy).
+var (
+	//go:embed testdata/tenancy/schema.sql
+	DemoTenancySchema string
+	//go:embed testdata/tenancy/policy.yaml
+	DemoTenancyPolicy string
+)

@@ -97,17 +97,9 @@ ORDER BY 1, 2, a.attnum`
 // LoadCatalog reads the column lists of every relation the policy lists (in
 // both relation sets) and checks the policy against them.
 func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, error) {
-	var names []string
-	seen := map[string]bool{}
-	for _, set := range []map[string]*Relation{p.Relations, p.Internal} {
-		for k := range set {
-			if !seen[k] {
-				seen[k] = true
-				names = append(names, k)
-			}
-		}
-	}
-	sort.Strings(names)
+	// Relations kept one schema per tenant are read where their model is
+	// (tenancy.go) and filed under their logical name.
+	names, logical := p.catalogNames()
 	rows, err := conn.Query(ctx, catalogQuery, names)
 	if err != nil {
 		return nil, fmt.Errorf("policy: load catalog: %w", err)
@@ -137,6 +129,11 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, erro
 	rels := make([]CatalogRelation, 0, len(order))
 	for _, k := range order {
 		rels = append(rels, *byName[k])
+		for _, l := range logical[k] {
+			r := *byName[k]
+			r.Schema = l
+			rels = append(rels, r)
+		}
 	}
 	system, err := loadSystemColumns(ctx, conn)
 	if err != nil {

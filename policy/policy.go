@@ -127,6 +127,8 @@ type Relation struct {
 	Published    bool
 	Filters      []*Filter
 	Columns      map[string]*ColumnRule
+	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared relations.
+	Tenancy Tenancy
 }
 
 // QualifiedName returns schema.name.
@@ -145,6 +147,10 @@ type Policy struct {
 	Relations map[string]*Relation
 	// Internal, when non-nil, is the relation set for internal sessions.
 	Internal map[string]*Relation
+	// TenantSchemas (and InternalTenantSchemas for the internal set) map
+	// tenants to their schemas, for relations with tenancy: schema.
+	TenantSchemas         *TenantSchemas
+	InternalTenantSchemas *TenantSchemas
 
 	version   string
 	tenantSet map[string]bool
@@ -208,6 +214,8 @@ type fileDoc struct {
 	Functions  *fileFunctions          `yaml:"functions"`
 	Relations  map[string]fileRelation `yaml:"relations"`
 	Internal   *fileInternal           `yaml:"internal"`
+	// TenantSchemas is tenancy.go's block.
+	TenantSchemas *fileTenantSchemas `yaml:"tenant_schemas"`
 }
 
 type fileFunctions struct {
@@ -215,12 +223,14 @@ type fileFunctions struct {
 }
 
 type fileInternal struct {
-	Relations map[string]fileRelation `yaml:"relations"`
+	Relations     map[string]fileRelation `yaml:"relations"`
+	TenantSchemas *fileTenantSchemas      `yaml:"tenant_schemas"`
 }
 
 type fileRelation struct {
 	TenantColumn string                `yaml:"tenant_column"`
 	Shared       bool                  `yaml:"shared"`
+	Tenancy      string                `yaml:"tenancy"`
 	Published    bool                  `yaml:"published"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
@@ -295,13 +305,21 @@ func Parse(data []byte, filename string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: relations: no relations listed", filename)
 	}
 	var err error
+	if p.TenantSchemas, err = parseTenantSchemas(doc.TenantSchemas, filename+": tenant_schemas"); err != nil {
+		return nil, err
+	}
 	if p.Relations, err = p.parseRelations(doc.Relations, "relations"); err != nil {
 		return nil, err
 	}
+	reserveSchemas(p.TenantSchemas, p.Relations)
 	if doc.Internal != nil {
+		if p.InternalTenantSchemas, err = parseTenantSchemas(doc.Internal.TenantSchemas, filename+": internal.tenant_schemas"); err != nil {
+			return nil, err
+		}
 		if p.Internal, err = p.parseRelations(doc.Internal.Relations, "internal.relations"); err != nil {
 			return nil, err
 		}
+		reserveSchemas(p.TenantSchemasFor(KindInternal), p.Internal)
 	}
 	return p, nil
 }
@@ -325,10 +343,13 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 		}
 		r := &Relation{Schema: schema, Name: name, TenantColumn: fr.TenantColumn, Shared: fr.Shared,
 			Published: fr.Published, Columns: map[string]*ColumnRule{}}
+		if err := parseTenancy(r, fr.Tenancy, p.tenantSchemasOf(field), where); err != nil {
+			return nil, err
+		}
 		switch {
 		case r.Shared && r.TenantColumn != "":
 			return nil, fmt.Errorf("%s: shared relations have no tenant_column", where)
-		case !r.Shared && r.TenantColumn == "":
+		case !r.Shared && r.TenantColumn == "" && r.Tenancy == TenancyColumn:
 			return nil, fmt.Errorf("%s.tenant_column: missing (or set shared: true)", where)
 		}
 		if _, dup := out[r.QualifiedName()]; dup {

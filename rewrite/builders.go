@@ -570,3 +570,20 @@ func regArray(arr *pg_query.Node, typ string, lookup func(elem *pg_query.Node) *
 	n.GetCaseExpr().Defresult = array()
 	return n
 }
+
+// orExpr is l OR r.
+func orExpr(l, r *pg_query.Node) *pg_query.Node {
+	return pg_query.MakeBoolExprNode(pg_query.BoolExprType_OR_EXPR, []*pg_query.Node{l, r}, 0)
+}
+
+// oidAny is arg = ANY (ARRAY['s.r'::regclass, ...]::oid[]) over rels, schema-qualified relation names.
+func oidAny(arg *pg_query.Node, rels [][2]string) *pg_query.Node {
+	elems := make([]*pg_query.Node, len(rels))
+	for i, r := range rels {
+		elems[i] = typeCast(strConst(quoteIdent(r[0])+"."+quoteIdent(r[1])), typeNamed("regclass"))
+	}
+	arr := &pg_query.Node{Node: &pg_query.Node_AArrayExpr{AArrayExpr: &pg_query.A_ArrayExpr{Elements: elems, Location: -1}}}
+	oidArr := typeNamed("oid")
+	oidArr.ArrayBounds = []*pg_query.Node{pg_query.MakeIntNode(-1)}
+	return pg_query.MakeAExprNode(pg_query.A_Expr_Kind_AEXPR_OP_ANY, []*pg_query.Node{strNode("=")}, arg, typeCast(arr, oidArr), 0)
+}

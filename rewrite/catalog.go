@@ -92,10 +92,11 @@ func (p *pass) visible() *visibility {
 		if !p.relationReadable(t) {
 			continue
 		}
-		v.rels = append(v.rels, p.view(t))
-		oids = append(oids, regclassLit(t.rel.Schema, t.rel.Name))
-		pairs = append(pairs, "("+sqlLit(t.rel.Schema)+", "+sqlLit(t.rel.Name)+")")
-		schemas[t.rel.Schema] = true
+		vw := p.view(t)
+		v.rels = append(v.rels, vw)
+		oids = append(oids, regclassLit(vw.schema, t.rel.Name))
+		pairs = append(pairs, "("+sqlLit(vw.schema)+", "+sqlLit(t.rel.Name)+")")
+		schemas[vw.schema] = true
 	}
 	if len(oids) == 0 {
 		v.relOids = "'{}'::pg_catalog.oid[]"
@@ -128,7 +129,7 @@ func (p *pass) relationReadable(t *relTemplate) bool {
 	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
 		return false
 	}
-	return t.rel.Shared || p.id.Tenant != ""
+	return (t.rel.Shared || p.id.Tenant != "") && p.tenantServes(t)
 }
 
 func sortedTemplateKeys(m map[string]*relTemplate) []string {
@@ -155,7 +156,7 @@ func (v *visibility) deniedAnd(relCol string, cond func(rel, nums string) string
 			}
 		}
 		sort.Strings(nums)
-		rel := regclassLit(vw.t.rel.Schema, vw.t.rel.Name)
+		rel := regclassLit(vw.schema, vw.t.rel.Name)
 		arr := "'{" + strings.Join(nums, ",") + "}'::pg_catalog.int2[]"
 		b.WriteString(" AND NOT (" + relCol + " = " + rel + " AND " + cond(rel, arr) + ")")
 	}
@@ -175,7 +176,7 @@ func (v *visibility) deniedColumnsAnd() string {
 		if len(names) == 0 {
 			continue
 		}
-		b.WriteString(" AND NOT (table_schema = " + sqlLit(vw.t.rel.Schema) + " AND table_name = " + sqlLit(vw.t.rel.Name) +
+		b.WriteString(" AND NOT (table_schema = " + sqlLit(vw.schema) + " AND table_name = " + sqlLit(vw.t.rel.Name) +
 			" AND column_name IN (" + strings.Join(names, ", ") + "))")
 	}
 	return b.String()
@@ -259,7 +260,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			}) + v.deniedAnd("confrelid", arrayOverlaps("confkey")) +
 			") OR (conrelid = 0 AND oid" + sys + ")"
 	case "pg_namespace":
-		return all + "oid" + sys + " OR nspname = ANY (" + v.schemas + ")"
+		return p.namespaceSQL(name, from, "oid"+sys+" OR nspname = ANY ("+v.schemas+")")
 	case "pg_type":
 		// initdb's types, the row types of visible relations, the types of
 		// their visible columns, and arrays of these; other types (row
@@ -435,7 +436,7 @@ func (p *pass) objectVisible(class, oid, sub string) string {
 // catalogRangeVar replaces a virtualized catalog relation by its subquery.
 func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info bool, s *scope) {
 	alias := aliasFor(rv.Alias, rv.Relname)
-	sub, err := parseSubselect(p.r.bodies, p.catalogSQL(rv.Relname, info), alias)
+	sub, err := parseSubselect(p.r.bodies, p.logicalSchemaNames(rv.Relname, info, p.catalogSQL(rv.Relname, info)), alias)
 	if err != nil {
 		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
 		return

@@ -173,7 +173,7 @@ func (v *visibility) deniedRelsCond() string {
 	var rels []string
 	for _, vw := range v.rels {
 		if len(vw.denied) > 0 {
-			rels = append(rels, regclassLit(vw.t.rel.Schema, vw.t.rel.Name))
+			rels = append(rels, regclassLit(vw.schema, vw.t.rel.Name))
 		}
 	}
 	if len(rels) == 0 {
@@ -220,7 +220,7 @@ func (p *pass) relationLiteral(s string) (string, *pgerr.Error) {
 	if t == nil || !p.relationReadable(t) {
 		return "", missing
 	}
-	return quoteIdent(t.rel.Schema) + "." + quoteIdent(t.rel.Name), nil
+	return quoteIdent(p.relSchema(t)) + "." + quoteIdent(t.rel.Name), nil
 }
 
 // parseQualifiedName splits a possibly quoted, dotted name as regclass
@@ -311,6 +311,7 @@ func (p *pass) regCast(tc *pg_query.TypeCast) {
 		tc.Arg = strConst(lit)
 		return
 	}
+	p.logicalNamespace(typ, tc)
 	if sub := p.regLookup(typ, tc.Arg); sub != nil {
 		tc.Arg = sub
 		p.reshaped++ // the lookup must not rename the result

@@ -43,6 +43,9 @@ type Options struct {
 	// Rewriter of a process the same one. Nil gives the Rewriter a gate of
 	// its own with the default limits.
 	Gate *Gate
+	// TenantSchemas knows the tenants' schemas; required when the policy
+	// has relations with tenancy: schema (schematenancy.go).
+	TenantSchemas TenantSchemaSource
 }
 
 const defaultCacheBytes = 64 << 20
@@ -70,6 +73,8 @@ type Rewriter struct {
 	bodies *bodyCache
 	// cat has the column lists of the warehouse's pg_catalog relations.
 	cat *policy.Catalog
+	// tenancy is schema per tenant's state (schematenancy.go).
+	tenancy *schemaTenancy
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -111,6 +116,9 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 		}
 	}
 	r.personal = personal(p.Relations) || personal(p.Internal)
+	if r.tenancy, err = newSchemaTenancy(p, opts.TenantSchemas); err != nil {
+		return nil, err
+	}
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err
 	}
@@ -235,12 +243,13 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	if id.Tenant != "" && !r.pol.KnowsTenant(id.Tenant) {
 		return nil, pgerr.Denied("permission denied: unknown tenant")
 	}
+	ts := r.tenantFor(ctx, id)
 	// A statement too long to cache skips the cache, its key's copy of the
 	// text and the template's second rewrite.
 	cached := r.cache != nil && r.cache.fits(len(sql))
 	var idKey, key string
 	if cached {
-		idKey = identityKey(r.pol.Version(), id, r.personal) + prm.key()
+		idKey = identityKey(r.pol.Version(), id, r.personal) + prm.key() + ts.cacheKey()
 		key = idKey + sql
 		if res, ok := r.cache.get(key); ok {
 			return res, nil
@@ -248,26 +257,26 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	}
 	id = r.impersonal(id)
 	if !cached {
-		return r.rewriteMiss(ctx, sql, id, prm, false, "", "")
+		return r.rewriteMiss(ctx, sql, id, ts, prm, false, "", "")
 	}
 	// Sessions that share a key and miss together (a dashboard opened by
 	// many users at once, every session after a policy reload) wait for
 	// one rewrite instead of queueing at the gate for the same work.
 	return r.flights.do(ctx, key, func() (*Result, error) {
-		return r.rewriteMiss(ctx, sql, id, prm, true, idKey, key)
+		return r.rewriteMiss(ctx, sql, id, ts, prm, true, idKey, key)
 	})
 }
 
 // rewriteMiss rewrites a statement the cache did not answer, within a slot
 // of the gate; cached says whether its result may be cached, under key.
-func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Identity, prm *params, cached bool, idKey, key string) (*Result, error) {
+func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Identity, ts *tenantState, prm *params, cached bool, idKey, key string) (*Result, error) {
 	m, perr := r.gate.enter(ctx, len(sql))
 	if perr != nil {
 		return nil, perr
 	}
 	defer r.gate.leave(m)
 	if !cached {
-		res, perr := r.rewrite(m, sql, id, prm, nil)
+		res, perr := r.rewriteAs(m, sql, id, ts, prm, nil)
 		if perr != nil {
 			return nil, perr
 		}
@@ -278,12 +287,12 @@ func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Ident
 		return nil, m.err
 	}
 	if !ok {
-		return r.rewriteCached(m, sql, key, id, prm, prm == nil && constantFree(sql))
+		return r.rewriteCached(m, sql, key, id, ts, prm, prm == nil && constantFree(sql))
 	}
 	if len(n.consts) > maxParams {
 		// No prepared form can take so many (prepared.go), and a template
 		// would cost a second rewrite for a shape that hardly repeats.
-		return r.rewriteCached(m, sql, key, id, prm, false)
+		return r.rewriteCached(m, sql, key, id, ts, prm, false)
 	}
 	tkey := n.key(idKey)
 	if t, ok := r.cache.getTemplate(tkey); ok {
@@ -295,16 +304,16 @@ func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Ident
 			}
 			return res, nil
 		}
-		return r.rewriteCached(m, sql, key, id, prm, false)
+		return r.rewriteCached(m, sql, key, id, ts, prm, false)
 	}
-	res, perr := r.rewrite(m, sql, id, prm, nil)
+	res, perr := r.rewriteAs(m, sql, id, ts, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
 	res.Cacheable = true
 	t := noTemplate
 	// The text has no parameters of its own (normalize), so prm is moot.
-	if tres, perr := r.rewrite(m, n.text, id, nil, n.kinds); perr == nil {
+	if tres, perr := r.rewriteAs(m, n.text, id, ts, nil, n.kinds); perr == nil {
 		tres.Fingerprint, tres.Cacheable = res.Fingerprint, true
 		if cand := newTemplate(m, tres, n.kinds); cand.ok && cand.matches(m, n.consts, res) {
 			t = cand
@@ -326,8 +335,8 @@ func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Ident
 // statement without constants or parameters (constFree) that is a single
 // query gets its own rewrite as its prepared form, so that repeating it (a
 // dashboard's refresh) reuses the warehouse's plan.
-func (r *Rewriter) rewriteCached(m *meter, sql, key string, id *policy.Identity, prm *params, constFree bool) (*Result, error) {
-	res, perr := r.rewrite(m, sql, id, prm, nil)
+func (r *Rewriter) rewriteCached(m *meter, sql, key string, id *policy.Identity, ts *tenantState, prm *params, constFree bool) (*Result, error) {
+	res, perr := r.rewriteAs(m, sql, id, ts, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}
@@ -350,6 +359,11 @@ func roleName(r policy.Role) string {
 // extended protocol's Parse; kinds when sql is a template's placeholder text
 // (see template.go).
 func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *params, kinds []byte) (*Result, *pgerr.Error) {
+	return r.rewriteAs(m, sql, id, r.tenantFor(context.Background(), id), prm, kinds)
+}
+
+// rewriteAs is rewrite for the session's tenant schema ts (tenantFor).
+func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tenantState, prm *params, kinds []byte) (*Result, *pgerr.Error) {
 	// A template's text (kinds set) is a statement that passed this check
 	// with its constants turned into placeholders: tokens of the same
 	// weight (none), so the same estimate.
@@ -386,7 +400,7 @@ func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *param
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
 	for i, raw := range tree.Stmts {
-		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
+		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm, tenant: ts}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err

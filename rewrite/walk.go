@@ -38,6 +38,8 @@ type pass struct {
 	sysCols []string
 	// lean is set while a lookup's catalog body is built (lookupBody).
 	lean bool
+	// tenant is the session's tenant schema (schematenancy.go), or nil.
+	tenant *tenantState
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -66,6 +68,7 @@ type view struct {
 	t      *relTemplate
 	denied map[string]bool
 	cols   map[string]bool // visible columns
+	schema string          // the schema it is read from (schematenancy.go)
 }
 
 // at sets an error's position from a node's byte offset into the client's
@@ -405,6 +408,9 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
+	if !p.tenantReady(t, rv.Location) {
+		return
+	}
 	v := p.view(t)
 	p.note(t.rel.QualifiedName())
 	item := rangeItem{alias: alias, v: v}
@@ -457,7 +463,7 @@ func (p *pass) view(t *relTemplate) *view {
 	if v, ok := p.views[t]; ok {
 		return v
 	}
-	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}}
+	v := &view{t: t, denied: map[string]bool{}, cols: map[string]bool{}, schema: p.relSchema(t)}
 	for _, c := range t.cols {
 		if c.rule != nil && c.rule.Deny && !p.id.InGroup(c.rule.UnlessGroups...) {
 			v.denied[c.name] = true
@@ -487,14 +493,15 @@ func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname 
 			targets = append(targets, resTarget("", colRef(c.name)))
 		}
 	}
-	if !restricted {
+	if !restricted && t.rel.Tenancy != policy.TenancySchema {
 		// Every column as it is: * says the same as the full list (columns
 		// are visible unless the policy says otherwise) with a smaller tree
-		// to deparse.
+		// to deparse. A tenant's schema is read by the model's column list,
+		// so that one changed since it was checked shows no other column.
 		targets = []*pg_query.Node{resTarget("", starRef())}
 	}
 	var conds []*pg_query.Node
-	if !t.rel.Shared {
+	if t.rel.TenantColumn != "" {
 		conds = append(conds, opExpr("=", colRef(t.rel.TenantColumn), strConst(p.id.Tenant)))
 	}
 	for i, f := range t.rel.Filters {
@@ -513,7 +520,7 @@ func (p *pass) subquery(t *relTemplate, v *view, alias *pg_query.Alias, relname 
 	if len(conds) > 0 {
 		where = andExpr(conds)
 	}
-	return fencedSubquery(t.rel.Schema, t.rel.Name, !t.cat.Partitioned, targets, where, aliasFor(alias, relname))
+	return fencedSubquery(v.schema, t.rel.Name, !t.cat.Partitioned, targets, where, aliasFor(alias, relname))
 }
 
 // filter instantiates a policy filter for the session: its placeholders
@@ -889,6 +896,7 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 			p.expr(fc.AggFilter, s)
 			if p.err == nil {
 				p.catalogFuncCall(n, fc, name, spec)
+				p.tenantTableVisible(n, fc, name)
 			}
 			return
 		}

@@ -278,6 +278,7 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	for _, st := range res.Statements {
+		explainTenancy(stdout, p, ident, st.Relations)
 		fmt.Fprintf(stdout, "%s;\n", st.SQL)
 	}
 	return nil
@@ -336,6 +337,11 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	for name, w := range cfg.Warehouses {
+		if *withCatalog {
+			if err := checkTenantSchemas(ctx, cfg, name, stdout); err != nil {
+				return err
+			}
+		}
 		fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
 	}
 	return nil

@@ -24,6 +24,9 @@ import (
 
 const demoWarehouse = "analytics"
 
+// demoTenancyWarehouse is the demo's schema-per-tenant warehouse (tenancy.go).
+const demoTenancyWarehouse = "saas"
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", "", "`directory` for the generated config, keys, policy and database (default a new temporary one)")
@@ -38,6 +41,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err 
 	if err != nil {
 		return err
 	}
+	d.tenancy = true
 	stopping := false
 	defer func() {
 		if cerr := d.cleanup(); cerr != nil && err == nil {
@@ -87,6 +91,9 @@ type demoRun struct {
 	removeDir  bool
 	cluster    *pgcluster.Cluster
 	createdAny []string
+	// tenancy adds the schema-per-tenant warehouse (tenancy.go); the
+	// tests that only need a running service leave it out.
+	tenancy bool
 }
 
 func newDemo(dir string) (*demoRun, error) {
@@ -194,10 +201,18 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 			"store_dsn":        d.cluster.UserDSN("pgwarden_control", "pgwarden_control", ctlPassword),
 			"api_keys":         []map[string]any{{"name": "demo-host-app", "sha256": hex.EncodeToString(sum[:])}},
 			"cors_origins":     []string{"http://localhost:3000", "http://127.0.0.1:3000"},
+			// The database POST /v1/sessions names: the row-tenancy warehouse
+			// (the demo has two).
+			"connect": map[string]any{"database": demoWarehouse},
 		},
 		"metrics": map[string]any{"listen": hostPort(portOrFree(metricsPort))},
 		"audit":   map[string]any{"path": "audit.jsonl", "include_sql": true},
 		"log":     map[string]any{"level": "warn", "format": "console"},
+	}
+	if d.tenancy {
+		if err := d.provisionTenancy(ctx, svcPassword, doc); err != nil {
+			return nil, "", err
+		}
 	}
 	d.createdAny = append(d.createdAny, "audit.jsonl")
 	out, err := yaml.Marshal(doc)
@@ -272,7 +287,7 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	for _, tenant := range demo.Tenants {
 		token, sid, err := a.mintSession(ctx, sessionRequest{
 			Tenant: tenant, ExternalID: tenant + "-analyst",
-			Roles: map[string]string{demoWarehouse: "querier"}, TTL: time.Hour,
+			Roles: map[string]string{demoWarehouse: "querier", demoTenancyWarehouse: "querier"}, TTL: time.Hour,
 		})
 		if err != nil {
 			return err
@@ -283,6 +298,7 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	self := selfCommand()
 	fmt.Fprintln(w, "\nTry, in any of them:")
 	printQueries(w, demoQueries)
+	printTenancyDemo(w)
 	fmt.Fprintf(w, `
 A session in group pii that sees only region EU (the token goes to stdout, its session id to stderr):
   %s ticket --config %s --tenant acme --external-id alice --groups pii --attr regions=EU --session

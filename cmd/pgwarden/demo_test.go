@@ -160,6 +160,7 @@ func TestDemo(t *testing.T) {
 	}
 
 	checkSuggestions(t, sessions["acme"], lines)
+	checkTenancyDemo(t, sessions, cfgPath, lines)
 
 	// The printed command works as printed, in the real psql.
 	psql, err := exec.LookPath("psql")

@@ -325,6 +325,10 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)
 	}
+	tenants, err := tenantSchemas(cfg, name, p, cat)
+	if err != nil {
+		return nil, err
+	}
 	rw, err := rewrite.New(p, cat, rewrite.Options{
 		CacheBytes:          cfg.Proxy.RewriteCacheBytes,
 		MaxStatementTimeout: cfg.Proxy.StatementTimeout,
@@ -334,6 +338,8 @@ func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.P
 		// Audit records and statement logs (info and below) group by it.
 		Fingerprints: cfg.Audit.Path != "" || cfg.Log.Level == "info" || cfg.Log.Level == "debug",
 		Gate:         gate,
+		// Relations kept one schema per tenant (tenancy.go); nil without.
+		TenantSchemas: tenants,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("warehouse %s: %w", name, err)

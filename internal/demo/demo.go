@@ -94,3 +94,31 @@ func quoteLiteral(s string) string {
 	}
 	return string(append(out, '\''))
 }
+
+// TenancySchemas are the schemas of the schema-per-tenant demo warehouse
+// (testdata/tenancy): the model, one per tenant, and the shared one.
+var TenancySchemas = []string{"shared", "tenant_template", "tenant_acme", "tenant_globex", "initech_prod"}
+
+// LoadTenancy creates the schema-per-tenant demo in the database conn is on
+// (db, as a superuser) and lets role, the service account, read it.
+func LoadTenancy(ctx context.Context, conn *pgx.Conn, role, db string) error {
+	if _, err := conn.Exec(ctx, pgwarden.DemoTenancySchema); err != nil {
+		return fmt.Errorf("schema-per-tenant demo: %w", err)
+	}
+	ident := pgx.Identifier{role}.Sanitize()
+	stmts := []string{
+		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", pgx.Identifier{db}.Sanitize()),
+		fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", pgx.Identifier{db}.Sanitize(), ident),
+	}
+	for _, s := range TenancySchemas {
+		s = pgx.Identifier{s}.Sanitize()
+		stmts = append(stmts, fmt.Sprintf("GRANT USAGE ON SCHEMA %s TO %s", s, ident),
+			fmt.Sprintf("GRANT SELECT ON ALL TABLES IN SCHEMA %s TO %s", s, ident))
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return fmt.Errorf("schema-per-tenant demo: %w", err)
+		}
+	}
+	return nil
+}
