@@ -127,6 +127,11 @@ type Relation struct {
 	Published    bool
 	Filters      []*Filter
 	Columns      map[string]*ColumnRule
+	// Tenancy is how tenants are kept apart (rowsecurity.go); Rewrite is
+	// false for a passthrough relation that the warehouse alone guards
+	// (then it is Shared, with no filters or column rules).
+	Tenancy Tenancy
+	Rewrite bool
 }
 
 // QualifiedName returns schema.name.
@@ -145,6 +150,9 @@ type Policy struct {
 	Relations map[string]*Relation
 	// Internal, when non-nil, is the relation set for internal sessions.
 	Internal map[string]*Relation
+	// RowSecurity, when non-nil, is what pgwarden sets on warehouse
+	// connections for the warehouse's own row-level security to read.
+	RowSecurity *RowSecurity
 
 	version   string
 	tenantSet map[string]bool
@@ -208,6 +216,8 @@ type fileDoc struct {
 	Functions  *fileFunctions          `yaml:"functions"`
 	Relations  map[string]fileRelation `yaml:"relations"`
 	Internal   *fileInternal           `yaml:"internal"`
+	// RowSecurity is parsed in rowsecurity.go.
+	RowSecurity *fileRowSecurity `yaml:"row_security"`
 }
 
 type fileFunctions struct {
@@ -224,6 +234,8 @@ type fileRelation struct {
 	Published    bool                  `yaml:"published"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
+	Tenancy      string                `yaml:"tenancy"`
+	Rewrite      *bool                 `yaml:"rewrite"`
 }
 
 type fileFilter struct {
@@ -295,6 +307,11 @@ func Parse(data []byte, filename string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: relations: no relations listed", filename)
 	}
 	var err error
+	if doc.RowSecurity != nil {
+		if p.RowSecurity, err = parseRowSecurity(filename, doc.RowSecurity); err != nil {
+			return nil, err
+		}
+	}
 	if p.Relations, err = p.parseRelations(doc.Relations, "relations"); err != nil {
 		return nil, err
 	}
@@ -324,7 +341,10 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 			return nil, fmt.Errorf("%s: bad relation name (want schema.name)", where)
 		}
 		r := &Relation{Schema: schema, Name: name, TenantColumn: fr.TenantColumn, Shared: fr.Shared,
-			Published: fr.Published, Columns: map[string]*ColumnRule{}}
+			Published: fr.Published, Columns: map[string]*ColumnRule{}, Tenancy: TenancyColumn, Rewrite: true}
+		if err := p.parseTenancy(r, fr, where); err != nil {
+			return nil, err
+		}
 		switch {
 		case r.Shared && r.TenantColumn != "":
 			return nil, fmt.Errorf("%s: shared relations have no tenant_column", where)

@@ -57,6 +57,10 @@ type clientConn struct {
 	keySecret []byte
 	counted   bool
 	stopWatch func()
+	// rls is the session's pass-through row security (rowsecurity.go),
+	// nil when the warehouse's policy has none; the loop recomputes it
+	// under mu after a policy reload.
+	rls *rowSecurity
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu

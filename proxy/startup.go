@@ -312,6 +312,10 @@ func (c *clientConn) startup() error {
 		return err
 	}
 	c.watch()
+	if _, err := c.rowSecurityFor(); err != nil {
+		c.srv.metrics.authFailure("no_access")
+		return err
+	}
 
 	params, err = c.bindAtStartup(ctx)
 	if err != nil {
@@ -456,6 +460,11 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 			return nil, asFatal(err)
 		}
 		c.pool = p
+		if c.rls != nil {
+			if err := p.checkRowSecurity(ctx, c.rls); err != nil {
+				return nil, asFatal(err)
+			}
+		}
 		// Settings are replayed per transaction: check them now, so that
 		// a value the warehouse refuses fails the login as on PostgreSQL
 		// instead of every transaction later.
@@ -486,6 +495,19 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		return nil, err
 	}
 	b := newBackend(sc, time.Now(), wh.Pool.MaxPreparedStatements)
+	if c.rls != nil {
+		// The connection is the session's alone: its role and settings
+		// are set once, and go with it when it closes.
+		if status, err := b.roundTrip(c.rls.set, c.srv.cfg.ConnectTimeout); err != nil || status != 'I' {
+			sc.Close()
+			var pe *pgerr.Error
+			if errors.As(err, &pe) {
+				return nil, pgerr.Fatalf(pe.Code, "cannot take on this session's row security role: %s", pe.Message).
+					WithHint("create the role and grant it to the warehouse's service account (GRANT role TO service_account)")
+			}
+			return nil, fmt.Errorf("setting row security: status %c: %w", status, err)
+		}
+	}
 	c.cur, c.cancelTo = b, b
 	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
 	params := map[string]string{}

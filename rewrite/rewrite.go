@@ -111,6 +111,10 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	return r, nil
 }
 
+// RowSecurity is the policy's row_security block, or nil: what the proxy
+// sets on warehouse connections for the warehouse's own policies.
+func (r *Rewriter) RowSecurity() *policy.RowSecurity { return r.pol.RowSecurity }
+
 func templates(rels map[string]*policy.Relation, cat *policy.Catalog) (map[string]*relTemplate, error) {
 	out := make(map[string]*relTemplate, len(rels))
 	for key, rel := range rels {
