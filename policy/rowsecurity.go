@@ -228,33 +228,28 @@ func (s *SessionRowSecurity) SetSQL() string {
 }
 
 // ResetSQL returns a connection to the service account with none of s's
-// settings, and answers one row with one column, "t" when that holds.
+// settings, and answers one row with one column, "t" when that holds. One
+// statement: the subquery's set_config calls run before the outer checks.
 func (s *SessionRowSecurity) ResetSQL() string {
-	var b strings.Builder
+	var sets []string
 	checks := []string{"current_user = session_user"}
 	if s.Role != "" {
-		b.WriteString("RESET ROLE; ")
+		sets = append(sets, "pg_catalog.set_config('role', 'none', false)")
 	}
 	for _, st := range s.Settings {
-		fmt.Fprintf(&b, "RESET %s; ", quoteSettingName(st.Name))
-		checks = append(checks, fmt.Sprintf("coalesce(pg_catalog.current_setting(%s, true), '') = ''", QuoteLiteral(st.Name)))
+		sets = append(sets, "pg_catalog.set_config("+QuoteLiteral(st.Name)+", '', false)")
+		checks = append(checks, fmt.Sprintf("pg_catalog.current_setting(%s, true) = ''", QuoteLiteral(st.Name)))
 	}
-	b.WriteString("SELECT " + strings.Join(checks, " AND "))
-	return b.String()
+	if len(sets) == 0 {
+		sets = append(sets, "1")
+	}
+	return "SELECT " + strings.Join(checks, " AND ") + " FROM (SELECT " + strings.Join(sets, ", ") + " OFFSET 0) AS reset"
 }
 
 // QuoteLiteral quotes s as a standard-conforming SQL string literal (the
 // proxy pins standard_conforming_strings on every warehouse connection).
 func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-// quoteSettingName quotes each part of a validated custom setting name.
-func quoteSettingName(name string) string {
-	parts := strings.Split(name, ".")
-	for i, p := range parts {
-		parts[i] = `"` + p + `"`
-	}
-	return strings.Join(parts, ".")
-}
 
 // parseTenancy reads a relation's tenancy and rewrite fields.
 func (p *Policy) parseTenancy(r *Relation, fr fileRelation, where string) error {

@@ -55,9 +55,14 @@ var rlsTenants = []string{"acme", "globex", "initech"}
 
 // startRLSProxy serves warehouse "wh" over the fixture with the real
 // rewriter, its service account a role of its own granted the tenants'.
-func startRLSProxy(t *testing.T, mode PoolMode, size int) *testProxy {
+func startRLSProxy(t testing.TB, mode PoolMode, size int) *testProxy {
+	return startRLSProxyWith(t, mode, size, rlsPolicy)
+}
+
+func startRLSProxyWith(t testing.TB, mode PoolMode, size int, policyYAML string) *testProxy {
 	t.Helper()
-	ctx := ctxT(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	var dbURL, db, svc string
 	t.Cleanup(func() {
 		// The roles are the cluster's: dropped after the database is.
@@ -76,7 +81,7 @@ func startRLSProxy(t *testing.T, mode PoolMode, size int) *testProxy {
 		}
 		a.Exec(ctx, "DROP ROLE IF EXISTS "+svc)
 	})
-	tp := startProxy(t, func(cfg *Config, deps *Deps) {
+	tp := startProxyTB(t, func(cfg *Config, deps *Deps) {
 		dbURL = deps.Warehouses["wh"].DSN
 		u, err := url.Parse(dbURL)
 		if err != nil {
@@ -90,14 +95,14 @@ func startRLSProxy(t *testing.T, mode PoolMode, size int) *testProxy {
 		}
 		defer admin.Close(ctx)
 		setup := rlsFixture + fmt.Sprintf(`CREATE ROLE %[1]s LOGIN PASSWORD 'svc' NOSUPERUSER NOBYPASSRLS;
-GRANT CONNECT ON DATABASE %[2]s TO %[1]s;`, svc, db)
+GRANT CONNECT ON DATABASE %[2]s TO %[1]s; GRANT SELECT ON orders TO %[1]s;`, svc, db)
 		for _, tn := range rlsTenants {
-			setup += fmt.Sprintf("CREATE ROLE %[1]s_%[2]s NOLOGIN; GRANT SELECT ON docs, notes, whoami TO %[1]s_%[2]s; GRANT %[1]s_%[2]s TO %[3]s;\n", db, tn, svc)
+			setup += fmt.Sprintf("CREATE ROLE %[1]s_%[2]s NOLOGIN; GRANT SELECT ON docs, notes, whoami, orders TO %[1]s_%[2]s; GRANT %[1]s_%[2]s TO %[3]s;\n", db, tn, svc)
 		}
 		if _, err := admin.Exec(ctx, setup); err != nil {
 			t.Fatal(err)
 		}
-		pol, err := policy.Parse([]byte(strings.ReplaceAll(rlsPolicy, "DB_", db+"_")), "policy.yaml")
+		pol, err := policy.Parse([]byte(strings.ReplaceAll(policyYAML, "DB_", db+"_")), "policy.yaml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,7 +167,7 @@ func checkOwn(ctx context.Context, c *pgconn.PgConn, db, tenant string) error {
 	return nil
 }
 
-func rlsDB(t *testing.T, tp *testProxy) string {
+func rlsDB(t testing.TB, tp *testProxy) string {
 	u, err := url.Parse(tp.dbURL)
 	if err != nil {
 		t.Fatal(err)
@@ -483,4 +488,42 @@ func TestRowSecuritySetupFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkPoolClean(t, tp, db)
+}
+
+// BenchmarkRowSecurity is the cost of pass-through per transaction: the
+// same point query on a plain table through a warehouse without row
+// security and through one with it (role and settings set ahead of the
+// statement in the same write, reset and checked after the answer).
+func BenchmarkRowSecurity(b *testing.B) {
+	const plain = `
+relations:
+  public.orders: { tenant_column: tenant_id }
+`
+	const withRLS = `
+row_security:
+  role: "DB_{{tenant}}"
+  settings: { prefix: app, claims: request.jwt.claims }
+relations:
+  public.orders: { tenant_column: tenant_id }
+`
+	for _, bc := range []struct{ name, pol string }{{"plain", plain}, {"passthrough", withRLS}} {
+		for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+			b.Run(bc.name+"/"+string(mode), func(b *testing.B) {
+				tp := startRLSProxyWith(b, mode, 2, bc.pol)
+				ctx := context.Background()
+				c, err := pgconn.Connect(ctx, tp.url("tok-rls-acme", "wh", ""))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close(ctx)
+				b.ReportAllocs()
+				for b.Loop() {
+					rr := c.ExecParams(ctx, "SELECT total FROM orders WHERE order_id = $1", [][]byte{[]byte("2")}, nil, nil, nil).Read()
+					if rr.Err != nil || len(rr.Rows) != 1 {
+						b.Fatalf("%v, %d rows", rr.Err, len(rr.Rows))
+					}
+				}
+			})
+		}
+	}
 }
