@@ -250,7 +250,6 @@ func (s *SessionRowSecurity) ResetSQL() string {
 // proxy pins standard_conforming_strings on every warehouse connection).
 func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-
 // parseTenancy reads a relation's tenancy and rewrite fields.
 func (p *Policy) parseTenancy(r *Relation, fr fileRelation, where string) error {
 	switch Tenancy(fr.Tenancy) {
