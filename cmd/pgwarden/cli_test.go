@@ -83,6 +83,10 @@ func TestCLIAgainstDemo(t *testing.T) {
 		t.Errorf("explain with pii: exit %d\n%s", code, out)
 	}
 
+	if !strings.Contains(out, "-- public.customers: column (rows filtered on tenant_id)") || strings.Contains(out, "runs as role") {
+		t.Errorf("explain names the tenancy model:\n%s", out)
+	}
+
 	code, out, errOut = runCLI(t, "policy", "check", "--config", cfgPath, "--catalog")
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Errorf("policy check --config --catalog: exit %d %s %s", code, out, errOut)

@@ -280,6 +280,48 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	for _, st := range res.Statements {
 		fmt.Fprintf(stdout, "%s;\n", st.SQL)
 	}
+	return explainTenancy(stdout, p, ident, res)
+}
+
+// explainTenancy says which tenancy model each relation a statement reads
+// uses and, under pass-through row security, the role and settings the
+// statement runs under and the statement that sets them.
+func explainTenancy(w io.Writer, p *policy.Policy, id *policy.Identity, res *rewrite.Result) error {
+	rels := p.RelationsFor(id.Kind)
+	seen := map[string]bool{}
+	for _, st := range res.Statements {
+		for _, name := range st.Relations {
+			r := rels[name]
+			if r == nil || seen[name] {
+				continue
+			}
+			seen[name] = true
+			switch {
+			case r.Tenancy == policy.TenancyPassthrough && !r.Rewrite:
+				fmt.Fprintf(w, "-- %s: passthrough (the warehouse's row security alone; not rewritten)\n", name)
+			case r.Tenancy == policy.TenancyPassthrough:
+				fmt.Fprintf(w, "-- %s: passthrough (the warehouse's row security, and pgwarden's fence as above)\n", name)
+			case r.Shared:
+				fmt.Fprintf(w, "-- %s: shared\n", name)
+			default:
+				fmt.Fprintf(w, "-- %s: column (rows filtered on %s)\n", name, r.TenantColumn)
+			}
+		}
+	}
+	if p.RowSecurity == nil {
+		return nil
+	}
+	s, err := p.RowSecurity.For(id)
+	if err != nil {
+		return err
+	}
+	if s.Role != "" {
+		fmt.Fprintf(w, "-- runs as role %s\n", s.Role)
+	}
+	for _, st := range s.Settings {
+		fmt.Fprintf(w, "-- with %s = %s\n", st.Name, policy.QuoteLiteral(st.Value))
+	}
+	fmt.Fprintf(w, "-- set on the warehouse connection before the statement:\n-- %s;\n", s.SetSQL())
 	return nil
 }
 
