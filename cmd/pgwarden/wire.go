@@ -100,6 +100,7 @@ func authConfig(c *config.File) auth.Config {
 		ConnectHost:        a.Connect.Host,
 		ConnectPort:        a.Connect.Port,
 		ConnectDatabase:    a.Connect.Database,
+		Warehouses:         warehouseNames(c),
 		BaseRole:           policy.Role(a.BaseRole),
 
 		StoreConnectTimeout: a.StoreConnectTimeout,
@@ -521,4 +522,14 @@ func (a *app) mintSession(ctx context.Context, r sessionRequest) (token, sid str
 		return "", "", err
 	}
 	return token, s.ID, nil
+}
+
+// warehouseNames lists the configured warehouses, by name.
+func warehouseNames(c *config.File) []string {
+	names := make([]string, 0, len(c.Warehouses))
+	for name := range c.Warehouses {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
 }
