@@ -61,6 +61,9 @@ type clientConn struct {
 	// nil when the warehouse's policy has none; the loop recomputes it
 	// under mu after a policy reload.
 	rls *rowSecurity
+	// tdb is the tenant's own database, for a warehouse with a database
+	// per tenant (tenantdb.go); wh is then tdb's.
+	tdb *tenantDB
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu
@@ -958,6 +961,9 @@ func (c *clientConn) close() {
 	}
 	if c.counted {
 		c.srv.sessions.Add(-1)
+	}
+	if c.tdb != nil {
+		c.tdb.reg.release(c.tdb)
 	}
 	c.srv.metrics.connsCurrent.Dec()
 	c.srv.untrack(c)

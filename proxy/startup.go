@@ -311,6 +311,14 @@ func (c *clientConn) startup() error {
 		c.srv.metrics.authFailure("expired")
 		return err
 	}
+	if r := c.srv.tenants[wh.Name]; r != nil {
+		db, err := r.acquire(ctx, session.Tenant)
+		if err != nil {
+			c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
+			return err
+		}
+		c.tdb, c.wh = db, db.wh
+	}
 	c.watch()
 	if _, err := c.rowSecurityFor(); err != nil {
 		c.srv.metrics.authFailure("no_access")
@@ -454,7 +462,11 @@ func (c *clientConn) cancelWarehouse(ctx context.Context) error {
 // with the client's startup parameters replayed per transaction instead.
 func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, error) {
 	wh := c.wh
-	if p := c.srv.pools[wh.Name]; p != nil {
+	p, up := c.srv.pools[wh.Name], c.srv.upstreams[wh.Name]
+	if c.tdb != nil {
+		p, up = c.tdb.pool, c.tdb.up
+	}
+	if p != nil {
 		poolParams, err := p.startupParams(ctx)
 		if err != nil {
 			return nil, asFatal(err)
@@ -488,7 +500,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		}
 		return params, nil
 	}
-	sc, err := c.srv.upstreams[wh.Name].Acquire(ctx, &ClientInfo{
+	sc, err := up.Acquire(ctx, &ClientInfo{
 		Warehouse: wh.Name, SessionID: c.session.ID, Tenant: c.session.Tenant, User: c.user, Params: c.upParams,
 	})
 	if err != nil {
