@@ -334,3 +334,26 @@ func (u limitedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerCon
 	s.onClose = u.lim.give
 	return s, nil
 }
+
+// ReloadTenantDatabases gives every tenant database in use a rewriter over
+// its warehouse's current policy and its own catalog, read again: call it
+// after SetRewriter on a policy reload. A tenant database whose catalog
+// fails to load keeps its previous rewriter (and is tried again at its
+// next login); the first such error is returned.
+func (s *Server) ReloadTenantDatabases(ctx context.Context) error {
+	var first error
+	for _, r := range s.tenants {
+		r.mu.Lock()
+		dbs := make([]*tenantDB, 0, len(r.dbs))
+		for _, db := range r.dbs {
+			dbs = append(dbs, db)
+		}
+		r.mu.Unlock()
+		for _, db := range dbs {
+			if err := r.load(ctx, db, ""); err != nil && first == nil {
+				first = fmt.Errorf("warehouse %s: a tenant database's catalog: %w", r.base.Name, err)
+			}
+		}
+	}
+	return first
+}

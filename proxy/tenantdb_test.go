@@ -21,7 +21,9 @@ import (
 
 // Tenant databases hold the same table without a tenant column: the
 // database is what keeps tenants apart.
-const tenantDBPolicy = "relations:\n  public.orders: { shared: true }\n"
+// (A masked column makes the relation fenced, so its columns are the
+// catalog's.)
+const tenantDBPolicy = "relations:\n  public.orders: { shared: true, columns: { total: { mask: null } } }\n"
 
 func tenantDBSQL(tenant string) string {
 	return fmt.Sprintf(`CREATE TABLE orders (order_id int NOT NULL, total int NOT NULL, owner text NOT NULL);
@@ -151,6 +153,33 @@ func TestTenantDatabases(t *testing.T) {
 	tp := startTenantDBProxy(t, PoolTransaction, 2, td, tenants)
 	um := tp.connect(t, ctx, "tok-db-umbrella")
 	acme := tp.connect(t, ctx, "tok-db-acme")
+
+	// A reload reads each tenant database's catalog again: a column added
+	// to acme's table becomes readable by acme's open session.
+	a, err := pgx.Connect(ctx, dsns["acme"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Exec(ctx, "ALTER TABLE orders ADD COLUMN region text NOT NULL DEFAULT 'EU'")
+	a.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := acme.Exec(ctx, "SELECT region FROM orders").ReadAll(); err == nil {
+		t.Fatal("a column not in the loaded catalog was readable")
+	}
+	w := tp.srv.warehouses["wh"]
+	rw, err := tenantRewriter(ctx, w.DSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.SetRewriter(rw)
+	if err := tp.srv.ReloadTenantDatabases(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rr, err := acme.Exec(ctx, "SELECT DISTINCT region FROM orders").ReadAll(); err != nil || string(rr[0].Rows[0][0]) != "EU" {
+		t.Errorf("after the reload: %v", err)
+	}
 	if err := ownRows(ctx, um, "umbrella"); err != nil {
 		t.Fatal(err)
 	}

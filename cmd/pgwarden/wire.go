@@ -347,10 +347,14 @@ func (a *app) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.policies.byWarehouse.Store(&policies)
 	for name, rw := range rewriters {
 		a.warehouses[name].SetRewriter(rw)
 	}
-	a.policies.byWarehouse.Store(&policies)
+	if a.proxy != nil {
+		// Tenant databases read the policy stored above.
+		return a.proxy.ReloadTenantDatabases(ctx)
+	}
 	return nil
 }
 
