@@ -1,10 +1,16 @@
 package policy
 
 import (
+	"context"
+	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	pg_query "github.com/pganalyze/pg_query_go/v5"
+
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
 const rlsBase = `
@@ -120,5 +126,65 @@ func TestRowSecuritySQL(t *testing.T) {
 	// A role name PostgreSQL would truncate is refused.
 	if _, err := rs.For(&Identity{Tenant: strings.Repeat("x", 60), Role: RoleQuerier}); err == nil {
 		t.Error("a 70-byte role name was accepted")
+	}
+}
+
+// LoadCatalog, read as the service account, refuses passthrough relations
+// the warehouse would not guard.
+func TestCheckRowSecurity(t *testing.T) {
+	u := pgtest.NewDatabase(t, `
+CREATE TABLE guarded (tenant_id text); ALTER TABLE guarded ENABLE ROW LEVEL SECURITY;
+CREATE TABLE open_table (tenant_id text);
+CREATE VIEW a_view AS SELECT * FROM guarded;`)
+	ctx := context.Background()
+	pu, err := url.Parse(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := strings.TrimPrefix(pu.Path, "/")
+	svc := db + "_rlscheck"
+	admin, err := pgx.Connect(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD 'x'; GRANT CONNECT ON DATABASE %s TO %s; CREATE TABLE owned (t text); ALTER TABLE owned OWNER TO %s; ALTER TABLE owned ENABLE ROW LEVEL SECURITY", svc, db, svc, svc)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		a, err := pgx.Connect(context.Background(), u)
+		if err == nil {
+			a.Exec(context.Background(), "DROP TABLE owned; DROP ROLE "+svc)
+			a.Close(context.Background())
+		}
+	})
+	pu.User = url.UserPassword(svc, "x")
+	load := func(conn *pgx.Conn, rel string) error {
+		p, err := Parse([]byte(rlsBase+"  public."+rel+": {tenancy: passthrough, rewrite: false}\n"), "p.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = LoadCatalog(ctx, conn, p)
+		return err
+	}
+	svcConn, err := pgx.Connect(ctx, pu.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svcConn.Close(ctx)
+	if err := load(svcConn, "guarded"); err != nil {
+		t.Errorf("guarded table: %v", err)
+	}
+	for rel, want := range map[string]string{
+		"open_table": "row-level security is not enabled on it",
+		"a_view":     "passthrough needs a table",
+		"owned":      "the service account owns it",
+	} {
+		if err := load(svcConn, rel); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", rel, err, want)
+		}
+	}
+	if err := load(admin, "guarded"); err == nil || !strings.Contains(err.Error(), "superuser or has BYPASSRLS") {
+		t.Errorf("as a superuser: %v", err)
 	}
 }

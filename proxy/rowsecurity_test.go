@@ -48,7 +48,7 @@ row_security:
 relations:
   public.docs: { tenancy: passthrough, tenant_column: tenant_id }
   public.notes: { tenancy: passthrough, rewrite: false }
-  public.whoami: { tenancy: passthrough, rewrite: false }
+  public.whoami: { shared: true }
 `
 
 var rlsTenants = []string{"acme", "globex", "initech"}
@@ -106,7 +106,15 @@ GRANT CONNECT ON DATABASE %[2]s TO %[1]s; GRANT SELECT ON orders TO %[1]s;`, svc
 		if err != nil {
 			t.Fatal(err)
 		}
-		cat, err := policy.LoadCatalog(ctx, admin, pol)
+		// As pgwarden loads it: as the service account, which checks
+		// that the warehouse guards the passthrough relations.
+		u.User = url.UserPassword(svc, "svc")
+		svcConn, err := pgx.Connect(ctx, u.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer svcConn.Close(ctx)
+		cat, err := policy.LoadCatalog(ctx, svcConn, pol)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,7 +122,6 @@ GRANT CONNECT ON DATABASE %[2]s TO %[1]s; GRANT SELECT ON orders TO %[1]s;`, svc
 		if err != nil {
 			t.Fatal(err)
 		}
-		u.User = url.UserPassword(svc, "svc")
 		w := NewWarehouse("wh", u.String(), rw)
 		w.Pool = PoolConfig{Mode: mode, Size: size}
 		deps.Warehouses["wh"] = w
