@@ -70,21 +70,25 @@ func TestCLIAgainstDemo(t *testing.T) {
 		t.Errorf("ticket for an unknown tenant: exit %d, %q; want exit 1 naming the tenant", code, errOut)
 	}
 
-	code, out, errOut = runCLI(t, "explain", "--config", cfgPath, "--tenant", "acme", "SELECT email FROM customers")
+	code, out, errOut = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoWarehouse, "--tenant", "acme", "SELECT email FROM customers")
 	if code != 0 || !strings.Contains(out, "tenant_id = 'acme'") || !strings.Contains(out, "OFFSET 0") {
 		t.Errorf("explain: exit %d\n%s%s", code, out, errOut)
 	}
-	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--tenant", "acme", "SELECT * FROM internal_costs")
+	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoWarehouse, "--tenant", "acme", "SELECT * FROM internal_costs")
 	if code != 1 || !strings.Contains(out, "refused: 42501") {
 		t.Errorf("explain of a refused statement: exit %d\n%s", code, out)
 	}
-	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--tenant", "acme", "--groups", "pii", "SELECT phone FROM customers")
+	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoWarehouse, "--tenant", "acme", "--groups", "pii", "SELECT phone FROM customers")
 	if code != 0 || !strings.Contains(out, "phone") {
 		t.Errorf("explain with pii: exit %d\n%s", code, out)
 	}
 
 	if !strings.Contains(out, "-- public.customers: column (rows filtered on tenant_id)") || strings.Contains(out, "runs as role") {
 		t.Errorf("explain names the tenancy model:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoRLSWarehouse, "--tenant", "acme", "SELECT count(*) FROM support_tickets")
+	if code != 0 || !strings.Contains(out, "-- public.support_tickets: passthrough") || !strings.Contains(out, "-- runs as role tenant_acme") {
+		t.Errorf("explain of a pass-through relation: exit %d\n%s", code, out)
 	}
 
 	code, out, errOut = runCLI(t, "policy", "check", "--config", cfgPath, "--catalog")
