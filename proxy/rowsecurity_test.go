@@ -226,6 +226,17 @@ func TestRowSecurityTampering(t *testing.T) {
 		c := tp.connect(t, ctx, "tok-rls-acme")
 		// Another tenant keeps the pool busy between our transactions.
 		other := tp.connect(t, ctx, "tok-rls-globex")
+		// Startup options and parameters naming the role or the settings
+		// are ignored.
+		opts := url.QueryEscape(fmt.Sprintf("-c role=%s_globex -c app.tenant=globex", db))
+		sc, err := pgconn.Connect(ctx, tp.url("tok-rls-acme", "wh", "options="+opts+"&role="+db+"_globex&app.tenant=globex"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkOwn(ctx, sc, db, "acme"); err != nil {
+			t.Errorf("with startup options: %v", err)
+		}
+		sc.Close(ctx)
 		refused := []string{
 			"SET role = " + db + "_globex",
 			"SET ROLE " + db + "_globex",
