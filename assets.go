@@ -25,3 +25,13 @@ var (
 	//go:embed testdata/tenancy/policy.yaml
 	DemoTenancyPolicy string
 )
+
+// DemoRowSecuritySQL and DemoRowSecurityPolicy are the demo's pass-through
+// part: a table the warehouse's own row-level security guards, and the
+// policy of the warehouse that reaches it (see testdata/demo/rowsecurity.*).
+var (
+	//go:embed testdata/demo/rowsecurity.sql
+	DemoRowSecuritySQL string
+	//go:embed testdata/demo/rowsecurity.yaml
+	DemoRowSecurityPolicy string
+)

@@ -92,6 +92,10 @@ type Config struct {
 	ConnectHost     string `yaml:"connect_host"`
 	ConnectPort     int    `yaml:"connect_port"`
 	ConnectDatabase string `yaml:"connect_database"`
+	// Warehouses are the database names clients may connect with: when
+	// ConnectDatabase is empty, POST /v1/sessions answers the one the
+	// session's connection roles open (the first by name if several).
+	Warehouses []string `yaml:"-"`
 	// BaseRole is the role on a warehouse a ticket does not name.
 	BaseRole policy.Role `yaml:"base_role"`
 	// ResyncInterval is how often a verifier re-reads all revocations, in

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -20,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/policy"
 )
 
 // HashAPIKey returns the hex SHA-256 of an API key, as configured in
@@ -327,8 +330,25 @@ type sessionResponse struct {
 func (h *Handler) sessionResponse(s *Session, tok string) sessionResponse {
 	return sessionResponse{
 		SessionToken: tok, SessionID: s.ID, ExpiresAt: s.ExpiresAt.UTC().Format(time.RFC3339),
-		Host: h.cfg.ConnectHost, Port: h.cfg.ConnectPort, Database: h.cfg.ConnectDatabase,
+		Host: h.cfg.ConnectHost, Port: h.cfg.ConnectPort, Database: h.connectDatabase(s),
 	}
+}
+
+// connectDatabase is the database name a session's client should connect
+// with: auth.connect.database, or else the first warehouse (by name) that
+// the session's connection roles open.
+func (h *Handler) connectDatabase(s *Session) string {
+	if h.cfg.ConnectDatabase != "" {
+		return h.cfg.ConnectDatabase
+	}
+	names := slices.Clone(h.cfg.Warehouses)
+	slices.Sort(names)
+	for _, name := range names {
+		if r := s.Identity(name).Role; r.Valid() && r != policy.RoleNoAccess {
+			return name
+		}
+	}
+	return ""
 }
 
 func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {

@@ -178,6 +178,8 @@ func startDemo(bin, dir string) (stop func() error, info *demoInfo, err error) {
 			}
 			if m := tenantLine.FindStringSubmatch(line); m != nil {
 				tenant = m[1]
+			} else if strings.HasPrefix(strings.TrimSpace(line), "# ") {
+				tenant = "" // another kind of session (the pass-through one)
 			} else if m := psqlLine.FindStringSubmatch(line); m != nil && tenant != "" {
 				info.sessions[tenant] = session{Tenant: tenant, Password: m[1], Host: m[2], Port: m[3], Database: m[4], User: m[5]}
 			} else if m := configLine.FindStringSubmatch(line); m != nil {

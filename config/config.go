@@ -93,6 +93,36 @@ type Warehouse struct {
 	// Pool says how clients share the warehouse's connections; zero fields
 	// take the proxy's defaults.
 	Pool Pool `yaml:"pool"`
+	// Database per tenant (tenantdb.go): each tenant's sessions go to
+	// TenantDSNs[tenant], else TenantDSN with {{tenant}} replaced; DSN then
+	// only serves the policy's check at start. Pool applies to each tenant
+	// database; TenantMaxConns bounds them all together (default 100) and a
+	// tenant database unused for TenantIdleTimeout has its pool closed
+	// (default 5m).
+	TenantDSN         string            `yaml:"tenant_dsn"`
+	TenantDSNs        map[string]string `yaml:"tenant_dsns"`
+	TenantMaxConns    int               `yaml:"tenant_max_conns"`
+	TenantIdleTimeout time.Duration     `yaml:"tenant_idle_timeout"`
+}
+
+// tenantSafe are the tenant names a tenant_dsn template takes: nothing that
+// could mean something else in a URL or a key=value DSN.
+var tenantSafe = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// TenantDatabases reports whether the warehouse has a database per tenant.
+func (w Warehouse) TenantDatabases() bool { return w.TenantDSN != "" || len(w.TenantDSNs) > 0 }
+
+// TenantDSNFor returns the DSN of tenant's database: its tenant_dsns entry,
+// else tenant_dsn with {{tenant}} replaced (for tenants of letters, digits
+// and _ . - only); false when there is none.
+func (w Warehouse) TenantDSNFor(tenant string) (string, bool) {
+	if dsn, ok := w.TenantDSNs[tenant]; ok {
+		return dsn, true
+	}
+	if w.TenantDSN == "" || !tenantSafe.MatchString(tenant) {
+		return "", false
+	}
+	return strings.ReplaceAll(w.TenantDSN, "{{tenant}}", tenant), true
 }
 
 // Pool configures a warehouse's connection pool.
@@ -402,6 +432,20 @@ func (f *File) Validate() error {
 		}
 		if w.Policy == "" {
 			bad(field+".policy", "missing: every warehouse needs a policy file (default deny)")
+		}
+		if w.TenantDSN != "" && !strings.Contains(w.TenantDSN, "{{tenant}}") {
+			bad(field+".tenant_dsn", "needs {{tenant}} where the tenant's database name (or host) goes")
+		}
+		for tenant, dsn := range w.TenantDSNs {
+			if _, err := url.Parse(dsn); dsn == "" || err != nil && strings.Contains(dsn, "://") {
+				bad(field+".tenant_dsns."+tenant, "not a valid DSN")
+			}
+		}
+		if w.TenantMaxConns < 0 {
+			bad(field+".tenant_max_conns", "must not be negative")
+		}
+		if w.TenantIdleTimeout < 0 {
+			bad(field+".tenant_idle_timeout", "must not be negative")
 		}
 		switch w.Pool.Mode {
 		case "", "session", "transaction":

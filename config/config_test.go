@@ -67,6 +67,12 @@ func TestValidateErrors(t *testing.T) {
 		{"tiny rewrite memory", minimal + "proxy: {rewrite_memory_bytes: 100}\n", "c.yaml: proxy.rewrite_memory_bytes: 100 is too small (at least 4096)"},
 		{"tls half", minimal + "proxy: {tls_cert_file: c.pem}\n", "c.yaml: proxy.tls_cert_file: tls_cert_file and tls_key_file go together"},
 		{"negative work_mem cap", minimal + "proxy: {max_work_mem_mb: -1}\n", "c.yaml: proxy.max_work_mem_mb: -1 is not between 1 and 2097151"},
+		{"tenant_dsn without placeholder", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    tenant_dsn: postgres://svc@db/tenant", 1),
+			"c.yaml: warehouses.analytics.tenant_dsn: needs {{tenant}}"},
+		{"negative tenant bound", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    tenant_dsn: postgres://svc@db/t_{{tenant}}\n    tenant_max_conns: -1", 1),
+			"c.yaml: warehouses.analytics.tenant_max_conns: must not be negative"},
+		{"empty tenant dsn", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    tenant_dsns: {acme: \"\"}", 1),
+			"c.yaml: warehouses.analytics.tenant_dsns.acme: not a valid DSN"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,5 +94,25 @@ func TestPeerIDFromHostname(t *testing.T) {
 		if _, err := PeerIDFromHostname(host); err == nil {
 			t.Errorf("%s: no error", host)
 		}
+	}
+}
+
+func TestTenantDSNFor(t *testing.T) {
+	w := Warehouse{TenantDSN: "postgres://svc@db:5432/t_{{tenant}}?sslmode=require",
+		TenantDSNs: map[string]string{"big corp": "postgres://svc@other:5432/bigcorp"}}
+	for tenant, want := range map[string]string{
+		"acme":     "postgres://svc@db:5432/t_acme?sslmode=require",
+		"big corp": "postgres://svc@other:5432/bigcorp", // the map first, for any name
+		"a/b":      "",                                  // never spliced into a DSN
+		"x?y=z":    "",
+		"":         "",
+	} {
+		got, ok := w.TenantDSNFor(tenant)
+		if got != want || ok != (want != "") {
+			t.Errorf("TenantDSNFor(%q) = %q, %v; want %q", tenant, got, ok, want)
+		}
+	}
+	if (Warehouse{}).TenantDatabases() || !w.TenantDatabases() {
+		t.Error("TenantDatabases")
 	}
 }

@@ -27,6 +27,10 @@ type CatalogRelation struct {
 	// Partitioned is true for a declaratively partitioned table, which
 	// must not be read with ONLY (it holds no rows itself).
 	Partitioned bool
+	// What pass-through relations need (CheckRowSecurity), as LoadCatalog
+	// read it: a table (not a view), its row-level security enabled and
+	// forced, and whether the account that read the catalog owns it.
+	Table, RowSecurity, ForceRowSecurity, Owned bool
 }
 
 // Column returns the named column.
@@ -47,12 +51,15 @@ type Catalog struct {
 	// by name, in attnum order: the virtual catalogs carry every one of them
 	// whatever the PostgreSQL version. Nil when not read (NewCatalog).
 	system map[string][]Column
+	// live: read from a warehouse by LoadCatalog (CheckRowSecurity runs);
+	// bypassRLS: the account that read it is a superuser or has BYPASSRLS.
+	live, bypassRLS bool
 }
 
 // WithSystemColumns returns a catalog like c whose pg_catalog relations have
 // the given columns (by relation name, in attnum order).
 func (c *Catalog) WithSystemColumns(cols map[string][]Column) *Catalog {
-	out := &Catalog{rels: c.rels, system: make(map[string][]Column, len(cols))}
+	out := &Catalog{rels: c.rels, live: c.live, bypassRLS: c.bypassRLS, system: make(map[string][]Column, len(cols))}
 	for k, v := range cols {
 		out.system[k] = slices.Clone(v)
 	}
@@ -86,7 +93,8 @@ func (c *Catalog) Relation(schema, name string) (*CatalogRelation, bool) {
 }
 
 const catalogQuery = `
-SELECT n.nspname, c.relname, c.relkind = 'p', a.attname, format_type(a.atttypid, a.atttypmod), a.attnum
+SELECT n.nspname, c.relname, c.relkind = 'p', a.attname, format_type(a.atttypid, a.atttypmod), a.attnum,
+  c.relkind IN ('r', 'p'), c.relrowsecurity, c.relforcerowsecurity, pg_catalog.pg_get_userbyid(c.relowner) = current_user
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -109,15 +117,16 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, erro
 	var order []string
 	for rows.Next() {
 		var schema, rel, attname, typ string
-		var partitioned bool
+		var partitioned, table, rls, force, owned bool
 		var attnum int16
-		if err := rows.Scan(&schema, &rel, &partitioned, &attname, &typ, &attnum); err != nil {
+		if err := rows.Scan(&schema, &rel, &partitioned, &attname, &typ, &attnum, &table, &rls, &force, &owned); err != nil {
 			return nil, fmt.Errorf("policy: load catalog: %w", err)
 		}
 		key := schema + "." + rel
 		r := byName[key]
 		if r == nil {
-			r = &CatalogRelation{Schema: schema, Name: rel, Partitioned: partitioned}
+			r = &CatalogRelation{Schema: schema, Name: rel, Partitioned: partitioned, Table: table, RowSecurity: rls,
+				ForceRowSecurity: force, Owned: owned}
 			byName[key] = r
 			order = append(order, key)
 		}
@@ -140,7 +149,14 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, erro
 		return nil, err
 	}
 	cat := NewCatalog(rels...).WithSystemColumns(system)
+	cat.live = true
+	if err := conn.QueryRow(ctx, "SELECT rolsuper OR rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = current_user").Scan(&cat.bypassRLS); err != nil {
+		return nil, fmt.Errorf("policy: load catalog: %w", err)
+	}
 	if err := p.Check(cat); err != nil {
+		return nil, err
+	}
+	if err := p.CheckRowSecurity(cat); err != nil {
 		return nil, err
 	}
 	return cat, nil
@@ -176,6 +192,46 @@ func loadSystemColumns(ctx context.Context, conn *pgx.Conn) (map[string][]Column
 		return nil, fmt.Errorf("policy: load pg_catalog columns: %w", err)
 	}
 	return out, nil
+}
+
+// CheckRowSecurity verifies, against a catalog LoadCatalog read as the
+// service account, that the warehouse itself guards every passthrough
+// relation: the account does not bypass row security, and each relation is
+// a table with row-level security enabled (and forced, if the account owns
+// it, since owners are exempt otherwise). A view is refused: its policies
+// would be checked as its owner. Catalogs built with NewCatalog pass.
+func (p *Policy) CheckRowSecurity(cat *Catalog) error {
+	if !cat.live {
+		return nil
+	}
+	for _, set := range []struct {
+		field string
+		rels  map[string]*Relation
+	}{{"relations", p.Relations}, {"internal.relations", p.Internal}} {
+		keys := make([]string, 0, len(set.rels))
+		for k, r := range set.rels {
+			if r.Tenancy == TenancyPassthrough {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			r := set.rels[k]
+			where := fmt.Sprintf("%s: %s.%q.tenancy", p.File, set.field, k)
+			cr, _ := cat.Relation(r.Schema, r.Name)
+			switch {
+			case cat.bypassRLS:
+				return fmt.Errorf("%s: passthrough, but the service account is a superuser or has BYPASSRLS, so the warehouse's row security would not apply", where)
+			case !cr.Table:
+				return fmt.Errorf("%s: passthrough needs a table: a view's row security is checked as its owner", where)
+			case !cr.RowSecurity:
+				return fmt.Errorf("%s: passthrough, but row-level security is not enabled on it (ALTER TABLE %s ENABLE ROW LEVEL SECURITY)", where, k)
+			case cr.Owned && !cr.ForceRowSecurity:
+				return fmt.Errorf("%s: passthrough, but the service account owns it and its owner is exempt (ALTER TABLE %s FORCE ROW LEVEL SECURITY)", where, k)
+			}
+		}
+	}
+	return nil
 }
 
 // Check verifies the policy against a catalog: every listed relation exists,

@@ -127,8 +127,12 @@ type Relation struct {
 	Published    bool
 	Filters      []*Filter
 	Columns      map[string]*ColumnRule
-	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared relations.
+	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared
+	// relations. Rewrite is false for a passthrough relation that the
+	// warehouse alone guards (then it is Shared, with no filters or column
+	// rules; rowsecurity.go).
 	Tenancy Tenancy
+	Rewrite bool
 }
 
 // QualifiedName returns schema.name.
@@ -151,6 +155,9 @@ type Policy struct {
 	// tenants to their schemas, for relations with tenancy: schema.
 	TenantSchemas         *TenantSchemas
 	InternalTenantSchemas *TenantSchemas
+	// RowSecurity, when non-nil, is what pgwarden sets on warehouse
+	// connections for the warehouse's own row-level security to read.
+	RowSecurity *RowSecurity
 
 	version   string
 	tenantSet map[string]bool
@@ -216,6 +223,8 @@ type fileDoc struct {
 	Internal   *fileInternal           `yaml:"internal"`
 	// TenantSchemas is tenancy.go's block.
 	TenantSchemas *fileTenantSchemas `yaml:"tenant_schemas"`
+	// RowSecurity is parsed in rowsecurity.go.
+	RowSecurity *fileRowSecurity `yaml:"row_security"`
 }
 
 type fileFunctions struct {
@@ -234,6 +243,7 @@ type fileRelation struct {
 	Published    bool                  `yaml:"published"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
+	Rewrite      *bool                 `yaml:"rewrite"`
 }
 
 type fileFilter struct {
@@ -305,6 +315,11 @@ func Parse(data []byte, filename string) (*Policy, error) {
 		return nil, fmt.Errorf("%s: relations: no relations listed", filename)
 	}
 	var err error
+	if doc.RowSecurity != nil {
+		if p.RowSecurity, err = parseRowSecurity(filename, doc.RowSecurity); err != nil {
+			return nil, err
+		}
+	}
 	if p.TenantSchemas, err = parseTenantSchemas(doc.TenantSchemas, filename+": tenant_schemas"); err != nil {
 		return nil, err
 	}
@@ -342,8 +357,8 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 			return nil, fmt.Errorf("%s: bad relation name (want schema.name)", where)
 		}
 		r := &Relation{Schema: schema, Name: name, TenantColumn: fr.TenantColumn, Shared: fr.Shared,
-			Published: fr.Published, Columns: map[string]*ColumnRule{}}
-		if err := parseTenancy(r, fr.Tenancy, p.tenantSchemasOf(field), where); err != nil {
+			Published: fr.Published, Columns: map[string]*ColumnRule{}, Rewrite: true}
+		if err := p.parseTenancy(r, fr, p.tenantSchemasOf(field), where); err != nil {
 			return nil, err
 		}
 		switch {

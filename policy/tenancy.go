@@ -18,6 +18,11 @@ const (
 	// TenancySchema: one schema per tenant, each with the same relations;
 	// clients name the logical schema and the rewriter names the tenant's.
 	TenancySchema Tenancy = "schema"
+	// TenancyPassthrough: the warehouse's own row-level security guards the
+	// relation, reading the role and settings pgwarden sets from the
+	// session (RowSecurity). The rewriter's masks, denies and tenant filter
+	// still apply unless the relation says rewrite: false.
+	TenancyPassthrough Tenancy = "passthrough"
 )
 
 // TenantSchemas maps tenants to their physical schemas (the policy's
@@ -142,10 +147,13 @@ func (p *Policy) HasSchemaTenancy(k Kind) bool {
 	return false
 }
 
-// parseTenancy sets r.Tenancy from the relation's `tenancy:` field and
-// checks it against the rest of the entry.
-func parseTenancy(r *Relation, tenancy string, ts *TenantSchemas, where string) error {
-	switch Tenancy(tenancy) {
+// parseTenancy sets r.Tenancy from the relation's `tenancy:` field (and
+// r.Rewrite from `rewrite:`) and checks that the model fits the relation.
+func (p *Policy) parseTenancy(r *Relation, fr fileRelation, ts *TenantSchemas, where string) error {
+	if fr.Rewrite != nil && Tenancy(fr.Tenancy) != TenancyPassthrough {
+		return fmt.Errorf("%s.rewrite: only passthrough relations can turn pgwarden's rewriting off", where)
+	}
+	switch Tenancy(fr.Tenancy) {
 	case "":
 		if !r.Shared {
 			r.Tenancy = TenancyColumn
@@ -159,20 +167,21 @@ func parseTenancy(r *Relation, tenancy string, ts *TenantSchemas, where string) 
 		return nil
 	case TenancySchema:
 		r.Tenancy = TenancySchema
-	default:
-		return fmt.Errorf("%s.tenancy: unknown value %q (want column or schema)", where, tenancy)
+		switch {
+		case r.Shared:
+			return fmt.Errorf("%s.tenancy: a shared relation has no tenancy", where)
+		case r.TenantColumn != "":
+			return fmt.Errorf("%s.tenant_column: a relation kept one schema per tenant has no tenant column", where)
+		case ts == nil:
+			return fmt.Errorf("%s.tenancy: schema needs a tenant_schemas block", where)
+		case r.Schema != ts.Logical:
+			return fmt.Errorf("%s.tenancy: schema-per-tenant relations are declared under the logical schema %q", where, ts.Logical)
+		}
+		return nil
+	case TenancyPassthrough:
+		return p.parsePassthrough(r, fr, where)
 	}
-	switch {
-	case r.Shared:
-		return fmt.Errorf("%s.tenancy: a shared relation has no tenancy", where)
-	case r.TenantColumn != "":
-		return fmt.Errorf("%s.tenant_column: a relation kept one schema per tenant has no tenant column", where)
-	case ts == nil:
-		return fmt.Errorf("%s.tenancy: schema needs a tenant_schemas block", where)
-	case r.Schema != ts.Logical:
-		return fmt.Errorf("%s.tenancy: schema-per-tenant relations are declared under the logical schema %q", where, ts.Logical)
-	}
-	return nil
+	return fmt.Errorf("%s.tenancy: unknown value %q (want column, schema or passthrough)", where, fr.Tenancy)
 }
 
 // reserveSchemas records, once a relation set is parsed, the schemas no

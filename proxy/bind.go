@@ -262,6 +262,9 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if err := c.replaySettingsLocked(b); err != nil {
 		return nil, err
 	}
+	if err := c.applyRowSecurityLocked(b); err != nil {
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -460,5 +463,5 @@ func (c *clientConn) releaseAtClose(b *backend) {
 	if c.opsSeen {
 		b.settingsUnknown = true
 	}
-	c.pool.release(b, true)
+	c.pool.release(b, resetRowSecurity(b, 2*time.Second, c.log))
 }

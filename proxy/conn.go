@@ -58,6 +58,13 @@ type clientConn struct {
 	keySecret []byte
 	counted   bool
 	stopWatch func()
+	// rls is the session's pass-through row security (rowsecurity.go),
+	// nil when the warehouse's policy has none; the loop recomputes it
+	// under mu after a policy reload.
+	rls *rowSecurity
+	// tdb is the tenant's own database, for a warehouse with a database
+	// per tenant (tenantdb.go); wh is then tdb's.
+	tdb *tenantDB
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu
@@ -1018,6 +1025,9 @@ func (c *clientConn) close() {
 	}
 	if c.counted {
 		c.srv.sessions.Add(-1)
+	}
+	if c.tdb != nil {
+		c.tdb.reg.release(c.tdb)
 	}
 	c.srv.metrics.connsCurrent.Dec()
 	c.srv.untrack(c)

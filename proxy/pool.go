@@ -144,6 +144,9 @@ type backend struct {
 	// settingsUnknown forces a RESET ALL before the next lending.
 	settings        string
 	settingsUnknown bool
+	// rlsReset undoes the row security role and settings a client's
+	// lending set here (rowsecurity.go); "" when none are set.
+	rlsReset string
 }
 
 func newBackend(sc ServerConn, now time.Time, maxPrepared int) *backend {
@@ -347,6 +350,9 @@ type pool struct {
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
 	descs map[string]*stmtDesc
+	// goodRoles: row security roles the service account was seen to take
+	// on (checkRowSecurity).
+	goodRoles map[string]bool
 }
 
 // stmtDesc is a statement's Describe answer, copied out of the

@@ -49,6 +49,7 @@ type pending struct {
 	// Describe checking a result shape, a Query replaying settings, a Close
 	// evicting the statement prep (see markPreparedLocked).
 	internal bool
+	rls      bool // the internal Query setting the session's row security
 	prep     string
 	be       *backend
 	stmt     *clientStmt
@@ -239,7 +240,7 @@ func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *p
 // captureSettings makes the session's settings on b (SET or set_config,
 // source 'session') the client's.
 func (c *clientConn) captureSettings(b *backend) error {
-	rows, err := b.query("SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN ('client_encoding', 'standard_conforming_strings', 'backslash_quote') ORDER BY name", c.srv.cfg.ConnectTimeout)
+	rows, err := b.query(c.sessionSettingsQuery(), c.srv.cfg.ConnectTimeout)
 	if err != nil {
 		return err
 	}
@@ -295,7 +296,12 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	b.sc.Close()
 	c.pool.release(b, false)
 
-	er := c.errorResponse(errWarehouseLost(c.wh.Name), false)
+	lost := errWarehouseLost(c.wh.Name)
+	if errors.Is(cause, errRowSecuritySetup) {
+		lost = pgerr.New(pgerr.InsufficientPrivilege, "could not take on this session's row security role on warehouse %s; the transaction was rolled back", c.wh.Name).
+			WithHint("the warehouse's role for this session may have been dropped or revoked from the service account")
+	}
+	er := c.errorResponse(lost, false)
 	failed := false
 	for _, p := range owed {
 		if p.internal && p.kind == pQuery {
@@ -355,13 +361,15 @@ func (c *clientConn) release(b *backend) (bool, error) {
 		b.settingsUnknown = true
 		c.opsSeen = false
 	}
+	// Before anyone else may have it: the session's role and settings go.
+	reuse := resetRowSecurity(b, c.srv.cfg.ConnectTimeout, c.log)
 	c.cur = nil
 	c.cmu.Lock()
 	c.cancelTo = nil
 	c.cmu.Unlock()
 	c.mu.Unlock()
 	c.undrain(b)
-	c.pool.release(b, true)
+	c.pool.release(b, reuse)
 	return true, nil
 }
 
@@ -402,6 +410,12 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ErrorResponse:
+		if p := c.q.front(); p != nil && p.rls {
+			// The client's statements may have run without the session's
+			// role: none of their answers may reach it.
+			c.log.Warn("row security setup failed", zap.String("sqlstate", m.Code), zap.String("reason", m.Message))
+			return fmt.Errorf("%w: %s %s", errRowSecuritySetup, m.Code, m.Message)
+		}
 		c.log.Warn("settings replay failed", zap.String("sqlstate", m.Code), zap.String("reason", m.Message))
 		b.settingsUnknown = true
 	case *pgproto3.ParameterStatus:

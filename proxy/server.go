@@ -87,6 +87,9 @@ type Warehouse struct {
 	Upstream Upstream
 	// Pool says how clients share the warehouse's connections (see PoolMode).
 	Pool PoolConfig
+	// Tenants, if set, gives each tenant a database of its own
+	// (tenantdb.go); DSN and Upstream then serve only the policy's catalog.
+	Tenants *TenantDatabases
 
 	rewriter atomic.Pointer[rewriterBox]
 }
@@ -135,9 +138,10 @@ type Server struct {
 	auth       Authenticator
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
-	pools      map[string]*pool // transaction-mode warehouses
-	writeBufs  *sync.Pool       // client write buffers, borrowed while a client is busy
-	reapers    sync.Once        // starts the pools' idle reapers at the first Serve
+	pools      map[string]*pool           // transaction-mode warehouses
+	tenants    map[string]*tenantRegistry // warehouses with a database per tenant
+	writeBufs  *sync.Pool                 // client write buffers, borrowed while a client is busy
+	reapers    sync.Once                  // starts the pools' idle reapers at the first Serve
 	audit      *AuditLog
 	metrics    *metrics
 	now        func() time.Time
@@ -179,6 +183,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
 		pools:        map[string]*pool{},
+		tenants:      map[string]*tenantRegistry{},
 		writeBufs:    newWriteBufPool(),
 		audit:        deps.Audit,
 		now:          deps.Now,
@@ -234,6 +239,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if w.Pool.Mode == PoolTransaction {
 			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
 		}
+		if w.Tenants != nil {
+			r, err := newTenantRegistry(s, w)
+			if err != nil {
+				return nil, fmt.Errorf("proxy: %w", err)
+			}
+			s.tenants[name] = r
+		}
 	}
 	return s, nil
 }
@@ -269,6 +281,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.reapers.Do(func() {
 		for _, p := range s.pools {
 			go p.reapLoop(s.doneCh)
+		}
+		for _, r := range s.tenants {
+			go r.reapLoop(s.doneCh)
 		}
 	})
 	stop := context.AfterFunc(ctx, func() {
@@ -333,6 +348,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer func() {
 		for _, p := range s.pools {
 			p.close()
+		}
+		for _, r := range s.tenants {
+			r.closeAll()
 		}
 	}()
 	s.mu.Lock()

@@ -312,7 +312,19 @@ func (c *clientConn) startup() error {
 		c.srv.metrics.authFailure("expired")
 		return err
 	}
+	if r := c.srv.tenants[wh.Name]; r != nil {
+		db, err := r.acquire(ctx, session.Tenant)
+		if err != nil {
+			c.srv.metrics.upstreamErrors.WithLabelValues(wh.Name).Inc()
+			return err
+		}
+		c.tdb, c.wh = db, db.wh
+	}
 	c.watch()
+	if _, err := c.rowSecurityFor(); err != nil {
+		c.srv.metrics.authFailure("no_access")
+		return err
+	}
 
 	params, err = c.bindAtStartup(ctx)
 	if err != nil {
@@ -454,12 +466,21 @@ func (c *clientConn) cancelWarehouse(ctx context.Context) error {
 // with the client's startup parameters replayed per transaction instead.
 func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, error) {
 	wh := c.wh
-	if p := c.srv.pools[wh.Name]; p != nil {
+	p, up := c.srv.pools[wh.Name], c.srv.upstreams[wh.Name]
+	if c.tdb != nil {
+		p, up = c.tdb.pool, c.tdb.up
+	}
+	if p != nil {
 		poolParams, err := p.startupParams(ctx)
 		if err != nil {
 			return nil, asFatal(err)
 		}
 		c.pool = p
+		if c.rls != nil {
+			if err := p.checkRowSecurity(ctx, c.rls); err != nil {
+				return nil, asFatal(err)
+			}
+		}
 		// Settings are replayed per transaction: check them now, so that
 		// a value the warehouse refuses fails the login as on PostgreSQL
 		// instead of every transaction later.
@@ -483,13 +504,26 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		}
 		return params, nil
 	}
-	sc, err := c.srv.upstreams[wh.Name].Acquire(ctx, &ClientInfo{
+	sc, err := up.Acquire(ctx, &ClientInfo{
 		Warehouse: wh.Name, SessionID: c.session.ID, Tenant: c.session.Tenant, User: c.user, Params: c.upParams,
 	})
 	if err != nil {
 		return nil, err
 	}
 	b := newBackend(sc, time.Now(), wh.Pool.MaxPreparedStatements)
+	if c.rls != nil {
+		// The connection is the session's alone: its role and settings
+		// are set once, and go with it when it closes.
+		if status, err := b.roundTrip(c.rls.set, c.srv.cfg.ConnectTimeout); err != nil || status != 'I' {
+			sc.Close()
+			var pe *pgerr.Error
+			if errors.As(err, &pe) {
+				return nil, pgerr.Fatalf(pe.Code, "cannot take on this session's row security role: %s", pe.Message).
+					WithHint("create the role and grant it to the warehouse's service account (GRANT role TO service_account)")
+			}
+			return nil, fmt.Errorf("setting row security: status %c: %w", status, err)
+		}
+	}
 	c.cur, c.cancelTo = b, b
 	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
 	params := map[string]string{}

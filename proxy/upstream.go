@@ -13,6 +13,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -233,6 +234,10 @@ type serverConn struct {
 	params    map[string]string
 	tlsConfig *tls.Config
 	dial      pgconn.DialFunc
+	// onClose, if set, runs once when the connection is closed (a slot
+	// of a connLimit given back).
+	onClose   func()
+	closeOnce sync.Once
 }
 
 func (s *serverConn) Send(msg pgproto3.FrontendMessage) error {
@@ -264,7 +269,11 @@ func (s *serverConn) Close() error {
 	// deadline keeps a wedged socket from holding us up.
 	s.conn.SetWriteDeadline(time.Now().Add(time.Second))
 	s.conn.Write([]byte{'X', 0, 0, 0, 4})
-	return s.conn.Close()
+	err := s.conn.Close()
+	if s.onClose != nil {
+		s.closeOnce.Do(s.onClose)
+	}
+	return err
 }
 
 // Cancel sends a CancelRequest for this backend on a new connection to the

@@ -135,6 +135,10 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	return r, nil
 }
 
+// RowSecurity is the policy's row_security block, or nil: what the proxy
+// sets on warehouse connections for the warehouse's own policies.
+func (r *Rewriter) RowSecurity() *policy.RowSecurity { return r.pol.RowSecurity }
+
 // personal reports whether a filter of rels names the session's external id
 // or email.
 func personal(rels map[string]*policy.Relation) bool {

@@ -71,6 +71,7 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 	switch s.Kind {
 	case pg_query.VariableSetKind_VAR_RESET_ALL:
 		st.SetName = "all"
+		p.keepRowSecurity("RESET ALL")
 		return st
 	case pg_query.VariableSetKind_VAR_SET_MULTI:
 		switch s.Name {
@@ -379,4 +380,17 @@ func optionOn(arg *pg_query.Node) bool {
 		return false
 	}
 	return true
+}
+
+// keepRowSecurity refuses what would undo the role and settings pgwarden
+// sets for the warehouse's own row security (policy.RowSecurity): RESET ALL
+// clears the settings and DISCARD ALL the role too. (SET, RESET and
+// set_config of the role or of those settings are refused by name, as
+// every setting outside the allow-list is.)
+func (p *pass) keepRowSecurity(what string) {
+	if p.r.pol.RowSecurity == nil {
+		return
+	}
+	p.fail(pgerr.Denied("permission denied: %s would reset the role and settings the warehouse's row security reads", what).
+		WithHint("reset settings one by one (RESET name); pgwarden resets its own when the connection goes back to its pool"))
 }

@@ -150,6 +150,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	case *pg_query.Node_FetchStmt, *pg_query.Node_ClosePortalStmt:
 		return Statement{Kind: KindCursor}
 	case *pg_query.Node_DiscardStmt:
+		if x.DiscardStmt.Target == pg_query.DiscardMode_DISCARD_ALL {
+			p.keepRowSecurity("DISCARD ALL")
+		}
 		return Statement{Kind: KindDiscard}
 	case *pg_query.Node_CopyStmt:
 		p.copyStmt(x.CopyStmt)

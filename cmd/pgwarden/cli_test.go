@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"go.yaml.in/yaml/v3"
 )
 
 // runCLI runs one pgwarden command in-process and returns its exit code and output.
@@ -83,9 +84,44 @@ func TestCLIAgainstDemo(t *testing.T) {
 		t.Errorf("explain with pii: exit %d\n%s", code, out)
 	}
 
+	if !strings.Contains(out, "public.customers: row tenancy (tenant_id = 'acme')") || strings.Contains(out, "runs as role") {
+		t.Errorf("explain names the tenancy model:\n%s", out)
+	}
+	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoRLSWarehouse, "--tenant", "acme", "SELECT count(*) FROM support_tickets")
+	if code != 0 || !strings.Contains(out, "-- public.support_tickets: passthrough") || !strings.Contains(out, "-- runs as role tenant_acme") {
+		t.Errorf("explain of a pass-through relation: exit %d\n%s", code, out)
+	}
+
 	code, out, errOut = runCLI(t, "policy", "check", "--config", cfgPath, "--catalog")
 	if code != 0 || !strings.Contains(out, "ok") {
 		t.Errorf("policy check --config --catalog: exit %d %s %s", code, out, errOut)
+	}
+
+	// With tenant databases: those tenant_dsns names are checked too.
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	wh := doc["warehouses"].(map[string]any)[demoWarehouse].(map[string]any)
+	dsn := wh["dsn"].(string)
+	wh["tenant_dsns"] = map[string]any{"acme": dsn, "ghost": strings.Replace(dsn, "/demo?", "/no_such_db?", 1)}
+	out2, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tenantCfg := filepath.Join(filepath.Dir(cfgPath), "tenants.yaml")
+	if err := os.WriteFile(tenantCfg, out2, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(tenantCfg)
+	code, out, _ = runCLI(t, "policy", "check", "--config", tenantCfg, "--catalog")
+	if code != 1 || !strings.Contains(out, "warehouse analytics: tenant acme's database: ok") ||
+		!strings.Contains(out, "warehouse analytics: tenant ghost's database: warehouse analytics: cannot load its catalog") {
+		t.Errorf("policy check with tenant databases: exit %d\n%s", code, out)
 	}
 }
 

@@ -281,6 +281,26 @@ func cmdExplain(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		explainTenancy(stdout, p, ident, st.Relations)
 		fmt.Fprintf(stdout, "%s;\n", st.SQL)
 	}
+	return explainRowSecurity(stdout, p, ident)
+}
+
+// explainRowSecurity shows, under pass-through row security, the role and
+// settings statements run under and the statement that sets them.
+func explainRowSecurity(w io.Writer, p *policy.Policy, id *policy.Identity) error {
+	if p.RowSecurity == nil {
+		return nil
+	}
+	s, err := p.RowSecurity.For(id)
+	if err != nil {
+		return err
+	}
+	if s.Role != "" {
+		fmt.Fprintf(w, "-- runs as role %s\n", s.Role)
+	}
+	for _, st := range s.Settings {
+		fmt.Fprintf(w, "-- with %s = %s\n", st.Name, policy.QuoteLiteral(st.Value))
+	}
+	fmt.Fprintf(w, "-- set on the warehouse connection before the statement:\n-- %s;\n", s.SetSQL())
 	return nil
 }
 
@@ -333,16 +353,40 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if _, _, err := loadWarehouses(ctx, cfg, *withCatalog, nil); err != nil {
+	_, policies, err := loadWarehouses(ctx, cfg, *withCatalog, nil)
+	if err != nil {
 		return err
 	}
-	for name, w := range cfg.Warehouses {
+	for _, name := range warehouseNames(cfg) {
+		w := cfg.Warehouses[name]
 		if *withCatalog {
 			if err := checkTenantSchemas(ctx, cfg, name, stdout); err != nil {
 				return err
 			}
 		}
 		fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
+		if !*withCatalog {
+			continue
+		}
+		// Tenant databases named in tenant_dsns are checked too (those
+		// of a tenant_dsn template are checked at their first login).
+		tenants := make([]string, 0, len(w.TenantDSNs))
+		for tenant := range w.TenantDSNs {
+			tenants = append(tenants, tenant)
+		}
+		sort.Strings(tenants)
+		var failed error
+		for _, tenant := range tenants {
+			if _, err := newRewriterAt(ctx, cfg, name, w.TenantDSNs[tenant], policies[name], nil); err != nil {
+				fmt.Fprintf(stdout, "warehouse %s: tenant %s's database: %v\n", name, tenant, err)
+				failed = fmt.Errorf("warehouse %s: a tenant database does not match its policy", name)
+				continue
+			}
+			fmt.Fprintf(stdout, "warehouse %s: tenant %s's database: ok\n", name, tenant)
+		}
+		if failed != nil {
+			return failed
+		}
 	}
 	return nil
 }

@@ -27,6 +27,10 @@ const demoWarehouse = "analytics"
 // demoTenancyWarehouse is the demo's schema-per-tenant warehouse (tenancy.go).
 const demoTenancyWarehouse = "saas"
 
+// demoRLSWarehouse is the demo's pass-through warehouse: the same database,
+// reached through the warehouse's own row security beside row tenancy.
+const demoRLSWarehouse = "analytics_rls"
+
 func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	fs := newFlags("demo", stderr)
 	dir := fs.String("dir", "", "`directory` for the generated config, keys, policy and database (default a new temporary one)")
@@ -111,7 +115,7 @@ func newDemo(dir string) (*demoRun, error) {
 	if err := os.MkdirAll(abs, 0o755); err != nil {
 		return nil, err
 	}
-	for _, name := range []string{"keys", "pgwarden.yaml", "policy.yaml"} {
+	for _, name := range []string{"keys", "pgwarden.yaml", "policy.yaml", "rowsecurity.yaml"} {
 		if _, err := os.Stat(filepath.Join(abs, name)); err == nil {
 			return nil, fmt.Errorf("%s already holds %s from an earlier demo: remove it or pick another --dir", abs, name)
 		}
@@ -170,6 +174,10 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 	if err != nil {
 		return nil, "", err
 	}
+	rlsPassword, err := demo.CreateRowSecurity(ctx, dbConn, "pgwarden_rls_svc", "demo")
+	if err != nil {
+		return nil, "", err
+	}
 	ctlPassword, err := demo.CreateControlDatabase(ctx, dbConn, "pgwarden_control", "pgwarden_control")
 	if err != nil {
 		return nil, "", err
@@ -179,6 +187,9 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 		return nil, "", err
 	}
 	if err := os.WriteFile(d.path("policy.yaml"), []byte(pgwarden.DemoPolicy), 0o644); err != nil {
+		return nil, "", err
+	}
+	if err := os.WriteFile(d.path("rowsecurity.yaml"), []byte(pgwarden.DemoRowSecurityPolicy), 0o644); err != nil {
 		return nil, "", err
 	}
 	apiKey := "pgw_" + demo.RandomSecret(24)
@@ -192,6 +203,10 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 			demoWarehouse: map[string]any{
 				"dsn":    d.cluster.UserDSN("demo", "pgwarden_svc", svcPassword),
 				"policy": "policy.yaml",
+			},
+			demoRLSWarehouse: map[string]any{
+				"dsn":    d.cluster.UserDSN("demo", "pgwarden_rls_svc", rlsPassword),
+				"policy": "rowsecurity.yaml",
 			},
 		},
 		"auth": map[string]any{
@@ -268,6 +283,14 @@ var demoPIIQueries = []demoQuery{
 	{"SELECT DISTINCT region FROM orders;", "only EU, from the regions attribute"},
 }
 
+// demoRLSQueries are for the printed pass-through session (warehouse
+// analytics_rls, tenant acme).
+var demoRLSQueries = []demoQuery{
+	{"SELECT current_user, count(*) FROM support_tickets;", "runs as tenant_acme; the warehouse's own policy keeps 5 of 15"},
+	{"SELECT DISTINCT o.tenant_id, t.tenant_id FROM orders o JOIN support_tickets t USING (tenant_id);", "row tenancy beside pass-through"},
+	{"SET app.tenant = 'globex';", "refused (42501): only pgwarden sets what the policies read"},
+}
+
 func printQueries(w io.Writer, qs []demoQuery) {
 	width := 0
 	for _, q := range qs {
@@ -284,21 +307,33 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	fmt.Fprintf(w, "  ticket service: http://%s\n  metrics:        http://%s/metrics\n  config:         %s\n  audit log:      %s\n",
 		cfg.Auth.Listen, cfg.Metrics.Listen, cfg.Path, cfg.Audit.Path)
 	fmt.Fprintln(w, "\nOne session per demo tenant (valid 1 h; role querier, not in group pii):")
+	var rlsTenant, rlsToken string
 	for _, tenant := range demo.Tenants {
 		token, sid, err := a.mintSession(ctx, sessionRequest{
 			Tenant: tenant, ExternalID: tenant + "-analyst",
-			Roles: map[string]string{demoWarehouse: "querier", demoTenancyWarehouse: "querier"}, TTL: time.Hour,
+			Roles: map[string]string{demoWarehouse: "querier", demoTenancyWarehouse: "querier", demoRLSWarehouse: "querier"}, TTL: time.Hour,
 		})
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(w, "\n  # %s\n  PGPASSWORD='%s' psql \"host=%s port=%s dbname=%s user=%s sslmode=disable\"\n  (session id %s)\n",
 			tenant, token, host, port, demoWarehouse, tenant, sid)
+		if tenant == demo.Tenants[0] {
+			rlsTenant, rlsToken = tenant, token
+		}
 	}
 	self := selfCommand()
 	fmt.Fprintln(w, "\nTry, in any of them:")
 	printQueries(w, demoQueries)
 	printTenancyDemo(w)
+	fmt.Fprintf(w, `
+Pass-through to the warehouse's own row security, beside row tenancy: database %s, where pgwarden
+sets role tenant_<tenant> and app.tenant for the warehouse's policies (same session):
+  # %s, pass-through
+  PGPASSWORD='%s' psql "host=%s port=%s dbname=%s user=%s sslmode=disable"
+In it:
+`, demoRLSWarehouse, rlsTenant, rlsToken, host, port, demoRLSWarehouse, rlsTenant)
+	printQueries(w, demoRLSQueries)
 	fmt.Fprintf(w, `
 A session in group pii that sees only region EU (the token goes to stdout, its session id to stderr):
   %s ticket --config %s --tenant acme --external-id alice --groups pii --attr regions=EU --session

@@ -59,7 +59,7 @@ func startDemo(t *testing.T) (map[string]demoSession, string, []string) {
 		case <-time.After(10 * time.Second):
 			t.Error("demo output did not end after it stopped")
 		}
-		for _, name := range []string{"keys", "pgwarden.yaml", "policy.yaml", "audit.jsonl"} {
+		for _, name := range []string{"keys", "pgwarden.yaml", "policy.yaml", "rowsecurity.yaml", "audit.jsonl"} {
 			if _, err := os.Stat(filepath.Join(dir, name)); err == nil {
 				t.Errorf("demo left %s behind", name)
 			}
@@ -159,7 +159,7 @@ func TestDemo(t *testing.T) {
 		}
 	}
 
-	checkSuggestions(t, sessions["acme"], lines)
+	checkSuggestions(t, sessions, lines)
 	checkTenancyDemo(t, sessions, cfgPath, lines)
 
 	// The printed command works as printed, in the real psql.
@@ -214,7 +214,10 @@ var suggestionChecks = map[string]queryCheck{
 	"SELECT name, email, phone FROM customers ORDER BY customer_id LIMIT 3;": wantRows(
 		"Bob acme 1|bob.1@acme.example|+1-555-0097", "Carol acme 2|carol.2@acme.example|+1-555-0194",
 		"Dave acme 3|dave.3@acme.example|+1-555-0291"),
-	"SELECT DISTINCT region FROM orders;": wantRows("EU"),
+	"SELECT DISTINCT region FROM orders;":                                                              wantRows("EU"),
+	"SELECT current_user, count(*) FROM support_tickets;":                                              wantRows("tenant_acme|5"),
+	"SELECT DISTINCT o.tenant_id, t.tenant_id FROM orders o JOIN support_tickets t USING (tenant_id);": wantRows("acme|acme"),
+	"SET app.tenant = 'globex';":                                                                       wantSQLState("42501"),
 }
 
 // runSuggested runs sql as psql would (simple protocol) and returns its rows as text.
@@ -254,13 +257,14 @@ func printedCommand(t *testing.T, lines []string, sub string) []string {
 // checkSuggestions runs every query the demo suggests and the commands it
 // prints (a pii session from ticket --session, then revoke), as a user would
 // copy them, and checks that the README suggests the same queries.
-func checkSuggestions(t *testing.T, acme demoSession, lines []string) {
+func checkSuggestions(t *testing.T, sessions map[string]demoSession, lines []string) {
+	acme := sessions["acme"]
 	out := strings.Join(lines, "\n")
 	readme, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range append(slices.Clone(demoQueries), demoPIIQueries...) {
+	for _, q := range slices.Concat(demoQueries, demoPIIQueries, demoRLSQueries) {
 		if !strings.Contains(out, q.SQL+" ") || !strings.Contains(out, "-- "+q.Shows) {
 			t.Errorf("demo did not print %q -- %s", q.SQL, q.Shows)
 		}
@@ -282,6 +286,11 @@ func checkSuggestions(t *testing.T, acme demoSession, lines []string) {
 		}
 	}
 	check(connectDemo(t, acme), demoQueries)
+	rls, ok := sessions["acme, pass-through"]
+	if !ok || !strings.Contains(rls.conninfo, "dbname="+demoRLSWarehouse) {
+		t.Fatalf("demo printed no pass-through session (%v)", sessions)
+	}
+	check(connectDemo(t, rls), demoRLSQueries)
 
 	code, token, errOut := runCLI(t, printedCommand(t, lines, "ticket")...)
 	if code != 0 {

@@ -90,6 +90,10 @@ func explainTenancy(w io.Writer, p *policy.Policy, id *policy.Identity, relation
 			continue // a catalog relation
 		}
 		switch {
+		case r.Tenancy == policy.TenancyPassthrough && !r.Rewrite:
+			parts = append(parts, n+": passthrough (the warehouse's row security alone; not rewritten)")
+		case r.Tenancy == policy.TenancyPassthrough:
+			parts = append(parts, n+": passthrough (the warehouse's row security, and pgwarden's fence as above)")
 		case r.Shared:
 			parts = append(parts, n+": shared")
 		case r.Tenancy == policy.TenancySchema:

@@ -101,6 +101,7 @@ func authConfig(c *config.File) auth.Config {
 		ConnectHost:        a.Connect.Host,
 		ConnectPort:        a.Connect.Port,
 		ConnectDatabase:    a.Connect.Database,
+		Warehouses:         warehouseNames(c),
 		BaseRole:           policy.Role(a.BaseRole),
 
 		StoreConnectTimeout: a.StoreConnectTimeout,
@@ -232,6 +233,9 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	for name, rw := range rewriters {
 		w := proxy.NewWarehouse(name, cfg.Warehouses[name].DSN, rw)
 		w.Pool = poolConfig(cfg.Warehouses[name].Pool)
+		if wc := cfg.Warehouses[name]; wc.TenantDatabases() {
+			w.Tenants = a.tenantDatabases(name, wc)
+		}
 		a.warehouses[name] = w
 	}
 	var audit *proxy.AuditLog
@@ -308,9 +312,15 @@ func loadWarehouses(ctx context.Context, cfg *config.File, withRewriters bool, g
 // newRewriter loads the warehouse's catalog for p and builds its rewriter,
 // bounded by gate (nil: a gate of its own).
 func newRewriter(ctx context.Context, cfg *config.File, name string, p *policy.Policy, gate *rewrite.Gate) (*rewrite.Rewriter, error) {
+	return newRewriterAt(ctx, cfg, name, cfg.Warehouses[name].DSN, p, gate)
+}
+
+// newRewriterAt is newRewriter over the catalog of the database at dsn (a
+// tenant's own database).
+func newRewriterAt(ctx context.Context, cfg *config.File, name, dsn string, p *policy.Policy, gate *rewrite.Gate) (*rewrite.Rewriter, error) {
 	cctx, cancel := context.WithTimeout(ctx, cfg.Proxy.ConnectTimeout)
 	defer cancel()
-	conn, err := pgx.Connect(cctx, cfg.Warehouses[name].DSN)
+	conn, err := pgx.Connect(cctx, dsn)
 	if err != nil {
 		// pgconn's connect errors name user and database, never the password.
 		return nil, fmt.Errorf("warehouse %s: cannot load its catalog: %w", name, err)
@@ -364,10 +374,14 @@ func (a *app) reload(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.policies.byWarehouse.Store(&policies)
 	for name, rw := range rewriters {
 		a.warehouses[name].SetRewriter(rw)
 	}
-	a.policies.byWarehouse.Store(&policies)
+	if a.proxy != nil {
+		// Tenant databases read the policy stored above.
+		return a.proxy.ReloadTenantDatabases(ctx)
+	}
 	return nil
 }
 
@@ -557,4 +571,33 @@ func (a *app) mintSession(ctx context.Context, r sessionRequest) (token, sid str
 		return "", "", err
 	}
 	return token, s.ID, nil
+}
+
+// warehouseNames lists the configured warehouses, by name.
+func warehouseNames(c *config.File) []string {
+	names := make([]string, 0, len(c.Warehouses))
+	for name := range c.Warehouses {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// tenantDatabases wires a warehouse's database per tenant: each tenant
+// database's rewriter is built over the warehouse's current policy and that
+// database's own catalog.
+func (a *app) tenantDatabases(name string, wc config.Warehouse) *proxy.TenantDatabases {
+	return &proxy.TenantDatabases{
+		DSN: wc.TenantDSNFor,
+		Rewriter: func(ctx context.Context, dsn string) (proxy.Rewriter, error) {
+			p := (*a.policies.byWarehouse.Load())[name]
+			rw, err := newRewriterAt(ctx, a.cfg, name, dsn, p, a.gate)
+			if err != nil {
+				return nil, err
+			}
+			return rw, nil
+		},
+		MaxConns:    wc.TenantMaxConns,
+		IdleTimeout: wc.TenantIdleTimeout,
+	}
 }

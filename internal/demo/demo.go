@@ -122,3 +122,36 @@ func LoadTenancy(ctx context.Context, conn *pgx.Conn, role, db string) error {
 	}
 	return nil
 }
+
+// CreateRowSecurity loads the demo's pass-through table into database db
+// and creates what the warehouse's own row security needs: a role per
+// tenant (tenant_<tenant>) that may read it and the demo's orders, and a
+// login role for pgwarden granted those roles and nothing else (no SELECT
+// of its own, no BYPASSRLS), whose password it returns. conn must be a
+// superuser connection to db, with the demo schema loaded.
+func CreateRowSecurity(ctx context.Context, conn *pgx.Conn, role, db string) (password string, err error) {
+	if _, err := conn.Exec(ctx, pgwarden.DemoRowSecuritySQL); err != nil {
+		return "", fmt.Errorf("row security demo: %w", err)
+	}
+	password = RandomSecret(16)
+	ident := pgx.Identifier{role}.Sanitize()
+	stmts := []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN NOBYPASSRLS PASSWORD %s", ident, quoteLiteral(password)),
+		fmt.Sprintf("ALTER ROLE %s SET default_transaction_read_only = on", ident),
+		fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", pgx.Identifier{db}.Sanitize(), ident),
+	}
+	for _, t := range Tenants {
+		tr := pgx.Identifier{"tenant_" + t}.Sanitize()
+		stmts = append(stmts,
+			fmt.Sprintf("CREATE ROLE %s NOLOGIN", tr),
+			fmt.Sprintf("GRANT USAGE ON SCHEMA public TO %s", tr),
+			fmt.Sprintf("GRANT SELECT ON public.support_tickets, public.orders TO %s", tr),
+			fmt.Sprintf("GRANT %s TO %s", tr, ident))
+	}
+	for _, s := range stmts {
+		if _, err := conn.Exec(ctx, s); err != nil {
+			return "", fmt.Errorf("row security demo: %w", err)
+		}
+	}
+	return password, nil
+}
