@@ -236,7 +236,6 @@ func (s *SessionRowSecurity) ResetSQL() string {
 // proxy pins standard_conforming_strings on every warehouse connection).
 func QuoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
-
 // parsePassthrough sets up a relation the warehouse's own row security
 // guards (tenancy: passthrough).
 func (p *Policy) parsePassthrough(r *Relation, fr fileRelation, where string) error {
