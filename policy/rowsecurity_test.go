@@ -35,7 +35,7 @@ func TestRowSecurityParseErrors(t *testing.T) {
 		{"passthrough without block", "relations:\n  public.o: {tenancy: passthrough}\n",
 			`policy.yaml: relations."public.o".tenancy: passthrough needs the policy's row_security block (what the warehouse's policies read)`},
 		{"unknown tenancy", rlsBase + "  public.o: {tenancy: rows}\n",
-			`policy.yaml: relations."public.o".tenancy: unknown model "rows" (want column or passthrough)`},
+			`policy.yaml: relations."public.o".tenancy: unknown value "rows" (want column, schema or passthrough)`},
 		{"rewrite off for column tenancy", rlsBase + "  public.o: {tenant_column: t, rewrite: false}\n",
 			`policy.yaml: relations."public.o".rewrite: only passthrough relations can turn pgwarden's rewriting off`},
 		{"rewrite off with rules", rlsBase + "  public.o: {tenancy: passthrough, rewrite: false, tenant_column: t}\n",

@@ -27,7 +27,7 @@ func TestTenancyParseErrors(t *testing.T) {
 		{"not under the logical schema", "tenant_schemas: {physical: \"t_{{tenant}}\"}\nrelations:\n  app.orders: {tenancy: schema}\n",
 			`policy.yaml: relations."app.orders".tenancy: schema-per-tenant relations are declared under the logical schema "public"`},
 		{"unknown tenancy", "relations:\n  public.orders: {tenancy: rows, tenant_column: t}\n",
-			`policy.yaml: relations."public.orders".tenancy: unknown value "rows" (want column or schema)`},
+			`policy.yaml: relations."public.orders".tenancy: unknown value "rows" (want column, schema or passthrough)`},
 		{"template without placeholder", "tenant_schemas: {physical: tenants}\nrelations:\n  public.orders: {tenancy: schema}\n",
 			`policy.yaml: tenant_schemas.physical: the template must contain {{tenant}}`},
 		{"template with another placeholder", "tenant_schemas: {physical: \"{{tenant}}_{{email}}\"}\nrelations:\n  public.orders: {tenancy: schema}\n",
