@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -340,7 +341,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		writeFieldError(w, &FieldError{Field: "ticket", Message: "required"})
 		return
 	}
-	s, tok, err := h.svc.ExchangeTicket(r.Context(), req.Ticket)
+	s, tok, err := h.svc.ExchangeTicketFrom(r.Context(), req.Ticket, remoteAddr(r))
 	h.m.exchanges.WithLabelValues(exchangeResult(err)).Inc()
 	if err != nil {
 		h.fail(w, r, err)
@@ -511,6 +512,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnauthorized, "invalid_ticket", "not a valid pgwarden ticket")
 	case errors.Is(err, ErrTicketExpired):
 		writeError(w, http.StatusUnauthorized, "ticket_expired", "ticket expired: mint a new ticket")
+	case errors.Is(err, ErrPinNeedsAddress):
+		writeError(w, http.StatusBadRequest, "invalid_request", "the ticket pins its session to the client address, which is not known")
 	case errors.Is(err, ErrTicketUsed):
 		writeError(w, http.StatusConflict, "ticket_already_used", "ticket already used: mint a new ticket")
 	case errors.Is(err, ErrInvalidSession):
@@ -568,4 +571,15 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// remoteAddr is the HTTP peer's address (invalid when it does not parse).
+// It is the direct peer: behind a reverse proxy that is the proxy, so a
+// ticket that pins its session should be exchanged directly.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

@@ -3,6 +3,7 @@
 package auth
 
 import (
+	"net/netip"
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
@@ -26,6 +27,10 @@ type Session struct {
 	MaxExpiresAt time.Time
 	// APIKeyName names the API key that minted the ticket (for audit logs).
 	APIKeyName string
+	// PinnedAddr is the client address that exchanged the ticket, when the
+	// ticket asked to pin its session there (pin_client_address); the proxy
+	// refuses the session from any other address. Invalid when not pinned.
+	PinnedAddr netip.Addr
 }
 
 // Identity returns the policy identity of the session on warehouse.

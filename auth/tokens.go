@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -23,6 +24,9 @@ var (
 	ErrSessionExpired  = errors.New("session expired")
 	ErrSessionRevoked  = errors.New("session revoked")
 	ErrSessionNotFound = errors.New("session not found")
+	// ErrPinNeedsAddress: a ticket that pins its session to the client
+	// address was exchanged where no client address is known (the CLI).
+	ErrPinNeedsAddress = errors.New("ticket pins its session to the client address, and none is known here")
 )
 
 // maxTokenLen bounds what we hand to the JWT parser; our tokens are ~1 KiB
@@ -46,6 +50,10 @@ type claims struct {
 	Max *jwt.NumericDate `json:"max,omitempty"`
 	// APIKey is the name of the API key that minted the ticket.
 	APIKey string `json:"akn,omitempty"`
+	// Pin, on a ticket, asks that its session be pinned to the client
+	// address that exchanges it; PinAddr, on a session, is that address.
+	Pin     bool   `json:"pin,omitempty"`
+	PinAddr string `json:"pin_addr,omitempty"`
 }
 
 func (c *claims) session() *Session {
@@ -69,6 +77,15 @@ func (c *claims) session() *Session {
 	}
 	if s.BaseRole == "" {
 		s.BaseRole = policy.RoleNoAccess
+	}
+	if c.PinAddr != "" {
+		// A signed claim that does not parse pins to an address no client
+		// has, rather than to none.
+		if a, err := netip.ParseAddr(c.PinAddr); err == nil {
+			s.PinnedAddr = a.Unmap()
+		} else {
+			s.PinnedAddr = netip.IPv6Unspecified()
+		}
 	}
 	if c.ExpiresAt != nil {
 		s.ExpiresAt = c.ExpiresAt.Time

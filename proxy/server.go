@@ -40,6 +40,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -133,6 +134,7 @@ type Server struct {
 	metrics    *metrics
 	now        func() time.Time
 	tlsConfig  *tls.Config
+	binding    *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -215,6 +217,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy.tls_cert_file/tls_key_file: %w", err)
 		}
 		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	b, err := embedctx.New(cfg.EmbedContext, "proxy.embed_context")
+	if err != nil {
+		return nil, err
+	}
+	s.binding = b
+	if b.WantsClientCert() {
+		// Asked for, not required nor verified here: the embed context
+		// check verifies it, so a wrong certificate gets FATAL 28000 and
+		// sessions that are not bound do not need one.
+		s.tlsConfig.ClientAuth = tls.RequestClientCert
 	}
 	m, err := newMetrics(deps.Metrics)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -129,6 +130,11 @@ func proxyConfig(c *config.File) proxy.Config {
 		ConnectTimeout:        p.ConnectTimeout,
 		AuthTimeout:           p.AuthTimeout,
 		MaxResultMessageBytes: p.MaxResultMessageBytes,
+		EmbedContext: embedctx.Config{
+			Networks:           p.EmbedContext.Networks,
+			ClientCAFile:       p.EmbedContext.ClientCAFile,
+			DirectAccessGroups: p.EmbedContext.DirectAccessGroups,
+		},
 	}
 }
 
