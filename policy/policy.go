@@ -125,8 +125,17 @@ type Relation struct {
 	TenantColumn string
 	Shared       bool
 	Published    bool
-	Filters      []*Filter
-	Columns      map[string]*ColumnRule
+	// Groups, when set, grant the relation only to sessions in one of
+	// them: to any other session it does not exist.
+	Groups  []string
+	Filters []*Filter
+	Columns map[string]*ColumnRule
+}
+
+// ReachedBy reports whether the relation is granted to id's groups: always
+// when it names none.
+func (r *Relation) ReachedBy(id *Identity) bool {
+	return len(r.Groups) == 0 || id.InGroup(r.Groups...)
 }
 
 // QualifiedName returns schema.name.
@@ -145,6 +154,9 @@ type Policy struct {
 	Relations map[string]*Relation
 	// Internal, when non-nil, is the relation set for internal sessions.
 	Internal map[string]*Relation
+	// Content, when non-nil, is the allow-list of statements for viewer
+	// sessions (content.go).
+	Content *Content
 
 	version   string
 	tenantSet map[string]bool
@@ -208,6 +220,7 @@ type fileDoc struct {
 	Functions  *fileFunctions          `yaml:"functions"`
 	Relations  map[string]fileRelation `yaml:"relations"`
 	Internal   *fileInternal           `yaml:"internal"`
+	Content    *fileContent            `yaml:"content"`
 }
 
 type fileFunctions struct {
@@ -222,6 +235,7 @@ type fileRelation struct {
 	TenantColumn string                `yaml:"tenant_column"`
 	Shared       bool                  `yaml:"shared"`
 	Published    bool                  `yaml:"published"`
+	Groups       []string              `yaml:"groups"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
 }
@@ -303,6 +317,11 @@ func Parse(data []byte, filename string) (*Policy, error) {
 			return nil, err
 		}
 	}
+	if doc.Content != nil {
+		if p.Content, err = p.parseContent(doc.Content); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -324,7 +343,12 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 			return nil, fmt.Errorf("%s: bad relation name (want schema.name)", where)
 		}
 		r := &Relation{Schema: schema, Name: name, TenantColumn: fr.TenantColumn, Shared: fr.Shared,
-			Published: fr.Published, Columns: map[string]*ColumnRule{}}
+			Published: fr.Published, Groups: fr.Groups, Columns: map[string]*ColumnRule{}}
+		for i, g := range fr.Groups {
+			if g == "" || !p.KnowsGroup(g) {
+				return nil, fmt.Errorf("%s.groups[%d]: unknown group %q", where, i, g)
+			}
+		}
 		switch {
 		case r.Shared && r.TenantColumn != "":
 			return nil, fmt.Errorf("%s: shared relations have no tenant_column", where)

@@ -141,7 +141,7 @@ func (p *pass) relationReadable(t *relTemplate) bool {
 	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
 		return false
 	}
-	return t.rel.Shared || p.id.Tenant != ""
+	return t.rel.ReachedBy(p.id) && (t.rel.Shared || p.id.Tenant != "")
 }
 
 func sortedTemplateKeys(m map[string]*relTemplate) []string {

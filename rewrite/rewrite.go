@@ -324,11 +324,21 @@ func (r *Rewriter) rewrite(m *meter, sql string, id *policy.Identity, prm *param
 		return res, nil
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
+	content := r.contentFor(id)
 	for _, raw := range tree.Stmts {
 		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err
+		}
+		if content != nil {
+			l, perr := checkContent(content, sql, raw, st.Kind, p.relations, id)
+			if perr != nil {
+				return nil, perr
+			}
+			if l != nil {
+				res.Learned = append(res.Learned, *l)
+			}
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
 		out, err := pg_query.Deparse(singleStatement(tree.Version, raw))
