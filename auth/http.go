@@ -123,6 +123,7 @@ func NewHandler(svc *Service, reg prometheus.Registerer, log *zap.Logger) (*Hand
 	h.route("/v1/sessions", "sessions", true, h.exchange)
 	h.route("/v1/sessions/renew", "renew", true, h.renew)
 	h.route("/v1/sessions/{id}/revoke", "revoke", false, h.revoke)
+	h.handle("/v1/content", "content", http.MethodGet, h.content)
 	h.handle("/.well-known/jwks.json", "jwks", http.MethodGet, h.jwks)
 	h.handle("/healthz", "healthz", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -404,6 +405,30 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"session_id": sid, "revoked": true})
+}
+
+// content lists the statements learned on a warehouse (?warehouse=NAME,
+// or every warehouse) from sessions minted through the caller's API key,
+// for review before `pgwarden content write` puts them into the policy.
+func (h *Handler) content(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	wh := r.URL.Query().Get("warehouse")
+	if len(wh) > maxStringLen {
+		writeFieldError(w, &FieldError{Field: "warehouse", Message: "too long"})
+		return
+	}
+	list, err := h.svc.LearnedStatements(r.Context(), wh, key.name)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []LearnedStatement{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"statements": list})
 }
 
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {

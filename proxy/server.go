@@ -118,6 +118,9 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Learned, if set, records the statements viewer sessions of a
+	// learning warehouse or tenant run unlisted (rewrite.Learned).
+	Learned ContentRecorder
 }
 
 // Server accepts PostgreSQL clients.
@@ -135,6 +138,7 @@ type Server struct {
 	now        func() time.Time
 	tlsConfig  *tls.Config
 	binding    *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
+	learner    *learner          // nil: learned statements are allowed, not recorded
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -185,6 +189,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.learner = newLearner(deps.Learned, s.log, s.now)
 	for name, w := range deps.Warehouses {
 		if w == nil || w.Name != name {
 			return nil, fmt.Errorf("proxy: warehouse %q: key and Name differ", name)

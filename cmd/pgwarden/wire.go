@@ -248,12 +248,14 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if cfg.Proxy.AllowInsecurePassword {
 		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
 	}
+	var _ proxy.ContentRecorder = (*auth.Store)(nil)
 	a.proxy, err = proxy.New(proxyConfig(cfg), proxy.Deps{
 		Logger:        log.Named("proxy"),
 		Authenticator: a.verifier,
 		Warehouses:    a.warehouses,
 		Audit:         audit,
 		Metrics:       a.reg,
+		Learned:       a.store,
 	})
 	if err != nil {
 		return nil, err
