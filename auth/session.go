@@ -3,7 +3,6 @@
 package auth
 
 import (
-	"net/netip"
 	"time"
 
 	"github.com/pgwarden/pgwarden/policy"
@@ -29,8 +28,9 @@ type Session struct {
 	APIKeyName string
 	// PinnedAddr is the client address that exchanged the ticket, when the
 	// ticket asked to pin its session there (pin_client_address); the proxy
-	// refuses the session from any other address. Invalid when not pinned.
-	PinnedAddr netip.Addr
+	// refuses the session from any other address. "" when not pinned; a
+	// string (netip's form), so that sessions stay plainly comparable.
+	PinnedAddr string
 }
 
 // Identity returns the policy identity of the session on warehouse.

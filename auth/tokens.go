@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/netip"
 	"slices"
 	"time"
 
@@ -78,15 +77,7 @@ func (c *claims) session() *Session {
 	if s.BaseRole == "" {
 		s.BaseRole = policy.RoleNoAccess
 	}
-	if c.PinAddr != "" {
-		// A signed claim that does not parse pins to an address no client
-		// has, rather than to none.
-		if a, err := netip.ParseAddr(c.PinAddr); err == nil {
-			s.PinnedAddr = a.Unmap()
-		} else {
-			s.PinnedAddr = netip.IPv6Unspecified()
-		}
-	}
+	s.PinnedAddr = c.PinAddr
 	if c.ExpiresAt != nil {
 		s.ExpiresAt = c.ExpiresAt.Time
 	}

@@ -18,7 +18,16 @@ import (
 // the client asked for (the audit record's warehouse).
 func (c *clientConn) checkEmbedContext(database string) error {
 	s := c.session
-	conn := embedctx.Conn{Kind: s.Kind, Groups: s.Groups, Remote: peerAddr(c.raw.RemoteAddr()), PinnedAddr: s.PinnedAddr}
+	conn := embedctx.Conn{Kind: s.Kind, Groups: s.Groups, Remote: peerAddr(c.raw.RemoteAddr())}
+	if s.PinnedAddr != "" {
+		a, err := netip.ParseAddr(s.PinnedAddr)
+		if err != nil {
+			// A signed pin that does not parse pins to an address no
+			// client has, never to none.
+			a = netip.IPv6Unspecified()
+		}
+		conn.PinnedAddr = a
+	}
 	if tc, ok := c.nc.(*tls.Conn); ok {
 		conn.PeerCerts = tc.ConnectionState().PeerCertificates
 	}

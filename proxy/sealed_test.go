@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"math/big"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -176,7 +175,7 @@ func TestEmbedContextPinnedAddress(t *testing.T) {
 				c.EmbedContext = embedctx.Config{Networks: []string{"127.0.0.0/8"}}
 			}
 		})
-		tp.addSession("tok-pinned", func(s *auth.Session) { s.PinnedAddr = netip.MustParseAddr("127.0.0.3") })
+		tp.addSession("tok-pinned", func(s *auth.Session) { s.PinnedAddr = "127.0.0.3" })
 		ctx := ctxT(t)
 		c, err := tp.connectFrom(ctx, t, "tok-pinned", "127.0.0.3", nil)
 		wantConnected(t, c, err)
