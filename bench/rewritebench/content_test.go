@@ -125,3 +125,51 @@ func TestContentCorpus(t *testing.T) {
 		t.Error("an unlisted statement ran")
 	}
 }
+
+// BenchmarkContentInterleaved is BenchmarkContentCached with the two roles
+// alternating in batches of 200 statements within one benchmark, so that
+// a shared machine's drifting load falls on both alike: it reports each
+// role's ns per statement (viewer-ns/op, rq-ns/op) and their ratio.
+func BenchmarkContentInterleaved(b *testing.B) {
+	rw, qs := contentRewriter(b)
+	ctx := context.Background()
+	ids := []*policy.Identity{
+		{SessionID: "bench", Kind: policy.KindEmbed, Tenant: "acme", ExternalID: "bench-user", Role: policy.RoleViewer},
+		{SessionID: "bench", Kind: policy.KindEmbed, Tenant: "acme", ExternalID: "bench-user", Role: policy.RoleRestrictedQuerier},
+	}
+	var sqls []string
+	for _, q := range qs {
+		sqls = append(sqls, q.SQL)
+	}
+	for i := range 200 {
+		sqls = append(sqls, fmt.Sprintf(pointLookup, i+1))
+	}
+	for _, id := range ids {
+		for _, sql := range sqls {
+			if _, err := rw.Rewrite(ctx, sql, id); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	const batch = 200
+	var spent [2]time.Duration
+	var ops [2]int
+	b.ResetTimer()
+	for n := 0; n < b.N; n += 2 * batch {
+		for r, id := range ids {
+			start := time.Now()
+			for i := range batch {
+				if _, err := rw.Rewrite(ctx, sqls[(n+i)%len(sqls)], id); err != nil {
+					b.Fatal(err)
+				}
+			}
+			spent[r] += time.Since(start)
+			ops[r] += batch
+		}
+	}
+	v := float64(spent[0].Nanoseconds()) / float64(ops[0])
+	q := float64(spent[1].Nanoseconds()) / float64(ops[1])
+	b.ReportMetric(v, "viewer-ns/op")
+	b.ReportMetric(q, "rq-ns/op")
+	b.ReportMetric(v/q, "viewer/rq")
+}
