@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // A ticket minted with pin_client_address pins its session to the address
@@ -61,5 +62,44 @@ func TestPinClientAddress(t *testing.T) {
 	s, _, err = e.svc.ExchangeTicketFrom(ctx, ticket, netip.MustParseAddr("::ffff:10.1.2.3"))
 	if err != nil || s.PinnedAddr != "10.1.2.3" {
 		t.Fatalf("exchange from 10.1.2.3: %v, %v", s, err)
+	}
+}
+
+// GET /v1/content lists what was learned from the caller's API key's
+// sessions only, per warehouse.
+func TestHTTPContent(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	now := e.clock.Now()
+	for _, l := range []LearnedStatement{
+		{Warehouse: "demo", Fingerprint: "aa", Normalized: "SELECT $1", Example: "SELECT 1", Tenant: "acme", APIKey: "acme-backend", LastSeen: now},
+		{Warehouse: "demo", Fingerprint: "aa", Normalized: "SELECT $1", Example: "SELECT 2", Tenant: "acme", APIKey: "acme-backend", LastSeen: now.Add(time.Minute)},
+		{Warehouse: "other", Fingerprint: "bb", Normalized: "SELECT $1", Example: "SELECT 3", Tenant: "acme", APIKey: "acme-backend", LastSeen: now},
+		{Warehouse: "demo", Fingerprint: "cc", Normalized: "SELECT x", Example: "SELECT x", Tenant: "globex", APIKey: "someone-else", LastSeen: now},
+	} {
+		if err := e.store.RecordLearned(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, _, out := e.do("GET", "/v1/content?warehouse=demo", nil, apiKeyHdr)
+	if code != http.StatusOK {
+		t.Fatalf("%d %v", code, out)
+	}
+	list := out["statements"].([]any)
+	if len(list) != 1 {
+		t.Fatalf("statements = %v", list)
+	}
+	got := list[0].(map[string]any)
+	if got["fingerprint"] != "aa" || got["example"] != "SELECT 1" || got["sightings"] != float64(2) || got["api_key"] != nil {
+		t.Fatalf("statement = %v", got)
+	}
+	if code, _, out := e.do("GET", "/v1/content", nil, apiKeyHdr); code != http.StatusOK || len(out["statements"].([]any)) != 2 {
+		t.Fatalf("every warehouse: %d %v", code, out)
+	}
+	code, _, out = e.do("GET", "/v1/content", nil, nil)
+	wantError(t, code, out, http.StatusUnauthorized, "unauthorized")
+	all, err := e.svc.LearnedStatements(ctx, "demo", "")
+	if err != nil || len(all) != 2 {
+		t.Fatalf("operator's list: %v, %v", all, err)
 	}
 }
