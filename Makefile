@@ -20,6 +20,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	cd deploy && $(GO) vet ./...
 
 # Binaries and data dumps are kept out of git: a tracked file over 1 MB fails the test target.
 check-files:
@@ -28,6 +29,8 @@ check-files:
 test: check-files deps-test vet
 	@echo "running go test ./... (the first run compiles pg_query with cgo and starts throwaway PostgreSQL clusters)"
 	$(GO) test $(GOTESTFLAGS) ./...
+	@echo "validating the Kubernetes manifests (deploy/, a module of its own for the Kubernetes API types)"
+	cd deploy && $(GO) test -count=1 ./...
 
 demo: deps build
 	@echo "starting the demo: a throwaway PostgreSQL, the ticket service and the proxy (Ctrl-C stops all three)"

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -47,7 +48,11 @@ type Proxy struct {
 	StatementTimeout      time.Duration `yaml:"statement_timeout"`
 	MaxClientConns        int           `yaml:"max_client_conns"`
 	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
-	ConnectTimeout        time.Duration `yaml:"connect_timeout"`
+	// DrainDelay is how long the proxy keeps accepting connections after
+	// SIGTERM, /readyz failing, before it closes its listener: the time a
+	// load balancer's readiness check needs to stop sending it clients.
+	DrainDelay     time.Duration `yaml:"drain_delay"`
+	ConnectTimeout time.Duration `yaml:"connect_timeout"`
 	// AuthTimeout bounds a client's startup and authentication (default
 	// 60s, PostgreSQL's authentication_timeout). Store calls within it are
 	// bounded by auth.store_query_timeout.
@@ -71,9 +76,12 @@ type Proxy struct {
 	// (1 to 255), the others' client addresses by id, and a file with the
 	// secret they share (at least 32 bytes) to sign the cancel requests
 	// they forward to each other.
-	PeerID         int            `yaml:"peer_id"`
-	Peers          map[int]string `yaml:"peers"`
-	PeerSecretFile string         `yaml:"peer_secret_file"`
+	PeerID int `yaml:"peer_id"`
+	// PeerIDFromHostname takes the peer id from the host name's ordinal
+	// suffix, as a StatefulSet names its pods: pgwarden-proxy-0 is peer 1.
+	PeerIDFromHostname bool           `yaml:"peer_id_from_hostname"`
+	Peers              map[int]string `yaml:"peers"`
+	PeerSecretFile     string         `yaml:"peer_secret_file"`
 	// EmbedContext binds embed sessions to their BI backends; off when
 	// neither networks nor client_ca_file is set.
 	EmbedContext EmbedContext `yaml:"embed_context"`
@@ -376,7 +384,7 @@ func (f *File) Validate() error {
 	}
 	for field, d := range map[string]time.Duration{
 		"proxy.idle_timeout": f.Proxy.IdleTimeout, "proxy.statement_timeout": f.Proxy.StatementTimeout,
-		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
+		"proxy.shutdown_timeout": f.Proxy.ShutdownTimeout, "proxy.drain_delay": f.Proxy.DrainDelay, "proxy.connect_timeout": f.Proxy.ConnectTimeout,
 		"proxy.rewrite_timeout": f.Proxy.RewriteTimeout, "proxy.rewrite_memory_wait": f.Proxy.RewriteMemoryWait,
 		"auth.ticket_ttl": f.Auth.TicketTTL, "auth.session_ttl": f.Auth.SessionTTL,
 		"auth.session_max_lifetime": f.Auth.SessionMaxLifetime, "auth.leeway": f.Auth.Leeway,
@@ -392,6 +400,9 @@ func (f *File) Validate() error {
 	}
 	if f.Proxy.MaxResultMessageBytes < 0 || f.Proxy.MaxResultMessageBytes > 1<<31-5 {
 		bad("proxy.max_result_message_bytes", "%d is outside 0 (the default, 1 GiB) to 2147483643", f.Proxy.MaxResultMessageBytes)
+	}
+	if f.Proxy.PeerIDFromHostname && f.Proxy.PeerID != 0 {
+		bad("proxy.peer_id_from_hostname", "set either peer_id or peer_id_from_hostname")
 	}
 	if f.Proxy.MaxWorkMemMB < 0 || f.Proxy.MaxWorkMemMB > 1<<21 {
 		bad("proxy.max_work_mem_mb", "%d is not between 1 and 2097151", f.Proxy.MaxWorkMemMB)
@@ -533,4 +544,15 @@ func checkJWKSURL(raw string) error {
 		return fmt.Errorf("%q: use https (http only to a loopback host)", raw)
 	}
 	return fmt.Errorf("%q is not an http(s) URL", raw)
+}
+
+// PeerIDFromHostname is the peer id of a replica whose host name ends in a
+// StatefulSet ordinal ("pgwarden-proxy-2" is peer 3).
+func PeerIDFromHostname(host string) (int, error) {
+	i := strings.LastIndexByte(host, '-')
+	n, err := strconv.Atoi(host[i+1:])
+	if i < 0 || err != nil || n < 0 || n > 254 {
+		return 0, fmt.Errorf("proxy.peer_id_from_hostname: host name %q does not end in -N (0 to 254)", host)
+	}
+	return n + 1, nil
 }

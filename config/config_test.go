@@ -77,3 +77,16 @@ func TestValidateErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestPeerIDFromHostname(t *testing.T) {
+	for host, want := range map[string]int{"pgwarden-proxy-0": 1, "pgwarden-proxy-2": 3, "p-254": 255} {
+		if got, err := PeerIDFromHostname(host); err != nil || got != want {
+			t.Errorf("%s: %d, %v; want %d", host, got, err, want)
+		}
+	}
+	for _, host := range []string{"pgwarden-tickets-5d8f9-abcde", "nodash", "x-255", "x-"} {
+		if _, err := PeerIDFromHostname(host); err == nil {
+			t.Errorf("%s: no error", host)
+		}
+	}
+}

@@ -107,6 +107,8 @@ type clientConn struct {
 	// txStatus is the last ReadyForQuery's (any mode), atomic for the loop,
 	// which reads it once the queue is empty (mayProbe).
 	txStatus atomic.Uint32
+	// shuttingDown is set by the loop once the server drains (receive).
+	shuttingDown bool
 	// A statement re-rewritten after a reload changed its result shape:
 	// its BindComplete becomes 0A000 and the rest of the batch is dropped.
 	shapeChanged bool
@@ -780,6 +782,22 @@ func (c *clientConn) armRead(deadline time.Time) uint32 {
 
 func (c *clientConn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
 
+// drainGrace: once the server drains (SIGTERM), a session ends with 57P01 when
+// it has been idle outside a transaction this long; a transaction in
+// progress runs on until shutdown_timeout. A client that has just connected
+// (pgbench -C, a BI tool's short-lived connection) thus gets its statement
+// answered rather than a FATAL before it could send it, and a rolling
+// restart behind a load balancer fails no transaction that had begun.
+const drainGrace = time.Second
+
+// earliest is the earlier of two read deadlines, the zero one meaning none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || b.Before(a) {
+		return b
+	}
+	return a
+}
+
 // receive returns the next client message, handling interrupts and the idle
 // timeout while it waits.
 func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
@@ -793,7 +811,24 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 				deadline = time.Now().Add(idle)
 			}
 		}
+		if c.shuttingDown {
+			if c.q.empty() && c.txStatus.Load() == 'I' {
+				last := time.Unix(0, c.lastActive.Load())
+				if time.Since(last) >= drainGrace {
+					return nil, pgerr.Shutdown()
+				}
+				deadline = earliest(deadline, last.Add(drainGrace))
+			} else {
+				deadline = earliest(deadline, time.Now().Add(drainGrace)) // look again
+			}
+		}
 		if r := c.armRead(deadline); r != 0 {
+			if r == reasonShutdown && !c.srv.hardStopped() {
+				// The server drains: serve on until the session is idle
+				// outside a transaction (see drainGrace).
+				c.shuttingDown = true
+				continue
+			}
 			return nil, c.interrupted(r)
 		}
 		msg, err := c.be.Receive()

@@ -282,6 +282,42 @@ func TestShutdownDrains(t *testing.T) {
 	}
 }
 
+// During a drain a session that has just connected gets its statement
+// answered, a transaction in progress runs to its end, and sessions idle
+// outside a transaction end with 57P01: the drain ends without waiting for
+// its deadline.
+func TestShutdownServesFreshSessionsAndTransactions(t *testing.T) {
+	tp := startProxy(t, nil)
+	ctx := ctxT(t)
+	idle := tp.connect(t, ctx, "tok-acme")
+	inTx := tp.connect(t, ctx, "tok-acme")
+	if _, err := inTx.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(drainGrace + 200*time.Millisecond) // idle past the grace
+	fresh := tp.connect(t, ctx, "tok-acme")
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	shutdownErr := make(chan error, 1)
+	go func() { shutdownErr <- tp.srv.Shutdown(sctx) }()
+	for tp.srv.Ready() {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := fresh.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Errorf("a session that connected just before the drain: %v", err)
+	}
+	for _, sql := range []string{"SELECT 2", "COMMIT"} {
+		if _, err := inTx.Exec(ctx, sql).ReadAll(); err != nil {
+			t.Errorf("%s in a transaction begun before the drain: %v", sql, err)
+		}
+	}
+	_, err := idle.Exec(ctx, "SELECT 1").ReadAll()
+	wantPgErr(t, err, "57P01", "terminating connection due to administrator command")
+	if err := <-shutdownErr; err != nil {
+		t.Errorf("Shutdown = %v, want every session ended before the deadline", err)
+	}
+}
+
 // A warehouse the proxy cannot reach: the client's FATAL 08006 says what
 // happened (refused, no answer within the time actually waited, credentials
 // refused), in session and transaction mode, and leaks neither the

@@ -35,10 +35,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/rewrite"
@@ -319,12 +321,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		tempDelay = 0
 		c := s.newClientConn(base, wrapSocket(nc))
 		if c == nil {
+			// Accepted as the drain began: say so, as PostgreSQL does,
+			// rather than close without a word.
+			nc.SetWriteDeadline(time.Now().Add(time.Second))
+			nc.Write(shuttingDownMsg)
 			nc.Close()
 			continue
 		}
 		go c.serve()
 	}
 }
+
+// shuttingDownMsg is PostgreSQL's answer to a connection that arrives while
+// it shuts down.
+var shuttingDownMsg, _ = (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL",
+	Code: pgerr.CannotConnectNow, Message: "the database system is shutting down"}).Encode(nil)
 
 // Ready reports whether the server is serving and not draining.
 func (s *Server) Ready() bool {
@@ -444,6 +455,16 @@ func (s *Server) lookupKey(pid uint32, secret []byte) *clientConn {
 		return nil
 	}
 	return c
+}
+
+// hardStopped reports whether the drain's shutdown_timeout is over.
+func (s *Server) hardStopped() bool {
+	select {
+	case <-s.hardStop:
+		return true
+	default:
+		return false
+	}
 }
 
 func (s *Server) isDraining() bool {

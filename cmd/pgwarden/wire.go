@@ -256,6 +256,15 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	}
 	var _ proxy.ContentRecorder = (*auth.Store)(nil)
 	pcfg := proxyConfig(cfg)
+	if cfg.Proxy.PeerIDFromHostname {
+		host, err := os.Hostname()
+		if err != nil {
+			return nil, err
+		}
+		if pcfg.PeerID, err = config.PeerIDFromHostname(host); err != nil {
+			return nil, err
+		}
+	}
 	if f := cfg.Proxy.PeerSecretFile; f != "" {
 		if pcfg.PeerSecret, err = os.ReadFile(f); err != nil {
 			return nil, fmt.Errorf("proxy.peer_secret_file: %w", err)
@@ -373,8 +382,9 @@ func (a *app) reload(ctx context.Context) error {
 // 200 (a liveness probe must not kill a draining replica) and /readyz with
 // 503 (load balancers stop sending it traffic). Then the rest stops.
 func (a *app) run(ctx context.Context, ready func()) error {
-	// proxyCtx ends at the signal and starts the drain; bgCtx ends after it.
-	proxyCtx, stopProxy := context.WithCancel(ctx)
+	// proxyCtx ends after the signal (and drain_delay) and starts the drain;
+	// bgCtx ends after it.
+	proxyCtx, stopProxy := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProxy()
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -439,6 +449,14 @@ func (a *app) run(ctx context.Context, ready func()) error {
 	a.draining.Store(true)
 	if a.handler != nil {
 		a.handler.Drain()
+	}
+	if d := a.cfg.Proxy.DrainDelay; d > 0 && proxyRunning && first == nil {
+		a.log.Info("draining: /readyz fails; still accepting connections for drain_delay", zap.Duration("drain_delay", d))
+		select {
+		case <-time.After(d):
+		case first = <-proxyDone:
+			proxyRunning = false
+		}
 	}
 	stopProxy()
 	if proxyRunning {
