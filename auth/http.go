@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -125,6 +126,7 @@ func NewHandler(svc *Service, reg prometheus.Registerer, log *zap.Logger) (*Hand
 	h.route("/v1/sessions", "sessions", true, h.exchange)
 	h.route("/v1/sessions/renew", "renew", true, h.renew)
 	h.route("/v1/sessions/{id}/revoke", "revoke", false, h.revoke)
+	h.handle("/v1/content", "content", http.MethodGet, h.content)
 	h.handle("/.well-known/jwks.json", "jwks", http.MethodGet, h.jwks)
 	h.handle("/healthz", "healthz", http.MethodGet, func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -360,7 +362,7 @@ func (h *Handler) exchange(w http.ResponseWriter, r *http.Request) {
 		writeFieldError(w, &FieldError{Field: "ticket", Message: "required"})
 		return
 	}
-	s, tok, err := h.svc.ExchangeTicket(r.Context(), req.Ticket)
+	s, tok, err := h.svc.ExchangeTicketFrom(r.Context(), req.Ticket, remoteAddr(r))
 	h.m.exchanges.WithLabelValues(exchangeResult(err)).Inc()
 	if err != nil {
 		h.fail(w, r, err)
@@ -423,6 +425,30 @@ func (h *Handler) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"session_id": sid, "revoked": true})
+}
+
+// content lists the statements learned on a warehouse (?warehouse=NAME,
+// or every warehouse) from sessions minted through the caller's API key,
+// for review before `pgwarden content write` puts them into the policy.
+func (h *Handler) content(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.authenticate(w, r)
+	if !ok {
+		return
+	}
+	wh := r.URL.Query().Get("warehouse")
+	if len(wh) > maxStringLen {
+		writeFieldError(w, &FieldError{Field: "warehouse", Message: "too long"})
+		return
+	}
+	list, err := h.svc.LearnedStatements(r.Context(), wh, key.name)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []LearnedStatement{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"statements": list})
 }
 
 func (h *Handler) jwks(w http.ResponseWriter, r *http.Request) {
@@ -531,6 +557,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusUnauthorized, "invalid_ticket", "not a valid pgwarden ticket")
 	case errors.Is(err, ErrTicketExpired):
 		writeError(w, http.StatusUnauthorized, "ticket_expired", "ticket expired: mint a new ticket")
+	case errors.Is(err, ErrPinNeedsAddress):
+		writeError(w, http.StatusBadRequest, "invalid_request", "the ticket pins its session to the client address, which is not known")
 	case errors.Is(err, ErrTicketUsed):
 		writeError(w, http.StatusConflict, "ticket_already_used", "ticket already used: mint a new ticket")
 	case errors.Is(err, ErrInvalidSession):
@@ -588,4 +616,15 @@ func truncate(s string, n int) string {
 		return s[:n]
 	}
 	return s
+}
+
+// remoteAddr is the HTTP peer's address (invalid when it does not parse).
+// It is the direct peer: behind a reverse proxy that is the proxy, so a
+// ticket that pins its session should be exchanged directly.
+func remoteAddr(r *http.Request) netip.Addr {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

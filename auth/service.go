@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -31,6 +32,10 @@ type TicketRequest struct {
 	// TTL shortens the ticket's life below Config.TicketTTL; zero means
 	// TicketTTL. In JSON: seconds (60) or a Go duration ("30s").
 	TTL Duration `json:"ttl"`
+	// PinClientAddress pins the session to the client address that
+	// exchanges the ticket (POST /v1/sessions): the proxy refuses the
+	// session token from any other address.
+	PinClientAddress bool `json:"pin_client_address"`
 	// APIKeyName is who asks; set by the HTTP layer or the CLI, not by JSON.
 	APIKeyName string `json:"-"`
 }
@@ -224,6 +229,7 @@ func (s *Service) MintTicket(ctx context.Context, r TicketRequest) (token string
 		BaseRole:   s.cfg.BaseRole,
 		Kind:       policy.KindEmbed,
 		APIKey:     r.APIKeyName,
+		Pin:        r.PinClientAddress,
 	}
 	token, err = sign(s.key, c)
 	if err != nil {
@@ -237,6 +243,13 @@ func (s *Service) MintTicket(ctx context.Context, r TicketRequest) (token string
 // and the session token. Errors: ErrInvalidTicket, ErrTicketExpired,
 // ErrTicketUsed, or a store error.
 func (s *Service) ExchangeTicket(ctx context.Context, ticket string) (*Session, string, error) {
+	return s.ExchangeTicketFrom(ctx, ticket, netip.Addr{})
+}
+
+// ExchangeTicketFrom is ExchangeTicket for a client at address client (the
+// HTTP peer): a ticket minted with pin_client_address pins its session
+// there, and cannot be exchanged without an address (ErrPinNeedsAddress).
+func (s *Service) ExchangeTicketFrom(ctx context.Context, ticket string, client netip.Addr) (*Session, string, error) {
 	c, _, err := s.tokens.verify(ctx, ticket, AudienceTicket)
 	switch {
 	case errors.Is(err, errExpired):
@@ -246,7 +259,10 @@ func (s *Service) ExchangeTicket(ctx context.Context, ticket string) (*Session, 
 	case err != nil:
 		return nil, "", err
 	}
-	sess, sc, err := redeemTicket(ctx, s.store, &s.cfg, c)
+	if c.Pin && !client.IsValid() {
+		return nil, "", ErrPinNeedsAddress
+	}
+	sess, sc, err := redeemTicket(ctx, s.store, &s.cfg, c, client)
 	if err != nil {
 		return nil, "", err
 	}
@@ -260,7 +276,12 @@ func (s *Service) ExchangeTicket(ctx context.Context, ticket string) (*Session, 
 
 // redeemTicket turns verified ticket claims into session claims, redeeming
 // the ticket and recording the session in one transaction.
-func redeemTicket(ctx context.Context, store *Store, cfg *Config, t *claims) (*Session, *claims, error) {
+//
+// A ticket that asks to be pinned pins its session to client. The proxy
+// redeeming a ticket used as a password passes no address: that session
+// serves the one connection that presented the ticket, so it is pinned to
+// that client by construction.
+func redeemTicket(ctx context.Context, store *Store, cfg *Config, t *claims, client netip.Addr) (*Session, *claims, error) {
 	sid, err := randomID(18)
 	if err != nil {
 		return nil, nil, err
@@ -283,6 +304,10 @@ func redeemTicket(ctx context.Context, store *Store, cfg *Config, t *claims) (*S
 	}
 	sc.SID = sid
 	sc.Max = jwt.NewNumericDate(maxExp)
+	sc.Pin = false
+	if t.Pin && client.IsValid() {
+		sc.PinAddr = client.Unmap().String()
+	}
 	err = store.RedeemAndCreate(ctx, t.ID, t.ExpiresAt.Time, SessionRecord{
 		ID: sid, Tenant: t.Tenant, ExternalID: t.ExternalID, APIKey: t.APIKey,
 		Created: now, Expires: exp, MaxExpires: maxExp,

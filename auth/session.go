@@ -26,6 +26,11 @@ type Session struct {
 	MaxExpiresAt time.Time
 	// APIKeyName names the API key that minted the ticket (for audit logs).
 	APIKeyName string
+	// PinnedAddr is the client address that exchanged the ticket, when the
+	// ticket asked to pin its session there (pin_client_address); the proxy
+	// refuses the session from any other address. "" when not pinned; a
+	// string (netip's form), so that sessions stay plainly comparable.
+	PinnedAddr string
 }
 
 // Identity returns the policy identity of the session on warehouse.

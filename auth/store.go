@@ -158,6 +158,20 @@ var migrations = []string{
 	);
 	CREATE INDEX ON {s}.sessions (max_expires_at);
 	CREATE INDEX ON {s}.sessions (revoked_at) WHERE revoked_at IS NOT NULL;`,
+	// Statements that viewer sessions of a learning warehouse or tenant ran
+	// unlisted (content.go): one row per warehouse and fingerprint.
+	`CREATE TABLE {s}.learned_statements (
+		warehouse   text NOT NULL,
+		fingerprint text NOT NULL,
+		normalized  text NOT NULL,
+		example     text NOT NULL,
+		tenant      text NOT NULL,
+		api_key     text NOT NULL DEFAULT '',
+		first_seen  timestamptz NOT NULL,
+		last_seen   timestamptz NOT NULL,
+		sightings   bigint NOT NULL DEFAULT 1,
+		PRIMARY KEY (warehouse, fingerprint)
+	);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe

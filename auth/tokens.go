@@ -23,6 +23,9 @@ var (
 	ErrSessionExpired  = errors.New("session expired")
 	ErrSessionRevoked  = errors.New("session revoked")
 	ErrSessionNotFound = errors.New("session not found")
+	// ErrPinNeedsAddress: a ticket that pins its session to the client
+	// address was exchanged where no client address is known (the CLI).
+	ErrPinNeedsAddress = errors.New("ticket pins its session to the client address, and none is known here")
 )
 
 // maxTokenLen bounds what we hand to the JWT parser; our tokens are ~1 KiB
@@ -46,6 +49,10 @@ type claims struct {
 	Max *jwt.NumericDate `json:"max,omitempty"`
 	// APIKey is the name of the API key that minted the ticket.
 	APIKey string `json:"akn,omitempty"`
+	// Pin, on a ticket, asks that its session be pinned to the client
+	// address that exchanges it; PinAddr, on a session, is that address.
+	Pin     bool   `json:"pin,omitempty"`
+	PinAddr string `json:"pin_addr,omitempty"`
 }
 
 func (c *claims) session() *Session {
@@ -70,6 +77,7 @@ func (c *claims) session() *Session {
 	if s.BaseRole == "" {
 		s.BaseRole = policy.RoleNoAccess
 	}
+	s.PinnedAddr = c.PinAddr
 	if c.ExpiresAt != nil {
 		s.ExpiresAt = c.ExpiresAt.Time
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,7 +85,7 @@ func (v *Verifier) Authenticate(ctx context.Context, credential string) (*Sessio
 		return nil, pgerr.Fatalf(pgerr.CannotConnectNow, msgKeysUnavailable)
 	}
 	if aud == AudienceTicket {
-		s, _, err := redeemTicket(ctx, v.store, &v.cfg, c)
+		s, _, err := redeemTicket(ctx, v.store, &v.cfg, c, netip.Addr{})
 		switch {
 		case errors.Is(err, ErrTicketUsed):
 			return nil, pgerr.BadCredentials(msgTicketUsed)

@@ -387,3 +387,27 @@ func TestPoolVerdict(t *testing.T) {
 		}
 	}
 }
+
+// The content A/B: paired sub-benchmarks and the interleaved run's own
+// metrics reach the report.
+func TestContentABReport(t *testing.T) {
+	out := `pkg: github.com/pgwarden/pgwarden/bench/rewritebench
+BenchmarkContentCached/viewer/q1-2         	    2000	      1800 ns/op	    1184 B/op	       2 allocs/op
+BenchmarkContentCached/restricted_querier/q1-2         	    2000	      1500 ns/op	    1184 B/op	       2 allocs/op
+BenchmarkContentInterleaved-2   	  100000	     1700 ns/op	     1600 rq-ns/op	     1800 viewer-ns/op	         1.125 viewer/rq	    2293 B/op	      20 allocs/op
+`
+	bs, err := parseGoBench(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := bs[2].Metrics; got["viewer/rq"] != 1.125 || got["rq-ns/op"] != 1600 || bs[2].NsPerOp != 1700 {
+		t.Fatalf("interleaved = %+v", bs[2])
+	}
+	var b strings.Builder
+	writeContentAB(&b, bs)
+	for _, want := range []string{"| q1 ", "1.20×", "viewer 1800 ns, restricted_querier 1600 ns per statement, ratio 1.12×"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -16,6 +16,9 @@ type goBench struct {
 	NsPerOp     float64 // median
 	BytesPerOp  float64 // median
 	AllocsPerOp float64 // median
+	// Metrics are the medians of the metrics a benchmark reports itself
+	// (b.ReportMetric), by unit.
+	Metrics map[string]float64
 }
 
 var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
@@ -27,6 +30,7 @@ func parseGoBench(r io.Reader) ([]goBench, error) {
 	type acc struct {
 		pkg, name         string
 		ns, bytes, allocs []float64
+		metrics           map[string][]float64
 	}
 	var order []string
 	accs := map[string]*acc{}
@@ -46,7 +50,7 @@ func parseGoBench(r io.Reader) ([]goBench, error) {
 		key := pkg + "\x00" + m[1]
 		a := accs[key]
 		if a == nil {
-			a = &acc{pkg: pkg, name: m[1]}
+			a = &acc{pkg: pkg, name: m[1], metrics: map[string][]float64{}}
 			accs[key] = a
 			order = append(order, key)
 		}
@@ -63,14 +67,23 @@ func parseGoBench(r io.Reader) ([]goBench, error) {
 				a.bytes = append(a.bytes, v)
 			case "allocs/op":
 				a.allocs = append(a.allocs, v)
+			default:
+				a.metrics[f[i+1]] = append(a.metrics[f[i+1]], v)
 			}
 		}
 	}
 	out := make([]goBench, 0, len(order))
 	for _, k := range order {
 		a := accs[k]
-		out = append(out, goBench{Pkg: a.pkg, Name: a.name, Runs: len(a.ns),
-			NsPerOp: medianOrZero(a.ns), BytesPerOp: medianOrZero(a.bytes), AllocsPerOp: medianOrZero(a.allocs)})
+		b := goBench{Pkg: a.pkg, Name: a.name, Runs: len(a.ns),
+			NsPerOp: medianOrZero(a.ns), BytesPerOp: medianOrZero(a.bytes), AllocsPerOp: medianOrZero(a.allocs)}
+		for unit, vs := range a.metrics {
+			if b.Metrics == nil {
+				b.Metrics = map[string]float64{}
+			}
+			b.Metrics[unit] = median(vs)
+		}
+		out = append(out, b)
 	}
 	return out, sc.Err()
 }

@@ -287,6 +287,7 @@ func writeGoBench(w io.Writer, bs []goBench) {
 		mdTable(w, []string{"query", ">rewrite µs", ">parse+deparse µs", ">ratio", ">rewrite allocs", ">parse+deparse allocs"}, rows)
 		fmt.Fprintf(w, "\nMedian ratio: %s over %d queries.\n\n", fmtRatio(median(rs)), len(rs))
 	}
+	writeContentAB(w, bs)
 	fmt.Fprintf(w, "All benchmarks (median of the -count runs):\n\n")
 	var rows [][]string
 	pkgs := map[string]bool{}
@@ -414,4 +415,46 @@ func serverError(s string) string {
 		return prefix + ": " + s[i+len("server error: "):]
 	}
 	return s
+}
+
+// writeContentAB pairs BenchmarkContentCached's viewer runs (bound by the
+// policy's content allow-list) with the restricted_querier runs of the same
+// statements (not bound): the allow-list's cost on a cached statement.
+func writeContentAB(w io.Writer, bs []goBench) {
+	const prefix = "ContentCached/"
+	rq := map[string]goBench{}
+	for _, b := range bs {
+		if q, ok := strings.CutPrefix(b.Name, prefix+"restricted_querier/"); ok {
+			rq[q] = b
+		}
+	}
+	var rows [][]string
+	var rs []float64
+	for _, b := range bs {
+		q, ok := strings.CutPrefix(b.Name, prefix+"viewer/")
+		if !ok {
+			continue
+		}
+		o, ok := rq[q]
+		if !ok || o.NsPerOp == 0 {
+			continue
+		}
+		r := b.NsPerOp / o.NsPerOp
+		rs = append(rs, r)
+		rows = append(rows, []string{q, fmtF(b.NsPerOp, 0), fmtF(o.NsPerOp, 0), fmtRatio(r), fmtF(b.AllocsPerOp, 0), fmtF(o.AllocsPerOp, 0)})
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "Statement allow-list (policy content) on a cached statement, same run: a viewer, bound by it, against a\n")
+	fmt.Fprintf(w, "restricted_querier, not bound, running the same statements (point_lookup changes its constant every time):\n\n")
+	mdTable(w, []string{"statement", ">viewer ns/op", ">restricted_querier ns/op", ">ratio", ">viewer allocs", ">restricted_querier allocs"}, rows)
+	fmt.Fprintf(w, "\nMedian ratio: %s over %d statements.\n\n", fmtRatio(median(rs)), len(rs))
+	for _, b := range bs {
+		if b.Name == "ContentInterleaved" && b.Metrics["viewer/rq"] > 0 {
+			fmt.Fprintf(w, "The same statements with the two roles alternating in batches of 200 (BenchmarkContentInterleaved, so that\n")
+			fmt.Fprintf(w, "the machine's load falls on both alike): viewer %s ns, restricted_querier %s ns per statement, ratio %s.\n\n",
+				fmtF(b.Metrics["viewer-ns/op"], 0), fmtF(b.Metrics["rq-ns/op"], 0), fmtRatio(b.Metrics["viewer/rq"]))
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -81,6 +82,20 @@ type Proxy struct {
 	PeerIDFromHostname bool           `yaml:"peer_id_from_hostname"`
 	Peers              map[int]string `yaml:"peers"`
 	PeerSecretFile     string         `yaml:"peer_secret_file"`
+	// EmbedContext binds embed sessions to their BI backends; off when
+	// neither networks nor client_ca_file is set.
+	EmbedContext EmbedContext `yaml:"embed_context"`
+}
+
+// EmbedContext is where embed sessions may connect from (proxy/embedctx).
+type EmbedContext struct {
+	// Networks are CIDRs (or addresses) of the BI backends.
+	Networks []string `yaml:"networks"`
+	// ClientCAFile is a PEM CA: a client certificate it signed (mutual TLS)
+	// puts a connection in the embed context from anywhere.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// DirectAccessGroups may connect from anywhere (groups only).
+	DirectAccessGroups []string `yaml:"direct_access_groups"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -337,6 +352,7 @@ func (f *File) resolvePaths(dir string) {
 	abs(&f.Proxy.TLSCertFile)
 	abs(&f.Proxy.TLSKeyFile)
 	abs(&f.Proxy.PeerSecretFile)
+	abs(&f.Proxy.EmbedContext.ClientCAFile)
 	abs(&f.Auth.SigningKeyFile)
 	for i := range f.Auth.VerifyKeyFiles {
 		abs(&f.Auth.VerifyKeyFiles[i])
@@ -373,6 +389,25 @@ func (f *File) Validate() error {
 	checkAddr("metrics.listen", f.Metrics.Listen)
 	if (f.Proxy.TLSCertFile == "") != (f.Proxy.TLSKeyFile == "") {
 		bad("proxy.tls_cert_file", "tls_cert_file and tls_key_file go together")
+	}
+	ec := f.Proxy.EmbedContext
+	for i, n := range ec.Networks {
+		if _, err := netip.ParsePrefix(n); err != nil {
+			if _, err := netip.ParseAddr(n); err != nil {
+				bad(fmt.Sprintf("proxy.embed_context.networks[%d]", i), "%q is not a CIDR or an address", n)
+			}
+		}
+	}
+	if ec.ClientCAFile != "" && f.Proxy.TLSCertFile == "" {
+		bad("proxy.embed_context.client_ca_file", "client certificates need TLS: set proxy.tls_cert_file and tls_key_file")
+	}
+	if len(ec.DirectAccessGroups) > 0 && len(ec.Networks) == 0 && ec.ClientCAFile == "" {
+		bad("proxy.embed_context.direct_access_groups", "set without networks or client_ca_file, it grants nothing")
+	}
+	for i, g := range ec.DirectAccessGroups {
+		if g == "" {
+			bad(fmt.Sprintf("proxy.embed_context.direct_access_groups[%d]", i), "empty group")
+		}
 	}
 	if f.Proxy.MaxMessageBytes < 4096 {
 		bad("proxy.max_message_bytes", "%d is too small (at least 4096)", f.Proxy.MaxMessageBytes)

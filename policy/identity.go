@@ -7,7 +7,9 @@ type Role string
 const (
 	// RoleNoAccess cannot connect.
 	RoleNoAccess Role = "no_access"
-	// RoleViewer may read only relations the policy marks published.
+	// RoleViewer may read only relations the policy marks published, and
+	// when the policy has a content section, run only the statements it
+	// lists (content.go).
 	RoleViewer Role = "viewer"
 	// RoleRestrictedQuerier may write ad-hoc SQL against published relations only.
 	RoleRestrictedQuerier Role = "restricted_querier"

@@ -125,14 +125,23 @@ type Relation struct {
 	TenantColumn string
 	Shared       bool
 	Published    bool
-	Filters      []*Filter
-	Columns      map[string]*ColumnRule
+	// Groups, when set, grant the relation only to sessions in one of
+	// them: to any other session it does not exist.
+	Groups  []string
+	Filters []*Filter
+	Columns map[string]*ColumnRule
 	// Tenancy is how tenants are kept apart (tenancy.go); empty for shared
 	// relations. Rewrite is false for a passthrough relation that the
 	// warehouse alone guards (then it is Shared, with no filters or column
 	// rules; rowsecurity.go).
 	Tenancy Tenancy
 	Rewrite bool
+}
+
+// ReachedBy reports whether the relation is granted to id's groups: always
+// when it names none.
+func (r *Relation) ReachedBy(id *Identity) bool {
+	return len(r.Groups) == 0 || id.InGroup(r.Groups...)
 }
 
 // QualifiedName returns schema.name.
@@ -158,6 +167,9 @@ type Policy struct {
 	// RowSecurity, when non-nil, is what pgwarden sets on warehouse
 	// connections for the warehouse's own row-level security to read.
 	RowSecurity *RowSecurity
+	// Content, when non-nil, is the allow-list of statements for viewer
+	// sessions (content.go).
+	Content *Content
 
 	version   string
 	tenantSet map[string]bool
@@ -225,6 +237,7 @@ type fileDoc struct {
 	TenantSchemas *fileTenantSchemas `yaml:"tenant_schemas"`
 	// RowSecurity is parsed in rowsecurity.go.
 	RowSecurity *fileRowSecurity `yaml:"row_security"`
+	Content     *fileContent     `yaml:"content"`
 }
 
 type fileFunctions struct {
@@ -241,6 +254,7 @@ type fileRelation struct {
 	Shared       bool                  `yaml:"shared"`
 	Tenancy      string                `yaml:"tenancy"`
 	Published    bool                  `yaml:"published"`
+	Groups       []string              `yaml:"groups"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
 	Rewrite      *bool                 `yaml:"rewrite"`
@@ -336,6 +350,11 @@ func Parse(data []byte, filename string) (*Policy, error) {
 		}
 		reserveSchemas(p.TenantSchemasFor(KindInternal), p.Internal)
 	}
+	if doc.Content != nil {
+		if p.Content, err = p.parseContent(doc.Content); err != nil {
+			return nil, err
+		}
+	}
 	return p, nil
 }
 
@@ -357,7 +376,12 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 			return nil, fmt.Errorf("%s: bad relation name (want schema.name)", where)
 		}
 		r := &Relation{Schema: schema, Name: name, TenantColumn: fr.TenantColumn, Shared: fr.Shared,
-			Published: fr.Published, Columns: map[string]*ColumnRule{}, Rewrite: true}
+			Published: fr.Published, Groups: fr.Groups, Columns: map[string]*ColumnRule{}, Rewrite: true}
+		for i, g := range fr.Groups {
+			if g == "" || !p.KnowsGroup(g) {
+				return nil, fmt.Errorf("%s.groups[%d]: unknown group %q", where, i, g)
+			}
+		}
 		if err := p.parseTenancy(r, fr, p.tenantSchemasOf(field), where); err != nil {
 			return nil, err
 		}

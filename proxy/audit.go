@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"io"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -35,6 +36,11 @@ type AuditRecord struct {
 	SQLState    string    `json:"sqlstate,omitempty"`
 	Rows        int64     `json:"rows"`
 	DurationMS  float64   `json:"duration_ms"`
+	// Event names a record that is not a statement's: "login_refused".
+	Event string `json:"event,omitempty"`
+	// Reason says why a login was refused (outside_embed_context, pinned_address).
+	Reason     string `json:"reason,omitempty"`
+	ClientAddr string `json:"client_addr,omitempty"`
 }
 
 // record is nil-safe so that callers need not check whether auditing is on.
@@ -59,6 +65,33 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 			r.SQL, r.Rewritten = info.original, info.rewritten
 		}
 	}
+	a.write(&r)
+}
+
+// recordRefusedLogin records a login refused after authentication (an embed
+// session outside its embed context): who, from where, and why.
+func (a *AuditLog) recordRefusedLogin(c *clientConn, database, reason, code string, from netip.Addr) {
+	if a == nil {
+		return
+	}
+	r := AuditRecord{
+		Time:       a.now().UTC(),
+		Session:    c.session.ID,
+		Tenant:     c.session.Tenant,
+		ExternalID: c.session.ExternalID,
+		Warehouse:  database,
+		Outcome:    "refused",
+		SQLState:   code,
+		Event:      "login_refused",
+		Reason:     reason,
+	}
+	if from.IsValid() {
+		r.ClientAddr = from.String()
+	}
+	a.write(&r)
+}
+
+func (a *AuditLog) write(r *AuditRecord) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/pgwarden/pgwarden/proxy/embedctx"
 )
 
 // Defaults applied by Config.WithDefaults; zero fields take these values.
@@ -68,6 +70,9 @@ type Config struct {
 	PeerID     int
 	Peers      map[int]string
 	PeerSecret []byte
+	// EmbedContext binds embed sessions to the networks or client
+	// certificates of their BI backends (off when empty; see embedctx).
+	EmbedContext embedctx.Config
 }
 
 // WithDefaults returns c with every zero field set to its default. It is the
@@ -131,6 +136,9 @@ func (c Config) Validate() error {
 	}
 	if c.StatementTimeout > 0 && c.StatementTimeout < time.Millisecond {
 		errs = append(errs, errors.New("proxy.statement_timeout: must be at least 1ms"))
+	}
+	if c.EmbedContext.ClientCAFile != "" && c.TLSCertFile == "" {
+		errs = append(errs, errors.New("proxy.embed_context.client_ca_file: client certificates need TLS (proxy.tls_cert_file and tls_key_file)"))
 	}
 	if c.MaxClientConns < 0 {
 		errs = append(errs, errors.New("proxy.max_client_conns: must not be negative"))

@@ -667,6 +667,9 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	if res == nil {
 		return nil, errors.New("rewriter returned no result")
 	}
+	if len(res.Learned) > 0 {
+		c.srv.learner.learn(c.ctx, c.wh.Name, c.session, res.Learned)
+	}
 	// SET statement_timeout needs no check here: the rewriter caps it at the
 	// proxy's statement timeout, which is also the upstream session's startup
 	// value, so RESET returns to it.

@@ -20,6 +20,7 @@ type metrics struct {
 	poolAbandoned   *prometheus.CounterVec
 	simplePrepared  prometheus.Counter
 	probes          *prometheus.CounterVec
+	embedRefusals   *prometheus.CounterVec
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -47,6 +48,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_cancel_requests_total", Help: "Cancel requests by result (forwarded, unknown_key, peer_forwarded, peer_failed, bad_peer_signature).",
 		}, []string{"result"}),
+		embedRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_embed_context_refusals_total", Help: "Embed sessions refused outside their embed context, by reason (outside_embed_context, pinned_address).",
+		}, []string{"reason"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_warehouse_connect_errors_total", Help: "Failed warehouse connection attempts by warehouse.",
 		}, []string{"warehouse"}),
@@ -75,7 +79,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes, m.embedRefusals} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -42,6 +42,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -129,6 +130,9 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Learned, if set, records the statements viewer sessions of a
+	// learning warehouse or tenant run unlisted (rewrite.Learned).
+	Learned ContentRecorder
 }
 
 // Server accepts PostgreSQL clients.
@@ -146,6 +150,8 @@ type Server struct {
 	metrics    *metrics
 	now        func() time.Time
 	tlsConfig  *tls.Config
+	binding    *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
+	learner    *learner          // nil: learned statements are allowed, not recorded
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -197,6 +203,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.learner = newLearner(deps.Learned, s.log, s.now)
 	for name, w := range deps.Warehouses {
 		if w == nil || w.Name != name {
 			return nil, fmt.Errorf("proxy: warehouse %q: key and Name differ", name)
@@ -229,6 +236,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy.tls_cert_file/tls_key_file: %w", err)
 		}
 		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	b, err := embedctx.New(cfg.EmbedContext, "proxy.embed_context")
+	if err != nil {
+		return nil, err
+	}
+	s.binding = b
+	if b.WantsClientCert() {
+		// Asked for, not required nor verified here: the embed context
+		// check verifies it, so a wrong certificate gets FATAL 28000 and
+		// sessions that are not bound do not need one.
+		s.tlsConfig.ClientAuth = tls.RequestClientCert
 	}
 	m, err := newMetrics(deps.Metrics)
 	if err != nil {

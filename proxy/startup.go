@@ -295,6 +295,9 @@ func (c *clientConn) startup() error {
 	c.session = session
 	c.expires = session.ExpiresAt
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
+	if err := c.checkEmbedContext(database); err != nil {
+		return err
+	}
 	c.out.send(&pgproto3.AuthenticationOk{})
 
 	wh := c.srv.warehouses[database]

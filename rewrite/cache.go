@@ -91,6 +91,9 @@ func (c *cache) store(key string, val any, valSize int64) {
 // resultSize approximates a result's memory: its strings plus fixed overhead.
 func resultSize(r *Result) int64 {
 	n := int64(len(r.SQL)+len(r.Fingerprint)) + 128
+	for _, l := range r.Learned {
+		n += int64(len(l.Fingerprint)+len(l.Normalized)+len(l.Example)) + 48
+	}
 	for _, s := range r.Statements {
 		n += int64(len(s.SQL)+len(s.SetName)+len(s.SetValue)) + 96
 		for _, rel := range s.Relations {

@@ -129,7 +129,7 @@ func (p *pass) relationReadable(t *relTemplate) bool {
 	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
 		return false
 	}
-	return (t.rel.Shared || p.id.Tenant != "") && p.tenantServes(t)
+	return t.rel.ReachedBy(p.id) && (t.rel.Shared || p.id.Tenant != "") && p.tenantServes(t)
 }
 
 func sortedTemplateKeys(m map[string]*relTemplate) []string {

@@ -64,4 +64,7 @@ type Result struct {
 	// Prepared is the statement's prepared form (prepared.go), for a
 	// single query that shares its rewrite with others of its shape.
 	Prepared *Prepared
+	// Learned lists the statements a viewer ran that the policy's content
+	// does not list, allowed because the session is learning (content.go).
+	Learned []Learned
 }

@@ -403,11 +403,21 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		return res, nil
 	}
 	sqls := make([]string, 0, len(tree.Stmts))
+	content := r.contentFor(id)
 	for i, raw := range tree.Stmts {
 		p := &pass{r: r, m: m, sql: sql, id: id, tmpl: tmpl, kinds: kinds, params: prm, tenant: ts}
 		st := p.statement(raw.Stmt)
 		if p.err != nil {
 			return nil, p.err
+		}
+		if content != nil {
+			l, perr := checkContent(content, sql, raw, st.Kind, p.relations, id)
+			if perr != nil {
+				return nil, perr
+			}
+			if l != nil {
+				res.Learned = append(res.Learned, *l)
+			}
 		}
 		raw.StmtLocation, raw.StmtLen = 0, 0
 		var fetch string

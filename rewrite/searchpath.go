@@ -72,7 +72,7 @@ func (p *pass) pathSchema(schema string) bool {
 		return true
 	}
 	for _, t := range p.tmpl {
-		if t.rel.Schema == schema {
+		if t.rel.Schema == schema && p.relationReadable(t) {
 			return true
 		}
 	}
@@ -85,13 +85,18 @@ func (p *pass) pathSchema(schema string) bool {
 func (p *pass) samePath(schemas []string) (string, bool) {
 	resolve := func(path []string, name string) string {
 		for _, schema := range path {
-			if t := p.tmpl[schema+"."+name]; t != nil {
+			// A relation the session cannot read does not exist for it,
+			// here as in statements.
+			if t := p.tmpl[schema+"."+name]; t != nil && p.relationReadable(t) {
 				return schema
 			}
 		}
 		return ""
 	}
 	for _, key := range sortedTemplateKeys(p.tmpl) {
+		if !p.relationReadable(p.tmpl[key]) {
+			continue
+		}
 		name := p.tmpl[key].rel.Name
 		if resolve(schemas, name) != resolve(p.r.pol.SearchPath, name) {
 			return name, false

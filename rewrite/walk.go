@@ -404,10 +404,10 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 			}
 		}
 	}
-	// Unlisted, unpublished for the role, or tenant-keyed for a session
-	// without a tenant: the same error, so it is no existence oracle.
-	if t == nil || (!t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier)) ||
-		(!t.rel.Shared && p.id.Tenant == "") {
+	// Unlisted, unpublished for the role, granted to groups the session is
+	// not in, or tenant-keyed for a session without a tenant: the same
+	// error, so it is no existence oracle.
+	if t == nil || !p.relationReadable(t) {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}

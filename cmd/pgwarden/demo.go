@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -198,6 +199,9 @@ func (d *demoRun) provision(ctx context.Context, pgPort, port, httpPort, metrics
 		"proxy": map[string]any{
 			"listen":            hostPort(portOrFree(port)),
 			"statement_timeout": "60s",
+			// Embed sessions are bound to the demo's BI backend, this
+			// machine: from any other address they get FATAL 28000.
+			"embed_context": map[string]any{"networks": []string{"127.0.0.1/32", "::1/128"}},
 		},
 		"warehouses": map[string]any{
 			demoWarehouse: map[string]any{
@@ -306,6 +310,8 @@ func printDemo(ctx context.Context, w io.Writer, a *app, cfg *config.File, apiKe
 	fmt.Fprintf(w, "\npgwarden demo is up.\n  proxy:          %s (PostgreSQL protocol, database %q)\n", cfg.Proxy.Listen, demoWarehouse)
 	fmt.Fprintf(w, "  ticket service: http://%s\n  metrics:        http://%s/metrics\n  config:         %s\n  audit log:      %s\n",
 		cfg.Auth.Listen, cfg.Metrics.Listen, cfg.Path, cfg.Audit.Path)
+	fmt.Fprintf(w, "  embed context:  embed sessions connect only from %s (proxy.embed_context)\n",
+		strings.Join(cfg.Proxy.EmbedContext.Networks, ", "))
 	fmt.Fprintln(w, "\nOne session per demo tenant (valid 1 h; role querier, not in group pii):")
 	var rlsTenant, rlsToken string
 	for _, tenant := range demo.Tenants {

@@ -7,6 +7,7 @@
 //	pgwarden revoke --config F SESSION_ID
 //	pgwarden keygen --dir D [--if-missing] | keygen --api-key
 //	pgwarden policy check --config F | policy check FILE
+//	pgwarden content list|write --config F [--warehouse W]
 //	pgwarden version
 //
 // This package parses flags, builds the logger and wires the packages
@@ -41,6 +42,7 @@ Usage:
   pgwarden revoke  --config FILE SESSION_ID               end a session and close its connections
   pgwarden keygen  --dir DIR [--if-missing] | --api-key   write an Ed25519 key pair, or make an API key
   pgwarden policy check --config FILE | FILE             validate policy files against their schema
+  pgwarden content list|write --config FILE [--warehouse W]   statements learned for viewers; write adds them to the policy
   pgwarden version
 
 Run "pgwarden COMMAND -h" for a command's flags.
@@ -67,6 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"revoke":  cmdRevoke,
 		"keygen":  cmdKeygen,
 		"policy":  cmdPolicy,
+		"content": cmdContent,
 		"version": cmdVersion,
 	}
 	name := args[0]

@@ -22,6 +22,7 @@ import (
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -136,6 +137,11 @@ func proxyConfig(c *config.File) proxy.Config {
 		MaxResultMessageBytes: p.MaxResultMessageBytes,
 		PeerID:                p.PeerID,
 		Peers:                 p.Peers,
+		EmbedContext: embedctx.Config{
+			Networks:           p.EmbedContext.Networks,
+			ClientCAFile:       p.EmbedContext.ClientCAFile,
+			DirectAccessGroups: p.EmbedContext.DirectAccessGroups,
+		},
 	}
 }
 
@@ -252,6 +258,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if cfg.Proxy.AllowInsecurePassword {
 		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
 	}
+	var _ proxy.ContentRecorder = (*auth.Store)(nil)
 	pcfg := proxyConfig(cfg)
 	if cfg.Proxy.PeerIDFromHostname {
 		host, err := os.Hostname()
@@ -273,6 +280,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		Warehouses:    a.warehouses,
 		Audit:         audit,
 		Metrics:       a.reg,
+		Learned:       a.store,
 	})
 	if err != nil {
 		return nil, err
