@@ -127,6 +127,8 @@ type Relation struct {
 	Published    bool
 	Filters      []*Filter
 	Columns      map[string]*ColumnRule
+	// Writes, when set, opens the relation for writing (writes.go).
+	Writes *Writes
 }
 
 // QualifiedName returns schema.name.
@@ -224,6 +226,7 @@ type fileRelation struct {
 	Published    bool                  `yaml:"published"`
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
+	Writes       *fileWrites           `yaml:"writes"`
 }
 
 type fileFilter struct {
@@ -350,6 +353,10 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 				return nil, fmt.Errorf("%s.columns.%s.deny: the tenant column cannot be denied", where, col)
 			}
 			r.Columns[col] = rule
+		}
+		var err error
+		if r.Writes, err = p.parseWrites(fr.Writes, r, where); err != nil {
+			return nil, err
 		}
 		out[r.QualifiedName()] = r
 	}

@@ -20,6 +20,7 @@ const (
 	KindDiscard                 // DISCARD ALL
 	KindEmpty                   // an empty statement (only comments or semicolons)
 	KindCopy                    // COPY (query) TO STDOUT (answered with CopyOutResponse, CopyData, CopyDone)
+	KindWrite                   // INSERT, UPDATE, DELETE, or a query with one in WITH (write.go)
 )
 
 // Statement is one rewritten statement of a (possibly multi-statement) string.

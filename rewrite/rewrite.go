@@ -122,6 +122,9 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 // or email.
 func personal(rels map[string]*policy.Relation) bool {
 	for _, rel := range rels {
+		if rel.Writes.Personal() {
+			return true
+		}
 		for _, f := range rel.Filters {
 			for _, ph := range f.Placeholders {
 				if ph.Kind == policy.PlaceExternalID || ph.Kind == policy.PlaceEmail {

@@ -34,6 +34,9 @@ type pass struct {
 	// PostgreSQL would name differently (rowField, current_setting of
 	// search_path): a select-list item keeps the name it had.
 	reshaped int
+	// writes counts the INSERT, UPDATE and DELETE statements rewritten
+	// (write.go), top level or in WITH.
+	writes int
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -55,6 +58,8 @@ type rangeItem struct {
 	// PostgreSQL also accepts schema.rel.col for it, which must now drop the
 	// schema (Metabase qualifies every column that way).
 	schema string
+	// w is set for the relation a write statement changes (write.go).
+	w *writeTarget
 }
 
 // view is a protected relation as this session sees it.
@@ -101,7 +106,13 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		p.selectStmt(x.SelectStmt, nil)
+		if p.writes > 0 {
+			return Statement{Kind: KindWrite}
+		}
 		return Statement{Kind: KindQuery}
+	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
+		p.write(n, nil)
+		return Statement{Kind: KindWrite}
 	case *pg_query.Node_ExplainStmt:
 		p.explain(x.ExplainStmt)
 		return Statement{Kind: KindExplain}
@@ -279,6 +290,10 @@ func (p *pass) with(w *pg_query.WithClause, s *scope) {
 			p.expr(c.CycleMarkDefault, s)
 		}
 		sel := cte.Ctequery.GetSelectStmt()
+		if sel == nil && p.writeCTE(cte.Ctequery, s) {
+			s.ctes[cte.Ctename] = true
+			continue
+		}
 		if sel == nil {
 			p.fail(pgerr.Denied("permission denied: data-modifying statements in WITH are not allowed"))
 			return
@@ -621,6 +636,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_ColumnRef:
 		p.columnRef(x.ColumnRef, s)
+		p.writeRef(x.ColumnRef, s)
 		return
 	case *pg_query.Node_ParamRef:
 		if x.ParamRef.Number < 1 {
