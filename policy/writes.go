@@ -193,8 +193,9 @@ func parseFill(src string) (FillValue, error) {
 	if !strings.Contains(s, "{{") && !strings.Contains(s, "}}") {
 		return FillValue{Literal: src}, nil
 	}
-	name, ok := strings.CutPrefix(s, "{{")
-	if name, ok = strings.CutSuffix(name, "}}"); !ok {
+	name, ok1 := strings.CutPrefix(s, "{{")
+	name, ok2 := strings.CutSuffix(name, "}}")
+	if !ok1 || !ok2 || strings.Contains(name, "{{") || strings.Contains(name, "}}") {
 		return FillValue{}, fmt.Errorf("want one placeholder or a constant, got %q", src)
 	}
 	switch strings.TrimSpace(name) {
