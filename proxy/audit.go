@@ -33,8 +33,11 @@ type AuditRecord struct {
 	Rewritten   string    `json:"rewritten_sql,omitempty"`
 	Outcome     string    `json:"outcome"` // ok, refused or error
 	SQLState    string    `json:"sqlstate,omitempty"`
-	Rows        int64     `json:"rows"`
+	Rows        int64     `json:"rows"` // rows returned, or affected by INSERT, UPDATE or DELETE
 	DurationMS  float64   `json:"duration_ms"`
+	// Writes names the relations an INSERT, UPDATE or DELETE (or a WITH
+	// query of one) wrote.
+	Writes []string `json:"writes,omitempty"`
 }
 
 // record is nil-safe so that callers need not check whether auditing is on.
@@ -55,6 +58,7 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 	}
 	if info != nil {
 		r.Fingerprint = info.fingerprint
+		r.Writes = info.writes
 		if a.includeSQL {
 			r.SQL, r.Rewritten = info.original, info.rewritten
 		}

@@ -301,7 +301,7 @@ func TestCatalogOracles(t *testing.T) {
 		{"SELECT count(*) FROM information_schema.referential_constraints WHERE constraint_name LIKE 'internal%'", "0"},
 		{"SELECT count(*) FROM information_schema.constraint_column_usage WHERE column_name = 'phone' OR table_name = 'internal_costs'", "0"},
 		{"SELECT string_agg(tablename::text, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'",
-			"customers,events,order_items,orders,products,tenants"},
+			"comments,customers,events,order_items,orders,products,tenants"},
 		{"SELECT string_agg(indexname::text, ',' ORDER BY indexname) FROM pg_indexes WHERE schemaname = 'public' AND tablename IN ('orders', 'internal_costs')",
 			"orders_pkey,orders_tenant_ordered_at"},
 		{"SELECT count(*) FROM information_schema.views WHERE view_definition IS NOT NULL", "0"},

@@ -3,6 +3,8 @@
 // policy, catalog): no network, no logger.
 package rewrite
 
+import "slices"
+
 // Kind classifies a statement for the proxy, which may need to act on it
 // (track settings for pooling, handle transaction control, ...).
 type Kind int
@@ -28,8 +30,11 @@ type Statement struct {
 	// SQL is the deparsed, rewritten statement: what runs on the warehouse.
 	SQL  string
 	Kind Kind
-	// Relations lists the schema-qualified relations the statement reads.
+	// Relations lists the schema-qualified relations the statement reads
+	// or writes.
 	Relations []string
+	// Writes lists the schema-qualified relations a KindWrite statement writes.
+	Writes []string
 	// SetName and SetValue describe a KindSet statement (SetValue is "" for RESET);
 	// SetLocal is true for SET LOCAL.
 	SetName  string
@@ -65,4 +70,17 @@ type Result struct {
 	// Prepared is the statement's prepared form (prepared.go), for a
 	// single query that shares its rewrite with others of its shape.
 	Prepared *Prepared
+}
+
+// Writes lists the relations the statements write, for the audit log.
+func (r *Result) Writes() []string {
+	var out []string
+	for _, st := range r.Statements {
+		for _, w := range st.Writes {
+			if !slices.Contains(out, w) {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }

@@ -58,7 +58,11 @@ type Rewriter struct {
 	// entry by them, so that a tenant's users share rewrites: a dashboard
 	// that a thousand users open is rewritten once.
 	personal bool
-	flights  flights
+	// fills is set when a writable relation fills a column from the
+	// external id or email (policy.Writes.Fill): an INSERT then depends on
+	// them, and only an INSERT (fills are for inserts), whose text says so.
+	fills   bool
+	flights flights
 	// bodies caches parsed catalog view bodies (catalog.go).
 	bodies *bodyCache
 }
@@ -102,6 +106,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 		}
 	}
 	r.personal = personal(p.Relations) || personal(p.Internal)
+	r.fills = fillsPersonal(p.Relations) || fillsPersonal(p.Internal)
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err
 	}
@@ -122,9 +127,6 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 // or email.
 func personal(rels map[string]*policy.Relation) bool {
 	for _, rel := range rels {
-		if rel.Writes.Personal() {
-			return true
-		}
 		for _, f := range rel.Filters {
 			for _, ph := range f.Placeholders {
 				if ph.Kind == policy.PlaceExternalID || ph.Kind == policy.PlaceEmail {
@@ -232,15 +234,18 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	// A statement too long to cache skips the cache, its key's copy of the
 	// text and the template's second rewrite.
 	cached := r.cache != nil && r.cache.fits(len(sql))
+	personal := r.personal || r.fills && mayInsert(sql)
 	var idKey, key string
 	if cached {
-		idKey = identityKey(r.pol.Version(), id, r.personal) + prm.key()
+		idKey = identityKey(r.pol.Version(), id, personal) + prm.key()
 		key = idKey + sql
 		if res, ok := r.cache.get(key); ok {
 			return res, nil
 		}
 	}
-	id = r.impersonal(id)
+	if !personal {
+		id = r.impersonal(id)
+	}
 	if !cached {
 		return r.rewriteMiss(ctx, sql, id, prm, false, "", "")
 	}

@@ -34,9 +34,9 @@ type pass struct {
 	// PostgreSQL would name differently (rowField, current_setting of
 	// search_path): a select-list item keeps the name it had.
 	reshaped int
-	// writes counts the INSERT, UPDATE and DELETE statements rewritten
-	// (write.go), top level or in WITH.
-	writes int
+	// written lists the relations INSERT, UPDATE and DELETE statements
+	// write (write.go), top level or in WITH.
+	written []string
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -106,13 +106,13 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		p.selectStmt(x.SelectStmt, nil)
-		if p.writes > 0 {
-			return Statement{Kind: KindWrite}
+		if len(p.written) > 0 {
+			return Statement{Kind: KindWrite, Writes: p.written}
 		}
 		return Statement{Kind: KindQuery}
 	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
 		p.write(n, nil)
-		return Statement{Kind: KindWrite}
+		return Statement{Kind: KindWrite, Writes: p.written}
 	case *pg_query.Node_ExplainStmt:
 		p.explain(x.ExplainStmt)
 		return Statement{Kind: KindExplain}

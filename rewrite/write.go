@@ -41,6 +41,30 @@ import (
 //     refused as in reads.
 //   - MERGE and WHERE CURRENT OF are refused (0A000).
 
+// fillsPersonal reports whether a writable relation of rels fills a column
+// from the session's external id or email.
+func fillsPersonal(rels map[string]*policy.Relation) bool {
+	for _, rel := range rels {
+		if rel.Writes.Personal() {
+			return true
+		}
+	}
+	return false
+}
+
+// mayInsert reports whether sql may be an INSERT or hold one: only then can
+// a rewrite fill columns from the session. A keyword cannot be quoted or
+// escaped, so a statement without the word has no INSERT; the word in a
+// comment or a string only costs a shared cache entry.
+func mayInsert(sql string) bool {
+	for i := 0; i+len("insert") <= len(sql); i++ {
+		if strings.EqualFold(sql[i:i+len("insert")], "insert") {
+			return true
+		}
+	}
+	return false
+}
+
 // writeTarget is the relation a write statement changes, as the session may
 // change it.
 type writeTarget struct {
@@ -61,7 +85,6 @@ func (p *pass) write(n *pg_query.Node, parent *scope) {
 	}
 	p.depth++
 	defer func() { p.depth-- }()
-	p.writes++
 	switch x := n.Node.(type) {
 	case *pg_query.Node_InsertStmt:
 		p.insert(x.InsertStmt, parent)
@@ -147,6 +170,9 @@ func (p *pass) target(rv *pg_query.RangeVar, s *scope, cmd string, allowed func(
 		rv.Inh = t.cat.Partitioned // as reads: ONLY, unless partitioned
 	}
 	p.note(t.rel.QualifiedName())
+	if !slices.Contains(p.written, t.rel.QualifiedName()) {
+		p.written = append(p.written, t.rel.QualifiedName())
+	}
 	wt := &writeTarget{t: t, v: p.view(t), w: w, alias: rv.Relname, masked: map[string]*pg_query.Node{}}
 	if rv.Alias != nil && rv.Alias.Aliasname != "" {
 		wt.alias = rv.Alias.Aliasname

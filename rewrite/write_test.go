@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	pg_query "github.com/pganalyze/pg_query_go/v5"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/pgerr"
@@ -353,5 +355,109 @@ func TestWritePolicy(t *testing.T) {
 	if _, err := policy.Parse([]byte("relations:\n  public.p: { shared: true, writes: { roles: [querier], insert: true } }\n"), "p.yaml"); err == nil ||
 		!strings.Contains(err.Error(), "shared relations cannot be written") {
 		t.Errorf("shared writable: %v", err)
+	}
+}
+
+// The fuzz oracle's part for writes (fuzz_test.go's fenceChecker): the
+// target of a write is a protected relation named directly, so it is checked
+// here: schema-qualified, writable, and fenced as write.go fences it.
+
+func withOf(stmt any) *pg_query.WithClause {
+	switch x := stmt.(type) {
+	case *pg_query.SelectStmt:
+		return x.WithClause
+	case *pg_query.InsertStmt:
+		return x.WithClause
+	case *pg_query.UpdateStmt:
+		return x.WithClause
+	case *pg_query.DeleteStmt:
+		return x.WithClause
+	}
+	return nil
+}
+
+func isWrite(m protoreflect.Message) bool {
+	switch m.Interface().(type) {
+	case *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt:
+		return true
+	}
+	return false
+}
+
+// writeTarget checks the target of an INSERT, UPDATE or DELETE.
+func (c *fenceChecker) writeTarget(stmt any) {
+	var rv *pg_query.RangeVar
+	var where *pg_query.Node
+	switch x := stmt.(type) {
+	case *pg_query.InsertStmt:
+		rv = x.Relation
+	case *pg_query.UpdateStmt:
+		rv, where = x.Relation, x.WhereClause
+	case *pg_query.DeleteStmt:
+		rv, where = x.Relation, x.WhereClause
+	default:
+		return
+	}
+	t := c.tmpl[rv.GetSchemaname()+"."+rv.GetRelname()]
+	if t == nil || t.rel.Writes == nil {
+		c.problem = "write to " + rv.GetRelname() + ", which is not writable"
+		return
+	}
+	alias := rv.Relname
+	if rv.Alias != nil {
+		alias = rv.Alias.Aliasname
+	}
+	tenantFirst := func(w *pg_query.Node) bool {
+		if b := w.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR && len(b.Args) > 0 {
+			w = b.Args[0]
+		}
+		e := w.GetAExpr()
+		f := e.GetLexpr().GetColumnRef().GetFields()
+		return e != nil && len(f) == 2 && f[0].GetString_().GetSval() == alias &&
+			f[1].GetString_().GetSval() == t.rel.TenantColumn && e.Rexpr.GetAConst().GetSval().GetSval() == c.tenant &&
+			len(e.Name) == 1 && e.Name[0].GetString_().GetSval() == "="
+	}
+	ins, ok := stmt.(*pg_query.InsertStmt)
+	if !ok {
+		if !tenantFirst(where) {
+			c.problem = "write to " + rv.Relname + " lacks the tenant predicate"
+		}
+		return
+	}
+	if oc := ins.OnConflictClause; oc != nil && oc.Action == pg_query.OnConflictAction_ONCONFLICT_UPDATE && !tenantFirst(oc.WhereClause) {
+		c.problem = "ON CONFLICT DO UPDATE of " + rv.Relname + " lacks the tenant predicate"
+		return
+	}
+	col := -1
+	for i, n := range ins.Cols {
+		if n.GetResTarget().GetName() == t.rel.TenantColumn {
+			col = i
+		}
+	}
+	sel := ins.SelectStmt.GetSelectStmt()
+	if col < 0 || sel == nil {
+		c.problem = "insert into " + rv.Relname + " without its tenant column"
+		return
+	}
+	var rows [][]*pg_query.Node
+	for _, l := range sel.ValuesLists {
+		rows = append(rows, l.GetList().GetItems())
+	}
+	if len(rows) == 0 {
+		var items []*pg_query.Node
+		for _, n := range sel.TargetList {
+			items = append(items, n.GetResTarget().GetVal())
+		}
+		if len(items) > 0 && len(items[0].GetColumnRef().GetFields()) == 2 && items[0].GetColumnRef().Fields[1].GetAStar() != nil {
+			// SELECT pgwarden_src.*, <filled values>: counted from the end.
+			col = len(items) - (len(ins.Cols) - col)
+		}
+		rows = append(rows, items)
+	}
+	for _, items := range rows {
+		if col < 0 || col >= len(items) || items[col].GetAConst().GetSval().GetSval() != c.tenant {
+			c.problem = "insert into " + rv.Relname + " with another tenant column value"
+			return
+		}
 	}
 }
