@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Writes opens a relation for INSERT, UPDATE and DELETE. Reads are unchanged;
@@ -239,4 +242,63 @@ func checkWrites(r *Relation, cr *CatalogRelation, where string) error {
 		}
 	}
 	return nil
+}
+
+// uniqueKeysQuery lists the unique indexes of a relation and whether each
+// has the given column among its key columns.
+const uniqueKeysQuery = `
+SELECT i.relname::text,
+       EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+               WHERE a.attrelid = x.indrelid AND a.attname = $3 AND a.attnum = ANY (x.indkey::smallint[]))
+FROM pg_catalog.pg_index x
+JOIN pg_catalog.pg_class c ON c.oid = x.indrelid
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+WHERE x.indisunique AND n.nspname = $1 AND c.relname = $2
+ORDER BY 1`
+
+// WriteWarnings names the unique indexes of writable relations that lack
+// the tenant column. Such a key is an oracle pgwarden cannot close: an
+// INSERT or UPDATE that collides with another tenant's key fails with
+// 23505 (and PostgreSQL's detail shows the key), which tells the session
+// that the key exists. `pgwarden policy check --catalog` prints them.
+func WriteWarnings(ctx context.Context, conn *pgx.Conn, p *Policy) ([]string, error) {
+	var out []string
+	for _, set := range []struct {
+		field string
+		rels  map[string]*Relation
+	}{{"relations", p.Relations}, {"internal.relations", p.Internal}} {
+		keys := make([]string, 0, len(set.rels))
+		for k, r := range set.rels {
+			if r.Writes != nil {
+				keys = append(keys, k)
+			}
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			r := set.rels[k]
+			rows, err := conn.Query(ctx, uniqueKeysQuery, r.Schema, r.Name, r.TenantColumn)
+			if err != nil {
+				return nil, fmt.Errorf("policy: unique keys of %s: %w", k, err)
+			}
+			for rows.Next() {
+				var index string
+				var hasTenant bool
+				if err := rows.Scan(&index, &hasTenant); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("policy: unique keys of %s: %w", k, err)
+				}
+				if !hasTenant {
+					out = append(out, fmt.Sprintf("%s: %s.%q.writes: unique index %s does not include the tenant column %s: "+
+						"a write that collides with another tenant's key fails with 23505, which tells the session the key exists",
+						p.File, set.field, k, index, r.TenantColumn))
+				}
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("policy: unique keys of %s: %w", k, err)
+			}
+		}
+	}
+	return out, nil
 }

@@ -461,3 +461,62 @@ func (c *fenceChecker) writeTarget(stmt any) {
 		}
 	}
 }
+
+// TestWriteFenceChecker makes sure the fuzz oracle's part for writes can fail.
+func TestWriteFenceChecker(t *testing.T) {
+	r := demoRewriter(t, Options{CacheBytes: -1})
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	for _, tc := range []struct{ sql, want string }{
+		{"UPDATE ONLY public.comments SET body = 'x'", "write to comments lacks the tenant predicate"},
+		{"UPDATE ONLY public.comments SET body = 'x' WHERE comments.tenant_id = 'globex'", "write to comments lacks the tenant predicate"},
+		{"UPDATE ONLY public.comments SET body = 'x' WHERE comments.tenant_id = 'acme'", ""},
+		{"DELETE FROM ONLY public.comments c WHERE c.tenant_id = 'acme' AND c.comment_id = 1", ""},
+		{"DELETE FROM ONLY public.orders WHERE orders.tenant_id = 'acme'", "write to orders, which is not writable"},
+		{"INSERT INTO public.comments (order_id, body) VALUES (1, 'x')", "insert into comments without its tenant column"},
+		{"INSERT INTO public.comments (order_id, tenant_id) VALUES (1, 'acme'), (2, 'globex')", "insert into comments with another tenant column value"},
+		{"INSERT INTO public.comments (order_id, body, tenant_id, created_by) SELECT pgwarden_src.*, 'acme', 'u1' FROM (SELECT 1, 'x') pgwarden_src", ""},
+		{"INSERT INTO public.comments (order_id, body, tenant_id, created_by) SELECT pgwarden_src.*, 'globex', 'u1' FROM (SELECT 1, 'x') pgwarden_src", "insert into comments with another tenant column value"},
+		{"INSERT INTO public.comments (order_id, tenant_id) VALUES (1, 'acme') ON CONFLICT (tenant_id, comment_id) DO UPDATE SET body = 'x'", "ON CONFLICT DO UPDATE of comments lacks the tenant predicate"},
+		{"WITH d AS (DELETE FROM ONLY public.comments) SELECT 1", "write to comments lacks the tenant predicate"},
+		{"WITH o AS (SELECT * FROM orders) DELETE FROM ONLY public.comments WHERE comments.tenant_id = 'acme'", "protected relation orders outside a fenced subquery"},
+	} {
+		tree, err := pg_query.Parse(tc.sql)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := checkFenced(r, id, tree); got != tc.want {
+			t.Errorf("%s: got %q, want %q", tc.sql, got, tc.want)
+		}
+	}
+}
+
+// Users of a tenant share the rewrites of what they read, not of the
+// INSERTs that fill created_by from their external id.
+func TestWriteFillsNotShared(t *testing.T) {
+	r := demoRewriter(t, Options{})
+	user := func(ext string) *policy.Identity {
+		return &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier, ExternalID: ext}
+	}
+	for _, sql := range []string{
+		"INSERT INTO comments (order_id, body) VALUES (1, 'x')",
+		"WITH n AS (insert INTO comments (order_id, body) VALUES (1, 'x') RETURNING 1) SELECT * FROM n",
+	} {
+		a, err := r.Rewrite(context.Background(), sql, user("u-a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := r.Rewrite(context.Background(), sql, user("u-b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(a.SQL, "'u-a'") || !strings.Contains(b.SQL, "'u-b'") {
+			t.Errorf("%s: each user's insert must carry their own id:\n%s\n%s", sql, a.SQL, b.SQL)
+		}
+	}
+	const read = "SELECT count(*) FROM comments"
+	a, _ := r.Rewrite(context.Background(), read, user("u-a"))
+	b, _ := r.Rewrite(context.Background(), read, user("u-b"))
+	if a != b {
+		t.Error("a read is no longer shared between a tenant's users")
+	}
+}

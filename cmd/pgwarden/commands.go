@@ -332,11 +332,17 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	if _, _, err := loadWarehouses(ctx, cfg, *withCatalog, nil); err != nil {
+	_, policies, err := loadWarehouses(ctx, cfg, *withCatalog, nil)
+	if err != nil {
 		return err
 	}
 	for name, w := range cfg.Warehouses {
 		fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
+		if *withCatalog {
+			if err := printWriteWarnings(ctx, cfg, name, policies[name], stdout); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
