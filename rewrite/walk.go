@@ -167,6 +167,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 func (p *pass) query(n *pg_query.Node, in string) {
 	if sel := n.GetSelectStmt(); sel != nil {
 		p.selectStmt(sel, nil)
+		if len(p.written) > 0 {
+			p.fail(pgerr.Denied("permission denied: data-modifying statements in WITH are not allowed in %s", in))
+		}
 		return
 	}
 	if n == nil {

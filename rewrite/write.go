@@ -252,12 +252,18 @@ func (p *pass) insert(ins *pg_query.InsertStmt, parent *scope) {
 		}
 	}
 	present := map[string]int{}
+	named := map[string]bool{}
 	for i, c := range ins.Cols {
 		rt := c.GetResTarget()
 		if rt == nil {
 			p.unsupported("INSERT column " + nodeKind(c))
 			return
 		}
+		if named[rt.Name] {
+			p.fail(p.at(pgerr.New("42701", "column \"%s\" specified more than once", rt.Name), rt.Location))
+			return
+		}
+		named[rt.Name] = true
 		p.exprs(rt.Indirection, s)
 		switch {
 		case !wt.column(rt.Name):
