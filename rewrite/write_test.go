@@ -527,3 +527,27 @@ func TestWriteFillsNotShared(t *testing.T) {
 		t.Error("a read is no longer shared between a tenant's users")
 	}
 }
+
+// BenchmarkWriteRewrite rewrites every accepted write of writes.txt, uncached.
+func BenchmarkWriteRewrite(b *testing.B) {
+	r := demoRewriter(b, Options{CacheBytes: -1})
+	type input struct {
+		sql string
+		id  *policy.Identity
+	}
+	var ins []input
+	for _, c := range readGoldenF(b, "../testdata/rewrite/writes.txt") {
+		id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", ExternalID: "u1", Role: policy.RoleQuerier}
+		if _, err := r.Rewrite(context.Background(), c, id); err == nil {
+			ins = append(ins, input{c, id})
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		in := ins[i%len(ins)]
+		if _, err := r.Rewrite(context.Background(), in.sql, in.id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
