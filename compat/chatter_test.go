@@ -139,8 +139,16 @@ func testChatter(t *testing.T) {
 		if err := sameList("default_transaction_read_only", v, []string{"on"}); err != nil {
 			return err
 		}
-		_, err = conn.Exec(ctx, "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE")
-		return wantRefused("SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE", err)
+		// The demo policy opens writes (its comments), so READ WRITE is accepted.
+		q = "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE"
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return fmt.Errorf("%s: %w", q, err)
+		}
+		v, err = pgxStrings(ctx, conn, "SHOW default_transaction_read_only")
+		if err != nil {
+			return err
+		}
+		return sameList("default_transaction_read_only after READ WRITE", v, []string{"off"})
 	}))
 	check(t, "chatter", "discard-all", withPgx(ctx, t, simple, func(conn *pgx.Conn) error {
 		// Poolers and JDBC pools send DISCARD ALL / RESET ALL between borrowers:

@@ -37,7 +37,7 @@ var knownBugs = map[string]string{}
 
 // exposed is what a querier session of acme outside group pii may see.
 var (
-	exposedTables    = []string{"customers", "events", "order_items", "orders", "products", "tenants"}
+	exposedTables    = []string{"comments", "customers", "events", "order_items", "orders", "products", "tenants"}
 	customersColumns = []string{"tenant_id", "customer_id", "name", "email", "country", "created_at"} // no phone without pii
 	ordersColumns    = []string{"tenant_id", "order_id", "customer_id", "region", "status", "ordered_at", "total"}
 	ordersPK         = []string{"tenant_id", "order_id"}
@@ -45,6 +45,7 @@ var (
 	// ordersFKLines are psql's \d orders "Foreign-key constraints" and "Referenced by" footers.
 	ordersFKLines = []string{
 		`"orders_tenant_id_customer_id_fkey" FOREIGN KEY (tenant_id, customer_id) REFERENCES customers(tenant_id, customer_id)`,
+		`TABLE "comments" CONSTRAINT "comments_tenant_id_order_id_fkey" FOREIGN KEY (tenant_id, order_id) REFERENCES orders(tenant_id, order_id)`,
 		`TABLE "order_items" CONSTRAINT "order_items_tenant_id_order_id_fkey" FOREIGN KEY (tenant_id, order_id) REFERENCES orders(tenant_id, order_id)`,
 	}
 )

@@ -259,6 +259,9 @@ func (p *Policy) Check(cat *Catalog) error {
 					return fmt.Errorf("%s.tenant_column: column %q does not exist", where, r.TenantColumn)
 				}
 			}
+			if err := checkWrites(r, cr, where); err != nil {
+				return err
+			}
 			cols := make([]string, 0, len(r.Columns))
 			for c := range r.Columns {
 				cols = append(cols, c)

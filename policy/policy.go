@@ -136,6 +136,8 @@ type Relation struct {
 	// rules; rowsecurity.go).
 	Tenancy Tenancy
 	Rewrite bool
+	// Writes, when set, opens the relation for writing (writes.go).
+	Writes *Writes
 }
 
 // ReachedBy reports whether the relation is granted to id's groups: always
@@ -258,6 +260,7 @@ type fileRelation struct {
 	Filters      []fileFilter          `yaml:"filters"`
 	Columns      map[string]fileColumn `yaml:"columns"`
 	Rewrite      *bool                 `yaml:"rewrite"`
+	Writes       *fileWrites           `yaml:"writes"`
 }
 
 type fileFilter struct {
@@ -410,6 +413,10 @@ func (p *Policy) parseRelations(in map[string]fileRelation, field string) (map[s
 				return nil, fmt.Errorf("%s.columns.%s.deny: the tenant column cannot be denied", where, col)
 			}
 			r.Columns[col] = rule
+		}
+		var err error
+		if r.Writes, err = p.parseWrites(fr.Writes, r, where); err != nil {
+			return nil, err
 		}
 		out[r.QualifiedName()] = r
 	}

@@ -34,13 +34,16 @@ type AuditRecord struct {
 	Rewritten   string    `json:"rewritten_sql,omitempty"`
 	Outcome     string    `json:"outcome"` // ok, refused or error
 	SQLState    string    `json:"sqlstate,omitempty"`
-	Rows        int64     `json:"rows"`
+	Rows        int64     `json:"rows"` // rows returned, or affected by INSERT, UPDATE or DELETE
 	DurationMS  float64   `json:"duration_ms"`
 	// Event names a record that is not a statement's: "login_refused".
 	Event string `json:"event,omitempty"`
 	// Reason says why a login was refused (outside_embed_context, pinned_address).
 	Reason     string `json:"reason,omitempty"`
 	ClientAddr string `json:"client_addr,omitempty"`
+	// Writes names the relations an INSERT, UPDATE or DELETE (or a WITH
+	// query of one) wrote.
+	Writes []string `json:"writes,omitempty"`
 }
 
 // record is nil-safe so that callers need not check whether auditing is on.
@@ -61,6 +64,7 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 	}
 	if info != nil {
 		r.Fingerprint = info.fingerprint
+		r.Writes = info.writes
 		if a.includeSQL {
 			r.SQL, r.Rewritten = info.original, info.rewritten
 		}

@@ -153,6 +153,7 @@ type stmtInfo struct {
 	fingerprint string
 	original    string
 	rewritten   string
+	writes      []string // relations the statement writes, for the audit log
 }
 
 func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
@@ -678,7 +679,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 		return nil, err
 	}
 	return &rewritten{
-		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out},
+		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()},
 		encs:     encs,
 		saves:    savepointSteps(res),
 		multi:    len(res.Statements) > 1,

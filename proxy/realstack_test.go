@@ -29,7 +29,7 @@ type realStack struct {
 	svc *auth.Service
 }
 
-func startRealStack(t *testing.T, mode PoolMode) *realStack {
+func startRealStack(t *testing.T, mode PoolMode, opts ...func(*Config, *Deps)) *realStack {
 	t.Helper()
 	ctx := ctxT(t)
 	whURL := pgtest.NewDatabase(t, pgwarden.DemoSchema+pgwarden.DemoData)
@@ -103,6 +103,9 @@ func startRealStack(t *testing.T, mode PoolMode) *realStack {
 		w := NewWarehouse("wh", whURL, rw)
 		w.Pool = PoolConfig{Mode: mode, Size: 2}
 		d.Warehouses = map[string]*Warehouse{"wh": w}
+		for _, o := range opts {
+			o(c, d)
+		}
 	})
 	return &realStack{tp: tp, svc: svc}
 }

@@ -124,12 +124,22 @@ func (p *pass) visible() *visibility {
 	return v
 }
 
-// relationReadable is rangeVar's rule for a relation of the session's set.
+// relationReadable is the virtual catalogs' rule for a relation of the
+// session's set: rangeVar's (relationReached), and served by the tenant's
+// schema when it is kept one schema per tenant.
 func (p *pass) relationReadable(t *relTemplate) bool {
+	return p.relationReached(t) && p.tenantServes(t)
+}
+
+// relationReached is rangeVar's rule: published for the role, granted to the
+// session's groups, and tenant-keyed only for a session with a tenant. A
+// schema-per-tenant relation whose schema cannot serve the tenant fails
+// later, with the reason (tenantReady).
+func (p *pass) relationReached(t *relTemplate) bool {
 	if !t.rel.Published && (p.id.Role == policy.RoleViewer || p.id.Role == policy.RoleRestrictedQuerier) {
 		return false
 	}
-	return t.rel.ReachedBy(p.id) && (t.rel.Shared || p.id.Tenant != "") && p.tenantServes(t)
+	return t.rel.ReachedBy(p.id) && (t.rel.Shared || p.id.Tenant != "")
 }
 
 func sortedTemplateKeys(m map[string]*relTemplate) []string {

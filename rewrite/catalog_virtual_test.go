@@ -198,7 +198,7 @@ func TestCatalogVirtualOracles(t *testing.T) {
 		want string // the first cell of the only row, "" for no rows, "error: CODE" for an error
 	}{
 		{"SELECT string_agg(relname || ':' || n_live_tup || ':' || seq_scan || ':' || coalesce(last_analyze::text, '-'), ',' ORDER BY relname) FROM pg_stat_user_tables",
-			"customers:0:0:-,events:0:0:-,order_items:0:0:-,orders:0:0:-,products:0:0:-,tenants:0:0:-"},
+			"comments:0:0:-,customers:0:0:-,events:0:0:-,order_items:0:0:-,orders:0:0:-,products:0:0:-,tenants:0:0:-"},
 		{"SELECT count(*) FROM pg_stat_all_tables WHERE relname IN ('internal_costs', 'secrets', 'hidden_mv')", "0"},
 		{"SELECT count(*) FROM pg_stat_all_tables WHERE relname = 'pg_class' AND n_tup_ins = 0", "1"},
 		{"SELECT count(*) FROM pg_statio_user_tables WHERE heap_blks_read > 0 OR heap_blks_hit > 0", "0"},

@@ -28,7 +28,7 @@ func FuzzRewrite(f *testing.F) {
 	}
 	r := demoRewriter(f, Options{CacheBytes: -1})
 	ids := []*policy.Identity{
-		{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier},
+		{Kind: policy.KindEmbed, Tenant: "acme", ExternalID: "u1", Role: policy.RoleQuerier},
 		{Kind: policy.KindEmbed, Tenant: "globex", Role: policy.RoleViewer, Groups: []string{"pii"},
 			Attributes: map[string][]string{"regions": {"EU"}}},
 	}
@@ -130,8 +130,9 @@ func (c *fenceChecker) walk(m protoreflect.Message, parents []protoreflect.Messa
 	case *pg_query.RangeVar:
 		c.rangeVar(x, parents, sc)
 		return
-	case *pg_query.SelectStmt:
-		if w := x.WithClause; w != nil {
+	case *pg_query.SelectStmt, *pg_query.InsertStmt, *pg_query.UpdateStmt, *pg_query.DeleteStmt:
+		c.writeTarget(x) // write_test.go
+		if w := withOf(x); w != nil {
 			inner := &cteScope{parent: sc, names: map[string]bool{}}
 			if w.Recursive {
 				for _, n := range w.Ctes {
@@ -151,8 +152,8 @@ func (c *fenceChecker) walk(m protoreflect.Message, parents []protoreflect.Messa
 	}
 	parents = append(parents, m)
 	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-		if fd.Name() == "with_clause" {
-			return true
+		if fd.Name() == "with_clause" || fd.Name() == "relation" && isWrite(m) {
+			return true // walked above
 		}
 		switch {
 		case fd.IsList():

@@ -200,6 +200,9 @@ func TestGoldenExecute(t *testing.T) {
 	r := demoRewriter(t, Options{CacheBytes: -1, MaxStatementTimeout: 5 * time.Minute, MaxWorkMem: 256 << 20, Database: "analytics"})
 	n := 0
 	for _, path := range goldenFiles(t) {
+		if filepath.Base(path) == "writes.txt" {
+			continue // TestWritesGoldenExecute runs them, as a role that may write
+		}
 		for _, c := range readGolden(t, path) {
 			if strings.HasPrefix(c.want, "error:") {
 				continue

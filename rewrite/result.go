@@ -3,6 +3,8 @@
 // policy, catalog): no network, no logger.
 package rewrite
 
+import "slices"
+
 // Kind classifies a statement for the proxy, which may need to act on it
 // (track settings for pooling, handle transaction control, ...).
 type Kind int
@@ -20,6 +22,7 @@ const (
 	KindDiscard                 // DISCARD ALL
 	KindEmpty                   // an empty statement (only comments or semicolons)
 	KindCopy                    // COPY (query) TO STDOUT (answered with CopyOutResponse, CopyData, CopyDone)
+	KindWrite                   // INSERT, UPDATE, DELETE, or a query with one in WITH (write.go)
 )
 
 // Statement is one rewritten statement of a (possibly multi-statement) string.
@@ -27,8 +30,11 @@ type Statement struct {
 	// SQL is the deparsed, rewritten statement: what runs on the warehouse.
 	SQL  string
 	Kind Kind
-	// Relations lists the schema-qualified relations the statement reads.
+	// Relations lists the schema-qualified relations the statement reads
+	// or writes.
 	Relations []string
+	// Writes lists the schema-qualified relations a KindWrite statement writes.
+	Writes []string
 	// SetName and SetValue describe a KindSet statement (SetValue is "" for RESET);
 	// SetLocal is true for SET LOCAL.
 	SetName  string
@@ -67,4 +73,17 @@ type Result struct {
 	// Learned lists the statements a viewer ran that the policy's content
 	// does not list, allowed because the session is learning (content.go).
 	Learned []Learned
+}
+
+// Writes lists the relations the statements write, for the audit log.
+func (r *Result) Writes() []string {
+	var out []string
+	for _, st := range r.Statements {
+		for _, w := range st.Writes {
+			if !slices.Contains(out, w) {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
 }

@@ -68,7 +68,11 @@ type Rewriter struct {
 	// entry by them, so that a tenant's users share rewrites: a dashboard
 	// that a thousand users open is rewritten once.
 	personal bool
-	flights  flights
+	// fills is set when a writable relation fills a column from the
+	// external id or email (policy.Writes.Fill): an INSERT then depends on
+	// them, and only an INSERT (fills are for inserts), whose text says so.
+	fills   bool
+	flights flights
 	// bodies caches parsed catalog view bodies (catalog.go).
 	bodies *bodyCache
 	// cat has the column lists of the warehouse's pg_catalog relations.
@@ -119,6 +123,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if r.tenancy, err = newSchemaTenancy(p, opts.TenantSchemas); err != nil {
 		return nil, err
 	}
+	r.fills = fillsPersonal(p.Relations) || fillsPersonal(p.Internal)
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err
 	}
@@ -251,15 +256,18 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	// A statement too long to cache skips the cache, its key's copy of the
 	// text and the template's second rewrite.
 	cached := r.cache != nil && r.cache.fits(len(sql))
+	personal := r.personal || r.fills && mayInsert(sql)
 	var idKey, key string
 	if cached {
-		idKey = identityKey(r.pol.Version(), id, r.personal) + prm.key() + ts.cacheKey()
+		idKey = identityKey(r.pol.Version(), id, personal) + prm.key() + ts.cacheKey()
 		key = idKey + sql
 		if res, ok := r.cache.get(key); ok {
 			return res, nil
 		}
 	}
-	id = r.impersonal(id)
+	if !personal {
+		id = r.impersonal(id)
+	}
 	if !cached {
 		return r.rewriteMiss(ctx, sql, id, ts, prm, false, "", "")
 	}

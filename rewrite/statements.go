@@ -307,7 +307,7 @@ func (p *pass) transactionOptions(opts []*pg_query.Node) {
 		}
 		switch d.Defname {
 		case "transaction_read_only":
-			if c := d.Arg.GetAConst(); c == nil || c.GetIval().GetIval() == 0 {
+			if c := d.Arg.GetAConst(); (c == nil || c.GetIval().GetIval() == 0) && !p.r.pol.HasWrites() {
 				p.fail(pgerr.Denied("permission denied: READ WRITE transactions are not allowed"))
 				return
 			}

@@ -40,6 +40,9 @@ type pass struct {
 	lean bool
 	// tenant is the session's tenant schema (schematenancy.go), or nil.
 	tenant *tenantState
+	// written lists the relations INSERT, UPDATE and DELETE statements
+	// write (write.go), top level or in WITH.
+	written []string
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -61,6 +64,8 @@ type rangeItem struct {
 	// PostgreSQL also accepts schema.rel.col for it, which must now drop the
 	// schema (Metabase qualifies every column that way).
 	schema string
+	// w is set for the relation a write statement changes (write.go).
+	w *writeTarget
 }
 
 // view is a protected relation as this session sees it.
@@ -108,7 +113,13 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_SelectStmt:
 		p.selectStmt(x.SelectStmt, nil)
+		if len(p.written) > 0 {
+			return Statement{Kind: KindWrite, Writes: p.written}
+		}
 		return Statement{Kind: KindQuery}
+	case *pg_query.Node_InsertStmt, *pg_query.Node_UpdateStmt, *pg_query.Node_DeleteStmt, *pg_query.Node_MergeStmt:
+		p.write(n, nil)
+		return Statement{Kind: KindWrite, Writes: p.written}
 	case *pg_query.Node_ExplainStmt:
 		p.explain(x.ExplainStmt)
 		return Statement{Kind: KindExplain}
@@ -166,6 +177,9 @@ func (p *pass) statement(n *pg_query.Node) Statement {
 func (p *pass) query(n *pg_query.Node, in string) {
 	if sel := n.GetSelectStmt(); sel != nil {
 		p.selectStmt(sel, nil)
+		if len(p.written) > 0 {
+			p.fail(pgerr.Denied("permission denied: data-modifying statements in WITH are not allowed in %s", in))
+		}
 		return
 	}
 	if n == nil {
@@ -289,6 +303,10 @@ func (p *pass) with(w *pg_query.WithClause, s *scope) {
 			p.expr(c.CycleMarkDefault, s)
 		}
 		sel := cte.Ctequery.GetSelectStmt()
+		if sel == nil && p.writeCTE(cte.Ctequery, s) {
+			s.ctes[cte.Ctename] = true
+			continue
+		}
 		if sel == nil {
 			p.fail(pgerr.Denied("permission denied: data-modifying statements in WITH are not allowed"))
 			return
@@ -407,7 +425,7 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 	// Unlisted, unpublished for the role, granted to groups the session is
 	// not in, or tenant-keyed for a session without a tenant: the same
 	// error, so it is no existence oracle.
-	if t == nil || !p.relationReadable(t) {
+	if t == nil || !p.relationReached(t) {
 		p.fail(p.at(errDenied(rv.Relname), rv.Location))
 		return
 	}
@@ -635,6 +653,7 @@ func (p *pass) expr(n *pg_query.Node, s *scope) {
 	switch x := n.Node.(type) {
 	case *pg_query.Node_ColumnRef:
 		p.columnRef(x.ColumnRef, s)
+		p.writeRef(x.ColumnRef, s)
 		return
 	case *pg_query.Node_ParamRef:
 		if x.ParamRef.Number < 1 {

@@ -365,6 +365,11 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			}
 		}
 		fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
+		if *withCatalog {
+			if err := printWriteWarnings(ctx, cfg, name, policies[name], stdout); err != nil {
+				return err
+			}
+		}
 		if !*withCatalog {
 			continue
 		}

@@ -278,6 +278,8 @@ var demoQueries = []demoQuery{
 	{"SELECT name, email FROM customers ORDER BY customer_id LIMIT 3;", "email masked: not in group pii"},
 	{"SELECT name, phone FROM customers LIMIT 3;", "refused (42501): phone is denied without group pii"},
 	{"SELECT * FROM internal_costs;", "refused (42501): not in the policy"},
+	{"INSERT INTO comments (order_id, body) VALUES (1, 'hi') RETURNING created_by;", "written as your tenant; its author from your session, hashed"},
+	{"UPDATE comments SET body = 'mine' WHERE comment_id = 3;", "UPDATE 0: comment 3 is another tenant's"},
 }
 
 // demoPIIQueries are for the session of the printed ticket command (group

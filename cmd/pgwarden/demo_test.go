@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/md5"
 	"errors"
 	"fmt"
 	"io"
@@ -209,8 +210,10 @@ var suggestionChecks = map[string]queryCheck{
 	"SELECT DISTINCT tenant_id FROM orders;": wantRows("acme"),
 	"SELECT name, email FROM customers ORDER BY customer_id LIMIT 3;": wantRows(
 		"Bob acme 1|***@acme.example", "Carol acme 2|***@acme.example", "Dave acme 3|***@acme.example"),
-	"SELECT name, phone FROM customers LIMIT 3;": wantSQLState("42501"),
-	"SELECT * FROM internal_costs;":              wantSQLState("42501"),
+	"SELECT name, phone FROM customers LIMIT 3;":                                   wantSQLState("42501"),
+	"SELECT * FROM internal_costs;":                                                wantSQLState("42501"),
+	"INSERT INTO comments (order_id, body) VALUES (1, 'hi') RETURNING created_by;": wantRows(fmt.Sprintf("%x", md5.Sum([]byte("acme-analyst")))),
+	"UPDATE comments SET body = 'mine' WHERE comment_id = 3;":                      wantRows(),
 	"SELECT name, email, phone FROM customers ORDER BY customer_id LIMIT 3;": wantRows(
 		"Bob acme 1|bob.1@acme.example|+1-555-0097", "Carol acme 2|carol.2@acme.example|+1-555-0194",
 		"Dave acme 3|dave.3@acme.example|+1-555-0291"),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -608,4 +609,27 @@ func (a *app) tenantDatabases(name string, wc config.Warehouse) *proxy.TenantDat
 		MaxConns:    wc.TenantMaxConns,
 		IdleTimeout: wc.TenantIdleTimeout,
 	}
+}
+
+// printWriteWarnings prints what policy.WriteWarnings finds on a warehouse:
+// warnings, not errors (the operator decides).
+func printWriteWarnings(ctx context.Context, cfg *config.File, name string, p *policy.Policy, stdout io.Writer) error {
+	if !p.HasWrites() {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, cfg.Proxy.ConnectTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, cfg.Warehouses[name].DSN)
+	if err != nil {
+		return fmt.Errorf("warehouse %s: %w", name, err)
+	}
+	defer conn.Close(context.Background())
+	warnings, err := policy.WriteWarnings(cctx, conn, p)
+	if err != nil {
+		return fmt.Errorf("warehouse %s: %w", name, err)
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(stdout, "warehouse %s: warning: %s\n", name, w)
+	}
+	return nil
 }

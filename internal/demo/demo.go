@@ -18,7 +18,11 @@ import (
 // ExposedTables are the demo tables the service account may read. internal_costs
 // is deliberately absent: it is not exposed through the proxy at all, and the
 // service account cannot read it either (defence in depth).
-var ExposedTables = []string{"tenants", "products", "customers", "orders", "order_items", "events"}
+var ExposedTables = []string{"tenants", "products", "customers", "orders", "order_items", "events", "comments"}
+
+// WritableTables are the demo tables the policy opens for writing: the
+// service account may INSERT, UPDATE and DELETE on these and nothing else.
+var WritableTables = []string{"comments"}
 
 // Tenants of the demo data.
 var Tenants = []string{"acme", "globex", "initech"}
@@ -35,20 +39,24 @@ func Load(ctx context.Context, conn *pgx.Conn) error {
 }
 
 // CreateServiceAccount creates a login role that can read only the exposed
-// demo tables of database db, read-only, and returns its password. conn must be
-// a superuser connection to db.
+// demo tables of database db and write only the writable ones, and returns
+// its password. conn must be a superuser connection to db. Its transactions
+// are not read-only by default (writes could not run); its privileges are
+// what bounds it.
 func CreateServiceAccount(ctx context.Context, conn *pgx.Conn, role, db string) (password string, err error) {
 	password = RandomSecret(16)
 	ident := pgx.Identifier{role}.Sanitize()
 	stmts := []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", ident, quoteLiteral(password)),
-		fmt.Sprintf("ALTER ROLE %s SET default_transaction_read_only = on", ident),
 		fmt.Sprintf("REVOKE ALL ON DATABASE %s FROM PUBLIC", pgx.Identifier{db}.Sanitize()),
 		fmt.Sprintf("GRANT CONNECT ON DATABASE %s TO %s", pgx.Identifier{db}.Sanitize(), ident),
 		fmt.Sprintf("GRANT USAGE ON SCHEMA public TO %s", ident),
 	}
 	for _, t := range ExposedTables {
 		stmts = append(stmts, fmt.Sprintf("GRANT SELECT ON public.%s TO %s", pgx.Identifier{t}.Sanitize(), ident))
+	}
+	for _, t := range WritableTables {
+		stmts = append(stmts, fmt.Sprintf("GRANT INSERT, UPDATE, DELETE ON public.%s TO %s", pgx.Identifier{t}.Sanitize(), ident))
 	}
 	for _, s := range stmts {
 		if _, err := conn.Exec(ctx, s); err != nil {

@@ -55,6 +55,15 @@ SELECT c.tenant_id, (c.customer_id - 1) * 10 + e, c.customer_id,
        jsonb_build_object('page', '/dash/' || (e % 6), 'ms', (c.customer_id * e * 31) % 2000, 'tenant', c.tenant_id)
 FROM customers c, generate_series(1, 10) AS e;
 
+-- A few comments per tenant (comment_id comes from the identity: 1 to 6).
+INSERT INTO comments (tenant_id, order_id, created_by, body, resolved, created_at) VALUES
+    ('acme',    1, 'u-alice', 'Shipping address confirmed', true,  '2024-02-01 09:00:00+00'),
+    ('acme',    2, 'u-bob',   'Customer asked for a discount', false, '2024-02-02 10:00:00+00'),
+    ('globex',  1, 'u-gina',  'globex secret: renegotiate contract', false, '2024-02-03 11:00:00+00'),
+    ('globex',  3, 'u-gina',  'Late delivery', false, '2024-02-04 12:00:00+00'),
+    ('initech', 1, 'u-ivan',  'Check invoice', false, '2024-02-05 13:00:00+00'),
+    ('acme',    3, 'u-alice', 'Duplicate order?', false, '2024-02-06 14:00:00+00');
+
 INSERT INTO internal_costs
 SELECT t.tenant_id, d::date, (1000 + length(t.tenant_id) * 100 + extract(month FROM d) * 10)::numeric(12,2),
        (300 + extract(month FROM d) * 5)::numeric(12,2)
