@@ -46,6 +46,10 @@ type claims struct {
 	Max *jwt.NumericDate `json:"max,omitempty"`
 	// APIKey is the name of the API key that minted the ticket.
 	APIKey string `json:"akn,omitempty"`
+	// URole is an internal session's role; Act the internal user acting
+	// as a test tenant in an embed session. Subject is RegisteredClaims'.
+	URole UserRole `json:"urole,omitempty"`
+	Act   *Actor   `json:"act,omitempty"`
 }
 
 func (c *claims) session() *Session {
@@ -60,6 +64,12 @@ func (c *claims) session() *Session {
 		ConnectionRoles: make(map[string]policy.Role, len(c.Roles)),
 		BaseRole:        c.BaseRole,
 		APIKeyName:      c.APIKey,
+		Subject:         c.Subject,
+		Role:            c.URole,
+	}
+	if c.Act != nil {
+		a := *c.Act
+		s.Actor = &a
 	}
 	for k, v := range c.Attrs {
 		s.Attributes[k] = slices.Clone(v)
@@ -177,7 +187,17 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string, audiences ...str
 	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
 		return nil, aud, errExpired
 	}
-	if c.Tenant == "" || c.ExternalID == "" {
+	// An internal session has a subject and a role instead of a tenant.
+	switch c.Kind {
+	case policy.KindEmbed:
+		if c.Tenant == "" || c.ExternalID == "" || c.URole != "" {
+			return nil, "", errBadToken
+		}
+	case policy.KindInternal:
+		if c.Subject == "" || c.ExternalID != c.Subject || !c.URole.Valid() || c.Act != nil {
+			return nil, "", errBadToken
+		}
+	default:
 		return nil, "", errBadToken
 	}
 	if aud == AudienceSession {
