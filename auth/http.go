@@ -589,7 +589,9 @@ func (h *Handler) Mount(pattern, name string, hd http.Handler) {
 func (h *Handler) Fail(w http.ResponseWriter, r *http.Request, err error) { h.fail(w, r, err) }
 
 // WriteError writes {"error": code, "message": msg} with status.
-func WriteError(w http.ResponseWriter, status int, code, msg string) { writeError(w, status, code, msg) }
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeError(w, status, code, msg)
+}
 
 // WriteJSON writes v as JSON with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
@@ -601,4 +603,6 @@ func Bearer(r *http.Request) (string, bool) { return bearer(r) }
 func (h *Handler) SessionResponse(s *Session, tok string) any { return h.sessionResponse(s, tok) }
 
 // Decode reads r's JSON body into dst, answering 400 itself when it cannot.
-func (h *Handler) Decode(w http.ResponseWriter, r *http.Request, dst any) bool { return h.decode(w, r, dst, false) }
+func (h *Handler) Decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	return h.decode(w, r, dst, false)
+}

@@ -59,7 +59,9 @@ func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*a
 }
 
 // Watch implements the proxy's Authenticator.
-func (a *Authenticator) Watch(sessionID string) (<-chan struct{}, func()) { return a.next.Watch(sessionID) }
+func (a *Authenticator) Watch(sessionID string) (<-chan struct{}, func()) {
+	return a.next.Watch(sessionID)
+}
 
 // refusal turns a verification error into the FATAL the client sees: 28000
 // saying which check failed, or 57P03 when the provider cannot be reached.

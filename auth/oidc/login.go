@@ -247,4 +247,3 @@ func (r *LoginResult) PGPassLine() string {
 	}
 	return esc(host) + ":" + port + ":" + esc(db) + ":*:" + esc(r.SessionToken)
 }
-
