@@ -293,7 +293,11 @@ func (c *clientConn) startup() error {
 		return errors.New("authenticator returned no session")
 	}
 	c.session = session
+	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
+	if session.Subject != "" {
+		c.log = c.log.With(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
+	}
 	c.out.send(&pgproto3.AuthenticationOk{})
 
 	wh := c.srv.warehouses[database]
