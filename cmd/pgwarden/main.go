@@ -7,6 +7,9 @@
 //	pgwarden revoke --config F SESSION_ID
 //	pgwarden keygen --dir D [--if-missing] | keygen --api-key
 //	pgwarden policy check --config F | policy check FILE
+//	pgwarden login --service URL [--no-browser] [--pgpass FILE | --env]
+//	pgwarden renew --service URL --token TOKEN
+//	pgwarden admin --service URL --token T VERB [ARGS]
 //	pgwarden version
 //
 // This package parses flags, builds the logger and wires the packages
@@ -41,6 +44,9 @@ Usage:
   pgwarden revoke  --config FILE SESSION_ID               end a session and close its connections
   pgwarden keygen  --dir DIR [--if-missing] | --api-key   write an Ed25519 key pair, or make an API key
   pgwarden policy check --config FILE | FILE             validate policy files against their schema
+  pgwarden login   --service URL [--pgpass FILE | --env]  sign in (SSO) for an internal pgwarden session
+  pgwarden renew   --service URL --token TOKEN            renew a session token
+  pgwarden admin   --service URL --token T VERB [ARGS]    admin API: sessions, revoke, policies, keys, act-as, explain
   pgwarden version
 
 Run "pgwarden COMMAND -h" for a command's flags.
@@ -68,6 +74,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"keygen":  cmdKeygen,
 		"policy":  cmdPolicy,
 		"version": cmdVersion,
+		"login":   cmdLogin,
+		"renew":   cmdRenew,
+		"admin":   cmdAdmin,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
