@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +64,9 @@ func Start(t testing.TB, users ...User) *Provider {
 	}
 	clients := map[string]*storage.Client{ClientID: storage.NativeClient(ClientID, "http://127.0.0.1/callback")}
 	st := &groupStorage{Storage: storage.NewStorageWithClients(us, clients), users: p.users}
+	// The example server logs every request through slog's default
+	// logger; keep the test output to its warnings.
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	router := exampleop.SetupServer(issuer, st, nil, false)
 	srv := &http.Server{Handler: router, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
