@@ -74,7 +74,8 @@ func (a *Authenticator) refusal(err error) *pgerr.Error {
 	return pgerr.Fatalf(pgerr.InvalidAuthorization, "%s", err.Error())
 }
 
-// Refusal is refusal without an Authenticator, for the HTTP exchange.
+// refusalCode is the HTTP status and error code of a refusal, for the
+// exchange endpoint.
 func refusalCode(err error) (status int, code string) {
 	if errors.Is(err, ErrProviderUnavailable) {
 		return 503, "provider_unavailable"

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -253,11 +255,23 @@ func TestSSOPasswordRefusals(t *testing.T) {
 	claims["groups"] = []string{"bi-owners"} // promote oneself
 	forged, _ := json.Marshal(claims)
 	tampered := parts[0] + "." + base64.RawURLEncoding.EncodeToString(forged) + "." + parts[2]
+	header, _ := base64.RawURLEncoding.DecodeString(parts[0])
+	var h map[string]any
+	json.Unmarshal(header, &h)
+	h["kid"] = "a-key-the-provider-never-published"
+	hb, _ := json.Marshal(h)
+	unknownKID := base64.RawURLEncoding.EncodeToString(hb) + "." + parts[1] + "." + parts[2]
+	hs := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + parts[1]
+	mac := hmac.New(sha256.New, []byte("the provider's public key, guessed"))
+	mac.Write([]byte(hs))
+	hs256 := hs + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 	for _, tc := range []struct {
 		name, token, want string
 	}{
 		{"wrong issuer", other.SignIn(t, "adam"), "issuer is not a trusted identity provider"},
 		{"bad signature", tampered, "signature does not verify"},
+		{"unknown kid", unknownKID, "signed with a key the provider does not publish"},
+		{"alg HS256", hs256, "signature algorithm not allowed"},
 		{"alg none", strings.Join([]string{"eyJhbGciOiJub25lIn0", parts[1], ""}, "."), "signature algorithm not allowed"},
 		{"missing groups claim", s.idp.SignIn(t, "nogroups"), "no groups claim"},
 		{"disallowed email domain", s.idp.SignIn(t, "outsider"), "email domain not allowed"},
