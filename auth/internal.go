@@ -20,6 +20,27 @@ type InternalUser struct {
 	Email   string
 	Groups  []string
 	Role    UserRole
+	// IssuedAt is when the provider issued the token (its iat; zero when
+	// it has none): a token older than the subject's last revocation opens
+	// no session.
+	IssuedAt time.Time
+}
+
+// ErrSubjectRevoked refuses a provider token issued before its subject's
+// sessions were revoked.
+var ErrSubjectRevoked = errors.New("sign-on token issued before this user's sessions were revoked: sign in again")
+
+// checkSubject refuses u when its subject was revoked after its token was
+// issued (or at all, when the token says not when it was issued).
+func checkSubject(ctx context.Context, store *Store, u *InternalUser) error {
+	at, err := store.SubjectRevokedAt(ctx, u.Subject)
+	if err != nil {
+		return err
+	}
+	if !at.IsZero() && !u.IssuedAt.After(at) {
+		return ErrSubjectRevoked
+	}
+	return nil
 }
 
 func (u *InternalUser) validate() error {
@@ -92,6 +113,9 @@ func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, s
 	if err := u.validate(); err != nil {
 		return nil, "", err
 	}
+	if err := checkSubject(ctx, s.store, &u); err != nil {
+		return nil, "", err
+	}
 	c, rec, err := newSessionClaims(&s.cfg, internalClaims(u))
 	if err != nil {
 		return nil, "", err
@@ -113,6 +137,9 @@ func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, s
 // as long as the connection, within SessionTTL.
 func (v *Verifier) OpenInternal(ctx context.Context, u InternalUser) (*Session, error) {
 	if err := u.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkSubject(ctx, v.store, &u); err != nil {
 		return nil, err
 	}
 	c, rec, err := newSessionClaims(&v.cfg, internalClaims(u))

@@ -177,6 +177,10 @@ var migrations = []string{
 		ADD COLUMN role    text NOT NULL DEFAULT '',
 		ADD COLUMN email   text NOT NULL DEFAULT '';
 	CREATE INDEX ON {s}.sessions (subject) WHERE subject <> '';
+	CREATE TABLE {s}.revoked_subjects (
+		subject    text PRIMARY KEY,
+		revoked_at timestamptz NOT NULL
+	);
 	CREATE TABLE {s}.admin_keys (
 		name       text PRIMARY KEY,
 		sha256     text NOT NULL UNIQUE,
@@ -406,6 +410,12 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, now time.Time
 	if err != nil {
 		return nil, s.fail("revoke subject", err)
 	}
+	// Provider tokens issued before now can no longer open sessions for
+	// the subject (see SubjectRevokedAt).
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.revoked_subjects (subject, revoked_at) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET revoked_at = greatest(`+s.schema+`.revoked_subjects.revoked_at, excluded.revoked_at)`, subject, now); err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
 	// The same notification path as a single revocation: every verifier
 	// marks each session revoked and closes its connections.
 	for _, sid := range sids {
@@ -452,4 +462,21 @@ func (s *Store) SessionOwner(ctx context.Context, sid string) (subject string, r
 		return "", "", s.fail("session owner", err)
 	}
 	return subject, UserRole(r), nil
+}
+
+// SubjectRevokedAt returns when subject was last revoked (zero if never):
+// a provider token issued before then opens no session, so a deprovisioned
+// user cannot sign back in with a token they already hold.
+func (s *Store) SubjectRevokedAt(ctx context.Context, subject string) (time.Time, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var t time.Time
+	err := s.pool.QueryRow(ctx, `SELECT revoked_at FROM `+s.schema+`.revoked_subjects WHERE subject = $1`, subject).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, s.fail("subject revoked at", err)
+	}
+	return t, nil
 }

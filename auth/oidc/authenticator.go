@@ -48,6 +48,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, credential string) (*a
 		return nil, a.refusal(err)
 	}
 	s, err := a.next.OpenInternal(ctx, u)
+	if errors.Is(err, auth.ErrSubjectRevoked) {
+		a.log.Info("sign-on token refused", zap.String("reason", err.Error()))
+		return nil, pgerr.Fatalf(pgerr.InvalidAuthorization, "%s", err.Error())
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			a.log.Warn("sign-on session not recorded", zap.Error(err))

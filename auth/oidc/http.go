@@ -77,6 +77,10 @@ func (x *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, st, err := x.svc.MintInternal(r.Context(), u)
+	if errors.Is(err, auth.ErrSubjectRevoked) {
+		auth.WriteError(w, http.StatusUnauthorized, "subject_revoked", err.Error())
+		return
+	}
 	if err != nil {
 		x.h.Fail(w, r, err)
 		return

@@ -168,7 +168,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (auth.InternalUser, e
 	case !tok.IssuedAt.IsZero() && now.Add(leeway).Before(tok.IssuedAt):
 		return auth.InternalUser{}, ErrNotYetValid
 	}
-	return v.user(p, all)
+	u, err := v.user(p, all)
+	u.IssuedAt = tok.IssuedAt
+	return u, err
 }
 
 // user turns verified claims into an internal user with a role.

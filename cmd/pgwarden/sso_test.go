@@ -136,6 +136,11 @@ func (s *ssoRun) call(t *testing.T, method, path, bearer string, body any) (int,
 func (s *ssoRun) session(t *testing.T, user string) (token, sid string) {
 	t.Helper()
 	code, out := s.call(t, "POST", "/v1/sessions/oidc", "", map[string]string{"id_token": s.idp.SignIn(t, user)})
+	// A user revoked within this second needs a token of a later second.
+	for deadline := time.Now().Add(30 * time.Second); code == 401 && out["error"] == "subject_revoked" && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		code, out = s.call(t, "POST", "/v1/sessions/oidc", "", map[string]string{"id_token": s.idp.SignIn(t, user)})
+	}
 	if code != 201 {
 		t.Fatalf("exchange for %s: %d %v", user, code, out)
 	}
@@ -317,7 +322,8 @@ func TestSSOExchangeRenewRevokeSubject(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c3, err := s.connect(t, s.idp.SignIn(t, "cora"))
+	coraID := s.idp.SignIn(t, "cora")
+	c3, err := s.connect(t, coraID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,6 +359,28 @@ func TestSSOExchangeRenewRevokeSubject(t *testing.T) {
 	}
 	if code, _ := s.call(t, "POST", "/v1/sessions/renew", tok, nil); code != 401 {
 		t.Fatalf("revoked session renewed: %d", code)
+	}
+	// Deprovisioned: the ID token Cora still holds opens nothing, neither
+	// as a password nor at the exchange.
+	_, err = s.connect(t, coraID)
+	if code, msg := pgCode(err); code != "28000" || !strings.Contains(msg, "issued before this user's sessions were revoked") {
+		t.Fatalf("pre-revocation ID token as password: %v", err)
+	}
+	if code, out := s.call(t, "POST", "/v1/sessions/oidc", "", map[string]string{"id_token": coraID}); code != 401 || out["error"] != "subject_revoked" {
+		t.Fatalf("pre-revocation ID token exchanged: %d %v", code, out)
+	}
+	// Signing in again at the provider (which still lets her) works: the
+	// new token is issued after the revocation (iat has whole seconds, so
+	// a sign-in within the revocation's second is refused too).
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		_, err := s.connect(t, s.idp.SignIn(t, "cora"))
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fresh sign-in after the revocation: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// The exchange refuses bad tokens with 401 and a reason.
 	code, out = s.call(t, "POST", "/v1/sessions/oidc", "", map[string]string{"id_token": s.idp.SignIn(t, "nogroups")})
