@@ -14,7 +14,8 @@
 //	                                          all but Viewer
 //	GET  /v1/admin/sessions                   Owner, Administrator
 //	POST /v1/admin/sessions/{id}/revoke       Owner, Administrator (not an Owner's session)
-//	POST /v1/admin/subjects/{subject}/revoke  Owner, Administrator (not an Owner)
+//	POST /v1/admin/subjects/{subject}/revoke  Owner, Administrator (not an Owner); provider
+//	                                          tokens issued before it open no new session
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
