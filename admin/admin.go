@@ -420,7 +420,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c *Caller) {
 		auth.WriteError(w, http.StatusBadRequest, "invalid_request", "name: 1 to 128 bytes")
 		return
 	}
-	if role.Outranks(c.Role) || (role == auth.RoleOwner && c.Role != auth.RoleOwner) {
+	if role == auth.RoleOwner && c.Role != auth.RoleOwner {
 		forbidden(w, c.Role, "create a key with role owner")
 		return
 	}

@@ -14,7 +14,6 @@ import (
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	jose "github.com/go-jose/go-jose/v4"
-	"golang.org/x/oauth2"
 
 	"github.com/pgwarden/pgwarden/auth"
 )
@@ -39,7 +38,6 @@ type provider struct {
 
 	mu       sync.Mutex
 	verifier *gooidc.IDTokenVerifier // nil until discovery succeeded
-	endpoint oauth2.Endpoint
 }
 
 // New returns a verifier for cfg. client makes the discovery and JWKS
@@ -67,15 +65,6 @@ func New(cfg Config, client *http.Client) (*Verifier, error) {
 		v.owners[o] = true
 	}
 	return v, nil
-}
-
-// Issuers lists the trusted issuers.
-func (v *Verifier) Issuers() []string {
-	out := make([]string, 0, len(v.providers))
-	for _, p := range v.cfg.Providers {
-		out = append(out, p.Issuer)
-	}
-	return out
 }
 
 // peek reads a token's header and payload without trusting them, to route
@@ -299,29 +288,10 @@ func (p *provider) discover(ctx context.Context) (*gooidc.IDTokenVerifier, error
 		return nil, fmt.Errorf("%w: discovery of %s: no jwks_uri", ErrProviderUnavailable, p.cfg.Issuer)
 	}
 	p.keys.url = meta.JWKS
-	p.endpoint = gp.Endpoint()
 	// Audience and time claims are checked by Verify with the configured
 	// audiences and leeway; go-oidc checks signature and issuer.
 	p.verifier = gooidc.NewVerifier(p.cfg.Issuer, p.keys, &gooidc.Config{
 		SkipClientIDCheck: true, SkipExpiryCheck: true, SupportedSigningAlgs: p.cfg.Algorithms,
 	})
 	return p.verifier, nil
-}
-
-// Endpoint returns the OAuth 2.0 endpoints and client of the provider with
-// issuer iss (the first when iss is ""), for `pgwarden login`.
-func (v *Verifier) Endpoint(ctx context.Context, iss string) (*oauth2.Config, error) {
-	p := v.providers[strings.TrimSuffix(iss, "/")]
-	if iss == "" && len(v.cfg.Providers) > 0 {
-		p = v.providers[v.cfg.Providers[0].Issuer]
-	}
-	if p == nil {
-		return nil, ErrIssuer
-	}
-	if _, err := p.discover(ctx); err != nil {
-		return nil, err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return &oauth2.Config{ClientID: p.cfg.ClientID, Endpoint: p.endpoint, Scopes: p.cfg.Scopes}, nil
 }
