@@ -75,6 +75,9 @@ type Config struct {
 	SigningKeyFile string `yaml:"signing_key_file"`
 	// VerifyKeyFiles are PKIX PEM public keys still accepted (key rotation).
 	VerifyKeyFiles []string `yaml:"verify_key_files"`
+	// JWKSURL is the ticket service's /.well-known/jwks.json, for a proxy
+	// that verifies sessions without key files (see VerificationKeys).
+	JWKSURL string `yaml:"jwks_url"`
 	// APIKeys are the host-application backends allowed to mint tickets.
 	APIKeys []APIKey `yaml:"api_keys"`
 	// CORSOrigins are the exact origins (scheme://host[:port]) of pages that

@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -181,6 +182,42 @@ func LoadPublicKey(path string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("public key %s: not an Ed25519 key", path)
 	}
 	return pub, nil
+}
+
+// VerificationKeys returns what verifies session tokens under cfg: the
+// keys of its files, then, with JWKSURL set, the ticket service's key set
+// fetched with client (a replica without the signing key; keys the service
+// adds when it rotates are fetched when a token names them).
+func VerificationKeys(cfg Config, client *http.Client) (KeySource, error) {
+	if cfg.JWKSURL == "" {
+		return LoadKeySet(cfg)
+	}
+	remote, err := NewRemoteKeySet(cfg.JWKSURL, client, cfg.WithDefaults().Now)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.SigningKeyFile == "" && len(cfg.VerifyKeyFiles) == 0 {
+		return remote, nil
+	}
+	local, err := LoadKeySet(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return keySources{local, remote}, nil
+}
+
+// keySources tries each source in turn.
+type keySources []KeySource
+
+func (ks keySources) PublicKey(ctx context.Context, kid string) (ed25519.PublicKey, error) {
+	var err error
+	for _, k := range ks {
+		var pub ed25519.PublicKey
+		if pub, err = k.PublicKey(ctx, kid); err == nil {
+			return pub, nil
+		}
+	}
+	return nil, err
 }
 
 // LoadKeySet builds the verification set of cfg: the public half of the

@@ -29,8 +29,8 @@ type Store struct {
 }
 
 type storeQueries struct {
-	redeem, createSession, revoke, isRevoked, extend, revoked, purgeTickets, purgeSessions string
-	revokeSubject, live, sessionRole                                                       string
+	redeem, createSession, revoke, isRevoked, extend, expiry, revoked, purgeTickets, purgeSessions string
+	revokeSubject, live, sessionRole                                                               string
 }
 
 // SessionRecord is a session's row in the store.
@@ -91,6 +91,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid`,
 		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
+		expiry:        `SELECT expires_at, revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		revoked:       `SELECT sid, max_expires_at FROM ` + t + `.sessions WHERE revoked_at IS NOT NULL AND max_expires_at > $1`,
 		purgeTickets:  `DELETE FROM ` + t + `.redeemed_tickets WHERE expires_at < $1`,
 		purgeSessions: `DELETE FROM ` + t + `.sessions WHERE max_expires_at < $1`,
@@ -340,6 +341,28 @@ func (s *Store) ExtendSession(ctx context.Context, sid string, expires time.Time
 		return ErrSessionRevoked
 	}
 	return nil
+}
+
+// SessionExpiry returns session sid's expiry now, later than its token's if
+// it was renewed since. Errors: ErrSessionNotFound, ErrSessionRevoked, or a
+// store error.
+func (s *Store) SessionExpiry(ctx context.Context, sid string) (time.Time, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var (
+		exp     time.Time
+		revoked bool
+	)
+	err := s.pool.QueryRow(ctx, s.q.expiry, sid).Scan(&exp, &revoked)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return time.Time{}, ErrSessionNotFound
+	case err != nil:
+		return time.Time{}, s.fail("session expiry", err)
+	case revoked:
+		return time.Time{}, ErrSessionRevoked
+	}
+	return exp, nil
 }
 
 // RevokedSessions lists revoked sessions whose absolute expiry is after t.

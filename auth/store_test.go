@@ -132,6 +132,22 @@ func TestStoreRedeemTicket(t *testing.T) {
 	if err := e.store.ExtendSession(ctx, "s2", now.Add(2*time.Hour)); !errors.Is(err, ErrSessionRevoked) {
 		t.Errorf("extend revoked: %v", err)
 	}
+	// SessionExpiry follows renewals (what open connections ask at expiry).
+	if got, err := e.store.SessionExpiry(ctx, "s1"); err != nil || !got.Equal(rec.Expires) {
+		t.Errorf("expiry of s1: %v, %v; want %v", got, err, rec.Expires)
+	}
+	if err := e.store.ExtendSession(ctx, "s1", now.Add(90*time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.store.SessionExpiry(ctx, "s1"); err != nil || !got.Equal(now.Add(90*time.Minute)) {
+		t.Errorf("expiry of s1 after renewal: %v, %v", got, err)
+	}
+	if _, err := e.store.SessionExpiry(ctx, "s2"); !errors.Is(err, ErrSessionRevoked) {
+		t.Errorf("expiry of a revoked session: %v", err)
+	}
+	if _, err := e.store.SessionExpiry(ctx, "nope"); !errors.Is(err, ErrSessionNotFound) {
+		t.Errorf("expiry of an unknown session: %v", err)
+	}
 }
 
 func TestPurge(t *testing.T) {

@@ -170,6 +170,16 @@ func (v *Verifier) Watch(sessionID string) (revoked <-chan struct{}, stop func()
 	}
 }
 
+// SessionExpiry returns when session sessionID expires now: later than the
+// token it connected with if it was renewed since (renewal extends the
+// connections a session has open, not only its next logins).
+func (v *Verifier) SessionExpiry(ctx context.Context, sessionID string) (time.Time, error) {
+	if v.isRevoked(sessionID) {
+		return time.Time{}, ErrSessionRevoked
+	}
+	return v.store.SessionExpiry(ctx, sessionID)
+}
+
 // Ready is closed once the verifier listens for revocations and has loaded
 // the revocations made before.
 func (v *Verifier) Ready() <-chan struct{} { return v.ready }

@@ -67,6 +67,13 @@ type Proxy struct {
 	// MaxWorkMemMB caps what a client may SET work_mem to, in megabytes;
 	// 0 means 256.
 	MaxWorkMemMB int64 `yaml:"max_work_mem_mb"`
+	// Replicas behind one address (a load balancer): this replica's id
+	// (1 to 255), the others' client addresses by id, and a file with the
+	// secret they share (at least 32 bytes) to sign the cancel requests
+	// they forward to each other.
+	PeerID         int            `yaml:"peer_id"`
+	Peers          map[int]string `yaml:"peers"`
+	PeerSecretFile string         `yaml:"peer_secret_file"`
 }
 
 // Warehouse is one upstream database, selected by the client's database name.
@@ -105,10 +112,13 @@ type Pool struct {
 type Auth struct {
 	// Listen is the ticket service's HTTP address; "" runs no ticket service
 	// (the proxy still verifies tokens and redeems tickets through the store).
-	Listen             string        `yaml:"listen"`
-	Issuer             string        `yaml:"issuer"`
-	SigningKeyFile     string        `yaml:"signing_key_file"`
-	VerifyKeyFiles     []string      `yaml:"verify_key_files"`
+	Listen         string   `yaml:"listen"`
+	Issuer         string   `yaml:"issuer"`
+	SigningKeyFile string   `yaml:"signing_key_file"`
+	VerifyKeyFiles []string `yaml:"verify_key_files"`
+	// JWKSURL is the ticket service's key set, for a proxy that runs apart
+	// from it without key files (https, or http to a loopback host).
+	JWKSURL            string        `yaml:"jwks_url"`
 	TicketTTL          time.Duration `yaml:"ticket_ttl"`
 	SessionTTL         time.Duration `yaml:"session_ttl"`
 	SessionMaxLifetime time.Duration `yaml:"session_max_lifetime"`
@@ -315,6 +325,7 @@ func (f *File) resolvePaths(dir string) {
 	}
 	abs(&f.Proxy.TLSCertFile)
 	abs(&f.Proxy.TLSKeyFile)
+	abs(&f.Proxy.PeerSecretFile)
 	abs(&f.Auth.SigningKeyFile)
 	for i := range f.Auth.VerifyKeyFiles {
 		abs(&f.Auth.VerifyKeyFiles[i])
@@ -427,8 +438,13 @@ func (f *File) Validate() error {
 		}
 	}
 	a := f.Auth
-	if a.SigningKeyFile == "" && len(a.VerifyKeyFiles) == 0 {
-		bad("auth", "signing_key_file or verify_key_files is needed to verify session tokens")
+	if a.SigningKeyFile == "" && len(a.VerifyKeyFiles) == 0 && a.JWKSURL == "" {
+		bad("auth", "signing_key_file, verify_key_files or jwks_url is needed to verify session tokens")
+	}
+	if a.JWKSURL != "" {
+		if err := checkJWKSURL(a.JWKSURL); err != nil {
+			bad("auth.jwks_url", "%v", err)
+		}
 	}
 	if a.Listen != "" && a.SigningKeyFile == "" {
 		bad("auth.signing_key_file", "the ticket service (auth.listen) needs a signing key")
@@ -489,4 +505,24 @@ func (f *File) Validate() error {
 		bad("log.format", "unknown format %q (want json or console)", f.Log.Format)
 	}
 	return errors.Join(errs...)
+}
+
+// checkJWKSURL accepts an https URL, or http to a loopback host: keys fetched
+// over plain http from elsewhere could be anyone's, and so could sessions.
+func checkJWKSURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an http(s) URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("%q: use https (http only to a loopback host)", raw)
+	}
+	return fmt.Errorf("%q is not an http(s) URL", raw)
 }

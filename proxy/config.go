@@ -61,6 +61,13 @@ type Config struct {
 	ConnectTimeout time.Duration
 	// AuthTimeout bounds the startup and authentication phase (default 60s).
 	AuthTimeout time.Duration
+	// PeerID (1 to 255, 0 = alone) is this replica's id among the replicas
+	// behind one address; Peers maps the others' ids to their client
+	// listen addresses, and PeerSecret, shared by all, signs the cancel
+	// requests they forward to each other (see peers.go).
+	PeerID     int
+	Peers      map[int]string
+	PeerSecret []byte
 }
 
 // WithDefaults returns c with every zero field set to its default. It is the
@@ -128,5 +135,6 @@ func (c Config) Validate() error {
 	if c.MaxClientConns < 0 {
 		errs = append(errs, errors.New("proxy.max_client_conns: must not be negative"))
 	}
+	errs = append(errs, c.validatePeers()...)
 	return errors.Join(errs...)
 }

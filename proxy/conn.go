@@ -50,6 +50,7 @@ type clientConn struct {
 	appName   string
 	upParams  map[string]string
 	session   *auth.Session
+	expires   time.Time // the session's expiry, later once renewed (checkSession)
 	identity  *policy.Identity
 	wh        *Warehouse
 	pool      *pool // nil in session mode
@@ -686,10 +687,32 @@ func (c *clientConn) checkSession() error {
 	if c.revoked.Load() {
 		return errRevoked()
 	}
-	if !c.srv.now().Before(c.session.ExpiresAt) {
+	if now := c.srv.now(); !now.Before(c.expires) && !c.renewed(now) {
 		return pgerr.Fatalf(pgerr.InvalidAuthorization, "session expired: renew it or mint a new ticket")
 	}
 	return nil
+}
+
+// renewed asks the authenticator, once the session's known expiry has
+// passed, whether it was renewed since, and moves the expiry if so. Any
+// doubt (the store unavailable) ends the session as expired.
+func (c *clientConn) renewed(now time.Time) bool {
+	r, ok := c.srv.auth.(Renewer)
+	if !ok {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
+	defer cancel()
+	exp, err := r.SessionExpiry(ctx, c.session.ID)
+	if err != nil {
+		c.log.Info("session past its expiry, not renewed", zap.Error(err))
+		return false
+	}
+	if !now.Before(exp) {
+		return false
+	}
+	c.expires = exp
+	return true
 }
 
 func errRevoked() *pgerr.Error {

@@ -105,6 +105,7 @@ type fakeAuth struct {
 	sessions map[string]*auth.Session
 	errs     map[string]error
 	revoked  map[string]chan struct{}
+	renewed  map[string]time.Time // by session id: SessionExpiry's answer
 }
 
 func newFakeAuth() *fakeAuth {
@@ -153,6 +154,25 @@ func (a *fakeAuth) Watch(id string) (<-chan struct{}, func()) {
 	return ch, func() {}
 }
 
+// SessionExpiry answers a renewal recorded with renew, else "not found".
+func (a *fakeAuth) SessionExpiry(_ context.Context, id string) (time.Time, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if exp, ok := a.renewed[id]; ok {
+		return exp, nil
+	}
+	return time.Time{}, auth.ErrSessionNotFound
+}
+
+func (a *fakeAuth) renew(id string, exp time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.renewed == nil {
+		a.renewed = map[string]time.Time{}
+	}
+	a.renewed[id] = exp
+}
+
 func (a *fakeAuth) revoke(id string) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -167,6 +187,7 @@ func (a *fakeAuth) revoke(id string) {
 type testProxy struct {
 	srv    *Server
 	addr   string
+	deps   Deps
 	auth   *fakeAuth
 	dbURL  string
 	cancel context.CancelFunc
@@ -181,6 +202,12 @@ func startProxy(t *testing.T, mod func(*Config, *Deps)) *testProxy {
 }
 
 func startProxyTB(t testing.TB, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
+	return startProxyOn(t, nil, mod)
+}
+
+// startProxyOn is startProxy serving on ln (nil: a new listener).
+func startProxyOn(t testing.TB, ln net.Listener, mod func(*Config, *Deps)) *testProxy {
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t, setupSQL)
 	fa := newFakeAuth()
@@ -197,12 +224,13 @@ func startProxyTB(t testing.TB, mod func(*Config, *Deps)) *testProxy {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	if ln == nil {
+		if ln, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	tp := &testProxy{srv: srv, addr: ln.Addr().String(), auth: fa, dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
+	tp := &testProxy{srv: srv, deps: deps, addr: ln.Addr().String(), auth: fa, dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
 	go func() { tp.done <- srv.Serve(ctx, ln) }()
 	t.Cleanup(func() {
 		cancel()

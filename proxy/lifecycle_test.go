@@ -387,6 +387,27 @@ func TestSessionExpiresMidSession(t *testing.T) {
 	}
 }
 
+// A session renewed after a connection opened keeps the connection past the
+// expiry it opened with, until the renewed expiry.
+func TestRenewalExtendsOpenConnections(t *testing.T) {
+	var now atomic.Int64
+	start := time.Now()
+	now.Store(start.UnixNano())
+	tp := startProxy(t, func(_ *Config, d *Deps) {
+		d.Now = func() time.Time { return time.Unix(0, now.Load()) }
+	})
+	ctx := ctxT(t)
+	conn := tp.connect(t, ctx, "tok-acme")
+	tp.auth.renew("s-acme", start.Add(3*time.Hour))
+	now.Store(start.Add(2 * time.Hour).UnixNano()) // past the token's hour
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("renewed session past its first expiry: %v", err)
+	}
+	now.Store(start.Add(3 * time.Hour).UnixNano())
+	_, err := conn.Exec(ctx, "SELECT 1").ReadAll()
+	wantPgErr(t, err, "28000", "session expired: renew it or mint a new ticket")
+}
+
 // Cleartext passwords are refused on a plain connection from a non-loopback
 // address (when the host has one to test with).
 func TestInsecurePasswordRefused(t *testing.T) {

@@ -49,7 +49,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgwarden_proxy_auth_failures_total", Help: "Refused connection attempts by reason.",
 		}, []string{"reason"}),
 		cancels: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgwarden_proxy_cancel_requests_total", Help: "Cancel requests by result (forwarded, unknown_key).",
+			Name: "pgwarden_proxy_cancel_requests_total", Help: "Cancel requests by result (forwarded, unknown_key, peer_forwarded, peer_failed, bad_peer_signature).",
 		}, []string{"result"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_warehouse_connect_errors_total", Help: "Failed warehouse connection attempts by warehouse.",

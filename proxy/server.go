@@ -52,6 +52,13 @@ type Authenticator interface {
 	Watch(sessionID string) (revoked <-chan struct{}, stop func())
 }
 
+// Renewer is implemented by an Authenticator that knows a session's expiry
+// now: a connection whose session was renewed after it opened outlives the
+// expiry of the token it opened with.
+type Renewer interface {
+	SessionExpiry(ctx context.Context, sessionID string) (time.Time, error)
+}
+
 // Rewriter rewrites a statement for an identity; errors are *pgerr.Error.
 // It stops when ctx ends, with the context's cause when that is a
 // *pgerr.Error.
@@ -399,6 +406,9 @@ func (s *Server) issueKey(c *clientConn) {
 	for {
 		rand.Read(b[:])
 		pid := binary.BigEndian.Uint32(b[:]) & 0x7fffffff // positive like a real pid
+		if s.cfg.PeerID > 0 {
+			pid = uint32(s.cfg.PeerID)<<peerShift | pid&(1<<peerShift-1)
+		}
 		if pid != 0 && s.keys[pid] == nil {
 			c.keyPID, c.keySecret = pid, secret
 			s.keys[pid] = c

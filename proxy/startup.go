@@ -293,6 +293,7 @@ func (c *clientConn) startup() error {
 		return errors.New("authenticator returned no session")
 	}
 	c.session = session
+	c.expires = session.ExpiresAt
 	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if session.Subject != "" {
@@ -410,8 +411,11 @@ func (s *Server) handleCancel(ctx context.Context, body []byte, log *zap.Logger)
 	if len(body) < 8 || len(body) > 260 {
 		return
 	}
-	pid := binary.BigEndian.Uint32(body[:4])
-	c := s.lookupKey(pid, body[4:])
+	pid, secret, ok := s.cancelKey(ctx, body, log)
+	if !ok {
+		return
+	}
+	c := s.lookupKey(pid, secret)
 	if c == nil {
 		s.metrics.cancels.WithLabelValues("unknown_key").Inc()
 		log.Info("cancel request with unknown key")

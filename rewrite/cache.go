@@ -103,12 +103,13 @@ func resultSize(r *Result) int64 {
 // cacheKey is the policy version, every identity field that can change a
 // rewrite (length-prefixed, groups and attributes sorted), and the text.
 func cacheKey(version string, id *policy.Identity, sql string) string {
-	return identityKey(version, id) + sql
+	return identityKey(version, id, true) + sql
 }
 
 // identityKey is cacheKey without the text: the part a statement and its
-// template share.
-func identityKey(version string, id *policy.Identity) string {
+// template share. Without personal, the external id and email are left out
+// (see Rewriter.personal).
+func identityKey(version string, id *policy.Identity, personal bool) string {
 	var b strings.Builder
 	b.Grow(len(version) + 128)
 	field := func(s string) {
@@ -120,8 +121,10 @@ func identityKey(version string, id *policy.Identity) string {
 	field(string(id.Kind))
 	field(string(id.Role))
 	field(id.Tenant)
-	field(id.ExternalID)
-	field(id.Email)
+	if personal {
+		field(id.ExternalID)
+		field(id.Email)
+	}
 	groups := id.Groups
 	if !sort.StringsAreSorted(groups) {
 		groups = append([]string(nil), groups...)

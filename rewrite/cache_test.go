@@ -3,9 +3,12 @@ package rewrite
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
+	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 )
 
@@ -116,4 +119,124 @@ func TestCacheDisabledAndConcurrent(t *testing.T) {
 		}(g)
 	}
 	wg.Wait()
+}
+
+// A tenant's users share rewrites unless a filter names their external id or
+// email; users who miss the cache at once share one rewrite.
+func TestUsersShareRewrites(t *testing.T) {
+	const sql = "SELECT count(*) FROM orders WHERE status = 'placed'"
+	user := func(ext string) *policy.Identity {
+		return &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier, ExternalID: ext, Email: ext + "@acme.example"}
+	}
+	r := demoRewriter(t, Options{})
+	if r.personal {
+		t.Fatal("the demo policy names no external_id or email, but the rewriter is personal")
+	}
+	const n = 64
+	results := make([]*Result, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := r.Rewrite(context.Background(), sql, user(fmt.Sprint("u", i)))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			results[i] = res
+		}()
+	}
+	wg.Wait()
+	for i, res := range results {
+		if res != results[0] {
+			t.Fatalf("user %d got a rewrite of its own: %v", i, res)
+		}
+	}
+	if work := r.gate.Stats().Work; work == 0 {
+		t.Error("no rewrite work counted")
+	}
+
+	// A filter on {{external_id}}: each user's own rewrite, with its own id.
+	cat := catalogFromDDL(t, maskSchema)
+	p, err := policy.Parse([]byte(maskPolicy), "masks.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := New(p, cat, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !pr.personal {
+		t.Fatal("a policy with an {{external_id}} filter gives an impersonal rewriter")
+	}
+	id := &policy.Identity{Tenant: "t1", Role: policy.RoleQuerier, Groups: []string{"admins"}}
+	a, b := *id, *id
+	a.ExternalID, b.ExternalID = "u1", "u2"
+	ra, err1 := pr.Rewrite(context.Background(), "SELECT id FROM people", &a)
+	rb, err2 := pr.Rewrite(context.Background(), "SELECT id FROM people", &b)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
+	if ra == rb || !strings.Contains(ra.SQL, "'u1'") || !strings.Contains(rb.SQL, "'u2'") {
+		t.Errorf("external_id filter shared between users:\n%s\n%s", ra.SQL, rb.SQL)
+	}
+}
+
+// A waiter does not take an answer that says more about the caller that got
+// it (canceled, out of budget) than about the statement.
+func TestFlightsRetryCallerBoundErrors(t *testing.T) {
+	var fs flights
+	started, release := make(chan struct{}), make(chan struct{})
+	leader := make(chan error, 1)
+	go func() {
+		_, err := fs.do(context.Background(), "k", func() (*Result, error) {
+			close(started)
+			<-release
+			return nil, pgerr.New(pgerr.QueryCanceled, "canceling statement due to user request")
+		})
+		leader <- err
+	}()
+	<-started
+	waiter := make(chan *Result, 1)
+	go func() {
+		res, err := fs.do(context.Background(), "k", func() (*Result, error) { return &Result{SQL: "mine"}, nil })
+		if err != nil {
+			t.Error(err)
+		}
+		waiter <- res
+	}()
+	waitFor(t, &fs, "k", 1)
+	close(release)
+	if err := <-leader; err == nil {
+		t.Fatal("leader: no error")
+	}
+	if res := <-waiter; res == nil || res.SQL != "mine" {
+		t.Errorf("waiter got %v, want its own rewrite", res)
+	}
+	// A waiter whose own context ends stops waiting.
+	hold := make(chan struct{})
+	go fs.do(context.Background(), "k2", func() (*Result, error) { <-hold; return &Result{}, nil })
+	waitFor(t, &fs, "k2", 0)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := fs.do(ctx, "k2", func() (*Result, error) { t.Error("called"); return nil, nil }); err == nil {
+		t.Error("a canceled waiter got no error")
+	}
+	close(hold)
+}
+
+// waitFor returns once key's flight has at least waiters waiters.
+func waitFor(t *testing.T, fs *flights, key string, waiters int) {
+	t.Helper()
+	for {
+		fs.mu.Lock()
+		f, ok := fs.m[key]
+		ready := ok && f.waiters >= waiters
+		fs.mu.Unlock()
+		if ready {
+			return
+		}
+		runtime.Gosched()
+	}
 }

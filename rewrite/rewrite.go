@@ -53,6 +53,12 @@ type Rewriter struct {
 	inter map[string]*relTemplate
 	cache *cache
 	gate  *Gate
+	// personal is set when a filter names {{external_id}} or {{email}}.
+	// Otherwise a rewrite never sees them (impersonal) nor keys its cache
+	// entry by them, so that a tenant's users share rewrites: a dashboard
+	// that a thousand users open is rewritten once.
+	personal bool
+	flights  flights
 	// bodies caches parsed catalog view bodies (catalog.go).
 	bodies *bodyCache
 }
@@ -95,6 +101,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 			return nil, err
 		}
 	}
+	r.personal = personal(p.Relations) || personal(p.Internal)
 	if r.embed, err = templates(p.Relations, cat); err != nil {
 		return nil, err
 	}
@@ -109,6 +116,32 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 		r.cache = newCache(opts.CacheBytes)
 	}
 	return r, nil
+}
+
+// personal reports whether a filter of rels names the session's external id
+// or email.
+func personal(rels map[string]*policy.Relation) bool {
+	for _, rel := range rels {
+		for _, f := range rel.Filters {
+			for _, ph := range f.Placeholders {
+				if ph.Kind == policy.PlaceExternalID || ph.Kind == policy.PlaceEmail {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// impersonal is id as a rewrite may see it: without its external id and
+// email unless the policy's filters name them (see Rewriter.personal).
+func (r *Rewriter) impersonal(id *policy.Identity) *policy.Identity {
+	if r.personal || id.ExternalID == "" && id.Email == "" {
+		return id
+	}
+	cp := *id
+	cp.ExternalID, cp.Email = "", ""
+	return &cp
 }
 
 func templates(rels map[string]*policy.Relation, cat *policy.Catalog) (map[string]*relTemplate, error) {
@@ -198,12 +231,27 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	cached := r.cache != nil && r.cache.fits(len(sql))
 	var idKey, key string
 	if cached {
-		idKey = identityKey(r.pol.Version(), id) + prm.key()
+		idKey = identityKey(r.pol.Version(), id, r.personal) + prm.key()
 		key = idKey + sql
 		if res, ok := r.cache.get(key); ok {
 			return res, nil
 		}
 	}
+	id = r.impersonal(id)
+	if !cached {
+		return r.rewriteMiss(ctx, sql, id, prm, false, "", "")
+	}
+	// Sessions that share a key and miss together (a dashboard opened by
+	// many users at once, every session after a policy reload) wait for
+	// one rewrite instead of queueing at the gate for the same work.
+	return r.flights.do(ctx, key, func() (*Result, error) {
+		return r.rewriteMiss(ctx, sql, id, prm, true, idKey, key)
+	})
+}
+
+// rewriteMiss rewrites a statement the cache did not answer, within a slot
+// of the gate; cached says whether its result may be cached, under key.
+func (r *Rewriter) rewriteMiss(ctx context.Context, sql string, id *policy.Identity, prm *params, cached bool, idKey, key string) (*Result, error) {
 	m, perr := r.gate.enter(ctx, len(sql))
 	if perr != nil {
 		return nil, perr
@@ -240,7 +288,7 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 		}
 		return r.rewriteCached(m, sql, key, id, prm, false)
 	}
-	res, perr = r.rewrite(m, sql, id, prm, nil)
+	res, perr := r.rewrite(m, sql, id, prm, nil)
 	if perr != nil {
 		return nil, perr
 	}

@@ -1,6 +1,7 @@
 package rewrite
 
 import (
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ var settableSettings = map[string]bool{
 	"bytea_output": true, "lc_monetary": true, "lc_numeric": true, "lc_time": true, "xmloption": true,
 	"default_transaction_isolation": true, "transaction_isolation": true, "timezone_abbreviations": true, "escape_string_warning": true,
 	// What tools send to tune the planner for their queries: they change
-	// plans, never what a plan may read. work_mem is capped (checkWorkMem).
+	// plans, never what a plan may read. work_mem is capped (checkCap).
 	"work_mem": true, "jit": true, "jit_above_cost": true, "jit_inline_above_cost": true, "jit_optimize_above_cost": true,
 	"random_page_cost": true, "seq_page_cost": true, "cpu_tuple_cost": true, "cpu_index_tuple_cost": true,
 	"cpu_operator_cost": true, "effective_cache_size": true, "plan_cache_mode": true, "cursor_tuple_fraction": true,
@@ -107,7 +108,8 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 	st.SetValue = strings.Join(vals, ", ")
 	switch st.SetName {
 	case "statement_timeout":
-		p.checkTimeout(st.SetValue)
+		p.checkCap(st.SetName, st.SetValue, int64(p.r.opts.MaxStatementTimeout), parseTimeout,
+			func(n int64) string { return time.Duration(n).String() })
 	case "standard_conforming_strings":
 		// The warehouse lexes the rewritten text with it on (the proxy
 		// pins it), and pg_query parses the client's text so.
@@ -116,7 +118,7 @@ func (p *pass) set(s *pg_query.VariableSetStmt) Statement {
 				WithHint("write backslash escapes as E'...' strings"))
 		}
 	case "work_mem":
-		p.checkWorkMem(st.SetValue)
+		p.checkCap(st.SetName, st.SetValue, p.r.opts.MaxWorkMem, parseMemory, formatMemory)
 	}
 	return st
 }
@@ -131,27 +133,26 @@ func isOn(v string) bool {
 	return false
 }
 
-// checkWorkMem enforces MaxWorkMem on a work_mem value (kilobytes without a
-// unit, as PostgreSQL reads it).
-func (p *pass) checkWorkMem(val string) {
-	limit := p.r.opts.MaxWorkMem
+// checkCap refuses a value of a capped setting (cappedSettings) that parse
+// cannot read (22023, as PostgreSQL) or that exceeds limit; show prints the
+// limit in the setting's units. A limit of 0 or less caps nothing.
+func (p *pass) checkCap(name, val string, limit int64, parse func(string) (int64, bool), show func(int64) string) {
 	if limit <= 0 {
 		return
 	}
-	n, ok := parseMemory(val)
+	n, ok := parse(val)
 	if !ok {
-		p.fail(pgerr.New(pgerr.InvalidParameterValue, "invalid value for parameter \"work_mem\": %q", val))
+		p.fail(pgerr.New(pgerr.InvalidParameterValue, "invalid value for parameter \"%s\": %q", name, val))
 		return
 	}
 	if n > limit {
-		p.fail(pgerr.Denied("permission denied to set work_mem above %s", formatMemory(limit)))
+		p.fail(pgerr.Denied("permission denied to set %s above %s", name, show(limit)))
 	}
 }
 
-// parseMemory reads a memory setting as PostgreSQL does: an integer or
-// decimal with an optional unit (B, kB, MB, GB, TB; kB when absent). It
-// returns bytes.
-func parseMemory(v string) (int64, bool) {
+// parseUnits reads a number with an optional unit as PostgreSQL reads
+// settings: an integer or decimal, then one of units ("" when absent).
+func parseUnits(v string, units map[string]float64) (float64, bool) {
 	v = strings.TrimSpace(v)
 	i := 0
 	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
@@ -161,12 +162,21 @@ func parseMemory(v string) (int64, bool) {
 	if err != nil || num < 0 {
 		return 0, false
 	}
-	unit := map[string]float64{"": 1 << 10, "B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
-	u, ok := unit[strings.TrimSpace(v[i:])]
+	u, ok := units[strings.TrimSpace(v[i:])]
 	if !ok || num*u > 1<<62 {
 		return 0, false
 	}
-	return int64(num * u), true
+	return num * u, true
+}
+
+var memoryUnits = map[string]float64{"": 1 << 10, "B": 1, "kB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30, "TB": 1 << 40}
+
+// parseMemory reads a memory setting as PostgreSQL does: an integer or
+// decimal with an optional unit (B, kB, MB, GB, TB; kB when absent). It
+// returns bytes.
+func parseMemory(v string) (int64, bool) {
+	n, ok := parseUnits(v, memoryUnits)
+	return int64(n), ok
 }
 
 // formatMemory prints bytes in the largest unit that divides them.
@@ -200,40 +210,18 @@ func constText(c *pg_query.A_Const) string {
 	return ""
 }
 
-// checkTimeout enforces MaxStatementTimeout on a statement_timeout value
-// (milliseconds without a unit; 0 disables the timeout, which exceeds any cap).
-func (p *pass) checkTimeout(val string) {
-	limit := p.r.opts.MaxStatementTimeout
-	if limit <= 0 {
-		return
-	}
-	d, ok := parseTimeout(val)
-	if !ok {
-		p.fail(pgerr.New(pgerr.InvalidParameterValue, "invalid value for parameter \"statement_timeout\": %q", val))
-		return
-	}
-	if d == 0 || d > limit {
-		p.fail(pgerr.Denied("permission denied to set statement_timeout above %s", limit))
-	}
-}
+var timeoutUnits = map[string]float64{"": float64(time.Millisecond), "us": float64(time.Microsecond),
+	"ms": float64(time.Millisecond), "s": float64(time.Second), "min": float64(time.Minute), "h": float64(time.Hour),
+	"d": float64(24 * time.Hour)}
 
-func parseTimeout(v string) (time.Duration, bool) {
-	v = strings.TrimSpace(v)
-	i := 0
-	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
-		i++
+// parseTimeout reads a statement_timeout value (milliseconds without a
+// unit) in nanoseconds; 0 disables the timeout, which exceeds any cap.
+func parseTimeout(v string) (int64, bool) {
+	n, ok := parseUnits(v, timeoutUnits)
+	if ok && n == 0 {
+		return math.MaxInt64, true
 	}
-	num, err := strconv.ParseFloat(v[:i], 64)
-	if err != nil || num < 0 {
-		return 0, false
-	}
-	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond,
-		"s": time.Second, "min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
-	u, ok := unit[strings.TrimSpace(v[i:])]
-	if !ok {
-		return 0, false
-	}
-	return time.Duration(num * float64(u)), true
+	return int64(n), ok
 }
 
 // settingFunc restricts current_setting and set_config to allow-listed names

@@ -63,7 +63,7 @@ func TestTemplateServesSimpleProtocol(t *testing.T) {
 		t.Fatal(err)
 	}
 	n, _ := normalize(nil, "SELECT total FROM orders WHERE order_id = 17")
-	tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), id)))
+	tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), id, r.personal)))
 	if !ok || !tm.ok {
 		t.Fatalf("no usable template after the first statement (found %v)", ok)
 	}
@@ -165,7 +165,7 @@ func checkTemplates(t *testing.T, r, full *Rewriter, cases []templateCase) int {
 		variant := n.withConsts(otherConsts(n.kinds))
 		got, gerr := r.Rewrite(context.Background(), variant, c.id)
 		want, werr := full.Rewrite(context.Background(), variant, c.id)
-		if tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), c.id))); ok && tm.ok {
+		if tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), c.id, r.personal))); ok && tm.ok {
 			templated++
 		}
 		if (gerr == nil) != (werr == nil) || werr != nil && pgerr.SQLStateOf(gerr) != pgerr.SQLStateOf(werr) {

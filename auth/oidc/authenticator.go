@@ -3,6 +3,7 @@ package oidc
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -15,6 +16,7 @@ import (
 type TokenAuthenticator interface {
 	Authenticate(ctx context.Context, credential string) (*auth.Session, error)
 	Watch(sessionID string) (revoked <-chan struct{}, stop func())
+	SessionExpiry(ctx context.Context, sessionID string) (time.Time, error)
 	OpenInternal(ctx context.Context, u auth.InternalUser) (*auth.Session, error)
 }
 
@@ -88,4 +90,10 @@ func refusalCode(err error) (status int, code string) {
 		return 403, "not_permitted"
 	}
 	return 401, "invalid_token"
+}
+
+// SessionExpiry implements the proxy's Renewer: connections of renewed
+// sessions (embed or internal) outlive the token they opened with.
+func (a *Authenticator) SessionExpiry(ctx context.Context, sessionID string) (time.Time, error) {
+	return a.next.SessionExpiry(ctx, sessionID)
 }

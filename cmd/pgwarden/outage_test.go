@@ -131,7 +131,11 @@ func TestServeFrozenStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, tk := r.post(t, "/v1/tickets", r.apiKey, map[string]any{"external_id": "y", "tenant": "acme"})
+	status, tk := r.post(t, "/v1/tickets", r.apiKey, map[string]any{"external_id": "y", "tenant": "acme",
+		"connection_roles": map[string]string{demoWarehouse: "querier"}})
+	if status != http.StatusCreated {
+		t.Fatalf("minting a ticket: %d %v", status, tk)
+	}
 
 	if err := store.Freeze(); err != nil {
 		t.Fatal(err)

@@ -63,8 +63,18 @@ func startServeWith(t *testing.T, log *zap.Logger, configure func(*config.File))
 	if configure != nil {
 		configure(cfg)
 	}
-	a, err := newApp(ctx, cfg, log, "")
+	a, exited := serveApp(t, ctx, cancel, cfg, log, "")
+	return &running{app: a, cfg: cfg, apiKey: apiKey, demo: d, stop: cancel, exited: exited}
+}
+
+// serveApp builds the app of cfg (only: one part, or "" for all) and runs it
+// until ctx ends (cancel ends it when the test does); exited closes when run
+// has returned.
+func serveApp(t *testing.T, ctx context.Context, cancel context.CancelFunc, cfg *config.File, log *zap.Logger, only string) (*app, <-chan struct{}) {
+	t.Helper()
+	a, err := newApp(ctx, cfg, log, only)
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	ready := make(chan struct{})
@@ -86,7 +96,7 @@ func startServeWith(t *testing.T, log *zap.Logger, configure func(*config.File))
 		}
 		a.close()
 	})
-	return &running{app: a, cfg: cfg, apiKey: apiKey, demo: d, stop: cancel, exited: exited}
+	return a, exited
 }
 
 func (r *running) connect(t *testing.T, password string) (*pgx.Conn, error) {

@@ -17,6 +17,7 @@ import (
 
 var (
 	_ proxy.Authenticator     = (*oidc.Authenticator)(nil)
+	_ proxy.Renewer           = (*oidc.Authenticator)(nil)
 	_ oidc.TokenAuthenticator = (*auth.Verifier)(nil)
 	_ admin.Sessions          = (*auth.Service)(nil)
 	_ admin.Store             = (*auth.Store)(nil)

@@ -96,6 +96,7 @@ func authConfig(c *config.File) auth.Config {
 		Leeway:             a.Leeway,
 		SigningKeyFile:     a.SigningKeyFile,
 		VerifyKeyFiles:     a.VerifyKeyFiles,
+		JWKSURL:            a.JWKSURL,
 		APIKeys:            keys,
 		CORSOrigins:        a.CORSOrigins,
 		StoreDSN:           a.StoreDSN,
@@ -117,6 +118,9 @@ func authConfig(c *config.File) auth.Config {
 	}
 }
 
+// Open connections outlive their token's expiry when the session is renewed.
+var _ proxy.Renewer = (*auth.Verifier)(nil)
+
 func proxyConfig(c *config.File) proxy.Config {
 	p := c.Proxy
 	return proxy.Config{
@@ -132,6 +136,8 @@ func proxyConfig(c *config.File) proxy.Config {
 		ConnectTimeout:        p.ConnectTimeout,
 		AuthTimeout:           p.AuthTimeout,
 		MaxResultMessageBytes: p.MaxResultMessageBytes,
+		PeerID:                p.PeerID,
+		Peers:                 p.Peers,
 	}
 }
 
@@ -218,7 +224,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if !a.runs(onlyProxy) {
 		return a, a.wireSSO()
 	}
-	keys, err := auth.LoadKeySet(acfg)
+	keys, err := auth.VerificationKeys(acfg, &http.Client{Timeout: acfg.WithDefaults().HTTPRequestTimeout})
 	if err != nil {
 		return nil, err
 	}
@@ -252,7 +258,13 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if cfg.Proxy.AllowInsecurePassword {
 		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
 	}
-	a.proxy, err = proxy.New(proxyConfig(cfg), proxy.Deps{
+	pcfg := proxyConfig(cfg)
+	if f := cfg.Proxy.PeerSecretFile; f != "" {
+		if pcfg.PeerSecret, err = os.ReadFile(f); err != nil {
+			return nil, fmt.Errorf("proxy.peer_secret_file: %w", err)
+		}
+	}
+	a.proxy, err = proxy.New(pcfg, proxy.Deps{
 		Logger:        log.Named("proxy"),
 		Authenticator: authn,
 		Warehouses:    a.warehouses,
