@@ -90,6 +90,7 @@ type Handler struct {
 	cfg      Config
 	log      *zap.Logger
 	mux      *http.ServeMux
+	methods  map[string][]string // path → methods routed
 	// decode reads JSON bodies as the ticket service does.
 	decode func(w http.ResponseWriter, r *http.Request, dst any) bool
 	fail   func(w http.ResponseWriter, r *http.Request, err error)
@@ -105,7 +106,7 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	h := &Handler{sessions: sessions, store: store, policies: policies, cfg: cfg, log: log, mux: http.NewServeMux(), decode: decode, fail: fail}
+	h := &Handler{sessions: sessions, store: store, policies: policies, cfg: cfg, log: log, mux: http.NewServeMux(), methods: map[string][]string{}, decode: decode, fail: fail}
 	h.route("GET /v1/admin/whoami", nil, h.whoami)
 	h.route("POST /v1/admin/act-as", auth.UserRole.ActAsTestTenants, h.actAs)
 	h.route("POST /v1/admin/explain", auth.UserRole.Explain, h.explain)
@@ -117,6 +118,15 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)
 	h.route("POST /v1/admin/keys/{name}/rotate", auth.UserRole.Operate, h.rotateKey)
 	h.route("POST /v1/admin/keys/{name}/revoke", auth.UserRole.Operate, h.revokeKey)
+	// Another method on a known path is 405 with Allow, in JSON like the
+	// rest of the API (the mux alone would fall through to the 404 below).
+	for path, methods := range h.methods {
+		allow := strings.Join(methods, ", ")
+		h.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			auth.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use "+allow)
+		})
+	}
 	h.mux.HandleFunc("/v1/admin/", func(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusNotFound, "not_found", "no such admin endpoint")
 	})
@@ -145,7 +155,8 @@ func (c *Caller) Subject() string {
 
 // route registers pattern, allowed to callers whose role passes may (nil: any).
 func (h *Handler) route(pattern string, may func(auth.UserRole) bool, f func(http.ResponseWriter, *http.Request, *Caller)) {
-	action := pattern[strings.Index(pattern, " ")+1:]
+	method, action, _ := strings.Cut(pattern, " ")
+	h.methods[action] = append(h.methods[action], method)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		c, ok := h.authenticate(w, r)
 		if !ok {
