@@ -34,8 +34,8 @@ fetch({{.Service}} + "/v1/sessions", {
 func chromium(t *testing.T) string {
 	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s is required in CI: %v", chromiumPath, err)
+		if os.Getenv("CI") != "" || os.Getenv("PGWARDEN_REQUIRE_BROWSER") == "1" {
+			t.Fatalf("%s is required in CI (scripts/deps.sh --test installs it): %v", chromiumPath, err)
 		}
 		t.Skipf("%s not installed", chromiumPath)
 	}

@@ -28,6 +28,9 @@
 //	POST /v1/sessions/{id}/revoke Authorization: Bearer <api key>
 //	  200 {"session_id", "revoked": true}; 404 session_not_found (also for a
 //	  session minted through another API key)
+//	GET|POST /v1/sessions/oidc    sign-on: a provider's ID token for an internal
+//	                              session (package auth/oidc, mounted with Handler.Mount)
+//	/v1/admin/...                 the admin API (package admin, mounted with Handler.Mount)
 //	GET  /.well-known/jwks.json   the verification keys (OKP Ed25519, kid = RFC 7638 thumbprint)
 //	GET  /healthz (200 while the process runs, through the shutdown drain),
 //	     /readyz (store reachable; 503 from shutdown on), /metrics (Prometheus)
@@ -41,7 +44,10 @@
 // Tokens are EdDSA JWTs with kid, iss, aud (pgwarden-ticket or
 // pgwarden-session, never both), jti, iat, nbf, exp, and the claims tenant,
 // external_id, email, groups, attrs, roles, base_role, kind, akn (API key
-// name); sessions add sid and max (absolute expiry). Claims are fixed at
+// name); sessions add sid and max (absolute expiry). Internal sessions
+// (kind internal, from sign-on) carry sub (= external_id) and urole and no
+// tenant; an embed session opened by an internal user acting as a test
+// tenant carries act {sub, email, role}. Claims are fixed at
 // minting: renewal changes jti, iat, nbf and exp only.
 
 package auth

@@ -327,12 +327,17 @@ type sessionResponse struct {
 	Host         string `json:"host"`
 	Port         int    `json:"port"`
 	Database     string `json:"database"`
+	// Internal sessions (sign-on) also say who and which role.
+	Subject string   `json:"subject,omitempty"`
+	Email   string   `json:"email,omitempty"`
+	Role    UserRole `json:"role,omitempty"`
 }
 
 func (h *Handler) sessionResponse(s *Session, tok string) sessionResponse {
 	return sessionResponse{
 		SessionToken: tok, SessionID: s.ID, ExpiresAt: s.ExpiresAt.UTC().Format(time.RFC3339),
 		Host: h.cfg.ConnectHost, Port: h.cfg.ConnectPort, Database: h.connectDatabase(s),
+		Subject: s.Subject, Role: s.Role,
 	}
 }
 
@@ -627,4 +632,36 @@ func remoteAddr(r *http.Request) netip.Addr {
 		return netip.Addr{}
 	}
 	return ap.Addr().Unmap()
+}
+
+// Mount serves hd at pattern on the ticket service's listener, with its
+// metrics and request deadline: sign-on (auth/oidc) and the admin API
+// (admin) are packages of their own that share this listener.
+func (h *Handler) Mount(pattern, name string, hd http.Handler) {
+	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		h.instrument(name, w, r, hd.ServeHTTP)
+	})
+}
+
+// Fail answers err as the ticket service's own endpoints do: service
+// errors by their code, anything else 500 with a correlation id.
+func (h *Handler) Fail(w http.ResponseWriter, r *http.Request, err error) { h.fail(w, r, err) }
+
+// WriteError writes {"error": code, "message": msg} with status.
+func WriteError(w http.ResponseWriter, status int, code, msg string) {
+	writeError(w, status, code, msg)
+}
+
+// WriteJSON writes v as JSON with status.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// Bearer returns the bearer credential of r.
+func Bearer(r *http.Request) (string, bool) { return bearer(r) }
+
+// SessionResponse is the answer of an endpoint that opens a session.
+func (h *Handler) SessionResponse(s *Session, tok string) any { return h.sessionResponse(s, tok) }
+
+// Decode reads r's JSON body into dst, answering 400 itself when it cannot.
+func (h *Handler) Decode(w http.ResponseWriter, r *http.Request, dst any) bool {
+	return h.decode(w, r, dst, false)
 }

@@ -31,6 +31,22 @@ type Session struct {
 	// refuses the session from any other address. "" when not pinned; a
 	// string (netip's form), so that sessions stay plainly comparable.
 	PinnedAddr string
+	// Subject is an internal user's stable id at the identity provider
+	// (also ExternalID); Role is that user's role. Both are empty for
+	// embed sessions.
+	Subject string
+	Role    UserRole
+	// Actor is the internal user acting as a test tenant in this embed
+	// session; nil otherwise. Audit lines carry both identities.
+	Actor *Actor
+}
+
+// Actor is the internal user behind an embed session opened to act as a
+// test tenant.
+type Actor struct {
+	Subject string   `json:"sub"`
+	Email   string   `json:"email,omitempty"`
+	Role    UserRole `json:"role"`
 }
 
 // Identity returns the policy identity of the session on warehouse.

@@ -30,6 +30,7 @@ type Store struct {
 
 type storeQueries struct {
 	redeem, createSession, revoke, isRevoked, extend, expiry, revoked, purgeTickets, purgeSessions string
+	revokeSubject, live, sessionRole                                                               string
 }
 
 // SessionRecord is a session's row in the store.
@@ -41,6 +42,13 @@ type SessionRecord struct {
 	Created    time.Time
 	Expires    time.Time
 	MaxExpires time.Time
+	// Kind is embed or internal ("" is embed). Subject and Role are the
+	// internal user's (for an embed session acting as a test tenant, the
+	// actor's), so that revoking a subject ends both kinds.
+	Kind    string
+	Subject string
+	Role    string
+	Email   string
 }
 
 // RevokedSession is a revoked session that can still carry a valid token.
@@ -79,7 +87,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	t := s.schema
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
-		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at, kind, subject, role, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid`,
 		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
@@ -87,6 +95,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		revoked:       `SELECT sid, max_expires_at FROM ` + t + `.sessions WHERE revoked_at IS NOT NULL AND max_expires_at > $1`,
 		purgeTickets:  `DELETE FROM ` + t + `.redeemed_tickets WHERE expires_at < $1`,
 		purgeSessions: `DELETE FROM ` + t + `.sessions WHERE max_expires_at < $1`,
+		revokeSubject: `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE subject = $1 AND max_expires_at > $2 RETURNING sid`,
+		live: `SELECT sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at, kind, subject, role, email FROM ` + t +
+			`.sessions WHERE revoked_at IS NULL AND expires_at > $1 ORDER BY created_at, sid`,
+		sessionRole: `SELECT subject, role FROM ` + t + `.sessions WHERE sid = $1`,
 	}
 	return s, nil
 }
@@ -172,6 +184,26 @@ var migrations = []string{
 		sightings   bigint NOT NULL DEFAULT 1,
 		PRIMARY KEY (warehouse, fingerprint)
 	);`,
+	// Internal users (sign-on): who a session is, to revoke by subject and
+	// to list sessions; admin API keys, created and rotated at run time.
+	`ALTER TABLE {s}.sessions
+		ADD COLUMN kind    text NOT NULL DEFAULT 'embed',
+		ADD COLUMN subject text NOT NULL DEFAULT '',
+		ADD COLUMN role    text NOT NULL DEFAULT '',
+		ADD COLUMN email   text NOT NULL DEFAULT '';
+	CREATE INDEX ON {s}.sessions (subject) WHERE subject <> '';
+	CREATE TABLE {s}.revoked_subjects (
+		subject    text PRIMARY KEY,
+		revoked_at timestamptz NOT NULL
+	);
+	CREATE TABLE {s}.admin_keys (
+		name       text PRIMARY KEY,
+		sha256     text NOT NULL UNIQUE,
+		role       text NOT NULL,
+		created_by text NOT NULL,
+		created_at timestamptz NOT NULL,
+		revoked_at timestamptz
+	);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe
@@ -238,7 +270,7 @@ func (s *Store) RedeemTicket(ctx context.Context, jti string, expires, now time.
 func (s *Store) CreateSession(ctx context.Context, r SessionRecord) error {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
-	_, err := s.pool.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires)
+	_, err := s.pool.Exec(ctx, s.q.createSession, r.args()...)
 	return s.fail("create session", err)
 }
 
@@ -260,7 +292,7 @@ func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires t
 	if tag.RowsAffected() != 1 {
 		return ErrTicketUsed
 	}
-	if _, err := tx.Exec(ctx, s.q.createSession, r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires); err != nil {
+	if _, err := tx.Exec(ctx, s.q.createSession, r.args()...); err != nil {
 		return s.fail("create session", err)
 	}
 	return s.fail("redeem", tx.Commit(ctx))
@@ -387,3 +419,101 @@ func (s *Store) Purge(ctx context.Context, before time.Time) (tickets, sessions 
 // connConfig returns a copy of the pool's connection config (connect
 // timeout included), for the dedicated LISTEN connection.
 func (s *Store) connConfig() *pgx.ConnConfig { return s.pool.Config().ConnConfig.Copy() }
+
+func (r *SessionRecord) args() []any {
+	kind := r.Kind
+	if kind == "" {
+		kind = "embed"
+	}
+	return []any{r.ID, r.Tenant, r.ExternalID, r.APIKey, r.Created, r.Expires, r.MaxExpires, kind, r.Subject, r.Role, r.Email}
+}
+
+// RevokeSubject ends every live session of subject (internal ones and the
+// test-tenant sessions it opened) and notifies every listener of each, in
+// one transaction. It returns the sessions revoked (none is not an error).
+func (s *Store) RevokeSubject(ctx context.Context, subject string, now time.Time) ([]string, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
+	defer tx.Rollback(ctx)
+	rows, err := tx.Query(ctx, s.q.revokeSubject, subject, now)
+	if err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
+	sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
+	// Provider tokens issued before now can no longer open sessions for
+	// the subject (see SubjectRevokedAt).
+	if _, err := tx.Exec(ctx, `INSERT INTO `+s.schema+`.revoked_subjects (subject, revoked_at) VALUES ($1, $2)
+		ON CONFLICT (subject) DO UPDATE SET revoked_at = greatest(`+s.schema+`.revoked_subjects.revoked_at, excluded.revoked_at)`, subject, now); err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
+	// The same notification path as a single revocation: every verifier
+	// marks each session revoked and closes its connections.
+	for _, sid := range sids {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
+			return nil, s.fail("revoke notify", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, s.fail("revoke subject", err)
+	}
+	return sids, nil
+}
+
+// LiveSessions lists the sessions neither revoked nor expired at now.
+func (s *Store) LiveSessions(ctx context.Context, now time.Time) ([]SessionRecord, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, s.q.live, now)
+	if err != nil {
+		return nil, s.fail("live sessions", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (SessionRecord, error) {
+		var x SessionRecord
+		err := r.Scan(&x.ID, &x.Tenant, &x.ExternalID, &x.APIKey, &x.Created, &x.Expires, &x.MaxExpires, &x.Kind, &x.Subject, &x.Role, &x.Email)
+		return x, err
+	})
+	if err != nil {
+		return nil, s.fail("live sessions", err)
+	}
+	return out, nil
+}
+
+// SessionOwner returns the subject and role recorded for session sid
+// (empty for an embed session of a host application).
+func (s *Store) SessionOwner(ctx context.Context, sid string) (subject string, role UserRole, err error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var r string
+	err = s.pool.QueryRow(ctx, s.q.sessionRole, sid).Scan(&subject, &r)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", ErrSessionNotFound
+	}
+	if err != nil {
+		return "", "", s.fail("session owner", err)
+	}
+	return subject, UserRole(r), nil
+}
+
+// SubjectRevokedAt returns when subject was last revoked (zero if never):
+// a provider token issued before then opens no session, so a deprovisioned
+// user cannot sign back in with a token they already hold.
+func (s *Store) SubjectRevokedAt(ctx context.Context, subject string) (time.Time, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	var t time.Time
+	err := s.pool.QueryRow(ctx, `SELECT revoked_at FROM `+s.schema+`.revoked_subjects WHERE subject = $1`, subject).Scan(&t)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, s.fail("subject revoked at", err)
+	}
+	return t, nil
+}

@@ -53,6 +53,10 @@ type claims struct {
 	// address that exchanges it; PinAddr, on a session, is that address.
 	Pin     bool   `json:"pin,omitempty"`
 	PinAddr string `json:"pin_addr,omitempty"`
+	// URole is an internal session's role; Act the internal user acting
+	// as a test tenant in an embed session. Subject is RegisteredClaims'.
+	URole UserRole `json:"urole,omitempty"`
+	Act   *Actor   `json:"act,omitempty"`
 }
 
 func (c *claims) session() *Session {
@@ -67,6 +71,12 @@ func (c *claims) session() *Session {
 		ConnectionRoles: make(map[string]policy.Role, len(c.Roles)),
 		BaseRole:        c.BaseRole,
 		APIKeyName:      c.APIKey,
+		Subject:         c.Subject,
+		Role:            c.URole,
+	}
+	if c.Act != nil {
+		a := *c.Act
+		s.Actor = &a
 	}
 	for k, v := range c.Attrs {
 		s.Attributes[k] = slices.Clone(v)
@@ -185,7 +195,17 @@ func (v *tokenVerifier) verify(ctx context.Context, raw string, audiences ...str
 	if !now.Before(c.ExpiresAt.Add(v.leeway)) {
 		return nil, aud, errExpired
 	}
-	if c.Tenant == "" || c.ExternalID == "" {
+	// An internal session has a subject and a role instead of a tenant.
+	switch c.Kind {
+	case policy.KindEmbed:
+		if c.Tenant == "" || c.ExternalID == "" || c.URole != "" {
+			return nil, "", errBadToken
+		}
+	case policy.KindInternal:
+		if c.Subject == "" || c.ExternalID != c.Subject || !c.URole.Valid() || c.Act != nil {
+			return nil, "", errBadToken
+		}
+	default:
 		return nil, "", errBadToken
 	}
 	if aud == AudienceSession {

@@ -29,6 +29,7 @@ type File struct {
 	Proxy      Proxy                `yaml:"proxy"`
 	Warehouses map[string]Warehouse `yaml:"warehouses"`
 	Auth       Auth                 `yaml:"auth"`
+	SSO        SSO                  `yaml:"sso"`
 	Metrics    Metrics              `yaml:"metrics"`
 	Audit      Audit                `yaml:"audit"`
 	Log        Log                  `yaml:"log"`
@@ -193,6 +194,32 @@ type Auth struct {
 	RetryAfter          time.Duration `yaml:"retry_after"`
 	// Connect is what POST /v1/sessions tells clients to connect to.
 	Connect Connect `yaml:"connect"`
+}
+
+// SSO configures sign-on for internal users (package auth/oidc validates
+// it in full when the ticket service or proxy starts). No providers means
+// no sign-on.
+type SSO struct {
+	Providers []SSOProvider `yaml:"providers"`
+	// RoleMapping maps a provider group to owner, administrator, creator,
+	// designer or viewer; the highest of a user's groups wins.
+	RoleMapping map[string]string `yaml:"role_mapping"`
+	// Owners are subjects that are Owners whatever their groups.
+	Owners []string `yaml:"owners"`
+}
+
+// SSOProvider is one trusted OpenID Connect provider.
+type SSOProvider struct {
+	Issuer              string        `yaml:"issuer"`
+	ClientID            string        `yaml:"client_id"`
+	Audiences           []string      `yaml:"audiences"`
+	SubjectClaim        string        `yaml:"subject_claim"`
+	EmailClaim          string        `yaml:"email_claim"`
+	GroupsClaim         string        `yaml:"groups_claim"`
+	AllowedEmailDomains []string      `yaml:"allowed_email_domains"`
+	Leeway              time.Duration `yaml:"leeway"`
+	Algorithms          []string      `yaml:"algorithms"`
+	Scopes              []string      `yaml:"scopes"`
 }
 
 // APIKey is a named host-application key, stored as the SHA-256 hex of the key.

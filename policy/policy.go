@@ -6,6 +6,7 @@
 //
 //	search_path: [public]              # default [public]; clients can never change it
 //	tenants: [acme, globex]            # optional; when non-empty, other tenants are refused
+//	test_tenants: [acme]               # tenants Creators and Designers may act as (sign-on)
 //	groups: [pii, analysts]            # optional; when non-empty, other groups are refused
 //	functions: { allow: [my_udf] }     # extends the built-in function allow-list
 //	relations:
@@ -155,7 +156,10 @@ type Policy struct {
 	File       string
 	SearchPath []string
 	Tenants    []string
-	Groups     []string
+	// TestTenants are the tenants internal Creators and Designers may
+	// open sessions of, to build and check dashboards.
+	TestTenants []string
+	Groups      []string
 	// Functions extends the built-in function allow-list.
 	Functions []string
 	// Relations are what embed sessions (and internal ones, when Internal is nil) see.
@@ -229,12 +233,13 @@ func Load(path string) (*Policy, error) {
 
 // The YAML shapes. KnownFields(true) turns typos into errors.
 type fileDoc struct {
-	SearchPath []string                `yaml:"search_path"`
-	Tenants    []string                `yaml:"tenants"`
-	Groups     []string                `yaml:"groups"`
-	Functions  *fileFunctions          `yaml:"functions"`
-	Relations  map[string]fileRelation `yaml:"relations"`
-	Internal   *fileInternal           `yaml:"internal"`
+	SearchPath  []string                `yaml:"search_path"`
+	Tenants     []string                `yaml:"tenants"`
+	TestTenants []string                `yaml:"test_tenants"`
+	Groups      []string                `yaml:"groups"`
+	Functions   *fileFunctions          `yaml:"functions"`
+	Relations   map[string]fileRelation `yaml:"relations"`
+	Internal    *fileInternal           `yaml:"internal"`
 	// TenantSchemas is tenancy.go's block.
 	TenantSchemas *fileTenantSchemas `yaml:"tenant_schemas"`
 	// RowSecurity is parsed in rowsecurity.go.
@@ -309,6 +314,12 @@ func Parse(data []byte, filename string) (*Policy, error) {
 			return nil, fmt.Errorf("%s: tenants[%d]: empty tenant", filename, i)
 		}
 		p.tenantSet[t] = true
+	}
+	for i, t := range doc.TestTenants {
+		if !p.KnowsTenant(t) {
+			return nil, fmt.Errorf("%s: test_tenants[%d]: %q is not one of tenants", filename, i, t)
+		}
+		p.TestTenants = append(p.TestTenants, t)
 	}
 	for i, g := range p.Groups {
 		if g == "" {

@@ -19,6 +19,8 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"unknown top-level field", "relationz: {}\n", `policy.yaml: line 1: unknown field "relationz"`},
 		{"no relations", "search_path: [public]\n", `policy.yaml: relations: no relations listed`},
+		{"test tenant not a tenant", "tenants: [acme]\ntest_tenants: [globex]\nrelations:\n  public.p: {shared: true}\n",
+			`policy.yaml: test_tenants[0]: "globex" is not one of tenants`},
 		{"unknown relation field", "relations:\n  public.orders: {tenant_colum: x}\n",
 			`policy.yaml: line 2: unknown field "tenant_colum"`},
 		{"missing tenant column", "relations:\n  public.orders: {published: true}\n",

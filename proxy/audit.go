@@ -24,18 +24,26 @@ func NewAuditLog(w io.Writer, includeSQL bool) *AuditLog {
 
 // AuditRecord is one line of the audit log.
 type AuditRecord struct {
-	Time        time.Time `json:"time"`
-	Session     string    `json:"session"`
-	Tenant      string    `json:"tenant"`
-	ExternalID  string    `json:"external_id,omitempty"`
-	Warehouse   string    `json:"warehouse"`
-	Fingerprint string    `json:"fingerprint,omitempty"`
-	SQL         string    `json:"sql,omitempty"`
-	Rewritten   string    `json:"rewritten_sql,omitempty"`
-	Outcome     string    `json:"outcome"` // ok, refused or error
-	SQLState    string    `json:"sqlstate,omitempty"`
-	Rows        int64     `json:"rows"` // rows returned, or affected by INSERT, UPDATE or DELETE
-	DurationMS  float64   `json:"duration_ms"`
+	Time       time.Time `json:"time"`
+	Session    string    `json:"session"`
+	Kind       string    `json:"kind"`
+	Tenant     string    `json:"tenant"`
+	ExternalID string    `json:"external_id,omitempty"`
+	// Subject and Role are an internal user's (sign-on); for an embed
+	// session opened to act as a test tenant, ActorSubject and ActorRole
+	// name the internal user behind it.
+	Subject      string  `json:"subject,omitempty"`
+	Role         string  `json:"role,omitempty"`
+	ActorSubject string  `json:"actor_subject,omitempty"`
+	ActorRole    string  `json:"actor_role,omitempty"`
+	Warehouse    string  `json:"warehouse"`
+	Fingerprint  string  `json:"fingerprint,omitempty"`
+	SQL          string  `json:"sql,omitempty"`
+	Rewritten    string  `json:"rewritten_sql,omitempty"`
+	Outcome      string  `json:"outcome"` // ok, refused or error
+	SQLState     string  `json:"sqlstate,omitempty"`
+	Rows         int64   `json:"rows"` // rows returned, or affected by INSERT, UPDATE or DELETE
+	DurationMS   float64 `json:"duration_ms"`
 	// Event names a record that is not a statement's: "login_refused".
 	Event string `json:"event,omitempty"`
 	// Reason says why a login was refused (outside_embed_context, pinned_address).
@@ -54,6 +62,9 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 	r := AuditRecord{
 		Time:       a.now().UTC(),
 		Session:    c.session.ID,
+		Kind:       string(c.session.Kind),
+		Subject:    c.session.Subject,
+		Role:       string(c.session.Role),
 		Tenant:     c.session.Tenant,
 		ExternalID: c.session.ExternalID,
 		Warehouse:  c.wh.Name,
@@ -61,6 +72,9 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 		SQLState:   code,
 		Rows:       rows,
 		DurationMS: float64(time.Since(start).Microseconds()) / 1000,
+	}
+	if a := c.session.Actor; a != nil {
+		r.ActorSubject, r.ActorRole = a.Subject, string(a.Role)
 	}
 	if info != nil {
 		r.Fingerprint = info.fingerprint

@@ -693,7 +693,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 // will send in place of the warehouse's answer to the marker.
 func (c *clientConn) refuse(sql string, err error, start time.Time) *pgproto3.ErrorResponse {
 	er := c.errorResponse(err, false)
-	c.srv.metrics.statements.WithLabelValues("refused").Inc()
+	c.srv.metrics.statements.WithLabelValues("refused", string(c.session.Kind)).Inc()
 	if ce := c.log.Check(zap.InfoLevel, "statement refused"); ce != nil {
 		ce.Write(zap.String("sqlstate", er.Code))
 	}

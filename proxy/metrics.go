@@ -21,6 +21,7 @@ type metrics struct {
 	simplePrepared  prometheus.Counter
 	probes          *prometheus.CounterVec
 	embedRefusals   *prometheus.CounterVec
+	sessions        *prometheus.CounterVec
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -36,8 +37,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgwarden_proxy_connections_total", Help: "Client connections accepted.",
 		}),
 		statements: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pgwarden_proxy_statements_total", Help: "Statements by outcome (ok, refused, error).",
-		}, []string{"outcome"}),
+			Name: "pgwarden_proxy_statements_total", Help: "Statements by outcome (ok, refused, error) and session kind (embed, internal).",
+		}, []string{"outcome", "kind"}),
+		sessions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_sessions_authenticated_total", Help: "Client connections authenticated, by session kind (embed, internal) and internal role.",
+		}, []string{"kind", "role"}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "pgwarden_proxy_statement_duration_seconds", Help: "Statement duration from receipt to completion.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
@@ -79,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes, m.embedRefusals} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes, m.embedRefusals, m.sessions} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -78,13 +78,13 @@ func TestAuditAndMetrics(t *testing.T) {
 			got := buf.records(t)
 			rw := "SELECT order_id FROM (SELECT * FROM orders WHERE tenant_id = 'acme') orders"
 			want := []AuditRecord{
-				{Session: "s-acme", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 1,
+				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 1,
 					SQL: "SELECT count(*) FROM orders WHERE total > $1", Rewritten: "SELECT count(*) FROM (SELECT * FROM orders WHERE tenant_id = 'acme') orders WHERE total > $1"},
-				{Session: "s-acme", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "refused", SQLState: "42501",
+				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "refused", SQLState: "42501",
 					SQL: "SELECT * FROM internal_costs"},
-				{Session: "s-acme", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "error", SQLState: "22012",
+				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "error", SQLState: "22012",
 					SQL: "SELECT 1/0", Rewritten: "SELECT 1/0"},
-				{Session: "s-acme", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 3,
+				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 3,
 					SQL: "SELECT order_id FROM orders", Rewritten: rw},
 			}
 			if !includeSQL {

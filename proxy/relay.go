@@ -741,7 +741,7 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 
 func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
 	d := time.Since(p.start)
-	c.srv.metrics.statements.WithLabelValues(outcome).Inc()
+	c.srv.metrics.statements.WithLabelValues(outcome, string(c.session.Kind)).Inc()
 	c.srv.metrics.duration.Observe(d.Seconds())
 	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
 		fp := ""

@@ -294,9 +294,13 @@ func (c *clientConn) startup() error {
 	}
 	c.session = session
 	c.expires = session.ExpiresAt
+	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if err := c.checkEmbedContext(database); err != nil {
 		return err
+	}
+	if session.Subject != "" {
+		c.log = c.log.With(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
 	}
 	c.out.send(&pgproto3.AuthenticationOk{})
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what pgwarden's demo and test suite need on Debian/Ubuntu:
 # PostgreSQL server binaries (always), and with --test also the clients the
-# integration tests drive (Chromium for the ticket service's CORS test,
-# HAProxy as the load balancer in front of the replicas test).
+# integration tests drive (Chromium for the ticket service's CORS test and the
+# sign-on browser test, HAProxy as the load balancer in front of the replicas
+# test).
 # As root it installs with apt-get; otherwise it says exactly what to install.
 set -euo pipefail
 

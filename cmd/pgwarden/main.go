@@ -8,6 +8,9 @@
 //	pgwarden keygen --dir D [--if-missing] | keygen --api-key
 //	pgwarden policy check --config F | policy check FILE
 //	pgwarden content list|write --config F [--warehouse W]
+//	pgwarden login --service URL [--no-browser] [--pgpass FILE | --env]
+//	pgwarden renew --service URL --token TOKEN
+//	pgwarden admin --service URL --token T VERB [ARGS]
 //	pgwarden version
 //
 // This package parses flags, builds the logger and wires the packages
@@ -43,6 +46,9 @@ Usage:
   pgwarden keygen  --dir DIR [--if-missing] | --api-key   write an Ed25519 key pair, or make an API key
   pgwarden policy check --config FILE | FILE             validate policy files against their schema
   pgwarden content list|write --config FILE [--warehouse W]   statements learned for viewers; write adds them to the policy
+  pgwarden login   --service URL [--pgpass FILE | --env]  sign in (SSO) for an internal pgwarden session
+  pgwarden renew   --service URL --token TOKEN            renew a session token
+  pgwarden admin   --service URL --token T VERB [ARGS]    admin API: sessions, revoke, policies, keys, act-as, explain
   pgwarden version
 
 Run "pgwarden COMMAND -h" for a command's flags.
@@ -71,6 +77,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"policy":  cmdPolicy,
 		"content": cmdContent,
 		"version": cmdVersion,
+		"login":   cmdLogin,
+		"renew":   cmdRenew,
+		"admin":   cmdAdmin,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -42,9 +43,11 @@ type app struct {
 	log  *zap.Logger
 	only string
 
-	reg        *prometheus.Registry
-	store      *auth.Store
-	verifier   *auth.Verifier
+	reg      *prometheus.Registry
+	store    *auth.Store
+	verifier *auth.Verifier
+	// sso wraps verifier when sign-on is configured (sso.providers).
+	sso        *oidc.Authenticator
 	service    *auth.Service
 	handler    *auth.Handler
 	proxy      *proxy.Server
@@ -227,7 +230,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		}
 	}
 	if !a.runs(onlyProxy) {
-		return a, nil
+		return a, a.wireSSO()
 	}
 	keys, err := auth.VerificationKeys(acfg, &http.Client{Timeout: acfg.WithDefaults().HTTPRequestTimeout})
 	if err != nil {
@@ -256,6 +259,13 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		}
 		audit = proxy.NewAuditLog(a.audit, cfg.Audit.IncludeSQL)
 	}
+	if err := a.wireSSO(); err != nil {
+		return nil, err
+	}
+	var authn proxy.Authenticator = a.verifier
+	if a.sso != nil {
+		authn = a.sso
+	}
 	if cfg.Proxy.AllowInsecurePassword {
 		log.Warn("proxy.allow_insecure_password is on: session tokens may cross the network in cleartext; use it for development only")
 	}
@@ -277,7 +287,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	}
 	a.proxy, err = proxy.New(pcfg, proxy.Deps{
 		Logger:        log.Named("proxy"),
-		Authenticator: a.verifier,
+		Authenticator: authn,
 		Warehouses:    a.warehouses,
 		Audit:         audit,
 		Metrics:       a.reg,
