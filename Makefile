@@ -29,6 +29,8 @@ check-files:
 test: check-files deps-test vet
 	@echo "running go test ./... (the first run compiles pg_query with cgo and starts throwaway PostgreSQL clusters)"
 	$(GO) test $(GOTESTFLAGS) ./...
+	@echo "the large-statement memory test, without the race detector (whose shadow memory swamps it)"
+	$(GO) test -count=1 -run 'TestLargeStatementPeakMemory' ./rewrite/
 	@echo "validating the Kubernetes manifests (deploy/, a module of its own for the Kubernetes API types)"
 	cd deploy && $(GO) test -mod=mod -count=1 ./...
 

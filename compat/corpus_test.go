@@ -31,11 +31,15 @@ const corpusDir = "../testdata/corpus"
 
 // acmeExposed turns a copy of the demo database into what the demo policy
 // exposes to an acme querier outside groups pii and analysts: acme's rows
-// only, internal_costs (not in the policy) absent, customers.phone (denied)
+// only, internal_costs (not in the policy) and comments' identity sequence
+// absent, comments' author hashed, customers.phone (denied)
 // absent, email and payload masked as the rewriter masks them. The column is
 // dropped rather than left out so that attnums keep the real numbering, as
 // the virtual catalog does.
 const acmeExposed = `
+DELETE FROM comments WHERE tenant_id <> 'acme';
+UPDATE comments SET created_by = md5(created_by::text);
+ALTER TABLE comments ALTER COLUMN comment_id DROP IDENTITY; -- its sequence is no relation of the policy
 DELETE FROM order_items WHERE tenant_id <> 'acme';
 DELETE FROM orders WHERE tenant_id <> 'acme';
 DELETE FROM events WHERE tenant_id <> 'acme';

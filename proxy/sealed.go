@@ -7,7 +7,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
 )
 
@@ -18,7 +20,8 @@ import (
 // the client asked for (the audit record's warehouse).
 func (c *clientConn) checkEmbedContext(database string) error {
 	s := c.session
-	conn := embedctx.Conn{Kind: s.Kind, Groups: s.Groups, Remote: peerAddr(c.raw.RemoteAddr())}
+	conn := embedctx.Conn{Kind: s.Kind, Groups: s.Groups, Remote: peerAddr(c.raw.RemoteAddr()),
+		Operator: s.Kind == policy.KindInternal && operator(s.Role) || s.Actor != nil && operator(s.Actor.Role)}
 	if s.PinnedAddr != "" {
 		a, err := netip.ParseAddr(s.PinnedAddr)
 		if err != nil {
@@ -53,3 +56,6 @@ func peerAddr(a net.Addr) netip.Addr {
 	}
 	return netip.Addr{}
 }
+
+// operator reports the roles that are never bound to the embed context.
+func operator(r auth.UserRole) bool { return r == auth.RoleOwner || r == auth.RoleAdministrator }

@@ -109,7 +109,7 @@ func TestEmbedContextNetworks(t *testing.T) {
 	})
 	tp.addSession("tok-support", func(s *auth.Session) { s.Groups = []string{"pii", "support"} })
 	tp.addSession("tok-other-group", func(s *auth.Session) { s.Groups = []string{"pii"} })
-	tp.addSession("tok-internal", func(s *auth.Session) { s.Kind = policy.KindInternal })
+	tp.addSession("tok-internal", func(s *auth.Session) { s.Kind, s.Role = policy.KindInternal, auth.RoleAdministrator })
 	tp.addSession("tok-nokind", func(s *auth.Session) { s.Kind = "" })
 	ctx := ctxT(t)
 
@@ -202,7 +202,7 @@ func TestEmbedContextMutualTLS(t *testing.T) {
 		c.TLSCertFile, c.TLSKeyFile = serverCert, serverKey
 		c.EmbedContext = embedctx.Config{ClientCAFile: caFile}
 	})
-	tp.addSession("tok-internal", func(s *auth.Session) { s.Kind = policy.KindInternal })
+	tp.addSession("tok-internal", func(s *auth.Session) { s.Kind, s.Role = policy.KindInternal, auth.RoleAdministrator })
 	ctx := ctxT(t)
 	c, err := tp.connectFrom(ctx, t, "tok-acme", "127.0.0.1", &right)
 	wantConnected(t, c, err)

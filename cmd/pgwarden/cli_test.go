@@ -93,7 +93,7 @@ func TestCLIAgainstDemo(t *testing.T) {
 		t.Errorf("explain names the tenancy model:\n%s", out)
 	}
 	code, out, _ = runCLI(t, "explain", "--config", cfgPath, "--warehouse", demoRLSWarehouse, "--tenant", "acme", "SELECT count(*) FROM support_tickets")
-	if code != 0 || !strings.Contains(out, "-- public.support_tickets: passthrough") || !strings.Contains(out, "-- runs as role tenant_acme") {
+	if code != 0 || !strings.Contains(out, "public.support_tickets: passthrough") || !strings.Contains(out, "-- runs as role tenant_acme") {
 		t.Errorf("explain of a pass-through relation: exit %d\n%s", code, out)
 	}
 

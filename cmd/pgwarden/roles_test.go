@@ -71,7 +71,7 @@ func TestRoleMatrix(t *testing.T) {
 		for _, role := range roles {
 			t.Run(role, func(t *testing.T) {
 				code, out := s.call(t, "POST", "/v1/admin/explain", tokens[role],
-					map[string]any{"sql": "SELECT count(*) FROM orders", "tenant": "initech", "role": "viewer"})
+					map[string]any{"warehouse": demoWarehouse, "sql": "SELECT count(*) FROM orders", "tenant": "initech", "role": "viewer"})
 				want := 200
 				if role == "viewer" {
 					want = 403

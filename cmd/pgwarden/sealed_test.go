@@ -203,7 +203,7 @@ func TestSealedLearnThenEnforce(t *testing.T) {
 		}
 	}
 
-	code, out, errOut := runCLI(t, "content", "list", "--config", r.cfg.Path, "--json")
+	code, out, errOut := runCLI(t, "content", "list", "--warehouse", demoWarehouse, "--config", r.cfg.Path, "--json")
 	if code != 0 {
 		t.Fatalf("content list: %d %s", code, errOut)
 	}
@@ -237,7 +237,7 @@ func TestSealedLearnThenEnforce(t *testing.T) {
 		t.Errorf("API key sees %d statements learned from sessions it did not mint", len(api.Statements))
 	}
 
-	if code, _, errOut := runCLI(t, "content", "write", "--config", r.cfg.Path); code != 0 {
+	if code, _, errOut := runCLI(t, "content", "write", "--warehouse", demoWarehouse, "--config", r.cfg.Path); code != 0 {
 		t.Fatalf("content write: %d %s", code, errOut)
 	}
 	pol, err := policy.Load(r.cfg.Warehouses[demoWarehouse].Policy)
@@ -250,7 +250,7 @@ func TestSealedLearnThenEnforce(t *testing.T) {
 			t.Errorf("%s: fingerprint %s not in the written policy", name, fp)
 		}
 	}
-	if code, out, _ := runCLI(t, "content", "list", "--config", r.cfg.Path); code != 0 || strings.Contains(out, "(new)") {
+	if code, out, _ := runCLI(t, "content", "list", "--warehouse", demoWarehouse, "--config", r.cfg.Path); code != 0 || strings.Contains(out, "(new)") {
 		t.Errorf("after write, list says: %s", out)
 	}
 	if err := r.app.reload(ctx); err != nil {

@@ -127,6 +127,10 @@ func (b *Binding) WantsClientCert() bool { return b != nil && b.roots != nil }
 type Conn struct {
 	Kind   policy.Kind
 	Groups []string
+	// Operator is set for an Owner's or Administrator's session: an
+	// internal one, or an embed session one of them opened to act as a
+	// test tenant. Operators are never bound.
+	Operator bool
 	// Remote is the client's address (the TCP peer).
 	Remote netip.Addr
 	// PeerCerts are the certificates the client presented over TLS, leaf
@@ -139,7 +143,7 @@ type Conn struct {
 
 // Check returns "" when c may go on, or the reason it may not.
 func (b *Binding) Check(c Conn) string {
-	if exempt(c.Kind) {
+	if exempt(c) {
 		return ""
 	}
 	remote := c.Remote.Unmap()
@@ -182,13 +186,13 @@ func (b *Binding) verified(certs []*x509.Certificate) bool {
 	return err == nil
 }
 
-// exempt says which sessions are never bound. Only embed sessions are: the
-// binding is about tokens that reach a browser. Internal sessions (authors
-// and administrators signing on through SSO) are exempt; once internal
-// users carry roles, this is the place to narrow the exemption to Owner and
-// Administrator. A session of no known kind is treated as embed (fail
-// closed).
-func exempt(k policy.Kind) bool { return k == policy.KindInternal }
+// exempt says which sessions are never bound: Owners' and Administrators'
+// (the rule; they run the deployment). Every other session is bound
+// where binding is on: embed sessions, whose tokens reach a browser, and the
+// internal sessions of Creators, Designers and Viewers, who then reach the
+// warehouse from the networks listed or through a direct-access group like
+// anyone else. A session of no known kind is treated as embed (fail closed).
+func exempt(c Conn) bool { return c.Operator }
 
 // ErrOutside is the refusal's text, as the client sees it.
 var ErrOutside = errors.New("embed session used outside its embed context")
