@@ -120,10 +120,7 @@ func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, s
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.store.CreateSession(ctx, rec); err != nil {
-		return nil, "", err
-	}
-	tok, err := sign(s.key, c)
+	tok, err := s.record(ctx, c, rec)
 	if err != nil {
 		return nil, "", err
 	}
@@ -188,10 +185,7 @@ func (s *Service) MintActing(ctx context.Context, actor *Session, a ActAs) (*Ses
 	if err != nil {
 		return nil, "", err
 	}
-	if err := s.store.CreateSession(ctx, rec); err != nil {
-		return nil, "", err
-	}
-	tok, err := sign(s.key, c)
+	tok, err := s.record(ctx, c, rec)
 	if err != nil {
 		return nil, "", err
 	}
@@ -236,3 +230,11 @@ func (s *Service) RevokeSubject(ctx context.Context, subject string) ([]string, 
 
 // Store returns the service's store (for the admin API).
 func (s *Service) Store() *Store { return s.store }
+
+// record stores a new session's record and signs its token.
+func (s *Service) record(ctx context.Context, c *claims, rec SessionRecord) (string, error) {
+	if err := s.store.CreateSession(ctx, rec); err != nil {
+		return "", err
+	}
+	return sign(s.key, c)
+}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -283,4 +284,22 @@ func wantPgErr(t *testing.T, err error, code, msgContains string) *pgconn.PgErro
 		t.Fatalf("error = %s %q, want %s containing %q", pe.Code, pe.Message, code, msgContains)
 	}
 	return pe
+}
+
+// sendCancel sends a CancelRequest for (pid, secret) to addr as a client
+// does, and waits for the proxy to close the connection once it has handled
+// it.
+func sendCancel(t testing.TB, addr string, pid uint32, secret []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
+	buf = binary.BigEndian.AppendUint32(buf, codeCancel)
+	buf = binary.BigEndian.AppendUint32(buf, pid)
+	c.Write(append(buf, secret...))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.Read(buf)
 }

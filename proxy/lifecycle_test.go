@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -34,19 +33,7 @@ func TestCancelRequest(t *testing.T) {
 	conn := tp.connect(t, ctx, "tok-acme")
 
 	// A forged key (right pid, wrong secret; and a made-up pid) cancels nothing.
-	forged := func(pid uint32, secret []byte) {
-		c, err := net.Dial("tcp", tp.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		buf := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
-		buf = binary.BigEndian.AppendUint32(buf, codeCancel)
-		buf = binary.BigEndian.AppendUint32(buf, pid)
-		c.Write(append(buf, secret...))
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		c.Read(buf) // the proxy closes once it has handled the request
-	}
+	forged := func(pid uint32, secret []byte) { sendCancel(t, tp.addr, pid, secret) }
 	started := make(chan struct{})
 	go func() {
 		<-started

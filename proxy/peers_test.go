@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"net"
 	"strings"
@@ -55,20 +54,7 @@ func TestCancelAcrossPeers(t *testing.T) {
 		send()
 		return <-done
 	}
-	raw := func(addr string, pid uint32, secret []byte) {
-		t.Helper()
-		nc, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		msg := binary.BigEndian.AppendUint32(nil, uint32(12+len(secret)))
-		msg = binary.BigEndian.AppendUint32(msg, codeCancel)
-		msg = binary.BigEndian.AppendUint32(msg, pid)
-		nc.Write(append(msg, secret...))
-		nc.SetReadDeadline(time.Now().Add(10 * time.Second))
-		nc.Read(msg)
-	}
+	raw := func(addr string, pid uint32, secret []byte) { sendCancel(t, addr, pid, secret) }
 
 	// The client's key sent to replica 2 cancels the statement on replica 1.
 	err := sleepUntilCancelled(func() { raw(b.addr, conn.PID(), conn.SecretKey()) })
