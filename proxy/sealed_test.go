@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -9,13 +8,11 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,33 +23,6 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
 )
-
-// lockedBuffer is an audit log sink the test reads while the proxy writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) records(t *testing.T) []AuditRecord {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []AuditRecord
-	dec := json.NewDecoder(bytes.NewReader(l.b.Bytes()))
-	for dec.More() {
-		var r AuditRecord
-		if err := dec.Decode(&r); err != nil {
-			t.Fatalf("audit log: %v", err)
-		}
-		out = append(out, r)
-	}
-	return out
-}
 
 // addSession registers token for a session of tenant acme (role viewer).
 func (tp *testProxy) addSession(token string, mod func(*auth.Session)) {
@@ -102,7 +72,7 @@ func wantConnected(t *testing.T, c *pgconn.PgConn, err error) {
 }
 
 func TestEmbedContextNetworks(t *testing.T) {
-	audit := &lockedBuffer{}
+	audit := &syncBuffer{}
 	tp := startProxy(t, func(c *Config, d *Deps) {
 		c.EmbedContext = embedctx.Config{Networks: []string{"127.0.0.1/32"}, DirectAccessGroups: []string{"support"}}
 		d.Audit = NewAuditLog(audit, false)

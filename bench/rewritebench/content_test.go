@@ -8,10 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgwarden/pgwarden"
-	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
@@ -44,22 +41,7 @@ func contentRewriter(tb testing.TB) (*rewrite.Rewriter, []Query) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	url := pgtest.NewDatabase(tb, pgwarden.DemoSchema)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer conn.Close(context.Background())
-	cat, err := policy.LoadCatalog(ctx, conn, pol)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	rw, err := rewrite.New(pol, cat, rewrite.Options{})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	rw, _ := rewriterFor(tb, pol, pgwarden.DemoSchema, 0)
 	return rw, qs
 }
 

@@ -29,7 +29,14 @@ func newRewriter(tb testing.TB, s suite, cacheBytes int64) (*rewrite.Rewriter, s
 	if err != nil {
 		tb.Fatal(err)
 	}
-	url := pgtest.NewDatabase(tb, s.Schema)
+	return rewriterFor(tb, pol, s.Schema, cacheBytes)
+}
+
+// rewriterFor builds a rewriter for pol over the catalog of a fresh
+// database holding schema, and returns that database's URL too.
+func rewriterFor(tb testing.TB, pol *policy.Policy, schema string, cacheBytes int64) (*rewrite.Rewriter, string) {
+	tb.Helper()
+	url := pgtest.NewDatabase(tb, schema)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)

@@ -359,19 +359,16 @@ func cmdPolicy(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	for _, name := range warehouseNames(cfg) {
 		w := cfg.Warehouses[name]
-		if *withCatalog {
-			if err := checkTenantSchemas(ctx, cfg, name, stdout); err != nil {
-				return err
-			}
+		if !*withCatalog {
+			fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
+			continue
+		}
+		if err := checkTenantSchemas(ctx, cfg, name, stdout); err != nil {
+			return err
 		}
 		fmt.Fprintf(stdout, "warehouse %s: %s: ok\n", name, w.Policy)
-		if *withCatalog {
-			if err := printWriteWarnings(ctx, cfg, name, policies[name], stdout); err != nil {
-				return err
-			}
-		}
-		if !*withCatalog {
-			continue
+		if err := printWriteWarnings(ctx, cfg, name, policies[name], stdout); err != nil {
+			return err
 		}
 		// Tenant databases named in tenant_dsns are checked too (those
 		// of a tenant_dsn template are checked at their first login).
