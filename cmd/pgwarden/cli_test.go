@@ -175,6 +175,8 @@ func TestUsage(t *testing.T) {
 		{[]string{"serve", "--only", "both"}, 2}, {[]string{"ticket", "--config", "x"}, 2},
 		{[]string{"serve", "--config", "/nonexistent.yaml"}, 1},
 		{[]string{"revoke", "--config", "x"}, 2}, {[]string{"revoke", "--config", "/nonexistent.yaml", "sid"}, 1},
+		// A session id may begin with "-": after "--" it is not a flag (exit 1 for the missing config, not 2).
+		{[]string{"revoke", "--config", "/nonexistent.yaml", "--", "-sid"}, 1},
 	} {
 		if code, _, _ := runCLI(t, tt.args...); code != tt.code {
 			t.Errorf("pgwarden %v: exit %d, want %d", tt.args, code, tt.code)

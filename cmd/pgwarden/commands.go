@@ -182,7 +182,7 @@ func cmdTicket(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	// stdout stays the token alone, for PGPASSWORD=$(pgwarden ticket … --session).
 	fmt.Fprintln(stdout, token)
-	fmt.Fprintf(stderr, "session id: %s (revoke it with: %s revoke --config %s %s)\n", sid, selfCommand(), cfg.Path, sid)
+	fmt.Fprintf(stderr, "session id: %s (revoke it with: %s revoke --config %s -- %s)\n", sid, selfCommand(), cfg.Path, sid)
 	return nil
 }
 
@@ -196,7 +196,7 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usagef("usage: pgwarden revoke --config FILE SESSION_ID")
+		return usagef("usage: pgwarden revoke --config FILE [--] SESSION_ID")
 	}
 	sid := fs.Arg(0)
 	cfg, err := config.Load(*path)

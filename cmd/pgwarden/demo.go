@@ -350,7 +350,7 @@ In it:
 	printQueries(w, demoPIIQueries)
 	fmt.Fprintf(w, `
 End a session (its open connections close within a second):
-  %s revoke --config %s SESSION_ID
+  %s revoke --config %s -- SESSION_ID
 
 The ticket service, as a host application's backend calls it:
   curl -s -H 'Authorization: Bearer %s' \

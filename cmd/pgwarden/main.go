@@ -4,7 +4,7 @@
 //	pgwarden demo [--dir D] [--port N] [--http-port N]
 //	pgwarden explain --config F --tenant T [--groups a,b] [--attr k=v1,v2] [--role R] [--warehouse W] "SQL"
 //	pgwarden ticket --config F --tenant T --external-id X [--groups a,b] [--attr k=v1,v2] [--session]
-//	pgwarden revoke --config F SESSION_ID
+//	pgwarden revoke --config F [--] SESSION_ID
 //	pgwarden keygen --dir D [--if-missing] | keygen --api-key
 //	pgwarden policy check --config F | policy check FILE
 //	pgwarden content list|write --config F [--warehouse W]
