@@ -67,7 +67,7 @@ func (c *Catalog) WithSystemColumns(cols map[string][]Column) *Catalog {
 }
 
 // SystemColumns returns the columns of the warehouse's pg_catalog relation
-// name, when they were read.
+// name (or "information_schema.name"), when they were read.
 func (c *Catalog) SystemColumns(name string) ([]Column, bool) {
 	cols, ok := c.system[name]
 	return cols, ok
@@ -163,14 +163,17 @@ func LoadCatalog(ctx context.Context, conn *pgx.Conn, p *Policy) (*Catalog, erro
 }
 
 const systemColumnsQuery = `
-SELECT c.relname, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum
+SELECT CASE WHEN c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace THEN c.relname::text
+  ELSE 'information_schema.' || c.relname END, a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnum
 FROM pg_catalog.pg_class c
 JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE c.relnamespace = 'pg_catalog'::pg_catalog.regnamespace AND c.relkind IN ('r', 'v')
+WHERE c.relnamespace IN ('pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+  AND c.relkind IN ('r', 'v')
 ORDER BY 1, a.attnum`
 
 // loadSystemColumns reads the column lists of the warehouse's pg_catalog
-// tables and views (a few thousand rows, readable by any role).
+// tables and views, and of its information_schema views as
+// "information_schema.name" (a few thousand rows, readable by any role).
 func loadSystemColumns(ctx context.Context, conn *pgx.Conn) (map[string][]Column, error) {
 	rows, err := conn.Query(ctx, systemColumnsQuery)
 	if err != nil {

@@ -5,7 +5,10 @@ import "strings"
 // builtinFunctions is the default function allow-list: what BI tools and
 // drivers generate. Anything not listed (here or in the policy's
 // functions.allow) is refused. Functions that read files, other relations by
-// name, other databases, locks, sleep, or server state stay out.
+// name, other databases, locks, sleep, or server state stay out; whether the
+// warehouse is a standby in recovery (pgAdmin asks on connect) is the one
+// piece of server state listed, which every PostgreSQL role may read and
+// which tells nothing of any tenant.
 var builtinFunctions = setOf(`
 avg bit_and bit_or bit_xor bool_and bool_or count every max min sum string_agg array_agg json_agg jsonb_agg
 json_object_agg jsonb_object_agg stddev stddev_pop stddev_samp variance var_pop var_samp corr covar_pop covar_samp
@@ -45,6 +48,7 @@ version current_schema current_schemas current_database current_catalog current_
 current_setting pg_backend_pid format_type pg_get_expr pg_encoding_to_char pg_char_to_encoding getdatabaseencoding pg_collation_is_visible
 pg_typeof col_description
 obj_description pg_get_userbyid
+pg_is_in_recovery pg_is_wal_replay_paused pg_get_wal_replay_pause_state
 
 set_config
 `)

@@ -41,7 +41,8 @@ var catalogVirtual = map[string]bool{
 	"pg_namespace": true, "pg_type": true, "pg_description": true, "pg_inherits": true, "pg_database": true,
 	"pg_settings": true, "pg_roles": true, "pg_proc": true, "pg_sequence": true,
 	"pg_tables": true, "pg_views": true, "pg_indexes": true, "pg_matviews": true, "pg_enum": true, "pg_range": true,
-	"pg_auth_members": true, "pg_depend": true, "pg_extension": true,
+	"pg_auth_members": true, "pg_depend": true, "pg_extension": true, "pg_shdescription": true, "pg_user": true,
+	"pg_stat_gssapi": true,
 	// Empty for every session: they describe triggers, view bodies, row
 	// security and statistics objects, which can name hidden objects.
 	"pg_trigger": true, "pg_rewrite": true, "pg_policy": true, "pg_statistic_ext": true,
@@ -51,15 +52,7 @@ var catalogVirtual = map[string]bool{
 // infoSchemaVirtual are the information_schema views sessions may read.
 var infoSchemaVirtual = map[string]bool{
 	"tables": true, "columns": true, "schemata": true, "views": true, "table_constraints": true,
-	"key_column_usage": true, "constraint_column_usage": true, "referential_constraints": true,
-}
-
-// infoViewsColumns are information_schema.views' columns (PostgreSQL 10 to
-// 17): view bodies can name hidden relations.
-var infoViewsColumns = []string{
-	"table_catalog", "table_schema", "table_name", "NULL::information_schema.character_data AS view_definition",
-	"check_option", "is_updatable", "is_insertable_into", "is_trigger_updatable", "is_trigger_deletable",
-	"is_trigger_insertable_into",
+	"key_column_usage": true, "constraint_column_usage": true, "referential_constraints": true, "element_types": true,
 }
 
 // visibility is what one session may see of the catalog, as SQL snippets
@@ -68,6 +61,7 @@ type visibility struct {
 	rels    []*view
 	relOids string // oid[] of the visible relations
 	idxOids string // oid[] of their visible indexes
+	seqOids string // oid[] of the sequences their visible columns own
 	schemas string // name[] of their schemas
 	pairs   string // ((schema, name), ...) for information_schema
 }
@@ -120,6 +114,13 @@ func (p *pass) visible() *visibility {
 		return "(indkey::pg_catalog.int2[] OPERATOR(pg_catalog.&&) " + nums + " OR indexprs IS NOT NULL OR indpred IS NOT NULL)"
 	}) + ")"
 	v.idxOids = "COALESCE(" + v.idxOids + ", '{}'::pg_catalog.oid[])"
+	// Sequences owned by visible columns (serial, identity, OWNED BY): part
+	// of the column as PostgreSQL shows it (an identity column has one),
+	// their parameters in pg_sequence, never their values.
+	v.seqOids = "COALESCE((SELECT pg_catalog.array_agg(d.objid) FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class s ON s.oid = d.objid" +
+		" WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass" +
+		" AND s.relkind = 'S' AND d.deptype IN ('a', 'i') AND d.refobjid = ANY (" + v.relOids + ")" +
+		v.deniedAnd("d.refobjid", attnumIn("d.refobjsubid")) + "), '{}'::pg_catalog.oid[])"
 	p.vis = v
 	return v
 }
@@ -173,6 +174,27 @@ func (v *visibility) deniedAnd(relCol string, cond func(rel, nums string) string
 	return b.String()
 }
 
+// deniedElementsAnd excludes the element types of denied columns
+// (information_schema.element_types names a table's column by attnum).
+func (v *visibility) deniedElementsAnd() string {
+	var b strings.Builder
+	for _, vw := range v.rels {
+		var nums []string
+		for _, c := range vw.t.cols {
+			if vw.denied[c.name] {
+				nums = append(nums, sqlLit(strconv.Itoa(vw.t.cat.Columns[c.colIndex].Ordinal)))
+			}
+		}
+		if len(nums) == 0 {
+			continue
+		}
+		sort.Strings(nums)
+		b.WriteString(" AND NOT (object_schema = " + sqlLit(vw.schema) + " AND object_name = " + sqlLit(vw.t.rel.Name) +
+			" AND collection_type_identifier IN (" + strings.Join(nums, ", ") + "))")
+	}
+	return b.String()
+}
+
 // deniedColumnsAnd excludes the denied columns by name (information_schema).
 func (v *visibility) deniedColumnsAnd() string {
 	var b strings.Builder
@@ -208,7 +230,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 	inV := func(col string) string { return col + " = ANY (" + v.relOids + ")" }
 	if info {
 		where := "(table_schema, table_name) IN " + v.pairs
-		cols := "*"
+		cols := p.infoSelectList(name)
 		// Constraints by (schema, relation, name) of the virtualized
 		// pg_constraint; NOT NULL pseudo-constraints (named after attnums)
 		// are left out with the rest.
@@ -222,17 +244,22 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		case "columns":
 			where = "(" + where + v.deniedColumnsAnd() + ")"
 		case "schemata":
-			return "SELECT * FROM information_schema.schemata WHERE schema_name = ANY (" + v.schemas +
+			return "SELECT " + cols + " FROM information_schema.schemata WHERE schema_name = ANY (" + v.schemas +
 				") OR schema_name IN ('pg_catalog', 'information_schema')"
-		case "views":
-			cols = strings.Join(infoViewsColumns, ", ")
 		case "table_constraints", "key_column_usage":
-			return "SELECT * FROM information_schema." + name + " WHERE " + where + " AND " + conTriples
+			return "SELECT " + cols + " FROM information_schema." + name + " WHERE " + where + " AND " + conTriples
 		case "constraint_column_usage":
-			return "SELECT * FROM information_schema." + name + " WHERE " + where + v.deniedColumnsAnd() + " AND " + conPairs("")
+			return "SELECT " + cols + " FROM information_schema." + name + " WHERE " + where + v.deniedColumnsAnd() + " AND " + conPairs("")
+		case "element_types":
+			// Element types of the visible relations' array columns (by
+			// attnum, the columns' dtd_identifier) and of the system
+			// schemas' objects; domains, types and routines of other
+			// schemas are not in the virtual catalogs.
+			return "SELECT " + cols + " FROM information_schema.element_types WHERE ((object_schema, object_name) IN " + v.pairs +
+				" AND object_type = 'TABLE'" + v.deniedElementsAnd() + ") OR object_schema IN ('pg_catalog', 'information_schema')"
 		case "referential_constraints":
 			// By name only: one a hidden relation's constraint shares is left out.
-			return "SELECT * FROM information_schema." + name + " WHERE " + conPairs(" WHERE c.contype = 'f'") +
+			return "SELECT " + cols + " FROM information_schema." + name + " WHERE " + conPairs(" WHERE c.contype = 'f'") +
 				" AND (constraint_schema::text, constraint_name::text) NOT IN (SELECT n.nspname::text, c.conname::text FROM pg_catalog.pg_constraint c" +
 				" JOIN pg_catalog.pg_namespace n ON n.oid = c.connamespace WHERE c.contype = 'f' AND c.oid NOT IN (SELECT oid FROM (" +
 				p.catalogSQL("pg_constraint", false) + ") vc))"
@@ -254,10 +281,10 @@ func (p *pass) catalogSQL(name string, info bool) string {
 				return "(-1)::" + c.Type
 			}
 			return ""
-		}) + from + inV("oid") + " OR oid = ANY (" + v.idxOids + ") OR oid" + sys
+		}) + from + inV("oid") + " OR oid = ANY (" + v.idxOids + ") OR oid = ANY (" + v.seqOids + ") OR oid" + sys
 	case "pg_attribute":
 		return all + "(" + inV("attrelid") + v.deniedAnd("attrelid", attnumIn("attnum")) +
-			") OR attrelid = ANY (" + v.idxOids + ") OR attrelid" + sys
+			") OR attrelid = ANY (" + v.idxOids + ") OR attrelid = ANY (" + v.seqOids + ") OR attrelid" + sys
 	case "pg_attrdef":
 		return all + inV("adrelid") + v.deniedAnd("adrelid", attnumIn("adnum"))
 	case "pg_index":
@@ -287,7 +314,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		return all + "rngtypid IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t)"
 	case "pg_description":
 		return all + "objoid" + sys + " OR (classoid = 'pg_catalog.pg_class'::pg_catalog.regclass AND (" +
-			inV("objoid") + " OR objoid = ANY (" + v.idxOids + "))" + v.deniedAnd("objoid", attnumIn("objsubid")) + ")"
+			inV("objoid") + " OR objoid = ANY (" + v.idxOids + ") OR objoid = ANY (" + v.seqOids + "))" + v.deniedAnd("objoid", attnumIn("objsubid")) + ")"
 	case "pg_inherits":
 		return all + inV("inhrelid") + " AND " + inV("inhparent")
 	case "pg_database":
@@ -309,7 +336,16 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			names = append(names, sqlLit(n))
 		}
 		sort.Strings(names)
-		return all + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			if c.Name == "source" {
+				// pgwarden pins standard_conforming_strings on its
+				// warehouse connections as a startup parameter, at its
+				// built-in value: PostgreSQL says 'default' for a client
+				// that did not set it (one that SETs it gets 'session').
+				return "CASE WHEN name = 'standard_conforming_strings' AND source = 'client' AND setting = boot_val THEN 'default' ELSE source END"
+			}
+			return ""
+		}) + from + "pg_catalog.lower(name) IN (" + strings.Join(names, ", ") + ")"
 	case "pg_roles":
 		// The session's own role, the owners of what it sees and the roles
 		// of initdb; another role's settings are its own.
@@ -319,6 +355,38 @@ func (p *pass) catalogSQL(name string, info bool) string {
 			}
 			return ""
 		}) + from + "oid IN (" + p.roleOids() + ")"
+	case "pg_user":
+		// pg_roles' rule: the roles the session sees, another role's
+		// settings its own.
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			if c.Name == "useconfig" {
+				return "CASE WHEN usename = CURRENT_USER THEN useconfig END"
+			}
+			return ""
+		}) + from + "usesysid IN (" + p.roleOids() + ")"
+	case "pg_shdescription":
+		// Comments on the shared objects the session sees: the connected
+		// database, the roles of pg_roles and initdb's tablespaces.
+		reg := func(cat string) string { return "classoid = 'pg_catalog." + cat + "'::pg_catalog.regclass" }
+		return all + "(" + reg("pg_database") + " AND objoid IN (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()))" +
+			" OR (" + reg("pg_authid") + " AND objoid IN (" + p.roleOids() + "))" +
+			" OR (" + reg("pg_tablespace") + " AND objoid" + sys + ")"
+	case "pg_stat_gssapi":
+		// The session's own backend only (pg_backend_pid() is the
+		// warehouse connection's), as its client connection is: pgwarden
+		// takes no GSSAPI authentication or encryption.
+		return "SELECT " + p.selectList(name, func(c policy.Column) string {
+			switch c.Name {
+			case "pid":
+				return ""
+			case "principal":
+				return "NULL::" + c.Type
+			}
+			if c.Type == "boolean" {
+				return "false"
+			}
+			return "NULL::" + c.Type
+		}) + from + "pid = pg_catalog.pg_backend_pid()"
 	case "pg_auth_members":
 		roles := p.roleOids()
 		return all + "roleid IN (" + roles + ") AND member IN (" + roles + ")"
@@ -333,9 +401,7 @@ func (p *pass) catalogSQL(name string, info bool) string {
 	case "pg_sequence":
 		// Sequences owned by visible columns (serial and identity); their
 		// parameters only, not their values.
-		return all + "seqrelid IN (SELECT objid FROM pg_catalog.pg_depend WHERE classid = " +
-			"'pg_catalog.pg_class'::pg_catalog.regclass AND refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass AND " +
-			inV("refobjid") + v.deniedAnd("refobjid", attnumIn("refobjsubid")) + " AND deptype IN ('a', 'i'))"
+		return all + "seqrelid = ANY (" + v.seqOids + ")"
 	case "pg_tables":
 		return all + "(schemaname, tablename) IN " + v.pairs + " OR schemaname IN ('pg_catalog', 'information_schema')"
 	case "pg_views", "pg_matviews":
@@ -436,7 +502,7 @@ func (p *pass) objectVisible(class, oid, sub string) string {
 	v := p.visible()
 	reg := func(cat string) string { return class + " = 'pg_catalog." + cat + "'::pg_catalog.regclass" }
 	return "(" + oid + " < " + firstNormalOid + "::pg_catalog.oid" +
-		" OR (" + reg("pg_class") + " AND (" + oid + " = ANY (" + v.relOids + ") OR " + oid + " = ANY (" + v.idxOids + "))" +
+		" OR (" + reg("pg_class") + " AND (" + oid + " = ANY (" + v.relOids + ") OR " + oid + " = ANY (" + v.idxOids + ") OR " + oid + " = ANY (" + v.seqOids + "))" +
 		v.deniedAnd(oid, attnumIn(sub)) + ")" +
 		" OR (" + reg("pg_type") + " AND " + oid + " IN (SELECT oid FROM (" + p.catalogSQL("pg_type", false) + ") t))" +
 		" OR (" + reg("pg_constraint") + " AND " + oid + " IN (SELECT oid FROM (" + p.catalogSQL("pg_constraint", false) + ") c))" +
@@ -462,4 +528,38 @@ func (p *pass) catalogRangeVar(n *pg_query.Node, rv *pg_query.RangeVar, info boo
 	}
 	s.items = append(s.items, item)
 	n.Node = sub.Node
+}
+
+// catalogRangeFunction replaces pg_show_all_settings() in FROM, the function
+// behind pg_settings, by the virtual pg_settings under the function's name
+// or alias; it reports whether it did. WITH ORDINALITY, ROWS FROM and a
+// column definition list are left to the allow-list, which refuses them.
+func (p *pass) catalogRangeFunction(n *pg_query.Node, rf *pg_query.RangeFunction, s *scope) bool {
+	if len(rf.Functions) != 1 || rf.Ordinality || rf.IsRowsfrom || len(rf.Coldeflist) > 0 {
+		return false
+	}
+	l := rf.Functions[0].GetList()
+	if l == nil || len(l.Items) == 0 || len(l.Items) > 1 && len(l.Items[1].GetList().GetItems()) > 0 {
+		return false
+	}
+	fc := l.Items[0].GetFuncCall()
+	if fc == nil || len(fc.Args) > 0 || fc.AggStar || fc.Over != nil {
+		return false
+	}
+	if schema, name := policy.FuncName(fc.Funcname); name != "pg_show_all_settings" || schema != "" && schema != "pg_catalog" {
+		return false
+	}
+	alias := rf.Alias
+	if alias == nil {
+		alias = &pg_query.Alias{Aliasname: "pg_show_all_settings"}
+	}
+	sub, err := parseSubselect(p.r.bodies, p.catalogSQL("pg_settings", false), alias)
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return true
+	}
+	p.note("pg_catalog.pg_settings")
+	s.items = append(s.items, rangeItem{alias: alias.Aliasname})
+	n.Node = sub.Node
+	return true
 }

@@ -62,6 +62,7 @@ var catalogFuncs = map[string]catalogFunc{
 	"pg_get_userbyid":                    {arg: 0, catalog: "pg_roles", col: "oid", subArg: -1},
 	"has_table_privilege":                {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
 	"has_schema_privilege":               {arg: -1, catalog: "pg_namespace", col: "oid", subArg: -1},
+	"has_database_privilege":             {arg: -1, catalog: "pg_database", col: "oid", subArg: -1},
 	"pg_get_serial_sequence":             {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
 	"to_regclass":                        {arg: -1, catalog: "pg_class", col: "oid", subArg: -1},
 	"to_regtype":                         {arg: -1, catalog: "pg_type", col: "oid", subArg: -1},
@@ -94,6 +95,9 @@ func (p *pass) catalogFuncCall(n *pg_query.Node, fc *pg_query.FuncCall, name str
 		return
 	case name == "has_schema_privilege":
 		p.schemaPrivilege(fc)
+		return
+	case name == "has_database_privilege":
+		p.databasePrivilege(fc)
 		return
 	case strings.HasPrefix(name, "to_reg"):
 		p.toReg(n, fc, name)
@@ -587,6 +591,52 @@ func (p *pass) schemaPrivilege(fc *pg_query.FuncCall) {
 	if sub := p.regLookup("regnamespace", fc.Args[i]); sub != nil {
 		fc.Args[i] = typeCast(sub, typeNamed("oid"))
 	}
+}
+
+// databasePrivilege rewrites has_database_privilege([role,] database,
+// privilege): the database is the one the session sees, the connected one
+// under the name the client connected with (Options.Database) or by its
+// oid; a name constant naming another is PostgreSQL's "does not exist",
+// whether it exists or not, and any other value answers NULL, as for the
+// role.
+func (p *pass) databasePrivilege(fc *pg_query.FuncCall) {
+	var i int
+	switch len(fc.Args) {
+	case 2:
+		i = 0
+	case 3:
+		i = 1
+		p.roleArg(fc)
+	default:
+		return // PostgreSQL reports the wrong arity
+	}
+	if p.err != nil {
+		return
+	}
+	if p.placeholder(fc.Args[i]) {
+		p.fail(errNoTemplate)
+		return
+	}
+	own := func() *pg_query.Node { return typeCast(funcCall("current_database"), textType()) }
+	if db := p.r.opts.Database; db != "" {
+		own = func() *pg_query.Node { return strConst(db) }
+	}
+	if c := fc.Args[i].GetAConst(); c != nil && c.GetSval() != nil && !allDigits(c.GetSval().Sval) {
+		if name := c.GetSval().Sval; p.r.opts.Database != "" && name != p.r.opts.Database {
+			p.fail(p.at(pgerr.New("3D000", "database %q does not exist", name), c.Location))
+			return
+		}
+	}
+	sub, err := oidLookup(p.r.bodies, p.lookupBody("pg_database"), "oid", []*pg_query.Node{fc.Args[i]},
+		func(ref func(string) *pg_query.Node, arg func(int) *pg_query.Node) *pg_query.Node {
+			asText := func() *pg_query.Node { return typeCast(arg(0), textType()) }
+			return orExpr(opExpr("=", asText(), typeCast(ref("oid"), textType())), opExpr("=", asText(), own()))
+		})
+	if err != nil {
+		p.fail(pgerr.New(pgerr.InternalError, "internal error in catalog rewrite"))
+		return
+	}
+	fc.Args[i] = sub
 }
 
 // toReg rewrites to_regclass, to_regtype, to_regnamespace and to_regrole

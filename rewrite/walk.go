@@ -345,6 +345,9 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 		s.items = append(s.items, rangeItem{alias: rs.Alias.GetAliasname()})
 	case *pg_query.Node_RangeFunction:
 		rf := x.RangeFunction
+		if p.catalogRangeFunction(n, rf, s) {
+			return
+		}
 		for _, f := range rf.Functions {
 			l := f.GetList()
 			if l == nil || len(l.Items) == 0 {

@@ -83,7 +83,7 @@ func TestPsqlCatalogCommands(t *testing.T) {
 		grants += "GRANT SELECT ON public." + tbl + " TO pgwarden_svc;"
 	}
 	grants += "GRANT INSERT, UPDATE, DELETE ON public.comments TO pgwarden_svc;" // the demo opens writes on comments
-	if _, err := oc.Exec(ctx, pgwarden.DemoSchema+"DROP TABLE internal_costs; ALTER TABLE customers DROP COLUMN phone; ALTER TABLE comments ALTER COLUMN comment_id DROP IDENTITY;"+grants); err != nil {
+	if _, err := oc.Exec(ctx, pgwarden.DemoSchema+"DROP TABLE internal_costs; ALTER TABLE customers DROP COLUMN phone;"+grants); err != nil {
 		t.Fatal(err)
 	}
 	oracleURL := r.demo.cluster.DSN("oracle")
