@@ -8,21 +8,25 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
 )
 
-// otherTenantObjects are another tenant's objects beside the demo's: a role,
-// its schema and table, a view, a materialized view, a function, an enum,
-// an index, a grant to the role on an exposed table and the session's role
-// made a member of it. No session may learn of any of them.
+// otherTenantObjects are another tenant's objects beside the demo's: a role
+// with a comment, its schema and table (with an array column and a serial),
+// a view, a materialized view, a function, an enum, an index, a sequence
+// owned by a hidden table's column and one owned by a denied column, a
+// grant to the role on an exposed table and the session's role made a
+// member of it. No session may learn of any of them.
 const otherTenantObjects = `
 DO $$BEGIN CREATE ROLE globex_owner; EXCEPTION WHEN duplicate_object THEN NULL; END$$;
 DO $$BEGIN CREATE ROLE warden_ro LOGIN PASSWORD 'pw'; EXCEPTION WHEN duplicate_object THEN NULL; END$$;
 CREATE SCHEMA globex_private AUTHORIZATION globex_owner;
-CREATE TABLE globex_private.secrets (tenant_id text, secret text);
+CREATE TABLE globex_private.secrets (tenant_id text, secret text, tags text[], id serial);
+COMMENT ON ROLE globex_owner IS 'hidden_role_comment';
+CREATE SEQUENCE hidden_seq OWNED BY internal_costs.infra_cost;
+CREATE SEQUENCE hidden_phone_seq OWNED BY customers.phone;
 ALTER TABLE internal_costs OWNER TO globex_owner;
 CREATE VIEW hidden_view AS SELECT tenant_id, infra_cost FROM internal_costs;
 CREATE MATERIALIZED VIEW hidden_mv AS SELECT tenant_id, sum(infra_cost) AS infra_total FROM internal_costs GROUP BY 1;
@@ -73,7 +77,8 @@ func TestCatalogVirtualColumns(t *testing.T) {
 	id, _ := parseSession("session tenant=acme")
 	// The other tenant's names, and its objects' oids as text.
 	hidden := []string{"globex", "internal_costs", "infra_cost", "hidden_", "secrets"}
-	rows, err := conn.Query(ctx, `SELECT oid::text FROM pg_class WHERE relname IN ('internal_costs', 'secrets', 'hidden_view', 'hidden_mv', 'internal_costs_infra')
+	rows, err := conn.Query(ctx, `SELECT oid::text FROM pg_class WHERE relname IN ('internal_costs', 'secrets', 'hidden_view', 'hidden_mv', 'internal_costs_infra',
+		'hidden_seq', 'hidden_phone_seq', 'secrets_id_seq')
 		UNION ALL SELECT oid::text FROM pg_type WHERE typname IN ('hidden_enum', '_hidden_enum', 'internal_costs', 'secrets')
 		UNION ALL SELECT oid::text FROM pg_proc WHERE proname = 'hidden_fn'
 		UNION ALL SELECT oid::text FROM pg_namespace WHERE nspname = 'globex_private'
@@ -94,8 +99,7 @@ func TestCatalogVirtualColumns(t *testing.T) {
 	sort.Strings(names)
 	for _, name := range names {
 		sql := "SELECT * FROM pg_catalog." + name + " LIMIT 0"
-		want := conn.PgConn().Exec(ctx, sql)
-		wres, err := want.ReadAll()
+		w, err := resultColumns(ctx, conn, sql)
 		if err != nil {
 			t.Errorf("%s directly: %v", name, err)
 			continue
@@ -105,19 +109,12 @@ func TestCatalogVirtualColumns(t *testing.T) {
 			t.Errorf("%s: rewrite: %v", name, err)
 			continue
 		}
-		gres, err := conn.PgConn().Exec(ctx, res.SQL).ReadAll()
+		g, err := resultColumns(ctx, conn, res.SQL)
 		if err != nil {
 			t.Errorf("%s: %v\n%s", name, err, res.SQL)
 			continue
 		}
-		cols := func(rs []*pgconn.Result) string {
-			var b []string
-			for _, f := range rs[0].FieldDescriptions {
-				b = append(b, fmt.Sprintf("%s:%d", f.Name, f.DataTypeOID))
-			}
-			return strings.Join(b, ",")
-		}
-		if w, g := cols(wres), cols(gres); w != g {
+		if w != g {
 			t.Errorf("%s: columns differ\nreal:    %s\nvirtual: %s", name, w, g)
 		}
 		// Every row, every column (system columns too): nothing of the
@@ -130,7 +127,7 @@ func TestCatalogVirtualColumns(t *testing.T) {
 			t.Errorf("%s: rewrite: %v", name, err)
 			continue
 		}
-		_, rows, err := catalogRows(ctx, conn, res.SQL)
+		names, rows, err := catalogRows(ctx, conn, res.SQL)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue
@@ -139,14 +136,65 @@ func TestCatalogVirtualColumns(t *testing.T) {
 		for _, o := range oids {
 			isOid[o] = true
 		}
+		// Transaction and command ids are no oids, though they may
+		// coincide with one.
+		xid := map[string]bool{"xmin": true, "xmax": true, "cmin": true, "cmax": true}
 		for _, row := range rows {
-			for _, cell := range row {
-				if isOid[cell] {
+			for j, cell := range row {
+				if isOid[cell] && !(j < len(names) && xid[names[j]]) {
 					t.Errorf("%s shows a hidden object's oid %s: %q", name, cell, row)
 				}
 				for _, h := range hidden {
 					if strings.Contains(cell, h) {
 						t.Errorf("%s shows %q: %q", name, h, row)
+					}
+				}
+			}
+		}
+	}
+	// The information_schema views: the real one's columns (the catalog
+	// names replaced under their names and types), nothing of the hidden
+	// objects, and the database the client connected to.
+	var infos []string
+	for n := range infoSchemaVirtual {
+		infos = append(infos, n)
+	}
+	sort.Strings(infos)
+	for _, name := range infos {
+		sql := "SELECT * FROM information_schema." + name
+		w, err := resultColumns(ctx, conn, sql+" LIMIT 0")
+		if err != nil {
+			t.Errorf("%s directly: %v", name, err)
+			continue
+		}
+		res, err := r.Rewrite(ctx, sql, id)
+		if err != nil {
+			t.Errorf("information_schema.%s: rewrite: %v", name, err)
+			continue
+		}
+		g, err := resultColumns(ctx, conn, res.SQL)
+		if err != nil {
+			t.Errorf("information_schema.%s: %v\n%s", name, err, res.SQL)
+			continue
+		}
+		if w != g {
+			t.Errorf("information_schema.%s: columns differ\nreal:    %s\nvirtual: %s", name, w, g)
+		}
+		gres, err := conn.PgConn().Exec(ctx, res.SQL).ReadAll()
+		if err != nil {
+			t.Errorf("information_schema.%s: %v", name, err)
+			continue
+		}
+		for i, f := range gres[0].FieldDescriptions {
+			isCatalog := f.Name == "catalog_name" || strings.HasSuffix(f.Name, "_catalog")
+			for _, row := range gres[0].Rows {
+				cell := string(row[i])
+				if isCatalog && row[i] != nil && cell != "analytics" {
+					t.Errorf("information_schema.%s.%s = %q, want the connected database (analytics)", name, f.Name, cell)
+				}
+				for _, h := range hidden {
+					if strings.Contains(cell, h) {
+						t.Errorf("information_schema.%s shows %q", name, h)
 					}
 				}
 			}
@@ -262,6 +310,37 @@ func TestCatalogVirtualOracles(t *testing.T) {
 		{"SELECT pg_get_viewdef('orders'::regclass, true) IS NULL", "t"},
 		{fmt.Sprintf("SELECT pg_get_functiondef(%d) IS NULL", hiddenFn), "t"},
 		{"SELECT pg_get_functiondef('pg_catalog.lower(text)'::regprocedure) LIKE '%lower%'", "t"},
+		// Shared objects' comments, users, the own backend's GSSAPI row.
+		{"SELECT count(*) FROM pg_shdescription WHERE description = 'hidden_role_comment'", "0"},
+		{fmt.Sprintf("SELECT count(*) FROM pg_shdescription WHERE objoid = %d", hiddenRole), "0"},
+		{"SELECT count(*) FROM pg_user WHERE usename = 'globex_owner'", "0"},
+		{"SELECT count(*) FROM pg_user WHERE usename = CURRENT_USER", "1"},
+		{"SELECT count(*) FROM pg_user WHERE usename <> CURRENT_USER AND useconfig IS NOT NULL", "0"},
+		{"SELECT count(*) FROM pg_user u JOIN pg_class c ON c.relowner = u.usesysid WHERE c.relname = 'orders'", "1"},
+		{"SELECT count(*) FROM pg_stat_gssapi", "1"},
+		{"SELECT gss_authenticated::text || encrypted::text || coalesce(principal, '-') FROM pg_stat_gssapi WHERE pid = pg_backend_pid()", "falsefalse-"},
+		// pg_show_all_settings() is pg_settings.
+		{"SELECT count(*) FROM pg_show_all_settings() WHERE name IN ('data_directory', 'config_file', 'hba_file')", "0"},
+		{"SELECT s.setting FROM pg_catalog.pg_show_all_settings() s WHERE s.name = 'max_identifier_length'", "63"},
+		{"SELECT set_config('bytea_output', 'hex', false) FROM pg_show_all_settings() WHERE name = 'bytea_output'", "hex"},
+		{"SELECT count(*) FROM pg_show_all_settings() WITH ORDINALITY", "error: 42501"},
+		{"SELECT source FROM pg_settings WHERE name = 'standard_conforming_strings'", "default"},
+		// has_database_privilege: the connected database only.
+		{"SELECT has_database_privilege('analytics', 'CONNECT')", "t"},
+		{"SELECT has_database_privilege(d.oid, 'CONNECT') FROM pg_database d", "t"},
+		{"SELECT has_database_privilege(d.datname, 'CONNECT') FROM pg_database d", "t"},
+		{"SELECT has_database_privilege(1, 'CONNECT') IS NULL", "t"},
+		{"SELECT has_database_privilege('postgres', 'CONNECT')", "error: 3D000"},
+		{"SELECT has_database_privilege('globex_owner', 'analytics', 'CONNECT') IS NULL", "t"},
+		// information_schema.element_types: the visible relations' arrays.
+		{"SELECT count(*) FROM information_schema.element_types WHERE object_name IN ('secrets', 'internal_costs', 'hidden_view')", "0"},
+		{"SELECT count(*) > 0 FROM information_schema.element_types WHERE object_schema = 'pg_catalog'", "t"},
+		{"SELECT DISTINCT table_catalog FROM information_schema.tables WHERE table_schema = 'public'", "analytics"},
+		// Sequences: those of visible columns (comments.comment_id's identity).
+		{"SELECT string_agg(relname, ',') FROM pg_class WHERE relkind = 'S'", "comments_comment_id_seq"},
+		{"SELECT count(*) FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid", "1"},
+		{"SELECT pg_get_serial_sequence('comments', 'comment_id')", "public.comments_comment_id_seq"},
+		{"SELECT count(*) FROM pg_attribute WHERE attrelid = 'comments_comment_id_seq'::regclass", "error: 42P01"},
 		{"SELECT * FROM pg_subscription", "error: 42501"},
 		{"SELECT * FROM pg_statistic", "error: 42501"},
 		{"SELECT pg_database_size('analytics')", "error: 42501"},
@@ -283,4 +362,22 @@ func TestCatalogVirtualOracles(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", c.sql, got, c.want)
 		}
 	}
+}
+
+// resultColumns runs sql and returns its result's columns as "name:typeoid,
+// ...", read from the row description (pgconn's ReadAll keeps them only
+// for a result with rows).
+func resultColumns(ctx context.Context, conn *pgx.Conn, sql string) (string, error) {
+	rr := conn.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil)
+	var b []string
+	for _, f := range rr.FieldDescriptions() {
+		b = append(b, fmt.Sprintf("%s:%d", f.Name, f.DataTypeOID))
+	}
+	if _, err := rr.Close(); err != nil {
+		return "", err
+	}
+	if len(b) == 0 {
+		return "", fmt.Errorf("no columns")
+	}
+	return strings.Join(b, ","), nil
 }
