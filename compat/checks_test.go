@@ -25,8 +25,6 @@ var (
 // (the check logs when it does).
 var knownCatalogGaps = map[string]string{
 	"chatter/current_user": "current_user and session_user name the service account, not the user the client connected as",
-	"malloy/table-schema":  "catalog: information_schema.element_types refused (42501); Malloy's table sources read it (its SQL sources work)",
-	"pgcli/refresh":        "catalog: pg_depend refused (42501); pgcli's function completion refresher reads it, and pgcli ends its background refresh there",
 }
 
 // knownBugs are checks that fail because of a bug in another package (named in
