@@ -242,7 +242,13 @@ func (p *pass) catalogSQL(name string, info bool) string {
 		}
 		switch name {
 		case "columns":
+			// In each relation's column order, as PostgreSQL's plan for
+			// the view happens to give it: tools read the columns of a
+			// table without ORDER BY (Malloy's table sources), and the
+			// fenced view's own plan would scramble them.
 			where = "(" + where + v.deniedColumnsAnd() + ")"
+			return "SELECT " + cols + " FROM information_schema.columns WHERE " + where +
+				" OR table_schema IN ('pg_catalog', 'information_schema') ORDER BY table_schema, table_name, ordinal_position"
 		case "schemata":
 			return "SELECT " + cols + " FROM information_schema.schemata WHERE schema_name = ANY (" + v.schemas +
 				") OR schema_name IN ('pg_catalog', 'information_schema')"
