@@ -21,13 +21,15 @@ import (
 // Visible means: the relations of the session's relation set that rangeVar
 // would let it read (published only for viewer and restricted_querier, shared
 // only without a tenant), their indexes unless an index touches a denied
-// column, and objects created by initdb (oid below FirstNormalObjectId),
-// which every PostgreSQL has and so reveal nothing. Roles: the session's
-// own, the owners of what it sees and initdb's.
+// column, the sequences their visible columns own, and objects created by
+// initdb (oid below FirstNormalObjectId), which every PostgreSQL has and so
+// reveal nothing. Roles: the session's own, the owners of what it sees and
+// initdb's. The database: the connected one, under the name the client
+// connected with (information_schema's *_catalog columns too).
 //
 // A virtual relation carries every column of the real one, under its name
 // and type (catalog_columns.go); the few it replaces (sizes, grants, view
-// bodies, another role's settings) keep their names. Catalog relations not
+// bodies, another role's settings, the GSSAPI state) keep their names. Catalog relations not
 // listed here, in statViews, in initdbOnly or in catalogRelations are refused.
 
 // firstNormalOid is PostgreSQL's FirstNormalObjectId: objects with a smaller
