@@ -387,8 +387,7 @@ func startOracle(ctx context.Context, t *testing.T) string {
 		wantCount("oracle customers", customers, acmeCustomers)); err != nil {
 		t.Fatalf("oracle database: %v", err)
 	}
-	conn.Close(ctx) // a backend flushes its pending statistics when it exits
-	resetOracleStatistics(ctx, t, c.DSN("analytics"))
+	resetOracleStatistics(ctx, t, conn)
 	return c.UserDSN("analytics", "pgwarden_svc", pw)
 }
 
@@ -402,16 +401,16 @@ func startOracle(ctx context.Context, t *testing.T) string {
 // on it, and n_live_tup (what Metabase's table sync reads) stays 0 as no
 // corpus statement writes. Sizes are no statistic: a relation with rows has
 // pages in any oracle, so size functions stay listed in known_gaps.txt.
-func resetOracleStatistics(ctx context.Context, t *testing.T, dsn string) {
+// conn is the connection that loaded the oracle: its pending statistics are
+// flushed first (before the statement's ReadyForQuery), so that none arrive
+// after the reset.
+func resetOracleStatistics(ctx context.Context, t *testing.T, conn *pgx.Conn) {
 	t.Helper()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var live int64
-	if _, err := conn.Exec(ctx, "SELECT pg_stat_reset()"); err != nil {
-		t.Fatalf("oracle statistics: %v", err)
+	for _, sql := range []string{"SELECT pg_stat_force_next_flush()", "SELECT pg_stat_reset()"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatalf("oracle statistics: %s: %v", sql, err)
+		}
 	}
 	if err := conn.QueryRow(ctx, "SELECT COALESCE(sum(n_live_tup), 0)::int8 FROM pg_stat_user_tables").Scan(&live); err != nil || live != 0 {
 		t.Fatalf("oracle statistics: n_live_tup %d after pg_stat_reset() (%v)", live, err)
