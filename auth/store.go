@@ -26,8 +26,8 @@ type Store struct {
 	channel string // LISTEN/NOTIFY channel for revocations
 	// fleetChannel carries requests to every replica (fleet.go).
 	fleetChannel string
-	timeout time.Duration
-	q       storeQueries
+	timeout      time.Duration
+	q            storeQueries
 }
 
 type storeQueries struct {
