@@ -21,6 +21,7 @@
 //	                                          Owner, Administrator (an Owner's sessions spared)
 //	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
 //	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
+//	GET  /v1/admin/audit?filters&limit&next   Owner, Administrator
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
@@ -54,6 +55,9 @@ type Sessions interface {
 	RevokeSession(ctx context.Context, sid, by string) error
 	RevokeSubject(ctx context.Context, subject string) ([]string, error)
 	MintActing(ctx context.Context, actor *auth.Session, a auth.ActAs) (*auth.Session, string, error)
+	// RevokeSessions revokes the live sessions f selects on every replica;
+	// by names who asked (for the audit trail).
+	RevokeSessions(ctx context.Context, f auth.RevokeFilter, by string) (revoked []string, spared int, err error)
 }
 
 // Store is what it needs of the control store; *auth.Store is one.
@@ -67,8 +71,8 @@ type Store interface {
 	RevokeAdminKey(ctx context.Context, name string, now time.Time) error
 	// Ask sends a request to every live replica (connections, cancel).
 	Ask(ctx context.Context, q auth.FleetQuestion) (*auth.FleetAnswers, error)
-	// RevokeSessions revokes the live sessions f selects on every replica.
-	RevokeSessions(ctx context.Context, f auth.RevokeFilter, now time.Time) (revoked []string, spared int, err error)
+	// QueryAudit reads the audit trail's copy in the store.
+	QueryAudit(ctx context.Context, q auth.AuditQuery) (*auth.AuditPage, error)
 }
 
 // Policies is what it needs of the loaded policies; cmd implements it.
@@ -92,6 +96,9 @@ type Config struct {
 	// FleetWait bounds how long a request to every replica waits for
 	// their answers (default auth.DefaultFleetWait).
 	FleetWait time.Duration
+	// AuditStored: this deployment copies audit records to the store
+	// (audit.store); the reader says so.
+	AuditStored bool
 }
 
 // Handler serves the admin API.
@@ -128,6 +135,7 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("POST /v1/admin/tenants/{tenant}/revoke", auth.UserRole.Operate, h.revokeTenant)
 	h.route("POST /v1/admin/external-ids/{external_id}/revoke", auth.UserRole.Operate, h.revokeExternalID)
 	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
+	h.route("GET /v1/admin/audit", auth.UserRole.Operate, h.readAudit)
 	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)

@@ -222,6 +222,31 @@ var migrations = []string{
 		PRIMARY KEY (request_id, replica)
 	);
 	CREATE INDEX ON {s}.fleet_answers (answered_at);`,
+	// The audit trail's copy (auditstore.go): the file stays the primary
+	// record; gaps are what a process dropped.
+	`CREATE TABLE {s}.audit_events (
+		id          bigserial PRIMARY KEY,
+		time        timestamptz NOT NULL,
+		event       text NOT NULL,
+		session     text NOT NULL,
+		kind        text NOT NULL,
+		tenant      text NOT NULL,
+		external_id text NOT NULL,
+		subject     text NOT NULL,
+		outcome     text NOT NULL,
+		sqlstate    text NOT NULL,
+		warehouse   text NOT NULL,
+		record      jsonb NOT NULL
+	);
+	CREATE INDEX ON {s}.audit_events (time);
+	CREATE INDEX ON {s}.audit_events (tenant, id);
+	CREATE INDEX ON {s}.audit_events (session) WHERE session <> '';
+	CREATE TABLE {s}.audit_gaps (
+		id       bigserial PRIMARY KEY,
+		first_at timestamptz NOT NULL,
+		last_at  timestamptz NOT NULL,
+		dropped  bigint NOT NULL
+	);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe
