@@ -382,11 +382,13 @@ func (s *Service) RevokeSession(ctx context.Context, sid, by string) error {
 	if by == "" {
 		reason = "by an operator"
 	}
-	if err := s.store.Revoke(ctx, sid, by, s.cfg.Now()); err != nil {
+	rec, err := s.store.RevokeRecord(ctx, sid, by, s.cfg.Now())
+	if err != nil {
 		s.auditSession(audit.EventRevoke, &Session{ID: sid}, netip.Addr{}, "", err)
 		return err
 	}
-	s.auditSession(audit.EventRevoke, &Session{ID: sid}, netip.Addr{}, reason, nil)
+	s.auditSession(audit.EventRevoke, &Session{ID: sid, Kind: policy.Kind(rec.Kind), Tenant: rec.Tenant, ExternalID: rec.ExternalID,
+		Subject: rec.Subject, Role: UserRole(rec.Role), APIKeyName: by}, netip.Addr{}, reason, nil)
 	s.log.Info("session revoked", zap.String("session", sid), zap.String("api_key", by))
 	return nil
 }

@@ -456,6 +456,10 @@ func (a *app) run(ctx context.Context, ready func()) error {
 		proxyDone = make(chan error, 1)
 		go func() { proxyDone <- a.proxy.Serve(proxyCtx, ln) }()
 	}
+	if a.auditStore != nil {
+		// Until the proxy has drained: its last records are copied too.
+		start(func() error { return a.auditStore.Run(bgCtx) })
+	}
 	if a.handler != nil {
 		if err := serveHTTP(a.handler.HTTPServer(""), a.cfg.Auth.Listen); err != nil {
 			return fmt.Errorf("auth.listen: %w", err)
