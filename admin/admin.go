@@ -24,6 +24,7 @@
 //	GET  /v1/admin/audit?filters&limit&next   Owner, Administrator
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
+//	GET  /v1/admin/keys                       Owner, Administrator: live keys, never their secrets
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
 //	POST /v1/admin/keys/{name}/rotate         Owner, Administrator (not an owner key)
 //	POST /v1/admin/keys/{name}/revoke         Owner, Administrator (not an owner key)
@@ -69,6 +70,7 @@ type Store interface {
 	AdminKeyByHash(ctx context.Context, sha256Hex string) (*auth.AdminKey, error)
 	RotateAdminKey(ctx context.Context, name, sha256Hex string) error
 	RevokeAdminKey(ctx context.Context, name string, now time.Time) error
+	AdminKeys(ctx context.Context) ([]auth.AdminKey, error)
 	// Ask sends a request to every live replica (connections, cancel).
 	Ask(ctx context.Context, q auth.FleetQuestion) (*auth.FleetAnswers, error)
 	// QueryAudit reads the audit trail's copy in the store.
@@ -139,6 +141,7 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
+	h.route("GET /v1/admin/keys", auth.UserRole.Operate, h.listKeys)
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)
 	h.route("POST /v1/admin/keys/{name}/rotate", auth.UserRole.Operate, h.rotateKey)
 	h.route("POST /v1/admin/keys/{name}/revoke", auth.UserRole.Operate, h.revokeKey)
@@ -504,6 +507,21 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c *Caller) {
 	}
 	h.log.Info("admin key created", zap.String("key", req.Name), zap.String("role", string(role)), zap.String("by", c.Subject()))
 	auth.WriteJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": role, "key": key})
+}
+
+func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c *Caller) {
+	ks, err := h.store.AdminKeys(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if ks == nil {
+		ks = []auth.AdminKey{}
+	}
+	for i := range ks {
+		ks[i].CreatedAt = ks[i].CreatedAt.UTC()
+	}
+	auth.WriteJSON(w, http.StatusOK, map[string]any{"keys": ks})
 }
 
 // keyFor loads key name and checks that c may manage it.

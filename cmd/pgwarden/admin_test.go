@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"errors"
 	"fmt"
 	"net/url"
@@ -399,6 +402,91 @@ func TestAdminAudit(t *testing.T) {
 	for _, ev := range []string{"exchange", "login", "renew", "revoke"} {
 		if !events[ev] {
 			t.Errorf("audit file lacks the %s event: %v", ev, events)
+		}
+	}
+}
+
+// The admin API's verbs on the command line: connections with filters,
+// cancel, revocation by tenant and external id, the audit reader with a
+// cursor, keys, and usage errors.
+func TestAdminCLI(t *testing.T) {
+	s := startSSO(t)
+	ctx := context.Background()
+	adminTok, _ := s.session(t, "adam")
+	run := func(args ...string) (map[string]any, error) {
+		var out bytes.Buffer
+		err := cmdAdmin(ctx, append([]string{"--service", s.service, "--token", adminTok}, args...), &out, io.Discard)
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]any{}
+		if err := json.Unmarshal(out.Bytes(), &m); err != nil {
+			t.Fatalf("%v: output %q: %v", args, out.String(), err)
+		}
+		return m, nil
+	}
+	must := func(args ...string) map[string]any {
+		t.Helper()
+		m, err := run(args...)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return m
+	}
+	acmeTok, acmeSID := s.httpSession(t, "acme")
+	globexTok, _ := s.httpSession(t, "globex")
+	acme := connectAs(t, s.cfg.Proxy.Listen, acmeTok, "cli-test")
+	globex := connectAs(t, s.cfg.Proxy.Listen, globexTok, "cli-test")
+	long := startLong(acme)
+
+	var id string
+	eventually(t, "the running statement listed", func() error {
+		out := must("connections", "--tenant", "acme", "--client-addr", "127.0.0.1")
+		for _, c := range out["connections"].([]any) {
+			if c := c.(map[string]any); c["state"] == "active" {
+				id = c["id"].(string)
+				return nil
+			}
+		}
+		return fmt.Errorf("%v", out)
+	})
+	if out := must("sessions", "--session", acmeSID); len(out["sessions"].([]any)) != 1 {
+		t.Errorf("sessions --session: %v", out)
+	}
+	if out := must("cancel", id); out["cancelled"] != true {
+		t.Errorf("cancel: %v", out)
+	}
+	wantCode(t, waitErr(t, long, "cli cancel"), "57014")
+	if _, err := run("cancel", id+"9"); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("cancel of an unknown connection: %v", err)
+	}
+	if out := must("revoke-external-id", "x", "--tenant", "acme"); fmt.Sprint(out["revoked_sessions"]) != "["+acmeSID+"]" {
+		t.Errorf("revoke-external-id: %v", out)
+	}
+	if out := must("revoke-tenant", "globex"); len(out["revoked_sessions"].([]any)) != 1 {
+		t.Errorf("revoke-tenant: %v", out)
+	}
+	waitCut(t, acme, time.Now(), 20*time.Second)
+	waitCut(t, globex, time.Now(), 20*time.Second)
+
+	eventually(t, "two exchanges in the audit trail", func() error {
+		out := must("audit", "--event", "exchange", "--limit", "1")
+		next, _ := out["next"].(string)
+		if len(out["records"].([]any)) != 1 || next == "" {
+			return fmt.Errorf("%v", out)
+		}
+		if out := must("audit", "--event", "exchange", "--limit", "1", "--next", next); len(out["records"].([]any)) != 1 {
+			return fmt.Errorf("second page: %v", out)
+		}
+		return nil
+	})
+	must("key-create", "ops", "administrator")
+	if out := must("keys"); !strings.Contains(fmt.Sprint(out["keys"]), "name:ops") || strings.Contains(fmt.Sprint(out), "sha256") {
+		t.Errorf("keys: %v", out)
+	}
+	for _, args := range [][]string{{"cancel"}, {"revoke-tenant"}, {"revoke-external-id", "a", "b"}, {"frobnicate"}} {
+		if _, err := run(args...); err == nil || !strings.Contains(err.Error(), "usage") && !strings.Contains(err.Error(), "takes one argument") {
+			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
 }
