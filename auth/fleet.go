@@ -53,6 +53,8 @@ type Fleet struct {
 	log      *zap.Logger
 	sem      chan struct{}
 	wg       sync.WaitGroup
+	beats    int // heartbeats so far (the heartbeat goroutine and the listener's reconnects)
+	mu       sync.Mutex
 }
 
 // NewFleet returns the membership of a replica named name (shown to
@@ -123,6 +125,14 @@ func (f *Fleet) register(ctx context.Context) error {
 		ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, f.id, f.name)
 	if err != nil {
 		return s.fail("fleet register", err)
+	}
+	// The purge need not run every heartbeat: once a minute is plenty.
+	f.mu.Lock()
+	f.beats++
+	purge := f.beats%30 == 1
+	f.mu.Unlock()
+	if !purge {
+		return nil
 	}
 	_, err = s.pool.Exec(ctx, `DELETE FROM `+s.schema+`.fleet_answers WHERE answered_at < now() - interval '1 minute';
 		DELETE FROM `+s.schema+`.replicas WHERE heartbeat_at < now() - interval '1 hour'`)
