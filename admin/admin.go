@@ -1,5 +1,6 @@
-// Package admin is pgwarden's admin API: the operator's verbs (sessions,
-// revocation, policies, admin API keys) and what internal users may do
+// Package admin is pgwarden's admin API: the operator's verbs (sessions and
+// live connections on every replica, cancel, revocation, the audit trail,
+// policies, admin API keys) and what internal users may do
 // besides SQL (act as a test tenant, explain as any identity), each checked
 // against the caller's role. Callers authenticate with an internal session
 // token (sign-on) or an admin API key. It reads through small interfaces
@@ -12,12 +13,19 @@
 //	                                          Creator, Designer: the policies' test_tenants
 //	POST /v1/admin/explain {warehouse, sql, tenant, external_id, groups, attributes, role, internal}
 //	                                          all but Viewer
-//	GET  /v1/admin/sessions                   Owner, Administrator
+//	GET  /v1/admin/sessions?filters           Owner, Administrator (filters as connections')
 //	POST /v1/admin/sessions/{id}/revoke       Owner, Administrator (not an Owner's session)
 //	POST /v1/admin/subjects/{subject}/revoke  Owner, Administrator (not an Owner); provider
 //	                                          tokens issued before it open no new session
+//	POST /v1/admin/tenants/{tenant}/revoke    Owner, Administrator (an Owner's sessions spared)
+//	POST /v1/admin/external-ids/{id}/revoke[?tenant=T]
+//	                                          Owner, Administrator (an Owner's sessions spared)
+//	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
+//	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
+//	GET  /v1/admin/audit?filters&limit&next   Owner, Administrator
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
+//	GET  /v1/admin/keys                       Owner, Administrator: live keys, never their secrets
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
 //	POST /v1/admin/keys/{name}/rotate         Owner, Administrator (not an owner key)
 //	POST /v1/admin/keys/{name}/revoke         Owner, Administrator (not an owner key)
@@ -49,6 +57,9 @@ type Sessions interface {
 	RevokeSession(ctx context.Context, sid, by string) error
 	RevokeSubject(ctx context.Context, subject string) ([]string, error)
 	MintActing(ctx context.Context, actor *auth.Session, a auth.ActAs) (*auth.Session, string, error)
+	// RevokeSessions revokes the live sessions f selects on every replica;
+	// by names who asked (for the audit trail).
+	RevokeSessions(ctx context.Context, f auth.RevokeFilter, by string) (revoked []string, spared int, err error)
 }
 
 // Store is what it needs of the control store; *auth.Store is one.
@@ -60,6 +71,11 @@ type Store interface {
 	AdminKeyByHash(ctx context.Context, sha256Hex string) (*auth.AdminKey, error)
 	RotateAdminKey(ctx context.Context, name, sha256Hex string) error
 	RevokeAdminKey(ctx context.Context, name string, now time.Time) error
+	AdminKeys(ctx context.Context) ([]auth.AdminKey, error)
+	// Ask sends a request to every live replica (connections, cancel).
+	Ask(ctx context.Context, q auth.FleetQuestion) (*auth.FleetAnswers, error)
+	// QueryAudit reads the audit trail's copy in the store.
+	QueryAudit(ctx context.Context, q auth.AuditQuery) (*auth.AuditPage, error)
 }
 
 // Policies is what it needs of the loaded policies; cmd implements it.
@@ -80,6 +96,12 @@ type Config struct {
 	// an Administrator may not revoke them.
 	Owners []string
 	Now    func() time.Time
+	// FleetWait bounds how long a request to every replica waits for
+	// their answers (default auth.DefaultFleetWait).
+	FleetWait time.Duration
+	// AuditStored: this deployment copies audit records to the store
+	// (audit.store); the reader says so.
+	AuditStored bool
 }
 
 // Handler serves the admin API.
@@ -113,8 +135,14 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("GET /v1/admin/sessions", auth.UserRole.Operate, h.listSessions)
 	h.route("POST /v1/admin/sessions/{id}/revoke", auth.UserRole.Operate, h.revokeSession)
 	h.route("POST /v1/admin/subjects/{subject}/revoke", auth.UserRole.Operate, h.revokeSubject)
+	h.route("POST /v1/admin/tenants/{tenant}/revoke", auth.UserRole.Operate, h.revokeTenant)
+	h.route("POST /v1/admin/external-ids/{external_id}/revoke", auth.UserRole.Operate, h.revokeExternalID)
+	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
+	h.route("GET /v1/admin/audit", auth.UserRole.Operate, h.readAudit)
+	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
+	h.route("GET /v1/admin/keys", auth.UserRole.Operate, h.listKeys)
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)
 	h.route("POST /v1/admin/keys/{name}/rotate", auth.UserRole.Operate, h.rotateKey)
 	h.route("POST /v1/admin/keys/{name}/revoke", auth.UserRole.Operate, h.revokeKey)
@@ -308,18 +336,47 @@ type sessionView struct {
 	Expires    time.Time `json:"expires_at"`
 }
 
+// listSessions lists live sessions, filtered as connections are; a filter
+// on client_addr or warehouse keeps the sessions with such a connection on
+// some replica (and says whether every replica answered).
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, c *Caller) {
+	f, err := parseFilter(r.URL.Query())
+	if err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	rs, err := h.store.LiveSessions(r.Context(), h.cfg.Now())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	resp := map[string]any{}
+	var connected map[string]bool
+	if f.needsConnections() {
+		conns, replicas, incomplete, err := h.connections(r.Context())
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		connected = map[string]bool{}
+		for i := range conns {
+			if f.connection(&conns[i]) {
+				connected[conns[i].Session] = true
+			}
+		}
+		resp["replicas"], resp["incomplete"] = replicas, incomplete
+	}
 	out := make([]sessionView, 0, len(rs))
 	for _, s := range rs {
+		if f.Tenant != "" && s.Tenant != f.Tenant || f.ExternalID != "" && s.ExternalID != f.ExternalID ||
+			f.Subject != "" && s.Subject != f.Subject || f.Session != "" && s.ID != f.Session || connected != nil && !connected[s.ID] {
+			continue
+		}
 		out = append(out, sessionView{ID: s.ID, Kind: s.Kind, Tenant: s.Tenant, ExternalID: s.ExternalID, Subject: s.Subject,
 			Role: s.Role, Email: s.Email, APIKey: s.APIKey, Created: s.Created.UTC(), Expires: s.Expires.UTC()})
 	}
-	auth.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	resp["sessions"] = out
+	auth.WriteJSON(w, http.StatusOK, resp)
 }
 
 // ownerSubject reports whether subject is an Owner: by configuration, or
@@ -451,6 +508,21 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c *Caller) {
 	}
 	h.log.Info("admin key created", zap.String("key", req.Name), zap.String("role", string(role)), zap.String("by", c.Subject()))
 	auth.WriteJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": role, "key": key})
+}
+
+func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c *Caller) {
+	ks, err := h.store.AdminKeys(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if ks == nil {
+		ks = []auth.AdminKey{}
+	}
+	for i := range ks {
+		ks[i].CreatedAt = ks[i].CreatedAt.UTC()
+	}
+	auth.WriteJSON(w, http.StatusOK, map[string]any{"keys": ks})
 }
 
 // keyFor loads key name and checks that c may manage it.

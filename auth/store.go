@@ -24,8 +24,10 @@ type Store struct {
 	pool    *pgxpool.Pool
 	schema  string // sanitized identifier
 	channel string // LISTEN/NOTIFY channel for revocations
-	timeout time.Duration
-	q       storeQueries
+	// fleetChannel carries requests to every replica (fleet.go).
+	fleetChannel string
+	timeout      time.Duration
+	q            storeQueries
 }
 
 type storeQueries struct {
@@ -83,12 +85,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)
 	}
-	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations", timeout: cfg.StoreQueryTimeout}
+	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations", fleetChannel: schema + "_fleet", timeout: cfg.StoreQueryTimeout}
 	t := s.schema
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
 		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at, kind, subject, role, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid`,
+		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid, tenant, external_id, kind, subject, role`,
 		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
 		expiry:        `SELECT expires_at, revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
@@ -204,6 +206,47 @@ var migrations = []string{
 		created_at timestamptz NOT NULL,
 		revoked_at timestamptz
 	);`,
+	// The fleet (fleet.go): live replicas and their answers to requests.
+	`CREATE TABLE {s}.replicas (
+		id           text PRIMARY KEY,
+		name         text NOT NULL,
+		started_at   timestamptz NOT NULL,
+		heartbeat_at timestamptz NOT NULL
+	);
+	CREATE TABLE {s}.fleet_answers (
+		request_id  text NOT NULL,
+		replica     text NOT NULL,
+		body        text NOT NULL,
+		error       text NOT NULL,
+		answered_at timestamptz NOT NULL,
+		PRIMARY KEY (request_id, replica)
+	);
+	CREATE INDEX ON {s}.fleet_answers (answered_at);`,
+	// The audit trail's copy (auditstore.go): the file stays the primary
+	// record; gaps are what a process dropped.
+	`CREATE TABLE {s}.audit_events (
+		id          bigserial PRIMARY KEY,
+		time        timestamptz NOT NULL,
+		event       text NOT NULL,
+		session     text NOT NULL,
+		kind        text NOT NULL,
+		tenant      text NOT NULL,
+		external_id text NOT NULL,
+		subject     text NOT NULL,
+		outcome     text NOT NULL,
+		sqlstate    text NOT NULL,
+		warehouse   text NOT NULL,
+		record      jsonb NOT NULL
+	);
+	CREATE INDEX ON {s}.audit_events (time);
+	CREATE INDEX ON {s}.audit_events (tenant, id);
+	CREATE INDEX ON {s}.audit_events (session) WHERE session <> '';
+	CREATE TABLE {s}.audit_gaps (
+		id       bigserial PRIMARY KEY,
+		first_at timestamptz NOT NULL,
+		last_at  timestamptz NOT NULL,
+		dropped  bigint NOT NULL
+	);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe
@@ -303,23 +346,30 @@ func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires t
 // apiKey restricts it to sessions minted through that API key (others are
 // not found, so one host application cannot probe another's sessions).
 func (s *Store) Revoke(ctx context.Context, sid, apiKey string, now time.Time) error {
+	_, err := s.RevokeRecord(ctx, sid, apiKey, now)
+	return err
+}
+
+// RevokeRecord is Revoke that returns who the session was (ID, Tenant,
+// ExternalID, Kind, Subject, Role), for the audit trail.
+func (s *Store) RevokeRecord(ctx context.Context, sid, apiKey string, now time.Time) (*SessionRecord, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return s.fail("revoke", err)
+		return nil, s.fail("revoke", err)
 	}
 	defer tx.Rollback(ctx)
-	var got string
-	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
-		return ErrSessionNotFound
+	var r SessionRecord
+	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&r.ID, &r.Tenant, &r.ExternalID, &r.Kind, &r.Subject, &r.Role); errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrSessionNotFound
 	} else if err != nil {
-		return s.fail("revoke", err)
+		return nil, s.fail("revoke", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
-		return s.fail("revoke notify", err)
+		return nil, s.fail("revoke notify", err)
 	}
-	return s.fail("revoke", tx.Commit(ctx))
+	return &r, s.fail("revoke", tx.Commit(ctx))
 }
 
 // IsRevoked reports whether session sid is revoked; an unknown sid is
@@ -516,4 +566,62 @@ func (s *Store) SubjectRevokedAt(ctx context.Context, subject string) (time.Time
 		return time.Time{}, s.fail("subject revoked at", err)
 	}
 	return t, nil
+}
+
+// RevokeFilter selects sessions to revoke: a tenant's, or an external id's
+// (within Tenant when set). At least one of them is required.
+type RevokeFilter struct {
+	Tenant     string
+	ExternalID string
+	// SpareOwners leaves an Owner's sessions alone: those whose role or
+	// subject is an Owner's (Owners are subjects that are Owners by
+	// configuration). An Administrator may not revoke them.
+	SpareOwners bool
+	Owners      []string
+}
+
+// RevokeSessions ends every live session f selects and notifies every
+// listener of each, in one transaction, as Revoke does for one. It returns
+// the sessions revoked and how many it spared as Owners'.
+func (s *Store) RevokeSessions(ctx context.Context, f RevokeFilter, now time.Time) ([]string, int, error) {
+	if f.Tenant == "" && f.ExternalID == "" {
+		return nil, 0, errors.New("auth store: revoke sessions: name a tenant or an external id")
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	defer tx.Rollback(ctx)
+	owners := f.Owners
+	if owners == nil {
+		owners = []string{}
+	}
+	const match = ` revoked_at IS NULL AND max_expires_at > $1 AND ($2 = '' OR tenant = $2) AND ($3 = '' OR external_id = $3)`
+	const owner = `(role = 'owner' OR (subject <> '' AND subject = ANY($4)))`
+	var spared int
+	if f.SpareOwners {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+s.schema+`.sessions WHERE`+match+` AND `+owner, now, f.Tenant, f.ExternalID, owners).Scan(&spared); err != nil {
+			return nil, 0, s.fail("revoke sessions", err)
+		}
+	}
+	rows, err := tx.Query(ctx, `UPDATE `+s.schema+`.sessions SET revoked_at = $1 WHERE`+match+` AND NOT ($5 AND `+owner+`) RETURNING sid`,
+		now, f.Tenant, f.ExternalID, owners, f.SpareOwners)
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	for _, sid := range sids {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
+			return nil, 0, s.fail("revoke notify", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	return sids, spared, nil
 }

@@ -40,6 +40,16 @@ type clientConn struct {
 	cancel context.CancelFunc
 	log    *zap.Logger
 	tlsOn  bool
+	// connID and connectedAt name the connection to operators
+	// (connections.go); started is set once the startup fields below
+	// are final, so that a snapshot may read them.
+	connID      uint64
+	connectedAt time.Time
+	started     atomic.Bool
+	// Startup's, for the login's audit record (loop goroutine only).
+	database     string
+	authTried    bool
+	loginAudited bool
 
 	be    *pgproto3.Backend
 	out   *clientWriter
@@ -171,6 +181,9 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		codec:   newCodec(pgenc.UTF8),
 		bindCh:  make(chan *backend, 1),
 		stopCh:  make(chan struct{}),
+
+		connID:      s.connSeq.Add(1),
+		connectedAt: s.now(),
 	}
 	c.txStatus.Store('I')
 	if !s.track(c) {
@@ -197,9 +210,19 @@ func (c *clientConn) serve() {
 			c.log.Debug("connection closed during startup", zap.String("reason", q.why))
 			return
 		}
+		if c.authTried && !c.loginAudited {
+			code := pgerr.InternalError
+			var st interface{ SQLState() string }
+			if errors.As(err, &st) {
+				code = st.SQLState()
+			}
+			c.srv.audit.recordLogin(c, c.database, code)
+		}
 		c.sendFatal(err)
 		return
 	}
+	c.srv.audit.recordLogin(c, c.database, "")
+	c.started.Store(true)
 	c.touch()
 	c.relayDone = make(chan struct{})
 	if c.pool != nil {

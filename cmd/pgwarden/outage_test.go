@@ -358,7 +358,7 @@ func TestServeRevocationAfterListenerLoss(t *testing.T) {
 		}
 		defer su.Close(ctx)
 		var killed int
-		if err := su.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'`).Scan(&killed); err != nil {
+		if err := su.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN %revocations%'`).Scan(&killed); err != nil {
 			t.Fatal(err)
 		}
 		if killed != 1 {
