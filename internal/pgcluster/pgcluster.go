@@ -255,17 +255,30 @@ func (c *Cluster) signalAll(sig syscall.Signal) error {
 	if err := syscall.Kill(pm, sig); err != nil {
 		return fmt.Errorf("signal postmaster %d: %w", pm, err)
 	}
-	kids, err := childPIDs(pm)
-	if err != nil {
-		return err
-	}
-	for _, pid := range kids {
-		// A backend may have exited meanwhile: ESRCH is no failure.
-		if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
-			return fmt.Errorf("signal backend %d: %w", pid, err)
+	// A backend forked just as the postmaster was signalled may not be
+	// listed by the first pass: list again until a pass finds none new.
+	done := map[int]bool{}
+	for {
+		kids, err := childPIDs(pm)
+		if err != nil {
+			return err
+		}
+		fresh := 0
+		for _, pid := range kids {
+			if done[pid] {
+				continue
+			}
+			done[pid] = true
+			fresh++
+			// A backend may have exited meanwhile: ESRCH is no failure.
+			if err := syscall.Kill(pid, sig); err != nil && !errors.Is(err, syscall.ESRCH) {
+				return fmt.Errorf("signal backend %d: %w", pid, err)
+			}
+		}
+		if fresh == 0 {
+			return nil
 		}
 	}
-	return nil
 }
 
 func (c *Cluster) postmasterPID() (int, error) {
