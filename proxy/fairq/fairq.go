@@ -441,14 +441,19 @@ func (s *Scheduler[T]) Stats() []TenantStats {
 		}
 	}
 	s.mu.Unlock()
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i].InUse+out[i].Queued, out[j].InUse+out[j].Queued
+	SortBusiest(out)
+	return out
+}
+
+// SortBusiest sorts stats busiest (in use plus queued) first, ties by name.
+func SortBusiest(stats []TenantStats) {
+	sort.Slice(stats, func(i, j int) bool {
+		a, b := stats[i].InUse+stats[i].Queued, stats[j].InUse+stats[j].Queued
 		if a != b {
 			return a > b
 		}
-		return out[i].Tenant < out[j].Tenant
+		return stats[i].Tenant < stats[j].Tenant
 	})
-	return out
 }
 
 // InUse is tenant's connections in use.
