@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 )
 
 type metrics struct {
@@ -26,6 +28,7 @@ type metrics struct {
 	tenantWaits    *prometheus.HistogramVec
 	tenantRefusals *prometheus.CounterVec
 	tenantGauges   *tenantGauges
+	sessionLabels  *tenantLabels // for refusals outside a pool's wait
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -89,6 +92,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "pgwarden_proxy_tenant_refusals_total", Help: "Statements or logins refused by a tenant limit (max_queued, max_connections, statements_per_second, max_result_rows, max_result_bytes), by warehouse and tenant.",
 		}, []string{"warehouse", "tenant", "limit"}),
 		tenantGauges:    newTenantGauges(),
+		sessionLabels:   newTenantLabels(fairq.Config{}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}

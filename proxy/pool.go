@@ -73,6 +73,9 @@ type PoolConfig struct {
 	// tenant's share of it (fairq): policy fair (the default) or fifo,
 	// limits for every tenant and overrides by tenant.
 	Tenants fairq.Config
+	// Statements are each tenant's limits on its statements (timeout,
+	// result rows and bytes; tenantlimits.go), in both modes.
+	Statements TenantStatementLimits
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -354,7 +357,7 @@ type pool struct {
 	// connections in use; called with mu held. A waiter's channel gets a
 	// connection, or nil for a slot (open and inUse counted for it) in
 	// which to dial one.
-	sched *fairq.Scheduler[chan *backend]
+	sched    *fairq.Scheduler[chan *backend]
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	// lastDialErr is why the last dial failed, unless the caller's deadline
@@ -979,12 +982,12 @@ func (m *metrics) forPool(warehouse string, cfg fairq.Config) *poolMetrics {
 		labels:         newTenantLabels(cfg),
 		tenantWaits:    m.tenantWaits,
 		tenantRefusals: m.tenantRefusals,
-		size:       m.poolConns.WithLabelValues(warehouse, "max"),
-		inUse:      m.poolConns.WithLabelValues(warehouse, "in_use"),
-		idle:       m.poolConns.WithLabelValues(warehouse, "idle"),
-		waiting:    m.poolWaiting.WithLabelValues(warehouse),
-		wait:       m.poolWait.WithLabelValues(warehouse),
-		dialErrors: m.upstreamErrors.WithLabelValues(warehouse),
-		abandoned:  m.poolAbandoned.WithLabelValues(warehouse),
+		size:           m.poolConns.WithLabelValues(warehouse, "max"),
+		inUse:          m.poolConns.WithLabelValues(warehouse, "in_use"),
+		idle:           m.poolConns.WithLabelValues(warehouse, "idle"),
+		waiting:        m.poolWaiting.WithLabelValues(warehouse),
+		wait:           m.poolWait.WithLabelValues(warehouse),
+		dialErrors:     m.upstreamErrors.WithLabelValues(warehouse),
+		abandoned:      m.poolAbandoned.WithLabelValues(warehouse),
 	}
 }
