@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
+	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
@@ -227,11 +228,16 @@ func (c *clientConn) guardResult(b *backend, msg pgproto3.BackendMessage) pgprot
 	out, replace, cancel := c.guard.filter(msg)
 	if cancel {
 		c.srv.metrics.tenantRefusal(c.wh.Name, c.session.Tenant, "max_result_rows_or_bytes")
-		go func() {
-			ctx, done := context.WithTimeout(context.Background(), c.srv.cfg.ConnectTimeout)
-			defer done()
-			b.sc.Cancel(ctx) // a failure shows as the result running on; its rows are dropped
-		}()
+		// Here and now, not in the background: once Cancel returns the
+		// warehouse has signalled the backend, so the cancel cannot land on
+		// a statement of whoever the connection goes to next (the backend
+		// ignores it when it is idle by then).
+		ctx, done := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
+		if err := b.sc.Cancel(ctx); err != nil {
+			// The result runs on to its end, its rows dropped.
+			c.log.Warn("cancel of a result past its limit failed", zap.Error(err))
+		}
+		done()
 	}
 	if replace != nil {
 		if _, wasError := msg.(*pgproto3.ErrorResponse); !wasError {
