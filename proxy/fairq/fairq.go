@@ -4,11 +4,14 @@
 // once), a bound on queued waiters, a weight for the turn-taking and a
 // statements-per-second bucket.
 //
-// Under the "fair" policy waiters are served across tenants by weighted round
-// robin (deficit round robin with unit costs): the tenant at the cursor is
-// served up to its weight in waiters, then the cursor moves on, so a tenant
-// with forty queued waiters and a tenant with one are served in turn, not in
-// arrival order. Under "fifo" the oldest eligible waiter goes first, as a
+// Under the "fair" policy a free connection goes to a waiting tenant that
+// holds the fewest connections for its weight (weighted max-min share of the
+// pool), and among those by weighted round robin (deficit round robin with
+// unit costs): the tenant at the cursor is served up to its weight in
+// waiters, then the cursor moves on. So a tenant with forty queued waiters
+// and a tenant with one are served in turn, not in arrival order, and a
+// tenant whose statements hold connections for seconds does not take every
+// connection that comes back from tenants of short statements. Under "fifo" the oldest eligible waiter goes first, as a
 // single queue would; the limits apply under both.
 //
 // A Scheduler holds no connections: the pool calls Start when it lends one
@@ -334,13 +337,25 @@ func (s *Scheduler[T]) Next() (*Ticket[T], bool) {
 			}
 		}
 	} else {
-		// Each tenant at the cursor is served up to its weight, then
-		// the cursor moves on and the next tenant's turns are refilled.
-		// Tenants at their share are passed over; one full lap finds
-		// every eligible tenant.
+		// Only the tenants holding the fewest connections for their
+		// weight may go: a tenant whose statements hold connections for
+		// seconds does not get a turn whenever one comes back, while
+		// tenants of short statements have none. Among them, each tenant
+		// at the cursor is served up to its weight, then the cursor moves
+		// on and the next tenant's turns are refilled; others are passed
+		// over, and one full lap finds every one that may go.
+		var least *tenantState[T]
+		for _, r := range s.ring {
+			if r.eligible() && (least == nil || r.inUse*least.lim.Weight < least.inUse*r.lim.Weight) {
+				least = r
+			}
+		}
+		if least == nil {
+			return nil, false
+		}
 		for range len(s.ring) + 1 {
 			r := s.ring[s.cur]
-			if r.credit > 0 && r.eligible() {
+			if r.credit > 0 && r.eligible() && r.inUse*least.lim.Weight == least.inUse*r.lim.Weight {
 				t = r
 				break
 			}

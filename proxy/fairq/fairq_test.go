@@ -213,9 +213,10 @@ func TestValidate(t *testing.T) {
 // completions against a pool of a few connections, and checks after every
 // step that: no tenant is over its share, the in-use count balances (no
 // slot leaked by a waiter that gave up), a waiter that can be served is
-// served whenever a connection is free, and, under the fair policy, no
-// tenant with a waiter queued is passed over for more than a round of the
-// others' weights (no starvation).
+// served whenever a connection is free, and, under the fair policy, that
+// the tenant served holds the fewest connections for its weight among those
+// waiting and that no such tenant is passed over for more than two rounds of
+// the others' weights (no starvation).
 func TestProperties(t *testing.T) {
 	for seed := range uint64(200) {
 		for _, p := range []Policy{Fair, FIFO} {
@@ -258,6 +259,17 @@ func checkRun(t *testing.T, seed uint64, policy Policy) {
 					eligibleBefore[k.Tenant()] = true
 				}
 			}
+			// Under the fair policy only the eligible tenants with the
+			// fewest connections in use for their weight may go.
+			least := map[string]bool{}
+			for name := range eligibleBefore {
+				least[name] = true
+				for other := range eligibleBefore {
+					if policy == Fair && s.InUse(other)*weights[name] < s.InUse(name)*weights[other] {
+						delete(least, name)
+					}
+				}
+			}
 			k, ok := s.Next()
 			if !ok {
 				if len(eligibleBefore) > 0 {
@@ -265,13 +277,16 @@ func checkRun(t *testing.T, seed uint64, policy Policy) {
 				}
 				return
 			}
+			if !least[k.Tenant()] {
+				fail("served %s, which holds more connections for its weight than %v", k.Tenant(), least)
+			}
 			running = append(running, k.Tenant())
 			for _, name := range tenants {
-				if !eligibleBefore[name] {
-					passed[name] = 0 // at its share (or not waiting): not starved
+				if !least[name] {
+					passed[name] = 0 // at its share, holding more than others, or not waiting: not starved
 				}
 			}
-			for name := range eligibleBefore {
+			for name := range least {
 				if name == k.Tenant() {
 					passed[name] = 0
 				} else {
@@ -367,5 +382,36 @@ func TestWeightsHonoured(t *testing.T) {
 		if served[n] != 100*w {
 			t.Errorf("tenant %s (weight %d) served %d of 800, want %d", n, w, served[n], 100*w)
 		}
+	}
+}
+
+// Under the fair policy a tenant holding connections waits while a tenant
+// holding fewer for its weight waits too, whatever the arrival order.
+func TestFewestHeldFirst(t *testing.T) {
+	s := New[string](Config{Tenants: map[string]Limits{"big": {Weight: 4}}}, nil)
+	for range 3 {
+		s.Start("heavy")
+	}
+	for range 4 {
+		s.Start("big")
+	}
+	push(t, s, "heavy heavy big light light")
+	var got []string
+	for range 3 {
+		k, _ := s.Next()
+		got = append(got, k.Value) // not ended: its connection stays held
+	}
+	// light holds 0, big 4/4 = 1 per weight, heavy 3: light first; then
+	// light's 1 ties big's 1 per weight and they take turns: big, then
+	// light (1 beats big's 5/4); heavy waits behind both.
+	if want := "light1 big1 light2"; strings.Join(got, " ") != want {
+		t.Errorf("served %q, want %q", strings.Join(got, " "), want)
+	}
+	// FIFO ignores what is held.
+	f := New[string](Config{Policy: FIFO}, nil)
+	f.Start("heavy")
+	push(t, f, "heavy light")
+	if k, _ := f.Next(); k.Value != "heavy1" {
+		t.Errorf("fifo served %s first, want heavy1", k.Value)
 	}
 }
