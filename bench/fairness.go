@@ -38,17 +38,17 @@ type fairnessVariant struct {
 	Pool string // YAML of the bench warehouse's pool
 }
 
-// fairnessVariants: today's FIFO queue, fair turns alone, and fair turns
-// with a share of the pool per tenant (the heavy tenant then holds at most
-// half of it, whatever it queues).
+// fairnessVariants: the FIFO queue, fair scheduling alone, and fair
+// scheduling with a share of the pool per tenant (the heavy tenant then
+// holds at most half of it, whatever it queues).
 func fairnessVariants(size int) []fairnessVariant {
 	share := size / 2
 	return []fairnessVariant{
 		{"fifo", "FIFO queue, no tenant limits (the behaviour before fair pooling)",
 			fmt.Sprintf("{mode: transaction, size: %d, acquire_timeout: 120s, scheduling: fifo}", size)},
-		{"fair", "fair turns across tenants (weight 1 each), no share",
+		{"fair", "fair scheduling (weight 1 each), no share",
 			fmt.Sprintf("{mode: transaction, size: %d, acquire_timeout: 120s, scheduling: fair}", size)},
-		{"fair+share", fmt.Sprintf("fair turns and tenant_defaults.max_connections: %d (half the pool)", share),
+		{"fair+share", fmt.Sprintf("fair scheduling and tenant_defaults.max_connections: %d (half the pool)", share),
 			fmt.Sprintf("{mode: transaction, size: %d, acquire_timeout: 120s, scheduling: fair, tenant_defaults: {max_connections: %d}}", size, share)},
 	}
 }
@@ -285,7 +285,8 @@ func writeFairness(w io.Writer, r *fairnessResult) {
 	}
 	mdTable(w, []string{"scheduling", "pool", ">light p99 unloaded ms", ">light p50 loaded ms", ">light p99 loaded ms", ">p99 ratio", ">heavy statements", "note"}, rows)
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "Fair turns alone cannot help once the heavy tenant holds every connection for 2 s: a light statement still\n")
-	fmt.Fprintf(w, "waits for one to come back (one every 100 ms on average). The tenant's share of the pool is what keeps\n")
-	fmt.Fprintf(w, "connections free for the others; fair turns then order the waiters when the free part is busy too.\n\n")
+	fmt.Fprintf(w, "Under fair scheduling a connection that comes back goes to the waiting tenant holding the fewest\n")
+	fmt.Fprintf(w, "connections for its weight (round robin among ties), so the light tenants' short statements get it before\n")
+	fmt.Fprintf(w, "the heavy tenant's next 2-second one; a share (max_connections) also keeps part of the pool out of the heavy\n")
+	fmt.Fprintf(w, "tenant's reach whatever it queues, at the cost of its throughput (heavy statements completed).\n\n")
 }
