@@ -351,20 +351,23 @@ func TestTenantStatementRate(t *testing.T) {
 	// would wait longer than the pool's acquire timeout (1s) for its token.
 	statementLimits(t, StatementLimits{}, fairq.Limits{RatePerSecond: 0.5, Burst: 1}, func(t *testing.T, tp *testProxy, mode PoolMode) {
 		ctx := ctxT(t)
-		c := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
-		var n int
-		var refused error
-		for i := range 5 {
-			if err := c.QueryRow(ctx, "SELECT 1").Scan(&n); err != nil {
-				refused = err
-				break
+		for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
+			c := connectPgx(t, ctx, tp, "tok-acme", qm)
+			var n int
+			var refused error
+			for i := range 5 {
+				if err := c.QueryRow(ctx, "SELECT $1::int", i).Scan(&n); err != nil {
+					refused = err
+					break
+				}
+				if i == 4 {
+					t.Fatal("five statements at once passed a bucket of one every 2s")
+				}
 			}
-			if i == 4 {
-				t.Fatal("five statements at once passed a bucket of one every 2s")
-			}
+			wantPgErr(t, refused, "53300", "too many statements per second for tenant acme (limit 0.5)")
+			// The connection stays usable: the next statement runs once a token is due.
+			waitFor(t, "the bucket to refill", func() bool { return c.QueryRow(ctx, "SELECT $1::int", 9).Scan(&n) == nil && n == 9 })
 		}
-		wantPgErr(t, refused, "53300", "too many statements per second for tenant acme (limit 0.5)")
-		waitFor(t, "the bucket to refill", func() bool { return c.QueryRow(ctx, "SELECT 1").Scan(&n) == nil })
 	})
 }
 
