@@ -455,6 +455,7 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 	if b := p.tryIdle(tenant); b != nil {
 		// The common case under load: no timer to arm and stop.
 		p.m.wait.Observe(time.Since(start).Seconds())
+		p.m.tenantWait(tenant, time.Since(start), nil)
 		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
