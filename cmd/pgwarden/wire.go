@@ -229,9 +229,10 @@ func tenantStatementLimits(p config.Pool) proxy.TenantStatementLimits {
 // anything listens.
 func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, only: only, reg: prometheus.NewRegistry(), policies: &policySet{}}
+	built := a // a is nil after `return nil, err`
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
