@@ -147,15 +147,18 @@ type Server struct {
 	// sessionScheds hold the tenant limits of session-mode warehouses
 	// (sessions per tenant, statements per second).
 	sessionScheds map[string]*fairq.Scheduler[chan *backend]
-	tenants       map[string]*tenantRegistry // warehouses with a database per tenant
-	writeBufs     *sync.Pool                 // client write buffers, borrowed while a client is busy
-	reapers       sync.Once                  // starts the pools' idle reapers at the first Serve
-	audit         *AuditLog
-	metrics       *metrics
-	now           func() time.Time
-	tlsConfig     *tls.Config
-	binding       *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
-	learner       *learner          // nil: learned statements are allowed, not recorded
+	// tenantLimits: each warehouse's statement limits, copied at New
+	// (sessions read them; the Warehouse values are the caller's).
+	tenantLimits map[string]warehouseLimits
+	tenants      map[string]*tenantRegistry // warehouses with a database per tenant
+	writeBufs    *sync.Pool                 // client write buffers, borrowed while a client is busy
+	reapers      sync.Once                  // starts the pools' idle reapers at the first Serve
+	audit        *AuditLog
+	metrics      *metrics
+	now          func() time.Time
+	tlsConfig    *tls.Config
+	binding      *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
+	learner      *learner          // nil: learned statements are allowed, not recorded
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -194,6 +197,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		upstreams:     make(map[string]Upstream, len(deps.Warehouses)),
 		pools:         map[string]*pool{},
 		sessionScheds: map[string]*fairq.Scheduler[chan *backend]{},
+		tenantLimits:  map[string]warehouseLimits{},
 		tenants:       map[string]*tenantRegistry{},
 		writeBufs:     newWriteBufPool(),
 		audit:         deps.Audit,
@@ -234,6 +238,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		w.Pool = pc
+		s.tenantLimits[name] = warehouseLimits{statements: pc.Statements, acquireTimeout: pc.AcquireTimeout}
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)

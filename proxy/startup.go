@@ -328,7 +328,7 @@ func (c *clientConn) startup() error {
 		}
 		c.tdb, c.wh = db, db.wh
 	}
-	c.limits = c.wh.Pool.Statements.For(session.Tenant, c.identity.Role)
+	c.limits = c.srv.tenantLimits[c.wh.Name].statements.For(session.Tenant, c.identity.Role)
 	c.guard = resultGuard{maxRows: c.limits.maxRows, maxBytes: c.limits.maxBytes}
 	c.watch()
 	if _, err := c.rowSecurityFor(); err != nil {

@@ -52,6 +52,12 @@ type TenantStatementLimits struct {
 	Tenants  map[string]StatementLimits
 }
 
+// warehouseLimits are what a warehouse's sessions read of its pool config.
+type warehouseLimits struct {
+	statements     TenantStatementLimits
+	acquireTimeout time.Duration
+}
+
 // sessionLimits are one session's resolved limits.
 type sessionLimits struct {
 	timeout  time.Duration
@@ -149,7 +155,7 @@ func (c *clientConn) throttle() error {
 	if s == nil || s.Limits(c.session.Tenant).RatePerSecond <= 0 {
 		return nil
 	}
-	maxWait := c.wh.Pool.AcquireTimeout
+	maxWait := c.srv.tenantLimits[c.wh.Name].acquireTimeout
 	wait := s.Reserve(c.session.Tenant, maxWait)
 	if wait > maxWait {
 		c.srv.metrics.tenantRefusal(c.wh.Name, c.session.Tenant, "statements_per_second")
