@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -217,7 +218,8 @@ func TestParseFlagsQuick(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) || o.PoolClients != 200 || !o.Parts["pool"] {
+	if o.Rounds != 2 || o.Duration.Seconds() != 1 || o.Scale != 1 || !cmp.Equal(o.Conns, []int{100}) || o.PoolClients != 200 || !o.Parts["pool"] ||
+		!o.Parts["fairness"] || o.FairnessDuration != 6*time.Second {
 		t.Errorf("quick with -rounds 2: %+v", o)
 	}
 	if o.Out != quickOut {
@@ -284,6 +286,10 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		Plans:   []targetPlan{{Target: "direct", SQL: "SELECT 1", Plan: "Result"}},
 		Pool: &poolResult{Clients: 2000, Connected: 2000, Sessions: 2000, Tenants: 4, PoolSize: 20, BaseKB: 1000, IdleKB: 2000, PerIdleKB: 61.5,
 			Phases: []poolPhase{{Name: "check", Queries: 2000, PeakPG: 20}, {Name: "round 1", Queries: 9000, QPS: 2900, Lat: latencyStats{P50Ms: 650, P99Ms: 900}, PeakPG: 19}}},
+		Fairness: &fairnessResult{PoolSize: 20, Duration: 20 * time.Second, HeavyClients: 40, LightTenants: 9, LightClients: 2, Variants: []fairnessRun{
+			{Name: "fifo", What: "FIFO queue", Unloaded: latencyStats{P99Ms: 10}, Loaded: latencyStats{P50Ms: 2000, P99Ms: 4000}, Ratio: 400, HeavyDone: 111},
+			{Name: "fair", What: "fair scheduling", Unloaded: latencyStats{P99Ms: 10}, Loaded: latencyStats{P50Ms: 11, P99Ms: 17}, Ratio: 1.7, HeavyDone: 57},
+		}},
 	}
 	var before strings.Builder
 	rep.writeMarkdown(&before)
@@ -300,7 +306,8 @@ func TestReportJSONRoundTrip(t *testing.T) {
 	if diff := cmp.Diff(before.String(), after.String()); diff != "" {
 		t.Errorf("markdown after a JSON round trip (-want +got):\n%s", diff)
 	}
-	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0", "## Transaction pooling: 2000 clients over a pool of 20", "61.5 |", "2900 |"} {
+	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0", "## Transaction pooling: 2000 clients over a pool of 20", "61.5 |", "2900 |",
+		"## Tenant fairness (issue #15)", "400.00× |", "1.70× |", "above target", "within target"} {
 		if !strings.Contains(after.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}

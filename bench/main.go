@@ -59,10 +59,12 @@ type options struct {
 	TicketWorkers   int
 	PoolClients     int
 	PoolSize        int
-	Keep            bool
-	NoWarmup        bool
-	Render          string
-	Hold            bool
+	// FairnessDuration is each phase of the fairness part.
+	FairnessDuration time.Duration
+	Keep             bool
+	NoWarmup         bool
+	Render           string
+	Hold             bool
 	// BigStmtBytes is the bigstmt part's statement size (0: the largest a
 	// client may send); BigStmtConcurrency its levels.
 	BigStmtBytes       int
@@ -97,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
-	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,bigstmt,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
@@ -111,7 +113,8 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.StringVar(&o.Benchtime, "benchtime", "100ms", "go test -benchtime for the microbenchmarks")
 	fs.IntVar(&o.TicketWorkers, "ticket-workers", 4, "concurrent workers for the ticket service")
 	fs.IntVar(&o.PoolClients, "pool-clients", 2000, "client connections of the pool part, each its own session")
-	fs.IntVar(&o.PoolSize, "pool-size", 20, "warehouse connections of the pool part's transaction pool")
+	fs.IntVar(&o.PoolSize, "pool-size", 20, "warehouse connections of the pool and fairness parts' transaction pool")
+	fs.DurationVar(&o.FairnessDuration, "fairness-duration", 20*time.Second, "each phase (unloaded, loaded) of each pool scheduling in the fairness part")
 	fs.BoolVar(&o.Keep, "keep", false, "keep the scratch directory (configs, logs)")
 	fs.BoolVar(&o.NoWarmup, "no-warmup", false, "skip the warm-up pass before the first round")
 	fs.BoolVar(&o.Hold, "hold", false, "measure nothing: start the targets, print a pgbench command for each, and keep them running until interrupted (for profiling)")
@@ -123,16 +126,17 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if o.Quick {
 		quick := map[string]func(){
-			"duration":      func() { o.Duration = time.Second },
-			"rounds":        func() { o.Rounds = 1 },
-			"scale":         func() { o.Scale = 1 },
-			"conns":         func() { *conns = "100" },
-			"pool-clients":  func() { o.PoolClients = 200 },
-			"bigstmt-bytes": func() { o.BigStmtBytes = 1 << 20 },
-			"no-warmup":     func() { o.NoWarmup = true },
-			"bench-count":   func() { o.BenchCount = 1 },
-			"benchtime":     func() { o.Benchtime = "20ms" },
-			"protocols":     func() { *protocols = "simple,prepared" },
+			"duration":          func() { o.Duration = time.Second },
+			"rounds":            func() { o.Rounds = 1 },
+			"scale":             func() { o.Scale = 1 },
+			"conns":             func() { *conns = "100" },
+			"pool-clients":      func() { o.PoolClients = 200 },
+			"fairness-duration": func() { o.FairnessDuration = 6 * time.Second },
+			"bigstmt-bytes":     func() { o.BigStmtBytes = 1 << 20 },
+			"no-warmup":         func() { o.NoWarmup = true },
+			"bench-count":       func() { o.BenchCount = 1 },
+			"benchtime":         func() { o.Benchtime = "20ms" },
+			"protocols":         func() { *protocols = "simple,prepared" },
 			// A smoke run never overwrites the tracked bench/RESULTS.md and chart.
 			"out": func() { o.Out = quickOut },
 		}
@@ -293,7 +297,7 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 
 	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
-	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["bigstmt"]
+	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["fairness"] || o.Parts["bigstmt"]
 	var (
 		c          *cluster
 		bouncerBin string
@@ -324,7 +328,7 @@ func run(args []string, stdout, log io.Writer) error {
 	var keys *wardenKeys
 	wardenBin := abs(o.Pgwarden)
 	wardenOK := false
-	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["bigstmt"]) {
+	if needCluster && (wants(o.Targets, "pgwarden") || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["fairness"] || o.Parts["bigstmt"]) {
 		if _, err := os.Stat(wardenBin); err != nil {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("pgwarden: %s not found (run `make build` first); pgwarden target, ticket service and its memory test skipped", o.Pgwarden))
 		} else if keys, err = makeWardenKeys(ctx, wardenBin, work); err != nil {
@@ -347,6 +351,9 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 	if o.Parts["pool"] && wardenOK && ctx.Err() == nil {
 		runPool(ctx, o, rep, c, work, wardenBin, keys, log)
+	}
+	if o.Parts["fairness"] && wardenOK && ctx.Err() == nil {
+		runFairness(ctx, o, rep, c, work, wardenBin, keys, log)
 	}
 	if o.Parts["bigstmt"] && wardenOK && ctx.Err() == nil {
 		runBigStmt(ctx, o, rep, c, work, wardenBin, keys, log)

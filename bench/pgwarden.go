@@ -99,6 +99,11 @@ type wardenOptions struct {
 	// RewriteTimeout is proxy.rewrite_timeout (pgwarden's default when
 	// zero).
 	RewriteTimeout time.Duration
+	// PoolYAML, when set, is the bench warehouse's pool section (a YAML
+	// flow mapping); it overrides PoolSize.
+	PoolYAML string
+	// BenchPolicy, when set, replaces the bench warehouse's policy.
+	BenchPolicy string
 }
 
 // startWarden writes a configuration for the bench cluster and runs
@@ -121,7 +126,11 @@ func startWardenWith(ctx context.Context, bin, work string, keys *wardenKeys, c 
 		}
 		*p = port
 	}
-	if err := os.WriteFile(filepath.Join(dir, "bench-policy.yaml"), []byte(benchPolicy), 0o600); err != nil {
+	policy := benchPolicy
+	if opts.BenchPolicy != "" {
+		policy = opts.BenchPolicy
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bench-policy.yaml"), []byte(policy), 0o600); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "demo-policy.yaml"), []byte(demoPolicy), 0o600); err != nil {
@@ -137,6 +146,9 @@ func startWardenWith(ctx context.Context, bin, work string, keys *wardenKeys, c 
 	benchPool := ""
 	if opts.PoolSize > 0 {
 		benchPool = fmt.Sprintf(", pool: {mode: transaction, size: %d}", opts.PoolSize)
+	}
+	if opts.PoolYAML != "" {
+		benchPool = ", pool: " + opts.PoolYAML
 	}
 	rewriteTimeout := ""
 	if opts.RewriteTimeout > 0 {

@@ -22,6 +22,7 @@ type report struct {
 	Scale     []scalePoint
 	ScaleNote string
 	Pool      *poolResult
+	Fairness  *fairnessResult
 	BigStmt   []bigStmtPoint
 	GoBench   []goBench
 	Plans     []targetPlan
@@ -265,6 +266,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 	}
 	if r.Pool != nil {
 		writePool(w, r.Pool)
+	}
+	if r.Fairness != nil {
+		writeFairness(w, r.Fairness)
 	}
 	if len(r.GoBench) > 0 {
 		writeGoBench(w, r.GoBench)

@@ -159,6 +159,73 @@ type Pool struct {
 	// PrepareSimpleQueries runs simple-protocol statements as prepared
 	// statements, constants bound as parameters (default true).
 	PrepareSimpleQueries *bool `yaml:"prepare_simple_queries"`
+	// Scheduling orders the clients waiting for a connection when the pool
+	// is saturated: "fair" (the default: tenants in turn, by weight) or
+	// "fifo" (arrival order).
+	Scheduling string `yaml:"scheduling"`
+	// TenantDefaults are every tenant's limits; Tenants overrides them by
+	// tenant (a zero field takes the default).
+	TenantDefaults TenantLimits            `yaml:"tenant_defaults"`
+	Tenants        map[string]TenantLimits `yaml:"tenants"`
+}
+
+// TenantLimits keep one tenant from starving the others; zero means no limit.
+type TenantLimits struct {
+	// Weight is the tenant's turns per round when the pool is saturated
+	// (default 1).
+	Weight int `yaml:"weight"`
+	// MaxConnections caps the warehouse connections the tenant holds at
+	// once: its share of the pool (transaction mode), or its sessions
+	// (session mode, where each holds one).
+	MaxConnections int `yaml:"max_connections"`
+	// MaxQueued caps the tenant's clients waiting for a connection; one
+	// more gets 53300.
+	MaxQueued int `yaml:"max_queued"`
+	// StatementsPerSecond and StatementsBurst are a token bucket: a
+	// statement beyond it waits for its token, up to the pool's
+	// acquire_timeout, and gets 53300 past that.
+	StatementsPerSecond float64 `yaml:"statements_per_second"`
+	StatementsBurst     int     `yaml:"statements_burst"`
+	// StatementTimeout is the tenant's statement_timeout, and
+	// RoleStatementTimeouts the timeout by the session's role on the
+	// warehouse (viewer, restricted_querier, querier); clients cannot SET
+	// statement_timeout above it.
+	StatementTimeout      time.Duration            `yaml:"statement_timeout"`
+	RoleStatementTimeouts map[string]time.Duration `yaml:"role_statement_timeouts"`
+	// MaxResultRows and MaxResultBytes cap one statement's result: beyond,
+	// the statement is cancelled on the warehouse and fails with 54000;
+	// the connection stays usable.
+	MaxResultRows  int64 `yaml:"max_result_rows"`
+	MaxResultBytes int64 `yaml:"max_result_bytes"`
+}
+
+// validate reports invalid limits; field names their section.
+func (l TenantLimits) validate(field string, bad func(field, format string, args ...any)) {
+	if l.Weight < 0 || l.Weight > 1000 {
+		bad(field+".weight", "%d is not between 1 and 1000", l.Weight)
+	}
+	for sub, n := range map[string]int64{"max_connections": int64(l.MaxConnections), "max_queued": int64(l.MaxQueued),
+		"statements_burst": int64(l.StatementsBurst), "max_result_rows": l.MaxResultRows, "max_result_bytes": l.MaxResultBytes} {
+		if n < 0 {
+			bad(field+"."+sub, "must not be negative")
+		}
+	}
+	if !(l.StatementsPerSecond >= 0 && l.StatementsPerSecond < 1e9) {
+		bad(field+".statements_per_second", "must be a positive number, or 0 for no limit")
+	}
+	if l.StatementTimeout < 0 || l.StatementTimeout > 0 && l.StatementTimeout < time.Millisecond {
+		bad(field+".statement_timeout", "must be at least 1ms, or 0 for no limit")
+	}
+	for role, d := range l.RoleStatementTimeouts {
+		switch role {
+		case "viewer", "restricted_querier", "querier":
+		default:
+			bad(field+".role_statement_timeouts."+role, "unknown role (want viewer, restricted_querier or querier)")
+		}
+		if d < time.Millisecond {
+			bad(field+".role_statement_timeouts."+role, "must be at least 1ms")
+		}
+	}
 }
 
 // Auth configures the ticket service and token verification.
@@ -541,6 +608,24 @@ func (f *File) Validate() error {
 		}
 		if w.Pool.MaxPreparedStatements < 0 {
 			bad(field+".pool.max_prepared_statements", "must not be negative")
+		}
+		switch w.Pool.Scheduling {
+		case "", "fair", "fifo":
+		default:
+			bad(field+".pool.scheduling", "%q is not fair or fifo", w.Pool.Scheduling)
+		}
+		w.Pool.TenantDefaults.validate(field+".pool.tenant_defaults", bad)
+		tenants := make([]string, 0, len(w.Pool.Tenants))
+		for t := range w.Pool.Tenants {
+			tenants = append(tenants, t)
+		}
+		sort.Strings(tenants)
+		for _, t := range tenants {
+			if t == "" {
+				bad(field+".pool.tenants", "a tenant name is empty")
+				continue
+			}
+			w.Pool.Tenants[t].validate(field+".pool.tenants."+t, bad)
 		}
 		for sub, d := range map[string]time.Duration{"acquire_timeout": w.Pool.AcquireTimeout, "idle_timeout": w.Pool.IdleTimeout,
 			"max_lifetime": w.Pool.MaxLifetime, "health_check_after": w.Pool.HealthCheckAfter} {

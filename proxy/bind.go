@@ -236,7 +236,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	c.acquiring = true
 	ctx := c.waitCtx
 	c.cmu.Unlock()
-	b, err := c.pool.acquire(ctx, c.watchGone)
+	b, err := c.pool.acquire(ctx, c.session.Tenant, c.watchGone)
 	c.cmu.Lock()
 	c.acquiring = false
 	if err != nil {

@@ -113,6 +113,13 @@ type clientConn struct {
 	// (rewritectx.go); CancelRequests and revocation go to it first.
 	rewriting rewriteGuard
 
+	// The tenant's limits (tenantlimits.go): set at startup; guard is the
+	// relay's alone; sessionSlot: the session holds one of its tenant's
+	// connections in session mode (given back at close).
+	limits      sessionLimits
+	guard       resultGuard
+	sessionSlot bool
+
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).
 	baseSettings []string // SETs for the client's startup parameters
@@ -270,6 +277,12 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 	}
 	if err := c.fromClient(msg); err != nil {
 		return c.refuseMessage(msg, err)
+	}
+	switch msg.(type) {
+	case *pgproto3.Query, *pgproto3.Execute:
+		if err := c.throttle(); err != nil {
+			return c.refuseMessage(msg, err)
+		}
 	}
 	switch m := msg.(type) {
 	case *pgproto3.Query:
@@ -697,6 +710,9 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	// SET statement_timeout needs no check here: the rewriter caps it at the
 	// proxy's statement timeout, which is also the upstream session's startup
 	// value, so RESET returns to it.
+	if err := c.checkTimeoutSet(res); err != nil {
+		return nil, err
+	}
 	out, encs, err := c.localEncoding(res)
 	if err != nil {
 		return nil, err
@@ -1055,6 +1071,9 @@ func (c *clientConn) close() {
 	}
 	if c.tdb != nil {
 		c.tdb.reg.release(c.tdb)
+	}
+	if c.sessionSlot {
+		c.scheduler().Done(c.session.Tenant)
 	}
 	c.srv.metrics.connsCurrent.Dec()
 	c.srv.untrack(c)

@@ -2,6 +2,8 @@ package proxy
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 )
 
 type metrics struct {
@@ -22,6 +24,11 @@ type metrics struct {
 	probes          *prometheus.CounterVec
 	embedRefusals   *prometheus.CounterVec
 	sessions        *prometheus.CounterVec
+	// Per tenant (tenantmetrics.go).
+	tenantWaits    *prometheus.HistogramVec
+	tenantRefusals *prometheus.CounterVec
+	tenantGauges   *tenantGauges
+	sessionLabels  *tenantLabels // for refusals outside a pool's wait
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -77,13 +84,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		probes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_prepared_probes_total", Help: "Probes of statement shapes' prepared forms, by outcome (accepted, rejected).",
 		}, []string{"outcome"}),
+		tenantWaits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "pgwarden_proxy_tenant_pool_acquire_seconds", Help: "Time a tenant's clients waited for a pooled warehouse connection (tenants beyond the first 20 seen and not configured count as tenant=\"other\").",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"warehouse", "tenant"}),
+		tenantRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_tenant_refusals_total", Help: "Statements or logins refused by a tenant limit (max_queued, max_connections, statements_per_second, max_result_rows, max_result_bytes), by warehouse and tenant.",
+		}, []string{"warehouse", "tenant", "limit"}),
+		tenantGauges:    newTenantGauges(),
+		sessionLabels:   newTenantLabels(fairq.Config{}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes, m.embedRefusals, m.sessions} {
+	for _, c := range []prometheus.Collector{m.connsCurrent, m.connsTotal, m.statements, m.duration, m.authFailures, m.cancels, m.upstreamErrors, bytes, m.poolConns, m.poolWaiting, m.poolWait, m.poolAbandoned, m.simplePrepared, m.probes, m.embedRefusals, m.sessions, m.tenantWaits, m.tenantRefusals, m.tenantGauges} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

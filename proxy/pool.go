@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 )
 
 // PoolMode says how clients share warehouse connections.
@@ -68,6 +69,13 @@ type PoolConfig struct {
 	// prepared statements (simpleprep.go; both modes): for warehouses whose
 	// data makes the generic plans PostgreSQL settles on a poor choice.
 	PlainSimpleQueries bool
+	// Tenants is who goes next when the pool is saturated and each
+	// tenant's share of it (fairq): policy fair (the default) or fifo,
+	// limits for every tenant and overrides by tenant.
+	Tenants fairq.Config
+	// Statements are each tenant's limits on its statements (timeout,
+	// result rows and bytes; tenantlimits.go), in both modes.
+	Statements TenantStatementLimits
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -93,6 +101,9 @@ func (c PoolConfig) WithDefaults() PoolConfig {
 	if c.MaxPreparedStatements == 0 {
 		c.MaxPreparedStatements = DefaultMaxPreparedStatements
 	}
+	if c.Tenants.Policy == "" {
+		c.Tenants.Policy = fairq.Fair
+	}
 	return c
 }
 
@@ -116,6 +127,9 @@ func (c PoolConfig) Validate(prefix string) error {
 			errs = append(errs, fmt.Errorf("%s.%s: must not be negative", prefix, d.name))
 		}
 	}
+	if err := c.Tenants.Validate(prefix); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -125,6 +139,8 @@ type backend struct {
 	sc       ServerConn
 	created  time.Time
 	lastUsed time.Time
+	// tenant is whom the pool lent b to (its share in the scheduler).
+	tenant string
 
 	prepMu   sync.Mutex
 	prepared map[string]uint64 // proxy statement names prepared here, by last use
@@ -331,12 +347,17 @@ type pool struct {
 	timeout   time.Duration // for internal round trips
 	log       *zap.Logger
 	m         *poolMetrics
+	gauges    *tenantGauges
 
-	mu       sync.Mutex
-	idle     []*backend // most recently used last
-	open     int
-	inUse    int
-	waiters  []chan *backend
+	mu    sync.Mutex
+	idle  []*backend // most recently used last
+	open  int
+	inUse int
+	// sched queues the waiters, by tenant, and counts each tenant's
+	// connections in use; called with mu held. A waiter's channel gets a
+	// connection, or nil for a slot (open and inUse counted for it) in
+	// which to dial one.
+	sched    *fairq.Scheduler[chan *backend]
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	// lastDialErr is why the last dial failed, unless the caller's deadline
@@ -410,7 +431,9 @@ func newStmtDesc(params *pgproto3.ParameterDescription, result pgproto3.BackendM
 }
 
 func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics) *pool {
-	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse)}
+	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse, cfg.Tenants),
+		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges}
+	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
 	return p
 }
@@ -422,34 +445,38 @@ func (p *pool) errPoolTimeout() *pgerr.Error {
 		WithHint("retry the transaction, or raise the warehouse's pool size")
 }
 
-// acquire lends a connection, waiting at most cfg.AcquireTimeout. A dial
-// failure (the warehouse restarting) is retried with backoff within that time.
-// watch, if not nil, watches the client while it waits in the queue: a
-// client gone meanwhile leaves the queue with errWaitAbandoned.
-func (p *pool) acquire(ctx context.Context, watch waitWatch) (*backend, error) {
+// acquire lends a connection to tenant ("" for the proxy's own round
+// trips), waiting at most cfg.AcquireTimeout. A dial failure (the warehouse
+// restarting) is retried with backoff within that time. watch, if not nil,
+// watches the client while it waits in the queue: a client gone meanwhile
+// leaves the queue with errWaitAbandoned.
+func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
 	start := time.Now()
-	if b := p.tryIdle(); b != nil {
+	if b := p.tryIdle(tenant); b != nil {
 		// The common case under load: no timer to arm and stop.
 		p.m.wait.Observe(time.Since(start).Seconds())
+		p.m.tenantWait(tenant, time.Since(start), nil)
 		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
 	defer cancel()
-	b, err := p.get(ctx, watch)
+	b, err := p.get(ctx, tenant, watch)
 	p.m.wait.Observe(time.Since(start).Seconds())
+	p.m.tenantWait(tenant, time.Since(start), err)
 	return b, err
 }
 
-// tryIdle lends a healthy idle connection if there is one and nobody is
-// waiting for it already; nil otherwise, for get to do the rest.
-func (p *pool) tryIdle() *backend {
+// tryIdle lends a healthy idle connection if there is one and the tenant
+// need not queue for it (under its share, none of its waiters ahead); nil
+// otherwise, for get to do the rest.
+func (p *pool) tryIdle(tenant string) *backend {
 	for {
 		p.mu.Lock()
-		if p.closed || len(p.waiters) > 0 {
+		if p.closed || p.sched.Blocked(tenant) {
 			p.mu.Unlock()
 			return nil
 		}
-		b := p.lendIdleLocked()
+		b := p.lendIdleLocked(tenant)
 		p.mu.Unlock()
 		if b == nil {
 			return nil
@@ -461,17 +488,38 @@ func (p *pool) tryIdle() *backend {
 	}
 }
 
-// lendIdleLocked takes an idle connection out for a client, or returns nil.
-func (p *pool) lendIdleLocked() *backend {
-	b := p.popIdleLocked()
-	if b != nil {
-		p.inUse++
-		p.gaugesLocked()
+// lendIdleLocked takes an idle connection out for tenant, or returns nil
+// (none idle, or the tenant must queue).
+func (p *pool) lendIdleLocked(tenant string) *backend {
+	if len(p.idle) == 0 {
+		return nil
 	}
+	b := p.popIdleLocked()
+	if b == nil {
+		p.gaugesLocked()
+		return nil
+	}
+	if !p.sched.Start(tenant) {
+		p.idle = append(p.idle, b)
+		return nil
+	}
+	b.tenant = tenant
+	p.inUse++
+	p.gaugesLocked()
 	return b
 }
 
-func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
+// errTenantLimit is a refusal by one of a tenant's limits.
+func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
+	e := pgerr.New(pgerr.TooManyConnections, "%s", le.Error())
+	if le.Limit == "max_queued" {
+		return e.WithDetail("the tenant's statements already wait for its share of the warehouse's connections").
+			WithHint("retry when fewer of the tenant's statements are running")
+	}
+	return e
+}
+
+func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
 	var lastErr error
 	for {
 		p.mu.Lock()
@@ -479,66 +527,66 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 			p.mu.Unlock()
 			return nil, pgerr.Shutdown()
 		}
-		if b := p.lendIdleLocked(); b != nil {
-			p.mu.Unlock()
-			if p.healthy(b) {
-				return b, nil
-			}
-			p.release(b, false)
-			continue
-		}
-		if p.open < p.cfg.Size {
-			p.open++
-			p.inUse++
-			p.gaugesLocked()
-			backoff := time.Duration(0)
-			if p.failures > 0 {
-				backoff = min(25*time.Millisecond<<min(p.failures, 8), 2*time.Second)
-			}
-			lastDial := p.lastDialErr
-			p.mu.Unlock()
-			if backoff > 0 {
-				select {
-				case <-time.After(backoff):
-				case <-ctx.Done():
+		if !p.sched.Blocked(tenant) {
+			if b := p.lendIdleLocked(tenant); b != nil {
+				p.mu.Unlock()
+				if p.healthy(b) {
+					return b, nil
 				}
+				p.release(b, false)
+				continue
 			}
-			var b *backend
-			var err error
-			if ctx.Err() != nil && lastDial != nil {
-				// The wait ran out in the backoff after failed dials: say
-				// why they failed, not that a dial with no time left did.
-				err = lastDial
-			} else if b, err = p.dial(ctx); err == nil {
+			if p.open < p.cfg.Size && p.sched.Start(tenant) {
+				p.open++
+				p.inUse++
+				p.gaugesLocked()
+				p.mu.Unlock()
+				b, err := p.dialSlot(ctx, tenant)
+				if err == nil {
+					return b, nil
+				}
+				lastErr = err
+				if ctx.Err() != nil {
+					return nil, err
+				}
+				continue
+			}
+		}
+		ch := make(chan *backend, 1)
+		k, err := p.sched.Push(tenant, ch)
+		if err != nil {
+			p.mu.Unlock()
+			var le *fairq.LimitError
+			if errors.As(err, &le) {
+				p.m.refused(tenant, le.Limit)
+				return nil, errTenantLimit(le)
+			}
+			return nil, err
+		}
+		p.gaugesLocked()
+		p.mu.Unlock()
+		b, woken, abandoned := await(ctx, ch, watch)
+		if woken && !abandoned {
+			if b != nil {
+				if p.healthy(b) { // at once when it was just returned
+					return b, nil
+				}
+				p.release(b, false)
+				continue
+			}
+			// Handed a slot: dial in it.
+			if b, err = p.dialSlot(ctx, tenant); err == nil {
 				return b, nil
 			}
-			p.mu.Lock()
-			p.open--
-			p.inUse--
-			p.failures++
-			p.gaugesLocked()
-			p.wakeLocked(nil)
-			p.mu.Unlock()
 			lastErr = err
 			if ctx.Err() != nil {
 				return nil, err
 			}
 			continue
 		}
-		ch := make(chan *backend, 1)
-		p.waiters = append(p.waiters, ch)
-		p.gaugesLocked()
-		p.mu.Unlock()
-		b, woken, abandoned := await(ctx, ch, watch)
-		if woken && !abandoned {
-			if b != nil {
-				return b, nil
-			}
-			continue // A slot freed up: go round and dial.
-		}
 		if !woken {
 			p.mu.Lock()
-			removed := p.removeWaiterLocked(ch)
+			removed := p.sched.Remove(k)
 			p.gaugesLocked()
 			p.mu.Unlock()
 			if !removed {
@@ -550,7 +598,7 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 				p.release(b, true)
 			} else {
 				p.mu.Lock()
-				p.wakeLocked(nil)
+				p.freeSlotLocked(tenant)
 				p.mu.Unlock()
 			}
 		}
@@ -563,6 +611,55 @@ func (p *pool) get(ctx context.Context, watch waitWatch) (*backend, error) {
 		}
 		return nil, p.errPoolTimeout()
 	}
+}
+
+// dialSlot opens a connection for tenant in a slot counted for it (open,
+// inUse and the tenant's share), backing off after failed dials; on failure
+// the slot goes to the next waiter.
+func (p *pool) dialSlot(ctx context.Context, tenant string) (*backend, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.freeSlotLocked(tenant)
+		p.mu.Unlock()
+		return nil, pgerr.Shutdown()
+	}
+	backoff := time.Duration(0)
+	if p.failures > 0 {
+		backoff = min(25*time.Millisecond<<min(p.failures, 8), 2*time.Second)
+	}
+	lastDial := p.lastDialErr
+	p.mu.Unlock()
+	if backoff > 0 {
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+		}
+	}
+	var b *backend
+	var err error
+	if ctx.Err() != nil && lastDial != nil {
+		// The wait ran out in the backoff after failed dials: say
+		// why they failed, not that a dial with no time left did.
+		err = lastDial
+	} else if b, err = p.dial(ctx); err == nil {
+		b.tenant = tenant
+		return b, nil
+	}
+	p.mu.Lock()
+	p.failures++
+	p.freeSlotLocked(tenant)
+	p.mu.Unlock()
+	return nil, err
+}
+
+// freeSlotLocked gives up a slot counted for tenant that holds no
+// connection, and hands it on.
+func (p *pool) freeSlotLocked(tenant string) {
+	p.open--
+	p.inUse--
+	p.sched.Done(tenant)
+	p.wakeLocked(nil)
+	p.gaugesLocked()
 }
 
 // watchDelay is how long a client waits in the queue before it is watched
@@ -678,6 +775,8 @@ func (p *pool) release(b *backend, reuse bool) {
 	now := time.Now()
 	p.mu.Lock()
 	p.inUse--
+	p.sched.Done(b.tenant)
+	b.tenant = ""
 	if !reuse || p.closed || now.Sub(b.created) > p.cfg.MaxLifetime {
 		p.open--
 		p.wakeLocked(nil)
@@ -687,7 +786,7 @@ func (p *pool) release(b *backend, reuse bool) {
 		return
 	}
 	b.lastUsed = now
-	if len(p.waiters) > 0 {
+	if p.sched.Queued() > 0 {
 		p.inUse++
 		p.wakeLocked(b)
 		p.gaugesLocked()
@@ -740,34 +839,38 @@ func (p *pool) reapLoop(done <-chan struct{}) {
 	}
 }
 
-// wakeLocked hands b (or, with nil, a free slot) to the oldest waiter.
+// wakeLocked hands b (counted in inUse), or with nil a free slot, to the
+// waiter the scheduler picks; with none that may go, b becomes idle. A
+// slot goes as an idle connection when there is one, else as room to dial
+// (open and inUse counted for the waiter).
 func (p *pool) wakeLocked(b *backend) {
-	if len(p.waiters) == 0 {
+	if b == nil && p.closed {
+		return // waiters time out, or go on a connection's return
+	}
+	k, ok := p.sched.Next()
+	if !ok {
 		if b != nil {
 			p.idle = append(p.idle, b)
 			p.inUse--
 		}
 		return
 	}
-	ch := p.waiters[0]
-	p.waiters = p.waiters[1:]
-	ch <- b
-}
-
-func (p *pool) removeWaiterLocked(ch chan *backend) bool {
-	for i, w := range p.waiters {
-		if w == ch {
-			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
-			return true
+	if b == nil {
+		if b = p.popIdleLocked(); b == nil {
+			p.open++ // callers freed a slot (open--) just before
 		}
+		p.inUse++
 	}
-	return false
+	if b != nil {
+		b.tenant = k.Tenant()
+	}
+	k.Value <- b
 }
 
 func (p *pool) gaugesLocked() {
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
-	p.m.waiting.Set(float64(len(p.waiters)))
+	p.m.waiting.Set(float64(p.sched.Queued()))
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,
@@ -779,7 +882,7 @@ func (p *pool) startupParams(ctx context.Context) (map[string]string, error) {
 	if params != nil {
 		return params, nil
 	}
-	b, err := p.acquire(ctx, nil)
+	b, err := p.acquire(ctx, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -819,7 +922,7 @@ func (p *pool) checkSettings(ctx context.Context, want, have map[string]string) 
 	if len(sets) == 0 {
 		return canon, nil
 	}
-	b, err := p.acquire(ctx, nil)
+	b, err := p.acquire(ctx, "", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -850,6 +953,7 @@ func (p *pool) checkSettings(ctx context.Context, want, have map[string]string) 
 
 // close closes idle connections and makes lent ones close on return.
 func (p *pool) close() {
+	p.gauges.remove(p)
 	p.mu.Lock()
 	p.closed = true
 	idle := p.idle
@@ -866,16 +970,25 @@ type poolMetrics struct {
 	size, inUse, idle, waiting prometheus.Gauge
 	wait                       prometheus.Observer
 	dialErrors, abandoned      prometheus.Counter
+
+	warehouse      string
+	labels         *tenantLabels
+	tenantWaits    *prometheus.HistogramVec
+	tenantRefusals *prometheus.CounterVec
 }
 
-func (m *metrics) forPool(warehouse string) *poolMetrics {
+func (m *metrics) forPool(warehouse string, cfg fairq.Config) *poolMetrics {
 	return &poolMetrics{
-		size:       m.poolConns.WithLabelValues(warehouse, "max"),
-		inUse:      m.poolConns.WithLabelValues(warehouse, "in_use"),
-		idle:       m.poolConns.WithLabelValues(warehouse, "idle"),
-		waiting:    m.poolWaiting.WithLabelValues(warehouse),
-		wait:       m.poolWait.WithLabelValues(warehouse),
-		dialErrors: m.upstreamErrors.WithLabelValues(warehouse),
-		abandoned:  m.poolAbandoned.WithLabelValues(warehouse),
+		warehouse:      warehouse,
+		labels:         newTenantLabels(cfg),
+		tenantWaits:    m.tenantWaits,
+		tenantRefusals: m.tenantRefusals,
+		size:           m.poolConns.WithLabelValues(warehouse, "max"),
+		inUse:          m.poolConns.WithLabelValues(warehouse, "in_use"),
+		idle:           m.poolConns.WithLabelValues(warehouse, "idle"),
+		waiting:        m.poolWaiting.WithLabelValues(warehouse),
+		wait:           m.poolWait.WithLabelValues(warehouse),
+		dialErrors:     m.upstreamErrors.WithLabelValues(warehouse),
+		abandoned:      m.poolAbandoned.WithLabelValues(warehouse),
 	}
 }

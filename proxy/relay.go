@@ -183,6 +183,11 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 			c.log.Info("warehouse connection terminated", zap.String("sqlstate", er.Code), zap.String("reason", er.Message))
 			continue
 		}
+		if c.guard.on() {
+			if msg = c.guardResult(b, msg); msg == nil {
+				continue
+			}
+		}
 		out, err := c.observe(b, msg)
 		if err != nil {
 			return err

@@ -121,7 +121,7 @@ func (p *pool) checkRowSecurity(ctx context.Context, rls *rowSecurity) error {
 	if ok {
 		return nil
 	}
-	b, err := p.acquire(ctx, nil)
+	b, err := p.acquire(ctx, "", nil)
 	if err != nil {
 		return err
 	}

@@ -394,7 +394,7 @@ func checkPoolClean(t *testing.T, tp *testProxy, db string) {
 	p.mu.Unlock()
 	var held []*backend
 	for i := 0; i < n; i++ {
-		b := p.tryIdle()
+		b := p.tryIdle("")
 		if b == nil {
 			break
 		}

@@ -43,6 +43,7 @@ import (
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -142,16 +143,22 @@ type Server struct {
 	auth       Authenticator
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
-	pools      map[string]*pool           // transaction-mode warehouses
-	tenants    map[string]*tenantRegistry // warehouses with a database per tenant
-	writeBufs  *sync.Pool                 // client write buffers, borrowed while a client is busy
-	reapers    sync.Once                  // starts the pools' idle reapers at the first Serve
-	audit      *AuditLog
-	metrics    *metrics
-	now        func() time.Time
-	tlsConfig  *tls.Config
-	binding    *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
-	learner    *learner          // nil: learned statements are allowed, not recorded
+	pools      map[string]*pool // transaction-mode warehouses
+	// sessionScheds hold the tenant limits of session-mode warehouses
+	// (sessions per tenant, statements per second).
+	sessionScheds map[string]*fairq.Scheduler[chan *backend]
+	// tenantLimits: each warehouse's statement limits, copied at New
+	// (sessions read them; the Warehouse values are the caller's).
+	tenantLimits map[string]warehouseLimits
+	tenants      map[string]*tenantRegistry // warehouses with a database per tenant
+	writeBufs    *sync.Pool                 // client write buffers, borrowed while a client is busy
+	reapers      sync.Once                  // starts the pools' idle reapers at the first Serve
+	audit        *AuditLog
+	metrics      *metrics
+	now          func() time.Time
+	tlsConfig    *tls.Config
+	binding      *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
+	learner      *learner          // nil: learned statements are allowed, not recorded
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -184,22 +191,24 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, errors.New("proxy: Deps.Warehouses needs at least one warehouse")
 	}
 	s := &Server{
-		cfg:          cfg,
-		log:          deps.Logger,
-		auth:         deps.Authenticator,
-		warehouses:   make(map[string]*Warehouse, len(deps.Warehouses)),
-		upstreams:    make(map[string]Upstream, len(deps.Warehouses)),
-		pools:        map[string]*pool{},
-		tenants:      map[string]*tenantRegistry{},
-		writeBufs:    newWriteBufPool(),
-		audit:        deps.Audit,
-		now:          deps.Now,
-		listeners:    map[net.Listener]struct{}{},
-		conns:        map[*clientConn]struct{}{},
-		keys:         map[uint32]*clientConn{},
-		doneCh:       make(chan struct{}),
-		hardStop:     make(chan struct{}),
-		shutdownDone: make(chan struct{}),
+		cfg:           cfg,
+		log:           deps.Logger,
+		auth:          deps.Authenticator,
+		warehouses:    make(map[string]*Warehouse, len(deps.Warehouses)),
+		upstreams:     make(map[string]Upstream, len(deps.Warehouses)),
+		pools:         map[string]*pool{},
+		sessionScheds: map[string]*fairq.Scheduler[chan *backend]{},
+		tenantLimits:  map[string]warehouseLimits{},
+		tenants:       map[string]*tenantRegistry{},
+		writeBufs:     newWriteBufPool(),
+		audit:         deps.Audit,
+		now:           deps.Now,
+		listeners:     map[net.Listener]struct{}{},
+		conns:         map[*clientConn]struct{}{},
+		keys:          map[uint32]*clientConn{},
+		doneCh:        make(chan struct{}),
+		hardStop:      make(chan struct{}),
+		shutdownDone:  make(chan struct{}),
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -230,6 +239,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		w.Pool = pc
+		s.tenantLimits[name] = warehouseLimits{statements: pc.Statements, acquireTimeout: pc.AcquireTimeout}
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -257,6 +267,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	for name, w := range s.warehouses {
 		if w.Pool.Mode == PoolTransaction {
 			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
+		} else {
+			s.sessionScheds[name] = fairq.New[chan *backend](w.Pool.Tenants, nil)
 		}
 		if w.Tenants != nil {
 			r, err := newTenantRegistry(s, w)

@@ -17,6 +17,7 @@ import (
 	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 )
 
 // Special startup packet codes (PostgreSQL src/include/libpq/pqcomm.h).
@@ -329,6 +330,8 @@ func (c *clientConn) startup() error {
 		}
 		c.tdb, c.wh = db, db.wh
 	}
+	c.limits = c.srv.tenantLimits[c.wh.Name].statements.For(session.Tenant, c.identity.Role)
+	c.guard = resultGuard{maxRows: c.limits.maxRows, maxBytes: c.limits.maxBytes}
 	c.watch()
 	if _, err := c.rowSecurityFor(); err != nil {
 		c.srv.metrics.authFailure("no_access")
@@ -501,6 +504,11 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 			c.upParams[k] = v
 		}
 		c.baseSettings = baseSettingsFor(c.upParams, poolParams)
+		if to := sessionTimeout(c.limits.timeout, c.srv.cfg.StatementTimeout); to > 0 {
+			// First, before the client's own, and replayed per lending:
+			// RESET ALL on a pooled connection returns to the proxy's.
+			c.baseSettings = append([]string{fmt.Sprintf("SET statement_timeout TO '%dms'", to.Milliseconds())}, c.baseSettings...)
+		}
 		c.applyOps(nil)
 		params := make(map[string]string, len(poolParams))
 		for k, v := range poolParams {
@@ -513,8 +521,18 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		}
 		return params, nil
 	}
+	if s := c.scheduler(); s != nil && c.session.Tenant != "" {
+		// Each session holds a connection: the tenant's share caps them.
+		if !s.Start(c.session.Tenant) {
+			c.srv.metrics.tenantRefusal(wh.Name, c.session.Tenant, "max_connections")
+			le := &fairq.LimitError{Tenant: c.session.Tenant, Limit: "max_connections", N: s.Limits(c.session.Tenant).MaxConns}
+			return nil, pgerr.Fatalf(pgerr.TooManyConnections, "%s", le.Error())
+		}
+		c.sessionSlot = true
+	}
 	sc, err := up.Acquire(ctx, &ClientInfo{
 		Warehouse: wh.Name, SessionID: c.session.ID, Tenant: c.session.Tenant, User: c.user, Params: c.upParams,
+		StatementTimeout: sessionTimeout(c.limits.timeout, c.srv.cfg.StatementTimeout),
 	})
 	if err != nil {
 		return nil, err

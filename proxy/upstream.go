@@ -35,6 +35,10 @@ type ClientInfo struct {
 	// upstream. client_encoding is never one: warehouse connections are
 	// pinned to UTF8 (pinnedSettings).
 	Params map[string]string
+	// StatementTimeout, when set, is the session's statement_timeout (its
+	// tenant's, lower than the proxy's): a startup parameter, so that
+	// RESET returns to it.
+	StatementTimeout time.Duration
 }
 
 // Upstream hands out warehouse connections: one per client in session mode;
@@ -105,6 +109,9 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 	}
 	if u.stmtTO > 0 {
 		cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(u.stmtTO.Milliseconds())
+	}
+	if ci.StatementTimeout > 0 && (u.stmtTO == 0 || ci.StatementTimeout < u.stmtTO) {
+		cfg.RuntimeParams["statement_timeout"] = fmt.Sprint(ci.StatementTimeout.Milliseconds())
 	}
 	cfg.ConnectTimeout = u.timeout
 	if dial := cfg.DialFunc; dial != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
+	"github.com/pgwarden/pgwarden/proxy/fairq"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -188,7 +189,47 @@ func poolConfig(p config.Pool) proxy.PoolConfig {
 		HealthCheckAfter:      p.HealthCheckAfter,
 		MaxPreparedStatements: p.MaxPreparedStatements,
 		PlainSimpleQueries:    p.PrepareSimpleQueries != nil && !*p.PrepareSimpleQueries,
+		Tenants:               tenantScheduling(p),
+		Statements:            tenantStatementLimits(p),
 	}
+}
+
+// tenantScheduling is the pool's fairq configuration.
+func tenantScheduling(p config.Pool) fairq.Config {
+	share := func(l config.TenantLimits) fairq.Limits {
+		return fairq.Limits{Weight: l.Weight, MaxConns: l.MaxConnections, MaxQueued: l.MaxQueued,
+			RatePerSecond: l.StatementsPerSecond, Burst: l.StatementsBurst}
+	}
+	c := fairq.Config{Policy: fairq.Policy(p.Scheduling), Defaults: share(p.TenantDefaults)}
+	if len(p.Tenants) > 0 {
+		c.Tenants = map[string]fairq.Limits{}
+		for t, l := range p.Tenants {
+			c.Tenants[t] = share(l)
+		}
+	}
+	return c
+}
+
+// tenantStatementLimits are the pool's per-tenant statement limits.
+func tenantStatementLimits(p config.Pool) proxy.TenantStatementLimits {
+	stmt := func(l config.TenantLimits) proxy.StatementLimits {
+		s := proxy.StatementLimits{Timeout: l.StatementTimeout, MaxRows: l.MaxResultRows, MaxBytes: l.MaxResultBytes}
+		if len(l.RoleStatementTimeouts) > 0 {
+			s.RoleTimeouts = map[policy.Role]time.Duration{}
+			for r, d := range l.RoleStatementTimeouts {
+				s.RoleTimeouts[policy.Role(r)] = d
+			}
+		}
+		return s
+	}
+	t := proxy.TenantStatementLimits{Defaults: stmt(p.TenantDefaults)}
+	if len(p.Tenants) > 0 {
+		t.Tenants = map[string]proxy.StatementLimits{}
+		for name, l := range p.Tenants {
+			t.Tenants[name] = stmt(l)
+		}
+	}
+	return t
 }
 
 // newApp builds everything the configuration asks for and checks it all
@@ -196,9 +237,10 @@ func poolConfig(p config.Pool) proxy.PoolConfig {
 // anything listens.
 func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string) (a *app, err error) {
 	a = &app{cfg: cfg, log: log, only: only, reg: prometheus.NewRegistry(), policies: &policySet{}}
+	built := a // a is nil after `return nil, err`
 	defer func() {
 		if err != nil {
-			a.close()
+			built.close()
 		}
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -1,0 +1,158 @@
+package proxy
+
+// Per-tenant pool metrics with bounded label cardinality: a proxy may serve
+// thousands of tenants, and a series per tenant would swamp Prometheus.
+//
+//   - Gauges (queued waiters, connections in use) are computed at scrape
+//     time from the pools' schedulers: the tenantMetricsTop busiest tenants
+//     of each warehouse get their own series, the rest are summed as
+//     tenant="other".
+//   - Counters and the wait histogram cannot move a tenant between series
+//     without breaking their monotonicity, so their tenant label is fixed
+//     when first used: the tenants named in the pool's configuration, then
+//     the first tenantMetricsTop others seen; the rest count as "other".
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/pgwarden/pgwarden/proxy/fairq"
+)
+
+// tenantMetricsTop bounds the tenants with series of their own, per
+// warehouse and metric.
+const tenantMetricsTop = 20
+
+// otherTenants is the label of the tenants without a series of their own.
+const otherTenants = "other"
+
+// tenantLabels fixes the tenant label of a warehouse's counters.
+type tenantLabels struct {
+	mu    sync.Mutex
+	named map[string]bool // configured tenants: always labelled
+	seen  map[string]bool // others labelled, at most tenantMetricsTop
+}
+
+func newTenantLabels(cfg fairq.Config) *tenantLabels {
+	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}}
+	for t := range cfg.Tenants {
+		l.named[t] = true
+	}
+	return l
+}
+
+func (l *tenantLabels) label(tenant string) string {
+	if tenant == "" {
+		return "" // the proxy's own round trips are not counted by tenant
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.named[tenant] || l.seen[tenant] {
+		return tenant
+	}
+	if len(l.seen) < tenantMetricsTop {
+		l.seen[tenant] = true
+		return tenant
+	}
+	return otherTenants
+}
+
+// tenantGauges reports the pools' per-tenant gauges at scrape time.
+type tenantGauges struct {
+	queued, inUse *prometheus.Desc
+
+	mu    sync.Mutex
+	pools map[*pool]struct{}
+}
+
+func newTenantGauges() *tenantGauges {
+	return &tenantGauges{
+		queued: prometheus.NewDesc("pgwarden_proxy_tenant_queued_statements",
+			"Clients of a tenant waiting for a pooled warehouse connection (busiest tenants, the rest as tenant=\"other\").",
+			[]string{"warehouse", "tenant"}, nil),
+		inUse: prometheus.NewDesc("pgwarden_proxy_tenant_connections_in_use",
+			"Pooled warehouse connections a tenant holds (busiest tenants, the rest as tenant=\"other\").",
+			[]string{"warehouse", "tenant"}, nil),
+		pools: map[*pool]struct{}{},
+	}
+}
+
+func (g *tenantGauges) add(p *pool) {
+	g.mu.Lock()
+	g.pools[p] = struct{}{}
+	g.mu.Unlock()
+}
+
+func (g *tenantGauges) remove(p *pool) {
+	g.mu.Lock()
+	delete(g.pools, p)
+	g.mu.Unlock()
+}
+
+func (g *tenantGauges) Describe(ch chan<- *prometheus.Desc) {
+	ch <- g.queued
+	ch <- g.inUse
+}
+
+func (g *tenantGauges) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	byWarehouse := map[string]map[string]*fairq.TenantStats{}
+	for p := range g.pools {
+		// A warehouse with a database per tenant has a pool per database.
+		w := byWarehouse[p.warehouse]
+		if w == nil {
+			w = map[string]*fairq.TenantStats{}
+			byWarehouse[p.warehouse] = w
+		}
+		for _, st := range p.sched.Stats() {
+			if st.Tenant == "" {
+				continue
+			}
+			if s := w[st.Tenant]; s != nil {
+				s.Queued += st.Queued
+				s.InUse += st.InUse
+			} else {
+				st := st
+				w[st.Tenant] = &st
+			}
+		}
+	}
+	g.mu.Unlock()
+	for wh, tenants := range byWarehouse {
+		list := make([]fairq.TenantStats, 0, len(tenants))
+		for _, s := range tenants {
+			list = append(list, *s)
+		}
+		fairq.SortBusiest(list)
+		var other fairq.TenantStats
+		for i, s := range list {
+			if i >= tenantMetricsTop {
+				other.Queued += s.Queued
+				other.InUse += s.InUse
+				continue
+			}
+			ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(s.Queued), wh, s.Tenant)
+			ch <- prometheus.MustNewConstMetric(g.inUse, prometheus.GaugeValue, float64(s.InUse), wh, s.Tenant)
+		}
+		if len(list) > tenantMetricsTop {
+			ch <- prometheus.MustNewConstMetric(g.queued, prometheus.GaugeValue, float64(other.Queued), wh, otherTenants)
+			ch <- prometheus.MustNewConstMetric(g.inUse, prometheus.GaugeValue, float64(other.InUse), wh, otherTenants)
+		}
+	}
+}
+
+// tenantWait records how long a tenant's client waited for a connection.
+func (m *poolMetrics) tenantWait(tenant string, d time.Duration, err error) {
+	if l := m.labels.label(tenant); l != "" && err == nil {
+		m.tenantWaits.WithLabelValues(m.warehouse, l).Observe(d.Seconds())
+	}
+}
+
+// refused counts a statement refused by one of its tenant's limits.
+func (m *poolMetrics) refused(tenant, limit string) {
+	if l := m.labels.label(tenant); l != "" {
+		m.tenantRefusals.WithLabelValues(m.warehouse, l, limit).Inc()
+	}
+}
