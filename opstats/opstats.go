@@ -116,10 +116,10 @@ type series struct {
 }
 
 type poolBucket struct {
-	epoch                  int64
+	epoch                   int64
 	size, inUseMax, waitMax int32
-	waits                  uint32
-	waitSum, waitMaxD      time.Duration
+	waits                   uint32
+	waitSum, waitMaxD       time.Duration
 }
 
 type poolSeries struct {
