@@ -331,6 +331,7 @@ type pool struct {
 	timeout   time.Duration // for internal round trips
 	log       *zap.Logger
 	m         *poolMetrics
+	stats     StatsRecorder
 
 	mu       sync.Mutex
 	idle     []*backend // most recently used last
@@ -409,9 +410,13 @@ func newStmtDesc(params *pgproto3.ParameterDescription, result pgproto3.BackendM
 	return d, nil
 }
 
-func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics) *pool {
-	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse)}
+func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics, stats StatsRecorder) *pool {
+	if stats == nil {
+		stats = noStats{}
+	}
+	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse), stats: stats}
 	p.m.size.Set(float64(cfg.Size))
+	stats.Pool(warehouse, cfg.Size, 0, 0, 0)
 	return p
 }
 
@@ -436,7 +441,11 @@ func (p *pool) acquire(ctx context.Context, watch waitWatch) (*backend, error) {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
 	defer cancel()
 	b, err := p.get(ctx, watch)
-	p.m.wait.Observe(time.Since(start).Seconds())
+	d := time.Since(start)
+	p.m.wait.Observe(d.Seconds())
+	// The statistics count the waits of clients that found no idle
+	// connection; the fast path above does not wait.
+	p.stats.PoolWait(p.warehouse, d)
 	return b, err
 }
 
@@ -768,6 +777,7 @@ func (p *pool) gaugesLocked() {
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
 	p.m.waiting.Set(float64(len(p.waiters)))
+	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), len(p.waiters))
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,

@@ -133,6 +133,9 @@ type Deps struct {
 	// Learned, if set, records the statements viewer sessions of a
 	// learning warehouse or tenant run unlisted (rewrite.Learned).
 	Learned ContentRecorder
+	// Stats, if set, receives the operational statistics the operator
+	// console charts (*opstats.Recorder is one).
+	Stats StatsRecorder
 }
 
 // Server accepts PostgreSQL clients.
@@ -152,6 +155,7 @@ type Server struct {
 	tlsConfig  *tls.Config
 	binding    *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
 	learner    *learner          // nil: learned statements are allowed, not recorded
+	stats      StatsRecorder     // noStats when Deps.Stats is nil
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -173,6 +177,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if deps.Stats == nil {
+		deps.Stats = noStats{}
+	}
 	if deps.Logger == nil {
 		return nil, errors.New("proxy: Deps.Logger is required")
 	}
@@ -193,6 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		writeBufs:    newWriteBufPool(),
 		audit:        deps.Audit,
 		now:          deps.Now,
+		stats:        deps.Stats,
 		listeners:    map[net.Listener]struct{}{},
 		conns:        map[*clientConn]struct{}{},
 		keys:         map[uint32]*clientConn{},
@@ -255,7 +263,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = m
 	for name, w := range s.warehouses {
 		if w.Pool.Mode == PoolTransaction {
-			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
+			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
 		}
 		if w.Tenants != nil {
 			r, err := newTenantRegistry(s, w)
