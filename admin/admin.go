@@ -16,6 +16,11 @@
 //	POST /v1/admin/sessions/{id}/revoke       Owner, Administrator (not an Owner's session)
 //	POST /v1/admin/subjects/{subject}/revoke  Owner, Administrator (not an Owner); provider
 //	                                          tokens issued before it open no new session
+//	POST /v1/admin/tenants/{tenant}/revoke    Owner, Administrator (an Owner's sessions spared)
+//	POST /v1/admin/external-ids/{id}/revoke[?tenant=T]
+//	                                          Owner, Administrator (an Owner's sessions spared)
+//	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
+//	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
@@ -60,6 +65,10 @@ type Store interface {
 	AdminKeyByHash(ctx context.Context, sha256Hex string) (*auth.AdminKey, error)
 	RotateAdminKey(ctx context.Context, name, sha256Hex string) error
 	RevokeAdminKey(ctx context.Context, name string, now time.Time) error
+	// Ask sends a request to every live replica (connections, cancel).
+	Ask(ctx context.Context, q auth.FleetQuestion) (*auth.FleetAnswers, error)
+	// RevokeSessions revokes the live sessions f selects on every replica.
+	RevokeSessions(ctx context.Context, f auth.RevokeFilter, now time.Time) (revoked []string, spared int, err error)
 }
 
 // Policies is what it needs of the loaded policies; cmd implements it.
@@ -80,6 +89,9 @@ type Config struct {
 	// an Administrator may not revoke them.
 	Owners []string
 	Now    func() time.Time
+	// FleetWait bounds how long a request to every replica waits for
+	// their answers (default auth.DefaultFleetWait).
+	FleetWait time.Duration
 }
 
 // Handler serves the admin API.
@@ -113,6 +125,10 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("GET /v1/admin/sessions", auth.UserRole.Operate, h.listSessions)
 	h.route("POST /v1/admin/sessions/{id}/revoke", auth.UserRole.Operate, h.revokeSession)
 	h.route("POST /v1/admin/subjects/{subject}/revoke", auth.UserRole.Operate, h.revokeSubject)
+	h.route("POST /v1/admin/tenants/{tenant}/revoke", auth.UserRole.Operate, h.revokeTenant)
+	h.route("POST /v1/admin/external-ids/{external_id}/revoke", auth.UserRole.Operate, h.revokeExternalID)
+	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
+	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)
@@ -308,18 +324,47 @@ type sessionView struct {
 	Expires    time.Time `json:"expires_at"`
 }
 
+// listSessions lists live sessions, filtered as connections are; a filter
+// on client_addr or warehouse keeps the sessions with such a connection on
+// some replica (and says whether every replica answered).
 func (h *Handler) listSessions(w http.ResponseWriter, r *http.Request, c *Caller) {
+	f, err := parseFilter(r.URL.Query())
+	if err != nil {
+		auth.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	rs, err := h.store.LiveSessions(r.Context(), h.cfg.Now())
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
+	resp := map[string]any{}
+	var connected map[string]bool
+	if f.needsConnections() {
+		conns, replicas, incomplete, err := h.connections(r.Context())
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		connected = map[string]bool{}
+		for i := range conns {
+			if f.connection(&conns[i]) {
+				connected[conns[i].Session] = true
+			}
+		}
+		resp["replicas"], resp["incomplete"] = replicas, incomplete
+	}
 	out := make([]sessionView, 0, len(rs))
 	for _, s := range rs {
+		if f.Tenant != "" && s.Tenant != f.Tenant || f.ExternalID != "" && s.ExternalID != f.ExternalID ||
+			f.Subject != "" && s.Subject != f.Subject || f.Session != "" && s.ID != f.Session || connected != nil && !connected[s.ID] {
+			continue
+		}
 		out = append(out, sessionView{ID: s.ID, Kind: s.Kind, Tenant: s.Tenant, ExternalID: s.ExternalID, Subject: s.Subject,
 			Role: s.Role, Email: s.Email, APIKey: s.APIKey, Created: s.Created.UTC(), Expires: s.Expires.UTC()})
 	}
-	auth.WriteJSON(w, http.StatusOK, map[string]any{"sessions": out})
+	resp["sessions"] = out
+	auth.WriteJSON(w, http.StatusOK, resp)
 }
 
 // ownerSubject reports whether subject is an Owner: by configuration, or

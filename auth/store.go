@@ -24,6 +24,8 @@ type Store struct {
 	pool    *pgxpool.Pool
 	schema  string // sanitized identifier
 	channel string // LISTEN/NOTIFY channel for revocations
+	// fleetChannel carries requests to every replica (fleet.go).
+	fleetChannel string
 	timeout time.Duration
 	q       storeQueries
 }
@@ -83,7 +85,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("auth store: %w", err)
 	}
-	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations", timeout: cfg.StoreQueryTimeout}
+	s := &Store{pool: pool, schema: pgx.Identifier{schema}.Sanitize(), channel: schema + "_revocations", fleetChannel: schema + "_fleet", timeout: cfg.StoreQueryTimeout}
 	t := s.schema
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
@@ -204,6 +206,22 @@ var migrations = []string{
 		created_at timestamptz NOT NULL,
 		revoked_at timestamptz
 	);`,
+	// The fleet (fleet.go): live replicas and their answers to requests.
+	`CREATE TABLE {s}.replicas (
+		id           text PRIMARY KEY,
+		name         text NOT NULL,
+		started_at   timestamptz NOT NULL,
+		heartbeat_at timestamptz NOT NULL
+	);
+	CREATE TABLE {s}.fleet_answers (
+		request_id  text NOT NULL,
+		replica     text NOT NULL,
+		body        text NOT NULL,
+		error       text NOT NULL,
+		answered_at timestamptz NOT NULL,
+		PRIMARY KEY (request_id, replica)
+	);
+	CREATE INDEX ON {s}.fleet_answers (answered_at);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe
@@ -516,4 +534,62 @@ func (s *Store) SubjectRevokedAt(ctx context.Context, subject string) (time.Time
 		return time.Time{}, s.fail("subject revoked at", err)
 	}
 	return t, nil
+}
+
+// RevokeFilter selects sessions to revoke: a tenant's, or an external id's
+// (within Tenant when set). At least one of them is required.
+type RevokeFilter struct {
+	Tenant     string
+	ExternalID string
+	// SpareOwners leaves an Owner's sessions alone: those whose role or
+	// subject is an Owner's (Owners are subjects that are Owners by
+	// configuration). An Administrator may not revoke them.
+	SpareOwners bool
+	Owners      []string
+}
+
+// RevokeSessions ends every live session f selects and notifies every
+// listener of each, in one transaction, as Revoke does for one. It returns
+// the sessions revoked and how many it spared as Owners'.
+func (s *Store) RevokeSessions(ctx context.Context, f RevokeFilter, now time.Time) ([]string, int, error) {
+	if f.Tenant == "" && f.ExternalID == "" {
+		return nil, 0, errors.New("auth store: revoke sessions: name a tenant or an external id")
+	}
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	defer tx.Rollback(ctx)
+	owners := f.Owners
+	if owners == nil {
+		owners = []string{}
+	}
+	const match = ` revoked_at IS NULL AND max_expires_at > $1 AND ($2 = '' OR tenant = $2) AND ($3 = '' OR external_id = $3)`
+	const owner = `(role = 'owner' OR (subject <> '' AND subject = ANY($4)))`
+	var spared int
+	if f.SpareOwners {
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+s.schema+`.sessions WHERE`+match+` AND `+owner, now, f.Tenant, f.ExternalID, owners).Scan(&spared); err != nil {
+			return nil, 0, s.fail("revoke sessions", err)
+		}
+	}
+	rows, err := tx.Query(ctx, `UPDATE `+s.schema+`.sessions SET revoked_at = $1 WHERE`+match+` AND NOT ($5 AND `+owner+`) RETURNING sid`,
+		now, f.Tenant, f.ExternalID, owners, f.SpareOwners)
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	sids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	for _, sid := range sids {
+		if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
+			return nil, 0, s.fail("revoke notify", err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, 0, s.fail("revoke sessions", err)
+	}
+	return sids, spared, nil
 }

@@ -41,6 +41,12 @@ type clientConn struct {
 	cancel context.CancelFunc
 	log    *zap.Logger
 	tlsOn  bool
+	// connID and connectedAt name the connection to operators
+	// (connections.go); started is set once the startup fields below
+	// are final, so that a snapshot may read them.
+	connID      uint64
+	connectedAt time.Time
+	started     atomic.Bool
 
 	be    *pgproto3.Backend
 	out   *clientWriter
@@ -175,6 +181,9 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		codec:   newCodec(pgenc.UTF8),
 		bindCh:  make(chan *backend, 1),
 		stopCh:  make(chan struct{}),
+
+		connID:      s.connSeq.Add(1),
+		connectedAt: s.now(),
 	}
 	c.txStatus.Store('I')
 	if !s.track(c) {
@@ -204,6 +213,7 @@ func (c *clientConn) serve() {
 		c.sendFatal(err)
 		return
 	}
+	c.started.Store(true)
 	c.touch()
 	c.relayDone = make(chan struct{})
 	if c.pool != nil {

@@ -168,7 +168,8 @@ type Server struct {
 	shutdownDone chan struct{} // closed when the first Shutdown returns
 	shutdownOnce sync.Once
 	connWG       sync.WaitGroup
-	sessions     atomic.Int64 // client sessions past the startup message
+	sessions     atomic.Int64  // client sessions past the startup message
+	connSeq      atomic.Uint64 // numbers client connections (connections.go)
 }
 
 // New validates cfg and deps and returns a server that is not yet listening.

@@ -47,10 +47,13 @@ type app struct {
 	store    *auth.Store
 	verifier *auth.Verifier
 	// sso wraps verifier when sign-on is configured (sso.providers).
-	sso        *oidc.Authenticator
-	service    *auth.Service
-	handler    *auth.Handler
-	proxy      *proxy.Server
+	sso     *oidc.Authenticator
+	service *auth.Service
+	handler *auth.Handler
+	proxy   *proxy.Server
+	// fleet answers the admin API's requests to every replica; nil
+	// without the proxy.
+	fleet      *auth.Fleet
 	warehouses map[string]*proxy.Warehouse
 	policies   *policySet
 	audit      *os.File
@@ -296,6 +299,9 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	if err != nil {
 		return nil, err
 	}
+	if a.fleet, err = a.newFleet(); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 
@@ -448,6 +454,7 @@ func (a *app) run(ctx context.Context, ready func()) error {
 			return fmt.Errorf("proxy.listen: %w", err)
 		}
 		start(func() error { return a.verifier.Run(bgCtx) })
+		start(func() error { return a.fleet.Run(bgCtx) })
 		proxyDone = make(chan error, 1)
 		go func() { proxyDone <- a.proxy.Serve(proxyCtx, ln) }()
 	}
