@@ -21,6 +21,7 @@
 //	                                          Owner, Administrator (an Owner's sessions spared)
 //	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
 //	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
+//	GET  /v1/admin/stats[?window=15m]         Owner, Administrator: every replica's, merged
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
@@ -129,6 +130,7 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("POST /v1/admin/external-ids/{external_id}/revoke", auth.UserRole.Operate, h.revokeExternalID)
 	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
 	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
+	h.route("GET /v1/admin/stats", auth.UserRole.Operate, h.stats)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)

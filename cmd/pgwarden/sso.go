@@ -11,6 +11,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/console"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 )
@@ -79,6 +80,13 @@ func (a *app) wireSSO() error {
 		return err
 	}
 	a.handler.Mount("/v1/admin/", "admin", ad)
+	if !a.cfg.Console.Disabled {
+		c, err := console.New(console.Config{}, ad, a.log.Named("console"))
+		if err != nil {
+			return err
+		}
+		a.handler.Mount(console.Prefix, "console", c)
+	}
 	return nil
 }
 
