@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// screenshotDir is where the console's browser test saves its screenshots:
+// $PGWARDEN_SCREENSHOTS, or bench/out/console (gitignored).
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("PGWARDEN_SCREENSHOTS")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "bench", "out", "console")
+	}
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// appConn opens a pgx connection of token to the demo warehouse with an
+// application_name the console shows.
+func (r *running) appConn(t *testing.T, token, app string) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig("postgres://someone@" + r.cfg.Proxy.Listen + "/" + demoWarehouse + "?sslmode=disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = token
+	cfg.RuntimeParams["application_name"] = app
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("connect %s: %v", app, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// GET /v1/admin/stats: Owners and Administrators see every tenant's
+// statements, refusals and latency and the pools, merged across replicas;
+// Creators, Designers and Viewers are refused.
+func TestAdminStats(t *testing.T) {
+	s := startSSO(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	acme := s.appConn(t, s.running.session(t, "acme", "querier"), "stats-acme")
+	for range 5 {
+		if _, err := acme.Exec(ctx, "SELECT count(*) FROM orders"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := acme.Exec(ctx, "SELECT * FROM internal_costs"); err == nil {
+		t.Fatal("internal_costs read")
+	}
+	for _, user := range []string{"cora", "dina", "vic"} {
+		tok, _ := s.session(t, user)
+		if code, out := s.call(t, "GET", "/v1/admin/stats", tok, nil); code != 403 {
+			t.Errorf("%s: %d %v", user, code, out)
+		}
+	}
+	tok, _ := s.session(t, "adele")
+	code, out := s.call(t, "GET", "/v1/admin/stats?window=5m", tok, nil)
+	if code != 200 {
+		t.Fatalf("administrator: %d %v", code, out)
+	}
+	var found map[string]any
+	for _, tn := range out["tenants"].([]any) {
+		if m := tn.(map[string]any); m["tenant"] == "acme" {
+			found = m
+		}
+	}
+	if found == nil || found["statements"].(float64) < 6 || found["refusals"].(float64) < 1 || found["connections"].(float64) != 1 ||
+		found["refusal_classes"].(map[string]any)["42"] == nil || found["latency"].(map[string]any)["p99_ms"].(float64) <= 0 {
+		t.Fatalf("acme's stats: %v", found)
+	}
+	if reps := out["replicas"].([]any); len(reps) != 1 || out["incomplete"] != false || out["window_seconds"].(float64) != 300 {
+		t.Fatalf("replicas %v incomplete %v window %v", reps, out["incomplete"], out["window_seconds"])
+	}
+	if code, _ := s.call(t, "GET", "/v1/admin/stats?window=forever", tok, nil); code != 400 {
+		t.Fatalf("bad window: %d", code)
+	}
+}
+
+// The operator console in real headless Chromium: an Administrator signs
+// in with the session `pgwarden login` gives, sees a pgx client's live
+// connection under its tenant with the tenants' charts, cancels a running
+// statement (the client gets 57014), revokes a session (the client's
+// connection is cut with FATAL), explains one statement for two tenants
+// and sees different filters; a Viewer is refused. Screenshots of each
+// step go to bench/out/console (or $PGWARDEN_SCREENSHOTS).
+func TestConsoleBrowser(t *testing.T) {
+	bin := needChromium(t)
+	s := startSSO(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	shots := screenshotDir(t)
+
+	acme := s.appConn(t, s.running.session(t, "acme", "querier"), "console-acme")
+	globex := s.appConn(t, s.running.session(t, "globex", "querier"), "console-globex")
+	for range 3 {
+		for _, c := range []*pgx.Conn{acme, globex} {
+			if _, err := c.Exec(ctx, "SELECT count(*) FROM orders"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := acme.Exec(ctx, "SELECT * FROM internal_costs"); err == nil {
+		t.Fatal("internal_costs read")
+	}
+	adminTok, _ := s.session(t, "adele")
+	viewerTok, _ := s.session(t, "vic")
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1400, 1000))
+	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	base := s.service + "/console/"
+	step := 0
+	type action = chromedp.Action[chromedp.Void]
+	shot := func(name string) action {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			buf, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			step++
+			p := filepath.Join(shots, fmt.Sprintf("%02d-%s.png", step, name))
+			t.Logf("screenshot: %s", p)
+			return os.WriteFile(p, buf, 0o644)
+		})
+	}
+	do := func(what string, steps ...action) {
+		t.Helper()
+		if err := chromedp.Do(bctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
+	visible := func(sel string) action { return chromedp.WaitVisible(css(sel)) }
+	click := func(sel string) action { return chromedp.Click(css(sel)) }
+	set := func(sel, v string) action { return chromedp.SetValue(css(sel), v) }
+	text := func(sel string) string {
+		t.Helper()
+		v, err := chromedp.Run(bctx, chromedp.Text(css(sel)))
+		if err != nil {
+			t.Fatalf("read %s: %v", sel, err)
+		}
+		return v
+	}
+	count := func(sel string) int {
+		t.Helper()
+		nodes, err := chromedp.Run(bctx, chromedp.Nodes(chromedp.CSSAll(sel), chromedp.AtLeast(0)))
+		if err != nil {
+			t.Fatalf("count %s: %v", sel, err)
+		}
+		return len(nodes)
+	}
+	signIn := func(token string) {
+		t.Helper()
+		do("sign in", chromedp.Navigate(base),
+			visible("#credential"), // a signed-out browser lands on the sign-in page
+			chromedp.SendKeys(css("#credential"), token),
+			click("#login button[type=submit]"),
+			visible("#whoami"))
+	}
+
+	// Sign in as an Administrator.
+	do("sign-in page", chromedp.Navigate(base), visible("#credential"), shot("sign-in"))
+	signIn(adminTok)
+	if who := text("#whoami"); !strings.Contains(who, "adele") || !strings.Contains(who, "administrator") {
+		t.Fatalf("signed in as %q", who)
+	}
+	// The overview: each tenant's connections and statements, its charts,
+	// and the pool's.
+	do("overview", visible(`tr[data-tenant="acme"]`), visible(`svg[data-chart="activity-acme"]`), visible(`svg[data-chart="latency-globex"]`))
+	if n := text(`tr[data-tenant="acme"] td.connections`); n != "1" {
+		t.Fatalf("acme's connections on the overview: %q", n)
+	}
+	refusals, err := chromedp.Run(bctx, chromedp.AttributeValue(css(`svg[data-chart="activity-acme"] g[data-series="refusals"]`), "data-sum"))
+	if err != nil || refusals.Value != "1" {
+		t.Fatalf("acme's refusals chart sums to %q (%v)", refusals.Value, err)
+	}
+	t.Logf("%d pool charts (the demo warehouse's pool mode: %q)", count(`svg[data-chart^="pool-"]`), s.cfg.Warehouses[demoWarehouse].Pool.Mode)
+	do("overview screenshot", shot("overview"))
+
+	// Sessions and connections: the pgx client's connection under acme.
+	acmeRow := `section[data-tenant="acme"] tr[data-application="console-acme"]`
+	do("connections", chromedp.Navigate(base+"connections"), visible(acmeRow),
+		visible(`section[data-tenant="globex"] tr[data-application="console-globex"]`), shot("connections"))
+
+	// Cancel a running statement: the client gets 57014 and keeps its
+	// connection. (pg_sleep can never be allowed by a policy; a long
+	// generate_series runs instead.)
+	slow := make(chan error, 1)
+	go func() {
+		_, err := globex.Exec(ctx, "SELECT count(*) FROM generate_series(1, 2000000000)")
+		slow <- err
+	}()
+	globexRunning := `section[data-tenant="globex"] tr[data-application="console-globex"][data-state="active"]`
+	for deadline := time.Now().Add(time.Minute); ; {
+		do("find the running statement", chromedp.Navigate(base+"connections?tenant=globex"), visible("main"))
+		if count(globexRunning+` a[data-action="cancel"]`) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("globex's running statement never showed with a cancel button")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if st := text(globexRunning + " code.statement"); !strings.Contains(st, "generate_series") {
+		t.Fatalf("statement in flight shown as %q", st)
+	}
+	do("cancel", shot("running-statement"), click(globexRunning+` a[data-action="cancel"]`),
+		visible("#confirm-button"), shot("confirm-cancel"), click("#confirm-button"), visible("#message"), shot("cancelled"))
+	if msg := text("#message"); !strings.Contains(msg, "Cancelled the statement") {
+		t.Fatalf("after cancel: %q", msg)
+	}
+	select {
+	case err := <-slow:
+		var pe *pgconn.PgError
+		if !errors.As(err, &pe) || pe.Code != "57014" {
+			t.Fatalf("cancelled statement: %v, want 57014", err)
+		}
+		t.Logf("cancelled client got %s %s: %s", pe.Severity, pe.Code, pe.Message)
+	case <-time.After(time.Minute):
+		t.Fatal("the statement was not cancelled")
+	}
+	if _, err := globex.Exec(ctx, "SELECT 1"); err != nil {
+		t.Fatalf("globex's connection after the cancel: %v", err)
+	}
+
+	// Revoke acme's session: its connection is cut with FATAL.
+	do("revoke", chromedp.Navigate(base+"connections?tenant=acme"), visible(acmeRow),
+		click(acmeRow+` a[data-action="revoke-session"]`), visible("#confirm-button"), shot("confirm-revoke"),
+		click("#confirm-button"), visible("#message"), shot("revoked"))
+	if msg := text("#message"); !strings.Contains(msg, "Revoked session") {
+		t.Fatalf("after revoke: %q", msg)
+	}
+	var cut error
+	for deadline := time.Now().Add(30 * time.Second); cut == nil; {
+		_, cut = acme.Exec(ctx, "SELECT 1")
+		if cut == nil && time.Now().After(deadline) {
+			t.Fatal("acme's connection still open after the revocation")
+		}
+		if cut == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	var pe *pgconn.PgError
+	if !errors.As(cut, &pe) || pe.Severity != "FATAL" {
+		t.Fatalf("revoked connection ended with %v, want a FATAL error", cut)
+	}
+	t.Logf("revoked client got %s %s: %s", pe.Severity, pe.Code, pe.Message)
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		do("connections after revoke", chromedp.Navigate(base+"connections?tenant=acme"), visible("main"))
+		if count(acmeRow) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the revoked connection is still listed")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	do("after revoke screenshot", shot("after-revoke"))
+
+	// The explain playground: one statement, two tenants, two filters.
+	explain := func(tenant string) string {
+		t.Helper()
+		do("explain "+tenant, chromedp.Navigate(base+"explain"), visible("#sql"),
+			set("#warehouse", demoWarehouse), set("#tenant", tenant), set("#groups", "analysts"),
+			set("#attributes", "region=emea"), set("#sql", "SELECT count(*) FROM orders"),
+			click("#explain-button"), visible("#result pre.rewritten"), shot("explain-"+tenant))
+		return text("#result pre.rewritten")
+	}
+	a, g := explain("acme"), explain("globex")
+	if a == g || !strings.Contains(a, "'acme'") || !strings.Contains(g, "'globex'") || strings.Contains(a, "'globex'") {
+		t.Fatalf("explain: acme %q, globex %q", a, g)
+	}
+	do("explain a refusal", chromedp.Navigate(base+"explain"), visible("#sql"),
+		set("#tenant", "acme"), set("#sql", "SELECT * FROM internal_costs"),
+		click("#explain-button"), visible("#refused"), shot("explain-refused"))
+	if r := text("#refused .sqlstate"); r != "42501" {
+		t.Fatalf("refused explain's SQLSTATE %q", r)
+	}
+
+	// A Viewer signs in and is told what the role may not do.
+	do("sign out", click(".who button[type=submit]"), visible("#credential"))
+	signIn(viewerTok)
+	do("viewer refused", visible("#forbidden"), shot("viewer-refused"))
+	if msg := text("#forbidden"); !strings.Contains(msg, "Your role (viewer) may not see the operational statistics") {
+		t.Fatalf("viewer's page: %q", msg)
+	}
+	do("viewer explain", chromedp.Navigate(base+"explain"), visible("#sql"),
+		set("#sql", "SELECT 1"), click("#explain-button"), visible("#forbidden"))
+	if msg := text("#forbidden"); !strings.Contains(msg, "Your role (viewer) may not use the explain playground") {
+		t.Fatalf("viewer's explain: %q", msg)
+	}
+}
