@@ -75,8 +75,9 @@ func chart(id, title, unit string, start, end, bucket int64, ss []series) templa
 		fmt.Fprintf(&b, `<line class="grid" x1="%g" x2="%g" y1="%.1f" y2="%.1f"/>`, padL, chartW-padR, y(f*top), y(f*top))
 		fmt.Fprintf(&b, `<text class="tick" x="%g" y="%.1f" text-anchor="end">%s</text>`, padL-4, y(f*top)+4, esc(fmtTick(f*top, unit)))
 	}
-	for _, t := range []int64{start, start + (end-start)/2, end} {
-		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%g" text-anchor="middle">%s</text>`, x(t)+plotW/span*float64(bucket)/2, chartH-8,
+	for i, t := range []int64{start, start + (end-start)/2, end} {
+		anchor, tx := []string{"start", "middle", "end"}[i], []float64{padL, x(t), chartW - padR}[i]
+		fmt.Fprintf(&b, `<text class="tick" x="%.1f" y="%g" text-anchor="%s">%s</text>`, tx, chartH-8, anchor,
 			time.Unix(t, 0).UTC().Format("15:04:05"))
 	}
 	// Legend, right-aligned on the title line.
@@ -108,10 +109,17 @@ func chart(id, title, unit string, start, end, bucket int64, ss []series) templa
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(p.t)+bw/2, y(p.v)))
 			}
 		}
-		if len(pts) == 1 { // one point: a short flat line, so that it shows
-			pts = append(pts, fmt.Sprintf("%.1f,%s", x(s.pts[0].t)+bw, strings.Split(pts[0], ",")[1]))
-		}
 		fmt.Fprintf(&b, `<polyline class="%s" data-series="%s" data-sum="%g" points="%s"/>`, s.class, esc(s.name), sum, strings.Join(pts, " "))
+		if len(s.pts) <= 60 { // sparse series: mark each point
+			fmt.Fprintf(&b, `<g class="%s">`, s.class)
+			for _, p := range s.pts {
+				if p.t >= start && p.t <= end && p.v > 0 {
+					fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="2.5"><title>%s %s: %g</title></circle>`, x(p.t)+bw/2, y(p.v),
+						time.Unix(p.t, 0).UTC().Format("15:04:05"), esc(s.name), p.v)
+				}
+			}
+			b.WriteString(`</g>`)
+		}
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String())

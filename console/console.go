@@ -111,7 +111,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// Nothing but the console's own styles; no scripts at all; not framed.
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: under no-referrer a browser sends
+	// "Origin: null" with the console's own POSTs.
+	hd.Set("Referrer-Policy", "same-origin")
 	hd.Set("Cache-Control", "no-store")
 	h.mux.ServeHTTP(w, r)
 }
@@ -179,8 +181,13 @@ func sameOrigin(r *http.Request) bool {
 	if o == "" {
 		return true // not a browser, or one that names no origin: the token decides
 	}
+	if o == "null" {
+		// A privacy setting hides the origin; the browser still says the
+		// request came from this origin.
+		return r.Header.Get("Sec-Fetch-Site") == "same-origin"
+	}
 	u, err := url.Parse(o)
-	return err == nil && o != "null" && u.Host == r.Host
+	return err == nil && u.Host == r.Host
 }
 
 func secure(r *http.Request) bool {
@@ -213,6 +220,8 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 	ck, err := r.Cookie(loginCookie)
 	if err != nil || !sameOrigin(r) || r.ParseForm() != nil ||
 		subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(ck.Value)) != 1 {
+		h.log.Info("console sign-in refused: bad CSRF token or origin", zap.Bool("cookie", err == nil), zap.Bool("same_origin", sameOrigin(r)),
+			zap.String("origin", r.Header.Get("Origin")), zap.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")))
 		h.render(w, r, http.StatusForbidden, "login", &page{Title: "Sign in", Message: "This form was not sent from the console: try again.", CSRF: h.loginCSRF(w, r)})
 		return
 	}

@@ -116,7 +116,16 @@ func (h *Handler) overview(w http.ResponseWriter, r *http.Request, u *user) {
 	for _, t := range stats.Tenants {
 		tr := row(t.Tenant)
 		tr.Statements, tr.Refusals, tr.Errors, tr.Latency = t.Statements, t.Refusals, t.Errors, t.Latency
-		tr.Rate = float64(t.Statements) / max(stats.WindowSeconds, 1)
+		// The rate of the last minute (or bucket, when longer): what an
+		// operator looking now wants, where the window's mean flattens it.
+		recent := max(60, bucket)
+		var n int64
+		for _, p := range t.Points {
+			if p.T > end-recent {
+				n += p.Statements
+			}
+		}
+		tr.Rate = float64(n) / float64(recent)
 		var cls []string
 		for c, n := range t.RefusalClasses {
 			cls = append(cls, fmt.Sprintf("%s: %d", c, n))

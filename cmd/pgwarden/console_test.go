@@ -133,6 +133,10 @@ func TestConsoleBrowser(t *testing.T) {
 	defer acancel()
 	bctx, bcancel := chromedp.NewContext(actx)
 	defer bcancel()
+	// The tab lives as long as the context of the first Run: bctx's.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatal(err)
+	}
 	base := s.service + "/console/"
 	step := 0
 	type action = chromedp.Action[chromedp.Void]
@@ -148,10 +152,18 @@ func TestConsoleBrowser(t *testing.T) {
 			return os.WriteFile(p, buf, 0o644)
 		})
 	}
+	// Each step gets a minute; a failed one leaves a screenshot and the
+	// page's text.
 	do := func(what string, steps ...action) {
 		t.Helper()
-		if err := chromedp.Do(bctx, steps...); err != nil {
-			t.Fatalf("%s: %v", what, err)
+		sctx, scancel := context.WithTimeout(bctx, time.Minute)
+		defer scancel()
+		if err := chromedp.Do(sctx, steps...); err != nil {
+			page, _ := chromedp.Run(bctx, chromedp.Text(chromedp.CSS("body")))
+			buf, _ := chromedp.Run(bctx, chromedp.FullScreenshot(100))
+			p := filepath.Join(shots, "failed.png")
+			os.WriteFile(p, buf, 0o644)
+			t.Fatalf("%s: %v\npage (%s):\n%s", what, err, p, page)
 		}
 	}
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
@@ -178,7 +190,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Helper()
 		do("sign in", chromedp.Navigate(base),
 			visible("#credential"), // a signed-out browser lands on the sign-in page
-			chromedp.SendKeys(css("#credential"), token),
+			set("#credential", token),
 			click("#login button[type=submit]"),
 			visible("#whoami"))
 	}
@@ -296,7 +308,7 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("explain: acme %q, globex %q", a, g)
 	}
 	do("explain a refusal", chromedp.Navigate(base+"explain"), visible("#sql"),
-		set("#tenant", "acme"), set("#sql", "SELECT * FROM internal_costs"),
+		set("#warehouse", demoWarehouse), set("#tenant", "acme"), set("#sql", "SELECT * FROM internal_costs"),
 		click("#explain-button"), visible("#refused"), shot("explain-refused"))
 	if r := text("#refused .sqlstate"); r != "42501" {
 		t.Fatalf("refused explain's SQLSTATE %q", r)
