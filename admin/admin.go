@@ -22,8 +22,10 @@
 //	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
 //	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
 //	GET  /v1/admin/stats[?window=15m]         Owner, Administrator: every replica's, merged
+//	GET  /v1/admin/audit?filters&limit&next   Owner, Administrator
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
+//	GET  /v1/admin/keys                       Owner, Administrator: live keys, never their secrets
 //	POST /v1/admin/keys {name, role}          Owner, Administrator (not role owner)
 //	POST /v1/admin/keys/{name}/rotate         Owner, Administrator (not an owner key)
 //	POST /v1/admin/keys/{name}/revoke         Owner, Administrator (not an owner key)
@@ -55,6 +57,9 @@ type Sessions interface {
 	RevokeSession(ctx context.Context, sid, by string) error
 	RevokeSubject(ctx context.Context, subject string) ([]string, error)
 	MintActing(ctx context.Context, actor *auth.Session, a auth.ActAs) (*auth.Session, string, error)
+	// RevokeSessions revokes the live sessions f selects on every replica;
+	// by names who asked (for the audit trail).
+	RevokeSessions(ctx context.Context, f auth.RevokeFilter, by string) (revoked []string, spared int, err error)
 }
 
 // Store is what it needs of the control store; *auth.Store is one.
@@ -66,10 +71,11 @@ type Store interface {
 	AdminKeyByHash(ctx context.Context, sha256Hex string) (*auth.AdminKey, error)
 	RotateAdminKey(ctx context.Context, name, sha256Hex string) error
 	RevokeAdminKey(ctx context.Context, name string, now time.Time) error
+	AdminKeys(ctx context.Context) ([]auth.AdminKey, error)
 	// Ask sends a request to every live replica (connections, cancel).
 	Ask(ctx context.Context, q auth.FleetQuestion) (*auth.FleetAnswers, error)
-	// RevokeSessions revokes the live sessions f selects on every replica.
-	RevokeSessions(ctx context.Context, f auth.RevokeFilter, now time.Time) (revoked []string, spared int, err error)
+	// QueryAudit reads the audit trail's copy in the store.
+	QueryAudit(ctx context.Context, q auth.AuditQuery) (*auth.AuditPage, error)
 }
 
 // Policies is what it needs of the loaded policies; cmd implements it.
@@ -93,6 +99,9 @@ type Config struct {
 	// FleetWait bounds how long a request to every replica waits for
 	// their answers (default auth.DefaultFleetWait).
 	FleetWait time.Duration
+	// AuditStored: this deployment copies audit records to the store
+	// (audit.store); the reader says so.
+	AuditStored bool
 }
 
 // Handler serves the admin API.
@@ -129,10 +138,12 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("POST /v1/admin/tenants/{tenant}/revoke", auth.UserRole.Operate, h.revokeTenant)
 	h.route("POST /v1/admin/external-ids/{external_id}/revoke", auth.UserRole.Operate, h.revokeExternalID)
 	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
+	h.route("GET /v1/admin/audit", auth.UserRole.Operate, h.readAudit)
 	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
 	h.route("GET /v1/admin/stats", auth.UserRole.Operate, h.stats)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
+	h.route("GET /v1/admin/keys", auth.UserRole.Operate, h.listKeys)
 	h.route("POST /v1/admin/keys", auth.UserRole.Operate, h.createKey)
 	h.route("POST /v1/admin/keys/{name}/rotate", auth.UserRole.Operate, h.rotateKey)
 	h.route("POST /v1/admin/keys/{name}/revoke", auth.UserRole.Operate, h.revokeKey)
@@ -498,6 +509,21 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request, c *Caller) {
 	}
 	h.log.Info("admin key created", zap.String("key", req.Name), zap.String("role", string(role)), zap.String("by", c.Subject()))
 	auth.WriteJSON(w, http.StatusCreated, map[string]any{"name": req.Name, "role": role, "key": key})
+}
+
+func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request, c *Caller) {
+	ks, err := h.store.AdminKeys(r.Context())
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if ks == nil {
+		ks = []auth.AdminKey{}
+	}
+	for i := range ks {
+		ks[i].CreatedAt = ks[i].CreatedAt.UTC()
+	}
+	auth.WriteJSON(w, http.StatusOK, map[string]any{"keys": ks})
 }
 
 // keyFor loads key name and checks that c may manage it.

@@ -33,6 +33,9 @@ func (f *fakeSessions) VerifySession(_ context.Context, tok string) (*auth.Sessi
 	return nil, auth.ErrInvalidSession
 }
 func (f *fakeSessions) RevokeSession(context.Context, string, string) error { return nil }
+func (f *fakeSessions) RevokeSessions(context.Context, auth.RevokeFilter, string) ([]string, int, error) {
+	return nil, 0, nil
+}
 func (f *fakeSessions) RevokeSubject(context.Context, string) ([]string, error) {
 	return nil, nil
 }

@@ -34,7 +34,7 @@ func (h *Handler) revokeWhere(w http.ResponseWriter, r *http.Request, c *Caller,
 	if c.Role != auth.RoleOwner {
 		f.SpareOwners, f.Owners = true, h.cfg.Owners
 	}
-	sids, spared, err := h.store.RevokeSessions(r.Context(), f, h.cfg.Now())
+	sids, spared, err := h.sessions.RevokeSessions(r.Context(), f, c.Subject())
 	if err != nil {
 		h.fail(w, r, err)
 		return

@@ -95,3 +95,24 @@ func (s *Store) RevokeAdminKey(ctx context.Context, name string, now time.Time) 
 	}
 	return nil
 }
+
+// AdminKeys lists the live keys by name (never their hashes).
+func (s *Store) AdminKeys(ctx context.Context) ([]AdminKey, error) {
+	ctx, cancel := s.bound(ctx)
+	defer cancel()
+	rows, err := s.pool.Query(ctx, `SELECT name, role, created_by, created_at FROM `+s.schema+`.admin_keys WHERE revoked_at IS NULL ORDER BY name`)
+	if err != nil {
+		return nil, s.fail("admin keys", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (AdminKey, error) {
+		var k AdminKey
+		var role string
+		err := r.Scan(&k.Name, &role, &k.CreatedBy, &k.CreatedAt)
+		k.Role = UserRole(role)
+		return k, err
+	})
+	if err != nil {
+		return nil, s.fail("admin keys", err)
+	}
+	return out, nil
+}

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"github.com/pgwarden/pgwarden/audit"
+
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -133,6 +135,9 @@ type Config struct {
 	RetryAfter time.Duration `yaml:"retry_after"`
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time `yaml:"-"`
+	// Audit, if set, records the service's session events (exchange,
+	// renewal, revocation, acting as a test tenant).
+	Audit *audit.Log `yaml:"-"`
 }
 
 // APIKey is one host-application credential. Only the SHA-256 of the key is

@@ -1,6 +1,10 @@
 package auth
 
 import (
+	"net/netip"
+
+	"github.com/pgwarden/pgwarden/audit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -124,6 +128,7 @@ func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, s
 	if err != nil {
 		return nil, "", err
 	}
+	s.auditSession(audit.EventExchange, c.session(), netip.Addr{}, "sign-on", nil)
 	s.log.Info("internal session opened", zap.String("session", c.SID), zap.String("subject", u.Subject), zap.String("role", string(u.Role)))
 	return c.session(), tok, nil
 }
@@ -189,6 +194,7 @@ func (s *Service) MintActing(ctx context.Context, actor *Session, a ActAs) (*Ses
 	if err != nil {
 		return nil, "", err
 	}
+	s.auditSession(audit.EventActAs, c.session(), netip.Addr{}, "", nil)
 	s.log.Info("test-tenant session opened", zap.String("session", c.SID), zap.String("tenant", a.Tenant),
 		zap.String("actor", actor.Subject), zap.String("role", string(actor.Role)))
 	return c.session(), tok, nil
@@ -223,6 +229,9 @@ func (s *Service) RevokeSubject(ctx context.Context, subject string) ([]string, 
 	sids, err := s.store.RevokeSubject(ctx, subject, s.cfg.Now())
 	if err != nil {
 		return nil, err
+	}
+	for _, sid := range sids {
+		s.auditSession(audit.EventRevoke, &Session{ID: sid, Subject: subject}, netip.Addr{}, "subject revoked", nil)
 	}
 	s.log.Info("subject revoked", zap.String("subject", subject), zap.Int("sessions", len(sids)))
 	return sids, nil

@@ -1,6 +1,8 @@
 package auth
 
 import (
+	"github.com/pgwarden/pgwarden/audit"
+
 	"context"
 	"errors"
 	"fmt"
@@ -250,6 +252,12 @@ func (s *Service) ExchangeTicket(ctx context.Context, ticket string) (*Session, 
 // HTTP peer): a ticket minted with pin_client_address pins its session
 // there, and cannot be exchanged without an address (ErrPinNeedsAddress).
 func (s *Service) ExchangeTicketFrom(ctx context.Context, ticket string, client netip.Addr) (*Session, string, error) {
+	sess, token, err := s.exchangeTicket(ctx, ticket, client)
+	s.auditSession(audit.EventExchange, sess, client, "", err)
+	return sess, token, err
+}
+
+func (s *Service) exchangeTicket(ctx context.Context, ticket string, client netip.Addr) (*Session, string, error) {
 	c, _, err := s.tokens.verify(ctx, ticket, AudienceTicket)
 	switch {
 	case errors.Is(err, errExpired):
@@ -323,6 +331,12 @@ func redeemTicket(ctx context.Context, store *Store, cfg *Config, t *claims, cli
 // Errors: ErrInvalidSession, ErrSessionExpired, ErrSessionRevoked, or a store
 // error.
 func (s *Service) RenewSession(ctx context.Context, token string) (*Session, string, error) {
+	sess, tok, err := s.renewSession(ctx, token)
+	s.auditSession(audit.EventRenew, sess, netip.Addr{}, "", err)
+	return sess, tok, err
+}
+
+func (s *Service) renewSession(ctx context.Context, token string) (*Session, string, error) {
 	c, _, err := s.tokens.verify(ctx, token, AudienceSession)
 	switch {
 	case errors.Is(err, errExpired):
@@ -364,11 +378,33 @@ func (s *Service) RevokeSession(ctx context.Context, sid, by string) error {
 	if sid == "" || len(sid) > maxStringLen {
 		return ErrSessionNotFound
 	}
-	if err := s.store.Revoke(ctx, sid, by, s.cfg.Now()); err != nil {
+	reason := "by api key " + by
+	if by == "" {
+		reason = "by an operator"
+	}
+	rec, err := s.store.RevokeRecord(ctx, sid, by, s.cfg.Now())
+	if err != nil {
+		s.auditSession(audit.EventRevoke, &Session{ID: sid}, netip.Addr{}, "", err)
 		return err
 	}
+	s.auditSession(audit.EventRevoke, &Session{ID: sid, Kind: policy.Kind(rec.Kind), Tenant: rec.Tenant, ExternalID: rec.ExternalID,
+		Subject: rec.Subject, Role: UserRole(rec.Role), APIKeyName: by}, netip.Addr{}, reason, nil)
 	s.log.Info("session revoked", zap.String("session", sid), zap.String("api_key", by))
 	return nil
+}
+
+// RevokeSessions ends the sessions f selects on every replica (a tenant's,
+// an external id's), with an audit event per session; by names who asked.
+func (s *Service) RevokeSessions(ctx context.Context, f RevokeFilter, by string) ([]string, int, error) {
+	sids, spared, err := s.store.RevokeSessions(ctx, f, s.cfg.Now())
+	if err != nil {
+		return nil, 0, err
+	}
+	for _, sid := range sids {
+		s.auditSession(audit.EventRevoke, &Session{ID: sid, Tenant: f.Tenant, ExternalID: f.ExternalID}, netip.Addr{}, "by "+by, nil)
+	}
+	s.log.Info("sessions revoked", zap.String("tenant", f.Tenant), zap.String("external_id", f.ExternalID), zap.Int("sessions", len(sids)), zap.String("by", by))
+	return sids, spared, nil
 }
 
 // Purge deletes tickets and sessions that can no longer verify.

@@ -26,8 +26,8 @@ type Store struct {
 	channel string // LISTEN/NOTIFY channel for revocations
 	// fleetChannel carries requests to every replica (fleet.go).
 	fleetChannel string
-	timeout time.Duration
-	q       storeQueries
+	timeout      time.Duration
+	q            storeQueries
 }
 
 type storeQueries struct {
@@ -90,7 +90,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	s.q = storeQueries{
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
 		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at, kind, subject, role, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid`,
+		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid, tenant, external_id, kind, subject, role`,
 		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
 		expiry:        `SELECT expires_at, revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
@@ -222,6 +222,31 @@ var migrations = []string{
 		PRIMARY KEY (request_id, replica)
 	);
 	CREATE INDEX ON {s}.fleet_answers (answered_at);`,
+	// The audit trail's copy (auditstore.go): the file stays the primary
+	// record; gaps are what a process dropped.
+	`CREATE TABLE {s}.audit_events (
+		id          bigserial PRIMARY KEY,
+		time        timestamptz NOT NULL,
+		event       text NOT NULL,
+		session     text NOT NULL,
+		kind        text NOT NULL,
+		tenant      text NOT NULL,
+		external_id text NOT NULL,
+		subject     text NOT NULL,
+		outcome     text NOT NULL,
+		sqlstate    text NOT NULL,
+		warehouse   text NOT NULL,
+		record      jsonb NOT NULL
+	);
+	CREATE INDEX ON {s}.audit_events (time);
+	CREATE INDEX ON {s}.audit_events (tenant, id);
+	CREATE INDEX ON {s}.audit_events (session) WHERE session <> '';
+	CREATE TABLE {s}.audit_gaps (
+		id       bigserial PRIMARY KEY,
+		first_at timestamptz NOT NULL,
+		last_at  timestamptz NOT NULL,
+		dropped  bigint NOT NULL
+	);`,
 }
 
 // Migrate creates or upgrades the control schema. It is idempotent and safe
@@ -321,23 +346,30 @@ func (s *Store) RedeemAndCreate(ctx context.Context, jti string, ticketExpires t
 // apiKey restricts it to sessions minted through that API key (others are
 // not found, so one host application cannot probe another's sessions).
 func (s *Store) Revoke(ctx context.Context, sid, apiKey string, now time.Time) error {
+	_, err := s.RevokeRecord(ctx, sid, apiKey, now)
+	return err
+}
+
+// RevokeRecord is Revoke that returns who the session was (ID, Tenant,
+// ExternalID, Kind, Subject, Role), for the audit trail.
+func (s *Store) RevokeRecord(ctx context.Context, sid, apiKey string, now time.Time) (*SessionRecord, error) {
 	ctx, cancel := s.bound(ctx)
 	defer cancel()
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return s.fail("revoke", err)
+		return nil, s.fail("revoke", err)
 	}
 	defer tx.Rollback(ctx)
-	var got string
-	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&got); errors.Is(err, pgx.ErrNoRows) {
-		return ErrSessionNotFound
+	var r SessionRecord
+	if err := tx.QueryRow(ctx, s.q.revoke, sid, now, apiKey).Scan(&r.ID, &r.Tenant, &r.ExternalID, &r.Kind, &r.Subject, &r.Role); errors.Is(err, pgx.ErrNoRows) {
+		return nil, ErrSessionNotFound
 	} else if err != nil {
-		return s.fail("revoke", err)
+		return nil, s.fail("revoke", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, s.channel, sid); err != nil {
-		return s.fail("revoke notify", err)
+		return nil, s.fail("revoke notify", err)
 	}
-	return s.fail("revoke", tx.Commit(ctx))
+	return &r, s.fail("revoke", tx.Commit(ctx))
 }
 
 // IsRevoked reports whether session sid is revoked; an unknown sid is

@@ -271,6 +271,16 @@ type Audit struct {
 	// Path is a file to append JSON lines to, "-" for stdout, "" for none.
 	Path       string `yaml:"path"`
 	IncludeSQL bool   `yaml:"include_sql"`
+	// Store copies every record to the control store as well (in the
+	// background, in batches; the file stays the primary record), for the
+	// admin API's audit reader across processes.
+	Store bool `yaml:"store"`
+	// StoreRetention: stored records older than this are deleted
+	// (default 720h, 30 days).
+	StoreRetention time.Duration `yaml:"store_retention"`
+	// StoreQueue bounds the records waiting to be stored; past it they
+	// are dropped from the store's copy and counted (default 10000).
+	StoreQueue int `yaml:"store_queue"`
 }
 
 // Log configures the process log.
@@ -308,6 +318,12 @@ func Parse(data []byte, path string) (*File, error) {
 }
 
 func (f *File) applyDefaults() {
+	if f.Audit.StoreRetention == 0 {
+		f.Audit.StoreRetention = 30 * 24 * time.Hour
+	}
+	if f.Audit.StoreQueue == 0 {
+		f.Audit.StoreQueue = 10000
+	}
 	p := &f.Proxy
 	if p.Listen == "" {
 		p.Listen = "127.0.0.1:6432"
@@ -432,6 +448,12 @@ func (f *File) Validate() error {
 		}
 	}
 	checkAddr("proxy.listen", f.Proxy.Listen)
+	if f.Audit.StoreRetention < 0 {
+		bad("audit.store_retention", "must not be negative")
+	}
+	if f.Audit.StoreQueue < 0 {
+		bad("audit.store_queue", "must not be negative")
+	}
 	checkAddr("auth.listen", f.Auth.Listen)
 	checkAddr("metrics.listen", f.Metrics.Listen)
 	if c := f.Console; c.StatsBucket != 0 && c.StatsBucket < time.Second {

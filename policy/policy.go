@@ -183,7 +183,9 @@ type Policy struct {
 	funcSet   map[string]bool
 }
 
-// Version is a content hash of the policy file, for cache keys.
+// Version is a content hash of the policy file (the first 16 bytes of its
+// SHA-256, in hex): rewrite caches key by it and audit records carry it as
+// policy_version, so a reload that changes the file changes it.
 func (p *Policy) Version() string { return p.version }
 
 // KnowsTenant reports whether tickets for tenant may be minted: true for every

@@ -1,57 +1,62 @@
 package proxy
 
 import (
-	"encoding/json"
 	"io"
 	"net/netip"
-	"sync"
 	"time"
+
+	"github.com/pgwarden/pgwarden/audit"
 )
 
-// AuditLog writes one JSON line per statement to an io.Writer.
+// AuditLog records one line per statement and per proxy login (see package
+// audit for the record and where it goes).
 type AuditLog struct {
-	mu         sync.Mutex
-	w          io.Writer
+	log        *audit.Log
 	includeSQL bool
-	now        func() time.Time
 }
 
 // NewAuditLog returns an audit log writing to w. With includeSQL the original
 // and rewritten SQL are recorded too (they may contain personal data).
 func NewAuditLog(w io.Writer, includeSQL bool) *AuditLog {
-	return &AuditLog{w: w, includeSQL: includeSQL, now: time.Now}
+	return NewAuditLogTo(audit.New(w, nil), includeSQL)
+}
+
+// NewAuditLogTo returns an audit log writing to l (shared with the ticket
+// service of the same process).
+func NewAuditLogTo(l *audit.Log, includeSQL bool) *AuditLog {
+	return &AuditLog{log: l, includeSQL: includeSQL}
 }
 
 // AuditRecord is one line of the audit log.
-type AuditRecord struct {
-	Time       time.Time `json:"time"`
-	Session    string    `json:"session"`
-	Kind       string    `json:"kind"`
-	Tenant     string    `json:"tenant"`
-	ExternalID string    `json:"external_id,omitempty"`
-	// Subject and Role are an internal user's (sign-on); for an embed
-	// session opened to act as a test tenant, ActorSubject and ActorRole
-	// name the internal user behind it.
-	Subject      string  `json:"subject,omitempty"`
-	Role         string  `json:"role,omitempty"`
-	ActorSubject string  `json:"actor_subject,omitempty"`
-	ActorRole    string  `json:"actor_role,omitempty"`
-	Warehouse    string  `json:"warehouse"`
-	Fingerprint  string  `json:"fingerprint,omitempty"`
-	SQL          string  `json:"sql,omitempty"`
-	Rewritten    string  `json:"rewritten_sql,omitempty"`
-	Outcome      string  `json:"outcome"` // ok, refused or error
-	SQLState     string  `json:"sqlstate,omitempty"`
-	Rows         int64   `json:"rows"` // rows returned, or affected by INSERT, UPDATE or DELETE
-	DurationMS   float64 `json:"duration_ms"`
-	// Event names a record that is not a statement's: "login_refused".
-	Event string `json:"event,omitempty"`
-	// Reason says why a login was refused (outside_embed_context, pinned_address).
-	Reason     string `json:"reason,omitempty"`
-	ClientAddr string `json:"client_addr,omitempty"`
-	// Writes names the relations an INSERT, UPDATE or DELETE (or a WITH
-	// query of one) wrote.
-	Writes []string `json:"writes,omitempty"`
+type AuditRecord = audit.Record
+
+// policyVersioner is a Rewriter that names its policy's version
+// (rewrite.Rewriter is one).
+type policyVersioner interface{ PolicyVersion() string }
+
+// base fills what every record of c's session carries.
+func (c *clientConn) auditBase(r *AuditRecord) {
+	s := c.session
+	r.Session, r.Kind, r.Subject, r.Role = s.ID, string(s.Kind), s.Subject, string(s.Role)
+	r.Tenant, r.ExternalID, r.Groups = s.Tenant, s.ExternalID, s.Groups
+	if a := s.Actor; a != nil {
+		r.ActorSubject, r.ActorRole = a.Subject, string(a.Role)
+	}
+	r.ClientAddr = c.clientAddr()
+	if c.wh != nil {
+		r.Warehouse = c.wh.Name
+		if v, ok := c.wh.Rewriter().(policyVersioner); ok {
+			r.PolicyVersion = v.PolicyVersion()
+		}
+	}
+}
+
+// clientAddr is the client's IP address (without the port).
+func (c *clientConn) clientAddr() string {
+	if ap, err := netip.ParseAddrPort(c.raw.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return ""
 }
 
 // record is nil-safe so that callers need not check whether auditing is on.
@@ -60,22 +65,13 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 		return
 	}
 	r := AuditRecord{
-		Time:       a.now().UTC(),
-		Session:    c.session.ID,
-		Kind:       string(c.session.Kind),
-		Subject:    c.session.Subject,
-		Role:       string(c.session.Role),
-		Tenant:     c.session.Tenant,
-		ExternalID: c.session.ExternalID,
-		Warehouse:  c.wh.Name,
+		Time:       a.log.Now().UTC(),
 		Outcome:    outcome,
 		SQLState:   code,
 		Rows:       rows,
 		DurationMS: float64(time.Since(start).Microseconds()) / 1000,
 	}
-	if a := c.session.Actor; a != nil {
-		r.ActorSubject, r.ActorRole = a.Subject, string(a.Role)
-	}
+	c.auditBase(&r)
 	if info != nil {
 		r.Fingerprint = info.fingerprint
 		r.Writes = info.writes
@@ -83,7 +79,7 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 			r.SQL, r.Rewritten = info.original, info.rewritten
 		}
 	}
-	a.write(&r)
+	a.log.Write(&r)
 }
 
 // recordRefusedLogin records a login refused after authentication (an embed
@@ -93,29 +89,39 @@ func (a *AuditLog) recordRefusedLogin(c *clientConn, database, reason, code stri
 		return
 	}
 	r := AuditRecord{
-		Time:       a.now().UTC(),
+		Time:       a.log.Now().UTC(),
 		Session:    c.session.ID,
 		Tenant:     c.session.Tenant,
 		ExternalID: c.session.ExternalID,
 		Warehouse:  database,
-		Outcome:    "refused",
+		Outcome:    audit.OutcomeRefused,
 		SQLState:   code,
-		Event:      "login_refused",
+		Event:      audit.EventLoginRefused,
 		Reason:     reason,
 	}
 	if from.IsValid() {
 		r.ClientAddr = from.String()
 	}
-	a.write(&r)
+	a.log.Write(&r)
 }
 
-func (a *AuditLog) write(r *AuditRecord) {
-	b, err := json.Marshal(r)
-	if err != nil {
+// recordLogin records a login: accepted (err nil, c's session known) or
+// refused (with err's SQLSTATE; the session when authentication passed).
+func (a *AuditLog) recordLogin(c *clientConn, database, code string) {
+	if a == nil {
 		return
 	}
-	b = append(b, '\n')
-	a.mu.Lock()
-	a.w.Write(b)
-	a.mu.Unlock()
+	r := AuditRecord{Time: a.log.Now().UTC(), Event: audit.EventLogin, Outcome: audit.OutcomeOK, SQLState: code}
+	if code != "" {
+		r.Outcome = audit.OutcomeRefused
+	}
+	if c.session != nil {
+		c.auditBase(&r)
+	} else {
+		r.ClientAddr = c.clientAddr()
+	}
+	if r.Warehouse == "" {
+		r.Warehouse = database
+	}
+	a.log.Write(&r)
 }

@@ -47,6 +47,10 @@ type clientConn struct {
 	connID      uint64
 	connectedAt time.Time
 	started     atomic.Bool
+	// Startup's, for the login's audit record (loop goroutine only).
+	database     string
+	authTried    bool
+	loginAudited bool
 
 	be    *pgproto3.Backend
 	out   *clientWriter
@@ -210,9 +214,18 @@ func (c *clientConn) serve() {
 			c.log.Debug("connection closed during startup", zap.String("reason", q.why))
 			return
 		}
+		if c.authTried && !c.loginAudited {
+			code := pgerr.InternalError
+			var st interface{ SQLState() string }
+			if errors.As(err, &st) {
+				code = st.SQLState()
+			}
+			c.srv.audit.recordLogin(c, c.database, code)
+		}
 		c.sendFatal(err)
 		return
 	}
+	c.srv.audit.recordLogin(c, c.database, "")
 	c.started.Store(true)
 	c.touch()
 	c.relayDone = make(chan struct{})

@@ -78,6 +78,7 @@ func TestAuditAndMetrics(t *testing.T) {
 			got := buf.records(t)
 			rw := "SELECT order_id FROM (SELECT * FROM orders WHERE tenant_id = 'acme') orders"
 			want := []AuditRecord{
+				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Event: "login"},
 				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 1,
 					SQL: "SELECT count(*) FROM orders WHERE total > $1", Rewritten: "SELECT count(*) FROM (SELECT * FROM orders WHERE tenant_id = 'acme') orders WHERE total > $1"},
 				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "refused", SQLState: "42501",
@@ -86,9 +87,11 @@ func TestAuditAndMetrics(t *testing.T) {
 					SQL: "SELECT 1/0", Rewritten: "SELECT 1/0"},
 				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 3,
 					SQL: "SELECT order_id FROM orders", Rewritten: rw},
+				{Warehouse: "wh", Outcome: "refused", SQLState: "28P01", Event: "login"},
 			}
-			if !includeSQL {
-				for i := range want {
+			for i := range want {
+				want[i].ClientAddr = "127.0.0.1"
+				if !includeSQL {
 					want[i].SQL, want[i].Rewritten = "", ""
 				}
 			}
@@ -97,7 +100,7 @@ func TestAuditAndMetrics(t *testing.T) {
 				t.Errorf("audit records (-want +got):\n%s", diff)
 			}
 			for _, r := range got {
-				if r.Outcome != "refused" && r.Fingerprint == "" {
+				if r.Outcome != "refused" && r.Event == "" && r.Fingerprint == "" {
 					t.Errorf("record without fingerprint: %+v", r)
 				}
 			}

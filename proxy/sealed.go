@@ -43,6 +43,7 @@ func (c *clientConn) checkEmbedContext(database string) error {
 	c.log.Warn("embed session refused outside its embed context", zap.String("reason", reason),
 		zap.String("client_addr", conn.Remote.String()), zap.Bool("client_cert", len(conn.PeerCerts) > 0))
 	c.srv.audit.recordRefusedLogin(c, database, reason, pgerr.InvalidAuthorization, conn.Remote)
+	c.loginAudited = true
 	return pgerr.Fatalf(pgerr.InvalidAuthorization, "%s", embedctx.ErrOutside.Error())
 }
 

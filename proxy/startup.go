@@ -249,6 +249,7 @@ func (c *clientConn) startup() error {
 		c.log.Debug("startup options ignored")
 	}
 	c.log = c.log.With(zap.String("user", c.user), zap.String("database", database))
+	c.database = database
 
 	if c.srv.isDraining() {
 		return pgerr.Fatalf(pgerr.CannotConnectNow, "the database system is shutting down")
@@ -278,6 +279,7 @@ func (c *clientConn) startup() error {
 	if !ok {
 		return pgerr.Fatalf(pgerr.ProtocolViolation, "expected password response, got message type %q", msgType(msg))
 	}
+	c.authTried = true
 	session, err := c.srv.auth.Authenticate(ctx, pw.Password)
 	if err != nil {
 		c.srv.metrics.authFailure("bad_credentials")

@@ -538,3 +538,7 @@ func plainFilters(ns []*pg_query.Node) bool {
 	}
 	return true
 }
+
+// PolicyVersion names the version of the policy the rewriter enforces
+// (audit records carry it; see policy.Policy.Version).
+func (r *Rewriter) PolicyVersion() string { return r.pol.Version() }

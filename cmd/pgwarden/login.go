@@ -105,17 +105,38 @@ func cmdAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	warehouse := fs.String("warehouse", "", "the `warehouse` for explain")
 	role := fs.String("role", "querier", "the connection `role` for explain")
 	internal := fs.Bool("internal", false, "explain for an internal session")
+	// Filters of connections, sessions and audit (see filterFlags).
+	filters := map[string]*string{}
+	for _, f := range []struct{ name, help string }{
+		{"subject", "filter: an internal user's `subject`"}, {"session", "filter: a session `id`"},
+		{"client-addr", "filter: a client `address` (with or without port)"}, {"since", "audit: records from `time` (RFC 3339)"},
+		{"until", "audit: records before `time` (RFC 3339)"}, {"kind", "audit: session `kind` (embed, internal)"},
+		{"event", "audit: `event` (statement, login, login_refused, exchange, renew, revoke, act_as)"},
+		{"outcome", "audit: `outcome` (ok, refused, error)"}, {"sqlstate", "audit: `SQLSTATE`"},
+		{"limit", "audit: records per page (`n`, default 100)"}, {"next", "audit: the `cursor` of the next page"},
+	} {
+		filters[f.name] = fs.String(f.name, "", f.help)
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	const use = "usage: pgwarden admin --service URL --token T whoami | sessions | revoke-session ID | revoke-subject SUBJECT |\n" +
-		"  policies-check | policies-reload | key-create NAME ROLE | key-rotate NAME | key-revoke NAME |\n" +
-		"  act-as --tenant T [--groups a,b] [--attr k=v] | explain [--tenant T ...] SQL"
+	const use = "usage: pgwarden admin --service URL --token T whoami | sessions [FILTERS] | connections [FILTERS] | cancel ID |\n" +
+		"  revoke-session ID | revoke-subject SUBJECT | revoke-tenant TENANT | revoke-external-id ID [--tenant T] |\n" +
+		"  audit [FILTERS] [--since T] [--until T] [--kind K] [--event E] [--outcome O] [--sqlstate S] [--limit N] [--next C] |\n" +
+		"  policies-check | policies-reload | keys | key-create NAME ROLE | key-rotate NAME | key-revoke NAME |\n" +
+		"  act-as --tenant T [--groups a,b] [--attr k=v] | explain [--tenant T ...] SQL\n" +
+		"FILTERS: --tenant T --external-id X --subject S --session ID --client-addr A --warehouse W"
 	rest := fs.Args()
 	if *service == "" || *token == "" || len(rest) == 0 {
 		return usagef(use)
 	}
 	verb, rest := rest[0], rest[1:]
+	if verb != "explain" { // SQL may hold words that look like flags
+		var err error
+		if rest, err = parseInterspersed(fs, rest); err != nil {
+			return err
+		}
+	}
 	arg := func() (string, error) {
 		if len(rest) != 1 {
 			return "", usagef("%s takes one argument", verb)
@@ -124,9 +145,54 @@ func cmdAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var method, path string
 	var body any
+	// query is the filters set on the command line, in the API's names.
+	query := func(keys ...string) string {
+		q := url.Values{}
+		set := func(k, v string) {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		set("tenant", id.tenant)
+		set("external_id", id.externalID)
+		set("warehouse", *warehouse)
+		for _, k := range keys {
+			set(strings.ReplaceAll(k, "-", "_"), *filters[k])
+		}
+		if len(q) == 0 {
+			return ""
+		}
+		return "?" + q.Encode()
+	}
+	connFilters := []string{"subject", "session", "client-addr"}
 	switch verb {
-	case "whoami", "sessions":
+	case "whoami", "keys":
 		method, path = http.MethodGet, "/v1/admin/"+verb
+	case "sessions", "connections":
+		method, path = http.MethodGet, "/v1/admin/"+verb+query(connFilters...)
+	case "audit":
+		method, path = http.MethodGet, "/v1/admin/audit"+query("subject", "session", "since", "until", "kind", "event", "outcome", "sqlstate", "limit", "next")
+	case "cancel":
+		a, err := arg()
+		if err != nil {
+			return err
+		}
+		method, path = http.MethodPost, "/v1/admin/connections/"+a+"/cancel"
+	case "revoke-tenant":
+		a, err := arg()
+		if err != nil {
+			return err
+		}
+		method, path = http.MethodPost, "/v1/admin/tenants/"+a+"/revoke"
+	case "revoke-external-id":
+		a, err := arg()
+		if err != nil {
+			return err
+		}
+		method, path = http.MethodPost, "/v1/admin/external-ids/"+a+"/revoke"
+		if id.tenant != "" {
+			path += "?" + url.Values{"tenant": {id.tenant}}.Encode()
+		}
 	case "revoke-session", "revoke-subject":
 		a, err := arg()
 		if err != nil {

@@ -48,7 +48,7 @@ Usage:
   pgwarden content list|write --config FILE [--warehouse W]   statements learned for viewers; write adds them to the policy
   pgwarden login   --service URL [--pgpass FILE | --env]  sign in (SSO) for an internal pgwarden session
   pgwarden renew   --service URL --token TOKEN            renew a session token
-  pgwarden admin   --service URL --token T VERB [ARGS]    admin API: sessions, revoke, policies, keys, act-as, explain
+  pgwarden admin   --service URL --token T VERB [ARGS]    admin API: sessions, connections, cancel, revoke, audit, policies, keys, act-as, explain
   pgwarden version
 
 Run "pgwarden COMMAND -h" for a command's flags.
@@ -173,4 +173,24 @@ func sameFile(a, b string) bool {
 	}
 	sb, err := os.Stat(b)
 	return err == nil && os.SameFile(sa, sb)
+}
+
+// parseInterspersed parses flags anywhere among args (`pgwarden admin
+// connections --tenant acme`) and returns the other arguments in order;
+// everything after "--" is an argument.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := parseFlags(fs, args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos, args = append(pos, rest[0]), rest[1:]
+	}
 }

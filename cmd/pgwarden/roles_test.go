@@ -97,6 +97,11 @@ func TestRoleMatrix(t *testing.T) {
 					body               any
 				}{
 					{"sessions list", "GET", "/v1/admin/sessions", nil},
+					{"connections list", "GET", "/v1/admin/connections", nil},
+					{"audit read", "GET", "/v1/admin/audit", nil},
+					{"keys list", "GET", "/v1/admin/keys", nil},
+					{"tenant revoke", "POST", "/v1/admin/tenants/initech/revoke", nil},
+					{"external id revoke", "POST", "/v1/admin/external-ids/nobody/revoke", nil},
 					{"session revoke", "POST", "/v1/admin/sessions/" + victim + "/revoke", nil},
 					{"subject revoke", "POST", "/v1/admin/subjects/adele/revoke", nil},
 					{"policies check", "POST", "/v1/admin/policies/check", nil},

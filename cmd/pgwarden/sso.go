@@ -75,7 +75,7 @@ func (a *app) wireSSO() error {
 		}
 		a.handler.Mount("/v1/sessions/oidc", "sessions_oidc", x)
 	}
-	ad, err := admin.New(admin.Config{Owners: a.cfg.SSO.Owners}, a.service, a.store, &appPolicies{a}, a.handler.Decode, a.handler.Fail, a.log.Named("admin"))
+	ad, err := admin.New(admin.Config{Owners: a.cfg.SSO.Owners, AuditStored: a.cfg.Audit.Store}, a.service, a.store, &appPolicies{a}, a.handler.Decode, a.handler.Fail, a.log.Named("admin"))
 	if err != nil {
 		return err
 	}

@@ -102,6 +102,7 @@ func startSSO(t *testing.T) *ssoRun {
 			Owners: []string{"founder"},
 		}
 		audit = cfg.Audit.Path
+		cfg.Audit.Store = true // the admin API's audit reader
 	})
 	return &ssoRun{running: r, idp: idp, service: "http://" + r.cfg.Auth.Listen, audit: audit, logs: logs}
 }

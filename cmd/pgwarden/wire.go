@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/config"
@@ -60,6 +61,10 @@ type app struct {
 	warehouses map[string]*proxy.Warehouse
 	policies   *policySet
 	audit      *os.File
+	// auditLog writes the audit file (nil without one) and feeds
+	// auditStore, the store's copy (nil unless audit.store).
+	auditLog   *audit.Log
+	auditStore *audit.Batcher
 	// draining is set at shutdown: /readyz fails from then on.
 	draining atomic.Bool
 	// gate bounds the rewrites of every warehouse, across policy reloads.
@@ -231,6 +236,10 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	}
 	a.policies.byWarehouse.Store(&policies)
 
+	if err := a.openAudit(); err != nil {
+		return nil, err
+	}
+	acfg.Audit = a.auditLog
 	if a.runs(onlyTickets) && cfg.Auth.Listen != "" || only == "" {
 		// The service is also what the demo and the ticket command mint with.
 		if acfg.SigningKeyFile != "" {
@@ -263,17 +272,6 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		}
 		a.warehouses[name] = w
 	}
-	var audit *proxy.AuditLog
-	switch cfg.Audit.Path {
-	case "":
-	case "-":
-		audit = proxy.NewAuditLog(os.Stdout, cfg.Audit.IncludeSQL)
-	default:
-		if a.audit, err = os.OpenFile(cfg.Audit.Path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600); err != nil {
-			return nil, fmt.Errorf("audit.path: %w", err)
-		}
-		audit = proxy.NewAuditLog(a.audit, cfg.Audit.IncludeSQL)
-	}
 	if err := a.wireSSO(); err != nil {
 		return nil, err
 	}
@@ -304,7 +302,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		Logger:        log.Named("proxy"),
 		Authenticator: authn,
 		Warehouses:    a.warehouses,
-		Audit:         audit,
+		Audit:         a.proxyAudit(),
 		Metrics:       a.reg,
 		Learned:       a.store,
 		Stats:         a.stats,
@@ -470,6 +468,10 @@ func (a *app) run(ctx context.Context, ready func()) error {
 		start(func() error { return a.fleet.Run(bgCtx) })
 		proxyDone = make(chan error, 1)
 		go func() { proxyDone <- a.proxy.Serve(proxyCtx, ln) }()
+	}
+	if a.auditStore != nil {
+		// Until the proxy has drained: its last records are copied too.
+		start(func() error { return a.auditStore.Run(bgCtx) })
 	}
 	if a.handler != nil {
 		if err := serveHTTP(a.handler.HTTPServer(""), a.cfg.Auth.Listen); err != nil {
