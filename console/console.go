@@ -78,7 +78,7 @@ func New(cfg Config, admin http.Handler, log *zap.Logger) (*Handler, error) {
 		"ms":    func(v float64) string { return fmtMs(v) },
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	}
-	for _, p := range []string{"login", "overview", "connections", "confirm", "done", "explain", "forbidden", "error"} {
+	for _, p := range []string{"login", "overview", "connections", "confirm", "done", "explain", "audit", "forbidden", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", p, err)
@@ -99,6 +99,7 @@ func New(cfg Config, admin http.Handler, log *zap.Logger) (*Handler, error) {
 	h.mux.HandleFunc("POST /console/do", h.signedIn(h.do))
 	h.mux.HandleFunc("GET /console/explain", h.signedIn(h.explainForm))
 	h.mux.HandleFunc("POST /console/explain", h.signedIn(h.explain))
+	h.mux.HandleFunc("GET /console/audit", h.signedIn(h.audit))
 	h.mux.HandleFunc("/console/", func(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusNotFound, "error", &page{Title: "Not found", Message: "There is no such console page."})
 	})
