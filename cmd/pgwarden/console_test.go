@@ -314,6 +314,27 @@ func TestConsoleBrowser(t *testing.T) {
 		t.Fatalf("refused explain's SQLSTATE %q", r)
 	}
 
+	// The audit log, filtered: acme's refused statement with its SQLSTATE.
+	refusedRow := `#audit tr[data-tenant="acme"][data-outcome="refused"]`
+	for deadline := time.Now().Add(time.Minute); ; {
+		do("audit", chromedp.Navigate(base+"audit"), visible("#f-tenant"), set("#f-tenant", "acme"), set("#f-outcome", "refused"),
+			click(`#audit-filter button[type=submit]`), visible("#audit"))
+		if count(refusedRow) > 0 {
+			break
+		}
+		if time.Now().After(deadline) { // the store's copy is written in batches
+			t.Fatal("acme's refusal never showed in the audit page")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if code := text(refusedRow + " td.sqlstate"); code != "42501" {
+		t.Fatalf("audit shows acme's refusal as %q", code)
+	}
+	if n := count(`#audit tbody tr[data-outcome="ok"]`); n != 0 {
+		t.Fatalf("the outcome filter let %d ok records through", n)
+	}
+	do("audit screenshot", shot("audit"))
+
 	// A Viewer signs in and is told what the role may not do.
 	do("sign out", click(".who button[type=submit]"), visible("#credential"))
 	signIn(viewerTok)
