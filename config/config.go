@@ -255,6 +255,10 @@ type Console struct {
 	// Disabled stops serving the console (the statistics are still kept
 	// for GET /v1/admin/stats).
 	Disabled bool `yaml:"disabled"`
+	// PublicURL is the console's origin as browsers reach it, for the
+	// identity provider's redirect to /console/callback (register that URL
+	// with the provider); "" takes each request's scheme and host.
+	PublicURL string `yaml:"public_url"`
 	// StatsBucket is one point of a chart [10s]; StatsWindow how far back
 	// points are kept [1h], at most 10000 buckets.
 	StatsBucket time.Duration `yaml:"stats_bucket"`
@@ -460,6 +464,11 @@ func (f *File) Validate() error {
 		bad("console.stats_bucket", "%s is too short (at least 1s)", c.StatsBucket)
 	} else if b := cmp.Or(c.StatsBucket, 10*time.Second); c.StatsWindow < 0 || c.StatsWindow != 0 && (c.StatsWindow < b || c.StatsWindow/b > 10000) {
 		bad("console.stats_window", "%s: between one bucket (%s) and 10000 buckets", c.StatsWindow, b)
+	}
+	if u := f.Console.PublicURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") != "" {
+			bad("console.public_url", "%q: want an origin such as https://pgwarden.example.com", u)
+		}
 	}
 	if n := f.Console.StatsMaxTenants; n < 0 || n > 1000 {
 		bad("console.stats_max_tenants", "%d: between 1 and 1000", n)

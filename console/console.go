@@ -50,7 +50,16 @@ const (
 
 // Config configures the console.
 type Config struct {
-	Now func() time.Time
+	// SignOn is the ticket service's sign-on exchange (/v1/sessions/oidc),
+	// nil without sign-on: with it, the sign-in page offers each provider.
+	SignOn http.Handler
+	// PublicURL is the console's origin as browsers reach it (for the
+	// provider's redirect), e.g. https://pgwarden.example.com; "" takes
+	// each request's.
+	PublicURL string
+	// Client makes the requests to identity providers.
+	Client *http.Client
+	Now    func() time.Time
 }
 
 // Handler serves the console.
@@ -71,6 +80,9 @@ func New(cfg Config, admin http.Handler, log *zap.Logger) (*Handler, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Timeout: 30 * time.Second}
+	}
 	h := &Handler{admin: admin, cfg: cfg, log: log, pages: map[string]*template.Template{}, mux: http.NewServeMux()}
 	funcs := template.FuncMap{
 		"ago":   func(t time.Time) string { return ago(cfg.Now(), t) },
@@ -78,7 +90,7 @@ func New(cfg Config, admin http.Handler, log *zap.Logger) (*Handler, error) {
 		"ms":    func(v float64) string { return fmtMs(v) },
 		"clock": func(t time.Time) string { return t.UTC().Format("15:04:05") },
 	}
-	for _, p := range []string{"login", "overview", "connections", "confirm", "done", "explain", "audit", "forbidden", "error"} {
+	for _, p := range []string{"login", "overview", "connections", "confirm", "done", "explain", "audit", "forbidden", "signedin", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(assets, "assets/layout.html", "assets/"+p+".html")
 		if err != nil {
 			return nil, fmt.Errorf("console: template %s: %w", p, err)
@@ -92,6 +104,8 @@ func New(cfg Config, admin http.Handler, log *zap.Logger) (*Handler, error) {
 	h.mux.Handle("GET /console/static/", http.StripPrefix("/console/static/", http.FileServerFS(static)))
 	h.mux.HandleFunc("GET /console/login", h.loginForm)
 	h.mux.HandleFunc("POST /console/login", h.login)
+	h.mux.HandleFunc("GET /console/login/sso", h.startSignOn)
+	h.mux.HandleFunc("GET /console/callback", h.finishSignOn)
 	h.mux.HandleFunc("POST /console/logout", h.signedIn(h.logout))
 	h.mux.HandleFunc("GET /console/{$}", h.signedIn(h.overview))
 	h.mux.HandleFunc("GET /console/connections", h.signedIn(h.connections))
@@ -160,7 +174,7 @@ func (h *Handler) signedIn(f func(http.ResponseWriter, *http.Request, *user)) ht
 		res := h.call(r.Context(), u, http.MethodGet, "/v1/admin/whoami", nil, u)
 		if res.status == http.StatusUnauthorized || res.status == http.StatusForbidden {
 			clearCookie(w, r, cookieName)
-			h.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: "Your sign-in is no longer valid: " + res.message, CSRF: h.loginCSRF(w, r)})
+			h.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: "Your sign-in is no longer valid: " + res.message, CSRF: h.loginCSRF(w, r), Data: h.providers(r)})
 			return
 		}
 		if res.err != nil {
@@ -213,7 +227,7 @@ func (h *Handler) loginCSRF(w http.ResponseWriter, r *http.Request) string {
 }
 
 func (h *Handler) loginForm(w http.ResponseWriter, r *http.Request) {
-	h.render(w, r, http.StatusOK, "login", &page{Title: "Sign in", CSRF: h.loginCSRF(w, r)})
+	h.render(w, r, http.StatusOK, "login", &page{Title: "Sign in", CSRF: h.loginCSRF(w, r), Data: h.providers(r)})
 }
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
@@ -223,7 +237,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		subtle.ConstantTimeCompare([]byte(r.PostForm.Get("csrf")), []byte(ck.Value)) != 1 {
 		h.log.Info("console sign-in refused: bad CSRF token or origin", zap.Bool("cookie", err == nil), zap.Bool("same_origin", sameOrigin(r)),
 			zap.String("origin", r.Header.Get("Origin")), zap.String("sec_fetch_site", r.Header.Get("Sec-Fetch-Site")))
-		h.render(w, r, http.StatusForbidden, "login", &page{Title: "Sign in", Message: "This form was not sent from the console: try again.", CSRF: h.loginCSRF(w, r)})
+		h.render(w, r, http.StatusForbidden, "login", &page{Title: "Sign in", Message: "This form was not sent from the console: try again.", CSRF: h.loginCSRF(w, r), Data: h.providers(r)})
 		return
 	}
 	cred := strings.TrimSpace(r.PostForm.Get("credential"))
@@ -234,7 +248,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		if res.message != "" && cred != "" {
 			msg = "Not signed in: " + res.message
 		}
-		h.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: msg, CSRF: h.loginCSRF(w, r)})
+		h.render(w, r, http.StatusUnauthorized, "login", &page{Title: "Sign in", Message: msg, CSRF: h.loginCSRF(w, r), Data: h.providers(r)})
 		return
 	}
 	if res.err != nil {
@@ -282,6 +296,12 @@ func (h *Handler) call(ctx context.Context, u *user, method, path string, body, 
 	req.Header.Set("Content-Type", "application/json")
 	rec := &recorder{header: http.Header{}}
 	h.admin.ServeHTTP(rec, req)
+	return decodeResult(rec, method, path, out)
+}
+
+// decodeResult reads an in-process answer: out from a 2xx, the API's
+// error code and message otherwise.
+func decodeResult(rec *recorder, method, path string, out any) result {
 	res := result{status: rec.status}
 	if res.status == 0 {
 		res.status = http.StatusOK
@@ -289,7 +309,7 @@ func (h *Handler) call(ctx context.Context, u *user, method, path string, body, 
 	if res.status/100 == 2 {
 		if out != nil {
 			if err := json.Unmarshal(rec.body.Bytes(), out); err != nil {
-				res.err = fmt.Errorf("admin %s %s: %w", method, path, err)
+				res.err = fmt.Errorf("%s %s: %w", method, path, err)
 			}
 		}
 		return res
@@ -298,7 +318,7 @@ func (h *Handler) call(ctx context.Context, u *user, method, path string, body, 
 	json.Unmarshal(rec.body.Bytes(), &e)
 	res.code, res.message = e.Error, e.Message
 	if res.status >= 500 {
-		res.err = fmt.Errorf("admin %s %s: %d %s %s", method, path, res.status, e.Error, e.Message)
+		res.err = fmt.Errorf("%s %s: %d %s %s", method, path, res.status, e.Error, e.Message)
 	}
 	return res
 }

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/pgwarden/pgwarden/internal/oidctest"
 	"github.com/pgwarden/pgwarden/proxy"
 )
 
@@ -134,11 +135,12 @@ func TestAdminStats(t *testing.T) {
 }
 
 // The operator console in real headless Chromium: an Administrator signs
-// in with the session `pgwarden login` gives, sees a pgx client's live
+// in through the identity provider's login page, sees a pgx client's live
 // connection under its tenant with the tenants' charts, cancels a running
 // statement (the client gets 57014), revokes a session (the client's
 // connection is cut with FATAL), explains one statement for two tenants
-// and sees different filters; a Viewer is refused. Screenshots of each
+// and sees different filters, reads the audit log filtered; a Viewer,
+// signed in with a pasted session token, is refused. Screenshots of each
 // step go to bench/out/console (or $PGWARDEN_SCREENSHOTS).
 func TestConsoleBrowser(t *testing.T) {
 	bin := needChromium(t)
@@ -159,7 +161,6 @@ func TestConsoleBrowser(t *testing.T) {
 	if _, err := acme.Exec(ctx, "SELECT * FROM internal_costs"); err == nil {
 		t.Fatal("internal_costs read")
 	}
-	adminTok, _ := s.session(t, "adele")
 	viewerTok, _ := s.session(t, "vic")
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(bin), chromedp.NoSandbox,
@@ -230,9 +231,15 @@ func TestConsoleBrowser(t *testing.T) {
 			visible("#whoami"))
 	}
 
-	// Sign in as an Administrator.
-	do("sign-in page", chromedp.Navigate(base), visible("#credential"), shot("sign-in"))
-	signIn(adminTok)
+	// An Administrator signs in through the identity provider's own login
+	// page (the authorization-code flow with PKCE, as `pgwarden login`).
+	do("sign-in page", chromedp.Navigate(base), visible("#credential"), visible("#sso a[data-issuer]"), shot("sign-in"))
+	do("sign-on", click("#sso a[data-issuer]"),
+		chromedp.WaitVisible(chromedp.ID("username")), shot("provider-login"),
+		chromedp.SendKeys(chromedp.ID("username"), "adele"),
+		chromedp.SendKeys(chromedp.ID("password"), oidctest.Password),
+		click("button[type=submit]"),
+		visible("#whoami"))
 	if who := text("#whoami"); !strings.Contains(who, "adele") || !strings.Contains(who, "administrator") {
 		t.Fatalf("signed in as %q", who)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 
@@ -68,12 +69,14 @@ func (a *app) wireSSO() error {
 	if a.handler == nil {
 		return nil
 	}
+	var signOn http.Handler
 	if v != nil {
 		x, err := oidc.NewHandler(v, a.service, a.handler, a.log.Named("sso"))
 		if err != nil {
 			return err
 		}
 		a.handler.Mount("/v1/sessions/oidc", "sessions_oidc", x)
+		signOn = x
 	}
 	ad, err := admin.New(admin.Config{Owners: a.cfg.SSO.Owners, AuditStored: a.cfg.Audit.Store}, a.service, a.store, &appPolicies{a}, a.handler.Decode, a.handler.Fail, a.log.Named("admin"))
 	if err != nil {
@@ -81,7 +84,7 @@ func (a *app) wireSSO() error {
 	}
 	a.handler.Mount("/v1/admin/", "admin", ad)
 	if !a.cfg.Console.Disabled {
-		c, err := console.New(console.Config{}, ad, a.log.Named("console"))
+		c, err := console.New(console.Config{SignOn: signOn, PublicURL: a.cfg.Console.PublicURL}, ad, a.log.Named("console"))
 		if err != nil {
 			return err
 		}
