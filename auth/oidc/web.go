@@ -23,6 +23,20 @@ type WebState struct {
 	Verifier string   `json:"v"`
 }
 
+// Answer checks the provider's answer q before its code is exchanged:
+// the state of this sign-in, no error, a code.
+func (st *WebState) Answer(q url.Values) error {
+	switch {
+	case st == nil || q.Get("state") == "" || q.Get("state") != st.State:
+		return errors.New("sign-in answer with a wrong state: start again")
+	case q.Get("error") != "":
+		return fmt.Errorf("identity provider refused: %s %s", q.Get("error"), q.Get("error_description"))
+	case q.Get("code") == "":
+		return errors.New("sign-in answer without a code")
+	}
+	return nil
+}
+
 // StartWeb begins the authorization-code flow with PKCE for a page served
 // by pgwarden (the operator console) with provider p: it returns the
 // provider's URL to send the browser to, and the state to keep until the
@@ -43,13 +57,8 @@ func StartWeb(ctx context.Context, c *http.Client, p ProviderInfo, redirect stri
 // raw ID token for the ticket service's exchange (/v1/sessions/oidc),
 // which checks it again and maps the user to a role.
 func FinishWeb(ctx context.Context, c *http.Client, st *WebState, redirect string, q url.Values) (string, error) {
-	switch {
-	case st == nil || q.Get("state") == "" || q.Get("state") != st.State:
-		return "", errors.New("sign-in answer with a wrong state: start again")
-	case q.Get("error") != "":
-		return "", fmt.Errorf("identity provider refused: %s %s", q.Get("error"), q.Get("error_description"))
-	case q.Get("code") == "":
-		return "", errors.New("sign-in answer without a code")
+	if err := st.Answer(q); err != nil {
+		return "", err
 	}
 	octx := gooidc.ClientContext(ctx, c)
 	gp, err := gooidc.NewProvider(octx, st.Issuer)
