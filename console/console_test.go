@@ -265,3 +265,35 @@ func TestConfirmStep(t *testing.T) {
 		t.Fatalf("unknown action: %d", resp.StatusCode)
 	}
 }
+
+// The sign-on callback refuses an answer without this browser's state
+// (a forged or replayed redirect), and sets no credential cookie.
+func TestSignOnState(t *testing.T) {
+	signOn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			t.Error("the ID token exchange was called")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"providers": [{"issuer": "http://127.0.0.1:1", "client_id": "pgwarden-cli", "scopes": ["openid"]}]}`))
+	})
+	h, err := New(Config{SignOn: signOn}, &fakeAdmin{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp := h.do_(t, req{method: "GET", path: "/console/login"})
+	if b := bodyOf(t, resp); !strings.Contains(b, `href="/console/login/sso?issuer=http%3a%2f%2f127.0.0.1%3a1"`) {
+		t.Fatalf("sign-in page offers no provider: %s", b)
+	}
+	if resp := h.do_(t, req{method: "GET", path: "/console/login/sso?issuer=http://evil.example"}); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("unknown provider: %d", resp.StatusCode)
+	}
+	for name, cookies := range map[string][]*http.Cookie{
+		"no state cookie":    nil,
+		"another sign-in's": {{Name: ssoCookie, Value: "eyJzdCI6Im90aGVyIn0"}}, // {"st":"other"}
+	} {
+		resp := h.do_(t, req{method: "GET", path: "/console/callback?state=mine&code=c", cookies: cookies})
+		if b := bodyOf(t, resp); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "wrong state") || cookieNamed(resp, cookieName) != nil {
+			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+}
