@@ -288,7 +288,7 @@ func TestSignOnState(t *testing.T) {
 		t.Fatalf("unknown provider: %d", resp.StatusCode)
 	}
 	for name, cookies := range map[string][]*http.Cookie{
-		"no state cookie":    nil,
+		"no state cookie":   nil,
 		"another sign-in's": {{Name: ssoCookie, Value: "eyJzdCI6Im90aGVyIn0"}}, // {"st":"other"}
 	} {
 		resp := h.do_(t, req{method: "GET", path: "/console/callback?state=mine&code=c", cookies: cookies})
