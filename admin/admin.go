@@ -1,5 +1,6 @@
-// Package admin is pgwarden's admin API: the operator's verbs (sessions,
-// revocation, policies, admin API keys) and what internal users may do
+// Package admin is pgwarden's admin API: the operator's verbs (sessions and
+// live connections on every replica, cancel, revocation, the audit trail,
+// policies, admin API keys) and what internal users may do
 // besides SQL (act as a test tenant, explain as any identity), each checked
 // against the caller's role. Callers authenticate with an internal session
 // token (sign-on) or an admin API key. It reads through small interfaces
@@ -12,7 +13,7 @@
 //	                                          Creator, Designer: the policies' test_tenants
 //	POST /v1/admin/explain {warehouse, sql, tenant, external_id, groups, attributes, role, internal}
 //	                                          all but Viewer
-//	GET  /v1/admin/sessions                   Owner, Administrator
+//	GET  /v1/admin/sessions?filters           Owner, Administrator (filters as connections')
 //	POST /v1/admin/sessions/{id}/revoke       Owner, Administrator (not an Owner's session)
 //	POST /v1/admin/subjects/{subject}/revoke  Owner, Administrator (not an Owner); provider
 //	                                          tokens issued before it open no new session

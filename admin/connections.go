@@ -128,6 +128,22 @@ func (f Filter) connection(c *Connection) bool {
 // needsConnections: the filter names what only connections know.
 func (f Filter) needsConnections() bool { return f.ClientAddr != "" || f.Warehouse != "" }
 
+// Connections lists the connections f selects on every live replica, with
+// which replicas answered and whether one did not (for the console).
+func (h *Handler) Connections(ctx context.Context, f Filter) ([]Connection, []ReplicaStatus, bool, error) {
+	conns, replicas, incomplete, err := h.connections(ctx)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	out := []Connection{}
+	for i := range conns {
+		if f.connection(&conns[i]) {
+			out = append(out, conns[i])
+		}
+	}
+	return out, replicas, incomplete, nil
+}
+
 // connections asks every live replica for its connections.
 func (h *Handler) connections(ctx context.Context) ([]Connection, []ReplicaStatus, bool, error) {
 	ans, err := h.store.Ask(ctx, auth.FleetQuestion{Kind: KindConnections, Wait: h.cfg.FleetWait})
@@ -169,16 +185,10 @@ func (h *Handler) listConnections(w http.ResponseWriter, r *http.Request, c *Cal
 		auth.WriteError(w, http.StatusBadRequest, "invalid_request", err.Error())
 		return
 	}
-	conns, replicas, incomplete, err := h.connections(r.Context())
+	out, replicas, incomplete, err := h.Connections(r.Context(), f)
 	if err != nil {
 		h.fail(w, r, err)
 		return
-	}
-	out := []Connection{}
-	for i := range conns {
-		if f.connection(&conns[i]) {
-			out = append(out, conns[i])
-		}
 	}
 	auth.WriteJSON(w, http.StatusOK, map[string]any{"connections": out, "replicas": replicas, "incomplete": incomplete})
 }

@@ -56,7 +56,7 @@ func (l *RevocationListener) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		l.log.Warn("revocation listener disconnected", zap.Error(err), zap.Duration("retry_in", backoff))
+		l.log.Warn("store listener disconnected", zap.String("channel", l.channel), zap.Error(err), zap.Duration("retry_in", backoff))
 		// Jitter keeps a fleet of proxies from reconnecting in lockstep.
 		wait := backoff/2 + rand.N(backoff/2+1)
 		select {
@@ -88,7 +88,7 @@ func (l *RevocationListener) listenOnce(ctx context.Context, connected func()) e
 		return fmt.Errorf("resync after listen: %w", err)
 	}
 	connected()
-	l.log.Debug("revocation listener listening", zap.String("channel", l.channel))
+	l.log.Debug("store listener listening", zap.String("channel", l.channel))
 	for {
 		wctx, cancel := context.WithTimeout(ctx, l.ping)
 		n, err := conn.WaitForNotification(wctx)

@@ -404,6 +404,15 @@ func TestAdminAudit(t *testing.T) {
 			t.Errorf("audit file lacks the %s event: %v", ev, events)
 		}
 	}
+	// A revocation on the command line is recorded too.
+	_, sid2 := s.httpSession(t, "globex")
+	if code, stdout, stderr := runCLI(t, "revoke", "--config", s.cfg.Path, "--", sid2); code != 0 {
+		t.Fatalf("pgwarden revoke: %d %s %s", code, stdout, stderr)
+	}
+	lines := s.auditLines(t, sid2)
+	if len(lines) == 0 || lines[len(lines)-1]["event"] != "revoke" || lines[len(lines)-1]["tenant"] != "globex" {
+		t.Errorf("pgwarden revoke's audit line: %v", lines)
+	}
 }
 
 // The admin API's verbs on the command line: connections with filters,

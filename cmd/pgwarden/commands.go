@@ -14,6 +14,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/pgerr"
@@ -209,13 +210,36 @@ func cmdRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer store.Close()
-	if err := store.Revoke(ctx, sid, "", time.Now()); err != nil {
+	rec, err := store.RevokeRecord(ctx, sid, "", time.Now())
+	if err != nil {
 		if errors.Is(err, auth.ErrSessionNotFound) {
 			return fmt.Errorf("no session %q in the ticket store of %s", sid, cfg.Path)
 		}
 		return err
 	}
 	fmt.Fprintf(stdout, "session %s revoked\n", sid)
+	return auditOfflineRevoke(ctx, cfg, store, rec)
+}
+
+// auditOfflineRevoke records a revocation made on the command line as the
+// running services record theirs: in the audit file and, with audit.store,
+// in the store's copy.
+func auditOfflineRevoke(ctx context.Context, cfg *config.File, store *auth.Store, rec *auth.SessionRecord) error {
+	r := audit.Record{Time: time.Now().UTC(), Event: audit.EventRevoke, Outcome: audit.OutcomeOK, Reason: "by an operator (pgwarden revoke)",
+		Session: rec.ID, Kind: rec.Kind, Tenant: rec.Tenant, ExternalID: rec.ExternalID, Subject: rec.Subject, Role: rec.Role}
+	if p := cfg.Audit.Path; p != "" && p != "-" {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("audit.path: %w", err)
+		}
+		audit.New(f, nil).Write(&r)
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("audit.path: %w", err)
+		}
+	}
+	if cfg.Audit.Store {
+		return store.InsertAudit(ctx, []audit.Record{r}, nil)
+	}
 	return nil
 }
 
