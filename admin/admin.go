@@ -22,6 +22,7 @@
 //	                                          Owner, Administrator (an Owner's sessions spared)
 //	GET  /v1/admin/connections?filters        Owner, Administrator: every replica's
 //	POST /v1/admin/connections/{id}/cancel    Owner, Administrator (not an Owner's statement)
+//	GET  /v1/admin/stats[?window=15m]         Owner, Administrator: every replica's, merged
 //	GET  /v1/admin/audit?filters&limit&next   Owner, Administrator
 //	POST /v1/admin/policies/check             Owner, Administrator
 //	POST /v1/admin/policies/reload            Owner, Administrator
@@ -140,6 +141,7 @@ func New(cfg Config, sessions Sessions, store Store, policies Policies, decode f
 	h.route("GET /v1/admin/connections", auth.UserRole.Operate, h.listConnections)
 	h.route("GET /v1/admin/audit", auth.UserRole.Operate, h.readAudit)
 	h.route("POST /v1/admin/connections/{id}/cancel", auth.UserRole.Operate, h.cancelConnection)
+	h.route("GET /v1/admin/stats", auth.UserRole.Operate, h.stats)
 	h.route("POST /v1/admin/policies/check", auth.UserRole.Operate, h.checkPolicies)
 	h.route("POST /v1/admin/policies/reload", auth.UserRole.Operate, h.reloadPolicies)
 	h.route("GET /v1/admin/keys", auth.UserRole.Operate, h.listKeys)

@@ -6,6 +6,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ type File struct {
 	Auth       Auth                 `yaml:"auth"`
 	SSO        SSO                  `yaml:"sso"`
 	Metrics    Metrics              `yaml:"metrics"`
+	Console    Console              `yaml:"console"`
 	Audit      Audit                `yaml:"audit"`
 	Log        Log                  `yaml:"log"`
 
@@ -313,6 +315,28 @@ type Metrics struct {
 	Pprof bool `yaml:"pprof"`
 }
 
+// Console configures the operator console (served under /console/ on
+// auth.listen wherever the admin API is) and the statistics each proxy
+// process keeps for its charts. Zero values take the defaults in brackets.
+type Console struct {
+	// Disabled stops serving the console (the statistics are still kept
+	// for GET /v1/admin/stats).
+	Disabled bool `yaml:"disabled"`
+	// PublicURL is the console's origin as browsers reach it, for the
+	// identity provider's redirect to /console/callback (register that URL
+	// with the provider); "" takes each request's scheme and host.
+	PublicURL string `yaml:"public_url"`
+	// StatsBucket is one point of a chart [10s]; StatsWindow how far back
+	// points are kept [1h], at most 10000 buckets.
+	StatsBucket time.Duration `yaml:"stats_bucket"`
+	StatsWindow time.Duration `yaml:"stats_window"`
+	// StatsMaxTenants tenants get series of their own, the rest count as
+	// "other" [20, at most 1000]; a series idle for StatsIdleEvict [5m] is
+	// given to a newcomer.
+	StatsMaxTenants int           `yaml:"stats_max_tenants"`
+	StatsIdleEvict  time.Duration `yaml:"stats_idle_evict"`
+}
+
 // Audit configures the audit log.
 type Audit struct {
 	// Path is a file to append JSON lines to, "-" for stdout, "" for none.
@@ -503,6 +527,22 @@ func (f *File) Validate() error {
 	}
 	checkAddr("auth.listen", f.Auth.Listen)
 	checkAddr("metrics.listen", f.Metrics.Listen)
+	if c := f.Console; c.StatsBucket != 0 && c.StatsBucket < time.Second {
+		bad("console.stats_bucket", "%s is too short (at least 1s)", c.StatsBucket)
+	} else if b := cmp.Or(c.StatsBucket, 10*time.Second); c.StatsWindow < 0 || c.StatsWindow != 0 && (c.StatsWindow < b || c.StatsWindow/b > 10000) {
+		bad("console.stats_window", "%s: between one bucket (%s) and 10000 buckets", c.StatsWindow, b)
+	}
+	if u := f.Console.PublicURL; u != "" {
+		if pu, err := url.Parse(u); err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" || strings.Trim(pu.Path, "/") != "" {
+			bad("console.public_url", "%q: want an origin such as https://pgwarden.example.com", u)
+		}
+	}
+	if n := f.Console.StatsMaxTenants; n < 0 || n > 1000 {
+		bad("console.stats_max_tenants", "%d: between 1 and 1000", n)
+	}
+	if f.Console.StatsIdleEvict < 0 {
+		bad("console.stats_idle_evict", "negative")
+	}
 	if (f.Proxy.TLSCertFile == "") != (f.Proxy.TLSKeyFile == "") {
 		bad("proxy.tls_cert_file", "tls_cert_file and tls_key_file go together")
 	}

@@ -84,6 +84,10 @@ func TestValidateErrors(t *testing.T) {
 			"c.yaml: warehouses.analytics.tenant_dsn: needs {{tenant}}"},
 		{"negative tenant bound", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    tenant_dsn: postgres://svc@db/t_{{tenant}}\n    tenant_max_conns: -1", 1),
 			"c.yaml: warehouses.analytics.tenant_max_conns: must not be negative"},
+		{"short stats bucket", minimal + "console: {stats_bucket: 100ms}\n", "c.yaml: console.stats_bucket: 100ms is too short"},
+		{"long stats window", minimal + "console: {stats_bucket: 1s, stats_window: 24h}\n", "c.yaml: console.stats_window: 24h0m0s: between one bucket (1s) and 10000 buckets"},
+		{"too many stats tenants", minimal + "console: {stats_max_tenants: 5000}\n", "c.yaml: console.stats_max_tenants: 5000: between 1 and 1000"},
+		{"console url with a path", minimal + "console: {public_url: https://x.example/console}\n", `c.yaml: console.public_url: "https://x.example/console": want an origin`},
 		{"empty tenant dsn", strings.Replace(minimal, "policy: policy.yaml", "policy: policy.yaml\n    tenant_dsns: {acme: \"\"}", 1),
 			"c.yaml: warehouses.analytics.tenant_dsns.acme: not a valid DSN"},
 	}

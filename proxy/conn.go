@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/opstats"
 	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
@@ -67,7 +68,10 @@ type clientConn struct {
 	keyPID    uint32
 	keySecret []byte
 	counted   bool
-	stopWatch func()
+	// statsTenant is the tenant counted as connected in the statistics
+	// (set once authenticated).
+	statsTenant *string
+	stopWatch   func()
 	// rls is the session's pass-through row security (rowsecurity.go),
 	// nil when the warehouse's policy has none; the loop recomputes it
 	// under mu after a policy reload.
@@ -733,6 +737,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 func (c *clientConn) refuse(sql string, err error, start time.Time) *pgproto3.ErrorResponse {
 	er := c.errorResponse(err, false)
 	c.srv.metrics.statements.WithLabelValues("refused", string(c.session.Kind)).Inc()
+	c.srv.stats.Statement(c.session.Tenant, opstats.Refused, er.Code, time.Since(start))
 	if ce := c.log.Check(zap.InfoLevel, "statement refused"); ce != nil {
 		ce.Write(zap.String("sqlstate", er.Code))
 	}
@@ -1076,6 +1081,9 @@ func (c *clientConn) close() {
 		c.scheduler().Done(c.session.Tenant)
 	}
 	c.srv.metrics.connsCurrent.Dec()
+	if c.statsTenant != nil {
+		c.srv.stats.Disconnected(*c.statsTenant)
+	}
 	c.srv.untrack(c)
 }
 

@@ -348,6 +348,7 @@ type pool struct {
 	log       *zap.Logger
 	m         *poolMetrics
 	gauges    *tenantGauges
+	stats     StatsRecorder
 
 	mu    sync.Mutex
 	idle  []*backend // most recently used last
@@ -430,11 +431,15 @@ func newStmtDesc(params *pgproto3.ParameterDescription, result pgproto3.BackendM
 	return d, nil
 }
 
-func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics) *pool {
+func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duration, log *zap.Logger, m *metrics, stats StatsRecorder) *pool {
+	if stats == nil {
+		stats = noStats{}
+	}
 	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse, cfg.Tenants),
-		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges}
+		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats}
 	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
+	stats.Pool(warehouse, cfg.Size, 0, 0, 0)
 	return p
 }
 
@@ -461,8 +466,12 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
 	defer cancel()
 	b, err := p.get(ctx, tenant, watch)
-	p.m.wait.Observe(time.Since(start).Seconds())
-	p.m.tenantWait(tenant, time.Since(start), err)
+	d := time.Since(start)
+	p.m.wait.Observe(d.Seconds())
+	p.m.tenantWait(tenant, d, err)
+	// The statistics count the waits of clients that found no idle
+	// connection; the fast path above does not wait.
+	p.stats.PoolWait(p.warehouse, d)
 	return b, err
 }
 
@@ -871,6 +880,7 @@ func (p *pool) gaugesLocked() {
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
 	p.m.waiting.Set(float64(p.sched.Queued()))
+	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), p.sched.Queued())
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,

@@ -748,6 +748,7 @@ func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64)
 	d := time.Since(p.start)
 	c.srv.metrics.statements.WithLabelValues(outcome, string(c.session.Kind)).Inc()
 	c.srv.metrics.duration.Observe(d.Seconds())
+	c.srv.stats.Statement(c.session.Tenant, statsOutcome(outcome), code, d)
 	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
 		fp := ""
 		if p.info != nil {

@@ -134,6 +134,9 @@ type Deps struct {
 	// Learned, if set, records the statements viewer sessions of a
 	// learning warehouse or tenant run unlisted (rewrite.Learned).
 	Learned ContentRecorder
+	// Stats, if set, receives the operational statistics the operator
+	// console charts (*opstats.Recorder is one).
+	Stats StatsRecorder
 }
 
 // Server accepts PostgreSQL clients.
@@ -159,6 +162,7 @@ type Server struct {
 	tlsConfig    *tls.Config
 	binding      *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
 	learner      *learner          // nil: learned statements are allowed, not recorded
+	stats        StatsRecorder     // noStats when Deps.Stats is nil
 
 	mu           sync.Mutex
 	listeners    map[net.Listener]struct{}
@@ -180,6 +184,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if deps.Stats == nil {
+		deps.Stats = noStats{}
 	}
 	if deps.Logger == nil {
 		return nil, errors.New("proxy: Deps.Logger is required")
@@ -203,6 +210,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		writeBufs:     newWriteBufPool(),
 		audit:         deps.Audit,
 		now:           deps.Now,
+		stats:         deps.Stats,
 		listeners:     map[net.Listener]struct{}{},
 		conns:         map[*clientConn]struct{}{},
 		keys:          map[uint32]*clientConn{},
@@ -266,7 +274,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s.metrics = m
 	for name, w := range s.warehouses {
 		if w.Pool.Mode == PoolTransaction {
-			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m)
+			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
 		} else {
 			s.sessionScheds[name] = fairq.New[chan *backend](w.Pool.Tenants, nil)
 		}

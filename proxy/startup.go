@@ -297,6 +297,8 @@ func (c *clientConn) startup() error {
 	}
 	c.session = session
 	c.expires = session.ExpiresAt
+	c.srv.stats.Connected(session.Tenant)
+	c.statsTenant = &session.Tenant
 	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
 	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if err := c.checkEmbedContext(database); err != nil {

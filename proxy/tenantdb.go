@@ -134,7 +134,7 @@ func (r *tenantRegistry) newDB(dsn string) (*tenantDB, error) {
 	if wh.Pool.Mode == PoolTransaction {
 		pc := wh.Pool
 		pc.IdleTimeout = min(pc.IdleTimeout, r.td.IdleTimeout)
-		db.pool = newPool(r.base.Name, up, pc, cfg.ConnectTimeout, r.srv.log, r.srv.metrics)
+		db.pool = newPool(r.base.Name, up, pc, cfg.ConnectTimeout, r.srv.log, r.srv.metrics, nil)
 		go db.pool.reapLoop(db.done)
 	}
 	return db, nil

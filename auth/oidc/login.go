@@ -12,11 +12,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
-
-	gooidc "github.com/coreos/go-oidc/v3/oidc"
-	"golang.org/x/oauth2"
 )
 
 // ProviderInfo is what GET /v1/sessions/oidc tells a login client: enough
@@ -84,86 +82,50 @@ func Login(ctx context.Context, o LoginOptions) (*LoginResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	octx := gooidc.ClientContext(ctx, o.Client)
-	gp, err := gooidc.NewProvider(octx, info.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("identity provider %s: %w", info.Issuer, err)
-	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("loopback redirect: %w", err)
 	}
 	defer ln.Close()
-	conf := &oauth2.Config{
-		ClientID: info.ClientID, Endpoint: gp.Endpoint(), Scopes: info.Scopes,
-		RedirectURL: fmt.Sprintf("http://%s/callback", ln.Addr()),
+	redirect := fmt.Sprintf("http://%s/callback", ln.Addr())
+	authURL, st, err := StartWeb(ctx, o.Client, *info, redirect)
+	if err != nil {
+		return nil, err
 	}
-	verifier := oauth2.GenerateVerifier()
-	state, nonce := random(), random()
-	type result struct {
-		code string
-		err  error
-	}
-	got := make(chan result, 1)
+	got := make(chan url.Values, 1)
 	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/callback" {
 			http.NotFound(w, r)
 			return
 		}
 		q := r.URL.Query()
-		var res result
-		switch {
-		case q.Get("state") != state:
-			res.err = errors.New("sign-in answer with a wrong state: start again")
-		case q.Get("error") != "":
-			res.err = fmt.Errorf("identity provider refused: %s %s", q.Get("error"), q.Get("error_description"))
-		case q.Get("code") == "":
-			res.err = errors.New("sign-in answer without a code")
-		default:
-			res.code = q.Get("code")
-		}
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		if res.err != nil {
-			fmt.Fprintf(w, "<!doctype html><title>pgwarden login</title><p id=\"result\">Sign-in failed: %s</p>", html.EscapeString(res.err.Error()))
+		if err := st.Answer(q); err != nil {
+			fmt.Fprintf(w, "<!doctype html><title>pgwarden login</title><p id=\"result\">Sign-in failed: %s</p>", html.EscapeString(err.Error()))
 		} else {
 			fmt.Fprint(w, "<!doctype html><title>pgwarden login</title><p id=\"result\">Signed in to pgwarden. You can close this window.</p>")
 		}
 		select {
-		case got <- res:
+		case got <- q:
 		default:
 		}
 	})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	authURL := conf.AuthCodeURL(state, oauth2.S256ChallengeOption(verifier), gooidc.Nonce(nonce))
 	if err := o.Open(authURL); err != nil {
 		return nil, err
 	}
-	var res result
+	var q url.Values
 	select {
-	case res = <-got:
+	case q = <-got:
 	case <-time.After(o.Timeout):
 		return nil, fmt.Errorf("no sign-in within %s", o.Timeout)
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	if res.err != nil {
-		return nil, res.err
-	}
-	tok, err := conf.Exchange(octx, res.code, oauth2.VerifierOption(verifier))
+	raw, err := FinishWeb(ctx, o.Client, st, redirect, q)
 	if err != nil {
-		return nil, fmt.Errorf("code exchange: %w", err)
-	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return nil, errors.New("the identity provider returned no ID token (is the openid scope allowed?)")
-	}
-	idt, err := gp.Verifier(&gooidc.Config{ClientID: info.ClientID}).Verify(octx, raw)
-	if err != nil {
-		return nil, fmt.Errorf("ID token: %w", err)
-	}
-	if idt.Nonce != nonce {
-		return nil, errors.New("ID token: nonce does not match this sign-in")
+		return nil, err
 	}
 	return exchange(ctx, o.Client, service, raw)
 }

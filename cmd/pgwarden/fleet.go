@@ -24,6 +24,13 @@ func (a *app) newFleet() (*auth.Fleet, error) {
 		admin.KindConnections: func(context.Context, json.RawMessage) (any, error) {
 			return srv.Connections(), nil
 		},
+		admin.KindStats: func(_ context.Context, raw json.RawMessage) (any, error) {
+			var args admin.StatsArgs
+			if err := json.Unmarshal(raw, &args); err != nil {
+				return nil, err
+			}
+			return a.stats.Snapshot(args.Window), nil
+		},
 		admin.KindCancel: func(ctx context.Context, raw json.RawMessage) (any, error) {
 			var args admin.CancelArgs
 			if err := json.Unmarshal(raw, &args); err != nil {

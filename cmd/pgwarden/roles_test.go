@@ -99,6 +99,7 @@ func TestRoleMatrix(t *testing.T) {
 					{"sessions list", "GET", "/v1/admin/sessions", nil},
 					{"connections list", "GET", "/v1/admin/connections", nil},
 					{"audit read", "GET", "/v1/admin/audit", nil},
+					{"stats", "GET", "/v1/admin/stats", nil},
 					{"keys list", "GET", "/v1/admin/keys", nil},
 					{"tenant revoke", "POST", "/v1/admin/tenants/initech/revoke", nil},
 					{"external id revoke", "POST", "/v1/admin/external-ids/nobody/revoke", nil},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sort"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/console"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 )
@@ -67,18 +69,27 @@ func (a *app) wireSSO() error {
 	if a.handler == nil {
 		return nil
 	}
+	var signOn http.Handler
 	if v != nil {
 		x, err := oidc.NewHandler(v, a.service, a.handler, a.log.Named("sso"))
 		if err != nil {
 			return err
 		}
 		a.handler.Mount("/v1/sessions/oidc", "sessions_oidc", x)
+		signOn = x
 	}
 	ad, err := admin.New(admin.Config{Owners: a.cfg.SSO.Owners, AuditStored: a.cfg.Audit.Store}, a.service, a.store, &appPolicies{a}, a.handler.Decode, a.handler.Fail, a.log.Named("admin"))
 	if err != nil {
 		return err
 	}
 	a.handler.Mount("/v1/admin/", "admin", ad)
+	if !a.cfg.Console.Disabled {
+		c, err := console.New(console.Config{SignOn: signOn, PublicURL: a.cfg.Console.PublicURL}, ad, a.log.Named("console"))
+		if err != nil {
+			return err
+		}
+		a.handler.Mount(console.Prefix, "console", c)
+	}
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/opstats"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
@@ -55,7 +56,9 @@ type app struct {
 	proxy   *proxy.Server
 	// fleet answers the admin API's requests to every replica; nil
 	// without the proxy.
-	fleet      *auth.Fleet
+	fleet *auth.Fleet
+	// stats are this process's statistics for the console's charts.
+	stats      *opstats.Recorder
 	warehouses map[string]*proxy.Warehouse
 	policies   *policySet
 	audit      *os.File
@@ -179,6 +182,12 @@ func registerGate(reg prometheus.Registerer, g *rewrite.Gate) {
 	gauge("pgwarden_rewrite_memory_bytes", "Bytes of statement text held by rewrites and their waits.", func(s rewrite.GateStats) int64 { return s.MemoryBytes })
 }
 
+// statsConfig is what the console section asks of the statistics.
+func statsConfig(c *config.File) opstats.Config {
+	return opstats.Config{Bucket: c.Console.StatsBucket, Window: c.Console.StatsWindow,
+		MaxTenants: c.Console.StatsMaxTenants, IdleEvict: c.Console.StatsIdleEvict}
+}
+
 func poolConfig(p config.Pool) proxy.PoolConfig {
 	return proxy.PoolConfig{
 		Mode:                  proxy.PoolMode(p.Mode),
@@ -244,6 +253,9 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		}
 	}()
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if a.stats, err = opstats.New(statsConfig(cfg)); err != nil {
+		return nil, fmt.Errorf("%s: console: %w", cfg.Path, err)
+	}
 	acfg := authConfig(cfg)
 	if a.store, err = auth.Open(ctx, acfg); err != nil {
 		return nil, err
@@ -335,6 +347,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 		Audit:         a.proxyAudit(),
 		Metrics:       a.reg,
 		Learned:       a.store,
+		Stats:         a.stats,
 	})
 	if err != nil {
 		return nil, err

@@ -28,7 +28,8 @@ import (
 )
 
 // ClientID is the native (public, PKCE) client every provider registers,
-// with loopback redirects on any port (RFC 8252).
+// with loopback redirects on any port (RFC 8252): `pgwarden login`'s and
+// the operator console's.
 const ClientID = "pgwarden-cli"
 
 // Password is every test user's password.
@@ -62,7 +63,7 @@ func Start(t testing.TB, users ...User) *Provider {
 		us.users[u.ID] = &storage.User{ID: u.ID, Username: u.ID, Password: Password, FirstName: u.ID, LastName: "Test",
 			Email: u.Email, EmailVerified: true}
 	}
-	clients := map[string]*storage.Client{ClientID: storage.NativeClient(ClientID, "http://127.0.0.1/callback")}
+	clients := map[string]*storage.Client{ClientID: storage.NativeClient(ClientID, "http://127.0.0.1/callback", "http://127.0.0.1/console/callback")}
 	st := &groupStorage{Storage: storage.NewStorageWithClients(us, clients), users: p.users}
 	// The example server logs every request through slog's default
 	// logger; keep the test output to its warnings.
