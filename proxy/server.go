@@ -55,6 +55,14 @@ type Authenticator interface {
 	Watch(sessionID string) (revoked <-chan struct{}, stop func())
 }
 
+// RevocationCallbacks is implemented by an Authenticator that can call a
+// function when a session is revoked (auth.Verifier), so that an idle
+// session needs no goroutine of its own waiting for Watch's channel. f runs
+// on a goroutine of the authenticator's; stop ends the watch.
+type RevocationCallbacks interface {
+	WatchFunc(sessionID string, f func()) (stop func())
+}
+
 // Renewer is implemented by an Authenticator that knows a session's expiry
 // now: a connection whose session was renewed after it opened outlives the
 // expiry of the token it opened with.
@@ -145,6 +153,7 @@ type Server struct {
 	pools      map[string]*pool           // transaction-mode warehouses
 	tenants    map[string]*tenantRegistry // warehouses with a database per tenant
 	writeBufs  *sync.Pool                 // client write buffers, borrowed while a client is busy
+	readBufs   *sync.Pool                 // client read buffers, likewise (msgreader.go)
 	reapers    sync.Once                  // starts the pools' idle reapers at the first Serve
 	audit      *AuditLog
 	metrics    *metrics
@@ -191,6 +200,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		pools:        map[string]*pool{},
 		tenants:      map[string]*tenantRegistry{},
 		writeBufs:    newWriteBufPool(),
+		readBufs:     newReadBufPool(),
 		audit:        deps.Audit,
 		now:          deps.Now,
 		listeners:    map[net.Listener]struct{}{},
