@@ -195,7 +195,7 @@ func (c *clientConn) initIO() {
 
 func (c *clientConn) serve() {
 	defer c.close()
-	if err := c.startup(); err != nil {
+	if err := c.startupAside(); err != nil {
 		var q errQuiet
 		if errors.As(err, &q) {
 			c.log.Debug("connection closed during startup", zap.String("reason", q.why))
@@ -226,6 +226,18 @@ func (c *clientConn) serve() {
 			return
 		}
 	}
+}
+
+// startupAside runs startup on a goroutine of its own: token checks and
+// the warehouse connect grow a stack to several times what the loop needs
+// while it waits for a client, and a stack only shrinks at a garbage
+// collection, one halving at a time; this one's goes with its goroutine,
+// so that the loop of a client that has not run anything yet parks on a
+// small one.
+func (c *clientConn) startupAside() error {
+	done := make(chan error, 1)
+	go func() { done <- c.startup() }()
+	return <-done
 }
 
 // toRelayLocked hands b to the relay goroutine, starting it the first
