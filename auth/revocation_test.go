@@ -260,3 +260,30 @@ func TestRevocationAfterListenerHostVanished(t *testing.T) {
 	took := waitClosed(t, revoked, start, 15*time.Second)
 	t.Logf("revocation seen %s after its notification went to a vanished connection", took.Round(time.Millisecond))
 }
+
+// WatchFunc calls its function on revocation, and at once for a session
+// revoked already; a watch of another session stays quiet.
+func TestWatchFunc(t *testing.T) {
+	e := newEnv(t)
+	v := e.verifier()
+	s, _ := e.session()
+	other, _ := e.session()
+	fired := make(chan struct{})
+	stop := v.WatchFunc(s.ID, func() { close(fired) })
+	defer stop()
+	otherFired := make(chan struct{}, 1)
+	stopOther := v.WatchFunc(other.ID, func() { otherFired <- struct{}{} })
+	defer stopOther()
+	if code, _, out := e.do("POST", "/v1/sessions/"+s.ID+"/revoke", nil, apiKeyHdr); code != 200 {
+		t.Fatalf("revoke: %d %v", code, out)
+	}
+	waitClosed(t, fired, time.Now(), 30*time.Second)
+	late := make(chan struct{})
+	defer v.WatchFunc(s.ID, func() { close(late) })()
+	waitClosed(t, late, time.Now(), 30*time.Second)
+	select {
+	case <-otherFired:
+		t.Fatal("revoking one session called another session's function")
+	default:
+	}
+}

@@ -43,7 +43,11 @@ type Verifier struct {
 	watchers map[string]map[*watcher]struct{}
 }
 
-type watcher struct{ ch chan struct{} }
+// watcher is one Watch (ch closed on revocation) or WatchFunc (fn called).
+type watcher struct {
+	ch chan struct{}
+	fn func()
+}
 
 // NewVerifier returns a verifier that checks tokens against keys and
 // redemptions and revocations against store. Call Run to follow revocations.
@@ -147,11 +151,24 @@ func (v *Verifier) logStoreError(ctx context.Context, msg string, err error) {
 // ResyncInterval otherwise. Call stop when the session ends.
 func (v *Verifier) Watch(sessionID string) (revoked <-chan struct{}, stop func()) {
 	w := &watcher{ch: make(chan struct{})}
+	return w.ch, v.watch(sessionID, w)
+}
+
+// WatchFunc is Watch with a callback: f runs once, on a goroutine of its
+// own, when session sessionID is revoked (once stop has returned, it is not
+// called unless the revocation was already under way). A
+// caller holding many idle sessions needs no goroutine per session to
+// wait for a channel.
+func (v *Verifier) WatchFunc(sessionID string, f func()) (stop func()) {
+	return v.watch(sessionID, &watcher{fn: f})
+}
+
+func (v *Verifier) watch(sessionID string, w *watcher) (stop func()) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if _, ok := v.revoked[sessionID]; ok {
-		close(w.ch)
-		return w.ch, func() {}
+		w.fire()
+		return func() {}
 	}
 	ws := v.watchers[sessionID]
 	if ws == nil {
@@ -159,7 +176,7 @@ func (v *Verifier) Watch(sessionID string) (revoked <-chan struct{}, stop func()
 		v.watchers[sessionID] = ws
 	}
 	ws[w] = struct{}{}
-	return w.ch, func() {
+	return func() {
 		v.mu.Lock()
 		defer v.mu.Unlock()
 		if ws, ok := v.watchers[sessionID]; ok {
@@ -168,6 +185,17 @@ func (v *Verifier) Watch(sessionID string) (revoked <-chan struct{}, stop func()
 				delete(v.watchers, sessionID)
 			}
 		}
+	}
+}
+
+// fire tells w of the revocation; v.mu is held, so a callback runs on its
+// own goroutine.
+func (w *watcher) fire() {
+	if w.ch != nil {
+		close(w.ch)
+	}
+	if w.fn != nil {
+		go w.fn()
 	}
 }
 
@@ -249,7 +277,7 @@ func (v *Verifier) markRevoked(sid string, until time.Time) {
 		v.revoked[sid] = until
 	}
 	for w := range v.watchers[sid] {
-		close(w.ch)
+		w.fire()
 	}
 	delete(v.watchers, sid)
 }

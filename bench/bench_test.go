@@ -418,3 +418,22 @@ BenchmarkContentInterleaved-2   	  100000	     1700 ns/op	     1600 rq-ns/op	   
 		}
 	}
 }
+
+func TestParseProcStat(t *testing.T) {
+	// comm holds a space and a parenthesis; fields 14-17 are 7, 3, 200, 50 ticks.
+	line := "4242 (post gres) x) S 17 4242 4242 0 -1 4194560 900 0 0 0 7 3 200 50 20 0 1 0 100 2000 30 18446744073709551615"
+	st, ok := parseProcStat(line)
+	if !ok {
+		t.Fatal("parseProcStat: not ok")
+	}
+	want := procStat{PPID: 17, CPU: 10 * clockTick, ChildCPU: 250 * clockTick}
+	if st != want {
+		t.Errorf("parseProcStat = %+v, want %+v", st, want)
+	}
+	if _, ok := parseProcStat("4242 (short) S 1 2"); ok {
+		t.Error("parseProcStat accepted a truncated line")
+	}
+	if got := processCPU(os.Getpid()); got < 0 {
+		t.Errorf("processCPU(self) = %v", got)
+	}
+}

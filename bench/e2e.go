@@ -53,6 +53,9 @@ type sample struct {
 	Lat   latencyStats
 	Mode  string
 	Err   string
+	// CPU per transaction of the proxy, PostgreSQL (all its processes) and
+	// pgbench over the whole run.
+	CPU cpuUse
 }
 
 // e2eResults holds every sample of the end-to-end runs.
@@ -110,6 +113,9 @@ type e2eOptions struct {
 	Work     string
 	Log      io.Writer
 	NoWarmup bool
+	// Postmaster is PostgreSQL's postmaster process (0: PostgreSQL's CPU is
+	// not measured).
+	Postmaster int
 }
 
 // runE2E runs every workload × protocol × clients case against every target,
@@ -148,8 +154,8 @@ func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*w
 						if s.Err != "" {
 							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s error: %s\n", round, w.Name, proto, k.Clients, t.Name, s.Err)
 						} else {
-							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms\n",
-								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms)
+							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f pg %5.1f pgbench %5.1f\n",
+								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.PgUs, s.CPU.PgbenchUs)
 						}
 					}
 				}
@@ -169,6 +175,8 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	outs := make([]out, len(w.Tenants))
 	var mode string
 	var wg sync.WaitGroup
+	eps := make([]endpoint, len(w.Tenants))
+	scripts := make([]string, len(w.Tenants))
 	for i, tenant := range w.Tenants {
 		ep, m := t.Endpoint(w, proto, tenant)
 		mode = m
@@ -176,6 +184,13 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		if err != nil {
 			return sample{Mode: mode, Err: err.Error()}
 		}
+		eps[i], scripts[i] = ep, script
+	}
+	// Every tenant's process of one case goes through the same proxy.
+	proxy := eps[0].Pid
+	proxy0, pg0 := processCPU(proxy), treeCPU(o.Postmaster)
+	for i := range w.Tenants {
+		ep, script := eps[i], scripts[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -185,17 +200,29 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		}()
 	}
 	wg.Wait()
+	proxyCPU, pgCPU := processCPU(proxy)-proxy0, treeCPU(o.Postmaster)-pg0
 	s := sample{Mode: mode}
 	var lat []float64
+	var tx int
+	var pgbenchCPU time.Duration
 	for _, o := range outs {
 		if o.err != nil {
 			s.Err = o.err.Error()
 			return s
 		}
 		s.TPS += o.res.TPS
+		tx += o.res.Processed
+		pgbenchCPU += o.res.CPU
 		lat = append(lat, o.res.Latencies...)
 	}
 	s.Lat = summarizeLatencies(lat)
+	if proxy > 0 {
+		s.CPU.ProxyUs = perTx(proxyCPU, tx)
+	}
+	if o.Postmaster > 0 {
+		s.CPU.PgUs = perTx(pgCPU, tx)
+	}
+	s.CPU.PgbenchUs = perTx(pgbenchCPU, tx)
 	return s
 }
 
@@ -210,12 +237,17 @@ type caseSummary struct {
 	VsDirect  float64 // median over rounds of TPS / direct's TPS in the same round
 	VsBouncer float64 // likewise against PgBouncer
 	Err       string  // the last error, when no round succeeded
+	// CPU per transaction, µs, medians over rounds (NaN: not measured).
+	ProxyUs, PgUs, PgbenchUs float64
+	// ProxyCPUVsBouncer is the median over rounds of the proxy's CPU per
+	// transaction divided by PgBouncer's in the same round.
+	ProxyCPUVsBouncer float64
 }
 
 func (r *e2eResults) summarize(k caseKey) caseSummary {
 	ss := r.Samples[k]
 	cs := caseSummary{Key: k, TPS: math.NaN(), MeanMs: math.NaN(), P99Ms: math.NaN(), VsDirect: math.NaN(), VsBouncer: math.NaN()}
-	var tps, means, p99s []float64
+	var tps, means, p99s, proxyUs, pgUs, pgbenchUs []float64
 	for _, s := range ss {
 		cs.Mode = s.Mode
 		if s.Err != "" {
@@ -225,7 +257,18 @@ func (r *e2eResults) summarize(k caseKey) caseSummary {
 		tps = append(tps, s.TPS)
 		means = append(means, s.Lat.MeanMs)
 		p99s = append(p99s, s.Lat.P99Ms)
+		if s.CPU.ProxyUs > 0 {
+			proxyUs = append(proxyUs, s.CPU.ProxyUs)
+		}
+		if s.CPU.PgUs > 0 {
+			pgUs = append(pgUs, s.CPU.PgUs)
+		}
+		if s.CPU.PgbenchUs > 0 {
+			pgbenchUs = append(pgbenchUs, s.CPU.PgbenchUs)
+		}
 	}
+	cs.ProxyUs, cs.PgUs, cs.PgbenchUs = median(proxyUs), median(pgUs), median(pgbenchUs)
+	cs.ProxyCPUVsBouncer = r.pairedCPURatio(k, "pgbouncer")
 	cs.Rounds = len(tps)
 	if cs.Rounds > 0 {
 		cs.Err = ""
@@ -251,6 +294,26 @@ func (r *e2eResults) pairedRatio(k caseKey, base string) float64 {
 	for _, s := range r.Samples[k] {
 		if b, ok := byRound[s.Round]; ok && s.Err == "" {
 			ratios = append(ratios, s.TPS/b)
+		}
+	}
+	return median(ratios)
+}
+
+// pairedCPURatio is the median over rounds of k's proxy CPU per transaction
+// divided by base's in the same round.
+func (r *e2eResults) pairedCPURatio(k caseKey, base string) float64 {
+	bk := k
+	bk.Target = base
+	byRound := map[int]float64{}
+	for _, s := range r.Samples[bk] {
+		if s.Err == "" && s.CPU.ProxyUs > 0 {
+			byRound[s.Round] = s.CPU.ProxyUs
+		}
+	}
+	var ratios []float64
+	for _, s := range r.Samples[k] {
+		if b, ok := byRound[s.Round]; ok && s.Err == "" && s.CPU.ProxyUs > 0 {
+			ratios = append(ratios, s.CPU.ProxyUs/b)
 		}
 	}
 	return median(ratios)

@@ -104,7 +104,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
 	fs.IntVar(&o.MaxConnections, "max-connections", 1200, "PostgreSQL max_connections of the bench cluster")
-	conns := fs.String("conns", "100,1000,5000", "idle connection counts for the memory test")
+	conns := fs.String("conns", "100,1000,10000", "idle connection counts for the memory test (the open-file limit is raised to its hard limit; each count needs about as many descriptors in the bench and in the proxy)")
 	fs.IntVar(&o.BigStmtBytes, "bigstmt-bytes", 0, "statement size of the bigstmt part (0: proxy.max_message_bytes, 16 MiB)")
 	bigConc := fs.String("bigstmt-concurrency", "1,4,16", "statements sent at once in the bigstmt part")
 	fs.DurationVar(&o.BigStmtRewriteTimeout, "bigstmt-rewrite-timeout", time.Minute, "proxy.rewrite_timeout in the bigstmt part (0: pgwarden's default, 10s)")
@@ -277,7 +277,7 @@ func run(args []string, stdout, log io.Writer) error {
 	if lim, err := raiseNoFile(); err != nil {
 		rep.Notes = append(rep.Notes, "could not raise RLIMIT_NOFILE: "+err.Error())
 	} else {
-		if len(o.Conns) > 0 && uint64(o.Conns[len(o.Conns)-1])*2+100 > lim {
+		if len(o.Conns) > 0 && uint64(o.Conns[len(o.Conns)-1])+100 > lim {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("RLIMIT_NOFILE hard limit is %d, which caps the idle-connection test", lim))
 		}
 		if o.Parts["pool"] && uint64(o.PoolClients)+100 > lim {
@@ -483,7 +483,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				if proto == "prepared" && sess != nil {
 					b = sess
 				}
-				return endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w)}, fmt.Sprintf("%s, pool %d", b.Mode, b.PoolSize)
+				return endpoint{Port: b.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w), Pid: b.pid()}, fmt.Sprintf("%s, pool %d", b.Mode, b.PoolSize)
 			}})
 			what := fmt.Sprintf("PgBouncer %s in transaction pooling mode (default_pool_size 16) in front of PostgreSQL, as role %s (unfiltered baseline)", bouncerVer, roleApp)
 			if sess != nil {
@@ -521,7 +521,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			}
 			wardenE2E = wd
 			targets = append(targets, &target{Name: "pgwarden", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
-				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse}, "transaction, pool 16"
+				return endpoint{Port: wd.ProxyPort, User: "bench", Password: tokens[tenant], DB: w.Warehouse, Pid: wd.pid()}, "transaction, pool 16"
 			}})
 			rep.Targets = append(rep.Targets, targetInfo{"pgwarden", "`pgwarden serve` (this commit's bin/pgwarden) in transaction pooling mode (pool 16, as PgBouncer's) for every protocol, -M prepared included: session token as password, every statement parsed (or its shape found in the rewrite cache), rewritten with the tenant filter and forwarded over the service account"})
 		}
@@ -577,7 +577,12 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 		rep.Plans = explainPlans(ctx, c, wardenE2E)
 	}
 	fmt.Fprintf(log, "end to end: %d targets, %d rounds of %s runs …\n", len(targets), o.Rounds, o.Duration)
-	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log, NoWarmup: o.NoWarmup}, targets, workloads)
+	postmaster, err := c.postmasterPID()
+	if err != nil {
+		rep.Notes = append(rep.Notes, "PostgreSQL's CPU per transaction not measured: "+err.Error())
+	}
+	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log,
+		NoWarmup: o.NoWarmup, Postmaster: postmaster}, targets, workloads)
 	return nil
 }
 

@@ -20,6 +20,9 @@ type endpoint struct {
 	Password string
 	DB       string
 	Env      []string // e.g. PGOPTIONS for the RLS target
+	// Pid is the proxy's process, whose CPU time the run samples (0 when
+	// pgbench reaches PostgreSQL directly).
+	Pid int `json:"-"`
 }
 
 // pgbenchRun is one pgbench invocation.
@@ -39,6 +42,8 @@ type pgbenchResult struct {
 	Processed int
 	Failed    int
 	Latencies []float64 // per-transaction, milliseconds
+	// CPU is what pgbench itself used (user + system, all threads).
+	CPU time.Duration
 }
 
 // errStillConnecting means pgbench's -T ran out before its clients connected.
@@ -60,7 +65,9 @@ func runPgbench(ctx context.Context, r pgbenchRun) (pgbenchResult, error) {
 	extra := r.Clients / 32
 	res, err := runPgbenchOnce(ctx, r, secs+extra)
 	if errors.Is(err, errStillConnecting) {
+		cpu := res.CPU
 		res, err = runPgbenchOnce(ctx, r, secs+extra+max(4, r.Clients/8))
+		res.CPU += cpu
 	}
 	return res, err
 }
@@ -86,9 +93,13 @@ func runPgbenchOnce(ctx context.Context, r pgbenchRun, secs int) (pgbenchResult,
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
+	var cpu time.Duration
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
 	sum, parseErr := parsePgbenchSummary(bytes.NewReader(stdout.Bytes()))
 	if parseErr != nil && runErr == nil && sum.Processed == 0 {
-		return pgbenchResult{}, fmt.Errorf("pgbench -T %d: %w", secs, errStillConnecting)
+		return pgbenchResult{CPU: cpu}, fmt.Errorf("pgbench -T %d: %w", secs, errStillConnecting)
 	}
 	if runErr != nil || parseErr != nil {
 		err := runErr
@@ -101,7 +112,7 @@ func runPgbenchOnce(ctx context.Context, r pgbenchRun, secs int) (pgbenchResult,
 		}
 		return pgbenchResult{}, fmt.Errorf("pgbench: %w: %s", err, tail(msg, 600))
 	}
-	res := pgbenchResult{TPS: sum.TPS, Processed: sum.Processed, Failed: sum.Failed}
+	res := pgbenchResult{TPS: sum.TPS, Processed: sum.Processed, Failed: sum.Failed, CPU: cpu}
 	files, _ := filepath.Glob(prefix + ".*")
 	for _, f := range files {
 		fh, err := os.Open(f)

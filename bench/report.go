@@ -134,15 +134,22 @@ func e2eRows(res *e2eResults, w *workload) [][]string {
 				if t == "direct" {
 					vsD = ""
 				}
+				cpuVsB := fmtRatio(s.ProxyCPUVsBouncer)
+				if t == "pgbouncer" {
+					cpuVsB = ""
+				}
 				rows = append(rows, []string{proto, fmt.Sprint(k.Clients), t, s.Mode, tps,
-					fmtF(s.MeanMs, 3), fmtF(s.P99Ms, 3), vsD, vsB, fmt.Sprintf("%d/%d", s.Rounds, len(res.Samples[k]))})
+					fmtF(s.MeanMs, 3), fmtF(s.P99Ms, 3), vsD, vsB,
+					fmtF(s.ProxyUs, 1), cpuVsB, fmtF(s.PgUs, 1), fmtF(s.PgbenchUs, 1),
+					fmt.Sprintf("%d/%d", s.Rounds, len(res.Samples[k]))})
 			}
 		}
 	}
 	return rows
 }
 
-var e2eHeader = []string{"protocol", ">clients", "target", "pooling", ">TPS", ">mean ms", ">p99 ms", ">× direct", ">× pgbouncer", ">rounds"}
+var e2eHeader = []string{"protocol", ">clients", "target", "pooling", ">TPS", ">mean ms", ">p99 ms", ">× direct", ">× pgbouncer",
+	">proxy CPU µs/tx", ">proxy CPU × pgbouncer", ">PostgreSQL CPU µs/tx", ">pgbench CPU µs/tx", ">rounds"}
 
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
@@ -205,6 +212,10 @@ func (r *report) writeMarkdown(w io.Writer) {
 				fmt.Fprintf(w, "baselines); rls and pgwarden see only tenant %s's rows (a quarter of the accounts, spread by aid %% 4).\n", benchTenant)
 				fmt.Fprintf(w, "pgbench runs with `-j 2` (fewer threads than clients is not allowed, so `-j 1` at one client); latency\n")
 				fmt.Fprintf(w, "mean and p99 come from pgbench's per-transaction log (`--log`).\n\n")
+				fmt.Fprintf(w, "CPU per transaction is each process's user + system time over the whole run (from /proc/PID/stat;\n")
+				fmt.Fprintf(w, "PostgreSQL's summed over the postmaster and all its processes, backends that exited included; pgbench's\n")
+				fmt.Fprintf(w, "from its rusage) divided by the transactions pgbench completed. It is the figure that survives a noisy\n")
+				fmt.Fprintf(w, "machine; \"proxy CPU × pgbouncer\" is the median of same-round ratios.\n\n")
 			case "shared":
 				fmt.Fprintf(w, "### shared: the proxy path alone\n\n")
 				fmt.Fprintf(w, "`SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;` at %d clients. pgbench_tellers is shared reference\n", wl.Clients[0])
@@ -392,6 +403,10 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 			header = append(header, fmt.Sprintf(">%s ÷ %s", r.target, r.base))
 		}
 	}
+	cpuRatio := has("pgwarden") && has("pgbouncer")
+	if cpuRatio {
+		header = append(header, ">proxy CPU/tx pgwarden ÷ pgbouncer")
+	}
 	var rows [][]string
 	for _, w := range res.Workloads {
 		for _, proto := range w.Protocols {
@@ -403,6 +418,9 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 				}
 				for _, r := range ratios {
 					row = append(row, fmtRatio(res.pairedRatio(caseKey{w.Name, proto, total, r.target}, r.base)))
+				}
+				if cpuRatio {
+					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, "pgwarden"}, "pgbouncer")))
 				}
 				rows = append(rows, row)
 			}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -269,4 +270,18 @@ func waitTCPWhile(ctx context.Context, addr string, timeout time.Duration, exite
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// postmasterPID reads the first line of the cluster's postmaster.pid.
+func (c *cluster) postmasterPID() (int, error) {
+	b, err := os.ReadFile(filepath.Join(c.pg.DataDir(), "postmaster.pid"))
+	if err != nil {
+		return 0, err
+	}
+	first, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(first))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("postmaster.pid: bad pid %q", first)
+	}
+	return pid, nil
 }

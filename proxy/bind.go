@@ -257,7 +257,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 		c.inline = true
 	} else {
 		c.inline = false
-		c.bindCh <- b
+		c.toRelayLocked(b)
 	}
 	if err := c.replaySettingsLocked(b); err != nil {
 		return nil, err

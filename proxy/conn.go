@@ -52,7 +52,7 @@ type clientConn struct {
 	authTried    bool
 	loginAudited bool
 
-	be    *pgproto3.Backend
+	in    *msgReader
 	out   *clientWriter
 	codec *codec // the client's encoding (encoding.go)
 
@@ -103,7 +103,11 @@ type clientConn struct {
 	stopping bool
 	inline   bool          // the loop relays cur itself, not the relay goroutine (see inline.go)
 	bindCh   chan *backend // hands the relay each newly bound connection
-	stopCh   chan struct{}
+	// relayStarted: the relay goroutine runs. It is started at the first
+	// hand-over (toRelayLocked), so that a client whose transactions are
+	// all relayed inline, or that sits idle, has one goroutine, not two.
+	relayStarted bool
+	stopCh       chan struct{}
 	// cmu guards cancelTo, the connection a CancelRequest goes to; held
 	// while a cancel is sent so the connection cannot change hands meanwhile.
 	// While the client waits for a pooled connection instead (acquiring),
@@ -185,7 +189,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		nc:      nc,
 		ctx:     ctx,
 		cancel:  cancel,
-		log:     s.log.With(zap.String("remote", nc.RemoteAddr().String())),
+		log:     s.log.WithLazy(zap.String("remote", nc.RemoteAddr().String())),
 		q:       newPendingQueue(),
 		stmts:   map[string]*clientStmt{},
 		portals: map[string]portal{},
@@ -209,13 +213,13 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 // initIO sets up buffered protocol I/O once TLS has been settled.
 func (c *clientConn) initIO() {
 	c.out = &clientWriter{dst: c.nc, bufs: c.srv.writeBufs, bytes: c.srv.metrics.bytesToClient, enc: &c.codec.out}
-	c.be = pgproto3.NewBackend(flushingReader{c}, c.nc)
-	c.be.SetMaxBodyLen(authBodySize)
+	c.in = newMsgReader(c.nc, c.srv.readBufs, c.flushBeforeRead, c.countRead)
+	c.in.maxBodyLen = authBodySize
 }
 
 func (c *clientConn) serve() {
 	defer c.close()
-	if err := c.startup(); err != nil {
+	if err := c.startupAside(); err != nil {
 		var q errQuiet
 		if errors.As(err, &q) {
 			c.log.Debug("connection closed during startup", zap.String("reason", q.why))
@@ -240,9 +244,10 @@ func (c *clientConn) serve() {
 		c.dw = newDrainWatch(c)
 	}
 	if c.cur != nil {
-		c.bindCh <- c.cur
+		c.mu.Lock()
+		c.toRelayLocked(c.cur)
+		c.mu.Unlock()
 	}
-	go c.relay()
 	for {
 		msg, err := c.receive()
 		if err != nil {
@@ -255,6 +260,28 @@ func (c *clientConn) serve() {
 			return
 		}
 	}
+}
+
+// startupAside runs startup on a goroutine of its own: token checks and
+// the warehouse connect grow a stack to several times what the loop needs
+// while it waits for a client, and a stack only shrinks at a garbage
+// collection, one halving at a time; this one's goes with its goroutine,
+// so that the loop of a client that has not run anything yet parks on a
+// small one.
+func (c *clientConn) startupAside() error {
+	done := make(chan error, 1)
+	go func() { done <- c.startup() }()
+	return <-done
+}
+
+// toRelayLocked hands b to the relay goroutine, starting it the first
+// time. c.mu is held.
+func (c *clientConn) toRelayLocked(b *backend) {
+	if !c.relayStarted {
+		c.relayStarted = true
+		go c.relay()
+	}
+	c.bindCh <- b
 }
 
 var errTerminate = errors.New("client terminated the session")
@@ -786,15 +813,24 @@ func connLost(warehouse string) error {
 	return pgerr.Fatalf(pgerr.ConnectionFailure, "terminating connection because the connection to warehouse %s was lost", warehouse)
 }
 
-// watch interrupts the loop when the session is revoked.
+// watch interrupts the loop when the session is revoked: by a callback
+// where the authenticator offers one (no goroutine per idle session), by a
+// goroutine waiting on its channel otherwise.
 func (c *clientConn) watch() {
+	onRevoke := func() {
+		c.revoked.Store(true)
+		c.interrupt(reasonRevoked)
+	}
+	if wf, ok := c.srv.auth.(RevocationCallbacks); ok {
+		c.stopWatch = wf.WatchFunc(c.session.ID, onRevoke)
+		return
+	}
 	revoked, stop := c.srv.auth.Watch(c.session.ID)
 	c.stopWatch = stop
 	go func() {
 		select {
 		case <-revoked:
-			c.revoked.Store(true)
-			c.interrupt(reasonRevoked)
+			onRevoke()
 		case <-c.ctx.Done():
 		}
 	}()
@@ -889,7 +925,7 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 			}
 			return nil, c.interrupted(r)
 		}
-		msg, err := c.be.Receive()
+		msg, err := c.in.receive()
 		if err == nil {
 			return msg, nil
 		}
@@ -1011,6 +1047,10 @@ func (c *clientConn) stopRelay() {
 	}
 	c.stopping = true
 	close(c.stopCh)
+	if !c.relayStarted {
+		c.relayStarted = true // and never will be
+		close(c.relayDone)
+	}
 	b := c.cur
 	closed := false
 	if b != nil && (c.pool == nil || busy || !b.setReadDeadline(time.Unix(1, 0))) {
@@ -1087,27 +1127,25 @@ func (c *clientConn) close() {
 	c.srv.untrack(c)
 }
 
-// flushingReader flushes what the loop has buffered for the warehouse before
-// the loop blocks reading the client, so that requests are never held back.
-type flushingReader struct{ c *clientConn }
-
-func (r flushingReader) Read(p []byte) (int, error) {
-	r.c.mu.Lock()
-	if r.c.cur != nil {
-		if r.c.inline && r.c.cur.sc.(inlineConn).Unflushed() > 0 {
+// flushBeforeRead flushes what the loop has buffered for the warehouse
+// before the loop may block reading the client, so that requests are never
+// held back.
+func (c *clientConn) flushBeforeRead() {
+	c.mu.Lock()
+	if c.cur != nil {
+		if c.inline && c.cur.sc.(inlineConn).Unflushed() > 0 {
 			// A batch without its Sync yet: its answers may be due
 			// while the loop waits for the rest.
-			r.c.handOffLocked()
+			c.handOffLocked()
 		}
-		r.c.cur.sc.Flush() // an error here surfaces in the relay's read
-	} else if r.c.pool != nil {
-		r.c.out.flush() // answers given without a connection; an error surfaces at the next write
+		c.cur.sc.Flush() // an error here surfaces in the relay's read
+	} else if c.pool != nil {
+		c.out.flush() // answers given without a connection; an error surfaces at the next write
 	}
-	r.c.mu.Unlock()
-	n, err := r.c.nc.Read(p)
-	r.c.srv.metrics.bytesFromClient.Add(float64(n))
-	return n, err
+	c.mu.Unlock()
 }
+
+func (c *clientConn) countRead(n int) { c.srv.metrics.bytesFromClient.Add(float64(n)) }
 
 // clientWriter buffers messages to the client. Its buffers are borrowed
 // from the server's pool at the first message and handed back at each

@@ -48,7 +48,7 @@ func (c *clientConn) handOffLocked() {
 		return
 	}
 	c.inline = false
-	c.bindCh <- c.cur
+	c.toRelayLocked(c.cur)
 }
 
 // beforeSendLocked hands the connection over before a write of m would

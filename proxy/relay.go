@@ -155,14 +155,21 @@ func (c *clientConn) relay() {
 
 // relayFrom relays b's messages; it returns nil once it has released b or,
 // inline (see inline.go), once everything queued has been answered.
+//
+// Inline, what the proxy answered itself before the warehouse's first
+// message (a ParseComplete, a cached Describe) waits for that message and
+// goes out in the same write, as PostgreSQL sends its answers to a batch
+// together: one write to the client per transaction, not two.
 func (c *clientConn) relayFrom(b *backend, inline bool) error {
+	heard := !inline
 	for {
-		if b.sc.Buffered() == 0 {
+		if heard && b.sc.Buffered() == 0 {
 			if err := c.out.flush(); err != nil {
 				return clientWriteError{err}
 			}
 		}
 		msg, err := b.sc.Receive()
+		heard = true
 		if err != nil && inline {
 			if err = c.drainInterrupted(b, err); err == nil {
 				continue

@@ -56,6 +56,14 @@ type Authenticator interface {
 	Watch(sessionID string) (revoked <-chan struct{}, stop func())
 }
 
+// RevocationCallbacks is implemented by an Authenticator that can call a
+// function when a session is revoked (auth.Verifier), so that an idle
+// session needs no goroutine of its own waiting for Watch's channel. f runs
+// on a goroutine of the authenticator's; stop ends the watch.
+type RevocationCallbacks interface {
+	WatchFunc(sessionID string, f func()) (stop func())
+}
+
 // Renewer is implemented by an Authenticator that knows a session's expiry
 // now: a connection whose session was renewed after it opened outlives the
 // expiry of the token it opened with.
@@ -155,6 +163,7 @@ type Server struct {
 	tenantLimits map[string]warehouseLimits
 	tenants      map[string]*tenantRegistry // warehouses with a database per tenant
 	writeBufs    *sync.Pool                 // client write buffers, borrowed while a client is busy
+	readBufs     *sync.Pool                 // client read buffers, likewise (msgreader.go)
 	reapers      sync.Once                  // starts the pools' idle reapers at the first Serve
 	audit        *AuditLog
 	metrics      *metrics
@@ -208,6 +217,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		tenantLimits:  map[string]warehouseLimits{},
 		tenants:       map[string]*tenantRegistry{},
 		writeBufs:     newWriteBufPool(),
+		readBufs:      newReadBufPool(),
 		audit:         deps.Audit,
 		now:           deps.Now,
 		stats:         deps.Stats,

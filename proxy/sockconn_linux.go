@@ -27,6 +27,9 @@ type sockConn struct {
 
 	rmu     sync.Mutex // one Read at a time owns the r* fields
 	rbuf    []byte
+	rget    func() []byte // readPooled's
+	rput    func([]byte)
+	poolFn  func(uintptr) bool
 	rn      int
 	rerr    error
 	readFn  func(uintptr) bool
@@ -51,6 +54,7 @@ func wrapSocket(nc net.Conn) net.Conn {
 	}
 	c := &sockConn{Conn: nc, rc: rc}
 	c.readFn = c.read
+	c.poolFn = c.readPooledFn
 	c.writeFn = c.write
 	return c
 }
@@ -74,6 +78,36 @@ func (c *sockConn) Read(p []byte) (int, error) {
 		return c.rn, c.opError("read", os.NewSyscallError("read", c.rerr))
 	}
 	return c.rn, c.rerr
+}
+
+// readPooled is Read into a buffer borrowed from get once the socket is
+// readable: a read that would block gives it back (put) before waiting, so
+// a connection parked in the poller holds none.
+func (c *sockConn) readPooled(get func() []byte, put func([]byte)) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.rget, c.rput, c.rbuf, c.rn, c.rerr = get, put, nil, 0, nil
+	err := c.rc.Read(c.poolFn)
+	c.rget, c.rput, c.rbuf = nil, nil, nil
+	if err != nil {
+		return 0, c.opError("read", err)
+	}
+	if c.rerr != nil && c.rerr != io.EOF {
+		return c.rn, c.opError("read", os.NewSyscallError("read", c.rerr))
+	}
+	return c.rn, c.rerr
+}
+
+func (c *sockConn) readPooledFn(fd uintptr) bool {
+	if c.rbuf == nil {
+		c.rbuf = c.rget()
+	}
+	if c.read(fd) {
+		return true
+	}
+	c.rput(c.rbuf)
+	c.rbuf = nil
+	return false
 }
 
 // read is the RawConn callback: false means "wait until readable".

@@ -249,7 +249,7 @@ func (c *clientConn) startup() error {
 	if _, ok := params["options"]; ok {
 		c.log.Debug("startup options ignored")
 	}
-	c.log = c.log.With(zap.String("user", c.user), zap.String("database", database))
+	c.log = c.log.WithLazy(zap.String("user", c.user), zap.String("database", database))
 	c.database = database
 
 	if c.srv.isDraining() {
@@ -271,8 +271,7 @@ func (c *clientConn) startup() error {
 	if err := c.out.flush(); err != nil {
 		return errQuiet{"write: " + err.Error()}
 	}
-	c.be.SetAuthType(pgproto3.AuthTypeCleartextPassword)
-	msg, err := c.be.Receive()
+	msg, err := c.in.receive()
 	if err != nil {
 		return errQuiet{"no password: " + err.Error()}
 	}
@@ -300,12 +299,12 @@ func (c *clientConn) startup() error {
 	c.srv.stats.Connected(session.Tenant)
 	c.statsTenant = &session.Tenant
 	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
-	c.log = c.log.With(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
+	c.log = c.log.WithLazy(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if err := c.checkEmbedContext(database); err != nil {
 		return err
 	}
 	if session.Subject != "" {
-		c.log = c.log.With(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
+		c.log = c.log.WithLazy(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
 	}
 	c.out.send(&pgproto3.AuthenticationOk{})
 
@@ -361,7 +360,7 @@ func (c *clientConn) startup() error {
 		return errQuiet{"write: " + err.Error()}
 	}
 	c.raw.SetDeadline(time.Time{})
-	c.be.SetMaxBodyLen(c.srv.cfg.MaxMessageBytes)
+	c.in.maxBodyLen = c.srv.cfg.MaxMessageBytes
 	c.log.Info("session started", zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))
 	return nil
 }
@@ -554,7 +553,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		}
 	}
 	c.cur, c.cancelTo = b, b
-	c.log = c.log.With(zap.Uint32("pg_pid", sc.PID()))
+	c.log = c.log.WithLazy(zap.Uint32("pg_pid", sc.PID()))
 	params := map[string]string{}
 	for _, name := range reportedParams {
 		params[name] = sc.ParameterStatus(name)

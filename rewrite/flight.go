@@ -44,17 +44,22 @@ func (fs *flights) do(ctx context.Context, key string, fn func() (*Result, error
 	if fs.m == nil {
 		fs.m = make(map[string]*flight)
 	}
-	// Until fn returns, a panic's answer (recovered by the caller).
-	f := &flight{done: make(chan struct{}), err: pgerr.New(pgerr.InternalError, "internal error in statement rewrite")}
+	f := &flight{done: make(chan struct{})}
 	fs.m[key] = f
 	fs.mu.Unlock()
+	returned := false
 	defer func() {
+		if !returned {
+			// fn panicked: the waiters' answer (the caller recovers).
+			f.err = pgerr.New(pgerr.InternalError, "internal error in statement rewrite")
+		}
 		fs.mu.Lock()
 		delete(fs.m, key)
 		fs.mu.Unlock()
 		close(f.done)
 	}()
 	f.res, f.err = fn()
+	returned = true
 	return f.res, f.err
 }
 

@@ -69,6 +69,26 @@ func (a *Authenticator) Watch(sessionID string) (<-chan struct{}, func()) {
 	return a.next.Watch(sessionID)
 }
 
+// WatchFunc passes on to next's WatchFunc (auth.Verifier's), or waits for
+// its Watch channel on a goroutine when next has none.
+func (a *Authenticator) WatchFunc(sessionID string, f func()) (stop func()) {
+	if wf, ok := a.next.(interface {
+		WatchFunc(string, func()) func()
+	}); ok {
+		return wf.WatchFunc(sessionID, f)
+	}
+	revoked, stopWatch := a.next.Watch(sessionID)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-revoked:
+			f()
+		case <-done:
+		}
+	}()
+	return func() { close(done); stopWatch() }
+}
+
 // refusal turns a verification error into the FATAL the client sees: 28000
 // saying which check failed, or 57P03 when the provider cannot be reached.
 func (a *Authenticator) refusal(err error) *pgerr.Error {

@@ -2,6 +2,7 @@ package rewritebench
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +129,28 @@ func benchRewrite(b *testing.B, cacheBytes int64) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkRewriteNewConstant is the proxy's path under pgbench -S: the same
+// statement with another constant every time, so the exact-text cache
+// misses and the statement's template answers.
+func BenchmarkRewriteNewConstant(b *testing.B) {
+	for _, s := range suites(b) {
+		if s.Name != "pgbench" {
+			continue
+		}
+		rw, _ := newRewriter(b, s, 0)
+		id := identity(s.Tenant)
+		b.ReportAllocs()
+		aid := 0
+		for b.Loop() {
+			aid++
+			sql := fmt.Sprintf("SELECT abalance FROM pgbench_accounts WHERE aid = %d;", aid)
+			if _, err := rw.Rewrite(context.Background(), sql, id); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }

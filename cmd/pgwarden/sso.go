@@ -18,12 +18,13 @@ import (
 )
 
 var (
-	_ proxy.Authenticator     = (*oidc.Authenticator)(nil)
-	_ proxy.Renewer           = (*oidc.Authenticator)(nil)
-	_ oidc.TokenAuthenticator = (*auth.Verifier)(nil)
-	_ admin.Sessions          = (*auth.Service)(nil)
-	_ admin.Store             = (*auth.Store)(nil)
-	_ admin.Policies          = (*appPolicies)(nil)
+	_ proxy.Authenticator       = (*oidc.Authenticator)(nil)
+	_ proxy.RevocationCallbacks = (*oidc.Authenticator)(nil)
+	_ proxy.Renewer             = (*oidc.Authenticator)(nil)
+	_ oidc.TokenAuthenticator   = (*auth.Verifier)(nil)
+	_ admin.Sessions            = (*auth.Service)(nil)
+	_ admin.Store               = (*auth.Store)(nil)
+	_ admin.Policies            = (*appPolicies)(nil)
 )
 
 // ssoConfig translates the config file's sso section.

@@ -32,9 +32,10 @@ import (
 )
 
 var (
-	_ proxy.Authenticator = (*auth.Verifier)(nil)
-	_ proxy.Rewriter      = (*rewrite.Rewriter)(nil)
-	_ auth.PolicyChecker  = (*policySet)(nil)
+	_ proxy.Authenticator       = (*auth.Verifier)(nil)
+	_ proxy.RevocationCallbacks = (*auth.Verifier)(nil)
+	_ proxy.Rewriter            = (*rewrite.Rewriter)(nil)
+	_ auth.PolicyChecker        = (*policySet)(nil)
 )
 
 // migrateTimeout bounds the control schema's migration at start.
