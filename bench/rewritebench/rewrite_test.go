@@ -131,3 +131,53 @@ func benchRewrite(b *testing.B, cacheBytes int64) {
 		}
 	}
 }
+
+// BenchmarkColdRewrite measures, per query and in the same loop, pg_query's
+// parse, its deparse of that tree and a cold rewrite (cache off) of the same
+// text, so that their ratio is a same-run figure that survives a noisy
+// machine: the iterations interleave the three, and load that comes and goes
+// weighs on all of them alike. It reports each as a metric (parse-ns/op,
+// deparse-ns/op, parse+deparse-ns/op, rewrite-ns/op) with the ratio
+// rewrite ÷ (parse + deparse) as x-parse+deparse; ns/op is the whole loop.
+func BenchmarkColdRewrite(b *testing.B) {
+	ctx := context.Background()
+	for _, s := range suites(b) {
+		rw, _ := newRewriter(b, s, -1)
+		id := identity(s.Tenant)
+		for _, q := range s.Queries {
+			b.Run(q.Name, func(b *testing.B) {
+				if _, err := rw.Rewrite(ctx, q.SQL, id); err != nil {
+					b.Fatal(err)
+				}
+				var parse, deparse, rewrite time.Duration
+				n := 0
+				for b.Loop() {
+					t0 := time.Now()
+					tree, err := pg_query.Parse(q.SQL)
+					t1 := time.Now()
+					if err == nil {
+						_, err = pg_query.Deparse(tree)
+					}
+					t2 := time.Now()
+					if err == nil {
+						_, err = rw.Rewrite(ctx, q.SQL, id)
+					}
+					t3 := time.Now()
+					if err != nil {
+						b.Fatal(err)
+					}
+					parse += t1.Sub(t0)
+					deparse += t2.Sub(t1)
+					rewrite += t3.Sub(t2)
+					n++
+				}
+				per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
+				b.ReportMetric(per(parse), "parse-ns/op")
+				b.ReportMetric(per(deparse), "deparse-ns/op")
+				b.ReportMetric(per(parse+deparse), "parse+deparse-ns/op")
+				b.ReportMetric(per(rewrite), "rewrite-ns/op")
+				b.ReportMetric(float64(rewrite)/float64(parse+deparse), "x-parse+deparse")
+			})
+		}
+	}
+}
