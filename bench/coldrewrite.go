@@ -42,7 +42,8 @@ func writeColdRewrite(w io.Writer, rows []coldRow) {
 		return
 	}
 	fmt.Fprintf(w, "Cold rewrite (cache off) against pg_query's parse and deparse of the same query, timed in the same loop\n")
-	fmt.Fprintf(w, "(BenchmarkColdRewrite; the ratio is each run's own, median over the runs; target ≤ %s):\n\n", fmtRatio(coldTarget))
+	fmt.Fprintf(w, "(BenchmarkColdRewrite: each figure is the median over a run's iterations, the ratio the median of each iteration's\n")
+	fmt.Fprintf(w, "own, then the median over the runs; target ≤ %s):\n\n", fmtRatio(coldTarget))
 	var table [][]string
 	rs := make([]float64, 0, len(rows))
 	for _, r := range rows {

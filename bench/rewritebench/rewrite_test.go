@@ -2,6 +2,7 @@ package rewritebench
 
 import (
 	"context"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -135,10 +136,12 @@ func benchRewrite(b *testing.B, cacheBytes int64) {
 // BenchmarkColdRewrite measures, per query and in the same loop, pg_query's
 // parse, its deparse of that tree and a cold rewrite (cache off) of the same
 // text, so that their ratio is a same-run figure that survives a noisy
-// machine: the iterations interleave the three, and load that comes and goes
-// weighs on all of them alike. It reports each as a metric (parse-ns/op,
-// deparse-ns/op, parse+deparse-ns/op, rewrite-ns/op) with the ratio
-// rewrite ÷ (parse + deparse) as x-parse+deparse; ns/op is the whole loop.
+// machine: each iteration times the three back to back, and the figures are
+// medians over the iterations, so that an iteration that lost its core to
+// another process counts no more than one that did not. It reports
+// parse-ns/op, deparse-ns/op, parse+deparse-ns/op, rewrite-ns/op and, as
+// x-parse+deparse, the median of each iteration's rewrite ÷ (parse +
+// deparse); ns/op is the whole loop's mean.
 func BenchmarkColdRewrite(b *testing.B) {
 	ctx := context.Background()
 	for _, s := range suites(b) {
@@ -149,8 +152,7 @@ func BenchmarkColdRewrite(b *testing.B) {
 				if _, err := rw.Rewrite(ctx, q.SQL, id); err != nil {
 					b.Fatal(err)
 				}
-				var parse, deparse, rewrite time.Duration
-				n := 0
+				var parse, deparse, both, rewrite, ratio []float64
 				for b.Loop() {
 					t0 := time.Now()
 					tree, err := pg_query.Parse(q.SQL)
@@ -166,18 +168,28 @@ func BenchmarkColdRewrite(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					parse += t1.Sub(t0)
-					deparse += t2.Sub(t1)
-					rewrite += t3.Sub(t2)
-					n++
+					p, d, r := float64(t1.Sub(t0)), float64(t2.Sub(t1)), float64(t3.Sub(t2))
+					parse, deparse, both, rewrite = append(parse, p), append(deparse, d), append(both, p+d), append(rewrite, r)
+					ratio = append(ratio, r/(p+d))
 				}
-				per := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(n) }
-				b.ReportMetric(per(parse), "parse-ns/op")
-				b.ReportMetric(per(deparse), "deparse-ns/op")
-				b.ReportMetric(per(parse+deparse), "parse+deparse-ns/op")
-				b.ReportMetric(per(rewrite), "rewrite-ns/op")
-				b.ReportMetric(float64(rewrite)/float64(parse+deparse), "x-parse+deparse")
+				b.ReportMetric(median(parse), "parse-ns/op")
+				b.ReportMetric(median(deparse), "deparse-ns/op")
+				b.ReportMetric(median(both), "parse+deparse-ns/op")
+				b.ReportMetric(median(rewrite), "rewrite-ns/op")
+				b.ReportMetric(median(ratio), "x-parse+deparse")
 			})
 		}
 	}
+}
+
+// median sorts xs and returns its middle value.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
