@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pgwarden/pgwarden/internal/memrelease"
+	"github.com/pgwarden/pgwarden/internal/pgmarshal"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 )
@@ -432,7 +433,8 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if f := raw.Stmt.GetFetchStmt(); f != nil {
 			fetch = fetchSQL(f)
 		}
-		pb, err := proto.Marshal(singleStatement(tree.Version, raw))
+		// pgmarshal writes what proto.Marshal would, a few times faster.
+		pb, err := pgmarshal.Marshal(singleStatement(tree.Version, raw))
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
