@@ -85,10 +85,17 @@ func TestSameAsProto(t *testing.T) {
 // extreme numbers, -0 and NaN doubles, nil messages in lists and oneofs,
 // empty strings next to set ones, packed lists, invalid UTF-8.
 func TestEdgeValues(t *testing.T) {
+	for name, tree := range edgeTrees() {
+		t.Run(name, func(t *testing.T) { checkSame(t, tree, name) })
+	}
+}
+
+// edgeTrees are trees with what parses seldom hold.
+func edgeTrees() map[string]*pg_query.ParseResult {
 	stmt := func(n *pg_query.Node) *pg_query.ParseResult {
 		return &pg_query.ParseResult{Version: 160001, Stmts: []*pg_query.RawStmt{{Stmt: n, StmtLen: -1}}}
 	}
-	cases := map[string]*pg_query.ParseResult{
+	return map[string]*pg_query.ParseResult{
 		"empty":           {},
 		"nil stmt":        {Stmts: []*pg_query.RawStmt{nil, {}}},
 		"zero int const":  stmt(pg_query.MakeAConstIntNode(0, 0)),
@@ -112,9 +119,6 @@ func TestEdgeValues(t *testing.T) {
 			{Node: &pg_query.Node_RangeTblEntry{RangeTblEntry: &pg_query.RangeTblEntry{Enrtuples: 0}}},
 		})),
 	}
-	for name, tree := range cases {
-		t.Run(name, func(t *testing.T) { checkSame(t, tree, name) })
-	}
 }
 
 // deep nests n lists, each with a sibling, so that lengths take more than
@@ -127,19 +131,21 @@ func deep(n int) *pg_query.Node {
 	return node
 }
 
-// TestGenerated checks that nodes_gen.go is what the generator writes for
-// the pg_query_go of go.mod.
+// TestGenerated checks that nodes_gen.go and unmarshal_gen.go are what the
+// generator writes for the pg_query_go of go.mod.
 func TestGenerated(t *testing.T) {
-	want, err := gen.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile("nodes_gen.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatal("nodes_gen.go is out of date: run go generate ./internal/pgmarshal/")
+	for file, generate := range map[string]func() ([]byte, error){"nodes_gen.go": gen.Generate, "unmarshal_gen.go": gen.GenerateUnmarshal} {
+		want, err := generate()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is out of date: run go generate ./internal/pgmarshal/", file)
+		}
 	}
 }
 
@@ -160,22 +166,7 @@ func FuzzMarshal(f *testing.F) {
 // BenchmarkMarshal is the A/B of Marshal against proto.Marshal over the
 // TPC-H queries' trees; one op = the 22 queries.
 func BenchmarkMarshal(b *testing.B) {
-	files, err := filepath.Glob("../../testdata/tpch/*.sql")
-	if err != nil || len(files) == 0 {
-		b.Fatalf("no TPC-H queries: %v", err)
-	}
-	var trees []*pg_query.ParseResult
-	for _, f := range files {
-		sql, err := os.ReadFile(f)
-		if err != nil {
-			b.Fatal(err)
-		}
-		tree, err := pg_query.Parse(string(sql))
-		if err != nil {
-			b.Fatal(err)
-		}
-		trees = append(trees, tree)
-	}
+	trees := tpchTrees(b)
 	for _, c := range []struct {
 		name    string
 		marshal func(*pg_query.ParseResult) ([]byte, error)
@@ -194,4 +185,25 @@ func BenchmarkMarshal(b *testing.B) {
 			}
 		})
 	}
+}
+
+// tpchTrees parses the TPC-H queries.
+func tpchTrees(b *testing.B) []*pg_query.ParseResult {
+	files, err := filepath.Glob("../../testdata/tpch/*.sql")
+	if err != nil || len(files) == 0 {
+		b.Fatalf("no TPC-H queries: %v", err)
+	}
+	var trees []*pg_query.ParseResult
+	for _, f := range files {
+		sql, err := os.ReadFile(f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		tree, err := pg_query.Parse(string(sql))
+		if err != nil {
+			b.Fatal(err)
+		}
+		trees = append(trees, tree)
+	}
+	return trees
 }

@@ -80,10 +80,12 @@ func numbers(t reflect.Type) map[protoreflect.FieldNumber]string {
 	return out
 }
 
-func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
+// fieldsOf returns the Go name of md's type and its fields in the order the
+// protobuf runtime writes them.
+func fieldsOf(md protoreflect.MessageDescriptor) (string, []field, error) {
 	t, mt, err := goType(md)
 	if err != nil {
-		return err
+		return "", nil, err
 	}
 	names := numbers(t)
 	var fields []field
@@ -100,7 +102,7 @@ func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
 			for j := 0; j < od.Fields().Len(); j++ {
 				ofd := od.Fields().Get(j)
 				if ofd.Kind() != protoreflect.MessageKind {
-					return fmt.Errorf("%s: oneof member %s is not a message", md.FullName(), ofd.Name())
+					return "", nil, fmt.Errorf("%s: oneof member %s is not a message", md.FullName(), ofd.Name())
 				}
 				// The wrapper type is found by setting the member.
 				m := mt.New()
@@ -114,7 +116,7 @@ func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
 					}
 				}
 				if w == nil || w.NumField() != 1 {
-					return fmt.Errorf("%s: no wrapper for %s", md.FullName(), ofd.Name())
+					return "", nil, fmt.Errorf("%s: no wrapper for %s", md.FullName(), ofd.Name())
 				}
 				f.oneof = append(f.oneof, member{fd: ofd, wrapper: w.Name(), goName: w.Field(0).Name})
 			}
@@ -123,7 +125,7 @@ func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
 		}
 		name, ok := names[fd.Number()]
 		if !ok {
-			return fmt.Errorf("%s: no Go field for %s", md.FullName(), fd.Name())
+			return "", nil, fmt.Errorf("%s: no Go field for %s", md.FullName(), fd.Name())
 		}
 		fields = append(fields, field{num: fd.Number(), fd: fd, goName: name})
 	}
@@ -135,7 +137,14 @@ func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
 		}
 		return fields[i].num < fields[j].num
 	})
-	name := t.Name()
+	return t.Name(), fields, nil
+}
+
+func message(b *bytes.Buffer, md protoreflect.MessageDescriptor) error {
+	name, fields, err := fieldsOf(md)
+	if err != nil {
+		return err
+	}
 
 	// size
 	fmt.Fprintf(b, "func size%s(s *sizer, m *pg_query.%s) {\n", name, name)

@@ -1,4 +1,5 @@
-// Command writegen writes pgmarshal's nodes_gen.go (see package gen).
+// Command writegen writes pgmarshal's nodes_gen.go and unmarshal_gen.go (see
+// package gen).
 package main
 
 import (
@@ -10,13 +11,19 @@ import (
 )
 
 func main() {
-	out := flag.String("o", "nodes_gen.go", "output file")
+	out := flag.String("o", "nodes_gen.go", "the encoder's file")
+	outU := flag.String("u", "unmarshal_gen.go", "the decoder's file")
 	flag.Parse()
-	src, err := gen.Generate()
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := os.WriteFile(*out, src, 0o644); err != nil {
-		log.Fatal(err)
+	for _, f := range []struct {
+		path string
+		gen  func() ([]byte, error)
+	}{{*out, gen.Generate}, {*outU, gen.GenerateUnmarshal}} {
+		src, err := f.gen()
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := os.WriteFile(f.path, src, 0o644); err != nil {
+			log.Fatal(err)
+		}
 	}
 }
