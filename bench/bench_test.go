@@ -437,3 +437,42 @@ func TestParseProcStat(t *testing.T) {
 		t.Errorf("processCPU(self) = %v", got)
 	}
 }
+
+// The cold rewrite's interleaved metrics reach a per-query table with the
+// median and maximum ratio and the queries above the target.
+func TestColdRewriteReport(t *testing.T) {
+	out := `pkg: github.com/pgwarden/pgwarden/bench/rewritebench
+BenchmarkColdRewrite/tpch/q01-2   	 1000	 700000 ns/op	 100000 deparse-ns/op	 300000 parse+deparse-ns/op	 200000 parse-ns/op	 390000 rewrite-ns/op	 1.300 x-parse+deparse
+BenchmarkColdRewrite/tpch/q01-2   	 1000	 700000 ns/op	 100000 deparse-ns/op	 300000 parse+deparse-ns/op	 200000 parse-ns/op	 390000 rewrite-ns/op	 1.100 x-parse+deparse
+BenchmarkColdRewrite/tpch/q01-2   	 1000	 700000 ns/op	 100000 deparse-ns/op	 300000 parse+deparse-ns/op	 200000 parse-ns/op	 390000 rewrite-ns/op	 1.200 x-parse+deparse
+BenchmarkColdRewrite/pgbench/select-2   	 1000	 90000 ns/op	 10000 deparse-ns/op	 30000 parse+deparse-ns/op	 20000 parse-ns/op	 60000 rewrite-ns/op	 2.000 x-parse+deparse
+BenchmarkColdRewrite/bi/x-2   	 1000	 90000 ns/op	 10000 deparse-ns/op	 30000 parse+deparse-ns/op	 20000 parse-ns/op	 42000 rewrite-ns/op	 1.400 x-parse+deparse
+BenchmarkRewriteCached/bi/x-2   	 1000	 900 ns/op
+`
+	bs, err := parseGoBench(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := coldRows(bs)
+	want := []coldRow{
+		{Query: "tpch/q01", Parse: 200000, Deparse: 100000, ParseDeparse: 300000, Rewrite: 390000, Ratio: 1.2},
+		{Query: "pgbench/select", Parse: 20000, Deparse: 10000, ParseDeparse: 30000, Rewrite: 60000, Ratio: 2},
+		{Query: "bi/x", Parse: 20000, Deparse: 10000, ParseDeparse: 30000, Rewrite: 42000, Ratio: 1.4},
+	}
+	if diff := cmp.Diff(want, rows); diff != "" {
+		t.Fatalf("rows (-want +got):\n%s", diff)
+	}
+	var b strings.Builder
+	writeColdRewrite(&b, rows)
+	for _, want := range []string{"| tpch/q01 ", "|    200.0 |      100.0 |            300.0 |           390.0 | 1.20× |",
+		"Ratio over 3 queries: median 1.40×, max 2.00× (pgbench/select). Above 1.30×: pgbench/select 2.00×, bi/x 1.40×."} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+	b.Reset()
+	writeColdRewrite(&b, rows[:1])
+	if !strings.Contains(b.String(), "Every query is within 1.30×.") {
+		t.Errorf("report:\n%s", b.String())
+	}
+}

@@ -288,6 +288,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 
 func writeGoBench(w io.Writer, bs []goBench) {
 	fmt.Fprintf(w, "## Rewriter microbenchmarks\n\n")
+	writeColdRewrite(w, coldRows(bs))
 	ratios := pairRewriteBaseline(bs)
 	if len(ratios) > 0 {
 		fmt.Fprintf(w, "Rewrite cost against pg_query's own parse + deparse of the same query (the floor any rewriting proxy\n")

@@ -1,6 +1,8 @@
 package rewrite
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 	"github.com/pganalyze/pg_query_go/v5/parser"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -46,9 +48,8 @@ import (
 // thread stacks glibc gives under an unlimited RLIMIT_STACK (which
 // internal/cstack raises to 64 MiB as well).
 
-// maxDepthUnits is the largest accepted estimate. Every token weighs at most
-// its length in bytes and the estimate adds 1 for the statement level, so
-// text shorter than this passes unscanned.
+// maxDepthUnits is the largest accepted estimate. Text whose textDepthBound
+// is within it passes without the scan: most statements do.
 const maxDepthUnits = 400
 
 // errTooDeep is PostgreSQL's answer to a statement that nests too deeply.
@@ -60,7 +61,7 @@ func errTooDeep() *pgerr.Error {
 // maxDepthUnits allows. Text that does not lex passes: the parser then
 // reports the syntax error before building any tree.
 func checkDepth(sql string) *pgerr.Error {
-	if len(sql) < maxDepthUnits {
+	if textDepthBound(sql, maxDepthUnits) <= maxDepthUnits {
 		return nil
 	}
 	// The scanner's protobuf is read in place: decoding it into ScanTokens
@@ -262,3 +263,89 @@ func (w *depthWalk) close() {
 		top.seg++ // a subscript costs twice an operator's stack: "]" weighs 1
 	}
 }
+
+// textDepthBound is an upper bound of the estimate of sql (estimateDepth),
+// read from the text alone for the price of a pass over its bytes, in Go:
+// the scan it spares costs a call into C, PostgreSQL's lexer and a protobuf
+// of every token. It stops early, with a value over limit, once the bound
+// passes limit.
+//
+// The estimate is 1 for the statement level plus at most each token's
+// weight: 0 for names, constants, comments, ")", "]" and separators; 1 for
+// "(" (the level it opens), an operator or a keyword; 2 for "[" (its level,
+// and a unit when the level closes), SELECT (after "(") and CASE (which opens
+// a level too). The bound counts 2 for "[", 1 for every other byte that is
+// neither space nor part of a word (a token of punctuation has at least one,
+// a quoted name or a string two), 2 for a word
+// that starts with a digit or "$" (a constant or a parameter, which weighs
+// nothing, or whatever such a word lexes as) and, for the other words, 2 for
+// SELECT and CASE, 1 for another keyword and 0 for a name. A keyword inside
+// a string or a comment counts too: the bound only ever exceeds the
+// estimate.
+func textDepthBound(sql string, limit int) int {
+	n := 1
+	for i := 0; i < len(sql) && n <= limit; {
+		c := sql[i]
+		switch {
+		case c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f': // PostgreSQL 16's spaces (no \v)
+			i++
+		case isWordByte(c):
+			j := i + 1
+			for j < len(sql) && isWordByte(sql[j]) {
+				j++
+			}
+			n += wordWeight(sql[i:j])
+			i = j
+		case c == '[':
+			n += 2 // its level, and the unit its close adds (depthWalk.close)
+			i++
+		default:
+			n++
+			i++
+		}
+	}
+	return n
+}
+
+// isWordByte reports whether c may continue a name, a keyword or a number
+// (bytes of non-ASCII characters included, as PostgreSQL's lexer has them).
+func isWordByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '$' || c >= 0x80
+}
+
+// wordWeight is textDepthBound's weight of a word.
+func wordWeight(w string) int {
+	if c := w[0]; '0' <= c && c <= '9' || c == '$' {
+		return 2
+	}
+	if len(w) > len(keywordWords.buf) {
+		return 2 // no keyword is this long (TestTextDepthBoundKeywords); as if it were
+	}
+	buf := keywordWords.buf // a copy, on the stack
+	for i := 0; i < len(w); i++ {
+		c := w[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return int(keywordWords.weight[string(buf[:len(w)])])
+}
+
+// keywordWords are the words that lex as keywords, from pg_query's token
+// names (ABORT_P is "abort", NOT_LA "not"), with their weight in
+// textDepthBound. Names of tokens that are not words (ASCII_40, IDENT) are
+// in it too and only make the bound larger. Read only.
+var keywordWords = func() (k struct {
+	weight map[string]uint8
+	buf    [32]byte
+}) {
+	k.weight = make(map[string]uint8, len(pg_query.Token_name))
+	for _, name := range pg_query.Token_name {
+		w := strings.ToLower(name)
+		w = strings.TrimSuffix(strings.TrimSuffix(w, "_p"), "_la")
+		k.weight[w] = 1
+	}
+	k.weight["select"], k.weight["case"] = 2, 2
+	return k
+}()

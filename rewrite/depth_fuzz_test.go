@@ -223,3 +223,22 @@ func FuzzDepthBound(f *testing.F) {
 		}
 	})
 }
+
+// FuzzTextDepthBound: for any text that lexes, textDepthBound is at least
+// the estimate, both for raw text and for the generator's deep statements.
+func FuzzTextDepthBound(f *testing.F) {
+	f.Add("SELECT (SELECT CASE WHEN a[1] THEN 1 END)", []byte{3, 3, 3, 5, 1, 40})
+	f.Add("1select$1é-- x\n'SELECT'", []byte{19, 1, 30, 0, 15})
+	f.Fuzz(func(t *testing.T, text string, b []byte) {
+		for _, sql := range []string{text, genDeep(b)} {
+			scan, err := parser.ScanToProtobuf(sql)
+			if err != nil {
+				continue
+			}
+			est, _ := estimateDepth(scan, 1<<30)
+			if got := textDepthBound(sql, 1<<30); got < est {
+				t.Fatalf("bound %d below the estimate %d for %q", got, est, sql)
+			}
+		}
+	})
+}

@@ -458,3 +458,69 @@ func TestEstimateDepthRules(t *testing.T) {
 		}
 	}
 }
+
+// textDepthBound is an upper bound of the estimate: on hand-picked
+// statements, every real query, and the constructs of the depth tests.
+func TestTextDepthBound(t *testing.T) {
+	qs := []string{
+		"SELECT 1", "select (select (select 1))", "SELECT CASE WHEN a THEN b+b ELSE c END", "SELECT a[1][2]",
+		"SELECT )))", "SELECT (((", "END", "-- comment\nSELECT 'x', $1, \"y\"", "SELECT 1and 2", "SELECT 0x1Fselect",
+		"SELECT U&\"d\\0061t\\+000061\" FROM t", "SELECT N'x', E'\\n', B'1', X'1F'", "SELECT $$a$$, $q$SELECT$q$",
+		"SELECT x::int::text, a.b.c, 1.5e3, .5, 1..2", "SELECT a NOT LIKE b, c NULLS FIRST, WITH",
+		"SELECT é, ẞelect, selecté FROM \"SELECT\"",
+	}
+	qs = append(qs, tpchQueries(t)...)
+	bi, _ := filepath.Glob("../bench/testdata/bi/*.sql")
+	for _, f := range bi {
+		qs = append(qs, readFile(t, f))
+	}
+	goldens, _ := filepath.Glob("../testdata/rewrite/*.txt")
+	for _, f := range goldens {
+		qs = append(qs, readGoldenF(t, f)...)
+	}
+	for _, c := range depthConstructs {
+		for _, n := range []int{1, 10, 100} {
+			qs = append(qs, c.gen(n))
+		}
+	}
+	skipped := 0
+	for _, q := range qs {
+		scan, err := parser.ScanToProtobuf(q)
+		if err != nil {
+			continue
+		}
+		est, _ := estimateDepth(scan, 1<<30)
+		if b := textDepthBound(q, 1<<30); b < est {
+			t.Errorf("bound %d below the estimate %d for %q", b, est, q)
+		}
+		if textDepthBound(q, maxDepthUnits) <= maxDepthUnits {
+			skipped++
+		}
+	}
+	t.Logf("%d of %d statements need no scan", skipped, len(qs))
+}
+
+// Every keyword's text is a key of keywordWords: each token kind the
+// scanner reports for a keyword's text is one of pg_query's token names,
+// so scanning each name back gives its own kind.
+func TestTextDepthBoundKeywords(t *testing.T) {
+	n := 0
+	for w := range keywordWords.weight {
+		if len(w) > len(keywordWords.buf) {
+			t.Errorf("keyword %q is longer than keywordWords.buf", w)
+		}
+		res, err := pg_query.Scan(w)
+		if err != nil || len(res.Tokens) != 1 || res.Tokens[0].KeywordKind == pg_query.KeywordKind_NO_KEYWORD {
+			continue // a token name that is no keyword (IDENT, ASCII_40)
+		}
+		n++
+		if got := strings.ToLower(res.Tokens[0].Token.String()); got != w && got != w+"_p" && got != w+"_la" {
+			t.Errorf("%q scans as %s", w, res.Tokens[0].Token)
+		}
+	}
+	// PostgreSQL 16's kwlist.h has 471 keywords.
+	if n < 471 {
+		t.Errorf("only %d keywords", n)
+	}
+	t.Logf("%d keywords", n)
+}

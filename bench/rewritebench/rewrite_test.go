@@ -3,6 +3,7 @@ package rewritebench
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -153,4 +154,65 @@ func BenchmarkRewriteNewConstant(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkColdRewrite measures, per query and in the same loop, pg_query's
+// parse, its deparse of that tree and a cold rewrite (cache off) of the same
+// text, so that their ratio is a same-run figure that survives a noisy
+// machine: each iteration times the three back to back, and the figures are
+// medians over the iterations, so that an iteration that lost its core to
+// another process counts no more than one that did not. It reports
+// parse-ns/op, deparse-ns/op, parse+deparse-ns/op, rewrite-ns/op and, as
+// x-parse+deparse, the median of each iteration's rewrite ÷ (parse +
+// deparse); ns/op is the whole loop's mean.
+func BenchmarkColdRewrite(b *testing.B) {
+	ctx := context.Background()
+	for _, s := range suites(b) {
+		rw, _ := newRewriter(b, s, -1)
+		id := identity(s.Tenant)
+		for _, q := range s.Queries {
+			b.Run(q.Name, func(b *testing.B) {
+				if _, err := rw.Rewrite(ctx, q.SQL, id); err != nil {
+					b.Fatal(err)
+				}
+				var parse, deparse, both, rewrite, ratio []float64
+				for b.Loop() {
+					t0 := time.Now()
+					tree, err := pg_query.Parse(q.SQL)
+					t1 := time.Now()
+					if err == nil {
+						_, err = pg_query.Deparse(tree)
+					}
+					t2 := time.Now()
+					if err == nil {
+						_, err = rw.Rewrite(ctx, q.SQL, id)
+					}
+					t3 := time.Now()
+					if err != nil {
+						b.Fatal(err)
+					}
+					p, d, r := float64(t1.Sub(t0)), float64(t2.Sub(t1)), float64(t3.Sub(t2))
+					parse, deparse, both, rewrite = append(parse, p), append(deparse, d), append(both, p+d), append(rewrite, r)
+					ratio = append(ratio, r/(p+d))
+				}
+				b.ReportMetric(median(parse), "parse-ns/op")
+				b.ReportMetric(median(deparse), "deparse-ns/op")
+				b.ReportMetric(median(both), "parse+deparse-ns/op")
+				b.ReportMetric(median(rewrite), "rewrite-ns/op")
+				b.ReportMetric(median(ratio), "x-parse+deparse")
+			})
+		}
+	}
+}
+
+// median sorts xs and returns its middle value.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	sort.Float64s(xs)
+	if n := len(xs); n%2 == 0 {
+		return (xs[n/2-1] + xs[n/2]) / 2
+	}
+	return xs[len(xs)/2]
 }
