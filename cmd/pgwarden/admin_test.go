@@ -16,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/pgwarden/pgwarden/config"
 )
 
 // longStatement runs until cancelled.
@@ -115,18 +117,7 @@ func TestAdminConnectionsAcrossReplicas(t *testing.T) {
 	adminTok, _ := s.session(t, "adam")
 	viewer, _ := s.session(t, "vic")
 
-	cfg2 := *s.cfg
-	cfg2.Auth.Listen = ""
-	cfg2.Proxy.Listen, cfg2.Metrics.Listen = freeLoopback(t), freeLoopback(t)
-	rctx, rcancel := context.WithCancel(context.Background())
-	serveApp(t, rctx, rcancel, &cfg2, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.Int("replica", 2)), onlyProxy)
-	eventually(t, "both replicas live", func() error {
-		_, out := s.adminConnections(t, adminTok, nil)
-		if rs := out["replicas"].([]any); len(rs) != 2 {
-			return fmt.Errorf("replicas %v", rs)
-		}
-		return nil
-	})
+	cfg2 := s.secondReplica(t, adminTok)
 
 	acmeTok, acmeSID := s.httpSession(t, "acme")
 	globexTok, globexSID := s.httpSession(t, "globex")
@@ -498,4 +489,24 @@ func TestAdminCLI(t *testing.T) {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}
 	}
+}
+
+// secondReplica starts another proxy replica on s's control store (no ticket
+// service of its own) and waits until the admin API, asked with tok, hears
+// from both replicas. It returns the replica's configuration.
+func (s *ssoRun) secondReplica(t *testing.T, tok string) *config.File {
+	t.Helper()
+	cfg2 := *s.cfg
+	cfg2.Auth.Listen = ""
+	cfg2.Proxy.Listen, cfg2.Metrics.Listen = freeLoopback(t), freeLoopback(t)
+	rctx, rcancel := context.WithCancel(context.Background())
+	serveApp(t, rctx, rcancel, &cfg2, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.Int("replica", 2)), onlyProxy)
+	eventually(t, "both replicas live", func() error {
+		_, out := s.adminConnections(t, tok, nil)
+		if rs := out["replicas"].([]any); len(rs) != 2 {
+			return fmt.Errorf("replicas %v", rs)
+		}
+		return nil
+	})
+	return &cfg2
 }

@@ -14,8 +14,6 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest"
 
 	"github.com/pgwarden/pgwarden/internal/oidctest"
 	"github.com/pgwarden/pgwarden/proxy"
@@ -74,18 +72,7 @@ func TestAdminStats(t *testing.T) {
 	defer cancel()
 	tok, _ := s.session(t, "adele")
 
-	cfg2 := *s.cfg
-	cfg2.Auth.Listen = ""
-	cfg2.Proxy.Listen, cfg2.Metrics.Listen = freeLoopback(t), freeLoopback(t)
-	rctx, rcancel := context.WithCancel(context.Background())
-	serveApp(t, rctx, rcancel, &cfg2, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).With(zap.Int("replica", 2)), onlyProxy)
-	eventually(t, "both replicas live", func() error {
-		_, out := s.adminConnections(t, tok, nil)
-		if rs := out["replicas"].([]any); len(rs) != 2 {
-			return fmt.Errorf("replicas %v", rs)
-		}
-		return nil
-	})
+	cfg2 := s.secondReplica(t, tok)
 
 	acmeTok := s.running.session(t, "acme", "querier")
 	on1 := connectAs(t, s.cfg.Proxy.Listen, acmeTok, "stats-1")
