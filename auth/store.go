@@ -28,6 +28,7 @@ type Store struct {
 	fleetChannel string
 	timeout      time.Duration
 	q            storeQueries
+	rev          *revChecker
 }
 
 type storeQueries struct {
@@ -91,7 +92,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		redeem:        `INSERT INTO ` + t + `.redeemed_tickets (jti, expires_at, redeemed_at, session_id) VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING`,
 		createSession: `INSERT INTO ` + t + `.sessions (sid, tenant, external_id, api_key, created_at, expires_at, max_expires_at, kind, subject, role, email) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 		revoke:        `UPDATE ` + t + `.sessions SET revoked_at = coalesce(revoked_at, $2) WHERE sid = $1 AND ($3 = '' OR api_key = $3) RETURNING sid, tenant, external_id, kind, subject, role`,
-		isRevoked:     `SELECT revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
+		isRevoked:     `SELECT sid, revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = ANY($1)`,
 		extend:        `UPDATE ` + t + `.sessions SET expires_at = greatest(expires_at, $2) WHERE sid = $1 RETURNING revoked_at IS NOT NULL`,
 		expiry:        `SELECT expires_at, revoked_at IS NOT NULL FROM ` + t + `.sessions WHERE sid = $1`,
 		revoked:       `SELECT sid, max_expires_at FROM ` + t + `.sessions WHERE revoked_at IS NOT NULL AND max_expires_at > $1`,
@@ -102,6 +103,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 			`.sessions WHERE revoked_at IS NULL AND expires_at > $1 ORDER BY created_at, sid`,
 		sessionRole: `SELECT subject, role FROM ` + t + `.sessions WHERE sid = $1`,
 	}
+	s.rev = newRevChecker(pool, s.q.isRevoked, s.timeout, s.fail)
 	return s, nil
 }
 
@@ -373,19 +375,10 @@ func (s *Store) RevokeRecord(ctx context.Context, sid, apiKey string, now time.T
 }
 
 // IsRevoked reports whether session sid is revoked; an unknown sid is
-// ErrSessionNotFound.
+// ErrSessionNotFound. Concurrent checks share batched queries (revcheck.go);
+// each still sees every revocation committed before it was called.
 func (s *Store) IsRevoked(ctx context.Context, sid string) (bool, error) {
-	ctx, cancel := s.bound(ctx)
-	defer cancel()
-	var revoked bool
-	err := s.pool.QueryRow(ctx, s.q.isRevoked, sid).Scan(&revoked)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, ErrSessionNotFound
-	}
-	if err != nil {
-		return false, s.fail("is revoked", err)
-	}
-	return revoked, nil
+	return s.rev.check(ctx, sid)
 }
 
 // ExtendSession records a renewal; a revoked session is ErrSessionRevoked
