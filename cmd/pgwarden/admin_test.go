@@ -480,11 +480,17 @@ func TestAdminCLI(t *testing.T) {
 		}
 		return nil
 	})
+	if out := must("stats", "5m"); out["window_seconds"] != 300.0 || len(out["replicas"].([]any)) != 1 {
+		t.Errorf("stats 5m: %v", out)
+	}
+	if _, err := run("stats", "soon"); err == nil || !strings.Contains(err.Error(), "400") {
+		t.Errorf("stats with a bad window: %v, want the API's 400", err)
+	}
 	must("key-create", "ops", "administrator")
 	if out := must("keys"); !strings.Contains(fmt.Sprint(out["keys"]), "name:ops") || strings.Contains(fmt.Sprint(out), "sha256") {
 		t.Errorf("keys: %v", out)
 	}
-	for _, args := range [][]string{{"cancel"}, {"revoke-tenant"}, {"revoke-external-id", "a", "b"}, {"frobnicate"}} {
+	for _, args := range [][]string{{"cancel"}, {"revoke-tenant"}, {"revoke-external-id", "a", "b"}, {"stats", "1m", "2m"}, {"frobnicate"}} {
 		if _, err := run(args...); err == nil || !strings.Contains(err.Error(), "usage") && !strings.Contains(err.Error(), "takes one argument") {
 			t.Errorf("%v: %v, want a usage error", args, err)
 		}

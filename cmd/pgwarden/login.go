@@ -123,7 +123,7 @@ func cmdAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	const use = "usage: pgwarden admin --service URL --token T whoami | sessions [FILTERS] | connections [FILTERS] | cancel ID |\n" +
 		"  revoke-session ID | revoke-subject SUBJECT | revoke-tenant TENANT | revoke-external-id ID [--tenant T] |\n" +
 		"  audit [FILTERS] [--since T] [--until T] [--kind K] [--event E] [--outcome O] [--sqlstate S] [--limit N] [--next C] |\n" +
-		"  policies-check | policies-reload | keys | key-create NAME ROLE | key-rotate NAME | key-revoke NAME |\n" +
+		"  stats [WINDOW] | policies-check | policies-reload | keys | key-create NAME ROLE | key-rotate NAME | key-revoke NAME |\n" +
 		"  act-as --tenant T [--groups a,b] [--attr k=v] | explain [--tenant T ...] SQL\n" +
 		"FILTERS: --tenant T --external-id X --subject S --session ID --client-addr A --warehouse W"
 	rest := fs.Args()
@@ -170,6 +170,14 @@ func cmdAdmin(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		method, path = http.MethodGet, "/v1/admin/"+verb
 	case "sessions", "connections":
 		method, path = http.MethodGet, "/v1/admin/"+verb+query(connFilters...)
+	case "stats":
+		if len(rest) > 1 {
+			return usagef("usage: pgwarden admin ... stats [WINDOW], a duration such as 15m")
+		}
+		method, path = http.MethodGet, "/v1/admin/stats"
+		if len(rest) == 1 {
+			path += "?" + url.Values{"window": {rest[0]}}.Encode()
+		}
 	case "audit":
 		method, path = http.MethodGet, "/v1/admin/audit"+query("subject", "session", "since", "until", "kind", "event", "outcome", "sqlstate", "limit", "next")
 	case "cancel":
