@@ -567,25 +567,36 @@ func (p *pass) roleArg(fc *pg_query.FuncCall) {
 	}
 }
 
-// schemaPrivilege rewrites has_schema_privilege([role,] schema, privilege):
-// the schema (a name or an oid) must be one the session sees, else the
-// answer is NULL, as for the role.
-func (p *pass) schemaPrivilege(fc *pg_query.FuncCall) {
-	var i int
+// privilegeObject checks the role argument of a has_*_privilege([role,]
+// object, privilege) call and returns the object argument's index; false
+// when there is nothing more to do (PostgreSQL reports a wrong arity, or the
+// pass failed).
+func (p *pass) privilegeObject(fc *pg_query.FuncCall) (int, bool) {
+	i := 0
 	switch len(fc.Args) {
 	case 2:
-		i = 0
 	case 3:
 		i = 1
 		p.roleArg(fc)
 	default:
-		return // PostgreSQL reports the wrong arity
+		return 0, false
 	}
 	if p.err != nil {
-		return
+		return 0, false
 	}
 	if p.placeholder(fc.Args[i]) {
 		p.fail(errNoTemplate)
+		return 0, false
+	}
+	return i, true
+}
+
+// schemaPrivilege rewrites has_schema_privilege([role,] schema, privilege):
+// the schema (a name or an oid) must be one the session sees, else the
+// answer is NULL, as for the role.
+func (p *pass) schemaPrivilege(fc *pg_query.FuncCall) {
+	i, ok := p.privilegeObject(fc)
+	if !ok {
 		return
 	}
 	if sub := p.regLookup("regnamespace", fc.Args[i]); sub != nil {
@@ -600,21 +611,8 @@ func (p *pass) schemaPrivilege(fc *pg_query.FuncCall) {
 // whether it exists or not, and any other value answers NULL, as for the
 // role.
 func (p *pass) databasePrivilege(fc *pg_query.FuncCall) {
-	var i int
-	switch len(fc.Args) {
-	case 2:
-		i = 0
-	case 3:
-		i = 1
-		p.roleArg(fc)
-	default:
-		return // PostgreSQL reports the wrong arity
-	}
-	if p.err != nil {
-		return
-	}
-	if p.placeholder(fc.Args[i]) {
-		p.fail(errNoTemplate)
+	i, ok := p.privilegeObject(fc)
+	if !ok {
 		return
 	}
 	own := func() *pg_query.Node { return typeCast(funcCall("current_database"), textType()) }
