@@ -134,13 +134,7 @@ func TestFrozenStore(t *testing.T) {
 	}
 	// The outer deadline is generous; the HTTP client's own 20s timeout
 	// and the verifier's store timeout are what make each call return.
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("calls still hanging 30s into the freeze")
-	}
+	waitOrFatal(t, &wg, 30*time.Second, "calls still hanging 30s into the freeze")
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Logf("answered in %s with the store frozen", results[i].took.Round(time.Millisecond))
@@ -245,4 +239,16 @@ func wantLoginRefused(t *testing.T, r frozenResult) {
 		t.Errorf("login refused with %s %s %q, want FATAL 57P03 %q", pe.Severity, pe.Code, pe.Message, msgStoreDown)
 	}
 	t.Logf("client sees: %s %s: %s (%s)", pe.Severity, pe.Code, pe.Message, pe.Detail)
+}
+
+// waitOrFatal waits for wg, failing the test with msg after d.
+func waitOrFatal(t *testing.T, wg *sync.WaitGroup, d time.Duration, msg string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatal(msg)
+	}
 }

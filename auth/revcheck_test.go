@@ -221,13 +221,7 @@ func TestRevCheckFrozenStore(t *testing.T) {
 	for i := range errs {
 		wg.Go(func() { _, errs[i] = st.IsRevoked(context.Background(), fmt.Sprintf("sid-%d", i%50)) })
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("checks still hanging 30s into the freeze")
-	}
+	waitOrFatal(t, &wg, 30*time.Second, "checks still hanging 30s into the freeze")
 	for i, err := range errs {
 		if !errors.Is(err, ErrStoreUnavailable) {
 			t.Fatalf("check %d with the store frozen: %v, want ErrStoreUnavailable", i, err)
