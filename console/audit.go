@@ -4,39 +4,18 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"time"
+
+	"github.com/pgwarden/pgwarden/audit"
 )
 
 // auditFilters are the audit reader's filters the page offers, in order.
 var auditFilters = []string{"tenant", "external_id", "subject", "session", "kind", "event", "outcome", "sqlstate", "warehouse", "since", "until"}
 
-type auditRecord struct {
-	Time          time.Time `json:"time"`
-	Event         string    `json:"event"`
-	Session       string    `json:"session"`
-	Kind          string    `json:"kind"`
-	Tenant        string    `json:"tenant"`
-	ExternalID    string    `json:"external_id"`
-	Subject       string    `json:"subject"`
-	Role          string    `json:"role"`
-	ActorSubject  string    `json:"actor_subject"`
-	Warehouse     string    `json:"warehouse"`
-	Fingerprint   string    `json:"fingerprint"`
-	SQL           string    `json:"sql"`
-	Outcome       string    `json:"outcome"`
-	SQLState      string    `json:"sqlstate"`
-	Rows          int64     `json:"rows"`
-	DurationMS    float64   `json:"duration_ms"`
-	Reason        string    `json:"reason"`
-	ClientAddr    string    `json:"client_addr"`
-	PolicyVersion string    `json:"policy_version"`
-}
-
 type auditFilter struct{ Name, Value string }
 
 type auditData struct {
 	Filters    []auditFilter
-	Records    []auditRecord
+	Records    []audit.Record
 	Next       string // the next page's URL, "" on the last
 	Incomplete bool
 	Dropped    int64
@@ -61,11 +40,11 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request, u *user) {
 		q.Set("next", n)
 	}
 	var out struct {
-		Records    []auditRecord `json:"records"`
-		Next       string        `json:"next"`
-		Incomplete bool          `json:"incomplete"`
-		Dropped    int64         `json:"dropped"`
-		Stored     bool          `json:"stored"`
+		Records    []audit.Record `json:"records"`
+		Next       string         `json:"next"`
+		Incomplete bool           `json:"incomplete"`
+		Dropped    int64          `json:"dropped"`
+		Stored     bool           `json:"stored"`
 	}
 	res := h.call(r.Context(), u, http.MethodGet, "/v1/admin/audit?"+q.Encode(), nil, &out)
 	if res.status == http.StatusBadRequest {
@@ -88,6 +67,6 @@ func (h *Handler) audit(w http.ResponseWriter, r *http.Request, u *user) {
 		next.Set("next", out.Next)
 		d.Next = Prefix + "audit?" + next.Encode()
 	}
-	slices.SortStableFunc(d.Records, func(a, b auditRecord) int { return b.Time.Compare(a.Time) })
+	slices.SortStableFunc(d.Records, func(a, b audit.Record) int { return b.Time.Compare(a.Time) })
 	h.render(w, r, http.StatusOK, "audit", &page{Title: "Audit", Nav: "audit", User: u, Data: d})
 }
