@@ -68,10 +68,7 @@ type clientConn struct {
 	keyPID    uint32
 	keySecret []byte
 	counted   bool
-	// statsTenant is the tenant counted as connected in the statistics
-	// (set once authenticated).
-	statsTenant *string
-	stopWatch   func()
+	stopWatch func()
 	// rls is the session's pass-through row security (rowsecurity.go),
 	// nil when the warehouse's policy has none; the loop recomputes it
 	// under mu after a policy reload.
@@ -1121,8 +1118,8 @@ func (c *clientConn) close() {
 		c.scheduler().Done(c.session.Tenant)
 	}
 	c.srv.metrics.connsCurrent.Dec()
-	if c.statsTenant != nil {
-		c.srv.stats.Disconnected(*c.statsTenant)
+	if c.session != nil { // counted as connected at startup
+		c.srv.stats.Disconnected(c.session.Tenant)
 	}
 	c.srv.untrack(c)
 }

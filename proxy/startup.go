@@ -296,8 +296,7 @@ func (c *clientConn) startup() error {
 	}
 	c.session = session
 	c.expires = session.ExpiresAt
-	c.srv.stats.Connected(session.Tenant)
-	c.statsTenant = &session.Tenant
+	c.srv.stats.Connected(session.Tenant) // Disconnected at close, as c.session is set
 	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
 	c.log = c.log.WithLazy(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if err := c.checkEmbedContext(database); err != nil {
