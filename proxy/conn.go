@@ -223,10 +223,9 @@ func (c *clientConn) serve() {
 			return
 		}
 		if c.authTried && !c.loginAudited {
-			code := pgerr.InternalError
-			var st interface{ SQLState() string }
-			if errors.As(err, &st) {
-				code = st.SQLState()
+			code := pgerr.SQLStateOf(err)
+			if code == "" {
+				code = pgerr.InternalError
 			}
 			c.srv.audit.recordLogin(c, c.database, code)
 		}
