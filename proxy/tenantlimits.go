@@ -20,7 +20,6 @@ package proxy
 
 import (
 	"context"
-	"strconv"
 	"strings"
 	"time"
 
@@ -118,24 +117,9 @@ func (c *clientConn) checkTimeoutSet(res *rewrite.Result) error {
 }
 
 // parseTimeoutSetting reads a statement_timeout value as PostgreSQL does
-// (milliseconds without a unit).
+// (milliseconds without a unit), quoted or not.
 func parseTimeoutSetting(v string) (time.Duration, bool) {
-	v = strings.Trim(strings.TrimSpace(v), "'")
-	i := 0
-	for i < len(v) && (v[i] >= '0' && v[i] <= '9' || v[i] == '.') {
-		i++
-	}
-	n, err := strconv.ParseFloat(v[:i], 64)
-	if err != nil || n < 0 {
-		return 0, false
-	}
-	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond, "s": time.Second,
-		"min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}
-	u, ok := unit[strings.TrimSpace(v[i:])]
-	if !ok || n*float64(u) > float64(1<<62) {
-		return 0, false
-	}
-	return time.Duration(n * float64(u)), true
+	return rewrite.ParseTimeout(strings.Trim(strings.TrimSpace(v), "'"))
 }
 
 // scheduler is the fairq state the session's tenant limits live in: its

@@ -217,14 +217,21 @@ var timeoutUnits = map[string]float64{"": float64(time.Millisecond), "us": float
 	"ms": float64(time.Millisecond), "s": float64(time.Second), "min": float64(time.Minute), "h": float64(time.Hour),
 	"d": float64(24 * time.Hour)}
 
-// parseTimeout reads a statement_timeout value (milliseconds without a
-// unit) in nanoseconds; 0 disables the timeout, which exceeds any cap.
-func parseTimeout(v string) (int64, bool) {
+// ParseTimeout reads a statement_timeout value as PostgreSQL does
+// (milliseconds without a unit); 0 disables the timeout.
+func ParseTimeout(v string) (time.Duration, bool) {
 	n, ok := parseUnits(v, timeoutUnits)
-	if ok && n == 0 {
+	return time.Duration(n), ok
+}
+
+// parseTimeout is ParseTimeout in nanoseconds for checkCap, where 0, no
+// timeout, exceeds any cap.
+func parseTimeout(v string) (int64, bool) {
+	d, ok := ParseTimeout(v)
+	if ok && d == 0 {
 		return math.MaxInt64, true
 	}
-	return int64(n), ok
+	return int64(d), ok
 }
 
 // settingFunc restricts current_setting and set_config to allow-listed names
