@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
-	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them")
+	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them; relay-go and relay-epoll (bench/floorrelay: a byte relay doing nothing else, the floor of a Go proxy's CPU) are extra")
 	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
@@ -179,9 +179,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	for _, t := range o.Targets {
 		switch t {
-		case "direct", "pgbouncer", "rls", "pgwarden":
+		case "direct", "pgbouncer", "rls", "pgwarden", "relay-go", "relay-epoll":
 		default:
-			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls or pgwarden)", t)
+			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls, pgwarden, relay-go or relay-epoll)", t)
 		}
 	}
 	if o.PoolClients < 2 || o.PoolSize < 1 {
@@ -434,6 +434,8 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 	wardenOK bool, wardenBin string, keys *wardenKeys, log io.Writer) error {
 	var targets []*target
 	var wardenE2E *warden
+	var floorBin string
+	var err error
 	dbFor := func(w *workload) string { return w.DB }
 	for _, name := range o.Targets {
 		switch name {
@@ -490,6 +492,28 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				what += fmt.Sprintf("; for -M prepared a second instance in session mode (pool 100), because PgBouncer %s predates prepared-statement support in transaction mode (1.21)", bouncerVer)
 			}
 			rep.Targets = append(rep.Targets, targetInfo{"pgbouncer", what})
+		case "relay-go", "relay-epoll":
+			if floorBin == "" {
+				if floorBin, err = buildFloorRelay(ctx, work); err != nil {
+					rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
+					continue
+				}
+			}
+			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll"}[name]
+			fr, err := startFloorRelay(ctx, floorBin, mode, c.pg)
+			if err != nil {
+				rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
+				continue
+			}
+			defer fr.stop()
+			targets = append(targets, &target{Name: name, Endpoint: func(w *workload, _, _ string) (endpoint, string) {
+				return endpoint{Port: fr.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w), Pid: fr.pid()}, "none (one connection per client)"
+			}})
+			what := map[string]string{
+				"relay-go":    "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction",
+				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop, as PgBouncer's; the floor of an event-loop Go proxy",
+			}[name]
+			rep.Targets = append(rep.Targets, targetInfo{name, what})
 		case "rls":
 			targets = append(targets, &target{Name: "rls", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
 				return endpoint{Port: c.pg.Port, User: roleRLS, Password: c.passwords[roleRLS], DB: dbFor(w),
