@@ -759,7 +759,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 // will send in place of the warehouse's answer to the marker.
 func (c *clientConn) refuse(sql string, err error, start time.Time) *pgproto3.ErrorResponse {
 	er := c.errorResponse(err, false)
-	c.srv.metrics.statements.WithLabelValues("refused", string(c.session.Kind)).Inc()
+	c.srv.metrics.statement("refused", string(c.session.Kind))
 	c.srv.stats.Statement(c.session.Tenant, opstats.Refused, er.Code, time.Since(start))
 	if ce := c.log.Check(zap.InfoLevel, "statement refused"); ce != nil {
 		ce.Write(zap.String("sqlstate", er.Code))
@@ -1181,6 +1181,18 @@ func (w *clientWriter) send(msg pgproto3.BackendMessage) error {
 	}
 	w.n += len(b)
 	_, err = w.wb.w.Write(b)
+	return err
+}
+
+// sendFrame buffers a message the warehouse sent, as it sent it: the
+// caller has checked that the client's encoding does not convert it.
+func (w *clientWriter) sendFrame(frame []byte) error {
+	if w.wb == nil {
+		w.wb = w.bufs.Get().(*writeBuf)
+		w.wb.w.Reset(w.dst)
+	}
+	w.n += len(frame)
+	_, err := w.wb.w.Write(frame)
 	return err
 }
 

@@ -16,7 +16,7 @@ func socketIdle(sc ServerConn) bool {
 	if !ok {
 		return true
 	}
-	if s.fe.ReadBufferLen() > 0 {
+	if s.Buffered() > 0 {
 		return false
 	}
 	nc := s.conn

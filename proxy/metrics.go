@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
 )
 
@@ -10,6 +13,7 @@ type metrics struct {
 	connsCurrent    prometheus.Gauge
 	connsTotal      prometheus.Counter
 	statements      *prometheus.CounterVec
+	statementsBy    statementCounters // statements' children
 	duration        prometheus.Histogram
 	authFailures    *prometheus.CounterVec
 	cancels         *prometheus.CounterVec
@@ -105,6 +109,54 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// statementCounters holds statements' children by outcome and session
+// kind, resolved at their first statement: WithLabelValues hashes its
+// labels and takes the vector's lock, at every statement otherwise.
+type statementCounters struct {
+	c [3][2]atomic.Pointer[counterRef]
+}
+
+type counterRef struct{ prometheus.Counter }
+
+// statement counts one statement of a session of kind that ended with
+// outcome (ok, error, refused).
+func (m *metrics) statement(outcome, kind string) {
+	i, j := statementOutcome(outcome), sessionKind(kind)
+	if i < 0 || j < 0 {
+		m.statements.WithLabelValues(outcome, kind).Inc()
+		return
+	}
+	ref := m.statementsBy.c[i][j].Load()
+	if ref == nil {
+		// Racing first statements store the same child.
+		ref = &counterRef{m.statements.WithLabelValues(outcome, kind)}
+		m.statementsBy.c[i][j].Store(ref)
+	}
+	ref.Inc()
+}
+
+func statementOutcome(outcome string) int {
+	switch outcome {
+	case "ok":
+		return 0
+	case "error":
+		return 1
+	case "refused":
+		return 2
+	}
+	return -1
+}
+
+func sessionKind(kind string) int {
+	switch policy.Kind(kind) {
+	case policy.KindEmbed:
+		return 0
+	case policy.KindInternal:
+		return 1
+	}
+	return -1
 }
 
 func (m *metrics) authFailure(reason string) { m.authFailures.WithLabelValues(reason).Inc() }

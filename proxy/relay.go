@@ -168,7 +168,7 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 				return clientWriteError{err}
 			}
 		}
-		msg, err := b.sc.Receive()
+		frame, msg, err := c.receiveFrom(b)
 		heard = true
 		if err != nil && inline {
 			if err = c.drainInterrupted(b, err); err == nil {
@@ -183,6 +183,12 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 				return errRelayStopped
 			}
 			return err
+		}
+		if msg == nil { // a row as the warehouse sent it
+			if err := c.out.sendFrame(frame); err != nil {
+				return clientWriteError{err}
+			}
+			continue
 		}
 		if er, ok := msg.(*pgproto3.ErrorResponse); ok && c.pool != nil && (er.Severity == pgerr.SeverityFatal || er.Severity == "PANIC") {
 			// The warehouse is ending this connection (a restart): the
@@ -211,7 +217,12 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 				out = c.failTransaction(b, rfq)
 			}
 		}
-		if err := c.out.send(out); err != nil {
+		if frame != nil && out == msg && verbatim(out) && !c.codec.out.Load().Converts() {
+			err = c.out.sendFrame(frame)
+		} else {
+			err = c.out.send(out)
+		}
+		if err != nil {
 			return clientWriteError{err}
 		}
 		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.q.empty() {
@@ -229,6 +240,39 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 			}
 		}
 	}
+}
+
+// receiveFrom reads b's next message: frame is its bytes when b gives them
+// (frames.go), msg the message decoded, or nil for a row that goes to the
+// client as the warehouse sent it (plainRows), which is not decoded.
+func (c *clientConn) receiveFrom(b *backend) (frame []byte, msg pgproto3.BackendMessage, err error) {
+	fc, ok := b.sc.(frameConn)
+	if !ok {
+		msg, err = b.sc.Receive()
+		return nil, msg, err
+	}
+	if frame, err = fc.ReceiveFrame(); err != nil {
+		return nil, nil, err
+	}
+	if frame[0] == 'D' && c.plainRows() {
+		return frame, nil, nil
+	}
+	msg, err = fc.Decode(frame)
+	return frame, msg, err
+}
+
+// plainRows reports whether rows go to the client unchanged and unseen: no
+// result limit counts them, no encoding converts them, and neither a
+// refusal nor a settings replay drops them.
+func (c *clientConn) plainRows() bool {
+	return !c.guard.on() && !c.shapeSkip && c.replays.Load() == 0 && !c.codec.out.Load().Converts()
+}
+
+// verbatim reports whether msg, when the relay passes on the message it
+// received, is still as received: an error is sanitized in place.
+func verbatim(msg pgproto3.BackendMessage) bool {
+	_, isError := msg.(*pgproto3.ErrorResponse)
+	return !isError
 }
 
 // failTransaction puts the warehouse's transaction into the failed state
@@ -753,7 +797,7 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 
 func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
 	d := time.Since(p.start)
-	c.srv.metrics.statements.WithLabelValues(outcome, string(c.session.Kind)).Inc()
+	c.srv.metrics.statement(outcome, string(c.session.Kind))
 	c.srv.metrics.duration.Observe(d.Seconds())
 	c.srv.stats.Statement(c.session.Tenant, statsOutcome(outcome), code, d)
 	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {

@@ -123,6 +123,20 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 			return wrapSocket(nc), nil
 		}
 	}
+	// The reader pgconn's frontend reads through (its background reader):
+	// the relay reads whole messages from it (frames.go). One per attempt
+	// when the DSN lists several hosts; the one Hijack's frontend uses is it.
+	type built struct {
+		r  io.Reader
+		fe *pgproto3.Frontend
+	}
+	var readers []built
+	buildFrontend := cfg.BuildFrontend
+	cfg.BuildFrontend = func(r io.Reader, w io.Writer) *pgproto3.Frontend {
+		fe := buildFrontend(r, w)
+		readers = append(readers, built{r, fe})
+		return fe
+	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	start := time.Now()
@@ -144,13 +158,44 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		tlsConfig: hc.TLSConfig,
 		dial:      hc.Config.DialFunc,
 	}
-	// Keep pgconn's frontend: it reads through pgconn's background reader,
-	// which a slow write during connect starts and which then sits in a
-	// Read of the socket; reading the socket directly would race it for
-	// the warehouse's next bytes.
-	sc.fe = hc.Frontend
-	sc.fe.SetMaxBodyLen(u.maxBody)
+	// Read through pgconn's background reader, which a slow write during
+	// connect starts and which then sits in a Read of the socket; reading
+	// the socket directly would race it for the warehouse's next bytes.
+	var r io.Reader
+	for _, b := range readers {
+		if b.fe == hc.Frontend {
+			r = b.r
+		}
+	}
+	if r == nil {
+		sc.Close()
+		return nil, fmt.Errorf("%w: pgconn built no frontend for the connection", u.unreachable("connection failed"))
+	}
+	sc.rd = frameReader{r: r, maxBody: u.maxBody}
+	if err := sc.takeBuffered(hc.Frontend); err != nil {
+		sc.Close()
+		return nil, fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
+	}
 	return sc, nil
+}
+
+// takeBuffered moves what the frontend read past startup (nothing, as a
+// rule: the warehouse is silent after its ReadyForQuery) into the frame
+// reader, so that no message is lost or reordered.
+func (s *serverConn) takeBuffered(fe *pgproto3.Frontend) error {
+	var pre []byte
+	for fe.ReadBufferLen() > 0 {
+		m, err := fe.Receive()
+		if err != nil {
+			return err
+		}
+		if pre, err = m.Encode(pre); err != nil {
+			return err
+		}
+	}
+	s.rd.buf = append(pre, make([]byte, frameBufSize)...)
+	s.rd.wp = len(pre)
+	return nil
 }
 
 // pinnedUpstream checks every connection an Upstream hands out (ours, or
@@ -233,7 +278,8 @@ func (u *dsnUpstream) unreachable(why string) *pgerr.Error {
 
 type serverConn struct {
 	conn      net.Conn
-	fe        *pgproto3.Frontend
+	rd        frameReader
+	msgs      backendMessages
 	w         *bufio.Writer
 	scratch   []byte
 	pid       uint32
@@ -259,13 +305,26 @@ func (s *serverConn) Send(msg pgproto3.FrontendMessage) error {
 	return err
 }
 
-func (s *serverConn) Flush() error                              { return s.w.Flush() }
-func (s *serverConn) Available() int                            { return s.w.Available() }
-func (s *serverConn) Unflushed() int                            { return s.w.Buffered() }
-func (s *serverConn) Receive() (pgproto3.BackendMessage, error) { return s.fe.Receive() }
-func (s *serverConn) Buffered() int                             { return s.fe.ReadBufferLen() }
-func (s *serverConn) ParameterStatus(name string) string        { return s.params[name] }
-func (s *serverConn) PID() uint32                               { return s.pid }
+func (s *serverConn) Flush() error                       { return s.w.Flush() }
+func (s *serverConn) Available() int                     { return s.w.Available() }
+func (s *serverConn) Unflushed() int                     { return s.w.Buffered() }
+func (s *serverConn) Buffered() int                      { return s.rd.buffered() }
+func (s *serverConn) ParameterStatus(name string) string { return s.params[name] }
+func (s *serverConn) PID() uint32                        { return s.pid }
+
+func (s *serverConn) Receive() (pgproto3.BackendMessage, error) {
+	frame, err := s.rd.next()
+	if err != nil {
+		return nil, err
+	}
+	return s.msgs.decode(frame)
+}
+
+func (s *serverConn) ReceiveFrame() ([]byte, error) { return s.rd.next() }
+
+func (s *serverConn) Decode(frame []byte) (pgproto3.BackendMessage, error) {
+	return s.msgs.decode(frame)
+}
 
 // SetReadDeadline bounds or interrupts Receive (which stays resumable: a
 // timeout loses no bytes).
