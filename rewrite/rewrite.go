@@ -80,6 +80,8 @@ type Rewriter struct {
 	cat *policy.Catalog
 	// tenancy is schema per tenant's state (schematenancy.go).
 	tenancy *schemaTenancy
+	// fenceText keeps the deparsed text of fences (fencetext.go).
+	fenceText *fenceCache
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -113,7 +115,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}, cat: cat}
+	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}, cat: cat, fenceText: newFenceCache()}
 	var err error
 	if r.gate == nil {
 		if r.gate, err = NewGate(Limits{}); err != nil {
@@ -433,15 +435,28 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if f := raw.Stmt.GetFetchStmt(); f != nil {
 			fetch = fetchSQL(f)
 		}
+		// Fences go to the deparser as placeholders, their texts in after
+		// (fencetext.go); a large statement's tree is deparsed whole.
+		var fences []string
+		var restore func()
+		if !large {
+			fences, restore = p.placeFences(tree.Version)
+		}
 		pb, err := marshal(singleStatement(tree.Version, raw), large)
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
 		// The deparse needs only pb: the Go tree of this statement goes
 		// before the C deparser builds its own, so that the two do not
-		// add up (a 16 MiB IN list makes each about 450 MiB).
+		// add up (a 16 MiB IN list makes each about 450 MiB). A small
+		// one is kept while its fences are placeholders, to deparse it
+		// whole should their texts not fit in (fenceCache.spliceFences).
 		sort.Strings(p.relations)
 		st.Relations = p.relations
+		whole := raw
+		if fences == nil {
+			whole = nil
+		}
 		tree.Stmts[i], raw, p = nil, nil, nil
 		if large {
 			memrelease.Release()
@@ -451,6 +466,17 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if large {
 			memrelease.ReleaseC() // the C deparser's trees
 		}
+		if err == nil && whole != nil {
+			if spliced, ok := r.fenceText.spliceFences(out, fences); ok {
+				out = spliced
+			} else {
+				restore()
+				if pb, err = marshal(singleStatement(tree.Version, whole), false); err == nil {
+					out, err = parser.DeparseFromProtobuf(pb)
+				}
+			}
+		}
+		whole = nil
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
