@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
-	"github.com/pganalyze/pg_query_go/v5/parser"
 
 	"github.com/pgwarden/pgwarden/internal/pgmarshal"
 )
@@ -168,6 +168,9 @@ type fenceCache struct {
 	marker string
 	mu     sync.Mutex
 	m      map[string][]string
+	// wholes counts the statements deparsed again whole because their
+	// fence texts did not fit in.
+	wholes atomic.Int64
 }
 
 func newFenceCache() *fenceCache {
@@ -176,10 +179,10 @@ func newFenceCache() *fenceCache {
 	return &fenceCache{marker: "pgwarden_" + hex.EncodeToString(b[:]) + "_", m: map[string][]string{}}
 }
 
-func (c *fenceCache) get(key string) ([]string, bool) {
+func (c *fenceCache) get(key []byte) ([]string, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	segs, ok := c.m[key]
+	segs, ok := c.m[string(key)] // no copy of key
 	return segs, ok
 }
 
@@ -192,71 +195,75 @@ func (c *fenceCache) put(key string, segs []string) {
 	c.m[key] = segs
 }
 
-// text returns f's subquery as the deparser prints it, or false when it
+// fenceKey is a fence's subquery with sentinels for its constants: its
+// encoding is the key of its text, and what the deparser prints it from.
+type fenceKey struct {
+	f     *fence
+	pb    []byte
+	vals  []string // the constants as the deparser prints them
+	kinds []valueKind
+	swap  []*pg_query.Node // the sentinels, while swapped out
+}
+
+// key encodes f's subquery with sentinels for its constants; false when f
 // must be deparsed with the statement.
-func (c *fenceCache) text(f *fence, version int32) (string, bool) {
+func (f *fence) key(version int32) (*fenceKey, bool) {
 	if w, ok := f.node.Node.(*pg_query.Node_RangeSubselect); !ok || w != f.wrapper || w.RangeSubselect.Lateral ||
 		len(f.sel.FromClause) != 1 || f.sel.FromClause[0] != f.from {
-		return "", false // moved or changed since it was built (TABLESAMPLE)
+		return nil, false // moved or changed since it was built (TABLESAMPLE)
 	}
-	vals := make([]string, len(f.values))
-	kinds := make([]valueKind, len(f.values))
-	swap := make([]*pg_query.Node, len(f.values))
+	k := &fenceKey{f: f, vals: make([]string, len(f.values)), kinds: make([]valueKind, len(f.values)),
+		swap: make([]*pg_query.Node, len(f.values))}
 	for i, v := range f.values {
-		t, k, ok := valueText(v)
+		t, kind, ok := valueText(v)
 		if !ok {
-			return "", false
+			return nil, false
 		}
-		vals[i], kinds[i], swap[i] = t, k, sentinel(k)
+		k.vals[i], k.kinds[i], k.swap[i] = t, kind, sentinel(kind)
 	}
-	// The key and the text are the subquery's with sentinels for its
-	// constants: swapped in, and back out.
-	for i, v := range f.values {
-		v.Node, swap[i].Node = swap[i].Node, v.Node
-	}
+	k.swapSentinels()
 	pb, err := pgmarshal.Marshal(singleStatement(version, &pg_query.RawStmt{Stmt: f.wrapper.RangeSubselect.Subquery}))
-	for i, v := range f.values {
-		v.Node, swap[i].Node = swap[i].Node, v.Node
-	}
+	k.swapSentinels()
 	if err != nil {
-		return "", false
+		return nil, false
 	}
-	key := string(pb)
-	segs, ok := c.get(key)
-	if !ok {
-		segs = splitSentinels(pb, kinds)
-		c.put(key, segs)
+	k.pb = pb
+	return k, true
+}
+
+// swapSentinels puts the sentinels in place of the constants, or back.
+func (k *fenceKey) swapSentinels() {
+	for i, v := range k.f.values {
+		v.Node, k.swap[i].Node = k.swap[i].Node, v.Node
 	}
-	if segs == nil {
-		return "", false
-	}
-	var b strings.Builder
+}
+
+// text is the fence's text from segs, its subquery's text split at the
+// sentinels.
+func (k *fenceKey) text(segs []string) string {
 	n := 2
 	for _, s := range segs {
 		n += len(s)
 	}
-	for _, v := range vals {
+	for _, v := range k.vals {
 		n += len(v)
 	}
+	var b strings.Builder
 	b.Grow(n)
 	b.WriteByte('(')
 	b.WriteString(segs[0])
-	for i, v := range vals {
+	for i, v := range k.vals {
 		b.WriteString(v)
 		b.WriteString(segs[i+1])
 	}
 	b.WriteByte(')')
-	return b.String(), true
+	return b.String()
 }
 
-// splitSentinels deparses pb, a fence's subquery with sentinels of kinds
-// for its constants, and splits the text at them; nil when a sentinel's
-// text is not found as often as it stands for a constant.
-func splitSentinels(pb []byte, kinds []valueKind) []string {
-	text, err := parser.DeparseFromProtobuf(pb)
-	if err != nil {
-		return nil
-	}
+// splitSentinels splits text, a fence's subquery printed with sentinels of
+// kinds for its constants, at them; nil when a sentinel's text is not
+// found as often as it stands for a constant.
+func splitSentinels(text string, kinds []valueKind) []string {
 	var want [len(sentinelTexts)]int
 	for _, k := range kinds {
 		want[k]++
@@ -270,58 +277,147 @@ func splitSentinels(pb []byte, kinds []valueKind) []string {
 	for _, k := range kinds {
 		s := sentinelTexts[k]
 		i := strings.Index(text, s)
-		if i < 0 {
-			return nil
-		}
 		segs = append(segs, text[:i])
 		text = text[i+len(s):]
 	}
 	return append(segs, text)
 }
 
-// placeFences puts a placeholder in place of each of the pass's fences
-// whose text is known, and returns their texts and a function that puts
-// the fences back.
-func (p *pass) placeFences(version int32) (texts []string, restore func()) {
+// fencePlan is how a statement's fences go to the deparser: as
+// placeholders, with the texts of those met before, and the subqueries of
+// the others printed by the same call, after the statement (each behind a
+// separator statement), to be split and kept.
+type fencePlan struct {
+	c       *fenceCache
+	placed  []*fence
+	texts   []string    // by placeholder; "" until a pending one is printed
+	pending []*fenceKey // by separator
+	pendAt  []int       // their placeholders
+	// dups are pending fences of the same subquery as an earlier one (but
+	// their own constants), printed from its text.
+	dups []dupKey
+}
+
+type dupKey struct {
+	k      *fenceKey
+	of, at int // the pending fence it repeats; its placeholder
+}
+
+// placeFences puts a placeholder in place of each of the pass's fences it
+// can print, and returns the plan; nil when there is none.
+func (p *pass) placeFences(version int32) *fencePlan {
 	c := p.r.fenceText
 	if len(p.fences) == 0 || c == nil {
-		return nil, nil
+		return nil
 	}
-	var placed []*fence
+	var fp *fencePlan
+	var pendingKeys map[string]int // fences of the same text are printed once
 	for _, f := range p.fences {
-		t, ok := c.text(f, version)
+		k, ok := f.key(version)
 		if !ok {
 			continue
 		}
-		rs := f.wrapper.RangeSubselect
-		f.node.Node = &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
-			Relname: c.marker + strconv.Itoa(len(texts)) + "_", Inh: true, Relpersistence: "p", Alias: rs.Alias}}
-		texts = append(texts, t)
-		placed = append(placed, f)
-	}
-	if len(placed) == 0 {
-		return nil, nil
-	}
-	return texts, func() {
-		for _, f := range placed {
-			f.node.Node = f.wrapper
+		if fp == nil {
+			fp = &fencePlan{c: c}
 		}
+		text := ""
+		if segs, ok := c.get(k.pb); !ok {
+			if i, ok := pendingKeys[string(k.pb)]; ok {
+				fp.dups = append(fp.dups, dupKey{k: k, of: i, at: len(fp.texts)})
+			} else {
+				if pendingKeys == nil {
+					pendingKeys = map[string]int{}
+				}
+				pendingKeys[string(k.pb)] = len(fp.pending)
+				fp.pending = append(fp.pending, k)
+				fp.pendAt = append(fp.pendAt, len(fp.texts))
+			}
+		} else if segs == nil {
+			continue // its sentinels were not found: printed with the statement
+		} else {
+			text = k.text(segs)
+		}
+		f.node.Node = &pg_query.Node_RangeVar{RangeVar: &pg_query.RangeVar{
+			Relname: c.marker + strconv.Itoa(len(fp.texts)) + "_", Inh: true, Relpersistence: "p",
+			Alias: f.wrapper.RangeSubselect.Alias}}
+		fp.texts = append(fp.texts, text)
+		fp.placed = append(fp.placed, f)
+	}
+	return fp
+}
+
+// separator is the name the separator statement before pending subquery i
+// selects.
+func (fp *fencePlan) separator(i int) string {
+	return fp.c.marker + "s" + strconv.Itoa(i) + "_"
+}
+
+// statements is what the deparser is given: raw, then a separator and
+// the subquery of each pending fence, its sentinels swapped in until
+// swapBack.
+func (fp *fencePlan) statements(version int32, raw *pg_query.RawStmt) *pg_query.ParseResult {
+	tree := singleStatement(version, raw)
+	for i, k := range fp.pending {
+		tree.Stmts = append(tree.Stmts, &pg_query.RawStmt{Stmt: selectAs("", colRef(fp.separator(i)))},
+			&pg_query.RawStmt{Stmt: k.f.wrapper.RangeSubselect.Subquery})
+		k.swapSentinels()
+	}
+	return tree
+}
+
+// swapBack puts the pending fences' constants back after statements.
+func (fp *fencePlan) swapBack() {
+	for _, k := range fp.pending {
+		k.swapSentinels()
 	}
 }
 
-// spliceFences replaces the placeholders in out by their fences' texts;
-// false when out does not hold each placeholder exactly once and the
-// marker nowhere else.
-func (c *fenceCache) spliceFences(out string, texts []string) (string, bool) {
-	if strings.Count(out, c.marker) != len(texts) {
+// restore puts the fences back in place of their placeholders, for the
+// statement to be deparsed whole.
+func (fp *fencePlan) restore() {
+	fp.c.wholes.Add(1)
+	for _, f := range fp.placed {
+		f.node.Node = f.wrapper
+	}
+}
+
+// splice returns the statement's text from out, the deparse of statements:
+// pending subqueries split and kept, placeholders replaced by fence texts;
+// false when out does not hold each placeholder and separator exactly once
+// and the marker nowhere else.
+func (fp *fencePlan) splice(out string) (string, bool) {
+	c := fp.c
+	if strings.Count(out, c.marker) != len(fp.texts)+len(fp.pending) {
 		return "", false
 	}
-	seen := make([]bool, len(texts))
-	var b strings.Builder
+	// The pending subqueries, from the last: the marker is in no text but
+	// the placeholders and separators.
+	for i := len(fp.pending) - 1; i >= 0; i-- {
+		sep := "; SELECT " + fp.separator(i) + "; "
+		j := strings.LastIndex(out, sep)
+		if j < 0 {
+			return "", false
+		}
+		k := fp.pending[i]
+		segs := splitSentinels(out[j+len(sep):], k.kinds)
+		c.put(string(k.pb), segs)
+		if segs == nil {
+			return "", false
+		}
+		fp.texts[fp.pendAt[i]] = k.text(segs)
+		for _, d := range fp.dups {
+			if d.of == i {
+				fp.texts[d.at] = d.k.text(segs)
+			}
+		}
+		out = out[:j]
+	}
+	seen := make([]bool, len(fp.texts))
 	n := len(out)
-	for _, t := range texts {
+	for _, t := range fp.texts {
 		n += len(t)
 	}
+	var b strings.Builder
 	b.Grow(n)
 	for {
 		i := strings.Index(out, c.marker)
@@ -335,12 +431,17 @@ func (c *fenceCache) spliceFences(out string, texts []string) (string, bool) {
 			return "", false
 		}
 		k, err := strconv.Atoi(out[:j])
-		if err != nil || k < 0 || k >= len(texts) || seen[k] {
+		if err != nil || k < 0 || k >= len(fp.texts) || seen[k] {
 			return "", false
 		}
 		seen[k] = true
-		b.WriteString(texts[k])
+		b.WriteString(fp.texts[k])
 		out = out[j+1:]
+	}
+	for _, s := range seen {
+		if !s {
+			return "", false
+		}
 	}
 	b.WriteString(out)
 	return b.String(), true

@@ -25,7 +25,9 @@ func TestFenceTextIdentical(t *testing.T) {
 	whole := wholeDeparse(demoRewriter(t, Options{CacheBytes: -1, Database: "analytics"}))
 	same := func(t *testing.T, where, sql string, id *policy.Identity) {
 		t.Helper()
-		// Twice: the fence texts are deparsed on the first and kept.
+		// Twice: the fence texts are printed with the statement on the
+		// first, kept and spliced in on the second.
+		clear(r.fenceText.m)
 		for range 2 {
 			got, gerr := r.Rewrite(context.Background(), sql, id)
 			want, werr := whole.Rewrite(context.Background(), sql, id)
@@ -83,7 +85,10 @@ func TestFenceTextIdentical(t *testing.T) {
 		n++
 	}
 	if len(r.fenceText.m) == 0 || len(tpch.fenceText.m) == 0 {
-		t.Fatal("no fence text was kept: the statements were deparsed whole")
+		t.Fatal("no fence text was kept")
+	}
+	if w := r.fenceText.wholes.Load() + tpch.fenceText.wholes.Load(); w != 0 {
+		t.Fatalf("%d statements were deparsed again whole", w)
 	}
 	t.Logf("%d statements, %d fence texts", n, len(r.fenceText.m))
 }
@@ -108,6 +113,9 @@ func TestFenceTextMarkerInStatement(t *testing.T) {
 		if g, w := formatOutcome(got, gerr), formatOutcome(want, werr); g != w {
 			t.Errorf("%s:\nfence texts print\n%s\nthe whole tree\n%s", sql, g, w)
 		}
+	}
+	if w := r.fenceText.wholes.Load(); w != 5 {
+		t.Errorf("%d statements were deparsed again whole, want the 5, which all print the marker", w)
 	}
 }
 

@@ -437,12 +437,18 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		}
 		// Fences go to the deparser as placeholders, their texts in after
 		// (fencetext.go); a large statement's tree is deparsed whole.
-		var fences []string
-		var restore func()
+		var plan *fencePlan
 		if !large {
-			fences, restore = p.placeFences(tree.Version)
+			plan = p.placeFences(tree.Version)
 		}
-		pb, err := marshal(singleStatement(tree.Version, raw), large)
+		stmts := singleStatement(tree.Version, raw)
+		if plan != nil {
+			stmts = plan.statements(tree.Version, raw)
+		}
+		pb, err := marshal(stmts, large)
+		if plan != nil {
+			plan.swapBack()
+		}
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
@@ -450,14 +456,14 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		// before the C deparser builds its own, so that the two do not
 		// add up (a 16 MiB IN list makes each about 450 MiB). A small
 		// one is kept while its fences are placeholders, to deparse it
-		// whole should their texts not fit in (fenceCache.spliceFences).
+		// whole should their texts not fit in (fencePlan.splice).
 		sort.Strings(p.relations)
 		st.Relations = p.relations
 		whole := raw
-		if fences == nil {
+		if plan == nil {
 			whole = nil
 		}
-		tree.Stmts[i], raw, p = nil, nil, nil
+		stmts, tree.Stmts[i], raw, p = nil, nil, nil, nil
 		if large {
 			memrelease.Release()
 		}
@@ -466,17 +472,21 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if large {
 			memrelease.ReleaseC() // the C deparser's trees
 		}
-		if err == nil && whole != nil {
-			if spliced, ok := r.fenceText.spliceFences(out, fences); ok {
+		if whole != nil {
+			spliced, ok := "", false
+			if err == nil {
+				spliced, ok = plan.splice(out)
+			}
+			if ok {
 				out = spliced
 			} else {
-				restore()
+				plan.restore()
 				if pb, err = marshal(singleStatement(tree.Version, whole), false); err == nil {
 					out, err = parser.DeparseFromProtobuf(pb)
 				}
 			}
 		}
-		whole = nil
+		whole, plan = nil, nil
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
