@@ -22,10 +22,10 @@ import (
 // pushdown.go copied into it. So the statement is deparsed with each fence
 // replaced by a one-node placeholder, a relation named by a marker, and
 // the fence's text is put in its place afterwards: the text the deparser
-// printed for the same subquery with sentinels for those constants (kept
-// per Rewriter, keyed by the subquery's exact protobuf encoding, so that
-// the same key is the same text), with the constants printed as the
-// deparser prints them. What the warehouse receives is byte for byte what
+// printed for the same subquery with sentinels for those constants (the
+// first time, in the same call as the statement; kept per Rewriter, keyed
+// by the subquery's exact protobuf encoding, so that the same key is the
+// same text), with the constants printed as the deparser prints them. What the warehouse receives is byte for byte what
 // deparsing the whole tree gives (TestFenceTextIdentical); any doubt (a
 // marker that the statement's own text could have printed, a fence the
 // tree no longer holds where it was put) deparses the whole tree instead.
@@ -36,10 +36,6 @@ type fence struct {
 	wrapper *pg_query.Node_RangeSubselect // what node holds
 	sel     *pg_query.SelectStmt
 	from    *pg_query.Node // sel's relation, as fencedSubquery built it
-	// base is sel's WHERE before pushdown added to it, with nBase
-	// arguments when it is an AND (which pushdown extends in place).
-	base  *pg_query.Node
-	nBase int
 	// values are the constants of the comparisons pushdown added, in
 	// order: a string or integer constant or a parameter.
 	values []*pg_query.Node
@@ -55,10 +51,7 @@ func (p *pass) newFence(n, sub *pg_query.Node) *fence {
 	if sel == nil || len(sel.FromClause) != 1 {
 		return nil
 	}
-	f := &fence{node: n, wrapper: w, sel: sel, from: sel.FromClause[0], base: sel.WhereClause}
-	if b := sel.WhereClause.GetBoolExpr(); b != nil && b.Boolop == pg_query.BoolExprType_AND_EXPR {
-		f.nBase = len(b.Args)
-	}
+	f := &fence{node: n, wrapper: w, sel: sel, from: sel.FromClause[0]}
 	p.fences = append(p.fences, f)
 	return f
 }
