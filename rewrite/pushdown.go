@@ -132,6 +132,7 @@ func (p *pass) pushComparison(s *scope, col *pg_query.ColumnRef, op string, val 
 		cond = opExpr(op, v, colRef(name))
 	}
 	item.sub.WhereClause = appendAnd(item.sub.WhereClause, cond)
+	item.fence.pushed(v)
 }
 
 // castToType reports whether tn names the column type typ (as format_type

@@ -80,6 +80,8 @@ type Rewriter struct {
 	cat *policy.Catalog
 	// tenancy is schema per tenant's state (schematenancy.go).
 	tenancy *schemaTenancy
+	// fenceText keeps the deparsed text of fences (fencetext.go).
+	fenceText *fenceCache
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -113,7 +115,7 @@ func New(p *policy.Policy, cat *policy.Catalog, opts Options) (*Rewriter, error)
 	if opts.CacheBytes == 0 {
 		opts.CacheBytes = defaultCacheBytes
 	}
-	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}, cat: cat}
+	r := &Rewriter{pol: p, opts: opts, gate: opts.Gate, bodies: &bodyCache{}, cat: cat, fenceText: newFenceCache()}
 	var err error
 	if r.gate == nil {
 		if r.gate, err = NewGate(Limits{}); err != nil {
@@ -433,16 +435,35 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if f := raw.Stmt.GetFetchStmt(); f != nil {
 			fetch = fetchSQL(f)
 		}
-		pb, err := marshal(singleStatement(tree.Version, raw), large)
+		// Fences go to the deparser as placeholders, their texts in after
+		// (fencetext.go); a large statement's tree is deparsed whole.
+		var plan *fencePlan
+		if !large {
+			plan = p.placeFences(tree.Version)
+		}
+		stmts := singleStatement(tree.Version, raw)
+		if plan != nil {
+			stmts = plan.statements(tree.Version, raw)
+		}
+		pb, err := marshal(stmts, large)
+		if plan != nil {
+			plan.swapBack()
+		}
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}
 		// The deparse needs only pb: the Go tree of this statement goes
 		// before the C deparser builds its own, so that the two do not
-		// add up (a 16 MiB IN list makes each about 450 MiB).
+		// add up (a 16 MiB IN list makes each about 450 MiB). A small
+		// one is kept while its fences are placeholders, to deparse it
+		// whole should their texts not fit in (fencePlan.splice).
 		sort.Strings(p.relations)
 		st.Relations = p.relations
-		tree.Stmts[i], raw, p = nil, nil, nil
+		whole := raw
+		if plan == nil {
+			whole = nil
+		}
+		stmts, tree.Stmts[i], raw, p = nil, nil, nil, nil
 		if large {
 			memrelease.Release()
 		}
@@ -451,6 +472,21 @@ func (r *Rewriter) rewriteAs(m *meter, sql string, id *policy.Identity, ts *tena
 		if large {
 			memrelease.ReleaseC() // the C deparser's trees
 		}
+		if whole != nil {
+			spliced, ok := "", false
+			if err == nil {
+				spliced, ok = plan.splice(out)
+			}
+			if ok {
+				out = spliced
+			} else {
+				plan.restore()
+				if pb, err = marshal(singleStatement(tree.Version, whole), false); err == nil {
+					out, err = parser.DeparseFromProtobuf(pb)
+				}
+			}
+		}
+		whole, plan = nil, nil
 		if err != nil {
 			return nil, pgerr.Unsupported("statement cannot be rewritten: %v", err)
 		}

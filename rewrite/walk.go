@@ -43,6 +43,8 @@ type pass struct {
 	// written lists the relations INSERT, UPDATE and DELETE statements
 	// write (write.go), top level or in WITH.
 	written []string
+	// fences are the fenced subqueries the pass built (fencetext.go).
+	fences []*fence
 }
 
 // scope is one query level: the CTE names it defines and the FROM items it
@@ -60,6 +62,8 @@ type rangeItem struct {
 	alias string
 	v     *view
 	sub   *pg_query.SelectStmt
+	// fence records sub for its deparse (fencetext.go).
+	fence *fence
 	// schema is set when an unaliased relation was replaced by a subquery:
 	// PostgreSQL also accepts schema.rel.col for it, which must now drop the
 	// schema (Metabase qualifies every column that way).
@@ -458,8 +462,10 @@ func (p *pass) rangeVar(n *pg_query.Node, rv *pg_query.RangeVar, s *scope) {
 		return
 	}
 	sub := p.subquery(t, v, rv.Alias, rv.Relname)
+	f := p.newFence(n, sub)
 	if rv.Alias == nil || len(rv.Alias.Colnames) == 0 {
 		item.sub = sub.GetRangeSubselect().GetSubquery().GetSelectStmt()
+		item.fence = f
 	}
 	if rv.Alias == nil {
 		item.schema = t.rel.Schema
