@@ -481,10 +481,12 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 func (p *pool) tryIdle(tenant string) *backend {
 	for {
 		p.mu.Lock()
-		if p.closed || p.sched.Blocked(tenant) {
+		if p.closed {
 			p.mu.Unlock()
 			return nil
 		}
+		// No Blocked first: lendIdleLocked's Start asks the same (one
+		// scheduler call per checkout rather than two).
 		b := p.lendIdleLocked(tenant)
 		p.mu.Unlock()
 		if b == nil {
@@ -877,10 +879,11 @@ func (p *pool) wakeLocked(b *backend) {
 }
 
 func (p *pool) gaugesLocked() {
+	q := p.sched.Queued()
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
-	p.m.waiting.Set(float64(p.sched.Queued()))
-	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), p.sched.Queued())
+	p.m.waiting.Set(float64(q))
+	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,

@@ -184,10 +184,14 @@ type Scheduler[T any] struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantState[T]
-	ring    []*tenantState[T] // tenants with queued waiters, in turn order
-	cur     int
-	seq     uint64
-	queued  int
+	// spare is the state forgetLocked dropped last, taken up again when
+	// its tenant comes back before another is dropped: a tenant with one
+	// client at a time comes and goes at every transaction.
+	spare  *tenantState[T]
+	ring   []*tenantState[T] // tenants with queued waiters, in turn order
+	cur    int
+	seq    uint64
+	queued int
 }
 
 // New returns a scheduler; now is the clock (time.Now when nil).
@@ -210,8 +214,14 @@ func (s *Scheduler[T]) Limits(tenant string) Limits { return s.cfg.For(tenant) }
 func (s *Scheduler[T]) stateLocked(tenant string) *tenantState[T] {
 	t := s.tenants[tenant]
 	if t == nil {
-		t = &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
-		t.tokens, t.filled = float64(t.lim.Burst), s.now()
+		if t = s.spare; t != nil && t.name == tenant {
+			// As good as new: forgotten with nothing in use or queued,
+			// out of the ring, and a bucket that refills to full.
+			s.spare = nil
+		} else {
+			t = &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
+			t.tokens, t.filled = float64(t.lim.Burst), s.now()
+		}
 		s.tenants[tenant] = t
 	}
 	return t
@@ -227,6 +237,7 @@ func (s *Scheduler[T]) forgetLocked(t *tenantState[T]) {
 		return
 	}
 	delete(s.tenants, t.name)
+	s.spare = t
 }
 
 // Start counts a connection in use for tenant, for a pool that has one free
