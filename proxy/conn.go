@@ -922,6 +922,10 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 		if idle > 0 {
 			if c.q.empty() {
 				deadline = time.Unix(0, c.lastActive.Load()).Add(idle)
+			} else if !c.msgAt.IsZero() {
+				// Answers are owed, so this deadline only looks again:
+				// from the last message, without reading the clock.
+				deadline = c.msgAt.Add(idle)
 			} else {
 				deadline = time.Now().Add(idle)
 			}

@@ -457,10 +457,12 @@ func (p *pool) errPoolTimeout() *pgerr.Error {
 // leaves the queue with errWaitAbandoned.
 func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
 	start := time.Now()
-	if b := p.tryIdle(tenant); b != nil {
-		// The common case under load: no timer to arm and stop.
-		p.m.wait.Observe(time.Since(start).Seconds())
-		p.m.tenantWait(tenant, time.Since(start), nil)
+	if b := p.tryIdleAt(tenant, start); b != nil {
+		// The common case under load: no timer to arm and stop, and one
+		// more reading of the clock.
+		d := time.Since(start)
+		p.m.wait.Observe(d.Seconds())
+		p.m.tenantWait(tenant, d, nil)
 		return b, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
@@ -478,7 +480,10 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 // tryIdle lends a healthy idle connection if there is one and the tenant
 // need not queue for it (under its share, none of its waiters ahead); nil
 // otherwise, for get to do the rest.
-func (p *pool) tryIdle(tenant string) *backend {
+func (p *pool) tryIdle(tenant string) *backend { return p.tryIdleAt(tenant, time.Now()) }
+
+// tryIdleAt is tryIdle with the clock read already (now).
+func (p *pool) tryIdleAt(tenant string, now time.Time) *backend {
 	for {
 		p.mu.Lock()
 		if p.closed {
@@ -487,12 +492,12 @@ func (p *pool) tryIdle(tenant string) *backend {
 		}
 		// No Blocked first: lendIdleLocked's Start asks the same (one
 		// scheduler call per checkout rather than two).
-		b := p.lendIdleLocked(tenant)
+		b := p.lendIdleLocked(tenant, now)
 		p.mu.Unlock()
 		if b == nil {
 			return nil
 		}
-		if p.healthy(b) {
+		if p.healthy(b, now) {
 			return b
 		}
 		p.release(b, false)
@@ -501,11 +506,11 @@ func (p *pool) tryIdle(tenant string) *backend {
 
 // lendIdleLocked takes an idle connection out for tenant, or returns nil
 // (none idle, or the tenant must queue).
-func (p *pool) lendIdleLocked(tenant string) *backend {
+func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	if len(p.idle) == 0 {
 		return nil
 	}
-	b := p.popIdleLocked()
+	b := p.popIdleLocked(now)
 	if b == nil {
 		p.gaugesLocked()
 		return nil
@@ -539,9 +544,10 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 			return nil, pgerr.Shutdown()
 		}
 		if !p.sched.Blocked(tenant) {
-			if b := p.lendIdleLocked(tenant); b != nil {
+			now := time.Now()
+			if b := p.lendIdleLocked(tenant, now); b != nil {
 				p.mu.Unlock()
-				if p.healthy(b) {
+				if p.healthy(b, now) {
 					return b, nil
 				}
 				p.release(b, false)
@@ -579,7 +585,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 		b, woken, abandoned := await(ctx, ch, watch)
 		if woken && !abandoned {
 			if b != nil {
-				if p.healthy(b) { // at once when it was just returned
+				if p.healthy(b, time.Now()) { // at once when it was just returned
 					return b, nil
 				}
 				p.release(b, false)
@@ -739,8 +745,7 @@ func (p *pool) dial(ctx context.Context) (*backend, error) {
 
 // popIdleLocked returns the most recently used idle connection that is not
 // past its idle or lifetime limit, closing the ones that are.
-func (p *pool) popIdleLocked() *backend {
-	now := time.Now()
+func (p *pool) popIdleLocked(now time.Time) *backend {
 	for len(p.idle) > 0 {
 		b := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
@@ -766,8 +771,8 @@ const peekAfter = time.Millisecond
 // a restarting warehouse, EOF) arrived while it was idle, unless it was
 // idle for less than peekAfter, and with a round trip when it was idle for
 // long.
-func (p *pool) healthy(b *backend) bool {
-	idle := time.Since(b.lastUsed)
+func (p *pool) healthy(b *backend, now time.Time) bool {
+	idle := now.Sub(b.lastUsed)
 	if idle < peekAfter {
 		return true
 	}
@@ -867,7 +872,7 @@ func (p *pool) wakeLocked(b *backend) {
 		return
 	}
 	if b == nil {
-		if b = p.popIdleLocked(); b == nil {
+		if b = p.popIdleLocked(time.Now()); b == nil {
 			p.open++ // callers freed a slot (open--) just before
 		}
 		p.inUse++
