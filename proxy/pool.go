@@ -371,7 +371,10 @@ type pool struct {
 	// descs holds what the warehouse answered to Describe of each proxy
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
-	descs map[string]*stmtDesc
+	// descMu guards it, not mu: a Parse and a Describe read it, and should
+	// not wait behind checkouts and returns.
+	descMu sync.RWMutex
+	descs  map[string]*stmtDesc
 	// goodRoles: row security roles the service account was seen to take
 	// on (checkRowSecurity).
 	goodRoles map[string]bool
@@ -389,14 +392,14 @@ type stmtDesc struct {
 const maxDescs = 4096
 
 func (p *pool) desc(name string) *stmtDesc {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.descMu.RLock()
+	defer p.descMu.RUnlock()
 	return p.descs[name]
 }
 
 func (p *pool) putDesc(name string, d *stmtDesc) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.descMu.Lock()
+	defer p.descMu.Unlock()
 	if p.descs == nil {
 		p.descs = map[string]*stmtDesc{}
 	}
