@@ -468,9 +468,10 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 		p.m.tenantWait(tenant, d, nil)
 		return b, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
-	defer cancel()
-	b, err := p.get(ctx, tenant, watch)
+	// No context.WithTimeout: a wait arms one timer for both its deadline
+	// and its watch (await), and only a dial gets a context with the
+	// deadline.
+	b, err := p.get(ctx, tenant, watch, start.Add(p.cfg.AcquireTimeout))
 	d := time.Since(start)
 	p.m.wait.Observe(d.Seconds())
 	p.m.tenantWait(tenant, d, err)
@@ -538,7 +539,8 @@ func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
 	return e
 }
 
-func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
+// get is acquire's slow path: it queues, or dials, until deadline.
+func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline time.Time) (*backend, error) {
 	var lastErr error
 	for {
 		p.mu.Lock()
@@ -561,12 +563,12 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 				p.inUse++
 				p.gaugesLocked()
 				p.mu.Unlock()
-				b, err := p.dialSlot(ctx, tenant)
+				b, err, expired := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
 					return b, nil
 				}
 				lastErr = err
-				if ctx.Err() != nil {
+				if expired {
 					return nil, err
 				}
 				continue
@@ -585,7 +587,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 		}
 		p.gaugesLocked()
 		p.mu.Unlock()
-		b, woken, abandoned := await(ctx, ch, watch)
+		b, woken, abandoned := await(ctx, ch, watch, deadline)
 		if woken && !abandoned {
 			if b != nil {
 				if p.healthy(b, time.Now()) { // at once when it was just returned
@@ -595,11 +597,12 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 				continue
 			}
 			// Handed a slot: dial in it.
-			if b, err = p.dialSlot(ctx, tenant); err == nil {
+			var expired bool
+			if b, err, expired = p.dialSlotBy(ctx, tenant, deadline); err == nil {
 				return b, nil
 			}
 			lastErr = err
-			if ctx.Err() != nil {
+			if expired {
 				return nil, err
 			}
 			continue
@@ -631,6 +634,15 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 		}
 		return nil, p.errPoolTimeout()
 	}
+}
+
+// dialSlotBy is dialSlot bounded by deadline; expired reports that the
+// wait is over (the deadline passed or ctx ended).
+func (p *pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time) (b *backend, err error, expired bool) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b, err = p.dialSlot(ctx, tenant)
+	return b, err, err != nil && ctx.Err() != nil
 }
 
 // dialSlot opens a connection for tenant in a slot counted for it (open,
@@ -687,33 +699,35 @@ func (p *pool) freeSlotLocked(tenant string) {
 // and a watch costs a goroutine and polls of the client's socket.
 const watchDelay = 50 * time.Millisecond
 
-// await waits for a connection on ch. woken reports that ch delivered
-// (b, or nil for a free slot); abandoned that the client left meanwhile,
-// which stop also reports when woken: it may have left just now.
-func await(ctx context.Context, ch chan *backend, watch waitWatch) (b *backend, woken, abandoned bool) {
-	if watch == nil {
-		select {
-		case b = <-ch:
-			return b, true, false
-		case <-ctx.Done():
-			return nil, false, false
-		}
+// await waits for a connection on ch until deadline. woken reports that
+// ch delivered (b, or nil for a free slot); abandoned that the client left
+// meanwhile, which stop also reports when woken: it may have left just
+// now. One timer serves the deadline and, first, the watch's delay.
+func await(ctx context.Context, ch chan *backend, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
+	wait := time.Until(deadline)
+	if watch != nil {
+		wait = min(wait, watchDelay)
 	}
-	t := time.NewTimer(watchDelay)
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case b = <-ch:
-		t.Stop()
 		return b, true, false
 	case <-ctx.Done():
-		t.Stop()
 		return nil, false, false
 	case <-t.C:
 	}
+	left := time.Until(deadline)
+	if watch == nil || left <= 0 {
+		return nil, false, false
+	}
 	gone, stop := watch()
+	t.Reset(left)
 	select {
 	case b = <-ch:
 		woken = true
 	case <-ctx.Done():
+	case <-t.C:
 	case <-gone:
 	}
 	return b, woken, stop()

@@ -26,6 +26,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -192,6 +193,8 @@ type Scheduler[T any] struct {
 	cur    int
 	seq    uint64
 	queued int
+	// nQueued is queued, for Queued.
+	nQueued atomic.Int64
 }
 
 // New returns a scheduler; now is the clock (time.Now when nil).
@@ -292,6 +295,7 @@ func (s *Scheduler[T]) Push(tenant string, v T) (*Ticket[T], error) {
 	k := &Ticket[T]{Value: v, tenant: t, seq: s.seq, queued: true}
 	t.queue = append(t.queue, k)
 	s.queued++
+	s.nQueued.Store(int64(s.queued))
 	if !t.inRing {
 		t.inRing = true
 		t.credit = t.lim.Weight
@@ -324,6 +328,7 @@ func (s *Scheduler[T]) Remove(k *Ticket[T]) bool {
 	}
 	k.queued = false
 	s.queued--
+	s.nQueued.Store(int64(s.queued))
 	if len(t.queue) == 0 {
 		s.leaveRingLocked(t)
 	}
@@ -381,6 +386,7 @@ func (s *Scheduler[T]) Next() (*Ticket[T], bool) {
 	t.queue = t.queue[1:]
 	k.queued = false
 	s.queued--
+	s.nQueued.Store(int64(s.queued))
 	t.inUse++
 	t.credit--
 	switch {
@@ -492,9 +498,6 @@ func (s *Scheduler[T]) InUse(tenant string) int {
 	return 0
 }
 
-// Queued is the number of waiters queued across tenants.
-func (s *Scheduler[T]) Queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued
-}
+// Queued is the number of waiters queued across tenants. It takes no
+// lock: a pool asks after every checkout and return.
+func (s *Scheduler[T]) Queued() int { return int(s.nQueued.Load()) }
