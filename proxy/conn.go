@@ -165,8 +165,9 @@ type clientConn struct {
 	// Loop state. msgAt is when the message in hand arrived: its
 	// statement's start, read once for all that handling it needs.
 	msgAt time.Time
-	// sendBind and sendPortal are the loop's outgoing messages, reused:
-	// ServerConn.Send encodes a message before it returns.
+	// sendBind, sendPortal (a Describe of the portal) and sendExec are
+	// the loop's own outgoing messages, reused: ServerConn.Send encodes a
+	// message before it returns.
 	sendBind        pgproto3.Bind
 	sendPortal      pgproto3.Describe
 	sendExec        pgproto3.Execute

@@ -563,7 +563,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 				p.inUse++
 				p.gaugesLocked()
 				p.mu.Unlock()
-				b, err, expired := p.dialSlotBy(ctx, tenant, deadline)
+				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
 					return b, nil
 				}
@@ -598,7 +598,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 			// Handed a slot: dial in it.
 			var expired bool
-			if b, err, expired = p.dialSlotBy(ctx, tenant, deadline); err == nil {
+			if b, expired, err = p.dialSlotBy(ctx, tenant, deadline); err == nil {
 				return b, nil
 			}
 			lastErr = err
@@ -638,11 +638,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 
 // dialSlotBy is dialSlot bounded by deadline; expired reports that the
 // wait is over (the deadline passed or ctx ended).
-func (p *pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time) (b *backend, err error, expired bool) {
+func (p *pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time) (b *backend, expired bool, err error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	b, err = p.dialSlot(ctx, tenant)
-	return b, err, err != nil && ctx.Err() != nil
+	return b, err != nil && ctx.Err() != nil, err
 }
 
 // dialSlot opens a connection for tenant in a slot counted for it (open,

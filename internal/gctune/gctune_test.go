@@ -3,7 +3,9 @@ package gctune
 import (
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 )
 
 func TestPercent(t *testing.T) {
@@ -29,21 +31,48 @@ func TestPercent(t *testing.T) {
 }
 
 // TestStartPacesCollections checks that Start sets GOGC from the live heap
-// after collections and that stop restores the default.
+// at once and that stop restores the default.
 func TestStartPacesCollections(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
 	stop := Start(1 << 40) // far above any live heap here: the maximum
-	runtime.GC()
-	runtime.GC() // the finalizer of the first sentinel has run by the second
-	if got := debug.SetGCPercent(-1); got != maxPercent {
+	if got := debug.SetGCPercent(maxPercent); got != maxPercent {
 		t.Errorf("GOGC after Start = %d, want %d", got, maxPercent)
 	}
-	debug.SetGCPercent(maxPercent)
 	stop()
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC after stop = %d, want 100", got)
+	}
+}
+
+// TestTunesAfterEachCollection checks that the pace is set again after a
+// collection (by the sentinel's finalizer, which runs some time after it).
+func TestTunesAfterEachCollection(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	tu := &tuner{headroom: 1 << 40, samples: []metrics.Sample{{Name: liveMetric}}}
+	tu.arm()
+	defer func() {
+		tu.mu.Lock()
+		tu.stopped = true
+		tu.mu.Unlock()
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		runtime.GC()
+		tu.mu.Lock()
+		p := tu.percent
+		tu.mu.Unlock()
+		if p == maxPercent {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no collection set the pace within 30s")
+		}
+		runtime.Gosched()
+	}
+	if got := debug.SetGCPercent(100); got != maxPercent {
+		t.Errorf("GOGC after a collection = %d, want %d", got, maxPercent)
 	}
 }
 
