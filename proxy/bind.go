@@ -283,7 +283,7 @@ func (c *clientConn) replaySettingsLocked(b *backend) error {
 	}
 	b.settings, b.settingsUnknown = want, false
 	c.replays.Add(1)
-	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: time.Now()})
+	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: c.msgAt})
 }
 
 // errCancelRequest and errRevokedWait are the causes of a pool wait ended
@@ -366,7 +366,7 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 		return err
 	}
 	if isNew {
-		p := &pending{kind: pParse, start: time.Now(), internal: true, prep: st.name, be: b}
+		p := &pending{kind: pParse, start: c.msgAt, internal: true, prep: st.name, be: b}
 		if err := c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p); err != nil {
 			return err
 		}
@@ -374,7 +374,7 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 	if st.want != nil && st.shape.Load() == nil {
 		// Re-rewritten after a reload: check the result shape the client
 		// cached still holds (the relay answers 0A000 if not).
-		p := &pending{kind: pDescribe, start: time.Now(), internal: true, stmt: st}
+		p := &pending{kind: pDescribe, start: c.msgAt, internal: true, stmt: st}
 		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
 	}
 	return nil
@@ -386,7 +386,7 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 func (c *clientConn) markPreparedLocked(b *backend, name string) (bool, error) {
 	isNew, evict := b.markPrepared(name)
 	if evict != "" {
-		p := &pending{kind: pClose, start: time.Now(), internal: true, prep: evict, be: b}
+		p := &pending{kind: pClose, start: c.msgAt, internal: true, prep: evict, be: b}
 		if err := c.pushSend(b, &pgproto3.Close{ObjectType: 'S', Name: evict}, p); err != nil {
 			return false, err
 		}

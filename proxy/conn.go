@@ -79,6 +79,11 @@ type clientConn struct {
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu
+	// rdl is the read deadline armRead last set on raw, while rdlSet
+	// (guarded by imu): whoever else sets one clears rdlSet, and so does
+	// a read that timed out, so that armRead sets it again.
+	rdl    time.Time
+	rdlSet bool
 	// draining is the connection the loop relays inline (see inline.go)
 	// while it waits for answers, guarded by imu: interrupt wakes it too.
 	draining *backend
@@ -157,7 +162,15 @@ type clientConn struct {
 	skipToSync bool
 	failNext   bool
 
-	// Loop state.
+	// Loop state. msgAt is when the message in hand arrived: its
+	// statement's start, read once for all that handling it needs.
+	msgAt time.Time
+	// sendBind, sendPortal (a Describe of the portal) and sendExec are
+	// the loop's own outgoing messages, reused: ServerConn.Send encodes a
+	// message before it returns.
+	sendBind        pgproto3.Bind
+	sendPortal      pgproto3.Describe
+	sendExec        pgproto3.Execute
 	ignoreUntilSync bool
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
@@ -250,7 +263,8 @@ func (c *clientConn) serve() {
 			c.finish(err)
 			return
 		}
-		c.touch()
+		c.msgAt = time.Now()
+		c.lastActive.Store(c.msgAt.UnixNano())
 		if err := c.dispatch(msg); err != nil {
 			c.finish(err)
 			return
@@ -382,7 +396,7 @@ func msgType(msg pgproto3.FrontendMessage) string {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	p := &pending{kind: pQuery, start: time.Now()}
+	p := &pending{kind: pQuery, start: c.msgAt}
 	res, err := c.rewrite(m.String)
 	if err == nil {
 		err = c.checkPooled(res.result)
@@ -453,7 +467,7 @@ func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	p := &pending{kind: pParse, start: time.Now()}
+	p := &pending{kind: pParse, start: c.msgAt}
 	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
@@ -567,7 +581,7 @@ func (c *clientConn) preparedLocked(name string, p *pending) (*backend, *clientS
 }
 
 func (c *clientConn) handleBind(m *pgproto3.Bind) error {
-	p := &pending{kind: pBind, start: time.Now()}
+	p := &pending{kind: pBind, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	b, st, err := c.preparedLocked(m.PreparedStatement, p)
@@ -581,13 +595,13 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	if st.hold && c.pool != nil {
 		c.pinned = true
 	}
-	bind := *m
-	bind.PreparedStatement = st.name
-	return c.pushSend(b, &bind, p)
+	c.sendBind = *m
+	c.sendBind.PreparedStatement = st.name
+	return c.pushSend(b, &c.sendBind, p)
 }
 
 func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
-	p := &pending{kind: pDescribe, start: time.Now()}
+	p := &pending{kind: pDescribe, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m.ObjectType != 'S' {
@@ -612,7 +626,7 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 }
 
 func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
-	p := &pending{kind: pExecute, start: time.Now()}
+	p := &pending{kind: pExecute, start: c.msgAt}
 	if pt, ok := c.portals[m.Portal]; ok {
 		p.info, p.op, p.formats = pt.st.info, pt.st.op, pt.formats
 		if pt.st.enc != nil {
@@ -629,7 +643,7 @@ func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
 }
 
 func (c *clientConn) handleClose(m *pgproto3.Close) error {
-	p := &pending{kind: pClose, start: time.Now()}
+	p := &pending{kind: pClose, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m.ObjectType != 'S' {
@@ -652,7 +666,7 @@ func (c *clientConn) handleSync(m *pgproto3.Sync) error {
 	if c.cur == nil && c.pool != nil {
 		return c.writeDirect(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	}
-	if err := c.sendLocked(m, &pending{kind: pSync, start: time.Now()}); err != nil {
+	if err := c.sendLocked(m, &pending{kind: pSync, start: c.msgAt}); err != nil {
 		return err
 	}
 	if c.cur == nil {
@@ -677,7 +691,7 @@ func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
 // handleFunctionCall refuses the fast-path function call: it calls any
 // function by OID, past the rewriter.
 func (c *clientConn) handleFunctionCall() error {
-	p := &pending{kind: pQuery, start: time.Now()}
+	p := &pending{kind: pQuery, start: c.msgAt}
 	p.refusal = c.refuse("", pgerr.Denied("function call messages are not allowed").WithHint("call the function in a SELECT"), p.start)
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -773,7 +787,11 @@ func (c *clientConn) checkSession() error {
 	if c.revoked.Load() {
 		return errRevoked()
 	}
-	if now := c.srv.now(); !now.Before(c.expires) && !c.renewed(now) {
+	now := c.msgAt
+	if !c.srv.realClock || now.IsZero() {
+		now = c.srv.now()
+	}
+	if !now.Before(c.expires) && !c.renewed(now) {
 		return pgerr.Fatalf(pgerr.InvalidAuthorization, "session expired: renew it or mint a new ticket")
 	}
 	return nil
@@ -838,6 +856,7 @@ func (c *clientConn) interrupt(reason uint32) {
 	c.imu.Lock()
 	c.reasons |= reason
 	c.raw.SetReadDeadline(time.Unix(1, 0))
+	c.rdlSet = false
 	if reason&reasonRevoked != 0 {
 		c.rewriting.stop(errRevoked()) // its statement must not run
 		c.cmu.Lock()
@@ -858,7 +877,10 @@ func (c *clientConn) interrupt(reason uint32) {
 }
 
 // armRead sets the read deadline unless an interrupt is pending, which it
-// returns (and clears) instead.
+// returns (and clears) instead. A deadline already set and no later than
+// deadline stays: setting one costs a timer update in the runtime on every
+// read, and the one set times out early at worst, when receive looks at
+// the clock and arms the later one.
 func (c *clientConn) armRead(deadline time.Time) uint32 {
 	c.imu.Lock()
 	defer c.imu.Unlock()
@@ -866,7 +888,11 @@ func (c *clientConn) armRead(deadline time.Time) uint32 {
 		c.reasons = 0
 		return r
 	}
+	if c.rdlSet && (c.rdl.IsZero() && deadline.IsZero() || !c.rdl.IsZero() && !deadline.Before(c.rdl) && !deadline.IsZero()) {
+		return 0
+	}
 	c.raw.SetReadDeadline(deadline)
+	c.rdl, c.rdlSet = deadline, true
 	return 0
 }
 
@@ -897,6 +923,10 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 		if idle > 0 {
 			if c.q.empty() {
 				deadline = time.Unix(0, c.lastActive.Load()).Add(idle)
+			} else if !c.msgAt.IsZero() {
+				// Answers are owed, so this deadline only looks again:
+				// from the last message, without reading the clock.
+				deadline = c.msgAt.Add(idle)
 			} else {
 				deadline = time.Now().Add(idle)
 			}
@@ -931,6 +961,9 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 		}
 		// The deadline passed: an interrupt (seen by armRead next time round)
 		// or perhaps the idle timeout.
+		c.imu.Lock()
+		c.rdlSet = false
+		c.imu.Unlock()
 		if idle > 0 && c.q.empty() && time.Since(time.Unix(0, c.lastActive.Load())) >= idle {
 			c.imu.Lock()
 			pending := c.reasons

@@ -159,12 +159,23 @@ var errClientGone = errors.New("client disconnected")
 // run for nobody (the loop does not read the client meanwhile). Like a
 // waiting client, it is watched only once the statement outlasts
 // watchDelay: most statements are shorter, and a watch costs a goroutine.
+//
+// The timer is not reset and stopped for every statement (a timer update
+// in the runtime each, twice per transaction): once started it runs out
+// and, if the loop is relaying again by then, looks whether it is still
+// the same statement (gen). If so the watch starts; if not it waits one
+// more delay. A statement is thus watched after between one and two
+// delays, and a busy client costs a timer event per delay, not two per
+// transaction.
 type drainWatch struct {
-	c     *clientConn
-	mu    sync.Mutex
-	t     *time.Timer
-	armed bool
-	stop  func() bool
+	c       *clientConn
+	mu      sync.Mutex
+	t       *time.Timer
+	armed   bool
+	gen     uint64 // arms so far
+	seen    uint64 // gen when the timer was last started
+	running bool   // t runs
+	stop    func() bool
 }
 
 // arm starts the delay; nil (no watching on this platform) does nothing.
@@ -174,14 +185,26 @@ func (d *drainWatch) arm() {
 	}
 	d.mu.Lock()
 	d.armed = true
-	d.t.Reset(watchDelay)
+	d.gen++
+	if !d.running {
+		d.running, d.seen = true, d.gen
+		d.t.Reset(watchDelay)
+	}
 	d.mu.Unlock()
 }
 
-func (d *drainWatch) start() {
+// fired runs when the timer runs out.
+func (d *drainWatch) fired() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.running = false
 	if !d.armed || d.stop != nil {
+		return
+	}
+	if d.gen != d.seen {
+		// Another statement since: it has not run a whole delay yet.
+		d.running, d.seen = true, d.gen
+		d.t.Reset(watchDelay)
 		return
 	}
 	_, d.stop = d.c.watchGoneThen("client disconnected while its statement ran", func() { d.c.interrupt(reasonClientGone) })
@@ -193,7 +216,6 @@ func (d *drainWatch) disarm() {
 	}
 	d.mu.Lock()
 	d.armed = false
-	d.t.Stop()
 	stop := d.stop
 	d.stop = nil
 	d.mu.Unlock()
@@ -207,7 +229,7 @@ func newDrainWatch(c *clientConn) *drainWatch {
 		return nil
 	}
 	d := &drainWatch{c: c}
-	d.t = time.AfterFunc(time.Hour, d.start)
+	d.t = time.AfterFunc(time.Hour, d.fired)
 	d.t.Stop()
 	return d
 }

@@ -371,7 +371,10 @@ type pool struct {
 	// descs holds what the warehouse answered to Describe of each proxy
 	// statement (by proxy name), so that a client's Parse and Describe need
 	// no connection when another client prepared the same statement.
-	descs map[string]*stmtDesc
+	// descMu guards it, not mu: a Parse and a Describe read it, and should
+	// not wait behind checkouts and returns.
+	descMu sync.RWMutex
+	descs  map[string]*stmtDesc
 	// goodRoles: row security roles the service account was seen to take
 	// on (checkRowSecurity).
 	goodRoles map[string]bool
@@ -389,14 +392,14 @@ type stmtDesc struct {
 const maxDescs = 4096
 
 func (p *pool) desc(name string) *stmtDesc {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.descMu.RLock()
+	defer p.descMu.RUnlock()
 	return p.descs[name]
 }
 
 func (p *pool) putDesc(name string, d *stmtDesc) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	p.descMu.Lock()
+	defer p.descMu.Unlock()
 	if p.descs == nil {
 		p.descs = map[string]*stmtDesc{}
 	}
@@ -457,15 +460,18 @@ func (p *pool) errPoolTimeout() *pgerr.Error {
 // leaves the queue with errWaitAbandoned.
 func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
 	start := time.Now()
-	if b := p.tryIdle(tenant); b != nil {
-		// The common case under load: no timer to arm and stop.
-		p.m.wait.Observe(time.Since(start).Seconds())
-		p.m.tenantWait(tenant, time.Since(start), nil)
+	if b := p.tryIdleAt(tenant, start); b != nil {
+		// The common case under load: no timer to arm and stop, and one
+		// more reading of the clock.
+		d := time.Since(start)
+		p.m.wait.Observe(d.Seconds())
+		p.m.tenantWait(tenant, d, nil)
 		return b, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.AcquireTimeout)
-	defer cancel()
-	b, err := p.get(ctx, tenant, watch)
+	// No context.WithTimeout: a wait arms one timer for both its deadline
+	// and its watch (await), and only a dial gets a context with the
+	// deadline.
+	b, err := p.get(ctx, tenant, watch, start.Add(p.cfg.AcquireTimeout))
 	d := time.Since(start)
 	p.m.wait.Observe(d.Seconds())
 	p.m.tenantWait(tenant, d, err)
@@ -478,19 +484,24 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 // tryIdle lends a healthy idle connection if there is one and the tenant
 // need not queue for it (under its share, none of its waiters ahead); nil
 // otherwise, for get to do the rest.
-func (p *pool) tryIdle(tenant string) *backend {
+func (p *pool) tryIdle(tenant string) *backend { return p.tryIdleAt(tenant, time.Now()) }
+
+// tryIdleAt is tryIdle with the clock read already (now).
+func (p *pool) tryIdleAt(tenant string, now time.Time) *backend {
 	for {
 		p.mu.Lock()
-		if p.closed || p.sched.Blocked(tenant) {
+		if p.closed {
 			p.mu.Unlock()
 			return nil
 		}
-		b := p.lendIdleLocked(tenant)
+		// No Blocked first: lendIdleLocked's Start asks the same (one
+		// scheduler call per checkout rather than two).
+		b := p.lendIdleLocked(tenant, now)
 		p.mu.Unlock()
 		if b == nil {
 			return nil
 		}
-		if p.healthy(b) {
+		if p.healthy(b, now) {
 			return b
 		}
 		p.release(b, false)
@@ -499,11 +510,11 @@ func (p *pool) tryIdle(tenant string) *backend {
 
 // lendIdleLocked takes an idle connection out for tenant, or returns nil
 // (none idle, or the tenant must queue).
-func (p *pool) lendIdleLocked(tenant string) *backend {
+func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	if len(p.idle) == 0 {
 		return nil
 	}
-	b := p.popIdleLocked()
+	b := p.popIdleLocked(now)
 	if b == nil {
 		p.gaugesLocked()
 		return nil
@@ -528,7 +539,8 @@ func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
 	return e
 }
 
-func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
+// get is acquire's slow path: it queues, or dials, until deadline.
+func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline time.Time) (*backend, error) {
 	var lastErr error
 	for {
 		p.mu.Lock()
@@ -537,9 +549,10 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 			return nil, pgerr.Shutdown()
 		}
 		if !p.sched.Blocked(tenant) {
-			if b := p.lendIdleLocked(tenant); b != nil {
+			now := time.Now()
+			if b := p.lendIdleLocked(tenant, now); b != nil {
 				p.mu.Unlock()
-				if p.healthy(b) {
+				if p.healthy(b, now) {
 					return b, nil
 				}
 				p.release(b, false)
@@ -550,12 +563,12 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 				p.inUse++
 				p.gaugesLocked()
 				p.mu.Unlock()
-				b, err := p.dialSlot(ctx, tenant)
+				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
 					return b, nil
 				}
 				lastErr = err
-				if ctx.Err() != nil {
+				if expired {
 					return nil, err
 				}
 				continue
@@ -574,21 +587,22 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 		}
 		p.gaugesLocked()
 		p.mu.Unlock()
-		b, woken, abandoned := await(ctx, ch, watch)
+		b, woken, abandoned := await(ctx, ch, watch, deadline)
 		if woken && !abandoned {
 			if b != nil {
-				if p.healthy(b) { // at once when it was just returned
+				if p.healthy(b, time.Now()) { // at once when it was just returned
 					return b, nil
 				}
 				p.release(b, false)
 				continue
 			}
 			// Handed a slot: dial in it.
-			if b, err = p.dialSlot(ctx, tenant); err == nil {
+			var expired bool
+			if b, expired, err = p.dialSlotBy(ctx, tenant, deadline); err == nil {
 				return b, nil
 			}
 			lastErr = err
-			if ctx.Err() != nil {
+			if expired {
 				return nil, err
 			}
 			continue
@@ -620,6 +634,15 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch) (*backen
 		}
 		return nil, p.errPoolTimeout()
 	}
+}
+
+// dialSlotBy is dialSlot bounded by deadline; expired reports that the
+// wait is over (the deadline passed or ctx ended).
+func (p *pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time) (b *backend, expired bool, err error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
+	defer cancel()
+	b, err = p.dialSlot(ctx, tenant)
+	return b, err != nil && ctx.Err() != nil, err
 }
 
 // dialSlot opens a connection for tenant in a slot counted for it (open,
@@ -676,33 +699,35 @@ func (p *pool) freeSlotLocked(tenant string) {
 // and a watch costs a goroutine and polls of the client's socket.
 const watchDelay = 50 * time.Millisecond
 
-// await waits for a connection on ch. woken reports that ch delivered
-// (b, or nil for a free slot); abandoned that the client left meanwhile,
-// which stop also reports when woken: it may have left just now.
-func await(ctx context.Context, ch chan *backend, watch waitWatch) (b *backend, woken, abandoned bool) {
-	if watch == nil {
-		select {
-		case b = <-ch:
-			return b, true, false
-		case <-ctx.Done():
-			return nil, false, false
-		}
+// await waits for a connection on ch until deadline. woken reports that
+// ch delivered (b, or nil for a free slot); abandoned that the client left
+// meanwhile, which stop also reports when woken: it may have left just
+// now. One timer serves the deadline and, first, the watch's delay.
+func await(ctx context.Context, ch chan *backend, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
+	wait := time.Until(deadline)
+	if watch != nil {
+		wait = min(wait, watchDelay)
 	}
-	t := time.NewTimer(watchDelay)
+	t := time.NewTimer(wait)
+	defer t.Stop()
 	select {
 	case b = <-ch:
-		t.Stop()
 		return b, true, false
 	case <-ctx.Done():
-		t.Stop()
 		return nil, false, false
 	case <-t.C:
 	}
+	left := time.Until(deadline)
+	if watch == nil || left <= 0 {
+		return nil, false, false
+	}
 	gone, stop := watch()
+	t.Reset(left)
 	select {
 	case b = <-ch:
 		woken = true
 	case <-ctx.Done():
+	case <-t.C:
 	case <-gone:
 	}
 	return b, woken, stop()
@@ -737,8 +762,7 @@ func (p *pool) dial(ctx context.Context) (*backend, error) {
 
 // popIdleLocked returns the most recently used idle connection that is not
 // past its idle or lifetime limit, closing the ones that are.
-func (p *pool) popIdleLocked() *backend {
-	now := time.Now()
+func (p *pool) popIdleLocked(now time.Time) *backend {
 	for len(p.idle) > 0 {
 		b := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
@@ -764,8 +788,8 @@ const peekAfter = time.Millisecond
 // a restarting warehouse, EOF) arrived while it was idle, unless it was
 // idle for less than peekAfter, and with a round trip when it was idle for
 // long.
-func (p *pool) healthy(b *backend) bool {
-	idle := time.Since(b.lastUsed)
+func (p *pool) healthy(b *backend, now time.Time) bool {
+	idle := now.Sub(b.lastUsed)
 	if idle < peekAfter {
 		return true
 	}
@@ -865,7 +889,7 @@ func (p *pool) wakeLocked(b *backend) {
 		return
 	}
 	if b == nil {
-		if b = p.popIdleLocked(); b == nil {
+		if b = p.popIdleLocked(time.Now()); b == nil {
 			p.open++ // callers freed a slot (open--) just before
 		}
 		p.inUse++
@@ -877,10 +901,11 @@ func (p *pool) wakeLocked(b *backend) {
 }
 
 func (p *pool) gaugesLocked() {
+	q := p.sched.Queued()
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
-	p.m.waiting.Set(float64(p.sched.Queued()))
-	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), p.sched.Queued())
+	p.m.waiting.Set(float64(q))
+	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,

@@ -168,6 +168,7 @@ type Server struct {
 	audit        *AuditLog
 	metrics      *metrics
 	now          func() time.Time
+	realClock    bool // now is time.Now: a client loop may reuse its reading of it
 	tlsConfig    *tls.Config
 	binding      *embedctx.Binding // nil: embed sessions are not bound (pinned addresses still are)
 	learner      *learner          // nil: learned statements are allowed, not recorded
@@ -229,7 +230,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		shutdownDone:  make(chan struct{}),
 	}
 	if s.now == nil {
-		s.now = time.Now
+		s.now, s.realClock = time.Now, true
 	}
 	s.learner = newLearner(deps.Learned, s.log, s.now)
 	for name, w := range deps.Warehouses {

@@ -65,17 +65,15 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 		}
 	}
 	c.srv.metrics.simplePrepared.Inc()
-	for _, step := range []struct {
-		m    pgproto3.FrontendMessage
-		kind pendingKind
-	}{
-		{&pgproto3.Bind{PreparedStatement: name, Parameters: pr.Params}, pBind},
-		{&pgproto3.Describe{ObjectType: 'P'}, pDescribe},
-		{&pgproto3.Execute{}, pExecute},
-		{&pgproto3.Sync{}, pSync},
-	} {
-		q := &pending{kind: step.kind, start: p.start, info: p.info, auto: step.kind != pSync}
-		if err := c.pushSend(b, step.m, q); err != nil {
+	c.sendBind = pgproto3.Bind{PreparedStatement: name, Parameters: pr.Params}
+	c.sendPortal = pgproto3.Describe{ObjectType: 'P'}
+	c.sendExec = pgproto3.Execute{}
+	// One allocation for the four answers' pendings.
+	qs := &[4]pending{{kind: pBind}, {kind: pDescribe}, {kind: pExecute}, {kind: pSync}}
+	for i, m := range [4]pgproto3.FrontendMessage{&c.sendBind, &c.sendPortal, &c.sendExec, &pgproto3.Sync{}} {
+		q := &qs[i]
+		q.start, q.info, q.auto = p.start, p.info, q.kind != pSync
+		if err := c.pushSend(b, m, q); err != nil {
 			return true, err
 		}
 	}

@@ -33,10 +33,12 @@ type tenantLabels struct {
 	mu    sync.Mutex
 	named map[string]bool // configured tenants: always labelled
 	seen  map[string]bool // others labelled, at most tenantMetricsTop
+	// waits caches the wait histogram's series by tenant and by label.
+	waits map[string]prometheus.Observer
 }
 
 func newTenantLabels(cfg fairq.Config) *tenantLabels {
-	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}}
+	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}, waits: map[string]prometheus.Observer{}}
 	for t := range cfg.Tenants {
 		l.named[t] = true
 	}
@@ -49,6 +51,10 @@ func (l *tenantLabels) label(tenant string) string {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.labelLocked(tenant)
+}
+
+func (l *tenantLabels) labelLocked(tenant string) string {
 	if l.named[tenant] || l.seen[tenant] {
 		return tenant
 	}
@@ -145,9 +151,32 @@ func (g *tenantGauges) Collect(ch chan<- prometheus.Metric) {
 
 // tenantWait records how long a tenant's client waited for a connection.
 func (m *poolMetrics) tenantWait(tenant string, d time.Duration, err error) {
-	if l := m.labels.label(tenant); l != "" && err == nil {
-		m.tenantWaits.WithLabelValues(m.warehouse, l).Observe(d.Seconds())
+	if err != nil || tenant == "" {
+		return
 	}
+	if o := m.labels.observer(tenant, m.tenantWaits, m.warehouse); o != nil {
+		o.Observe(d.Seconds())
+	}
+}
+
+// observer is tenant's series of waits (at every checkout): looked up in
+// the vector once per label, not hashed again each time.
+func (l *tenantLabels) observer(tenant string, v *prometheus.HistogramVec, warehouse string) prometheus.Observer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if o := l.waits[tenant]; o != nil {
+		return o
+	}
+	label := l.labelLocked(tenant)
+	o := l.waits[label]
+	if o == nil {
+		o = v.WithLabelValues(warehouse, label)
+		l.waits[label] = o
+	}
+	if label == tenant || len(l.waits) < 2*tenantMetricsTop+len(l.named) {
+		l.waits[tenant] = o // "other" tenants too, within a bound
+	}
+	return o
 }
 
 // refused counts a statement refused by one of its tenant's limits.

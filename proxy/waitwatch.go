@@ -101,6 +101,7 @@ func (w *goneWatch) run() {
 			return
 		}
 		c.raw.SetReadDeadline(time.Time{})
+		c.rdlSet = false
 		c.imu.Unlock()
 	}
 }
@@ -112,6 +113,7 @@ func (w *goneWatch) stop() bool {
 	c.imu.Lock()
 	w.stopping = true
 	c.raw.SetReadDeadline(time.Unix(1, 0))
+	c.rdlSet = false
 	c.imu.Unlock()
 	<-w.done
 	c.imu.Lock()

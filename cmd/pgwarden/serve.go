@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/config"
+	"github.com/pgwarden/pgwarden/internal/gctune"
 )
 
 func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
@@ -32,6 +33,9 @@ func cmdServe(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync()
+	// Fewer collections of a small heap (internal/gctune); GOGC or
+	// GOMEMLIMIT in the environment turns this off.
+	defer gctune.Start(gctune.DefaultHeadroom)()
 	a, err := newApp(ctx, cfg, log, *only)
 	if err != nil {
 		return err

@@ -26,6 +26,7 @@ import (
 	"math"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -184,10 +185,16 @@ type Scheduler[T any] struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantState[T]
-	ring    []*tenantState[T] // tenants with queued waiters, in turn order
-	cur     int
-	seq     uint64
-	queued  int
+	// spare is the state forgetLocked dropped last, taken up again when
+	// its tenant comes back before another is dropped: a tenant with one
+	// client at a time comes and goes at every transaction.
+	spare  *tenantState[T]
+	ring   []*tenantState[T] // tenants with queued waiters, in turn order
+	cur    int
+	seq    uint64
+	queued int
+	// nQueued is queued, for Queued.
+	nQueued atomic.Int64
 }
 
 // New returns a scheduler; now is the clock (time.Now when nil).
@@ -210,8 +217,14 @@ func (s *Scheduler[T]) Limits(tenant string) Limits { return s.cfg.For(tenant) }
 func (s *Scheduler[T]) stateLocked(tenant string) *tenantState[T] {
 	t := s.tenants[tenant]
 	if t == nil {
-		t = &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
-		t.tokens, t.filled = float64(t.lim.Burst), s.now()
+		if t = s.spare; t != nil && t.name == tenant {
+			// As good as new: forgotten with nothing in use or queued,
+			// out of the ring, and a bucket that refills to full.
+			s.spare = nil
+		} else {
+			t = &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
+			t.tokens, t.filled = float64(t.lim.Burst), s.now()
+		}
 		s.tenants[tenant] = t
 	}
 	return t
@@ -227,6 +240,7 @@ func (s *Scheduler[T]) forgetLocked(t *tenantState[T]) {
 		return
 	}
 	delete(s.tenants, t.name)
+	s.spare = t
 }
 
 // Start counts a connection in use for tenant, for a pool that has one free
@@ -281,6 +295,7 @@ func (s *Scheduler[T]) Push(tenant string, v T) (*Ticket[T], error) {
 	k := &Ticket[T]{Value: v, tenant: t, seq: s.seq, queued: true}
 	t.queue = append(t.queue, k)
 	s.queued++
+	s.nQueued.Store(int64(s.queued))
 	if !t.inRing {
 		t.inRing = true
 		t.credit = t.lim.Weight
@@ -313,6 +328,7 @@ func (s *Scheduler[T]) Remove(k *Ticket[T]) bool {
 	}
 	k.queued = false
 	s.queued--
+	s.nQueued.Store(int64(s.queued))
 	if len(t.queue) == 0 {
 		s.leaveRingLocked(t)
 	}
@@ -370,6 +386,7 @@ func (s *Scheduler[T]) Next() (*Ticket[T], bool) {
 	t.queue = t.queue[1:]
 	k.queued = false
 	s.queued--
+	s.nQueued.Store(int64(s.queued))
 	t.inUse++
 	t.credit--
 	switch {
@@ -481,9 +498,6 @@ func (s *Scheduler[T]) InUse(tenant string) int {
 	return 0
 }
 
-// Queued is the number of waiters queued across tenants.
-func (s *Scheduler[T]) Queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.queued
-}
+// Queued is the number of waiters queued across tenants. It takes no
+// lock: a pool asks after every checkout and return.
+func (s *Scheduler[T]) Queued() int { return int(s.nQueued.Load()) }

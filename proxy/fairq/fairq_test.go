@@ -415,3 +415,33 @@ func TestFewestHeldFirst(t *testing.T) {
 		t.Errorf("fifo served %s first, want heavy1", k.Value)
 	}
 }
+
+// BenchmarkLoneTenantCheckout is a pool's calls around one checkout and
+// return of a tenant with no other connection in use (its state is
+// forgotten at every return).
+func BenchmarkLoneTenantCheckout(b *testing.B) {
+	s := New[int](Config{Policy: Fair}, nil)
+	for b.Loop() {
+		s.Start("t1")
+		s.Queued()
+		s.Done("t1")
+		s.Queued()
+		s.Queued()
+	}
+}
+
+// BenchmarkBusyTenantCheckout is the same with other connections of the
+// tenant in use.
+func BenchmarkBusyTenantCheckout(b *testing.B) {
+	s := New[int](Config{Policy: Fair}, nil)
+	for range 4 {
+		s.Start("t1")
+	}
+	for b.Loop() {
+		s.Start("t1")
+		s.Queued()
+		s.Done("t1")
+		s.Queued()
+		s.Queued()
+	}
+}
