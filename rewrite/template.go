@@ -111,6 +111,18 @@ func (n normalized) key(idKey string) string {
 	return idKey + "\x00T" + string(n.kinds) + "\x00" + n.text
 }
 
+// appendTemplateKey appends to idKey (in its buffer) the rest of the key
+// of the template of sql, whose constants lexSpans found: n.key without
+// the normalized statement.
+func appendTemplateKey(idKey []byte, sql string, spans []span) []byte {
+	b := append(idKey, 0, 'T')
+	for _, s := range spans {
+		b = append(b, s.kind)
+	}
+	b = append(b, 0)
+	return appendNormalized(b, sql, spans)
+}
+
 // template is the rewrite of a normalized statement, ready to instantiate.
 // A template with ok false records that the shape does not template.
 type template struct {
@@ -167,9 +179,21 @@ func newTemplate(m *meter, res *Result, kinds []byte) *template {
 
 // instantiate puts consts into the template; m counts them.
 func (t *template) instantiate(m *meter, consts []string) *Result {
-	res := *t.res
-	res.Statements = make([]Statement, len(t.res.Statements))
-	sqls := make([]string, len(res.Statements))
+	var res *Result
+	if len(t.res.Statements) == 1 {
+		// A single statement, as most are: the result and its statement
+		// in one allocation.
+		one := &struct {
+			res Result
+			st  [1]Statement
+		}{res: *t.res}
+		res = &one.res
+		res.Statements = one.st[:]
+	} else {
+		cp := *t.res
+		res = &cp
+		res.Statements = make([]Statement, len(t.res.Statements))
+	}
 	for i, st := range t.res.Statements {
 		n := 0
 		for _, p := range t.parts[i] {
@@ -188,14 +212,17 @@ func (t *template) instantiate(m *meter, consts []string) *Result {
 		b.WriteString(t.parts[i][len(t.slots[i])])
 		st.SQL = b.String()
 		res.Statements[i] = st
-		sqls[i] = st.SQL
 	}
-	if len(sqls) == 1 {
-		res.SQL = sqls[0]
+	if len(res.Statements) == 1 {
+		res.SQL = res.Statements[0].SQL
 	} else {
+		sqls := make([]string, len(res.Statements))
+		for i := range res.Statements {
+			sqls[i] = res.Statements[i].SQL
+		}
 		res.SQL = strings.Join(sqls, "; ")
 	}
-	return &res
+	return res
 }
 
 // matches reports whether the template instantiated with consts is the
