@@ -174,6 +174,16 @@ func newTemplate(m *meter, res *Result, kinds []byte) *template {
 	if len(res.Statements) == 1 && len(t.slots[0]) > 0 {
 		t.prep = newPrepForm(m, res.Statements[0].SQL, kinds)
 	}
+	if t.prep != nil {
+		var b strings.Builder
+		for j, k := range t.slots[0] {
+			b.WriteString(t.parts[0][j])
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(k + 1))
+		}
+		b.WriteString(t.parts[0][len(t.slots[0])])
+		t.prep.text = b.String()
+	}
 	return t
 }
 
@@ -246,6 +256,9 @@ func (t *template) size() int64 {
 		return 64
 	}
 	n := resultSize(t.res) + 64
+	if t.prep != nil {
+		n += int64(len(t.prep.literal)+len(t.prep.text)) + 48
+	}
 	for i := range t.parts {
 		n += int64(len(t.slots[i]))*8 + int64(len(t.parts[i]))*16
 	}
