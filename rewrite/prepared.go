@@ -229,11 +229,21 @@ const maxParams = 1<<16 - 1
 // none (no constant can be a parameter, more than maxParams would be, the
 // warehouse rejected it, or m stopped).
 func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
+	var sp *smallPrepared
+	if fitsSmall(consts) {
+		sp = &smallPrepared{}
+	}
+	return t.preparedIn(m, consts, kinds, sp)
+}
+
+// preparedIn is prepared in sp, which is nil or has room for consts
+// (fitsSmall).
+func (t *template) preparedIn(m *meter, consts []string, kinds []byte, sp *smallPrepared) *Prepared {
 	f := t.prep
 	if f == nil || f.probe.State() == ProbeRejected || len(kinds) != len(f.literal) {
 		return nil
 	}
-	pr, vals := newPrepared(consts)
+	pr, vals := newPrepared(consts, sp)
 	pr.Probe = f.probe
 	// 1-based parameter of each constant; 0 for a literal.
 	var paramBuf [16]int
@@ -334,8 +344,9 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 	return pr
 }
 
-// smallPrepared is a Prepared of a few parameters with room for them, so
-// that a template hit's prepared form is one allocation.
+// smallPrepared is a Prepared of a few parameters with room for them
+// (fitsSmall), so that a template hit's prepared form takes no allocation
+// of its own.
 type smallPrepared struct {
 	pr   Prepared
 	oids [4]uint32
@@ -343,17 +354,31 @@ type smallPrepared struct {
 	buf  [48]byte
 }
 
-// newPrepared returns an empty Prepared with room for consts' parameters,
-// and a buffer for their values (no value is longer than its literal).
-func newPrepared(consts []string) (*Prepared, []byte) {
+// fitsSmall reports whether a smallPrepared has room for the parameters of
+// consts and their values.
+func fitsSmall(consts []string) bool {
+	var sp smallPrepared
+	if len(consts) > len(sp.oids) {
+		return false
+	}
 	size := 0
 	for _, c := range consts {
 		size += len(c)
 	}
-	if len(consts) <= len(smallPrepared{}.oids) && size <= len(smallPrepared{}.buf) {
-		sp := &smallPrepared{}
+	return size <= len(sp.buf)
+}
+
+// newPrepared returns an empty Prepared with room for consts' parameters,
+// and a buffer for their values (no value is longer than its literal): in
+// sp when it is not nil.
+func newPrepared(consts []string, sp *smallPrepared) (*Prepared, []byte) {
+	if sp != nil {
 		sp.pr.ParamOIDs, sp.pr.Params = sp.oids[:0], sp.vals[:0]
 		return &sp.pr, sp.buf[:0]
+	}
+	size := 0
+	for _, c := range consts {
+		size += len(c)
 	}
 	return &Prepared{ParamOIDs: make([]uint32, 0, len(consts)), Params: make([][]byte, 0, len(consts))}, make([]byte, 0, size)
 }

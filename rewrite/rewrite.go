@@ -328,9 +328,7 @@ func (r *Rewriter) templateHit(ctx context.Context, idKey []byte, sql string) *R
 		consts = append(consts, sql[s.start:s.end])
 		kinds = append(kinds, s.kind)
 	}
-	res := t.instantiate(nil, consts)
-	res.Prepared = t.prepared(nil, consts, kinds)
-	return res
+	return t.hit(consts, kinds)
 }
 
 // rewriteMiss rewrites a statement the cache did not answer, within a slot

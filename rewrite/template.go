@@ -189,21 +189,42 @@ func newTemplate(m *meter, res *Result, kinds []byte) *template {
 
 // instantiate puts consts into the template; m counts them.
 func (t *template) instantiate(m *meter, consts []string) *Result {
-	var res *Result
 	if len(t.res.Statements) == 1 {
 		// A single statement, as most are: the result and its statement
 		// in one allocation.
 		one := &struct {
 			res Result
 			st  [1]Statement
-		}{res: *t.res}
-		res = &one.res
-		res.Statements = one.st[:]
-	} else {
-		cp := *t.res
-		res = &cp
-		res.Statements = make([]Statement, len(t.res.Statements))
+		}{}
+		return t.fill(m, &one.res, one.st[:], consts)
 	}
+	return t.fill(m, &Result{}, make([]Statement, len(t.res.Statements)), consts)
+}
+
+// hit is instantiate and prepared at once, for a template hit: a single
+// statement of few constants with a prepared form gets its result, its
+// statement and that form in one allocation.
+func (t *template) hit(consts []string, kinds []byte) *Result {
+	if len(t.res.Statements) != 1 || t.prep == nil || t.prep.probe.State() == ProbeRejected || !fitsSmall(consts) {
+		res := t.instantiate(nil, consts)
+		res.Prepared = t.prepared(nil, consts, kinds)
+		return res
+	}
+	one := &struct {
+		res Result
+		st  [1]Statement
+		pr  smallPrepared
+	}{}
+	res := t.fill(nil, &one.res, one.st[:], consts)
+	res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
+	return res
+}
+
+// fill sets res to the template's result with consts put in, its
+// statements in sts (one per statement of the template).
+func (t *template) fill(m *meter, res *Result, sts []Statement, consts []string) *Result {
+	*res = *t.res
+	res.Statements = sts
 	for i, st := range t.res.Statements {
 		n := 0
 		for _, p := range t.parts[i] {
@@ -221,14 +242,14 @@ func (t *template) instantiate(m *meter, consts []string) *Result {
 		}
 		b.WriteString(t.parts[i][len(t.slots[i])])
 		st.SQL = b.String()
-		res.Statements[i] = st
+		sts[i] = st
 	}
-	if len(res.Statements) == 1 {
-		res.SQL = res.Statements[0].SQL
+	if len(sts) == 1 {
+		res.SQL = sts[0].SQL
 	} else {
-		sqls := make([]string, len(res.Statements))
-		for i := range res.Statements {
-			sqls[i] = res.Statements[i].SQL
+		sqls := make([]string, len(sts))
+		for i := range sts {
+			sqls[i] = sts[i].SQL
 		}
 		res.SQL = strings.Join(sqls, "; ")
 	}
