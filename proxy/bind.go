@@ -74,16 +74,36 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 }
 
 // proxyStmtName names a rewritten statement upstream: equal text and
-// parameter types share one server-side statement per connection.
+// parameter types share one server-side statement per connection. The
+// name is "pgw_" and the hex of the first 12 bytes of the SHA-256 of the
+// text's length (8 bytes), the text and the types (4 bytes each, all
+// big-endian): with the length first, no text followed by types hashes as
+// a longer text with fewer types. It is taken for every simple-protocol
+// statement that runs prepared, so a statement of up to a kilobyte is
+// hashed from a buffer on the stack and the name is its only allocation.
 func proxyStmtName(sql string, oids []uint32) string {
-	h := sha256.New()
-	h.Write([]byte(sql))
-	var b [4]byte
-	for _, o := range oids {
-		binary.BigEndian.PutUint32(b[:], o)
-		h.Write(b[:])
+	var sum [sha256.Size]byte
+	var buf [1024]byte
+	if n := 8 + len(sql) + 4*len(oids); n <= len(buf) {
+		b := binary.BigEndian.AppendUint64(buf[:0], uint64(len(sql)))
+		b = append(b, sql...)
+		for _, o := range oids {
+			b = binary.BigEndian.AppendUint32(b, o)
+		}
+		sum = sha256.Sum256(b)
+	} else {
+		h := sha256.New()
+		h.Write(binary.BigEndian.AppendUint64(buf[:0], uint64(len(sql))))
+		h.Write([]byte(sql))
+		for _, o := range oids {
+			h.Write(binary.BigEndian.AppendUint32(buf[:0], o))
+		}
+		h.Sum(sum[:0])
 	}
-	return "pgw_" + hex.EncodeToString(h.Sum(nil)[:12])
+	var name [4 + 24]byte
+	copy(name[:], "pgw_")
+	hex.Encode(name[4:], sum[:12])
+	return string(name[:])
 }
 
 // resultShape is what a driver caches from a statement's Describe: the

@@ -27,8 +27,10 @@ import (
 // the slots bound them already, and they must not queue behind a large one
 // (the budget is first come, first served). Inside, a meter counts the work and stops the rewrite
 // when its context ends (the client cancelled or left), its time budget
-// runs out or its work budget is spent. Only the exact-text cache hit, a
-// map lookup, passes no gate.
+// runs out or its work budget is spent. Only the cache's answers pass no
+// gate: the exact-text hit, a map lookup, and the template hit of a
+// statement of at most hitBytes (rewrite.go), a scan and a copy of a few
+// microseconds; a longer statement takes a slot for its template hit too.
 
 // Limits configures a Gate. Zero fields take the defaults below.
 type Limits struct {

@@ -201,6 +201,82 @@ func TestGateWaits(t *testing.T) {
 	}
 }
 
+// A statement whose shape has a template is answered without a slot of the
+// gate when it is at most hitBytes long; a longer one goes through the gate
+// as any rewrite does, and one longer than the memory budget, or whose
+// context has ended, is refused as before.
+func TestTemplateHitGate(t *testing.T) {
+	const budget = 4 * hitBytes
+	r, g := gatedRewriter(t, Limits{Concurrency: 1, MemoryBytes: budget}, Options{})
+	shape := func(s string) string {
+		return "SELECT abalance FROM pgbench_accounts WHERE aid = 1 AND filler <> '" + s + "'"
+	}
+	ctx := context.Background()
+	if _, err := r.Rewrite(ctx, shape("a"), budgetID); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := normalize(nil, shape("a"))
+	if tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), budgetID, r.personal))); !ok || !tm.ok {
+		t.Fatal("the shape has no template")
+	}
+	held, perr := g.enter(ctx, 1) // the only slot
+	if perr != nil {
+		t.Fatal(perr)
+	}
+	short := shape("b")
+	res, err := r.Rewrite(ctx, short, budgetID)
+	if err != nil {
+		t.Fatalf("short statement with its template, every slot taken: %v", err)
+	}
+	if want, _ := r.rewrite(nil, short, budgetID, nil, nil); res.SQL != want.SQL || res.Prepared == nil {
+		t.Errorf("template hit\n%s (prepared %v), want\n%s", res.SQL, res.Prepared != nil, want.SQL)
+	}
+
+	long := shape(strings.Repeat("x", hitBytes))
+	lctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.Rewrite(lctx, long, budgetID)
+		errc <- err
+	}()
+	for g.Stats().Waiting != 1 {
+		select {
+		case err := <-errc:
+			t.Fatalf("a statement over %d bytes ran while every slot was taken: %v", hitBytes, err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	cancel()
+	wantCode(t, <-errc, pgerr.QueryCanceled)
+
+	_, err = r.Rewrite(ctx, shape(strings.Repeat("y", budget)), budgetID)
+	wantCode(t, err, pgerr.OutOfMemory)
+	cctx, ccancel := context.WithCancel(ctx)
+	ccancel()
+	_, err = r.Rewrite(cctx, shape("c"), budgetID)
+	wantCode(t, err, pgerr.QueryCanceled)
+
+	g.leave(held)
+	res, err = r.Rewrite(ctx, long, budgetID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := r.rewrite(nil, long, budgetID, nil, nil); res.SQL != want.SQL {
+		t.Errorf("long statement with its template\n%s, want\n%s", res.SQL, want.SQL)
+	}
+	if s := g.Stats(); s.Running != 0 || s.Waiting != 0 || s.MemoryBytes != 0 {
+		t.Errorf("gate after all rewrites: %+v", s)
+	}
+
+	// A memory budget under hitBytes still refuses what exceeds it.
+	r, _ = gatedRewriter(t, Limits{MemoryBytes: 100}, Options{})
+	if _, err := r.Rewrite(ctx, shape("a"), budgetID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Rewrite(ctx, shape(strings.Repeat("z", 100)), budgetID)
+	wantCode(t, err, pgerr.OutOfMemory)
+}
+
 // A prepared form has at most 65,535 parameters, the protocol's limit (a
 // statement needing more keeps its literals); equal numbers share one
 // parameter, at any count.

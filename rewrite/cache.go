@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"sort"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/pgwarden/pgwarden/policy"
@@ -66,6 +65,29 @@ func (c *cache) lookup(key string) any {
 	return e.Value.(*cacheEntry).val
 }
 
+// getBytes and getTemplateBytes are get and getTemplate for a key being
+// built in a buffer: the lookup does not copy it.
+func (c *cache) getBytes(key []byte) (*Result, bool) {
+	res, ok := c.lookupBytes(key).(*Result)
+	return res, ok
+}
+
+func (c *cache) getTemplateBytes(key []byte) (*template, bool) {
+	t, ok := c.lookupBytes(key).(*template)
+	return t, ok
+}
+
+func (c *cache) lookupBytes(key []byte) any {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.items[string(key)]
+	if !ok {
+		return nil
+	}
+	c.ll.MoveToFront(e)
+	return e.Value.(*cacheEntry).val
+}
+
 func (c *cache) store(key string, val any, valSize int64) {
 	size := int64(len(key)) + valSize
 	if size > c.max {
@@ -113,47 +135,79 @@ func cacheKey(version string, id *policy.Identity, sql string) string {
 // template share. Without personal, the external id and email are left out
 // (see Rewriter.personal).
 func identityKey(version string, id *policy.Identity, personal bool) string {
-	var b strings.Builder
-	b.Grow(len(version) + 128)
-	field := func(s string) {
-		b.WriteString(strconv.Itoa(len(s)))
-		b.WriteByte(':')
-		b.WriteString(s)
-	}
-	field(version)
-	field(string(id.Kind))
-	field(string(id.Role))
-	field(id.Tenant)
+	return string(appendIdentityKey(nil, version, id, personal))
+}
+
+// appendIdentityKey appends identityKey to b: rewriteFor builds its keys in
+// a buffer of its own, so that a statement the cache answers allocates none.
+func appendIdentityKey(b []byte, version string, id *policy.Identity, personal bool) []byte {
+	b = appendField(b, version)
+	b = appendField(b, string(id.Kind))
+	b = appendField(b, string(id.Role))
+	b = appendField(b, id.Tenant)
 	if personal {
-		field(id.ExternalID)
-		field(id.Email)
+		b = appendField(b, id.ExternalID)
+		b = appendField(b, id.Email)
 	}
 	groups := id.Groups
 	if !sort.StringsAreSorted(groups) {
 		groups = append([]string(nil), groups...)
 		sort.Strings(groups)
 	}
-	b.WriteString(strconv.Itoa(len(groups)))
-	b.WriteByte('g')
+	b = strconv.AppendInt(b, int64(len(groups)), 10)
+	b = append(b, 'g')
 	for _, g := range groups {
-		field(g)
+		b = appendField(b, g)
 	}
 	if len(id.Attributes) > 0 {
-		names := make([]string, 0, len(id.Attributes))
+		var arr [8]string
+		names := arr[:0]
 		for k := range id.Attributes {
 			names = append(names, k)
 		}
 		sort.Strings(names)
 		for _, k := range names {
-			field(k)
+			b = appendField(b, k)
 			vs := id.Attributes[k]
-			b.WriteString(strconv.Itoa(len(vs)))
-			b.WriteByte('v')
+			b = strconv.AppendInt(b, int64(len(vs)), 10)
+			b = append(b, 'v')
 			for _, v := range vs {
-				field(v)
+				b = appendField(b, v)
 			}
 		}
 	}
-	b.WriteByte('|')
-	return b.String()
+	return append(b, '|')
+}
+
+func appendField(b []byte, s string) []byte {
+	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = append(b, ':')
+	return append(b, s...)
+}
+
+// appendParamsKey appends what separates a Parse's rewrite in the cache
+// from a simple Query's and from those with other declared types: nothing
+// for a Query (prm nil).
+func appendParamsKey(b []byte, prm *params) []byte {
+	if prm == nil {
+		return b
+	}
+	b = append(b, 0, 'P')
+	for _, t := range prm.types {
+		b = strconv.AppendUint(b, uint64(t), 10)
+		b = append(b, ',')
+	}
+	return append(b, 0)
+}
+
+// appendTenantKey appends what the cache keys by for the session's tenant
+// schema (tenantFor), nothing when it has none: the same text rewrites
+// differently once the schema is read again.
+func appendTenantKey(b []byte, ts *tenantState) []byte {
+	if ts == nil {
+		return b
+	}
+	b = strconv.AppendInt(b, int64(len(ts.key)), 10)
+	b = append(b, 's')
+	return append(b, ts.key...)
 }

@@ -26,25 +26,50 @@ import (
 // numbers with '_', a base prefix, trailing letters or a following '.';
 // '..'; unterminated or empty quoted names; long operators; '{', '}'.
 func lexConstants(sql string) (n normalized, ok, sure bool) {
-	// Spans of the constants; most statements have few.
-	type span struct {
-		start, end int
-		kind       byte
+	var buf [16]span // most statements have few constants
+	spans, ok, sure := lexSpans(sql, buf[:0])
+	if !ok {
+		return normalized{}, false, sure
 	}
+	n.kinds = make([]byte, len(spans))
+	n.consts = make([]string, len(spans))
+	var text strings.Builder
+	text.Grow(normalizedLen(sql, spans))
+	last := 0
+	for k, s := range spans {
+		n.kinds[k] = s.kind
+		n.consts[k] = sql[s.start:s.end]
+		text.WriteString(sql[last:s.start])
+		text.WriteByte('$')
+		text.WriteString(strconv.Itoa(k + 1))
+		last = s.end
+	}
+	text.WriteString(sql[last:])
+	n.text = text.String()
+	return n, true, true
+}
+
+// span is a constant found by lexSpans: sql[start:end], of kind.
+type span struct {
+	start, end int
+	kind       byte
+}
+
+// lexSpans is lexConstants' scan: it appends the constants' spans to spans.
+// ok is false when there are none or the text is not sure.
+func lexSpans(sql string, spans []span) (_ []span, ok, sure bool) {
 	for i := 0; i < len(sql); i++ {
 		if c := sql[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c >= 0x7f || c == '\\' {
-			return normalized{}, false, false
+			return spans, false, false
 		}
 	}
-	var buf [16]span
-	spans := buf[:0]
 	ops := 0 // length of the current run of operator characters
 	for i := 0; i < len(sql); {
 		c := sql[i]
 		if isOpChar(c) {
 			// PostgreSQL refuses operators of NAMEDATALEN (64) characters.
 			if ops++; ops > 32 {
-				return normalized{}, false, false
+				return spans, false, false
 			}
 		} else {
 			ops = 0
@@ -58,27 +83,27 @@ func lexConstants(sql string) (n normalized, ok, sure bool) {
 				j++
 			}
 			if j < len(sql) && (sql[j] == '\'' || sql[j] == '&' && j == i+1 && (c == 'u' || c == 'U')) {
-				return normalized{}, false, false // a string prefix: E'x', U&'x', …
+				return spans, false, false // a string prefix: E'x', U&'x', …
 			}
 			i = j
 		case isDigit(c) || c == '.' && i+1 < len(sql) && isDigit(sql[i+1]):
 			end, kind, sure := lexNumber(sql, i)
 			if !sure {
-				return normalized{}, false, false
+				return spans, false, false
 			}
 			spans = append(spans, span{i, end, kind})
 			i = end
 		case c == '\'':
 			end := lexQuoted(sql, i)
 			if end < 0 || quoteFollows(sql, end) {
-				return normalized{}, false, false
+				return spans, false, false
 			}
 			spans = append(spans, span{i, end, constString})
 			i = end
 		case c == '"':
 			end := lexQuoted(sql, i)
 			if end < 0 || end == i+2 {
-				return normalized{}, false, false // unterminated, or the zero-length name ""
+				return spans, false, false // unterminated, or the zero-length name ""
 			}
 			i = end
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
@@ -88,36 +113,44 @@ func lexConstants(sql string) (n normalized, ok, sure bool) {
 			ops = 0
 		case c == '/' && i+1 < len(sql) && sql[i+1] == '*',
 			c == '.' && i+1 < len(sql) && sql[i+1] == '.':
-			return normalized{}, false, false
+			return spans, false, false
 		case isOpChar(c) || isSelfChar(c):
 			i++
 		default: // '$' (a parameter, a dollar quote, or in a name), '{', '}'
-			return normalized{}, false, false
+			return spans, false, false
 		}
 	}
-	if len(spans) == 0 {
-		return normalized{}, false, true
-	}
+	return spans, len(spans) > 0, true
+}
+
+// normalizedLen is the length of sql with spans replaced by $1..$n.
+func normalizedLen(sql string, spans []span) int {
 	size := len(sql)
 	for k, s := range spans {
-		size += 1 + len(strconv.Itoa(k+1)) - (s.end - s.start)
+		size += 1 + digits(k+1) - (s.end - s.start)
 	}
-	var text strings.Builder
-	text.Grow(size)
-	n.kinds = make([]byte, len(spans))
-	n.consts = make([]string, len(spans))
+	return size
+}
+
+// appendNormalized appends sql with spans replaced by $1..$n, as
+// lexConstants' text (sameAsScan in lex_test.go holds the two together).
+func appendNormalized(b []byte, sql string, spans []span) []byte {
 	last := 0
 	for k, s := range spans {
-		text.WriteString(sql[last:s.start])
-		text.WriteByte('$')
-		text.WriteString(strconv.Itoa(k + 1))
-		n.kinds[k] = s.kind
-		n.consts[k] = sql[s.start:s.end]
+		b = append(b, sql[last:s.start]...)
+		b = append(b, '$')
+		b = strconv.AppendInt(b, int64(k+1), 10)
 		last = s.end
 	}
-	text.WriteString(sql[last:])
-	n.text = text.String()
-	return n, true, true
+	return append(b, sql[last:]...)
+}
+
+func digits(n int) int {
+	d := 1
+	for ; n >= 10; n /= 10 {
+		d++
+	}
+	return d
 }
 
 // lexNumber reads the number at sql[i:] (a digit, or '.' and a digit) as

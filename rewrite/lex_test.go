@@ -20,6 +20,18 @@ func sameAsScan(t testing.TB, sql string) bool {
 	if ok != wok || n.text != w.text || string(n.kinds) != string(w.kinds) || !slices.Equal(n.consts, w.consts) {
 		t.Errorf("lexConstants(%q)\n= %v %q %q %q\nscan path\n= %v %q %q %q", sql, ok, n.text, n.kinds, n.consts, wok, w.text, w.kinds, w.consts)
 	}
+	// templateHit finds the template under the key it builds in a
+	// buffer: the key rewriteMiss stores it under.
+	spans, sok, ssure := lexSpans(sql, nil)
+	if sok != ok || !ssure {
+		t.Errorf("lexSpans(%q) = %v %v, lexConstants %v true", sql, sok, ssure, ok)
+	}
+	if ok {
+		const idKey = "5:ident|"
+		if got, want := string(appendTemplateKey([]byte(idKey), sql, spans)), n.key(idKey); got != want {
+			t.Errorf("template key of %q built in a buffer\n%q, want\n%q", sql, got, want)
+		}
+	}
 	return true
 }
 

@@ -98,6 +98,10 @@ type prepForm struct {
 	literal []bool // per constant: stays a literal (see above)
 	probe   *Probe
 	m       *meter // while newPrepForm scans; nil after
+	// text is the prepared text when every constant is a parameter of its
+	// own, in order ($k for constant k): the same for every statement of
+	// the shape that binds them so, computed once (newTemplate).
+	text string
 }
 
 // newPrepForm decides which of a template's constants may become
@@ -225,26 +229,49 @@ const maxParams = 1<<16 - 1
 // none (no constant can be a parameter, more than maxParams would be, the
 // warehouse rejected it, or m stopped).
 func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
+	var sp *smallPrepared
+	if fitsSmall(consts) {
+		sp = &smallPrepared{}
+	}
+	return t.preparedIn(m, consts, kinds, sp)
+}
+
+// preparedIn is prepared in sp, which is nil or has room for consts
+// (fitsSmall).
+func (t *template) preparedIn(m *meter, consts []string, kinds []byte, sp *smallPrepared) *Prepared {
 	f := t.prep
 	if f == nil || f.probe.State() == ProbeRejected || len(kinds) != len(f.literal) {
 		return nil
 	}
-	pr := &Prepared{Probe: f.probe}
-	param := make([]int, len(consts)) // 1-based parameter of each constant; 0 for a literal
+	pr, vals := newPrepared(consts, sp)
+	pr.Probe = f.probe
+	// 1-based parameter of each constant; 0 for a literal.
+	var paramBuf [16]int
+	param := paramBuf[:0]
+	if len(consts) <= len(paramBuf) {
+		param = paramBuf[:len(consts)]
+	} else {
+		param = make([]int, len(consts))
+	}
 	// The parameter already given to each number, by kind (constInt,
 	// constFloat): a map, where a search of the constants before made
 	// statements of many constants quadratic; a search still for a few.
 	var shared [2]map[string]int
 	search := len(consts) <= 16
+	// inOrder: constant k is parameter k+1, every one: the text is then
+	// always the template's own (f.text).
+	inOrder := true
 	for k := range consts {
 		if m.stop(1) {
 			return nil
 		}
 		if f.literal[k] {
+			inOrder = false
 			continue
 		}
-		oid, val, ok := paramValue(kinds[k], consts[k])
+		oid, ok := paramOID(kinds[k], consts[k])
 		if !ok {
+			inOrder = false
 			continue
 		}
 		num := -1
@@ -266,6 +293,7 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 			param[k] = shared[num][consts[k]]
 		}
 		if param[k] != 0 {
+			inOrder = false
 			continue
 		}
 		if len(pr.Params) == maxParams {
@@ -274,7 +302,9 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 			return nil
 		}
 		pr.ParamOIDs = append(pr.ParamOIDs, oid)
-		pr.Params = append(pr.Params, val)
+		start := len(vals)
+		vals = appendValue(vals, kinds[k], consts[k])
+		pr.Params = append(pr.Params, vals[start:len(vals):len(vals)])
 		param[k] = len(pr.Params)
 		if num >= 0 && !search {
 			if shared[num] == nil {
@@ -286,8 +316,20 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 	if len(pr.Params) == 0 {
 		return nil
 	}
-	var b strings.Builder
+	if inOrder && f.text != "" {
+		pr.SQL = f.text
+		return pr
+	}
 	parts, slots := t.parts[0], t.slots[0]
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	for _, k := range slots {
+		n += len(consts[k]) + 6 // "$65535" at most
+	}
+	var b strings.Builder
+	b.Grow(n)
 	for j, k := range slots {
 		b.WriteString(parts[j])
 		if param[k] == 0 {
@@ -302,53 +344,109 @@ func (t *template) prepared(m *meter, consts []string, kinds []byte) *Prepared {
 	return pr
 }
 
-// paramValue is a constant's parameter type and text value, as PostgreSQL
-// would read the literal; false when it must stay a literal.
-func paramValue(kind byte, lit string) (uint32, []byte, bool) {
+// smallPrepared is a Prepared of a few parameters with room for them
+// (fitsSmall), so that a template hit's prepared form takes no allocation
+// of its own.
+type smallPrepared struct {
+	pr   Prepared
+	oids [4]uint32
+	vals [4][]byte
+	buf  [48]byte
+}
+
+// fitsSmall reports whether a smallPrepared has room for the parameters of
+// consts and their values.
+func fitsSmall(consts []string) bool {
+	var sp smallPrepared
+	if len(consts) > len(sp.oids) {
+		return false
+	}
+	size := 0
+	for _, c := range consts {
+		size += len(c)
+	}
+	return size <= len(sp.buf)
+}
+
+// newPrepared returns an empty Prepared with room for consts' parameters,
+// and a buffer for their values (no value is longer than its literal): in
+// sp when it is not nil.
+func newPrepared(consts []string, sp *smallPrepared) (*Prepared, []byte) {
+	if sp != nil {
+		sp.pr.ParamOIDs, sp.pr.Params = sp.oids[:0], sp.vals[:0]
+		return &sp.pr, sp.buf[:0]
+	}
+	size := 0
+	for _, c := range consts {
+		size += len(c)
+	}
+	return &Prepared{ParamOIDs: make([]uint32, 0, len(consts)), Params: make([][]byte, 0, len(consts))}, make([]byte, 0, size)
+}
+
+// appendValue appends the text value of a constant that paramOID accepts:
+// a number's literal, a string's without its quotes and with doubled
+// quotes single.
+func appendValue(b []byte, kind byte, lit string) []byte {
+	if kind != constString {
+		return append(b, lit...)
+	}
+	body := lit[1 : len(lit)-1]
+	for i := 0; i < len(body); i++ {
+		if body[i] == '\'' {
+			i++ // doubled, as paramOID checked
+		}
+		b = append(b, body[i])
+	}
+	return b
+}
+
+// paramOID is a constant's parameter type, as PostgreSQL would read the
+// literal (0 for a string: the warehouse infers it); false when it must
+// stay a literal. Its value is the literal's text, a string's without its
+// quotes and with doubled quotes single (Prepared.appendValue).
+func paramOID(kind byte, lit string) (uint32, bool) {
 	switch kind {
 	case constInt:
 		// Decimal digits only: the lexer takes 0x1F and 1_000 as integers,
 		// which a PostgreSQL 15 input function does not.
 		if !decimalDigits(lit) {
-			return 0, nil, false
+			return 0, false
 		}
-		return oidInt4, []byte(lit), true
+		return oidInt4, true
 	case constFloat:
 		if decimalDigits(lit) {
 			// Too big for int4: int8 when it fits, like the literal.
 			v, err := strconv.ParseUint(strings.TrimLeft(lit, "0"), 10, 64)
 			switch {
 			case err == nil && (v == 1<<31 || v == 1<<63):
-				return 0, nil, false // negated, the literal is one type narrower
+				return 0, false // negated, the literal is one type narrower
 			case err == nil && v < 1<<63:
-				return oidInt8, []byte(lit), true
+				return oidInt8, true
 			}
-			return oidNumeric, []byte(lit), true
+			return oidNumeric, true
 		}
 		if !decimalLiteral(lit) {
-			return 0, nil, false
+			return 0, false
 		}
-		return oidNumeric, []byte(lit), true
+		return oidNumeric, true
 	case constString:
 		if len(lit) < 2 || lit[0] != '\'' || lit[len(lit)-1] != '\'' || strings.IndexByte(lit, '\\') >= 0 {
-			return 0, nil, false
+			return 0, false
 		}
-		body := lit[1 : len(lit)-1]
 		// A quote inside must be a doubled one; anything else (strings
 		// continued across lines) is not a plain string.
-		val := make([]byte, 0, len(body))
+		body := lit[1 : len(lit)-1]
 		for i := 0; i < len(body); i++ {
 			if body[i] == '\'' {
 				if i+1 >= len(body) || body[i+1] != '\'' {
-					return 0, nil, false
+					return 0, false
 				}
 				i++
 			}
-			val = append(val, body[i])
 		}
-		return 0, val, true
+		return 0, true
 	}
-	return 0, nil, false
+	return 0, false
 }
 
 func decimalDigits(s string) bool {

@@ -1,9 +1,6 @@
 package rewrite
 
 import (
-	"strconv"
-	"strings"
-
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 )
 
@@ -223,22 +220,6 @@ func (t *relTemplate) column(name string) *colTemplate {
 type params struct {
 	types []uint32
 	uses  map[int32]int // occurrences of each $n in the text, counted once
-}
-
-// key separates a Parse's rewrite in the cache from a simple Query's and
-// from those with other declared types.
-func (prm *params) key() string {
-	if prm == nil {
-		return ""
-	}
-	var b strings.Builder
-	b.WriteString("\x00P")
-	for _, t := range prm.types {
-		b.WriteString(strconv.FormatUint(uint64(t), 10))
-		b.WriteByte(',')
-	}
-	b.WriteByte(0)
-	return b.String()
 }
 
 // fits reports whether parameter n of sql is certain to have the column type

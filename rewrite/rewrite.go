@@ -260,19 +260,29 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	// text and the template's second rewrite.
 	cached := r.cache != nil && r.cache.fits(len(sql))
 	personal := r.personal || r.fills && mayInsert(sql)
-	var idKey, key string
-	if cached {
-		idKey = identityKey(r.pol.Version(), id, personal) + prm.key() + ts.cacheKey()
-		key = idKey + sql
-		if res, ok := r.cache.get(key); ok {
-			return res, nil
+	if !cached {
+		if !personal {
+			id = r.impersonal(id)
 		}
+		return r.rewriteMiss(ctx, sql, id, ts, prm, false, "", "")
 	}
+	// The keys are built in a buffer that a statement the cache answers
+	// does not let escape: only a miss copies them.
+	var buf [keyBufBytes]byte
+	kb := appendIdentityKey(buf[:0], r.pol.Version(), id, personal)
+	kb = appendParamsKey(kb, prm)
+	kb = appendTenantKey(kb, ts)
+	idLen := len(kb)
+	if res, ok := r.cache.getBytes(append(kb, sql...)); ok {
+		return res, nil
+	}
+	if res := r.templateHit(ctx, kb[:idLen], sql); res != nil {
+		return res, nil
+	}
+	idKey := string(kb[:idLen])
+	key := idKey + sql
 	if !personal {
 		id = r.impersonal(id)
-	}
-	if !cached {
-		return r.rewriteMiss(ctx, sql, id, ts, prm, false, "", "")
 	}
 	// Sessions that share a key and miss together (a dashboard opened by
 	// many users at once, every session after a policy reload) wait for
@@ -280,6 +290,47 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	return r.flights.do(ctx, key, func() (*Result, error) {
 		return r.rewriteMiss(ctx, sql, id, ts, prm, true, idKey, key)
 	})
+}
+
+// keyBufBytes is the room rewriteFor's keys get on its stack: an identity
+// and a statement of a few hundred bytes.
+const keyBufBytes = 512
+
+// hitBytes is the longest statement that templateHit answers: a template
+// hit is a scan of the statement and a copy of its template, a few
+// microseconds at this length, so it takes no slot of the gate; longer
+// statements go through the gate's checks as every rewrite does.
+const hitBytes = 8 << 10
+
+// templateHit answers a statement of at most hitBytes whose shape has a
+// template (template.go) without the gate and the single flight that a
+// rewrite goes through: nil when it cannot, and rewriteMiss then does what
+// it always does. idKey is the key's identity part, in a buffer that
+// templateHit may append to. What it answers is rewriteMiss's answer for
+// the same template.
+func (r *Rewriter) templateHit(ctx context.Context, idKey []byte, sql string) *Result {
+	if len(sql) > hitBytes || int64(len(sql)) > r.gate.lim.MemoryBytes {
+		return nil
+	}
+	var spanBuf [16]span
+	spans, ok, sure := lexSpans(sql, spanBuf[:0])
+	if !ok || !sure || len(spans) > maxParams {
+		return nil // scanned by PostgreSQL's lexer in rewriteMiss, or not a template
+	}
+	t, ok := r.cache.getTemplateBytes(appendTemplateKey(idKey, sql, spans))
+	// A cancelled statement gets its answer from rewriteMiss, as it did
+	// before templates were answered here.
+	if !ok || !t.ok || ctx.Err() != nil {
+		return nil
+	}
+	var constBuf [16]string
+	var kindBuf [16]byte
+	consts, kinds := constBuf[:0], kindBuf[:0]
+	for _, s := range spans {
+		consts = append(consts, sql[s.start:s.end])
+		kinds = append(kinds, s.kind)
+	}
+	return t.hit(consts, kinds)
 }
 
 // rewriteMiss rewrites a statement the cache did not answer, within a slot

@@ -77,15 +77,6 @@ func (r *Rewriter) tenantFor(ctx context.Context, id *policy.Identity) *tenantSt
 	return &tenantState{schema: ts.Schema, key: ts.Schema + "\x00" + strconv.FormatUint(ts.Gen, 10)}
 }
 
-// cacheKey is what the rewrite cache adds to its key for the session's
-// tenant schema: the same text rewrites differently once it is read again.
-func (ts *tenantState) cacheKey() string {
-	if ts == nil {
-		return ""
-	}
-	return strconv.Itoa(len(ts.key)) + "s" + ts.key
-}
-
 // relSchema is the schema a relation is read from for this session.
 func (p *pass) relSchema(t *relTemplate) string {
 	if t.rel.Tenancy == policy.TenancySchema && p.tenant != nil && p.tenant.err == nil {

@@ -111,6 +111,18 @@ func (n normalized) key(idKey string) string {
 	return idKey + "\x00T" + string(n.kinds) + "\x00" + n.text
 }
 
+// appendTemplateKey appends to idKey (in its buffer) the rest of the key
+// of the template of sql, whose constants lexSpans found: n.key without
+// the normalized statement.
+func appendTemplateKey(idKey []byte, sql string, spans []span) []byte {
+	b := append(idKey, 0, 'T')
+	for _, s := range spans {
+		b = append(b, s.kind)
+	}
+	b = append(b, 0)
+	return appendNormalized(b, sql, spans)
+}
+
 // template is the rewrite of a normalized statement, ready to instantiate.
 // A template with ok false records that the shape does not template.
 type template struct {
@@ -162,14 +174,57 @@ func newTemplate(m *meter, res *Result, kinds []byte) *template {
 	if len(res.Statements) == 1 && len(t.slots[0]) > 0 {
 		t.prep = newPrepForm(m, res.Statements[0].SQL, kinds)
 	}
+	if t.prep != nil {
+		var b strings.Builder
+		for j, k := range t.slots[0] {
+			b.WriteString(t.parts[0][j])
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(k + 1))
+		}
+		b.WriteString(t.parts[0][len(t.slots[0])])
+		t.prep.text = b.String()
+	}
 	return t
 }
 
 // instantiate puts consts into the template; m counts them.
 func (t *template) instantiate(m *meter, consts []string) *Result {
-	res := *t.res
-	res.Statements = make([]Statement, len(t.res.Statements))
-	sqls := make([]string, len(res.Statements))
+	if len(t.res.Statements) == 1 {
+		// A single statement, as most are: the result and its statement
+		// in one allocation.
+		one := &struct {
+			res Result
+			st  [1]Statement
+		}{}
+		return t.fill(m, &one.res, one.st[:], consts)
+	}
+	return t.fill(m, &Result{}, make([]Statement, len(t.res.Statements)), consts)
+}
+
+// hit is instantiate and prepared at once, for a template hit: a single
+// statement of few constants with a prepared form gets its result, its
+// statement and that form in one allocation.
+func (t *template) hit(consts []string, kinds []byte) *Result {
+	if len(t.res.Statements) != 1 || t.prep == nil || t.prep.probe.State() == ProbeRejected || !fitsSmall(consts) {
+		res := t.instantiate(nil, consts)
+		res.Prepared = t.prepared(nil, consts, kinds)
+		return res
+	}
+	one := &struct {
+		res Result
+		st  [1]Statement
+		pr  smallPrepared
+	}{}
+	res := t.fill(nil, &one.res, one.st[:], consts)
+	res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
+	return res
+}
+
+// fill sets res to the template's result with consts put in, its
+// statements in sts (one per statement of the template).
+func (t *template) fill(m *meter, res *Result, sts []Statement, consts []string) *Result {
+	*res = *t.res
+	res.Statements = sts
 	for i, st := range t.res.Statements {
 		n := 0
 		for _, p := range t.parts[i] {
@@ -187,15 +242,18 @@ func (t *template) instantiate(m *meter, consts []string) *Result {
 		}
 		b.WriteString(t.parts[i][len(t.slots[i])])
 		st.SQL = b.String()
-		res.Statements[i] = st
-		sqls[i] = st.SQL
+		sts[i] = st
 	}
-	if len(sqls) == 1 {
-		res.SQL = sqls[0]
+	if len(sts) == 1 {
+		res.SQL = sts[0].SQL
 	} else {
+		sqls := make([]string, len(sts))
+		for i := range sts {
+			sqls[i] = sts[i].SQL
+		}
 		res.SQL = strings.Join(sqls, "; ")
 	}
-	return &res
+	return res
 }
 
 // matches reports whether the template instantiated with consts is the
@@ -219,6 +277,9 @@ func (t *template) size() int64 {
 		return 64
 	}
 	n := resultSize(t.res) + 64
+	if t.prep != nil {
+		n += int64(len(t.prep.literal)+len(t.prep.text)) + 48
+	}
 	for i := range t.parts {
 		n += int64(len(t.slots[i]))*8 + int64(len(t.parts[i]))*16
 	}
