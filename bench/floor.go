@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -58,11 +59,17 @@ func (r *floorRelay) stop() {
 	if r == nil || r.cmd.Process == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
+	stopChild(r.cmd.Process, r.exited, syscall.SIGTERM, 5*time.Second)
+}
+
+// stopChild signals a child the bench started and kills it if it has not
+// exited (closed exited) within grace.
+func stopChild(p *os.Process, exited <-chan struct{}, sig os.Signal, grace time.Duration) {
+	p.Signal(sig)
 	select {
-	case <-r.exited:
-	case <-time.After(5 * time.Second):
-		r.cmd.Process.Kill()
-		<-r.exited
+	case <-exited:
+	case <-time.After(grace):
+		p.Kill()
+		<-exited
 	}
 }

@@ -195,13 +195,7 @@ func (b *bouncer) stop() {
 	if b == nil || b.cmd.Process == nil {
 		return
 	}
-	b.cmd.Process.Signal(syscall.SIGINT)
-	select {
-	case <-b.exited:
-	case <-time.After(5 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.exited
-	}
+	stopChild(b.cmd.Process, b.exited, syscall.SIGINT, 5*time.Second)
 }
 
 func systemUser(name string) (*syscall.Credential, error) {

@@ -248,11 +248,5 @@ func (w *warden) stop() {
 	if w == nil || w.cmd == nil || w.cmd.Process == nil {
 		return
 	}
-	w.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-w.exited:
-	case <-time.After(10 * time.Second):
-		w.cmd.Process.Kill()
-		<-w.exited
-	}
+	stopChild(w.cmd.Process, w.exited, syscall.SIGTERM, 10*time.Second)
 }

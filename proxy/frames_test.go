@@ -31,18 +31,6 @@ func sampleBackend(big int) []pgproto3.BackendMessage {
 	}
 }
 
-func backendStream(t testing.TB, msgs []pgproto3.BackendMessage) []byte {
-	t.Helper()
-	var b []byte
-	for _, m := range msgs {
-		var err error
-		if b, err = m.Encode(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return b
-}
-
 // trickleReader returns at most n bytes a read and, when timeouts is set,
 // a deadline error before every read that returns data.
 type trickleReader struct {
@@ -66,7 +54,7 @@ func (t *trickleReader) Read(p []byte) (int, error) {
 // bytes and decodes to it.
 func TestFrameReader(t *testing.T) {
 	msgs := sampleBackend(3 * frameBufSize)
-	stream := backendStream(t, msgs)
+	stream := encodeStream(t, msgs)
 	for _, tc := range []struct {
 		name     string
 		chunk    int

@@ -13,8 +13,9 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// frontendStream encodes msgs as a client would send them.
-func frontendStream(t testing.TB, msgs []pgproto3.FrontendMessage) []byte {
+// encodeStream encodes msgs as a client (FrontendMessage) or a server
+// (BackendMessage) would send them.
+func encodeStream[M interface{ Encode([]byte) ([]byte, error) }](t testing.TB, msgs []M) []byte {
 	t.Helper()
 	var b []byte
 	for _, m := range msgs {
@@ -66,7 +67,7 @@ func (c *chunky) Read(p []byte) (int, error) {
 // however the bytes arrive.
 func TestMsgReaderMatchesBackend(t *testing.T) {
 	msgs := sampleFrontend(3 * readBufSize)
-	stream := frontendStream(t, msgs)
+	stream := encodeStream(t, msgs)
 	for _, n := range []int{1, 3, 5, 7, 100, readBufSize, 1 << 20} {
 		for _, timeout := range []bool{false, true} {
 			r := newMsgReader(&chunky{r: bytes.NewReader(stream), n: n, timeout: timeout}, newReadBufPool(), nil, nil)
@@ -104,7 +105,7 @@ func TestMsgReaderErrors(t *testing.T) {
 		max    int
 		check  func(error) bool
 	}{
-		{"too big", frontendStream(t, []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 12345"}}), 8,
+		{"too big", encodeStream(t, []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 12345"}}), 8,
 			func(err error) bool {
 				var e *pgproto3.ExceededMaxBodyLenErr
 				return errors.As(err, &e) && e.ActualBodyLen == 13
@@ -166,7 +167,7 @@ func TestMsgReaderIdleHoldsNoBuffer(t *testing.T) {
 			got <- err
 		}
 	}()
-	if _, err := client.Write(frontendStream(t, []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1"}})); err != nil {
+	if _, err := client.Write(encodeStream(t, []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1"}})); err != nil {
 		t.Fatal(err)
 	}
 	// The second receive parks: nothing more comes. The reader's fields
@@ -188,7 +189,7 @@ func TestMsgReaderIdleHoldsNoBuffer(t *testing.T) {
 // allocates nothing beyond what decoding its messages does, as with
 // pgproto3's Backend.
 func TestMsgReaderAllocs(t *testing.T) {
-	batch := frontendStream(t, extendedBatch())
+	batch := encodeStream(t, extendedBatch())
 	src := bytes.NewReader(nil)
 	r := newMsgReader(src, newReadBufPool(), nil, nil)
 	be := pgproto3.NewBackend(src, io.Discard)
@@ -218,7 +219,7 @@ func extendedBatch() []pgproto3.FrontendMessage {
 }
 
 func BenchmarkMsgReaderExtendedBatch(b *testing.B) {
-	batch := frontendStream(b, extendedBatch())
+	batch := encodeStream(b, extendedBatch())
 	src := bytes.NewReader(nil)
 	r := newMsgReader(src, newReadBufPool(), nil, nil)
 	b.ReportAllocs()
@@ -233,7 +234,7 @@ func BenchmarkMsgReaderExtendedBatch(b *testing.B) {
 }
 
 func BenchmarkBackendExtendedBatch(b *testing.B) {
-	batch := frontendStream(b, extendedBatch())
+	batch := encodeStream(b, extendedBatch())
 	src := bytes.NewReader(nil)
 	be := pgproto3.NewBackend(src, io.Discard)
 	b.ReportAllocs()

@@ -420,7 +420,11 @@ func TestFewestHeldFirst(t *testing.T) {
 // return of a tenant with no other connection in use (its state is
 // forgotten at every return).
 func BenchmarkLoneTenantCheckout(b *testing.B) {
-	s := New[int](Config{Policy: Fair}, nil)
+	checkoutLoop(b, New[int](Config{Policy: Fair}, nil))
+}
+
+// checkoutLoop makes the scheduler calls of a checkout and a return of t1.
+func checkoutLoop(b *testing.B, s *Scheduler[int]) {
 	for b.Loop() {
 		s.Start("t1")
 		s.Queued()
@@ -437,11 +441,5 @@ func BenchmarkBusyTenantCheckout(b *testing.B) {
 	for range 4 {
 		s.Start("t1")
 	}
-	for b.Loop() {
-		s.Start("t1")
-		s.Queued()
-		s.Done("t1")
-		s.Queued()
-		s.Queued()
-	}
+	checkoutLoop(b, s)
 }
