@@ -33,7 +33,12 @@ func TestOpStatsFed(t *testing.T) {
 	_, err = globex.Exec(ctx, "SELECT 1/0").ReadAll()
 	wantPgErr(t, err, "22012", "")
 
+	// The client has its ReadyForQuery before the relay gives the
+	// connection back to the pool: wait for the pool to show it idle.
 	s := rec.Snapshot(0)
+	for deadline := time.Now().Add(30 * time.Second); len(s.Pools) == 1 && s.Pools[0].Idle == 0 && time.Now().Before(deadline); s = rec.Snapshot(0) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	byName := map[string]opstats.Tenant{}
 	for _, tn := range s.Tenants {
 		byName[tn.Tenant] = tn
