@@ -426,15 +426,15 @@ func TestParseProcStat(t *testing.T) {
 	if !ok {
 		t.Fatal("parseProcStat: not ok")
 	}
-	want := procStat{PPID: 17, CPU: 10 * clockTick, ChildCPU: 250 * clockTick}
+	want := procStat{PPID: 17, CPU: 10 * clockTick, Sys: 3 * clockTick, ChildCPU: 250 * clockTick}
 	if st != want {
 		t.Errorf("parseProcStat = %+v, want %+v", st, want)
 	}
 	if _, ok := parseProcStat("4242 (short) S 1 2"); ok {
 		t.Error("parseProcStat accepted a truncated line")
 	}
-	if got := processCPU(os.Getpid()); got < 0 {
-		t.Errorf("processCPU(self) = %v", got)
+	if cpu, sys := processCPU(os.Getpid()); cpu < 0 || sys < 0 || sys > cpu {
+		t.Errorf("processCPU(self) = %v, %v", cpu, sys)
 	}
 }
 

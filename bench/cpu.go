@@ -21,6 +21,9 @@ type procStat struct {
 	PPID int
 	// CPU is utime + stime: this process, all of its threads.
 	CPU time.Duration
+	// Sys is stime alone, the part spent in the kernel on the process's
+	// behalf: for a proxy, mostly its socket reads, writes and polls.
+	Sys time.Duration
 	// ChildCPU is cutime + cstime: its children that exited and were
 	// waited for.
 	ChildCPU time.Duration
@@ -54,18 +57,19 @@ func parseProcStat(s string) (procStat, bool) {
 	return procStat{
 		PPID:     int(n(4)),
 		CPU:      time.Duration(n(14)+n(15)) * clockTick,
+		Sys:      time.Duration(n(15)) * clockTick,
 		ChildCPU: time.Duration(n(16)+n(17)) * clockTick,
 	}, true
 }
 
-// processCPU is the CPU time process pid has used so far (0 when pid is 0 or
-// gone).
-func processCPU(pid int) time.Duration {
+// processCPU is the CPU time process pid has used so far, all of it and the
+// kernel's part (0 when pid is 0 or gone).
+func processCPU(pid int) (cpu, sys time.Duration) {
 	if pid <= 0 {
-		return 0
+		return 0, 0
 	}
 	st, _ := readProcStat(pid)
-	return st.CPU
+	return st.CPU, st.Sys
 }
 
 // treeCPU is the CPU time of process pid and its children: its own, what its
@@ -101,9 +105,12 @@ func treeCPU(pid int) time.Duration {
 // cpuUse is the CPU per transaction of each process of one run, in
 // microseconds (NaN when not measured).
 type cpuUse struct {
-	ProxyUs   float64 `json:",omitempty"`
-	PgUs      float64 `json:",omitempty"`
-	PgbenchUs float64 `json:",omitempty"`
+	ProxyUs float64 `json:",omitempty"`
+	// ProxySysUs is the kernel's part of ProxyUs: what the proxy's system
+	// calls cost, which no user-space work can lower.
+	ProxySysUs float64 `json:",omitempty"`
+	PgUs       float64 `json:",omitempty"`
+	PgbenchUs  float64 `json:",omitempty"`
 }
 
 func perTx(d time.Duration, tx int) float64 {

@@ -154,8 +154,8 @@ func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*w
 						if s.Err != "" {
 							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s error: %s\n", round, w.Name, proto, k.Clients, t.Name, s.Err)
 						} else {
-							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f pg %5.1f pgbench %5.1f\n",
-								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.PgUs, s.CPU.PgbenchUs)
+							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f (kernel %5.1f) pg %5.1f pgbench %5.1f\n",
+								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.ProxySysUs, s.CPU.PgUs, s.CPU.PgbenchUs)
 						}
 					}
 				}
@@ -188,7 +188,8 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	}
 	// Every tenant's process of one case goes through the same proxy.
 	proxy := eps[0].Pid
-	proxy0, pg0 := processCPU(proxy), treeCPU(o.Postmaster)
+	proxy0, proxySys0 := processCPU(proxy)
+	pg0 := treeCPU(o.Postmaster)
 	for i := range w.Tenants {
 		ep, script := eps[i], scripts[i]
 		wg.Add(1)
@@ -200,7 +201,9 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		}()
 	}
 	wg.Wait()
-	proxyCPU, pgCPU := processCPU(proxy)-proxy0, treeCPU(o.Postmaster)-pg0
+	proxyCPU, proxySys := processCPU(proxy)
+	proxyCPU, proxySys = proxyCPU-proxy0, proxySys-proxySys0
+	pgCPU := treeCPU(o.Postmaster) - pg0
 	s := sample{Mode: mode}
 	var lat []float64
 	var tx int
@@ -217,7 +220,7 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	}
 	s.Lat = summarizeLatencies(lat)
 	if proxy > 0 {
-		s.CPU.ProxyUs = perTx(proxyCPU, tx)
+		s.CPU.ProxyUs, s.CPU.ProxySysUs = perTx(proxyCPU, tx), perTx(proxySys, tx)
 	}
 	if o.Postmaster > 0 {
 		s.CPU.PgUs = perTx(pgCPU, tx)
@@ -239,6 +242,8 @@ type caseSummary struct {
 	Err       string  // the last error, when no round succeeded
 	// CPU per transaction, µs, medians over rounds (NaN: not measured).
 	ProxyUs, PgUs, PgbenchUs float64
+	// ProxySysUs is the kernel's part of ProxyUs (median over rounds).
+	ProxySysUs float64
 	// ProxyCPUVsBouncer is the median over rounds of the proxy's CPU per
 	// transaction divided by PgBouncer's in the same round.
 	ProxyCPUVsBouncer float64
@@ -247,7 +252,7 @@ type caseSummary struct {
 func (r *e2eResults) summarize(k caseKey) caseSummary {
 	ss := r.Samples[k]
 	cs := caseSummary{Key: k, TPS: math.NaN(), MeanMs: math.NaN(), P99Ms: math.NaN(), VsDirect: math.NaN(), VsBouncer: math.NaN()}
-	var tps, means, p99s, proxyUs, pgUs, pgbenchUs []float64
+	var tps, means, p99s, proxyUs, proxySysUs, pgUs, pgbenchUs []float64
 	for _, s := range ss {
 		cs.Mode = s.Mode
 		if s.Err != "" {
@@ -259,6 +264,7 @@ func (r *e2eResults) summarize(k caseKey) caseSummary {
 		p99s = append(p99s, s.Lat.P99Ms)
 		if s.CPU.ProxyUs > 0 {
 			proxyUs = append(proxyUs, s.CPU.ProxyUs)
+			proxySysUs = append(proxySysUs, s.CPU.ProxySysUs)
 		}
 		if s.CPU.PgUs > 0 {
 			pgUs = append(pgUs, s.CPU.PgUs)
@@ -267,7 +273,7 @@ func (r *e2eResults) summarize(k caseKey) caseSummary {
 			pgbenchUs = append(pgbenchUs, s.CPU.PgbenchUs)
 		}
 	}
-	cs.ProxyUs, cs.PgUs, cs.PgbenchUs = median(proxyUs), median(pgUs), median(pgbenchUs)
+	cs.ProxyUs, cs.ProxySysUs, cs.PgUs, cs.PgbenchUs = median(proxyUs), median(proxySysUs), median(pgUs), median(pgbenchUs)
 	cs.ProxyCPUVsBouncer = r.pairedCPURatio(k, "pgbouncer")
 	cs.Rounds = len(tps)
 	if cs.Rounds > 0 {
