@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -474,5 +475,44 @@ BenchmarkRewriteCached/bi/x-2   	 1000	 900 ns/op
 	writeColdRewrite(&b, rows[:1])
 	if !strings.Contains(b.String(), "Every query is within 1.30×.") {
 		t.Errorf("report:\n%s", b.String())
+	}
+}
+
+// The second run of goBenchRuns selects, level by level as go test matches
+// a -bench pattern, exactly BenchmarkConstants' sizes that -short leaves
+// out (rewrite/scale_bench_test.go: n > 10000); a quick run has none.
+func TestGoBenchRuns(t *testing.T) {
+	runs := goBenchRuns(5, "100ms", false)
+	if len(runs) != 2 || !runs[0].Short || runs[0].Count != 5 || runs[1].Short || runs[1].Count != 1 {
+		t.Fatalf("runs: %+v", runs)
+	}
+	if q := goBenchRuns(1, "20ms", true); len(q) != 1 || !q[0].Short {
+		t.Fatalf("quick runs: %+v", q)
+	}
+	levels := strings.Split(runs[1].Pattern, "/")
+	matches := func(name string) bool {
+		parts := strings.Split(name, "/")
+		if len(parts) != len(levels) {
+			return false
+		}
+		for i, p := range parts {
+			if !regexp.MustCompile(levels[i]).MatchString(p) {
+				return false
+			}
+		}
+		return true
+	}
+	for _, shape := range []string{"in", "or"} {
+		for _, kind := range []string{"first", "template", "uncached"} {
+			for _, n := range []string{"100", "1000", "10000", "100000", "1000000"} {
+				name := "BenchmarkConstants/" + shape + "/" + kind + "/" + n
+				if want := len(n) > len("10000"); matches(name) != want {
+					t.Errorf("%s: matched %v, want %v", name, !want, want)
+				}
+			}
+		}
+	}
+	if matches("BenchmarkConstantsX/in/first/100000") {
+		t.Error("another benchmark matched")
 	}
 }

@@ -271,6 +271,9 @@ func run(args []string, stdout, log io.Writer) error {
 		fmt.Sprintf("max_connections %d", o.MaxConnections),
 		fmt.Sprintf("go test -count %d -benchtime %s", o.BenchCount, o.Benchtime),
 	}
+	if !o.Quick {
+		rep.Settings = append(rep.Settings, "BenchmarkConstants' sizes of 10^5 and 10^6 constants: -count 1")
+	}
 	if o.Quick {
 		rep.Settings = append([]string{"**-quick (smoke run: few samples, not for quoting)**"}, rep.Settings...)
 	}
@@ -363,8 +366,7 @@ func run(args []string, stdout, log io.Writer) error {
 	}
 	if o.Parts["gobench"] && ctx.Err() == nil {
 		fmt.Fprintln(log, "running the Go microbenchmarks …")
-		pkgs := []string{"./rewrite/", "./bench/..."}
-		bs, err := runGoBench(ctx, goBenchOptions{Root: root, Count: o.BenchCount, Benchtime: o.Benchtime, Packages: pkgs,
+		bs, err := runGoBench(ctx, goBenchOptions{Root: root, Runs: goBenchRuns(o.BenchCount, o.Benchtime, o.Quick),
 			RawOut: filepath.Join(outDir, "out", "gobench.txt"), Log: log})
 		if err != nil {
 			rep.Notes = append(rep.Notes, "go test -bench: "+oneLine(err.Error(), 300))

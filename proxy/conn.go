@@ -174,6 +174,7 @@ type clientConn struct {
 	ignoreUntilSync bool
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
+	names           stmtNames // the names of simple statements run prepared (stmtname.go)
 }
 
 // portal is a client's bound portal: its statement and the result formats
@@ -758,15 +759,22 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	if err != nil {
 		return nil, err
 	}
-	return &rewritten{
-		stmtInfo: &stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()},
+	// One allocation for both: a statement's stmtInfo lives as long as
+	// its rewritten, or longer (a prepared statement's) by a few words.
+	both := &struct {
+		rw   rewritten
+		info stmtInfo
+	}{info: stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()}}
+	both.rw = rewritten{
+		stmtInfo: &both.info,
 		encs:     encs,
 		saves:    savepointSteps(res),
 		multi:    len(res.Statements) > 1,
 		rw:       rw,
 		result:   res,
 		ops:      c.setOps(res),
-	}, nil
+	}
+	return &both.rw, nil
 }
 
 // refuse records a refused statement and returns the ErrorResponse the relay

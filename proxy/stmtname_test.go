@@ -57,3 +57,39 @@ func BenchmarkProxyStmtName(b *testing.B) {
 		proxyStmtName(sql, oids)
 	}
 }
+
+// stmtNames answers what proxyStmtName does, whatever the order of the
+// statements and whatever the caller does to its types after.
+func TestStmtNames(t *testing.T) {
+	var n stmtNames
+	a, b := "SELECT $1", "SELECT $1 + 1"
+	oids := []uint32{23}
+	for i, c := range []struct {
+		sql  string
+		oids []uint32
+	}{
+		{a, oids}, {a, oids}, {a, []uint32{20}}, {a, nil}, {b, []uint32{23}}, {b, []uint32{23}}, {a, []uint32{23}}, {"", nil},
+	} {
+		if got, want := n.get(c.sql, c.oids), proxyStmtName(c.sql, c.oids); got != want {
+			t.Errorf("%d: %q %v: %s, want %s", i, c.sql, c.oids, got, want)
+		}
+	}
+	n.get(a, oids)
+	oids[0] = 20
+	if got, want := n.get(a, oids), proxyStmtName(a, []uint32{20}); got != want {
+		t.Errorf("after the caller changed its types: %s, want %s", got, want)
+	}
+}
+
+// BenchmarkStmtNames is BenchmarkProxyStmtName for a session repeating
+// one shape, whose prepared text is one string.
+func BenchmarkStmtNames(b *testing.B) {
+	sql := "SELECT abalance FROM (SELECT pgbench_accounts.aid, pgbench_accounts.abalance FROM public.pgbench_accounts " +
+		"WHERE pgbench_accounts.tenant_id = 't1' AND pgbench_accounts.aid = $1) pgbench_accounts WHERE aid = $1"
+	oids := []uint32{23}
+	var n stmtNames
+	b.ReportAllocs()
+	for b.Loop() {
+		n.get(sql, oids)
+	}
+}

@@ -56,17 +56,15 @@ type span struct {
 }
 
 // lexSpans is lexConstants' scan: it appends the constants' spans to spans.
-// ok is false when there are none or the text is not sure.
+// ok is false when there are none or the text is not sure. It reads each
+// byte once, by its class (lexClass): a byte outside the subset anywhere,
+// in strings, names and comments too, makes the text not sure.
 func lexSpans(sql string, spans []span) (_ []span, ok, sure bool) {
-	for i := 0; i < len(sql); i++ {
-		if c := sql[i]; c < 0x20 && c != '\t' && c != '\n' && c != '\r' || c >= 0x7f || c == '\\' {
-			return spans, false, false
-		}
-	}
 	ops := 0 // length of the current run of operator characters
 	for i := 0; i < len(sql); {
 		c := sql[i]
-		if isOpChar(c) {
+		cl := lexClass[c] & lxClassMask
+		if cl >= lxDash && cl <= lxOp {
 			// PostgreSQL refuses operators of NAMEDATALEN (64) characters.
 			if ops++; ops > 32 {
 				return spans, false, false
@@ -74,54 +72,130 @@ func lexSpans(sql string, spans []span) (_ []span, ok, sure bool) {
 		} else {
 			ops = 0
 		}
-		switch {
-		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+		switch cl {
+		case lxSpace:
 			i++
-		case isIdentStart(c):
+		case lxIdent:
 			j := i + 1
-			for j < len(sql) && isIdentCont(sql[j]) {
+			for j < len(sql) && lexClass[sql[j]]&lxIdentCont != 0 {
 				j++
 			}
 			if j < len(sql) && (sql[j] == '\'' || sql[j] == '&' && j == i+1 && (c == 'u' || c == 'U')) {
 				return spans, false, false // a string prefix: E'x', U&'x', …
 			}
 			i = j
-		case isDigit(c) || c == '.' && i+1 < len(sql) && isDigit(sql[i+1]):
+		case lxDigit:
 			end, kind, sure := lexNumber(sql, i)
 			if !sure {
 				return spans, false, false
 			}
 			spans = append(spans, span{i, end, kind})
 			i = end
-		case c == '\'':
+		case lxDot:
+			switch {
+			case i+1 < len(sql) && isDigit(sql[i+1]):
+				end, kind, sure := lexNumber(sql, i)
+				if !sure {
+					return spans, false, false
+				}
+				spans = append(spans, span{i, end, kind})
+				i = end
+			case i+1 < len(sql) && sql[i+1] == '.':
+				return spans, false, false
+			default:
+				i++
+			}
+		case lxQuote:
 			end := lexQuoted(sql, i)
 			if end < 0 || quoteFollows(sql, end) {
 				return spans, false, false
 			}
 			spans = append(spans, span{i, end, constString})
 			i = end
-		case c == '"':
+		case lxDQuote:
 			end := lexQuoted(sql, i)
 			if end < 0 || end == i+2 {
-				return spans, false, false // unterminated, or the zero-length name ""
+				return spans, false, false // unterminated, not sure, or the zero-length name ""
 			}
 			i = end
-		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			// A comment to the end of the line, even inside an operator
-			// (scan.l cuts operators at "--").
-			i = skipLineComment(sql, i)
-			ops = 0
-		case c == '/' && i+1 < len(sql) && sql[i+1] == '*',
-			c == '.' && i+1 < len(sql) && sql[i+1] == '.':
-			return spans, false, false
-		case isOpChar(c) || isSelfChar(c):
+		case lxDash:
+			if i+1 < len(sql) && sql[i+1] == '-' {
+				// A comment to the end of the line, even inside an
+				// operator (scan.l cuts operators at "--").
+				if i = skipLineComment(sql, i); i < 0 {
+					return spans, false, false
+				}
+				ops = 0
+			} else {
+				i++
+			}
+		case lxSlash:
+			if i+1 < len(sql) && sql[i+1] == '*' {
+				return spans, false, false
+			}
 			i++
-		default: // '$' (a parameter, a dollar quote, or in a name), '{', '}'
+		case lxOp, lxSelf:
+			i++
+		default: // '$' (a parameter, a dollar quote, or in a name), '{', '}', or not in the subset
 			return spans, false, false
 		}
 	}
 	return spans, len(spans) > 0, true
 }
+
+// Byte classes of lexSpans (lexClass). The operator characters are the
+// classes from lxDash to lxOp.
+const (
+	lxBad   = iota // anywhere: outside printable ASCII, tab, CR and LF, or '\\'
+	lxOther        // outside strings, names and comments: '$', '{', '}'
+	lxSpace
+	lxIdent  // ident_start
+	lxDigit  // a digit
+	lxQuote  // '
+	lxDQuote // "
+	lxDot    // '.': self, a number's start, or '..'
+	lxDash   // '-': an operator character, or a comment's start
+	lxSlash  // '/': an operator character, or a comment's start
+	lxOp     // the other op_chars
+	lxSelf   // the self characters that are not op_chars
+
+	lxClassMask = 0x3f
+	lxIdentCont = 0x40 // flag: ident_cont (a letter, '_' or a digit)
+)
+
+// lexClass is the class of each byte, with the lxIdentCont flag; read-only.
+var lexClass = func() (t [256]uint8) {
+	for c := 0; c < 256; c++ {
+		b := byte(c)
+		switch {
+		case c < 0x20 && b != '\t' && b != '\n' && b != '\r' || c >= 0x7f || b == '\\':
+			t[c] = lxBad
+		case b == ' ' || b == '\t' || b == '\n' || b == '\r':
+			t[c] = lxSpace
+		case isIdentStart(b):
+			t[c] = lxIdent | lxIdentCont
+		case isDigit(b):
+			t[c] = lxDigit | lxIdentCont
+		case b == '\'':
+			t[c] = lxQuote
+		case b == '"':
+			t[c] = lxDQuote
+		case b == '.':
+			t[c] = lxDot
+		case b == '-':
+			t[c] = lxDash
+		case b == '/':
+			t[c] = lxSlash
+		case isOpChar(b):
+			t[c] = lxOp
+		case isSelfChar(b):
+			t[c] = lxSelf
+		default:
+			t[c] = lxOther
+		}
+	}
+	return t
+}()
 
 // normalizedLen is the length of sql with spans replaced by $1..$n.
 func normalizedLen(sql string, spans []span) int {
@@ -207,11 +281,15 @@ func fitsInt32(digits string) bool {
 }
 
 // lexQuoted returns the end of the string or quoted name opening at sql[i],
-// whose quote character is doubled inside it, or -1 when unterminated.
+// whose quote character is doubled inside it, or -1 when unterminated or
+// not sure (a byte of class lxBad inside).
 func lexQuoted(sql string, i int) int {
 	q := sql[i]
 	for j := i + 1; j < len(sql); j++ {
 		if sql[j] != q {
+			if lexClass[sql[j]] == lxBad {
+				return -1
+			}
 			continue
 		}
 		if j+1 < len(sql) && sql[j+1] == q {
@@ -232,7 +310,9 @@ func quoteFollows(sql string, i int) bool {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
 			i++
 		case c == '-' && i+1 < len(sql) && sql[i+1] == '-':
-			i = skipLineComment(sql, i)
+			if i = skipLineComment(sql, i); i < 0 {
+				return false // not sure: lexSpans finds it again
+			}
 		default:
 			return c == '\''
 		}
@@ -241,9 +321,13 @@ func quoteFollows(sql string, i int) bool {
 }
 
 // skipLineComment returns the end of the "--" comment at sql[i]: scan.l's
-// comment runs to the next CR or LF.
+// comment runs to the next CR or LF. It returns -1 for a comment with a
+// byte of class lxBad, which is not sure.
 func skipLineComment(sql string, i int) int {
 	for i += 2; i < len(sql) && sql[i] != '\n' && sql[i] != '\r'; i++ {
+		if lexClass[sql[i]] == lxBad {
+			return -1
+		}
 	}
 	return i
 }

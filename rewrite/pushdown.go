@@ -222,6 +222,16 @@ type params struct {
 	uses  map[int32]int // occurrences of each $n in the text, counted once
 }
 
+// clone is a copy of p for a rewrite to fill in (nil for nil): the caller's
+// stays on its stack when the cache answers.
+func (p *params) clone() *params {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
+
 // fits reports whether parameter n of sql is certain to have the column type
 // typ, so that "column op $n" inside the fence compares exactly as outside.
 // That holds when the client declared typ for it, or declared nothing and

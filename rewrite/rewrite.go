@@ -264,7 +264,7 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 		if !personal {
 			id = r.impersonal(id)
 		}
-		return r.rewriteMiss(ctx, sql, id, ts, prm, false, "", "")
+		return r.rewriteMiss(ctx, sql, id, ts, prm.clone(), false, "", "")
 	}
 	// The keys are built in a buffer that a statement the cache answers
 	// does not let escape: only a miss copies them.
@@ -284,11 +284,12 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	if !personal {
 		id = r.impersonal(id)
 	}
+	own := prm.clone()
 	// Sessions that share a key and miss together (a dashboard opened by
 	// many users at once, every session after a policy reload) wait for
 	// one rewrite instead of queueing at the gate for the same work.
 	return r.flights.do(ctx, key, func() (*Result, error) {
-		return r.rewriteMiss(ctx, sql, id, ts, prm, true, idKey, key)
+		return r.rewriteMiss(ctx, sql, id, ts, own, true, idKey, key)
 	})
 }
 
