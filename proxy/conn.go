@@ -588,7 +588,7 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	if b == nil {
 		return err
 	}
-	c.portals[m.DestinationPortal] = portal{st: st, formats: m.ResultFormatCodes} // a fresh slice per Bind
+	c.portals[m.DestinationPortal] = portal{st: st, formats: keptFormats(m.ResultFormatCodes)}
 	if st.setsConfig && c.pool != nil {
 		b.settingsUnknown, c.configDirty = true, true
 	}
@@ -598,6 +598,27 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	c.sendBind = *m
 	c.sendBind.PreparedStatement = st.name
 	return c.pushSend(b, &c.sendBind, p)
+}
+
+// Result formats as most Binds give them, shared by the portals: never
+// written to.
+var (
+	oneTextFormat   = []int16{0}
+	oneBinaryFormat = []int16{1}
+)
+
+// keptFormats returns a Bind's result formats for its portal to keep: the
+// message's slice is the reader's, reused at the next Bind.
+func keptFormats(codes []int16) []int16 {
+	switch {
+	case len(codes) == 0:
+		return nil
+	case len(codes) == 1 && codes[0] == 0:
+		return oneTextFormat
+	case len(codes) == 1 && codes[0] == 1:
+		return oneBinaryFormat
+	}
+	return append([]int16(nil), codes...)
 }
 
 func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
