@@ -129,6 +129,9 @@ type clientConn struct {
 	limits      sessionLimits
 	guard       resultGuard
 	sessionSlot bool
+	// lastTag is the last command tag relayed, the same string for the
+	// same tag (relaying's alone: the relay's, or the loop's inline).
+	lastTag interned
 
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).
@@ -159,8 +162,11 @@ type clientConn struct {
 
 	// Set by the relay (under mu) when the held connection died: the loop
 	// skips the rest of the client's batch, or fails its next message.
+	// lost is set (under mu) while either is, for the loop to look
+	// without taking mu for every message.
 	skipToSync bool
 	failNext   bool
+	lost       atomic.Bool
 
 	// Loop state. msgAt is when the message in hand arrived: its
 	// statement's start, read once for all that handling it needs.
@@ -172,6 +178,7 @@ type clientConn struct {
 	sendPortal      pgproto3.Describe
 	sendExec        pgproto3.Execute
 	ignoreUntilSync bool
+	names           stmtNames // of the statements the client prepared last
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
 }
@@ -304,7 +311,7 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 			return err
 		}
 	}
-	if c.pool != nil {
+	if c.pool != nil && c.lost.Load() {
 		if err, done := c.afterLoss(msg); done {
 			return err
 		}
@@ -369,6 +376,7 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		c.skipToSync = false
 		c.ignoreUntilSync = true
 	}
+	c.lost.Store(c.failNext)
 	if !c.failNext {
 		return nil, false
 	}
@@ -377,6 +385,7 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		return nil, false
 	}
 	c.failNext = false
+	c.lost.Store(false)
 	_, isQuery := msg.(*pgproto3.Query)
 	return c.writeUnbound(c.errorResponse(errWarehouseLost(c.wh.Name), false), isQuery), true
 }
@@ -491,7 +500,7 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		delete(c.stmts, m.Name)
 		return c.refuseLocked(p)
 	}
-	st := newClientStmt(res, m.ParameterOIDs)
+	st := newClientStmt(res, m.ParameterOIDs, &c.names)
 	c.stmts[m.Name] = st
 	if d := c.cachedDesc(st); d != nil {
 		// Prepared and described before on this warehouse: answered here,
@@ -549,7 +558,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if err != nil {
 		return nil, c.refuse(st.info.original, err, p.start)
 	}
-	fresh := newClientStmt(res, st.oids)
+	fresh := newClientStmt(res, st.oids, &c.names)
 	if fresh.name == st.name {
 		fresh.shape.Store(st.shape.Load())
 	} else if fresh.want = st.want; fresh.want == nil {

@@ -343,6 +343,7 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	trailing := len(owed) > 0 && owed[len(owed)-1].kind != pSync && owed[len(owed)-1].kind != pQuery
 	c.skipToSync = trailing
 	c.failNext = len(owed) == 0 && c.txStatus.Load() != 'I'
+	c.lost.Store(c.skipToSync || c.failNext)
 	c.txOps, c.txFailed, c.opsSeen = c.txOps[:0], false, false
 	c.txStatus.Store('I')
 	// Still under mu: with nothing bound the loop may write to the client
@@ -568,7 +569,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
-		tag := pgconn.NewCommandTag(string(m.CommandTag))
+		tag := pgconn.NewCommandTag(c.lastTag.of(m.CommandTag))
 		c.noteCompleted(tag.String())
 		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:

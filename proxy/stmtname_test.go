@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,5 +56,48 @@ func BenchmarkProxyStmtName(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		proxyStmtName(sql, oids)
+	}
+}
+
+// TestCallsSetConfig: set_config in any case, anywhere, and nothing else.
+func TestCallsSetConfig(t *testing.T) {
+	for _, sql := range []string{
+		"", "_", "set_config", "SET_CONFIG", "Set_Config(", "SELECT set_config('a', 'b', false)",
+		"SELECT pg_catalog.set_config('role', 'x', true)", "select * from a_b, c_d where set_confi = 1",
+		"SELECT et_config", "_set_config", "set_confi", "et_config(", "SELECT 'ſet_config'", "set_confİg",
+		"SELECT pgbench_accounts.abalance FROM pgbench_accounts WHERE tenant_id = 't1'", "x_set_config_y",
+	} {
+		if got, want := callsSetConfig(sql), strings.Contains(asciiLower(sql), "set_config"); got != want {
+			t.Errorf("callsSetConfig(%q) = %v, want %v", sql, got, want)
+		}
+	}
+}
+
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// TestStmtNames: a remembered text has the name, types and set_config
+// flag newly derived ones would have, whatever else was looked up since.
+func TestStmtNames(t *testing.T) {
+	var n stmtNames
+	for round := 0; round < 3; round++ {
+		for _, c := range []struct {
+			sql  string
+			oids []uint32
+		}{
+			{"SELECT $1", nil}, {"SELECT $1", []uint32{23}}, {"SELECT set_config('a', $1, false)", nil},
+			{"SELECT $1", []uint32{20}}, {strings.Repeat("x", internMax+1), nil},
+		} {
+			name, oids, sets := n.lookup(c.sql, c.oids)
+			if name != proxyStmtName(c.sql, c.oids) || !slices.Equal(oids, c.oids) || sets != callsSetConfig(c.sql) {
+				t.Errorf("round %d: lookup(%.20q, %v) = %s, %v, %v", round, c.sql, c.oids, name, oids, sets)
+			}
+		}
 	}
 }
