@@ -129,9 +129,6 @@ type clientConn struct {
 	limits      sessionLimits
 	guard       resultGuard
 	sessionSlot bool
-	// lastTag is the last command tag relayed, the same string for the
-	// same tag (relaying's alone: the relay's, or the loop's inline).
-	lastTag interned
 
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).

@@ -569,7 +569,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
-		tag := pgconn.NewCommandTag(c.lastTag.of(m.CommandTag))
+		tag := pgconn.NewCommandTag(string(m.CommandTag))
 		c.noteCompleted(tag.String())
 		c.completed(b, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:

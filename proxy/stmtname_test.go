@@ -101,3 +101,24 @@ func TestStmtNames(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkStmtNames looks up pgbench's select as the proxy prepares it,
+// parsed again before each execution.
+func BenchmarkStmtNames(b *testing.B) {
+	sql := "SELECT abalance FROM (SELECT pgbench_accounts.aid, pgbench_accounts.abalance FROM public.pgbench_accounts " +
+		"WHERE pgbench_accounts.tenant_id = 't1' AND pgbench_accounts.aid = $1) pgbench_accounts WHERE aid = $1"
+	var n stmtNames
+	b.ReportAllocs()
+	for b.Loop() {
+		n.lookup(sql, nil)
+	}
+}
+
+// BenchmarkCallsSetConfig scans pgbench's select as rewritten.
+func BenchmarkCallsSetConfig(b *testing.B) {
+	sql := "SELECT abalance FROM (SELECT pgbench_accounts.aid, pgbench_accounts.abalance FROM public.pgbench_accounts " +
+		"WHERE pgbench_accounts.tenant_id = 't1' AND pgbench_accounts.aid = 4244) pgbench_accounts WHERE aid = 4244"
+	for b.Loop() {
+		callsSetConfig(sql)
+	}
+}
