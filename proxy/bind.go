@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -56,9 +57,9 @@ type clientStmt struct {
 	failed atomic.Bool
 }
 
-func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
-	st := &clientStmt{info: res.stmtInfo, rw: res.rw, oids: append([]uint32(nil), oids...)}
-	st.name = proxyStmtName(res.rewritten, st.oids)
+func newClientStmt(res *rewritten, oids []uint32, names *stmtNames) *clientStmt {
+	st := &clientStmt{info: res.stmtInfo, rw: res.rw}
+	st.name, st.oids, st.setsConfig = names.lookup(res.rewritten, oids)
 	if len(res.ops) == 1 {
 		st.op = res.ops[0]
 	}
@@ -68,7 +69,6 @@ func newClientStmt(res *rewritten, oids []uint32) *clientStmt {
 	if len(res.saves) == 1 {
 		st.save = res.saves[0]
 	}
-	st.setsConfig = callsSetConfig(res.rewritten)
 	st.hold = declaresHold(res.result)
 	return st
 }
@@ -104,6 +104,39 @@ func proxyStmtName(sql string, oids []uint32) string {
 	copy(name[:], "pgw_")
 	hex.Encode(name[4:], sum[:12])
 	return string(name[:])
+}
+
+// stmtNames remembers what newClientStmt derived from the texts a client
+// prepared last: a driver that parses the same text before every execution
+// (into the unnamed statement, as pgbench -M extended and many drivers
+// without a statement cache do) costs a comparison, not a hash of the text,
+// a scan of it and two allocations. Loop goroutine only.
+type stmtNames struct {
+	last [2]namedText
+	next int
+}
+
+type namedText struct {
+	sql        string
+	oids       []uint32 // never written: statements share it
+	name       string
+	setsConfig bool
+}
+
+// lookup returns sql's proxy name, oids as a statement may keep them, and
+// whether sql calls set_config.
+func (n *stmtNames) lookup(sql string, oids []uint32) (string, []uint32, bool) {
+	for i := range n.last {
+		if e := &n.last[i]; e.name != "" && e.sql == sql && slices.Equal(e.oids, oids) {
+			return e.name, e.oids, e.setsConfig
+		}
+	}
+	e := namedText{sql: sql, oids: append([]uint32(nil), oids...), name: proxyStmtName(sql, oids), setsConfig: callsSetConfig(sql)}
+	if len(sql) <= internMax {
+		n.last[n.next] = e
+		n.next = (n.next + 1) % len(n.last)
+	}
+	return e.name, e.oids, e.setsConfig
 }
 
 // resultShape is what a driver caches from a statement's Describe: the
@@ -199,13 +232,18 @@ func declaresHold(res *rewrite.Result) bool {
 // callsSetConfig reports whether sql mentions set_config, in any case; it
 // runs on every statement, so it does not allocate.
 func callsSetConfig(sql string) bool {
-	const name = "set_config"
-	for i := 0; i+len(name) <= len(sql); i++ {
-		if sql[i]|0x20 == 's' && strings.EqualFold(sql[i:i+len(name)], name) {
+	const name, under = "set_config", 3 // the index of its '_', which is rare in SQL
+	for i := 0; ; {
+		j := strings.IndexByte(sql[i:], '_')
+		if j < 0 {
+			return false
+		}
+		j += i
+		if j >= under && j-under+len(name) <= len(sql) && strings.EqualFold(sql[j-under:j-under+len(name)], name) {
 			return true
 		}
+		i = j + 1
 	}
-	return false
 }
 
 func isDiscardAll(sql string) bool {

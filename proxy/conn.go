@@ -159,8 +159,11 @@ type clientConn struct {
 
 	// Set by the relay (under mu) when the held connection died: the loop
 	// skips the rest of the client's batch, or fails its next message.
+	// lost is set (under mu) while either is, for the loop to look
+	// without taking mu for every message.
 	skipToSync bool
 	failNext   bool
+	lost       atomic.Bool
 
 	// Loop state. msgAt is when the message in hand arrived: its
 	// statement's start, read once for all that handling it needs.
@@ -172,9 +175,9 @@ type clientConn struct {
 	sendPortal      pgproto3.Describe
 	sendExec        pgproto3.Execute
 	ignoreUntilSync bool
+	names           stmtNames // the names of the texts the client prepared last, and of simple statements run prepared (bind.go)
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
-	names           stmtNames // the names of simple statements run prepared (stmtname.go)
 }
 
 // portal is a client's bound portal: its statement and the result formats
@@ -305,7 +308,7 @@ func (c *clientConn) dispatch(msg pgproto3.FrontendMessage) error {
 			return err
 		}
 	}
-	if c.pool != nil {
+	if c.pool != nil && c.lost.Load() {
 		if err, done := c.afterLoss(msg); done {
 			return err
 		}
@@ -370,6 +373,7 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		c.skipToSync = false
 		c.ignoreUntilSync = true
 	}
+	c.lost.Store(c.failNext)
 	if !c.failNext {
 		return nil, false
 	}
@@ -378,6 +382,7 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		return nil, false
 	}
 	c.failNext = false
+	c.lost.Store(false)
 	_, isQuery := msg.(*pgproto3.Query)
 	return c.writeUnbound(c.errorResponse(errWarehouseLost(c.wh.Name), false), isQuery), true
 }
@@ -492,7 +497,7 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		delete(c.stmts, m.Name)
 		return c.refuseLocked(p)
 	}
-	st := newClientStmt(res, m.ParameterOIDs)
+	st := newClientStmt(res, m.ParameterOIDs, &c.names)
 	c.stmts[m.Name] = st
 	if d := c.cachedDesc(st); d != nil {
 		// Prepared and described before on this warehouse: answered here,
@@ -550,7 +555,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if err != nil {
 		return nil, c.refuse(st.info.original, err, p.start)
 	}
-	fresh := newClientStmt(res, st.oids)
+	fresh := newClientStmt(res, st.oids, &c.names)
 	if fresh.name == st.name {
 		fresh.shape.Store(st.shape.Load())
 	} else if fresh.want = st.want; fresh.want == nil {
@@ -589,7 +594,7 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	if b == nil {
 		return err
 	}
-	c.portals[m.DestinationPortal] = portal{st: st, formats: m.ResultFormatCodes} // a fresh slice per Bind
+	c.portals[m.DestinationPortal] = portal{st: st, formats: keptFormats(m.ResultFormatCodes)}
 	if st.setsConfig && c.pool != nil {
 		b.settingsUnknown, c.configDirty = true, true
 	}
@@ -599,6 +604,27 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	c.sendBind = *m
 	c.sendBind.PreparedStatement = st.name
 	return c.pushSend(b, &c.sendBind, p)
+}
+
+// Result formats as most Binds give them, shared by the portals: never
+// written to.
+var (
+	oneTextFormat   = []int16{0}
+	oneBinaryFormat = []int16{1}
+)
+
+// keptFormats returns a Bind's result formats for its portal to keep: the
+// message's slice is the reader's, reused at the next Bind.
+func keptFormats(codes []int16) []int16 {
+	switch {
+	case len(codes) == 0:
+		return nil
+	case len(codes) == 1 && codes[0] == 0:
+		return oneTextFormat
+	case len(codes) == 1 && codes[0] == 1:
+		return oneBinaryFormat
+	}
+	return append([]int16(nil), codes...)
 }
 
 func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {

@@ -36,7 +36,7 @@ type pooledReader interface {
 
 // msgReader reads frontend messages. A message it returns is valid until
 // the next call to receive (as pgproto3's): Bind parameters point into its
-// buffer.
+// buffer, and a Bind's slices are reused by the next (msgdecode.go).
 type msgReader struct {
 	src        io.Reader
 	pr         pooledReader // src's, when it has one
@@ -59,6 +59,7 @@ type msgReader struct {
 	bodyLen int
 
 	fly frontendFlyweights
+	dec frontendDecoder
 }
 
 // frontendFlyweights are the messages receive decodes into, each made at
@@ -160,7 +161,7 @@ func (r *msgReader) receive() (pgproto3.FrontendMessage, error) {
 		return nil, eofUnexpected(err)
 	}
 	r.partial = false
-	if err := msg.Decode(body); err != nil {
+	if err := r.dec.decode(msg, body); err != nil {
 		return nil, err
 	}
 	return msg, nil

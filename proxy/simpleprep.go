@@ -39,7 +39,7 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 	if err != nil {
 		return true, c.answerUnbound(err, true)
 	}
-	name := c.names.get(pr.SQL, pr.ParamOIDs)
+	name, _, _ := c.names.lookup(pr.SQL, pr.ParamOIDs)
 	isNew, err := c.markPreparedLocked(b, name)
 	if err != nil {
 		return true, err

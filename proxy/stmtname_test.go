@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,38 +59,66 @@ func BenchmarkProxyStmtName(b *testing.B) {
 	}
 }
 
-// stmtNames answers what proxyStmtName does, whatever the order of the
-// statements and whatever the caller does to its types after.
-func TestStmtNames(t *testing.T) {
-	var n stmtNames
-	a, b := "SELECT $1", "SELECT $1 + 1"
-	oids := []uint32{23}
-	for i, c := range []struct {
-		sql  string
-		oids []uint32
-	}{
-		{a, oids}, {a, oids}, {a, []uint32{20}}, {a, nil}, {b, []uint32{23}}, {b, []uint32{23}}, {a, []uint32{23}}, {"", nil},
+// TestCallsSetConfig: set_config in any case, anywhere, and nothing else.
+func TestCallsSetConfig(t *testing.T) {
+	for _, sql := range []string{
+		"", "_", "set_config", "SET_CONFIG", "Set_Config(", "SELECT set_config('a', 'b', false)",
+		"SELECT pg_catalog.set_config('role', 'x', true)", "select * from a_b, c_d where set_confi = 1",
+		"SELECT et_config", "_set_config", "set_confi", "et_config(", "SELECT 'ſet_config'", "set_confİg",
+		"SELECT pgbench_accounts.abalance FROM pgbench_accounts WHERE tenant_id = 't1'", "x_set_config_y",
 	} {
-		if got, want := n.get(c.sql, c.oids), proxyStmtName(c.sql, c.oids); got != want {
-			t.Errorf("%d: %q %v: %s, want %s", i, c.sql, c.oids, got, want)
+		if got, want := callsSetConfig(sql), strings.Contains(asciiLower(sql), "set_config"); got != want {
+			t.Errorf("callsSetConfig(%q) = %v, want %v", sql, got, want)
 		}
-	}
-	n.get(a, oids)
-	oids[0] = 20
-	if got, want := n.get(a, oids), proxyStmtName(a, []uint32{20}); got != want {
-		t.Errorf("after the caller changed its types: %s, want %s", got, want)
 	}
 }
 
-// BenchmarkStmtNames is BenchmarkProxyStmtName for a session repeating
-// one shape, whose prepared text is one string.
+func asciiLower(s string) string {
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + 'a' - 'A'
+		}
+		return r
+	}, s)
+}
+
+// TestStmtNames: a remembered text has the name, types and set_config
+// flag newly derived ones would have, whatever else was looked up since.
+func TestStmtNames(t *testing.T) {
+	var n stmtNames
+	for round := 0; round < 3; round++ {
+		for _, c := range []struct {
+			sql  string
+			oids []uint32
+		}{
+			{"SELECT $1", nil}, {"SELECT $1", []uint32{23}}, {"SELECT set_config('a', $1, false)", nil},
+			{"SELECT $1", []uint32{20}}, {strings.Repeat("x", internMax+1), nil},
+		} {
+			name, oids, sets := n.lookup(c.sql, c.oids)
+			if name != proxyStmtName(c.sql, c.oids) || !slices.Equal(oids, c.oids) || sets != callsSetConfig(c.sql) {
+				t.Errorf("round %d: lookup(%.20q, %v) = %s, %v, %v", round, c.sql, c.oids, name, oids, sets)
+			}
+		}
+	}
+}
+
+// BenchmarkStmtNames looks up pgbench's select as the proxy prepares it,
+// parsed again before each execution.
 func BenchmarkStmtNames(b *testing.B) {
 	sql := "SELECT abalance FROM (SELECT pgbench_accounts.aid, pgbench_accounts.abalance FROM public.pgbench_accounts " +
 		"WHERE pgbench_accounts.tenant_id = 't1' AND pgbench_accounts.aid = $1) pgbench_accounts WHERE aid = $1"
-	oids := []uint32{23}
 	var n stmtNames
 	b.ReportAllocs()
 	for b.Loop() {
-		n.get(sql, oids)
+		n.lookup(sql, nil)
+	}
+}
+
+// BenchmarkCallsSetConfig scans pgbench's select as rewritten.
+func BenchmarkCallsSetConfig(b *testing.B) {
+	sql := "SELECT abalance FROM (SELECT pgbench_accounts.aid, pgbench_accounts.abalance FROM public.pgbench_accounts " +
+		"WHERE pgbench_accounts.tenant_id = 't1' AND pgbench_accounts.aid = 4244) pgbench_accounts WHERE aid = 4244"
+	for b.Loop() {
+		callsSetConfig(sql)
 	}
 }
