@@ -358,7 +358,9 @@ type pool struct {
 	// connections in use; called with mu held. A waiter's channel gets a
 	// connection, or nil for a slot (open and inUse counted for it) in
 	// which to dial one.
-	sched    *fairq.Scheduler[chan *backend]
+	sched *fairq.Scheduler[chan *backend]
+	// waiters are reused (*waiter): under saturation every checkout waits.
+	waiters  sync.Pool
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	// lastDialErr is why the last dial failed, unless the caller's deadline
@@ -574,10 +576,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 				continue
 			}
 		}
-		ch := make(chan *backend, 1)
-		k, err := p.sched.Push(tenant, ch)
+		w := p.waiter()
+		k, err := p.sched.Push(tenant, w.ch)
 		if err != nil {
 			p.mu.Unlock()
+			p.waiters.Put(w)
 			var le *fairq.LimitError
 			if errors.As(err, &le) {
 				p.m.refused(tenant, le.Limit)
@@ -587,8 +590,9 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 		}
 		p.gaugesLocked()
 		p.mu.Unlock()
-		b, woken, abandoned := await(ctx, ch, watch, deadline)
+		b, woken, abandoned := w.await(ctx, watch, deadline)
 		if woken && !abandoned {
+			p.waiters.Put(w) // handed b or a slot: nothing more comes
 			if b != nil {
 				if p.healthy(b, time.Now()) { // at once when it was just returned
 					return b, nil
@@ -613,9 +617,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			p.gaugesLocked()
 			p.mu.Unlock()
 			if !removed {
-				b, woken = <-ch, true // handed something just now
+				b, woken = <-w.ch, true // handed something just now
 			}
 		}
+		// Out of the queue, and its channel empty.
+		p.waiters.Put(w)
 		if woken { // pass it on
 			if b != nil {
 				p.release(b, true)
@@ -699,16 +705,38 @@ func (p *pool) freeSlotLocked(tenant string) {
 // and a watch costs a goroutine and polls of the client's socket.
 const watchDelay = 50 * time.Millisecond
 
-// await waits for a connection on ch until deadline. woken reports that
-// ch delivered (b, or nil for a free slot); abandoned that the client left
-// meanwhile, which stop also reports when woken: it may have left just
-// now. One timer serves the deadline and, first, the watch's delay.
-func await(ctx context.Context, ch chan *backend, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
+// waiter is a queued client's channel, on which it is handed a connection
+// or a slot, and the timer of its wait. Its channel is empty whenever the
+// pool has it (get puts it back once it is out of the queue and has taken
+// what it was handed), and its timer stopped.
+type waiter struct {
+	ch chan *backend
+	t  *time.Timer
+}
+
+func (p *pool) waiter() *waiter {
+	if w, ok := p.waiters.Get().(*waiter); ok {
+		return w
+	}
+	return &waiter{ch: make(chan *backend, 1)}
+}
+
+// await waits for a connection on w.ch until deadline. woken reports that
+// the channel delivered (b, or nil for a free slot); abandoned that the
+// client left meanwhile, which stop also reports when woken: it may have
+// left just now. One timer serves the deadline and, first, the watch's
+// delay.
+func (w *waiter) await(ctx context.Context, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
 	wait := time.Until(deadline)
 	if watch != nil {
 		wait = min(wait, watchDelay)
 	}
-	t := time.NewTimer(wait)
+	if w.t == nil {
+		w.t = time.NewTimer(wait)
+	} else {
+		w.t.Reset(wait) // stopped: no stale tick (Go 1.23 timers)
+	}
+	t, ch := w.t, w.ch
 	defer t.Stop()
 	select {
 	case b = <-ch:
