@@ -444,7 +444,7 @@ func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duratio
 		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats}
 	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
-	stats.Pool(warehouse, cfg.Size, 0, 0, 0)
+	stats.PoolAt(time.Now(), warehouse, cfg.Size, 0, 0, 0)
 	return p
 }
 
@@ -474,12 +474,13 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 	// and its watch (await), and only a dial gets a context with the
 	// deadline.
 	b, err := p.get(ctx, tenant, watch, start.Add(p.cfg.AcquireTimeout))
-	d := time.Since(start)
+	end := time.Now()
+	d := end.Sub(start)
 	p.m.wait.Observe(d.Seconds())
 	p.m.tenantWait(tenant, d, err)
 	// The statistics count the waits of clients that found no idle
 	// connection; the fast path above does not wait.
-	p.stats.PoolWait(p.warehouse, d)
+	p.stats.PoolWaitAt(end, p.warehouse, d)
 	return b, err
 }
 
@@ -518,7 +519,7 @@ func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	}
 	b := p.popIdleLocked(now)
 	if b == nil {
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		return nil
 	}
 	if !p.sched.Start(tenant) {
@@ -527,7 +528,7 @@ func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	}
 	b.tenant = tenant
 	p.inUse++
-	p.gaugesLocked()
+	p.gaugesLocked(now)
 	return b
 }
 
@@ -563,7 +564,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			if p.open < p.cfg.Size && p.sched.Start(tenant) {
 				p.open++
 				p.inUse++
-				p.gaugesLocked()
+				p.gaugesLocked(now)
 				p.mu.Unlock()
 				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
@@ -588,7 +589,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 			return nil, err
 		}
-		p.gaugesLocked()
+		p.gaugesLocked(time.Now())
 		p.mu.Unlock()
 		b, woken, abandoned := w.await(ctx, watch, deadline)
 		if woken && !abandoned {
@@ -614,7 +615,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 		if !woken {
 			p.mu.Lock()
 			removed := p.sched.Remove(k)
-			p.gaugesLocked()
+			p.gaugesLocked(time.Now())
 			p.mu.Unlock()
 			if !removed {
 				b, woken = <-w.ch, true // handed something just now
@@ -697,7 +698,7 @@ func (p *pool) freeSlotLocked(tenant string) {
 	p.inUse--
 	p.sched.Done(tenant)
 	p.wakeLocked(nil)
-	p.gaugesLocked()
+	p.gaugesLocked(time.Now())
 }
 
 // watchDelay is how long a client waits in the queue before it is watched
@@ -841,7 +842,7 @@ func (p *pool) release(b *backend, reuse bool) {
 	if !reuse || p.closed || now.Sub(b.created) > p.cfg.MaxLifetime {
 		p.open--
 		p.wakeLocked(nil)
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		b.sc.Close()
 		return
@@ -850,7 +851,7 @@ func (p *pool) release(b *backend, reuse bool) {
 	if p.sched.Queued() > 0 {
 		p.inUse++
 		p.wakeLocked(b)
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		return
 	}
@@ -862,7 +863,7 @@ func (p *pool) release(b *backend, reuse bool) {
 		p.open--
 		go old.sc.Close()
 	}
-	p.gaugesLocked()
+	p.gaugesLocked(now)
 	p.mu.Unlock()
 }
 
@@ -892,7 +893,7 @@ func (p *pool) reapLoop(done <-chan struct{}) {
 		}
 		clear(p.idle[len(kept):])
 		p.idle = kept
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		for _, b := range old {
 			b.sc.Close()
@@ -928,12 +929,14 @@ func (p *pool) wakeLocked(b *backend) {
 	k.Value <- b
 }
 
-func (p *pool) gaugesLocked() {
+// gaugesLocked reports the pool's state after a change at now (a clock
+// reading the caller had, or takes for it).
+func (p *pool) gaugesLocked(now time.Time) {
 	q := p.sched.Queued()
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
 	p.m.waiting.Set(float64(q))
-	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
+	p.stats.PoolAt(now, p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,
@@ -1022,7 +1025,7 @@ func (p *pool) close() {
 	idle := p.idle
 	p.idle = nil
 	p.open -= len(idle)
-	p.gaugesLocked()
+	p.gaugesLocked(time.Now())
 	p.mu.Unlock()
 	for _, b := range idle {
 		b.sc.Close()
