@@ -546,13 +546,13 @@ func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
 func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline time.Time) (*backend, error) {
 	var lastErr error
 	for {
+		now := time.Now() // one reading for the lending and the gauges
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, pgerr.Shutdown()
 		}
 		if !p.sched.Blocked(tenant) {
-			now := time.Now()
 			if b := p.lendIdleLocked(tenant, now); b != nil {
 				p.mu.Unlock()
 				if p.healthy(b, now) {
@@ -589,7 +589,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 			return nil, err
 		}
-		p.gaugesLocked(time.Now())
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		b, woken, abandoned := w.await(ctx, watch, deadline)
 		if woken && !abandoned {
