@@ -142,8 +142,10 @@ type backend struct {
 	// tenant is whom the pool lent b to (its share in the scheduler).
 	tenant string
 
-	prepMu   sync.Mutex
-	prepared map[string]uint64 // proxy statement names prepared here, by last use
+	prepMu sync.Mutex
+	// prepared: proxy statement names prepared here, by last use (a
+	// pointer, so that a use is one lookup of the name).
+	prepared map[string]*uint64
 	// confirmed is what the warehouse has confirmed (ParseComplete, less
 	// CloseComplete): prepared is made from it again after messages were
 	// skipped (prepDirty), when a Close and a later Parse of the same
@@ -166,7 +168,7 @@ type backend struct {
 }
 
 func newBackend(sc ServerConn, now time.Time, maxPrepared int) *backend {
-	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]uint64{}, confirmed: map[string]struct{}{}, maxPrep: maxPrepared}
+	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]*uint64{}, confirmed: map[string]struct{}{}, maxPrep: maxPrepared}
 }
 
 // markPrepared records a use of name and reports whether it is new here,
@@ -176,8 +178,8 @@ func (b *backend) markPrepared(name string) (isNew bool, evict string) {
 	b.prepMu.Lock()
 	defer b.prepMu.Unlock()
 	b.prepTick++
-	if _, ok := b.prepared[name]; ok {
-		b.prepared[name] = b.prepTick
+	if t := b.prepared[name]; t != nil {
+		*t = b.prepTick
 		return false, ""
 	}
 	if b.maxPrep > 0 && len(b.prepared) >= b.maxPrep {
@@ -186,15 +188,16 @@ func (b *backend) markPrepared(name string) (isNew bool, evict string) {
 		// go, not one the batch in flight binds; if none, the cap waits.
 		oldest := b.quietTick + 1
 		for n, t := range b.prepared {
-			if t < oldest {
-				evict, oldest = n, t
+			if *t < oldest {
+				evict, oldest = n, *t
 			}
 		}
 		if evict != "" {
 			delete(b.prepared, evict)
 		}
 	}
-	b.prepared[name] = b.prepTick
+	tick := b.prepTick
+	b.prepared[name] = &tick
 	return true, evict
 }
 
@@ -214,7 +217,7 @@ func (b *backend) settle() {
 	}
 	for n := range b.confirmed {
 		if _, ok := b.prepared[n]; !ok {
-			b.prepared[n] = 0
+			b.prepared[n] = new(uint64)
 		}
 	}
 }

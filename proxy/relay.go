@@ -99,6 +99,23 @@ func (q *pendingQueue) front() *pending {
 func (q *pendingQueue) pop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.popLocked()
+}
+
+// take pops the front and returns it (nil when the queue is empty): front
+// and pop under one lock.
+func (q *pendingQueue) take() *pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	p := q.items[q.head]
+	q.popLocked()
+	return p
+}
+
+func (q *pendingQueue) popLocked() {
 	if q.head == len(q.items) {
 		return
 	}
@@ -736,11 +753,10 @@ func (c *clientConn) readyForQuery(status byte) {
 	c.settleEncoding(status)
 	var now time.Time // when a statement ended here: the clock is read once
 	for {
-		p := c.q.front()
+		p := c.q.take()
 		if p == nil {
 			break
 		}
-		c.q.pop()
 		if p.kind == pQuery {
 			if p.refusal == nil {
 				outcome := "ok"
