@@ -15,6 +15,7 @@ package opstats
 import (
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -122,8 +123,13 @@ type poolBucket struct {
 	waitSum, waitMaxD       time.Duration
 }
 
+// poolSeries has a lock of its own: a pool reports every checkout and
+// return (under its own lock, so this one is rarely contended), and should
+// not queue behind the statements' lock.
 type poolSeries struct {
-	name                       string
+	name string
+
+	mu                         sync.Mutex
 	size, inUse, idle, waiting int
 	ring                       []poolBucket
 }
@@ -138,9 +144,11 @@ type Recorder struct {
 	mu      sync.Mutex
 	tenants map[string]*series
 	other   *series
-	scanned int64 // epoch of the last search for an idle series
-	pools   map[string]*poolSeries
+	scanned int64          // epoch of the last search for an idle series
 	conns   map[string]int // live connections per tenant, entries dropped at zero
+	// pools is replaced, not changed, under mu (a pool is added once), and
+	// read without it.
+	pools atomic.Pointer[map[string]*poolSeries]
 }
 
 // New returns a Recorder for cfg.
@@ -150,7 +158,8 @@ func New(cfg Config) (*Recorder, error) {
 		return nil, err
 	}
 	r := &Recorder{cfg: cfg, bucket: int64(cfg.Bucket), n: int(cfg.Window / cfg.Bucket),
-		tenants: map[string]*series{}, pools: map[string]*poolSeries{}, conns: map[string]int{}}
+		tenants: map[string]*series{}, conns: map[string]int{}}
+	r.pools.Store(&map[string]*poolSeries{})
 	r.other = r.newSeries(Other)
 	return r, nil
 }
@@ -212,12 +221,19 @@ func (r *Recorder) seriesFor(tenant string, e int64) *series {
 // own session) that ended with outcome after d; sqlstate is its error
 // code ("" when OK). It allocates nothing once the tenant has a series.
 func (r *Recorder) Statement(tenant string, outcome Outcome, sqlstate string, d time.Duration) {
+	r.StatementAt(r.cfg.Now(), tenant, outcome, sqlstate, d)
+}
+
+// StatementAt is Statement for a statement that ended at at, for a caller
+// that has read the clock already (a reading costs more than the rest of
+// the call on some virtual machines).
+func (r *Recorder) StatementAt(at time.Time, tenant string, outcome Outcome, sqlstate string, d time.Duration) {
 	if tenant == "" {
 		tenant = Internal
 	}
 	bin := histBin(d)
+	e := r.epoch(at)
 	r.mu.Lock()
-	e := r.epoch(r.cfg.Now())
 	s := r.seriesFor(tenant, e)
 	s.last = e
 	b := r.slot(s, e)
@@ -274,20 +290,32 @@ func (r *Recorder) Disconnected(tenant string) {
 	r.mu.Unlock()
 }
 
-// poolFor returns warehouse's pool series; nil beyond MaxPools. Called
-// with mu held.
+// poolFor returns warehouse's pool series; nil beyond MaxPools.
 func (r *Recorder) poolFor(warehouse string) *poolSeries {
-	p, ok := r.pools[warehouse]
-	if !ok {
-		if len(r.pools) >= r.cfg.MaxPools {
-			return nil
-		}
-		p = &poolSeries{name: warehouse, ring: make([]poolBucket, r.n)}
-		r.pools[warehouse] = p
+	if p := (*r.pools.Load())[warehouse]; p != nil {
+		return p
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.pools.Load()
+	if p := old[warehouse]; p != nil {
+		return p
+	}
+	if len(old) >= r.cfg.MaxPools {
+		return nil
+	}
+	pools := make(map[string]*poolSeries, len(old)+1)
+	for k, v := range old {
+		pools[k] = v
+	}
+	p := &poolSeries{name: warehouse, ring: make([]poolBucket, r.n)}
+	pools[warehouse] = p
+	r.pools.Store(&pools)
 	return p
 }
 
+// poolSlot returns the bucket of epoch e in p, reset if it held an older
+// one. Called with p.mu held.
 func (r *Recorder) poolSlot(p *poolSeries, e int64) *poolBucket {
 	b := &p.ring[int(e%int64(r.n))]
 	if b.epoch != e {
@@ -298,27 +326,43 @@ func (r *Recorder) poolSlot(p *poolSeries, e int64) *poolBucket {
 
 // Pool records warehouse's pool state after a change.
 func (r *Recorder) Pool(warehouse string, size, inUse, idle, waiting int) {
-	r.mu.Lock()
-	if p := r.poolFor(warehouse); p != nil {
-		p.size, p.inUse, p.idle, p.waiting = size, inUse, idle, waiting
-		b := r.poolSlot(p, r.epoch(r.cfg.Now()))
-		b.size = int32(size)
-		b.inUseMax = max(b.inUseMax, int32(inUse))
-		b.waitMax = max(b.waitMax, int32(waiting))
+	r.PoolAt(r.cfg.Now(), warehouse, size, inUse, idle, waiting)
+}
+
+// PoolAt is Pool for a change at at, for a caller that has read the clock.
+func (r *Recorder) PoolAt(at time.Time, warehouse string, size, inUse, idle, waiting int) {
+	p := r.poolFor(warehouse)
+	if p == nil {
+		return
 	}
-	r.mu.Unlock()
+	e := r.epoch(at)
+	p.mu.Lock()
+	p.size, p.inUse, p.idle, p.waiting = size, inUse, idle, waiting
+	b := r.poolSlot(p, e)
+	b.size = int32(size)
+	b.inUseMax = max(b.inUseMax, int32(inUse))
+	b.waitMax = max(b.waitMax, int32(waiting))
+	p.mu.Unlock()
 }
 
 // PoolWait records one client's wait for a connection of warehouse's pool.
 func (r *Recorder) PoolWait(warehouse string, d time.Duration) {
-	r.mu.Lock()
-	if p := r.poolFor(warehouse); p != nil {
-		b := r.poolSlot(p, r.epoch(r.cfg.Now()))
-		b.size = int32(p.size)
-		b.inUseMax = max(b.inUseMax, int32(p.inUse))
-		b.waits++
-		b.waitSum += d
-		b.waitMaxD = max(b.waitMaxD, d)
+	r.PoolWaitAt(r.cfg.Now(), warehouse, d)
+}
+
+// PoolWaitAt is PoolWait for a wait that ended at at.
+func (r *Recorder) PoolWaitAt(at time.Time, warehouse string, d time.Duration) {
+	p := r.poolFor(warehouse)
+	if p == nil {
+		return
 	}
-	r.mu.Unlock()
+	e := r.epoch(at)
+	p.mu.Lock()
+	b := r.poolSlot(p, e)
+	b.size = int32(p.size)
+	b.inUseMax = max(b.inUseMax, int32(p.inUse))
+	b.waits++
+	b.waitSum += d
+	b.waitMaxD = max(b.waitMaxD, d)
+	p.mu.Unlock()
 }

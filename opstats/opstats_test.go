@@ -3,6 +3,7 @@ package opstats
 import (
 	"fmt"
 	"math"
+	"sync"
 	"testing"
 	"time"
 )
@@ -214,6 +215,30 @@ func BenchmarkStatementParallel(b *testing.B) {
 		i := 0
 		for pb.Next() {
 			r.Statement("acme", OK, "", time.Duration(i)*time.Microsecond)
+			i++
+		}
+	})
+}
+
+// A transaction's calls as the proxy makes them: a pool's checkout and
+// return, and the statement, from several clients at once.
+func BenchmarkTransactionParallel(b *testing.B) {
+	r, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var pool sync.Mutex // the pool's lock, which Pool is called under
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			pool.Lock()
+			r.Pool("demo", 20, 3, 17, 0)
+			pool.Unlock()
+			r.Statement("acme", OK, "", time.Duration(i)*time.Microsecond)
+			pool.Lock()
+			r.Pool("demo", 20, 2, 18, 0)
+			pool.Unlock()
 			i++
 		}
 	})

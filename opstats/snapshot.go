@@ -123,7 +123,7 @@ func (r *Recorder) Snapshot(window time.Duration) Snapshot {
 		}
 	}
 	sortTenants(out.Tenants)
-	for _, p := range r.pools {
+	for _, p := range *r.pools.Load() {
 		out.Pools = append(out.Pools, r.poolOf(p, first, e))
 	}
 	slices.SortFunc(out.Pools, func(a, b Pool) int { return cmp.Compare(a.Warehouse, b.Warehouse) })
@@ -176,6 +176,8 @@ func (r *Recorder) tenantOf(s *series, first, last int64) Tenant {
 }
 
 func (r *Recorder) poolOf(p *poolSeries, first, last int64) Pool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	out := Pool{Warehouse: p.name, Size: p.size, InUse: p.inUse, Idle: p.idle, Waiting: p.waiting, Points: []PoolPoint{}}
 	for e := first; e <= last; e++ {
 		b := &p.ring[int(e%int64(r.n))]

@@ -142,8 +142,10 @@ type backend struct {
 	// tenant is whom the pool lent b to (its share in the scheduler).
 	tenant string
 
-	prepMu   sync.Mutex
-	prepared map[string]uint64 // proxy statement names prepared here, by last use
+	prepMu sync.Mutex
+	// prepared: proxy statement names prepared here, by last use (a
+	// pointer, so that a use is one lookup of the name).
+	prepared map[string]*uint64
 	// confirmed is what the warehouse has confirmed (ParseComplete, less
 	// CloseComplete): prepared is made from it again after messages were
 	// skipped (prepDirty), when a Close and a later Parse of the same
@@ -166,7 +168,7 @@ type backend struct {
 }
 
 func newBackend(sc ServerConn, now time.Time, maxPrepared int) *backend {
-	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]uint64{}, confirmed: map[string]struct{}{}, maxPrep: maxPrepared}
+	return &backend{sc: sc, created: now, lastUsed: now, prepared: map[string]*uint64{}, confirmed: map[string]struct{}{}, maxPrep: maxPrepared}
 }
 
 // markPrepared records a use of name and reports whether it is new here,
@@ -176,8 +178,8 @@ func (b *backend) markPrepared(name string) (isNew bool, evict string) {
 	b.prepMu.Lock()
 	defer b.prepMu.Unlock()
 	b.prepTick++
-	if _, ok := b.prepared[name]; ok {
-		b.prepared[name] = b.prepTick
+	if t := b.prepared[name]; t != nil {
+		*t = b.prepTick
 		return false, ""
 	}
 	if b.maxPrep > 0 && len(b.prepared) >= b.maxPrep {
@@ -186,15 +188,16 @@ func (b *backend) markPrepared(name string) (isNew bool, evict string) {
 		// go, not one the batch in flight binds; if none, the cap waits.
 		oldest := b.quietTick + 1
 		for n, t := range b.prepared {
-			if t < oldest {
-				evict, oldest = n, t
+			if *t < oldest {
+				evict, oldest = n, *t
 			}
 		}
 		if evict != "" {
 			delete(b.prepared, evict)
 		}
 	}
-	b.prepared[name] = b.prepTick
+	tick := b.prepTick
+	b.prepared[name] = &tick
 	return true, evict
 }
 
@@ -214,7 +217,7 @@ func (b *backend) settle() {
 	}
 	for n := range b.confirmed {
 		if _, ok := b.prepared[n]; !ok {
-			b.prepared[n] = 0
+			b.prepared[n] = new(uint64)
 		}
 	}
 }
@@ -358,7 +361,9 @@ type pool struct {
 	// connections in use; called with mu held. A waiter's channel gets a
 	// connection, or nil for a slot (open and inUse counted for it) in
 	// which to dial one.
-	sched    *fairq.Scheduler[chan *backend]
+	sched *fairq.Scheduler[chan *backend]
+	// waiters are reused (*waiter): under saturation every checkout waits.
+	waiters  sync.Pool
 	params   map[string]string // ParameterStatus of the first connection
 	failures int               // consecutive dial failures, for backoff
 	// lastDialErr is why the last dial failed, unless the caller's deadline
@@ -442,7 +447,7 @@ func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duratio
 		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats}
 	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
-	stats.Pool(warehouse, cfg.Size, 0, 0, 0)
+	stats.PoolAt(time.Now(), warehouse, cfg.Size, 0, 0, 0)
 	return p
 }
 
@@ -472,12 +477,13 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 	// and its watch (await), and only a dial gets a context with the
 	// deadline.
 	b, err := p.get(ctx, tenant, watch, start.Add(p.cfg.AcquireTimeout))
-	d := time.Since(start)
+	end := time.Now()
+	d := end.Sub(start)
 	p.m.wait.Observe(d.Seconds())
 	p.m.tenantWait(tenant, d, err)
 	// The statistics count the waits of clients that found no idle
 	// connection; the fast path above does not wait.
-	p.stats.PoolWait(p.warehouse, d)
+	p.stats.PoolWaitAt(end, p.warehouse, d)
 	return b, err
 }
 
@@ -516,7 +522,7 @@ func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	}
 	b := p.popIdleLocked(now)
 	if b == nil {
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		return nil
 	}
 	if !p.sched.Start(tenant) {
@@ -525,7 +531,7 @@ func (p *pool) lendIdleLocked(tenant string, now time.Time) *backend {
 	}
 	b.tenant = tenant
 	p.inUse++
-	p.gaugesLocked()
+	p.gaugesLocked(now)
 	return b
 }
 
@@ -543,13 +549,13 @@ func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
 func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline time.Time) (*backend, error) {
 	var lastErr error
 	for {
+		now := time.Now() // one reading for the lending and the gauges
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return nil, pgerr.Shutdown()
 		}
 		if !p.sched.Blocked(tenant) {
-			now := time.Now()
 			if b := p.lendIdleLocked(tenant, now); b != nil {
 				p.mu.Unlock()
 				if p.healthy(b, now) {
@@ -561,7 +567,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			if p.open < p.cfg.Size && p.sched.Start(tenant) {
 				p.open++
 				p.inUse++
-				p.gaugesLocked()
+				p.gaugesLocked(now)
 				p.mu.Unlock()
 				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
@@ -574,10 +580,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 				continue
 			}
 		}
-		ch := make(chan *backend, 1)
-		k, err := p.sched.Push(tenant, ch)
+		w := p.waiter()
+		k, err := p.sched.Push(tenant, w.ch)
 		if err != nil {
 			p.mu.Unlock()
+			p.waiters.Put(w)
 			var le *fairq.LimitError
 			if errors.As(err, &le) {
 				p.m.refused(tenant, le.Limit)
@@ -585,10 +592,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 			return nil, err
 		}
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
-		b, woken, abandoned := await(ctx, ch, watch, deadline)
+		b, woken, abandoned := w.await(ctx, watch, deadline)
 		if woken && !abandoned {
+			p.waiters.Put(w) // handed b or a slot: nothing more comes
 			if b != nil {
 				if p.healthy(b, time.Now()) { // at once when it was just returned
 					return b, nil
@@ -610,12 +618,14 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 		if !woken {
 			p.mu.Lock()
 			removed := p.sched.Remove(k)
-			p.gaugesLocked()
+			p.gaugesLocked(time.Now())
 			p.mu.Unlock()
 			if !removed {
-				b, woken = <-ch, true // handed something just now
+				b, woken = <-w.ch, true // handed something just now
 			}
 		}
+		// Out of the queue, and its channel empty.
+		p.waiters.Put(w)
 		if woken { // pass it on
 			if b != nil {
 				p.release(b, true)
@@ -691,7 +701,7 @@ func (p *pool) freeSlotLocked(tenant string) {
 	p.inUse--
 	p.sched.Done(tenant)
 	p.wakeLocked(nil)
-	p.gaugesLocked()
+	p.gaugesLocked(time.Now())
 }
 
 // watchDelay is how long a client waits in the queue before it is watched
@@ -699,16 +709,38 @@ func (p *pool) freeSlotLocked(tenant string) {
 // and a watch costs a goroutine and polls of the client's socket.
 const watchDelay = 50 * time.Millisecond
 
-// await waits for a connection on ch until deadline. woken reports that
-// ch delivered (b, or nil for a free slot); abandoned that the client left
-// meanwhile, which stop also reports when woken: it may have left just
-// now. One timer serves the deadline and, first, the watch's delay.
-func await(ctx context.Context, ch chan *backend, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
+// waiter is a queued client's channel, on which it is handed a connection
+// or a slot, and the timer of its wait. Its channel is empty whenever the
+// pool has it (get puts it back once it is out of the queue and has taken
+// what it was handed), and its timer stopped.
+type waiter struct {
+	ch chan *backend
+	t  *time.Timer
+}
+
+func (p *pool) waiter() *waiter {
+	if w, ok := p.waiters.Get().(*waiter); ok {
+		return w
+	}
+	return &waiter{ch: make(chan *backend, 1)}
+}
+
+// await waits for a connection on w.ch until deadline. woken reports that
+// the channel delivered (b, or nil for a free slot); abandoned that the
+// client left meanwhile, which stop also reports when woken: it may have
+// left just now. One timer serves the deadline and, first, the watch's
+// delay.
+func (w *waiter) await(ctx context.Context, watch waitWatch, deadline time.Time) (b *backend, woken, abandoned bool) {
 	wait := time.Until(deadline)
 	if watch != nil {
 		wait = min(wait, watchDelay)
 	}
-	t := time.NewTimer(wait)
+	if w.t == nil {
+		w.t = time.NewTimer(wait)
+	} else {
+		w.t.Reset(wait) // stopped: no stale tick (Go 1.23 timers)
+	}
+	t, ch := w.t, w.ch
 	defer t.Stop()
 	select {
 	case b = <-ch:
@@ -813,7 +845,7 @@ func (p *pool) release(b *backend, reuse bool) {
 	if !reuse || p.closed || now.Sub(b.created) > p.cfg.MaxLifetime {
 		p.open--
 		p.wakeLocked(nil)
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		b.sc.Close()
 		return
@@ -822,7 +854,7 @@ func (p *pool) release(b *backend, reuse bool) {
 	if p.sched.Queued() > 0 {
 		p.inUse++
 		p.wakeLocked(b)
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		return
 	}
@@ -834,7 +866,7 @@ func (p *pool) release(b *backend, reuse bool) {
 		p.open--
 		go old.sc.Close()
 	}
-	p.gaugesLocked()
+	p.gaugesLocked(now)
 	p.mu.Unlock()
 }
 
@@ -864,7 +896,7 @@ func (p *pool) reapLoop(done <-chan struct{}) {
 		}
 		clear(p.idle[len(kept):])
 		p.idle = kept
-		p.gaugesLocked()
+		p.gaugesLocked(now)
 		p.mu.Unlock()
 		for _, b := range old {
 			b.sc.Close()
@@ -900,12 +932,14 @@ func (p *pool) wakeLocked(b *backend) {
 	k.Value <- b
 }
 
-func (p *pool) gaugesLocked() {
+// gaugesLocked reports the pool's state after a change at now (a clock
+// reading the caller had, or takes for it).
+func (p *pool) gaugesLocked(now time.Time) {
 	q := p.sched.Queued()
 	p.m.inUse.Set(float64(p.inUse))
 	p.m.idle.Set(float64(len(p.idle)))
 	p.m.waiting.Set(float64(q))
-	p.stats.Pool(p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
+	p.stats.PoolAt(now, p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
 }
 
 // startupParams returns the ParameterStatus set clients are greeted with,
@@ -994,7 +1028,7 @@ func (p *pool) close() {
 	idle := p.idle
 	p.idle = nil
 	p.open -= len(idle)
-	p.gaugesLocked()
+	p.gaugesLocked(time.Now())
 	p.mu.Unlock()
 	for _, b := range idle {
 		b.sc.Close()

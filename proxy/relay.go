@@ -99,6 +99,23 @@ func (q *pendingQueue) front() *pending {
 func (q *pendingQueue) pop() {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.popLocked()
+}
+
+// take pops the front and returns it (nil when the queue is empty): front
+// and pop under one lock.
+func (q *pendingQueue) take() *pending {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.head == len(q.items) {
+		return nil
+	}
+	p := q.items[q.head]
+	q.popLocked()
+	return p
+}
+
+func (q *pendingQueue) popLocked() {
 	if q.head == len(q.items) {
 		return
 	}
@@ -735,19 +752,19 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 func (c *clientConn) readyForQuery(status byte) {
 	c.txStatus.Store(uint32(status)) // before the pops that let the loop see it (mayProbe)
 	c.settleEncoding(status)
+	var now time.Time // when a statement ended here: the clock is read once
 	for {
-		p := c.q.front()
+		p := c.q.take()
 		if p == nil {
 			break
 		}
-		c.q.pop()
 		if p.kind == pQuery {
 			if p.refusal == nil {
 				outcome := "ok"
 				if p.failed != "" {
 					outcome = "error"
 				}
-				c.statementDone(p, outcome, p.failed, p.rows)
+				now = c.statementDone(p, outcome, p.failed, p.rows)
 			}
 			break
 		}
@@ -763,7 +780,11 @@ func (c *clientConn) readyForQuery(status byte) {
 		}
 		c.txOps, c.txFailed = c.txOps[:0], false
 	}
-	c.touch()
+	if now.IsZero() {
+		c.touch()
+	} else {
+		c.lastActive.Store(now.UnixNano())
+	}
 }
 
 // parseFailed forgets a Parse the warehouse rejected or skipped, and notes
@@ -796,11 +817,13 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 	return m
 }
 
-func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
-	d := time.Since(p.start)
+// statementDone accounts for a statement that ended now, which it returns.
+func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) time.Time {
+	now := time.Now()
+	d := now.Sub(p.start)
 	c.srv.metrics.statement(outcome, string(c.session.Kind))
 	c.srv.metrics.duration.Observe(d.Seconds())
-	c.srv.stats.Statement(c.session.Tenant, statsOutcome(outcome), code, d)
+	c.srv.stats.StatementAt(now, c.session.Tenant, statsOutcome(outcome), code, d)
 	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
 		fp := ""
 		if p.info != nil {
@@ -809,4 +832,5 @@ func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64)
 		ce.Write(zap.String("fingerprint", fp), zap.String("outcome", outcome), zap.String("sqlstate", code), zap.Int64("rows", rows), zap.Duration("duration", d))
 	}
 	c.srv.audit.record(c, p.info, outcome, code, rows, p.start)
+	return now
 }

@@ -260,7 +260,7 @@ func (p *pool) closeOldestIdle() bool {
 	b := p.idle[0]
 	p.idle = p.idle[1:]
 	p.open--
-	p.gaugesLocked()
+	p.gaugesLocked(time.Now())
 	p.mu.Unlock()
 	b.sc.Close()
 	return true

@@ -14,6 +14,7 @@ package proxy
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -33,12 +34,23 @@ type tenantLabels struct {
 	mu    sync.Mutex
 	named map[string]bool // configured tenants: always labelled
 	seen  map[string]bool // others labelled, at most tenantMetricsTop
-	// waits caches the wait histogram's series by tenant and by label.
-	waits map[string]prometheus.Observer
+	// waits caches the wait histogram's series by tenant and by label
+	// (string to *tenantObserver): read without mu at every checkout,
+	// written under it; nWaits counts its entries.
+	waits  sync.Map
+	nWaits int
+	// last is the entry of waits used last, checked first: a pool's
+	// checkouts often come from one tenant in a row.
+	last atomic.Pointer[tenantObserver]
+}
+
+type tenantObserver struct {
+	tenant string
+	o      prometheus.Observer
 }
 
 func newTenantLabels(cfg fairq.Config) *tenantLabels {
-	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}, waits: map[string]prometheus.Observer{}}
+	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}}
 	for t := range cfg.Tenants {
 		l.named[t] = true
 	}
@@ -162,19 +174,30 @@ func (m *poolMetrics) tenantWait(tenant string, d time.Duration, err error) {
 // observer is tenant's series of waits (at every checkout): looked up in
 // the vector once per label, not hashed again each time.
 func (l *tenantLabels) observer(tenant string, v *prometheus.HistogramVec, warehouse string) prometheus.Observer {
+	if t := l.last.Load(); t != nil && t.tenant == tenant {
+		return t.o
+	}
+	if t, ok := l.waits.Load(tenant); ok {
+		l.last.Store(t.(*tenantObserver))
+		return t.(*tenantObserver).o
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if o := l.waits[tenant]; o != nil {
-		return o
+	if t, ok := l.waits.Load(tenant); ok {
+		return t.(*tenantObserver).o
 	}
 	label := l.labelLocked(tenant)
-	o := l.waits[label]
-	if o == nil {
+	var o prometheus.Observer
+	if t, ok := l.waits.Load(label); ok {
+		o = t.(*tenantObserver).o
+	} else {
 		o = v.WithLabelValues(warehouse, label)
-		l.waits[label] = o
+		l.waits.Store(label, &tenantObserver{label, o})
+		l.nWaits++
 	}
-	if label == tenant || len(l.waits) < 2*tenantMetricsTop+len(l.named) {
-		l.waits[tenant] = o // "other" tenants too, within a bound
+	if label != tenant && l.nWaits < 2*tenantMetricsTop+len(l.named) {
+		l.waits.Store(tenant, &tenantObserver{tenant, o}) // "other" tenants too, within a bound
+		l.nWaits++
 	}
 	return o
 }

@@ -185,10 +185,12 @@ type Scheduler[T any] struct {
 
 	mu      sync.Mutex
 	tenants map[string]*tenantState[T]
-	// spare is the state forgetLocked dropped last, taken up again when
-	// its tenant comes back before another is dropped: a tenant with one
-	// client at a time comes and goes at every transaction.
-	spare  *tenantState[T]
+	// hot is one tenant's state kept out of tenants: the last one let go
+	// (forgetLocked), or a newcomer's when hot was free. A tenant with one
+	// client at a time comes and goes at every transaction, and a map's
+	// insert and delete (which reseeds the map once it is empty) cost more
+	// than the rest of a checkout. A state is in tenants or hot, not both.
+	hot    *tenantState[T]
 	ring   []*tenantState[T] // tenants with queued waiters, in turn order
 	cur    int
 	seq    uint64
@@ -214,33 +216,48 @@ func (s *Scheduler[T]) Policy() Policy { return s.cfg.Policy }
 // Limits returns tenant's limits.
 func (s *Scheduler[T]) Limits(tenant string) Limits { return s.cfg.For(tenant) }
 
+// lookupLocked returns tenant's state, nil if it has none.
+func (s *Scheduler[T]) lookupLocked(tenant string) *tenantState[T] {
+	if h := s.hot; h != nil && h.name == tenant {
+		return h
+	}
+	return s.tenants[tenant]
+}
+
 func (s *Scheduler[T]) stateLocked(tenant string) *tenantState[T] {
-	t := s.tenants[tenant]
-	if t == nil {
-		if t = s.spare; t != nil && t.name == tenant {
-			// As good as new: forgotten with nothing in use or queued,
-			// out of the ring, and a bucket that refills to full.
-			s.spare = nil
-		} else {
-			t = &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
-			t.tokens, t.filled = float64(t.lim.Burst), s.now()
-		}
+	if t := s.lookupLocked(tenant); t != nil {
+		return t
+	}
+	t := &tenantState[T]{name: tenant, lim: s.cfg.For(tenant)}
+	t.tokens, t.filled = float64(t.lim.Burst), s.now()
+	if s.hot == nil || s.forgettable(s.hot) {
+		s.hot = t // the one there, if any, is dropped
+	} else {
 		s.tenants[tenant] = t
 	}
 	return t
 }
 
-// forgetLocked drops a tenant's state once nothing of it remains: no
-// waiters, nothing in use, a full bucket.
-func (s *Scheduler[T]) forgetLocked(t *tenantState[T]) {
+// forgettable reports whether nothing of t remains: no waiters, nothing in
+// use, a full bucket. Its state is then as good as new (out of the ring,
+// and a bucket that refills to full), whether it is kept or dropped.
+func (s *Scheduler[T]) forgettable(t *tenantState[T]) bool {
 	if t.inUse > 0 || len(t.queue) > 0 {
-		return
+		return false
 	}
-	if t.lim.RatePerSecond > 0 && t.tokens+s.now().Sub(t.filled).Seconds()*t.lim.RatePerSecond < float64(t.lim.Burst) {
+	return t.lim.RatePerSecond <= 0 || t.tokens+s.now().Sub(t.filled).Seconds()*t.lim.RatePerSecond >= float64(t.lim.Burst)
+}
+
+// forgetLocked drops a tenant's state from tenants once nothing of it
+// remains; it is kept as hot unless hot holds a tenant still busy.
+func (s *Scheduler[T]) forgetLocked(t *tenantState[T]) {
+	if t == s.hot || !s.forgettable(t) {
 		return
 	}
 	delete(s.tenants, t.name)
-	s.spare = t
+	if s.hot == nil || s.forgettable(s.hot) {
+		s.hot = t
+	}
 }
 
 // Start counts a connection in use for tenant, for a pool that has one free
@@ -262,7 +279,7 @@ func (s *Scheduler[T]) Start(tenant string) bool {
 func (s *Scheduler[T]) Blocked(tenant string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tenants[tenant]
+	t := s.lookupLocked(tenant)
 	if t == nil {
 		return false
 	}
@@ -273,7 +290,7 @@ func (s *Scheduler[T]) Blocked(tenant string) bool {
 func (s *Scheduler[T]) Done(tenant string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t := s.tenants[tenant]
+	t := s.lookupLocked(tenant)
 	if t == nil || t.inUse == 0 {
 		return // unmatched: nothing to end (the pool's tests check the balance)
 	}
@@ -466,11 +483,17 @@ type TenantStats struct {
 // (in use plus queued) first, ties by name.
 func (s *Scheduler[T]) Stats() []TenantStats {
 	s.mu.Lock()
-	out := make([]TenantStats, 0, len(s.tenants))
-	for _, t := range s.tenants {
+	out := make([]TenantStats, 0, len(s.tenants)+1)
+	add := func(t *tenantState[T]) {
 		if t.inUse > 0 || len(t.queue) > 0 {
 			out = append(out, TenantStats{Tenant: t.name, Queued: len(t.queue), InUse: t.inUse})
 		}
+	}
+	for _, t := range s.tenants {
+		add(t)
+	}
+	if s.hot != nil {
+		add(s.hot)
 	}
 	s.mu.Unlock()
 	SortBusiest(out)
@@ -492,7 +515,7 @@ func SortBusiest(stats []TenantStats) {
 func (s *Scheduler[T]) InUse(tenant string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if t := s.tenants[tenant]; t != nil {
+	if t := s.lookupLocked(tenant); t != nil {
 		return t.inUse
 	}
 	return 0
