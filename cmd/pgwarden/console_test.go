@@ -198,6 +198,23 @@ func TestConsoleBrowser(t *testing.T) {
 	visible := func(sel string) action { return chromedp.WaitVisible(css(sel)) }
 	click := func(sel string) action { return chromedp.Click(css(sel)) }
 	set := func(sel, v string) action { return chromedp.SetValue(css(sel), v) }
+	// atURL waits until the page's address holds part: after a form's
+	// submit, until the browser is on the answer, not still on the form's
+	// page, whose elements match the same selectors.
+	atURL := func(part string) action {
+		return chromedp.Func(func(ctx context.Context, tgt *chromedp.Target) error {
+			for {
+				if u, err := chromedp.Location()(ctx, tgt); err == nil && strings.Contains(u, part) {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("the page never reached an address with %q: %w", part, ctx.Err())
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		})
+	}
 	text := func(sel string) string {
 		t.Helper()
 		v, err := chromedp.Run(bctx, chromedp.Text(css(sel)))
@@ -352,7 +369,7 @@ func TestConsoleBrowser(t *testing.T) {
 	refusedRow := `#audit tr[data-tenant="acme"][data-outcome="refused"]`
 	for deadline := time.Now().Add(time.Minute); ; {
 		do("audit", chromedp.Navigate(base+"audit"), visible("#f-tenant"), set("#f-tenant", "acme"), set("#f-outcome", "refused"),
-			click(`#audit-filter button[type=submit]`), visible("#audit"))
+			click(`#audit-filter button[type=submit]`), atURL("outcome=refused"), visible("#audit"))
 		if count(refusedRow) > 0 {
 			break
 		}
