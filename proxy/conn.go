@@ -159,7 +159,7 @@ type clientConn struct {
 
 	// Set by the relay (under mu) when the held connection died: the loop
 	// skips the rest of the client's batch, or fails its next message.
-	// lost is set (under mu) while either is, for the loop to look
+	// lost is either of them (lossChangedLocked), for the loop to look
 	// without taking mu for every message.
 	skipToSync bool
 	failNext   bool
@@ -373,7 +373,7 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		c.skipToSync = false
 		c.ignoreUntilSync = true
 	}
-	c.lost.Store(c.failNext)
+	c.lossChangedLocked()
 	if !c.failNext {
 		return nil, false
 	}
@@ -382,10 +382,14 @@ func (c *clientConn) afterLoss(msg pgproto3.FrontendMessage) (error, bool) {
 		return nil, false
 	}
 	c.failNext = false
-	c.lost.Store(false)
+	c.lossChangedLocked()
 	_, isQuery := msg.(*pgproto3.Query)
 	return c.writeUnbound(c.errorResponse(errWarehouseLost(c.wh.Name), false), isQuery), true
 }
+
+// lossChangedLocked publishes skipToSync and failNext to lost after a
+// change of either. c.mu is held.
+func (c *clientConn) lossChangedLocked() { c.lost.Store(c.skipToSync || c.failNext) }
 
 // msgType is a message's type byte, for protocol errors.
 func msgType(msg pgproto3.FrontendMessage) string {

@@ -595,8 +595,19 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 		p.gaugesLocked(now)
 		p.mu.Unlock()
 		b, woken, abandoned := w.await(ctx, watch, deadline)
-		if woken && !abandoned {
-			p.waiters.Put(w) // handed b or a slot: nothing more comes
+		handed := woken && !abandoned // in time, for a client still there
+		if !woken {
+			p.mu.Lock()
+			removed := p.sched.Remove(k)
+			p.gaugesLocked(time.Now())
+			p.mu.Unlock()
+			if !removed {
+				b, woken = <-w.ch, true // handed something just now
+			}
+		}
+		// Out of the queue, and its channel empty.
+		p.waiters.Put(w)
+		if handed {
 			if b != nil {
 				if p.healthy(b, time.Now()) { // at once when it was just returned
 					return b, nil
@@ -615,17 +626,6 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 			continue
 		}
-		if !woken {
-			p.mu.Lock()
-			removed := p.sched.Remove(k)
-			p.gaugesLocked(time.Now())
-			p.mu.Unlock()
-			if !removed {
-				b, woken = <-w.ch, true // handed something just now
-			}
-		}
-		// Out of the queue, and its channel empty.
-		p.waiters.Put(w)
 		if woken { // pass it on
 			if b != nil {
 				p.release(b, true)

@@ -360,7 +360,7 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	trailing := len(owed) > 0 && owed[len(owed)-1].kind != pSync && owed[len(owed)-1].kind != pQuery
 	c.skipToSync = trailing
 	c.failNext = len(owed) == 0 && c.txStatus.Load() != 'I'
-	c.lost.Store(c.skipToSync || c.failNext)
+	c.lossChangedLocked()
 	c.txOps, c.txFailed, c.opsSeen = c.txOps[:0], false, false
 	c.txStatus.Store('I')
 	// Still under mu: with nothing bound the loop may write to the client
