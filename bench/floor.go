@@ -19,7 +19,7 @@ import (
 // Go proxy pays per transaction before it does any work of its own.
 type floorRelay struct {
 	Port   int
-	Mode   string // goroutine or epoll
+	Mode   string // goroutine, epoll or coro
 	cmd    *exec.Cmd
 	exited chan struct{}
 }
@@ -39,7 +39,13 @@ func startFloorRelay(ctx context.Context, bin, mode string, pg *pgcluster.Cluste
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "-mode", mode, "-listen", strconv.Itoa(port), "-backend", strconv.Itoa(pg.Port))
+	args := []string{"-mode", mode, "-listen", strconv.Itoa(port), "-backend", strconv.Itoa(pg.Port)}
+	if mode == "coro" {
+		// pgwarden runs other goroutines beside its connections: its loop
+		// would have to give its processor back while it waits.
+		args = append(args, "-block", "runtime")
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start floorrelay: %w", err)

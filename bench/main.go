@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
-	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them; relay-go and relay-epoll (bench/floorrelay: a byte relay doing nothing else, the floor of a Go proxy's CPU) are extra")
+	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro (bench/floorrelay: a byte relay doing nothing else, the floor of a Go proxy's CPU in each I/O model) are extra")
 	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
@@ -179,9 +179,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	for _, t := range o.Targets {
 		switch t {
-		case "direct", "pgbouncer", "rls", "pgwarden", "relay-go", "relay-epoll":
+		case "direct", "pgbouncer", "rls", "pgwarden", "relay-go", "relay-epoll", "relay-coro":
 		default:
-			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls, pgwarden, relay-go or relay-epoll)", t)
+			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls, pgwarden, relay-go, relay-epoll or relay-coro)", t)
 		}
 	}
 	if o.PoolClients < 2 || o.PoolSize < 1 {
@@ -494,14 +494,14 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				what += fmt.Sprintf("; for -M prepared a second instance in session mode (pool 100), because PgBouncer %s predates prepared-statement support in transaction mode (1.21)", bouncerVer)
 			}
 			rep.Targets = append(rep.Targets, targetInfo{"pgbouncer", what})
-		case "relay-go", "relay-epoll":
+		case "relay-go", "relay-epoll", "relay-coro":
 			if floorBin == "" {
 				if floorBin, err = buildFloorRelay(ctx, work); err != nil {
 					rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
 					continue
 				}
 			}
-			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll"}[name]
+			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll", "relay-coro": "coro"}[name]
 			fr, err := startFloorRelay(ctx, floorBin, mode, c.pg)
 			if err != nil {
 				rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
@@ -513,7 +513,8 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			}})
 			what := map[string]string{
 				"relay-go":    "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction",
-				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop, as PgBouncer's; the floor of an event-loop Go proxy",
+				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop and raw system calls, as PgBouncer's; the floor of an event-loop Go proxy",
+				"relay-coro":  "bench/floorrelay -mode coro -block runtime: the epoll loop, with each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable, and which gives its processor back to the scheduler while it waits; the floor of pgwarden's connection code run on an event loop",
 			}[name]
 			rep.Targets = append(rep.Targets, targetInfo{name, what})
 		case "rls":

@@ -3,34 +3,49 @@
 // nothing else (no parsing, pooling, authentication or policy). What it costs
 // per transaction is what any Go proxy pays before doing its work, in the
 // runtime's model (-mode goroutine: two goroutines per client on the netpoller,
-// as pgwarden) or in an event loop (-mode epoll: one locked thread, level
-// triggered, as PgBouncer's libevent loop). The bench measures its CPU per
-// transaction beside PgBouncer's and pgwarden's (targets relay-go and
-// relay-epoll). It is a measuring instrument, not a proxy anyone should run.
+// as pgwarden), in an event loop (-mode epoll: one locked thread, level
+// triggered, as PgBouncer's libevent loop), or in that loop with each
+// connection's relay written as blocking code in a coroutine (-mode coro:
+// how pgwarden's connection code could run on an event loop unchanged). The
+// bench measures its CPU per transaction beside PgBouncer's and pgwarden's
+// (targets relay-go, relay-epoll and relay-coro). It is a measuring
+// instrument, not a proxy anyone should run.
 package main
 
 import (
 	"flag"
 	"fmt"
 	"io"
+	"iter"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
 	"syscall"
+	"unsafe"
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine or epoll")
+	mode := flag.String("mode", "goroutine", "goroutine, epoll or coro")
 	listen := flag.Int("listen", 0, "port to listen on, on 127.0.0.1")
 	backend := flag.Int("backend", 0, "PostgreSQL's port on 127.0.0.1")
+	block := flag.String("block", "raw", "how -mode epoll and coro wait with nothing ready: raw (keep the processor) or runtime (give it back)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "goroutine":
 		err = goroutines(*listen, *backend)
-	case "epoll":
-		err = epoll(*listen, *backend)
+	case "epoll", "coro":
+		runtime.LockOSThread()
+		var l *loop
+		if l, err = newLoop(*listen, *backend, *block == "raw"); err != nil {
+			break
+		}
+		if *mode == "epoll" {
+			err = l.relay()
+		} else {
+			err = l.coro()
+		}
 	default:
 		err = fmt.Errorf("unknown -mode %q", *mode)
 	}
@@ -64,33 +79,100 @@ func goroutines(listen, backend int) error {
 	}
 }
 
-// epoll relays on one locked thread: one read per readiness event, written
-// to the peer at once (blocking for the rest of a partial write, which the
-// bench's small messages never cause).
-func epoll(listen, backend int) error {
-	runtime.LockOSThread()
-	lfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0)
+// loop is a level-triggered epoll loop on the calling, locked thread. Its
+// system calls are raw: a Go system call enters the scheduler's syscall
+// state, and the runtime's monitor thread then wakes to take the processor
+// back from a thread that blocks in epoll_wait, which costs more CPU per
+// transaction than the relay's own reads and writes.
+type loop struct {
+	ep, lfd  int
+	backend  int
+	rawBlock bool
+	loopback [4]byte
+	events   []syscall.EpollEvent
+}
+
+func newLoop(listen, backend int, rawBlock bool) (*loop, error) {
+	l := &loop{backend: backend, rawBlock: rawBlock, loopback: [4]byte{127, 0, 0, 1}, events: make([]syscall.EpollEvent, 256)}
+	var err error
+	if l.lfd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0); err != nil {
+		return nil, err
+	}
+	syscall.SetsockoptInt(l.lfd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.Bind(l.lfd, &syscall.SockaddrInet4{Port: listen, Addr: l.loopback}); err != nil {
+		return nil, err
+	}
+	if err := syscall.Listen(l.lfd, 4096); err != nil {
+		return nil, err
+	}
+	if l.ep, err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC); err != nil {
+		return nil, err
+	}
+	return l, l.watch(l.lfd)
+}
+
+func (l *loop) watch(fd int) error {
+	return syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
+}
+
+// wait returns the ready descriptors. With -block raw (the default) it
+// blocks in a raw epoll_wait for at most 10 ms at a time and keeps the
+// thread's processor. With -block runtime it polls without blocking first
+// and, with nothing ready, blocks in an ordinary system call, which hands the
+// processor back to the scheduler, as a proxy that runs other goroutines
+// beside its loops has to. Either way the loop gives the scheduler a turn
+// after every empty wait, so that the garbage collector can stop it.
+func (l *loop) wait() []syscall.EpollEvent {
+	ev := uintptr(unsafe.Pointer(&l.events[0]))
+	for {
+		var n uintptr
+		var errno syscall.Errno
+		if l.rawBlock {
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), 10, 0, 0)
+		} else if n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), 0, 0, 0); errno == 0 && n == 0 {
+			n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), ^uintptr(0), 0, 0)
+		}
+		if errno == 0 && n > 0 {
+			return l.events[:n]
+		}
+		runtime.Gosched()
+	}
+}
+
+// accept takes a client and dials its own PostgreSQL connection.
+func (l *loop) accept() (cfd, sfd int, ok bool) {
+	cfd, _, err := syscall.Accept4(l.lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
 	if err != nil {
-		return err
+		return 0, 0, false // another event took it, or the client left
 	}
-	syscall.SetsockoptInt(lfd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-	loopback := [4]byte{127, 0, 0, 1}
-	if err := syscall.Bind(lfd, &syscall.SockaddrInet4{Port: listen, Addr: loopback}); err != nil {
-		return err
+	sfd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err == nil {
+		err = syscall.Connect(sfd, &syscall.SockaddrInet4{Port: l.backend, Addr: l.loopback})
 	}
-	if err := syscall.Listen(lfd, 4096); err != nil {
-		return err
+	if err == nil {
+		err = syscall.SetNonblock(sfd, true)
 	}
-	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err == nil {
+		for _, fd := range []int{cfd, sfd} {
+			syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		}
+		if err = l.watch(cfd); err == nil {
+			err = l.watch(sfd)
+		}
+	}
 	if err != nil {
-		return err
+		fmt.Fprintln(os.Stderr, "floorrelay:", err)
+		syscall.Close(cfd)
+		if sfd > 0 {
+			syscall.Close(sfd)
+		}
+		return 0, 0, false
 	}
-	watch := func(fd int) error {
-		return syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
-	}
-	if err := watch(lfd); err != nil {
-		return err
-	}
+	return cfd, sfd, true
+}
+
+// relay copies each readiness event's bytes to the peer at once.
+func (l *loop) relay() error {
 	peer := map[int]int{}
 	closePair := func(fd int) {
 		if p, ok := peer[fd]; ok {
@@ -101,20 +183,12 @@ func epoll(listen, backend int) error {
 		delete(peer, fd)
 	}
 	buf := make([]byte, 16<<10)
-	events := make([]syscall.EpollEvent, 256)
 	for {
-		n, err := syscall.EpollWait(ep, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		for _, ev := range events[:n] {
+		for _, ev := range l.wait() {
 			fd := int(ev.Fd)
-			if fd == lfd {
-				if err := accept(lfd, backend, loopback, peer, watch); err != nil {
-					fmt.Fprintln(os.Stderr, "floorrelay:", err)
+			if fd == l.lfd {
+				if cfd, sfd, ok := l.accept(); ok {
+					peer[cfd], peer[sfd] = sfd, cfd
 				}
 				continue
 			}
@@ -122,8 +196,8 @@ func epoll(listen, backend int) error {
 			if !ok {
 				continue // closed with its peer earlier in this batch
 			}
-			m, err := syscall.Read(fd, buf)
-			if err == syscall.EAGAIN || err == syscall.EINTR {
+			m, errno := read(fd, buf)
+			if errno == syscall.EAGAIN {
 				continue
 			}
 			if m <= 0 || writeAll(p, buf[:m]) != nil {
@@ -133,52 +207,97 @@ func epoll(listen, backend int) error {
 	}
 }
 
-func accept(lfd, backend int, loopback [4]byte, peer map[int]int, watch func(int) error) error {
-	cfd, _, err := syscall.Accept4(lfd, syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
-	if err != nil {
-		return nil // another event took it, or the client left
-	}
-	sfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err == nil {
-		err = syscall.Connect(sfd, &syscall.SockaddrInet4{Port: backend, Addr: loopback})
-	}
-	if err == nil {
-		err = syscall.SetNonblock(sfd, true)
-	}
-	if err != nil {
-		syscall.Close(cfd)
-		if sfd > 0 {
-			syscall.Close(sfd)
+// coroPair is one client and its PostgreSQL connection, relayed by blocking
+// code in a coroutine that yields whenever it has to wait.
+type coroPair struct {
+	cfd, sfd int
+	ready    int // the descriptor the loop resumed the coroutine for
+	next     func() (struct{}, bool)
+	stop     func()
+}
+
+// coro runs each pair's relay as a coroutine (iter.Pull): a readiness event
+// resumes the pair on this thread, with no scheduler work between the event
+// and the code that reads.
+func (l *loop) coro() error {
+	pairs := map[int]*coroPair{}
+	resume := func(p *coroPair) {
+		if _, ok := p.next(); ok {
+			return
 		}
-		return err
+		p.stop()
+		delete(pairs, p.cfd)
+		delete(pairs, p.sfd)
+		syscall.Close(p.cfd)
+		syscall.Close(p.sfd)
 	}
-	for _, fd := range []int{cfd, sfd} {
-		syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	for {
+		for _, ev := range l.wait() {
+			fd := int(ev.Fd)
+			if fd == l.lfd {
+				if cfd, sfd, ok := l.accept(); ok {
+					p := &coroPair{cfd: cfd, sfd: sfd, ready: -1}
+					p.next, p.stop = iter.Pull(p.run)
+					pairs[cfd], pairs[sfd] = p, p
+					resume(p)
+				}
+				continue
+			}
+			if p := pairs[fd]; p != nil {
+				p.ready = fd
+				resume(p)
+			}
+		}
 	}
-	peer[cfd], peer[sfd] = sfd, cfd
-	if err := watch(cfd); err != nil {
-		return err
+}
+
+// run is the pair's relay as a proxy's connection code is written: wait,
+// read what is there, write it to the other side, wait again.
+func (p *coroPair) run(yield func(struct{}) bool) {
+	buf := make([]byte, 16<<10)
+	for yield(struct{}{}) {
+		from, to := p.cfd, p.sfd
+		if p.ready == p.sfd {
+			from, to = p.sfd, p.cfd
+		}
+		n, errno := read(from, buf)
+		if errno == syscall.EAGAIN {
+			continue
+		}
+		if n <= 0 || writeAll(to, buf[:n]) != nil {
+			return
+		}
 	}
-	return watch(sfd)
+}
+
+func read(fd int, b []byte) (int, syscall.Errno) {
+	for {
+		n, _, errno := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		if errno != syscall.EINTR {
+			if errno != 0 {
+				return -1, errno
+			}
+			return int(n), 0
+		}
+	}
 }
 
 func writeAll(fd int, b []byte) error {
 	for len(b) > 0 {
-		w, err := syscall.Write(fd, b)
-		switch {
-		case err == syscall.EAGAIN:
+		w, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		switch errno {
+		case 0:
+			b = b[w:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
 			// The peer's buffer is full: finish this write blocking.
 			if err := syscall.SetNonblock(fd, false); err != nil {
 				return err
 			}
 			defer syscall.SetNonblock(fd, true)
-			continue
-		case err == syscall.EINTR:
-			continue
-		case err != nil:
-			return err
+		default:
+			return errno
 		}
-		b = b[w:]
 	}
 	return nil
 }
