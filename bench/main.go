@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
-	targets := fs.String("targets", "direct,pgbouncer,rls,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro (bench/floorrelay: a byte relay doing nothing else, the floor of a Go proxy's CPU in each I/O model) are extra")
+	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, the model pgwarden could move to, by default; the other two on request)")
 	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")

@@ -406,9 +406,14 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 			header = append(header, fmt.Sprintf(">%s ÷ %s", r.target, r.base))
 		}
 	}
-	cpuRatio := has("pgwarden") && has("pgbouncer")
-	if cpuRatio {
-		header = append(header, ">proxy CPU/tx pgwarden ÷ pgbouncer")
+	// Proxy CPU per transaction against PgBouncer's: pgwarden's, and each
+	// floor relay's (what a Go proxy pays in that I/O model before any work).
+	var cpuRatios []string
+	for _, t := range []string{"pgwarden", "relay-coro", "relay-epoll", "relay-go"} {
+		if has(t) && has("pgbouncer") {
+			cpuRatios = append(cpuRatios, t)
+			header = append(header, ">proxy CPU/tx "+t+" ÷ pgbouncer")
+		}
 	}
 	var rows [][]string
 	for _, w := range res.Workloads {
@@ -422,8 +427,8 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 				for _, r := range ratios {
 					row = append(row, fmtRatio(res.pairedRatio(caseKey{w.Name, proto, total, r.target}, r.base)))
 				}
-				if cpuRatio {
-					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, "pgwarden"}, "pgbouncer")))
+				for _, t := range cpuRatios {
+					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, t}, "pgbouncer")))
 				}
 				rows = append(rows, row)
 			}
