@@ -273,7 +273,9 @@ type fakeSignOn struct {
 	failures []error
 }
 
-func (f *fakeSignOn) AuditWebFailure(r *http.Request, err error) { f.failures = append(f.failures, err) }
+func (f *fakeSignOn) AuditWebFailure(r *http.Request, err error) {
+	f.failures = append(f.failures, err)
+}
 
 // The sign-on callback refuses an answer without this browser's state
 // (a forged or replayed redirect), sets no credential cookie, and reports
