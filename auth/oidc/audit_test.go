@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,12 +22,14 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/pgwarden/pgwarden/admin"
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/auth/oidc"
 	"github.com/pgwarden/pgwarden/console"
 	"github.com/pgwarden/pgwarden/internal/oidctest"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/policy"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -318,7 +322,12 @@ func TestSignOnAudit(t *testing.T) {
 func TestConsoleSignOnAudit(t *testing.T) {
 	e := newSignOnEnv(t)
 	x := e.exchange(t, "", verifierFor(t, e.p, nil, nil))
-	c, err := console.New(console.Config{SignOn: x}, http.NotFoundHandler(), e.log)
+	ad, err := admin.New(admin.Config{AuditStored: true}, e.svc, e.store, noPolicies{}, e.h.Decode, e.h.Fail, e.log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.Mount("/v1/admin/", "admin", ad)
+	c, err := console.New(console.Config{SignOn: x}, ad, e.log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -358,4 +367,39 @@ func TestConsoleSignOnAudit(t *testing.T) {
 			}
 		})
 	}
+
+	// The operator finds them on the console's audit page (the admin
+	// API's reader) filtered to refused internal sign-ons.
+	e.stop()
+	_, tok, err := e.svc.MintInternal(context.Background(), auth.InternalUser{Subject: "adam", Role: auth.RoleAdministrator})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.srv.URL+"/console/audit?event=exchange&kind=internal&outcome=refused", nil)
+	req.AddCookie(&http.Cookie{Name: "pgwarden_console", Value: tok})
+	resp, err := e.srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	page := string(body)
+	if resp.StatusCode != http.StatusOK || strings.Count(page, `data-outcome="refused"`) != 3 ||
+		strings.Count(page, "sign-in answer with a wrong state") != 2 || !strings.Contains(page, "identity provider refused: access_denied") ||
+		strings.Count(page, "<td>127.0.0.1</td>") != 3 || strings.Contains(page, "injected") {
+		t.Errorf("audit page: %d\n%s", resp.StatusCode, page)
+	}
+}
+
+// noPolicies: the admin API here serves whoami and the audit reader,
+// which read no policy.
+type noPolicies struct{}
+
+var errNoPolicies = errors.New("no policies in this test")
+
+func (noPolicies) Check(context.Context) error  { return errNoPolicies }
+func (noPolicies) Reload(context.Context) error { return errNoPolicies }
+func (noPolicies) TestTenants() []string        { return nil }
+func (noPolicies) Explain(context.Context, string, string, *policy.Identity) ([]string, error) {
+	return nil, errNoPolicies
 }
