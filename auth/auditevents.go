@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/policy"
 )
 
 // auditSession records a session event of the ticket service (nil-safe:
@@ -97,7 +98,7 @@ func (s *Service) AuditSignOn(a SignOnAttempt) {
 	if s.cfg.Audit == nil {
 		return
 	}
-	r := audit.Record{Event: audit.EventExchange, Kind: "internal", Outcome: audit.OutcomeRefused,
+	r := audit.Record{Event: audit.EventExchange, Kind: string(policy.KindInternal), Outcome: audit.OutcomeRefused,
 		Reason: truncate(a.Reason, maxAuditField), Subject: truncate(a.Subject, maxAuditField), Email: truncate(a.Email, maxAuditField)}
 	if a.Failed {
 		r.Outcome = audit.OutcomeError
