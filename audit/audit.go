@@ -16,10 +16,14 @@ import (
 const (
 	EventLogin        = "login"         // a proxy login, outcome ok or refused
 	EventLoginRefused = "login_refused" // refused after authentication (embed context, pinned address)
-	EventExchange     = "exchange"      // a ticket or provider token exchanged for a session
-	EventRenew        = "renew"         // a session renewed
-	EventRevoke       = "revoke"        // a session revoked
-	EventActAs        = "act_as"        // an internal user opened a test-tenant session
+	// EventExchange: a ticket or provider token exchanged for a session,
+	// or refused. Sign-on's records (kind internal) have reason "sign-on"
+	// when a session opened, otherwise the check that failed, including a
+	// console sign-in that failed at the provider's answer, before any token.
+	EventExchange = "exchange"
+	EventRenew    = "renew"  // a session renewed
+	EventRevoke   = "revoke" // a session revoked
+	EventActAs    = "act_as" // an internal user opened a test-tenant session
 )
 
 // Outcomes.
@@ -39,7 +43,10 @@ type Record struct {
 	// Subject and Role are an internal user's (sign-on); for an embed
 	// session opened to act as a test tenant, ActorSubject and ActorRole
 	// name the internal user behind it.
-	Subject      string   `json:"subject,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	// Email is set on sign-on records only: the provider's email claim,
+	// from a token whose signature verified.
+	Email        string   `json:"email,omitempty"`
 	Role         string   `json:"role,omitempty"`
 	ActorSubject string   `json:"actor_subject,omitempty"`
 	ActorRole    string   `json:"actor_role,omitempty"`

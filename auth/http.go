@@ -578,7 +578,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		// The request was fine and may succeed later: 503 with Retry-After
 		// tells clients and load balancers to retry, where 500 says it broke.
 		h.log.Warn("store unavailable", zap.String("path", r.URL.Path), zap.Error(err))
-		h.unavailable(w, "store_unavailable", "session store unavailable: retry later")
+		h.unavailable(w, "store_unavailable", msgStoreUnavailable)
 	default:
 		id, _ := randomID(6)
 		h.log.Error("request failed", zap.String("correlation_id", id), zap.String("path", r.URL.Path), zap.Error(err))
@@ -622,6 +622,13 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// msgStoreUnavailable answers a request the store could not serve (503).
+const msgStoreUnavailable = "session store unavailable: retry later"
+
+// RemoteAddr is the HTTP peer's address (invalid when it does not parse):
+// the address the ticket exchange pins and the audit log records.
+func RemoteAddr(r *http.Request) netip.Addr { return remoteAddr(r) }
 
 // remoteAddr is the HTTP peer's address (invalid when it does not parse).
 // It is the direct peer: behind a reverse proxy that is the proxy, so a

@@ -47,16 +47,20 @@ func checkSubject(ctx context.Context, store *Store, u *InternalUser) error {
 	return nil
 }
 
+// errInvalidUser: an internal user that sign-on should not have let
+// through (no subject, no role, fields past the limits).
+var errInvalidUser = errors.New("internal user")
+
 func (u *InternalUser) validate() error {
 	switch {
 	case u.Subject == "" || len(u.Subject) > maxStringLen:
-		return fmt.Errorf("internal user: subject must be 1 to %d bytes", maxStringLen)
+		return fmt.Errorf("%w: subject must be 1 to %d bytes", errInvalidUser, maxStringLen)
 	case len(u.Email) > maxStringLen:
-		return fmt.Errorf("internal user: email longer than %d bytes", maxStringLen)
+		return fmt.Errorf("%w: email longer than %d bytes", errInvalidUser, maxStringLen)
 	case len(u.Groups) > maxGroups:
-		return fmt.Errorf("internal user: more than %d groups", maxGroups)
+		return fmt.Errorf("%w: more than %d groups", errInvalidUser, maxGroups)
 	case !u.Role.Valid():
-		return fmt.Errorf("internal user: no role")
+		return fmt.Errorf("%w: no role", errInvalidUser)
 	}
 	return nil
 }
@@ -114,6 +118,33 @@ func internalClaims(u InternalUser) claims {
 // token: what POST /v1/sessions/oidc and `pgwarden login` hand out. The
 // token renews and revokes like an embed session's.
 func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, string, error) {
+	return s.MintInternalFrom(ctx, u, netip.Addr{})
+}
+
+// MintInternalFrom is MintInternal for a client at address client (the
+// HTTP peer). It records the sign-on in the audit log, opened or not: u
+// was verified, so a refusal names its subject and email.
+func (s *Service) MintInternalFrom(ctx context.Context, u InternalUser, client netip.Addr) (*Session, string, error) {
+	c, tok, err := s.mintInternal(ctx, u)
+	if err != nil {
+		a := SignOnAttempt{Client: client, Subject: u.Subject, Email: u.Email, Reason: err.Error()}
+		switch {
+		case errors.Is(err, ErrSubjectRevoked), errors.Is(err, errInvalidUser):
+		case errors.Is(err, ErrStoreUnavailable), errors.Is(err, context.DeadlineExceeded):
+			a.Reason, a.Failed = msgStoreUnavailable, true
+		default:
+			a.Reason, a.Failed = "internal error", true
+		}
+		s.AuditSignOn(a)
+		return nil, "", err
+	}
+	sess := c.session()
+	s.auditSignOnOpened(sess, client)
+	s.log.Info("internal session opened", zap.String("session", c.SID), zap.String("subject", u.Subject), zap.String("role", string(u.Role)))
+	return sess, tok, nil
+}
+
+func (s *Service) mintInternal(ctx context.Context, u InternalUser) (*claims, string, error) {
 	if err := u.validate(); err != nil {
 		return nil, "", err
 	}
@@ -128,9 +159,7 @@ func (s *Service) MintInternal(ctx context.Context, u InternalUser) (*Session, s
 	if err != nil {
 		return nil, "", err
 	}
-	s.auditSession(audit.EventExchange, c.session(), netip.Addr{}, "sign-on", nil)
-	s.log.Info("internal session opened", zap.String("session", c.SID), zap.String("subject", u.Subject), zap.String("role", string(u.Role)))
-	return c.session(), tok, nil
+	return c, tok, nil
 }
 
 // OpenInternal opens an internal session for u without a token: the proxy

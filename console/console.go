@@ -52,7 +52,7 @@ const (
 type Config struct {
 	// SignOn is the ticket service's sign-on exchange (/v1/sessions/oidc),
 	// nil without sign-on: with it, the sign-in page offers each provider.
-	SignOn http.Handler
+	SignOn SignOn
 	// PublicURL is the console's origin as browsers reach it (for the
 	// provider's redirect), e.g. https://pgwarden.example.com; "" takes
 	// each request's.
@@ -60,6 +60,14 @@ type Config struct {
 	// Client makes the requests to identity providers.
 	Client *http.Client
 	Now    func() time.Time
+}
+
+// SignOn is the sign-on exchange as the console uses it; *oidc.Handler is
+// one. The exchange audits every sign-on it sees; AuditWebFailure records
+// one that failed at the provider's answer, before the exchange.
+type SignOn interface {
+	http.Handler
+	AuditWebFailure(r *http.Request, err error)
 }
 
 // Handler serves the console.

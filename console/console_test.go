@@ -266,16 +266,28 @@ func TestConfirmStep(t *testing.T) {
 	}
 }
 
+// fakeSignOn serves the exchange's provider list and records the failed
+// sign-ins the console reports.
+type fakeSignOn struct {
+	http.HandlerFunc
+	failures []error
+}
+
+func (f *fakeSignOn) AuditWebFailure(r *http.Request, err error) {
+	f.failures = append(f.failures, err)
+}
+
 // The sign-on callback refuses an answer without this browser's state
-// (a forged or replayed redirect), and sets no credential cookie.
+// (a forged or replayed redirect), sets no credential cookie, and reports
+// each refusal for the audit log.
 func TestSignOnState(t *testing.T) {
-	signOn := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	signOn := &fakeSignOn{HandlerFunc: func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost {
 			t.Error("the ID token exchange was called")
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Write([]byte(`{"providers": [{"issuer": "http://127.0.0.1:1", "client_id": "pgwarden-cli", "scopes": ["openid"]}]}`))
-	})
+	}}
 	h, err := New(Config{SignOn: signOn}, &fakeAdmin{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -287,13 +299,22 @@ func TestSignOnState(t *testing.T) {
 	if resp := h.do_(t, req{method: "GET", path: "/console/login/sso?issuer=http://evil.example"}); resp.StatusCode != http.StatusBadRequest {
 		t.Fatalf("unknown provider: %d", resp.StatusCode)
 	}
-	for name, cookies := range map[string][]*http.Cookie{
+	cases := map[string][]*http.Cookie{
 		"no state cookie":   nil,
 		"another sign-in's": {{Name: ssoCookie, Value: "eyJzdCI6Im90aGVyIn0"}}, // {"st":"other"}
-	} {
+	}
+	for name, cookies := range cases {
 		resp := h.do_(t, req{method: "GET", path: "/console/callback?state=mine&code=c", cookies: cookies})
 		if b := bodyOf(t, resp); resp.StatusCode != http.StatusUnauthorized || !strings.Contains(b, "wrong state") || cookieNamed(resp, cookieName) != nil {
 			t.Errorf("%s: %d %s", name, resp.StatusCode, b)
+		}
+	}
+	if len(signOn.failures) != len(cases) {
+		t.Fatalf("%d failures reported for the audit log, want %d", len(signOn.failures), len(cases))
+	}
+	for _, err := range signOn.failures {
+		if !strings.Contains(err.Error(), "wrong state") {
+			t.Errorf("reported %v", err)
 		}
 	}
 }

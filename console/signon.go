@@ -113,6 +113,7 @@ func (h *Handler) finishSignOn(w http.ResponseWriter, r *http.Request) {
 	raw, err := oidc.FinishWeb(r.Context(), h.cfg.Client, st, h.redirectURL(r), r.URL.Query())
 	if err != nil {
 		h.log.Info("console sign-on refused", zap.String("reason", err.Error()))
+		h.cfg.SignOn.AuditWebFailure(r, err)
 		fail(http.StatusUnauthorized, "Sign-in failed: "+err.Error())
 		return
 	}

@@ -52,31 +52,38 @@ func (x *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		auth.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use POST")
 		return
 	}
+	// Every sign-on that opens no session is audited (MintInternalFrom
+	// records its own, and the opened ones): who, from where, and why.
+	client := auth.RemoteAddr(r)
 	tok, ok := auth.Bearer(r)
 	if !ok {
 		var req exchangeRequest
 		if !x.h.Decode(w, r, &req) {
+			x.svc.AuditSignOn(auth.SignOnAttempt{Client: client, Reason: "request body is not the exchange's JSON"})
 			return
 		}
 		tok = req.IDToken
 	}
 	if tok == "" {
-		auth.WriteError(w, http.StatusBadRequest, "invalid_request", "send the provider's ID token as id_token or as a bearer token")
+		x.svc.AuditSignOn(auth.SignOnAttempt{Client: client, Reason: msgNoToken})
+		auth.WriteError(w, http.StatusBadRequest, "invalid_request", msgNoToken)
 		return
 	}
-	u, err := x.v.Verify(r.Context(), tok)
+	u, id, err := x.v.verify(r.Context(), tok)
 	if err != nil {
 		status, code := refusalCode(err)
+		msg := err.Error()
 		if status == 503 {
 			x.log.Warn("identity provider unavailable", zap.Error(err))
-			auth.WriteError(w, status, code, ErrProviderUnavailable.Error())
-			return
+			msg = ErrProviderUnavailable.Error()
+		} else {
+			x.log.Info("sign-on token refused", zap.String("reason", msg), zap.Stringer("client", client))
 		}
-		x.log.Info("sign-on token refused", zap.String("reason", err.Error()))
-		auth.WriteError(w, status, code, err.Error())
+		x.svc.AuditSignOn(auth.SignOnAttempt{Client: client, Subject: id.subject, Email: id.email, Reason: msg, Failed: status == 503})
+		auth.WriteError(w, status, code, msg)
 		return
 	}
-	s, st, err := x.svc.MintInternal(r.Context(), u)
+	s, st, err := x.svc.MintInternalFrom(r.Context(), u, client)
 	if errors.Is(err, auth.ErrSubjectRevoked) {
 		auth.WriteError(w, http.StatusUnauthorized, "subject_revoked", err.Error())
 		return
@@ -86,4 +93,19 @@ func (x *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	auth.WriteJSON(w, http.StatusCreated, x.h.SessionResponse(s, st))
+}
+
+const msgNoToken = "send the provider's ID token as id_token or as a bearer token"
+
+// AuditWebFailure records a console sign-in that failed at the provider's
+// answer (FinishWeb's error), before any ID token reached the exchange:
+// refused for a bad answer (wrong state, the provider's refusal), error
+// when the provider failed. r is the browser's request to the callback.
+func (x *Handler) AuditWebFailure(r *http.Request, err error) {
+	a := auth.SignOnAttempt{Client: auth.RemoteAddr(r), Reason: "sign-in failed"}
+	var we *WebError
+	if errors.As(err, &we) {
+		a.Reason, a.Failed = "console sign-in: "+we.Reason, we.Failed
+	}
+	x.svc.AuditSignOn(a)
 }

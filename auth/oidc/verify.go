@@ -113,53 +113,77 @@ func IsJWT(raw string) (issuer string, ok bool) {
 // it names with their role. Refusals are the Err* values of this package
 // (ErrProviderUnavailable wrapped when discovery or the JWKS failed).
 func (v *Verifier) Verify(ctx context.Context, raw string) (auth.InternalUser, error) {
+	u, _, err := v.verify(ctx, raw)
+	return u, err
+}
+
+// identity is who a refused token names, for the audit log: set only once
+// the token's signature and issuer verified (the provider vouches for its
+// claims even when the token is expired or for another audience), zero for
+// a refusal before that.
+type identity struct{ subject, email string }
+
+func (v *Verifier) verify(ctx context.Context, raw string) (auth.InternalUser, identity, error) {
 	pk, ok := peek(raw)
 	if !ok {
-		return auth.InternalUser{}, ErrMalformed
+		return auth.InternalUser{}, identity{}, ErrMalformed
 	}
 	p := v.providers[strings.TrimSuffix(pk.iss, "/")]
 	if p == nil {
-		return auth.InternalUser{}, ErrIssuer
+		return auth.InternalUser{}, identity{}, ErrIssuer
 	}
 	if !slices.Contains(p.cfg.Algorithms, pk.alg) {
-		return auth.InternalUser{}, ErrAlgorithm
+		return auth.InternalUser{}, identity{}, ErrAlgorithm
 	}
 	verifier, err := p.discover(ctx)
 	if err != nil {
-		return auth.InternalUser{}, err
+		return auth.InternalUser{}, identity{}, err
 	}
 	tok, err := verifier.Verify(ctx, raw)
 	if err != nil {
-		return auth.InternalUser{}, classify(err)
-	}
-	now := v.cfg.Now()
-	leeway := p.cfg.Leeway
-	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(p.cfg.Audiences, a) }) {
-		return auth.InternalUser{}, ErrAudience
+		return auth.InternalUser{}, identity{}, classify(err)
 	}
 	var std struct {
 		NBF *jsonTime `json:"nbf"`
 	}
 	var all map[string]any
 	if err := tok.Claims(&all); err != nil {
-		return auth.InternalUser{}, ErrMalformed
+		return auth.InternalUser{}, identity{}, ErrMalformed
 	}
 	if err := tok.Claims(&std); err != nil {
-		return auth.InternalUser{}, ErrMalformed
+		return auth.InternalUser{}, identity{}, ErrMalformed
+	}
+	// From here on the claims are the provider's.
+	id := v.identity(p, all)
+	now := v.cfg.Now()
+	leeway := p.cfg.Leeway
+	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(p.cfg.Audiences, a) }) {
+		return auth.InternalUser{}, id, ErrAudience
 	}
 	switch {
 	case tok.Expiry.IsZero():
-		return auth.InternalUser{}, ErrMalformed
+		return auth.InternalUser{}, id, ErrMalformed
 	case !now.Before(tok.Expiry.Add(leeway)):
-		return auth.InternalUser{}, ErrExpired
+		return auth.InternalUser{}, id, ErrExpired
 	case std.NBF != nil && now.Add(leeway).Before(time.Time(*std.NBF)):
-		return auth.InternalUser{}, ErrNotYetValid
+		return auth.InternalUser{}, id, ErrNotYetValid
 	case !tok.IssuedAt.IsZero() && now.Add(leeway).Before(tok.IssuedAt):
-		return auth.InternalUser{}, ErrNotYetValid
+		return auth.InternalUser{}, id, ErrNotYetValid
 	}
 	u, err := v.user(p, all)
 	u.IssuedAt = tok.IssuedAt
-	return u, err
+	return u, id, err
+}
+
+// identity reads the subject (qualified as user qualifies it) and email of
+// verified claims.
+func (v *Verifier) identity(p *provider, all map[string]any) identity {
+	sub, _ := all[p.cfg.SubjectClaim].(string)
+	if sub != "" && len(v.providers) > 1 {
+		sub = p.cfg.Issuer + "#" + sub
+	}
+	email, _ := all[p.cfg.EmailClaim].(string)
+	return identity{subject: sub, email: email}
 }
 
 // user turns verified claims into an internal user with a role.

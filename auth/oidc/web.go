@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 
 	gooidc "github.com/coreos/go-oidc/v3/oidc"
 	"golang.org/x/oauth2"
@@ -23,18 +24,57 @@ type WebState struct {
 	Verifier string   `json:"v"`
 }
 
+// WebError is a sign-in that failed at the provider's answer (Answer,
+// FinishWeb): its message for the page, and for the audit log which step
+// failed in fixed words (the provider's error code at most; never its
+// description or anything else the answer's URL carried).
+type WebError struct {
+	Reason string
+	// Failed: the provider failed (unreachable, no ID token), not the
+	// answer the browser brought (outcome error rather than refused).
+	Failed bool
+	msg    string
+	err    error
+}
+
+func (e *WebError) Error() string { return e.msg }
+func (e *WebError) Unwrap() error { return e.err }
+
+func webError(reason string, failed bool, msg string, err error) *WebError {
+	if msg == "" {
+		msg = reason
+	}
+	return &WebError{Reason: reason, Failed: failed, msg: msg, err: err}
+}
+
 // Answer checks the provider's answer q before its code is exchanged:
 // the state of this sign-in, no error, a code.
 func (st *WebState) Answer(q url.Values) error {
 	switch {
 	case st == nil || q.Get("state") == "" || q.Get("state") != st.State:
-		return errors.New("sign-in answer with a wrong state: start again")
+		return webError("sign-in answer with a wrong state: start again", false, "", nil)
 	case q.Get("error") != "":
-		return fmt.Errorf("identity provider refused: %s %s", q.Get("error"), q.Get("error_description"))
+		return webError("identity provider refused: "+errorCode(q.Get("error")), false,
+			fmt.Sprintf("identity provider refused: %s %s", q.Get("error"), q.Get("error_description")), nil)
 	case q.Get("code") == "":
-		return errors.New("sign-in answer without a code")
+		return webError("sign-in answer without a code", false, "", nil)
 	}
 	return nil
+}
+
+// errorCode keeps an OAuth error code (RFC 6749 4.1.2.1: printable ASCII,
+// in practice access_denied and the like) short and plain.
+func errorCode(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r >= 0x21 && r <= 0x7e && r != '"' && r != '\\' {
+			return r
+		}
+		return -1
+	}, s)
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return s
 }
 
 // StartWeb begins the authorization-code flow with PKCE for a page served
@@ -63,23 +103,31 @@ func FinishWeb(ctx context.Context, c *http.Client, st *WebState, redirect strin
 	octx := gooidc.ClientContext(ctx, c)
 	gp, err := gooidc.NewProvider(octx, st.Issuer)
 	if err != nil {
-		return "", fmt.Errorf("identity provider %s: %w", st.Issuer, err)
+		return "", webError(ErrProviderUnavailable.Error(), true, fmt.Sprintf("identity provider %s: %v", st.Issuer, err), err)
 	}
 	conf := &oauth2.Config{ClientID: st.ClientID, Endpoint: gp.Endpoint(), Scopes: st.Scopes, RedirectURL: redirect}
 	tok, err := conf.Exchange(octx, q.Get("code"), oauth2.VerifierOption(st.Verifier))
 	if err != nil {
-		return "", fmt.Errorf("code exchange: %w", err)
+		// The provider answered with an OAuth error (a used or forged
+		// code, a wrong verifier): the answer's fault; anything else is
+		// the provider's.
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return "", webError("code exchange refused by the identity provider: "+errorCode(re.ErrorCode), false, fmt.Sprintf("code exchange: %v", err), err)
+		}
+		return "", webError(ErrProviderUnavailable.Error(), true, fmt.Sprintf("code exchange: %v", err), err)
 	}
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
-		return "", errors.New("the identity provider returned no ID token (is the openid scope allowed?)")
+		return "", webError("the identity provider returned no ID token (is the openid scope allowed?)", true, "", nil)
 	}
 	idt, err := gp.Verifier(&gooidc.Config{ClientID: st.ClientID}).Verify(octx, raw)
 	if err != nil {
-		return "", fmt.Errorf("ID token: %w", err)
+		c := classify(err)
+		return "", webError("ID token: "+c.Error(), errors.Is(c, ErrProviderUnavailable), fmt.Sprintf("ID token: %v", err), err)
 	}
 	if idt.Nonce != st.Nonce {
-		return "", errors.New("ID token: nonce does not match this sign-in")
+		return "", webError("ID token: nonce does not match this sign-in", false, "", nil)
 	}
 	return raw, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"slices"
 	"sort"
 
@@ -25,6 +24,7 @@ var (
 	_ admin.Sessions            = (*auth.Service)(nil)
 	_ admin.Store               = (*auth.Store)(nil)
 	_ admin.Policies            = (*appPolicies)(nil)
+	_ console.SignOn            = (*oidc.Handler)(nil)
 )
 
 // ssoConfig translates the config file's sso section.
@@ -70,7 +70,7 @@ func (a *app) wireSSO() error {
 	if a.handler == nil {
 		return nil
 	}
-	var signOn http.Handler
+	var signOn console.SignOn
 	if v != nil {
 		x, err := oidc.NewHandler(v, a.service, a.handler, a.log.Named("sso"))
 		if err != nil {
