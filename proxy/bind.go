@@ -287,6 +287,44 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if c.pool == nil || c.stopping {
 		return nil, connLost(c.wh.Name)
 	}
+	// An idle connection first: nothing to wait for, so nothing that a
+	// CancelRequest or a revocation would have to end (the message's own
+	// clock reading serves the pool).
+	now := c.msgAt
+	if now.IsZero() {
+		now = time.Now()
+	}
+	b := c.pool.acquireIdle(c.session.Tenant, now)
+	if b != nil {
+		c.cmu.Lock()
+		c.cur = b
+		c.cancelTo = b
+		c.cmu.Unlock()
+	} else {
+		var err error
+		if b, err = c.acquireWaitingLocked(); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := b.sc.(inlineConn); ok {
+		c.inline = true
+	} else {
+		c.inline = false
+		c.toRelayLocked(b)
+	}
+	if err := c.replaySettingsLocked(b); err != nil {
+		return nil, err
+	}
+	if err := c.applyRowSecurityLocked(b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// acquireWaitingLocked waits for a pooled connection, in a wait that the
+// client's CancelRequest or its session's revocation ends, and makes it
+// the one held. c.mu is held.
+func (c *clientConn) acquireWaitingLocked() (*backend, error) {
 	c.cmu.Lock()
 	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)
@@ -294,7 +332,8 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	c.acquiring = true
 	ctx := c.waitCtx
 	c.cmu.Unlock()
-	b, err := c.pool.acquire(ctx, c.session.Tenant, c.watchGone)
+	c.clockStale = true // what follows in the batch waited too
+	b, err := c.pool.acquireWaiting(ctx, c.session.Tenant, c.watchGone, time.Now())
 	c.cmu.Lock()
 	c.acquiring = false
 	if err != nil {
@@ -311,18 +350,6 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	c.cur = b
 	c.cancelTo = b
 	c.cmu.Unlock()
-	if _, ok := b.sc.(inlineConn); ok {
-		c.inline = true
-	} else {
-		c.inline = false
-		c.toRelayLocked(b)
-	}
-	if err := c.replaySettingsLocked(b); err != nil {
-		return nil, err
-	}
-	if err := c.applyRowSecurityLocked(b); err != nil {
-		return nil, err
-	}
 	return b, nil
 }
 
@@ -341,7 +368,9 @@ func (c *clientConn) replaySettingsLocked(b *backend) error {
 	}
 	b.settings, b.settingsUnknown = want, false
 	c.replays.Add(1)
-	return c.pushSend(b, &pgproto3.Query{String: sql}, &pending{kind: pQuery, internal: true, start: c.msgAt})
+	p := c.newPendingLocked(pQuery)
+	p.internal = true
+	return c.pushSend(b, &pgproto3.Query{String: sql}, p)
 }
 
 // errCancelRequest and errRevokedWait are the causes of a pool wait ended
@@ -424,15 +453,23 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 		return err
 	}
 	if isNew {
-		p := &pending{kind: pParse, start: c.msgAt, internal: true, prep: st.name, be: b}
+		p := c.newPendingLocked(pParse)
+		p.internal, p.prep, p.be = true, st.name, b
 		if err := c.pushSend(b, &pgproto3.Parse{Name: st.name, Query: st.info.rewritten, ParameterOIDs: st.oids}, p); err != nil {
 			return err
 		}
 	}
-	if st.want != nil && st.shape.Load() == nil {
-		// Re-rewritten after a reload: check the result shape the client
-		// cached still holds (the relay answers 0A000 if not).
-		p := &pending{kind: pDescribe, start: c.msgAt, internal: true, stmt: st}
+	if st.want != nil && st.shape.Load() == nil && (isNew || !st.described) {
+		// Re-rewritten after a reload, or told the pool's cached shape:
+		// check the result shape the client cached still holds (the relay
+		// answers 0A000 if not). A cached shape needs no check where the
+		// statement was prepared already: PostgreSQL refuses its Bind
+		// itself (0A000, "cached plan must not change result type") if
+		// its result type changed since, as the relay would. A driver
+		// that parses before every execution (pgbench -M extended) would
+		// otherwise pay a Describe for each.
+		p := c.newPendingLocked(pDescribe)
+		p.internal, p.stmt = true, st
 		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)
 	}
 	return nil
@@ -444,7 +481,8 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 func (c *clientConn) markPreparedLocked(b *backend, name string) (bool, error) {
 	isNew, evict := b.markPrepared(name)
 	if evict != "" {
-		p := &pending{kind: pClose, start: c.msgAt, internal: true, prep: evict, be: b}
+		p := c.newPendingLocked(pClose)
+		p.internal, p.prep, p.be = true, evict, b
 		if err := c.pushSend(b, &pgproto3.Close{ObjectType: 'S', Name: evict}, p); err != nil {
 			return false, err
 		}

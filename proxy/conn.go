@@ -79,6 +79,8 @@ type clientConn struct {
 
 	imu     sync.Mutex
 	reasons uint32 // pending interrupts, guarded by imu
+	// interruptSet is reasons != 0, for receive to look without imu.
+	interruptSet atomic.Bool
 	// rdl is the read deadline armRead last set on raw, while rdlSet
 	// (guarded by imu): whoever else sets one clears rdlSet, and so does
 	// a read that timed out, so that armRead sets it again.
@@ -129,6 +131,7 @@ type clientConn struct {
 	limits      sessionLimits
 	guard       resultGuard
 	sessionSlot bool
+	unthrottled bool // the tenant has no statements-per-second limit (loop only)
 
 	// Transaction mode settings: written by the relay while it holds a
 	// connection, read by the loop when binding (after the release).
@@ -166,8 +169,12 @@ type clientConn struct {
 	lost       atomic.Bool
 
 	// Loop state. msgAt is when the message in hand arrived: its
-	// statement's start, read once for all that handling it needs.
-	msgAt time.Time
+	// statement's start, read once for all that handling it needs, and
+	// once for the messages of a batch that arrived together and were
+	// handled without delay (clockStale says when one was delayed: a
+	// wait for a connection or a statement token, a rewrite, a drain).
+	msgAt      time.Time
+	clockStale bool
 	// sendBind, sendPortal (a Describe of the portal) and sendExec are
 	// the loop's own outgoing messages, reused: ServerConn.Send encodes a
 	// message before it returns.
@@ -175,7 +182,8 @@ type clientConn struct {
 	sendPortal      pgproto3.Describe
 	sendExec        pgproto3.Execute
 	ignoreUntilSync bool
-	names           stmtNames // the names of the texts the client prepared last, and of simple statements run prepared (bind.go)
+	names           stmtNames    // the names of the texts the client prepared last, and of simple statements run prepared (bind.go)
+	slab            *pendingSlab // the records the loop queues, in transaction mode (pendings.go)
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
 }
@@ -261,17 +269,28 @@ func (c *clientConn) serve() {
 		c.toRelayLocked(c.cur)
 		c.mu.Unlock()
 	}
+	var readsSeen uint64
 	for {
 		msg, err := c.receive()
 		if err != nil {
 			c.finish(err)
 			return
 		}
-		c.msgAt = time.Now()
-		c.lastActive.Store(c.msgAt.UnixNano())
+		if c.in.reads != readsSeen || c.clockStale {
+			c.msgAt = time.Now()
+			c.lastActive.Store(c.msgAt.UnixNano())
+			readsSeen, c.clockStale = c.in.reads, false
+		}
 		if err := c.dispatch(msg); err != nil {
 			c.finish(err)
 			return
+		}
+		switch msg.(type) {
+		case *pgproto3.Bind, *pgproto3.Describe, *pgproto3.Execute, *pgproto3.Close:
+			// Quick unless they waited (which says so): the next message
+			// read with this one arrived with it, and starts now too.
+		default:
+			c.clockStale = true // a rewrite, or answers relayed
 		}
 	}
 }
@@ -406,13 +425,13 @@ func msgType(msg pgproto3.FrontendMessage) string {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	p := &pending{kind: pQuery, start: c.msgAt}
 	res, err := c.rewrite(m.String)
 	if err == nil {
 		err = c.checkPooled(res.result)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pQuery)
 	if err != nil {
 		p.refusal = c.refuse(m.String, err, p.start)
 		return c.refuseLocked(p)
@@ -477,7 +496,6 @@ func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	p := &pending{kind: pParse, start: c.msgAt}
 	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
@@ -490,6 +508,7 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pParse)
 	if err == nil && m.Name != "" && c.stmts[m.Name] != nil && !c.stmts[m.Name].failed.Load() {
 		c.ignoreUntilSync = true
 		p.refusal = c.errorResponse(pgerr.New(pgerr.DuplicatePreparedStatement, "prepared statement \"%s\" already exists", m.Name), false)
@@ -591,9 +610,9 @@ func (c *clientConn) preparedLocked(name string, p *pending) (*backend, *clientS
 }
 
 func (c *clientConn) handleBind(m *pgproto3.Bind) error {
-	p := &pending{kind: pBind, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pBind)
 	b, st, err := c.preparedLocked(m.PreparedStatement, p)
 	if b == nil {
 		return err
@@ -632,9 +651,9 @@ func keptFormats(codes []int16) []int16 {
 }
 
 func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
-	p := &pending{kind: pDescribe, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pDescribe)
 	if m.ObjectType != 'S' {
 		return c.sendLocked(m, p)
 	}
@@ -657,7 +676,9 @@ func (c *clientConn) handleDescribe(m *pgproto3.Describe) error {
 }
 
 func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
-	p := &pending{kind: pExecute, start: c.msgAt}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.newPendingLocked(pExecute)
 	if pt, ok := c.portals[m.Portal]; ok {
 		p.info, p.op, p.formats = pt.st.info, pt.st.op, pt.formats
 		if pt.st.enc != nil {
@@ -668,15 +689,13 @@ func (c *clientConn) handleExecute(m *pgproto3.Execute) error {
 			p.saves = []savepointStep{pt.st.save}
 		}
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
 	return c.sendLocked(m, p)
 }
 
 func (c *clientConn) handleClose(m *pgproto3.Close) error {
-	p := &pending{kind: pClose, start: c.msgAt}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pClose)
 	if m.ObjectType != 'S' {
 		delete(c.portals, m.Name)
 		return c.sendLocked(m, p)
@@ -697,7 +716,7 @@ func (c *clientConn) handleSync(m *pgproto3.Sync) error {
 	if c.cur == nil && c.pool != nil {
 		return c.writeDirect(&pgproto3.ReadyForQuery{TxStatus: 'I'})
 	}
-	if err := c.sendLocked(m, &pending{kind: pSync, start: c.msgAt}); err != nil {
+	if err := c.sendLocked(m, c.newPendingLocked(pSync)); err != nil {
 		return err
 	}
 	if c.cur == nil {
@@ -722,10 +741,11 @@ func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
 // handleFunctionCall refuses the fast-path function call: it calls any
 // function by OID, past the rewriter.
 func (c *clientConn) handleFunctionCall() error {
-	p := &pending{kind: pQuery, start: c.msgAt}
-	p.refusal = c.refuse("", pgerr.Denied("function call messages are not allowed").WithHint("call the function in a SELECT"), p.start)
+	refusal := c.refuse("", pgerr.Denied("function call messages are not allowed").WithHint("call the function in a SELECT"), c.msgAt)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	p := c.newPendingLocked(pQuery)
+	p.refusal = refusal
 	return c.refuseLocked(p)
 }
 
@@ -893,6 +913,7 @@ func (c *clientConn) watch() {
 func (c *clientConn) interrupt(reason uint32) {
 	c.imu.Lock()
 	c.reasons |= reason
+	c.interruptSet.Store(true)
 	c.raw.SetReadDeadline(time.Unix(1, 0))
 	c.rdlSet = false
 	if reason&reasonRevoked != 0 {
@@ -924,6 +945,7 @@ func (c *clientConn) armRead(deadline time.Time) uint32 {
 	defer c.imu.Unlock()
 	if r := c.reasons; r != 0 {
 		c.reasons = 0
+		c.interruptSet.Store(false)
 		return r
 	}
 	if c.rdlSet && (c.rdl.IsZero() && deadline.IsZero() || !c.rdl.IsZero() && !deadline.Before(c.rdl) && !deadline.IsZero()) {
@@ -955,6 +977,15 @@ func earliest(a, b time.Time) time.Time {
 // receive returns the next client message, handling interrupts and the idle
 // timeout while it waits.
 func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
+	if c.in.ready() && !c.shuttingDown && !c.interruptSet.Load() {
+		// The rest of a batch: no read, so no deadline to arm (and no
+		// interrupt pending to see first).
+		msg, err := c.in.receive()
+		if err != nil {
+			return nil, c.readError(err)
+		}
+		return msg, nil
+	}
 	idle := c.srv.cfg.IdleTimeout
 	for {
 		var deadline time.Time
@@ -1199,6 +1230,7 @@ func (c *clientConn) close() {
 // held back.
 func (c *clientConn) flushBeforeRead() {
 	c.mu.Lock()
+	c.putSlabLocked()
 	if c.cur != nil {
 		if c.inline && c.cur.sc.(inlineConn).Unflushed() > 0 {
 			// A batch without its Sync yet: its answers may be due

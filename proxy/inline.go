@@ -54,10 +54,12 @@ func (c *clientConn) handOffLocked() {
 // beforeSendLocked hands the connection over before a write of m would
 // reach the warehouse while answers are owed. c.mu is held.
 func (c *clientConn) beforeSendLocked(b *backend, m pgproto3.FrontendMessage) {
-	if !c.inline || c.q.empty() {
+	if !c.inline {
 		return
 	}
-	if ic := b.sc.(inlineConn); approxSize(m)+inlineHeadroom > ic.Available() {
+	// The room first: the queue's lock is the dearer look, and the
+	// buffer of a batch's messages seldom fills.
+	if ic := b.sc.(inlineConn); approxSize(m)+inlineHeadroom > ic.Available() && !c.q.empty() {
 		c.handOffLocked()
 	}
 }

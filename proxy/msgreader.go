@@ -53,6 +53,10 @@ type msgReader struct {
 	rp, wp     int
 	maxBodyLen int
 
+	// reads counts the reads that brought bytes: messages returned with
+	// no read between them arrived together.
+	reads uint64
+
 	// A header read before a timeout: the body follows at the next call.
 	partial bool
 	msgType byte
@@ -262,7 +266,26 @@ func (r *msgReader) fill(n int) error {
 }
 
 func (r *msgReader) counted(n int) {
-	if n > 0 && r.afterRead != nil {
+	if n <= 0 {
+		return
+	}
+	r.reads++
+	if r.afterRead != nil {
 		r.afterRead(n)
 	}
+}
+
+// ready reports whether a whole message is buffered, which receive then
+// returns without reading (or fails as it would after reading: an invalid
+// length is left to receive).
+func (r *msgReader) ready() bool {
+	n := r.wp - r.rp
+	if r.partial {
+		return n >= r.bodyLen
+	}
+	if n < 5 {
+		return false
+	}
+	l := int(int32(binary.BigEndian.Uint32(r.bytes()[r.rp+1:])))
+	return l >= 4 && n-1 >= l
 }

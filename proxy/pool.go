@@ -383,6 +383,11 @@ type pool struct {
 	// goodRoles: row security roles the service account was seen to take
 	// on (checkRowSecurity).
 	goodRoles map[string]bool
+	// slabs are its clients' pending records (pendings.go).
+	slabs *sync.Pool
+	// shown is what this pool last set its gauges to, guarded by mu;
+	// none at first, so that the first change sets all three.
+	shown poolGauges
 }
 
 // stmtDesc is a statement's Describe answer, copied out of the
@@ -444,7 +449,8 @@ func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duratio
 		stats = noStats{}
 	}
 	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse, cfg.Tenants),
-		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats}
+		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats, slabs: newPendingSlabPool(),
+		shown: poolGauges{-1, -1, -1}}
 	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
 	stats.PoolAt(time.Now(), warehouse, cfg.Size, 0, 0, 0)
@@ -465,14 +471,29 @@ func (p *pool) errPoolTimeout() *pgerr.Error {
 // leaves the queue with errWaitAbandoned.
 func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*backend, error) {
 	start := time.Now()
-	if b := p.tryIdleAt(tenant, start); b != nil {
-		// The common case under load: no timer to arm and stop, and one
-		// more reading of the clock.
-		d := time.Since(start)
-		p.m.wait.Observe(d.Seconds())
-		p.m.tenantWait(tenant, d, nil)
+	if b := p.acquireIdle(tenant, start); b != nil {
 		return b, nil
 	}
+	return p.acquireWaiting(ctx, tenant, watch, start)
+}
+
+// acquireIdle is acquire's fast path, the common case under load, for a
+// caller that has read the clock (now): a healthy idle connection lent at
+// once, or nil when there is none or the tenant must queue. It arms no
+// timer and reads no clock; a checkout that finds a connection idle does
+// not wait, so its wait is observed as zero.
+func (p *pool) acquireIdle(tenant string, now time.Time) *backend {
+	b := p.tryIdleAt(tenant, now)
+	if b != nil {
+		p.m.wait.Observe(0)
+		p.m.tenantWait(tenant, 0, nil)
+	}
+	return b
+}
+
+// acquireWaiting is acquire after acquireIdle found nothing: it queues or
+// dials until start plus cfg.AcquireTimeout.
+func (p *pool) acquireWaiting(ctx context.Context, tenant string, watch waitWatch, start time.Time) (*backend, error) {
 	// No context.WithTimeout: a wait arms one timer for both its deadline
 	// and its watch (await), and only a dial gets a context with the
 	// deadline.
@@ -936,11 +957,25 @@ func (p *pool) wakeLocked(b *backend) {
 // reading the caller had, or takes for it).
 func (p *pool) gaugesLocked(now time.Time) {
 	q := p.sched.Queued()
-	p.m.inUse.Set(float64(p.inUse))
-	p.m.idle.Set(float64(len(p.idle)))
-	p.m.waiting.Set(float64(q))
+	// Only the gauges that changed: each is a cache line that the cores
+	// checking connections out and in would otherwise pass around.
+	if g := (poolGauges{p.inUse, len(p.idle), q}); g != p.shown {
+		if g.inUse != p.shown.inUse {
+			p.m.inUse.Set(float64(g.inUse))
+		}
+		if g.idle != p.shown.idle {
+			p.m.idle.Set(float64(g.idle))
+		}
+		if g.waiting != p.shown.waiting {
+			p.m.waiting.Set(float64(g.waiting))
+		}
+		p.shown = g
+	}
 	p.stats.PoolAt(now, p.warehouse, p.cfg.Size, p.inUse, len(p.idle), q)
 }
+
+// poolGauges are the values a pool's gauges show.
+type poolGauges struct{ inUse, idle, waiting int }
 
 // startupParams returns the ParameterStatus set clients are greeted with,
 // opening a first connection if none was opened yet.

@@ -51,7 +51,8 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 		state = rewrite.ProbeAccepted
 	}
 	if isNew {
-		prep := &pending{kind: pParse, start: p.start, internal: true, prep: name, be: b}
+		prep := c.newPendingLocked(pParse)
+		prep.internal, prep.prep, prep.be = true, name, b
 		if state == rewrite.ProbeUnknown {
 			prep.probe = pr.Probe
 		} else {
@@ -61,17 +62,18 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 			return true, err
 		}
 		if state == rewrite.ProbeUnknown {
-			return false, c.pushSend(b, &pgproto3.Sync{}, &pending{kind: pSync, start: p.start, internal: true})
+			ps := c.newPendingLocked(pSync)
+			ps.internal = true
+			return false, c.pushSend(b, &pgproto3.Sync{}, ps)
 		}
 	}
 	c.srv.metrics.simplePrepared.Inc()
 	c.sendBind = pgproto3.Bind{PreparedStatement: name, Parameters: pr.Params}
 	c.sendPortal = pgproto3.Describe{ObjectType: 'P'}
 	c.sendExec = pgproto3.Execute{}
-	// One allocation for the four answers' pendings.
-	qs := &[4]pending{{kind: pBind}, {kind: pDescribe}, {kind: pExecute}, {kind: pSync}}
+	kinds := [4]pendingKind{pBind, pDescribe, pExecute, pSync}
 	for i, m := range [4]pgproto3.FrontendMessage{&c.sendBind, &c.sendPortal, &c.sendExec, &pgproto3.Sync{}} {
-		q := &qs[i]
+		q := c.newPendingLocked(kinds[i])
 		q.start, q.info, q.auto = p.start, p.info, q.kind != pSync
 		if err := c.pushSend(b, m, q); err != nil {
 			return true, err

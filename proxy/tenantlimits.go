@@ -135,8 +135,13 @@ func (c *clientConn) scheduler() *fairq.Scheduler[chan *backend] {
 // Execute, waiting for it when the bucket is empty; 53300 when the wait
 // would be longer than the pool's acquire timeout.
 func (c *clientConn) throttle() error {
+	if c.unthrottled {
+		return nil
+	}
 	s := c.scheduler()
 	if s == nil || s.Limits(c.session.Tenant).RatePerSecond <= 0 {
+		// The scheduler and its limits are the session's for good.
+		c.unthrottled = true
 		return nil
 	}
 	maxWait := c.srv.tenantLimits[c.wh.Name].acquireTimeout
@@ -150,6 +155,7 @@ func (c *clientConn) throttle() error {
 	if wait <= 0 {
 		return nil
 	}
+	c.clockStale = true // what follows in the batch waited too
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

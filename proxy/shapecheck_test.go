@@ -1,0 +1,60 @@
+package proxy
+
+import (
+	"context"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// A client told a statement's result shape from the pool's cache is not
+// checked again by the proxy where the statement is prepared already:
+// PostgreSQL refuses the Bind itself when the result type changed since,
+// with the same 0A000 the proxy's check gives on a fresh connection
+// (TestPoolCachedDescribeChecksShape), and the session goes on.
+func TestPoolCachedShapeOnPreparedConnection(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	const q = "SELECT total FROM orders WHERE order_id = $1"
+	a := tp.connect(t, ctx, "tok-acme")
+	if _, err := a.Prepare(ctx, "s", q, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Prepared on the pool's only connection, where it stays.
+	if _, err := a.ExecPrepared(ctx, "s", [][]byte{[]byte("1")}, nil, nil).Close(); err != nil {
+		t.Fatal(err)
+	}
+	b := tp.connect(t, ctx, "tok-acme")
+	for i := range 3 { // the same text parsed before every execution, answered from the cache
+		if _, err := b.ExecParams(ctx, q, [][]byte{[]byte("1")}, nil, nil, nil).Close(); err != nil {
+			t.Fatalf("execution %d: %v", i, err)
+		}
+	}
+	admin := tp.connectDirect(t, ctx)
+	if _, err := admin.Exec(ctx, "ALTER TABLE orders ALTER total TYPE bigint").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	sd, err := b.Prepare(ctx, "s2", q, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sd.Fields[0].DataTypeOID != 23 {
+		t.Fatalf("not described from the cache (total is %d)", sd.Fields[0].DataTypeOID)
+	}
+	res := b.ExecPrepared(ctx, "s2", [][]byte{[]byte("1")}, nil, nil).Read()
+	wantPgErr(t, res.Err, "0A000", "cached plan must not change result type")
+	if _, err := b.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Errorf("connection unusable after 0A000: %v", err)
+	}
+}
+
+// connectDirect connects to the warehouse itself, past the proxy.
+func (tp *testProxy) connectDirect(t *testing.T, ctx context.Context) *pgconn.PgConn {
+	t.Helper()
+	c, err := pgconn.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
