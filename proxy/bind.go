@@ -459,15 +459,14 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 			return err
 		}
 	}
-	if st.want != nil && st.shape.Load() == nil && (isNew || !st.described) {
+	if st.want != nil && st.shape.Load() == nil {
 		// Re-rewritten after a reload, or told the pool's cached shape:
 		// check the result shape the client cached still holds (the relay
-		// answers 0A000 if not). A cached shape needs no check where the
-		// statement was prepared already: PostgreSQL refuses its Bind
-		// itself (0A000, "cached plan must not change result type") if
-		// its result type changed since, as the relay would. A driver
-		// that parses before every execution (pgbench -M extended) would
-		// otherwise pay a Describe for each.
+		// answers 0A000 if not). Also where this connection prepared the
+		// statement already: PostgreSQL refuses a Bind whose result type
+		// changed since it prepared the statement, but not one prepared
+		// after the change while the cache still holds the shape before
+		// it, which only this check sees.
 		p := c.newPendingLocked(pDescribe)
 		p.internal, p.stmt = true, st
 		return c.pushSend(b, &pgproto3.Describe{ObjectType: 'S', Name: st.name}, p)

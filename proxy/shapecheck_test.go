@@ -7,11 +7,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// A client told a statement's result shape from the pool's cache is not
-// checked again by the proxy where the statement is prepared already:
-// PostgreSQL refuses the Bind itself when the result type changed since,
-// with the same 0A000 the proxy's check gives on a fresh connection
-// (TestPoolCachedDescribeChecksShape), and the session goes on.
+// A client told a statement's result shape from the pool's cache gets
+// 0A000 once the result type changed, also where the connection prepared
+// the statement already (as on a fresh connection,
+// TestPoolCachedDescribeChecksShape), and the session goes on.
 func TestPoolCachedShapeOnPreparedConnection(t *testing.T) {
 	tp := startPool(t, PoolConfig{Size: 1}, nil)
 	ctx := ctxT(t)
