@@ -285,11 +285,10 @@ func (c *clientConn) switchOut(e *pgenc.Encoding) {
 }
 
 // noteCompleted follows transaction boundaries and savepoints for the
-// codec as the statement at the front of the queue completes with tag (the
-// relay's). ROLLBACK TO SAVEPOINT answers "ROLLBACK" as a ROLLBACK does,
+// codec as the statement p at the front of the queue completes with tag
+// (the relay's). ROLLBACK TO SAVEPOINT answers "ROLLBACK" as a ROLLBACK does,
 // so savepoint statements are told apart by what the rewriter saw.
-func (c *clientConn) noteCompleted(tag string) {
-	p := c.q.front()
+func (c *clientConn) noteCompleted(p *pending, tag string) {
 	var step savepointStep
 	switch {
 	case p == nil:

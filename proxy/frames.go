@@ -8,6 +8,7 @@ package proxy
 // every message and encoding it again for the client.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -129,6 +130,10 @@ type backendMessages struct {
 	copyBothResponse     pgproto3.CopyBothResponse
 	readyForQuery        pgproto3.ReadyForQuery
 	negotiateProtocol    pgproto3.NegotiateProtocolVersion
+	// rowFrame is a copy of the RowDescription frame rowDescription was
+	// decoded from (its names point into it): a statement run again
+	// describes its rows with the same bytes, which are not decoded again.
+	rowFrame []byte
 }
 
 func (d *backendMessages) decode(frame []byte) (pgproto3.BackendMessage, error) {
@@ -171,7 +176,7 @@ func (d *backendMessages) decode(frame []byte) (pgproto3.BackendMessage, error) 
 	case 't':
 		msg = &d.parameterDescription
 	case 'T':
-		msg = &d.rowDescription
+		return d.rowDescriptionOf(frame)
 	case 'V':
 		msg = &d.functionCallResponse
 	case 'W':
@@ -188,4 +193,19 @@ func (d *backendMessages) decode(frame []byte) (pgproto3.BackendMessage, error) 
 		return nil, err
 	}
 	return msg, nil
+}
+
+// rowDescriptionOf decodes a RowDescription frame, or returns the one
+// decoded last when frame has the same bytes. Nobody changes a received
+// message's fields (encodeMessage converts a copy), so the decoded one holds.
+func (d *backendMessages) rowDescriptionOf(frame []byte) (pgproto3.BackendMessage, error) {
+	if d.rowFrame != nil && bytes.Equal(frame, d.rowFrame) {
+		return &d.rowDescription, nil
+	}
+	d.rowFrame = append(d.rowFrame[:0], frame...)
+	if err := d.rowDescription.Decode(d.rowFrame[5:]); err != nil {
+		d.rowFrame = nil
+		return nil, err
+	}
+	return &d.rowDescription, nil
 }

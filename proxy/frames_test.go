@@ -130,3 +130,45 @@ func TestFrameReaderErrors(t *testing.T) {
 		t.Fatal("decoded an authentication message after startup")
 	}
 }
+
+// TestRowDescriptionReuse: a RowDescription with the bytes of the last one
+// is not decoded again, and what it gives stays right when the frame's
+// buffer is reused and when descriptions alternate.
+func TestRowDescriptionReuse(t *testing.T) {
+	a := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{{Name: []byte("abalance"), TableOID: 16400, TableAttributeNumber: 3, DataTypeOID: 23, DataTypeSize: 4, TypeModifier: -1}}}
+	b := &pgproto3.RowDescription{Fields: []pgproto3.FieldDescription{
+		{Name: []byte("id"), DataTypeOID: 20, DataTypeSize: 8, TypeModifier: -1},
+		{Name: []byte("name"), DataTypeOID: 25, DataTypeSize: -1, TypeModifier: -1, Format: 1},
+	}}
+	var d backendMessages
+	buf := make([]byte, 0, 256) // the read buffer: each frame overwrites the last
+	for i, want := range []*pgproto3.RowDescription{a, a, b, b, a, b} {
+		frame, err := want.Encode(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := d.decode(frame)
+		if err != nil {
+			t.Fatalf("description %d: %v", i, err)
+		}
+		clear(frame) // the buffer is read into again
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("description %d (-want +got):\n%s", i, diff)
+		}
+	}
+	if _, err := d.decode([]byte{'T', 0, 0, 0, 6, 0, 1}); err == nil {
+		t.Fatal("decoded a truncated RowDescription")
+	}
+	if got, err := d.decode(mustEncode(t, a)); err != nil || cmp.Diff(a, got) != "" {
+		t.Fatalf("after a bad frame: %v, %v", got, err)
+	}
+}
+
+func mustEncode(t *testing.T, m pgproto3.BackendMessage) []byte {
+	t.Helper()
+	b, err := m.Encode(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

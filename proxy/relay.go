@@ -77,6 +77,10 @@ type pendingQueue struct {
 	head  int
 	// idle receives a token whenever the queue becomes empty (for draining).
 	idle chan struct{}
+	// endedAt is the relay's own (not under mu): when it last accounted
+	// for a statement (unix nanos), 0 once a ReadyForQuery took it as the
+	// session's last activity. The clock is then read once per statement.
+	endedAt int64
 }
 
 func newPendingQueue() *pendingQueue { return &pendingQueue{idle: make(chan struct{}, 1)} }
@@ -179,13 +183,14 @@ func (c *clientConn) relay() {
 // together: one write to the client per transaction, not two.
 func (c *clientConn) relayFrom(b *backend, inline bool) error {
 	heard := !inline
+	fc, _ := b.sc.(frameConn) // once, not per message
 	for {
 		if heard && b.sc.Buffered() == 0 {
 			if err := c.out.flush(); err != nil {
 				return clientWriteError{err}
 			}
 		}
-		frame, msg, err := c.receiveFrom(b)
+		frame, msg, err := c.receiveFrom(b, fc)
 		heard = true
 		if err != nil && inline {
 			if err = c.drainInterrupted(b, err); err == nil {
@@ -260,11 +265,11 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 }
 
 // receiveFrom reads b's next message: frame is its bytes when b gives them
-// (frames.go), msg the message decoded, or nil for a row that goes to the
-// client as the warehouse sent it (plainRows), which is not decoded.
-func (c *clientConn) receiveFrom(b *backend) (frame []byte, msg pgproto3.BackendMessage, err error) {
-	fc, ok := b.sc.(frameConn)
-	if !ok {
+// (fc is b.sc as a frameConn, or nil; frames.go), msg the message decoded,
+// or nil for a row that goes to the client as the warehouse sent it
+// (plainRows), which is not decoded.
+func (c *clientConn) receiveFrom(b *backend, fc frameConn) (frame []byte, msg pgproto3.BackendMessage, err error) {
+	if fc == nil {
 		msg, err = b.sc.Receive()
 		return nil, msg, err
 	}
@@ -553,8 +558,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.DataRow:
 		return m, nil // the hot path
 	case *pgproto3.ParseComplete:
-		p := c.q.front()
-		c.q.pop()
+		p := c.q.take()
 		if p != nil && p.prep != "" {
 			p.be.confirm(p.prep, true)
 		}
@@ -562,8 +566,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 			return nil, nil
 		}
 	case *pgproto3.BindComplete:
-		p := c.q.front()
-		c.q.pop()
+		p := c.q.take()
 		if p != nil && p.auto {
 			return nil, nil
 		}
@@ -577,8 +580,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 			return c.errorResponse(pgerr.Unsupported("cached plan must not change result type"), false), nil
 		}
 	case *pgproto3.CloseComplete:
-		p := c.q.front()
-		c.q.pop()
+		p := c.q.take()
 		if p != nil && p.internal {
 			p.be.confirm(p.prep, false)
 			return nil, nil // an eviction
@@ -587,12 +589,13 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 		return c.described(msg), nil
 	case *pgproto3.CommandComplete:
 		tag := pgconn.NewCommandTag(string(m.CommandTag))
-		c.noteCompleted(tag.String())
-		c.completed(b, tag, tag.RowsAffected())
+		p := c.q.front()
+		c.noteCompleted(p, tag.String())
+		c.completed(b, p, tag, tag.RowsAffected())
 	case *pgproto3.EmptyQueryResponse:
-		c.completed(b, pgconn.CommandTag{}, 0)
+		c.completed(b, c.q.front(), pgconn.CommandTag{}, 0)
 	case *pgproto3.PortalSuspended:
-		c.completed(b, pgconn.CommandTag{}, -1)
+		c.completed(b, c.q.front(), pgconn.CommandTag{}, -1)
 	case *pgproto3.ErrorResponse:
 		return c.observeError(m), nil
 	case *pgproto3.ReadyForQuery:
@@ -621,9 +624,9 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 }
 
 // completed handles the end of one statement's results (rows = -1 for a
-// suspended portal, whose row count the tag does not give).
-func (c *clientConn) completed(b *backend, tag pgconn.CommandTag, rows int64) {
-	p := c.q.front()
+// suspended portal, whose row count the tag does not give); p is the
+// queue's front.
+func (c *clientConn) completed(b *backend, p *pending, tag pgconn.CommandTag, rows int64) {
 	if p == nil {
 		return
 	}
@@ -780,11 +783,15 @@ func (c *clientConn) readyForQuery(status byte) {
 		}
 		c.txOps, c.txFailed = c.txOps[:0], false
 	}
-	if now.IsZero() {
-		c.touch()
-	} else {
+	switch {
+	case !now.IsZero():
 		c.lastActive.Store(now.UnixNano())
+	case c.q.endedAt != 0: // a statement that ended before, in this answer
+		c.lastActive.Store(c.q.endedAt)
+	default:
+		c.touch()
 	}
+	c.q.endedAt = 0
 }
 
 // parseFailed forgets a Parse the warehouse rejected or skipped, and notes
@@ -820,16 +827,22 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 // statementDone accounts for a statement that ended now, which it returns.
 func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) time.Time {
 	now := time.Now()
+	c.q.endedAt = now.UnixNano()
 	d := now.Sub(p.start)
 	c.srv.metrics.statement(outcome, string(c.session.Kind))
 	c.srv.metrics.duration.Observe(d.Seconds())
 	c.srv.stats.StatementAt(now, c.session.Tenant, statsOutcome(outcome), code, d)
-	if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
-		fp := ""
-		if p.info != nil {
-			fp = p.info.fingerprint
+	// The level first, on the server's logger: the session's wraps it in
+	// a lazy core per With (startup.go), each asked in turn otherwise; a
+	// child logger never changes the level.
+	if c.srv.log.Core().Enabled(zap.InfoLevel) {
+		if ce := c.log.Check(zap.InfoLevel, "statement done"); ce != nil {
+			fp := ""
+			if p.info != nil {
+				fp = p.info.fingerprint
+			}
+			ce.Write(zap.String("fingerprint", fp), zap.String("outcome", outcome), zap.String("sqlstate", code), zap.Int64("rows", rows), zap.Duration("duration", d))
 		}
-		ce.Write(zap.String("fingerprint", fp), zap.String("outcome", outcome), zap.String("sqlstate", code), zap.Int64("rows", rows), zap.Duration("duration", d))
 	}
 	c.srv.audit.record(c, p.info, outcome, code, rows, p.start)
 	return now
