@@ -937,18 +937,30 @@ func TestPoolCachedDescribeChecksShape(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond) // the FATAL reaches the idle connection
 	b := tp.connect(t, ctx, "tok-acme")
-	sd, err := b.Prepare(ctx, "s", q, nil)
+	if !cachedShapeRefused(t, ctx, b, "s", q) {
+		t.Skip("not described from cache: nothing to check")
+	}
+}
+
+// cachedShapeRefused prepares q (orders.total, now bigint) as name on c and,
+// when the proxy described it from the pool's cache (total still int4),
+// checks that running it gets 0A000 and leaves the session usable. It
+// reports whether the Describe came from the cache.
+func cachedShapeRefused(t *testing.T, ctx context.Context, c *pgconn.PgConn, name, q string) bool {
+	t.Helper()
+	sd, err := c.Prepare(ctx, name, q, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if sd.Fields[0].DataTypeOID != 23 {
-		t.Skipf("not described from cache (total is %d): nothing to check", sd.Fields[0].DataTypeOID)
+		return false
 	}
-	res := b.ExecPrepared(ctx, "s", [][]byte{[]byte("1")}, nil, nil).Read()
+	res := c.ExecPrepared(ctx, name, [][]byte{[]byte("1")}, nil, nil).Read()
 	wantPgErr(t, res.Err, "0A000", "cached plan must not change result type")
-	if _, err := b.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+	if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
 		t.Errorf("connection unusable after 0A000: %v", err)
 	}
+	return true
 }
 
 // A client that pipelines more than fits in the sockets' buffers before its

@@ -33,17 +33,8 @@ func TestPoolCachedShapeOnPreparedConnection(t *testing.T) {
 	if _, err := admin.Exec(ctx, "ALTER TABLE orders ALTER total TYPE bigint").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
-	sd, err := b.Prepare(ctx, "s2", q, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sd.Fields[0].DataTypeOID != 23 {
-		t.Fatalf("not described from the cache (total is %d)", sd.Fields[0].DataTypeOID)
-	}
-	res := b.ExecPrepared(ctx, "s2", [][]byte{[]byte("1")}, nil, nil).Read()
-	wantPgErr(t, res.Err, "0A000", "cached plan must not change result type")
-	if _, err := b.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
-		t.Errorf("connection unusable after 0A000: %v", err)
+	if !cachedShapeRefused(t, ctx, b, "s2", q) {
+		t.Fatal("not described from the cache")
 	}
 }
 
