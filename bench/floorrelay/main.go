@@ -58,6 +58,10 @@ func goroutines(listen, backend int) error {
 	if err != nil {
 		return err
 	}
+	return serveGoroutines(ln, backend)
+}
+
+func serveGoroutines(ln net.Listener, backend int) error {
 	for {
 		c, err := ln.Accept()
 		if err != nil {

@@ -56,12 +56,16 @@ func TestRelayModes(t *testing.T) {
 	}
 }
 
-// start runs a mode in this process. Its loop never returns: the test
-// binary's exit ends it.
+// start runs a mode in this process, listening before it returns. Its
+// loop never returns: the test binary's exit ends it.
 func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 	t.Helper()
 	if mode == "goroutine" {
-		go goroutines(port, backend)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go serveGoroutines(ln, backend)
 		return
 	}
 	l, err := newLoop(port, backend, rawBlock)
