@@ -755,7 +755,6 @@ func (c *clientConn) observeError(m *pgproto3.ErrorResponse) pgproto3.BackendMes
 func (c *clientConn) readyForQuery(status byte) {
 	c.txStatus.Store(uint32(status)) // before the pops that let the loop see it (mayProbe)
 	c.settleEncoding(status)
-	var now time.Time // when a statement ended here: the clock is read once
 	for {
 		p := c.q.take()
 		if p == nil {
@@ -767,7 +766,7 @@ func (c *clientConn) readyForQuery(status byte) {
 				if p.failed != "" {
 					outcome = "error"
 				}
-				now = c.statementDone(p, outcome, p.failed, p.rows)
+				c.statementDone(p, outcome, p.failed, p.rows)
 			}
 			break
 		}
@@ -783,12 +782,9 @@ func (c *clientConn) readyForQuery(status byte) {
 		}
 		c.txOps, c.txFailed = c.txOps[:0], false
 	}
-	switch {
-	case !now.IsZero():
-		c.lastActive.Store(now.UnixNano())
-	case c.q.endedAt != 0: // a statement that ended before, in this answer
+	if c.q.endedAt != 0 { // a statement ended in this answer: the clock is read once
 		c.lastActive.Store(c.q.endedAt)
-	default:
+	} else {
 		c.touch()
 	}
 	c.q.endedAt = 0
@@ -824,8 +820,8 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 	return m
 }
 
-// statementDone accounts for a statement that ended now, which it returns.
-func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) time.Time {
+// statementDone accounts for a statement that ended now (c.q.endedAt).
+func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
 	now := time.Now()
 	c.q.endedAt = now.UnixNano()
 	d := now.Sub(p.start)
@@ -845,5 +841,4 @@ func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64)
 		}
 	}
 	c.srv.audit.record(c, p.info, outcome, code, rows, p.start)
-	return now
 }

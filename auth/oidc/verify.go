@@ -170,13 +170,14 @@ func (v *Verifier) verify(ctx context.Context, raw string) (auth.InternalUser, i
 	case !tok.IssuedAt.IsZero() && now.Add(leeway).Before(tok.IssuedAt):
 		return auth.InternalUser{}, id, ErrNotYetValid
 	}
-	u, err := v.user(p, all)
+	u, err := v.user(p, id, all)
 	u.IssuedAt = tok.IssuedAt
 	return u, id, err
 }
 
-// identity reads the subject (qualified as user qualifies it) and email of
-// verified claims.
+// identity reads the subject and email of verified claims. Two providers
+// may hand out the same subject: with more than one, it is qualified by
+// the issuer.
 func (v *Verifier) identity(p *provider, all map[string]any) identity {
 	sub, _ := all[p.cfg.SubjectClaim].(string)
 	if sub != "" && len(v.providers) > 1 {
@@ -186,17 +187,13 @@ func (v *Verifier) identity(p *provider, all map[string]any) identity {
 	return identity{subject: sub, email: email}
 }
 
-// user turns verified claims into an internal user with a role.
-func (v *Verifier) user(p *provider, all map[string]any) (auth.InternalUser, error) {
-	sub, _ := all[p.cfg.SubjectClaim].(string)
+// user turns verified claims, whose identity id holds, into an internal
+// user with a role.
+func (v *Verifier) user(p *provider, id identity, all map[string]any) (auth.InternalUser, error) {
+	sub, email := id.subject, id.email
 	if sub == "" {
 		return auth.InternalUser{}, ErrNoSubject
 	}
-	if len(v.providers) > 1 {
-		// Two providers may hand out the same subject: qualify it.
-		sub = p.cfg.Issuer + "#" + sub
-	}
-	email, _ := all[p.cfg.EmailClaim].(string)
 	if len(p.cfg.AllowedEmailDomains) > 0 {
 		_, domain, ok := strings.Cut(email, "@")
 		if !ok || !slices.ContainsFunc(p.cfg.AllowedEmailDomains, func(d string) bool { return strings.EqualFold(d, domain) }) {
