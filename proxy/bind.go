@@ -308,6 +308,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	}
 	if _, ok := b.sc.(inlineConn); ok {
 		c.inline = true
+		c.takeBackend(b)
 	} else {
 		c.inline = false
 		c.toRelayLocked(b)
@@ -325,6 +326,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 // client's CancelRequest or its session's revocation ends, and makes it
 // the one held. c.mu is held.
 func (c *clientConn) acquireWaitingLocked() (*backend, error) {
+	c.leaveLoop() // the connection may come from a session on the same loop
 	c.cmu.Lock()
 	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)

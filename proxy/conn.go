@@ -105,8 +105,11 @@ type clientConn struct {
 	mu       sync.Mutex
 	cur      *backend
 	stopping bool
-	inline   bool          // the loop relays cur itself, not the relay goroutine (see inline.go)
-	bindCh   chan *backend // hands the relay each newly bound connection
+	inline   bool // the loop relays cur itself, not the relay goroutine (see inline.go)
+	// co is the session's coroutine while it runs on an event loop
+	// (evloop_linux.go), nil off one; the session's loop alone uses it.
+	co     *coro
+	bindCh chan *backend // hands the relay each newly bound connection
 	// relayStarted: the relay goroutine runs. It is started at the first
 	// hand-over (toRelayLocked), so that a client whose transactions are
 	// all relayed inline, or that sits idle, has one goroutine, not two.
@@ -240,7 +243,12 @@ func (c *clientConn) initIO() {
 }
 
 func (c *clientConn) serve() {
-	defer c.close()
+	onLoop := false
+	defer func() {
+		if !onLoop {
+			c.close()
+		}
+	}()
 	if err := c.startupAside(); err != nil {
 		var q errQuiet
 		if errors.As(err, &q) {
@@ -269,6 +277,18 @@ func (c *clientConn) serve() {
 		c.toRelayLocked(c.cur)
 		c.mu.Unlock()
 	}
+	if l := c.loopFor(); l != nil {
+		// The rest on an event loop (evloop_linux.go), which closes.
+		onLoop = true
+		l.start(c.runOn)
+		return
+	}
+	c.messages()
+}
+
+// messages reads and dispatches the client's messages until the session
+// ends.
+func (c *clientConn) messages() {
 	var readsSeen uint64
 	for {
 		msg, err := c.receive()
@@ -310,6 +330,7 @@ func (c *clientConn) startupAside() error {
 // toRelayLocked hands b to the relay goroutine, starting it the first
 // time. c.mu is held.
 func (c *clientConn) toRelayLocked(b *backend) {
+	c.leaveLoop() // the relay goroutine reads b and writes the client
 	if !c.relayStarted {
 		c.relayStarted = true
 		go c.relay()
@@ -783,6 +804,7 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	}
 	var res *rewrite.Result
 	var err error
+	c.leaveLoopFor(sql)
 	ctx, done := c.rewriteContext(sql)
 	if prw, ok := rw.(ParamRewriter); ok && parse {
 		res, err = prw.RewriteParams(ctx, sql, c.identity, oids)
@@ -863,6 +885,7 @@ func (c *clientConn) renewed(now time.Time) bool {
 	if !ok {
 		return false
 	}
+	c.leaveLoop() // the session store may take its time
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
 	defer cancel()
 	exp, err := r.SessionExpiry(ctx, c.session.ID)
@@ -1167,6 +1190,7 @@ func (c *clientConn) stopRelay() {
 	c.cancelTo = nil
 	c.cmu.Unlock()
 	if busy {
+		c.leaveLoop() // the cancel dials the warehouse
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := b.sc.Cancel(ctx); err != nil {
 			c.log.Debug("cancel on close failed", zap.Error(err))

@@ -858,6 +858,7 @@ func (p *pool) healthy(b *backend, now time.Time) bool {
 
 // release returns b; reuse=false closes it (broken or dirty).
 func (p *pool) release(b *backend, reuse bool) {
+	letGo(b)
 	now := time.Now()
 	p.mu.Lock()
 	p.inUse--

@@ -149,6 +149,10 @@ type Deps struct {
 
 // Server accepts PostgreSQL clients.
 type Server struct {
+	// loops run the sessions that can run on an event loop
+	// (evloop_linux.go); nil when none do. Set before the first accept.
+	loops      *evLoops
+	loopsOnce  sync.Once // stops them
 	cfg        Config
 	log        *zap.Logger
 	auth       Authenticator
@@ -329,6 +333,13 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.mu.Unlock()
 
 	s.reapers.Do(func() {
+		if s.cfg.EventLoops >= 0 {
+			loops, err := newEvLoops(s.cfg.EventLoops)
+			if err != nil {
+				s.log.Warn("no event loop: sessions run on goroutines", zap.Error(err))
+			}
+			s.loops = loops
+		}
 		for _, p := range s.pools {
 			go p.reapLoop(s.doneCh)
 		}
@@ -420,7 +431,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		c.interrupt(reasonShutdown)
 	}
 	done := make(chan struct{})
-	go func() { s.connWG.Wait(); close(done) }()
+	go func() {
+		s.connWG.Wait()
+		s.loopsOnce.Do(s.loops.stop)
+		close(done)
+	}()
 	select {
 	case <-done:
 		return nil

@@ -156,6 +156,7 @@ func (c *clientConn) throttle() error {
 		return nil
 	}
 	c.clockStale = true // what follows in the batch waited too
+	c.leaveLoop()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

@@ -64,6 +64,9 @@ func (c *clientConn) watchGoneThen(why string, onGone func()) (<-chan struct{}, 
 	if !canWatchGone {
 		return nil, noWatch
 	}
+	if gone, stop, ok := c.loopWatchGone(why, onGone); ok {
+		return gone, stop
+	}
 	sc, ok := c.raw.(syscall.Conn)
 	if !ok {
 		return nil, noWatch

@@ -1,0 +1,573 @@
+package proxy
+
+// The event loop. With two goroutines' worth of machinery per client (the
+// runtime's edge-triggered poller, a park and a wake-up for every wait),
+// pgwarden spent on the kernel alone about what PgBouncer spends in all: a
+// read that waits starts with a read that returns EAGAIN, and each wake-up
+// is a scheduler round. Here a session's message loop runs instead as a
+// coroutine (iter.Pull) on one of a few loops, each a goroutine around a
+// level-triggered epoll set driven with raw system calls: the coroutine
+// parks on the loop until its socket is readable or writable, then reads
+// once, and the loop resumes it directly, with no scheduler in between.
+//
+// What the loop serves: plain-socket clients in transaction mode, and the
+// warehouse connections they relay inline (inline.go). A session leaves its
+// loop for good (leaveLoop) before anything that could wait on another
+// session or on something slow: a queue for a pooled connection, a dial,
+// the relay goroutine, a throttle, a session store, a large rewrite. Its
+// sockets then go back to the runtime's poller and it runs as before, on a
+// goroutine of its own. Everyone else who touches a loop's socket (the
+// pool's checks, a watcher, Close, a deadline) either tells the loop
+// (post) or waits in poll(2) (sockConn.pollWait): nothing outside a loop
+// waits on it in a way the loop would have to serve, and a coroutine on
+// the loop never blocks on what another coroutine must do.
+
+import (
+	"container/heap"
+	"errors"
+	"iter"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// evLoops is the server's loops, one per processor less one (at least one)
+// so that the warehouse and the rest of the process keep a processor.
+type evLoops struct {
+	ls []*evLoop
+	n  atomic.Uint32
+}
+
+func newEvLoops(n int) (*evLoops, error) {
+	if n == 0 {
+		n = max(runtime.GOMAXPROCS(0)-1, 1)
+	}
+	g := &evLoops{}
+	for range n {
+		l, err := newEvLoop()
+		if err != nil {
+			g.stop()
+			return nil, err
+		}
+		g.ls = append(g.ls, l)
+	}
+	return g, nil
+}
+
+// pick returns the loop for a new session, in turn.
+func (g *evLoops) pick() *evLoop { return g.ls[int(g.n.Add(1))%len(g.ls)] }
+
+// stop ends the loops once their sessions have ended.
+func (g *evLoops) stop() {
+	if g == nil {
+		return
+	}
+	for _, l := range g.ls {
+		l.post(func() { l.stopped = true })
+		<-l.done
+	}
+}
+
+type evLoop struct {
+	ep, efd  int
+	mu       sync.Mutex
+	inbox    []func() // guarded by mu
+	spare    []func()
+	sleeping atomic.Bool // blocked in epoll_wait: a post must write efd
+	// running is the coroutine the loop runs now: a socket's owner waits
+	// on the loop only from there (coro.onLoop).
+	running atomic.Pointer[coro]
+	done    chan struct{}
+
+	// The loop's alone (and of the coroutine it runs):
+	stopped bool
+	socks   map[int32]*sockConn
+	timers  timerHeap
+	events  []syscall.EpollEvent
+}
+
+// loopSockState is what a loop keeps of a socket registered with it.
+type loopSockState struct {
+	l        *evLoop // registered with, nil when not
+	fd       int32   // as registered
+	events   uint32  // the epoll interest registered
+	rco, wco *coro   // parked to read, to write
+	hup      *loopGone
+	rt, wt   timerEnt // the read and write deadlines' timers
+}
+
+func (s *loopSockState) init(c *sockConn) {
+	s.rt = timerEnt{s: c, read: true, idx: -1}
+	s.wt = timerEnt{s: c, idx: -1}
+}
+
+const (
+	epollRead = syscall.EPOLLIN | syscall.EPOLLRDHUP
+	epollGone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+)
+
+func newEvLoop() (*evLoop, error) {
+	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	r, _, errno := syscall.RawSyscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if errno != 0 {
+		syscall.Close(ep)
+		return nil, os.NewSyscallError("eventfd", errno)
+	}
+	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.efd)}
+	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.efd, &ev); err != nil {
+		syscall.Close(ep)
+		syscall.Close(l.efd)
+		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	go l.run()
+	return l, nil
+}
+
+// post runs f on the loop, soon.
+func (l *evLoop) post(f func()) {
+	l.mu.Lock()
+	l.inbox = append(l.inbox, f)
+	l.mu.Unlock()
+	if l.sleeping.Load() {
+		one := uint64(1)
+		syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.efd), uintptr(unsafe.Pointer(&one)), 8)
+	}
+}
+
+// start runs body as a coroutine on the loop.
+func (l *evLoop) start(body func(co *coro)) {
+	l.post(func() {
+		co := &coro{l: l}
+		co.next, _ = iter.Pull(func(yield func(struct{}) bool) {
+			co.yield = yield
+			body(co)
+		})
+		l.resume(co, nil)
+	})
+}
+
+// coro is a session's message loop run as a coroutine on a loop.
+type coro struct {
+	l       *evLoop
+	next    func() (struct{}, bool)
+	yield   func(struct{}) bool
+	res     error       // why the loop resumed it: nil, a timeout, a close
+	leaving bool        // it yielded to leave the loop (leave)
+	owned   []*sockConn // the sockets it owns
+}
+
+// onLoop reports whether co runs on its loop now, which is also whether
+// the caller is co: a coroutine's owned sockets see no other user while it
+// runs there.
+func (co *coro) onLoop() bool { return co.l.running.Load() == co }
+
+// own makes c co's on the loop; false when it cannot.
+func (co *coro) own(c *sockConn) bool {
+	if !c.toLoop(co) {
+		return false
+	}
+	for _, s := range co.owned {
+		if s == c {
+			return true
+		}
+	}
+	co.owned = append(co.owned, c)
+	return true
+}
+
+// disown lets c go: out of the loop's set, its timers and watch dropped,
+// so that another session, on any loop or none, may take it. On the loop.
+func (co *coro) disown(c *sockConn) {
+	for i, s := range co.owned {
+		if s == c {
+			co.owned = append(co.owned[:i], co.owned[i+1:]...)
+			co.l.unregister(c)
+			c.mmu.Lock()
+			c.owner.Store(nil)
+			c.mmu.Unlock()
+			return
+		}
+	}
+}
+
+// leave moves co off the loop for good: its sockets are let go and it goes
+// on as a goroutine of its own, where it may block as it likes.
+func (co *coro) leave() {
+	for len(co.owned) > 0 {
+		co.disown(co.owned[len(co.owned)-1])
+	}
+	co.leaving = true
+	co.yield(struct{}{})
+}
+
+func (l *evLoop) resume(co *coro, res error) {
+	co.res = res
+	l.running.Store(co)
+	_, ok := co.next()
+	l.running.Store(nil)
+	if !ok {
+		for len(co.owned) > 0 { // the session closed them; a defence
+			co.disown(co.owned[len(co.owned)-1])
+		}
+		return
+	}
+	if co.leaving {
+		co.leaving = false
+		go func() {
+			for {
+				if _, ok := co.next(); !ok {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// park waits on the loop until c is readable (read) or writable, its
+// deadline passes or it closes. The caller is c's owner, on the loop.
+func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
+	st := &c.ls
+	c.fdmu.RLock()
+	fd := c.fd
+	c.fdmu.RUnlock()
+	if fd < 0 {
+		return net.ErrClosed
+	}
+	want := uint32(epollRead)
+	if !read {
+		want = syscall.EPOLLOUT
+	}
+	if err := l.interest(c, fd, st.events|want); err != nil {
+		return err
+	}
+	dl, t := &c.rdl, &st.rt
+	if read {
+		st.rco = co
+		c.rwait.Store(true)
+	} else {
+		st.wco = co
+		c.wwait.Store(true)
+		dl, t = &c.wdl, &st.wt
+	}
+	// Announced before looking: a deadline set or a close after this
+	// reaches the loop (rearm, closeSock).
+	if ns := dl.Load(); ns != 0 {
+		if time.Now().UnixNano() >= ns {
+			l.unpark(c, read)
+			return os.ErrDeadlineExceeded
+		}
+		l.timerAt(t, ns)
+	}
+	if c.closed.Load() {
+		l.unpark(c, read)
+		return net.ErrClosed
+	}
+	if !co.yield(struct{}{}) {
+		l.unpark(c, read)
+		return net.ErrClosed
+	}
+	return co.res
+}
+
+// unpark takes the waiter off c, returning it.
+func (l *evLoop) unpark(c *sockConn, read bool) *coro {
+	st := &c.ls
+	var co *coro
+	if read {
+		co, st.rco = st.rco, nil
+		c.rwait.Store(false)
+	} else {
+		co, st.wco = st.wco, nil
+		c.wwait.Store(false)
+	}
+	return co
+}
+
+// wake resumes whoever is parked on c for read (or write) with res.
+func (l *evLoop) wake(c *sockConn, read bool, res error) {
+	if co := l.unpark(c, read); co != nil {
+		l.resume(co, res)
+	}
+}
+
+// interest registers c for events, or changes what it is registered for.
+func (l *evLoop) interest(c *sockConn, fd int, events uint32) error {
+	st := &c.ls
+	if st.l == l && st.events == events {
+		return nil
+	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
+	switch st.l {
+	case nil:
+		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+		st.l, st.fd = l, int32(fd)
+		l.socks[st.fd] = c
+	case l:
+		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, fd, &ev); err != nil {
+			return os.NewSyscallError("epoll_ctl", err)
+		}
+	default:
+		return errors.New("socket registered with another event loop")
+	}
+	st.events = events
+	return nil
+}
+
+// unregister takes c out of the loop's set and timers, with its watch.
+func (l *evLoop) unregister(c *sockConn) {
+	st := &c.ls
+	if st.l == l {
+		c.fdmu.RLock()
+		if c.fd >= 0 {
+			syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
+		}
+		c.fdmu.RUnlock()
+		delete(l.socks, st.fd)
+		st.l, st.events = nil, 0
+	}
+	l.timers.remove(&st.rt)
+	l.timers.remove(&st.wt)
+	st.hup = nil
+}
+
+// closeSock closes an owned socket: on the loop, which wakes its waiter.
+func (l *evLoop) closeSock(c *sockConn) {
+	l.unregister(c)
+	c.closeFD()
+	l.wake(c, true, net.ErrClosed)
+	l.wake(c, false, net.ErrClosed)
+}
+
+// rearm looks again at c's deadlines for whoever is parked on it.
+func (l *evLoop) rearm(c *sockConn) {
+	l.deadline(&c.ls.rt, time.Now().UnixNano())
+	l.deadline(&c.ls.wt, time.Now().UnixNano())
+}
+
+// deadline times out t's waiter if its deadline has passed, or sets t for
+// the deadline; a waiter whose deadline went later simply waits on.
+func (l *evLoop) deadline(t *timerEnt, now int64) {
+	c := t.s
+	dl, co := &c.wdl, c.ls.wco
+	if t.read {
+		dl, co = &c.rdl, c.ls.rco
+	}
+	ns := dl.Load()
+	if co == nil || ns == 0 {
+		return
+	}
+	if now < ns {
+		l.timerAt(t, ns)
+		return
+	}
+	l.wake(c, t.read, os.ErrDeadlineExceeded)
+}
+
+// timerAt makes t fire by when (an earlier one already set stays: it
+// fires, finds the deadline later and sets it again).
+func (l *evLoop) timerAt(t *timerEnt, when int64) {
+	if t.idx >= 0 {
+		if t.when <= when {
+			return
+		}
+		t.when = when
+		heap.Fix(&l.timers, t.idx)
+		return
+	}
+	t.when = when
+	heap.Push(&l.timers, t)
+}
+
+func (l *evLoop) run() {
+	defer close(l.done)
+	var buf [8]byte
+	for !l.stopped {
+		l.mu.Lock()
+		in := l.inbox
+		l.inbox = l.spare[:0]
+		l.mu.Unlock()
+		for i, f := range in {
+			f()
+			in[i] = nil
+		}
+		l.spare = in
+		if l.stopped {
+			break
+		}
+		for _, ev := range l.wait() {
+			if int(ev.Fd) == l.efd {
+				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
+				continue
+			}
+			if c := l.socks[ev.Fd]; c != nil {
+				l.dispatch(c, ev.Events)
+			}
+		}
+		if len(l.timers) > 0 {
+			now := time.Now().UnixNano()
+			for len(l.timers) > 0 && l.timers[0].when <= now {
+				t := heap.Pop(&l.timers).(*timerEnt)
+				l.deadline(t, now)
+			}
+		}
+	}
+	syscall.Close(l.ep)
+	syscall.Close(l.efd)
+}
+
+// dispatch serves one event of c's.
+func (l *evLoop) dispatch(c *sockConn, events uint32) {
+	st := &c.ls
+	if events&epollGone != 0 && st.hup != nil {
+		w := st.hup
+		st.hup = nil
+		w.fire()
+	}
+	readable := events&(epollRead|epollGone) != 0
+	writable := events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
+	rco, wco := st.rco, st.wco
+	// Level-triggered: readiness that nobody waits for would come back at
+	// every wait, so it is asked for no more until someone waits again
+	// (park); a writer woken asks again only if it must wait again.
+	var keep uint32
+	if rco != nil {
+		keep |= epollRead
+	}
+	if st.hup != nil {
+		keep |= syscall.EPOLLRDHUP
+	}
+	if wco != nil && !writable {
+		keep |= syscall.EPOLLOUT
+	}
+	if keep != st.events {
+		if keep == 0 {
+			l.unregister(c)
+		} else {
+			c.fdmu.RLock()
+			if c.fd >= 0 {
+				l.interest(c, c.fd, keep)
+			}
+			c.fdmu.RUnlock()
+		}
+	}
+	if readable && rco != nil {
+		l.wake(c, true, nil)
+	}
+	if writable && wco != nil && st.wco == wco {
+		l.wake(c, false, nil)
+	}
+}
+
+// wait returns the next events: without blocking first, then blocking
+// through the runtime (so that the processor goes to other work) until an
+// event, a post or the next timer.
+func (l *evLoop) wait() []syscall.EpollEvent {
+	evs := uintptr(unsafe.Pointer(&l.events[0]))
+	for {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), 0, 0, 0)
+		if errno == 0 && n > 0 {
+			return l.events[:n]
+		}
+		timeout := l.timeout()
+		if timeout == 0 {
+			return nil
+		}
+		l.sleeping.Store(true)
+		l.mu.Lock()
+		posted := len(l.inbox) > 0
+		l.mu.Unlock()
+		if posted {
+			l.sleeping.Store(false)
+			return nil
+		}
+		n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), uintptr(timeout), 0, 0)
+		l.sleeping.Store(false)
+		if errno == 0 {
+			return l.events[:n]
+		}
+		if errno != syscall.EINTR {
+			runtime.Gosched()
+		}
+	}
+}
+
+// timeout is epoll_wait's until the next timer: -1 for none, in
+// milliseconds rounded up.
+func (l *evLoop) timeout() int {
+	if len(l.timers) == 0 {
+		return -1
+	}
+	left := l.timers[0].when - time.Now().UnixNano()
+	if left <= 0 {
+		return 0
+	}
+	return int(min((left+int64(time.Millisecond)-1)/int64(time.Millisecond), 1<<30))
+}
+
+// loopGone watches an owned client socket for its peer's hang-up, the
+// loop's form of goneWatch (waitwatch.go).
+type loopGone struct {
+	fire    func() // on the loop, once, when the peer is seen gone
+	stopped atomic.Bool
+	saw     atomic.Bool
+}
+
+// watchHup watches c for w; c's owner is parked on another socket or runs.
+func (l *evLoop) watchHup(c *sockConn, w *loopGone) {
+	if w.stopped.Load() || c.owner.Load() == nil {
+		return
+	}
+	c.fdmu.RLock()
+	defer c.fdmu.RUnlock()
+	if c.fd < 0 || l.interest(c, c.fd, c.ls.events|syscall.EPOLLRDHUP) != nil {
+		return
+	}
+	c.ls.hup = w
+}
+
+// timerEnt is a socket's read or write deadline in a loop's heap.
+type timerEnt struct {
+	when int64
+	idx  int // in the heap, -1 when not
+	s    *sockConn
+	read bool
+}
+
+type timerHeap []*timerEnt
+
+func (h timerHeap) Len() int           { return len(h) }
+func (h timerHeap) Less(i, j int) bool { return h[i].when < h[j].when }
+func (h timerHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *timerHeap) Push(x any) {
+	t := x.(*timerEnt)
+	t.idx = len(*h)
+	*h = append(*h, t)
+}
+func (h *timerHeap) Pop() any {
+	old := *h
+	t := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	t.idx = -1
+	return t
+}
+
+func (h *timerHeap) remove(t *timerEnt) {
+	if t.idx >= 0 {
+		heap.Remove(h, t.idx)
+	}
+}

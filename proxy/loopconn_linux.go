@@ -1,0 +1,152 @@
+package proxy
+
+// A session on an event loop (evloop_linux.go): when it goes on one, which
+// sockets it owns there, and when it leaves.
+
+// loopFor returns the loop for a session that has just started, or nil to
+// run it on its goroutine: a plain-socket client in transaction mode,
+// holding no warehouse connection yet.
+func (c *clientConn) loopFor() *evLoop {
+	if c.srv.loops == nil || c.pool == nil || c.cur != nil || c.nc != c.raw {
+		return nil
+	}
+	if _, ok := c.raw.(*sockConn); !ok {
+		return nil
+	}
+	return c.srv.loops.pick()
+}
+
+// runOn runs the session's message loop as co on its loop.
+func (c *clientConn) runOn(co *coro) {
+	defer c.close()
+	c.co = co
+	if !co.own(c.raw.(*sockConn)) {
+		c.leaveLoop()
+	}
+	c.messages()
+}
+
+// leaveLoop takes the session off its loop for good, before it may wait on
+// what the loop does not serve: its sockets go back to the runtime's
+// poller. A session off the loop calls it for nothing.
+func (c *clientConn) leaveLoop() {
+	co := c.co
+	if co == nil {
+		return
+	}
+	c.co = nil
+	co.leave()
+	if s, ok := c.raw.(*sockConn); ok {
+		s.toPoller()
+	}
+	if c.cur != nil {
+		if s := backendSock(c.cur); s != nil {
+			s.toPoller()
+		}
+	}
+}
+
+// leaveLoopFor leaves the loop before rewriting a statement this long: the
+// parse holds the loop's thread for as long as it takes.
+func (c *clientConn) leaveLoopFor(sql string) {
+	if c.co != nil && len(sql) > loopStatementMax {
+		c.leaveLoop()
+	}
+}
+
+// loopStatementMax is the longest statement rewritten on a loop, about a
+// millisecond of parsing.
+const loopStatementMax = 16 << 10
+
+// takeBackend makes the socket of b, just bound and relayed inline, the
+// loop's for a session on one, or the runtime poller's otherwise.
+func (c *clientConn) takeBackend(b *backend) {
+	s := backendSock(b)
+	if c.co == nil {
+		if s != nil {
+			s.toPoller()
+		}
+		return
+	}
+	if s == nil || !c.co.own(s) {
+		c.leaveLoop() // a TLS warehouse, say: its reads would block the loop
+	}
+}
+
+// backendSock is b's socket when it can go on a loop.
+func backendSock(b *backend) *sockConn {
+	s, ok := b.sc.(*serverConn)
+	if !ok {
+		return nil
+	}
+	sc, _ := s.conn.(*sockConn)
+	return sc
+}
+
+// letGo takes b's socket from the loop that owns it as b goes back to its
+// pool, where a session on another loop, or on none, may take it.
+func letGo(b *backend) {
+	s := backendSock(b)
+	if s == nil {
+		return
+	}
+	co := s.owner.Load()
+	if co == nil {
+		return
+	}
+	if co.onLoop() {
+		co.disown(s)
+		return
+	}
+	done := make(chan struct{})
+	co.l.post(func() {
+		co.disown(s)
+		close(done)
+	})
+	<-done
+}
+
+// loopWatchGone is watchGoneThen for a client socket on a loop: the loop
+// watches for the peer's hang-up while the session waits on another socket.
+func (c *clientConn) loopWatchGone(why string, onGone func()) (<-chan struct{}, func() bool, bool) {
+	s, ok := c.raw.(*sockConn)
+	if !ok {
+		return nil, nil, false
+	}
+	co := s.owner.Load()
+	if co == nil {
+		return nil, nil, false
+	}
+	gone := make(chan struct{})
+	w := &loopGone{}
+	w.fire = func() {
+		c.log.Debug(why)
+		c.raw.Close() // as goneWatch: the abandoned statement's answer fails
+		w.saw.Store(true)
+		if onGone != nil {
+			onGone()
+		}
+		close(gone)
+	}
+	co.l.post(func() { co.l.watchHup(s, w) })
+	stop := func() bool {
+		w.stopped.Store(true)
+		unwatch := func() {
+			if s.ls.hup == w {
+				s.ls.hup = nil
+			}
+		}
+		if co.onLoop() {
+			unwatch()
+		} else {
+			done := make(chan struct{})
+			co.l.post(func() {
+				unwatch()
+				close(done)
+			})
+			<-done
+		}
+		return w.saw.Load()
+	}
+	return gone, stop, true
+}

@@ -1,0 +1,28 @@
+//go:build !linux
+
+package proxy
+
+// Off Linux every session runs on its goroutine: there is no event loop
+// (see evloop_linux.go), and these do nothing.
+
+type evLoops struct{}
+
+func newEvLoops(int) (*evLoops, error) { return nil, nil }
+func (g *evLoops) stop()               {}
+
+type evLoop struct{}
+
+func (l *evLoop) start(func(*coro)) {}
+
+type coro struct{}
+
+func (c *clientConn) loopFor() *evLoop     { return nil }
+func (c *clientConn) runOn(*coro)          {}
+func (c *clientConn) leaveLoop()           {}
+func (c *clientConn) leaveLoopFor(string)  {}
+func (c *clientConn) takeBackend(*backend) {}
+func letGo(*backend)                       {}
+
+func (c *clientConn) loopWatchGone(string, func()) (<-chan struct{}, func() bool, bool) {
+	return nil, nil, false
+}
