@@ -50,7 +50,11 @@ type Proxy struct {
 	IdleTimeout           time.Duration `yaml:"idle_timeout"`
 	StatementTimeout      time.Duration `yaml:"statement_timeout"`
 	MaxClientConns        int           `yaml:"max_client_conns"`
-	ShutdownTimeout       time.Duration `yaml:"shutdown_timeout"`
+	// EventLoops is how many event loops run the sessions of plain-socket
+	// clients in transaction mode: 0 for one per processor less one, -1
+	// for none (every session on goroutines of its own).
+	EventLoops      int           `yaml:"event_loops"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// DrainDelay is how long the proxy keeps accepting connections after
 	// SIGTERM, /readyz failing, before it closes its listener: the time a
 	// load balancer's readiness check needs to stop sending it clients.
@@ -592,6 +596,9 @@ func (f *File) Validate() error {
 	}
 	if f.Proxy.MaxWorkMemMB < 0 || f.Proxy.MaxWorkMemMB > 1<<21 {
 		bad("proxy.max_work_mem_mb", "%d is not between 1 and 2097151", f.Proxy.MaxWorkMemMB)
+	}
+	if f.Proxy.EventLoops < -1 {
+		bad("proxy.event_loops", "must be -1 (none), 0 (one per processor less one) or a count")
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")

@@ -326,7 +326,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 // client's CancelRequest or its session's revocation ends, and makes it
 // the one held. c.mu is held.
 func (c *clientConn) acquireWaitingLocked() (*backend, error) {
-	c.leaveLoop() // the connection may come from a session on the same loop
+	c.leaveLoop("pool_wait") // the connection may come from a session on the same loop
 	c.cmu.Lock()
 	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)

@@ -330,7 +330,7 @@ func (c *clientConn) startupAside() error {
 // toRelayLocked hands b to the relay goroutine, starting it the first
 // time. c.mu is held.
 func (c *clientConn) toRelayLocked(b *backend) {
-	c.leaveLoop() // the relay goroutine reads b and writes the client
+	c.leaveLoop("relay") // the relay goroutine reads b and writes the client
 	if !c.relayStarted {
 		c.relayStarted = true
 		go c.relay()
@@ -885,7 +885,7 @@ func (c *clientConn) renewed(now time.Time) bool {
 	if !ok {
 		return false
 	}
-	c.leaveLoop() // the session store may take its time
+	c.leaveLoop("session_store") // the session store may take its time
 	ctx, cancel := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
 	defer cancel()
 	exp, err := r.SessionExpiry(ctx, c.session.ID)
@@ -1190,7 +1190,7 @@ func (c *clientConn) stopRelay() {
 	c.cancelTo = nil
 	c.cmu.Unlock()
 	if busy {
-		c.leaveLoop() // the cancel dials the warehouse
+		c.leaveLoop("cancel") // the cancel dials the warehouse
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		if err := b.sc.Cancel(ctx); err != nil {
 			c.log.Debug("cancel on close failed", zap.Error(err))

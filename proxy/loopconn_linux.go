@@ -7,34 +7,44 @@ package proxy
 // run it on its goroutine: a plain-socket client in transaction mode,
 // holding no warehouse connection yet.
 func (c *clientConn) loopFor() *evLoop {
-	if c.srv.loops == nil || c.pool == nil || c.cur != nil || c.nc != c.raw {
+	loops := c.srv.loops.Load()
+	if loops == nil || c.pool == nil || c.cur != nil || c.nc != c.raw {
 		return nil
 	}
 	if _, ok := c.raw.(*sockConn); !ok {
 		return nil
 	}
-	return c.srv.loops.pick()
+	return loops.pick()
 }
 
 // runOn runs the session's message loop as co on its loop.
 func (c *clientConn) runOn(co *coro) {
 	defer c.close()
 	c.co = co
+	c.srv.loopStats.total.Inc()
+	c.srv.loopStats.on.Inc()
+	defer func() {
+		if c.co != nil {
+			c.srv.loopStats.on.Dec()
+		}
+	}()
 	if !co.own(c.raw.(*sockConn)) {
-		c.leaveLoop()
+		c.leaveLoop("client_socket")
 	}
 	c.messages()
 }
 
 // leaveLoop takes the session off its loop for good, before it may wait on
-// what the loop does not serve: its sockets go back to the runtime's
-// poller. A session off the loop calls it for nothing.
-func (c *clientConn) leaveLoop() {
+// what the loop does not serve (why, for the metrics): its sockets go back
+// to the runtime's poller. A session off the loop calls it for nothing.
+func (c *clientConn) leaveLoop(why string) {
 	co := c.co
 	if co == nil {
 		return
 	}
 	c.co = nil
+	c.srv.loopStats.on.Dec()
+	c.srv.loopStats.leaves.WithLabelValues(why).Inc()
 	co.leave()
 	if s, ok := c.raw.(*sockConn); ok {
 		s.toPoller()
@@ -50,7 +60,7 @@ func (c *clientConn) leaveLoop() {
 // parse holds the loop's thread for as long as it takes.
 func (c *clientConn) leaveLoopFor(sql string) {
 	if c.co != nil && len(sql) > loopStatementMax {
-		c.leaveLoop()
+		c.leaveLoop("long_statement")
 	}
 }
 
@@ -69,17 +79,23 @@ func (c *clientConn) takeBackend(b *backend) {
 		return
 	}
 	if s == nil || !c.co.own(s) {
-		c.leaveLoop() // a TLS warehouse, say: its reads would block the loop
+		c.leaveLoop("warehouse_socket") // a TLS warehouse, say: its reads would block the loop
 	}
 }
 
-// backendSock is b's socket when it can go on a loop.
+// backendSock is b's socket when it can go on a loop: a plain socket that
+// pgconn's background reader (upstream.go) no longer reads. That reader,
+// started by a slow write during connect, sits in a Read of the socket
+// until the warehouse next sends; it stops for good after that Read.
 func backendSock(b *backend) *sockConn {
 	s, ok := b.sc.(*serverConn)
 	if !ok {
 		return nil
 	}
 	sc, _ := s.conn.(*sockConn)
+	if bg, ok := s.rd.r.(interface{ Status() int32 }); ok && bg.Status() != 0 { // bgreader.StatusStopped
+		return nil
+	}
 	return sc
 }
 

@@ -18,7 +18,7 @@ type coro struct{}
 
 func (c *clientConn) loopFor() *evLoop     { return nil }
 func (c *clientConn) runOn(*coro)          {}
-func (c *clientConn) leaveLoop()           {}
+func (c *clientConn) leaveLoop(string)     {}
 func (c *clientConn) leaveLoopFor(string)  {}
 func (c *clientConn) takeBackend(*backend) {}
 func letGo(*backend)                       {}

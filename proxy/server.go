@@ -151,8 +151,9 @@ type Deps struct {
 type Server struct {
 	// loops run the sessions that can run on an event loop
 	// (evloop_linux.go); nil when none do. Set before the first accept.
-	loops      *evLoops
+	loops      atomic.Pointer[evLoops]
 	loopsOnce  sync.Once // stops them
+	loopStats  *loopMetrics
 	cfg        Config
 	log        *zap.Logger
 	auth       Authenticator
@@ -287,6 +288,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	s.metrics = m
+	if s.loopStats, err = newLoopMetrics(deps.Metrics); err != nil {
+		return nil, fmt.Errorf("proxy: metrics: %w", err)
+	}
 	for name, w := range s.warehouses {
 		if w.Pool.Mode == PoolTransaction {
 			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
@@ -338,7 +342,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if err != nil {
 				s.log.Warn("no event loop: sessions run on goroutines", zap.Error(err))
 			}
-			s.loops = loops
+			s.loops.Store(loops)
 		}
 		for _, p := range s.pools {
 			go p.reapLoop(s.doneCh)
@@ -433,7 +437,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
-		s.loopsOnce.Do(s.loops.stop)
+		s.loopsOnce.Do(s.loops.Load().stop)
 		close(done)
 	}()
 	select {

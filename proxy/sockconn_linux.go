@@ -350,6 +350,12 @@ func (c *sockConn) toLoop(co *coro) bool {
 // toPoller gives the socket back to the runtime's poller. Its owner has let
 // it go (disown) or it never had one; a closed socket stays as it is.
 func (c *sockConn) toPoller() {
+	c.mmu.Lock()
+	onLoop := c.onLoop
+	c.mmu.Unlock()
+	if !onLoop {
+		return // a mode changes only with its holder's locks: this one
+	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	c.wmu.Lock()

@@ -156,7 +156,7 @@ func (c *clientConn) throttle() error {
 		return nil
 	}
 	c.clockStale = true // what follows in the batch waited too
-	c.leaveLoop()
+	c.leaveLoop("throttle")
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

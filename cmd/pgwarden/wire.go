@@ -148,6 +148,7 @@ func proxyConfig(c *config.File) proxy.Config {
 		IdleTimeout:           p.IdleTimeout,
 		StatementTimeout:      p.StatementTimeout,
 		MaxClientConns:        p.MaxClientConns,
+		EventLoops:            p.EventLoops,
 		ShutdownTimeout:       p.ShutdownTimeout,
 		ConnectTimeout:        p.ConnectTimeout,
 		AuthTimeout:           p.AuthTimeout,

@@ -1,0 +1,36 @@
+package proxy
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// loopMetrics count the sessions that run on event loops (evloop_linux.go)
+// and why sessions leave them: a session that left runs as before, on
+// goroutines, at the CPU cost of before.
+type loopMetrics struct {
+	on     prometheus.Gauge
+	total  prometheus.Counter
+	leaves *prometheus.CounterVec
+}
+
+func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
+	m := &loopMetrics{
+		on: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pgwarden_proxy_event_loop_sessions", Help: "Client sessions running on an event loop now.",
+		}),
+		total: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_event_loop_sessions_total", Help: "Client sessions started on an event loop.",
+		}),
+		leaves: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_event_loop_leaves_total",
+			Help: "Sessions that left their event loop for goroutines, by reason (pool_wait, relay, throttle, session_store, long_statement, cancel, warehouse_socket, client_socket).",
+		}, []string{"reason"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.on, m.total, m.leaves} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
