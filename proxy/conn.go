@@ -107,9 +107,10 @@ type clientConn struct {
 	stopping bool
 	inline   bool // the loop relays cur itself, not the relay goroutine (see inline.go)
 	// co is the session's coroutine while it runs on an event loop
-	// (evloop_linux.go), nil off one; the session's loop alone uses it.
-	co     *coro
-	bindCh chan *backend // hands the relay each newly bound connection
+	// (evloop_linux.go), nil off it; loopCo is it on or off the loop. The
+	// session's message loop alone uses them.
+	co, loopCo *coro
+	bindCh     chan *backend // hands the relay each newly bound connection
 	// relayStarted: the relay goroutine runs. It is started at the first
 	// hand-over (toRelayLocked), so that a client whose transactions are
 	// all relayed inline, or that sits idle, has one goroutine, not two.
@@ -1034,6 +1035,7 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 				deadline = earliest(deadline, time.Now().Add(drainGrace)) // look again
 			}
 		}
+		c.rejoinLoop()
 		if r := c.armRead(deadline); r != 0 {
 			if r == reasonShutdown && !c.srv.hardStopped() {
 				// The server drains: serve on until the session is idle

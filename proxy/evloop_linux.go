@@ -162,6 +162,7 @@ type coro struct {
 	yield   func(struct{}) bool
 	res     error       // why the loop resumed it: nil, a timeout, a close
 	leaving bool        // it yielded to leave the loop (leave)
+	back    bool        // it yielded to go back to the loop (rejoin)
 	owned   []*sockConn // the sockets it owns
 }
 
@@ -199,14 +200,36 @@ func (co *coro) disown(c *sockConn) {
 	}
 }
 
-// leave moves co off the loop for good: its sockets are let go and it goes
-// on as a goroutine of its own, where it may block as it likes.
+// leave moves co off the loop: its sockets are let go and it goes on as a
+// goroutine of its own, where it may block as it likes, until rejoin.
 func (co *coro) leave() {
 	for len(co.owned) > 0 {
 		co.disown(co.owned[len(co.owned)-1])
 	}
 	co.leaving = true
 	co.yield(struct{}{})
+}
+
+// rejoin moves co, off the loop, back onto it; the sockets it owns (own)
+// are the loop's again once it runs there.
+func (co *coro) rejoin() {
+	co.back = true
+	co.yield(struct{}{})
+}
+
+// offLoop runs co after it left the loop, until it ends or asks to go back:
+// the loop resumes it then, once this goroutine is done with it.
+func (co *coro) offLoop() {
+	for {
+		if _, ok := co.next(); !ok {
+			return
+		}
+		if co.back {
+			co.back = false
+			co.l.post(func() { co.l.resume(co, nil) })
+			return
+		}
+	}
 }
 
 func (l *evLoop) resume(co *coro, res error) {
@@ -222,13 +245,7 @@ func (l *evLoop) resume(co *coro, res error) {
 	}
 	if co.leaving {
 		co.leaving = false
-		go func() {
-			for {
-				if _, ok := co.next(); !ok {
-					return
-				}
-			}
-		}()
+		go co.offLoop()
 	}
 }
 

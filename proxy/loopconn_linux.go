@@ -20,7 +20,7 @@ func (c *clientConn) loopFor() *evLoop {
 // runOn runs the session's message loop as co on its loop.
 func (c *clientConn) runOn(co *coro) {
 	defer c.close()
-	c.co = co
+	c.co, c.loopCo = co, co
 	c.srv.loopStats.total.Inc()
 	c.srv.loopStats.on.Inc()
 	defer func() {
@@ -34,9 +34,10 @@ func (c *clientConn) runOn(co *coro) {
 	c.messages()
 }
 
-// leaveLoop takes the session off its loop for good, before it may wait on
-// what the loop does not serve (why, for the metrics): its sockets go back
-// to the runtime's poller. A session off the loop calls it for nothing.
+// leaveLoop takes the session off its loop, before it may wait on what the
+// loop does not serve (why, for the metrics): its sockets go back to the
+// runtime's poller, until rejoinLoop. A session off the loop calls it for
+// nothing.
 func (c *clientConn) leaveLoop(why string) {
 	co := c.co
 	if co == nil {
@@ -54,6 +55,26 @@ func (c *clientConn) leaveLoop(why string) {
 			s.toPoller()
 		}
 	}
+}
+
+// rejoinLoop puts a session that left its loop back on it as it waits for
+// its client, once nothing it left for is there: no warehouse connection
+// held, no relay goroutine, and an idle pooled connection for its next
+// transaction (a session that would queue again stays off: under a
+// saturated pool, moving back and forth would cost more than it saves).
+func (c *clientConn) rejoinLoop() {
+	co := c.loopCo
+	if co == nil || c.co != nil || c.cur != nil || c.relayStarted || !c.pool.hasIdle() {
+		return
+	}
+	s, ok := c.raw.(*sockConn)
+	if !ok || !co.own(s) {
+		return
+	}
+	c.co = co
+	c.srv.loopStats.on.Inc()
+	c.srv.loopStats.returns.Inc()
+	co.rejoin()
 }
 
 // leaveLoopFor leaves the loop before rewriting a statement this long: the

@@ -20,6 +20,7 @@ func (c *clientConn) loopFor() *evLoop     { return nil }
 func (c *clientConn) runOn(*coro)          {}
 func (c *clientConn) leaveLoop(string)     {}
 func (c *clientConn) leaveLoopFor(string)  {}
+func (c *clientConn) rejoinLoop()          {}
 func (c *clientConn) takeBackend(*backend) {}
 func letGo(*backend)                       {}
 

@@ -6,9 +6,10 @@ import "github.com/prometheus/client_golang/prometheus"
 // and why sessions leave them: a session that left runs as before, on
 // goroutines, at the CPU cost of before.
 type loopMetrics struct {
-	on     prometheus.Gauge
-	total  prometheus.Counter
-	leaves *prometheus.CounterVec
+	on      prometheus.Gauge
+	total   prometheus.Counter
+	leaves  *prometheus.CounterVec
+	returns prometheus.Counter
 }
 
 func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
@@ -23,11 +24,14 @@ func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
 			Name: "pgwarden_proxy_event_loop_leaves_total",
 			Help: "Sessions that left their event loop for goroutines, by reason (pool_wait, relay, throttle, session_store, long_statement, cancel, warehouse_socket, client_socket).",
 		}, []string{"reason"}),
+		returns: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pgwarden_proxy_event_loop_returns_total", Help: "Sessions that went back to their event loop after leaving it.",
+		}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.on, m.total, m.leaves} {
+	for _, c := range []prometheus.Collector{m.on, m.total, m.leaves, m.returns} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

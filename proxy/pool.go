@@ -856,6 +856,14 @@ func (p *pool) healthy(b *backend, now time.Time) bool {
 	return err == nil && status == 'I'
 }
 
+// hasIdle reports whether a connection is idle now, so that a checkout
+// would not wait.
+func (p *pool) hasIdle() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.idle) > 0
+}
+
 // release returns b; reuse=false closes it (broken or dirty).
 func (p *pool) release(b *backend, reuse bool) {
 	letGo(b)

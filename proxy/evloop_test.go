@@ -1,0 +1,277 @@
+//go:build linux
+
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// startLoopPool is a transaction pool whose sessions run on one event loop,
+// so that every session of a test shares it.
+func startLoopPool(t *testing.T, pc PoolConfig, mod func(*Config, *Deps)) *testProxy {
+	t.Helper()
+	return startPool(t, pc, func(c *Config, d *Deps) {
+		c.EventLoops = 1
+		if mod != nil {
+			mod(c, d)
+		}
+	})
+}
+
+// loopCounts is how many sessions started on a loop, run on one now and
+// left one, by reason.
+func loopCounts(tp *testProxy) (total, on int, leaves map[string]int) {
+	m := tp.srv.loopStats
+	leaves = map[string]int{}
+	for _, why := range []string{"pool_wait", "relay", "throttle", "session_store", "long_statement", "cancel", "warehouse_socket", "client_socket"} {
+		if n := int(testutil.ToFloat64(m.leaves.WithLabelValues(why))); n > 0 {
+			leaves[why] = n
+		}
+	}
+	return int(testutil.ToFloat64(m.total)), int(testutil.ToFloat64(m.on)), leaves
+}
+
+// wantOnLoop checks that total sessions started on the loop and on run on
+// it now; a session that left it (to dial the pool's next connection, say)
+// has come back.
+func wantOnLoop(t *testing.T, tp *testProxy, total, on int) {
+	t.Helper()
+	gotTotal, gotOn, left := loopCounts(tp)
+	n := 0
+	for _, k := range left {
+		n += k
+	}
+	back := int(testutil.ToFloat64(tp.srv.loopStats.returns))
+	if gotTotal != total || gotOn != on || n != back {
+		t.Fatalf("event loop: %d sessions started, %d on it now, left %v, came back %d times; want %d, %d, all back", gotTotal, gotOn, left, back, total, on)
+	}
+}
+
+// Every protocol path of a session stays on the loop: simple and extended
+// queries, prepared statements, a transaction that holds its connection
+// between statements, a large result, an error, COPY out.
+func TestEventLoopProtocols(t *testing.T) {
+	tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+	ctx := ctxT(t)
+	c := tp.connect(t, ctx, "tok-acme")
+	if _, err := c.Exec(ctx, "SELECT 1; SELECT 2").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	rr := c.ExecParams(ctx, "SELECT g FROM generate_series(1, $1::int) g", [][]byte{[]byte("20000")}, nil, nil, nil).Read()
+	if rr.Err != nil || len(rr.Rows) != 20000 || string(rr.Rows[19999][0]) != "20000" {
+		t.Fatalf("extended: %d rows, %v", len(rr.Rows), rr.Err)
+	}
+	if _, err := c.Prepare(ctx, "s1", "SELECT $1::int + 1", nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		rr := c.ExecPrepared(ctx, "s1", [][]byte{fmt.Appendf(nil, "%d", i)}, nil, nil).Read()
+		if rr.Err != nil || string(rr.Rows[0][0]) != fmt.Sprint(i+1) {
+			t.Fatalf("prepared %d: %v %v", i, rr.Rows, rr.Err)
+		}
+	}
+	for _, q := range []string{"BEGIN", "CREATE TEMP TABLE t (x int)", "INSERT INTO t SELECT generate_series(1, 10)"} {
+		if _, err := c.Exec(ctx, q).ReadAll(); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	rr = c.ExecParams(ctx, "SELECT sum(x) FROM t", nil, nil, nil, nil).Read()
+	if rr.Err != nil || string(rr.Rows[0][0]) != "55" {
+		t.Fatalf("in the transaction: %v %v", rr.Rows, rr.Err)
+	}
+	if _, err := c.Exec(ctx, "ROLLBACK").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.Exec(ctx, "SELECT 1/0").ReadAll()
+	wantPgErr(t, err, "22012", "division by zero")
+	var out strings.Builder
+	if _, err := c.CopyTo(ctx, &out, "COPY (SELECT g FROM generate_series(1, 3) g) TO STDOUT"); err != nil || out.String() != "1\n2\n3\n" {
+		t.Fatalf("copy out: %q %v", out.String(), err)
+	}
+	wantOnLoop(t, tp, 1, 1)
+	c.Close(ctx)
+	for i := 0; ; i++ {
+		if _, on, _ := loopCounts(tp); on == 0 {
+			break
+		}
+		if i > 400 {
+			t.Fatal("the session ended but still counts as on the loop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// A client that stops reading a large result leaves the loop's other
+// sessions unaffected: the loop waits for its socket to drain, it does not
+// block on it.
+func TestEventLoopSlowClient(t *testing.T) {
+	tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+	ctx := ctxT(t)
+	slow := tp.connect(t, ctx, "tok-acme")
+	other := tp.connect(t, ctx, "tok-globex")
+	const rows = 40000 // 40 MB: more than the sockets between them buffer
+	rr := slow.ExecParams(ctx, "SELECT repeat('x', 1000) FROM generate_series(1, $1::int)", [][]byte{[]byte(fmt.Sprint(rows))}, nil, nil, nil)
+	n := 0
+	for n < 10 && rr.NextRow() {
+		n++
+	}
+	// The slow client reads nothing more until the other session has run
+	// twenty statements on the same loop.
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for i := range 20 {
+		r := other.ExecParams(qctx, "SELECT $1::int", [][]byte{fmt.Appendf(nil, "%d", i)}, nil, nil, nil).Read()
+		if r.Err != nil || string(r.Rows[0][0]) != fmt.Sprint(i) {
+			t.Fatalf("the other session, statement %d, while a client stalls: %v %v", i, r.Rows, r.Err)
+		}
+	}
+	for rr.NextRow() {
+		n++
+	}
+	if _, err := rr.Close(); err != nil || n != rows {
+		t.Fatalf("the slow client got %d rows of %d: %v", n, rows, err)
+	}
+	wantOnLoop(t, tp, 2, 2)
+}
+
+// Interrupts reach a session parked on the loop: the idle timeout, a
+// revocation while it waits for its client or for the warehouse (its
+// statement is cancelled), and a shutdown.
+func TestEventLoopInterrupts(t *testing.T) {
+	t.Run("idle timeout", func(t *testing.T) {
+		tp := startLoopPool(t, PoolConfig{Size: 2}, func(c *Config, _ *Deps) { c.IdleTimeout = 300 * time.Millisecond })
+		_, fe := rawSession(t, tp, "tok-acme")
+		fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.6)"})
+		fe.Flush()
+		wantSeq(t, readUntilReady(t, fe), "RowDescription", "DataRow()", "CommandComplete(SELECT 1)", "ReadyForQuery(I)")
+		wantOnLoop(t, tp, 1, 1)
+		wantFatal(t, fe, "57P05")
+	})
+	t.Run("revoked while idle", func(t *testing.T) {
+		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		_, fe := rawSession(t, tp, "tok-globex")
+		fe.Send(&pgproto3.Query{String: "SELECT 1"})
+		fe.Flush()
+		readUntilReady(t, fe)
+		wantOnLoop(t, tp, 1, 1)
+		tp.auth.revoke("s-globex")
+		wantFatal(t, fe, "28000")
+	})
+	t.Run("revoked while its statement runs", func(t *testing.T) {
+		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		ctx := ctxT(t)
+		_, running := sendRunning(t, ctx, tp, "SELECT pg_sleep(30)")
+		wantOnLoop(t, tp, 1, 1)
+		tp.auth.revoke("s-acme")
+		awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
+	})
+	t.Run("revoked while its client stalls", func(t *testing.T) {
+		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		ctx := ctxT(t)
+		_, running := sendRunning(t, ctx, tp, "SELECT repeat('x', 100000) FROM generate_series(1, 5000)")
+		time.Sleep(300 * time.Millisecond) // the socket buffers fill up
+		wantOnLoop(t, tp, 1, 1)
+		tp.auth.revoke("s-acme")
+		awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
+	})
+	t.Run("shutdown", func(t *testing.T) {
+		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		_, fe := rawSession(t, tp, "tok-acme")
+		fe.Send(&pgproto3.Query{String: "SELECT 1"})
+		fe.Flush()
+		readUntilReady(t, fe)
+		wantOnLoop(t, tp, 1, 1)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tp.srv.Shutdown(ctx); err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+		wantFatal(t, fe, "57P01")
+	})
+}
+
+func wantFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
+	t.Helper()
+	m, err := fe.Receive()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := describe(m); got != "Error("+code+")" {
+		t.Fatalf("got %s, want Error(%s)", got, code)
+	}
+	if _, err := fe.Receive(); err == nil {
+		t.Fatal("connection still open after the FATAL")
+	}
+}
+
+// A session leaves its loop before it waits for a pooled connection or
+// rewrites a long statement, and goes on as before off it.
+func TestEventLoopLeaves(t *testing.T) {
+	tp := startLoopPool(t, PoolConfig{Size: 1, AcquireTimeout: 30 * time.Second}, nil)
+	ctx := ctxT(t)
+	holder := tp.connect(t, ctx, "tok-acme")
+	waiter := tp.connect(t, ctx, "tok-globex")
+	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan *pgconn.Result, 1)
+	go func() { done <- waiter.ExecParams(ctx, "SELECT 42", nil, nil, nil, nil).Read() }()
+	for i := 0; ; i++ {
+		if _, _, leaves := loopCounts(tp); leaves["pool_wait"] == 1 {
+			break
+		}
+		if i > 400 {
+			t.Fatal("the waiting session did not leave its loop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := holder.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if r := <-done; r.Err != nil || string(r.Rows[0][0]) != "42" {
+		t.Fatalf("the waiter: %v %v", r.Rows, r.Err)
+	}
+	// Back on the loop once a connection is idle again, as it waits for
+	// its next statement.
+	for i := range 5 {
+		r := waiter.ExecParams(ctx, "SELECT $1::int", [][]byte{fmt.Appendf(nil, "%d", i)}, nil, nil, nil).Read()
+		if r.Err != nil || string(r.Rows[0][0]) != fmt.Sprint(i) {
+			t.Fatalf("after leaving: %v %v", r.Rows, r.Err)
+		}
+	}
+	if n := testutil.ToFloat64(tp.srv.loopStats.returns); n != 1 {
+		t.Fatalf("%v returns to the loop, want 1", n)
+	}
+	long := "SELECT 1 AS x" + strings.Repeat(" ", loopStatementMax) + " WHERE true"
+	if _, err := holder.Exec(ctx, long).ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := holder.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	total, on, leaves := loopCounts(tp)
+	if total != 2 || on != 2 || leaves["pool_wait"] != 1 || leaves["long_statement"] != 1 || testutil.ToFloat64(tp.srv.loopStats.returns) != 2 {
+		t.Fatalf("event loop: %d sessions started, %d on it now, left %v, %v returns", total, on, leaves, testutil.ToFloat64(tp.srv.loopStats.returns))
+	}
+}
+
+// With event_loops at -1 every session runs on goroutines of its own.
+func TestEventLoopOff(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 2}, func(c *Config, _ *Deps) { c.EventLoops = -1 })
+	ctx := ctxT(t)
+	c := tp.connect(t, ctx, "tok-acme")
+	if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	if total, _, _ := loopCounts(tp); total != 0 || tp.srv.loops.Load() != nil {
+		t.Fatalf("%d sessions on an event loop with event_loops -1", total)
+	}
+}
