@@ -24,7 +24,6 @@ package proxy
 
 import (
 	"container/heap"
-	"errors"
 	"iter"
 	"net"
 	"os"
@@ -84,19 +83,26 @@ type evLoop struct {
 	running atomic.Pointer[coro]
 	done    chan struct{}
 
+	socksMu sync.Mutex
+	socks   map[int32]*sockConn // registered, by descriptor
+
 	// The loop's alone (and of the coroutine it runs):
 	stopped bool
-	socks   map[int32]*sockConn
 	timers  timerHeap
 	events  []syscall.EpollEvent
 }
 
 // loopSockState is what a loop keeps of a socket registered with it.
 type loopSockState struct {
+	// A warehouse socket stays registered with its loop while it is idle in
+	// the pool, so that the loop's next session to take it (most often)
+	// changes nothing; another loop, or a session off the loops, takes it
+	// out of that loop's set first. regmu guards the registration.
+	regmu    sync.Mutex
 	l        *evLoop // registered with, nil when not
 	fd       int32   // as registered
 	events   uint32  // the epoll interest registered
-	rco, wco *coro   // parked to read, to write
+	rco, wco *coro   // parked to read, to write (the owner's loop's)
 	hup      *loopGone
 	rt, wt   timerEnt // the read and write deadlines' timers
 }
@@ -185,13 +191,16 @@ func (co *coro) own(c *sockConn) bool {
 	return true
 }
 
-// disown lets c go: out of the loop's set, its timers and watch dropped,
-// so that another session, on any loop or none, may take it. On the loop.
+// disown lets c go, its timers and watch dropped, so that another session,
+// on any loop or none, may take it; it stays in the loop's set until then.
+// On the loop.
 func (co *coro) disown(c *sockConn) {
 	for i, s := range co.owned {
 		if s == c {
 			co.owned = append(co.owned[:i], co.owned[i+1:]...)
-			co.l.unregister(c)
+			co.l.timers.remove(&c.ls.rt)
+			co.l.timers.remove(&c.ls.wt)
+			c.ls.hup = nil
 			c.mmu.Lock()
 			c.owner.Store(nil)
 			c.mmu.Unlock()
@@ -316,46 +325,66 @@ func (l *evLoop) wake(c *sockConn, read bool, res error) {
 	}
 }
 
-// interest registers c for events, or changes what it is registered for.
+// interest registers c with l for events, or changes what it is registered
+// for, taking it from another loop's set first.
 func (l *evLoop) interest(c *sockConn, fd int, events uint32) error {
 	st := &c.ls
+	st.regmu.Lock()
+	defer st.regmu.Unlock()
 	if st.l == l && st.events == events {
 		return nil
 	}
+	if st.l != nil && st.l != l {
+		st.l.dropLocked(c)
+	}
 	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
-	switch st.l {
-	case nil:
+	if st.l == nil {
 		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
 			return os.NewSyscallError("epoll_ctl", err)
 		}
 		st.l, st.fd = l, int32(fd)
+		l.socksMu.Lock()
 		l.socks[st.fd] = c
-	case l:
-		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, fd, &ev); err != nil {
-			return os.NewSyscallError("epoll_ctl", err)
-		}
-	default:
-		return errors.New("socket registered with another event loop")
+		l.socksMu.Unlock()
+	} else if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	st.events = events
 	return nil
 }
 
+// dropLocked takes c out of l's set; c.ls.regmu is held.
+func (l *evLoop) dropLocked(c *sockConn) {
+	st := &c.ls
+	c.fdmu.RLock()
+	if c.fd >= 0 {
+		syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
+	}
+	c.fdmu.RUnlock()
+	l.socksMu.Lock()
+	if l.socks[st.fd] == c {
+		delete(l.socks, st.fd)
+	}
+	l.socksMu.Unlock()
+	st.l, st.events = nil, 0
+}
+
+// deregister takes c out of the set of whichever loop it is in.
+func (c *sockConn) deregister() {
+	st := &c.ls
+	st.regmu.Lock()
+	if st.l != nil {
+		st.l.dropLocked(c)
+	}
+	st.regmu.Unlock()
+}
+
 // unregister takes c out of the loop's set and timers, with its watch.
 func (l *evLoop) unregister(c *sockConn) {
-	st := &c.ls
-	if st.l == l {
-		c.fdmu.RLock()
-		if c.fd >= 0 {
-			syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
-		}
-		c.fdmu.RUnlock()
-		delete(l.socks, st.fd)
-		st.l, st.events = nil, 0
-	}
-	l.timers.remove(&st.rt)
-	l.timers.remove(&st.wt)
-	st.hup = nil
+	c.deregister()
+	l.timers.remove(&c.ls.rt)
+	l.timers.remove(&c.ls.wt)
+	c.ls.hup = nil
 }
 
 // closeSock closes an owned socket: on the loop, which wakes its waiter.
@@ -427,9 +456,7 @@ func (l *evLoop) run() {
 				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
 				continue
 			}
-			if c := l.socks[ev.Fd]; c != nil {
-				l.dispatch(c, ev.Events)
-			}
+			l.dispatch(ev.Fd, ev.Events)
 		}
 		if len(l.timers) > 0 {
 			now := time.Now().UnixNano()
@@ -443,13 +470,23 @@ func (l *evLoop) run() {
 	syscall.Close(l.efd)
 }
 
-// dispatch serves one event of c's.
-func (l *evLoop) dispatch(c *sockConn, events uint32) {
+// dispatch serves one event of the socket registered as fd.
+func (l *evLoop) dispatch(fd int32, events uint32) {
+	l.socksMu.Lock()
+	c := l.socks[fd]
+	l.socksMu.Unlock()
+	if c == nil {
+		return
+	}
 	st := &c.ls
+	st.regmu.Lock()
+	if st.l != l { // taken by another loop since
+		st.regmu.Unlock()
+		return
+	}
+	var hup *loopGone
 	if events&epollGone != 0 && st.hup != nil {
-		w := st.hup
-		st.hup = nil
-		w.fire()
+		hup, st.hup = st.hup, nil
 	}
 	readable := events&(epollRead|epollGone) != 0
 	writable := events&(syscall.EPOLLOUT|syscall.EPOLLHUP|syscall.EPOLLERR) != 0
@@ -469,14 +506,19 @@ func (l *evLoop) dispatch(c *sockConn, events uint32) {
 	}
 	if keep != st.events {
 		if keep == 0 {
-			l.unregister(c)
+			l.dropLocked(c)
 		} else {
+			ev := syscall.EpollEvent{Events: keep, Fd: st.fd}
 			c.fdmu.RLock()
-			if c.fd >= 0 {
-				l.interest(c, c.fd, keep)
+			if c.fd >= 0 && syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, c.fd, &ev) == nil {
+				st.events = keep
 			}
 			c.fdmu.RUnlock()
 		}
+	}
+	st.regmu.Unlock()
+	if hup != nil {
+		hup.fire()
 	}
 	if readable && rco != nil {
 		l.wake(c, true, nil)

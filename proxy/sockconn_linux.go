@@ -298,6 +298,7 @@ func (c *sockConn) Close() error {
 }
 
 func (c *sockConn) closeFD() {
+	c.deregister()
 	c.fdmu.Lock()
 	if c.fd >= 0 {
 		syscall.Close(c.fd)
@@ -365,6 +366,7 @@ func (c *sockConn) toPoller() {
 	if !c.onLoop || c.closed.Load() || c.owner.Load() != nil {
 		return
 	}
+	c.deregister() // from the loop that had it last
 	c.fdmu.Lock()
 	defer c.fdmu.Unlock()
 	f := os.NewFile(uintptr(c.fd), "")
