@@ -466,6 +466,25 @@ func (l *evLoop) run() {
 			}
 		}
 	}
+	// Forget the sockets still registered (warehouse connections idle in a
+	// pool): closing them later must not touch a descriptor number that
+	// closing the epoll set frees for reuse.
+	l.socksMu.Lock()
+	socks := make([]*sockConn, 0, len(l.socks))
+	for _, c := range l.socks {
+		socks = append(socks, c)
+	}
+	l.socksMu.Unlock()
+	for _, c := range socks { // regmu before socksMu, as dropLocked
+		c.ls.regmu.Lock()
+		if c.ls.l == l {
+			l.socksMu.Lock()
+			delete(l.socks, c.ls.fd)
+			l.socksMu.Unlock()
+			c.ls.l, c.ls.events = nil, 0
+		}
+		c.ls.regmu.Unlock()
+	}
 	syscall.Close(l.ep)
 	syscall.Close(l.efd)
 }

@@ -171,12 +171,31 @@ func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, 
 		sc.Close()
 		return nil, fmt.Errorf("%w: pgconn built no frontend for the connection", u.unreachable("connection failed"))
 	}
+	stopBackgroundRead(r, hc.Conn)
 	sc.rd = frameReader{r: r, maxBody: u.maxBody}
 	if err := sc.takeBuffered(hc.Frontend); err != nil {
 		sc.Close()
 		return nil, fmt.Errorf("%w: %w", u.unreachable("connection failed"), err)
 	}
 	return sc, nil
+}
+
+// stopBackgroundRead ends the Read of the socket that pgconn's background
+// reader r may still sit in, so that the socket is read directly from now
+// on (and can go on an event loop: evloop_linux.go). A timeout ends that
+// Read and stops the reader for good; bytes it got come first from r.
+func stopBackgroundRead(r io.Reader, nc net.Conn) {
+	bg, ok := r.(interface {
+		Status() int32
+		Stop()
+	})
+	if !ok || bg.Status() == 0 { // bgreader.StatusStopped
+		return
+	}
+	bg.Stop()
+	nc.SetReadDeadline(time.Unix(1, 0))
+	r.Read(nil) // returns once the background Read has ended; reads nothing
+	nc.SetReadDeadline(time.Time{})
 }
 
 // takeBuffered moves what the frontend read past startup (nothing, as a
