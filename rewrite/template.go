@@ -241,8 +241,9 @@ func (t *template) hit(consts []string, kinds []byte) *Result {
 }
 
 // hitSQLBytes is the longest statement SQL that a template hit keeps in its
-// result's allocation: with the rest of it (464 bytes), a size class of
-// the allocator (640, with its header of a large object).
+// result's allocation: with the rest of it (464 bytes) and the 8-byte
+// header the allocator gives an object of pointers over 512 bytes, exactly
+// its 640-byte size class.
 const hitSQLBytes = 168
 
 // sqlLen is the length of statement i's SQL with consts put in.
