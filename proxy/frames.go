@@ -45,6 +45,21 @@ func (f *frameReader) buffered() int { return f.wp - f.rp }
 
 // next returns the next message, header included.
 func (f *frameReader) next() ([]byte, error) {
+	// A message already buffered whole, as most of an answer's are after
+	// its first read: no call to fill.
+	if f.wp-f.rp >= 5 {
+		n := int(int32(binary.BigEndian.Uint32(f.buf[f.rp+1:])))
+		if end := f.rp + 1 + n; n >= 4 && end <= f.wp && (f.maxBody == 0 || n-4 <= f.maxBody) {
+			frame := f.buf[f.rp:end:end]
+			f.rp = end
+			return frame, nil
+		}
+	}
+	return f.nextFill()
+}
+
+// nextFill is next for a message not yet buffered whole (or not valid).
+func (f *frameReader) nextFill() ([]byte, error) {
 	if err := f.fill(5); err != nil {
 		return nil, err
 	}

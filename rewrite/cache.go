@@ -154,7 +154,7 @@ func appendIdentityKey(b []byte, version string, id *policy.Identity, personal b
 		groups = append([]string(nil), groups...)
 		sort.Strings(groups)
 	}
-	b = strconv.AppendInt(b, int64(len(groups)), 10)
+	b = appendLen(b, len(groups))
 	b = append(b, 'g')
 	for _, g := range groups {
 		b = appendField(b, g)
@@ -169,7 +169,7 @@ func appendIdentityKey(b []byte, version string, id *policy.Identity, personal b
 		for _, k := range names {
 			b = appendField(b, k)
 			vs := id.Attributes[k]
-			b = strconv.AppendInt(b, int64(len(vs)), 10)
+			b = appendLen(b, len(vs))
 			b = append(b, 'v')
 			for _, v := range vs {
 				b = appendField(b, v)
@@ -180,9 +180,22 @@ func appendIdentityKey(b []byte, version string, id *policy.Identity, personal b
 }
 
 func appendField(b []byte, s string) []byte {
-	b = strconv.AppendInt(b, int64(len(s)), 10)
+	b = appendLen(b, len(s))
 	b = append(b, ':')
 	return append(b, s...)
+}
+
+// appendLen appends n in decimal, as strconv.AppendInt does, without its
+// call for the one- and two-digit lengths of almost every field: the key
+// is built at every statement.
+func appendLen(b []byte, n int) []byte {
+	switch {
+	case n < 10:
+		return append(b, byte('0'+n))
+	case n < 100:
+		return append(b, byte('0'+n/10), byte('0'+n%10))
+	}
+	return strconv.AppendInt(b, int64(n), 10)
 }
 
 // appendParamsKey appends what separates a Parse's rewrite in the cache
@@ -207,7 +220,7 @@ func appendTenantKey(b []byte, ts *tenantState) []byte {
 	if ts == nil {
 		return b
 	}
-	b = strconv.AppendInt(b, int64(len(ts.key)), 10)
+	b = appendLen(b, len(ts.key))
 	b = append(b, 's')
 	return append(b, ts.key...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,5 +239,15 @@ func waitFor(t *testing.T, fs *flights, key string, waiters int) {
 			return
 		}
 		runtime.Gosched()
+	}
+}
+
+// appendLen writes the same bytes as strconv, so that keys are what they
+// were: every length a field can have up to far beyond two digits.
+func TestAppendLen(t *testing.T) {
+	for n := 0; n <= 100000; n++ {
+		if got, want := string(appendLen([]byte("x"), n)), "x"+strconv.Itoa(n); got != want {
+			t.Fatalf("appendLen(%d) = %q, want %q", n, got, want)
+		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
@@ -82,6 +83,10 @@ type Rewriter struct {
 	tenancy *schemaTenancy
 	// fenceText keeps the deparsed text of fences (fencetext.go).
 	fenceText *fenceCache
+	// keyBufs holds rewriteFor's key buffers (*[]byte), reused from one
+	// statement to the next: a buffer on its stack would be zeroed at every
+	// statement, and a statement longer than it would allocate its key.
+	keyBufs sync.Pool
 }
 
 // relTemplate is what New precomputes per exposed relation: everything that
@@ -268,12 +273,19 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	}
 	// The keys are built in a buffer that a statement the cache answers
 	// does not let escape: only a miss copies them.
-	var buf [keyBufBytes]byte
-	kb := appendIdentityKey(buf[:0], r.pol.Version(), id, personal)
+	kbuf, _ := r.keyBufs.Get().(*[]byte)
+	if kbuf == nil {
+		kbuf = new([]byte)
+		*kbuf = make([]byte, 0, keyBufBytes)
+	}
+	defer r.putKeyBuf(kbuf)
+	kb := appendIdentityKey((*kbuf)[:0], r.pol.Version(), id, personal)
 	kb = appendParamsKey(kb, prm)
 	kb = appendTenantKey(kb, ts)
 	idLen := len(kb)
-	if res, ok := r.cache.getBytes(append(kb, sql...)); ok {
+	kb = append(kb, sql...)
+	*kbuf = kb
+	if res, ok := r.cache.getBytes(kb); ok {
 		return res, nil
 	}
 	if res := r.templateHit(ctx, kb[:idLen], sql); res != nil {
@@ -293,9 +305,22 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	})
 }
 
-// keyBufBytes is the room rewriteFor's keys get on its stack: an identity
-// and a statement of a few hundred bytes.
-const keyBufBytes = 512
+// keyBufBytes is the room a new key buffer of rewriteFor has: an identity
+// and a statement of a few hundred bytes. One grown past keyBufMax (a
+// statement that long) is not kept.
+const (
+	keyBufBytes = 512
+	keyBufMax   = 64 << 10
+)
+
+// putKeyBuf gives a key buffer of rewriteFor back once nothing refers to
+// its bytes: a miss copies its keys (rewriteMiss keeps strings, never the
+// buffer).
+func (r *Rewriter) putKeyBuf(b *[]byte) {
+	if cap(*b) <= keyBufMax {
+		r.keyBufs.Put(b)
+	}
+}
 
 // hitBytes is the longest statement that templateHit answers: a template
 // hit is a scan of the statement and a copy of its template, a few

@@ -34,20 +34,29 @@ var _ TenantSchemaSource = (*policy.TenantCatalog)(nil)
 // schemaTenancy is the Rewriter's part of schema per tenant.
 type schemaTenancy struct {
 	src TenantSchemaSource
-	// kinds are the session kinds whose relation set has schema-per-tenant
-	// relations.
-	kinds map[policy.Kind]bool
+	// embed and internal: the session kinds whose relation set has
+	// schema-per-tenant relations (fields, not a map: read at every
+	// statement).
+	embed, internal bool
 }
 
 func newSchemaTenancy(p *policy.Policy, src TenantSchemaSource) (*schemaTenancy, error) {
-	st := &schemaTenancy{src: src, kinds: map[policy.Kind]bool{}}
-	for _, k := range []policy.Kind{policy.KindEmbed, policy.KindInternal} {
-		st.kinds[k] = p.HasSchemaTenancy(k)
-	}
-	if (st.kinds[policy.KindEmbed] || st.kinds[policy.KindInternal]) && src == nil {
+	st := &schemaTenancy{src: src, embed: p.HasSchemaTenancy(policy.KindEmbed), internal: p.HasSchemaTenancy(policy.KindInternal)}
+	if (st.embed || st.internal) && src == nil {
 		return nil, errors.New("rewrite: the policy has schema-per-tenant relations but no tenant schema source (Options.TenantSchemas)")
 	}
 	return st, nil
+}
+
+// has reports whether sessions of kind have schema-per-tenant relations.
+func (st *schemaTenancy) has(kind policy.Kind) bool {
+	switch kind {
+	case policy.KindEmbed:
+		return st.embed
+	case policy.KindInternal:
+		return st.internal
+	}
+	return false
 }
 
 // tenantState is one session's tenant schema, for one rewrite.
@@ -61,7 +70,7 @@ type tenantState struct {
 // warehouse on the tenant's first use); nil when no relation of the
 // session's set is kept one schema per tenant, or it has no tenant.
 func (r *Rewriter) tenantFor(ctx context.Context, id *policy.Identity) *tenantState {
-	if r.tenancy == nil || !r.tenancy.kinds[id.Kind] || id.Tenant == "" {
+	if r.tenancy == nil || !r.tenancy.has(id.Kind) || id.Tenant == "" {
 		return nil
 	}
 	ts, err := r.tenancy.src.TenantSchema(ctx, id.Kind, id.Tenant)

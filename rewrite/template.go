@@ -3,6 +3,7 @@ package rewrite
 import (
 	"strconv"
 	"strings"
+	"unsafe"
 
 	pg_query "github.com/pganalyze/pg_query_go/v5"
 
@@ -203,21 +204,67 @@ func (t *template) instantiate(m *meter, consts []string) *Result {
 
 // hit is instantiate and prepared at once, for a template hit: a single
 // statement of few constants with a prepared form gets its result, its
-// statement and that form in one allocation.
+// statement, that form and (up to hitSQLBytes) its SQL in one allocation.
 func (t *template) hit(consts []string, kinds []byte) *Result {
 	if len(t.res.Statements) != 1 || t.prep == nil || t.prep.probe.State() == ProbeRejected || !fitsSmall(consts) {
 		res := t.instantiate(nil, consts)
 		res.Prepared = t.prepared(nil, consts, kinds)
 		return res
 	}
+	n := t.sqlLen(0, consts)
+	if n > hitSQLBytes {
+		one := &struct {
+			res Result
+			st  [1]Statement
+			pr  smallPrepared
+		}{}
+		res := t.fill(nil, &one.res, one.st[:], consts)
+		res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
+		return res
+	}
 	one := &struct {
 		res Result
 		st  [1]Statement
 		pr  smallPrepared
+		sql [hitSQLBytes]byte
 	}{}
-	res := t.fill(nil, &one.res, one.st[:], consts)
-	res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
-	return res
+	// The SQL's bytes are one's, written here once and never again: the
+	// string keeps one alive as long as anybody holds it.
+	b := t.appendSQL(one.sql[:0], 0, consts)
+	sql := unsafe.String(unsafe.SliceData(b), len(b))
+	one.res = *t.res
+	one.st[0] = t.res.Statements[0]
+	one.st[0].SQL, one.res.SQL = sql, sql
+	one.res.Statements = one.st[:]
+	one.res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
+	return &one.res
+}
+
+// hitSQLBytes is the longest statement SQL that a template hit keeps in its
+// result's allocation: with the rest of it (464 bytes) and the 8-byte
+// header the allocator gives an object of pointers over 512 bytes, exactly
+// its 640-byte size class.
+const hitSQLBytes = 168
+
+// sqlLen is the length of statement i's SQL with consts put in.
+func (t *template) sqlLen(i int, consts []string) int {
+	n := 0
+	for _, p := range t.parts[i] {
+		n += len(p)
+	}
+	for _, k := range t.slots[i] {
+		n += len(consts[k])
+	}
+	return n
+}
+
+// appendSQL appends statement i's SQL with consts put in to b.
+func (t *template) appendSQL(b []byte, i int, consts []string) []byte {
+	for j, k := range t.slots[i] {
+		b = append(b, t.parts[i][j]...)
+		b = append(b, consts[k]...)
+	}
+	return append(b, t.parts[i][len(t.slots[i])]...)
 }
 
 // fill sets res to the template's result with consts put in, its
@@ -226,13 +273,7 @@ func (t *template) fill(m *meter, res *Result, sts []Statement, consts []string)
 	*res = *t.res
 	res.Statements = sts
 	for i, st := range t.res.Statements {
-		n := 0
-		for _, p := range t.parts[i] {
-			n += len(p)
-		}
-		for _, k := range t.slots[i] {
-			n += len(consts[k])
-		}
+		n := t.sqlLen(i, consts)
 		m.stop(len(t.slots[i]))
 		var b strings.Builder
 		b.Grow(n)

@@ -205,3 +205,51 @@ func (n normalized) withConsts(consts []string) string {
 	}
 	return t.instantiate(nil, consts).SQL
 }
+
+// A template hit (hit: the result, its statement, its prepared form and,
+// when short enough, its SQL in one allocation) is exactly instantiate and
+// prepared, for every golden and TPC-H shape that templates, on both sides
+// of hitSQLBytes.
+func TestTemplateHitIsInstantiate(t *testing.T) {
+	r := demoRewriter(t, Options{Database: "analytics"})
+	var cases []templateCase
+	for _, path := range goldenFiles(t) {
+		for _, c := range readGolden(t, path) {
+			id, err := parseSession(c.session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cases = append(cases, templateCase{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})
+		}
+	}
+	probes := cmp.Comparer(func(a, b *Probe) bool { return a == b })
+	short, long := 0, 0
+	for _, c := range cases {
+		n, ok := normalize(nil, c.sql)
+		if !ok {
+			continue
+		}
+		r.Rewrite(context.Background(), c.sql, c.id) // seeds the template
+		tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), c.id, r.personal)))
+		if !ok || !tm.ok {
+			continue
+		}
+		consts := otherConsts(n.kinds)
+		want := tm.instantiate(nil, consts)
+		want.Prepared = tm.prepared(nil, consts, n.kinds)
+		got := tm.hit(consts, n.kinds)
+		if diff := cmp.Diff(want, got, probes); diff != "" {
+			t.Errorf("%s: hit differs from instantiate (-want +got):\n%s", c.where, diff)
+		}
+		if len(want.Statements) == 1 && want.Prepared != nil && fitsSmall(consts) {
+			if len(want.SQL) <= hitSQLBytes {
+				short++
+			} else {
+				long++
+			}
+		}
+	}
+	if short == 0 || long == 0 {
+		t.Errorf("hits with their SQL inline: %d, apart: %d; the test no longer covers both", short, long)
+	}
+}
