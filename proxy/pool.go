@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -353,10 +354,13 @@ type pool struct {
 	gauges    *tenantGauges
 	stats     StatsRecorder
 
-	mu    sync.Mutex
-	idle  []*backend // most recently used last
-	open  int
-	inUse int
+	mu   sync.Mutex
+	idle []*backend // most recently used last
+	// idleNow is len(idle) at the last change the gauges saw, for a look
+	// without mu (hasIdle).
+	idleNow atomic.Int32
+	open    int
+	inUse   int
 	// sched queues the waiters, by tenant, and counts each tenant's
 	// connections in use; called with mu held. A waiter's channel gets a
 	// connection, or nil for a slot (open and inUse counted for it) in
@@ -856,13 +860,9 @@ func (p *pool) healthy(b *backend, now time.Time) bool {
 	return err == nil && status == 'I'
 }
 
-// hasIdle reports whether a connection is idle now, so that a checkout
-// would not wait.
-func (p *pool) hasIdle() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.idle) > 0
-}
+// hasIdle reports whether a connection was idle at the pool's last change,
+// so that a checkout would likely not wait. It takes no lock.
+func (p *pool) hasIdle() bool { return p.idleNow.Load() > 0 }
 
 // release returns b; reuse=false closes it (broken or dirty).
 func (p *pool) release(b *backend, reuse bool) {
@@ -974,6 +974,7 @@ func (p *pool) gaugesLocked(now time.Time) {
 		}
 		if g.idle != p.shown.idle {
 			p.m.idle.Set(float64(g.idle))
+			p.idleNow.Store(int32(g.idle))
 		}
 		if g.waiting != p.shown.waiting {
 			p.m.waiting.Set(float64(g.waiting))
