@@ -157,11 +157,7 @@ func TestEventLoopInterrupts(t *testing.T) {
 	})
 	t.Run("revoked while idle", func(t *testing.T) {
 		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
-		_, fe := rawSession(t, tp, "tok-globex")
-		fe.Send(&pgproto3.Query{String: "SELECT 1"})
-		fe.Flush()
-		readUntilReady(t, fe)
-		wantOnLoop(t, tp, 1, 1)
+		fe := idleOnLoop(t, tp, "tok-globex")
 		tp.auth.revoke("s-globex")
 		wantFatal(t, fe, "28000")
 	})
@@ -184,11 +180,7 @@ func TestEventLoopInterrupts(t *testing.T) {
 	})
 	t.Run("shutdown", func(t *testing.T) {
 		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
-		_, fe := rawSession(t, tp, "tok-acme")
-		fe.Send(&pgproto3.Query{String: "SELECT 1"})
-		fe.Flush()
-		readUntilReady(t, fe)
-		wantOnLoop(t, tp, 1, 1)
+		fe := idleOnLoop(t, tp, "tok-acme")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := tp.srv.Shutdown(ctx); err != nil {
@@ -196,6 +188,18 @@ func TestEventLoopInterrupts(t *testing.T) {
 		}
 		wantFatal(t, fe, "57P01")
 	})
+}
+
+// idleOnLoop is a session that has run a statement and waits, parked on
+// the loop, for its client.
+func idleOnLoop(t *testing.T, tp *testProxy, token string) *pgproto3.Frontend {
+	t.Helper()
+	_, fe := rawSession(t, tp, token)
+	fe.Send(&pgproto3.Query{String: "SELECT 1"})
+	fe.Flush()
+	wantSeq(t, readUntilReady(t, fe), "RowDescription", "DataRow(1)", "CommandComplete(SELECT 1)", "ReadyForQuery(I)")
+	wantOnLoop(t, tp, 1, 1)
+	return fe
 }
 
 func wantFatal(t *testing.T, fe *pgproto3.Frontend, code string) {

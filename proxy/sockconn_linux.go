@@ -316,15 +316,25 @@ func (c *sockConn) wakeLocked() {
 	}
 }
 
+// hold takes the locks a change of mode needs: no Read, Write, deadline or
+// Close runs meanwhile.
+func (c *sockConn) hold() {
+	c.rmu.Lock()
+	c.wmu.Lock()
+	c.mmu.Lock()
+}
+
+func (c *sockConn) unhold() {
+	c.mmu.Unlock()
+	c.wmu.Unlock()
+	c.rmu.Unlock()
+}
+
 // toLoop takes the socket off the runtime's poller for co, which runs on
 // its loop; false when it cannot (it stays as it was).
 func (c *sockConn) toLoop(co *coro) bool {
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mmu.Lock()
-	defer c.mmu.Unlock()
+	c.hold()
+	defer c.unhold()
 	if c.onLoop {
 		if c.closed.Load() {
 			return false
@@ -357,12 +367,8 @@ func (c *sockConn) toPoller() {
 	if !onLoop {
 		return // a mode changes only with its holder's locks: this one
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.mmu.Lock()
-	defer c.mmu.Unlock()
+	c.hold()
+	defer c.unhold()
 	if !c.onLoop || c.closed.Load() || c.owner.Load() != nil {
 		return
 	}
