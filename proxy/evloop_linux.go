@@ -272,7 +272,7 @@ func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
 	if !read {
 		want = syscall.EPOLLOUT
 	}
-	if err := l.interest(c, fd, st.events|want); err != nil {
+	if err := l.interest(c, fd, want); err != nil {
 		return err
 	}
 	dl, t := &c.rdl, &st.rt
@@ -325,14 +325,16 @@ func (l *evLoop) wake(c *sockConn, read bool, res error) {
 	}
 }
 
-// interest registers c with l for events, or changes what it is registered
-// for, taking it from another loop's set first.
+// interest registers c with l for events too, taking it from another
+// loop's set first.
 func (l *evLoop) interest(c *sockConn, fd int, events uint32) error {
 	st := &c.ls
 	st.regmu.Lock()
 	defer st.regmu.Unlock()
-	if st.l == l && st.events == events {
-		return nil
+	if st.l == l {
+		if events |= st.events; events == st.events {
+			return nil
+		}
 	}
 	if st.l != nil && st.l != l {
 		st.l.dropLocked(c)
@@ -608,7 +610,7 @@ func (l *evLoop) watchHup(c *sockConn, w *loopGone) {
 	}
 	c.fdmu.RLock()
 	defer c.fdmu.RUnlock()
-	if c.fd < 0 || l.interest(c, c.fd, c.ls.events|syscall.EPOLLRDHUP) != nil {
+	if c.fd < 0 || l.interest(c, c.fd, syscall.EPOLLRDHUP) != nil {
 		return
 	}
 	c.ls.hup = w

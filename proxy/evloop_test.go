@@ -279,3 +279,35 @@ func TestEventLoopOff(t *testing.T) {
 		t.Fatalf("%d sessions on an event loop with event_loops -1", total)
 	}
 }
+
+// Sessions on several loops share a pool's connections: a connection idle
+// in the set of the loop that used it last is taken out of it by a session
+// of another loop, or of none.
+func TestEventLoopsShareConnections(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 3, AcquireTimeout: 30 * time.Second}, func(c *Config, _ *Deps) { c.EventLoops = 3 })
+	ctx := ctxT(t)
+	const sessions, statements = 12, 40
+	errs := make(chan error, sessions)
+	for i := range sessions {
+		c := tp.connect(t, ctx, "tok-acme")
+		go func() {
+			for j := range statements {
+				n := i*statements + j
+				r := c.ExecParams(ctx, "SELECT $1::int", [][]byte{fmt.Appendf(nil, "%d", n)}, nil, nil, nil).Read()
+				if r.Err != nil || len(r.Rows) != 1 || string(r.Rows[0][0]) != fmt.Sprint(n) {
+					errs <- fmt.Errorf("session %d, statement %d: %v %v", i, j, r.Rows, r.Err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range sessions {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if total, _, _ := loopCounts(tp); total != sessions {
+		t.Fatalf("%d sessions started on the loops, want %d", total, sessions)
+	}
+}
