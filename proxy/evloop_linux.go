@@ -390,15 +390,27 @@ func (l *evLoop) unregister(c *sockConn) {
 }
 
 // closeSock closes an owned socket: on the loop, which wakes its waiter.
+// A socket that changed hands since the close was posted (a warehouse
+// connection back in the pool and taken on another loop) goes to its
+// owner's loop: only that loop touches its waiters and timers.
 func (l *evLoop) closeSock(c *sockConn) {
+	if co := c.owner.Load(); co != nil && co.l != l {
+		co.l.post(func() { co.l.closeSock(c) })
+		return
+	}
 	l.unregister(c)
 	c.closeFD()
 	l.wake(c, true, net.ErrClosed)
 	l.wake(c, false, net.ErrClosed)
 }
 
-// rearm looks again at c's deadlines for whoever is parked on it.
+// rearm looks again at c's deadlines for whoever is parked on it, if a
+// coroutine of this loop still owns it (one that took it since reads its
+// deadlines as it parks).
 func (l *evLoop) rearm(c *sockConn) {
+	if co := c.owner.Load(); co == nil || co.l != l {
+		return
+	}
 	l.deadline(&c.ls.rt, time.Now().UnixNano())
 	l.deadline(&c.ls.wt, time.Now().UnixNano())
 }
