@@ -149,10 +149,19 @@ func TestUsersShareRewrites(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The same rewrite: the cached one, or (for a user that came while it
+	// was being stored) the same text from its template, never one with
+	// the user in it.
 	for i, res := range results {
-		if res != results[0] {
-			t.Fatalf("user %d got a rewrite of its own: %v", i, res)
+		if res.SQL != results[0].SQL {
+			t.Fatalf("user %d got a rewrite of its own: %q, not %q", i, res.SQL, results[0].SQL)
 		}
+	}
+	// And one cache entry for all of them: two more users get the very same.
+	late1, err1 := r.Rewrite(context.Background(), sql, user("late1"))
+	late2, err2 := r.Rewrite(context.Background(), sql, user("late2"))
+	if err1 != nil || err2 != nil || late1 != late2 {
+		t.Fatalf("two users got two cache entries (%p, %p) or an error: %v %v", late1, late2, err1, err2)
 	}
 	if work := r.gate.Stats().Work; work == 0 {
 		t.Error("no rewrite work counted")
