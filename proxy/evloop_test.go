@@ -161,23 +161,19 @@ func TestEventLoopInterrupts(t *testing.T) {
 		tp.auth.revoke("s-globex")
 		wantFatal(t, fe, "28000")
 	})
-	t.Run("revoked while its statement runs", func(t *testing.T) {
-		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
-		ctx := ctxT(t)
-		_, running := sendRunning(t, ctx, tp, "SELECT pg_sleep(30)")
-		wantOnLoop(t, tp, 1, 1)
-		tp.auth.revoke("s-acme")
-		awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
-	})
-	t.Run("revoked while its client stalls", func(t *testing.T) {
-		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
-		ctx := ctxT(t)
-		_, running := sendRunning(t, ctx, tp, "SELECT repeat('x', 100000) FROM generate_series(1, 5000)")
-		time.Sleep(300 * time.Millisecond) // the socket buffers fill up
-		wantOnLoop(t, tp, 1, 1)
-		tp.auth.revoke("s-acme")
-		awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
-	})
+	for _, tc := range []struct{ name, sql string }{
+		{"revoked while its statement runs", "SELECT pg_sleep(30)"},
+		{"revoked while its client stalls", "SELECT repeat('x', 100000) FROM generate_series(1, 5000)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+			_, running := sendRunning(t, ctxT(t), tp, tc.sql)
+			time.Sleep(300 * time.Millisecond) // a large result fills the socket buffers
+			wantOnLoop(t, tp, 1, 1)
+			tp.auth.revoke("s-acme")
+			awaitStopped(t, running, "the revoked session's statement still runs on the warehouse")
+		})
+	}
 	t.Run("shutdown", func(t *testing.T) {
 		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
 		fe := idleOnLoop(t, tp, "tok-acme")
