@@ -411,8 +411,9 @@ func (l *evLoop) rearm(c *sockConn) {
 	if co := c.owner.Load(); co == nil || co.l != l {
 		return
 	}
-	l.deadline(&c.ls.rt, time.Now().UnixNano())
-	l.deadline(&c.ls.wt, time.Now().UnixNano())
+	now := time.Now().UnixNano()
+	l.deadline(&c.ls.rt, now)
+	l.deadline(&c.ls.wt, now)
 }
 
 // deadline times out t's waiter if its deadline has passed, or sets t for

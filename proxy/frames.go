@@ -43,25 +43,14 @@ type frameReader struct {
 
 func (f *frameReader) buffered() int { return f.wp - f.rp }
 
-// next returns the next message, header included.
+// next returns the next message, header included. It calls fill only for
+// bytes not buffered yet: most of an answer's messages are, after its
+// first read.
 func (f *frameReader) next() ([]byte, error) {
-	// A message already buffered whole, as most of an answer's are after
-	// its first read: no call to fill.
-	if f.wp-f.rp >= 5 {
-		n := int(int32(binary.BigEndian.Uint32(f.buf[f.rp+1:])))
-		if end := f.rp + 1 + n; n >= 4 && end <= f.wp && (f.maxBody == 0 || n-4 <= f.maxBody) {
-			frame := f.buf[f.rp:end:end]
-			f.rp = end
-			return frame, nil
+	if f.wp-f.rp < 5 {
+		if err := f.fill(5); err != nil {
+			return nil, err
 		}
-	}
-	return f.nextFill()
-}
-
-// nextFill is next for a message not yet buffered whole (or not valid).
-func (f *frameReader) nextFill() ([]byte, error) {
-	if err := f.fill(5); err != nil {
-		return nil, err
 	}
 	n := int(int32(binary.BigEndian.Uint32(f.buf[f.rp+1:])))
 	if n < 4 {
@@ -70,8 +59,10 @@ func (f *frameReader) nextFill() ([]byte, error) {
 	if f.maxBody > 0 && n-4 > f.maxBody {
 		return nil, &pgproto3.ExceededMaxBodyLenErr{MaxExpectedBodyLen: f.maxBody, ActualBodyLen: n - 4}
 	}
-	if err := f.fill(1 + n); err != nil {
-		return nil, err
+	if f.wp-f.rp < 1+n {
+		if err := f.fill(1 + n); err != nil {
+			return nil, err
+		}
 	}
 	frame := f.buf[f.rp : f.rp+1+n : f.rp+1+n]
 	f.rp += 1 + n

@@ -104,19 +104,15 @@ func (c *clientConn) takeBackend(b *backend) {
 	}
 }
 
-// backendSock is b's socket when it can go on a loop: a plain socket that
-// pgconn's background reader (upstream.go) no longer reads. That reader,
-// started by a slow write during connect, sits in a Read of the socket
-// until the warehouse next sends; it stops for good after that Read.
+// backendSock is b's socket when it can go on a loop: a plain socket, which
+// only its reader reads (pgconn's background reader was stopped at connect:
+// stopBackgroundRead).
 func backendSock(b *backend) *sockConn {
 	s, ok := b.sc.(*serverConn)
 	if !ok {
 		return nil
 	}
 	sc, _ := s.conn.(*sockConn)
-	if bg, ok := s.rd.r.(interface{ Status() int32 }); ok && bg.Status() != 0 { // bgreader.StatusStopped
-		return nil
-	}
 	return sc
 }
 

@@ -924,11 +924,7 @@ func TestPoolCachedDescribeChecksShape(t *testing.T) {
 	if _, err := a.Prepare(ctx, "s", q, nil); err != nil {
 		t.Fatal(err)
 	}
-	admin, err := pgconn.Connect(ctx, tp.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	admin := tp.connectDirect(t, ctx)
 	// A fresh warehouse connection, where the statement is prepared anew
 	// with the new type and PostgreSQL itself has nothing to complain of.
 	if _, err := admin.Exec(ctx, "ALTER TABLE orders ALTER total TYPE bigint; "+

@@ -333,15 +333,20 @@ func (c *sockConn) unhold() {
 // toLoop takes the socket off the runtime's poller for co, which runs on
 // its loop; false when it cannot (it stays as it was).
 func (c *sockConn) toLoop(co *coro) bool {
+	c.mmu.Lock()
+	if c.onLoop {
+		// A pooled connection a loop had: only its owner changes, which
+		// Close looks at under mmu.
+		ok := !c.closed.Load()
+		if ok {
+			c.owner.Store(co)
+		}
+		c.mmu.Unlock()
+		return ok
+	}
+	c.mmu.Unlock() // a mode changes only with its holder's locks: this one
 	c.hold()
 	defer c.unhold()
-	if c.onLoop {
-		if c.closed.Load() {
-			return false
-		}
-		c.owner.Store(co)
-		return true
-	}
 	fd, err := -1, error(nil)
 	cerr := c.rc.Control(func(f uintptr) { fd, err = unix.FcntlInt(f, unix.F_DUPFD_CLOEXEC, 0) })
 	if cerr != nil || err != nil {
@@ -352,7 +357,6 @@ func (c *sockConn) toLoop(co *coro) bool {
 	// socket's, not the descriptor's).
 	c.nc.Close()
 	c.nc, c.rc, c.fd, c.full = nil, nil, fd, false
-	c.closed.Store(false)
 	c.onLoop = true
 	c.owner.Store(co)
 	return true
