@@ -326,7 +326,6 @@ func (c *clientConn) bindLocked() (*backend, error) {
 // client's CancelRequest or its session's revocation ends, and makes it
 // the one held. c.mu is held.
 func (c *clientConn) acquireWaitingLocked() (*backend, error) {
-	c.leaveLoop("pool_wait") // the connection may come from a session on the same loop
 	c.cmu.Lock()
 	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)
@@ -335,7 +334,8 @@ func (c *clientConn) acquireWaitingLocked() (*backend, error) {
 	ctx := c.waitCtx
 	c.cmu.Unlock()
 	c.clockStale = true // what follows in the batch waited too
-	b, err := c.pool.acquireWaiting(ctx, c.session.Tenant, c.watchGone, time.Now())
+	// On a loop it parks there, and leaves only to dial (parker).
+	b, err := c.pool.acquireWaiting(ctx, c.session.Tenant, c.watchGone, c.parker(), time.Now())
 	c.cmu.Lock()
 	c.acquiring = false
 	if err != nil {

@@ -11,12 +11,13 @@ package proxy
 // once, and the loop resumes it directly, with no scheduler in between.
 //
 // What the loop serves: plain-socket clients in transaction mode, and the
-// warehouse connections they relay inline (inline.go). A session leaves its
-// loop for good (leaveLoop) before anything that could wait on another
-// session or on something slow: a queue for a pooled connection, a dial,
-// the relay goroutine, a throttle, a session store, a large rewrite. Its
-// sockets then go back to the runtime's poller and it runs as before, on a
-// goroutine of its own. Everyone else who touches a loop's socket (the
+// warehouse connections they relay inline (inline.go). A session queued
+// for a pooled connection naps on the loop (nap, rouse; pool.go's parker).
+// It leaves its loop (leaveLoop) before anything that could block it or
+// that the loop does not serve: a dial, the relay goroutine, a throttle, a
+// session store, a large rewrite. Its sockets then go back to the
+// runtime's poller and it runs as before, on a goroutine of its own, until
+// rejoinLoop. Everyone else who touches a loop's socket (the
 // pool's checks, a watcher, Close, a deadline) either tells the loop
 // (post) or waits in poll(2) (sockConn.pollWait): nothing outside a loop
 // waits on it in a way the loop would have to serve, and a coroutine on
@@ -152,7 +153,9 @@ func (l *evLoop) post(f func()) {
 // start runs body as a coroutine on the loop.
 func (l *evLoop) start(body func(co *coro)) {
 	l.post(func() {
-		co := &coro{l: l}
+		co := &coro{l: l, nt: timerEnt{idx: -1}}
+		co.nt.co = co
+		co.rouseFn = func() { l.rouse(co) }
 		co.next, _ = iter.Pull(func(yield func(struct{}) bool) {
 			co.yield = yield
 			body(co)
@@ -170,6 +173,11 @@ type coro struct {
 	leaving bool        // it yielded to leave the loop (leave)
 	back    bool        // it yielded to go back to the loop (rejoin)
 	owned   []*sockConn // the sockets it owns
+	// napping: it waits on the loop for no socket (nap), until rouse or
+	// its timer nt.
+	napping bool
+	nt      timerEnt
+	rouseFn func()
 }
 
 // onLoop reports whether co runs on its loop now, which is also whether
@@ -325,6 +333,31 @@ func (l *evLoop) wake(c *sockConn, read bool, res error) {
 	}
 }
 
+// nap parks co on its loop, on no socket, until rouse or until (Unix
+// nanoseconds; 0 for no limit). The caller looks again at what it waits
+// for: a rouse may be left over from an earlier nap.
+func (l *evLoop) nap(co *coro, until int64) {
+	co.napping = true
+	if until != 0 {
+		l.timerAt(&co.nt, until)
+	}
+	co.yield(struct{}{})
+	co.napping = false
+	l.timers.remove(&co.nt)
+}
+
+// rouse resumes co if it naps; on the loop (co.rouse from elsewhere).
+func (l *evLoop) rouse(co *coro) {
+	if co.napping {
+		co.napping = false
+		l.resume(co, nil)
+	}
+}
+
+// rouse resumes co's nap, from any goroutine; for nothing if it no longer
+// naps by the time the loop looks.
+func (co *coro) rouse() { co.l.post(co.rouseFn) }
+
 // interest registers c with l for events too, taking it from another
 // loop's set first.
 func (l *evLoop) interest(c *sockConn, fd int, events uint32) error {
@@ -392,16 +425,27 @@ func (l *evLoop) unregister(c *sockConn) {
 // closeSock closes an owned socket: on the loop, which wakes its waiter.
 // A socket that changed hands since the close was posted (a warehouse
 // connection back in the pool and taken on another loop) goes to its
-// owner's loop: only that loop touches its waiters and timers.
+// owner's loop: only that loop touches its waiters and timers. A watch
+// for the peer's hang-up fires (the socket is gone as far as anyone
+// waiting on it can tell, as goneWatch has it), and an owner napping is
+// roused to look again.
 func (l *evLoop) closeSock(c *sockConn) {
-	if co := c.owner.Load(); co != nil && co.l != l {
+	co := c.owner.Load()
+	if co != nil && co.l != l {
 		co.l.post(func() { co.l.closeSock(c) })
 		return
 	}
+	hup := c.ls.hup
 	l.unregister(c)
 	c.closeFD()
 	l.wake(c, true, net.ErrClosed)
 	l.wake(c, false, net.ErrClosed)
+	if hup != nil {
+		hup.fire()
+	}
+	if co != nil {
+		l.rouse(co)
+	}
 }
 
 // rearm looks again at c's deadlines for whoever is parked on it, if a
@@ -417,8 +461,13 @@ func (l *evLoop) rearm(c *sockConn) {
 }
 
 // deadline times out t's waiter if its deadline has passed, or sets t for
-// the deadline; a waiter whose deadline went later simply waits on.
+// the deadline; a waiter whose deadline went later simply waits on. A
+// nap's timer rouses it.
 func (l *evLoop) deadline(t *timerEnt, now int64) {
+	if t.co != nil {
+		l.rouse(t.co)
+		return
+	}
 	c := t.s
 	dl, co := &c.wdl, c.ls.wco
 	if t.read {
@@ -562,29 +611,31 @@ func (l *evLoop) dispatch(fd int32, events uint32) {
 	}
 }
 
-// wait returns the next events: without blocking first, then blocking
-// through the runtime (so that the processor goes to other work) until an
-// event, a post or the next timer.
+// wait returns the next events, blocking through the runtime (so that the
+// processor goes to other work) until an event, a post or the next timer.
+// It does not look without blocking first: under load the blocking call
+// returns at once too, and with one client that look found nothing nearly
+// every time, a system call more per wait.
 func (l *evLoop) wait() []syscall.EpollEvent {
 	evs := uintptr(unsafe.Pointer(&l.events[0]))
 	for {
-		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), 0, 0, 0)
-		if errno == 0 && n > 0 {
-			return l.events[:n]
-		}
 		timeout := l.timeout()
+		if timeout != 0 {
+			l.sleeping.Store(true)
+			l.mu.Lock()
+			posted := len(l.inbox) > 0
+			l.mu.Unlock()
+			if posted {
+				timeout = 0
+			}
+		}
+		var n uintptr
+		var errno syscall.Errno
 		if timeout == 0 {
-			return nil
+			n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), 0, 0, 0)
+		} else {
+			n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), uintptr(timeout), 0, 0)
 		}
-		l.sleeping.Store(true)
-		l.mu.Lock()
-		posted := len(l.inbox) > 0
-		l.mu.Unlock()
-		if posted {
-			l.sleeping.Store(false)
-			return nil
-		}
-		n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), evs, uintptr(len(l.events)), uintptr(timeout), 0, 0)
 		l.sleeping.Store(false)
 		if errno == 0 {
 			return l.events[:n]
@@ -622,19 +673,24 @@ func (l *evLoop) watchHup(c *sockConn, w *loopGone) {
 		return
 	}
 	c.fdmu.RLock()
-	defer c.fdmu.RUnlock()
-	if c.fd < 0 || l.interest(c, c.fd, syscall.EPOLLRDHUP) != nil {
-		return
+	closed := c.fd < 0
+	if !closed && l.interest(c, c.fd, syscall.EPOLLRDHUP) == nil {
+		c.ls.hup = w
 	}
-	c.ls.hup = w
+	c.fdmu.RUnlock()
+	if closed { // closed under us: gone, as closeSock has it
+		w.fire()
+	}
 }
 
-// timerEnt is a socket's read or write deadline in a loop's heap.
+// timerEnt is a socket's read or write deadline in a loop's heap, or a
+// nap's end (co).
 type timerEnt struct {
 	when int64
 	idx  int // in the heap, -1 when not
 	s    *sockConn
 	read bool
+	co   *coro
 }
 
 type timerHeap []*timerEnt

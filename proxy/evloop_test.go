@@ -5,6 +5,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func startLoopPool(t *testing.T, pc PoolConfig, mod func(*Config, *Deps)) *testP
 func loopCounts(tp *testProxy) (total, on int, leaves map[string]int) {
 	m := tp.srv.loopStats
 	leaves = map[string]int{}
-	for _, why := range []string{"pool_wait", "relay", "throttle", "session_store", "long_statement", "cancel", "warehouse_socket", "client_socket"} {
+	for _, why := range []string{"pool_dial", "relay", "throttle", "session_store", "long_statement", "cancel", "warehouse_socket", "client_socket"} {
 		if n := int(testutil.ToFloat64(m.leaves.WithLabelValues(why))); n > 0 {
 			leaves[why] = n
 		}
@@ -212,26 +213,42 @@ func wantFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
 	}
 }
 
-// A session leaves its loop before it waits for a pooled connection or
-// rewrites a long statement, and goes on as before off it.
+// A session waits for a pooled connection parked on its loop, and leaves
+// the loop only to dial one or to rewrite a long statement, coming back on
+// after.
 func TestEventLoopLeaves(t *testing.T) {
-	tp := startLoopPool(t, PoolConfig{Size: 1, AcquireTimeout: 30 * time.Second}, nil)
+	tp := startLoopPool(t, PoolConfig{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
 	ctx := ctxT(t)
 	holder := tp.connect(t, ctx, "tok-acme")
+	dialer := tp.connect(t, ctx, "tok-acme")
 	waiter := tp.connect(t, ctx, "tok-globex")
-	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
-		t.Fatal(err)
+	// The first takes the connection the pool opened at startup; the second
+	// dials the pool's other one, off the loop.
+	for _, c := range []*pgconn.PgConn{holder, dialer} {
+		if _, err := c.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if total, on, leaves := loopCounts(tp); total != 3 || on != 2 || !maps.Equal(leaves, map[string]int{"pool_dial": 1}) {
+		t.Fatalf("event loop: %d sessions started, %d on it now, left %v; want 3, 2, one dial", total, on, leaves)
 	}
 	done := make(chan *pgconn.Result, 1)
 	go func() { done <- waiter.ExecParams(ctx, "SELECT 42", nil, nil, nil, nil).Read() }()
+	p := tp.srv.pools["wh"]
 	for i := 0; ; i++ {
-		if _, _, leaves := loopCounts(tp); leaves["pool_wait"] == 1 {
+		p.mu.Lock()
+		queued := p.sched.Queued()
+		p.mu.Unlock()
+		if queued == 1 {
 			break
 		}
 		if i > 400 {
-			t.Fatal("the waiting session did not leave its loop")
+			t.Fatal("the third session did not queue")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if _, on, leaves := loopCounts(tp); on != 2 || len(leaves) != 1 {
+		t.Fatalf("the queued session left its loop: %d on it, left %v", on, leaves)
 	}
 	if _, err := holder.Exec(ctx, "COMMIT").ReadAll(); err != nil {
 		t.Fatal(err)
@@ -239,16 +256,16 @@ func TestEventLoopLeaves(t *testing.T) {
 	if r := <-done; r.Err != nil || string(r.Rows[0][0]) != "42" {
 		t.Fatalf("the waiter: %v %v", r.Rows, r.Err)
 	}
-	// Back on the loop once a connection is idle again, as it waits for
-	// its next statement.
-	for i := range 5 {
-		r := waiter.ExecParams(ctx, "SELECT $1::int", [][]byte{fmt.Appendf(nil, "%d", i)}, nil, nil, nil).Read()
-		if r.Err != nil || string(r.Rows[0][0]) != fmt.Sprint(i) {
-			t.Fatalf("after leaving: %v %v", r.Rows, r.Err)
-		}
+	if _, err := dialer.Exec(ctx, "COMMIT").ReadAll(); err != nil {
+		t.Fatal(err)
 	}
-	if n := testutil.ToFloat64(tp.srv.loopStats.returns); n != 1 {
-		t.Fatalf("%v returns to the loop, want 1", n)
+	for i := range 5 {
+		for _, c := range []*pgconn.PgConn{waiter, dialer} {
+			r := c.ExecParams(ctx, "SELECT $1::int", [][]byte{fmt.Appendf(nil, "%d", i)}, nil, nil, nil).Read()
+			if r.Err != nil || string(r.Rows[0][0]) != fmt.Sprint(i) {
+				t.Fatalf("after the wait: %v %v", r.Rows, r.Err)
+			}
+		}
 	}
 	long := "SELECT 1 AS x" + strings.Repeat(" ", loopStatementMax) + " WHERE true"
 	if _, err := holder.Exec(ctx, long).ReadAll(); err != nil {
@@ -258,7 +275,7 @@ func TestEventLoopLeaves(t *testing.T) {
 		t.Fatal(err)
 	}
 	total, on, leaves := loopCounts(tp)
-	if total != 2 || on != 2 || leaves["pool_wait"] != 1 || leaves["long_statement"] != 1 || testutil.ToFloat64(tp.srv.loopStats.returns) != 2 {
+	if total != 3 || on != 3 || !maps.Equal(leaves, map[string]int{"pool_dial": 1, "long_statement": 1}) || testutil.ToFloat64(tp.srv.loopStats.returns) != 2 {
 		t.Fatalf("event loop: %d sessions started, %d on it now, left %v, %v returns", total, on, leaves, testutil.ToFloat64(tp.srv.loopStats.returns))
 	}
 }
@@ -305,5 +322,54 @@ func TestEventLoopsShareConnections(t *testing.T) {
 	}
 	if total, _, _ := loopCounts(tp); total != sessions {
 		t.Fatalf("%d sessions started on the loops, want %d", total, sessions)
+	}
+}
+
+// A session queued on its loop whose socket the server closes (the last
+// step of a hard shutdown) leaves the queue then, not at the end of its
+// acquire timeout. Its client is a raw one, which sends no CancelRequest
+// when the connection breaks (pgconn does, which would end the wait too).
+func TestEventLoopQueuedClosed(t *testing.T) {
+	tp := startLoopPool(t, PoolConfig{Size: 1, AcquireTimeout: time.Minute}, nil)
+	ctx := ctxT(t)
+	holder := tp.connect(t, ctx, "tok-acme")
+	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	_, fe := rawSession(t, tp, "tok-globex")
+	fe.Send(&pgproto3.Query{String: "SELECT 42"})
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	p := tp.srv.pools["wh"]
+	queued := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.sched.Queued()
+	}
+	for i := 0; queued() != 1; i++ {
+		if i > 400 {
+			t.Fatal("the second session did not queue")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, on, _ := loopCounts(tp); on != 2 {
+		t.Fatalf("%d sessions on the loop, want both", on)
+	}
+	tp.srv.mu.Lock()
+	for c := range tp.srv.conns {
+		if c.session.Tenant == "globex" {
+			c.raw.Close()
+		}
+	}
+	tp.srv.mu.Unlock()
+	for i := 0; queued() != 0; i++ {
+		if i > 500 {
+			t.Fatal("the closed session is still queued")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if _, err := holder.Exec(ctx, "COMMIT; SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
 	}
 }

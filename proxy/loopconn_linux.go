@@ -3,6 +3,8 @@ package proxy
 // A session on an event loop (evloop_linux.go): when it goes on one, which
 // sockets it owns there, and when it leaves.
 
+import "time"
+
 // loopFor returns the loop for a session that has just started, or nil to
 // run it on its goroutine: a plain-socket client in transaction mode,
 // holding no warehouse connection yet.
@@ -59,12 +61,10 @@ func (c *clientConn) leaveLoop(why string) {
 
 // rejoinLoop puts a session that left its loop back on it as it waits for
 // its client, once nothing it left for is there: no warehouse connection
-// held, no relay goroutine, and an idle pooled connection for its next
-// transaction (a session that would queue again stays off: under a
-// saturated pool, moving back and forth would cost more than it saves).
+// held and no relay goroutine.
 func (c *clientConn) rejoinLoop() {
 	co := c.loopCo
-	if co == nil || c.co != nil || c.cur != nil || c.relayStarted || !c.pool.hasIdle() {
+	if co == nil || c.co != nil || c.cur != nil || c.relayStarted {
 		return
 	}
 	s, ok := c.raw.(*sockConn)
@@ -183,3 +183,34 @@ func (c *clientConn) loopWatchGone(why string, onGone func()) (<-chan struct{}, 
 	}
 	return gone, stop, true
 }
+
+// parker is the session's parker for a pool wait (pool.go): its coroutine
+// parks on the loop; nil off the loops.
+func (c *clientConn) parker() parker {
+	if c.co == nil {
+		return nil
+	}
+	return (*loopParker)(c)
+}
+
+// loopParker is a session's parker. Its rouse may come from any goroutine
+// and goes to the loop, where a session no longer napping ignores it.
+type loopParker clientConn
+
+func (p *loopParker) onLoop() bool { return p.co != nil }
+
+func (p *loopParker) park(deadline time.Time) {
+	var until int64
+	if !deadline.IsZero() {
+		until = deadline.UnixNano()
+	}
+	p.co.l.nap(p.co, until)
+}
+
+func (p *loopParker) rouse() { p.loopCo.rouse() }
+
+func (p *loopParker) watchGone() (<-chan struct{}, func() bool) {
+	return (*clientConn)(p).watchGoneThen("client disconnected while waiting for a warehouse connection", p.rouse)
+}
+
+func (p *loopParker) leave() { (*clientConn)(p).leaveLoop("pool_dial") }

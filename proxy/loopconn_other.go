@@ -27,3 +27,5 @@ func letGo(*backend)                       {}
 func (c *clientConn) loopWatchGone(string, func()) (<-chan struct{}, func() bool, bool) {
 	return nil, nil, false
 }
+
+func (c *clientConn) parker() parker { return nil }

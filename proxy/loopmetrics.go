@@ -22,7 +22,7 @@ func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
 		}),
 		leaves: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_event_loop_leaves_total",
-			Help: "Sessions that left their event loop for goroutines, by reason (pool_wait, relay, throttle, session_store, long_statement, cancel, warehouse_socket, client_socket).",
+			Help: "Sessions that left their event loop for goroutines, by reason (pool_dial, relay, throttle, session_store, long_statement, cancel, warehouse_socket, client_socket).",
 		}, []string{"reason"}),
 		returns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_event_loop_returns_total", Help: "Sessions that went back to their event loop after leaving it.",

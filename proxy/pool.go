@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -354,18 +353,15 @@ type pool struct {
 	gauges    *tenantGauges
 	stats     StatsRecorder
 
-	mu   sync.Mutex
-	idle []*backend // most recently used last
-	// idleNow is len(idle) at the last change the gauges saw, for a look
-	// without mu (hasIdle).
-	idleNow atomic.Int32
-	open    int
-	inUse   int
+	mu    sync.Mutex
+	idle  []*backend // most recently used last
+	open  int
+	inUse int
 	// sched queues the waiters, by tenant, and counts each tenant's
 	// connections in use; called with mu held. A waiter's channel gets a
 	// connection, or nil for a slot (open and inUse counted for it) in
 	// which to dial one.
-	sched *fairq.Scheduler[chan *backend]
+	sched *fairq.Scheduler[*waiter]
 	// waiters are reused (*waiter): under saturation every checkout waits.
 	waiters  sync.Pool
 	params   map[string]string // ParameterStatus of the first connection
@@ -453,7 +449,7 @@ func newPool(warehouse string, up Upstream, cfg PoolConfig, timeout time.Duratio
 		stats = noStats{}
 	}
 	p := &pool{warehouse: warehouse, up: up, cfg: cfg, timeout: timeout, log: log.With(zap.String("warehouse", warehouse)), m: m.forPool(warehouse, cfg.Tenants),
-		sched: fairq.New[chan *backend](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats, slabs: newPendingSlabPool(),
+		sched: fairq.New[*waiter](cfg.Tenants, nil), gauges: m.tenantGauges, stats: stats, slabs: newPendingSlabPool(),
 		shown: poolGauges{-1, -1, -1}}
 	p.gauges.add(p)
 	p.m.size.Set(float64(cfg.Size))
@@ -478,7 +474,7 @@ func (p *pool) acquire(ctx context.Context, tenant string, watch waitWatch) (*ba
 	if b := p.acquireIdle(tenant, start); b != nil {
 		return b, nil
 	}
-	return p.acquireWaiting(ctx, tenant, watch, start)
+	return p.acquireWaiting(ctx, tenant, watch, nil, start)
 }
 
 // acquireIdle is acquire's fast path, the common case under load, for a
@@ -496,12 +492,13 @@ func (p *pool) acquireIdle(tenant string, now time.Time) *backend {
 }
 
 // acquireWaiting is acquire after acquireIdle found nothing: it queues or
-// dials until start plus cfg.AcquireTimeout.
-func (p *pool) acquireWaiting(ctx context.Context, tenant string, watch waitWatch, start time.Time) (*backend, error) {
+// dials until start plus cfg.AcquireTimeout; pk, if not nil, parks a caller
+// on an event loop while it queues.
+func (p *pool) acquireWaiting(ctx context.Context, tenant string, watch waitWatch, pk parker, start time.Time) (*backend, error) {
 	// No context.WithTimeout: a wait arms one timer for both its deadline
 	// and its watch (await), and only a dial gets a context with the
 	// deadline.
-	b, err := p.get(ctx, tenant, watch, start.Add(p.cfg.AcquireTimeout))
+	b, err := p.get(ctx, tenant, watch, pk, start.Add(p.cfg.AcquireTimeout))
 	end := time.Now()
 	d := end.Sub(start)
 	p.m.wait.Observe(d.Seconds())
@@ -571,7 +568,7 @@ func errTenantLimit(le *fairq.LimitError) *pgerr.Error {
 }
 
 // get is acquire's slow path: it queues, or dials, until deadline.
-func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline time.Time) (*backend, error) {
+func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, pk parker, deadline time.Time) (*backend, error) {
 	var lastErr error
 	for {
 		now := time.Now() // one reading for the lending and the gauges
@@ -594,6 +591,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 				p.inUse++
 				p.gaugesLocked(now)
 				p.mu.Unlock()
+				leaveToDial(pk)
 				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
 				if err == nil {
 					return b, nil
@@ -606,7 +604,11 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 			}
 		}
 		w := p.waiter()
-		k, err := p.sched.Push(tenant, w.ch)
+		w.rouse = nil
+		if pk != nil && pk.onLoop() {
+			w.rouse = pk.rouse
+		}
+		k, err := p.sched.Push(tenant, w)
 		if err != nil {
 			p.mu.Unlock()
 			p.waiters.Put(w)
@@ -619,7 +621,13 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 		}
 		p.gaugesLocked(now)
 		p.mu.Unlock()
-		b, woken, abandoned := w.await(ctx, watch, deadline)
+		var b *backend
+		var woken, abandoned bool
+		if w.rouse != nil {
+			b, woken, abandoned = w.awaitParked(ctx, pk, deadline)
+		} else {
+			b, woken, abandoned = w.await(ctx, watch, deadline)
+		}
 		handed := woken && !abandoned // in time, for a client still there
 		if !woken {
 			p.mu.Lock()
@@ -641,6 +649,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, deadline
 				continue
 			}
 			// Handed a slot: dial in it.
+			leaveToDial(pk)
 			var expired bool
 			if b, expired, err = p.dialSlotBy(ctx, tenant, deadline); err == nil {
 				return b, nil
@@ -739,8 +748,35 @@ const watchDelay = 50 * time.Millisecond
 // pool has it (get puts it back once it is out of the queue and has taken
 // what it was handed), and its timer stopped.
 type waiter struct {
-	ch chan *backend
-	t  *time.Timer
+	ch    chan *backend
+	t     *time.Timer
+	rouse func() // a parked waiter's (parker.rouse), nil for a goroutine's
+}
+
+// A parker is how a session on an event loop waits in the queue: as its
+// coroutine parked on the loop, roused through the loop by whoever hands
+// it a connection. A goroutine blocked in the wait would block the loop,
+// and the connection it waits for may come from a session on that loop.
+type parker interface {
+	// onLoop reports whether the caller runs on its loop (and must park).
+	onLoop() bool
+	// park parks until rouse, or until the deadline if it is not zero.
+	park(deadline time.Time)
+	// rouse ends park, from any goroutine; one too many is harmless.
+	rouse()
+	// watchGone is the client's waitWatch, which rouses park when the
+	// client is seen gone.
+	watchGone() (gone <-chan struct{}, stop func() bool)
+	// leave takes the caller off its loop, before it blocks (a dial).
+	leave()
+}
+
+// leaveToDial takes a parked caller off its loop before it dials: the dial
+// blocks for as long as the warehouse takes.
+func leaveToDial(pk parker) {
+	if pk != nil && pk.onLoop() {
+		pk.leave()
+	}
 }
 
 func (p *pool) waiter() *waiter {
@@ -788,6 +824,39 @@ func (w *waiter) await(ctx context.Context, watch waitWatch, deadline time.Time)
 	case <-gone:
 	}
 	return b, woken, stop()
+}
+
+// awaitParked is await for a caller on an event loop: it parks until it is
+// handed something, ctx ends, the client is seen gone (watched after
+// watchDelay, as await does) or the deadline passes, each of which rouses
+// it. w.rouse is pk.rouse.
+func (w *waiter) awaitParked(ctx context.Context, pk parker, deadline time.Time) (b *backend, woken, abandoned bool) {
+	defer context.AfterFunc(ctx, pk.rouse)()
+	watchAt := time.Now().Add(watchDelay)
+	var gone <-chan struct{}
+	stop := noWatch
+	for {
+		select {
+		case b = <-w.ch:
+			return b, true, stop()
+		case <-gone:
+			return nil, false, stop()
+		default:
+		}
+		now := time.Now()
+		if ctx.Err() != nil || !now.Before(deadline) {
+			return nil, false, stop()
+		}
+		until := deadline
+		if gone == nil {
+			if now.Before(watchAt) {
+				until = watchAt
+			} else if gone, stop = pk.watchGone(); gone == nil {
+				gone = make(chan struct{}) // nothing to watch: never closes
+			}
+		}
+		pk.park(until)
+	}
 }
 
 func (p *pool) dial(ctx context.Context) (*backend, error) {
@@ -859,10 +928,6 @@ func (p *pool) healthy(b *backend, now time.Time) bool {
 	status, err := b.roundTrip("", p.timeout)
 	return err == nil && status == 'I'
 }
-
-// hasIdle reports whether a connection was idle at the pool's last change,
-// so that a checkout would likely not wait. It takes no lock.
-func (p *pool) hasIdle() bool { return p.idleNow.Load() > 0 }
 
 // release returns b; reuse=false closes it (broken or dirty).
 func (p *pool) release(b *backend, reuse bool) {
@@ -959,7 +1024,12 @@ func (p *pool) wakeLocked(b *backend) {
 	if b != nil {
 		b.tenant = k.Tenant()
 	}
-	k.Value <- b
+	w := k.Value
+	rouse := w.rouse // read before the hand-over, after which w is its owner's
+	w.ch <- b
+	if rouse != nil {
+		rouse()
+	}
 }
 
 // gaugesLocked reports the pool's state after a change at now (a clock
@@ -974,7 +1044,6 @@ func (p *pool) gaugesLocked(now time.Time) {
 		}
 		if g.idle != p.shown.idle {
 			p.m.idle.Set(float64(g.idle))
-			p.idleNow.Store(int32(g.idle))
 		}
 		if g.waiting != p.shown.waiting {
 			p.m.waiting.Set(float64(g.waiting))

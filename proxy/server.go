@@ -162,7 +162,7 @@ type Server struct {
 	pools      map[string]*pool // transaction-mode warehouses
 	// sessionScheds hold the tenant limits of session-mode warehouses
 	// (sessions per tenant, statements per second).
-	sessionScheds map[string]*fairq.Scheduler[chan *backend]
+	sessionScheds map[string]*fairq.Scheduler[*waiter]
 	// tenantLimits: each warehouse's statement limits, copied at New
 	// (sessions read them; the Warehouse values are the caller's).
 	tenantLimits map[string]warehouseLimits
@@ -219,7 +219,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		warehouses:    make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:     make(map[string]Upstream, len(deps.Warehouses)),
 		pools:         map[string]*pool{},
-		sessionScheds: map[string]*fairq.Scheduler[chan *backend]{},
+		sessionScheds: map[string]*fairq.Scheduler[*waiter]{},
 		tenantLimits:  map[string]warehouseLimits{},
 		tenants:       map[string]*tenantRegistry{},
 		writeBufs:     newWriteBufPool(),
@@ -295,7 +295,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		if w.Pool.Mode == PoolTransaction {
 			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
 		} else {
-			s.sessionScheds[name] = fairq.New[chan *backend](w.Pool.Tenants, nil)
+			s.sessionScheds[name] = fairq.New[*waiter](w.Pool.Tenants, nil)
 		}
 		if w.Tenants != nil {
 			r, err := newTenantRegistry(s, w)

@@ -124,7 +124,7 @@ func parseTimeoutSetting(v string) (time.Duration, bool) {
 
 // scheduler is the fairq state the session's tenant limits live in: its
 // pool's in transaction mode, its warehouse's in session mode.
-func (c *clientConn) scheduler() *fairq.Scheduler[chan *backend] {
+func (c *clientConn) scheduler() *fairq.Scheduler[*waiter] {
 	if c.pool != nil {
 		return c.pool.sched
 	}

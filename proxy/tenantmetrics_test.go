@@ -37,8 +37,8 @@ func TestTenantGaugesTopN(t *testing.T) {
 	g := newTenantGauges()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(g)
-	p1 := &pool{warehouse: "wh", sched: fairq.New[chan *backend](fairq.Config{}, nil)}
-	p2 := &pool{warehouse: "wh", sched: fairq.New[chan *backend](fairq.Config{}, nil)}
+	p1 := &pool{warehouse: "wh", sched: fairq.New[*waiter](fairq.Config{}, nil)}
+	p2 := &pool{warehouse: "wh", sched: fairq.New[*waiter](fairq.Config{}, nil)}
 	g.add(p1)
 	g.add(p2)
 	n := tenantMetricsTop + 10
@@ -49,7 +49,7 @@ func TestTenantGaugesTopN(t *testing.T) {
 		}
 	}
 	p2.sched.Start("t0") // t0 holds 2 across the warehouse's pools
-	p2.sched.Push("t0", make(chan *backend, 1))
+	p2.sched.Push("t0", &waiter{})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
