@@ -156,6 +156,7 @@ func (l *evLoop) start(body func(co *coro)) {
 		co := &coro{l: l, nt: timerEnt{idx: -1}}
 		co.nt.co = co
 		co.rouseFn = func() { l.rouse(co) }
+		co.rouseAny = func() { l.post(co.rouseFn) }
 		co.next, _ = iter.Pull(func(yield func(struct{}) bool) {
 			co.yield = yield
 			body(co)
@@ -177,7 +178,9 @@ type coro struct {
 	// its timer nt.
 	napping bool
 	nt      timerEnt
-	rouseFn func()
+	// rouseFn rouses it on the loop; rouseAny from any goroutine, for
+	// nothing if it no longer naps by the time the loop looks.
+	rouseFn, rouseAny func()
 }
 
 // onLoop reports whether co runs on its loop now, which is also whether
@@ -346,17 +349,13 @@ func (l *evLoop) nap(co *coro, until int64) {
 	l.timers.remove(&co.nt)
 }
 
-// rouse resumes co if it naps; on the loop (co.rouse from elsewhere).
+// rouse resumes co if it naps; on the loop (co.rouseAny from elsewhere).
 func (l *evLoop) rouse(co *coro) {
 	if co.napping {
 		co.napping = false
 		l.resume(co, nil)
 	}
 }
-
-// rouse resumes co's nap, from any goroutine; for nothing if it no longer
-// naps by the time the loop looks.
-func (co *coro) rouse() { co.l.post(co.rouseFn) }
 
 // interest registers c with l for events too, taking it from another
 // loop's set first.

@@ -207,10 +207,10 @@ func (p *loopParker) park(deadline time.Time) {
 	p.co.l.nap(p.co, until)
 }
 
-func (p *loopParker) rouse() { p.loopCo.rouse() }
+func (p *loopParker) rouser() func() { return p.loopCo.rouseAny }
 
 func (p *loopParker) watchGone() (<-chan struct{}, func() bool) {
-	return (*clientConn)(p).watchGoneThen("client disconnected while waiting for a warehouse connection", p.rouse)
+	return (*clientConn)(p).watchGoneThen("client disconnected while waiting for a warehouse connection", p.loopCo.rouseAny)
 }
 
 func (p *loopParker) leave() { (*clientConn)(p).leaveLoop("pool_dial") }

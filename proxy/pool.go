@@ -606,7 +606,7 @@ func (p *pool) get(ctx context.Context, tenant string, watch waitWatch, pk parke
 		w := p.waiter()
 		w.rouse = nil
 		if pk != nil && pk.onLoop() {
-			w.rouse = pk.rouse
+			w.rouse = pk.rouser()
 		}
 		k, err := p.sched.Push(tenant, w)
 		if err != nil {
@@ -750,7 +750,7 @@ const watchDelay = 50 * time.Millisecond
 type waiter struct {
 	ch    chan *backend
 	t     *time.Timer
-	rouse func() // a parked waiter's (parker.rouse), nil for a goroutine's
+	rouse func() // a parked waiter's (parker.rouser), nil for a goroutine's
 }
 
 // A parker is how a session on an event loop waits in the queue: as its
@@ -762,8 +762,9 @@ type parker interface {
 	onLoop() bool
 	// park parks until rouse, or until the deadline if it is not zero.
 	park(deadline time.Time)
-	// rouse ends park, from any goroutine; one too many is harmless.
-	rouse()
+	// rouser returns what ends park, from any goroutine (one call too
+	// many is harmless): one func for the session, allocated once.
+	rouser() func()
 	// watchGone is the client's waitWatch, which rouses park when the
 	// client is seen gone.
 	watchGone() (gone <-chan struct{}, stop func() bool)
@@ -829,9 +830,9 @@ func (w *waiter) await(ctx context.Context, watch waitWatch, deadline time.Time)
 // awaitParked is await for a caller on an event loop: it parks until it is
 // handed something, ctx ends, the client is seen gone (watched after
 // watchDelay, as await does) or the deadline passes, each of which rouses
-// it. w.rouse is pk.rouse.
+// it. w.rouse is pk.rouser().
 func (w *waiter) awaitParked(ctx context.Context, pk parker, deadline time.Time) (b *backend, woken, abandoned bool) {
-	defer context.AfterFunc(ctx, pk.rouse)()
+	defer context.AfterFunc(ctx, w.rouse)()
 	watchAt := time.Now().Add(watchDelay)
 	var gone <-chan struct{}
 	stop := noWatch
