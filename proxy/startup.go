@@ -188,6 +188,12 @@ func (c *clientConn) startup() error {
 		}
 		break
 	}
+	// The byte directTLS looked at has been read again by now: a plain
+	// client's connection is its socket once more, which an event loop
+	// can take (loopFor).
+	if pc, ok := c.nc.(*prefixConn); ok && len(pc.prefix) == 0 {
+		c.nc = c.raw
+	}
 	c.initIO()
 
 	major, minor := pkt.code>>16, pkt.code&0xffff

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -92,6 +93,20 @@ func (wp *waitPool) awaitWaiting(t *testing.T, n float64) {
 	wp.await(t, "pgwarden_proxy_pool_waiting_clients", "warehouse", "wh", n)
 }
 
+// waitsOnLoop checks where the one waiter waits: parked on its event loop
+// for a plain-socket client, beside the holder, or on a goroutine for a TLS
+// one (sslmode require), off the loops.
+func (wp *waitPool) waitsOnLoop(t *testing.T, sslmode string) {
+	t.Helper()
+	want := 2
+	if sslmode != "disable" {
+		want = 1
+	}
+	if on := int(testutil.ToFloat64(wp.srv.loopStats.on)); on != want {
+		t.Fatalf("%d sessions on an event loop while a client (sslmode %s) waits, want %d", on, sslmode, want)
+	}
+}
+
 // ordersWith counts the rows with order_id id, straight on the warehouse.
 func (wp *waitPool) ordersWith(t *testing.T, ctx context.Context, id int) int {
 	t.Helper()
@@ -143,6 +158,7 @@ func TestPoolWaiterDisconnects(t *testing.T) {
 			nc, fe := wp.waiter(t, ctx, tc.sslmode)
 			send(t, fe, "INSERT INTO orders VALUES ('globex', 99, 99)")
 			wp.awaitWaiting(t, 1)
+			wp.waitsOnLoop(t, tc.sslmode)
 			tc.leave(t, nc, fe)
 
 			wp.awaitWaiting(t, 0)
@@ -185,6 +201,7 @@ func TestPoolWaiterPipelines(t *testing.T) {
 			_, fe := wp.waiter(t, ctx, sslmode)
 			send(t, fe, "INSERT INTO orders VALUES ('globex', 101, 1)")
 			wp.awaitWaiting(t, 1)
+			wp.waitsOnLoop(t, sslmode)
 			send(t, fe, "INSERT INTO orders VALUES ('globex', 102, 2)")
 			// Time for a watcher that took the bytes for a disconnect to
 			// act (this cannot make the test pass).
@@ -218,6 +235,7 @@ func TestPoolWaiterRevoked(t *testing.T) {
 	_, fe := wp.waiter(t, ctx, "disable")
 	send(t, fe, "INSERT INTO orders VALUES ('globex', 104, 4)")
 	wp.awaitWaiting(t, 1)
+	wp.waitsOnLoop(t, "disable")
 	wp.auth.revoke("s-globex")
 	// While the connection is still held: the wait ends with the session.
 	for {
@@ -256,6 +274,7 @@ func TestPoolWaiterCancelled(t *testing.T) {
 		done <- err
 	}()
 	wp.awaitWaiting(t, 1)
+	wp.waitsOnLoop(t, "disable")
 	if err := waiter.CancelRequest(ctx); err != nil {
 		t.Fatal(err)
 	}
