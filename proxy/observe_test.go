@@ -87,7 +87,7 @@ func TestAuditAndMetrics(t *testing.T) {
 					SQL: "SELECT 1/0", Rewritten: "SELECT 1/0"},
 				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 3,
 					SQL: "SELECT order_id FROM orders", Rewritten: rw},
-				{Warehouse: "wh", Outcome: "refused", SQLState: "28P01", Event: "login"},
+				{Warehouse: "wh", Outcome: "refused", SQLState: "28P01", Event: "login", Reason: "invalid session token"},
 			}
 			for i := range want {
 				want[i].ClientAddr = "127.0.0.1"
