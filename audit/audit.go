@@ -14,7 +14,7 @@ import (
 
 // Events. A statement's record has no event.
 const (
-	EventLogin        = "login"         // a proxy login, outcome ok or refused
+	EventLogin        = "login"         // a proxy login: ok, refused, or error (failed on the server's side)
 	EventLoginRefused = "login_refused" // refused after authentication (embed context, pinned address)
 	// EventExchange: a ticket or provider token exchanged for a session,
 	// or refused. Sign-on's records (kind internal) have reason "sign-on"
@@ -28,9 +28,14 @@ const (
 
 // Outcomes.
 const (
-	OutcomeOK      = "ok"
+	OutcomeOK = "ok"
+	// OutcomeRefused: refused for what the client sent or may do (a
+	// credential, an access, a policy, a limit).
 	OutcomeRefused = "refused"
-	OutcomeError   = "error"
+	// OutcomeError: failed for a reason on the server's side or the
+	// warehouse's (a statement's error, a store or warehouse unreachable,
+	// not ready or shutting down), not a refusal of the user.
+	OutcomeError = "error"
 )
 
 // Record is one line of the audit log.
@@ -64,7 +69,8 @@ type Record struct {
 	DurationMS    float64 `json:"duration_ms"`
 	// Event names a record that is not a statement's (the Event constants).
 	Event string `json:"event,omitempty"`
-	// Reason says why a login was refused, or who revoked a session.
+	// Reason says why a login was refused or failed (the message its
+	// client got), or who revoked a session.
 	Reason     string `json:"reason,omitempty"`
 	ClientAddr string `json:"client_addr,omitempty"`
 	// APIKey names the host application's API key behind a session event.

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pgwarden/pgwarden/internal/testutil"
 )
 
 // demo is the running `pgwarden demo` the whole suite talks to; TestMain sets
@@ -132,7 +134,7 @@ var (
 // (Ctrl-C), as a person would, and waits for a clean exit.
 func startDemo(bin, dir string) (stop func() error, info *demoInfo, err error) {
 	cmd := exec.Command(bin, "demo", "--dir", dir, "--port", "0", "--http-port", "0", "--metrics-port", "0")
-	var stderr lockedBuffer
+	var stderr testutil.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -197,23 +199,6 @@ func startDemo(bin, dir string) (stop func() error, info *demoInfo, err error) {
 			return stop, nil, errors.New("demo did not come up within 3 minutes")
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // matrix is the client × check result table printed after the run.

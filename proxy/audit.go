@@ -1,11 +1,16 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"net/netip"
+	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgwarden/pgwarden/audit"
+	"github.com/pgwarden/pgwarden/pgerr"
 )
 
 // AuditLog records one line per statement and per proxy login (see package
@@ -105,15 +110,21 @@ func (a *AuditLog) recordRefusedLogin(c *clientConn, database, reason, code stri
 	a.log.Write(&r)
 }
 
-// recordLogin records a login: accepted (err nil, c's session known) or
-// refused (with err's SQLSTATE; the session when authentication passed).
-func (a *AuditLog) recordLogin(c *clientConn, database, code string) {
+// recordLogin records a login: accepted (err nil, c's session known), or
+// not, with the SQLSTATE and message the client got (the session when
+// authentication passed). A login that failed on the server's side (see
+// serverFailure) is outcome error, not refused: the user was not turned away.
+func (a *AuditLog) recordLogin(c *clientConn, database string, err error) {
 	if a == nil {
 		return
 	}
-	r := AuditRecord{Time: a.log.Now().UTC(), Event: audit.EventLogin, Outcome: audit.OutcomeOK, SQLState: code}
-	if code != "" {
+	r := AuditRecord{Time: a.log.Now().UTC(), Event: audit.EventLogin, Outcome: audit.OutcomeOK}
+	if err != nil {
+		r.SQLState, r.Reason = loginError(err)
 		r.Outcome = audit.OutcomeRefused
+		if serverFailure(r.SQLState) {
+			r.Outcome = audit.OutcomeError
+		}
 	}
 	if c.session != nil {
 		c.auditBase(&r)
@@ -124,4 +135,48 @@ func (a *AuditLog) recordLogin(c *clientConn, database, code string) {
 		r.Warehouse = database
 	}
 	a.log.Write(&r)
+}
+
+// maxReason bounds a login record's reason: a message may quote what the
+// client sent (a database name), and a flood of bad logins must not grow
+// the audit log by more than a line each.
+const maxReason = 256
+
+// loginError is the SQLSTATE and message of err as errorResponse answers
+// the client: ours and the warehouse's by their own, anything else XX000
+// "internal error" (its cause and correlation id are in the log only).
+func loginError(err error) (code, reason string) {
+	var pe *pgerr.Error
+	var we *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		code, reason = pe.Code, pe.Message
+	case errors.As(err, &we):
+		code, reason = we.Code, we.Message
+	default:
+		return pgerr.InternalError, "internal error"
+	}
+	if len(reason) > maxReason {
+		reason = strings.ToValidUTF8(reason[:maxReason], "")
+	}
+	return code, reason
+}
+
+// serverFailure tells a login that failed on the server's side from one
+// refused for what the client brought, by SQLSTATE class as PostgreSQL
+// names them: 08 connection exception (a warehouse unreachable), 57 operator
+// intervention (57P03 not ready or shutting down, 57P01 shut down), 58
+// system error and XX internal error. 08P01 is the client's protocol
+// violation and 57014 its own cancel or hang-up; 53300 is a limit on the
+// user or tenant, so a refusal, as on PostgreSQL.
+func serverFailure(code string) bool {
+	switch code {
+	case pgerr.ProtocolViolation, pgerr.QueryCanceled:
+		return false
+	}
+	switch code[:min(2, len(code))] {
+	case "08", "57", "58", "XX":
+		return true
+	}
+	return false
 }

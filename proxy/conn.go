@@ -257,16 +257,12 @@ func (c *clientConn) serve() {
 			return
 		}
 		if c.authTried && !c.loginAudited {
-			code := pgerr.SQLStateOf(err)
-			if code == "" {
-				code = pgerr.InternalError
-			}
-			c.srv.audit.recordLogin(c, c.database, code)
+			c.srv.audit.recordLogin(c, c.database, err)
 		}
 		c.sendFatal(err)
 		return
 	}
-	c.srv.audit.recordLogin(c, c.database, "")
+	c.srv.audit.recordLogin(c, c.database, nil)
 	c.started.Store(true)
 	c.touch()
 	c.relayDone = make(chan struct{})

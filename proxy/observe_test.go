@@ -1,11 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,26 +14,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/pgwarden/pgwarden/internal/testutil"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// syncBuffer is an audit log the proxy's goroutines write and the test reads.
+type syncBuffer struct{ testutil.Buffer }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
+// records parses the records written so far.
 func (s *syncBuffer) records(t *testing.T) []AuditRecord {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	t.Helper()
 	var out []AuditRecord
-	for _, line := range strings.Split(strings.TrimSpace(s.b.String()), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(s.String()), "\n") {
 		if line == "" {
 			continue
 		}
@@ -87,7 +78,7 @@ func TestAuditAndMetrics(t *testing.T) {
 					SQL: "SELECT 1/0", Rewritten: "SELECT 1/0"},
 				{Session: "s-acme", Kind: "embed", Tenant: "acme", ExternalID: "ext-s-acme", Warehouse: "wh", Outcome: "ok", Rows: 3,
 					SQL: "SELECT order_id FROM orders", Rewritten: rw},
-				{Warehouse: "wh", Outcome: "refused", SQLState: "28P01", Event: "login"},
+				{Warehouse: "wh", Outcome: "refused", SQLState: "28P01", Event: "login", Reason: "invalid session token"},
 			}
 			for i := range want {
 				want[i].ClientAddr = "127.0.0.1"

@@ -29,6 +29,7 @@ import (
 	"github.com/pgwarden/pgwarden/console"
 	"github.com/pgwarden/pgwarden/internal/oidctest"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/internal/testutil"
 	"github.com/pgwarden/pgwarden/policy"
 )
 
@@ -36,24 +37,13 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // lines is the audit file: written by the servers' goroutines, read by
 // the test.
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
+type lines struct{ testutil.Buffer }
 
 // since returns the records written after the first n, and the new count.
 func (l *lines) since(t *testing.T, n int) ([]audit.Record, int) {
 	t.Helper()
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []audit.Record
-	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	sc := bufio.NewScanner(strings.NewReader(l.String()))
 	i := 0
 	for sc.Scan() {
 		if i++; i <= n {

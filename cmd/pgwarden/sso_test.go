@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +25,7 @@ import (
 	pgwarden "github.com/pgwarden/pgwarden"
 	"github.com/pgwarden/pgwarden/config"
 	"github.com/pgwarden/pgwarden/internal/oidctest"
+	"github.com/pgwarden/pgwarden/internal/testutil"
 )
 
 // ssoUsers are the provider's users, one per role and the refused kinds.
@@ -59,24 +59,7 @@ type ssoRun struct {
 	idp     *oidctest.Provider
 	service string
 	audit   string
-	logs    *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs    *testutil.Buffer
 }
 
 func startSSO(t *testing.T) *ssoRun {
@@ -85,7 +68,7 @@ func startSSO(t *testing.T) *ssoRun {
 		t.Skip("starts a PostgreSQL cluster, an identity provider and the whole service")
 	}
 	idp := oidctest.Start(t, ssoUsers...)
-	logs := &syncBuffer{}
+	logs := &testutil.Buffer{}
 	// Every log line goes to the test log and to a buffer that is searched
 	// for token text.
 	core := zapcore.NewTee(zaptest.NewLogger(t).Core(),
