@@ -84,24 +84,13 @@ type evLoop struct {
 	running atomic.Pointer[coro]
 	done    chan struct{}
 
-	// socks is the sockets registered, by slot: an event carries its
-	// socket's slot (an index, no map lookup per event), and a slot freed
-	// goes to the next socket registered. An event for a socket gone since
-	// the loop took it wakes its slot's next socket for nothing, as it
-	// would one that took over its descriptor number.
 	socksMu sync.Mutex
-	socks   []*sockConn
-	free    []int32
+	socks   map[int32]*sockConn // registered, by descriptor
 
 	// The loop's alone (and of the coroutine it runs):
 	stopped bool
-	// now is the clock as the loop last woke (Unix nanoseconds): one
-	// reading per round serves its timers, its next wait's timeout and the
-	// deadlines its coroutines park with, late by that round's work at
-	// most, so a deadline fires that much later at worst.
-	now    int64
-	timers timerHeap
-	events []syscall.EpollEvent
+	timers  timerHeap
+	events  []syscall.EpollEvent
 }
 
 // loopSockState is what a loop keeps of a socket registered with it.
@@ -112,7 +101,7 @@ type loopSockState struct {
 	// out of that loop's set first. regmu guards the registration.
 	regmu    sync.Mutex
 	l        *evLoop // registered with, nil when not
-	slot     int32   // in l.socks
+	fd       int32   // as registered
 	events   uint32  // the epoll interest registered
 	rco, wco *coro   // parked to read, to write (the owner's loop's)
 	hup      *loopGone
@@ -139,8 +128,8 @@ func newEvLoop() (*evLoop, error) {
 		syscall.Close(ep)
 		return nil, os.NewSyscallError("eventfd", errno)
 	}
-	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), events: make([]syscall.EpollEvent, 128), now: time.Now().UnixNano()}
-	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: efdSlot}
+	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128)}
+	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.efd)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.efd, &ev); err != nil {
 		syscall.Close(ep)
 		syscall.Close(l.efd)
@@ -309,7 +298,7 @@ func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
 	// Announced before looking: a deadline set or a close after this
 	// reaches the loop (rearm, closeSock).
 	if ns := dl.Load(); ns != 0 {
-		if l.now >= ns {
+		if time.Now().UnixNano() >= ns {
 			l.unpark(c, read)
 			return os.ErrDeadlineExceeded
 		}
@@ -382,49 +371,20 @@ func (l *evLoop) interest(c *sockConn, fd int, events uint32) error {
 	if st.l != nil && st.l != l {
 		st.l.dropLocked(c)
 	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(fd)}
 	if st.l == nil {
-		slot := l.addSock(c)
-		ev := syscall.EpollEvent{Events: events, Fd: slot}
 		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &ev); err != nil {
-			l.dropSock(c, slot)
 			return os.NewSyscallError("epoll_ctl", err)
 		}
-		st.l, st.slot = l, slot
-	} else {
-		ev := syscall.EpollEvent{Events: events, Fd: st.slot}
-		if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, fd, &ev); err != nil {
-			return os.NewSyscallError("epoll_ctl", err)
-		}
+		st.l, st.fd = l, int32(fd)
+		l.socksMu.Lock()
+		l.socks[st.fd] = c
+		l.socksMu.Unlock()
+	} else if err := syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, fd, &ev); err != nil {
+		return os.NewSyscallError("epoll_ctl", err)
 	}
 	st.events = events
 	return nil
-}
-
-// efdSlot is the loop's eventfd's in its events: no socket's.
-const efdSlot = -1
-
-// addSock gives c a slot in l.socks.
-func (l *evLoop) addSock(c *sockConn) int32 {
-	l.socksMu.Lock()
-	defer l.socksMu.Unlock()
-	if n := len(l.free); n > 0 {
-		slot := l.free[n-1]
-		l.free = l.free[:n-1]
-		l.socks[slot] = c
-		return slot
-	}
-	l.socks = append(l.socks, c)
-	return int32(len(l.socks) - 1)
-}
-
-// dropSock frees c's slot.
-func (l *evLoop) dropSock(c *sockConn, slot int32) {
-	l.socksMu.Lock()
-	if l.socks[slot] == c {
-		l.socks[slot] = nil
-		l.free = append(l.free, slot)
-	}
-	l.socksMu.Unlock()
 }
 
 // dropLocked takes c out of l's set; c.ls.regmu is held.
@@ -435,7 +395,11 @@ func (l *evLoop) dropLocked(c *sockConn) {
 		syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_DEL, c.fd, nil)
 	}
 	c.fdmu.RUnlock()
-	l.dropSock(c, st.slot)
+	l.socksMu.Lock()
+	if l.socks[st.fd] == c {
+		delete(l.socks, st.fd)
+	}
+	l.socksMu.Unlock()
 	st.l, st.events = nil, 0
 }
 
@@ -550,18 +514,19 @@ func (l *evLoop) run() {
 		if l.stopped {
 			break
 		}
-		evs := l.wait()
-		l.now = time.Now().UnixNano()
-		for _, ev := range evs {
-			if ev.Fd == efdSlot {
+		for _, ev := range l.wait() {
+			if int(ev.Fd) == l.efd {
 				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
 				continue
 			}
 			l.dispatch(ev.Fd, ev.Events)
 		}
-		for len(l.timers) > 0 && l.timers[0].when <= l.now {
-			t := heap.Pop(&l.timers).(*timerEnt)
-			l.deadline(t, l.now)
+		if len(l.timers) > 0 {
+			now := time.Now().UnixNano()
+			for len(l.timers) > 0 && l.timers[0].when <= now {
+				t := heap.Pop(&l.timers).(*timerEnt)
+				l.deadline(t, now)
+			}
 		}
 	}
 	// Forget the sockets still registered (warehouse connections idle in a
@@ -570,15 +535,15 @@ func (l *evLoop) run() {
 	l.socksMu.Lock()
 	socks := make([]*sockConn, 0, len(l.socks))
 	for _, c := range l.socks {
-		if c != nil {
-			socks = append(socks, c)
-		}
+		socks = append(socks, c)
 	}
 	l.socksMu.Unlock()
 	for _, c := range socks { // regmu before socksMu, as dropLocked
 		c.ls.regmu.Lock()
 		if c.ls.l == l {
-			l.dropSock(c, c.ls.slot)
+			l.socksMu.Lock()
+			delete(l.socks, c.ls.fd)
+			l.socksMu.Unlock()
 			c.ls.l, c.ls.events = nil, 0
 		}
 		c.ls.regmu.Unlock()
@@ -587,13 +552,10 @@ func (l *evLoop) run() {
 	syscall.Close(l.efd)
 }
 
-// dispatch serves one event of the socket registered in slot.
-func (l *evLoop) dispatch(slot int32, events uint32) {
+// dispatch serves one event of the socket registered as fd.
+func (l *evLoop) dispatch(fd int32, events uint32) {
 	l.socksMu.Lock()
-	var c *sockConn
-	if slot >= 0 && int(slot) < len(l.socks) {
-		c = l.socks[slot]
-	}
+	c := l.socks[fd]
 	l.socksMu.Unlock()
 	if c == nil {
 		return
@@ -628,7 +590,7 @@ func (l *evLoop) dispatch(slot int32, events uint32) {
 		if keep == 0 {
 			l.dropLocked(c)
 		} else {
-			ev := syscall.EpollEvent{Events: keep, Fd: st.slot}
+			ev := syscall.EpollEvent{Events: keep, Fd: st.fd}
 			c.fdmu.RLock()
 			if c.fd >= 0 && syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_MOD, c.fd, &ev) == nil {
 				st.events = keep
@@ -689,7 +651,7 @@ func (l *evLoop) timeout() int {
 	if len(l.timers) == 0 {
 		return -1
 	}
-	left := l.timers[0].when - l.now
+	left := l.timers[0].when - time.Now().UnixNano()
 	if left <= 0 {
 		return 0
 	}
