@@ -89,8 +89,13 @@ type evLoop struct {
 
 	// The loop's alone (and of the coroutine it runs):
 	stopped bool
-	timers  timerHeap
-	events  []syscall.EpollEvent
+	// now is the clock as the loop last woke (Unix nanoseconds): one
+	// reading per round serves its timers, its next wait's timeout and the
+	// deadlines its coroutines park with, late by that round's work at
+	// most, so a deadline fires that much later at worst.
+	now    int64
+	timers timerHeap
+	events []syscall.EpollEvent
 }
 
 // loopSockState is what a loop keeps of a socket registered with it.
@@ -128,7 +133,7 @@ func newEvLoop() (*evLoop, error) {
 		syscall.Close(ep)
 		return nil, os.NewSyscallError("eventfd", errno)
 	}
-	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128)}
+	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128), now: time.Now().UnixNano()}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.efd)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.efd, &ev); err != nil {
 		syscall.Close(ep)
@@ -298,7 +303,7 @@ func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
 	// Announced before looking: a deadline set or a close after this
 	// reaches the loop (rearm, closeSock).
 	if ns := dl.Load(); ns != 0 {
-		if time.Now().UnixNano() >= ns {
+		if l.now >= ns {
 			l.unpark(c, read)
 			return os.ErrDeadlineExceeded
 		}
@@ -514,19 +519,18 @@ func (l *evLoop) run() {
 		if l.stopped {
 			break
 		}
-		for _, ev := range l.wait() {
+		evs := l.wait()
+		l.now = time.Now().UnixNano()
+		for _, ev := range evs {
 			if int(ev.Fd) == l.efd {
 				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
 				continue
 			}
 			l.dispatch(ev.Fd, ev.Events)
 		}
-		if len(l.timers) > 0 {
-			now := time.Now().UnixNano()
-			for len(l.timers) > 0 && l.timers[0].when <= now {
-				t := heap.Pop(&l.timers).(*timerEnt)
-				l.deadline(t, now)
-			}
+		for len(l.timers) > 0 && l.timers[0].when <= l.now {
+			t := heap.Pop(&l.timers).(*timerEnt)
+			l.deadline(t, l.now)
 		}
 	}
 	// Forget the sockets still registered (warehouse connections idle in a
@@ -651,7 +655,7 @@ func (l *evLoop) timeout() int {
 	if len(l.timers) == 0 {
 		return -1
 	}
-	left := l.timers[0].when - time.Now().UnixNano()
+	left := l.timers[0].when - l.now
 	if left <= 0 {
 		return 0
 	}
