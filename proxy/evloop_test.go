@@ -58,11 +58,48 @@ func wantOnLoop(t *testing.T, tp *testProxy, total, on int) {
 
 // Every protocol path of a session stays on the loop: simple and extended
 // queries, prepared statements, a transaction that holds its connection
-// between statements, a large result, an error, COPY out.
+// between statements, a large result, an error, COPY out; over TLS too.
 func TestEventLoopProtocols(t *testing.T) {
-	tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(sslName(tlsOn), func(t *testing.T) { testEventLoopProtocols(t, tlsOn) })
+	}
+}
+
+func sslName(tlsOn bool) string {
+	if tlsOn {
+		return "tls"
+	}
+	return "plain"
+}
+
+// startLoopPoolTLS is startLoopPool accepting TLS when tlsOn.
+func startLoopPoolTLS(t *testing.T, pc PoolConfig, tlsOn bool) *testProxy {
+	t.Helper()
+	if !tlsOn {
+		return startLoopPool(t, pc, nil)
+	}
+	cert, key := writeSelfSignedCert(t)
+	return startLoopPool(t, pc, func(c *Config, _ *Deps) { c.TLSCertFile, c.TLSKeyFile = cert, key })
+}
+
+// connectSSL is tp.connect over TLS when tlsOn.
+func (tp *testProxy) connectSSL(t *testing.T, ctx context.Context, token string, tlsOn bool) *pgconn.PgConn {
+	t.Helper()
+	if !tlsOn {
+		return tp.connect(t, ctx, token)
+	}
+	c, err := pgconn.Connect(ctx, fmt.Sprintf("postgres://alice:%s@%s/wh?sslmode=require", token, tp.addr))
+	if err != nil {
+		t.Fatalf("connect over TLS as %s: %v", token, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+func testEventLoopProtocols(t *testing.T, tlsOn bool) {
+	tp := startLoopPoolTLS(t, PoolConfig{Size: 2}, tlsOn)
 	ctx := ctxT(t)
-	c := tp.connect(t, ctx, "tok-acme")
+	c := tp.connectSSL(t, ctx, "tok-acme", tlsOn)
 	if _, err := c.Exec(ctx, "SELECT 1; SELECT 2").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,12 +149,18 @@ func TestEventLoopProtocols(t *testing.T) {
 
 // A client that stops reading a large result leaves the loop's other
 // sessions unaffected: the loop waits for its socket to drain, it does not
-// block on it.
+// block on it. Over TLS too.
 func TestEventLoopSlowClient(t *testing.T) {
-	tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+	for _, tlsOn := range []bool{false, true} {
+		t.Run(sslName(tlsOn), func(t *testing.T) { testEventLoopSlowClient(t, tlsOn) })
+	}
+}
+
+func testEventLoopSlowClient(t *testing.T, tlsOn bool) {
+	tp := startLoopPoolTLS(t, PoolConfig{Size: 2}, tlsOn)
 	ctx := ctxT(t)
-	slow := tp.connect(t, ctx, "tok-acme")
-	other := tp.connect(t, ctx, "tok-globex")
+	slow := tp.connectSSL(t, ctx, "tok-acme", tlsOn)
+	other := tp.connectSSL(t, ctx, "tok-globex", tlsOn)
 	const rows = 40000 // 40 MB: more than the sockets between them buffer
 	rr := slow.ExecParams(ctx, "SELECT repeat('x', 1000) FROM generate_series(1, $1::int)", [][]byte{[]byte(fmt.Sprint(rows))}, nil, nil, nil)
 	n := 0

@@ -3,14 +3,24 @@ package proxy
 // A session on an event loop (evloop_linux.go): when it goes on one, which
 // sockets it owns there, and when it leaves.
 
-import "time"
+import (
+	"crypto/tls"
+	"time"
+)
 
 // loopFor returns the loop for a session that has just started, or nil to
-// run it on its goroutine: a plain-socket client in transaction mode,
-// holding no warehouse connection yet.
+// run it on its goroutine: a client on a TCP or Unix socket, in TLS or not,
+// in transaction mode, holding no warehouse connection yet. Over TLS, only
+// the session's coroutine reads and writes its tls.Conn while it is on the
+// loop, so the conn's locks never make the loop's thread wait; whoever
+// else stops it closes or sets deadlines on the socket under it (c.raw),
+// which reach the loop.
 func (c *clientConn) loopFor() *evLoop {
 	loops := c.srv.loops.Load()
-	if loops == nil || c.pool == nil || c.cur != nil || c.nc != c.raw {
+	if loops == nil || c.pool == nil || c.cur != nil {
+		return nil
+	}
+	if tc, ok := c.nc.(*tls.Conn); c.nc != c.raw && (!ok || tc.NetConn() != c.raw) {
 		return nil
 	}
 	if _, ok := c.raw.(*sockConn); !ok {
