@@ -53,8 +53,8 @@ type Config struct {
 	// StatementTimeout is set as statement_timeout on every warehouse
 	// connection (0 = the warehouse's default).
 	StatementTimeout time.Duration
-	// EventLoops is how many event loops run the sessions of plain-socket
-	// clients in transaction mode (evloop_linux.go): 0 for one per
+	// EventLoops is how many event loops run the sessions of socket clients
+	// (over TLS or not) in transaction mode (evloop_linux.go): 0 for one per
 	// processor less one, at least one; -1 for none, every session on
 	// goroutines of its own. Linux only.
 	EventLoops int

@@ -10,14 +10,14 @@ package proxy
 // parks on the loop until its socket is readable or writable, then reads
 // once, and the loop resumes it directly, with no scheduler in between.
 //
-// What the loop serves: plain-socket clients in transaction mode, and the
-// warehouse connections they relay inline (inline.go). A session queued
-// for a pooled connection naps on the loop (nap, rouse; pool.go's parker).
-// It leaves its loop (leaveLoop) before anything that could block it or
-// that the loop does not serve: a dial, the relay goroutine, a throttle, a
-// session store, a large rewrite. Its sockets then go back to the
-// runtime's poller and it runs as before, on a goroutine of its own, until
-// rejoinLoop. Everyone else who touches a loop's socket (the
+// What the loop serves: socket clients (over TLS or not) in transaction
+// mode, and the warehouse connections they relay inline (inline.go). A
+// session queued for a pooled connection naps on the loop (nap, rouse;
+// pool.go's parker). It leaves its loop (leaveLoop) before anything that
+// could block it or that the loop does not serve: a dial, the relay
+// goroutine, a throttle, a session store, a large rewrite. Its sockets then
+// go back to the runtime's poller and it runs as before, on a goroutine of
+// its own, until rejoinLoop. Everyone else who touches a loop's socket (the
 // pool's checks, a watcher, Close, a deadline) either tells the loop
 // (post) or waits in poll(2) (sockConn.pollWait): nothing outside a loop
 // waits on it in a way the loop would have to serve, and a coroutine on
