@@ -110,7 +110,10 @@ type clientConn struct {
 	// (evloop_linux.go), nil off it; loopCo is it on or off the loop. The
 	// session's message loop alone uses them.
 	co, loopCo *coro
-	bindCh     chan *backend // hands the relay each newly bound connection
+	// rousedBy is the last context whose end rouses the session parked in
+	// a pool wait (loopParker.rouseOnDone); the message loop's alone.
+	rousedBy context.Context
+	bindCh   chan *backend // hands the relay each newly bound connection
 	// relayStarted: the relay goroutine runs. It is started at the first
 	// hand-over (toRelayLocked), so that a client whose transactions are
 	// all relayed inline, or that sits idle, has one goroutine, not two.

@@ -4,6 +4,7 @@ package proxy
 // sockets it owns there, and when it leaves.
 
 import (
+	"context"
 	"crypto/tls"
 	"time"
 )
@@ -218,6 +219,13 @@ func (p *loopParker) park(deadline time.Time) {
 }
 
 func (p *loopParker) rouser() func() { return p.loopCo.rouseAny }
+
+func (p *loopParker) rouseOnDone(ctx context.Context) {
+	if p.rousedBy != ctx {
+		p.rousedBy = ctx
+		context.AfterFunc(ctx, p.loopCo.rouseAny) // never stopped: a late rouse is harmless
+	}
+}
 
 func (p *loopParker) watchGone() (<-chan struct{}, func() bool) {
 	return (*clientConn)(p).watchGoneThen("client disconnected while waiting for a warehouse connection", p.loopCo.rouseAny)

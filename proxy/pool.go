@@ -765,6 +765,11 @@ type parker interface {
 	// rouser returns what ends park, from any goroutine (one call too
 	// many is harmless): one func for the session, allocated once.
 	rouser() func()
+	// rouseOnDone makes ctx's end rouse park. The session's wait context
+	// lasts from one cancel to the next, so this registers once per
+	// context, not once per wait (context.AfterFunc and its stop cost
+	// about 2% of a transaction's CPU when every checkout waits).
+	rouseOnDone(ctx context.Context)
 	// watchGone is the client's waitWatch, which rouses park when the
 	// client is seen gone.
 	watchGone() (gone <-chan struct{}, stop func() bool)
@@ -832,7 +837,7 @@ func (w *waiter) await(ctx context.Context, watch waitWatch, deadline time.Time)
 // watchDelay, as await does) or the deadline passes, each of which rouses
 // it. w.rouse is pk.rouser().
 func (w *waiter) awaitParked(ctx context.Context, pk parker, deadline time.Time) (b *backend, woken, abandoned bool) {
-	defer context.AfterFunc(ctx, w.rouse)()
+	pk.rouseOnDone(ctx)
 	watchAt := time.Now().Add(watchDelay)
 	var gone <-chan struct{}
 	stop := noWatch
