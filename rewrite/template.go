@@ -275,14 +275,10 @@ func (t *template) fill(m *meter, res *Result, sts []Statement, consts []string)
 	for i, st := range t.res.Statements {
 		n := t.sqlLen(i, consts)
 		m.stop(len(t.slots[i]))
-		var b strings.Builder
-		b.Grow(n)
-		for j, k := range t.slots[i] {
-			b.WriteString(t.parts[i][j])
-			b.WriteString(consts[k])
-		}
-		b.WriteString(t.parts[i][len(t.slots[i])])
-		st.SQL = b.String()
+		// As strings.Builder does: the bytes are written here once and
+		// never again, so the string may be them.
+		b := t.appendSQL(make([]byte, 0, n), i, consts)
+		st.SQL = unsafe.String(unsafe.SliceData(b), len(b))
 		sts[i] = st
 	}
 	if len(sts) == 1 {

@@ -118,16 +118,7 @@ func TestTemplateDeclinesValueSensitiveShapes(t *testing.T) {
 // gives must be exactly the full rewrite of the new statement, refusals
 // included.
 func TestTemplateMatchesFullRewrite(t *testing.T) {
-	var golden []templateCase
-	for _, path := range goldenFiles(t) {
-		for _, c := range readGolden(t, path) {
-			id, err := parseSession(c.session)
-			if err != nil {
-				t.Fatal(err)
-			}
-			golden = append(golden, templateCase{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})
-		}
-	}
+	golden := goldenTemplateCases(t)
 	n := checkTemplates(t, demoRewriter(t, Options{Database: "analytics"}), demoRewriter(t, Options{CacheBytes: -1, Database: "analytics"}), golden)
 	if n < 60 {
 		t.Errorf("only %d golden shapes templated: the test no longer exercises templates", n)
@@ -143,6 +134,22 @@ func TestTemplateMatchesFullRewrite(t *testing.T) {
 	if n := checkTemplates(t, benchRewriter(t, tpchPolicy, ddl, Options{}), benchRewriter(t, tpchPolicy, ddl, Options{CacheBytes: -1}), tpch); n < 10 {
 		t.Errorf("only %d TPC-H shapes templated", n)
 	}
+}
+
+// goldenTemplateCases is every golden input, with its session.
+func goldenTemplateCases(t *testing.T) []templateCase {
+	t.Helper()
+	var cases []templateCase
+	for _, path := range goldenFiles(t) {
+		for _, c := range readGolden(t, path) {
+			id, err := parseSession(c.session)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cases = append(cases, templateCase{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})
+		}
+	}
+	return cases
 }
 
 type templateCase struct {
@@ -212,16 +219,7 @@ func (n normalized) withConsts(consts []string) string {
 // of hitSQLBytes.
 func TestTemplateHitIsInstantiate(t *testing.T) {
 	r := demoRewriter(t, Options{Database: "analytics"})
-	var cases []templateCase
-	for _, path := range goldenFiles(t) {
-		for _, c := range readGolden(t, path) {
-			id, err := parseSession(c.session)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cases = append(cases, templateCase{fmt.Sprintf("%s:%d", filepath.Base(path), c.line), c.input, id})
-		}
-	}
+	cases := goldenTemplateCases(t)
 	probes := cmp.Comparer(func(a, b *Probe) bool { return a == b })
 	short, long := 0, 0
 	for _, c := range cases {
