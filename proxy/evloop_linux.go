@@ -545,10 +545,7 @@ func (l *evLoop) run() {
 	for _, c := range socks { // regmu before socksMu, as dropLocked
 		c.ls.regmu.Lock()
 		if c.ls.l == l {
-			l.socksMu.Lock()
-			delete(l.socks, c.ls.fd)
-			l.socksMu.Unlock()
-			c.ls.l, c.ls.events = nil, 0
+			l.dropLocked(c)
 		}
 		c.ls.regmu.Unlock()
 	}
