@@ -1,13 +1,10 @@
 package proxy
 
 import (
-	"errors"
 	"io"
 	"net/netip"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/pgerr"
@@ -146,16 +143,11 @@ const maxReason = 256
 // the client: ours and the warehouse's by their own, anything else XX000
 // "internal error" (its cause and correlation id are in the log only).
 func loginError(err error) (code, reason string) {
-	var pe *pgerr.Error
-	var we *pgconn.PgError
-	switch {
-	case errors.As(err, &pe):
-		code, reason = pe.Code, pe.Message
-	case errors.As(err, &we):
-		code, reason = we.Code, we.Message
-	default:
+	er, _ := wireError(err)
+	if er == nil {
 		return pgerr.InternalError, "internal error"
 	}
+	code, reason = er.Code, er.Message
 	if len(reason) > maxReason {
 		reason = strings.ToValidUTF8(reason[:maxReason], "")
 	}

@@ -14,24 +14,16 @@ import (
 
 // errorResponse is the one place an error becomes an ErrorResponse: our
 // *pgerr.Error maps field by field, a warehouse *pgconn.PgError passes
-// through, anything else is an internal error whose details go to the log
-// under a correlation id and never onto the wire. fatal forces FATAL.
+// through (wireError), anything else is an internal error whose details go
+// to the log under a correlation id and never onto the wire. fatal forces
+// FATAL.
 func (c *clientConn) errorResponse(err error, fatal bool) *pgproto3.ErrorResponse {
-	var er *pgproto3.ErrorResponse
-	var pe *pgerr.Error
-	var we *pgconn.PgError
+	er, pe := wireError(err)
 	switch {
-	case errors.As(err, &pe):
-		er = &pgproto3.ErrorResponse{Severity: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position}
-		if pe.Fatal() {
-			// Log the cause a wrapped pgerr may carry (e.g. why a dial failed).
-			if err != error(pe) {
-				c.log.Info("fatal error", zap.String("sqlstate", pe.Code), zap.Error(err))
-			}
-		}
-	case errors.As(err, &we):
-		er = &pgproto3.ErrorResponse{Severity: we.Severity, Code: we.Code, Message: we.Message, Detail: we.Detail, Hint: we.Hint}
-	default:
+	case pe != nil && pe.Fatal() && err != error(pe):
+		// Log the cause a wrapped pgerr may carry (e.g. why a dial failed).
+		c.log.Info("fatal error", zap.String("sqlstate", pe.Code), zap.Error(err))
+	case er == nil:
 		var b [8]byte
 		rand.Read(b[:])
 		id := hex.EncodeToString(b[:])
@@ -46,4 +38,17 @@ func (c *clientConn) errorResponse(err error, fatal bool) *pgproto3.ErrorRespons
 	}
 	er.SeverityUnlocalized = er.Severity
 	return er
+}
+
+// wireError is err as its client gets it when it is ours (pe, also
+// returned) or the warehouse's; nil for anything else, an internal error.
+func wireError(err error) (er *pgproto3.ErrorResponse, pe *pgerr.Error) {
+	var we *pgconn.PgError
+	switch {
+	case errors.As(err, &pe):
+		return &pgproto3.ErrorResponse{Severity: pe.Severity, Code: pe.Code, Message: pe.Message, Detail: pe.Detail, Hint: pe.Hint, Position: pe.Position}, pe
+	case errors.As(err, &we):
+		return &pgproto3.ErrorResponse{Severity: we.Severity, Code: we.Code, Message: we.Message, Detail: we.Detail, Hint: we.Hint}, nil
+	}
+	return nil, nil
 }
