@@ -256,6 +256,25 @@ func wantFatal(t *testing.T, fe *pgproto3.Frontend, code string) {
 	}
 }
 
+// awaitQueued polls, at most tries times 10 ms, until n sessions queue for
+// pool "wh"'s connections; it fails with why otherwise.
+func awaitQueued(t *testing.T, tp *testProxy, n, tries int, why string) {
+	t.Helper()
+	p := tp.srv.pools["wh"]
+	for i := 0; ; i++ {
+		p.mu.Lock()
+		queued := p.sched.Queued()
+		p.mu.Unlock()
+		if queued == n {
+			return
+		}
+		if i > tries {
+			t.Fatal(why)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // A session waits for a pooled connection parked on its loop, and leaves
 // the loop only to dial one or to rewrite a long statement, coming back on
 // after.
@@ -277,19 +296,7 @@ func TestEventLoopLeaves(t *testing.T) {
 	}
 	done := make(chan *pgconn.Result, 1)
 	go func() { done <- waiter.ExecParams(ctx, "SELECT 42", nil, nil, nil, nil).Read() }()
-	p := tp.srv.pools["wh"]
-	for i := 0; ; i++ {
-		p.mu.Lock()
-		queued := p.sched.Queued()
-		p.mu.Unlock()
-		if queued == 1 {
-			break
-		}
-		if i > 400 {
-			t.Fatal("the third session did not queue")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitQueued(t, tp, 1, 400, "the third session did not queue")
 	if _, on, leaves := loopCounts(tp); on != 2 || len(leaves) != 1 {
 		t.Fatalf("the queued session left its loop: %d on it, left %v", on, leaves)
 	}
@@ -384,18 +391,7 @@ func TestEventLoopQueuedClosed(t *testing.T) {
 	if err := fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	p := tp.srv.pools["wh"]
-	queued := func() int {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		return p.sched.Queued()
-	}
-	for i := 0; queued() != 1; i++ {
-		if i > 400 {
-			t.Fatal("the second session did not queue")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitQueued(t, tp, 1, 400, "the second session did not queue")
 	if _, on, _ := loopCounts(tp); on != 2 {
 		t.Fatalf("%d sessions on the loop, want both", on)
 	}
@@ -406,12 +402,7 @@ func TestEventLoopQueuedClosed(t *testing.T) {
 		}
 	}
 	tp.srv.mu.Unlock()
-	for i := 0; queued() != 0; i++ {
-		if i > 500 {
-			t.Fatal("the closed session is still queued")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	awaitQueued(t, tp, 0, 500, "the closed session is still queued")
 	if _, err := holder.Exec(ctx, "COMMIT; SELECT 1").ReadAll(); err != nil {
 		t.Fatal(err)
 	}
