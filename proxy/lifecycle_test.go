@@ -529,6 +529,56 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 	}
 }
 
+// A Parse whose pooled connection dies before the warehouse answers it
+// prepared nothing: the client may prepare the same name again, as pgx's
+// statement cache does after such an error.
+func TestWarehouseLostDuringParse(t *testing.T) {
+	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	ctx := ctxT(t)
+	conn := tp.connect(t, ctx, "tok-acme")
+	admin, err := pgx.Connect(ctx, tp.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	// The warehouse parses the statement only once it can lock orders.
+	tx, err := admin.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, "LOCK TABLE orders IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	const q = "SELECT count(*) FROM orders WHERE total > $1"
+	done := make(chan error, 1)
+	go func() {
+		_, err := conn.Prepare(ctx, "s1", q, nil)
+		done <- err
+	}()
+	var n int
+	for i := 0; n == 0; i++ {
+		if i > 200 {
+			t.Fatal("the Parse never waited for the lock")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if err := admin.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'pgwarden' AND datname = current_database() AND wait_event_type = 'Lock'").Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantPgErr(t, <-done, "08006", "was lost")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Prepare(ctx, "s1", q, nil); err != nil {
+		t.Fatalf("preparing the name again: %v", err)
+	}
+	res := conn.ExecPrepared(ctx, "s1", [][]byte{[]byte("0")}, nil, nil).Read()
+	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "3" {
+		t.Fatalf("executing it: %v %q", res.Err, res.Rows)
+	}
+}
+
 // activeStatements returns a count of the warehouse backends running q.
 func activeStatements(t *testing.T, ctx context.Context, dbURL, q string) func() int {
 	t.Helper()

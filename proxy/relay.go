@@ -395,6 +395,8 @@ func (c *clientConn) lose(b *backend, cause error) error {
 			if p.refusal == nil {
 				c.statementDone(p, "error", er.Code, 0)
 			}
+		case pParse:
+			c.parseFailed(p) // never answered: nothing was prepared
 		}
 		if !failed {
 			c.out.send(er)
@@ -790,8 +792,9 @@ func (c *clientConn) readyForQuery(status byte) {
 	c.q.endedAt = 0
 }
 
-// parseFailed forgets a Parse the warehouse rejected or skipped, and notes
-// a skipped eviction (an internal Close): the statement stays prepared.
+// parseFailed forgets a Parse the warehouse rejected, skipped or never
+// answered (its connection was lost), and notes a skipped eviction (an
+// internal Close): the statement stays prepared.
 func (c *clientConn) parseFailed(p *pending) {
 	if p.kind == pClose && p.internal {
 		p.be.skipped() // still prepared
