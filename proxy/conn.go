@@ -40,6 +40,7 @@ type clientConn struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	log    *zap.Logger
+	logFs  []zap.Field // log's fields (logWith)
 	tlsOn  bool
 	// connID and connectedAt name the connection to operators
 	// (connections.go); started is set once the startup fields below
@@ -218,7 +219,6 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		nc:      nc,
 		ctx:     ctx,
 		cancel:  cancel,
-		log:     s.log.WithLazy(zap.String("remote", nc.RemoteAddr().String())),
 		q:       newPendingQueue(),
 		stmts:   map[string]*clientStmt{},
 		portals: map[string]portal{},
@@ -230,6 +230,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		connectedAt: s.now(),
 	}
 	c.txStatus.Store('I')
+	c.logWith(zap.String("remote", nc.RemoteAddr().String()))
 	if !s.track(c) {
 		cancel()
 		return nil
@@ -1044,9 +1045,12 @@ func (c *clientConn) receive() (pgproto3.FrontendMessage, error) {
 			}
 			return nil, c.interrupted(r)
 		}
-		msg, err := c.in.receive()
+		err := c.awaitClient()
 		if err == nil {
-			return msg, nil
+			var msg pgproto3.FrontendMessage
+			if msg, err = c.in.receive(); err == nil {
+				return msg, nil
+			}
 		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
@@ -1267,6 +1271,16 @@ func (c *clientConn) flushBeforeRead() {
 		c.out.flush() // answers given without a connection; an error surfaces at the next write
 	}
 	c.mu.Unlock()
+}
+
+// logWith adds fields to the session's logger. It is rebuilt from the
+// server's rather than chained: at its first entry, which every session
+// logs ("session started"), zap materializes each level of a chain of
+// loggers with an encoder and a 1 KiB buffer of its own, held for the
+// session's life.
+func (c *clientConn) logWith(fields ...zap.Field) {
+	c.logFs = append(c.logFs, fields...)
+	c.log = c.srv.log.WithLazy(c.logFs...)
 }
 
 func (c *clientConn) countRead(n int) { c.srv.metrics.bytesFromClient.Add(float64(n)) }

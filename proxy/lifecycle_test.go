@@ -24,6 +24,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 )
 
@@ -576,6 +580,52 @@ func TestWarehouseLostDuringParse(t *testing.T) {
 	res := conn.ExecPrepared(ctx, "s1", [][]byte{[]byte("0")}, nil, nil).Read()
 	if res.Err != nil || len(res.Rows) != 1 || string(res.Rows[0][0]) != "3" {
 		t.Fatalf("executing it: %v %q", res.Err, res.Rows)
+	}
+}
+
+// Every entry a session logs carries its fields once each: the logger is
+// rebuilt as startup learns them (logWith), not chained.
+func TestSessionLogFields(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
+		d.Logger = zap.New(zapcore.NewTee(d.Logger.Core(), core))
+	})
+	ctx := ctxT(t)
+	conn := tp.connect(t, ctx, "tok-acme")
+	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+		t.Fatal(err)
+	}
+	tp.auth.revoke("s-acme")
+	for i := 0; logs.FilterMessage("session ended").Len() == 0; i++ {
+		if i > 200 {
+			t.Fatal("the revoked session was not cut off")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	want := map[string]string{"user": "alice", "database": "wh", "session": "s-acme", "tenant": "acme"}
+	for _, msg := range []string{"session started", "session ended"} {
+		es := logs.FilterMessage(msg).All()
+		if len(es) != 1 {
+			t.Fatalf("%d entries %q, want 1", len(es), msg)
+		}
+		seen := map[string]int{}
+		for _, f := range es[0].Context {
+			seen[f.Key]++
+		}
+		m := es[0].ContextMap()
+		for k, v := range want {
+			if m[k] != v {
+				t.Errorf("%q: %s = %v, want %s", msg, k, m[k], v)
+			}
+		}
+		if r, _ := m["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
+			t.Errorf("%q: remote = %v", msg, m["remote"])
+		}
+		for k, n := range seen {
+			if n != 1 {
+				t.Errorf("%q: field %s %d times", msg, k, n)
+			}
+		}
 	}
 }
 

@@ -47,6 +47,21 @@ func (c *clientConn) runOn(co *coro) {
 	c.messages()
 }
 
+// awaitClient waits, when the session is on its loop with nothing from its
+// client buffered, until the client's socket is readable. The wait is what
+// the read would do, only higher in the coroutine's stack: a session parked
+// there between statements uses under a quarter of an 8 KiB stack, so the
+// GC halves a stack that a statement grew (4 KiB less per idle session).
+// Over TLS the tls.Conn may hold a record already read: no wait there.
+func (c *clientConn) awaitClient() error {
+	if c.co == nil || c.nc != c.raw || c.in.buffered() {
+		return nil
+	}
+	c.in.release()      // emptied: parked, the session holds no read buffer
+	c.flushBeforeRead() // as the read would first
+	return c.raw.(*sockConn).awaitReadable()
+}
+
 // leaveLoop takes the session off its loop, before it may wait on what the
 // loop does not serve (why, for the metrics): its sockets go back to the
 // runtime's poller, until rejoinLoop. A session off the loop calls it for

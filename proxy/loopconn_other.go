@@ -21,6 +21,7 @@ func (c *clientConn) runOn(*coro)          {}
 func (c *clientConn) leaveLoop(string)     {}
 func (c *clientConn) leaveLoopFor(string)  {}
 func (c *clientConn) rejoinLoop()          {}
+func (c *clientConn) awaitClient() error   { return nil }
 func (c *clientConn) takeBackend(*backend) {}
 func letGo(*backend)                       {}
 

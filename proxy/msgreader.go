@@ -275,6 +275,9 @@ func (r *msgReader) counted(n int) {
 	}
 }
 
+// buffered reports whether any bytes are buffered.
+func (r *msgReader) buffered() bool { return r.wp > r.rp }
+
 // ready reports whether a whole message is buffered, which receive then
 // returns without reading (or fails as it would after reading: an invalid
 // length is left to receive).

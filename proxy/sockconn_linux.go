@@ -404,6 +404,23 @@ func (c *sockConn) toPoller() {
 	c.nc, c.rc, c.fd, c.onLoop = nc, rc, -1, false
 }
 
+// awaitReadable parks on the loop until the socket is readable, and the
+// next read then reads at once. Called from near the top of the session's
+// coroutine, it lets an idle session wait with a shallow stack, which the
+// GC shrinks back to its minimum after a statement grew it.
+func (c *sockConn) awaitReadable() error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	if !c.onLoop || c.full {
+		return nil
+	}
+	if err := c.waitIO(true); err != nil {
+		return c.opError("read", err)
+	}
+	c.full = true
+	return nil
+}
+
 // loopRead reads p (or a buffer from get) on the loop: it waits first
 // unless the last read filled its buffer.
 func (c *sockConn) loopRead(get func() []byte, put func([]byte), p []byte) (int, error) {

@@ -255,7 +255,7 @@ func (c *clientConn) startup() error {
 	if _, ok := params["options"]; ok {
 		c.log.Debug("startup options ignored")
 	}
-	c.log = c.log.WithLazy(zap.String("user", c.user), zap.String("database", database))
+	c.logWith(zap.String("user", c.user), zap.String("database", database))
 	c.database = database
 
 	if c.srv.isDraining() {
@@ -304,12 +304,12 @@ func (c *clientConn) startup() error {
 	c.expires = session.ExpiresAt
 	c.srv.stats.Connected(session.Tenant) // Disconnected at close, as c.session is set
 	c.srv.metrics.sessions.WithLabelValues(string(session.Kind), string(session.Role)).Inc()
-	c.log = c.log.WithLazy(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
+	c.logWith(zap.String("session", session.ID), zap.String("tenant", session.Tenant))
 	if err := c.checkEmbedContext(database); err != nil {
 		return err
 	}
 	if session.Subject != "" {
-		c.log = c.log.WithLazy(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
+		c.logWith(zap.String("subject", session.Subject), zap.String("role", string(session.Role)))
 	}
 	c.out.send(&pgproto3.AuthenticationOk{})
 
@@ -558,7 +558,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		}
 	}
 	c.cur, c.cancelTo = b, b
-	c.log = c.log.WithLazy(zap.Uint32("pg_pid", sc.PID()))
+	c.logWith(zap.Uint32("pg_pid", sc.PID()))
 	params := map[string]string{}
 	for _, name := range reportedParams {
 		params[name] = sc.ParameterStatus(name)
