@@ -52,6 +52,9 @@ type poolResult struct {
 	IdleKB         int64 // with all clients idle after their check
 	PerConnectedKB float64
 	PerIdleKB      float64
+	BaseLiveKB     int64 // live heap and goroutine stacks after a forced GC (liveKB), one client
+	IdleLiveKB     int64 // the same with all clients idle after their check
+	PerIdleLiveKB  float64
 	IdleWarehouse  int // service-role backends in pg_stat_activity with all clients idle
 
 	Phases []poolPhase // the isolation check, then the rounds
@@ -159,6 +162,7 @@ func measurePool(ctx context.Context, o *options, res *poolResult, c *cluster, w
 	settle()
 	pid := wd.pid()
 	res.BaseKB = rssKB(pid)
+	res.BaseLiveKB, _ = liveKB(ctx, wd.MetricsPort)
 
 	// Everyone else connects at once.
 	fmt.Fprintf(log, "pool: opening %d connections at once …\n", n-1)
@@ -183,15 +187,19 @@ func measurePool(ctx context.Context, o *options, res *poolResult, c *cluster, w
 	check.addAcquire(before, after)
 	res.Phases = append(res.Phases, check)
 	res.IdleKB = rssKB(pid)
+	res.IdleLiveKB, _ = liveKB(ctx, wd.MetricsPort)
 	if n > 1 {
 		res.PerConnectedKB = float64(res.ConnectedKB-res.BaseKB) / float64(n-1)
 		res.PerIdleKB = float64(res.IdleKB-res.BaseKB) / float64(n-1)
+		if res.BaseLiveKB > 0 && res.IdleLiveKB > 0 {
+			res.PerIdleLiveKB = float64(res.IdleLiveKB-res.BaseLiveKB) / float64(n-1)
+		}
 	}
 	if res.IdleWarehouse, err = serviceBackends(ctx, db); err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "pool: %d clients connected in %.1fs; RSS %d kB (base %d kB): %.1f kB per idle client; %d warehouse connections; check: %d wrong-tenant rows, %d errors %s\n",
-		n, res.ConnectS, res.IdleKB, res.BaseKB, res.PerIdleKB, res.IdleWarehouse, check.WrongRows, check.Errors, check.FirstErr)
+	fmt.Fprintf(log, "pool: %d clients connected in %.1fs; RSS %d kB (base %d kB): %.1f kB per idle client (live heap and stacks %.1f kB); %d warehouse connections; check: %d wrong-tenant rows, %d errors %s\n",
+		n, res.ConnectS, res.IdleKB, res.BaseKB, res.PerIdleKB, res.PerIdleLiveKB, res.IdleWarehouse, check.WrongRows, check.Errors, check.FirstErr)
 
 	// Rounds of every client querying as fast as it can.
 	for round := 1; round <= o.Rounds && ctx.Err() == nil; round++ {
@@ -552,6 +560,34 @@ next:
 	return 0
 }
 
+// liveKB is the proxy's live heap plus goroutine stacks in kB right after
+// collections it is made to run (/debug/pprof/heap?gc=1), from its Go
+// metrics: what its connections hold, where RSS also counts memory the
+// runtime freed but has not yet handed back to the kernel.
+func liveKB(ctx context.Context, port int) (int64, error) {
+	// Twice: buffers back in a sync.Pool survive one collection.
+	for range 2 {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", port), nil)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return 0, fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
+		}
+	}
+	m, err := scrapeMetrics(ctx, port)
+	if err != nil {
+		return 0, err
+	}
+	return int64(m.value("go_memstats_heap_alloc_bytes")+m.value("go_memstats_stack_inuse_bytes")) / 1024, nil
+}
+
 func scrapeMetrics(ctx context.Context, port int) (promSamples, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
 	if err != nil {
@@ -646,8 +682,15 @@ func writePool(w io.Writer, r *poolResult) {
 		r.Sessions, r.MintS, r.ConnectS, r.BaseKB)
 	fmt.Fprintf(w, "with one client; %d kB with all %d connected before any query (%s kB per client); %d kB with all idle after\n",
 		r.ConnectedKB, r.Connected, fmtF(r.PerConnectedKB, 1), r.IdleKB)
-	fmt.Fprintf(w, "their check (%s kB per client). With every client idle the service role held %d warehouse connections.\n\n",
+	fmt.Fprintf(w, "their check (%s kB per client). With every client idle the service role held %d warehouse connections.\n",
 		fmtF(r.PerIdleKB, 1), r.IdleWarehouse)
+	if r.PerIdleLiveKB > 0 {
+		fmt.Fprintf(w, "RSS keeps the peak of the check, when every client was busy at once. Right after two forced garbage collections\n")
+		fmt.Fprintf(w, "(/debug/pprof/heap?gc=1), the proxy's live heap and goroutine stacks were %d kB with one client and %d kB with all\n",
+			r.BaseLiveKB, r.IdleLiveKB)
+		fmt.Fprintf(w, "idle after their check: %s kB per idle client, each with its own session.\n", fmtF(r.PerIdleLiveKB, 1))
+	}
+	fmt.Fprintln(w)
 	var rows [][]string
 	for _, p := range r.Phases {
 		errs := fmt.Sprint(p.Errors)

@@ -205,14 +205,32 @@ func (r *msgReader) bytes() []byte {
 	return *r.buf
 }
 
-// release gives back an empty buffer.
+// release gives back an empty buffer. The messages decoded from it that
+// point into it (a Bind's parameters, CopyData, a function call's
+// arguments) let go of it too: a stale pointer would keep the buffer alive
+// once the pool drops it, 8 KiB for every idle session whose last
+// statement had parameters.
 func (r *msgReader) release() {
+	held := r.buf != nil || r.big != nil
 	if r.buf != nil {
 		r.pool.Put(r.buf)
 		r.buf = nil
 	}
 	r.big = nil
 	r.rp, r.wp = 0, 0
+	if !held {
+		return
+	}
+	clear(r.dec.params)
+	if m := r.fly.bind; m != nil {
+		clear(m.Parameters) // its own array when it had more than reuseMax
+	}
+	if m := r.fly.copyData; m != nil {
+		m.Data = nil
+	}
+	if m := r.fly.functionCall; m != nil {
+		clear(m.Arguments)
+	}
 }
 
 // fill reads at least one more byte towards n buffered bytes.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -155,33 +156,58 @@ func TestMsgReaderIdleHoldsNoBuffer(t *testing.T) {
 	}
 	pool := newReadBufPool()
 	r := newMsgReader(server, pool, nil, nil)
+	// Messages that point into the buffer they were decoded from, more
+	// parameters than the decoder keeps an array for included.
+	many := make([][]byte, reuseMax+1)
+	for i := range many {
+		many[i] = []byte("7")
+	}
+	batch := []pgproto3.FrontendMessage{
+		&pgproto3.Query{String: "SELECT 1"},
+		&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("42"), nil}, ResultFormatCodes: []int16{}},
+		&pgproto3.Bind{PreparedStatement: "s2", Parameters: many, ResultFormatCodes: []int16{}},
+		&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("43")}, ResultFormatCodes: []int16{}},
+		&pgproto3.FunctionCall{Function: 1, ArgFormatCodes: []uint16{}, Arguments: [][]byte{[]byte("x")}},
+		&pgproto3.CopyData{Data: []byte("row")},
+	}
 	got := make(chan error, 1)
 	go func() {
-		for i := 0; i < 2; i++ {
+		for i := 0; i <= len(batch); i++ {
 			m, err := r.receive()
-			if err == nil {
-				if q, ok := m.(*pgproto3.Query); !ok || q.String != "SELECT 1" {
-					err = errors.New("unexpected message")
-				}
+			if err == nil && !cmp.Equal(m, batch[i]) {
+				err = fmt.Errorf("message %d: %#v, want %#v", i, m, batch[i])
 			}
 			got <- err
 		}
 	}()
-	if _, err := client.Write(encodeStream(t, []pgproto3.FrontendMessage{&pgproto3.Query{String: "SELECT 1"}})); err != nil {
+	if _, err := client.Write(encodeStream(t, batch)); err != nil {
 		t.Fatal(err)
 	}
 	// The second receive parks: nothing more comes. The reader's fields
 	// are the loop's; look once its wait ends at a deadline, as an
 	// interrupt would end it.
 	server.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	if err := <-got; err != nil {
-		t.Fatal(err)
+	for range batch {
+		if err := <-got; err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := <-got; !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("second receive: %v, want a timeout", err)
+		t.Fatalf("last receive: %v, want a timeout", err)
 	}
 	if r.buf != nil || r.big != nil {
 		t.Errorf("a reader that timed out waiting holds a %d-byte buffer", len(r.bytes()))
+	}
+	// Nor does a message it decoded point into one the pool may drop.
+	var stale [][]byte
+	stale = append(stale, r.dec.params...)
+	stale = append(stale, r.fly.bind.Parameters[:cap(r.fly.bind.Parameters)]...)
+	stale = append(stale, r.fly.functionCall.Arguments...)
+	stale = append(stale, r.fly.copyData.Data)
+	for i, b := range stale {
+		if b != nil {
+			t.Errorf("a decoded message still points into the read buffer (%d: %q)", i, b)
+		}
 	}
 }
 
