@@ -49,10 +49,12 @@ func (c *clientConn) runOn(co *coro) {
 
 // awaitClient waits, when the session is on its loop with nothing from its
 // client buffered, until the client's socket is readable. The wait is what
-// the read would do, only higher in the coroutine's stack: a session parked
-// there between statements uses under a quarter of an 8 KiB stack, so the
-// GC halves a stack that a statement grew (4 KiB less per idle session).
-// Over TLS the tls.Conn may hold a record already read: no wait there.
+// the read would do, only higher in the coroutine's stack. Parked in the
+// read (under msgReader and loopRead) an idle session used more than a
+// quarter of 8 KiB, so the GC never shrank a stack a statement had grown
+// below that; parked here it uses less, and each collection halves the
+// stack down to 4 KiB. Over TLS the tls.Conn may hold a record already
+// read: no wait there.
 func (c *clientConn) awaitClient() error {
 	if c.co == nil || c.nc != c.raw || c.in.buffered() {
 		return nil

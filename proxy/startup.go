@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -366,7 +367,12 @@ func (c *clientConn) startup() error {
 	}
 	c.raw.SetDeadline(time.Time{})
 	c.in.maxBodyLen = c.srv.cfg.MaxMessageBytes
-	c.log.Info("session started", zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))
+	// With the server's logger and the session's fields: the session's own
+	// logger encodes its fields into a buffer of its own at its first entry,
+	// which a session that logs nothing else then never needs.
+	if ce := c.srv.log.Check(zap.InfoLevel, "session started"); ce != nil {
+		ce.Write(append(slices.Clip(c.logFs), zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))...)
+	}
 	return nil
 }
 
