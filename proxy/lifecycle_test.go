@@ -492,7 +492,10 @@ func TestWarehouseTerminatesBackend(t *testing.T) {
 	}
 }
 
-func TestWarehouseTerminatesPooledBackend(t *testing.T) {
+// pooledSession starts a proxy with a one-connection pool and returns a
+// session on it and an admin connection to the warehouse.
+func pooledSession(t *testing.T) (context.Context, *pgconn.PgConn, *pgx.Conn) {
+	t.Helper()
 	tp := startPool(t, PoolConfig{Size: 1}, nil)
 	ctx := ctxT(t)
 	conn := tp.connect(t, ctx, "tok-acme")
@@ -500,7 +503,12 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer admin.Close(ctx)
+	t.Cleanup(func() { admin.Close(context.Background()) })
+	return ctx, conn, admin
+}
+
+func TestWarehouseTerminatesPooledBackend(t *testing.T) {
+	ctx, conn, admin := pooledSession(t)
 	terminate := func() {
 		t.Helper()
 		var n int
@@ -522,7 +530,7 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	terminate()
-	_, err = conn.Exec(ctx, "SELECT 2").ReadAll()
+	_, err := conn.Exec(ctx, "SELECT 2").ReadAll()
 	wantPgErr(t, err, "08006", "the transaction was rolled back")
 	if got := conn.TxStatus(); got != 'I' {
 		t.Errorf("tx status %c after the loss, want I", got)
@@ -537,14 +545,7 @@ func TestWarehouseTerminatesPooledBackend(t *testing.T) {
 // prepared nothing: the client may prepare the same name again, as pgx's
 // statement cache does after such an error.
 func TestWarehouseLostDuringParse(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
-	ctx := ctxT(t)
-	conn := tp.connect(t, ctx, "tok-acme")
-	admin, err := pgx.Connect(ctx, tp.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	ctx, conn, admin := pooledSession(t)
 	// The warehouse parses the statement only once it can lock orders.
 	tx, err := admin.Begin(ctx)
 	if err != nil {
