@@ -28,7 +28,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/policy"
 )
 
 func TestCancelRequest(t *testing.T) {
@@ -585,46 +587,67 @@ func TestWarehouseLostDuringParse(t *testing.T) {
 }
 
 // Every entry a session logs carries its fields once each: the logger is
-// rebuilt as startup learns them (logWith), not chained.
+// rebuilt as startup learns them (logWith), not chained. An internal user's
+// role and the session's role on the warehouse are two fields.
 func TestSessionLogFields(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
 		d.Logger = zap.New(zapcore.NewTee(d.Logger.Core(), core))
 	})
+	tp.auth.sessions["tok-ann"] = &auth.Session{ID: "s-ann", Kind: policy.KindInternal, Tenant: "acme", ExternalID: "00u1", Subject: "00u1",
+		Role: auth.RoleDesigner, BaseRole: policy.RoleViewer, ExpiresAt: time.Now().Add(time.Hour)}
 	ctx := ctxT(t)
-	conn := tp.connect(t, ctx, "tok-acme")
-	if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
-		t.Fatal(err)
-	}
-	tp.auth.revoke("s-acme")
-	for i := 0; logs.FilterMessage("session ended").Len() == 0; i++ {
-		if i > 200 {
-			t.Fatal("the revoked session was not cut off")
+	for _, tc := range []struct {
+		token, session string
+		want           map[string]string
+	}{
+		{"tok-acme", "s-acme", map[string]string{"user": "alice", "database": "wh", "session": "s-acme", "tenant": "acme", "connection_role": "viewer"}},
+		{"tok-ann", "s-ann", map[string]string{"user": "alice", "database": "wh", "session": "s-ann", "tenant": "acme", "subject": "00u1", "role": "designer", "connection_role": "viewer"}},
+	} {
+		conn := tp.connect(t, ctx, tc.token)
+		if _, err := conn.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	want := map[string]string{"user": "alice", "database": "wh", "session": "s-acme", "tenant": "acme"}
-	for _, msg := range []string{"session started", "session ended"} {
-		es := logs.FilterMessage(msg).All()
-		if len(es) != 1 {
-			t.Fatalf("%d entries %q, want 1", len(es), msg)
+		tp.auth.revoke(tc.session)
+		ended := func() []observer.LoggedEntry {
+			return logs.Filter(func(e observer.LoggedEntry) bool {
+				return e.Message == "session ended" && e.ContextMap()["session"] == tc.session
+			}).All()
 		}
-		seen := map[string]int{}
-		for _, f := range es[0].Context {
-			seen[f.Key]++
-		}
-		m := es[0].ContextMap()
-		for k, v := range want {
-			if m[k] != v {
-				t.Errorf("%q: %s = %v, want %s", msg, k, m[k], v)
+		for i := 0; len(ended()) == 0; i++ {
+			if i > 200 {
+				t.Fatalf("%s: the revoked session was not cut off", tc.session)
 			}
+			time.Sleep(50 * time.Millisecond)
 		}
-		if r, _ := m["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
-			t.Errorf("%q: remote = %v", msg, m["remote"])
-		}
-		for k, n := range seen {
-			if n != 1 {
-				t.Errorf("%q: field %s %d times", msg, k, n)
+		started := logs.Filter(func(e observer.LoggedEntry) bool {
+			return e.Message == "session started" && e.ContextMap()["session"] == tc.session
+		}).All()
+		for _, es := range [][]observer.LoggedEntry{started, ended()} {
+			if len(es) != 1 {
+				t.Fatalf("%s: %d entries, want 1", tc.session, len(es))
+			}
+			e := es[0]
+			seen := map[string]int{}
+			for _, f := range e.Context {
+				seen[f.Key]++
+			}
+			m := e.ContextMap()
+			for k, v := range tc.want {
+				if k == "connection_role" && e.Message != "session started" {
+					continue
+				}
+				if m[k] != v {
+					t.Errorf("%s %q: %s = %v, want %s", tc.session, e.Message, k, m[k], v)
+				}
+			}
+			if r, _ := m["remote"].(string); !strings.HasPrefix(r, "127.0.0.1:") {
+				t.Errorf("%s %q: remote = %v", tc.session, e.Message, m["remote"])
+			}
+			for k, n := range seen {
+				if n != 1 {
+					t.Errorf("%s %q: field %s %d times", tc.session, e.Message, k, n)
+				}
 			}
 		}
 	}

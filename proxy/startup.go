@@ -371,7 +371,7 @@ func (c *clientConn) startup() error {
 	// logger encodes its fields into a buffer of its own at its first entry,
 	// which a session that logs nothing else then never needs.
 	if ce := c.srv.log.Check(zap.InfoLevel, "session started"); ce != nil {
-		ce.Write(append(slices.Clip(c.logFs), zap.String("role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))...)
+		ce.Write(append(slices.Clip(c.logFs), zap.String("connection_role", string(c.identity.Role)), zap.Bool("tls", c.tlsOn))...)
 	}
 	return nil
 }
