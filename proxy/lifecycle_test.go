@@ -594,8 +594,10 @@ func TestSessionLogFields(t *testing.T) {
 	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
 		d.Logger = zap.New(zapcore.NewTee(d.Logger.Core(), core))
 	})
+	tp.auth.mu.Lock()
 	tp.auth.sessions["tok-ann"] = &auth.Session{ID: "s-ann", Kind: policy.KindInternal, Tenant: "acme", ExternalID: "00u1", Subject: "00u1",
 		Role: auth.RoleDesigner, BaseRole: policy.RoleViewer, ExpiresAt: time.Now().Add(time.Hour)}
+	tp.auth.mu.Unlock()
 	ctx := ctxT(t)
 	for _, tc := range []struct {
 		token, session string
