@@ -570,19 +570,12 @@ func liveKB(ctx context.Context, port int) (int64, error) {
 	// say); a Go process collects at least every two minutes, so this is
 	// where an idle session settles.
 	for range 4 {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", port), nil)
+		body, err := getProxy(ctx, port, "/debug/pprof/heap?gc=1")
 		if err != nil {
 			return 0, err
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return 0, fmt.Errorf("GET /debug/pprof/heap: %s", resp.Status)
-		}
+		io.Copy(io.Discard, body)
+		body.Close()
 	}
 	m, err := scrapeMetrics(ctx, port)
 	if err != nil {
@@ -592,7 +585,18 @@ func liveKB(ctx context.Context, port int) (int64, error) {
 }
 
 func scrapeMetrics(ctx context.Context, port int) (promSamples, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", port), nil)
+	body, err := getProxy(ctx, port, "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	return parseMetrics(body)
+}
+
+// getProxy GETs path from the proxy's metrics listener: the body of a 200
+// answer, an error for any other.
+func getProxy(ctx context.Context, port int, path string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", port, path), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -600,11 +604,11 @@ func scrapeMetrics(ctx context.Context, port int) (promSamples, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /metrics: %s", resp.Status)
+		resp.Body.Close()
+		return nil, fmt.Errorf("GET %s: %s", path, resp.Status)
 	}
-	return parseMetrics(resp.Body)
+	return resp.Body, nil
 }
 
 // parseMetrics reads the text exposition format, enough of it for the
