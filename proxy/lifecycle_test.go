@@ -611,21 +611,18 @@ func TestSessionLogFields(t *testing.T) {
 			t.Fatal(err)
 		}
 		tp.auth.revoke(tc.session)
-		ended := func() []observer.LoggedEntry {
+		entries := func(msg string) []observer.LoggedEntry {
 			return logs.Filter(func(e observer.LoggedEntry) bool {
-				return e.Message == "session ended" && e.ContextMap()["session"] == tc.session
+				return e.Message == msg && e.ContextMap()["session"] == tc.session
 			}).All()
 		}
-		for i := 0; len(ended()) == 0; i++ {
+		for i := 0; len(entries("session ended")) == 0; i++ {
 			if i > 200 {
 				t.Fatalf("%s: the revoked session was not cut off", tc.session)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
-		started := logs.Filter(func(e observer.LoggedEntry) bool {
-			return e.Message == "session started" && e.ContextMap()["session"] == tc.session
-		}).All()
-		for _, es := range [][]observer.LoggedEntry{started, ended()} {
+		for _, es := range [][]observer.LoggedEntry{entries("session started"), entries("session ended")} {
 			if len(es) != 1 {
 				t.Fatalf("%s: %d entries, want 1", tc.session, len(es))
 			}
