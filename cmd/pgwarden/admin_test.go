@@ -54,6 +54,26 @@ func startLong(conn *pgx.Conn) <-chan error {
 	return done
 }
 
+// awaitLongRunning waits until the warehouse runs longStatement for a
+// client: the proxy lists a connection active as soon as its statement is
+// queued, and a cancel that reaches the warehouse before the statement
+// does is lost there, as on PostgreSQL (the same wait as the proxy
+// package's TestConnectionsSnapshot).
+func (r *running) awaitLongRunning(t *testing.T) {
+	t.Helper()
+	su := r.superuser(t)
+	eventually(t, "the warehouse running the long statement", func() error {
+		var n int
+		if err := su.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%generate_series%' AND pid <> pg_backend_pid()").Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return errors.New("not running yet")
+		}
+		return nil
+	})
+}
+
 // adminConnections lists connections through the admin API.
 func (s *ssoRun) adminConnections(t *testing.T, token string, filter url.Values) ([]map[string]any, map[string]any) {
 	t.Helper()
@@ -196,6 +216,7 @@ func TestAdminConnectionsAcrossReplicas(t *testing.T) {
 
 	t.Run("cancel", func(t *testing.T) {
 		running := s.waitFor(t, adminTok, url.Values{"tenant": {"acme"}}, func(c map[string]any) bool { return c["state"] == "active" })
+		s.awaitLongRunning(t)
 		start := time.Now()
 		code, out := s.call(t, "POST", "/v1/admin/connections/"+running["id"].(string)+"/cancel", adminTok, nil)
 		if code != 200 {
@@ -231,6 +252,7 @@ func TestAdminConnectionsAcrossReplicas(t *testing.T) {
 		if code, out := s.call(t, "POST", "/v1/admin/connections/"+oc["id"].(string)+"/cancel", adminTok, nil); code != 403 {
 			t.Errorf("administrator cancels an Owner's statement: %d %v", code, out)
 		}
+		s.awaitLongRunning(t)
 		if code, out := s.call(t, "POST", "/v1/admin/connections/"+oc["id"].(string)+"/cancel", owner, nil); code != 200 {
 			t.Errorf("owner cancels: %d %v", code, out)
 		}
@@ -453,6 +475,7 @@ func TestAdminCLI(t *testing.T) {
 	if out := must("sessions", "--session", acmeSID); len(out["sessions"].([]any)) != 1 {
 		t.Errorf("sessions --session: %v", out)
 	}
+	s.awaitLongRunning(t)
 	if out := must("cancel", id); out["cancelled"] != true {
 		t.Errorf("cancel: %v", out)
 	}
