@@ -316,12 +316,17 @@ func TestComposeRunsWithoutDocker(t *testing.T) {
 	// The free ports stay held until every service has its own.
 	var held []net.Listener
 	free := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
+		for {
+			port, err := pgcluster.FreePort()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Taken again: held by an earlier service of this test.
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				held = append(held, l)
+				return l.Addr().String()
+			}
 		}
-		held = append(held, l)
-		return l.Addr().String()
 	}
 	commands := map[string][]string{}
 	whHostPort := net.JoinHostPort(cluster.Host, strconv.Itoa(cluster.Port))

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -29,6 +30,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
 )
@@ -317,12 +319,11 @@ func TestShutdownServesFreshSessionsAndTransactions(t *testing.T) {
 // warehouse's address nor its credentials.
 func TestUnreachableWarehouse(t *testing.T) {
 	freeAddr := func() string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		port, err := pgcluster.FreePort()
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer ln.Close()
-		return ln.Addr().String()
+		return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	}
 	// silent accepts connections and never answers: a frozen host.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")

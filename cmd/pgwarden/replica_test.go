@@ -5,11 +5,11 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
-	"net"
 	"strings"
 	"testing"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -63,12 +63,11 @@ func TestReplicaVerifiesThroughJWKS(t *testing.T) {
 // freeLoopback returns a loopback address with a port free now.
 func freeLoopback(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := pgcluster.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return hostPort(port)
 }
 
 // forgeSessionToken re-signs token's claims with a key of its own under the

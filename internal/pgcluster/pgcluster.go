@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	mathrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -369,14 +370,46 @@ func postgresCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, for
+// a server that binds it a moment later. It comes from below the kernel's
+// ephemeral range when there is room there: a port the kernel hands out for
+// port 0 is also one it hands out as the local port of an outgoing
+// connection, and one of those (any client of a test running alongside)
+// taking it before the server binds fails the bind with EADDRINUSE.
 func FreePort() (int, error) {
+	if lo := ephemeralLow(); lo > 2*minFreePort {
+		for range 64 {
+			port := minFreePort + mathrand.IntN(lo-minFreePort)
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// minFreePort keeps FreePort clear of the ports well-known services use.
+const minFreePort = 10000
+
+// ephemeralLow is the first port of the kernel's ephemeral range, or 0 when
+// it cannot be read (not Linux).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0
+	}
+	lo, _ := strconv.Atoi(f[0])
+	return lo
 }
 
 func appendFile(path, s string) error {
