@@ -50,7 +50,8 @@ type ConnInfo struct {
 	StatementStartedAt *time.Time `json:"statement_started_at"`
 }
 
-// Connections returns every client connection past its startup, by id.
+// Connections returns every client connection past its startup and not
+// revoked, by id.
 func (s *Server) Connections() []ConnInfo {
 	s.mu.Lock()
 	conns := make([]*clientConn, 0, len(s.conns))
@@ -68,10 +69,12 @@ func (s *Server) Connections() []ConnInfo {
 	return out
 }
 
-// snapshot describes c; ok is false while c is still in its startup.
+// snapshot describes c; ok is false while c is still in its startup and
+// once its session is revoked: it is being cut, and its client may have its
+// FATAL before the loop has let go of it.
 func (c *clientConn) snapshot() (ConnInfo, bool) {
 	// started publishes the startup fields (read-only from then on).
-	if !c.started.Load() {
+	if !c.started.Load() || c.revoked.Load() {
 		return ConnInfo{}, false
 	}
 	s := c.session
