@@ -90,13 +90,13 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 			return errWire
 		}
 		b = b[n:]
+		v, n := consumeBytes(b, typ)
+		if n < 0 {
+			return errWire
+		}
+		b = b[n:]
 		switch num {
 		case 1:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Alias)
 			if !ok || x == nil || x.Alias == nil {
 				c := new(oneNode_Alias)
@@ -108,11 +108,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 2:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeVar)
 			if !ok || x == nil || x.RangeVar == nil {
 				c := new(oneNode_RangeVar)
@@ -124,11 +119,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 3:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TableFunc)
 			if !ok || x == nil || x.TableFunc == nil {
 				c := new(oneNode_TableFunc)
@@ -140,11 +130,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 4:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_IntoClause)
 			if !ok || x == nil || x.IntoClause == nil {
 				c := new(oneNode_IntoClause)
@@ -156,11 +141,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 5:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Var)
 			if !ok || x == nil || x.Var == nil {
 				c := new(oneNode_Var)
@@ -172,11 +152,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 6:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Param)
 			if !ok || x == nil || x.Param == nil {
 				c := new(oneNode_Param)
@@ -188,11 +163,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 7:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Aggref)
 			if !ok || x == nil || x.Aggref == nil {
 				c := new(oneNode_Aggref)
@@ -204,11 +174,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 8:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_GroupingFunc)
 			if !ok || x == nil || x.GroupingFunc == nil {
 				c := new(oneNode_GroupingFunc)
@@ -220,11 +185,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 9:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_WindowFunc)
 			if !ok || x == nil || x.WindowFunc == nil {
 				c := new(oneNode_WindowFunc)
@@ -236,11 +196,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 10:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SubscriptingRef)
 			if !ok || x == nil || x.SubscriptingRef == nil {
 				c := new(oneNode_SubscriptingRef)
@@ -252,11 +207,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 11:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FuncExpr)
 			if !ok || x == nil || x.FuncExpr == nil {
 				c := new(oneNode_FuncExpr)
@@ -268,11 +218,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 12:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_NamedArgExpr)
 			if !ok || x == nil || x.NamedArgExpr == nil {
 				c := new(oneNode_NamedArgExpr)
@@ -284,11 +229,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 13:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_OpExpr)
 			if !ok || x == nil || x.OpExpr == nil {
 				c := new(oneNode_OpExpr)
@@ -300,11 +240,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 14:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DistinctExpr)
 			if !ok || x == nil || x.DistinctExpr == nil {
 				c := new(oneNode_DistinctExpr)
@@ -316,11 +251,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 15:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_NullIfExpr)
 			if !ok || x == nil || x.NullIfExpr == nil {
 				c := new(oneNode_NullIfExpr)
@@ -332,11 +262,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 16:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ScalarArrayOpExpr)
 			if !ok || x == nil || x.ScalarArrayOpExpr == nil {
 				c := new(oneNode_ScalarArrayOpExpr)
@@ -348,11 +273,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 17:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_BoolExpr)
 			if !ok || x == nil || x.BoolExpr == nil {
 				c := new(oneNode_BoolExpr)
@@ -364,11 +284,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 18:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SubLink)
 			if !ok || x == nil || x.SubLink == nil {
 				c := new(oneNode_SubLink)
@@ -380,11 +295,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 19:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SubPlan)
 			if !ok || x == nil || x.SubPlan == nil {
 				c := new(oneNode_SubPlan)
@@ -396,11 +306,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 20:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlternativeSubPlan)
 			if !ok || x == nil || x.AlternativeSubPlan == nil {
 				c := new(oneNode_AlternativeSubPlan)
@@ -412,11 +317,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 21:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FieldSelect)
 			if !ok || x == nil || x.FieldSelect == nil {
 				c := new(oneNode_FieldSelect)
@@ -428,11 +328,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 22:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FieldStore)
 			if !ok || x == nil || x.FieldStore == nil {
 				c := new(oneNode_FieldStore)
@@ -444,11 +339,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 23:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RelabelType)
 			if !ok || x == nil || x.RelabelType == nil {
 				c := new(oneNode_RelabelType)
@@ -460,11 +350,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 24:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CoerceViaIo)
 			if !ok || x == nil || x.CoerceViaIo == nil {
 				c := new(oneNode_CoerceViaIo)
@@ -476,11 +361,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 25:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ArrayCoerceExpr)
 			if !ok || x == nil || x.ArrayCoerceExpr == nil {
 				c := new(oneNode_ArrayCoerceExpr)
@@ -492,11 +372,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 26:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ConvertRowtypeExpr)
 			if !ok || x == nil || x.ConvertRowtypeExpr == nil {
 				c := new(oneNode_ConvertRowtypeExpr)
@@ -508,11 +383,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 27:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CollateExpr)
 			if !ok || x == nil || x.CollateExpr == nil {
 				c := new(oneNode_CollateExpr)
@@ -524,11 +394,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 28:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CaseExpr)
 			if !ok || x == nil || x.CaseExpr == nil {
 				c := new(oneNode_CaseExpr)
@@ -540,11 +405,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 29:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CaseWhen)
 			if !ok || x == nil || x.CaseWhen == nil {
 				c := new(oneNode_CaseWhen)
@@ -556,11 +416,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 30:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CaseTestExpr)
 			if !ok || x == nil || x.CaseTestExpr == nil {
 				c := new(oneNode_CaseTestExpr)
@@ -572,11 +427,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 31:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ArrayExpr)
 			if !ok || x == nil || x.ArrayExpr == nil {
 				c := new(oneNode_ArrayExpr)
@@ -588,11 +438,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 32:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RowExpr)
 			if !ok || x == nil || x.RowExpr == nil {
 				c := new(oneNode_RowExpr)
@@ -604,11 +449,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 33:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RowCompareExpr)
 			if !ok || x == nil || x.RowCompareExpr == nil {
 				c := new(oneNode_RowCompareExpr)
@@ -620,11 +460,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 34:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CoalesceExpr)
 			if !ok || x == nil || x.CoalesceExpr == nil {
 				c := new(oneNode_CoalesceExpr)
@@ -636,11 +471,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 35:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_MinMaxExpr)
 			if !ok || x == nil || x.MinMaxExpr == nil {
 				c := new(oneNode_MinMaxExpr)
@@ -652,11 +482,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 36:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SqlvalueFunction)
 			if !ok || x == nil || x.SqlvalueFunction == nil {
 				c := new(oneNode_SqlvalueFunction)
@@ -668,11 +493,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 37:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_XmlExpr)
 			if !ok || x == nil || x.XmlExpr == nil {
 				c := new(oneNode_XmlExpr)
@@ -684,11 +504,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 38:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonFormat)
 			if !ok || x == nil || x.JsonFormat == nil {
 				c := new(oneNode_JsonFormat)
@@ -700,11 +515,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 39:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonReturning)
 			if !ok || x == nil || x.JsonReturning == nil {
 				c := new(oneNode_JsonReturning)
@@ -716,11 +526,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 40:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonValueExpr)
 			if !ok || x == nil || x.JsonValueExpr == nil {
 				c := new(oneNode_JsonValueExpr)
@@ -732,11 +537,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 41:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonConstructorExpr)
 			if !ok || x == nil || x.JsonConstructorExpr == nil {
 				c := new(oneNode_JsonConstructorExpr)
@@ -748,11 +548,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 42:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonIsPredicate)
 			if !ok || x == nil || x.JsonIsPredicate == nil {
 				c := new(oneNode_JsonIsPredicate)
@@ -764,11 +559,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 43:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_NullTest)
 			if !ok || x == nil || x.NullTest == nil {
 				c := new(oneNode_NullTest)
@@ -780,11 +570,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 44:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_BooleanTest)
 			if !ok || x == nil || x.BooleanTest == nil {
 				c := new(oneNode_BooleanTest)
@@ -796,11 +581,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 45:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CoerceToDomain)
 			if !ok || x == nil || x.CoerceToDomain == nil {
 				c := new(oneNode_CoerceToDomain)
@@ -812,11 +592,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 46:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CoerceToDomainValue)
 			if !ok || x == nil || x.CoerceToDomainValue == nil {
 				c := new(oneNode_CoerceToDomainValue)
@@ -828,11 +603,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 47:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SetToDefault)
 			if !ok || x == nil || x.SetToDefault == nil {
 				c := new(oneNode_SetToDefault)
@@ -844,11 +614,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 48:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CurrentOfExpr)
 			if !ok || x == nil || x.CurrentOfExpr == nil {
 				c := new(oneNode_CurrentOfExpr)
@@ -860,11 +625,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 49:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_NextValueExpr)
 			if !ok || x == nil || x.NextValueExpr == nil {
 				c := new(oneNode_NextValueExpr)
@@ -876,11 +636,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 50:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_InferenceElem)
 			if !ok || x == nil || x.InferenceElem == nil {
 				c := new(oneNode_InferenceElem)
@@ -892,11 +647,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 51:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TargetEntry)
 			if !ok || x == nil || x.TargetEntry == nil {
 				c := new(oneNode_TargetEntry)
@@ -908,11 +658,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 52:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTblRef)
 			if !ok || x == nil || x.RangeTblRef == nil {
 				c := new(oneNode_RangeTblRef)
@@ -924,11 +669,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 53:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JoinExpr)
 			if !ok || x == nil || x.JoinExpr == nil {
 				c := new(oneNode_JoinExpr)
@@ -940,11 +680,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 54:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FromExpr)
 			if !ok || x == nil || x.FromExpr == nil {
 				c := new(oneNode_FromExpr)
@@ -956,11 +691,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 55:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_OnConflictExpr)
 			if !ok || x == nil || x.OnConflictExpr == nil {
 				c := new(oneNode_OnConflictExpr)
@@ -972,11 +702,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 56:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Query)
 			if !ok || x == nil || x.Query == nil {
 				c := new(oneNode_Query)
@@ -988,11 +713,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 57:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TypeName)
 			if !ok || x == nil || x.TypeName == nil {
 				c := new(oneNode_TypeName)
@@ -1004,11 +724,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 58:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ColumnRef)
 			if !ok || x == nil || x.ColumnRef == nil {
 				c := new(oneNode_ColumnRef)
@@ -1020,11 +735,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 59:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ParamRef)
 			if !ok || x == nil || x.ParamRef == nil {
 				c := new(oneNode_ParamRef)
@@ -1036,11 +746,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 60:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AExpr)
 			if !ok || x == nil || x.AExpr == nil {
 				c := new(oneNode_AExpr)
@@ -1052,11 +757,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 61:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TypeCast)
 			if !ok || x == nil || x.TypeCast == nil {
 				c := new(oneNode_TypeCast)
@@ -1068,11 +768,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 62:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CollateClause)
 			if !ok || x == nil || x.CollateClause == nil {
 				c := new(oneNode_CollateClause)
@@ -1084,11 +779,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 63:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RoleSpec)
 			if !ok || x == nil || x.RoleSpec == nil {
 				c := new(oneNode_RoleSpec)
@@ -1100,11 +790,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 64:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FuncCall)
 			if !ok || x == nil || x.FuncCall == nil {
 				c := new(oneNode_FuncCall)
@@ -1116,11 +801,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 65:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AStar)
 			if !ok || x == nil || x.AStar == nil {
 				c := new(oneNode_AStar)
@@ -1132,11 +812,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 66:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AIndices)
 			if !ok || x == nil || x.AIndices == nil {
 				c := new(oneNode_AIndices)
@@ -1148,11 +823,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 67:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AIndirection)
 			if !ok || x == nil || x.AIndirection == nil {
 				c := new(oneNode_AIndirection)
@@ -1164,11 +834,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 68:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AArrayExpr)
 			if !ok || x == nil || x.AArrayExpr == nil {
 				c := new(oneNode_AArrayExpr)
@@ -1180,11 +845,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 69:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ResTarget)
 			if !ok || x == nil || x.ResTarget == nil {
 				c := new(oneNode_ResTarget)
@@ -1196,11 +856,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 70:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_MultiAssignRef)
 			if !ok || x == nil || x.MultiAssignRef == nil {
 				c := new(oneNode_MultiAssignRef)
@@ -1212,11 +867,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 71:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SortBy)
 			if !ok || x == nil || x.SortBy == nil {
 				c := new(oneNode_SortBy)
@@ -1228,11 +878,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 72:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_WindowDef)
 			if !ok || x == nil || x.WindowDef == nil {
 				c := new(oneNode_WindowDef)
@@ -1244,11 +889,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 73:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeSubselect)
 			if !ok || x == nil || x.RangeSubselect == nil {
 				c := new(oneNode_RangeSubselect)
@@ -1260,11 +900,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 74:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeFunction)
 			if !ok || x == nil || x.RangeFunction == nil {
 				c := new(oneNode_RangeFunction)
@@ -1276,11 +911,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 75:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTableFunc)
 			if !ok || x == nil || x.RangeTableFunc == nil {
 				c := new(oneNode_RangeTableFunc)
@@ -1292,11 +922,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 76:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTableFuncCol)
 			if !ok || x == nil || x.RangeTableFuncCol == nil {
 				c := new(oneNode_RangeTableFuncCol)
@@ -1308,11 +933,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 77:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTableSample)
 			if !ok || x == nil || x.RangeTableSample == nil {
 				c := new(oneNode_RangeTableSample)
@@ -1324,11 +944,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 78:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ColumnDef)
 			if !ok || x == nil || x.ColumnDef == nil {
 				c := new(oneNode_ColumnDef)
@@ -1340,11 +955,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 79:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TableLikeClause)
 			if !ok || x == nil || x.TableLikeClause == nil {
 				c := new(oneNode_TableLikeClause)
@@ -1356,11 +966,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 80:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_IndexElem)
 			if !ok || x == nil || x.IndexElem == nil {
 				c := new(oneNode_IndexElem)
@@ -1372,11 +977,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 81:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DefElem)
 			if !ok || x == nil || x.DefElem == nil {
 				c := new(oneNode_DefElem)
@@ -1388,11 +988,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 82:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_LockingClause)
 			if !ok || x == nil || x.LockingClause == nil {
 				c := new(oneNode_LockingClause)
@@ -1404,11 +999,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 83:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_XmlSerialize)
 			if !ok || x == nil || x.XmlSerialize == nil {
 				c := new(oneNode_XmlSerialize)
@@ -1420,11 +1010,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 84:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PartitionElem)
 			if !ok || x == nil || x.PartitionElem == nil {
 				c := new(oneNode_PartitionElem)
@@ -1436,11 +1021,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 85:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PartitionSpec)
 			if !ok || x == nil || x.PartitionSpec == nil {
 				c := new(oneNode_PartitionSpec)
@@ -1452,11 +1032,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 86:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PartitionBoundSpec)
 			if !ok || x == nil || x.PartitionBoundSpec == nil {
 				c := new(oneNode_PartitionBoundSpec)
@@ -1468,11 +1043,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 87:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PartitionRangeDatum)
 			if !ok || x == nil || x.PartitionRangeDatum == nil {
 				c := new(oneNode_PartitionRangeDatum)
@@ -1484,11 +1054,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 88:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PartitionCmd)
 			if !ok || x == nil || x.PartitionCmd == nil {
 				c := new(oneNode_PartitionCmd)
@@ -1500,11 +1065,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 89:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTblEntry)
 			if !ok || x == nil || x.RangeTblEntry == nil {
 				c := new(oneNode_RangeTblEntry)
@@ -1516,11 +1076,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 90:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RtepermissionInfo)
 			if !ok || x == nil || x.RtepermissionInfo == nil {
 				c := new(oneNode_RtepermissionInfo)
@@ -1532,11 +1087,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 91:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RangeTblFunction)
 			if !ok || x == nil || x.RangeTblFunction == nil {
 				c := new(oneNode_RangeTblFunction)
@@ -1548,11 +1098,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 92:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TableSampleClause)
 			if !ok || x == nil || x.TableSampleClause == nil {
 				c := new(oneNode_TableSampleClause)
@@ -1564,11 +1109,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 93:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_WithCheckOption)
 			if !ok || x == nil || x.WithCheckOption == nil {
 				c := new(oneNode_WithCheckOption)
@@ -1580,11 +1120,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 94:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SortGroupClause)
 			if !ok || x == nil || x.SortGroupClause == nil {
 				c := new(oneNode_SortGroupClause)
@@ -1596,11 +1131,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 95:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_GroupingSet)
 			if !ok || x == nil || x.GroupingSet == nil {
 				c := new(oneNode_GroupingSet)
@@ -1612,11 +1142,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 96:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_WindowClause)
 			if !ok || x == nil || x.WindowClause == nil {
 				c := new(oneNode_WindowClause)
@@ -1628,11 +1153,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 97:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RowMarkClause)
 			if !ok || x == nil || x.RowMarkClause == nil {
 				c := new(oneNode_RowMarkClause)
@@ -1644,11 +1164,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 98:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_WithClause)
 			if !ok || x == nil || x.WithClause == nil {
 				c := new(oneNode_WithClause)
@@ -1660,11 +1175,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 99:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_InferClause)
 			if !ok || x == nil || x.InferClause == nil {
 				c := new(oneNode_InferClause)
@@ -1676,11 +1186,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 100:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_OnConflictClause)
 			if !ok || x == nil || x.OnConflictClause == nil {
 				c := new(oneNode_OnConflictClause)
@@ -1692,11 +1197,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 101:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CtesearchClause)
 			if !ok || x == nil || x.CtesearchClause == nil {
 				c := new(oneNode_CtesearchClause)
@@ -1708,11 +1208,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 102:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CtecycleClause)
 			if !ok || x == nil || x.CtecycleClause == nil {
 				c := new(oneNode_CtecycleClause)
@@ -1724,11 +1219,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 103:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CommonTableExpr)
 			if !ok || x == nil || x.CommonTableExpr == nil {
 				c := new(oneNode_CommonTableExpr)
@@ -1740,11 +1230,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 104:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_MergeWhenClause)
 			if !ok || x == nil || x.MergeWhenClause == nil {
 				c := new(oneNode_MergeWhenClause)
@@ -1756,11 +1241,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 105:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_MergeAction)
 			if !ok || x == nil || x.MergeAction == nil {
 				c := new(oneNode_MergeAction)
@@ -1772,11 +1252,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 106:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TriggerTransition)
 			if !ok || x == nil || x.TriggerTransition == nil {
 				c := new(oneNode_TriggerTransition)
@@ -1788,11 +1263,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 107:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonOutput)
 			if !ok || x == nil || x.JsonOutput == nil {
 				c := new(oneNode_JsonOutput)
@@ -1804,11 +1274,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 108:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonKeyValue)
 			if !ok || x == nil || x.JsonKeyValue == nil {
 				c := new(oneNode_JsonKeyValue)
@@ -1820,11 +1285,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 109:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonObjectConstructor)
 			if !ok || x == nil || x.JsonObjectConstructor == nil {
 				c := new(oneNode_JsonObjectConstructor)
@@ -1836,11 +1296,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 110:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonArrayConstructor)
 			if !ok || x == nil || x.JsonArrayConstructor == nil {
 				c := new(oneNode_JsonArrayConstructor)
@@ -1852,11 +1307,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 111:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonArrayQueryConstructor)
 			if !ok || x == nil || x.JsonArrayQueryConstructor == nil {
 				c := new(oneNode_JsonArrayQueryConstructor)
@@ -1868,11 +1318,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 112:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonAggConstructor)
 			if !ok || x == nil || x.JsonAggConstructor == nil {
 				c := new(oneNode_JsonAggConstructor)
@@ -1884,11 +1329,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 113:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonObjectAgg)
 			if !ok || x == nil || x.JsonObjectAgg == nil {
 				c := new(oneNode_JsonObjectAgg)
@@ -1900,11 +1340,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 114:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_JsonArrayAgg)
 			if !ok || x == nil || x.JsonArrayAgg == nil {
 				c := new(oneNode_JsonArrayAgg)
@@ -1916,11 +1351,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 115:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RawStmt)
 			if !ok || x == nil || x.RawStmt == nil {
 				c := new(oneNode_RawStmt)
@@ -1932,11 +1362,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 116:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_InsertStmt)
 			if !ok || x == nil || x.InsertStmt == nil {
 				c := new(oneNode_InsertStmt)
@@ -1948,11 +1373,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 117:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DeleteStmt)
 			if !ok || x == nil || x.DeleteStmt == nil {
 				c := new(oneNode_DeleteStmt)
@@ -1964,11 +1384,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 118:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_UpdateStmt)
 			if !ok || x == nil || x.UpdateStmt == nil {
 				c := new(oneNode_UpdateStmt)
@@ -1980,11 +1395,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 119:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_MergeStmt)
 			if !ok || x == nil || x.MergeStmt == nil {
 				c := new(oneNode_MergeStmt)
@@ -1996,11 +1406,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 120:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SelectStmt)
 			if !ok || x == nil || x.SelectStmt == nil {
 				c := new(oneNode_SelectStmt)
@@ -2012,11 +1417,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 121:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SetOperationStmt)
 			if !ok || x == nil || x.SetOperationStmt == nil {
 				c := new(oneNode_SetOperationStmt)
@@ -2028,11 +1428,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 122:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ReturnStmt)
 			if !ok || x == nil || x.ReturnStmt == nil {
 				c := new(oneNode_ReturnStmt)
@@ -2044,11 +1439,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 123:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PlassignStmt)
 			if !ok || x == nil || x.PlassignStmt == nil {
 				c := new(oneNode_PlassignStmt)
@@ -2060,11 +1450,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 124:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateSchemaStmt)
 			if !ok || x == nil || x.CreateSchemaStmt == nil {
 				c := new(oneNode_CreateSchemaStmt)
@@ -2076,11 +1461,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 125:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTableStmt)
 			if !ok || x == nil || x.AlterTableStmt == nil {
 				c := new(oneNode_AlterTableStmt)
@@ -2092,11 +1472,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 126:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ReplicaIdentityStmt)
 			if !ok || x == nil || x.ReplicaIdentityStmt == nil {
 				c := new(oneNode_ReplicaIdentityStmt)
@@ -2108,11 +1483,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 127:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTableCmd)
 			if !ok || x == nil || x.AlterTableCmd == nil {
 				c := new(oneNode_AlterTableCmd)
@@ -2124,11 +1494,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 128:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterCollationStmt)
 			if !ok || x == nil || x.AlterCollationStmt == nil {
 				c := new(oneNode_AlterCollationStmt)
@@ -2140,11 +1505,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 129:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterDomainStmt)
 			if !ok || x == nil || x.AlterDomainStmt == nil {
 				c := new(oneNode_AlterDomainStmt)
@@ -2156,11 +1516,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 130:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_GrantStmt)
 			if !ok || x == nil || x.GrantStmt == nil {
 				c := new(oneNode_GrantStmt)
@@ -2172,11 +1527,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 131:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ObjectWithArgs)
 			if !ok || x == nil || x.ObjectWithArgs == nil {
 				c := new(oneNode_ObjectWithArgs)
@@ -2188,11 +1538,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 132:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AccessPriv)
 			if !ok || x == nil || x.AccessPriv == nil {
 				c := new(oneNode_AccessPriv)
@@ -2204,11 +1549,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 133:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_GrantRoleStmt)
 			if !ok || x == nil || x.GrantRoleStmt == nil {
 				c := new(oneNode_GrantRoleStmt)
@@ -2220,11 +1560,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 134:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterDefaultPrivilegesStmt)
 			if !ok || x == nil || x.AlterDefaultPrivilegesStmt == nil {
 				c := new(oneNode_AlterDefaultPrivilegesStmt)
@@ -2236,11 +1571,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 135:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CopyStmt)
 			if !ok || x == nil || x.CopyStmt == nil {
 				c := new(oneNode_CopyStmt)
@@ -2252,11 +1582,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 136:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_VariableSetStmt)
 			if !ok || x == nil || x.VariableSetStmt == nil {
 				c := new(oneNode_VariableSetStmt)
@@ -2268,11 +1593,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 137:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_VariableShowStmt)
 			if !ok || x == nil || x.VariableShowStmt == nil {
 				c := new(oneNode_VariableShowStmt)
@@ -2284,11 +1604,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 138:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateStmt)
 			if !ok || x == nil || x.CreateStmt == nil {
 				c := new(oneNode_CreateStmt)
@@ -2300,11 +1615,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 139:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Constraint)
 			if !ok || x == nil || x.Constraint == nil {
 				c := new(oneNode_Constraint)
@@ -2316,11 +1626,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 140:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateTableSpaceStmt)
 			if !ok || x == nil || x.CreateTableSpaceStmt == nil {
 				c := new(oneNode_CreateTableSpaceStmt)
@@ -2332,11 +1637,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 141:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropTableSpaceStmt)
 			if !ok || x == nil || x.DropTableSpaceStmt == nil {
 				c := new(oneNode_DropTableSpaceStmt)
@@ -2348,11 +1648,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 142:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTableSpaceOptionsStmt)
 			if !ok || x == nil || x.AlterTableSpaceOptionsStmt == nil {
 				c := new(oneNode_AlterTableSpaceOptionsStmt)
@@ -2364,11 +1659,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 143:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTableMoveAllStmt)
 			if !ok || x == nil || x.AlterTableMoveAllStmt == nil {
 				c := new(oneNode_AlterTableMoveAllStmt)
@@ -2380,11 +1670,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 144:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateExtensionStmt)
 			if !ok || x == nil || x.CreateExtensionStmt == nil {
 				c := new(oneNode_CreateExtensionStmt)
@@ -2396,11 +1681,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 145:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterExtensionStmt)
 			if !ok || x == nil || x.AlterExtensionStmt == nil {
 				c := new(oneNode_AlterExtensionStmt)
@@ -2412,11 +1692,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 146:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterExtensionContentsStmt)
 			if !ok || x == nil || x.AlterExtensionContentsStmt == nil {
 				c := new(oneNode_AlterExtensionContentsStmt)
@@ -2428,11 +1703,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 147:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateFdwStmt)
 			if !ok || x == nil || x.CreateFdwStmt == nil {
 				c := new(oneNode_CreateFdwStmt)
@@ -2444,11 +1714,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 148:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterFdwStmt)
 			if !ok || x == nil || x.AlterFdwStmt == nil {
 				c := new(oneNode_AlterFdwStmt)
@@ -2460,11 +1725,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 149:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateForeignServerStmt)
 			if !ok || x == nil || x.CreateForeignServerStmt == nil {
 				c := new(oneNode_CreateForeignServerStmt)
@@ -2476,11 +1736,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 150:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterForeignServerStmt)
 			if !ok || x == nil || x.AlterForeignServerStmt == nil {
 				c := new(oneNode_AlterForeignServerStmt)
@@ -2492,11 +1747,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 151:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateForeignTableStmt)
 			if !ok || x == nil || x.CreateForeignTableStmt == nil {
 				c := new(oneNode_CreateForeignTableStmt)
@@ -2508,11 +1758,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 152:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateUserMappingStmt)
 			if !ok || x == nil || x.CreateUserMappingStmt == nil {
 				c := new(oneNode_CreateUserMappingStmt)
@@ -2524,11 +1769,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 153:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterUserMappingStmt)
 			if !ok || x == nil || x.AlterUserMappingStmt == nil {
 				c := new(oneNode_AlterUserMappingStmt)
@@ -2540,11 +1780,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 154:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropUserMappingStmt)
 			if !ok || x == nil || x.DropUserMappingStmt == nil {
 				c := new(oneNode_DropUserMappingStmt)
@@ -2556,11 +1791,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 155:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ImportForeignSchemaStmt)
 			if !ok || x == nil || x.ImportForeignSchemaStmt == nil {
 				c := new(oneNode_ImportForeignSchemaStmt)
@@ -2572,11 +1802,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 156:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreatePolicyStmt)
 			if !ok || x == nil || x.CreatePolicyStmt == nil {
 				c := new(oneNode_CreatePolicyStmt)
@@ -2588,11 +1813,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 157:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterPolicyStmt)
 			if !ok || x == nil || x.AlterPolicyStmt == nil {
 				c := new(oneNode_AlterPolicyStmt)
@@ -2604,11 +1824,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 158:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateAmStmt)
 			if !ok || x == nil || x.CreateAmStmt == nil {
 				c := new(oneNode_CreateAmStmt)
@@ -2620,11 +1835,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 159:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateTrigStmt)
 			if !ok || x == nil || x.CreateTrigStmt == nil {
 				c := new(oneNode_CreateTrigStmt)
@@ -2636,11 +1846,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 160:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateEventTrigStmt)
 			if !ok || x == nil || x.CreateEventTrigStmt == nil {
 				c := new(oneNode_CreateEventTrigStmt)
@@ -2652,11 +1857,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 161:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterEventTrigStmt)
 			if !ok || x == nil || x.AlterEventTrigStmt == nil {
 				c := new(oneNode_AlterEventTrigStmt)
@@ -2668,11 +1868,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 162:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreatePlangStmt)
 			if !ok || x == nil || x.CreatePlangStmt == nil {
 				c := new(oneNode_CreatePlangStmt)
@@ -2684,11 +1879,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 163:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateRoleStmt)
 			if !ok || x == nil || x.CreateRoleStmt == nil {
 				c := new(oneNode_CreateRoleStmt)
@@ -2700,11 +1890,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 164:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterRoleStmt)
 			if !ok || x == nil || x.AlterRoleStmt == nil {
 				c := new(oneNode_AlterRoleStmt)
@@ -2716,11 +1901,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 165:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterRoleSetStmt)
 			if !ok || x == nil || x.AlterRoleSetStmt == nil {
 				c := new(oneNode_AlterRoleSetStmt)
@@ -2732,11 +1912,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 166:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropRoleStmt)
 			if !ok || x == nil || x.DropRoleStmt == nil {
 				c := new(oneNode_DropRoleStmt)
@@ -2748,11 +1923,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 167:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateSeqStmt)
 			if !ok || x == nil || x.CreateSeqStmt == nil {
 				c := new(oneNode_CreateSeqStmt)
@@ -2764,11 +1934,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 168:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterSeqStmt)
 			if !ok || x == nil || x.AlterSeqStmt == nil {
 				c := new(oneNode_AlterSeqStmt)
@@ -2780,11 +1945,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 169:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DefineStmt)
 			if !ok || x == nil || x.DefineStmt == nil {
 				c := new(oneNode_DefineStmt)
@@ -2796,11 +1956,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 170:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateDomainStmt)
 			if !ok || x == nil || x.CreateDomainStmt == nil {
 				c := new(oneNode_CreateDomainStmt)
@@ -2812,11 +1967,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 171:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateOpClassStmt)
 			if !ok || x == nil || x.CreateOpClassStmt == nil {
 				c := new(oneNode_CreateOpClassStmt)
@@ -2828,11 +1978,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 172:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateOpClassItem)
 			if !ok || x == nil || x.CreateOpClassItem == nil {
 				c := new(oneNode_CreateOpClassItem)
@@ -2844,11 +1989,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 173:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateOpFamilyStmt)
 			if !ok || x == nil || x.CreateOpFamilyStmt == nil {
 				c := new(oneNode_CreateOpFamilyStmt)
@@ -2860,11 +2000,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 174:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterOpFamilyStmt)
 			if !ok || x == nil || x.AlterOpFamilyStmt == nil {
 				c := new(oneNode_AlterOpFamilyStmt)
@@ -2876,11 +2011,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 175:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropStmt)
 			if !ok || x == nil || x.DropStmt == nil {
 				c := new(oneNode_DropStmt)
@@ -2892,11 +2022,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 176:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TruncateStmt)
 			if !ok || x == nil || x.TruncateStmt == nil {
 				c := new(oneNode_TruncateStmt)
@@ -2908,11 +2033,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 177:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CommentStmt)
 			if !ok || x == nil || x.CommentStmt == nil {
 				c := new(oneNode_CommentStmt)
@@ -2924,11 +2044,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 178:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_SecLabelStmt)
 			if !ok || x == nil || x.SecLabelStmt == nil {
 				c := new(oneNode_SecLabelStmt)
@@ -2940,11 +2055,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 179:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DeclareCursorStmt)
 			if !ok || x == nil || x.DeclareCursorStmt == nil {
 				c := new(oneNode_DeclareCursorStmt)
@@ -2956,11 +2066,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 180:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ClosePortalStmt)
 			if !ok || x == nil || x.ClosePortalStmt == nil {
 				c := new(oneNode_ClosePortalStmt)
@@ -2972,11 +2077,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 181:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FetchStmt)
 			if !ok || x == nil || x.FetchStmt == nil {
 				c := new(oneNode_FetchStmt)
@@ -2988,11 +2088,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 182:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_IndexStmt)
 			if !ok || x == nil || x.IndexStmt == nil {
 				c := new(oneNode_IndexStmt)
@@ -3004,11 +2099,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 183:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateStatsStmt)
 			if !ok || x == nil || x.CreateStatsStmt == nil {
 				c := new(oneNode_CreateStatsStmt)
@@ -3020,11 +2110,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 184:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_StatsElem)
 			if !ok || x == nil || x.StatsElem == nil {
 				c := new(oneNode_StatsElem)
@@ -3036,11 +2121,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 185:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterStatsStmt)
 			if !ok || x == nil || x.AlterStatsStmt == nil {
 				c := new(oneNode_AlterStatsStmt)
@@ -3052,11 +2132,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 186:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateFunctionStmt)
 			if !ok || x == nil || x.CreateFunctionStmt == nil {
 				c := new(oneNode_CreateFunctionStmt)
@@ -3068,11 +2143,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 187:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_FunctionParameter)
 			if !ok || x == nil || x.FunctionParameter == nil {
 				c := new(oneNode_FunctionParameter)
@@ -3084,11 +2154,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 188:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterFunctionStmt)
 			if !ok || x == nil || x.AlterFunctionStmt == nil {
 				c := new(oneNode_AlterFunctionStmt)
@@ -3100,11 +2165,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 189:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DoStmt)
 			if !ok || x == nil || x.DoStmt == nil {
 				c := new(oneNode_DoStmt)
@@ -3116,11 +2176,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 190:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_InlineCodeBlock)
 			if !ok || x == nil || x.InlineCodeBlock == nil {
 				c := new(oneNode_InlineCodeBlock)
@@ -3132,11 +2187,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 191:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CallStmt)
 			if !ok || x == nil || x.CallStmt == nil {
 				c := new(oneNode_CallStmt)
@@ -3148,11 +2198,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 192:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CallContext)
 			if !ok || x == nil || x.CallContext == nil {
 				c := new(oneNode_CallContext)
@@ -3164,11 +2209,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 193:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RenameStmt)
 			if !ok || x == nil || x.RenameStmt == nil {
 				c := new(oneNode_RenameStmt)
@@ -3180,11 +2220,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 194:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterObjectDependsStmt)
 			if !ok || x == nil || x.AlterObjectDependsStmt == nil {
 				c := new(oneNode_AlterObjectDependsStmt)
@@ -3196,11 +2231,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 195:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterObjectSchemaStmt)
 			if !ok || x == nil || x.AlterObjectSchemaStmt == nil {
 				c := new(oneNode_AlterObjectSchemaStmt)
@@ -3212,11 +2242,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 196:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterOwnerStmt)
 			if !ok || x == nil || x.AlterOwnerStmt == nil {
 				c := new(oneNode_AlterOwnerStmt)
@@ -3228,11 +2253,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 197:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterOperatorStmt)
 			if !ok || x == nil || x.AlterOperatorStmt == nil {
 				c := new(oneNode_AlterOperatorStmt)
@@ -3244,11 +2264,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 198:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTypeStmt)
 			if !ok || x == nil || x.AlterTypeStmt == nil {
 				c := new(oneNode_AlterTypeStmt)
@@ -3260,11 +2275,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 199:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RuleStmt)
 			if !ok || x == nil || x.RuleStmt == nil {
 				c := new(oneNode_RuleStmt)
@@ -3276,11 +2286,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 200:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_NotifyStmt)
 			if !ok || x == nil || x.NotifyStmt == nil {
 				c := new(oneNode_NotifyStmt)
@@ -3292,11 +2297,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 201:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ListenStmt)
 			if !ok || x == nil || x.ListenStmt == nil {
 				c := new(oneNode_ListenStmt)
@@ -3308,11 +2308,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 202:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_UnlistenStmt)
 			if !ok || x == nil || x.UnlistenStmt == nil {
 				c := new(oneNode_UnlistenStmt)
@@ -3324,11 +2319,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 203:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_TransactionStmt)
 			if !ok || x == nil || x.TransactionStmt == nil {
 				c := new(oneNode_TransactionStmt)
@@ -3340,11 +2330,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 204:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CompositeTypeStmt)
 			if !ok || x == nil || x.CompositeTypeStmt == nil {
 				c := new(oneNode_CompositeTypeStmt)
@@ -3356,11 +2341,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 205:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateEnumStmt)
 			if !ok || x == nil || x.CreateEnumStmt == nil {
 				c := new(oneNode_CreateEnumStmt)
@@ -3372,11 +2352,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 206:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateRangeStmt)
 			if !ok || x == nil || x.CreateRangeStmt == nil {
 				c := new(oneNode_CreateRangeStmt)
@@ -3388,11 +2363,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 207:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterEnumStmt)
 			if !ok || x == nil || x.AlterEnumStmt == nil {
 				c := new(oneNode_AlterEnumStmt)
@@ -3404,11 +2374,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 208:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ViewStmt)
 			if !ok || x == nil || x.ViewStmt == nil {
 				c := new(oneNode_ViewStmt)
@@ -3420,11 +2385,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 209:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_LoadStmt)
 			if !ok || x == nil || x.LoadStmt == nil {
 				c := new(oneNode_LoadStmt)
@@ -3436,11 +2396,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 210:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreatedbStmt)
 			if !ok || x == nil || x.CreatedbStmt == nil {
 				c := new(oneNode_CreatedbStmt)
@@ -3452,11 +2407,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 211:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterDatabaseStmt)
 			if !ok || x == nil || x.AlterDatabaseStmt == nil {
 				c := new(oneNode_AlterDatabaseStmt)
@@ -3468,11 +2418,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 212:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterDatabaseRefreshCollStmt)
 			if !ok || x == nil || x.AlterDatabaseRefreshCollStmt == nil {
 				c := new(oneNode_AlterDatabaseRefreshCollStmt)
@@ -3484,11 +2429,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 213:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterDatabaseSetStmt)
 			if !ok || x == nil || x.AlterDatabaseSetStmt == nil {
 				c := new(oneNode_AlterDatabaseSetStmt)
@@ -3500,11 +2440,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 214:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropdbStmt)
 			if !ok || x == nil || x.DropdbStmt == nil {
 				c := new(oneNode_DropdbStmt)
@@ -3516,11 +2451,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 215:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterSystemStmt)
 			if !ok || x == nil || x.AlterSystemStmt == nil {
 				c := new(oneNode_AlterSystemStmt)
@@ -3532,11 +2462,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 216:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ClusterStmt)
 			if !ok || x == nil || x.ClusterStmt == nil {
 				c := new(oneNode_ClusterStmt)
@@ -3548,11 +2473,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 217:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_VacuumStmt)
 			if !ok || x == nil || x.VacuumStmt == nil {
 				c := new(oneNode_VacuumStmt)
@@ -3564,11 +2484,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 218:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_VacuumRelation)
 			if !ok || x == nil || x.VacuumRelation == nil {
 				c := new(oneNode_VacuumRelation)
@@ -3580,11 +2495,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 219:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ExplainStmt)
 			if !ok || x == nil || x.ExplainStmt == nil {
 				c := new(oneNode_ExplainStmt)
@@ -3596,11 +2506,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 220:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateTableAsStmt)
 			if !ok || x == nil || x.CreateTableAsStmt == nil {
 				c := new(oneNode_CreateTableAsStmt)
@@ -3612,11 +2517,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 221:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_RefreshMatViewStmt)
 			if !ok || x == nil || x.RefreshMatViewStmt == nil {
 				c := new(oneNode_RefreshMatViewStmt)
@@ -3628,11 +2528,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 222:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CheckPointStmt)
 			if !ok || x == nil || x.CheckPointStmt == nil {
 				c := new(oneNode_CheckPointStmt)
@@ -3644,11 +2539,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 223:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DiscardStmt)
 			if !ok || x == nil || x.DiscardStmt == nil {
 				c := new(oneNode_DiscardStmt)
@@ -3660,11 +2550,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 224:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_LockStmt)
 			if !ok || x == nil || x.LockStmt == nil {
 				c := new(oneNode_LockStmt)
@@ -3676,11 +2561,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 225:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ConstraintsSetStmt)
 			if !ok || x == nil || x.ConstraintsSetStmt == nil {
 				c := new(oneNode_ConstraintsSetStmt)
@@ -3692,11 +2572,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 226:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ReindexStmt)
 			if !ok || x == nil || x.ReindexStmt == nil {
 				c := new(oneNode_ReindexStmt)
@@ -3708,11 +2583,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 227:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateConversionStmt)
 			if !ok || x == nil || x.CreateConversionStmt == nil {
 				c := new(oneNode_CreateConversionStmt)
@@ -3724,11 +2594,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 228:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateCastStmt)
 			if !ok || x == nil || x.CreateCastStmt == nil {
 				c := new(oneNode_CreateCastStmt)
@@ -3740,11 +2605,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 229:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateTransformStmt)
 			if !ok || x == nil || x.CreateTransformStmt == nil {
 				c := new(oneNode_CreateTransformStmt)
@@ -3756,11 +2616,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 230:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PrepareStmt)
 			if !ok || x == nil || x.PrepareStmt == nil {
 				c := new(oneNode_PrepareStmt)
@@ -3772,11 +2627,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 231:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ExecuteStmt)
 			if !ok || x == nil || x.ExecuteStmt == nil {
 				c := new(oneNode_ExecuteStmt)
@@ -3788,11 +2638,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 232:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DeallocateStmt)
 			if !ok || x == nil || x.DeallocateStmt == nil {
 				c := new(oneNode_DeallocateStmt)
@@ -3804,11 +2649,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 233:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropOwnedStmt)
 			if !ok || x == nil || x.DropOwnedStmt == nil {
 				c := new(oneNode_DropOwnedStmt)
@@ -3820,11 +2660,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 234:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_ReassignOwnedStmt)
 			if !ok || x == nil || x.ReassignOwnedStmt == nil {
 				c := new(oneNode_ReassignOwnedStmt)
@@ -3836,11 +2671,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 235:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTsdictionaryStmt)
 			if !ok || x == nil || x.AlterTsdictionaryStmt == nil {
 				c := new(oneNode_AlterTsdictionaryStmt)
@@ -3852,11 +2682,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 236:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterTsconfigurationStmt)
 			if !ok || x == nil || x.AlterTsconfigurationStmt == nil {
 				c := new(oneNode_AlterTsconfigurationStmt)
@@ -3868,11 +2693,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 237:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PublicationTable)
 			if !ok || x == nil || x.PublicationTable == nil {
 				c := new(oneNode_PublicationTable)
@@ -3884,11 +2704,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 238:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_PublicationObjSpec)
 			if !ok || x == nil || x.PublicationObjSpec == nil {
 				c := new(oneNode_PublicationObjSpec)
@@ -3900,11 +2715,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 239:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreatePublicationStmt)
 			if !ok || x == nil || x.CreatePublicationStmt == nil {
 				c := new(oneNode_CreatePublicationStmt)
@@ -3916,11 +2726,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 240:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterPublicationStmt)
 			if !ok || x == nil || x.AlterPublicationStmt == nil {
 				c := new(oneNode_AlterPublicationStmt)
@@ -3932,11 +2737,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 241:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_CreateSubscriptionStmt)
 			if !ok || x == nil || x.CreateSubscriptionStmt == nil {
 				c := new(oneNode_CreateSubscriptionStmt)
@@ -3948,11 +2748,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 242:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AlterSubscriptionStmt)
 			if !ok || x == nil || x.AlterSubscriptionStmt == nil {
 				c := new(oneNode_AlterSubscriptionStmt)
@@ -3964,11 +2759,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 243:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_DropSubscriptionStmt)
 			if !ok || x == nil || x.DropSubscriptionStmt == nil {
 				c := new(oneNode_DropSubscriptionStmt)
@@ -3980,11 +2770,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 244:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Integer)
 			if !ok || x == nil || x.Integer == nil {
 				c := new(oneNode_Integer)
@@ -3996,11 +2781,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 245:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Float)
 			if !ok || x == nil || x.Float == nil {
 				c := new(oneNode_Float)
@@ -4012,11 +2792,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 246:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_Boolean)
 			if !ok || x == nil || x.Boolean == nil {
 				c := new(oneNode_Boolean)
@@ -4028,11 +2803,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 247:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_String_)
 			if !ok || x == nil || x.String_ == nil {
 				c := new(oneNode_String_)
@@ -4044,11 +2814,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 248:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_BitString)
 			if !ok || x == nil || x.BitString == nil {
 				c := new(oneNode_BitString)
@@ -4060,11 +2825,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 249:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_List)
 			if !ok || x == nil || x.List == nil {
 				c := new(oneNode_List)
@@ -4076,11 +2836,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 250:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_IntList)
 			if !ok || x == nil || x.IntList == nil {
 				c := new(oneNode_IntList)
@@ -4092,11 +2847,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 251:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_OidList)
 			if !ok || x == nil || x.OidList == nil {
 				c := new(oneNode_OidList)
@@ -4108,11 +2858,6 @@ func unmarshalNode(b []byte, m *pg_query.Node, depth int) error {
 				return err
 			}
 		case 252:
-			v, n := consumeBytes(b, typ)
-			if n < 0 {
-				return errWire
-			}
-			b = b[n:]
 			x, ok := m.Node.(*pg_query.Node_AConst)
 			if !ok || x == nil || x.AConst == nil {
 				c := new(oneNode_AConst)

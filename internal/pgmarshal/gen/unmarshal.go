@@ -55,6 +55,14 @@ func unmarshalMessage(b *bytes.Buffer, x *extras, md protoreflect.MessageDescrip
 		fmt.Fprintf(b, "\t\t_, _ = num, typ\n\t\treturn errUnknown\n\t}\n\treturn nil\n}\n\n")
 		return nil
 	}
+	// A message of one oneof (Node, hundreds of members) takes each field's
+	// bytes before its switch: taken in each case, they were values of
+	// their own that lived across the case's calls, each with a stack slot
+	// of its own, and Node's frame was 6 KB per level of a tree.
+	oneOnly := len(fields) == 1 && fields[0].oneof != nil
+	if oneOnly {
+		fmt.Fprintf(b, "\t\tv, n := consumeBytes(b, typ)\n\t\tif n < 0 {\n\t\t\treturn errWire\n\t\t}\n\t\tb = b[n:]\n")
+	}
 	fmt.Fprintf(b, "\t\tswitch num {\n")
 	for _, f := range fields {
 		if f.oneof != nil {
@@ -64,7 +72,9 @@ func unmarshalMessage(b *bytes.Buffer, x *extras, md protoreflect.MessageDescrip
 					return err
 				}
 				fmt.Fprintf(b, "\t\tcase %d:\n", o.fd.Number())
-				fmt.Fprintf(b, "\t\t\tv, n := consumeBytes(b, typ)\n\t\t\tif n < 0 {\n\t\t\t\treturn errWire\n\t\t\t}\n\t\t\tb = b[n:]\n")
+				if !oneOnly {
+					fmt.Fprintf(b, "\t\t\tv, n := consumeBytes(b, typ)\n\t\t\tif n < 0 {\n\t\t\t\treturn errWire\n\t\t\t}\n\t\t\tb = b[n:]\n")
+				}
 				// A member met twice merges into the first, as the protobuf runtime does.
 				fmt.Fprintf(b, "\t\t\tx, ok := m.%s.(*pg_query.%s)\n\t\t\tif !ok || x == nil || x.%s == nil {\n", f.goName, o.wrapper, o.goName)
 				// The wrapper and its message in one allocation.
