@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // Every login that got as far as its password has one login record:
@@ -29,7 +30,7 @@ func TestLoginAudit(t *testing.T) {
 	tp := startProxy(t, func(c *Config, d *Deps) {
 		d.Audit = NewAuditLog(&buf, false)
 		down := NewWarehouse("down", "postgres://svc:hunter2@"+refused+"/db?sslmode=disable", fakeRewriter{})
-		down.Pool = PoolConfig{Mode: PoolSession}
+		down.Pool = pool.Config{Mode: pool.Session}
 		d.Warehouses["down"] = down
 		fa := d.Authenticator.(*fakeAuth)
 		// As auth.Verifier answers when the control store does not.

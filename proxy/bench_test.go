@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // benchConns returns a direct warehouse connection, one through the proxy
@@ -54,8 +56,8 @@ func BenchmarkStream10kRows(b *testing.B) {
 
 // BenchmarkPointQuery is the round trip of a small prepared query.
 func BenchmarkPointQuery(b *testing.B) {
-	tp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolTransaction })
-	sp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolSession })
+	tp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = pool.Transaction })
+	sp := startProxyTB(b, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = pool.Session })
 	ctx := context.Background()
 	for _, bc := range []struct{ name, url string }{
 		{"direct", tp.dbURL}, {"proxy-transaction", tp.url("tok-acme", "wh", "")}, {"proxy-session", sp.url("tok-acme", "wh", "")},

@@ -29,6 +29,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -280,7 +281,7 @@ func clearsStatements(res *rewrite.Result) bool {
 
 // bindLocked returns the connection the client holds, acquiring one (and
 // replaying the client's settings on it) when it holds none. c.mu is held.
-func (c *clientConn) bindLocked() (*backend, error) {
+func (c *clientConn) bindLocked() (*pool.Backend, error) {
 	if c.cur != nil {
 		return c.cur, nil
 	}
@@ -294,7 +295,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	b := c.pool.acquireIdle(c.session.Tenant, now)
+	b := c.pool.AcquireIdle(c.session.Tenant, now)
 	if b != nil {
 		c.cmu.Lock()
 		c.cur = b
@@ -306,7 +307,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 			return nil, err
 		}
 	}
-	if _, ok := b.sc.(inlineConn); ok {
+	if _, ok := b.Conn().(inlineConn); ok {
 		c.inline = true
 		c.takeBackend(b)
 	} else {
@@ -325,7 +326,7 @@ func (c *clientConn) bindLocked() (*backend, error) {
 // acquireWaitingLocked waits for a pooled connection, in a wait that the
 // client's CancelRequest or its session's revocation ends, and makes it
 // the one held. c.mu is held.
-func (c *clientConn) acquireWaitingLocked() (*backend, error) {
+func (c *clientConn) acquireWaitingLocked() (*pool.Backend, error) {
 	c.cmu.Lock()
 	if c.waitCtx == nil || c.waitCtx.Err() != nil {
 		c.waitCtx, c.waitCancel = context.WithCancelCause(c.ctx)
@@ -334,8 +335,8 @@ func (c *clientConn) acquireWaitingLocked() (*backend, error) {
 	ctx := c.waitCtx
 	c.cmu.Unlock()
 	c.clockStale = true // what follows in the batch waited too
-	// On a loop it parks there, and leaves only to dial (parker).
-	b, err := c.pool.acquireWaiting(ctx, c.session.Tenant, c.watchGone, c.parker(), time.Now())
+	// On a loop it parks there, and leaves only to dial (pool.Parker).
+	b, err := c.pool.AcquireWaiting(ctx, c.session.Tenant, c.watchGone, c.parker(), time.Now())
 	c.cmu.Lock()
 	c.acquiring = false
 	if err != nil {
@@ -359,16 +360,16 @@ func (c *clientConn) acquireWaitingLocked() (*backend, error) {
 // the SETs ahead of the client's first message, to go in the same write
 // (as PgBouncer does), and the relay swallows their answers (observeReplay).
 // c.mu is held.
-func (c *clientConn) replaySettingsLocked(b *backend) error {
+func (c *clientConn) replaySettingsLocked(b *pool.Backend) error {
 	want := c.settingsSQL
-	if !b.settingsUnknown && b.settings == want {
+	if !b.SettingsUnknown && b.Settings == want {
 		return nil
 	}
 	sql := "RESET ALL"
 	if want != "" {
 		sql += "; " + want
 	}
-	b.settings, b.settingsUnknown = want, false
+	b.Settings, b.SettingsUnknown = want, false
 	c.replays.Add(1)
 	p := c.newPendingLocked(pQuery)
 	p.internal = true
@@ -426,14 +427,14 @@ func baseSettingsFor(params, poolParams map[string]string) []string {
 }
 
 // pushSend queues p and buffers m for b. c.mu is held.
-func (c *clientConn) pushSend(b *backend, m pgproto3.FrontendMessage, p *pending) error {
+func (c *clientConn) pushSend(b *pool.Backend, m pgproto3.FrontendMessage, p *pending) error {
 	c.beforeSendLocked(b, m)
 	c.q.push(p)
-	if err := b.sc.Send(m); err != nil {
+	if err := b.Conn().Send(m); err != nil {
 		return connLost(c.wh.Name)
 	}
 	if p.kind == pQuery && !p.internal {
-		return b.sc.Flush()
+		return b.Conn().Flush()
 	}
 	return nil
 }
@@ -449,7 +450,7 @@ func (c *clientConn) sendLocked(m pgproto3.FrontendMessage, p *pending) error {
 
 // ensurePrepared prepares st on b (before a Bind or Describe) unless it is
 // there already; the ParseComplete is not the client's. c.mu is held.
-func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
+func (c *clientConn) ensurePrepared(b *pool.Backend, st *clientStmt) error {
 	isNew, err := c.markPreparedLocked(b, st.name)
 	if err != nil {
 		return err
@@ -479,8 +480,8 @@ func (c *clientConn) ensurePrepared(b *backend, st *clientStmt) error {
 // markPreparedLocked records a use of the statement name on b; when it is
 // new there and b is at its cap, the least recently used statement is
 // closed first (the CloseComplete is not the client's). c.mu is held.
-func (c *clientConn) markPreparedLocked(b *backend, name string) (bool, error) {
-	isNew, evict := b.markPrepared(name)
+func (c *clientConn) markPreparedLocked(b *pool.Backend, name string) (bool, error) {
+	isNew, evict := b.MarkPrepared(name)
 	if evict != "" {
 		p := c.newPendingLocked(pClose)
 		p.internal, p.prep, p.be = true, evict, b
@@ -549,16 +550,16 @@ func (c *clientConn) writeDirect(msgs ...pgproto3.BackendMessage) error {
 // releaseAtClose returns the connection a departing client held: rolled
 // back and reusable when that works, closed otherwise. The relay has
 // stopped, so nobody else reads b.
-func (c *clientConn) releaseAtClose(b *backend) {
+func (c *clientConn) releaseAtClose(b *pool.Backend) {
 	// CLOSE ALL: no cursor WITH HOLD may reach the next client.
-	status, err := b.roundTrip("ROLLBACK; CLOSE ALL", 2*time.Second)
+	status, err := b.RoundTrip("ROLLBACK; CLOSE ALL", 2*time.Second)
 	if err != nil || status != 'I' {
 		c.log.Debug("discarding warehouse connection at close", zap.Error(err))
-		c.pool.release(b, false)
+		c.pool.Release(b, false)
 		return
 	}
 	if c.opsSeen {
-		b.settingsUnknown = true
+		b.SettingsUnknown = true
 	}
-	c.pool.release(b, resetRowSecurity(b, 2*time.Second, c.log))
+	c.pool.Release(b, resetRowSecurity(b, 2*time.Second, c.log))
 }

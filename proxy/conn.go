@@ -18,6 +18,7 @@ import (
 	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -65,7 +66,7 @@ type clientConn struct {
 	expires   time.Time // the session's expiry, later once renewed (checkSession)
 	identity  *policy.Identity
 	wh        *Warehouse
-	pool      *pool // nil in session mode
+	pool      *warehousePool // nil in session mode
 	keyPID    uint32
 	keySecret []byte
 	counted   bool
@@ -89,7 +90,7 @@ type clientConn struct {
 	rdlSet bool
 	// draining is the connection the loop relays inline (see inline.go)
 	// while it waits for answers, guarded by imu: interrupt wakes it too.
-	draining *backend
+	draining *pool.Backend
 	dw       *drainWatch // the loop's
 
 	revoked    atomic.Bool
@@ -104,7 +105,7 @@ type clientConn struct {
 	// Binding (see bind.go). mu guards cur and stopping; the loop holds it
 	// while it binds and queues, the relay takes it to release.
 	mu       sync.Mutex
-	cur      *backend
+	cur      *pool.Backend
 	stopping bool
 	inline   bool // the loop relays cur itself, not the relay goroutine (see inline.go)
 	// co is the session's coroutine while it runs on an event loop
@@ -114,7 +115,7 @@ type clientConn struct {
 	// rousedBy is the last context whose end rouses the session parked in
 	// a pool wait (loopParker.rouseOnDone); the message loop's alone.
 	rousedBy context.Context
-	bindCh   chan *backend // hands the relay each newly bound connection
+	bindCh   chan *pool.Backend // hands the relay each newly bound connection
 	// relayStarted: the relay goroutine runs. It is started at the first
 	// hand-over (toRelayLocked), so that a client whose transactions are
 	// all relayed inline, or that sits idle, has one goroutine, not two.
@@ -125,7 +126,7 @@ type clientConn struct {
 	// While the client waits for a pooled connection instead (acquiring),
 	// a CancelRequest ends the wait through waitCtx.
 	cmu        sync.Mutex
-	cancelTo   *backend
+	cancelTo   *pool.Backend
 	acquiring  bool
 	waitCtx    context.Context
 	waitCancel context.CancelCauseFunc
@@ -184,7 +185,7 @@ type clientConn struct {
 	msgAt      time.Time
 	clockStale bool
 	// sendBind, sendPortal (a Describe of the portal) and sendExec are
-	// the loop's own outgoing messages, reused: ServerConn.Send encodes a
+	// the loop's own outgoing messages, reused: pool.Conn.Send encodes a
 	// message before it returns.
 	sendBind        pgproto3.Bind
 	sendPortal      pgproto3.Describe
@@ -223,7 +224,7 @@ func (s *Server) newClientConn(base context.Context, nc net.Conn) *clientConn {
 		stmts:   map[string]*clientStmt{},
 		portals: map[string]portal{},
 		codec:   newCodec(pgenc.UTF8),
-		bindCh:  make(chan *backend, 1),
+		bindCh:  make(chan *pool.Backend, 1),
 		stopCh:  make(chan struct{}),
 
 		connID:      s.connSeq.Add(1),
@@ -330,7 +331,7 @@ func (c *clientConn) startupAside() error {
 
 // toRelayLocked hands b to the relay goroutine, starting it the first
 // time. c.mu is held.
-func (c *clientConn) toRelayLocked(b *backend) {
+func (c *clientConn) toRelayLocked(b *pool.Backend) {
 	c.leaveLoop("relay") // the relay goroutine reads b and writes the client
 	if !c.relayStarted {
 		c.relayStarted = true
@@ -482,7 +483,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 		if err := c.ensurePrepared(b, st); err != nil {
 			return err
 		}
-		b.unmarkPrepared(st.name, true)
+		b.UnmarkPrepared(st.name, true)
 		sql = "DEALLOCATE " + st.name
 	}
 	setsConfig := callsSetConfig(sql)
@@ -492,7 +493,7 @@ func (c *clientConn) handleQuery(m *pgproto3.Query) error {
 			return c.answerUnbound(err, true)
 		}
 		if setsConfig {
-			b.settingsUnknown, c.configDirty = true, true
+			b.SettingsUnknown, c.configDirty = true, true
 		}
 		if declaresHold(res.result) {
 			// A cursor WITH HOLD outlives the transaction: the client
@@ -614,7 +615,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 // connection and makes sure the statement is prepared on it. A nil backend
 // means the message has been answered already (refused, or no connection);
 // the error is then the loop's.
-func (c *clientConn) preparedLocked(name string, p *pending) (*backend, *clientStmt, error) {
+func (c *clientConn) preparedLocked(name string, p *pending) (*pool.Backend, *clientStmt, error) {
 	st, er := c.statement(name, p)
 	if er != nil {
 		p.refusal = er
@@ -641,7 +642,7 @@ func (c *clientConn) handleBind(m *pgproto3.Bind) error {
 	}
 	c.portals[m.DestinationPortal] = portal{st: st, formats: keptFormats(m.ResultFormatCodes)}
 	if st.setsConfig && c.pool != nil {
-		b.settingsUnknown, c.configDirty = true, true
+		b.SettingsUnknown, c.configDirty = true, true
 	}
 	if st.hold && c.pool != nil {
 		c.pinned = true
@@ -744,7 +745,7 @@ func (c *clientConn) handleSync(m *pgproto3.Sync) error {
 	if c.cur == nil {
 		return nil
 	}
-	return c.cur.sc.Flush()
+	return c.cur.Conn().Flush()
 }
 
 func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
@@ -754,10 +755,10 @@ func (c *clientConn) handleFlush(m *pgproto3.Flush) error {
 		return c.writeDirect()
 	}
 	c.handOffLocked() // answers are due before the Sync
-	if err := c.cur.sc.Send(m); err != nil {
+	if err := c.cur.Conn().Send(m); err != nil {
 		return connLost(c.wh.Name)
 	}
-	return c.cur.sc.Flush()
+	return c.cur.Conn().Flush()
 }
 
 // handleFunctionCall refuses the fast-path function call: it calls any
@@ -949,7 +950,7 @@ func (c *clientConn) interrupt(reason uint32) {
 		c.cmu.Unlock()
 	}
 	if c.draining != nil {
-		c.draining.setReadDeadline(time.Unix(1, 0))
+		c.draining.SetReadDeadline(time.Unix(1, 0))
 		if reason&(reasonRevoked|reasonClientGone) != 0 {
 			// The loop may be blocked writing to a client that does not
 			// read: a revoked session is cut off, not waited for.
@@ -1099,7 +1100,7 @@ func (c *clientConn) interrupted(r uint32) error {
 	default: // shutdown: let the statements in flight finish first
 		c.mu.Lock()
 		if c.cur != nil {
-			c.cur.sc.Flush()
+			c.cur.Conn().Flush()
 		}
 		c.mu.Unlock()
 		for !c.q.empty() {
@@ -1179,8 +1180,8 @@ func (c *clientConn) stopRelay() {
 	}
 	b := c.cur
 	closed := false
-	if b != nil && (c.pool == nil || busy || !b.setReadDeadline(time.Unix(1, 0))) {
-		b.sc.Close()
+	if b != nil && (c.pool == nil || busy || !b.SetReadDeadline(time.Unix(1, 0))) {
+		b.Conn().Close()
 		closed = true
 	}
 	c.mu.Unlock()
@@ -1197,7 +1198,7 @@ func (c *clientConn) stopRelay() {
 	if busy {
 		c.leaveLoop("cancel") // the cancel dials the warehouse
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		if err := b.sc.Cancel(ctx); err != nil {
+		if err := b.Conn().Cancel(ctx); err != nil {
 			c.log.Debug("cancel on close failed", zap.Error(err))
 		}
 		cancel()
@@ -1208,10 +1209,10 @@ func (c *clientConn) stopRelay() {
 	if closed || c.pinned {
 		// A pinned connection may still have the client's WITH HOLD
 		// cursors open: it goes with the client.
-		c.pool.release(b, false)
+		c.pool.Release(b, false)
 		return
 	}
-	b.setReadDeadline(time.Time{})
+	b.SetReadDeadline(time.Time{})
 	c.releaseAtClose(b)
 }
 
@@ -1231,7 +1232,7 @@ func (c *clientConn) close() {
 	if c.relayDone != nil {
 		c.stopRelay()
 	} else if c.cur != nil {
-		c.cur.sc.Close()
+		c.cur.Conn().Close()
 	}
 	c.nc.Close()
 	c.cancel()
@@ -1261,12 +1262,12 @@ func (c *clientConn) flushBeforeRead() {
 	c.mu.Lock()
 	c.putSlabLocked()
 	if c.cur != nil {
-		if c.inline && c.cur.sc.(inlineConn).Unflushed() > 0 {
+		if c.inline && c.cur.Conn().(inlineConn).Unflushed() > 0 {
 			// A batch without its Sync yet: its answers may be due
 			// while the loop waits for the rest.
 			c.handOffLocked()
 		}
-		c.cur.sc.Flush() // an error here surfaces in the relay's read
+		c.cur.Conn().Flush() // an error here surfaces in the relay's read
 	} else if c.pool != nil {
 		c.out.flush() // answers given without a connection; an error surfaces at the next write
 	}

@@ -2,5 +2,7 @@
 
 package proxy
 
+import "github.com/pgwarden/pgwarden/proxy/pool"
+
 // socketIdle cannot peek here; the round-trip health check still applies.
-func socketIdle(ServerConn) bool { return true }
+func socketIdle(pool.Conn) bool { return true }

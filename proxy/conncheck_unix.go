@@ -6,12 +6,14 @@ import (
 	"crypto/tls"
 	"errors"
 	"syscall"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // socketIdle reports whether nothing has arrived on an idle pooled
 // connection: a warehouse that restarted sends FATAL and closes, which a
 // non-blocking peek sees without a round trip.
-func socketIdle(sc ServerConn) bool {
+func socketIdle(sc pool.Conn) bool {
 	s, ok := sc.(*serverConn)
 	if !ok {
 		return true

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgwarden/pgwarden/auth"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // waitConn polls the server's connections until f holds for them.
@@ -43,7 +44,7 @@ func byApp(cs []ConnInfo, app string) *ConnInfo {
 // connection), and CancelConnection cancels what it runs or waits for as a
 // CancelRequest does.
 func TestConnectionsSnapshot(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: time.Minute}, nil)
+	tp := startPool(t, pool.Config{Size: 1, AcquireTimeout: time.Minute}, nil)
 	ctx := ctxT(t)
 	open := func(app string) *pgx.Conn {
 		conn, err := pgx.Connect(ctx, tp.url("tok-acme", "wh", "application_name="+app))

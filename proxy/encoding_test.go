@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/pgenc"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 func TestEncodeMessage(t *testing.T) {
@@ -84,7 +85,7 @@ func TestNoticeInClientEncoding(t *testing.T) {
 // (the rewriter refuses set_config of them; the fake rewriter does not),
 // the session ends rather than run anything more on it, in both modes.
 func TestPinnedSettingChangedEndsSession(t *testing.T) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = mode })
 			ctx := ctxT(t)
@@ -126,9 +127,9 @@ func BenchmarkFromClient(b *testing.B) {
 	}
 }
 
-// stubConn is a ServerConn that reports the given startup parameters.
+// stubConn is a pool.Conn that reports the given startup parameters.
 type stubConn struct {
-	ServerConn
+	pool.Conn
 	params map[string]string
 	closed bool
 }
@@ -138,7 +139,7 @@ func (s *stubConn) Close() error                       { s.closed = true; return
 
 type stubUpstream struct{ sc *stubConn }
 
-func (u stubUpstream) Acquire(context.Context, *ClientInfo) (ServerConn, error) { return u.sc, nil }
+func (u stubUpstream) Acquire(context.Context, *ClientInfo) (pool.Conn, error) { return u.sc, nil }
 
 // Whatever Upstream a caller supplies, its connections are used only if
 // their warehouse reports the pinned settings.

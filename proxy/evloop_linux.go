@@ -13,7 +13,7 @@ package proxy
 // What the loop serves: socket clients (over TLS or not) in transaction
 // mode, and the warehouse connections they relay inline (inline.go). A
 // session queued for a pooled connection naps on the loop (nap, rouse;
-// pool.go's parker). It leaves its loop (leaveLoop) before anything that
+// pool.Parker). It leaves its loop (leaveLoop) before anything that
 // could block it or that the loop does not serve: a dial, the relay
 // goroutine, a throttle, a session store, a large rewrite. Its sockets then
 // go back to the runtime's poller and it runs as before, on a goroutine of

@@ -13,11 +13,13 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // startLoopPool is a transaction pool whose sessions run on one event loop,
 // so that every session of a test shares it.
-func startLoopPool(t *testing.T, pc PoolConfig, mod func(*Config, *Deps)) *testProxy {
+func startLoopPool(t *testing.T, pc pool.Config, mod func(*Config, *Deps)) *testProxy {
 	t.Helper()
 	return startPool(t, pc, func(c *Config, d *Deps) {
 		c.EventLoops = 1
@@ -73,7 +75,7 @@ func sslName(tlsOn bool) string {
 }
 
 // startLoopPoolTLS is startLoopPool accepting TLS when tlsOn.
-func startLoopPoolTLS(t *testing.T, pc PoolConfig, tlsOn bool) *testProxy {
+func startLoopPoolTLS(t *testing.T, pc pool.Config, tlsOn bool) *testProxy {
 	t.Helper()
 	if !tlsOn {
 		return startLoopPool(t, pc, nil)
@@ -97,7 +99,7 @@ func (tp *testProxy) connectSSL(t *testing.T, ctx context.Context, token string,
 }
 
 func testEventLoopProtocols(t *testing.T, tlsOn bool) {
-	tp := startLoopPoolTLS(t, PoolConfig{Size: 2}, tlsOn)
+	tp := startLoopPoolTLS(t, pool.Config{Size: 2}, tlsOn)
 	ctx := ctxT(t)
 	c := tp.connectSSL(t, ctx, "tok-acme", tlsOn)
 	if _, err := c.Exec(ctx, "SELECT 1; SELECT 2").ReadAll(); err != nil {
@@ -157,7 +159,7 @@ func TestEventLoopSlowClient(t *testing.T) {
 }
 
 func testEventLoopSlowClient(t *testing.T, tlsOn bool) {
-	tp := startLoopPoolTLS(t, PoolConfig{Size: 2}, tlsOn)
+	tp := startLoopPoolTLS(t, pool.Config{Size: 2}, tlsOn)
 	ctx := ctxT(t)
 	slow := tp.connectSSL(t, ctx, "tok-acme", tlsOn)
 	other := tp.connectSSL(t, ctx, "tok-globex", tlsOn)
@@ -191,7 +193,7 @@ func testEventLoopSlowClient(t *testing.T, tlsOn bool) {
 // statement is cancelled), and a shutdown.
 func TestEventLoopInterrupts(t *testing.T) {
 	t.Run("idle timeout", func(t *testing.T) {
-		tp := startLoopPool(t, PoolConfig{Size: 2}, func(c *Config, _ *Deps) { c.IdleTimeout = 300 * time.Millisecond })
+		tp := startLoopPool(t, pool.Config{Size: 2}, func(c *Config, _ *Deps) { c.IdleTimeout = 300 * time.Millisecond })
 		_, fe := rawSession(t, tp, "tok-acme")
 		fe.Send(&pgproto3.Query{String: "SELECT pg_sleep(0.6)"})
 		fe.Flush()
@@ -200,7 +202,7 @@ func TestEventLoopInterrupts(t *testing.T) {
 		wantFatal(t, fe, "57P05")
 	})
 	t.Run("revoked while idle", func(t *testing.T) {
-		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		tp := startLoopPool(t, pool.Config{Size: 2}, nil)
 		fe := idleOnLoop(t, tp, "tok-globex")
 		tp.auth.revoke("s-globex")
 		wantFatal(t, fe, "28000")
@@ -210,7 +212,7 @@ func TestEventLoopInterrupts(t *testing.T) {
 		{"revoked while its client stalls", "SELECT repeat('x', 100000) FROM generate_series(1, 5000)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+			tp := startLoopPool(t, pool.Config{Size: 2}, nil)
 			_, running := sendRunning(t, ctxT(t), tp, tc.sql)
 			time.Sleep(300 * time.Millisecond) // a large result fills the socket buffers
 			wantOnLoop(t, tp, 1, 1)
@@ -219,7 +221,7 @@ func TestEventLoopInterrupts(t *testing.T) {
 		})
 	}
 	t.Run("shutdown", func(t *testing.T) {
-		tp := startLoopPool(t, PoolConfig{Size: 2}, nil)
+		tp := startLoopPool(t, pool.Config{Size: 2}, nil)
 		fe := idleOnLoop(t, tp, "tok-acme")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -262,10 +264,7 @@ func awaitQueued(t *testing.T, tp *testProxy, n, tries int, why string) {
 	t.Helper()
 	p := tp.srv.pools["wh"]
 	for i := 0; ; i++ {
-		p.mu.Lock()
-		queued := p.sched.Queued()
-		p.mu.Unlock()
-		if queued == n {
+		if queued := p.Scheduler().Queued(); queued == n {
 			return
 		}
 		if i > tries {
@@ -279,7 +278,7 @@ func awaitQueued(t *testing.T, tp *testProxy, n, tries int, why string) {
 // the loop only to dial one or to rewrite a long statement, coming back on
 // after.
 func TestEventLoopLeaves(t *testing.T) {
-	tp := startLoopPool(t, PoolConfig{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
+	tp := startLoopPool(t, pool.Config{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
 	ctx := ctxT(t)
 	holder := tp.connect(t, ctx, "tok-acme")
 	dialer := tp.connect(t, ctx, "tok-acme")
@@ -332,7 +331,7 @@ func TestEventLoopLeaves(t *testing.T) {
 
 // With event_loops at -1 every session runs on goroutines of its own.
 func TestEventLoopOff(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 2}, func(c *Config, _ *Deps) { c.EventLoops = -1 })
+	tp := startPool(t, pool.Config{Size: 2}, func(c *Config, _ *Deps) { c.EventLoops = -1 })
 	ctx := ctxT(t)
 	c := tp.connect(t, ctx, "tok-acme")
 	if _, err := c.Exec(ctx, "SELECT 1").ReadAll(); err != nil {
@@ -347,7 +346,7 @@ func TestEventLoopOff(t *testing.T) {
 // in the set of the loop that used it last is taken out of it by a session
 // of another loop, or of none.
 func TestEventLoopsShareConnections(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 3, AcquireTimeout: 30 * time.Second}, func(c *Config, _ *Deps) { c.EventLoops = 3 })
+	tp := startPool(t, pool.Config{Size: 3, AcquireTimeout: 30 * time.Second}, func(c *Config, _ *Deps) { c.EventLoops = 3 })
 	ctx := ctxT(t)
 	const sessions, statements = 12, 40
 	errs := make(chan error, sessions)
@@ -380,7 +379,7 @@ func TestEventLoopsShareConnections(t *testing.T) {
 // acquire timeout. Its client is a raw one, which sends no CancelRequest
 // when the connection breaks (pgconn does, which would end the wait too).
 func TestEventLoopQueuedClosed(t *testing.T) {
-	tp := startLoopPool(t, PoolConfig{Size: 1, AcquireTimeout: time.Minute}, nil)
+	tp := startLoopPool(t, pool.Config{Size: 1, AcquireTimeout: time.Minute}, nil)
 	ctx := ctxT(t)
 	holder := tp.connect(t, ctx, "tok-acme")
 	if _, err := holder.Exec(ctx, "BEGIN; SELECT 1").ReadAll(); err != nil {

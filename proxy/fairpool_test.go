@@ -15,6 +15,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // addTenant gives the fake authenticator a session of tenant and returns
@@ -61,7 +62,7 @@ func TestFairQueueLightTenantNotBlocked(t *testing.T) {
 	} {
 		t.Run(string(tc.policy), func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			tp := startPool(t, PoolConfig{Size: 2, AcquireTimeout: time.Minute, Tenants: fairq.Config{Policy: tc.policy}},
+			tp := startPool(t, pool.Config{Size: 2, AcquireTimeout: time.Minute, Tenants: fairq.Config{Policy: tc.policy}},
 				func(_ *Config, d *Deps) { d.Metrics = reg })
 			ctx := ctxT(t)
 			heavy, light := addTenant(tp, "heavy"), addTenant(tp, "light")
@@ -136,7 +137,7 @@ func TestFairQueueLightTenantNotBlocked(t *testing.T) {
 // free, and another tenant gets that connection at once.
 func TestTenantShareOfPool(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	tp := startPool(t, PoolConfig{Size: 2, AcquireTimeout: time.Minute, Tenants: fairq.Config{
+	tp := startPool(t, pool.Config{Size: 2, AcquireTimeout: time.Minute, Tenants: fairq.Config{
 		Tenants: map[string]fairq.Limits{"heavy": {MaxConns: 1}}}}, func(_ *Config, d *Deps) { d.Metrics = reg })
 	ctx := ctxT(t)
 	heavy, light := addTenant(tp, "heavy"), addTenant(tp, "light")
@@ -180,7 +181,7 @@ func TestTenantShareOfPool(t *testing.T) {
 // on working; a waiter that gives up leaves no slot behind.
 func TestTenantQueueLimit(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: time.Minute, Tenants: fairq.Config{
+	tp := startPool(t, pool.Config{Size: 1, AcquireTimeout: time.Minute, Tenants: fairq.Config{
 		Defaults: fairq.Limits{MaxQueued: 1}}}, func(_ *Config, d *Deps) { d.Metrics = reg })
 	ctx := ctxT(t)
 	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
@@ -239,19 +240,20 @@ func TestTenantQueueLimit(t *testing.T) {
 	p := tp.srv.pools["wh"]
 	tp.srv.mu.Unlock()
 	for _, tenant := range []string{"acme", "globex"} {
-		if n := p.sched.InUse(tenant); n != 0 {
+		if n := p.Scheduler().InUse(tenant); n != 0 {
 			t.Errorf("tenant %s still counts %d connections in use", tenant, n)
 		}
 	}
 }
 
 // statementLimits runs f against both pool modes with acme's limits.
-func statementLimits(t *testing.T, lim StatementLimits, share fairq.Limits, f func(t *testing.T, tp *testProxy, mode PoolMode)) {
-	for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+func statementLimits(t *testing.T, lim StatementLimits, share fairq.Limits, f func(t *testing.T, tp *testProxy, mode pool.Mode)) {
+	for _, mode := range []pool.Mode{pool.Transaction, pool.Session} {
 		t.Run(string(mode), func(t *testing.T) {
-			tp := startPool(t, PoolConfig{Mode: mode, Size: 2, AcquireTimeout: time.Second,
-				Statements: TenantStatementLimits{Tenants: map[string]StatementLimits{"acme": lim}},
-				Tenants:    fairq.Config{Tenants: map[string]fairq.Limits{"acme": share}}}, nil)
+			tp := startPool(t, pool.Config{Mode: mode, Size: 2, AcquireTimeout: time.Second,
+				Tenants: fairq.Config{Tenants: map[string]fairq.Limits{"acme": share}}}, func(_ *Config, d *Deps) {
+				d.Warehouses["wh"].Statements = TenantStatementLimits{Tenants: map[string]StatementLimits{"acme": lim}}
+			})
 			f(t, tp, mode)
 		})
 	}
@@ -259,7 +261,7 @@ func statementLimits(t *testing.T, lim StatementLimits, share fairq.Limits, f fu
 
 func TestTenantStatementTimeout(t *testing.T) {
 	statementLimits(t, StatementLimits{Timeout: 5 * time.Second, RoleTimeouts: map[policy.Role]time.Duration{policy.RoleViewer: 300 * time.Millisecond}}, fairq.Limits{},
-		func(t *testing.T, tp *testProxy, mode PoolMode) {
+		func(t *testing.T, tp *testProxy, mode pool.Mode) {
 			ctx := ctxT(t)
 			c := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 			_, err := c.Exec(ctx, "SELECT pg_sleep(30)")
@@ -297,7 +299,7 @@ func TestTenantResultLimits(t *testing.T) {
 		{"bytes", StatementLimits{MaxBytes: 4096}, "result exceeds the tenant's limit of 4096 bytes"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			statementLimits(t, tc.lim, fairq.Limits{}, func(t *testing.T, tp *testProxy, mode PoolMode) {
+			statementLimits(t, tc.lim, fairq.Limits{}, func(t *testing.T, tp *testProxy, mode pool.Mode) {
 				ctx := ctxT(t)
 				for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 					c := connectPgx(t, ctx, tp, "tok-acme", qm)
@@ -349,7 +351,7 @@ func TestTenantResultLimits(t *testing.T) {
 func TestTenantStatementRate(t *testing.T) {
 	// A bucket of one, refilled every two seconds: the second statement
 	// would wait longer than the pool's acquire timeout (1s) for its token.
-	statementLimits(t, StatementLimits{}, fairq.Limits{RatePerSecond: 0.5, Burst: 1}, func(t *testing.T, tp *testProxy, mode PoolMode) {
+	statementLimits(t, StatementLimits{}, fairq.Limits{RatePerSecond: 0.5, Burst: 1}, func(t *testing.T, tp *testProxy, mode pool.Mode) {
 		ctx := ctxT(t)
 		for _, qm := range []pgx.QueryExecMode{pgx.QueryExecModeSimpleProtocol, pgx.QueryExecModeCacheStatement} {
 			c := connectPgx(t, ctx, tp, "tok-acme", qm)
@@ -372,7 +374,7 @@ func TestTenantStatementRate(t *testing.T) {
 }
 
 func TestTenantSessionsInSessionMode(t *testing.T) {
-	tp := startPool(t, PoolConfig{Mode: PoolSession, Tenants: fairq.Config{Tenants: map[string]fairq.Limits{"acme": {MaxConns: 1}}}}, nil)
+	tp := startPool(t, pool.Config{Mode: pool.Session, Tenants: fairq.Config{Tenants: map[string]fairq.Limits{"acme": {MaxConns: 1}}}}, nil)
 	ctx := ctxT(t)
 	a, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))
 	if err != nil {

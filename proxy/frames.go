@@ -17,8 +17,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// frameConn is a ServerConn that gives each message's bytes before, and in
-// place of, decoding it. A ServerConn that does not is relayed decoded.
+// frameConn is a pool.Conn that gives each message's bytes before, and in
+// place of, decoding it. A pool.Conn that does not is relayed decoded.
 type frameConn interface {
 	// ReceiveFrame returns the next message whole, header included; it is
 	// valid until the next receive.

@@ -25,9 +25,10 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
-// inlineConn is what a ServerConn needs for the inline relay: a read
+// inlineConn is what a pool.Conn needs for the inline relay: a read
 // deadline, so that a revocation can interrupt a loop waiting for answers,
 // and a view of its write buffer.
 type inlineConn interface {
@@ -53,13 +54,13 @@ func (c *clientConn) handOffLocked() {
 
 // beforeSendLocked hands the connection over before a write of m would
 // reach the warehouse while answers are owed. c.mu is held.
-func (c *clientConn) beforeSendLocked(b *backend, m pgproto3.FrontendMessage) {
+func (c *clientConn) beforeSendLocked(b *pool.Backend, m pgproto3.FrontendMessage) {
 	if !c.inline {
 		return
 	}
 	// The room first: the queue's lock is the dearer look, and the
 	// buffer of a batch's messages seldom fills.
-	if ic := b.sc.(inlineConn); approxSize(m)+inlineHeadroom > ic.Available() && !c.q.empty() {
+	if ic := b.Conn().(inlineConn); approxSize(m)+inlineHeadroom > ic.Available() && !c.q.empty() {
 		c.handOffLocked()
 	}
 }
@@ -109,14 +110,14 @@ func (c *clientConn) drain() error {
 	if recoverable(err) {
 		return c.lose(b, err)
 	}
-	b.sc.Close()
+	b.Conn().Close()
 	return c.relayFailure(err)
 }
 
 // undrain ends an inline read of b, before b goes back to the pool or the
 // loop waits for its client: an interrupt must not reach b after that, and
 // the deadline one may have set must not stay behind for b's next reader.
-func (c *clientConn) undrain(b *backend) {
+func (c *clientConn) undrain(b *pool.Backend) {
 	c.imu.Lock()
 	defer c.imu.Unlock()
 	if c.draining != b {
@@ -124,7 +125,7 @@ func (c *clientConn) undrain(b *backend) {
 	}
 	c.draining = nil
 	if c.reasons != 0 {
-		b.setReadDeadline(time.Time{})
+		b.SetReadDeadline(time.Time{})
 	}
 }
 
@@ -132,7 +133,7 @@ func (c *clientConn) undrain(b *backend) {
 // interrupt: a revocation ends the session (its statement is cancelled on
 // the way out); a shutdown lets the statement finish until its drain
 // deadline passes.
-func (c *clientConn) drainInterrupted(b *backend, err error) error {
+func (c *clientConn) drainInterrupted(b *pool.Backend, err error) error {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() {
 		return err
@@ -150,7 +151,7 @@ func (c *clientConn) drainInterrupted(b *backend, err error) error {
 	if c.reasons&reasonClientGone != 0 {
 		return clientWriteError{errClientGone}
 	}
-	b.setReadDeadline(time.Time{})
+	b.SetReadDeadline(time.Time{})
 	return nil
 }
 
@@ -160,7 +161,7 @@ var errClientGone = errors.New("client disconnected")
 // statement inline, so that the statement is cancelled rather than left to
 // run for nobody (the loop does not read the client meanwhile). Like a
 // waiting client, it is watched only once the statement outlasts
-// watchDelay: most statements are shorter, and a watch costs a goroutine.
+// pool.WatchDelay: most statements are shorter, and a watch costs a goroutine.
 //
 // The timer is not reset and stopped for every statement (a timer update
 // in the runtime each, twice per transaction): once started it runs out
@@ -190,7 +191,7 @@ func (d *drainWatch) arm() {
 	d.gen++
 	if !d.running {
 		d.running, d.seen = true, d.gen
-		d.t.Reset(watchDelay)
+		d.t.Reset(pool.WatchDelay)
 	}
 	d.mu.Unlock()
 }
@@ -206,7 +207,7 @@ func (d *drainWatch) fired() {
 	if d.gen != d.seen {
 		// Another statement since: it has not run a whole delay yet.
 		d.running, d.seen = true, d.gen
-		d.t.Reset(watchDelay)
+		d.t.Reset(pool.WatchDelay)
 		return
 	}
 	_, d.stop = d.c.watchGoneThen("client disconnected while its statement ran", func() { d.c.interrupt(reasonClientGone) })

@@ -33,6 +33,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 func TestCancelRequest(t *testing.T) {
@@ -355,22 +356,22 @@ func TestUnreachableWarehouse(t *testing.T) {
 	refused := freeAddr()
 	for _, tc := range []struct {
 		name, addr, user, password string
-		mode                       PoolMode
+		mode                       pool.Mode
 		want, wantNot              string
 	}{
-		{"refused, session mode", refused, "svc", "hunter2", PoolSession, "connection refused", "no answer"},
+		{"refused, session mode", refused, "svc", "hunter2", pool.Session, "connection refused", "no answer"},
 		// The pool retries refused dials until acquire_timeout; it used to
 		// report "no answer within" the connect timeout then.
-		{"refused, transaction mode", refused, "svc", "hunter2", PoolTransaction, "connection refused", "no answer"},
-		{"no answer, session mode", silent.Addr().String(), "svc", "hunter2", PoolSession, "no answer within", "refused"},
-		{"no answer, transaction mode", silent.Addr().String(), "svc", "hunter2", PoolTransaction, "no answer within", "refused"},
-		{"bad password", pg.Host, "postgres", "hunter2", PoolSession, "refused the proxy's credentials (SQLSTATE 28P01)", "no answer"},
+		{"refused, transaction mode", refused, "svc", "hunter2", pool.Transaction, "connection refused", "no answer"},
+		{"no answer, session mode", silent.Addr().String(), "svc", "hunter2", pool.Session, "no answer within", "refused"},
+		{"no answer, transaction mode", silent.Addr().String(), "svc", "hunter2", pool.Transaction, "no answer within", "refused"},
+		{"bad password", pg.Host, "postgres", "hunter2", pool.Session, "refused the proxy's credentials (SQLSTATE 28P01)", "no answer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tp := startProxy(t, func(c *Config, d *Deps) {
 				c.ConnectTimeout = 700 * time.Millisecond
 				w := NewWarehouse("wh", "postgres://"+tc.user+":"+tc.password+"@"+tc.addr+"/db?sslmode=disable", fakeRewriter{})
-				w.Pool = PoolConfig{Mode: tc.mode, AcquireTimeout: 400 * time.Millisecond}
+				w.Pool = pool.Config{Mode: tc.mode, AcquireTimeout: 400 * time.Millisecond}
 				d.Warehouses["wh"] = w
 			})
 			ctx := ctxT(t)
@@ -473,7 +474,7 @@ func TestInsecurePasswordRefused(t *testing.T) {
 // When the warehouse ends the backend, a session-mode client is told and
 // disconnected; a transaction-mode session outlives the connection.
 func TestWarehouseTerminatesBackend(t *testing.T) {
-	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = PoolSession })
+	tp := startProxy(t, func(_ *Config, d *Deps) { d.Warehouses["wh"].Pool.Mode = pool.Session })
 	ctx := ctxT(t)
 	conn := tp.connect(t, ctx, "tok-acme")
 	admin, err := pgx.Connect(ctx, tp.dbURL)
@@ -499,7 +500,7 @@ func TestWarehouseTerminatesBackend(t *testing.T) {
 // session on it and an admin connection to the warehouse.
 func pooledSession(t *testing.T) (context.Context, *pgconn.PgConn, *pgx.Conn) {
 	t.Helper()
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	conn := tp.connect(t, ctx, "tok-acme")
 	admin, err := pgx.Connect(ctx, tp.dbURL)
@@ -592,7 +593,7 @@ func TestWarehouseLostDuringParse(t *testing.T) {
 // role and the session's role on the warehouse are two fields.
 func TestSessionLogFields(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	tp := startPool(t, PoolConfig{Size: 1}, func(_ *Config, d *Deps) {
+	tp := startPool(t, pool.Config{Size: 1}, func(_ *Config, d *Deps) {
 		d.Logger = zap.New(zapcore.NewTee(d.Logger.Core(), core))
 	})
 	tp.auth.mu.Lock()
@@ -717,7 +718,7 @@ func TestClientGoneCancelsStatement(t *testing.T) {
 	if !canWatchGone {
 		t.Skip("clients are watched on Linux only")
 	}
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	nc, running := sendRunning(t, ctx, tp, "SELECT pg_sleep(30)")
 	nc.Close()

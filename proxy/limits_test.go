@@ -3,6 +3,8 @@ package proxy
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // Results have their own limit (max_result_message_bytes, default 1 GiB):
@@ -13,7 +15,7 @@ import (
 func TestResultMessageLimit(t *testing.T) {
 	const clientLimit = 64 << 10
 	const row = 1 << 20 // 16 times the client limit
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			tp := startProxy(t, func(c *Config, d *Deps) {
 				c.MaxMessageBytes = clientLimit

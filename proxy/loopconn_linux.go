@@ -7,6 +7,8 @@ import (
 	"context"
 	"crypto/tls"
 	"time"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // loopFor returns the loop for a session that has just started, or nil to
@@ -119,7 +121,7 @@ const loopStatementMax = 16 << 10
 
 // takeBackend makes the socket of b, just bound and relayed inline, the
 // loop's for a session on one, or the runtime poller's otherwise.
-func (c *clientConn) takeBackend(b *backend) {
+func (c *clientConn) takeBackend(b *pool.Backend) {
 	s := backendSock(b)
 	if c.co == nil {
 		if s != nil {
@@ -135,8 +137,8 @@ func (c *clientConn) takeBackend(b *backend) {
 // backendSock is b's socket when it can go on a loop: a plain socket, which
 // only its reader reads (pgconn's background reader was stopped at connect:
 // stopBackgroundRead).
-func backendSock(b *backend) *sockConn {
-	s, ok := b.sc.(*serverConn)
+func backendSock(b *pool.Backend) *sockConn {
+	s, ok := b.Conn().(*serverConn)
 	if !ok {
 		return nil
 	}
@@ -146,7 +148,7 @@ func backendSock(b *backend) *sockConn {
 
 // letGo takes b's socket from the loop that owns it as b goes back to its
 // pool, where a session on another loop, or on none, may take it.
-func letGo(b *backend) {
+func letGo(b *pool.Backend) {
 	s := backendSock(b)
 	if s == nil {
 		return
@@ -212,22 +214,22 @@ func (c *clientConn) loopWatchGone(why string, onGone func()) (<-chan struct{}, 
 	return gone, stop, true
 }
 
-// parker is the session's parker for a pool wait (pool.go): its coroutine
+// parker is the session's pool.Parker for a pool wait: its coroutine
 // parks on the loop; nil off the loops.
-func (c *clientConn) parker() parker {
+func (c *clientConn) parker() pool.Parker {
 	if c.co == nil {
 		return nil
 	}
 	return (*loopParker)(c)
 }
 
-// loopParker is a session's parker. Its rouse may come from any goroutine
+// loopParker is a session's pool.Parker. Its rouse may come from any goroutine
 // and goes to the loop, where a session no longer napping ignores it.
 type loopParker clientConn
 
-func (p *loopParker) onLoop() bool { return p.co != nil }
+func (p *loopParker) OnLoop() bool { return p.co != nil }
 
-func (p *loopParker) park(deadline time.Time) {
+func (p *loopParker) Park(deadline time.Time) {
 	var until int64
 	if !deadline.IsZero() {
 		until = deadline.UnixNano()
@@ -235,17 +237,17 @@ func (p *loopParker) park(deadline time.Time) {
 	p.co.l.nap(p.co, until)
 }
 
-func (p *loopParker) rouser() func() { return p.loopCo.rouseAny }
+func (p *loopParker) Rouser() func() { return p.loopCo.rouseAny }
 
-func (p *loopParker) rouseOnDone(ctx context.Context) {
+func (p *loopParker) RouseOnDone(ctx context.Context) {
 	if p.rousedBy != ctx {
 		p.rousedBy = ctx
 		context.AfterFunc(ctx, p.loopCo.rouseAny) // never stopped: a late rouse is harmless
 	}
 }
 
-func (p *loopParker) watchGone() (<-chan struct{}, func() bool) {
+func (p *loopParker) WatchGone() (<-chan struct{}, func() bool) {
 	return (*clientConn)(p).watchGoneThen("client disconnected while waiting for a warehouse connection", p.loopCo.rouseAny)
 }
 
-func (p *loopParker) leave() { (*clientConn)(p).leaveLoop("pool_dial") }
+func (p *loopParker) Leave() { (*clientConn)(p).leaveLoop("pool_dial") }

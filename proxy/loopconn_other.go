@@ -2,6 +2,8 @@
 
 package proxy
 
+import "github.com/pgwarden/pgwarden/proxy/pool"
+
 // Off Linux every session runs on its goroutine: there is no event loop
 // (see evloop_linux.go), and these do nothing.
 
@@ -16,17 +18,17 @@ func (l *evLoop) start(func(*coro)) {}
 
 type coro struct{}
 
-func (c *clientConn) loopFor() *evLoop     { return nil }
-func (c *clientConn) runOn(*coro)          {}
-func (c *clientConn) leaveLoop(string)     {}
-func (c *clientConn) leaveLoopFor(string)  {}
-func (c *clientConn) rejoinLoop()          {}
-func (c *clientConn) awaitClient() error   { return nil }
-func (c *clientConn) takeBackend(*backend) {}
-func letGo(*backend)                       {}
+func (c *clientConn) loopFor() *evLoop          { return nil }
+func (c *clientConn) runOn(*coro)               {}
+func (c *clientConn) leaveLoop(string)          {}
+func (c *clientConn) leaveLoopFor(string)       {}
+func (c *clientConn) rejoinLoop()               {}
+func (c *clientConn) awaitClient() error        { return nil }
+func (c *clientConn) takeBackend(*pool.Backend) {}
+func letGo(*pool.Backend)                       {}
 
 func (c *clientConn) loopWatchGone(string, func()) (<-chan struct{}, func() bool, bool) {
 	return nil, nil, false
 }
 
-func (c *clientConn) parker() parker { return nil }
+func (c *clientConn) parker() pool.Parker { return nil }

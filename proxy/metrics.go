@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 type metrics struct {
@@ -28,11 +29,13 @@ type metrics struct {
 	probes          *prometheus.CounterVec
 	embedRefusals   *prometheus.CounterVec
 	sessions        *prometheus.CounterVec
-	// Per tenant (tenantmetrics.go).
+	// Per tenant (proxy/pool/tenantmetrics.go).
 	tenantWaits    *prometheus.HistogramVec
 	tenantRefusals *prometheus.CounterVec
-	tenantGauges   *tenantGauges
-	sessionLabels  *tenantLabels // for refusals outside a pool's wait
+	tenantGauges   *pool.TenantGauges
+	sessionLabels  *pool.TenantLabels // for refusals outside a pool's wait
+	// pools are the series above that the pools report to.
+	pools *pool.Metrics
 }
 
 // newMetrics builds the proxy's metrics and registers them with reg (if not nil).
@@ -95,11 +98,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		tenantRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_tenant_refusals_total", Help: "Statements or logins refused by a tenant limit (max_queued, max_connections, statements_per_second, max_result_rows, max_result_bytes), by warehouse and tenant.",
 		}, []string{"warehouse", "tenant", "limit"}),
-		tenantGauges:    newTenantGauges(),
-		sessionLabels:   newTenantLabels(fairq.Config{}),
+		tenantGauges:    pool.NewTenantGauges(),
+		sessionLabels:   pool.NewTenantLabels(fairq.Config{}),
 		bytesToClient:   bytes.WithLabelValues("to_client"),
 		bytesFromClient: bytes.WithLabelValues("from_client"),
 	}
+	m.pools = &pool.Metrics{Conns: m.poolConns, Waiting: m.poolWaiting, Wait: m.poolWait, Abandoned: m.poolAbandoned,
+		DialErrors: m.upstreamErrors, TenantWaits: m.tenantWaits, TenantRefusals: m.tenantRefusals, Gauges: m.tenantGauges}
 	if reg == nil {
 		return m, nil
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/opstats"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // BenchmarkPoolCheckout is a pool's checkout and return of a connection
@@ -39,27 +40,27 @@ func BenchmarkPoolCheckout(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			p := newPool("wh", up, PoolConfig{Size: bc.size}.WithDefaults(), 5*time.Second, zap.NewNop(), m, stats)
-			defer p.close()
+			p := newWarehousePool("wh", up, pool.Config{Size: bc.size}.WithDefaults(), 5*time.Second, zap.NewNop(), m, stats)
+			defer p.Close()
 			ctx := context.Background()
 			checkout := func() {
-				c, err := p.acquire(ctx, "acme", nil)
+				c, err := p.Acquire(ctx, "acme", nil)
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				p.release(c, true)
+				p.Release(c, true)
 			}
-			var open []*backend // the pool's connections, opened first
+			var open []*pool.Backend // the pool's connections, opened first
 			for range bc.size {
-				c, err := p.acquire(ctx, "acme", nil)
+				c, err := p.Acquire(ctx, "acme", nil)
 				if err != nil {
 					b.Fatal(err)
 				}
 				open = append(open, c)
 			}
 			for _, c := range open {
-				p.release(c, true)
+				p.Release(c, true)
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -23,14 +23,15 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
 // startPool serves a proxy whose warehouse "wh" pools in transaction mode.
-func startPool(t testing.TB, pc PoolConfig, mod func(*Config, *Deps)) *testProxy {
+func startPool(t testing.TB, pc pool.Config, mod func(*Config, *Deps)) *testProxy {
 	t.Helper()
 	if pc.Mode == "" {
-		pc.Mode = PoolTransaction
+		pc.Mode = pool.Transaction
 	}
 	return startProxyTB(t, func(cfg *Config, d *Deps) {
 		d.Warehouses["wh"].Pool = pc
@@ -82,7 +83,7 @@ func backendPIDs(t *testing.T, ctx context.Context, dbURL string) map[int]bool {
 // by the driver) share two warehouse connections, so every statement moves
 // between connections; each sees only its tenant's rows.
 func TestPoolPreparedStatementsMoveBetweenConnections(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 2}, nil)
+	tp := startPool(t, pool.Config{Size: 2}, nil)
 	ctx := ctxT(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
@@ -140,7 +141,7 @@ func TestPoolPreparedStatementsMoveBetweenConnections(t *testing.T) {
 
 // A connection a client leaves dirty never reaches the next client dirty.
 func TestPoolDirtyConnections(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	simple := pgx.QueryExecModeSimpleProtocol
 
@@ -335,7 +336,7 @@ func TestPoolDirtyConnections(t *testing.T) {
 
 // SQL-level PREPARE cannot follow a client across connections: refused.
 func TestPoolRefusesSQLPrepare(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 	_, err := conn.Exec(ctx, "PREPARE p AS SELECT 1")
@@ -350,9 +351,9 @@ func TestPoolRefusesSQLPrepare(t *testing.T) {
 // DEALLOCATE of a protocol-level statement works in both modes (psycopg 3
 // evicts its statement cache so), also when another name shares its SQL.
 func TestDeallocateProtocolStatement(t *testing.T) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) {
-			tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, nil)
+			tp := startPool(t, pool.Config{Mode: mode, Size: 1}, nil)
 			ctx := ctxT(t)
 			pc := tp.connect(t, ctx, "tok-acme")
 			for _, name := range []string{"s1", "twin"} {
@@ -390,7 +391,7 @@ func isCode(err error, code string) bool {
 // A client that cannot get a connection in time gets 53300 and may retry.
 func TestPoolAcquireTimeout(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 300 * time.Millisecond}, func(_ *Config, d *Deps) { d.Metrics = reg })
+	tp := startPool(t, pool.Config{Size: 1, AcquireTimeout: 300 * time.Millisecond}, func(_ *Config, d *Deps) { d.Metrics = reg })
 	ctx := ctxT(t)
 	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeCacheStatement)
@@ -436,7 +437,7 @@ func TestPoolAcquireTimeout(t *testing.T) {
 
 // A cancel reaches the statement the client runs, never another client's.
 func TestPoolCancel(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 2}, nil)
+	tp := startPool(t, pool.Config{Size: 2}, nil)
 	ctx := ctxT(t)
 	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
 	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeCacheStatement)
@@ -469,7 +470,7 @@ func TestPoolCancel(t *testing.T) {
 // sees only its own tenant's rows.
 func TestPoolManyClients(t *testing.T) {
 	const clients = 200
-	tp := startPool(t, PoolConfig{Size: 5, AcquireTimeout: 30 * time.Second}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 1000 })
+	tp := startPool(t, pool.Config{Size: 5, AcquireTimeout: 30 * time.Second}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 1000 })
 	tenants := []struct {
 		token, tenant string
 		sum           int
@@ -521,7 +522,7 @@ func TestPoolManyClients(t *testing.T) {
 // bare sockets that log in, so the figure is the proxy's side alone.
 func TestPoolIdleClients(t *testing.T) {
 	const n = 1000
-	tp := startPool(t, PoolConfig{Size: 2}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 2 * n })
+	tp := startPool(t, pool.Config{Size: 2}, func(cfg *Config, d *Deps) { cfg.MaxClientConns = 2 * n })
 	ctx := ctxT(t)
 	warm := tp.connect(t, ctx, "tok-acme")
 	login := func() net.Conn {
@@ -588,10 +589,10 @@ func (s swapRewriter) Rewrite(ctx context.Context, sql string, id *policy.Identi
 
 // reloadPool serves a pool of one connection whose rewriter the test swaps
 // (a policy reload), starting with swapRewriter "old".
-func reloadPool(t *testing.T, mode PoolMode) (*testProxy, *Warehouse) {
+func reloadPool(t *testing.T, mode pool.Mode) (*testProxy, *Warehouse) {
 	t.Helper()
 	var wh *Warehouse
-	tp := startPool(t, PoolConfig{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
+	tp := startPool(t, pool.Config{Mode: mode, Size: 1}, func(_ *Config, d *Deps) {
 		wh = d.Warehouses["wh"]
 		wh.SetRewriter(swapRewriter{tag: "old"})
 	})
@@ -601,7 +602,7 @@ func reloadPool(t *testing.T, mode PoolMode) (*testProxy, *Warehouse) {
 // inReloadModes runs body in both pool modes, with a pgx client of a
 // reloadPool and its warehouse.
 func inReloadModes(t *testing.T, body func(t *testing.T, ctx context.Context, conn *pgx.Conn, wh *Warehouse)) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			tp, wh := reloadPool(t, mode)
 			ctx := ctxT(t)
@@ -694,7 +695,7 @@ func (retype) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*re
 
 // Swap between the Parse and the Bind of one batch.
 func TestReloadBetweenParseAndBind(t *testing.T) {
-	tp, wh := reloadPool(t, PoolTransaction)
+	tp, wh := reloadPool(t, pool.Transaction)
 	ctx := ctxT(t)
 	conn := tp.connect(t, ctx, "tok-acme")
 	if _, err := conn.Prepare(ctx, "s1", "SELECT 'tag'", nil); err != nil {
@@ -713,7 +714,7 @@ func TestPoolWarehouseRestart(t *testing.T) {
 	if cl == nil {
 		t.Skip("no managed cluster (PGWARDEN_TEST_DATABASE_URL)")
 	}
-	tp := startPool(t, PoolConfig{Size: 3, AcquireTimeout: 30 * time.Second}, nil)
+	tp := startPool(t, pool.Config{Size: 3, AcquireTimeout: 30 * time.Second}, nil)
 	ctx := ctxT(t)
 	const clients = 8
 	conns := make([]*pgx.Conn, clients)
@@ -795,7 +796,7 @@ func TestPoolPgbenchPrepared(t *testing.T) {
 		}
 		bin = matches[len(matches)-1]
 	}
-	tp := startPool(t, PoolConfig{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
+	tp := startPool(t, pool.Config{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
 	script := filepath.Join(t.TempDir(), "bench.sql")
 	if err := os.WriteFile(script, []byte(`\set id random(1, 5)
 BEGIN;
@@ -826,7 +827,7 @@ SELECT sum(total) FROM orders;
 // connections: a client's lower SET is undone for the next client by the
 // RESET ALL, which returns to it, not to the warehouse default.
 func TestPoolStatementTimeoutSurvivesReset(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, func(cfg *Config, _ *Deps) { cfg.StatementTimeout = 7 * time.Second })
+	tp := startPool(t, pool.Config{Size: 1}, func(cfg *Config, _ *Deps) { cfg.StatementTimeout = 7 * time.Second })
 	ctx := ctxT(t)
 	a := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 	b := connectPgx(t, ctx, tp, "tok-globex", pgx.QueryExecModeSimpleProtocol)
@@ -857,7 +858,7 @@ func TestPoolStatementTimeoutSurvivesReset(t *testing.T) {
 
 // Connections idle past the limit are closed even when no client comes.
 func TestPoolIdleTimeout(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 2, IdleTimeout: 300 * time.Millisecond}, nil)
+	tp := startPool(t, pool.Config{Size: 2, IdleTimeout: 300 * time.Millisecond}, nil)
 	ctx := ctxT(t)
 	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeSimpleProtocol)
 	if _, err := conn.Exec(ctx, "SELECT 1"); err != nil {
@@ -880,7 +881,7 @@ func TestPoolIdleTimeout(t *testing.T) {
 // transaction, and the second session still prepares at once. It runs once
 // the connection is free.
 func TestPoolDescribesFromCache(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 2 * time.Second}, nil)
+	tp := startPool(t, pool.Config{Size: 1, AcquireTimeout: 2 * time.Second}, nil)
 	ctx := ctxT(t)
 	const q = "SELECT total, order_id FROM orders WHERE order_id > $1 ORDER BY order_id"
 	a := tp.connect(t, ctx, "tok-acme")
@@ -917,7 +918,7 @@ func TestPoolDescribesFromCache(t *testing.T) {
 // bound: a result type changed since is PostgreSQL's 0A000, not rows of
 // another shape.
 func TestPoolCachedDescribeChecksShape(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	const q = "SELECT total FROM orders WHERE order_id = $1"
 	a := tp.connect(t, ctx, "tok-acme")
@@ -964,7 +965,7 @@ func cachedShapeRefused(t *testing.T, ctx context.Context, c *pgconn.PgConn, nam
 // must not deadlock the proxy: the warehouse stops reading while it is
 // blocked writing answers that nobody reads.
 func TestPoolLargePipeline(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	conn, fe := rawSession(t, tp, "tok-acme")
 	conn.SetDeadline(time.Now().Add(30 * time.Second))
 	const execs, rowsPer = 400, 4
@@ -1012,7 +1013,7 @@ func TestPoolLargePipeline(t *testing.T) {
 // Clients that share one warehouse connection each see their own startup
 // application_name, as on PostgreSQL; one that sent none sees the proxy's.
 func TestPoolApplicationName(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	names := []string{"dash-a", "dash-b", ""}
 	conns := make([]*pgconn.PgConn, len(names))
@@ -1052,7 +1053,7 @@ func TestPoolApplicationName(t *testing.T) {
 // again, unseen by the client, when it is next used.
 func TestPoolPreparedStatementCap(t *testing.T) {
 	const max, distinct = 3, 8
-	tp := startPool(t, PoolConfig{Size: 1, MaxPreparedStatements: max}, nil)
+	tp := startPool(t, pool.Config{Size: 1, MaxPreparedStatements: max}, nil)
 	ctx := ctxT(t)
 	conn := connectPgx(t, ctx, tp, "tok-acme", pgx.QueryExecModeCacheStatement)
 	for round := 0; round < 3; round++ {

@@ -14,6 +14,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -29,7 +30,7 @@ type realStack struct {
 	svc *auth.Service
 }
 
-func startRealStack(t *testing.T, mode PoolMode, opts ...func(*Config, *Deps)) *realStack {
+func startRealStack(t *testing.T, mode pool.Mode, opts ...func(*Config, *Deps)) *realStack {
 	t.Helper()
 	ctx := ctxT(t)
 	whURL := pgtest.NewDatabase(t, pgwarden.DemoSchema+pgwarden.DemoData)
@@ -101,7 +102,7 @@ func startRealStack(t *testing.T, mode PoolMode, opts ...func(*Config, *Deps)) *
 	tp := startProxyTB(t, func(c *Config, d *Deps) {
 		d.Authenticator = v
 		w := NewWarehouse("wh", whURL, rw)
-		w.Pool = PoolConfig{Mode: mode, Size: 2}
+		w.Pool = pool.Config{Mode: mode, Size: 2}
 		d.Warehouses = map[string]*Warehouse{"wh": w}
 		for _, o := range opts {
 			o(c, d)
@@ -134,7 +135,7 @@ func (s *realStack) session(t *testing.T, tenant string, role policy.Role, group
 }
 
 func inPoolModes(t *testing.T, body func(t *testing.T, s *realStack)) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) { body(t, startRealStack(t, mode)) })
 	}
 }

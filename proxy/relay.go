@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/pgenc"
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -51,7 +52,7 @@ type pending struct {
 	internal bool
 	rls      bool // the internal Query setting the session's row security
 	prep     string
-	be       *backend
+	be       *pool.Backend
 	stmt     *clientStmt
 	// A Describe of a statement: its ParameterDescription, copied, until
 	// the row description completes it for the pool's cache.
@@ -150,7 +151,7 @@ var errRelayStopped = errors.New("relay stopped")
 func (c *clientConn) relay() {
 	defer close(c.relayDone)
 	for {
-		var b *backend
+		var b *pool.Backend
 		select {
 		case b = <-c.bindCh:
 		case <-c.stopCh:
@@ -166,7 +167,7 @@ func (c *clientConn) relay() {
 			if !errors.Is(err, errRelayStopped) {
 				// Nobody reads the warehouse now: close it so that a loop
 				// blocked writing to it is released too.
-				b.sc.Close()
+				b.Conn().Close()
 				c.interrupt(reasonRelayDone)
 			}
 			return
@@ -181,11 +182,11 @@ func (c *clientConn) relay() {
 // message (a ParseComplete, a cached Describe) waits for that message and
 // goes out in the same write, as PostgreSQL sends its answers to a batch
 // together: one write to the client per transaction, not two.
-func (c *clientConn) relayFrom(b *backend, inline bool) error {
+func (c *clientConn) relayFrom(b *pool.Backend, inline bool) error {
 	heard := !inline
-	fc, _ := b.sc.(frameConn) // once, not per message
+	fc, _ := b.Conn().(frameConn) // once, not per message
 	for {
-		if heard && b.sc.Buffered() == 0 {
+		if heard && b.Conn().Buffered() == 0 {
 			if err := c.out.flush(); err != nil {
 				return clientWriteError{err}
 			}
@@ -248,7 +249,7 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 			return clientWriteError{err}
 		}
 		if rfq, ok := out.(*pgproto3.ReadyForQuery); ok && c.q.empty() {
-			b.settle()
+			b.Settle()
 			if rfq.TxStatus == 'I' && c.pool != nil {
 				if released, err := c.release(b); released || err != nil {
 					return err
@@ -265,12 +266,12 @@ func (c *clientConn) relayFrom(b *backend, inline bool) error {
 }
 
 // receiveFrom reads b's next message: frame is its bytes when b gives them
-// (fc is b.sc as a frameConn, or nil; frames.go), msg the message decoded,
+// (fc is b.Conn() as a frameConn, or nil; frames.go), msg the message decoded,
 // or nil for a row that goes to the client as the warehouse sent it
 // (plainRows), which is not decoded.
-func (c *clientConn) receiveFrom(b *backend, fc frameConn) (frame []byte, msg pgproto3.BackendMessage, err error) {
+func (c *clientConn) receiveFrom(b *pool.Backend, fc frameConn) (frame []byte, msg pgproto3.BackendMessage, err error) {
 	if fc == nil {
-		msg, err = b.sc.Receive()
+		msg, err = b.Conn().Receive()
 		return nil, msg, err
 	}
 	if frame, err = fc.ReceiveFrame(); err != nil {
@@ -302,13 +303,13 @@ func verbatim(msg pgproto3.BackendMessage) bool {
 // the client's transaction block fails as it would on PostgreSQL: its next
 // statements get 25P02 until it rolls back. Only when the client has sent
 // nothing since (nothing queued), as the refusal then comes last.
-func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *pgproto3.ReadyForQuery {
+func (c *clientConn) failTransaction(b *pool.Backend, rfq *pgproto3.ReadyForQuery) *pgproto3.ReadyForQuery {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.q.empty() {
 		return rfq
 	}
-	if status, _ := b.roundTrip(refusedMarker, c.srv.cfg.ConnectTimeout); status != 'E' {
+	if status, _ := b.RoundTrip(refusedMarker, c.srv.cfg.ConnectTimeout); status != 'E' {
 		return rfq // a broken connection shows at the next read
 	}
 	c.txStatus.Store('E')
@@ -317,8 +318,8 @@ func (c *clientConn) failTransaction(b *backend, rfq *pgproto3.ReadyForQuery) *p
 
 // captureSettings makes the session's settings on b (SET or set_config,
 // source 'session') the client's.
-func (c *clientConn) captureSettings(b *backend) error {
-	rows, err := b.query(c.sessionSettingsQuery(), c.srv.cfg.ConnectTimeout)
+func (c *clientConn) captureSettings(b *pool.Backend) error {
+	rows, err := b.Query(c.sessionSettingsQuery(), c.srv.cfg.ConnectTimeout)
 	if err != nil {
 		return err
 	}
@@ -327,7 +328,7 @@ func (c *clientConn) captureSettings(b *backend) error {
 		c.settings = append(c.settings, setOp{name: r[0], sql: fmt.Sprintf("SET %s TO '%s'", r[0], strings.ReplaceAll(r[1], "'", "''"))})
 	}
 	c.applyOps(nil)
-	b.settings, b.settingsUnknown = c.settingsSQL, false
+	b.Settings, b.SettingsUnknown = c.settingsSQL, false
 	return nil
 }
 
@@ -346,7 +347,7 @@ func recoverable(err error) bool {
 // its next transaction gets a fresh one. A client in a transaction block
 // learns that its transaction is gone from the ReadyForQuery 'I' or, when it
 // was owed nothing, from the error its next message gets.
-func (c *clientConn) lose(b *backend, cause error) error {
+func (c *clientConn) lose(b *pool.Backend, cause error) error {
 	c.mu.Lock()
 	if c.stopping {
 		c.mu.Unlock()
@@ -372,8 +373,8 @@ func (c *clientConn) lose(b *backend, cause error) error {
 	// too. The answers are small, so a client that is not reading does not
 	// block this for long.
 	defer c.mu.Unlock()
-	b.sc.Close()
-	c.pool.release(b, false)
+	b.Conn().Close()
+	c.pool.Release(b, false)
 
 	lost := errWarehouseLost(c.wh.Name)
 	if errors.Is(cause, errRowSecuritySetup) {
@@ -420,7 +421,7 @@ func errWarehouseLost(warehouse string) *pgerr.Error {
 
 // release gives b back to the pool at the end of the client's transaction,
 // unless the loop has queued more for it meanwhile.
-func (c *clientConn) release(b *backend) (bool, error) {
+func (c *clientConn) release(b *pool.Backend) (bool, error) {
 	if err := c.out.flush(); err != nil {
 		return false, clientWriteError{err}
 	}
@@ -439,7 +440,7 @@ func (c *clientConn) release(b *backend) (bool, error) {
 		}
 	}
 	if c.opsSeen {
-		b.settingsUnknown = true
+		b.SettingsUnknown = true
 		c.opsSeen = false
 	}
 	// Before anyone else may have it: the session's role and settings go.
@@ -450,13 +451,13 @@ func (c *clientConn) release(b *backend) (bool, error) {
 	c.cmu.Unlock()
 	c.mu.Unlock()
 	c.undrain(b)
-	c.pool.release(b, reuse)
+	c.pool.Release(b, reuse)
 	return true, nil
 }
 
 // observe matches msg with the pending queue (for audit, metrics, idle
 // tracking and refusals) and returns what to send the client.
-func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+func (c *clientConn) observe(b *pool.Backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	if c.replays.Load() > 0 {
 		if p := c.q.front(); p != nil && p.internal && p.kind == pQuery {
 			return nil, c.observeReplay(b, msg)
@@ -488,7 +489,7 @@ func (c *clientConn) observe(b *backend, msg pgproto3.BackendMessage) (pgproto3.
 // connection's settings are replayed again at its next lending. A replay
 // that changed a pinned setting (it should not: RESET ALL returns to the
 // startup packet's) ends the session and the connection.
-func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) error {
+func (c *clientConn) observeReplay(b *pool.Backend, msg pgproto3.BackendMessage) error {
 	switch m := msg.(type) {
 	case *pgproto3.ErrorResponse:
 		if p := c.q.front(); p != nil && p.rls {
@@ -498,7 +499,7 @@ func (c *clientConn) observeReplay(b *backend, msg pgproto3.BackendMessage) erro
 			return fmt.Errorf("%w: %s %s", errRowSecuritySetup, m.Code, m.Message)
 		}
 		c.log.Warn("settings replay failed", zap.String("sqlstate", m.Code), zap.String("reason", m.Message))
-		b.settingsUnknown = true
+		b.SettingsUnknown = true
 	case *pgproto3.ParameterStatus:
 		return checkPinned(m)
 	case *pgproto3.ReadyForQuery:
@@ -555,14 +556,14 @@ func (c *clientConn) described(msg pgproto3.BackendMessage) pgproto3.BackendMess
 	return nil
 }
 
-func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
+func (c *clientConn) observeMsg(b *pool.Backend, msg pgproto3.BackendMessage) (pgproto3.BackendMessage, error) {
 	switch m := msg.(type) {
 	case *pgproto3.DataRow:
 		return m, nil // the hot path
 	case *pgproto3.ParseComplete:
 		p := c.q.take()
 		if p != nil && p.prep != "" {
-			p.be.confirm(p.prep, true)
+			p.be.Confirm(p.prep, true)
 		}
 		if p != nil && p.internal {
 			return nil, nil
@@ -584,7 +585,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 	case *pgproto3.CloseComplete:
 		p := c.q.take()
 		if p != nil && p.internal {
-			p.be.confirm(p.prep, false)
+			p.be.Confirm(p.prep, false)
 			return nil, nil // an eviction
 		}
 	case *pgproto3.RowDescription, *pgproto3.NoData, *pgproto3.ParameterDescription:
@@ -628,7 +629,7 @@ func (c *clientConn) observeMsg(b *backend, msg pgproto3.BackendMessage) (pgprot
 // completed handles the end of one statement's results (rows = -1 for a
 // suspended portal, whose row count the tag does not give); p is the
 // queue's front.
-func (c *clientConn) completed(b *backend, p *pending, tag pgconn.CommandTag, rows int64) {
+func (c *clientConn) completed(b *pool.Backend, p *pending, tag pgconn.CommandTag, rows int64) {
 	if p == nil {
 		return
 	}
@@ -658,12 +659,12 @@ func (c *clientConn) completed(b *backend, p *pending, tag pgconn.CommandTag, ro
 
 // noteCommand tracks what a completed command did to the connection's
 // session: settings (transaction mode) and prepared statements.
-func (c *clientConn) noteCommand(b *backend, tag pgconn.CommandTag, op *setOp) {
+func (c *clientConn) noteCommand(b *pool.Backend, tag pgconn.CommandTag, op *setOp) {
 	switch {
 	case tag.String() == "DEALLOCATE ALL":
-		b.clearPrepared()
+		b.ClearPrepared()
 	case tag.String() == "DISCARD ALL":
-		b.clearPrepared()
+		b.ClearPrepared()
 	}
 	if c.pool == nil {
 		return
@@ -797,15 +798,15 @@ func (c *clientConn) readyForQuery(status byte) {
 // internal Close): the statement stays prepared.
 func (c *clientConn) parseFailed(p *pending) {
 	if p.kind == pClose && p.internal {
-		p.be.skipped() // still prepared
+		p.be.Skipped() // still prepared
 		return
 	}
 	if p.kind != pParse {
 		return
 	}
 	if p.prep != "" {
-		p.be.unmarkPrepared(p.prep, false)
-		p.be.skipped()
+		p.be.UnmarkPrepared(p.prep, false)
+		p.be.Skipped()
 	}
 	if p.stmt != nil {
 		p.stmt.failed.Store(true)

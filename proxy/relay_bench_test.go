@@ -14,6 +14,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/opstats"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // discardConn is a client socket that takes every write.
@@ -37,7 +38,7 @@ func (r *answerReader) Read(p []byte) (int, error) { return copy(p, r.answer), n
 
 // benchRelayConn is a session (embed, tenant acme, a logger at warn as in
 // production, statistics on) whose relay reads from answer.
-func benchRelayConn(b *testing.B, answer []byte) (*clientConn, *backend) {
+func benchRelayConn(b *testing.B, answer []byte) (*clientConn, *pool.Backend) {
 	tp := startProxyTB(b, func(_ *Config, d *Deps) {
 		d.Logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zap.WarnLevel))
 		rec, err := opstats.New(opstats.Config{})
@@ -56,7 +57,7 @@ func benchRelayConn(b *testing.B, answer []byte) (*clientConn, *backend) {
 	c.log = c.log.WithLazy(zap.String("user", "u"), zap.String("database", "wh")).
 		WithLazy(zap.String("session", "s1"), zap.String("tenant", "acme")).
 		WithLazy(zap.Uint32("pg_pid", 1))
-	return c, &backend{sc: &serverConn{rd: frameReader{r: &answerReader{answer}}}}
+	return c, pool.NewBackend(&serverConn{rd: frameReader{r: &answerReader{answer}}}, time.Time{}, 0)
 }
 
 func encodeAll(b *testing.B, msgs ...pgproto3.BackendMessage) []byte {

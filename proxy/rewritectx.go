@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // Stopping a long rewrite.
@@ -16,7 +17,7 @@ import (
 // statement of a few megabytes would go on burning a core for nobody.
 // While the loop rewrites a long statement (watchedRewriteBytes and up),
 // the rewrite's context can therefore be cancelled by a CancelRequest, by
-// revocation, and, once the rewrite outlasts watchDelay, by a watcher of
+// revocation, and, once the rewrite outlasts pool.WatchDelay, by a watcher of
 // the client's socket (waitwatch.go) that sees it gone. Short statements
 // rewrite in well under a millisecond and take the session's context as it
 // is, which costs nothing.
@@ -69,7 +70,7 @@ func (c *clientConn) rewriteContext(sql string) (context.Context, func()) {
 	var mu sync.Mutex
 	var stopWatch func() bool
 	ended := false
-	t := time.AfterFunc(watchDelay, func() {
+	t := time.AfterFunc(pool.WatchDelay, func() {
 		mu.Lock()
 		defer mu.Unlock()
 		if !ended {

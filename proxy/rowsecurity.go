@@ -34,6 +34,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -83,12 +84,12 @@ var errRowSecuritySetup = errors.New("row security setup failed")
 // applyRowSecurityLocked queues the statement that sets the session's role
 // and settings on b, which the client has just been lent; the relay
 // swallows its answers (observeReplay). c.mu is held.
-func (c *clientConn) applyRowSecurityLocked(b *backend) error {
+func (c *clientConn) applyRowSecurityLocked(b *pool.Backend) error {
 	rls, err := c.rowSecurityFor()
 	if err != nil || rls == nil {
 		return err
 	}
-	b.rlsReset = rls.reset
+	b.RowSecurityReset = rls.reset
 	c.replays.Add(1)
 	return c.pushSend(b, &pgproto3.Query{String: rls.set}, &pending{kind: pQuery, internal: true, rls: true, start: time.Now()})
 }
@@ -96,12 +97,12 @@ func (c *clientConn) applyRowSecurityLocked(b *backend) error {
 // resetRowSecurity takes the session's role and settings off b before it
 // goes back to the pool and checks that they are gone; false means b must
 // be closed. Nobody else reads b meanwhile.
-func resetRowSecurity(b *backend, timeout time.Duration, log *zap.Logger) bool {
-	if b.rlsReset == "" {
+func resetRowSecurity(b *pool.Backend, timeout time.Duration, log *zap.Logger) bool {
+	if b.RowSecurityReset == "" {
 		return true
 	}
-	rows, err := b.query(b.rlsReset, timeout)
-	b.rlsReset = ""
+	rows, err := b.Query(b.RowSecurityReset, timeout)
+	b.RowSecurityReset = ""
 	if err != nil || len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "t" {
 		log.Warn("row security reset failed; closing the warehouse connection", zap.Error(err))
 		return false
@@ -109,40 +110,44 @@ func resetRowSecurity(b *backend, timeout time.Duration, log *zap.Logger) bool {
 	return true
 }
 
+// maxGoodRoles bounds checkRowSecurity's memory of roles taken on (as many
+// as the pool remembers of settings taken: pool.CheckSettings).
+const maxGoodRoles = 1024
+
 // checkRowSecurity makes sure, once per role and settings, that the
 // warehouse lets the service account take them on: a login whose role does
 // not exist or is not granted to the service account fails now, with the
 // warehouse's reason, instead of every transaction later.
-func (p *pool) checkRowSecurity(ctx context.Context, rls *rowSecurity) error {
+func (p *warehousePool) checkRowSecurity(ctx context.Context, rls *rowSecurity) error {
 	key := rls.s.Role
-	p.mu.Lock()
+	p.rolesMu.Lock()
 	ok := p.goodRoles[key]
-	p.mu.Unlock()
+	p.rolesMu.Unlock()
 	if ok {
 		return nil
 	}
-	b, err := p.acquire(ctx, "", nil)
+	b, err := p.Acquire(ctx, "", nil)
 	if err != nil {
 		return err
 	}
 	if err := trySetRowSecurity(b, rls, p.timeout); err != nil {
-		p.release(b, false)
+		p.Release(b, false)
 		return err
 	}
-	p.release(b, true)
-	p.mu.Lock()
-	if p.goodRoles == nil || len(p.goodRoles) >= maxValidSettings {
+	p.Release(b, true)
+	p.rolesMu.Lock()
+	if p.goodRoles == nil || len(p.goodRoles) >= maxGoodRoles {
 		p.goodRoles = map[string]bool{}
 	}
 	p.goodRoles[key] = true
-	p.mu.Unlock()
+	p.rolesMu.Unlock()
 	return nil
 }
 
 // trySetRowSecurity sets rls on b and resets it again, verified.
-func trySetRowSecurity(b *backend, rls *rowSecurity, timeout time.Duration) error {
-	status, err := b.roundTrip(rls.set, timeout)
-	b.rlsReset = rls.reset
+func trySetRowSecurity(b *pool.Backend, rls *rowSecurity, timeout time.Duration) error {
+	status, err := b.RoundTrip(rls.set, timeout)
+	b.RowSecurityReset = rls.reset
 	if err == nil && status != 'I' {
 		err = fmt.Errorf("transaction status %c after setting the role", status)
 	}
@@ -154,10 +159,10 @@ func trySetRowSecurity(b *backend, rls *rowSecurity, timeout time.Duration) erro
 		}
 		return err
 	}
-	if rows, err := b.query(rls.reset, timeout); err != nil || len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "t" {
+	if rows, err := b.Query(rls.reset, timeout); err != nil || len(rows) != 1 || len(rows[0]) != 1 || rows[0][0] != "t" {
 		return fmt.Errorf("row security reset check failed: %v", err)
 	}
-	b.rlsReset = ""
+	b.RowSecurityReset = ""
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -55,11 +56,11 @@ var rlsTenants = []string{"acme", "globex", "initech"}
 
 // startRLSProxy serves warehouse "wh" over the fixture with the real
 // rewriter, its service account a role of its own granted the tenants'.
-func startRLSProxy(t testing.TB, mode PoolMode, size int) *testProxy {
+func startRLSProxy(t testing.TB, mode pool.Mode, size int) *testProxy {
 	return startRLSProxyWith(t, mode, size, rlsPolicy)
 }
 
-func startRLSProxyWith(t testing.TB, mode PoolMode, size int, policyYAML string) *testProxy {
+func startRLSProxyWith(t testing.TB, mode pool.Mode, size int, policyYAML string) *testProxy {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -123,7 +124,7 @@ GRANT CONNECT ON DATABASE %[2]s TO %[1]s; GRANT SELECT ON orders TO %[1]s;`, svc
 			t.Fatal(err)
 		}
 		w := NewWarehouse("wh", u.String(), rw)
-		w.Pool = PoolConfig{Mode: mode, Size: size}
+		w.Pool = pool.Config{Mode: mode, Size: size}
 		deps.Warehouses["wh"] = w
 		fa := deps.Authenticator.(*fakeAuth)
 		for _, tn := range append(rlsTenants, "umbrella") {
@@ -182,14 +183,14 @@ func rlsDB(t testing.TB, tp *testProxy) string {
 	return strings.TrimPrefix(u.Path, "/")
 }
 
-func forModes(t *testing.T, f func(t *testing.T, mode PoolMode)) {
-	for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+func forModes(t *testing.T, f func(t *testing.T, mode pool.Mode)) {
+	for _, mode := range []pool.Mode{pool.Transaction, pool.Session} {
 		t.Run(string(mode), func(t *testing.T) { f(t, mode) })
 	}
 }
 
 func TestRowSecurityPassthrough(t *testing.T) {
-	forModes(t, func(t *testing.T, mode PoolMode) {
+	forModes(t, func(t *testing.T, mode pool.Mode) {
 		tp := startRLSProxy(t, mode, 2)
 		ctx := ctxT(t)
 		db := rlsDB(t, tp)
@@ -219,7 +220,7 @@ func TestRowSecurityPassthrough(t *testing.T) {
 // TestRowSecurityTampering tries every way a client might change what the
 // warehouse's policies read; none may widen what it sees.
 func TestRowSecurityTampering(t *testing.T) {
-	forModes(t, func(t *testing.T, mode PoolMode) {
+	forModes(t, func(t *testing.T, mode pool.Mode) {
 		tp := startRLSProxy(t, mode, 2)
 		ctx := ctxT(t)
 		db := rlsDB(t, tp)
@@ -364,7 +365,7 @@ func TestRowSecurityTampering(t *testing.T) {
 		if err := checkOwn(ctx, c, db, "acme"); err != nil {
 			t.Fatal(err)
 		}
-		if mode == PoolTransaction {
+		if mode == pool.Transaction {
 			// The cursor pinned acme's connection for the rest of its
 			// session: it is closed with it, never pooled.
 			c.Close(ctx)
@@ -382,24 +383,19 @@ func checkPoolClean(t *testing.T, tp *testProxy, db string) {
 	// answer (once reset): wait for all of them.
 	var n int
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		p.mu.Lock()
-		idle, inUse := len(p.idle), p.inUse
-		p.mu.Unlock()
-		if inUse == 0 && idle > 0 || time.Now().After(deadline) {
+		if st := p.Stat(); st.InUse == 0 && st.Idle > 0 || time.Now().After(deadline) {
 			break
 		}
 	}
-	p.mu.Lock()
-	n = len(p.idle)
-	p.mu.Unlock()
-	var held []*backend
+	n = p.Stat().Idle
+	var held []*pool.Backend
 	for i := 0; i < n; i++ {
-		b := p.tryIdle("")
+		b := p.AcquireIdle("", time.Now())
 		if b == nil {
 			break
 		}
 		held = append(held, b)
-		rows, err := b.query("SELECT current_user::text, coalesce(current_setting('app.tenant', true), ''), coalesce(current_setting('request.jwt.claims', true), '')", 5*time.Second)
+		rows, err := b.Query("SELECT current_user::text, coalesce(current_setting('app.tenant', true), ''), coalesce(current_setting('request.jwt.claims', true), '')", 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -408,7 +404,7 @@ func checkPoolClean(t *testing.T, tp *testProxy, db string) {
 		}
 	}
 	for _, b := range held {
-		p.release(b, true)
+		p.Release(b, true)
 	}
 	if len(held) == 0 {
 		t.Error("no idle connection to check")
@@ -418,14 +414,14 @@ func checkPoolClean(t *testing.T, tp *testProxy, db string) {
 // TestRowSecurityManyClients: 200 clients of 3 tenants over 5 pooled
 // connections never see another tenant's role, settings or rows.
 func TestRowSecurityManyClients(t *testing.T) {
-	forModes(t, func(t *testing.T, mode PoolMode) {
+	forModes(t, func(t *testing.T, mode pool.Mode) {
 		tp := startRLSProxy(t, mode, 5)
 		ctx := ctxT(t)
 		db := rlsDB(t, tp)
 		// Session mode gives each client a connection of its own: five at
 		// a time, so that the cluster's connection limit is not the test.
 		sem := make(chan struct{}, 200)
-		if mode == PoolSession {
+		if mode == pool.Session {
 			sem = make(chan struct{}, 5)
 		}
 		var wg sync.WaitGroup
@@ -456,12 +452,9 @@ func TestRowSecurityManyClients(t *testing.T) {
 		for err := range errs {
 			t.Error(err)
 		}
-		if mode == PoolTransaction {
+		if mode == pool.Transaction {
 			p := tp.srv.pools["wh"]
-			p.mu.Lock()
-			open := p.open
-			p.mu.Unlock()
-			if open > 5 {
+			if open := p.Stat().Open; open > 5 {
 				t.Errorf("pool opened %d connections, want at most 5", open)
 			}
 			checkPoolClean(t, tp, db)
@@ -473,7 +466,7 @@ func TestRowSecurityManyClients(t *testing.T) {
 // login fails the session's transactions (42501) and shows it no rows; the
 // session goes on once the grant is back.
 func TestRowSecuritySetupFails(t *testing.T) {
-	tp := startRLSProxy(t, PoolTransaction, 2)
+	tp := startRLSProxy(t, pool.Transaction, 2)
 	ctx := ctxT(t)
 	db := rlsDB(t, tp)
 	c := tp.connect(t, ctx, "tok-rls-acme")
@@ -528,7 +521,7 @@ relations:
   public.orders: { tenant_column: tenant_id }
 `
 	for _, bc := range []struct{ name, pol string }{{"plain", plain}, {"passthrough", withRLS}} {
-		for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+		for _, mode := range []pool.Mode{pool.Transaction, pool.Session} {
 			b.Run(bc.name+"/"+string(mode), func(b *testing.B) {
 				tp := startRLSProxyWith(b, mode, 2, bc.pol)
 				ctx := context.Background()

@@ -13,6 +13,7 @@ import (
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -54,7 +55,7 @@ func TestSchemaTenancyPooled(t *testing.T) {
 	}
 	tp := startProxyTB(t, func(c *Config, d *Deps) {
 		w := NewWarehouse("wh", whURL, rw)
-		w.Pool = PoolConfig{Mode: PoolTransaction, Size: 2}
+		w.Pool = pool.Config{Mode: pool.Transaction, Size: 2}
 		d.Warehouses = map[string]*Warehouse{"wh": w}
 	})
 	future := time.Now().Add(time.Hour)

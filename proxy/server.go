@@ -15,7 +15,7 @@
 // awaiting answers ties replies to statements for the audit log, the metrics,
 // the idle timeout and draining.
 //
-// A warehouse in transaction mode (the default; see PoolMode) lends pooled
+// A warehouse in transaction mode (the default; see pool.Mode) lends pooled
 // connections to clients one transaction at a time: the loop binds a
 // connection at the first message that needs one and the relay returns it at
 // the ReadyForQuery 'I' that ends the client's synced batch. Client prepared
@@ -44,6 +44,7 @@ import (
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -95,8 +96,11 @@ type Warehouse struct {
 	DSN string
 	// Upstream, if set, hands out warehouse connections instead of dialing DSN.
 	Upstream Upstream
-	// Pool says how clients share the warehouse's connections (see PoolMode).
-	Pool PoolConfig
+	// Pool says how clients share the warehouse's connections (see pool.Mode).
+	Pool pool.Config
+	// Statements are each tenant's limits on its statements (timeout,
+	// result rows and bytes; tenantlimits.go), in both modes.
+	Statements TenantStatementLimits
 	// Tenants, if set, gives each tenant a database of its own
 	// (tenantdb.go); DSN and Upstream then serve only the policy's catalog.
 	Tenants *TenantDatabases
@@ -159,10 +163,10 @@ type Server struct {
 	auth       Authenticator
 	warehouses map[string]*Warehouse
 	upstreams  map[string]Upstream
-	pools      map[string]*pool // transaction-mode warehouses
+	pools      map[string]*warehousePool // transaction-mode warehouses
 	// sessionScheds hold the tenant limits of session-mode warehouses
 	// (sessions per tenant, statements per second).
-	sessionScheds map[string]*fairq.Scheduler[*waiter]
+	sessionScheds map[string]*fairq.Scheduler[*pool.Waiter]
 	// tenantLimits: each warehouse's statement limits, copied at New
 	// (sessions read them; the Warehouse values are the caller's).
 	tenantLimits map[string]warehouseLimits
@@ -218,8 +222,8 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		auth:          deps.Authenticator,
 		warehouses:    make(map[string]*Warehouse, len(deps.Warehouses)),
 		upstreams:     make(map[string]Upstream, len(deps.Warehouses)),
-		pools:         map[string]*pool{},
-		sessionScheds: map[string]*fairq.Scheduler[*waiter]{},
+		pools:         map[string]*warehousePool{},
+		sessionScheds: map[string]*fairq.Scheduler[*pool.Waiter]{},
 		tenantLimits:  map[string]warehouseLimits{},
 		tenants:       map[string]*tenantRegistry{},
 		writeBufs:     newWriteBufPool(),
@@ -263,7 +267,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("proxy: %w", err)
 		}
 		w.Pool = pc
-		s.tenantLimits[name] = warehouseLimits{statements: pc.Statements, acquireTimeout: pc.AcquireTimeout}
+		s.tenantLimits[name] = warehouseLimits{statements: w.Statements, acquireTimeout: pc.AcquireTimeout}
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -292,10 +296,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		return nil, fmt.Errorf("proxy: metrics: %w", err)
 	}
 	for name, w := range s.warehouses {
-		if w.Pool.Mode == PoolTransaction {
-			s.pools[name] = newPool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
+		if w.Pool.Mode == pool.Transaction {
+			s.pools[name] = newWarehousePool(name, s.upstreams[name], w.Pool, cfg.ConnectTimeout, s.log, m, s.stats)
 		} else {
-			s.sessionScheds[name] = fairq.New[*waiter](w.Pool.Tenants, nil)
+			s.sessionScheds[name] = fairq.New[*pool.Waiter](w.Pool.Tenants, nil)
 		}
 		if w.Tenants != nil {
 			r, err := newTenantRegistry(s, w)
@@ -345,7 +349,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			s.loops.Store(loops)
 		}
 		for _, p := range s.pools {
-			go p.reapLoop(s.doneCh)
+			go p.Reap(s.doneCh)
 		}
 		for _, r := range s.tenants {
 			go r.reapLoop(s.doneCh)
@@ -412,7 +416,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	defer s.shutdownOnce.Do(func() { close(s.shutdownDone) })
 	defer func() {
 		for _, p := range s.pools {
-			p.close()
+			p.Close()
 		}
 		for _, r := range s.tenants {
 			r.closeAll()

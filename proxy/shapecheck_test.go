@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // A client told a statement's result shape from the pool's cache gets
@@ -12,7 +14,7 @@ import (
 // the statement already (as on a fresh connection,
 // TestPoolCachedDescribeChecksShape), and the session goes on.
 func TestPoolCachedShapeOnPreparedConnection(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	ctx := ctxT(t)
 	const q = "SELECT total FROM orders WHERE order_id = $1"
 	a := tp.connect(t, ctx, "tok-acme")

@@ -79,7 +79,7 @@ func (c *clientConn) queryPreparedLocked(pr *rewrite.Prepared, p *pending) (bool
 			return true, err
 		}
 	}
-	return true, b.sc.Flush()
+	return true, b.Conn().Flush()
 }
 
 // mayProbe: nothing is owed and the warehouse last reported no transaction

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -74,11 +75,11 @@ func (r *prepRewriter) probe(t *testing.T, tenant, shape string) rewrite.ProbeSt
 	return p.State()
 }
 
-func startPrepPool(t *testing.T, mode PoolMode) (*testProxy, *prepRewriter) {
-	return startPrepPoolConfig(t, PoolConfig{Mode: mode, Size: 1})
+func startPrepPool(t *testing.T, mode pool.Mode) (*testProxy, *prepRewriter) {
+	return startPrepPoolConfig(t, pool.Config{Mode: mode, Size: 1})
 }
 
-func startPrepPoolConfig(t *testing.T, pc PoolConfig) (*testProxy, *prepRewriter) {
+func startPrepPoolConfig(t *testing.T, pc pool.Config) (*testProxy, *prepRewriter) {
 	rw := &prepRewriter{}
 	tp := startPool(t, pc, func(_ *Config, d *Deps) {
 		w := NewWarehouse("wh", d.Warehouses["wh"].DSN, rw)
@@ -101,7 +102,7 @@ func simpleRun(t *testing.T, fe *pgproto3.Frontend, sql string) []string {
 // TestSimpleQueriesRunPrepared: after its probe, a shape's Queries run as a
 // prepared statement, and the client sees exactly what a Query gets.
 func TestSimpleQueriesRunPrepared(t *testing.T) {
-	for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+	for _, mode := range []pool.Mode{pool.Transaction, pool.Session} {
 		t.Run(string(mode), func(t *testing.T) {
 			tp, rw := startPrepPool(t, mode)
 			_, fe := rawSession(t, tp, "tok-acme")
@@ -146,7 +147,7 @@ func TestSimpleQueriesRunPrepared(t *testing.T) {
 // TestSimplePreparedProbeRejected: a prepared form the warehouse refuses is
 // unseen by the client, and its shape runs as plain Queries from then on.
 func TestSimplePreparedProbeRejected(t *testing.T) {
-	tp, rw := startPrepPool(t, PoolTransaction)
+	tp, rw := startPrepPool(t, pool.Transaction)
 	_, fe := rawSession(t, tp, "tok-acme")
 	// format's variadic arguments are "any": a parameter there has no type.
 	const shape = "SELECT format($1, order_id, $2) FROM orders WHERE order_id = $3"
@@ -169,7 +170,7 @@ func TestSimplePreparedProbeRejected(t *testing.T) {
 // transaction block, where a refused Parse would fail the client's
 // transaction; it is probed at its first statement outside one.
 func TestSimplePreparedNoProbeInTransaction(t *testing.T) {
-	tp, rw := startPrepPool(t, PoolTransaction)
+	tp, rw := startPrepPool(t, pool.Transaction)
 	_, fe := rawSession(t, tp, "tok-acme")
 	const shape = "SELECT format($1, order_id, $2) FROM orders WHERE order_id = $3"
 	wantSeq(t, simpleRun(t, fe, "BEGIN"), "CommandComplete(BEGIN)", "ReadyForQuery(T)")
@@ -190,7 +191,7 @@ func TestSimplePreparedNoProbeInTransaction(t *testing.T) {
 
 // TestSimplePreparedOff: prepare_simple_queries false sends Queries as they are.
 func TestSimplePreparedOff(t *testing.T) {
-	tp, rw := startPrepPoolConfig(t, PoolConfig{Size: 1, PlainSimpleQueries: true})
+	tp, rw := startPrepPoolConfig(t, pool.Config{Size: 1, PlainSimpleQueries: true})
 	_, fe := rawSession(t, tp, "tok-acme")
 	for _, id := range []string{"1", "2", "3"} {
 		wantSeq(t, simpleRun(t, fe, "SELECT total FROM orders WHERE order_id = "+id),
@@ -211,7 +212,7 @@ func TestSimplePreparedOff(t *testing.T) {
 // PostgreSQL's messages in PostgreSQL's order, and a Parse inside a failed
 // transaction still gets the warehouse's 25P02.
 func TestPoolReparseAnsweredLocally(t *testing.T) {
-	tp := startPool(t, PoolConfig{Size: 1}, nil)
+	tp := startPool(t, pool.Config{Size: 1}, nil)
 	_, fe := rawSession(t, tp, "tok-acme")
 	const q = "SELECT total FROM orders WHERE order_id = $1"
 	run := func(id string) []string {

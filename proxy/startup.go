@@ -19,6 +19,7 @@ import (
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // Special startup packet codes (PostgreSQL src/include/libpq/pqcomm.h).
@@ -481,7 +482,7 @@ func (c *clientConn) cancelWarehouse(ctx context.Context) error {
 		}
 		return nil
 	}
-	return c.cancelTo.sc.Cancel(ctx)
+	return c.cancelTo.Conn().Cancel(ctx)
 }
 
 // bindAtStartup returns the ParameterStatus set to greet the client with.
@@ -495,7 +496,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		p, up = c.tdb.pool, c.tdb.up
 	}
 	if p != nil {
-		poolParams, err := p.startupParams(ctx)
+		poolParams, err := p.StartupParams(ctx)
 		if err != nil {
 			return nil, asFatal(err)
 		}
@@ -508,7 +509,7 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 		// Settings are replayed per transaction: check them now, so that
 		// a value the warehouse refuses fails the login as on PostgreSQL
 		// instead of every transaction later.
-		canon, err := p.checkSettings(ctx, c.upParams, poolParams)
+		canon, err := p.CheckSettings(ctx, c.upParams, poolParams)
 		if err != nil {
 			return nil, asFatal(err)
 		}
@@ -549,11 +550,11 @@ func (c *clientConn) bindAtStartup(ctx context.Context) (map[string]string, erro
 	if err != nil {
 		return nil, err
 	}
-	b := newBackend(sc, time.Now(), wh.Pool.MaxPreparedStatements)
+	b := pool.NewBackend(sc, time.Now(), wh.Pool.MaxPreparedStatements)
 	if c.rls != nil {
 		// The connection is the session's alone: its role and settings
 		// are set once, and go with it when it closes.
-		if status, err := b.roundTrip(c.rls.set, c.srv.cfg.ConnectTimeout); err != nil || status != 'I' {
+		if status, err := b.RoundTrip(c.rls.set, c.srv.cfg.ConnectTimeout); err != nil || status != 'I' {
 			sc.Close()
 			var pe *pgerr.Error
 			if errors.As(err, &pe) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgwarden/pgwarden/opstats"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // The proxy feeds the statistics where statements end and where its pool
@@ -18,7 +19,7 @@ func TestOpStatsFed(t *testing.T) {
 	}
 	tp := startProxy(t, func(_ *Config, d *Deps) {
 		d.Stats = rec
-		d.Warehouses["wh"].Pool.Mode = PoolTransaction
+		d.Warehouses["wh"].Pool.Mode = pool.Transaction
 	})
 	ctx := ctxT(t)
 	acme := tp.connect(t, ctx, "tok-acme")

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // TenantDatabases configures database per tenant for a warehouse.
@@ -65,7 +66,7 @@ type tenantDB struct {
 	dsn  string
 	wh   *Warehouse // the base's name and pool settings, this database's rewriter
 	up   Upstream
-	pool *pool // nil in session mode
+	pool *warehousePool // nil in session mode
 	done chan struct{}
 
 	// Guarded by the registry's mu.
@@ -129,13 +130,13 @@ func (r *tenantRegistry) newDB(dsn string) (*tenantDB, error) {
 		return nil, pgerr.Fatalf(pgerr.InvalidAuthorization, "warehouse %s: the tenant's database is misconfigured", r.base.Name)
 	}
 	up := pinnedUpstream{warehouse: r.base.Name, up: limitedUpstream{up: d, lim: r.lim}}
-	wh := &Warehouse{Name: r.base.Name, DSN: dsn, Upstream: up, Pool: r.base.Pool}
+	wh := &Warehouse{Name: r.base.Name, DSN: dsn, Upstream: up, Pool: r.base.Pool, Statements: r.base.Statements}
 	db := &tenantDB{reg: r, dsn: dsn, wh: wh, up: up, done: make(chan struct{})}
-	if wh.Pool.Mode == PoolTransaction {
+	if wh.Pool.Mode == pool.Transaction {
 		pc := wh.Pool
 		pc.IdleTimeout = min(pc.IdleTimeout, r.td.IdleTimeout)
-		db.pool = newPool(r.base.Name, up, pc, cfg.ConnectTimeout, r.srv.log, r.srv.metrics, nil)
-		go db.pool.reapLoop(db.done)
+		db.pool = newWarehousePool(r.base.Name, up, pc, cfg.ConnectTimeout, r.srv.log, r.srv.metrics, nil)
+		go db.pool.Reap(db.done)
 	}
 	return db, nil
 }
@@ -203,7 +204,7 @@ func (r *tenantRegistry) reapLoop(done <-chan struct{}) {
 func (db *tenantDB) close() {
 	close(db.done)
 	if db.pool != nil {
-		db.pool.close()
+		db.pool.Close()
 	}
 }
 
@@ -231,39 +232,21 @@ func (r *tenantRegistry) open() (dbs, conns int) {
 // database, to make room under the shared bound; false if there is none.
 func (r *tenantRegistry) evictIdle() bool {
 	r.mu.Lock()
-	pools := make([]*pool, 0, len(r.dbs))
+	pools := make([]*warehousePool, 0, len(r.dbs))
 	for _, db := range r.dbs {
 		if db.pool != nil {
 			pools = append(pools, db.pool)
 		}
 	}
 	r.mu.Unlock()
-	var oldest *pool
+	var oldest *warehousePool
 	var at time.Time
 	for _, p := range pools {
-		p.mu.Lock()
-		if len(p.idle) > 0 && (oldest == nil || p.idle[0].lastUsed.Before(at)) {
-			oldest, at = p, p.idle[0].lastUsed
+		if used, ok := p.IdleSince(); ok && (oldest == nil || used.Before(at)) {
+			oldest, at = p, used
 		}
-		p.mu.Unlock()
 	}
-	return oldest != nil && oldest.closeOldestIdle()
-}
-
-// closeOldestIdle closes p's least recently used idle connection.
-func (p *pool) closeOldestIdle() bool {
-	p.mu.Lock()
-	if len(p.idle) == 0 {
-		p.mu.Unlock()
-		return false
-	}
-	b := p.idle[0]
-	p.idle = p.idle[1:]
-	p.open--
-	p.gaugesLocked(time.Now())
-	p.mu.Unlock()
-	b.sc.Close()
-	return true
+	return oldest != nil && oldest.CloseOldestIdle()
 }
 
 // connLimit bounds connections open across pools.
@@ -316,7 +299,7 @@ type limitedUpstream struct {
 	lim *connLimit
 }
 
-func (u limitedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+func (u limitedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (pool.Conn, error) {
 	if err := u.lim.take(ctx); err != nil {
 		return nil, err
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -50,7 +51,7 @@ func tenantRewriter(ctx context.Context, dsn string) (Rewriter, error) {
 
 // startTenantDBProxy serves warehouse "wh" with a database per tenant from
 // dsns, each tenant a querier session tok-db-<tenant>.
-func startTenantDBProxy(t *testing.T, mode PoolMode, size int, td TenantDatabases, tenants []string) *testProxy {
+func startTenantDBProxy(t *testing.T, mode pool.Mode, size int, td TenantDatabases, tenants []string) *testProxy {
 	t.Helper()
 	return startProxy(t, func(cfg *Config, deps *Deps) {
 		cfg.ConnectTimeout = 3 * time.Second
@@ -60,7 +61,7 @@ func startTenantDBProxy(t *testing.T, mode PoolMode, size int, td TenantDatabase
 			t.Fatal(err)
 		}
 		w.SetRewriter(rw)
-		w.Pool = PoolConfig{Mode: mode, Size: size, AcquireTimeout: 30 * time.Second}
+		w.Pool = pool.Config{Mode: mode, Size: size, AcquireTimeout: 30 * time.Second}
 		td.Rewriter = tenantRewriter
 		w.Tenants = &td
 		fa := deps.Authenticator.(*fakeAuth)
@@ -123,7 +124,7 @@ func TestTenantDatabases(t *testing.T) {
 	}
 	u2.Close(ctx)
 	tenants := []string{"acme", "globex", "initech", "umbrella"}
-	for _, mode := range []PoolMode{PoolTransaction, PoolSession} {
+	for _, mode := range []pool.Mode{pool.Transaction, pool.Session} {
 		t.Run(string(mode), func(t *testing.T) {
 			td := TenantDatabases{DSN: func(tn string) (string, bool) { d, ok := dsns[tn]; return d, ok }, MaxConns: 8}
 			tp := startTenantDBProxy(t, mode, 2, td, append(tenants, "nodb"))
@@ -150,7 +151,7 @@ func TestTenantDatabases(t *testing.T) {
 	}
 	// Last: the second cluster goes down; only its tenant notices.
 	td := TenantDatabases{DSN: func(tn string) (string, bool) { d, ok := dsns[tn]; return d, ok }}
-	tp := startTenantDBProxy(t, PoolTransaction, 2, td, tenants)
+	tp := startTenantDBProxy(t, pool.Transaction, 2, td, tenants)
 	um := tp.connect(t, ctx, "tok-db-umbrella")
 	acme := tp.connect(t, ctx, "tok-db-acme")
 
@@ -232,7 +233,7 @@ func TestTenantDatabasesBound(t *testing.T) {
 		MaxConns:    bound,
 		IdleTimeout: 300 * time.Millisecond,
 	}
-	tp := startTenantDBProxy(t, PoolTransaction, 3, td, tenants)
+	tp := startTenantDBProxy(t, pool.Transaction, 3, td, tenants)
 	var wg sync.WaitGroup
 	errs := make(chan error, len(tenants))
 	for _, tn := range tenants {

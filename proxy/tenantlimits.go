@@ -29,6 +29,7 @@ import (
 	"github.com/pgwarden/pgwarden/pgerr"
 	"github.com/pgwarden/pgwarden/policy"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -124,9 +125,9 @@ func parseTimeoutSetting(v string) (time.Duration, bool) {
 
 // scheduler is the fairq state the session's tenant limits live in: its
 // pool's in transaction mode, its warehouse's in session mode.
-func (c *clientConn) scheduler() *fairq.Scheduler[*waiter] {
+func (c *clientConn) scheduler() *fairq.Scheduler[*pool.Waiter] {
 	if c.pool != nil {
-		return c.pool.sched
+		return c.pool.Scheduler()
 	}
 	return c.srv.sessionScheds[c.wh.Name]
 }
@@ -221,7 +222,7 @@ func (g *resultGuard) filter(msg pgproto3.BackendMessage) (out pgproto3.BackendM
 }
 
 // guardResult applies the result limits to msg in the relay; nil drops it.
-func (c *clientConn) guardResult(b *backend, msg pgproto3.BackendMessage) pgproto3.BackendMessage {
+func (c *clientConn) guardResult(b *pool.Backend, msg pgproto3.BackendMessage) pgproto3.BackendMessage {
 	out, replace, cancel := c.guard.filter(msg)
 	if cancel {
 		c.srv.metrics.tenantRefusal(c.wh.Name, c.session.Tenant, "max_result_rows_or_bytes")
@@ -230,7 +231,7 @@ func (c *clientConn) guardResult(b *backend, msg pgproto3.BackendMessage) pgprot
 		// a statement of whoever the connection goes to next (the backend
 		// ignores it when it is idle by then).
 		ctx, done := context.WithTimeout(c.ctx, c.srv.cfg.ConnectTimeout)
-		if err := b.sc.Cancel(ctx); err != nil {
+		if err := b.Conn().Cancel(ctx); err != nil {
 			// The result runs on to its end, its rows dropped.
 			c.log.Warn("cancel of a result past its limit failed", zap.Error(err))
 		}
@@ -252,6 +253,6 @@ func (m *metrics) tenantRefusal(warehouse, tenant, limit string) {
 	if tenant == "" {
 		return
 	}
-	l := m.sessionLabels.label(tenant)
+	l := m.sessionLabels.Label(tenant)
 	m.tenantRefusals.WithLabelValues(warehouse, l, limit).Inc()
 }

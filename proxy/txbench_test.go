@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // BenchmarkTransactionPath is one single-statement transaction through the
@@ -20,7 +22,7 @@ import (
 func BenchmarkTransactionPath(b *testing.B) {
 	tp := startProxyTB(b, func(_ *Config, d *Deps) {
 		d.Logger = zap.NewNop()
-		d.Warehouses["wh"].Pool.Mode = PoolTransaction
+		d.Warehouses["wh"].Pool.Mode = pool.Transaction
 	})
 	ctx := context.Background()
 	conn, err := pgconn.Connect(ctx, tp.url("tok-acme", "wh", ""))

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/pgwarden/pgwarden/pgerr"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // ClientInfo describes the client a server connection is acquired for.
@@ -44,31 +45,7 @@ type ClientInfo struct {
 // Upstream hands out warehouse connections: one per client in session mode;
 // in transaction mode the warehouse's pool dials through it.
 type Upstream interface {
-	Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error)
-}
-
-// ServerConn is one warehouse connection as the relay sees it. Send and Flush
-// are called only by the client loop, Receive and Buffered only by the relay
-// goroutine; Close and Cancel may be called from either.
-type ServerConn interface {
-	// Send buffers msg for the warehouse.
-	Send(msg pgproto3.FrontendMessage) error
-	// Flush writes buffered messages.
-	Flush() error
-	// Receive returns the next message; it is valid until the next call.
-	Receive() (pgproto3.BackendMessage, error)
-	// Buffered reports how many received bytes are waiting to be decoded, so
-	// that the relay can flush the client before it blocks.
-	Buffered() int
-	// ParameterStatus returns a parameter the warehouse reported at startup.
-	ParameterStatus(name string) string
-	// PID is the warehouse backend's process id (for logs).
-	PID() uint32
-	// Cancel asks the warehouse to cancel the statement running on this
-	// connection.
-	Cancel(ctx context.Context) error
-	// Close ends the connection; it unblocks a pending Receive.
-	Close() error
+	Acquire(ctx context.Context, ci *ClientInfo) (pool.Conn, error)
 }
 
 // dsnUpstream opens a fresh warehouse connection per client with pgconn (so
@@ -90,7 +67,7 @@ func newDSNUpstream(warehouse, dsn string, cfg Config) (*dsnUpstream, error) {
 	return &dsnUpstream{warehouse: warehouse, base: base, timeout: cfg.ConnectTimeout, maxBody: cfg.MaxResultMessageBytes, stmtTO: cfg.StatementTimeout}, nil
 }
 
-func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+func (u *dsnUpstream) Acquire(ctx context.Context, ci *ClientInfo) (pool.Conn, error) {
 	cfg := u.base.Copy()
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -226,7 +203,7 @@ type pinnedUpstream struct {
 	up        Upstream
 }
 
-func (p pinnedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (ServerConn, error) {
+func (p pinnedUpstream) Acquire(ctx context.Context, ci *ClientInfo) (pool.Conn, error) {
 	sc, err := p.up.Acquire(ctx, ci)
 	if err != nil {
 		return nil, err

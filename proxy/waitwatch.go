@@ -4,11 +4,12 @@ package proxy
 // connection (as PgBouncer does), so that its statement never runs for
 // nobody and its place in the queue goes to the next client at once.
 //
-// While the wait lasts (once it outlasts watchDelay: see await) the loop is
-// blocked in acquire and nothing reads the client, so a watcher goroutine waits for the socket through the
-// runtime's poller (RawConn.Read) and looks without consuming a byte:
-// end of stream or an error means the client is gone; bytes alone mean it
-// pipelined more and stays. The poller is edge-triggered, so bytes left
+// While the wait lasts (once it outlasts pool.WatchDelay: see the pool's
+// await) the loop is blocked in Acquire and nothing reads the client, so a
+// watcher goroutine waits for the socket through the runtime's poller
+// (RawConn.Read) and looks without consuming a byte: end of stream or an
+// error means the client is gone; bytes alone mean it pipelined more and
+// stays. The poller is edge-triggered, so bytes left
 // unread wake the watcher once, not in a loop, and a FIN behind them
 // (libpq's Terminate, a TLS close_notify) wakes it again.
 //
@@ -24,20 +25,7 @@ import (
 	"os"
 	"syscall"
 	"time"
-
-	"github.com/pgwarden/pgwarden/pgerr"
 )
-
-// waitWatch is started by acquire when the caller has to queue: gone is
-// closed when the waiting client disconnects; stop ends the watch before
-// acquire returns and reports whether the client was seen gone.
-type waitWatch func() (gone <-chan struct{}, stop func() bool)
-
-// errWaitAbandoned ends an acquire whose client went away. The client
-// never reads it: the session ends on the closed socket.
-func errWaitAbandoned() *pgerr.Error {
-	return pgerr.New(pgerr.QueryCanceled, "client disconnected while waiting for a warehouse connection")
-}
 
 // goneWatch watches one wait (or one inline relay: see drainWatch).
 type goneWatch struct {
@@ -53,7 +41,7 @@ type goneWatch struct {
 
 func noWatch() bool { return false }
 
-// watchGone is the client's waitWatch.
+// watchGone is the client's pool.Watch.
 func (c *clientConn) watchGone() (<-chan struct{}, func() bool) {
 	return c.watchGoneThen("client disconnected while waiting for a warehouse connection", nil)
 }

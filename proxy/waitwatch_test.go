@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // waitPool serves a pool of one connection with an acquire timeout far
@@ -33,7 +35,7 @@ func startWaitPool(t *testing.T) *waitPool {
 	cert, key := writeSelfSignedCert(t)
 	reg := prometheus.NewRegistry()
 	core, logs := observer.New(zap.DebugLevel)
-	tp := startPool(t, PoolConfig{Size: 1, AcquireTimeout: 30 * time.Second}, func(c *Config, d *Deps) {
+	tp := startPool(t, pool.Config{Size: 1, AcquireTimeout: 30 * time.Second}, func(c *Config, d *Deps) {
 		c.TLSCertFile, c.TLSKeyFile = cert, key
 		d.Metrics = reg
 		d.Logger = zap.New(zapcore.NewTee(d.Logger.Core(), core))

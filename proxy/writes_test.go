@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/policy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // Writes through the real proxy and rewriter on the demo's writable
@@ -19,7 +20,7 @@ import (
 // transactions share warehouse connections, serialization failures and
 // deadlocks reaching the client with their SQLSTATE, and the audit log.
 func TestRealStackWrites(t *testing.T) {
-	for _, mode := range []PoolMode{PoolSession, PoolTransaction} {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
 		t.Run(string(mode), func(t *testing.T) {
 			var audit syncBuffer
 			s := startRealStack(t, mode, func(_ *Config, d *Deps) { d.Audit = NewAuditLog(&audit, false) })

@@ -16,7 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgwarden/pgwarden/internal/oidctest"
-	"github.com/pgwarden/pgwarden/proxy"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
 // screenshotDir is where the console's browser test saves its screenshots:
@@ -113,7 +113,7 @@ func TestAdminStats(t *testing.T) {
 	for _, p := range out["pools"].([]any) {
 		if m := p.(map[string]any); m["warehouse"] == demoWarehouse {
 			pooled = true
-			if m["size"].(float64) != 2*float64(cmp.Or(s.cfg.Warehouses[demoWarehouse].Pool.Size, proxy.DefaultPoolSize)) {
+			if m["size"].(float64) != 2*float64(cmp.Or(s.cfg.Warehouses[demoWarehouse].Pool.Size, pool.DefaultSize)) {
 				t.Errorf("the demo warehouse's pools summed over two replicas: %v", m)
 			}
 		}

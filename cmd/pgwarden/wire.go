@@ -28,6 +28,7 @@ import (
 	"github.com/pgwarden/pgwarden/proxy"
 	"github.com/pgwarden/pgwarden/proxy/embedctx"
 	"github.com/pgwarden/pgwarden/proxy/fairq"
+	"github.com/pgwarden/pgwarden/proxy/pool"
 	"github.com/pgwarden/pgwarden/rewrite"
 )
 
@@ -190,9 +191,9 @@ func statsConfig(c *config.File) opstats.Config {
 		MaxTenants: c.Console.StatsMaxTenants, IdleEvict: c.Console.StatsIdleEvict}
 }
 
-func poolConfig(p config.Pool) proxy.PoolConfig {
-	return proxy.PoolConfig{
-		Mode:                  proxy.PoolMode(p.Mode),
+func poolConfig(p config.Pool) pool.Config {
+	return pool.Config{
+		Mode:                  pool.Mode(p.Mode),
 		Size:                  p.Size,
 		AcquireTimeout:        p.AcquireTimeout,
 		IdleTimeout:           p.IdleTimeout,
@@ -201,7 +202,6 @@ func poolConfig(p config.Pool) proxy.PoolConfig {
 		MaxPreparedStatements: p.MaxPreparedStatements,
 		PlainSimpleQueries:    p.PrepareSimpleQueries != nil && !*p.PrepareSimpleQueries,
 		Tenants:               tenantScheduling(p),
-		Statements:            tenantStatementLimits(p),
 	}
 }
 
@@ -221,7 +221,8 @@ func tenantScheduling(p config.Pool) fairq.Config {
 	return c
 }
 
-// tenantStatementLimits are the pool's per-tenant statement limits.
+// tenantStatementLimits are the per-tenant statement limits of the pool
+// section.
 func tenantStatementLimits(p config.Pool) proxy.TenantStatementLimits {
 	stmt := func(l config.TenantLimits) proxy.StatementLimits {
 		s := proxy.StatementLimits{Timeout: l.StatementTimeout, MaxRows: l.MaxResultRows, MaxBytes: l.MaxResultBytes}
@@ -311,6 +312,7 @@ func newApp(ctx context.Context, cfg *config.File, log *zap.Logger, only string)
 	for name, rw := range rewriters {
 		w := proxy.NewWarehouse(name, cfg.Warehouses[name].DSN, rw)
 		w.Pool = poolConfig(cfg.Warehouses[name].Pool)
+		w.Statements = tenantStatementLimits(cfg.Warehouses[name].Pool)
 		if wc := cfg.Warehouses[name]; wc.TenantDatabases() {
 			w.Tenants = a.tenantDatabases(name, wc)
 		}

@@ -1,4 +1,4 @@
-package proxy
+package pool
 
 // Per-tenant pool metrics with bounded label cardinality: a proxy may serve
 // thousands of tenants, and a series per tenant would swamp Prometheus.
@@ -29,8 +29,9 @@ const tenantMetricsTop = 20
 // otherTenants is the label of the tenants without a series of their own.
 const otherTenants = "other"
 
-// tenantLabels fixes the tenant label of a warehouse's counters.
-type tenantLabels struct {
+// TenantLabels fixes the tenant label of a warehouse's counters: a pool's,
+// and the proxy's own for refusals outside a pool's wait.
+type TenantLabels struct {
 	mu    sync.Mutex
 	named map[string]bool // configured tenants: always labelled
 	seen  map[string]bool // others labelled, at most tenantMetricsTop
@@ -49,15 +50,19 @@ type tenantObserver struct {
 	o      prometheus.Observer
 }
 
-func newTenantLabels(cfg fairq.Config) *tenantLabels {
-	l := &tenantLabels{named: map[string]bool{}, seen: map[string]bool{}}
+// NewTenantLabels labels the tenants cfg names, and the first
+// tenantMetricsTop others.
+func NewTenantLabels(cfg fairq.Config) *TenantLabels {
+	l := &TenantLabels{named: map[string]bool{}, seen: map[string]bool{}}
 	for t := range cfg.Tenants {
 		l.named[t] = true
 	}
 	return l
 }
 
-func (l *tenantLabels) label(tenant string) string {
+// Label is tenant's label: its own, or "other" (tenant="" is the
+// proxy's own round trips, "").
+func (l *TenantLabels) Label(tenant string) string {
 	if tenant == "" {
 		return "" // the proxy's own round trips are not counted by tenant
 	}
@@ -66,7 +71,7 @@ func (l *tenantLabels) label(tenant string) string {
 	return l.labelLocked(tenant)
 }
 
-func (l *tenantLabels) labelLocked(tenant string) string {
+func (l *TenantLabels) labelLocked(tenant string) string {
 	if l.named[tenant] || l.seen[tenant] {
 		return tenant
 	}
@@ -77,44 +82,49 @@ func (l *tenantLabels) labelLocked(tenant string) string {
 	return otherTenants
 }
 
-// tenantGauges reports the pools' per-tenant gauges at scrape time.
-type tenantGauges struct {
+// TenantGauges reports the pools' per-tenant gauges at scrape time: a
+// prometheus.Collector, which the proxy registers once for all its pools.
+type TenantGauges struct {
 	queued, inUse *prometheus.Desc
 
 	mu    sync.Mutex
-	pools map[*pool]struct{}
+	pools map[*Pool]struct{}
 }
 
-func newTenantGauges() *tenantGauges {
-	return &tenantGauges{
+// NewTenantGauges returns the collector of pools not yet made (New adds
+// each, Close removes it).
+func NewTenantGauges() *TenantGauges {
+	return &TenantGauges{
 		queued: prometheus.NewDesc("pgwarden_proxy_tenant_queued_statements",
 			"Clients of a tenant waiting for a pooled warehouse connection (busiest tenants, the rest as tenant=\"other\").",
 			[]string{"warehouse", "tenant"}, nil),
 		inUse: prometheus.NewDesc("pgwarden_proxy_tenant_connections_in_use",
 			"Pooled warehouse connections a tenant holds (busiest tenants, the rest as tenant=\"other\").",
 			[]string{"warehouse", "tenant"}, nil),
-		pools: map[*pool]struct{}{},
+		pools: map[*Pool]struct{}{},
 	}
 }
 
-func (g *tenantGauges) add(p *pool) {
+func (g *TenantGauges) add(p *Pool) {
 	g.mu.Lock()
 	g.pools[p] = struct{}{}
 	g.mu.Unlock()
 }
 
-func (g *tenantGauges) remove(p *pool) {
+func (g *TenantGauges) remove(p *Pool) {
 	g.mu.Lock()
 	delete(g.pools, p)
 	g.mu.Unlock()
 }
 
-func (g *tenantGauges) Describe(ch chan<- *prometheus.Desc) {
+// Describe implements prometheus.Collector.
+func (g *TenantGauges) Describe(ch chan<- *prometheus.Desc) {
 	ch <- g.queued
 	ch <- g.inUse
 }
 
-func (g *tenantGauges) Collect(ch chan<- prometheus.Metric) {
+// Collect implements prometheus.Collector.
+func (g *TenantGauges) Collect(ch chan<- prometheus.Metric) {
 	g.mu.Lock()
 	byWarehouse := map[string]map[string]*fairq.TenantStats{}
 	for p := range g.pools {
@@ -173,7 +183,7 @@ func (m *poolMetrics) tenantWait(tenant string, d time.Duration, err error) {
 
 // observer is tenant's series of waits (at every checkout): looked up in
 // the vector once per label, not hashed again each time.
-func (l *tenantLabels) observer(tenant string, v *prometheus.HistogramVec, warehouse string) prometheus.Observer {
+func (l *TenantLabels) observer(tenant string, v *prometheus.HistogramVec, warehouse string) prometheus.Observer {
 	if t := l.last.Load(); t != nil && t.tenant == tenant {
 		return t.o
 	}
@@ -204,7 +214,7 @@ func (l *tenantLabels) observer(tenant string, v *prometheus.HistogramVec, wareh
 
 // refused counts a statement refused by one of its tenant's limits.
 func (m *poolMetrics) refused(tenant, limit string) {
-	if l := m.labels.label(tenant); l != "" {
+	if l := m.labels.Label(tenant); l != "" {
 		m.tenantRefusals.WithLabelValues(m.warehouse, l, limit).Inc()
 	}
 }

@@ -1,4 +1,4 @@
-package proxy
+package pool
 
 import (
 	"fmt"
@@ -12,21 +12,21 @@ import (
 // Counters label the configured tenants and the first tenantMetricsTop
 // others; the rest share "other".
 func TestTenantLabelsBounded(t *testing.T) {
-	l := newTenantLabels(fairq.Config{Tenants: map[string]fairq.Limits{"vip": {Weight: 2}}})
+	l := NewTenantLabels(fairq.Config{Tenants: map[string]fairq.Limits{"vip": {Weight: 2}}})
 	labels := map[string]bool{}
 	for i := range 3 * tenantMetricsTop {
-		labels[l.label(fmt.Sprintf("t%d", i))] = true
+		labels[l.Label(fmt.Sprintf("t%d", i))] = true
 	}
-	if got := l.label("vip"); got != "vip" {
+	if got := l.Label("vip"); got != "vip" {
 		t.Errorf("configured tenant labelled %q", got)
 	}
 	if len(labels) != tenantMetricsTop+1 || !labels[otherTenants] {
 		t.Errorf("%d labels for %d tenants, want %d plus %q", len(labels), 3*tenantMetricsTop, tenantMetricsTop, otherTenants)
 	}
-	if got := l.label("t0"); got != "t0" {
+	if got := l.Label("t0"); got != "t0" {
 		t.Errorf("a tenant labelled before is now %q", got)
 	}
-	if got := l.label(""); got != "" {
+	if got := l.Label(""); got != "" {
 		t.Errorf("the proxy's own round trips labelled %q", got)
 	}
 }
@@ -34,11 +34,11 @@ func TestTenantLabelsBounded(t *testing.T) {
 // Gauges report the busiest tenants of each warehouse and sum the rest,
 // across the pools of a warehouse (one per tenant database).
 func TestTenantGaugesTopN(t *testing.T) {
-	g := newTenantGauges()
+	g := NewTenantGauges()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(g)
-	p1 := &pool{warehouse: "wh", sched: fairq.New[*waiter](fairq.Config{}, nil)}
-	p2 := &pool{warehouse: "wh", sched: fairq.New[*waiter](fairq.Config{}, nil)}
+	p1 := &Pool{warehouse: "wh", sched: fairq.New[*Waiter](fairq.Config{}, nil)}
+	p2 := &Pool{warehouse: "wh", sched: fairq.New[*Waiter](fairq.Config{}, nil)}
 	g.add(p1)
 	g.add(p2)
 	n := tenantMetricsTop + 10
@@ -49,7 +49,7 @@ func TestTenantGaugesTopN(t *testing.T) {
 		}
 	}
 	p2.sched.Start("t0") // t0 holds 2 across the warehouse's pools
-	p2.sched.Push("t0", &waiter{})
+	p2.sched.Push("t0", &Waiter{})
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
