@@ -249,7 +249,7 @@ func (p *Pool) get(ctx context.Context, tenant string, watch Watch, pk Parker, d
 				p.gaugesLocked(now)
 				p.mu.Unlock()
 				leaveToDial(pk)
-				b, expired, err := p.dialSlotBy(ctx, tenant, deadline)
+				b, expired, err := p.dialSlotBy(ctx, tenant, deadline, lastErr == nil)
 				if err == nil {
 					return b, nil
 				}
@@ -308,7 +308,7 @@ func (p *Pool) get(ctx context.Context, tenant string, watch Watch, pk Parker, d
 			// Handed a slot: dial in it.
 			leaveToDial(pk)
 			var expired bool
-			if b, expired, err = p.dialSlotBy(ctx, tenant, deadline); err == nil {
+			if b, expired, err = p.dialSlotBy(ctx, tenant, deadline, lastErr == nil); err == nil {
 				return b, nil
 			}
 			lastErr = err
@@ -339,17 +339,17 @@ func (p *Pool) get(ctx context.Context, tenant string, watch Watch, pk Parker, d
 
 // dialSlotBy is dialSlot bounded by deadline; expired reports that the
 // wait is over (the deadline passed or ctx ended).
-func (p *Pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time) (b *Backend, expired bool, err error) {
+func (p *Pool) dialSlotBy(ctx context.Context, tenant string, deadline time.Time, first bool) (b *Backend, expired bool, err error) {
 	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	b, err = p.dialSlot(ctx, tenant)
+	b, err = p.dialSlot(ctx, tenant, first)
 	return b, err != nil && ctx.Err() != nil, err
 }
 
 // dialSlot opens a connection for tenant in a slot counted for it (open,
 // inUse and the tenant's share), backing off after failed dials; on failure
-// the slot goes to the next waiter.
-func (p *Pool) dialSlot(ctx context.Context, tenant string) (*Backend, error) {
+// the slot goes to the next waiter. first: the wait has not dialled yet.
+func (p *Pool) dialSlot(ctx context.Context, tenant string, first bool) (*Backend, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.freeSlotLocked(tenant)
@@ -360,26 +360,41 @@ func (p *Pool) dialSlot(ctx context.Context, tenant string) (*Backend, error) {
 	if p.failures > 0 {
 		backoff = min(25*time.Millisecond<<min(p.failures, 8), 2*time.Second)
 	}
+	// A wait's first dial backs off at most half of what is left of it,
+	// so that every wait dials: with an acquire_timeout shorter than the
+	// backoff, waits would otherwise all end in it, none would dial, and
+	// the pool would never see the warehouse back.
+	if dl, ok := ctx.Deadline(); ok && first {
+		backoff = min(backoff, time.Until(dl)/2)
+	}
 	lastDial := p.lastDialErr
 	p.mu.Unlock()
 	if backoff > 0 {
+		t := time.NewTimer(backoff)
 		select {
-		case <-time.After(backoff):
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
 		}
 	}
 	var b *Backend
 	var err error
+	dialled := false
 	if ctx.Err() != nil && lastDial != nil {
-		// The wait ran out in the backoff after failed dials: say
-		// why they failed, not that a dial with no time left did.
+		// The wait ended in the backoff after failed dials (its
+		// client gone): say why they failed, not that a dial with no
+		// time left did.
 		err = lastDial
 	} else if b, err = p.dial(ctx); err == nil {
 		b.tenant = tenant
 		return b, nil
+	} else {
+		dialled = true
 	}
 	p.mu.Lock()
-	p.failures++
+	if dialled {
+		p.failures++
+	}
 	p.freeSlotLocked(tenant)
 	p.mu.Unlock()
 	return nil, err
