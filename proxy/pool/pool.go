@@ -370,31 +370,27 @@ func (p *Pool) dialSlot(ctx context.Context, tenant string, first bool) (*Backen
 	lastDial := p.lastDialErr
 	p.mu.Unlock()
 	if backoff > 0 {
-		t := time.NewTimer(backoff)
 		select {
-		case <-t.C:
+		case <-time.After(backoff):
 		case <-ctx.Done():
-			t.Stop()
 		}
 	}
-	var b *Backend
-	var err error
-	dialled := false
 	if ctx.Err() != nil && lastDial != nil {
-		// The wait ended in the backoff after failed dials (its
-		// client gone): say why they failed, not that a dial with no
-		// time left did.
-		err = lastDial
-	} else if b, err = p.dial(ctx); err == nil {
+		// The wait ended in the backoff after failed dials: say why
+		// they failed, not that a dial with no time left did. Not a
+		// failure of its own: nothing was dialled.
+		p.mu.Lock()
+		p.freeSlotLocked(tenant)
+		p.mu.Unlock()
+		return nil, lastDial
+	}
+	b, err := p.dial(ctx)
+	if err == nil {
 		b.tenant = tenant
 		return b, nil
-	} else {
-		dialled = true
 	}
 	p.mu.Lock()
-	if dialled {
-		p.failures++
-	}
+	p.failures++
 	p.freeSlotLocked(tenant)
 	p.mu.Unlock()
 	return nil, err

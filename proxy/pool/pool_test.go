@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
-	"os"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
+	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/pgerr"
 )
 
@@ -26,36 +27,7 @@ import (
 // pool that is closed. Everything a client sends through the pool is the
 // proxy's and is tested there.
 
-var (
-	clusterOnce sync.Once
-	cluster     *pgcluster.Cluster
-	clusterErr  error
-)
-
-// warehouse starts one throwaway PostgreSQL for the package's tests.
-func warehouse(t *testing.T) *pgcluster.Cluster {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs a PostgreSQL server")
-	}
-	clusterOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		cluster, clusterErr = pgcluster.Start(ctx, pgcluster.Options{})
-	})
-	if clusterErr != nil {
-		t.Fatalf("starting PostgreSQL: %v", clusterErr)
-	}
-	return cluster
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // wireConn is a warehouse connection as the pool sees one (Conn): pgconn
 // logs in, then hands over its socket and protocol reader.
@@ -119,9 +91,8 @@ func testMetrics() *Metrics {
 // non-zero fields over the defaults; dial, if not nil, replaces the dialer.
 func newPool(t *testing.T, cfg Config, dial func(context.Context) (Conn, error)) *Pool {
 	t.Helper()
-	c := warehouse(t)
 	if dial == nil {
-		dsn := c.DSN("postgres")
+		dsn := pgtest.ServerURL(t)
 		dial = func(ctx context.Context) (Conn, error) { return dialWire(ctx, dsn) }
 	}
 	cfg.Mode = Transaction
@@ -302,16 +273,18 @@ func TestPoolReplacesDeadIdleConnection(t *testing.T) {
 // error, not a pool timeout) once acquire_timeout is over, dials back off
 // rather than spin, and the pool serves again once the warehouse is back.
 func TestPoolWarehouseUnreachable(t *testing.T) {
-	c := warehouse(t)
 	port, err := pgcluster.FreePort() // nothing listens there
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	dsn := strings.Replace(c.DSN("postgres"), net.JoinHostPort(c.Host, strconv.Itoa(c.Port)), net.JoinHostPort(c.Host, strconv.Itoa(port)), 1)
-	if !strings.Contains(dsn, strconv.Itoa(port)) {
-		t.Fatalf("DSN %q names no port to replace", c.DSN("postgres"))
+	up := pgtest.ServerURL(t)
+	u, err := url.Parse(up)
+	if err != nil {
+		t.Fatal(err)
 	}
+	u.Host = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	var mu sync.Mutex
+	dsn := u.String()
 	dials := 0
 	p := newPool(t, Config{Size: 2, AcquireTimeout: 500 * time.Millisecond}, func(ctx context.Context) (Conn, error) {
 		mu.Lock()
@@ -333,7 +306,7 @@ func TestPoolWarehouseUnreachable(t *testing.T) {
 	}
 	mu.Lock()
 	n := dials
-	dsn = c.DSN("postgres")
+	dsn = up
 	mu.Unlock()
 	if n > 8 {
 		t.Errorf("%d dials in 500ms: no backoff", n)
