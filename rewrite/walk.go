@@ -302,9 +302,16 @@ func (p *pass) with(w *pg_query.WithClause, s *scope) {
 		}
 		if c := cte.CycleClause; c != nil {
 			// SEARCH and CYCLE name the CTE's own columns; only CYCLE's
-			// mark values are expressions (constants, by the grammar).
-			p.expr(c.CycleMarkValue, s)
-			p.expr(c.CycleMarkDefault, s)
+			// mark values are expressions (constants, by the grammar). A
+			// typed literal (TO text 'x') deparses as a cast, which the
+			// grammar does not take there.
+			for _, v := range []*pg_query.Node{c.CycleMarkValue, c.CycleMarkDefault} {
+				if v != nil && v.GetAConst() == nil {
+					p.fail(pgerr.Unsupported("a CYCLE mark value other than a plain constant is not supported").
+						WithHint("write plain constants, as in CYCLE id SET is_cycle TO 'Y' DEFAULT 'N' USING path"))
+					return
+				}
+			}
 		}
 		sel := cte.Ctequery.GetSelectStmt()
 		if sel == nil && p.writeCTE(cte.Ctequery, s) {
@@ -358,7 +365,16 @@ func (p *pass) from(n *pg_query.Node, s *scope) {
 				p.unsupported("function in FROM")
 				return
 			}
+			fc := l.Items[0].GetFuncCall()
 			p.expr(l.Items[0], s) // usually a FuncCall; checked against the allow-list
+			if p.err == nil && fc != nil && l.Items[0].GetFuncCall() == nil {
+				// Answered in place (a catalog function's visible answer,
+				// current_database()) by an expression that FROM does not
+				// take.
+				p.fail(pgerr.Unsupported("function %s in FROM is not supported", funcDisplay(fc.Funcname)).
+					WithHint("call it in the select list instead"))
+				return
+			}
 			if len(l.Items) > 1 {
 				p.columnDefs(l.Items[1].GetList().GetItems())
 			}
