@@ -102,5 +102,11 @@ func (p *pass) copyOption(o *pg_query.Node) {
 	}
 	if !good {
 		p.fail(pgerr.New(pgerr.SyntaxError, "invalid value for COPY option %s", strings.ToUpper(d.Defname)))
+		return
+	}
+	// pg_query deparses only the formats PostgreSQL knows (and drops any
+	// other, leaving FORMAT without a value); PostgreSQL's own refusal.
+	if f := arg.GetString_().GetSval(); d.Defname == "format" && f != "text" && f != "csv" && f != "binary" {
+		p.fail(pgerr.New(pgerr.InvalidParameterValue, "COPY format %q not recognized", f))
 	}
 }
