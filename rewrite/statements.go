@@ -235,16 +235,17 @@ func parseTimeout(v string) (int64, bool) {
 }
 
 // settingFunc restricts current_setting and set_config to allow-listed names
-// given as constants.
-func (p *pass) settingFunc(name string, args []*pg_query.Node) {
+// given as constants, and returns the setting named (lower case; "" for a
+// call with no argument, which the warehouse refuses).
+func (p *pass) settingFunc(name string, args []*pg_query.Node) string {
 	if len(args) == 0 {
-		return
+		return ""
 	}
 	c := args[0].GetAConst()
 	sv := c.GetSval()
 	if sv == nil {
 		p.fail(pgerr.Denied("permission denied: %s needs a constant setting name", name))
-		return
+		return ""
 	}
 	setting := strings.ToLower(sv.Sval)
 	switch name {
@@ -264,6 +265,7 @@ func (p *pass) settingFunc(name string, args []*pg_query.Node) {
 				WithHint("use SET %s, which checks the limit pgwarden sets for it", setting))
 		}
 	}
+	return setting
 }
 
 func (p *pass) transaction(t *pg_query.TransactionStmt) {

@@ -972,9 +972,8 @@ func (p *pass) funcCall(n *pg_query.Node, fc *pg_query.FuncCall, s *scope) {
 	switch name {
 	case "current_setting", "set_config":
 		if schema == "" || schema == "pg_catalog" {
-			p.settingFunc(name, fc.Args)
-			if name == "current_setting" && p.err == nil && len(fc.Args) > 0 &&
-				strings.EqualFold(fc.Args[0].GetAConst().GetSval().GetSval(), "search_path") {
+			setting := p.settingFunc(name, fc.Args)
+			if name == "current_setting" && p.err == nil && setting == "search_path" {
 				n.Node = p.searchPathValue().Node
 				p.reshaped++
 				return
