@@ -263,6 +263,36 @@ func TestPivotRows(t *testing.T) {
 	}
 }
 
+// TestPivotRowsCPU checks the CPU columns: each same-round ratio of the
+// proxy's CPU, and of the proxy's and PostgreSQL's together, with a round
+// that misses either left out.
+func TestPivotRowsCPU(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{1}, Protocols: []string{"simple"}}
+	res := &e2eResults{Workloads: []*workload{w}, Targets: []string{"pgbouncer", "pgwarden"}, Samples: map[caseKey][]sample{
+		{"select", "simple", 1, "pgbouncer"}: {
+			{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 30, PgUs: 70}},
+			{Round: 2, TPS: 100, CPU: cpuUse{ProxyUs: 40, PgUs: 60}},
+			{Round: 3, TPS: 100, CPU: cpuUse{ProxyUs: 40}},
+		},
+		{"select", "simple", 1, "pgwarden"}: {
+			{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 45, PgUs: 45}},
+			{Round: 2, TPS: 100, CPU: cpuUse{ProxyUs: 60, PgUs: 50}},
+			{Round: 3, TPS: 100, CPU: cpuUse{ProxyUs: 40, PgUs: 10}},
+		},
+	}}
+	header, rows := pivotRows(res)
+	wantH := []string{"workload", "protocol", ">clients", ">pgbouncer", ">pgwarden", ">pgwarden ÷ pgbouncer",
+		">proxy CPU/tx pgwarden ÷ pgbouncer", ">proxy + PostgreSQL CPU/tx pgwarden ÷ pgbouncer"}
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	// proxy: 1.5, 1.5, 1.0 → 1.5; proxy + PostgreSQL: 0.9, 1.1 (round 3 has no PostgreSQL figure) → 1.0.
+	wantR := [][]string{{"select", "simple", "1", "100", "100", "1.00×", "1.50×", "1.00×"}}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
 func TestFmtRatio(t *testing.T) {
 	for v, want := range map[float64]string{1.234: "1.23×", 0.1: "0.10×", 0.0034: "0.0034×", 0.042: "0.042×", math.NaN(): "–"} {
 		if got := fmtRatio(v); got != want {

@@ -274,7 +274,7 @@ func (r *e2eResults) summarize(k caseKey) caseSummary {
 		}
 	}
 	cs.ProxyUs, cs.ProxySysUs, cs.PgUs, cs.PgbenchUs = median(proxyUs), median(proxySysUs), median(pgUs), median(pgbenchUs)
-	cs.ProxyCPUVsBouncer = r.pairedCPURatio(k, "pgbouncer")
+	cs.ProxyCPUVsBouncer = r.pairedCPURatio(k, "pgbouncer", proxyCPU)
 	cs.Rounds = len(tps)
 	if cs.Rounds > 0 {
 		cs.Err = ""
@@ -305,22 +305,38 @@ func (r *e2eResults) pairedRatio(k caseKey, base string) float64 {
 	return median(ratios)
 }
 
-// pairedCPURatio is the median over rounds of k's proxy CPU per transaction
-// divided by base's in the same round.
-func (r *e2eResults) pairedCPURatio(k caseKey, base string) float64 {
+// pairedCPURatio is the median over rounds of k's CPU per transaction, as
+// of reads it from a run (proxyCPU or stackCPU), divided by base's in the
+// same round.
+func (r *e2eResults) pairedCPURatio(k caseKey, base string, of func(cpuUse) float64) float64 {
 	bk := k
 	bk.Target = base
 	byRound := map[int]float64{}
 	for _, s := range r.Samples[bk] {
-		if s.Err == "" && s.CPU.ProxyUs > 0 {
-			byRound[s.Round] = s.CPU.ProxyUs
+		if v := of(s.CPU); s.Err == "" && v > 0 {
+			byRound[s.Round] = v
 		}
 	}
 	var ratios []float64
 	for _, s := range r.Samples[k] {
-		if b, ok := byRound[s.Round]; ok && s.Err == "" && s.CPU.ProxyUs > 0 {
-			ratios = append(ratios, s.CPU.ProxyUs/b)
+		if b, ok := byRound[s.Round]; ok && s.Err == "" && of(s.CPU) > 0 {
+			ratios = append(ratios, of(s.CPU)/b)
 		}
 	}
 	return median(ratios)
+}
+
+// proxyCPU is the proxy's CPU per transaction.
+func proxyCPU(c cpuUse) float64 { return c.ProxyUs }
+
+// stackCPU is the proxy's and PostgreSQL's CPU per transaction together, 0
+// when either is missing: what a transaction through the proxy costs the
+// machine that runs both, which is the comparison that counts work the
+// proxy moves off the warehouse (pgwarden runs a simple query as a
+// statement prepared once per pooled connection; PgBouncer forwards it).
+func stackCPU(c cpuUse) float64 {
+	if c.ProxyUs <= 0 || c.PgUs <= 0 {
+		return 0
+	}
+	return c.ProxyUs + c.PgUs
 }

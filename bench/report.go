@@ -217,7 +217,10 @@ func (r *report) writeMarkdown(w io.Writer) {
 				fmt.Fprintf(w, "from its rusage) divided by the transactions pgbench completed. It is the figure that survives a noisy\n")
 				fmt.Fprintf(w, "machine; \"proxy CPU × pgbouncer\" is the median of same-round ratios. \"of it kernel\" is the proxy's system\n")
 				fmt.Fprintf(w, "time alone (stime): its socket reads, writes and polls, mostly the loopback delivery to the reader. Work in user\n")
-				fmt.Fprintf(w, "space does not lower it; only fewer or cheaper system calls do.\n\n")
+				fmt.Fprintf(w, "space does not lower it; only fewer or cheaper system calls do. The summary's \"proxy + PostgreSQL\" column\n")
+				fmt.Fprintf(w, "adds PostgreSQL's CPU to each proxy's before the same-round ratio: the cost of a transaction to a machine that\n")
+				fmt.Fprintf(w, "runs both, which counts what a proxy saves the warehouse (pgwarden runs a simple query as a statement it\n")
+				fmt.Fprintf(w, "prepared once on the pooled connection).\n\n")
 			case "shared":
 				fmt.Fprintf(w, "### shared: the proxy path alone\n\n")
 				fmt.Fprintf(w, "`SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;` at %d clients. pgbench_tellers is shared reference\n", wl.Clients[0])
@@ -415,6 +418,11 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 			header = append(header, ">proxy CPU/tx "+t+" ÷ pgbouncer")
 		}
 	}
+	// And pgwarden's proxy and warehouse together against PgBouncer's.
+	stack := has("pgwarden") && has("pgbouncer")
+	if stack {
+		header = append(header, ">proxy + PostgreSQL CPU/tx pgwarden ÷ pgbouncer")
+	}
 	var rows [][]string
 	for _, w := range res.Workloads {
 		for _, proto := range w.Protocols {
@@ -428,7 +436,10 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 					row = append(row, fmtRatio(res.pairedRatio(caseKey{w.Name, proto, total, r.target}, r.base)))
 				}
 				for _, t := range cpuRatios {
-					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, t}, "pgbouncer")))
+					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, t}, "pgbouncer", proxyCPU)))
+				}
+				if stack {
+					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, "pgwarden"}, "pgbouncer", stackCPU)))
 				}
 				rows = append(rows, row)
 			}
