@@ -522,7 +522,7 @@ const yieldEvery = 5 * int64(time.Millisecond)
 // and schedules, as runtime.Gosched does through the global queue, but
 // without waking an idle thread to look for work. Each Gosched woke one,
 // which spun, found none (or took the loop to another thread) and went
-// back to sleep: per 5 s at one client, futex 1,985 → 63, and 4–10% less
+// back to sleep: per 5 s at one client, futex 1,985 → 63, and 3–10% less
 // proxy CPU per transaction at 1 client, up to 5% at 8, none at 64. The
 // runtime keeps the symbol for linkname callers (go.dev/issue/67401).
 //
