@@ -319,8 +319,9 @@ func (r *e2eResults) pairedCPURatio(k caseKey, base string, of func(cpuUse) floa
 	}
 	var ratios []float64
 	for _, s := range r.Samples[k] {
-		if b, ok := byRound[s.Round]; ok && s.Err == "" && of(s.CPU) > 0 {
-			ratios = append(ratios, of(s.CPU)/b)
+		v := of(s.CPU)
+		if b, ok := byRound[s.Round]; ok && s.Err == "" && v > 0 {
+			ratios = append(ratios, v/b)
 		}
 	}
 	return median(ratios)
