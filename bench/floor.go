@@ -41,8 +41,8 @@ func startFloorRelay(ctx context.Context, bin, mode string, pg *pgcluster.Cluste
 	}
 	args := []string{"-mode", mode, "-listen", strconv.Itoa(port), "-backend", strconv.Itoa(pg.Port)}
 	if mode == "coro" {
-		// pgwarden runs other goroutines beside its connections: its loop
-		// would have to give its processor back while it waits.
+		// Wait as pgwarden's loop waits: it runs other goroutines beside
+		// its connections, so its loop gives its processor back.
 		args = append(args, "-block", "runtime")
 	}
 	cmd := exec.Command(bin, args...)

@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
-	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, the model pgwarden could move to, by default; the other two on request)")
+	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, pgwarden's, by default; the other two on request)")
 	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
@@ -514,7 +514,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			what := map[string]string{
 				"relay-go":    "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction",
 				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop and raw system calls, as PgBouncer's; the floor of an event-loop Go proxy",
-				"relay-coro":  "bench/floorrelay -mode coro -block runtime: the epoll loop, with each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable, and which gives its processor back to the scheduler while it waits; the floor of pgwarden's connection code run on an event loop",
+				"relay-coro":  "bench/floorrelay -mode coro -block runtime: pgwarden's event loop with nothing on it, each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable; the loop waits as pgwarden's does (an ordinary blocking system call that gives the processor back, a pass through the scheduler every 5 ms, no locked thread); the floor of pgwarden's I/O model",
 			}[name]
 			rep.Targets = append(rep.Targets, targetInfo{name, what})
 		case "rls":

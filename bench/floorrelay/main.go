@@ -3,10 +3,10 @@
 // nothing else (no parsing, pooling, authentication or policy). What it costs
 // per transaction is what any Go proxy pays before doing its work, in the
 // runtime's model (-mode goroutine: two goroutines per client on the netpoller,
-// as pgwarden), in an event loop (-mode epoll: one locked thread, level
-// triggered, as PgBouncer's libevent loop), or in that loop with each
-// connection's relay written as blocking code in a coroutine (-mode coro:
-// how pgwarden's connection code could run on an event loop unchanged). The
+// as pgwarden's sessions off its event loop), in an event loop (-mode epoll: one
+// locked thread, level triggered, as PgBouncer's libevent loop), or in that
+// loop with each connection's relay written as blocking code in a coroutine
+// (-mode coro -block runtime: pgwarden's event loop, waiting as it waits). The
 // bench measures its CPU per transaction beside PgBouncer's and pgwarden's
 // (targets relay-go, relay-epoll and relay-coro). It is a measuring
 // instrument, not a proxy anyone should run.
@@ -22,21 +22,24 @@ import (
 	"runtime"
 	"strconv"
 	"syscall"
-	"unsafe"
+	"time"
+	"unsafe" // and go:linkname
 )
 
 func main() {
 	mode := flag.String("mode", "goroutine", "goroutine, epoll or coro")
 	listen := flag.Int("listen", 0, "port to listen on, on 127.0.0.1")
 	backend := flag.Int("backend", 0, "PostgreSQL's port on 127.0.0.1")
-	block := flag.String("block", "raw", "how -mode epoll and coro wait with nothing ready: raw (keep the processor) or runtime (give it back)")
+	block := flag.String("block", "raw", "how -mode epoll and coro wait with nothing ready: raw (keep the processor, on a locked thread) or runtime (give it back, as pgwarden's loop)")
 	flag.Parse()
 	var err error
 	switch *mode {
 	case "goroutine":
 		err = goroutines(*listen, *backend)
 	case "epoll", "coro":
-		runtime.LockOSThread()
+		if *block == "raw" {
+			runtime.LockOSThread()
+		}
 		var l *loop
 		if l, err = newLoop(*listen, *backend, *block == "raw"); err != nil {
 			break
@@ -83,17 +86,16 @@ func serveGoroutines(ln net.Listener, backend int) error {
 	}
 }
 
-// loop is a level-triggered epoll loop on the calling, locked thread. Its
-// system calls are raw: a Go system call enters the scheduler's syscall
-// state, and the runtime's monitor thread then wakes to take the processor
-// back from a thread that blocks in epoll_wait, which costs more CPU per
-// transaction than the relay's own reads and writes.
+// loop is a level-triggered epoll loop on the calling goroutine. Its reads
+// and writes are raw system calls: a Go system call enters the scheduler's
+// syscall state, which a non-blocking read or write has no use for.
 type loop struct {
 	ep, lfd  int
 	backend  int
 	rawBlock bool
 	loopback [4]byte
 	events   []syscall.EpollEvent
+	yielded  int64 // when the loop last passed through the scheduler (-block runtime)
 }
 
 func newLoop(listen, backend int, rawBlock bool) (*loop, error) {
@@ -119,13 +121,22 @@ func (l *loop) watch(fd int) error {
 	return syscall.EpollCtl(l.ep, syscall.EPOLL_CTL_ADD, fd, &syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(fd)})
 }
 
-// wait returns the ready descriptors. With -block raw (the default) it
-// blocks in a raw epoll_wait for at most 10 ms at a time and keeps the
-// thread's processor. With -block runtime it polls without blocking first
-// and, with nothing ready, blocks in an ordinary system call, which hands the
-// processor back to the scheduler, as a proxy that runs other goroutines
-// beside its loops has to. Either way the loop gives the scheduler a turn
-// after every empty wait, so that the garbage collector can stop it.
+// wait returns the ready descriptors.
+//
+// With -block raw (the default) it blocks in a raw epoll_wait for at most
+// 10 ms at a time, keeping the locked thread's processor, and gives the
+// scheduler a turn after every empty wait so that the garbage collector can
+// stop it.
+//
+// With -block runtime it waits as pgwarden's loop does (proxy/evloop_linux.go),
+// since a proxy that runs other goroutines beside its loop has to give its
+// processor back while it waits: it blocks in an ordinary system call,
+// without a non-blocking look first, and passes through the scheduler every
+// 5 ms of its own time with the runtime's goyield. Without those yields
+// the runtime's monitor takes the processor from a loop that has been busy
+// for 10 ms and then polls every 20 µs; a look first costs a system call per
+// wait. Both cost this floor about a tenth of PgBouncer's CPU per
+// transaction at one client, which pgwarden's loop does not pay.
 func (l *loop) wait() []syscall.EpollEvent {
 	ev := uintptr(unsafe.Pointer(&l.events[0]))
 	for {
@@ -133,7 +144,11 @@ func (l *loop) wait() []syscall.EpollEvent {
 		var errno syscall.Errno
 		if l.rawBlock {
 			n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), 10, 0, 0)
-		} else if n, _, errno = syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), 0, 0, 0); errno == 0 && n == 0 {
+		} else {
+			if now := time.Now().UnixNano(); now-l.yielded > yieldEvery {
+				l.yielded = now
+				goyield()
+			}
 			n, _, errno = syscall.Syscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), ev, uintptr(len(l.events)), ^uintptr(0), 0, 0)
 		}
 		if errno == 0 && n > 0 {
@@ -142,6 +157,15 @@ func (l *loop) wait() []syscall.EpollEvent {
 		runtime.Gosched()
 	}
 }
+
+// yieldEvery is pgwarden's loop's (proxy/evloop_linux.go).
+const yieldEvery = 5 * int64(time.Millisecond)
+
+// goyield is the runtime's yield that requeues the caller on its own
+// processor without waking an idle thread, as pgwarden's loop uses it.
+//
+//go:linkname goyield runtime.goyield
+func goyield()
 
 // accept takes a client and dials its own PostgreSQL connection.
 func (l *loop) accept() (cfd, sfd int, ok bool) {

@@ -73,7 +73,9 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 		t.Fatal(err)
 	}
 	go func() {
-		runtime.LockOSThread()
+		if rawBlock {
+			runtime.LockOSThread()
+		}
 		if mode == "epoll" {
 			l.relay()
 		} else {
