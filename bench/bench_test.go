@@ -546,3 +546,31 @@ func TestGoBenchRuns(t *testing.T) {
 		t.Error("another benchmark matched")
 	}
 }
+
+func TestParseWakeIPIs(t *testing.T) {
+	b, err := os.ReadFile("testdata/interrupts_2cpu.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		in   string
+		n    int64
+		ok   bool
+	}{
+		// A 2-vCPU guest's: RES 9306031 + 9515009, CAL 81092898 + 80639741.
+		{"two CPUs", string(b), 9306031 + 9515009 + 81092898 + 80639741, true},
+		{"one CPU", "           CPU0\nRES:         12   Rescheduling interrupts\nCAL:          5   Function call interrupts\nLOC:       1000   Local timer interrupts\n", 17, true},
+		// A row with no counts adds nothing.
+		{"description only", "RES: Rescheduling interrupts\n", 0, true},
+		{"neither row", "           CPU0\n  0:         44   IO-APIC   2-edge      timer\nLOC:       1000   Local timer interrupts\n", 0, false},
+		{"empty", "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n, ok := parseWakeIPIs(tc.in)
+			if n != tc.n || ok != tc.ok {
+				t.Errorf("parseWakeIPIs = %d, %v; want %d, %v", n, ok, tc.n, tc.ok)
+			}
+		})
+	}
+}

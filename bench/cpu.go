@@ -111,6 +111,9 @@ type cpuUse struct {
 	ProxySysUs float64 `json:",omitempty"`
 	PgUs       float64 `json:",omitempty"`
 	PgbenchUs  float64 `json:",omitempty"`
+	// IPIsPerTx is the machine's cross-CPU wake-ups per transaction over
+	// the run (wakeIPIs), every process's: 0 when not measured.
+	IPIsPerTx float64 `json:",omitempty"`
 }
 
 func perTx(d time.Duration, tx int) float64 {
@@ -118,4 +121,46 @@ func perTx(d time.Duration, tx int) float64 {
 		return 0
 	}
 	return float64(d.Microseconds()) / float64(tx)
+}
+
+// Cross-CPU wake-ups, from /proc/interrupts: on a machine with few cores the
+// kernel's placement of the proxy, the warehouse and the clients decides how
+// many of a transaction's wake-ups (client → proxy → PostgreSQL → proxy →
+// client) cross to another CPU, each an inter-processor interrupt whose cost
+// lands in the system time of the process that wakes. Two per transaction
+// is one process alone on a CPU and the other two sharing; four is the
+// proxy alone. Which layout the kernel keeps follows the processes' loads
+// (it balances them), not anything the proxy asks, so the count explains a
+// proxy's system time where its system calls are the same.
+
+// wakeIPIs is the sum over CPUs of the function-call (CAL) and rescheduling
+// (RES) interrupts, the two that a remote wake-up sends; ok is false where
+// /proc/interrupts has neither (not Linux, or an architecture without
+// them).
+func wakeIPIs() (n int64, ok bool) {
+	b, err := os.ReadFile("/proc/interrupts")
+	if err != nil {
+		return 0, false
+	}
+	return parseWakeIPIs(string(b))
+}
+
+// parseWakeIPIs sums the CAL and RES rows of a /proc/interrupts text: a
+// row is its name and colon, a count per CPU, then a description.
+func parseWakeIPIs(s string) (n int64, ok bool) {
+	for line := range strings.Lines(s) {
+		f := strings.Fields(line)
+		if len(f) == 0 || (f[0] != "CAL:" && f[0] != "RES:") {
+			continue
+		}
+		ok = true
+		for _, v := range f[1:] {
+			c, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				break // the description
+			}
+			n += c
+		}
+	}
+	return n, ok
 }

@@ -190,6 +190,7 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	proxy := eps[0].Pid
 	proxy0, proxySys0 := processCPU(proxy)
 	pg0 := treeCPU(o.Postmaster)
+	ipi0, ipiOK := wakeIPIs()
 	for i := range w.Tenants {
 		ep, script := eps[i], scripts[i]
 		wg.Add(1)
@@ -204,6 +205,7 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	proxyCPU, proxySys := processCPU(proxy)
 	proxyCPU, proxySys = proxyCPU-proxy0, proxySys-proxySys0
 	pgCPU := treeCPU(o.Postmaster) - pg0
+	ipi1, ipiOK1 := wakeIPIs()
 	s := sample{Mode: mode}
 	var lat []float64
 	var tx int
@@ -226,6 +228,9 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		s.CPU.PgUs = perTx(pgCPU, tx)
 	}
 	s.CPU.PgbenchUs = perTx(pgbenchCPU, tx)
+	if ipiOK && ipiOK1 && tx > 0 {
+		s.CPU.IPIsPerTx = float64(ipi1-ipi0) / float64(tx)
+	}
 	return s
 }
 
@@ -244,6 +249,9 @@ type caseSummary struct {
 	ProxyUs, PgUs, PgbenchUs float64
 	// ProxySysUs is the kernel's part of ProxyUs (median over rounds).
 	ProxySysUs float64
+	// IPIsPerTx is the machine's cross-CPU wake-ups per transaction
+	// (median over rounds; NaN: not measured).
+	IPIsPerTx float64
 	// ProxyCPUVsBouncer is the median over rounds of the proxy's CPU per
 	// transaction divided by PgBouncer's in the same round.
 	ProxyCPUVsBouncer float64
@@ -252,7 +260,7 @@ type caseSummary struct {
 func (r *e2eResults) summarize(k caseKey) caseSummary {
 	ss := r.Samples[k]
 	cs := caseSummary{Key: k, TPS: math.NaN(), MeanMs: math.NaN(), P99Ms: math.NaN(), VsDirect: math.NaN(), VsBouncer: math.NaN()}
-	var tps, means, p99s, proxyUs, proxySysUs, pgUs, pgbenchUs []float64
+	var tps, means, p99s, proxyUs, proxySysUs, pgUs, pgbenchUs, ipis []float64
 	for _, s := range ss {
 		cs.Mode = s.Mode
 		if s.Err != "" {
@@ -272,8 +280,12 @@ func (r *e2eResults) summarize(k caseKey) caseSummary {
 		if s.CPU.PgbenchUs > 0 {
 			pgbenchUs = append(pgbenchUs, s.CPU.PgbenchUs)
 		}
+		if s.CPU.IPIsPerTx > 0 {
+			ipis = append(ipis, s.CPU.IPIsPerTx)
+		}
 	}
 	cs.ProxyUs, cs.ProxySysUs, cs.PgUs, cs.PgbenchUs = median(proxyUs), median(proxySysUs), median(pgUs), median(pgbenchUs)
+	cs.IPIsPerTx = median(ipis)
 	cs.ProxyCPUVsBouncer = r.pairedCPURatio(k, "pgbouncer", proxyCPU)
 	cs.Rounds = len(tps)
 	if cs.Rounds > 0 {

@@ -140,7 +140,7 @@ func e2eRows(res *e2eResults, w *workload) [][]string {
 				}
 				rows = append(rows, []string{proto, fmt.Sprint(k.Clients), t, s.Mode, tps,
 					fmtF(s.MeanMs, 3), fmtF(s.P99Ms, 3), vsD, vsB,
-					fmtF(s.ProxyUs, 1), fmtF(s.ProxySysUs, 1), cpuVsB, fmtF(s.PgUs, 1), fmtF(s.PgbenchUs, 1),
+					fmtF(s.ProxyUs, 1), fmtF(s.ProxySysUs, 1), cpuVsB, fmtF(s.PgUs, 1), fmtF(s.PgbenchUs, 1), fmtF(s.IPIsPerTx, 2),
 					fmt.Sprintf("%d/%d", s.Rounds, len(res.Samples[k]))})
 			}
 		}
@@ -149,7 +149,7 @@ func e2eRows(res *e2eResults, w *workload) [][]string {
 }
 
 var e2eHeader = []string{"protocol", ">clients", "target", "pooling", ">TPS", ">mean ms", ">p99 ms", ">× direct", ">× pgbouncer",
-	">proxy CPU µs/tx", ">of it kernel", ">proxy CPU × pgbouncer", ">PostgreSQL CPU µs/tx", ">pgbench CPU µs/tx", ">rounds"}
+	">proxy CPU µs/tx", ">of it kernel", ">proxy CPU × pgbouncer", ">PostgreSQL CPU µs/tx", ">pgbench CPU µs/tx", ">wake IPIs/tx", ">rounds"}
 
 func oneLine(s string, n int) string {
 	s = strings.Join(strings.Fields(s), " ")
@@ -220,7 +220,11 @@ func (r *report) writeMarkdown(w io.Writer) {
 				fmt.Fprintf(w, "space does not lower it; only fewer or cheaper system calls do. The summary's \"proxy + PostgreSQL\" column\n")
 				fmt.Fprintf(w, "adds PostgreSQL's CPU to each proxy's before the same-round ratio: the cost of a transaction to a machine that\n")
 				fmt.Fprintf(w, "runs both, which counts what a proxy saves the warehouse (pgwarden runs a simple query as a statement it\n")
-				fmt.Fprintf(w, "prepared once on the pooled connection).\n\n")
+				fmt.Fprintf(w, "prepared once on the pooled connection). \"wake IPIs/tx\" is the machine's cross-CPU wake-ups per transaction\n")
+				fmt.Fprintf(w, "(function-call and rescheduling interrupts, /proc/interrupts): at one client, about 2 when the kernel keeps\n")
+				fmt.Fprintf(w, "pgbench and the proxy on one CPU and PostgreSQL on the other, about 4 when the proxy is alone. The kernel\n")
+				fmt.Fprintf(w, "chooses by the processes' loads, so a proxy that takes more CPU while PostgreSQL takes less (a prepared\n")
+				fmt.Fprintf(w, "statement) ends up alone and pays the extra wake-ups in its system time.\n\n")
 			case "shared":
 				fmt.Fprintf(w, "### shared: the proxy path alone\n\n")
 				fmt.Fprintf(w, "`SELECT tbalance FROM pgbench_tellers WHERE tid = :tid;` at %d clients. pgbench_tellers is shared reference\n", wl.Clients[0])
