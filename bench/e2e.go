@@ -154,8 +154,8 @@ func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*w
 						if s.Err != "" {
 							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s error: %s\n", round, w.Name, proto, k.Clients, t.Name, s.Err)
 						} else {
-							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f (kernel %5.1f) pg %5.1f pgbench %5.1f\n",
-								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.ProxySysUs, s.CPU.PgUs, s.CPU.PgbenchUs)
+							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f (kernel %5.1f) pg %5.1f pgbench %5.1f  IPIs/tx %4.2f\n",
+								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.ProxySysUs, s.CPU.PgUs, s.CPU.PgbenchUs, s.CPU.IPIsPerTx)
 						}
 					}
 				}
