@@ -78,7 +78,10 @@ func (a *AuditLog) record(c *clientConn, info *stmtInfo, outcome, code string, r
 		r.Fingerprint = info.fingerprint
 		r.Writes = info.writes
 		if a.includeSQL {
-			r.SQL, r.Rewritten = info.original, info.rewritten
+			// A copy: a simple query's rewritten SQL may be in the
+			// session's hit buffer, which its next statement overwrites,
+			// and a sink keeps the record longer (reusableHit).
+			r.SQL, r.Rewritten = info.original, strings.Clone(info.rewritten)
 		}
 	}
 	a.log.Write(&r)

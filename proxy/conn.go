@@ -108,6 +108,9 @@ type clientConn struct {
 	cur      *pool.Backend
 	stopping bool
 	inline   bool // the loop relays cur itself, not the relay goroutine (see inline.go)
+	// hit is the room of the session's simple queries' rewrites
+	// (reusableHit), made at the first; the message loop's alone.
+	hit *hitScratch
 	// co is the session's coroutine while it runs on an event loop
 	// (evloop_linux.go), nil off it; loopCo is it on or off the loop. The
 	// session's message loop alone uses them.
@@ -448,7 +451,7 @@ func msgType(msg pgproto3.FrontendMessage) string {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	res, err := c.rewrite(m.String)
+	res, err := c.rewriteAs(m.String, false, nil, c.reusableHit())
 	if err == nil {
 		err = c.checkPooled(res.result)
 	}
@@ -519,7 +522,7 @@ func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs)
+	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs, nil)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -594,7 +597,7 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if rw == st.rw {
 		return st, nil
 	}
-	res, err := c.rewriteAs(st.info.original, true, st.oids)
+	res, err := c.rewriteAs(st.info.original, true, st.oids, nil)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -795,11 +798,37 @@ type rewritten struct {
 	saves []savepointStep
 }
 
-func (c *clientConn) rewrite(sql string) (*rewritten, error) { return c.rewriteAs(sql, false, nil) }
+// reusableHit returns the session's room for a simple query's rewrite
+// (a template hit's result, HitRewriter, and rewriteAs's own) when nothing
+// can read what the last one left there: no answer is owed, so every
+// statement before has been accounted for (statementDone, its audit record
+// written), and no relay goroutine holds a connection, which would account
+// for one meanwhile. Otherwise nil: the rewrite's are new, as before.
+func (c *clientConn) reusableHit() *hitScratch {
+	c.mu.Lock()
+	ok := c.q.empty() && (c.cur == nil || c.inline)
+	c.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if c.hit == nil {
+		c.hit = new(hitScratch)
+	}
+	return c.hit
+}
+
+// hitScratch is a session's room for its last simple query's rewrite: the
+// result when its template answered it, and what rewriteAs makes of it.
+type hitScratch struct {
+	buf  rewrite.HitBuf
+	info rewrittenInfo
+}
 
 // rewriteAs rewrites sql; for a Parse, oids are the parameter types the
-// client declared there (possibly none).
-func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritten, error) {
+// client declared there (possibly none). With hs (reusableHit), what it
+// returns may be in hs, and then lives only until the session's next
+// statement.
+func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, hs *hitScratch) (*rewritten, error) {
 	rw := c.wh.Rewriter()
 	if rw == nil {
 		return nil, errors.New("warehouse has no rewriter")
@@ -810,6 +839,8 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	ctx, done := c.rewriteContext(sql)
 	if prw, ok := rw.(ParamRewriter); ok && parse {
 		res, err = prw.RewriteParams(ctx, sql, c.identity, oids)
+	} else if hrw, ok := rw.(HitRewriter); ok && hs != nil && !parse {
+		res, err = hrw.RewriteInto(ctx, sql, c.identity, &hs.buf)
 	} else {
 		res, err = rw.Rewrite(ctx, sql, c.identity)
 	}
@@ -835,10 +866,14 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 	}
 	// One allocation for both: a statement's stmtInfo lives as long as
 	// its rewritten, or longer (a prepared statement's) by a few words.
-	both := &struct {
-		rw   rewritten
-		info stmtInfo
-	}{info: stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()}}
+	// With hs, none: they live as a result in hs.buf does.
+	var both *rewrittenInfo
+	if hs != nil {
+		both = &hs.info
+	} else {
+		both = new(rewrittenInfo)
+	}
+	both.info = stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()}
 	both.rw = rewritten{
 		stmtInfo: &both.info,
 		encs:     encs,
@@ -849,6 +884,12 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32) (*rewritte
 		ops:      c.setOps(res),
 	}
 	return &both.rw, nil
+}
+
+// rewrittenInfo is a rewritten and its stmtInfo in one.
+type rewrittenInfo struct {
+	rw   rewritten
+	info stmtInfo
 }
 
 // refuse records a refused statement and returns the ErrorResponse the relay

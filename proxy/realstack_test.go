@@ -3,14 +3,22 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/pgwarden/pgwarden"
+	"github.com/pgwarden/pgwarden/audit"
 	"github.com/pgwarden/pgwarden/auth"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
 	"github.com/pgwarden/pgwarden/policy"
@@ -289,4 +297,104 @@ func TestRealStackRevoked(t *testing.T) {
 			t.Errorf("another session of the same tenant after the revocation: %v", err)
 		}
 	})
+}
+
+// keepSink keeps every audit record it is handed, as a store's batching
+// sink does past the statement.
+type keepSink struct {
+	mu   sync.Mutex
+	recs []*audit.Record
+}
+
+func (k *keepSink) Add(r *audit.Record) {
+	k.mu.Lock()
+	k.recs = append(k.recs, r)
+	k.mu.Unlock()
+}
+
+// Simple queries of one shape, which the template answers into the
+// session's room for it (reusableHit), one after another and pipelined:
+// every answer is its own statement's, and so is every audit record that a
+// sink keeps after the room has held the statements after it.
+func TestRealStackSimpleQueriesReuseTheirRoom(t *testing.T) {
+	for _, mode := range []pool.Mode{pool.Session, pool.Transaction} {
+		t.Run(string(mode), func(t *testing.T) { simpleQueriesReuseTheirRoom(t, mode) })
+	}
+}
+
+func simpleQueriesReuseTheirRoom(t *testing.T, mode pool.Mode) {
+	sink := &keepSink{}
+	var out syncBuffer
+	s := startRealStack(t, mode, func(_ *Config, d *Deps) { d.Audit = NewAuditLogTo(audit.New(&out, sink), true) })
+	ctx := ctxT(t)
+	token, _ := s.session(t, "acme", policy.RoleQuerier)
+	conn := connectPgx(t, ctx, s.tp, token, pgx.QueryExecModeSimpleProtocol)
+	query := func(id int) string {
+		return fmt.Sprintf("SELECT order_id, customer_id FROM orders WHERE order_id = %d", id)
+	}
+	want := func(id int) string { return fmt.Sprintf("%d,%d", id, (id-1)/5+1) }
+	var ran []int
+	for id := 1; id <= 8; id++ {
+		var oid, cust int
+		if err := conn.QueryRow(ctx, query(id)).Scan(&oid, &cust); err != nil {
+			t.Fatal(err)
+		}
+		if got := fmt.Sprintf("%d,%d", oid, cust); got != want(id) {
+			t.Errorf("one at a time, order %d: got %s, want %s", id, got, want(id))
+		}
+		ran = append(ran, id)
+	}
+	// Pipelined: five Queries before any answer.
+	_, fe := hijacked(t, ctx, s.tp.url(token, "wh", ""), 30*time.Second)
+	ids := []int{21, 22, 23, 24, 25}
+	for _, id := range ids {
+		fe.Send(&pgproto3.Query{String: query(id)})
+	}
+	if err := fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(ids); {
+		m, err := fe.Receive()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			if got := string(m.Values[0]) + "," + string(m.Values[1]); got != want(ids[i]) {
+				t.Errorf("pipelined, order %d: got %s, want %s", ids[i], got, want(ids[i]))
+			}
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("pipelined, order %d: %s %s", ids[i], m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			ran = append(ran, ids[i])
+			i++
+		}
+	}
+	conn.Close(ctx)
+	// Then the records, each of its own order id.
+	ids = nil
+	idRe := regexp.MustCompile(`order_id = (\d+)`)
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	for _, r := range sink.recs {
+		if !strings.HasPrefix(r.SQL, "SELECT order_id, customer_id FROM orders") {
+			continue
+		}
+		own := idRe.FindStringSubmatch(r.SQL)[1]
+		ms := idRe.FindAllStringSubmatch(r.Rewritten, -1)
+		if len(ms) == 0 {
+			t.Errorf("record of order %s: rewritten %q", own, r.Rewritten)
+		}
+		for _, m := range ms {
+			if m[1] != own {
+				t.Errorf("record of order %s: rewritten %q", own, r.Rewritten)
+				break
+			}
+		}
+		n, _ := strconv.Atoi(own)
+		ids = append(ids, n)
+	}
+	if !slices.Equal(ids, ran) {
+		t.Errorf("records of orders %v, want %v", ids, ran)
+	}
 }

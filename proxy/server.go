@@ -79,6 +79,14 @@ type Rewriter interface {
 	Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error)
 }
 
+// HitRewriter is a Rewriter that can answer a query from its template in a
+// buffer of the caller's (rewrite.Rewriter is one), valid until the next
+// answer in it: a session reuses one from statement to statement in place
+// of a new result each time (clientConn.reusableHit).
+type HitRewriter interface {
+	RewriteInto(ctx context.Context, sql string, id *policy.Identity, buf *rewrite.HitBuf) (*rewrite.Result, error)
+}
+
 // ParamRewriter is a Rewriter that also takes the parameter types a client
 // declares at Parse (rewrite.Rewriter is one): knowing them lets it push
 // more of the client's conditions into the tenant subquery.

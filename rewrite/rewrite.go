@@ -234,7 +234,21 @@ func maskExpr(m *policy.Mask, c policy.Column, tn *pg_query.TypeName) *pg_query.
 // is a *pgerr.Error) and within the limits of the Rewriter's Gate (54000
 // past its budget, 53200 when memory is short).
 func (r *Rewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*Result, error) {
-	return r.rewriteFor(ctx, sql, id, nil)
+	return r.rewriteFor(ctx, sql, id, nil, nil)
+}
+
+// HitBuf is room for one template hit's result (template.hit), which
+// RewriteInto fills in place of a new allocation: a session that runs one
+// statement at a time keeps one and reuses it. Its zero value is ready.
+type HitBuf struct{ one hitResult }
+
+// RewriteInto is Rewrite, except that a query answered by its template is
+// written into buf. Such a result, its SQL and its prepared form's
+// parameters are valid until the next RewriteInto with buf; a caller that
+// keeps any of them longer copies them. Every other result is Rewrite's
+// own, as before.
+func (r *Rewriter) RewriteInto(ctx context.Context, sql string, id *policy.Identity, buf *HitBuf) (*Result, error) {
+	return r.rewriteFor(ctx, sql, id, nil, buf)
 }
 
 // RewriteParams is Rewrite for a statement the client prepares with the
@@ -242,10 +256,10 @@ func (r *Rewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity)
 // (0, or none, for unspecified). Knowing them lets comparisons of columns
 // with parameters other than = be pushed into the fence (pushdown.go).
 func (r *Rewriter) RewriteParams(ctx context.Context, sql string, id *policy.Identity, paramTypes []uint32) (*Result, error) {
-	return r.rewriteFor(ctx, sql, id, &params{types: paramTypes})
+	return r.rewriteFor(ctx, sql, id, &params{types: paramTypes}, nil)
 }
 
-func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identity, prm *params) (res *Result, err error) {
+func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identity, prm *params, buf *HitBuf) (res *Result, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			res, err = nil, pgerr.New(pgerr.InternalError, "internal error in statement rewrite")
@@ -288,7 +302,7 @@ func (r *Rewriter) rewriteFor(ctx context.Context, sql string, id *policy.Identi
 	if res, ok := r.cache.getBytes(kb); ok {
 		return res, nil
 	}
-	if res := r.templateHit(ctx, kb[:idLen], sql); res != nil {
+	if res := r.templateHit(ctx, kb[:idLen], sql, buf); res != nil {
 		return res, nil
 	}
 	idKey := string(kb[:idLen])
@@ -334,7 +348,7 @@ const hitBytes = 8 << 10
 // it always does. idKey is the key's identity part, in a buffer that
 // templateHit may append to. What it answers is rewriteMiss's answer for
 // the same template.
-func (r *Rewriter) templateHit(ctx context.Context, idKey []byte, sql string) *Result {
+func (r *Rewriter) templateHit(ctx context.Context, idKey []byte, sql string, buf *HitBuf) *Result {
 	if len(sql) > hitBytes || int64(len(sql)) > r.gate.lim.MemoryBytes {
 		return nil
 	}
@@ -356,7 +370,7 @@ func (r *Rewriter) templateHit(ctx context.Context, idKey []byte, sql string) *R
 		consts = append(consts, sql[s.start:s.end])
 		kinds = append(kinds, s.kind)
 	}
-	return t.hit(consts, kinds)
+	return t.hit(consts, kinds, buf)
 }
 
 // rewriteMiss rewrites a statement the cache did not answer, within a slot

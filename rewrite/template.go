@@ -205,7 +205,7 @@ func (t *template) instantiate(m *meter, consts []string) *Result {
 // hit is instantiate and prepared at once, for a template hit: a single
 // statement of few constants with a prepared form gets its result, its
 // statement, that form and (up to hitSQLBytes) its SQL in one allocation.
-func (t *template) hit(consts []string, kinds []byte) *Result {
+func (t *template) hit(consts []string, kinds []byte, buf *HitBuf) *Result {
 	if len(t.res.Statements) != 1 || t.prep == nil || t.prep.probe.State() == ProbeRejected || !fitsSmall(consts) {
 		res := t.instantiate(nil, consts)
 		res.Prepared = t.prepared(nil, consts, kinds)
@@ -222,14 +222,18 @@ func (t *template) hit(consts []string, kinds []byte) *Result {
 		res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
 		return res
 	}
-	one := &struct {
-		res Result
-		st  [1]Statement
-		pr  smallPrepared
-		sql [hitSQLBytes]byte
-	}{}
 	// The SQL's bytes are one's, written here once and never again: the
-	// string keeps one alive as long as anybody holds it.
+	// string keeps one alive as long as anybody holds it. In buf, only a
+	// query's result: the caller's promise (RewriteInto) is that nothing
+	// holds it past the next, and a query's result leaves nothing behind it
+	// on the session (a setting, a savepoint, a deallocation) that would.
+	var one *hitResult
+	if buf != nil && t.res.Statements[0].Kind == KindQuery {
+		one = &buf.one
+		*one = hitResult{}
+	} else {
+		one = &hitResult{}
+	}
 	b := t.appendSQL(one.sql[:0], 0, consts)
 	sql := unsafe.String(unsafe.SliceData(b), len(b))
 	one.res = *t.res
@@ -238,6 +242,14 @@ func (t *template) hit(consts []string, kinds []byte) *Result {
 	one.res.Statements = one.st[:]
 	one.res.Prepared = t.preparedIn(nil, consts, kinds, &one.pr)
 	return &one.res
+}
+
+// hitResult is a template hit's result in one allocation (or a HitBuf).
+type hitResult struct {
+	res Result
+	st  [1]Statement
+	pr  smallPrepared
+	sql [hitSQLBytes]byte
 }
 
 // hitSQLBytes is the longest statement SQL that a template hit keeps in its

@@ -221,6 +221,7 @@ func TestTemplateHitIsInstantiate(t *testing.T) {
 	r := demoRewriter(t, Options{Database: "analytics"})
 	cases := goldenTemplateCases(t)
 	probes := cmp.Comparer(func(a, b *Probe) bool { return a == b })
+	var buf HitBuf
 	short, long := 0, 0
 	for _, c := range cases {
 		n, ok := normalize(nil, c.sql)
@@ -235,9 +236,14 @@ func TestTemplateHitIsInstantiate(t *testing.T) {
 		consts := otherConsts(n.kinds)
 		want := tm.instantiate(nil, consts)
 		want.Prepared = tm.prepared(nil, consts, n.kinds)
-		got := tm.hit(consts, n.kinds)
+		got := tm.hit(consts, n.kinds, nil)
 		if diff := cmp.Diff(want, got, probes); diff != "" {
 			t.Errorf("%s: hit differs from instantiate (-want +got):\n%s", c.where, diff)
+		}
+		// In a buffer that every shape before this one used.
+		got = tm.hit(consts, n.kinds, &buf)
+		if diff := cmp.Diff(want, got, probes); diff != "" {
+			t.Errorf("%s: hit in a used buffer differs from instantiate (-want +got):\n%s", c.where, diff)
 		}
 		if len(want.Statements) == 1 && want.Prepared != nil && fitsSmall(consts) {
 			if len(want.SQL) <= hitSQLBytes {
@@ -249,5 +255,66 @@ func TestTemplateHitIsInstantiate(t *testing.T) {
 	}
 	if short == 0 || long == 0 {
 		t.Errorf("hits with their SQL inline: %d, apart: %d; the test no longer covers both", short, long)
+	}
+}
+
+// RewriteInto answers a query from its template in the caller's buffer,
+// the same answer as Rewrite's, with no allocation; what is not a query
+// (here a setting) never goes in the buffer.
+func TestRewriteIntoHitBuf(t *testing.T) {
+	r := demoRewriter(t, Options{Fingerprints: true})
+	ctx := context.Background()
+	acme := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	globex := &policy.Identity{Kind: policy.KindEmbed, Tenant: "globex", Role: policy.RoleQuerier}
+	for _, id := range []*policy.Identity{acme, globex} {
+		if _, err := r.Rewrite(ctx, "SELECT total FROM orders WHERE order_id = 17", id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var buf HitBuf
+	for _, tc := range []struct {
+		id  *policy.Identity
+		sql string
+	}{
+		{acme, "SELECT total FROM orders WHERE order_id = 42"},
+		{globex, "SELECT total FROM orders WHERE order_id = 7"},
+		{acme, "SELECT total FROM orders WHERE order_id = 123456789"},
+	} {
+		want, err := r.Rewrite(ctx, tc.sql, tc.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := r.RewriteInto(ctx, tc.sql, tc.id, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != &buf.one.res {
+			t.Errorf("%s %q: answered outside the buffer", tc.id.Tenant, tc.sql)
+		}
+		if diff := cmp.Diff(want, got, cmp.AllowUnexported(Prepared{}), cmp.Comparer(func(a, b *Probe) bool { return a == b })); diff != "" {
+			t.Errorf("%s %q: RewriteInto differs from Rewrite (-want +got):\n%s", tc.id.Tenant, tc.sql, diff)
+		}
+	}
+	if allocs := testing.AllocsPerRun(100, func() {
+		if _, err := r.RewriteInto(ctx, "SELECT total FROM orders WHERE order_id = 99", acme, &buf); err != nil {
+			t.Fatal(err)
+		}
+	}); allocs != 0 {
+		t.Errorf("a template hit into a buffer allocates %v times, want 0", allocs)
+	}
+	// Only a query's answer goes in the buffer (none other has a prepared
+	// form today; a template of another kind must still allocate).
+	n, _ := normalize(nil, "SELECT total FROM orders WHERE order_id = 17")
+	tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), acme, r.personal)))
+	if !ok || !tm.ok {
+		t.Fatal("no template")
+	}
+	set := *tm
+	res := *tm.res
+	res.Statements = []Statement{tm.res.Statements[0]}
+	res.Statements[0].Kind = KindSet
+	set.res = &res
+	if got := set.hit(n.consts, n.kinds, &buf); got == &buf.one.res {
+		t.Error("a template that is not a query answered in the buffer")
 	}
 }
