@@ -318,3 +318,43 @@ func TestRewriteIntoHitBuf(t *testing.T) {
 		t.Error("a template that is not a query answered in the buffer")
 	}
 }
+
+// FuzzTemplateHitInBuffer: for any statement that gets a template, a hit
+// written into a buffer that every input before used is the hit a fresh
+// allocation gives, for the statement's own constants and for others.
+func FuzzTemplateHitInBuffer(f *testing.F) {
+	for _, q := range []string{
+		"SELECT total FROM orders WHERE order_id = 17",
+		"SELECT email FROM customers WHERE customer_id = 3 AND name = 'x''y'",
+		"SELECT count(*) FROM orders WHERE total > 1.5 AND region = 'EU' LIMIT 10",
+	} {
+		f.Add(q)
+	}
+	for _, q := range tpchQueries(f) {
+		f.Add(q)
+	}
+	r := demoRewriter(f, Options{Database: "analytics"})
+	id := &policy.Identity{Kind: policy.KindEmbed, Tenant: "acme", Role: policy.RoleQuerier}
+	probes := cmp.Comparer(func(a, b *Probe) bool { return a == b })
+	var buf HitBuf
+	f.Fuzz(func(t *testing.T, sql string) {
+		n, ok := normalize(nil, sql)
+		if !ok {
+			return
+		}
+		if _, err := r.Rewrite(context.Background(), sql, id); err != nil {
+			return
+		}
+		tm, ok := r.cache.getTemplate(n.key(identityKey(r.pol.Version(), id, r.personal)))
+		if !ok || !tm.ok {
+			return
+		}
+		for _, consts := range [][]string{n.consts, otherConsts(n.kinds)} {
+			want := tm.hit(consts, n.kinds, nil)
+			got := tm.hit(consts, n.kinds, &buf)
+			if diff := cmp.Diff(want, got, probes); diff != "" {
+				t.Fatalf("%q: hit in a used buffer differs (-fresh +buffer):\n%s", sql, diff)
+			}
+		}
+	})
+}
