@@ -574,3 +574,30 @@ func TestParseWakeIPIs(t *testing.T) {
 		})
 	}
 }
+
+// The io_uring floor gets its CPU column beside the other floors', after
+// them, when PgBouncer ran in the same run.
+func TestPivotRowsFloorColumns(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{1}, Protocols: []string{"simple"}}
+	res := &e2eResults{Workloads: []*workload{w}, Targets: []string{"pgbouncer", "relay-uring", "relay-coro"}, Samples: map[caseKey][]sample{
+		{"select", "simple", 1, "pgbouncer"}:   {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 30}}},
+		{"select", "simple", 1, "relay-uring"}: {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 24}}},
+		{"select", "simple", 1, "relay-coro"}:  {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 33}}},
+	}}
+	header, rows := pivotRows(res)
+	wantH := []string{"workload", "protocol", ">clients", ">pgbouncer", ">relay-uring", ">relay-coro",
+		">proxy CPU/tx relay-coro ÷ pgbouncer", ">proxy CPU/tx relay-uring ÷ pgbouncer"}
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	wantR := [][]string{{"select", "simple", "1", "100", "100", "100", "1.10×", "0.80×"}}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
+func TestNullSyscallNs(t *testing.T) {
+	if ns := nullSyscallNs(); ns <= 0 || ns > 1e6 {
+		t.Errorf("nullSyscallNs = %v, want a positive figure under 1 ms", ns)
+	}
+}

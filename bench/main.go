@@ -98,7 +98,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	clients := fs.String("clients", "1,8,64", "pgbench client counts for the select workload")
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
-	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll and relay-coro are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, pgwarden's, by default; the other two on request)")
+	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll, relay-coro and relay-uring are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, pgwarden's, by default; the others on request)")
 	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
@@ -179,9 +179,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	}
 	for _, t := range o.Targets {
 		switch t {
-		case "direct", "pgbouncer", "rls", "pgwarden", "relay-go", "relay-epoll", "relay-coro":
+		case "direct", "pgbouncer", "rls", "pgwarden", "relay-go", "relay-epoll", "relay-coro", "relay-uring":
 		default:
-			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls, pgwarden, relay-go, relay-epoll or relay-coro)", t)
+			return nil, "", fmt.Errorf("unknown target %q (want direct, pgbouncer, rls, pgwarden, relay-go, relay-epoll, relay-coro or relay-uring)", t)
 		}
 	}
 	if o.PoolClients < 2 || o.PoolSize < 1 {
@@ -494,14 +494,14 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				what += fmt.Sprintf("; for -M prepared a second instance in session mode (pool 100), because PgBouncer %s predates prepared-statement support in transaction mode (1.21)", bouncerVer)
 			}
 			rep.Targets = append(rep.Targets, targetInfo{"pgbouncer", what})
-		case "relay-go", "relay-epoll", "relay-coro":
+		case "relay-go", "relay-epoll", "relay-coro", "relay-uring":
 			if floorBin == "" {
 				if floorBin, err = buildFloorRelay(ctx, work); err != nil {
 					rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
 					continue
 				}
 			}
-			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll", "relay-coro": "coro"}[name]
+			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll", "relay-coro": "coro", "relay-uring": "uring"}[name]
 			fr, err := startFloorRelay(ctx, floorBin, mode, c.pg)
 			if err != nil {
 				rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
@@ -515,6 +515,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 				"relay-go":    "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction",
 				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop and raw system calls, as PgBouncer's; the floor of an event-loop Go proxy",
 				"relay-coro":  "bench/floorrelay -mode coro -block runtime: pgwarden's event loop with nothing on it, each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable; the loop waits as pgwarden's does (an ordinary blocking system call that gives the processor back, a pass through the scheduler every 5 ms, no locked thread); the floor of pgwarden's I/O model",
+				"relay-uring": "bench/floorrelay -mode uring: the same copy over io_uring, a receive always armed on each socket and each send linked to the next receive, so that relaying one message is one io_uring_enter (which submits the send and receive and waits for the next completion) where an epoll loop makes a wait, a read and a write; one locked thread (single issuer, deferred task work) that waits as pgwarden's loop does; the floor of a Go proxy with io_uring I/O",
 			}[name]
 			rep.Targets = append(rep.Targets, targetInfo{name, what})
 		case "rls":

@@ -174,6 +174,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 		{"cores", fmt.Sprint(m.Cores)},
 		{"memory", fmt.Sprintf("%.1f GiB", m.MemoryGiB)},
 		{"kernel", m.Kernel},
+		{"a system call that does nothing (getppid)", fmtSyscall(m.SyscallNs)},
 		{"PostgreSQL", m.Postgres},
 		{"pgbench", m.Pgbench},
 		{"PgBouncer", orDash(m.Pgbouncer)},
@@ -340,6 +341,13 @@ func shortPkg(p string) string {
 	return p
 }
 
+func fmtSyscall(ns float64) string {
+	if ns <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f ns", ns)
+}
+
 func orDash(s string) string {
 	if s == "" {
 		return "–"
@@ -416,7 +424,7 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 	// Proxy CPU per transaction against PgBouncer's: pgwarden's, and each
 	// floor relay's (what a Go proxy pays in that I/O model before any work).
 	var cpuRatios []string
-	for _, t := range []string{"pgwarden", "relay-coro", "relay-epoll", "relay-go"} {
+	for _, t := range []string{"pgwarden", "relay-coro", "relay-epoll", "relay-go", "relay-uring"} {
 		if has(t) && has("pgbouncer") {
 			cpuRatios = append(cpuRatios, t)
 			header = append(header, ">proxy CPU/tx "+t+" ÷ pgbouncer")

@@ -6,9 +6,11 @@
 // as pgwarden's sessions off its event loop), in an event loop (-mode epoll: one
 // locked thread, level triggered, as PgBouncer's libevent loop), or in that
 // loop with each connection's relay written as blocking code in a coroutine
-// (-mode coro -block runtime: pgwarden's event loop, waiting as it waits). The
-// bench measures its CPU per transaction beside PgBouncer's and pgwarden's
-// (targets relay-go, relay-epoll and relay-coro). It is a measuring
+// (-mode coro -block runtime: pgwarden's event loop, waiting as it waits), or
+// with io_uring (-mode uring: a receive always armed on each socket, each
+// send linked to the next receive, one io_uring_enter per round). The bench
+// measures its CPU per transaction beside PgBouncer's and pgwarden's
+// (targets relay-go, relay-epoll, relay-coro and relay-uring). It is a measuring
 // instrument, not a proxy anyone should run.
 package main
 
@@ -27,7 +29,7 @@ import (
 )
 
 func main() {
-	mode := flag.String("mode", "goroutine", "goroutine, epoll or coro")
+	mode := flag.String("mode", "goroutine", "goroutine, epoll, coro or uring")
 	listen := flag.Int("listen", 0, "port to listen on, on 127.0.0.1")
 	backend := flag.Int("backend", 0, "PostgreSQL's port on 127.0.0.1")
 	block := flag.String("block", "raw", "how -mode epoll and coro wait with nothing ready: raw (keep the processor, on a locked thread) or runtime (give it back, as pgwarden's loop)")
@@ -36,6 +38,8 @@ func main() {
 	switch *mode {
 	case "goroutine":
 		err = goroutines(*listen, *backend)
+	case "uring":
+		err = uring(*listen, *backend)
 	case "epoll", "coro":
 		if *block == "raw" {
 			runtime.LockOSThread()

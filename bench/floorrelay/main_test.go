@@ -31,7 +31,7 @@ func TestRelayModes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mode := range []struct{ name, block string }{{"goroutine", ""}, {"epoll", "raw"}, {"coro", "runtime"}, {"coro", "raw"}} {
+	for _, mode := range []struct{ name, block string }{{"goroutine", ""}, {"epoll", "raw"}, {"coro", "runtime"}, {"coro", "raw"}, {"uring", ""}} {
 		t.Run(mode.name+"/"+mode.block, func(t *testing.T) {
 			port, err := pgcluster.FreePort()
 			if err != nil {
@@ -66,6 +66,26 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 			t.Fatal(err)
 		}
 		go serveGoroutines(ln, backend)
+		return
+	}
+	if mode == "uring" {
+		ringErr, listenErr := make(chan error, 1), make(chan error, 1)
+		go func() {
+			r, err := lockedRing()
+			if ringErr <- err; err != nil {
+				return
+			}
+			lfd, err := listenFD(port)
+			if listenErr <- err; err == nil {
+				r.relay(lfd, backend)
+			}
+		}()
+		if err := <-ringErr; err != nil {
+			t.Skipf("no io_uring here: %v", err)
+		}
+		if err := <-listenErr; err != nil {
+			t.Fatal(err)
+		}
 		return
 	}
 	l, err := newLoop(port, backend, rawBlock)
