@@ -8,7 +8,8 @@
 // loop with each connection's relay written as blocking code in a coroutine
 // (-mode coro -block runtime: pgwarden's event loop, waiting as it waits), or
 // with io_uring (-mode uring: a receive always armed on each socket, each
-// send linked to the next receive, one io_uring_enter per round). The bench
+// send linked to the next receive, one io_uring_enter per round, on an
+// unlocked loop as pgwarden's). The bench
 // measures its CPU per transaction beside PgBouncer's and pgwarden's
 // (targets relay-go, relay-epoll, relay-coro and relay-uring). It is a measuring
 // instrument, not a proxy anyone should run.
@@ -39,7 +40,7 @@ func main() {
 	case "goroutine":
 		err = goroutines(*listen, *backend)
 	case "uring":
-		err = uring(*listen, *backend)
+		err = uringRelay(*listen, *backend)
 	case "epoll", "coro":
 		if *block == "raw" {
 			runtime.LockOSThread()

@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
+	"github.com/pgwarden/pgwarden/internal/uring"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -69,23 +72,18 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 		return
 	}
 	if mode == "uring" {
-		ringErr, listenErr := make(chan error, 1), make(chan error, 1)
-		go func() {
-			r, err := lockedRing()
-			if ringErr <- err; err != nil {
-				return
-			}
-			lfd, err := listenFD(port)
-			if listenErr <- err; err == nil {
-				r.relay(lfd, backend)
-			}
-		}()
-		if err := <-ringErr; err != nil {
+		r, err := uring.New(1024, 0)
+		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) {
 			t.Skipf("no io_uring here: %v", err)
 		}
-		if err := <-listenErr; err != nil {
+		if err != nil {
 			t.Fatal(err)
 		}
+		lfd, err := listenFD(port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go relayRing(r, lfd, backend)
 		return
 	}
 	l, err := newLoop(port, backend, rawBlock)

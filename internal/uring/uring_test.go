@@ -1,0 +1,165 @@
+//go:build linux
+
+package uring
+
+import (
+	"bytes"
+	"errors"
+	"syscall"
+	"testing"
+)
+
+func newRing(t *testing.T, entries uint32) *Ring {
+	t.Helper()
+	r, err := New(entries, 0)
+	if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) {
+		t.Skipf("no io_uring here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func socketPair(t *testing.T) (a, b int) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fds[0]); syscall.Close(fds[1]) })
+	return fds[0], fds[1]
+}
+
+type completion struct {
+	user uint64
+	res  int32
+}
+
+// reap enters until n completions are in, and returns them in order.
+func reap(t *testing.T, r *Ring, n int) []completion {
+	t.Helper()
+	var got []completion
+	for len(got) < n {
+		if err := r.Enter(1); err != nil {
+			t.Fatal(err)
+		}
+		r.Completions(func(user uint64, res int32, _ uint32) { got = append(got, completion{user, res}) })
+	}
+	return got
+}
+
+// A receive armed before anything is sent completes with what a send on
+// the other end carried, each with its own user value.
+func TestSendRecv(t *testing.T) {
+	r := newRing(t, 8)
+	a, b := socketPair(t)
+	in := make([]byte, 64)
+	must(t, r.Prep(OpRecv, 0, b, in, 0, 1))
+	if err := r.Enter(0); err != nil {
+		t.Fatal(err)
+	}
+	must(t, r.Prep(OpSend, 0, a, []byte("hello"), 0, 2))
+	got := reap(t, r, 2)
+	want := map[uint64]int32{1: 5, 2: 5}
+	for _, c := range got {
+		if want[c.user] != c.res {
+			t.Errorf("completion %d: res %d, want %d", c.user, c.res, want[c.user])
+		}
+		delete(want, c.user)
+	}
+	if len(want) != 0 || string(in[:5]) != "hello" {
+		t.Errorf("missing %v; received %q", want, in[:5])
+	}
+}
+
+// A send linked to a receive, with its completion skipped, is what a relay
+// submits per message: one completion, the receive's, after the send.
+func TestLinkedSendSkipsItsCompletion(t *testing.T) {
+	r := newRing(t, 8)
+	a, b := socketPair(t)
+	in := make([]byte, 64)
+	must(t, r.Prep(OpSend, Link|SkipSuccess, a, []byte("ping"), 0, 1))
+	must(t, r.Prep(OpRecv, 0, a, in, 0, 2))
+	// The peer answers once it has the ping.
+	buf := make([]byte, 16)
+	if err := r.Enter(0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := syscall.Read(b, buf)
+	if err != nil || string(buf[:n]) != "ping" {
+		t.Fatalf("peer read %q, %v", buf[:n], err)
+	}
+	syscall.Write(b, []byte("pong"))
+	got := reap(t, r, 1)
+	if got[0] != (completion{2, 4}) || string(in[:4]) != "pong" {
+		t.Errorf("completions %v, received %q; want only the receive's, of pong", got, in[:4])
+	}
+	r.Completions(func(user uint64, res int32, _ uint32) { t.Errorf("extra completion %d: %d", user, res) })
+}
+
+// A send that fails posts its completion despite SkipSuccess and ends the
+// receive linked to it, which posts none: the chain's one completion is
+// the failure (a relay closes both sides on it).
+func TestFailedSendEndsTheLink(t *testing.T) {
+	r := newRing(t, 8)
+	a, b := socketPair(t)
+	syscall.Close(b)
+	in := make([]byte, 64)
+	must(t, r.Prep(OpSend, Link|SkipSuccess, a, []byte("ping"), syscall.MSG_NOSIGNAL, 1))
+	must(t, r.Prep(OpRecv, 0, a, in, 0, 2))
+	if got := reap(t, r, 1); got[0] != (completion{1, -int32(syscall.EPIPE)}) {
+		t.Errorf("completions %v; want the send's EPIPE", got)
+	}
+	// A later send's completion comes next: the receive left nothing behind.
+	must(t, r.Prep(OpSend, 0, a, []byte("ping"), syscall.MSG_NOSIGNAL, 3))
+	if got := reap(t, r, 1); len(got) != 1 || got[0] != (completion{3, -int32(syscall.EPIPE)}) {
+		t.Errorf("completions %v; want only the second send's EPIPE", got)
+	}
+}
+
+// More operations than the queue holds: Prep submits a full queue first,
+// and every operation completes once, in a ring of four entries.
+func TestMoreThanTheQueueHolds(t *testing.T) {
+	r := newRing(t, 4)
+	a, b := socketPair(t)
+	const n = 100
+	data := heapBytes(n)
+	for i := range data {
+		data[i] = byte(i)
+	}
+	for i := range n {
+		must(t, r.Prep(OpSend, 0, a, data[i:i+1], 0, uint64(i)))
+	}
+	got := reap(t, r, n)
+	for i, c := range got {
+		if c != (completion{uint64(i), 1}) {
+			t.Fatalf("completion %d: %v", i, c)
+		}
+	}
+	buf := make([]byte, 2*n)
+	m, err := syscall.Read(b, buf)
+	if err != nil || !bytes.Equal(buf[:m], data) {
+		t.Errorf("peer read %v, %v", buf[:m], err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+var keep [][]byte
+
+// heapBytes returns n bytes on the heap. A buffer the compiler can keep on
+// the stack is unfit for an operation that outlives the call that prepares
+// it: with []byte{byte(i)} in the loop above, every send of a batch read
+// the one stack slot, as its last value.
+func heapBytes(n int) []byte {
+	b := make([]byte, n)
+	keep = append(keep, b)
+	return b
+}
