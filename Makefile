@@ -38,9 +38,11 @@ demo: deps build
 	@echo "starting the demo: a throwaway PostgreSQL, the ticket service and the proxy (Ctrl-C stops all three)"
 	./bin/pgwarden demo
 
-# Writes bench/RESULTS.md and bench/throughput.png (tracked) after about 15 minutes on two cores.
+# Writes bench/RESULTS.md and bench/throughput.png (tracked) after about 25 minutes on two cores.
+# BENCHFLAGS passes flags on, e.g. BENCHFLAGS=-targets=direct,pgbouncer,relay-coro,relay-uring,pgwarden.
+BENCHFLAGS ?=
 bench: deps build
-	$(GO) run ./bench
+	$(GO) run ./bench $(BENCHFLAGS)
 
 # A two-minute smoke run of the same measurements; its report goes to bench/out/quick/ (ignored).
 bench-quick: deps build
