@@ -42,7 +42,22 @@ const (
 	SkipSuccess uint8 = 1 << 6
 )
 
+// BufferSelect has a receive take a buffer from a group the ring was given
+// (BufRing) when data arrives, rather than one named at submission: a
+// socket with a receive armed and nothing to read holds no memory.
+const BufferSelect uint8 = 1 << 5
+
+// Completion flags (IORING_CQE_F_*).
 const (
+	// CQEBuffer says the completion used a provided buffer, whose id is
+	// flags >> 16.
+	CQEBuffer uint32 = 1 << 0
+)
+
+const (
+	sysRegister      = 427
+	registerPbufRing = 22
+
 	enterGetEvents = 1 << 0
 	featSingleMmap = 1 << 0
 	offSQRing      = 0
@@ -69,6 +84,7 @@ type Ring struct {
 	entries     uint32
 	tail        uint32 // the next entry to prepare
 	unsubmitted uint32
+	bufRings    []*BufRing
 }
 
 // New sets up a ring of at least entries submission entries (a power of
@@ -125,7 +141,12 @@ func (r *Ring) Close() error {
 		syscall.Munmap(r.mem)
 	}
 	r.sqes, r.mem = nil, nil
-	return syscall.Close(r.fd)
+	err := syscall.Close(r.fd) // unregisters the buffer rings
+	for _, b := range r.bufRings {
+		syscall.Munmap(b.ring)
+	}
+	r.bufRings = nil
+	return err
 }
 
 // Prep prepares an operation on fd with buf (for accept, nil), the
@@ -157,6 +178,86 @@ func (r *Ring) Prep(op, flags uint8, fd int, buf []byte, opFlags uint32, user ui
 	r.tail++
 	r.unsubmitted++
 	return nil
+}
+
+// PrepRecvSelect prepares a receive on fd into a buffer of group, taken
+// when data arrives; its completion's flags carry CQEBuffer and the id.
+func (r *Ring) PrepRecvSelect(flags uint8, fd int, group uint16, opFlags uint32, user uint64) error {
+	if err := r.Prep(OpRecv, flags|BufferSelect, fd, nil, opFlags, user); err != nil {
+		return err
+	}
+	e := r.sqes[((r.tail-1)&r.sqMask)*sqeSize:]
+	binary.LittleEndian.PutUint16(e[40:], group)
+	return nil
+}
+
+// BufRing is a group of equal buffers provided to a ring
+// (IORING_REGISTER_PBUF_RING): the kernel takes one for each receive that
+// selects the group, and the program gives it back (Provide) when done
+// with its bytes.
+type BufRing struct {
+	ring []byte // the io_uring_buf entries, shared with the kernel
+	bufs []byte // the buffers, back to back
+	size int
+	mask uint16
+	tail uint16 // the kernel's copy is entry 0's resv field (publish)
+}
+
+// RegisterBufRing gives r a group of n buffers of size bytes each (n a
+// power of two up to 32768), all provided.
+func (r *Ring) RegisterBufRing(group uint16, n uint16, size int) (*BufRing, error) {
+	if n == 0 || n&(n-1) != 0 || n > 1<<15 {
+		return nil, fmt.Errorf("uring: %d buffers: want a power of two up to 32768", n)
+	}
+	mem, err := syscall.Mmap(-1, 0, int(n)*16, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+	if err != nil {
+		return nil, os.NewSyscallError("mmap", err)
+	}
+	var reg [40]byte // io_uring_buf_reg: ring_addr, ring_entries, bgid, flags, resv[3]
+	binary.LittleEndian.PutUint64(reg[0:], uint64(uintptr(unsafe.Pointer(&mem[0]))))
+	binary.LittleEndian.PutUint32(reg[8:], uint32(n))
+	binary.LittleEndian.PutUint16(reg[12:], group)
+	if _, _, errno := syscall.Syscall6(sysRegister, uintptr(r.fd), registerPbufRing, uintptr(unsafe.Pointer(&reg[0])), 1, 0, 0); errno != 0 {
+		syscall.Munmap(mem)
+		return nil, os.NewSyscallError("io_uring_register", errno)
+	}
+	b := &BufRing{ring: mem, bufs: make([]byte, int(n)*size), size: size, mask: n - 1}
+	for id := range n {
+		b.add(id)
+	}
+	b.publish()
+	r.bufRings = append(r.bufRings, b)
+	return b, nil
+}
+
+// Buf is buffer id's first n bytes, as a completion reported them.
+func (b *BufRing) Buf(id uint16, n int) []byte {
+	off := int(id) * b.size
+	return b.bufs[off : off+n : off+b.size]
+}
+
+// Provide gives buffer id back to the kernel.
+func (b *BufRing) Provide(id uint16) {
+	b.add(id)
+	b.publish()
+}
+
+func (b *BufRing) add(id uint16) {
+	e := b.ring[int(b.tail&b.mask)*16:]
+	// io_uring_buf: addr, len, bid; resv (the tail, in entry 0) untouched.
+	binary.LittleEndian.PutUint64(e[0:], uint64(uintptr(unsafe.Pointer(&b.bufs[int(id)*b.size]))))
+	binary.LittleEndian.PutUint32(e[8:], uint32(b.size))
+	binary.LittleEndian.PutUint16(e[12:], id)
+	b.tail++
+}
+
+// publish stores the tail, after the entries it covers. The tail is 16
+// bits (entry 0's resv) and Go has no 16-bit atomic store, so it is stored
+// with the 32-bit word it shares with entry 0's bid, which only this side
+// writes.
+func (b *BufRing) publish() {
+	w := (*uint32)(unsafe.Pointer(&b.ring[12]))
+	atomic.StoreUint32(w, atomic.LoadUint32(w)&0xffff|uint32(b.tail)<<16)
 }
 
 // Enter submits what was prepared and waits until at least wait

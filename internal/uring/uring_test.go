@@ -163,3 +163,71 @@ func heapBytes(n int) []byte {
 	keep = append(keep, b)
 	return b
 }
+
+// Receives that select a provided buffer take one only when data arrives,
+// report which, and take it again once given back: eight receives over a
+// group of two buffers, each given back after its bytes are read.
+func TestProvidedBuffers(t *testing.T) {
+	r := newRing(t, 8)
+	br, err := r.RegisterBufRing(7, 2, 64)
+	if errors.Is(err, syscall.EINVAL) {
+		t.Skipf("no provided buffer rings here: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := socketPair(t)
+	seen := map[uint16]bool{}
+	for i := range 8 {
+		must(t, r.PrepRecvSelect(0, b, 7, 0, uint64(i)))
+		if err := r.Enter(0); err != nil {
+			t.Fatal(err)
+		}
+		msg := []byte{'m', byte('0' + i)}
+		syscall.Write(a, msg)
+		var res int32
+		var flags uint32
+		for n := 0; n == 0; {
+			if err := r.Enter(1); err != nil {
+				t.Fatal(err)
+			}
+			r.Completions(func(user uint64, r int32, f uint32) {
+				if user != uint64(i) {
+					t.Errorf("completion %d, want %d", user, i)
+				}
+				res, flags, n = r, f, n+1
+			})
+		}
+		if res != 2 || flags&CQEBuffer == 0 {
+			t.Fatalf("receive %d: res %d, flags %#x", i, res, flags)
+		}
+		id := uint16(flags >> 16)
+		if got := br.Buf(id, int(res)); !bytes.Equal(got, msg) {
+			t.Fatalf("receive %d: buffer %d holds %q, want %q", i, id, got, msg)
+		}
+		seen[id] = true
+		br.Provide(id)
+	}
+	if len(seen) != 2 {
+		t.Errorf("buffers used: %v; want both of the group's", seen)
+	}
+}
+
+// With every buffer of the group taken, a receive that selects it fails
+// with ENOBUFS rather than waiting or writing elsewhere.
+func TestProvidedBuffersRunOut(t *testing.T) {
+	r := newRing(t, 8)
+	if _, err := r.RegisterBufRing(3, 1, 16); err != nil {
+		t.Skipf("no provided buffer rings here: %v", err)
+	}
+	a, b := socketPair(t)
+	syscall.Write(a, []byte("one"))
+	must(t, r.PrepRecvSelect(0, b, 3, 0, 1))
+	got := reap(t, r, 1)
+	syscall.Write(a, []byte("two"))
+	must(t, r.PrepRecvSelect(0, b, 3, 0, 2))
+	got = append(got, reap(t, r, 1)...)
+	if got[0] != (completion{1, 3}) || got[1] != (completion{2, -int32(syscall.ENOBUFS)}) {
+		t.Errorf("completions %v; want 3 bytes, then ENOBUFS", got)
+	}
+}
