@@ -252,15 +252,9 @@ func TestPivotRows(t *testing.T) {
 		{"select", "simple", 8, "rls"}:      {{Round: 1, TPS: 900}, {Round: 2, TPS: 1800}},
 		{"select", "simple", 8, "pgwarden"}: {{Round: 1, TPS: 100}, {Round: 2, Err: "boom"}},
 	}}
-	header, rows := pivotRows(res)
 	wantH := []string{"workload", "protocol", ">clients", ">direct", ">rls", ">pgwarden", ">pgwarden ÷ direct", ">pgwarden ÷ rls", ">rls ÷ direct"}
-	if diff := cmp.Diff(wantH, header); diff != "" {
-		t.Errorf("header (-want +got):\n%s", diff)
-	}
 	wantR := [][]string{{"select", "simple", "8", "1500", "1350", "100", "0.10×", "0.11×", "0.90×"}}
-	if diff := cmp.Diff(wantR, rows); diff != "" {
-		t.Errorf("rows (-want +got):\n%s", diff)
-	}
+	checkPivot(t, res, wantH, wantR)
 }
 
 // TestPivotRowsCPU checks the CPU columns: each same-round ratio of the
@@ -280,17 +274,11 @@ func TestPivotRowsCPU(t *testing.T) {
 			{Round: 3, TPS: 100, CPU: cpuUse{ProxyUs: 40, PgUs: 10}},
 		},
 	}}
-	header, rows := pivotRows(res)
 	wantH := []string{"workload", "protocol", ">clients", ">pgbouncer", ">pgwarden", ">pgwarden ÷ pgbouncer",
 		">proxy CPU/tx pgwarden ÷ pgbouncer", ">proxy + PostgreSQL CPU/tx pgwarden ÷ pgbouncer"}
-	if diff := cmp.Diff(wantH, header); diff != "" {
-		t.Errorf("header (-want +got):\n%s", diff)
-	}
 	// proxy: 1.5, 1.5, 1.0 → 1.5; proxy + PostgreSQL: 0.9, 1.1 (round 3 has no PostgreSQL figure) → 1.0.
 	wantR := [][]string{{"select", "simple", "1", "100", "100", "1.00×", "1.50×", "1.00×"}}
-	if diff := cmp.Diff(wantR, rows); diff != "" {
-		t.Errorf("rows (-want +got):\n%s", diff)
-	}
+	checkPivot(t, res, wantH, wantR)
 }
 
 func TestFmtRatio(t *testing.T) {
@@ -584,20 +572,26 @@ func TestPivotRowsFloorColumns(t *testing.T) {
 		{"select", "simple", 1, "relay-uring"}: {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 24}}},
 		{"select", "simple", 1, "relay-coro"}:  {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 33}}},
 	}}
-	header, rows := pivotRows(res)
 	wantH := []string{"workload", "protocol", ">clients", ">pgbouncer", ">relay-uring", ">relay-coro",
 		">proxy CPU/tx relay-coro ÷ pgbouncer", ">proxy CPU/tx relay-uring ÷ pgbouncer"}
-	if diff := cmp.Diff(wantH, header); diff != "" {
-		t.Errorf("header (-want +got):\n%s", diff)
-	}
 	wantR := [][]string{{"select", "simple", "1", "100", "100", "100", "1.10×", "0.80×"}}
-	if diff := cmp.Diff(wantR, rows); diff != "" {
-		t.Errorf("rows (-want +got):\n%s", diff)
-	}
+	checkPivot(t, res, wantH, wantR)
 }
 
 func TestNullSyscallNs(t *testing.T) {
 	if ns := nullSyscallNs(); ns <= 0 || ns > 1e6 {
 		t.Errorf("nullSyscallNs = %v, want a positive figure under 1 ms", ns)
+	}
+}
+
+// checkPivot compares pivotRows' header and rows with the wanted ones.
+func checkPivot(t *testing.T, res *e2eResults, wantH []string, wantR [][]string) {
+	t.Helper()
+	header, rows := pivotRows(res)
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
