@@ -17,7 +17,6 @@ import (
 
 	"github.com/pgwarden/pgwarden/internal/pgcluster"
 	"github.com/pgwarden/pgwarden/internal/pgtest"
-	"github.com/pgwarden/pgwarden/internal/uring"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -72,9 +71,9 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 		return
 	}
 	if mode == "uring" {
-		r, err := uring.New(1024, 0)
-		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) {
-			t.Skipf("no io_uring here: %v", err)
+		r, br, err := newRelayRing()
+		if errors.Is(err, syscall.ENOSYS) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EINVAL) {
+			t.Skipf("no io_uring with provided buffer rings here: %v", err)
 		}
 		if err != nil {
 			t.Fatal(err)
@@ -83,7 +82,7 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		go relayRing(r, lfd, backend)
+		go relayRing(r, br, lfd, backend)
 		return
 	}
 	l, err := newLoop(port, backend, rawBlock)
