@@ -9,10 +9,10 @@
 // (-mode coro -block runtime: pgwarden's event loop, waiting as it waits), or
 // with io_uring (-mode uring: a receive always armed on each socket, each
 // send linked to the next receive, one io_uring_enter per round, on an
-// unlocked loop as pgwarden's). The bench
-// measures its CPU per transaction beside PgBouncer's and pgwarden's
-// (targets relay-go, relay-epoll, relay-coro and relay-uring). It is a measuring
-// instrument, not a proxy anyone should run.
+// unlocked loop as pgwarden's). The bench measures its CPU per transaction
+// beside PgBouncer's and pgwarden's (targets relay-go, relay-epoll,
+// relay-coro and relay-uring). It is a measuring instrument, not a proxy
+// anyone should run.
 package main
 
 import (
@@ -98,28 +98,54 @@ type loop struct {
 	ep, lfd  int
 	backend  int
 	rawBlock bool
-	loopback [4]byte
 	events   []syscall.EpollEvent
 	yielded  int64 // when the loop last passed through the scheduler (-block runtime)
 }
 
 func newLoop(listen, backend int, rawBlock bool) (*loop, error) {
-	l := &loop{backend: backend, rawBlock: rawBlock, loopback: [4]byte{127, 0, 0, 1}, events: make([]syscall.EpollEvent, 256)}
+	l := &loop{backend: backend, rawBlock: rawBlock, events: make([]syscall.EpollEvent, 256)}
 	var err error
-	if l.lfd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC, 0); err != nil {
-		return nil, err
-	}
-	syscall.SetsockoptInt(l.lfd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-	if err := syscall.Bind(l.lfd, &syscall.SockaddrInet4{Port: listen, Addr: l.loopback}); err != nil {
-		return nil, err
-	}
-	if err := syscall.Listen(l.lfd, 4096); err != nil {
+	if l.lfd, err = listenFD(listen, syscall.SOCK_NONBLOCK); err != nil {
 		return nil, err
 	}
 	if l.ep, err = syscall.EpollCreate1(syscall.EPOLL_CLOEXEC); err != nil {
 		return nil, err
 	}
 	return l, l.watch(l.lfd)
+}
+
+// listenFD listens on 127.0.0.1:port with a socket of the extra flags
+// (SOCK_NONBLOCK for an epoll loop's accept4).
+func listenFD(port, flags int) (int, error) {
+	lfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC|flags, 0)
+	if err != nil {
+		return 0, err
+	}
+	syscall.SetsockoptInt(lfd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	if err := syscall.Bind(lfd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(lfd)
+		return 0, err
+	}
+	if err := syscall.Listen(lfd, 4096); err != nil {
+		syscall.Close(lfd)
+		return 0, err
+	}
+	return lfd, nil
+}
+
+// dialBackend connects a client's own PostgreSQL connection (blocking,
+// TCP_NODELAY), or closes what it opened.
+func dialBackend(port int) (int, error) {
+	sfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := syscall.Connect(sfd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(sfd)
+		return -1, err
+	}
+	syscall.SetsockoptInt(sfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+	return sfd, nil
 }
 
 func (l *loop) watch(fd int) error {
@@ -179,17 +205,12 @@ func (l *loop) accept() (cfd, sfd int, ok bool) {
 	if err != nil {
 		return 0, 0, false // another event took it, or the client left
 	}
-	sfd, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err == nil {
-		err = syscall.Connect(sfd, &syscall.SockaddrInet4{Port: l.backend, Addr: l.loopback})
-	}
+	sfd, err = dialBackend(l.backend)
 	if err == nil {
 		err = syscall.SetNonblock(sfd, true)
 	}
 	if err == nil {
-		for _, fd := range []int{cfd, sfd} {
-			syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-		}
+		syscall.SetsockoptInt(cfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		if err = l.watch(cfd); err == nil {
 			err = l.watch(sfd)
 		}

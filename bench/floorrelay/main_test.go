@@ -78,7 +78,7 @@ func start(t *testing.T, mode string, rawBlock bool, port, backend int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		lfd, err := listenFD(port)
+		lfd, err := listenFD(port, 0)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -28,7 +28,7 @@ func uringRelay(listen, backend int) error {
 	if err != nil {
 		return err // before listening: the bench sees it exit, not start
 	}
-	lfd, err := listenFD(listen)
+	lfd, err := listenFD(listen, 0)
 	if err != nil {
 		return err
 	}
@@ -52,23 +52,6 @@ func newRelayRing() (*uring.Ring, *uring.BufRing, error) {
 		return nil, nil, err
 	}
 	return r, br, nil
-}
-
-func listenFD(port int) (int, error) {
-	lfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	syscall.SetsockoptInt(lfd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
-	if err := syscall.Bind(lfd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		syscall.Close(lfd)
-		return 0, err
-	}
-	if err := syscall.Listen(lfd, 4096); err != nil {
-		syscall.Close(lfd)
-		return 0, err
-	}
-	return lfd, nil
 }
 
 // relayRing relays the clients lfd accepts, forever, or returns the ring's
@@ -131,17 +114,12 @@ func relayRing(r *uring.Ring, br *uring.BufRing, lfd, backend int) error {
 					return
 				}
 				cfd := int(res)
-				sfd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-				if err == nil {
-					err = syscall.Connect(sfd, &syscall.SockaddrInet4{Port: backend, Addr: [4]byte{127, 0, 0, 1}})
-				}
+				sfd, err := dialBackend(backend)
 				if err != nil {
 					syscall.Close(cfd)
 					return
 				}
-				for _, fd := range []int{cfd, sfd} {
-					syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-				}
+				syscall.SetsockoptInt(cfd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 				i := len(sides)
 				sides = append(sides, &side{fd: cfd, peer: i + 1, last: -1}, &side{fd: sfd, peer: i, last: -1})
 				if perr = recv(i); perr == nil {
