@@ -24,6 +24,15 @@ type floorRelay struct {
 	exited chan struct{}
 }
 
+// floorTargets are the bench's floorrelay targets: each one's -mode and
+// what the report says of it.
+var floorTargets = map[string]struct{ mode, what string }{
+	"relay-go":    {"goroutine", "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction"},
+	"relay-epoll": {"epoll", "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop and raw system calls, as PgBouncer's; the floor of an event-loop Go proxy"},
+	"relay-coro":  {"coro", "bench/floorrelay -mode coro -block runtime: pgwarden's event loop with nothing on it, each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable; the loop waits as pgwarden's does (an ordinary blocking system call that gives the processor back, a pass through the scheduler every 5 ms, no locked thread); the floor of pgwarden's I/O model"},
+	"relay-uring": {"uring", "bench/floorrelay -mode uring: the same copy over io_uring, a receive always armed on each socket (into a buffer it takes from a shared group when data arrives, so that an idle socket holds none) and each send linked to the next receive, so that relaying one message is one io_uring_enter (which submits the send and receive and waits for the next completion) where an epoll loop makes a wait, a read and a write; one loop goroutine, not locked to a thread (pgwarden's coroutines could not run on a locked one), waiting as pgwarden's loop does; the floor of pgwarden's I/O model were it on io_uring"},
+}
+
 // buildFloorRelay builds bench/floorrelay into work once.
 func buildFloorRelay(ctx context.Context, work string) (string, error) {
 	bin := filepath.Join(work, "floorrelay")

@@ -501,8 +501,8 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 					continue
 				}
 			}
-			mode := map[string]string{"relay-go": "goroutine", "relay-epoll": "epoll", "relay-coro": "coro", "relay-uring": "uring"}[name]
-			fr, err := startFloorRelay(ctx, floorBin, mode, c.pg)
+			ft := floorTargets[name]
+			fr, err := startFloorRelay(ctx, floorBin, ft.mode, c.pg)
 			if err != nil {
 				rep.Notes = append(rep.Notes, oneLine(err.Error(), 400))
 				continue
@@ -511,13 +511,7 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 			targets = append(targets, &target{Name: name, Endpoint: func(w *workload, _, _ string) (endpoint, string) {
 				return endpoint{Port: fr.Port, User: roleApp, Password: c.passwords[roleApp], DB: dbFor(w), Pid: fr.pid()}, "none (one connection per client)"
 			}})
-			what := map[string]string{
-				"relay-go":    "bench/floorrelay -mode goroutine: copies bytes between each client and its own PostgreSQL connection with two goroutines, as pgwarden's netpoller model, and does nothing else; the floor of a Go proxy's CPU per transaction",
-				"relay-epoll": "bench/floorrelay -mode epoll: the same copy on one locked thread with a level-triggered epoll loop and raw system calls, as PgBouncer's; the floor of an event-loop Go proxy",
-				"relay-coro":  "bench/floorrelay -mode coro -block runtime: pgwarden's event loop with nothing on it, each client's relay written as blocking code in a coroutine (iter.Pull) that the loop resumes when a socket is readable; the loop waits as pgwarden's does (an ordinary blocking system call that gives the processor back, a pass through the scheduler every 5 ms, no locked thread); the floor of pgwarden's I/O model",
-				"relay-uring": "bench/floorrelay -mode uring: the same copy over io_uring, a receive always armed on each socket (into a buffer it takes from a shared group when data arrives, so that an idle socket holds none) and each send linked to the next receive, so that relaying one message is one io_uring_enter (which submits the send and receive and waits for the next completion) where an epoll loop makes a wait, a read and a write; one loop goroutine, not locked to a thread (pgwarden's coroutines could not run on a locked one), waiting as pgwarden's loop does; the floor of pgwarden's I/O model were it on io_uring",
-			}[name]
-			rep.Targets = append(rep.Targets, targetInfo{name, what})
+			rep.Targets = append(rep.Targets, targetInfo{name, ft.what})
 		case "rls":
 			targets = append(targets, &target{Name: "rls", Filters: true, Endpoint: func(w *workload, _, tenant string) (endpoint, string) {
 				return endpoint{Port: c.pg.Port, User: roleRLS, Password: c.passwords[roleRLS], DB: dbFor(w),
