@@ -53,7 +53,10 @@ type Proxy struct {
 	// EventLoops is how many event loops run the sessions of plain-socket
 	// clients in transaction mode: 0 for one per processor less one, -1
 	// for none (every session on goroutines of its own).
-	EventLoops      int           `yaml:"event_loops"`
+	EventLoops int `yaml:"event_loops"`
+	// LoopIO is how the event loops do their I/O: io_uring (the default,
+	// where the kernel allows it) or epoll.
+	LoopIO          string        `yaml:"loop_io"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// DrainDelay is how long the proxy keeps accepting connections after
 	// SIGTERM, /readyz failing, before it closes its listener: the time a
@@ -599,6 +602,9 @@ func (f *File) Validate() error {
 	}
 	if f.Proxy.EventLoops < -1 {
 		bad("proxy.event_loops", "must be -1 (none), 0 (one per processor less one) or a count")
+	}
+	if l := f.Proxy.LoopIO; l != "" && l != "io_uring" && l != "epoll" {
+		bad("proxy.loop_io", "%q: want io_uring or epoll", l)
 	}
 	if f.Proxy.MaxClientConns < 1 {
 		bad("proxy.max_client_conns", "must be at least 1")

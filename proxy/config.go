@@ -58,6 +58,9 @@ type Config struct {
 	// processor less one, at least one; -1 for none, every session on
 	// goroutines of its own. Linux only.
 	EventLoops int
+	// LoopIO is how the event loops do their I/O: "io_uring" (the default,
+	// where the kernel allows it: ring_linux.go) or "epoll".
+	LoopIO string
 	// MaxClientConns caps concurrent client sessions (default 1000); above it
 	// clients get FATAL 53300.
 	MaxClientConns int

@@ -43,13 +43,13 @@ type evLoops struct {
 	n  atomic.Uint32
 }
 
-func newEvLoops(n int) (*evLoops, error) {
+func newEvLoops(n int, ring bool) (*evLoops, error) {
 	if n == 0 {
 		n = max(runtime.GOMAXPROCS(0)-1, 1)
 	}
 	g := &evLoops{}
 	for range n {
-		l, err := newEvLoop()
+		l, err := newEvLoop(ring)
 		if err != nil {
 			g.stop()
 			return nil, err
@@ -98,6 +98,9 @@ type evLoop struct {
 	events []syscall.EpollEvent
 	// yielded is when the loop last went through the scheduler (yieldEvery).
 	yielded int64
+	// rg is the loop's io_uring (ring_linux.go), nil when it waits in
+	// epoll_wait.
+	rg *loopRing
 }
 
 // loopSockState is what a loop keeps of a socket registered with it.
@@ -113,11 +116,14 @@ type loopSockState struct {
 	rco, wco *coro   // parked to read, to write (the owner's loop's)
 	hup      *loopGone
 	rt, wt   timerEnt // the read and write deadlines' timers
+	ct       timerEnt // a cancellation's retry (ring_linux.go)
+	ring     ringSockState
 }
 
 func (s *loopSockState) init(c *sockConn) {
 	s.rt = timerEnt{s: c, read: true, idx: -1}
 	s.wt = timerEnt{s: c, idx: -1}
+	s.ct = timerEnt{s: c, idx: -1, cancel: true}
 }
 
 const (
@@ -125,7 +131,9 @@ const (
 	epollGone = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
 )
 
-func newEvLoop() (*evLoop, error) {
+// newEvLoop starts a loop, with an io_uring when ring is set and the
+// kernel allows one.
+func newEvLoop(ring bool) (*evLoop, error) {
 	ep, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -141,6 +149,9 @@ func newEvLoop() (*evLoop, error) {
 		syscall.Close(ep)
 		syscall.Close(l.efd)
 		return nil, os.NewSyscallError("epoll_ctl", err)
+	}
+	if ring {
+		l.rg, _ = newLoopRing() // nil: epoll_wait it is
 	}
 	go l.run()
 	return l, nil
@@ -215,6 +226,13 @@ func (co *coro) own(c *sockConn) bool {
 func (co *coro) disown(c *sockConn) {
 	for i, s := range co.owned {
 		if s == c {
+			if co.l.rg != nil {
+				if co.l.ringLetGo(co, c) {
+					co.l.timers.remove(&c.ls.ct)
+				} else {
+					defer c.Close()
+				}
+			}
 			co.owned = append(co.owned[:i], co.owned[i+1:]...)
 			co.l.timers.remove(&c.ls.rt)
 			co.l.timers.remove(&c.ls.wt)
@@ -338,6 +356,9 @@ func (l *evLoop) unpark(c *sockConn, read bool) *coro {
 
 // wake resumes whoever is parked on c for read (or write) with res.
 func (l *evLoop) wake(c *sockConn, read bool, res error) {
+	if l.rg != nil && res != nil && l.ringCancel(c, read, res) {
+		return // its owner resumes as the operation completes
+	}
 	if co := l.unpark(c, read); co != nil {
 		l.resume(co, res)
 	}
@@ -442,6 +463,9 @@ func (l *evLoop) closeSock(c *sockConn) {
 		return
 	}
 	hup := c.ls.hup
+	if l.rg != nil {
+		l.ringAbort(c, net.ErrClosed)
+	}
 	l.unregister(c)
 	c.closeFD()
 	l.wake(c, true, net.ErrClosed)
@@ -470,6 +494,10 @@ func (l *evLoop) rearm(c *sockConn) {
 // the deadline; a waiter whose deadline went later simply waits on. A
 // nap's timer rouses it.
 func (l *evLoop) deadline(t *timerEnt, now int64) {
+	if t.cancel {
+		l.ringRecancel(t.s)
+		return
+	}
 	if t.co != nil {
 		l.rouse(t.co)
 		return
@@ -531,7 +559,6 @@ func goyield()
 
 func (l *evLoop) run() {
 	defer close(l.done)
-	var buf [8]byte
 	for !l.stopped {
 		l.mu.Lock()
 		in := l.inbox
@@ -549,14 +576,10 @@ func (l *evLoop) run() {
 			l.yielded = l.now
 			goyield()
 		}
-		evs := l.wait()
-		l.now = time.Now().UnixNano()
-		for _, ev := range evs {
-			if int(ev.Fd) == l.efd {
-				syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
-				continue
-			}
-			l.dispatch(ev.Fd, ev.Events)
+		if l.rg != nil {
+			l.ringRound()
+		} else {
+			l.epollRound(true)
 		}
 		for len(l.timers) > 0 && l.timers[0].when <= l.now {
 			t := heap.Pop(&l.timers).(*timerEnt)
@@ -579,9 +602,36 @@ func (l *evLoop) run() {
 		}
 		c.ls.regmu.Unlock()
 	}
+	l.rg.close()
 	syscall.Close(l.ep)
 	syscall.Close(l.efd)
 }
+
+// epollRound serves the epoll set's events: waiting for them (block), or
+// those there now (with a ring, whose poll of the set said there are).
+func (l *evLoop) epollRound(block bool) {
+	var evs []syscall.EpollEvent
+	if block {
+		evs = l.wait()
+		l.now = nowNano()
+	} else {
+		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
+		if errno != 0 {
+			return
+		}
+		evs = l.events[:n]
+	}
+	for _, ev := range evs {
+		if int(ev.Fd) == l.efd {
+			var buf [8]byte
+			syscall.RawSyscall(syscall.SYS_READ, uintptr(l.efd), uintptr(unsafe.Pointer(&buf[0])), 8)
+			continue
+		}
+		l.dispatch(ev.Fd, ev.Events)
+	}
+}
+
+func nowNano() int64 { return time.Now().UnixNano() }
 
 // dispatch serves one event of the socket registered as fd.
 func (l *evLoop) dispatch(fd int32, events uint32) {
@@ -633,10 +683,10 @@ func (l *evLoop) dispatch(fd int32, events uint32) {
 	if hup != nil {
 		hup.fire()
 	}
-	if readable && rco != nil {
+	if readable && rco != nil && st.ring.rop == 0 {
 		l.wake(c, true, nil)
 	}
-	if writable && wco != nil && st.wco == wco {
+	if writable && wco != nil && st.wco == wco && st.ring.sop == 0 {
 		l.wake(c, false, nil)
 	}
 }
@@ -721,6 +771,8 @@ type timerEnt struct {
 	s    *sockConn
 	read bool
 	co   *coro
+	// cancel: the retry of a cancellation that missed (ringRecancel).
+	cancel bool
 }
 
 type timerHeap []*timerEnt

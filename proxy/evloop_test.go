@@ -17,6 +17,19 @@ import (
 	"github.com/pgwarden/pgwarden/proxy/pool"
 )
 
+// bothLoopIO runs f as two subtests: its loops on io_uring (skipped where
+// the kernel allows none) and on epoll. Every other test runs on the
+// default, io_uring where allowed.
+func bothLoopIO(t *testing.T, f func(t *testing.T)) {
+	t.Run("io_uring", func(t *testing.T) {
+		if _, err := newLoopRing(); err != nil {
+			t.Skipf("no io_uring here: %v", err)
+		}
+		f(t)
+	})
+	t.Run("epoll", f)
+}
+
 // startLoopPool is a transaction pool whose sessions run on one event loop,
 // so that every session of a test shares it.
 func startLoopPool(t *testing.T, pc pool.Config, mod func(*Config, *Deps)) *testProxy {
@@ -52,6 +65,11 @@ func wantOnLoop(t *testing.T, tp *testProxy, total, on int) {
 	for _, k := range left {
 		n += k
 	}
+	for _, io := range []string{"io_uring", "epoll"} {
+		if strings.Contains(t.Name(), "/"+io) && testutil.ToFloat64(tp.srv.loopStats.loops.WithLabelValues(io)) < 1 {
+			t.Fatalf("no event loop on %s", io)
+		}
+	}
 	back := int(testutil.ToFloat64(tp.srv.loopStats.returns))
 	if gotTotal != total || gotOn != on || n != back {
 		t.Fatalf("event loop: %d sessions started, %d on it now, left %v, came back %d times; want %d, %d, all back", gotTotal, gotOn, left, back, total, on)
@@ -61,7 +79,9 @@ func wantOnLoop(t *testing.T, tp *testProxy, total, on int) {
 // Every protocol path of a session stays on the loop: simple and extended
 // queries, prepared statements, a transaction that holds its connection
 // between statements, a large result, an error, COPY out; over TLS too.
-func TestEventLoopProtocols(t *testing.T) {
+func TestEventLoopProtocols(t *testing.T) { bothLoopIO(t, testEventLoopProtocolsIO) }
+
+func testEventLoopProtocolsIO(t *testing.T) {
 	for _, tlsOn := range []bool{false, true} {
 		t.Run(sslName(tlsOn), func(t *testing.T) { testEventLoopProtocols(t, tlsOn) })
 	}
@@ -152,7 +172,9 @@ func testEventLoopProtocols(t *testing.T, tlsOn bool) {
 // A client that stops reading a large result leaves the loop's other
 // sessions unaffected: the loop waits for its socket to drain, it does not
 // block on it. Over TLS too.
-func TestEventLoopSlowClient(t *testing.T) {
+func TestEventLoopSlowClient(t *testing.T) { bothLoopIO(t, testEventLoopSlowClientIO) }
+
+func testEventLoopSlowClientIO(t *testing.T) {
 	for _, tlsOn := range []bool{false, true} {
 		t.Run(sslName(tlsOn), func(t *testing.T) { testEventLoopSlowClient(t, tlsOn) })
 	}
@@ -191,7 +213,9 @@ func testEventLoopSlowClient(t *testing.T, tlsOn bool) {
 // Interrupts reach a session parked on the loop: the idle timeout, a
 // revocation while it waits for its client or for the warehouse (its
 // statement is cancelled), and a shutdown.
-func TestEventLoopInterrupts(t *testing.T) {
+func TestEventLoopInterrupts(t *testing.T) { bothLoopIO(t, testEventLoopInterruptsIO) }
+
+func testEventLoopInterruptsIO(t *testing.T) {
 	t.Run("idle timeout", func(t *testing.T) {
 		tp := startLoopPool(t, pool.Config{Size: 2}, func(c *Config, _ *Deps) { c.IdleTimeout = 300 * time.Millisecond })
 		_, fe := rawSession(t, tp, "tok-acme")
@@ -277,7 +301,9 @@ func awaitQueued(t *testing.T, tp *testProxy, n, tries int, why string) {
 // A session waits for a pooled connection parked on its loop, and leaves
 // the loop only to dial one or to rewrite a long statement, coming back on
 // after.
-func TestEventLoopLeaves(t *testing.T) {
+func TestEventLoopLeaves(t *testing.T) { bothLoopIO(t, testEventLoopLeavesIO) }
+
+func testEventLoopLeavesIO(t *testing.T) {
 	tp := startLoopPool(t, pool.Config{Size: 2, AcquireTimeout: 30 * time.Second}, nil)
 	ctx := ctxT(t)
 	holder := tp.connect(t, ctx, "tok-acme")
@@ -345,7 +371,9 @@ func TestEventLoopOff(t *testing.T) {
 // Sessions on several loops share a pool's connections: a connection idle
 // in the set of the loop that used it last is taken out of it by a session
 // of another loop, or of none.
-func TestEventLoopsShareConnections(t *testing.T) {
+func TestEventLoopsShareConnections(t *testing.T) { bothLoopIO(t, testEventLoopsShareConnections) }
+
+func testEventLoopsShareConnections(t *testing.T) {
 	tp := startPool(t, pool.Config{Size: 3, AcquireTimeout: 30 * time.Second}, func(c *Config, _ *Deps) { c.EventLoops = 3 })
 	ctx := ctxT(t)
 	const sessions, statements = 12, 40
@@ -378,7 +406,9 @@ func TestEventLoopsShareConnections(t *testing.T) {
 // step of a hard shutdown) leaves the queue then, not at the end of its
 // acquire timeout. Its client is a raw one, which sends no CancelRequest
 // when the connection breaks (pgconn does, which would end the wait too).
-func TestEventLoopQueuedClosed(t *testing.T) {
+func TestEventLoopQueuedClosed(t *testing.T) { bothLoopIO(t, testEventLoopQueuedClosedIO) }
+
+func testEventLoopQueuedClosedIO(t *testing.T) {
 	tp := startLoopPool(t, pool.Config{Size: 1, AcquireTimeout: time.Minute}, nil)
 	ctx := ctxT(t)
 	holder := tp.connect(t, ctx, "tok-acme")

@@ -212,7 +212,7 @@ func startProxyOn(t testing.TB, ln net.Listener, mod func(*Config, *Deps)) *test
 	t.Helper()
 	dbURL := pgtest.NewDatabase(t, setupSQL)
 	fa := newFakeAuth()
-	cfg := Config{Listen: "127.0.0.1:0", ConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second}
+	cfg := Config{Listen: "127.0.0.1:0", ConnectTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, LoopIO: testLoopIO(t)}
 	deps := Deps{
 		Logger:        zaptest.NewLogger(t),
 		Authenticator: fa,
@@ -302,4 +302,13 @@ func sendCancel(t testing.TB, addr string, pid uint32, secret []byte) {
 	c.Write(append(buf, secret...))
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	c.Read(buf)
+}
+
+// testLoopIO is the event loops' I/O for t: epoll under bothLoopIO's epoll
+// subtest (evloop_test.go), the default otherwise.
+func testLoopIO(t testing.TB) string {
+	if strings.Contains(t.Name(), "/epoll") {
+		return "epoll"
+	}
+	return ""
 }

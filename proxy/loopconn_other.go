@@ -9,8 +9,8 @@ import "github.com/pgwarden/pgwarden/proxy/pool"
 
 type evLoops struct{}
 
-func newEvLoops(int) (*evLoops, error) { return nil, nil }
-func (g *evLoops) stop()               {}
+func newEvLoops(int, bool) (*evLoops, error) { return nil, nil }
+func (g *evLoops) stop()                     {}
 
 type evLoop struct{}
 
@@ -32,3 +32,5 @@ func (c *clientConn) loopWatchGone(string, func()) (<-chan struct{}, func() bool
 }
 
 func (c *clientConn) parker() pool.Parker { return nil }
+
+func (s *Server) countLoops(*evLoops) {}

@@ -10,6 +10,8 @@ type loopMetrics struct {
 	total   prometheus.Counter
 	leaves  *prometheus.CounterVec
 	returns prometheus.Counter
+	// loops counts the loops by how they do their I/O (io_uring, epoll).
+	loops *prometheus.GaugeVec
 }
 
 func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
@@ -27,11 +29,14 @@ func newLoopMetrics(reg prometheus.Registerer) (*loopMetrics, error) {
 		returns: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pgwarden_proxy_event_loop_returns_total", Help: "Sessions that went back to their event loop after leaving it.",
 		}),
+		loops: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "pgwarden_proxy_event_loops", Help: "Event loops running, by how they do their I/O (io_uring, or epoll where io_uring is off or not allowed).",
+		}, []string{"io"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.on, m.total, m.leaves, m.returns} {
+	for _, c := range []prometheus.Collector{m.on, m.total, m.leaves, m.returns, m.loops} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

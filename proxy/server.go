@@ -350,10 +350,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	s.reapers.Do(func() {
 		if s.cfg.EventLoops >= 0 {
-			loops, err := newEvLoops(s.cfg.EventLoops)
+			loops, err := newEvLoops(s.cfg.EventLoops, s.cfg.LoopIO != "epoll")
 			if err != nil {
 				s.log.Warn("no event loop: sessions run on goroutines", zap.Error(err))
 			}
+			s.countLoops(loops)
 			s.loops.Store(loops)
 		}
 		for _, p := range s.pools {

@@ -66,6 +66,9 @@ type sockConn struct {
 	fd     int
 	closed atomic.Bool
 	full   bool // the last read filled its buffer: more is likely there
+	// carry is bytes received on a loop's ring and not read by the owner
+	// that let the socket go: the next reader reads them first (rmu).
+	carry []byte
 	// Deadlines as unix nanoseconds, 0 for none, kept in both modes.
 	rdl, wdl atomic.Int64
 	// owner is the coroutine whose waits the loop serves, nil while the
@@ -116,6 +119,9 @@ func (c *sockConn) Read(p []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if len(c.carry) > 0 {
+		return c.readCarry(p), nil
+	}
 	if c.onLoop {
 		return c.loopRead(nil, nil, p)
 	}
@@ -137,6 +143,9 @@ func (c *sockConn) Read(p []byte) (int, error) {
 func (c *sockConn) readPooled(get func() []byte, put func([]byte)) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
+	if len(c.carry) > 0 {
+		return c.readCarry(get()), nil
+	}
 	if c.onLoop {
 		return c.loopRead(get, put, nil)
 	}
@@ -150,6 +159,15 @@ func (c *sockConn) readPooled(get func() []byte, put func([]byte)) (int, error) 
 		return c.rn, c.opError("read", os.NewSyscallError("read", c.rerr))
 	}
 	return c.rn, c.rerr
+}
+
+// readCarry reads what carry holds into p.
+func (c *sockConn) readCarry(p []byte) int {
+	n := copy(p, c.carry)
+	if c.carry = c.carry[n:]; len(c.carry) == 0 {
+		c.carry = nil
+	}
+	return n
 }
 
 func (c *sockConn) readPooledFn(fd uintptr) bool {
@@ -289,11 +307,10 @@ func (c *sockConn) Close() error {
 		c.closeFD()
 		return nil
 	}
-	if co.onLoop() {
-		co.l.closeSock(c)
-	} else {
-		co.l.post(func() { co.l.closeSock(c) })
-	}
+	// Posted even by the owner: onLoop cannot tell the owner from another
+	// goroutine that closes the socket while the owner runs, and only the
+	// loop may touch the socket's waiters, timers and ring.
+	co.l.post(func() { co.l.closeSock(c) })
 	return nil
 }
 
@@ -411,7 +428,16 @@ func (c *sockConn) toPoller() {
 func (c *sockConn) awaitReadable() error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	if !c.onLoop || c.full {
+	if !c.onLoop || c.full || len(c.carry) > 0 {
+		return nil
+	}
+	if l := c.ringOwner(); l != nil {
+		// The receive's bytes wait in the ring for the read.
+		if rs := &c.ls.ring; rs.stash == nil && !rs.reof && rs.rerr == 0 {
+			if err := l.ringRecv(c.owner.Load(), c); err != nil {
+				return c.opError("read", err)
+			}
+		}
 		return nil
 	}
 	if err := c.waitIO(true); err != nil {
@@ -425,6 +451,11 @@ func (c *sockConn) awaitReadable() error {
 // unless the last read filled its buffer.
 func (c *sockConn) loopRead(get func() []byte, put func([]byte), p []byte) (int, error) {
 	for {
+		if l := c.ringOwner(); l != nil && (!c.full || c.ls.ring.stash != nil) {
+			if n, err, ok := c.ringRead(l, get, put, p); ok {
+				return n, err
+			}
+		}
 		if !c.full {
 			if err := c.waitIO(true); err != nil {
 				return 0, c.opError("read", err)
@@ -470,6 +501,9 @@ func (c *sockConn) loopRead(get func() []byte, put func([]byte), p []byte) (int,
 }
 
 func (c *sockConn) loopWrite(p []byte) (int, error) {
+	if l := c.ringOwner(); l != nil {
+		return c.ringWrite(l, p)
+	}
 	w := 0
 	for w < len(p) {
 		c.fdmu.RLock()

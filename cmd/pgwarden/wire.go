@@ -150,6 +150,7 @@ func proxyConfig(c *config.File) proxy.Config {
 		StatementTimeout:      p.StatementTimeout,
 		MaxClientConns:        p.MaxClientConns,
 		EventLoops:            p.EventLoops,
+		LoopIO:                p.LoopIO,
 		ShutdownTimeout:       p.ShutdownTimeout,
 		ConnectTimeout:        p.ConnectTimeout,
 		AuthTimeout:           p.AuthTimeout,

@@ -28,9 +28,11 @@ const (
 
 // Operations (enum io_uring_op).
 const (
-	OpAccept uint8 = 13
-	OpSend   uint8 = 26
-	OpRecv   uint8 = 27
+	OpPollAdd     uint8 = 6
+	OpAccept      uint8 = 13
+	OpAsyncCancel uint8 = 14
+	OpSend        uint8 = 26
+	OpRecv        uint8 = 27
 )
 
 // Submission flags (IOSQE_*).
@@ -59,6 +61,7 @@ const (
 	registerPbufRing = 22
 
 	enterGetEvents = 1 << 0
+	enterExtArg    = 1 << 3
 	featSingleMmap = 1 << 0
 	offSQRing      = 0
 	offSQEs        = 0x10000000
@@ -85,6 +88,10 @@ type Ring struct {
 	tail        uint32 // the next entry to prepare
 	unsubmitted uint32
 	bufRings    []*BufRing
+	// EnterTimeout's io_uring_getevents_arg and the timespec it points
+	// to, here so that their addresses stay put.
+	waitArg [3]uint64
+	waitTS  [2]int64
 }
 
 // New sets up a ring of at least entries submission entries (a power of
@@ -287,6 +294,54 @@ func (r *Ring) Enter(wait uint32) error {
 			return os.NewSyscallError("io_uring_enter", errno)
 		}
 	}
+}
+
+// EnterTimeout is Enter with the wait limited to ns nanoseconds
+// (IORING_ENTER_EXT_ARG): it returns nil when the time runs out first.
+func (r *Ring) EnterTimeout(wait uint32, ns int64) error {
+	if wait == 0 || ns < 0 {
+		return r.Enter(wait)
+	}
+	atomic.StoreUint32(r.sqTail, r.tail)
+	r.waitTS = [2]int64{ns / 1e9, ns % 1e9}
+	r.waitArg = [3]uint64{0, 0, uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
+	n, _, errno := syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(wait), enterGetEvents|enterExtArg,
+		uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg))
+	switch errno {
+	case 0:
+		r.unsubmitted -= min(uint32(n), r.unsubmitted)
+		return nil
+	case syscall.ETIME, syscall.EINTR:
+		r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
+		return nil
+	default:
+		r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
+		return os.NewSyscallError("io_uring_enter", errno)
+	}
+}
+
+// Unsubmitted reports whether entries were prepared since the last Enter.
+// Each names its descriptor by number until it is submitted, so a
+// descriptor must not be closed (and its number reused) in between.
+func (r *Ring) Unsubmitted() bool { return r.tail != atomic.LoadUint32(r.sqTail) || r.unsubmitted > 0 }
+
+// PrepPoll prepares a one-shot poll of fd for events (POLLIN and the
+// like); its completion's result is the events seen.
+func (r *Ring) PrepPoll(fd int, events uint32, user uint64) error {
+	return r.Prep(OpPollAdd, 0, fd, nil, events, user)
+}
+
+// PrepCancel prepares the cancellation of the operation submitted with
+// user value target. The operation completes with -ECANCELED if it was
+// still waiting, as it would have otherwise if not; the cancellation's own
+// completion (user) says which: 0, -ENOENT or -EALREADY.
+func (r *Ring) PrepCancel(flags uint8, target, user uint64) error {
+	if err := r.Prep(OpAsyncCancel, flags, -1, nil, 0, user); err != nil {
+		return err
+	}
+	e := r.sqes[((r.tail-1)&r.sqMask)*sqeSize:]
+	binary.LittleEndian.PutUint64(e[16:], target)
+	return nil
 }
 
 // Completions calls f for each completion posted so far, in order, with
