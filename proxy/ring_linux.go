@@ -239,7 +239,7 @@ func (c *sockConn) ringOwner() *evLoop {
 // receive left, or those of a receive it arms and parks on. ok is false
 // when no provided buffer was free: the caller reads as the epoll loop
 // does, once.
-func (c *sockConn) ringRead(l *evLoop, get func() []byte, put func([]byte), p []byte) (n int, err error, ok bool) {
+func (c *sockConn) ringRead(l *evLoop, get func() []byte, p []byte) (n int, err error, ok bool) {
 	rs := &c.ls.ring
 	for {
 		switch {
@@ -299,8 +299,10 @@ func (l *evLoop) ringRecv(co *coro, c *sockConn) error {
 		l.unpark(c, true)
 		return net.ErrClosed
 	}
-	var err error
-	if rs.pend != nil {
+	// The chain goes in whole: a full queue submitted between its two
+	// entries would leave the send linked to nothing.
+	err := g.r.Room(2)
+	if err == nil && rs.pend != nil {
 		rs.lsop = g.add(c, opLinkedSend, rs.pend)
 		rs.pend = nil
 		err = g.r.Prep(uring.OpSend, uring.Link|uring.SkipSuccess, fd, g.ops[uint32(rs.lsop)].buf, syscall.MSG_WAITALL|syscall.MSG_NOSIGNAL, rs.lsop)

@@ -452,7 +452,7 @@ func (c *sockConn) awaitReadable() error {
 func (c *sockConn) loopRead(get func() []byte, put func([]byte), p []byte) (int, error) {
 	for {
 		if l := c.ringOwner(); l != nil && (!c.full || c.ls.ring.stash != nil) {
-			if n, err, ok := c.ringRead(l, get, put, p); ok {
+			if n, err, ok := c.ringRead(l, get, p); ok {
 				return n, err
 			}
 		}

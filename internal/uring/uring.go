@@ -166,10 +166,8 @@ func (r *Ring) Close() error {
 // when the stack does, and one the compiler keeps on the stack (a small
 // literal that does not escape) is reused by the next iteration.
 func (r *Ring) Prep(op, flags uint8, fd int, buf []byte, opFlags uint32, user uint64) error {
-	for r.tail-atomic.LoadUint32(r.sqHead) >= r.entries {
-		if err := r.Enter(0); err != nil {
-			return err
-		}
+	if err := r.Room(1); err != nil {
+		return err
 	}
 	i := r.tail & r.sqMask
 	e := r.sqes[i*sqeSize : (i+1)*sqeSize]
@@ -184,6 +182,19 @@ func (r *Ring) Prep(op, flags uint8, fd int, buf []byte, opFlags uint32, user ui
 	binary.LittleEndian.PutUint64(e[32:], user)
 	r.tail++
 	r.unsubmitted++
+	return nil
+}
+
+// Room makes room for n entries in the submission queue, submitting what
+// is there if it must: a chain of linked entries must be prepared whole
+// (Room first), since one submitted without the rest is a chain that ends
+// early.
+func (r *Ring) Room(n uint32) error {
+	for r.tail-atomic.LoadUint32(r.sqHead)+n > r.entries {
+		if err := r.Enter(0); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
