@@ -29,6 +29,7 @@ package proxy
 // things it waits for, as a one-shot poll of the epoll descriptor.
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -148,6 +149,11 @@ func (s *Server) countLoops(g *evLoops) {
 // without io_uring or provided buffer rings, or a container that forbids
 // io_uring_setup: the loop then waits in epoll_wait).
 func newLoopRing() (*loopRing, error) {
+	// Before 6.0 a send with MSG_WAITALL may complete short, which breaks
+	// a link; provided buffer rings came in 5.19.
+	if major, minor := kernelVersion(); major < 6 {
+		return nil, fmt.Errorf("io_uring: kernel %d.%d, want 6.0 or later", major, minor)
+	}
 	r, err := uring.New(ringEntries, 0)
 	if err != nil {
 		return nil, err
@@ -158,6 +164,23 @@ func newLoopRing() (*loopRing, error) {
 		return nil, err
 	}
 	return &loopRing{r: r, bufs: bufs, cqes: make([]ringCQE, 0, 256)}, nil
+}
+
+// kernelVersion is the running kernel's major and minor version.
+func kernelVersion() (major, minor int) {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return 0, 0
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	fmt.Sscanf(string(b), "%d.%d", &major, &minor)
+	return major, minor
 }
 
 func (g *loopRing) close() {
@@ -211,6 +234,21 @@ func (g *loopRing) recycle(b []byte) {
 	if cap(b) == sendBufSize && len(g.spare) < 64 {
 		g.spare = append(g.spare, b[:0])
 	}
+}
+
+// keepable returns a send's bytes in a buffer fit to be held while the
+// receive linked after it waits, which for a session waiting for its
+// client is as long as the client is idle: the loop cannot tell when the
+// send completes (it posts nothing then), so its buffer is kept until the
+// receive does. A send that fills its buffer far from full moves to one
+// of its own size, and its send buffer goes back at once.
+func (g *loopRing) keepable(b []byte) []byte {
+	if cap(b)-len(b) < 1024 {
+		return b
+	}
+	small := append(make([]byte, 0, (len(b)+63)&^63), b...)
+	g.recycle(b)
+	return small
 }
 
 // sendBuf is an empty buffer for a write of n bytes.
@@ -303,7 +341,7 @@ func (l *evLoop) ringRecv(co *coro, c *sockConn) error {
 	// entries would leave the send linked to nothing.
 	err := g.r.Room(2)
 	if err == nil && rs.pend != nil {
-		rs.lsop = g.add(c, opLinkedSend, rs.pend)
+		rs.lsop = g.add(c, opLinkedSend, g.keepable(rs.pend))
 		rs.pend = nil
 		err = g.r.Prep(uring.OpSend, uring.Link|uring.SkipSuccess, fd, g.ops[uint32(rs.lsop)].buf, syscall.MSG_WAITALL|syscall.MSG_NOSIGNAL, rs.lsop)
 	}

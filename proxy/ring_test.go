@@ -280,3 +280,10 @@ func TestRingLetGo(t *testing.T) {
 		t.Fatalf("read off the loop %q, %v; want the stashed bytes", got[:n], err)
 	}
 }
+
+// The kernel's version reads from uname, as newLoopRing's gate needs it.
+func TestKernelVersion(t *testing.T) {
+	if major, minor := kernelVersion(); major < 3 || minor < 0 {
+		t.Fatalf("kernel %d.%d", major, minor)
+	}
+}
