@@ -5,6 +5,7 @@ package uring
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"syscall"
 	"testing"
 )
@@ -235,13 +236,11 @@ func TestProvidedBuffersRunOut(t *testing.T) {
 	}
 }
 
-// A receive linked after a send that waits (the peer does not read) has not
-// started: cancelling it by its user value finds nothing, and it starts
-// once the send is done. One that has started is cancelled. Cancelling the
-// waiting send ends the chain with the send's completion alone. The proxy's
-// deadlines rest on all three.
-func TestCancelLinkedReceive(t *testing.T) {
-	r := newRing(t, 16)
+// blockedChain fills one end of a socket pair until a write would wait,
+// then prepares on it a send of 4 KiB (user 1, its success skipped) linked
+// before a receive (user 2). It returns the other end.
+func blockedChain(t *testing.T, r *Ring) (peer int) {
+	t.Helper()
 	a, b := socketPair(t)
 	must(t, syscall.SetNonblock(a, true))
 	fill := make([]byte, 64<<10)
@@ -251,8 +250,22 @@ func TestCancelLinkedReceive(t *testing.T) {
 		}
 	}
 	out, in := bytes.Repeat([]byte("x"), 4096), make([]byte, 64)
+	// The kernel uses both after this returns: kept, on the heap, for the
+	// test's life.
+	t.Cleanup(func() { runtime.KeepAlive(out); runtime.KeepAlive(in) })
 	must(t, r.Prep(OpSend, Link|SkipSuccess, a, out, syscall.MSG_WAITALL, 1))
 	must(t, r.Prep(OpRecv, 0, a, in, 0, 2))
+	return b
+}
+
+// A receive linked after a send that waits (the peer does not read) has not
+// started: cancelling it by its user value finds nothing, and it starts
+// once the send is done. One that has started is cancelled. The proxy's
+// deadlines rest on both.
+func TestCancelLinkedReceive(t *testing.T) {
+	r := newRing(t, 16)
+	b := blockedChain(t, r)
+	fill := make([]byte, 64<<10)
 	must(t, r.PrepCancel(0, 2, 3))
 	if got := reap(t, r, 1); got[0] != (completion{3, -int32(syscall.ENOENT)}) {
 		t.Fatalf("completions %v; want the cancel's ENOENT alone", got)
@@ -310,17 +323,7 @@ func TestCancelLinkedReceive(t *testing.T) {
 // cancelled again, as the proxy does, it is found.
 func TestCancelWaitingLinkedSend(t *testing.T) {
 	r := newRing(t, 16)
-	a, _ := socketPair(t)
-	must(t, syscall.SetNonblock(a, true))
-	fill := make([]byte, 64<<10)
-	for {
-		if _, err := syscall.Write(a, fill); err != nil {
-			break
-		}
-	}
-	out, in := bytes.Repeat([]byte("x"), 4096), make([]byte, 64)
-	must(t, r.Prep(OpSend, Link|SkipSuccess, a, out, syscall.MSG_WAITALL, 1))
-	must(t, r.Prep(OpRecv, 0, a, in, 0, 2))
+	blockedChain(t, r)
 	var ends []completion
 	for i := 0; len(ends) == 0; i++ {
 		if i == 100 {
