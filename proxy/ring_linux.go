@@ -517,8 +517,8 @@ func (l *evLoop) ringAbort(c *sockConn, why error) {
 
 // ringRound is a round of the loop with a ring: the queued sends are
 // submitted with what the coroutines armed, the loop waits for a
-// completion (or until timeout, in milliseconds, -1 for none), and serves
-// what completed.
+// completion (until its next timer at most; not at all with a post
+// waiting), and serves what completed.
 func (l *evLoop) ringRound() {
 	g := l.rg
 	for _, c := range g.sendq {
