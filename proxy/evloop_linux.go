@@ -297,7 +297,6 @@ func (l *evLoop) resume(co *coro, res error) {
 // park waits on the loop until c is readable (read) or writable, its
 // deadline passes or it closes. The caller is c's owner, on the loop.
 func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
-	st := &c.ls
 	c.fdmu.RLock()
 	fd := c.fd
 	c.fdmu.RUnlock()
@@ -311,6 +310,20 @@ func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
 	if err := l.interest(c, fd, want); err != nil {
 		return err
 	}
+	if err := l.announce(co, c, read); err != nil {
+		l.unpark(c, read)
+		return err
+	}
+	return l.sleep(co, c, read)
+}
+
+// announce makes co the waiter on c for read (or write) before it yields,
+// then looks at c's deadline (its timer set) and whether c closed: a
+// deadline set or a close after this reaches the loop (rearm, closeSock).
+// It returns why co must not wait (the deadline passed, c closed), co
+// still the waiter.
+func (l *evLoop) announce(co *coro, c *sockConn, read bool) error {
+	st := &c.ls
 	dl, t := &c.rdl, &st.rt
 	if read {
 		st.rco = co
@@ -320,19 +333,20 @@ func (l *evLoop) park(co *coro, c *sockConn, read bool) error {
 		c.wwait.Store(true)
 		dl, t = &c.wdl, &st.wt
 	}
-	// Announced before looking: a deadline set or a close after this
-	// reaches the loop (rearm, closeSock).
 	if ns := dl.Load(); ns != 0 {
 		if l.now >= ns {
-			l.unpark(c, read)
 			return os.ErrDeadlineExceeded
 		}
 		l.timerAt(t, ns)
 	}
 	if c.closed.Load() {
-		l.unpark(c, read)
 		return net.ErrClosed
 	}
+	return nil
+}
+
+// sleep yields co, announced as c's waiter, until the loop resumes it.
+func (l *evLoop) sleep(co *coro, c *sockConn, read bool) error {
 	if !co.yield(struct{}{}) {
 		l.unpark(c, read)
 		return net.ErrClosed

@@ -315,20 +315,10 @@ func (c *sockConn) ringRead(l *evLoop, get func() []byte, p []byte) (n int, err 
 // receive starts once they are sent), and parks co until it completes. A
 // deadline or a close cancels it; co resumes with the completion.
 func (l *evLoop) ringRecv(co *coro, c *sockConn) error {
-	st, rs, g := &c.ls, &c.ls.ring, l.rg
-	st.rco = co
-	c.rwait.Store(true)
-	// Announced before looking, as park.
-	if ns := c.rdl.Load(); ns != 0 {
-		if l.now >= ns {
-			l.unpark(c, true)
-			return os.ErrDeadlineExceeded
-		}
-		l.timerAt(&st.rt, ns)
-	}
-	if c.closed.Load() {
+	rs, g := &c.ls.ring, l.rg
+	if err := l.announce(co, c, true); err != nil {
 		l.unpark(c, true)
-		return net.ErrClosed
+		return err
 	}
 	c.fdmu.RLock()
 	fd := c.fd
@@ -353,11 +343,7 @@ func (l *evLoop) ringRecv(co *coro, c *sockConn) error {
 		l.unpark(c, true)
 		return err
 	}
-	if !co.yield(struct{}{}) {
-		l.unpark(c, true)
-		return net.ErrClosed
-	}
-	return co.res
+	return l.sleep(co, c, true)
 }
 
 // ringWrite queues p to be sent on c: copied, so the caller may reuse p at
@@ -409,26 +395,14 @@ func (l *evLoop) ringSend(c *sockConn) error {
 	return g.r.Prep(uring.OpSend, 0, fd, g.ops[uint32(rs.sop)].buf, syscall.MSG_WAITALL|syscall.MSG_NOSIGNAL, rs.sop)
 }
 
-// ringAwaitSend parks co until c's send in flight completes.
+// ringAwaitSend parks co until c's send in flight completes. A deadline
+// that has passed, or a close, cancels the send; co still resumes only
+// with its completion.
 func (l *evLoop) ringAwaitSend(co *coro, c *sockConn) error {
-	st := &c.ls
-	st.wco = co
-	c.wwait.Store(true)
-	if ns := c.wdl.Load(); ns != 0 {
-		if l.now >= ns {
-			l.wake(c, false, os.ErrDeadlineExceeded) // cancels it; parked on, co resumes as it completes
-		} else {
-			l.timerAt(&st.wt, ns)
-		}
+	if err := l.announce(co, c, false); err != nil {
+		l.wake(c, false, err)
 	}
-	if c.closed.Load() && st.ring.wcancel == nil {
-		l.wake(c, false, net.ErrClosed)
-	}
-	if !co.yield(struct{}{}) {
-		l.unpark(c, false)
-		return net.ErrClosed
-	}
-	return co.res
+	return l.sleep(co, c, false)
 }
 
 // ringBusy reports whether an operation of c is in flight or queued.
