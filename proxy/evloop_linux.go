@@ -99,8 +99,9 @@ type evLoop struct {
 	// yielded is when the loop last went through the scheduler (yieldEvery).
 	yielded int64
 	// rg is the loop's io_uring (ring_linux.go), nil when it waits in
-	// epoll_wait.
-	rg *loopRing
+	// epoll_wait; ringErr says why, when one was asked for.
+	rg      *loopRing
+	ringErr error
 }
 
 // loopSockState is what a loop keeps of a socket registered with it.
@@ -151,7 +152,7 @@ func newEvLoop(ring bool) (*evLoop, error) {
 		return nil, os.NewSyscallError("epoll_ctl", err)
 	}
 	if ring {
-		l.rg, _ = newLoopRing() // nil: epoll_wait it is
+		l.rg, l.ringErr = newLoopRing() // nil: epoll_wait it is
 	}
 	go l.run()
 	return l, nil

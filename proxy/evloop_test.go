@@ -22,7 +22,7 @@ import (
 // default, io_uring where allowed.
 func bothLoopIO(t *testing.T, f func(t *testing.T)) {
 	t.Run("io_uring", func(t *testing.T) {
-		if _, err := newLoopRing(); err != nil {
+		if err := ringSupport(); err != nil {
 			t.Skipf("no io_uring here: %v", err)
 		}
 		f(t)

@@ -132,17 +132,26 @@ func (s *Server) countLoops(g *evLoops) {
 		return
 	}
 	n := 0
+	var why error
 	for _, l := range g.ls {
 		if l.rg != nil {
 			n++
+		} else if why == nil {
+			why = l.ringErr
 		}
 	}
 	s.loopStats.loops.WithLabelValues("io_uring").Set(float64(n))
 	s.loopStats.loops.WithLabelValues("epoll").Set(float64(len(g.ls) - n))
-	if n < len(g.ls) && s.cfg.LoopIO != "epoll" {
-		_, err := newLoopRing()
-		s.log.Info("event loops on epoll: io_uring is not available", zap.Error(err))
+	if why != nil {
+		s.log.Info("event loops on epoll: io_uring is not available", zap.Error(why))
 	}
+}
+
+// ringSupport says why a loop could not have a ring here, nil if it can.
+func ringSupport() error {
+	g, err := newLoopRing()
+	g.close()
+	return err
 }
 
 // newLoopRing sets up a loop's ring, or says why it cannot (a kernel

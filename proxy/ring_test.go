@@ -26,8 +26,7 @@ func onRing(t *testing.T, body func(co *coro, c *sockConn)) (net.Conn, <-chan st
 	g := &evLoops{ls: []*evLoop{l}}
 	t.Cleanup(g.stop)
 	if l.rg == nil {
-		_, err := newLoopRing()
-		t.Skipf("no io_uring here: %v", err)
+		t.Skipf("no io_uring here: %v", l.ringErr)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
