@@ -283,25 +283,19 @@ func (b *BufRing) publish() {
 // scheduler sees (its processor goes to other goroutines, and a collection
 // does not wait for it); a call that does not wait is raw.
 func (r *Ring) Enter(wait uint32) error {
-	atomic.StoreUint32(r.sqTail, r.tail)
 	call := syscall.RawSyscall6
 	if wait > 0 {
 		call = syscall.Syscall6
 	}
 	for {
-		n, _, errno := call(sysEnter, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(wait), enterGetEvents, 0, 0)
-		switch errno {
+		switch errno := r.enter(call, wait, enterGetEvents, 0, 0); errno {
 		case 0:
-			r.unsubmitted -= min(uint32(n), r.unsubmitted)
 			return nil
-		case syscall.EINTR:
-			// Interrupted while waiting: what it took is off the queue.
-			r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
+		case syscall.EINTR: // interrupted while waiting
 			if wait == 0 {
 				return nil
 			}
 		default:
-			r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
 			return os.NewSyscallError("io_uring_enter", errno)
 		}
 	}
@@ -313,28 +307,33 @@ func (r *Ring) EnterTimeout(wait uint32, ns int64) error {
 	if wait == 0 || ns < 0 {
 		return r.Enter(wait)
 	}
-	atomic.StoreUint32(r.sqTail, r.tail)
 	r.waitTS = [2]int64{ns / 1e9, ns % 1e9}
 	r.waitArg = [3]uint64{0, 0, uint64(uintptr(unsafe.Pointer(&r.waitTS)))}
-	n, _, errno := syscall.Syscall6(sysEnter, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(wait), enterGetEvents|enterExtArg,
-		uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg))
-	switch errno {
-	case 0:
-		r.unsubmitted -= min(uint32(n), r.unsubmitted)
-		return nil
-	case syscall.ETIME, syscall.EINTR:
-		r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
+	switch errno := r.enter(syscall.Syscall6, wait, enterGetEvents|enterExtArg, uintptr(unsafe.Pointer(&r.waitArg)), unsafe.Sizeof(r.waitArg)); errno {
+	case 0, syscall.ETIME, syscall.EINTR:
 		return nil
 	default:
-		r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
 		return os.NewSyscallError("io_uring_enter", errno)
 	}
+}
+
+// enter publishes what was prepared and makes one io_uring_enter with
+// call; what the kernel took is off the queue, whatever the outcome.
+func (r *Ring) enter(call func(trap, a1, a2, a3, a4, a5, a6 uintptr) (uintptr, uintptr, syscall.Errno), wait uint32, flags, arg, argSize uintptr) syscall.Errno {
+	atomic.StoreUint32(r.sqTail, r.tail)
+	n, _, errno := call(sysEnter, uintptr(r.fd), uintptr(r.unsubmitted), uintptr(wait), flags, arg, argSize)
+	if errno == 0 {
+		r.unsubmitted -= min(uint32(n), r.unsubmitted)
+	} else {
+		r.unsubmitted = r.tail - atomic.LoadUint32(r.sqHead)
+	}
+	return errno
 }
 
 // Unsubmitted reports whether entries were prepared since the last Enter.
 // Each names its descriptor by number until it is submitted, so a
 // descriptor must not be closed (and its number reused) in between.
-func (r *Ring) Unsubmitted() bool { return r.tail != atomic.LoadUint32(r.sqTail) || r.unsubmitted > 0 }
+func (r *Ring) Unsubmitted() bool { return r.unsubmitted > 0 }
 
 // PrepPoll prepares a one-shot poll of fd for events (POLLIN and the
 // like); its completion's result is the events seen.
