@@ -84,6 +84,7 @@ type loopRing struct {
 	free  []uint32 // slots of ops
 	sendq []*sockConn
 	spare [][]byte // send buffers of sendBufSize
+	kept  [len(keepClasses)][][]byte
 	cqes  []ringCQE
 	// polling: the poll of the epoll set is armed.
 	polling bool
@@ -238,10 +239,17 @@ func (g *loopRing) done(user uint64) {
 	g.free = append(g.free, uint32(user))
 }
 
-// recycle keeps a send buffer the kernel is done with for the next write.
+// recycle keeps a send buffer the kernel is done with for the next write
+// (or, one of a keepClasses size, for the next keepable).
 func (g *loopRing) recycle(b []byte) {
-	if cap(b) == sendBufSize && len(g.spare) < 64 {
-		g.spare = append(g.spare, b[:0])
+	if cap(b) == sendBufSize {
+		if len(g.spare) < 64 {
+			g.spare = append(g.spare, b[:0])
+		}
+		return
+	}
+	if k := keepClass(cap(b)); k >= 0 && keepClasses[k] == cap(b) && len(g.kept[k]) < keepSpares {
+		g.kept[k] = append(g.kept[k], b[:0])
 	}
 }
 
@@ -250,14 +258,41 @@ func (g *loopRing) recycle(b []byte) {
 // client is as long as the client is idle: the loop cannot tell when the
 // send completes (it posts nothing then), so its buffer is kept until the
 // receive does. A send that fills its buffer far from full moves to one
-// of its own size, and its send buffer goes back at once.
+// of the smallest size class that holds it (kept for reuse, so that a
+// session's every answer does not make one), and its send buffer goes back
+// at once.
 func (g *loopRing) keepable(b []byte) []byte {
 	if cap(b)-len(b) < 1024 {
 		return b
 	}
-	small := append(make([]byte, 0, (len(b)+63)&^63), b...)
+	var small []byte
+	if k := keepClass(len(b)); k < 0 {
+		small = make([]byte, 0, (len(b)+63)&^63)
+	} else if n := len(g.kept[k]); n > 0 {
+		small, g.kept[k] = g.kept[k][n-1], g.kept[k][:n-1]
+	} else {
+		small = make([]byte, 0, keepClasses[k])
+	}
+	small = append(small, b...)
 	g.recycle(b)
 	return small
+}
+
+// keepClasses are the sizes of kept send buffers, keepSpares of each
+// kept for reuse: an idle session holds at most twice its last answer's
+// size (at least 256 bytes), and a loop about half a MiB in spares.
+var keepClasses = [...]int{256, 512, 1 << 10, 2 << 10, 4 << 10}
+
+const keepSpares = 64
+
+// keepClass is the smallest class that holds n bytes, -1 for none.
+func keepClass(n int) int {
+	for k, size := range keepClasses {
+		if n <= size {
+			return k
+		}
+	}
+	return -1
 }
 
 // sendBuf is an empty buffer for a write of n bytes.

@@ -286,3 +286,42 @@ func TestKernelVersion(t *testing.T) {
 		t.Fatalf("kernel %d.%d", major, minor)
 	}
 }
+
+// TestRingKeepable checks the buffer a linked send is held in while its
+// receive waits: a small send's in the smallest size class that holds it,
+// reused once given back; a large one's of its own size; a full one's
+// unmoved.
+func TestRingKeepable(t *testing.T) {
+	g := &loopRing{}
+	fill := func(n int) []byte {
+		b := g.sendBuf(n)
+		for i := range n {
+			b = append(b, byte(i))
+		}
+		return b
+	}
+	for _, tc := range []struct{ n, wantCap int }{
+		{1, 256}, {256, 256}, {257, 512}, {1000, 1024}, {4096, 4096},
+		{4097, 4160}, {15000, 15040}, {sendBufSize - 1023, sendBufSize}, {sendBufSize, sendBufSize},
+	} {
+		b := fill(tc.n)
+		k := g.keepable(b)
+		if cap(k) != tc.wantCap || !bytes.Equal(k, fill(tc.n)) {
+			t.Errorf("keepable(%d bytes): cap %d, bytes kept %v; want cap %d and the bytes", tc.n, cap(k), bytes.Equal(k, fill(tc.n)), tc.wantCap)
+		}
+		g.recycle(k)
+	}
+	// Given back, a class's buffer is the next one of its class.
+	k := g.keepable(fill(300))
+	g.recycle(k)
+	if again := g.keepable(fill(500)); &again[0] != &k[0] {
+		t.Error("a kept buffer given back was not reused for the next send of its class")
+	}
+	// The spares stay bounded.
+	for range 2 * keepSpares {
+		g.recycle(make([]byte, 0, 256))
+	}
+	if n := len(g.kept[0]); n != keepSpares {
+		t.Errorf("%d spares of 256 bytes kept, want %d", n, keepSpares)
+	}
+}
