@@ -58,8 +58,9 @@ type clientStmt struct {
 	failed atomic.Bool
 }
 
-func newClientStmt(res *rewritten, oids []uint32, names *stmtNames) *clientStmt {
-	st := &clientStmt{info: res.stmtInfo, rw: res.rw}
+// newClientStmt makes st, which is new, the client statement of res.
+func newClientStmt(st *clientStmt, res *rewritten, oids []uint32, names *stmtNames) *clientStmt {
+	st.info, st.rw = res.stmtInfo, res.rw
 	st.name, st.oids, st.setsConfig = names.lookup(res.rewritten, oids)
 	if len(res.ops) == 1 {
 		st.op = res.ops[0]

@@ -451,7 +451,12 @@ func msgType(msg pgproto3.FrontendMessage) string {
 const refusedMarker = "pgwarden_refused_statement"
 
 func (c *clientConn) handleQuery(m *pgproto3.Query) error {
-	res, err := c.rewriteAs(m.String, false, nil, c.reusableHit())
+	var room *rewrittenInfo
+	var hit *rewrite.HitBuf
+	if hs := c.reusableHit(); hs != nil {
+		room, hit = &hs.info, &hs.buf
+	}
+	res, err := c.rewriteAs(m.String, false, nil, room, hit)
 	if err == nil {
 		err = c.checkPooled(res.result)
 	}
@@ -522,7 +527,8 @@ func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs, nil)
+	ps := new(parsedStmt)
+	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs, &ps.rewrittenInfo, nil)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
@@ -546,7 +552,7 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		delete(c.stmts, m.Name)
 		return c.refuseLocked(p)
 	}
-	st := newClientStmt(res, m.ParameterOIDs, &c.names)
+	st := newClientStmt(&ps.st, res, m.ParameterOIDs, &c.names)
 	c.stmts[m.Name] = st
 	if d := c.cachedDesc(st); d != nil {
 		// Prepared and described before on this warehouse: answered here,
@@ -597,14 +603,15 @@ func (c *clientConn) statement(name string, p *pending) (*clientStmt, *pgproto3.
 	if rw == st.rw {
 		return st, nil
 	}
-	res, err := c.rewriteAs(st.info.original, true, st.oids, nil)
+	ps := new(parsedStmt)
+	res, err := c.rewriteAs(st.info.original, true, st.oids, &ps.rewrittenInfo, nil)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
 	}
 	if err != nil {
 		return nil, c.refuse(st.info.original, err, p.start)
 	}
-	fresh := newClientStmt(res, st.oids, &c.names)
+	fresh := newClientStmt(&ps.st, res, st.oids, &c.names)
 	if fresh.name == st.name {
 		fresh.shape.Store(st.shape.Load())
 	} else if fresh.want = st.want; fresh.want == nil {
@@ -825,10 +832,10 @@ type hitScratch struct {
 }
 
 // rewriteAs rewrites sql; for a Parse, oids are the parameter types the
-// client declared there (possibly none). With hs (reusableHit), what it
-// returns may be in hs, and then lives only until the session's next
-// statement.
-func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, hs *hitScratch) (*rewritten, error) {
+// client declared there (possibly none). What it returns is made in room
+// (new when nil). With reusableHit's room and hit, the result may be in
+// hit, and all of it lives only until the session's next statement.
+func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, room *rewrittenInfo, hit *rewrite.HitBuf) (*rewritten, error) {
 	rw := c.wh.Rewriter()
 	if rw == nil {
 		return nil, errors.New("warehouse has no rewriter")
@@ -839,8 +846,8 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, hs *hitScr
 	ctx, done := c.rewriteContext(sql)
 	if prw, ok := rw.(ParamRewriter); ok && parse {
 		res, err = prw.RewriteParams(ctx, sql, c.identity, oids)
-	} else if hrw, ok := rw.(HitRewriter); ok && hs != nil && !parse {
-		res, err = hrw.RewriteInto(ctx, sql, c.identity, &hs.buf)
+	} else if hrw, ok := rw.(HitRewriter); ok && hit != nil && !parse {
+		res, err = hrw.RewriteInto(ctx, sql, c.identity, hit)
 	} else {
 		res, err = rw.Rewrite(ctx, sql, c.identity)
 	}
@@ -866,11 +873,8 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, hs *hitScr
 	}
 	// One allocation for both: a statement's stmtInfo lives as long as
 	// its rewritten, or longer (a prepared statement's) by a few words.
-	// With hs, none: they live as a result in hs.buf does.
-	var both *rewrittenInfo
-	if hs != nil {
-		both = &hs.info
-	} else {
+	both := room
+	if both == nil {
 		both = new(rewrittenInfo)
 	}
 	both.info = stmtInfo{fingerprint: res.Fingerprint, original: sql, rewritten: out, writes: res.Writes()}
@@ -890,6 +894,14 @@ func (c *clientConn) rewriteAs(sql string, parse bool, oids []uint32, hs *hitScr
 type rewrittenInfo struct {
 	rw   rewritten
 	info stmtInfo
+}
+
+// parsedStmt is a Parse's rewrite and the client statement made of it in
+// one allocation: the statement holds its stmtInfo, and with it all of
+// its rewrittenInfo, for as long as it lives anyway.
+type parsedStmt struct {
+	rewrittenInfo
+	st clientStmt
 }
 
 // refuse records a refused statement and returns the ErrorResponse the relay
