@@ -83,8 +83,7 @@ type loopRing struct {
 	ops   []ringOp
 	free  []uint32 // slots of ops
 	sendq []*sockConn
-	spare [][]byte // send buffers of sendBufSize
-	kept  [len(keepClasses)][][]byte
+	spare [len(bufClasses)][][]byte // send buffers kept for reuse, by class
 	cqes  []ringCQE
 	// polling: the poll of the epoll set is armed.
 	polling bool
@@ -239,18 +238,27 @@ func (g *loopRing) done(user uint64) {
 	g.free = append(g.free, uint32(user))
 }
 
-// recycle keeps a send buffer the kernel is done with for the next write
-// (or, one of a keepClasses size, for the next keepable).
+// recycle keeps a send buffer the kernel is done with for reuse, if it is
+// of one of bufClasses' sizes and fewer than spareBufs of it are kept.
 func (g *loopRing) recycle(b []byte) {
-	if cap(b) == sendBufSize {
-		if len(g.spare) < 64 {
-			g.spare = append(g.spare, b[:0])
+	for k, size := range bufClasses {
+		if cap(b) == size {
+			if len(g.spare[k]) < spareBufs {
+				g.spare[k] = append(g.spare[k], b[:0])
+			}
+			return
 		}
-		return
 	}
-	if k := keepClass(cap(b)); k >= 0 && keepClasses[k] == cap(b) && len(g.kept[k]) < keepSpares {
-		g.kept[k] = append(g.kept[k], b[:0])
+}
+
+// spareBuf is an empty buffer of class k: one kept, or a new one.
+func (g *loopRing) spareBuf(k int) []byte {
+	if n := len(g.spare[k]); n > 0 {
+		b := g.spare[k][n-1]
+		g.spare[k] = g.spare[k][:n-1]
+		return b
 	}
+	return make([]byte, 0, bufClasses[k])
 }
 
 // keepable returns a send's bytes in a buffer fit to be held while the
@@ -258,54 +266,46 @@ func (g *loopRing) recycle(b []byte) {
 // client is as long as the client is idle: the loop cannot tell when the
 // send completes (it posts nothing then), so its buffer is kept until the
 // receive does. A send that fills its buffer far from full moves to one
-// of the smallest size class that holds it (kept for reuse, so that a
-// session's every answer does not make one), and its send buffer goes back
-// at once.
+// of the smallest class that holds it (kept for reuse, so that a session's
+// every answer does not make one), or of its own size past them, and its
+// send buffer goes back at once.
 func (g *loopRing) keepable(b []byte) []byte {
 	if cap(b)-len(b) < 1024 {
 		return b
 	}
 	var small []byte
-	if k := keepClass(len(b)); k < 0 {
+	for k := range sendClass {
+		if len(b) <= bufClasses[k] {
+			small = g.spareBuf(k)
+			break
+		}
+	}
+	if small == nil {
 		small = make([]byte, 0, (len(b)+63)&^63)
-	} else if n := len(g.kept[k]); n > 0 {
-		small, g.kept[k] = g.kept[k][n-1], g.kept[k][:n-1]
-	} else {
-		small = make([]byte, 0, keepClasses[k])
 	}
 	small = append(small, b...)
 	g.recycle(b)
 	return small
 }
 
-// keepClasses are the sizes of kept send buffers, keepSpares of each
-// kept for reuse: an idle session holds at most twice its last answer's
-// size (at least 256 bytes), and a loop about half a MiB in spares.
-var keepClasses = [...]int{256, 512, 1 << 10, 2 << 10, 4 << 10}
+// bufClasses are the sizes of the send buffers a loop keeps for reuse,
+// spareBufs of each: a queued write's (sendBufSize, the last class) and
+// the smaller ones keepable moves a linked send to, with which an idle
+// session holds at most twice its last answer's size (at least 256
+// bytes). A loop keeps at most about 1.5 MiB of them.
+var bufClasses = [...]int{256, 512, 1 << 10, 2 << 10, 4 << 10, sendBufSize}
 
-const keepSpares = 64
-
-// keepClass is the smallest class that holds n bytes, -1 for none.
-func keepClass(n int) int {
-	for k, size := range keepClasses {
-		if n <= size {
-			return k
-		}
-	}
-	return -1
-}
+const (
+	sendClass = len(bufClasses) - 1
+	spareBufs = 64
+)
 
 // sendBuf is an empty buffer for a write of n bytes.
 func (g *loopRing) sendBuf(n int) []byte {
 	if n > sendBufSize {
 		return make([]byte, 0, min(n, sendBufMax))
 	}
-	if k := len(g.spare); k > 0 {
-		b := g.spare[k-1]
-		g.spare = g.spare[:k-1]
-		return b
-	}
-	return make([]byte, 0, sendBufSize)
+	return g.spareBuf(sendClass)
 }
 
 // ringOwner returns c's loop when its owner runs there now and the loop

@@ -318,10 +318,10 @@ func TestRingKeepable(t *testing.T) {
 		t.Error("a kept buffer given back was not reused for the next send of its class")
 	}
 	// The spares stay bounded.
-	for range 2 * keepSpares {
+	for range 2 * spareBufs {
 		g.recycle(make([]byte, 0, 256))
 	}
-	if n := len(g.kept[0]); n != keepSpares {
-		t.Errorf("%d spares of 256 bytes kept, want %d", n, keepSpares)
+	if n := len(g.spare[0]); n != spareBufs {
+		t.Errorf("%d spares of 256 bytes kept, want %d", n, spareBufs)
 	}
 }
