@@ -36,7 +36,8 @@ import (
 // clientStmt is a client's prepared statement (protocol level).
 type clientStmt struct {
 	info *stmtInfo
-	rw   Rewriter // the rewriter info.rewritten came from
+	rw   Rewriter        // the rewriter info.rewritten came from
+	res  *rewrite.Result // and its result (reparsedLocked)
 	oids []uint32
 	name string          // the proxy's name for it upstream
 	op   *setOp          // for a SET statement (transaction mode)
@@ -60,7 +61,7 @@ type clientStmt struct {
 
 // newClientStmt makes st, which is new, the client statement of res.
 func newClientStmt(st *clientStmt, res *rewritten, oids []uint32, names *stmtNames) *clientStmt {
-	st.info, st.rw = res.stmtInfo, res.rw
+	st.info, st.rw, st.res = res.stmtInfo, res.rw, res.result
 	st.name, st.oids, st.setsConfig = names.lookup(res.rewritten, oids)
 	if len(res.ops) == 1 {
 		st.op = res.ops[0]

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -198,6 +199,10 @@ type clientConn struct {
 	slab            *pendingSlab // the records the loop queues, in transaction mode (pendings.go)
 	stmts           map[string]*clientStmt
 	portals         map[string]portal
+	// spareStmt is where a Parse's rewrite goes: it becomes the new
+	// statement, or stays for the next Parse when this one repeated the
+	// unnamed statement.
+	spareStmt *parsedStmt
 }
 
 // portal is a client's bound portal: its statement and the result formats
@@ -527,7 +532,12 @@ func (c *clientConn) deallocatedStmt(res *rewritten) *clientStmt {
 }
 
 func (c *clientConn) handleParse(m *pgproto3.Parse) error {
-	ps := new(parsedStmt)
+	// The rewrite goes into a spare statement, which becomes the new one
+	// unless this Parse repeats the unnamed statement (reparsedLocked).
+	if c.spareStmt == nil {
+		c.spareStmt = new(parsedStmt)
+	}
+	ps := c.spareStmt
 	res, err := c.rewriteAs(m.Query, true, m.ParameterOIDs, &ps.rewrittenInfo, nil)
 	if err == nil && res.multi {
 		err = pgerr.New(pgerr.SyntaxError, "cannot insert multiple commands into a prepared statement")
@@ -552,7 +562,11 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 		delete(c.stmts, m.Name)
 		return c.refuseLocked(p)
 	}
-	st := newClientStmt(&ps.st, res, m.ParameterOIDs, &c.names)
+	st := c.reparsedLocked(m.Name, res, m.ParameterOIDs)
+	if st == nil {
+		st = newClientStmt(&ps.st, res, m.ParameterOIDs, &c.names)
+		c.spareStmt = nil
+	}
 	c.stmts[m.Name] = st
 	if d := c.cachedDesc(st); d != nil {
 		// Prepared and described before on this warehouse: answered here,
@@ -590,6 +604,32 @@ func (c *clientConn) handleParse(m *pgproto3.Parse) error {
 	// unnamed statement (which the proxy never binds) answers exactly as
 	// PostgreSQL would, 25P02 in a failed transaction included.
 	return c.pushSend(b, &pgproto3.Parse{Query: st.info.rewritten, ParameterOIDs: st.oids}, p)
+}
+
+// reparsedLocked returns the unnamed statement when this Parse (name, its
+// rewrite res, the parameter types it declared) repeats it: the same text
+// and types, rewritten by the same rewriter to the same cached result, so
+// that a driver without a statement cache, which parses before every
+// execution, does not cost a statement's allocation each time. It is
+// reset to what a new statement starts as. Only between transactions in
+// transaction mode: no record of an earlier transaction, which may point
+// at it, is looked at again then (pendings.go), and its portals read only
+// what the same rewrite makes equal. c.mu is held.
+func (c *clientConn) reparsedLocked(name string, res *rewritten, oids []uint32) *clientStmt {
+	st := c.stmts[name]
+	if name != "" || st == nil || c.pool == nil || c.cur != nil || st.failed.Load() {
+		return nil
+	}
+	if st.rw != res.rw || st.res != res.result || st.info.original != res.original ||
+		st.info.rewritten != res.rewritten || !slices.Equal(st.oids, oids) {
+		return nil
+	}
+	if len(res.ops) > 0 || len(res.encs) > 0 || len(res.saves) > 0 {
+		return nil // session settings: left to a new statement, as before
+	}
+	st.shape.Store(nil)
+	st.want, st.described = nil, false
+	return st
 }
 
 // statement returns a client statement ready to bind or describe: it is

@@ -100,6 +100,32 @@ func (fakeRewriter) Rewrite(_ context.Context, sql string, id *policy.Identity) 
 	return res, nil
 }
 
+// cachingRewriter is fakeRewriter answering a text it rewrote before for
+// the same tenant with the same result, as package rewrite's cache does:
+// only then may a Parse that repeats the unnamed statement keep it
+// (reparsedLocked).
+type cachingRewriter struct {
+	mu   sync.Mutex
+	seen map[string]*rewrite.Result
+}
+
+func (r *cachingRewriter) Rewrite(ctx context.Context, sql string, id *policy.Identity) (*rewrite.Result, error) {
+	key := id.Tenant + "\x00" + sql
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if res := r.seen[key]; res != nil {
+		return res, nil
+	}
+	res, err := fakeRewriter{}.Rewrite(ctx, sql, id)
+	if err == nil {
+		if r.seen == nil {
+			r.seen = map[string]*rewrite.Result{}
+		}
+		r.seen[key] = res
+	}
+	return res, err
+}
+
 // fakeAuth maps fixed passwords to sessions or errors, and lets tests revoke.
 type fakeAuth struct {
 	mu       sync.Mutex
