@@ -307,7 +307,7 @@ func (c *clientConn) messages() {
 			return
 		}
 		if c.in.reads != readsSeen || c.clockStale {
-			c.msgAt = time.Now()
+			c.msgAt = c.now()
 			c.lastActive.Store(c.msgAt.UnixNano())
 			readsSeen, c.clockStale = c.in.reads, false
 		}

@@ -92,8 +92,10 @@ type evLoop struct {
 	// now is the clock as the loop last woke (Unix nanoseconds): one
 	// reading per round serves its timers, its next wait's timeout and the
 	// deadlines its coroutines park with, late by that round's work at
-	// most, so a deadline fires that much later at worst.
+	// most, so a deadline fires that much later at worst. clock is the
+	// same reading, for its coroutines' accounting (clientConn.now).
 	now    int64
+	clock  time.Time
 	timers timerHeap
 	events []syscall.EpollEvent
 	// yielded is when the loop last went through the scheduler (yieldEvery).
@@ -144,7 +146,8 @@ func newEvLoop(ring bool) (*evLoop, error) {
 		syscall.Close(ep)
 		return nil, os.NewSyscallError("eventfd", errno)
 	}
-	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128), now: time.Now().UnixNano()}
+	l := &evLoop{ep: ep, efd: int(r), done: make(chan struct{}), socks: map[int32]*sockConn{}, events: make([]syscall.EpollEvent, 128)}
+	l.tick()
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN, Fd: int32(l.efd)}
 	if err := syscall.EpollCtl(ep, syscall.EPOLL_CTL_ADD, l.efd, &ev); err != nil {
 		syscall.Close(ep)
@@ -628,7 +631,7 @@ func (l *evLoop) epollRound(block bool) {
 	var evs []syscall.EpollEvent
 	if block {
 		evs = l.wait()
-		l.now = nowNano()
+		l.tick()
 	} else {
 		n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, uintptr(l.ep), uintptr(unsafe.Pointer(&l.events[0])), uintptr(len(l.events)), 0, 0, 0)
 		if errno != 0 {
@@ -646,7 +649,11 @@ func (l *evLoop) epollRound(block bool) {
 	}
 }
 
-func nowNano() int64 { return time.Now().UnixNano() }
+// tick reads the clock as the loop wakes.
+func (l *evLoop) tick() {
+	l.clock = time.Now()
+	l.now = l.clock.UnixNano()
+}
 
 // dispatch serves one event of the socket registered as fd.
 func (l *evLoop) dispatch(fd int32, events uint32) {

@@ -49,6 +49,17 @@ func (c *clientConn) runOn(co *coro) {
 	c.messages()
 }
 
+// now is the time for the session's accounting (a message's arrival, a
+// statement's end): on its loop, the loop's reading as it woke for what
+// the session handles now, which arrived by then (one reading a round
+// for every session it serves, where each would read the clock again).
+func (c *clientConn) now() time.Time {
+	if co := c.loopCo; co != nil && co.onLoop() {
+		return co.l.clock
+	}
+	return time.Now()
+}
+
 // awaitClient waits, when the session is on its loop with nothing from its
 // client buffered, until the client's socket is readable. The wait is what
 // the read would do, only higher in the coroutine's stack. Parked in the

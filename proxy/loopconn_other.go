@@ -2,7 +2,11 @@
 
 package proxy
 
-import "github.com/pgwarden/pgwarden/proxy/pool"
+import (
+	"time"
+
+	"github.com/pgwarden/pgwarden/proxy/pool"
+)
 
 // Off Linux every session runs on its goroutine: there is no event loop
 // (see evloop_linux.go), and these do nothing.
@@ -24,6 +28,7 @@ func (c *clientConn) leaveLoop(string)          {}
 func (c *clientConn) leaveLoopFor(string)       {}
 func (c *clientConn) rejoinLoop()               {}
 func (c *clientConn) awaitClient() error        { return nil }
+func (c *clientConn) now() time.Time            { return time.Now() }
 func (c *clientConn) takeBackend(*pool.Backend) {}
 func letGo(*pool.Backend)                       {}
 

@@ -826,9 +826,9 @@ func sanitize(m *pgproto3.ErrorResponse) *pgproto3.ErrorResponse {
 
 // statementDone accounts for a statement that ended now (c.q.endedAt).
 func (c *clientConn) statementDone(p *pending, outcome, code string, rows int64) {
-	now := time.Now()
+	now := c.now()
 	c.q.endedAt = now.UnixNano()
-	d := now.Sub(p.start)
+	d := max(now.Sub(p.start), 0) // a loop's reading may precede a start read off it
 	c.srv.metrics.statement(outcome, string(c.session.Kind))
 	c.srv.metrics.duration.Observe(d.Seconds())
 	c.srv.stats.StatementAt(now, c.session.Tenant, statsOutcome(outcome), code, d)

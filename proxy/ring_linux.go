@@ -575,7 +575,7 @@ func (l *evLoop) ringRound() {
 	g.r.Completions(func(user uint64, res int32, flags uint32) {
 		g.cqes = append(g.cqes, ringCQE{user, res, flags})
 	})
-	l.now = nowNano()
+	l.tick()
 	for _, e := range g.cqes {
 		l.ringComplete(e)
 	}
