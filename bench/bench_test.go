@@ -281,6 +281,34 @@ func TestPivotRowsCPU(t *testing.T) {
 	checkPivot(t, res, wantH, wantR)
 }
 
+// TestPivotRowsFixedPlacement checks the last column: pgwarden's proxy
+// CPU against PgBouncer's in the same round of the pinned runs, beside
+// the unpinned ratio.
+func TestPivotRowsFixedPlacement(t *testing.T) {
+	w := &workload{Name: "select", Tenants: []string{"t1"}, Clients: []int{1}, Protocols: []string{"extended"}}
+	k := func(target string) caseKey { return caseKey{"select", "extended", 1, target} }
+	res := &e2eResults{Workloads: []*workload{w}, Targets: []string{"pgbouncer", "pgwarden"}, Samples: map[caseKey][]sample{
+		k("pgbouncer"): {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 30}}},
+		k("pgwarden"):  {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 39}}},
+	}}
+	pinned := &e2eResults{Workloads: []*workload{w}, Targets: []string{"pgbouncer", "pgwarden"}, Samples: map[caseKey][]sample{
+		k("pgbouncer"): {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 30}}, {Round: 2, TPS: 100, CPU: cpuUse{ProxyUs: 40}}},
+		k("pgwarden"):  {{Round: 1, TPS: 100, CPU: cpuUse{ProxyUs: 33}}, {Round: 2, TPS: 100, CPU: cpuUse{ProxyUs: 40}}},
+	}}
+	header, rows := pivotRows(res, pinned)
+	wantH := []string{"workload", "protocol", ">clients", ">pgbouncer", ">pgwarden", ">pgwarden ÷ pgbouncer",
+		">proxy CPU/tx pgwarden ÷ pgbouncer", ">proxy + PostgreSQL CPU/tx pgwarden ÷ pgbouncer",
+		">proxy CPU/tx pgwarden ÷ pgbouncer, fixed placement"}
+	// pinned: 1.1, 1.0 → 1.05.
+	wantR := [][]string{{"select", "extended", "1", "100", "100", "1.00×", "1.30×", "–", "1.05×"}}
+	if diff := cmp.Diff(wantH, header); diff != "" {
+		t.Errorf("header (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(wantR, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+}
+
 func TestFmtRatio(t *testing.T) {
 	for v, want := range map[float64]string{1.234: "1.23×", 0.1: "0.10×", 0.0034: "0.0034×", 0.042: "0.042×", math.NaN(): "–"} {
 		if got := fmtRatio(v); got != want {
@@ -298,6 +326,9 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		E2E: &e2eResults{Workloads: []*workload{w}, Targets: []string{"direct", "pgwarden"}, Samples: map[caseKey][]sample{
 			{"select", "simple", 8, "direct"}:   {{Round: 1, TPS: 1000, Lat: latencyStats{N: 3000, MeanMs: 1, P50Ms: 0.9, P99Ms: 4}, Mode: "none"}},
 			{"select", "simple", 8, "pgwarden"}: {{Round: 1, Err: "boom", Mode: "1 upstream per client"}},
+		}},
+		Pinned: &e2eResults{Workloads: []*workload{w}, Targets: []string{"pgwarden"}, Samples: map[caseKey][]sample{
+			{"select", "simple", 8, "pgwarden"}: {{Round: 1, TPS: 777, CPU: cpuUse{ProxyUs: 31.5, IPIsPerTx: 2}, Mode: "transaction, pool 16"}},
 		}},
 		Tickets: []ticketRound{{Pairs: 10, PairsPerS: 5}}, TicketW: 4,
 		Scale:   []scalePoint{{Target: "pgwarden", Conns: 100, Opened: 100, PerConnKB: 55}},
@@ -326,7 +357,8 @@ func TestReportJSONRoundTrip(t *testing.T) {
 		t.Errorf("markdown after a JSON round trip (-want +got):\n%s", diff)
 	}
 	for _, want := range []string{"| select   | simple   |", "error: boom", "2.00×", "55.0", "## Transaction pooling: 2000 clients over a pool of 20", "61.5 |", "2900 |",
-		"## Tenant fairness (issue #15)", "400.00× |", "1.70× |", "above target", "within target"} {
+		"## Tenant fairness (issue #15)", "400.00× |", "1.70× |", "above target", "within target",
+		"### select with a fixed placement", "777 |", "31.5 |"} {
 		if !strings.Contains(after.String(), want) {
 			t.Errorf("report lacks %q", want)
 		}
@@ -587,7 +619,7 @@ func TestNullSyscallNs(t *testing.T) {
 // checkPivot compares pivotRows' header and rows with the wanted ones.
 func checkPivot(t *testing.T, res *e2eResults, wantH []string, wantR [][]string) {
 	t.Helper()
-	header, rows := pivotRows(res)
+	header, rows := pivotRows(res, nil)
 	if diff := cmp.Diff(wantH, header); diff != "" {
 		t.Errorf("header (-want +got):\n%s", diff)
 	}

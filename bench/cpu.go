@@ -86,20 +86,31 @@ func treeCPU(pid int) time.Duration {
 		return 0
 	}
 	total := root.CPU + root.ChildCPU
+	for _, p := range children(pid) {
+		if st, ok := readProcStat(p); ok {
+			total += st.CPU
+		}
+	}
+	return total
+}
+
+// children lists the live processes whose parent is pid.
+func children(pid int) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return total
+		return nil
 	}
+	var out []int
 	for _, e := range ents {
 		p, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
 		if st, ok := readProcStat(p); ok && st.PPID == pid {
-			total += st.CPU
+			out = append(out, p)
 		}
 	}
-	return total
+	return out
 }
 
 // cpuUse is the CPU per transaction of each process of one run, in

@@ -116,6 +116,11 @@ type e2eOptions struct {
 	// Postmaster is PostgreSQL's postmaster process (0: PostgreSQL's CPU is
 	// not measured).
 	Postmaster int
+	// Placement, when set, runs pgbench and the proxy of each case on its
+	// front CPU (PostgreSQL is on its back one: runPinned); Label names
+	// such a pass in the log.
+	Placement *placement
+	Label     string
 }
 
 // runE2E runs every workload × protocol × clients case against every target,
@@ -152,10 +157,10 @@ func runE2E(ctx context.Context, o e2eOptions, targets []*target, workloads []*w
 						k := caseKey{w.Name, proto, clients * len(w.Tenants), t.Name}
 						res.Samples[k] = append(res.Samples[k], s)
 						if s.Err != "" {
-							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s error: %s\n", round, w.Name, proto, k.Clients, t.Name, s.Err)
+							fmt.Fprintf(o.Log, "%sround %d %-9s %-8s c=%-3d %-9s error: %s\n", o.Label, round, w.Name, proto, k.Clients, t.Name, s.Err)
 						} else {
-							fmt.Fprintf(o.Log, "round %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f (kernel %5.1f) pg %5.1f pgbench %5.1f  IPIs/tx %4.2f\n",
-								round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.ProxySysUs, s.CPU.PgUs, s.CPU.PgbenchUs, s.CPU.IPIsPerTx)
+							fmt.Fprintf(o.Log, "%sround %d %-9s %-8s c=%-3d %-9s %9.0f tps  mean %6.2f ms  p99 %7.2f ms  CPU/tx µs: proxy %5.1f (kernel %5.1f) pg %5.1f pgbench %5.1f  IPIs/tx %4.2f\n",
+								o.Label, round, w.Name, proto, k.Clients, t.Name, s.TPS, s.Lat.MeanMs, s.Lat.P99Ms, s.CPU.ProxyUs, s.CPU.ProxySysUs, s.CPU.PgUs, s.CPU.PgbenchUs, s.CPU.IPIsPerTx)
 						}
 					}
 				}
@@ -188,6 +193,14 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	}
 	// Every tenant's process of one case goes through the same proxy.
 	proxy := eps[0].Pid
+	var pgbenchCPUs *cpuSet
+	if pl := o.Placement; pl != nil {
+		if err := setProcessAffinity(proxy, &pl.front); err != nil {
+			return sample{Mode: mode, Err: "placing the proxy: " + err.Error()}
+		}
+		defer setProcessAffinity(proxy, &pl.all)
+		pgbenchCPUs = &pl.front
+	}
 	proxy0, proxySys0 := processCPU(proxy)
 	pg0 := treeCPU(o.Postmaster)
 	ipi0, ipiOK := wakeIPIs()
@@ -197,7 +210,7 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		go func() {
 			defer wg.Done()
 			r, err := runPgbench(ctx, pgbenchRun{Bin: o.Pgbench, Endpoint: ep, Script: script, Protocol: proto,
-				Clients: clients, Duration: d, LogDir: o.Work})
+				Clients: clients, Duration: d, LogDir: o.Work, CPUs: pgbenchCPUs})
 			outs[i] = out{r, err}
 		}()
 	}

@@ -99,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, string, error) {
 	protocols := fs.String("protocols", "simple,extended,prepared", "pgbench -M protocols for the select workload")
 	dash := fs.String("dashboard-protocols", "simple,prepared", "pgbench -M protocols for the dashboard workload")
 	targets := fs.String("targets", "direct,pgbouncer,rls,relay-coro,pgwarden", "targets, in the order each round runs them; relay-go, relay-epoll, relay-coro and relay-uring are bench/floorrelay, a byte relay doing nothing else: the floor of a Go proxy's CPU in each I/O model (relay-coro, pgwarden's, by default; the others on request)")
-	parts := fs.String("parts", "select,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run")
+	parts := fs.String("parts", "select,pinned,shared,dashboard,tickets,scale,pool,fairness,bigstmt,gobench", "which benchmarks to run (pinned: the select workload on the proxies with pgbench and the proxy on one CPU, PostgreSQL on another)")
 	shared := fs.String("shared-protocols", "simple,prepared", "pgbench -M protocols for the shared-table workload (8 clients)")
 	fs.IntVar(&o.Scale, "scale", 5, "pgbench -i scale factor (100,000 accounts each)")
 	fs.StringVar(&o.Pgwarden, "pgwarden", "bin/pgwarden", "pgwarden binary (relative to the module root)")
@@ -299,7 +299,7 @@ func run(args []string, stdout, log io.Writer) error {
 		defer os.RemoveAll(work)
 	}
 
-	e2e := o.Parts["select"] || o.Parts["shared"] || o.Parts["dashboard"]
+	e2e := o.Parts["select"] || o.Parts["pinned"] || o.Parts["shared"] || o.Parts["dashboard"]
 	needCluster := e2e || o.Parts["tickets"] || o.Parts["scale"] || o.Parts["pool"] || o.Parts["fairness"] || o.Parts["bigstmt"]
 	var (
 		c          *cluster
@@ -556,10 +556,11 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 		return err
 	}
 	var workloads []*workload
+	sel := &workload{Name: "select", Tenants: []string{benchTenant}, Clients: o.Clients, Protocols: o.Protocols,
+		DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
+		Script: func(*target, string) (string, error) { return selectScript, nil }}
 	if o.Parts["select"] {
-		workloads = append(workloads, &workload{Name: "select", Tenants: []string{benchTenant}, Clients: o.Clients, Protocols: o.Protocols,
-			DB: dbBench, Warehouse: whBench, QueriesPerTx: 1,
-			Script: func(*target, string) (string, error) { return selectScript, nil }})
+		workloads = append(workloads, sel)
 	}
 	if o.Parts["shared"] && len(o.SharedProtocols) > 0 {
 		sharedScript, err := c.sharedScript()
@@ -603,8 +604,16 @@ func runEndToEnd(ctx context.Context, o *options, rep *report, c *cluster, work,
 	if err != nil {
 		rep.Notes = append(rep.Notes, "PostgreSQL's CPU per transaction not measured: "+err.Error())
 	}
-	rep.E2E = runE2E(ctx, e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log,
-		NoWarmup: o.NoWarmup, Postmaster: postmaster}, targets, workloads)
+	eo := e2eOptions{Pgbench: c.pgbench, Duration: o.Duration, Rounds: o.Rounds, Work: work, Log: log,
+		NoWarmup: o.NoWarmup, Postmaster: postmaster}
+	if len(workloads) > 0 {
+		rep.E2E = runE2E(ctx, eo, targets, workloads)
+	}
+	if o.Parts["pinned"] && ctx.Err() == nil {
+		if rep.Pinned, err = runPinned(ctx, eo, targets, sel); err != nil {
+			rep.Notes = append(rep.Notes, "pinned: "+oneLine(err.Error(), 300))
+		}
+	}
 	return nil
 }
 

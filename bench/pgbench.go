@@ -34,6 +34,8 @@ type pgbenchRun struct {
 	Clients  int
 	Duration time.Duration
 	LogDir   string // scratch directory for the per-transaction logs
+	// CPUs is where pgbench runs (nil: wherever the kernel puts it).
+	CPUs *cpuSet
 }
 
 // pgbenchResult is what one invocation measured.
@@ -92,7 +94,12 @@ func runPgbenchOnce(ctx context.Context, r pgbenchRun, secs int) (pgbenchResult,
 	cmd.Env = append(cmd.Env, r.Endpoint.Env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	runErr := cmd.Run()
+	var runErr error
+	if r.CPUs == nil {
+		runErr = cmd.Run()
+	} else if runErr = startOn(cmd, r.CPUs); runErr == nil {
+		runErr = cmd.Wait()
+	}
 	var cpu time.Duration
 	if ps := cmd.ProcessState; ps != nil {
 		cpu = ps.UserTime() + ps.SystemTime()

@@ -17,6 +17,7 @@ type report struct {
 	Notes     []string // what was skipped and why
 	Targets   []targetInfo
 	E2E       *e2eResults
+	Pinned    *e2eResults // the select workload with a fixed placement (pinned.go)
 	Tickets   []ticketRound
 	TicketW   int
 	Scale     []scalePoint
@@ -194,7 +195,7 @@ func (r *report) writeMarkdown(w io.Writer) {
 		if r.ChartFile != "" {
 			fmt.Fprintf(w, "![throughput per target and protocol](%s)\n\n", r.ChartFile)
 		}
-		if header, rows := pivotRows(r.E2E); len(rows) > 0 {
+		if header, rows := pivotRows(r.E2E, r.Pinned); len(rows) > 0 {
 			fmt.Fprintf(w, "Throughput at a glance (median TPS; ratios are medians of same-round ratios):\n\n")
 			mdTable(w, header, rows)
 			fmt.Fprintln(w)
@@ -242,10 +243,17 @@ func (r *report) writeMarkdown(w io.Writer) {
 			}
 			mdTable(w, e2eHeader, e2eRows(r.E2E, wl))
 			fmt.Fprintln(w)
+			if wl.Name == "select" && r.Pinned != nil {
+				writePinned(w, r.Pinned)
+			}
 			if wl.Name == "select" && len(r.Plans) > 0 {
 				writePlans(w, r.Plans)
 			}
 		}
+	}
+	if r.Pinned != nil && (r.E2E == nil || !hasWorkload(r.E2E, "select")) {
+		fmt.Fprintf(w, "## End to end with pgbench\n\n")
+		writePinned(w, r.Pinned)
 	}
 	if len(r.Tickets) > 0 {
 		fmt.Fprintf(w, "## Ticket service\n\n")
@@ -405,9 +413,20 @@ func writePlans(w io.Writer, plans []targetPlan) {
 	}
 }
 
+func hasWorkload(res *e2eResults, name string) bool {
+	for _, w := range res.Workloads {
+		if w.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // pivotRows is the summary table: one row per workload, protocol and client
-// count, one TPS column per target, then the ratios that matter most.
-func pivotRows(res *e2eResults) ([]string, [][]string) {
+// count, one TPS column per target, then the ratios that matter most, with
+// pgwarden's proxy CPU against PgBouncer's also from pinned (the fixed
+// placement's runs) when it has both.
+func pivotRows(res, pinned *e2eResults) ([]string, [][]string) {
 	header := []string{"workload", "protocol", ">clients"}
 	for _, t := range res.Targets {
 		header = append(header, ">"+t)
@@ -435,6 +454,10 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 	if stack {
 		header = append(header, ">proxy + PostgreSQL CPU/tx pgwarden ÷ pgbouncer")
 	}
+	fixed := pinned != nil && wants(pinned.Targets, "pgwarden") && wants(pinned.Targets, "pgbouncer")
+	if fixed {
+		header = append(header, ">proxy CPU/tx pgwarden ÷ pgbouncer, fixed placement")
+	}
 	var rows [][]string
 	for _, w := range res.Workloads {
 		for _, proto := range w.Protocols {
@@ -452,6 +475,9 @@ func pivotRows(res *e2eResults) ([]string, [][]string) {
 				}
 				if stack {
 					row = append(row, fmtRatio(res.pairedCPURatio(caseKey{w.Name, proto, total, "pgwarden"}, "pgbouncer", stackCPU)))
+				}
+				if fixed {
+					row = append(row, fmtRatio(pinned.pairedCPURatio(caseKey{w.Name, proto, total, "pgwarden"}, "pgbouncer", proxyCPU)))
 				}
 				rows = append(rows, row)
 			}
