@@ -116,9 +116,9 @@ type e2eOptions struct {
 	// Postmaster is PostgreSQL's postmaster process (0: PostgreSQL's CPU is
 	// not measured).
 	Postmaster int
-	// Placement, when set, runs pgbench and the proxy of each case on its
-	// front CPU (PostgreSQL is on its back one: runPinned); Label names
-	// such a pass in the log.
+	// Placement, when set, runs pgbench on its front CPU, where runPinned
+	// put the proxies (and PostgreSQL on its back one); Label names such a
+	// pass in the log.
 	Placement *placement
 	Label     string
 }
@@ -194,12 +194,8 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	// Every tenant's process of one case goes through the same proxy.
 	proxy := eps[0].Pid
 	var pgbenchCPUs *cpuSet
-	if pl := o.Placement; pl != nil {
-		if err := setProcessAffinity(proxy, &pl.front); err != nil {
-			return sample{Mode: mode, Err: "placing the proxy: " + err.Error()}
-		}
-		defer setProcessAffinity(proxy, &pl.all)
-		pgbenchCPUs = &pl.front
+	if o.Placement != nil {
+		pgbenchCPUs = &o.Placement.front
 	}
 	proxy0, proxySys0 := processCPU(proxy)
 	pg0 := treeCPU(o.Postmaster)

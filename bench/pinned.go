@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -42,9 +43,10 @@ func newPlacement() (*placement, error) {
 
 // runPinned runs w on every target that is a proxy (a process of its own
 // whose CPU the bench reads: not direct, not rls), with PostgreSQL on the
-// placement's back CPU for the whole pass and pgbench and each case's
-// proxy on its front CPU for that case.
-func runPinned(ctx context.Context, o e2eOptions, targets []*target, w *workload) (*e2eResults, error) {
+// placement's back CPU and the proxies on its front one for the whole pass
+// (a Go proxy's runtime follows its CPU set: moved at every case, it would
+// resize its scheduler each time), and pgbench on the front CPU too.
+func runPinned(ctx context.Context, o e2eOptions, targets []*target, w *workload) (res *e2eResults, err error) {
 	if o.Postmaster <= 0 {
 		return nil, errors.New("PostgreSQL's postmaster is not known")
 	}
@@ -53,19 +55,38 @@ func runPinned(ctx context.Context, o e2eOptions, targets []*target, w *workload
 		return nil, err
 	}
 	var proxies []*target
+	var pids []int
 	for _, t := range targets {
-		if ep, _ := t.Endpoint(w, w.Protocols[0], w.Tenants[0]); ep.Pid > 0 {
-			proxies = append(proxies, t)
+		var tp []int
+		for _, proto := range w.Protocols {
+			if ep, _ := t.Endpoint(w, proto, w.Tenants[0]); ep.Pid > 0 && !slices.Contains(tp, ep.Pid) {
+				tp = append(tp, ep.Pid)
+			}
+		}
+		if len(tp) > 0 {
+			proxies, pids = append(proxies, t), append(pids, tp...)
 		}
 	}
 	if len(proxies) == 0 {
 		return nil, errors.New("no proxy among the targets")
 	}
+	defer func() {
+		errs := []error{err, setTreeAffinity(o.Postmaster, &pl.all)}
+		for _, pid := range pids {
+			errs = append(errs, setProcessAffinity(pid, &pl.all))
+		}
+		if err = errors.Join(errs...); err != nil {
+			err = fmt.Errorf("placing back: %w", err)
+		}
+	}()
 	if err := setTreeAffinity(o.Postmaster, &pl.back); err != nil {
-		setTreeAffinity(o.Postmaster, &pl.all)
 		return nil, fmt.Errorf("placing PostgreSQL: %w", err)
 	}
-	defer setTreeAffinity(o.Postmaster, &pl.all)
+	for _, pid := range pids {
+		if err := setProcessAffinity(pid, &pl.front); err != nil {
+			return nil, fmt.Errorf("placing proxy %d: %w", pid, err)
+		}
+	}
 	o.Placement, o.Label = pl, "pinned "
 	fmt.Fprintf(o.Log, "pinned: pgbench and the proxy on CPU %d, PostgreSQL on CPU %d; %s …\n",
 		pl.front.cpus()[0], pl.back.cpus()[0], targetNames(proxies))
