@@ -116,11 +116,10 @@ type e2eOptions struct {
 	// Postmaster is PostgreSQL's postmaster process (0: PostgreSQL's CPU is
 	// not measured).
 	Postmaster int
-	// Placement, when set, runs pgbench on its front CPU, where runPinned
-	// put the proxies (and PostgreSQL on its back one); Label names such a
-	// pass in the log.
-	Placement *placement
-	Label     string
+	// PgbenchCPUs is where pgbench runs (nil: wherever the kernel puts
+	// it; runPinned sets it); Label names such a pass in the log.
+	PgbenchCPUs *cpuSet
+	Label       string
 }
 
 // runE2E runs every workload × protocol × clients case against every target,
@@ -193,10 +192,6 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 	}
 	// Every tenant's process of one case goes through the same proxy.
 	proxy := eps[0].Pid
-	var pgbenchCPUs *cpuSet
-	if o.Placement != nil {
-		pgbenchCPUs = &o.Placement.front
-	}
 	proxy0, proxySys0 := processCPU(proxy)
 	pg0 := treeCPU(o.Postmaster)
 	ipi0, ipiOK := wakeIPIs()
@@ -206,7 +201,7 @@ func runCase(ctx context.Context, o e2eOptions, t *target, w *workload, proto st
 		go func() {
 			defer wg.Done()
 			r, err := runPgbench(ctx, pgbenchRun{Bin: o.Pgbench, Endpoint: ep, Script: script, Protocol: proto,
-				Clients: clients, Duration: d, LogDir: o.Work, CPUs: pgbenchCPUs})
+				Clients: clients, Duration: d, LogDir: o.Work, CPUs: o.PgbenchCPUs})
 			outs[i] = out{r, err}
 		}()
 	}

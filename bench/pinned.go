@@ -87,7 +87,7 @@ func runPinned(ctx context.Context, o e2eOptions, targets []*target, w *workload
 			return nil, fmt.Errorf("placing proxy %d: %w", pid, err)
 		}
 	}
-	o.Placement, o.Label = pl, "pinned "
+	o.PgbenchCPUs, o.Label = &pl.front, "pinned "
 	fmt.Fprintf(o.Log, "pinned: pgbench and the proxy on CPU %d, PostgreSQL on CPU %d; %s …\n",
 		pl.front.cpus()[0], pl.back.cpus()[0], targetNames(proxies))
 	return runE2E(ctx, o, proxies, []*workload{w}), nil
